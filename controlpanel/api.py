@@ -1,0 +1,125 @@
+"""The public API root: ``/api/v1/``.
+
+Each app adds its router in its ``AppConfig.ready()`` (see ``register_router``),
+so this module never imports the apps below it. Every request authenticates with
+``Authorization: Bearer <key>``; the key decides the project, never the body.
+Errors are JSON ``{"code", "message", "field"?}``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from django.http import Http404, HttpRequest
+from ninja import NinjaAPI, Router, Schema
+from ninja.errors import AuthenticationError, HttpError
+from ninja.errors import ValidationError as NinjaValidationError
+from ninja.security import HttpBearer
+
+from .models import ApiKey, Project
+from .services import Actor, authenticate_api_key
+
+
+class ApiKeyAuth(HttpBearer):
+    def authenticate(self, request: HttpRequest, token: str) -> ApiKey | None:
+        key = authenticate_api_key(token)
+        if key is not None:
+            request.project = key.project  # type: ignore[attr-defined]
+            request.api_key = key  # type: ignore[attr-defined]
+            request.actor = Actor(api_key=key)  # type: ignore[attr-defined]
+        return key
+
+
+class ErrorOut(Schema):
+    code: str
+    message: str
+    field: str | None = None
+
+
+api = NinjaAPI(
+    title="WhatsApp Control Panel API",
+    version="1",
+    description=(
+        "Bearer API keys are created per project under Settings → API keys "
+        "(or `manage.py create_api_key <slug>`). Errors are `{code, message, field?}`."
+    ),
+    auth=ApiKeyAuth(),
+    urls_namespace="api",
+)
+
+
+def register_router(prefix: str, router: Router) -> None:
+    """Mount an app's router under ``/api/v1/<prefix>``; call from ``AppConfig.ready``."""
+    api.add_router(prefix, router)
+
+
+def error(request, status: int, code: str, message: str, field: str | None = None):
+    body = {"code": code, "message": message}
+    if field:
+        body["field"] = field
+    return api.create_response(request, body, status=status)
+
+
+@api.exception_handler(NinjaValidationError)
+def on_validation_error(request, exc: NinjaValidationError):
+    first = exc.errors[0] if exc.errors else {}
+    # loc is like ("body", "payload", "phone"); the last names the field.
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "payload", "query", "path")]
+    message = first.get("msg", "Invalid input.")
+    field = ".".join(loc) or None
+    if field:
+        message = f"{field}: {message}"
+    return error(request, 422, "validation_error", message, field)
+
+
+@api.exception_handler(AuthenticationError)
+def on_auth_error(request, exc):
+    return error(request, 401, "unauthorized", "A valid API key is required (Authorization: Bearer <key>).")
+
+
+@api.exception_handler(Http404)
+def on_not_found(request, exc):
+    return error(request, 404, "not_found", str(exc) or "Not found.")
+
+
+@api.exception_handler(HttpError)
+def on_http_error(request, exc: HttpError):
+    return error(request, exc.status_code, getattr(exc, "code", "error"), str(exc))
+
+
+class ApiError(HttpError):
+    """Raise from an endpoint for a 4xx with a machine-readable code."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None):
+        super().__init__(status, message)
+        self.code = code
+        self.field = field
+
+
+@api.exception_handler(ApiError)
+def on_api_error(request, exc: ApiError):
+    return error(request, exc.status_code, exc.code, str(exc), exc.field)
+
+
+class ProjectOut(Schema):
+    id: UUID
+    name: str
+    slug: str
+    time_zone: str
+    default_country: str
+    created_at: datetime
+
+
+@api.get("/project", response={200: ProjectOut, 401: ErrorOut}, tags=["project"])
+def get_project(request):
+    """The project the API key belongs to."""
+    project: Project = request.project
+    return ProjectOut(
+        id=project.public_id,
+        name=project.name,
+        slug=project.slug,
+        time_zone=project.time_zone,
+        default_country=project.default_country,
+        created_at=project.created_at,
+    )

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from django.urls import reverse
+
+from .models import Project, Role
+
+# (label, url name, icon, section key). Sections later issues fill show an honest empty state.
+NAVIGATION = [
+    ("Dashboard", "controlpanel:dashboard", "home", "dashboard"),
+    ("Subscribers", "subscribers:list", "users", "subscribers"),
+    ("Segments", "subscribers:segments", "filter", "segments"),
+    ("Templates", "whatsapp:templates", "template", "templates"),
+    ("Campaigns", "campaigns:list", "send", "campaigns"),
+    ("Journeys", "journeys:list", "route", "journeys"),
+    ("Conversations", "whatsapp:conversations", "message", "conversations"),
+    ("Settings", "controlpanel:settings", "settings", "settings"),
+]
+
+
+def navigation(request) -> dict:
+    project: Project | None = getattr(request, "project", None)
+    if project is None or not request.user.is_authenticated:
+        return {}
+    match = request.resolver_match
+    current = getattr(match, "func", None)
+    section = getattr(current, "nav_section", None)
+    items = [
+        {
+            "label": label,
+            "url": reverse(name, args=[project.slug]),
+            "icon": icon,
+            "active": key == section,
+        }
+        for label, name, icon, key in NAVIGATION
+    ]
+    membership = request.membership
+    return {
+        "nav_items": items,
+        "nav_projects": Project.objects.for_user(request.user).only("name", "slug"),
+        "can_write": membership.can(Role.MARKETER),
+        "can_admin": membership.can(Role.ADMIN),
+        "is_owner": membership.can(Role.OWNER),
+    }

@@ -1,0 +1,97 @@
+"""What the dashboard shows, contributed by the apps below controlpanel.
+
+controlpanel may not import subscribers, campaigns or whatsapp, yet the
+dashboard shows their numbers: each app registers a provider in its
+``AppConfig.ready()``. A provider answers with real numbers from the database,
+never placeholders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date
+
+from .models import Project
+
+
+@dataclass(frozen=True)
+class Metric:
+    label: str
+    value: int | str
+    hint: str = ""
+    url: str = ""
+    order: int = 100
+
+
+@dataclass(frozen=True)
+class Series:
+    """A daily series for the dashboard chart."""
+
+    label: str
+    points: list[tuple[date, int]]
+
+
+@dataclass(frozen=True)
+class ChecklistStep:
+    """A prerequisite a new project must fulfil, shown until it is done."""
+
+    title: str
+    done: bool
+    url: str = ""
+    hint: str = ""
+    order: int = 100
+
+
+@dataclass
+class Dashboard:
+    metrics: list[Metric] = field(default_factory=list)
+    series: list[Series] = field(default_factory=list)
+    checklist: list[ChecklistStep] = field(default_factory=list)
+
+
+Provider = Callable[[Project], Iterable[Metric | Series | ChecklistStep]]
+_providers: list[Provider] = []
+
+
+def register(provider: Provider) -> Provider:
+    if provider not in _providers:
+        _providers.append(provider)
+    return provider
+
+
+def build(project: Project) -> Dashboard:
+    board = Dashboard()
+    for provider in _providers:
+        for item in provider(project):
+            match item:
+                case Metric():
+                    board.metrics.append(item)
+                case Series():
+                    board.series.append(item)
+                case ChecklistStep():
+                    board.checklist.append(item)
+    board.metrics.sort(key=lambda m: m.order)
+    board.checklist.sort(key=lambda s: s.order)
+    return board
+
+
+def tenancy_provider(project: Project) -> Iterable[Metric | Series | ChecklistStep]:
+    from django.urls import reverse
+
+    from .models import ApiKey, Membership
+
+    yield ChecklistStep(
+        title="Invite your team",
+        done=Membership.objects.filter(project=project).count() > 1,
+        url=reverse("controlpanel:members", args=[project.slug]),
+        hint="Marketers build segments and campaigns; viewers only look.",
+        order=40,
+    )
+    yield ChecklistStep(
+        title="Create an API key for your backend",
+        done=ApiKey.objects.for_project(project).exists(),
+        url=reverse("controlpanel:api_keys", args=[project.slug]),
+        hint="Your app sends subscribers and events through /api/v1/.",
+        order=50,
+    )

@@ -1,0 +1,71 @@
+"""Liveness of the parts a deployment depends on: the database and the broker."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import connection
+
+logger = logging.getLogger(__name__)
+TIMEOUT = 2.0
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    database: str
+    broker: str
+
+    @property
+    def ok(self) -> bool:
+        return self.database == "ok" and self.broker == "ok"
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "status": "ok" if self.ok else "error",
+            "database": self.database,
+            "broker": self.broker,
+        }
+
+
+def check_database() -> str:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as exc:  # any driver error means "unreachable" to a load balancer
+        logger.warning("healthz: database check failed: %s", type(exc).__name__)
+        return "error"
+    return "ok"
+
+
+def check_broker() -> str:
+    url = settings.DRAMATIQ_BROKER_URL
+    try:
+        if url.startswith("redis"):
+            import redis
+
+            client = redis.Redis.from_url(url, socket_connect_timeout=TIMEOUT, socket_timeout=TIMEOUT)
+            try:
+                client.ping()
+            finally:
+                client.close()
+        elif url.startswith("amqp"):
+            import pika
+
+            params = pika.URLParameters(url)
+            params.socket_timeout = TIMEOUT
+            params.blocked_connection_timeout = TIMEOUT
+            params.connection_attempts = 1
+            pika.BlockingConnection(params).close()
+        # No URL: the in-process broker lives as long as this process does.
+    except Exception as exc:
+        # The URL may hold a password: log the kind of failure only.
+        logger.warning("healthz: broker check failed: %s", type(exc).__name__)
+        return "error"
+    return "ok"
+
+
+def check() -> HealthReport:
+    return HealthReport(database=check_database(), broker=check_broker())

@@ -1,0 +1,25 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from . import views
+from .api import api
+
+# Everything tenant-scoped lives under /p/<slug>/ and is wrapped in tenancy.project_view.
+project_patterns = [
+    path("", include("controlpanel.project_urls")),
+    path("", include("subscribers.urls")),
+    path("", include("whatsapp.urls")),
+    path("", include("campaigns.urls")),
+    path("", include("journeys.urls")),
+]
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("projects/new/", views.project_create, name="project_create"),
+    path("p/<slug:slug>/", include(project_patterns)),
+    path("invite/<str:token>/", views.invitation_accept, name="invitation_accept"),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("healthz", views.healthz, name="healthz"),
+    path("api/v1/", api.urls),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,20 @@
+// Draws the dashboard chart from the JSON that the page embeds with json_script.
+document.addEventListener("DOMContentLoaded", () => {
+  const data = document.getElementById("dashboard-chart");
+  const canvas = document.getElementById("dashboard-chart-canvas");
+  if (!data || !canvas || !window.Chart) return;
+  const series = JSON.parse(data.textContent);
+  if (!series.length) return;
+  new window.Chart(canvas, {
+    type: "bar",
+    data: {
+      labels: series[0].labels,
+      datasets: series.map((s) => ({ label: s.label, data: s.data, backgroundColor: "#25d366" })),
+    },
+    options: {
+      maintainAspectRatio: false,
+      plugins: { legend: { display: false } },
+      scales: { y: { beginAtZero: true, ticks: { precision: 0 } } },
+    },
+  });
+});
