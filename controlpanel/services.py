@@ -146,7 +146,7 @@ def revoke_api_key(*, project: Project, key: ApiKey, actor: Actor) -> ApiKey:
 
 def authenticate_api_key(raw: str) -> ApiKey | None:
     """Return the active key for a raw bearer value, or None."""
-    parts = raw.split("_")
+    parts = raw.split("_", 2)  # the secret part may itself contain "_"
     if len(parts) != 3 or parts[0] != "wak":
         return None
     key = ApiKey.objects.select_related("project").filter(prefix=parts[1], revoked_at__isnull=True).first()

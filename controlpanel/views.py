@@ -19,6 +19,7 @@ from .services import Actor
 from .tenancy import project_view
 
 LAST_PROJECT_KEY = "last_project"
+NEW_KEY_SESSION = "new_api_key"
 
 
 def _actor(request: HttpRequest) -> Actor:
@@ -105,8 +106,8 @@ def members(request: HttpRequest) -> HttpResponse:
     return render(request, "controlpanel/members.html", context)
 
 
-@require_POST
 @project_view(section="settings", write=Role.OWNER)
+@require_POST
 def member_role(request: HttpRequest, member_id) -> HttpResponse:
     membership = get_object_or_404(Membership, project=request.project, public_id=member_id)
     form = RoleForm(request.POST)
@@ -125,8 +126,8 @@ def member_role(request: HttpRequest, member_id) -> HttpResponse:
     return redirect("controlpanel:members", request.project.slug)
 
 
-@require_POST
 @project_view(section="settings", write=Role.OWNER)
+@require_POST
 def member_remove(request: HttpRequest, member_id) -> HttpResponse:
     membership = get_object_or_404(Membership, project=request.project, public_id=member_id)
     try:
@@ -137,8 +138,8 @@ def member_remove(request: HttpRequest, member_id) -> HttpResponse:
     return redirect("controlpanel:members", request.project.slug)
 
 
-@require_POST
 @project_view(section="settings", write=Role.OWNER)
+@require_POST
 def invitation_revoke(request: HttpRequest, invitation_id) -> HttpResponse:
     invitation = get_object_or_404(Invitation, project=request.project, public_id=invitation_id)
     services.revoke_invitation(invitation=invitation, actor=_actor(request))
@@ -151,12 +152,15 @@ def invitation_revoke(request: HttpRequest, invitation_id) -> HttpResponse:
 def api_keys(request: HttpRequest) -> HttpResponse:
     project = request.project
     form = ApiKeyForm(request.POST or None)
-    new_key = None
     if request.method == "POST" and form.is_valid():
-        _, new_key = services.create_api_key(
+        _, raw = services.create_api_key(
             project=project, name=form.cleaned_data["name"], actor=_actor(request)
         )
-        form = ApiKeyForm()
+        # Post/redirect/get, so a reload cannot create a second key. The raw key
+        # rides in the session until the very next page view, which removes it.
+        request.session[NEW_KEY_SESSION] = raw
+        return redirect("controlpanel:api_keys", project.slug)
+    new_key = request.session.pop(NEW_KEY_SESSION, None)
     context = {
         "form": form,
         "tab": "api-keys",
@@ -167,8 +171,8 @@ def api_keys(request: HttpRequest) -> HttpResponse:
     return render(request, "controlpanel/api_keys.html", context)
 
 
-@require_POST
 @project_view(section="settings", read=Role.ADMIN, write=Role.ADMIN)
+@require_POST
 def api_key_revoke(request: HttpRequest, key_id) -> HttpResponse:
     key = get_object_or_404(ApiKey, project=request.project, public_id=key_id)
     services.revoke_api_key(project=request.project, key=key, actor=_actor(request))
