@@ -315,3 +315,5 @@ HEARTBEAT_INTERVAL = env.int("HEARTBEAT_INTERVAL", default=30)
 # django_dramatiq's rundramatiq imports these modules of every app (our actors live in actors.py).
 DRAMATIQ_AUTODISCOVER_MODULES = ["actors"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+# models.W040: SQLite ignores INCLUDE columns of covering indexes that PostgreSQL uses.
+SILENCED_SYSTEM_CHECKS = ["models.W040"]

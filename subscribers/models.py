@@ -1,12 +1,23 @@
-"""The audience. This is the core of the Subscriber model; the audience issue extends it."""
+"""The audience: subscribers, their typed tags, events, consent ledger, segments and imports.
+
+Tenancy: every table has a non-null ``project`` FK, child tables included, so each
+query can start from ``for_project(project)`` without a join.
+"""
 
 from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 from controlpanel.models import Project
+
+
+class ProjectQuerySet(models.QuerySet):
+    def for_project(self, project: Project):
+        return self.filter(project=project)
 
 
 class ConsentState(models.TextChoices):
@@ -15,29 +26,49 @@ class ConsentState(models.TextChoices):
     OPTED_OUT = "opted_out", "Opted out"
 
 
-class SubscriberQuerySet(models.QuerySet["Subscriber"]):
-    def for_project(self, project: Project) -> SubscriberQuerySet:
-        return self.filter(project=project)
+class ConsentChannel(models.TextChoices):
+    WHATSAPP = "whatsapp", "WhatsApp"
+    EMAIL = "email", "Email"
+    PUSH = "push", "Push"
 
+
+class ConsentSource(models.TextChoices):
+    PANEL = "panel", "Control panel"
+    IMPORT = "import", "CSV import"
+    API = "api", "API"
+    KEYWORD = "keyword", "Inbound keyword"
+    META_PREFERENCE = "meta_preference", "Meta preference webhook"
+
+
+class SubscriberQuerySet(ProjectQuerySet):
     def whatsapp_opted_in(self) -> SubscriberQuerySet:
         return self.filter(whatsapp_consent=ConsentState.OPTED_IN)
 
 
 class Subscriber(models.Model):
+    """A person we may reach. Identified by phone (E.164) and/or Meta's business-scoped user id."""
+
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="subscribers")
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    phone = models.CharField(max_length=20, help_text="E.164, e.g. +4915112345678")
-    # NULL, not "", for "no external id": the unique constraint ignores NULLs only.
+    # NULL, not "", for "unknown": the unique constraints ignore NULLs only. A subscriber
+    # who wrote us under a WhatsApp username may have a BSUID and no phone number.
+    phone = models.CharField(max_length=20, null=True, blank=True, help_text="E.164, e.g. +4915112345678")  # noqa: DJ001
+    wa_id = models.CharField(max_length=20, blank=True, help_text="WhatsApp id (digits, usually the phone)")
+    bsuid = models.CharField(max_length=160, null=True, blank=True, verbose_name="BSUID")  # noqa: DJ001
     external_id = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     name = models.CharField(max_length=200, blank=True)
     email = models.EmailField(blank=True)
-    language = models.CharField(max_length=16, blank=True)
-    country = models.CharField(max_length=2, blank=True)
+    language = models.CharField(max_length=16, blank=True, help_text="BCP 47, e.g. de or pt_BR")
+    country = models.CharField(max_length=2, blank=True, help_text="ISO 3166-1 alpha-2")
     time_zone = models.CharField(max_length=64, blank=True)
     whatsapp_consent = models.CharField(
         max_length=10, choices=ConsentState.choices, default=ConsentState.UNKNOWN
     )
-    last_inbound_at = models.DateTimeField(null=True, blank=True)
+    whatsapp_consent_at = models.DateTimeField(null=True, blank=True)
+    last_inbound_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last inbound WhatsApp message: opens the 24-hour service window."
+    )
+    push_devices = models.JSONField(default=list, blank=True, help_text="Push tokens with platform")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -45,16 +76,258 @@ class Subscriber(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["project", "phone"], name="subscriber_unique_phone"),
+            models.UniqueConstraint(
+                fields=["project", "phone"], condition=Q(phone__isnull=False), name="subscriber_unique_phone"
+            ),
             models.UniqueConstraint(
                 fields=["project", "external_id"],
-                condition=models.Q(external_id__isnull=False),
+                condition=Q(external_id__isnull=False),
                 name="subscriber_unique_external_id",
+            ),
+            models.UniqueConstraint(
+                fields=["project", "bsuid"], condition=Q(bsuid__isnull=False), name="subscriber_unique_bsuid"
+            ),
+            models.CheckConstraint(
+                condition=Q(phone__isnull=False) | Q(bsuid__isnull=False), name="subscriber_has_identity"
             ),
         ]
         indexes = [
+            # Keyset pagination of the list: newest first within a project.
+            models.Index(fields=["project", "-created_at", "-id"], name="subscriber_project_created"),
             models.Index(fields=["project", "whatsapp_consent"], name="subscriber_consent"),
+            models.Index(fields=["project", "name"], name="subscriber_name"),
+            models.Index(fields=["project", "last_inbound_at"], name="subscriber_last_inbound"),
         ]
 
     def __str__(self) -> str:
-        return self.name or self.phone
+        return self.name or self.phone or self.bsuid or str(self.public_id)
+
+
+class TagType(models.TextChoices):
+    STRING = "string", "String"
+    INTEGER = "integer", "Integer"
+    DECIMAL = "decimal", "Decimal (price)"
+    BOOLEAN = "boolean", "Boolean"
+    DATE = "date", "Date"
+    DATETIME = "datetime", "Date and time"
+    LIST = "list", "List of strings"
+
+
+class TagDefinition(models.Model):
+    """A custom tag of a project. Built-in tags (Language, Country, ...) live in code: see tags.py."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tag_definitions")
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=64)
+    type = models.CharField(max_length=10, choices=TagType.choices)
+    description = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ProjectQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="tag_unique_name")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.type})"
+
+
+class TagValue(models.Model):
+    """One value of one tag of one subscriber; a list tag has a row per element.
+
+    Exactly one ``value_*`` column is set, the one of the tag's type, so that each
+    type compares natively and gets its own small partial index.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="tag_values")
+    tag = models.ForeignKey(TagDefinition, on_delete=models.CASCADE, related_name="values")
+    value_text = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001 - string, list element
+    value_number = models.DecimalField(max_digits=24, decimal_places=8, null=True, blank=True)
+    value_bool = models.BooleanField(null=True, blank=True)
+    value_date = models.DateField(null=True, blank=True)
+    value_datetime = models.DateTimeField(null=True, blank=True)
+
+    objects = ProjectQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["subscriber", "tag"], name="tagvalue_subscriber"),
+            models.Index(
+                fields=["tag", "value_text", "subscriber"],
+                condition=Q(value_text__isnull=False),
+                name="tagvalue_text",
+            ),
+            models.Index(
+                fields=["tag", "value_number", "subscriber"],
+                condition=Q(value_number__isnull=False),
+                name="tagvalue_number",
+            ),
+            models.Index(
+                fields=["tag", "value_date", "subscriber"],
+                condition=Q(value_date__isnull=False),
+                name="tagvalue_date",
+            ),
+            models.Index(
+                fields=["tag", "value_datetime", "subscriber"],
+                condition=Q(value_datetime__isnull=False),
+                name="tagvalue_datetime",
+            ),
+            models.Index(
+                fields=["tag", "value_bool", "subscriber"],
+                condition=Q(value_bool__isnull=False),
+                name="tagvalue_bool",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tag_id}={self.value_text or self.value_number or self.value_bool or self.value_date}"
+
+
+class EventDefinition(models.Model):
+    """A custom event name with typed attributes. Default events live in code: see events.py."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="event_definitions")
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=64)
+    description = models.CharField(max_length=255, blank=True)
+    # {"cuisine": "string", "amount": "decimal", ...}; types are TagType values except list.
+    attributes = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ProjectQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="eventdef_unique_name")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Event(models.Model):
+    """Something that happened to a subscriber. The one timeline segments and journeys read."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="events")
+    # The name itself, not a FK: segment queries filter (project, name, occurred_at) in one index.
+    name = models.CharField(max_length=64)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(auto_now_add=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    # Makes recording idempotent when the source has an id (a wamid, an API idempotency key).
+    dedup_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+
+    objects = ProjectQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "dedup_key"],
+                condition=Q(dedup_key__isnull=False),
+                name="event_unique_dedup",
+            )
+        ]
+        indexes = [
+            # Segment conditions: an index-only scan yields the subscribers (INCLUDE is
+            # PostgreSQL-only; SQLite builds the plain index, see SILENCED_SYSTEM_CHECKS).
+            models.Index(
+                fields=["project", "name", "occurred_at"],
+                include=["subscriber"],
+                name="event_project_name_time",
+            ),
+            models.Index(fields=["subscriber", "-occurred_at"], name="event_subscriber_time"),
+            models.Index(fields=["project", "-occurred_at"], name="event_project_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.occurred_at:%Y-%m-%d %H:%M}"
+
+
+class ConsentChange(models.Model):
+    """The opt-in ledger: one row per change of consent, never edited."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="consent_changes")
+    channel = models.CharField(max_length=10, choices=ConsentChannel.choices)
+    state = models.CharField(max_length=10, choices=ConsentState.choices)
+    source = models.CharField(max_length=20, choices=ConsentSource.choices)
+    evidence = models.TextField(blank=True, help_text="How consent was given or withdrawn, in words.")
+    actor_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    actor_label = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ProjectQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["project", "-created_at"], name="consent_project_time")]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.state} via {self.source}"
+
+
+class Segment(models.Model):
+    """A saved audience: a rule tree (see segments/tree.py) and its last computed count."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="segments")
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=120)
+    description = models.CharField(max_length=255, blank=True)
+    rule = models.JSONField(default=dict)
+    cached_count = models.PositiveIntegerField(null=True, blank=True)
+    count_computed_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ProjectQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="segment_unique_name")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ImportStatus(models.TextChoices):
+    UPLOADED = "uploaded", "Uploaded"
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class ImportJob(models.Model):
+    """A CSV import: the uploaded file, its column mapping, progress and the rejected-rows report."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    file = models.FileField(upload_to="imports/%Y/%m/")
+    original_name = models.CharField(max_length=255)
+    # {"column header": "phone" | "external_id" | "name" | ... | "tag:<name>" | "consent"
+    #  | "consent_evidence" | ""}
+    mapping = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=ImportStatus.choices, default=ImportStatus.UPLOADED)
+    total_rows = models.PositiveIntegerField(null=True, blank=True)
+    processed_rows = models.PositiveIntegerField(default=0)
+    created_count = models.PositiveIntegerField(default=0)
+    updated_count = models.PositiveIntegerField(default=0)
+    unchanged_count = models.PositiveIntegerField(default=0)
+    rejected_count = models.PositiveIntegerField(default=0)
+    report = models.FileField(upload_to="imports/reports/%Y/%m/", blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ProjectQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.original_name} ({self.status})"

@@ -1,10 +1,7 @@
-from django.urls import path
+"""The subscribers app's project URLs; each views module owns its own patterns."""
 
-from . import views
+from . import import_views, segment_views, views
 
 app_name = "subscribers"
 
-urlpatterns = [
-    path("subscribers/", views.subscriber_list, name="list"),
-    path("segments/", views.segment_list, name="segments"),
-]
+urlpatterns = views.urlpatterns + segment_views.urlpatterns + import_views.urlpatterns

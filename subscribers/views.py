@@ -1,5 +1,6 @@
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import path
 
 from controlpanel.tenancy import project_view
 
@@ -12,6 +13,6 @@ def subscriber_list(request: HttpRequest) -> HttpResponse:
     return render(request, "subscribers/list.html", {"subscribers": subscribers})
 
 
-@project_view(section="segments")
-def segment_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "subscribers/segments.html")
+urlpatterns = [
+    path("subscribers/", subscriber_list, name="list"),
+]

@@ -1,0 +1,124 @@
+"""Event names and their typed attributes: defaults every project has, plus custom definitions."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from controlpanel.models import Project
+
+from . import tags as tagtypes
+from .errors import InvalidInput
+from .models import EventDefinition, TagType
+
+S, INT = TagType.STRING, TagType.INTEGER
+
+# The design's event vocabulary (our names for Pushwoosh's PW_* events).
+DEFAULT_EVENTS: dict[str, dict[str, str]] = {
+    "WhatsAppReceived": {
+        "text": S, "normalized_text": S, "type": S, "message_id": S, "button_payload": S,
+        "button_text": S, "context_message_id": S, "referral": S,
+    },
+    "WhatsAppSent": {"message_id": S, "template": S, "campaign": S},
+    "WhatsAppDelivered": {"message_id": S, "template": S, "campaign": S},
+    "WhatsAppRead": {"message_id": S, "template": S, "campaign": S},
+    "WhatsAppFailed": {"message_id": S, "template": S, "campaign": S, "error_code": INT, "error_title": S},
+    "WhatsAppButtonClicked": {"message_id": S, "button_payload": S, "button_text": S},
+    "EmailOpened": {"message_id": S, "campaign": S},
+    "EmailClicked": {"message_id": S, "campaign": S, "url": S},
+    "PushOpened": {"message_id": S, "campaign": S},
+    "Subscribed": {"channel": S, "source": S},
+    "Unsubscribed": {"channel": S, "source": S},
+}  # fmt: skip
+
+EVENT_NAME_RE = re.compile(r"^[A-Za-z][\w.:-]{0,63}$")
+ATTRIBUTE_NAME_RE = re.compile(r"^[A-Za-z_][\w.-]{0,63}$")
+MAX_ATTRIBUTES = 50
+
+
+def validate_event_name(name: str) -> str:
+    name = (name or "").strip()
+    if not EVENT_NAME_RE.match(name):
+        raise InvalidInput(
+            f"Event name {name!r} is not allowed: start with a letter; letters, digits, _ . : - up to 64.",
+            field="name",
+            code="invalid_event_name",
+        )
+    return name
+
+
+def schema_for(project: Project, name: str, *, create_with: dict[str, Any] | None = None) -> dict[str, str]:
+    """Attribute types of event ``name``.
+
+    An unknown custom event (or attribute) is defined from ``create_with``, the
+    attributes of its first occurrence, so later occurrences must fit those types.
+    """
+    if name in DEFAULT_EVENTS:
+        return DEFAULT_EVENTS[name]
+    definition = EventDefinition.objects.for_project(project).filter(name=name).first()
+    if create_with is None:
+        return definition.attributes if definition else {}
+    inferred = {}
+    for key, value in create_with.items():
+        if value is None:
+            continue
+        type_ = tagtypes.infer_type(value)
+        if type_ == TagType.LIST:
+            raise InvalidInput(
+                f"Attribute {key!r} of {name!r} is a list; event attributes are single values.",
+                field=f"attributes.{key}",
+                code="wrong_attribute_type",
+            )
+        inferred[key] = str(type_)
+    if definition is None:
+        definition, _ = EventDefinition.objects.get_or_create(
+            project=project, name=name, defaults={"attributes": inferred}
+        )
+    new = {k: v for k, v in inferred.items() if k not in definition.attributes}
+    if new:
+        definition.attributes = {**definition.attributes, **new}
+        definition.save(update_fields=["attributes"])
+    return definition.attributes
+
+
+def clean_attributes(project: Project, name: str, attributes: dict[str, Any] | None) -> dict[str, Any]:
+    """Validate attributes against the event's types and return them JSON-ready."""
+    attributes = attributes or {}
+    if not isinstance(attributes, dict):
+        raise InvalidInput("attributes must be an object.", field="attributes")
+    if len(attributes) > MAX_ATTRIBUTES:
+        raise InvalidInput(f"At most {MAX_ATTRIBUTES} attributes per event.", field="attributes")
+    for key in attributes:
+        if not ATTRIBUTE_NAME_RE.match(str(key)):
+            raise InvalidInput(f"Attribute name {key!r} is not allowed.", field=f"attributes.{key}")
+    schema = schema_for(project, name, create_with=attributes if name not in DEFAULT_EVENTS else None)
+    cleaned: dict[str, Any] = {}
+    for key, value in attributes.items():
+        if value is None:
+            continue
+        type_ = schema.get(key)
+        if type_ is None:  # an attribute the default event does not declare: keep it, typed by value
+            cleaned[key] = value if isinstance(value, str | int | float | bool) else str(value)
+            continue
+        try:
+            coerced = tagtypes.coerce(key, type_, value)
+        except InvalidInput:
+            expected = TagType(type_).label.lower()
+            raise InvalidInput(
+                f"Attribute {key!r} of {name!r} expects {expected}, got {value!r}.",
+                field=f"attributes.{key}",
+                code="wrong_attribute_type",
+            ) from None
+        # JSON keeps numbers as numbers so that segment comparisons are numeric.
+        if type_ == TagType.DECIMAL:
+            coerced = float(coerced)
+        elif type_ in (TagType.DATE, TagType.DATETIME):
+            coerced = coerced.isoformat()
+        cleaned[key] = coerced
+    return cleaned
+
+
+def all_definitions(project: Project) -> dict[str, dict[str, str]]:
+    """Every event name the project knows, defaults first, with attribute types."""
+    custom = {d.name: d.attributes for d in EventDefinition.objects.for_project(project)}
+    return {**DEFAULT_EVENTS, **custom}

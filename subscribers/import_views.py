@@ -1,0 +1,5 @@
+"""CSV import and export pages."""
+
+from django.urls import path  # noqa: F401
+
+urlpatterns: list = []

@@ -1,0 +1,431 @@
+"""Writes on the audience. Typed, keyword-only, transactional; side effects on commit."""
+
+from __future__ import annotations
+
+import zoneinfo
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from controlpanel.models import Project
+from controlpanel.services import Actor, record_audit
+
+from . import events as eventdefs
+from . import tags as tagtypes
+from .errors import InvalidInput
+from .models import (
+    ConsentChange,
+    ConsentChannel,
+    ConsentSource,
+    ConsentState,
+    Event,
+    Subscriber,
+    TagDefinition,
+    TagValue,
+)
+from .phones import normalize_phone
+from .signals import EventRecorded, SubscriberErased, event_recorded, subscriber_erased
+
+UpsertStatus = Literal["created", "updated", "unchanged"]
+PROFILE_FIELDS = ("name", "email", "language", "country", "time_zone")
+
+
+@dataclass
+class SubscriberData:
+    """Validated, normalized input for one subscriber (from the API, a form or a CSV row)."""
+
+    phone: str | None = None
+    external_id: str | None = None
+    profile: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, Any] = field(default_factory=dict)
+    tags_are_text: bool = False  # CSV cells and form fields: parse text into each tag's type
+    opt_in_evidence: str | None = None
+
+
+def clean_profile(values: dict[str, Any]) -> dict[str, str]:
+    """Check and normalize name, email, language, country and time zone."""
+    out: dict[str, str] = {}
+    for key in PROFILE_FIELDS:
+        if key not in values or values[key] is None:
+            continue
+        value = str(values[key]).strip()
+        if key == "email" and value:
+            try:
+                validate_email(value)
+            except ValidationError:
+                raise InvalidInput(f"{value!r} is not an email address.", field="email") from None
+            value = value.lower()
+        elif key == "country" and value:
+            if len(value) != 2 or not value.isalpha():
+                raise InvalidInput(f"Country {value!r} must be a two-letter code like DE.", field="country")
+            value = value.upper()
+        elif key == "time_zone" and value and value not in zoneinfo.available_timezones():
+            raise InvalidInput(
+                f"Unknown time zone {value!r}; use a name like Europe/Berlin.", field="timezone"
+            )
+        elif key == "language" and len(value) > 16:
+            raise InvalidInput(
+                f"Language {value!r} is too long; use a code like de or pt_BR.", field="language"
+            )
+        elif key == "name" and len(value) > 200:
+            raise InvalidInput("The name is longer than 200 characters.", field="name")
+        out[key] = value
+    return out
+
+
+def clean_subscriber_data(project: Project, raw: dict[str, Any]) -> SubscriberData:
+    """Validate an API-shaped dict (phone, external_id, name, ..., tags, whatsapp_opt_in)."""
+    phone = raw.get("phone")
+    external_id = raw.get("external_id")
+    if not phone and not external_id:
+        raise InvalidInput(
+            "A phone number (or an external id of an existing subscriber) is required.", field="phone"
+        )
+    data = SubscriberData(
+        phone=normalize_phone(str(phone), project.default_country) if phone else None,
+        external_id=str(external_id).strip() or None if external_id is not None else None,
+        profile=clean_profile({**raw, "time_zone": raw.get("timezone", raw.get("time_zone"))}),
+        tags=raw.get("tags") or {},
+    )
+    if data.external_id and len(data.external_id) > 200:
+        raise InvalidInput("external_id is longer than 200 characters.", field="external_id")
+    if not isinstance(data.tags, dict):
+        raise InvalidInput("tags must be an object of tag name to value.", field="tags")
+    opt_in = raw.get("whatsapp_opt_in")
+    if opt_in is not None:
+        evidence = opt_in.get("evidence") if isinstance(opt_in, dict) else None
+        if not evidence or not str(evidence).strip():
+            raise InvalidInput(
+                "whatsapp_opt_in needs evidence: how and when the person agreed.",
+                field="whatsapp_opt_in.evidence",
+            )
+        data.opt_in_evidence = str(evidence).strip()
+    return data
+
+
+def find_subscriber(project: Project, *, phone: str | None, external_id: str | None) -> Subscriber | None:
+    """The subscriber with this phone, else with this external id. Both given but on two people: error."""
+    qs = Subscriber.objects.for_project(project)
+    by_phone = qs.filter(phone=phone).first() if phone else None
+    by_external = qs.filter(external_id=external_id).first() if external_id else None
+    if by_phone and by_external and by_phone.pk != by_external.pk:
+        raise InvalidInput(
+            f"Phone {phone} and external id {external_id!r} belong to two different subscribers.",
+            field="external_id",
+            code="conflict",
+        )
+    return by_phone or by_external
+
+
+@transaction.atomic
+def upsert_subscriber(
+    *, project: Project, data: SubscriberData, actor: Actor, source: ConsentSource = ConsentSource.API
+) -> tuple[Subscriber, UpsertStatus]:
+    """Create or update a subscriber by phone (or external id), with tags and opt-in.
+
+    Idempotent: the same input twice leaves the same state, the second call says "unchanged".
+    Raises InvalidInput, with nothing written, for any bad field or tag.
+    """
+    subscriber = find_subscriber(project, phone=data.phone, external_id=data.external_id)
+    if subscriber is None:
+        if not data.phone:
+            raise InvalidInput(
+                f"No subscriber has the external id {data.external_id!r}; "
+                "a phone number is needed to create one.",
+                field="phone",
+                code="not_found",
+            )
+        subscriber = Subscriber(
+            project=project, phone=data.phone, external_id=data.external_id, **data.profile
+        )
+        try:
+            with transaction.atomic():
+                subscriber.save()
+        except IntegrityError:
+            raise InvalidInput(
+                "That subscriber was just created by another request; retry.", code="conflict"
+            ) from None
+        status: UpsertStatus = "created"
+    else:
+        changed = []
+        if data.phone and subscriber.phone != data.phone:
+            if (
+                Subscriber.objects.for_project(project)
+                .filter(phone=data.phone)
+                .exclude(pk=subscriber.pk)
+                .exists()
+            ):
+                raise InvalidInput(
+                    f"Another subscriber has the phone {data.phone}.", field="phone", code="conflict"
+                )
+            subscriber.phone = data.phone
+            changed.append("phone")
+        if data.external_id and subscriber.external_id != data.external_id:
+            subscriber.external_id = data.external_id
+            changed.append("external_id")
+        for key, value in data.profile.items():
+            if getattr(subscriber, key) != value:
+                setattr(subscriber, key, value)
+                changed.append(key)
+        if changed:
+            subscriber.save(update_fields=[*changed, "updated_at"])
+        status = "updated" if changed else "unchanged"
+    if data.tags and set_tags(
+        project=project, subscriber=subscriber, tags=data.tags, from_text=data.tags_are_text
+    ):
+        status = "updated" if status == "unchanged" else status
+    if data.opt_in_evidence and subscriber.whatsapp_consent != ConsentState.OPTED_IN:
+        change_consent(
+            subscriber=subscriber,
+            channel=ConsentChannel.WHATSAPP,
+            state=ConsentState.OPTED_IN,
+            source=source,
+            evidence=data.opt_in_evidence,
+            actor=actor,
+        )
+        status = "updated" if status == "unchanged" else status
+    if status == "created":
+        record_event(
+            project=project, subscriber=subscriber, name="Subscribed", attributes={"source": str(source)}
+        )
+    return subscriber, status
+
+
+def set_tags(
+    *, project: Project, subscriber: Subscriber, tags: dict[str, Any], from_text: bool = False
+) -> bool:
+    """Set (or with None / "" remove) tags of one subscriber. Returns whether anything changed.
+
+    Validates every tag before writing any, so a bad tag leaves the subscriber as it was.
+    """
+    planned: list[tuple[TagDefinition | tagtypes.BuiltinTag, Any]] = []
+    for raw_name, raw_value in tags.items():
+        name = tagtypes.validate_tag_name(str(raw_name))
+        builtin = tagtypes.builtin(name)
+        if builtin is not None:
+            if not builtin.writable:
+                raise InvalidInput(
+                    f"Tag {builtin.name!r} is maintained by the platform.", field=f"tags.{name}"
+                )
+            value = raw_value
+            if value is not None and not isinstance(value, str):
+                raise InvalidInput(
+                    f"Tag {builtin.name!r} expects string, got {value!r}.", field=f"tags.{name}"
+                )
+            planned.append((builtin, value))
+            continue
+        if raw_value is None or (from_text and str(raw_value).strip() == ""):
+            definition = TagDefinition.objects.for_project(project).filter(name__iexact=name).first()
+            if definition is not None:
+                planned.append((definition, None))
+            continue
+        definition = tagtypes.get_or_create_definition(project, name, raw_value, from_text=from_text)
+        value = (
+            tagtypes.parse_text(definition.name, definition.type, str(raw_value))
+            if from_text
+            else tagtypes.coerce(definition.name, definition.type, raw_value)
+        )
+        planned.append((definition, value))
+
+    changed = False
+    profile_changes = {}
+    for target, value in planned:
+        if isinstance(target, tagtypes.BuiltinTag):
+            cleaned = clean_profile({target.field: value or ""}) if target.field != "external_id" else {}
+            new = cleaned.get(target.field, (value or "").strip() or None)
+            if getattr(subscriber, target.field) != new:
+                profile_changes[target.field] = new
+            continue
+        existing = list(TagValue.objects.filter(subscriber=subscriber, tag=target))
+        wanted = tagtypes.value_columns(target.type, value) if value is not None else []
+        if _same_values(existing, wanted):
+            continue
+        TagValue.objects.filter(subscriber=subscriber, tag=target).delete()
+        TagValue.objects.bulk_create(
+            [TagValue(project=project, subscriber=subscriber, tag=target, **cols) for cols in wanted]
+        )
+        changed = True
+    if profile_changes:
+        for key, value in profile_changes.items():
+            setattr(subscriber, key, value)
+        subscriber.save(update_fields=[*profile_changes, "updated_at"])
+        changed = True
+    return changed
+
+
+def _same_values(existing: list[TagValue], wanted: list[dict[str, Any]]) -> bool:
+    def key(cols: dict[str, Any]) -> tuple:
+        return tuple(sorted((k, str(v)) for k, v in cols.items() if v is not None))
+
+    have = sorted(
+        key(
+            {
+                c: getattr(row, c)
+                for c in ("value_text", "value_number", "value_bool", "value_date", "value_datetime")
+            }
+        )
+        for row in existing
+    )
+    return have == sorted(key(cols) for cols in wanted)
+
+
+def tags_of(subscriber: Subscriber) -> dict[str, Any]:
+    """All tags of a subscriber as JSON values: built-in ones first, then custom ones by name."""
+    values: dict[str, Any] = {
+        t.name: tagtypes.builtin_value(t, subscriber) for t in tagtypes.BUILTIN_TAGS.values()
+    }
+    rows: dict[int, list[TagValue]] = {}
+    for row in subscriber.tag_values.select_related("tag").order_by("tag__name", "id"):
+        rows.setdefault(row.tag_id, []).append(row)
+    for group in rows.values():
+        definition = group[0].tag
+        values[definition.name] = tagtypes.display_value(definition.type, group)
+    return values
+
+
+@transaction.atomic
+def change_consent(
+    *,
+    subscriber: Subscriber,
+    channel: ConsentChannel,
+    state: ConsentState,
+    source: ConsentSource,
+    evidence: str,
+    actor: Actor,
+) -> ConsentChange | None:
+    """Record a consent change in the ledger and on the subscriber. Unchanged state: no row."""
+    if state == ConsentState.OPTED_IN and not (evidence or "").strip():
+        raise InvalidInput("Opting in needs evidence: how and when the person agreed.", field="evidence")
+    locked = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
+    if channel == ConsentChannel.WHATSAPP:
+        if locked.whatsapp_consent == state:
+            return None
+        now = timezone.now()
+        Subscriber.objects.filter(pk=locked.pk).update(
+            whatsapp_consent=state, whatsapp_consent_at=now, updated_at=now
+        )
+        subscriber.whatsapp_consent, subscriber.whatsapp_consent_at = state, now
+    change = ConsentChange.objects.create(
+        project_id=subscriber.project_id,
+        subscriber=subscriber,
+        channel=channel,
+        state=state,
+        source=source,
+        evidence=(evidence or "").strip(),
+        actor_user=actor.user,
+        actor_label=actor.display[:200],
+    )
+    if state == ConsentState.OPTED_OUT:
+        record_event(
+            project=subscriber.project,
+            subscriber=subscriber,
+            name="Unsubscribed",
+            attributes={"channel": str(channel), "source": str(source)},
+        )
+    return change
+
+
+def record_event(
+    *,
+    project: Project,
+    subscriber: Subscriber,
+    name: str,
+    attributes: dict[str, Any] | None = None,
+    occurred_at: datetime | None = None,
+    dedup_key: str | None = None,
+) -> Event:
+    """Record an event and announce it after commit. With ``dedup_key`` it is recorded once."""
+    name = eventdefs.validate_event_name(name)
+    cleaned = eventdefs.clean_attributes(project, name, attributes)
+    if occurred_at is not None and timezone.is_naive(occurred_at):
+        occurred_at = timezone.make_aware(occurred_at, timezone.UTC)
+    with transaction.atomic():
+        if dedup_key:
+            existing = Event.objects.for_project(project).filter(dedup_key=dedup_key).first()
+            if existing is not None:
+                return existing
+        event = Event.objects.create(
+            project=project,
+            subscriber=subscriber,
+            name=name,
+            attributes=cleaned,
+            occurred_at=occurred_at or timezone.now(),
+            dedup_key=dedup_key or None,
+        )
+        payload = EventRecorded(project.pk, subscriber.pk, event.pk, name, event.occurred_at)
+        transaction.on_commit(lambda: event_recorded.send(sender=Subscriber, payload=payload))
+    return event
+
+
+@transaction.atomic
+def erase_subscriber(*, subscriber: Subscriber, actor: Actor) -> None:
+    """GDPR erasure: delete the subscriber with tags, events, consent rows and messages.
+
+    Audit entries about the subscriber keep only the public id; other apps scrub
+    their copies (raw webhook payloads, import reports) on ``subscriber_erased``.
+    """
+    from controlpanel.models import AuditEntry
+
+    project = subscriber.project
+    public_id = str(subscriber.public_id)
+    identifiers = tuple(
+        v
+        for v in (
+            subscriber.phone,
+            subscriber.wa_id,
+            subscriber.bsuid,
+            subscriber.external_id,
+            subscriber.email,
+        )
+        if v
+    )
+    AuditEntry.objects.for_project(project).filter(object_id=public_id).update(
+        object_repr="(erased)", changes={}
+    )
+    subscriber.delete()
+    record_audit(project=project, actor=actor, action="subscriber.erased", changes={"subscriber": public_id})
+    payload = SubscriberErased(project.pk, public_id, identifiers)
+    transaction.on_commit(lambda: subscriber_erased.send(sender=Subscriber, payload=payload))
+
+
+def export_subscriber(*, subscriber: Subscriber, actor: Actor) -> dict[str, Any]:
+    """GDPR access: everything we hold about one subscriber, JSON-ready. Audited."""
+    data = {
+        "id": str(subscriber.public_id),
+        "phone": subscriber.phone,
+        "wa_id": subscriber.wa_id,
+        "bsuid": subscriber.bsuid,
+        "external_id": subscriber.external_id,
+        "name": subscriber.name,
+        "email": subscriber.email,
+        "language": subscriber.language,
+        "country": subscriber.country,
+        "timezone": subscriber.time_zone,
+        "whatsapp_consent": subscriber.whatsapp_consent,
+        "last_inbound_at": subscriber.last_inbound_at.isoformat() if subscriber.last_inbound_at else None,
+        "push_devices": subscriber.push_devices,
+        "created_at": subscriber.created_at.isoformat(),
+        "tags": tags_of(subscriber),
+        "consent_history": [
+            {
+                "channel": c.channel,
+                "state": c.state,
+                "source": c.source,
+                "evidence": c.evidence,
+                "actor": c.actor_label,
+                "at": c.created_at.isoformat(),
+            }
+            for c in subscriber.consent_changes.order_by("created_at", "id")
+        ],
+        "events": [
+            {"name": e.name, "occurred_at": e.occurred_at.isoformat(), "attributes": e.attributes}
+            for e in subscriber.events.order_by("occurred_at", "id")
+        ],
+    }
+    record_audit(project=subscriber.project, actor=actor, action="subscriber.exported", obj=subscriber)
+    return data
