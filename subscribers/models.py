@@ -50,7 +50,7 @@ class Subscriber(models.Model):
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="subscribers")
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    # NULL, not "", for "unknown": the unique constraints ignore NULLs only. A subscriber
+    # NULL, not "", for "unknown": unique constraints treat NULLs as distinct. A subscriber
     # who wrote us under a WhatsApp username may have a BSUID and no phone number.
     phone = models.CharField(max_length=20, null=True, blank=True, help_text="E.164, e.g. +4915112345678")  # noqa: DJ001
     wa_id = models.CharField(max_length=20, blank=True, help_text="WhatsApp id (digits, usually the phone)")
@@ -76,17 +76,10 @@ class Subscriber(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                fields=["project", "phone"], condition=Q(phone__isnull=False), name="subscriber_unique_phone"
-            ),
-            models.UniqueConstraint(
-                fields=["project", "external_id"],
-                condition=Q(external_id__isnull=False),
-                name="subscriber_unique_external_id",
-            ),
-            models.UniqueConstraint(
-                fields=["project", "bsuid"], condition=Q(bsuid__isnull=False), name="subscriber_unique_bsuid"
-            ),
+            # Not partial (NULLs are distinct anyway), so INSERT ... ON CONFLICT can target them.
+            models.UniqueConstraint(fields=["project", "phone"], name="subscriber_unique_phone"),
+            models.UniqueConstraint(fields=["project", "external_id"], name="subscriber_unique_external_id"),
+            models.UniqueConstraint(fields=["project", "bsuid"], name="subscriber_unique_bsuid"),
             models.CheckConstraint(
                 condition=Q(phone__isnull=False) | Q(bsuid__isnull=False), name="subscriber_has_identity"
             ),
