@@ -216,11 +216,7 @@ class Event(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                fields=["project", "dedup_key"],
-                condition=Q(dedup_key__isnull=False),
-                name="event_unique_dedup",
-            )
+            models.UniqueConstraint(fields=["project", "dedup_key"], name="event_unique_dedup")
         ]
         indexes = [
             # Segment conditions: an index-only scan yields the subscribers (INCLUDE is
