@@ -3,6 +3,10 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
 from .models import ApiKey, AuditEntry, Heartbeat, Invitation, Membership, Project, User
 
+admin.site.site_header = "WhatsApp Control Panel · operators"
+admin.site.site_title = "WhatsApp Control Panel admin"
+admin.site.index_title = "Operations"
+
 
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
@@ -27,8 +31,7 @@ class MembershipInline(admin.TabularInline):
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
     list_display = ["name", "slug", "time_zone", "default_country", "created_at"]
-    search_fields = ["name", "slug", "public_id"]
-    list_filter = ["default_country"]
+    search_fields = ["name", "slug", "public_id", "default_country"]
     readonly_fields = ["public_id", "created_at"]
     inlines = [MembershipInline]
 
@@ -85,7 +88,7 @@ class InvitationAdmin(admin.ModelAdmin):
 
 @admin.register(AuditEntry)
 class AuditEntryAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "project", "actor_label", "action", "object_type", "object_repr"]
+    list_display = ["created_at", "project", "actor_label", "action", "object_repr"]
     list_filter = ["project", "action"]
     search_fields = ["actor_label", "action", "object_repr", "object_id"]
     date_hierarchy = "created_at"

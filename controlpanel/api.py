@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from django.http import Http404, HttpRequest
+from django.http import Http404, HttpRequest, JsonResponse
 from ninja import NinjaAPI, Router, Schema
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
@@ -100,6 +100,21 @@ class ApiError(HttpError):
 @api.exception_handler(ApiError)
 def on_api_error(request, exc: ApiError):
     return error(request, exc.status_code, exc.code, str(exc), exc.field)
+
+
+@api.get("/", auth=None, include_in_schema=False)
+def api_root(request):
+    return {
+        "name": api.title,
+        "version": api.version,
+        "docs": "/api/v1/docs",
+        "openapi": "/api/v1/openapi.json",
+    }
+
+
+def not_found(request, path: str = ""):
+    """Unknown /api/v1/ paths answer JSON, like the rest of the API."""
+    return JsonResponse({"code": "not_found", "message": f"No API endpoint at {request.path}."}, status=404)
 
 
 class ProjectOut(Schema):

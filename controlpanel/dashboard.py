@@ -90,7 +90,7 @@ def tenancy_provider(project: Project) -> Iterable[Metric | Series | ChecklistSt
     )
     yield ChecklistStep(
         title="Create an API key for your backend",
-        done=ApiKey.objects.for_project(project).exists(),
+        done=ApiKey.objects.for_project(project).active().exists(),
         url=reverse("controlpanel:api_keys", args=[project.slug]),
         hint="Your app sends subscribers and events through /api/v1/.",
         order=50,

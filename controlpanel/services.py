@@ -165,13 +165,18 @@ def _owner_count(project: Project) -> int:
 
 
 @transaction.atomic
-def invite_member(*, project: Project, email: str, role: Role, actor: Actor) -> tuple[Invitation, str]:
-    """Create an invitation and mail its link. Returns the invitation and its raw token."""
+def invite_member(
+    *, project: Project, email: str, role: Role, actor: Actor, base_url: str
+) -> tuple[Invitation, str, bool]:
+    """Create an invitation and mail its link (``base_url`` + path).
+
+    Returns the invitation, its link and whether it replaced a pending invitation
+    for the same address (whose link then stops working).
+    """
     email = email.strip().lower()
     if Membership.objects.filter(project=project, user__email__iexact=email).exists():
         raise ValidationError({"email": f"{email} is already a member of this project."})
-    # A new invitation replaces any pending one for the same address.
-    Invitation.objects.filter(
+    replaced = Invitation.objects.filter(
         project=project, email=email, accepted_at__isnull=True, revoked_at__isnull=True
     ).update(revoked_at=timezone.now())
     token = secrets.token_urlsafe(32)
@@ -189,7 +194,7 @@ def invite_member(*, project: Project, email: str, role: Role, actor: Actor) -> 
         obj=invitation,
         changes={"email": email, "role": str(role)},
     )
-    link = settings.PUBLIC_BASE_URL + reverse("invitation_accept", args=[token])
+    link = base_url.rstrip("/") + reverse("invitation_accept", args=[token])
     body = render_to_string(
         "registration/invitation_email.txt",
         {"project": project, "inviter": actor.display, "link": link, "role": Role(role).label},
@@ -197,7 +202,7 @@ def invite_member(*, project: Project, email: str, role: Role, actor: Actor) -> 
     transaction.on_commit(
         lambda: send_mail(f"You are invited to {project.name}", body, settings.DEFAULT_FROM_EMAIL, [email])
     )
-    return invitation, token
+    return invitation, link, bool(replaced)
 
 
 @transaction.atomic

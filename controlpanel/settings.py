@@ -67,8 +67,9 @@ FIELD_ENCRYPTION_KEYS = _required_secret(
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
-# Absolute base URL used in emails (invitations, password reset) and shown webhook URLs.
-PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Absolute base URL for links in emails and shown webhook URLs. Empty: taken from the
+# request, which is right unless a proxy rewrites the host.
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="").rstrip("/")
 
 INSTALLED_APPS = [
     "controlpanel",
@@ -303,6 +304,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # 403/404 are answers, not incidents; 5xx are still logged with their traceback.
+        "django.request": {"level": "ERROR"},
         "dramatiq": {"level": env.str("DRAMATIQ_LOG_LEVEL", default="WARNING")},
         "apscheduler": {"level": "WARNING"},
         "axes": {"level": "WARNING"},

@@ -8,12 +8,14 @@ so slugs cannot be probed); members whose role is too low get 403.
 
 from __future__ import annotations
 
+import zoneinfo
 from collections.abc import Callable
 from functools import wraps
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
+from django.utils import timezone
 
 from .models import Membership, Project, Role
 
@@ -55,7 +57,9 @@ def project_view(
                 raise PermissionDenied(f"This needs the {Role(needed).label} role.")
             request.project = membership.project  # type: ignore[attr-defined]
             request.membership = membership  # type: ignore[attr-defined]
-            return view(request, *args, **kwargs)
+            # Times on project pages are shown in the project's time zone.
+            with timezone.override(zoneinfo.ZoneInfo(membership.project.time_zone)):
+                return view(request, *args, **kwargs)
 
         wrapper.project_roles = (read, write)  # type: ignore[attr-defined]
         wrapper.nav_section = section  # type: ignore[attr-defined]

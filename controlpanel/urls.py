@@ -1,8 +1,9 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from . import views
 from .api import api
+from .api import not_found as api_not_found
 
 # Everything tenant-scoped lives under /p/<slug>/ and is wrapped in tenancy.project_view.
 project_patterns = [
@@ -21,5 +22,7 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("healthz", views.healthz, name="healthz"),
     path("api/v1/", api.urls),
+    re_path(r"^api/v1/(?P<path>.*)$", api_not_found),
+    path("favicon.ico", views.favicon),
     path("admin/", admin.site.urls),
 ]

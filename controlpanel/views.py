@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -8,6 +9,7 @@ from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.templatetags.static import static
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
@@ -20,6 +22,11 @@ from .tenancy import project_view
 
 LAST_PROJECT_KEY = "last_project"
 NEW_KEY_SESSION = "new_api_key"
+
+
+def public_base_url(request: HttpRequest) -> str:
+    """Base URL for links that leave the panel (emails): PUBLIC_BASE_URL, else this request's."""
+    return settings.PUBLIC_BASE_URL or request.build_absolute_uri("/").rstrip("/")
 
 
 def _actor(request: HttpRequest) -> Actor:
@@ -58,7 +65,12 @@ def project_dashboard(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "controlpanel/dashboard.html",
-        {"board": board, "chart": chart, "checklist_open": any(not s.done for s in board.checklist)},
+        {
+            "board": board,
+            "chart": chart,
+            "chart_has_data": any(any(series["data"]) for series in chart),
+            "checklist_open": any(not s.done for s in board.checklist),
+        },
     )
 
 
@@ -78,22 +90,30 @@ def members(request: HttpRequest) -> HttpResponse:
     project = request.project
     form = InviteForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        email = form.cleaned_data["email"]
         try:
-            services.invite_member(
+            _, link, replaced = services.invite_member(
                 project=project,
-                email=form.cleaned_data["email"],
+                email=email,
                 role=Role(form.cleaned_data["role"]),
                 actor=_actor(request),
+                base_url=public_base_url(request),
             )
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
-            messages.success(request, f"Invitation sent to {form.cleaned_data['email']}.")
+            again = " again; the earlier link no longer works" if replaced else ""
+            # The owner sees the link too: the only way in when outgoing mail is not set up.
+            messages.success(request, f"Invitation sent to {email}{again}. Their link: {link}")
             return redirect("controlpanel:members", project.slug)
+    memberships = list(Membership.objects.filter(project=project).select_related("user"))
+    owners = sum(1 for m in memberships if m.role == Role.OWNER)
+    for m in memberships:
+        m.is_last_owner = m.role == Role.OWNER and owners == 1
     context = {
         "form": form,
         "tab": "members",
-        "memberships": Membership.objects.filter(project=project).select_related("user"),
+        "memberships": memberships,
         "invitations": [
             i
             for i in Invitation.objects.filter(
@@ -216,6 +236,11 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
         messages.success(request, f"Welcome to {invitation.project.name}.")
         return redirect("controlpanel:dashboard", invitation.project.slug)
     return render(request, "registration/invitation_signup.html", {"invitation": invitation, "form": form})
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    # Browsers (and the Django admin, which declares no icon) ask for /favicon.ico.
+    return redirect(static("img/favicon.svg"), permanent=True)
 
 
 @require_GET

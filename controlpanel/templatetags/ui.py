@@ -19,3 +19,17 @@ def widget(field: forms.BoundField) -> str:
     if field.errors:
         css += " is-invalid"
     return field.as_widget(attrs={"class": css})
+
+
+@register.filter
+def change_text(value) -> str:
+    """An audit change as text: [old, new] pairs become "old → new"."""
+    if isinstance(value, list | tuple) and len(value) == 2:
+        return f"{value[0]} → {value[1]}"
+    return str(value)
+
+
+@register.filter
+def action_label(action: str) -> str:
+    """``member.role_changed`` -> "Member role changed"."""
+    return action.replace(".", " ").replace("_", " ").capitalize()

@@ -8,7 +8,9 @@ document.addEventListener("DOMContentLoaded", () => {
   new window.Chart(canvas, {
     type: "bar",
     data: {
-      labels: series[0].labels,
+      // "2026-11-25" -> "Nov 25": short labels stay horizontal.
+      labels: series[0].labels.map((d) =>
+        new Date(d + "T00:00:00").toLocaleDateString(undefined, { month: "short", day: "numeric" })),
       datasets: series.map((s) => ({ label: s.label, data: s.data, backgroundColor: "#25d366" })),
     },
     options: {

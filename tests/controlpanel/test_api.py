@@ -78,3 +78,11 @@ def test_openapi_and_docs_are_served(client):
     assert docs.status_code == 200
     # Swagger UI comes from our static files, never a CDN.
     assert b"cdn" not in docs.content.lower()
+
+
+def test_api_root_and_unknown_paths_answer_json(client):
+    root = client.get("/api/v1/")
+    assert root.status_code == 200 and root.json()["docs"] == "/api/v1/docs"
+    missing = client.get("/api/v1/no/such/thing")
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "not_found"

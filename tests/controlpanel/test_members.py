@@ -25,7 +25,11 @@ def test_owner_invites_and_new_user_signs_up(
     assert response.status_code == 302
     assert mail.outbox[-1].to == ["new@example.com"]
     link = link_from_mail()
-    path = link.split("127.0.0.1:8000")[-1]
+    # Without PUBLIC_BASE_URL the link points where the owner is (the test client's host).
+    assert link.startswith("http://testserver/invite/")
+    # The owner sees the link too, for when outgoing mail is not set up.
+    assert link in owner_client.get(response["Location"]).content.decode()
+    path = link.split("testserver")[-1]
 
     client.logout()
     page = client.get(path)
@@ -62,6 +66,20 @@ def test_invitation_for_someone_else_is_refused(
     client.force_login(outsider)
     assert client.post(path).status_code == 403
     assert not Membership.objects.filter(project=project, user=outsider).exists()
+
+
+def test_reinviting_says_the_old_link_stopped_working(
+    owner_client, project, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        invite(owner_client, project, email="twice@example.com")
+    first = link_from_mail()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = invite(owner_client, project, email="twice@example.com")
+    page = owner_client.get(response["Location"]).content.decode()
+    assert "again; the earlier link no longer works" in page
+    assert owner_client.get("/invite/" + first.split("/invite/")[1]).status_code == 404
+    assert Invitation.objects.filter(project=project, email="twice@example.com", revoked_at=None).count() == 1
 
 
 def test_inviting_a_member_again_shows_an_error(owner_client, project, viewer):
