@@ -12,6 +12,15 @@ _REASONS = {
     ValidationResult.TOO_SHORT: "it is too short",
     ValidationResult.TOO_LONG: "it is too long",
     ValidationResult.INVALID_LENGTH: "it has the wrong number of digits",
+    # Dialable only inside its area ("12", "555 0100"): the area code is missing.
+    ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "it is too short (is the area code missing?)",
+}
+_PARSE_REASONS = {
+    NumberParseException.INVALID_COUNTRY_CODE: "the country code is unknown",
+    NumberParseException.NOT_A_NUMBER: "it does not look like a phone number",
+    NumberParseException.TOO_SHORT_AFTER_IDD: "it is too short",
+    NumberParseException.TOO_SHORT_NSN: "it is too short",
+    NumberParseException.TOO_LONG: "it is too long",
 }
 
 
@@ -28,8 +37,9 @@ def normalize_phone(raw: str, default_country: str, *, field: str = "phone") -> 
     try:
         number = phonenumbers.parse(text, default_country.upper() or None)
     except NumberParseException as exc:
+        reason = _PARSE_REASONS.get(exc.error_type, exc._msg.rstrip(".").lower())
         raise InvalidInput(
-            f"{raw!r} is not a phone number: {exc._msg.rstrip('.').lower()}.",
+            f"{raw!r} is not a phone number: {reason}.",
             field=field,
             code="invalid_phone",
         ) from None
