@@ -320,3 +320,7 @@ DRAMATIQ_AUTODISCOVER_MODULES = ["actors"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
 # models.W040: SQLite ignores INCLUDE columns of covering indexes that PostgreSQL uses.
 SILENCED_SYSTEM_CHECKS = ["models.W040"]
+# Webhook bodies are committed in shared transactions by a writer thread (see
+# whatsapp/intake.py). Off on SQLite, where one writer at a time is the rule anyway.
+WEBHOOK_GROUP_COMMIT = env.bool("WEBHOOK_GROUP_COMMIT", default=bool(DATABASE_URL))
+SIMULATOR_ENABLED = env.bool("SIMULATOR_ENABLED", default=EMBEDDED)

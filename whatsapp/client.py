@@ -1,0 +1,150 @@
+"""The only module that talks HTTP to Meta's Graph API (or the simulator, which speaks the same).
+
+One pooled ``requests.Session`` per account; every failure becomes a typed
+GraphError subclass (TransientError, PermanentError, AccountError) carrying
+Meta's code, title, details and trace id. Tokens never appear in logs or errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from .errors import GraphError, TransientError, typed
+from .models import WhatsAppAccount
+
+logger = logging.getLogger(__name__)
+TIMEOUT = (5, 20)  # connect, read (seconds)
+MAX_TEMPLATE_PAGES = 200
+
+_sessions: dict[tuple[int, str], requests.Session] = {}
+_lock = threading.Lock()
+
+
+def _session(account: WhatsAppAccount) -> requests.Session:
+    # Keyed by token too, so a rotated token gets a fresh session with the new header.
+    key = (account.pk, account.access_token)
+    with _lock:
+        session = _sessions.get(key)
+        if session is None:
+            for stale in [k for k in _sessions if k[0] == account.pk]:
+                _sessions.pop(stale).close()
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+            session.headers["Authorization"] = f"Bearer {account.access_token}"
+            _sessions[key] = session
+        return session
+
+
+@dataclass(frozen=True)
+class SendResult:
+    wamid: str
+    wa_id: str
+    message_status: str
+
+
+class GraphClient:
+    def __init__(self, account: WhatsAppAccount):
+        self.account = account
+        self.session = _session(account)
+
+    def _request(self, method: str, url: str, **kwargs) -> dict[str, Any]:
+        if not url.startswith("http"):
+            url = f"{self.account.graph_base}/{url.lstrip('/')}"
+        try:
+            response = self.session.request(method, url, timeout=TIMEOUT, **kwargs)
+        except requests.RequestException as exc:
+            # Ambiguous for sends: the message may have gone out. Callers must not resend blindly.
+            raise TransientError(None, f"Meta could not be reached ({type(exc).__name__}).") from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code >= 400 or (isinstance(body, dict) and "error" in body):
+            error = GraphError.from_response(response.status_code, body if isinstance(body, dict) else None)
+            if error.code is None and response.status_code >= 500:
+                error.title = error.title or f"HTTP {response.status_code} from Meta"
+            raise typed(error)
+        if not isinstance(body, dict):
+            raise TransientError(None, f"Unexpected answer from Meta (HTTP {response.status_code}).")
+        return body
+
+    # --- messages -----------------------------------------------------------------
+    def _send(self, payload: dict[str, Any]) -> SendResult:
+        body = self._request("POST", f"{self.account.phone_number_id}/messages", json=payload)
+        message = (body.get("messages") or [{}])[0]
+        contact = (body.get("contacts") or [{}])[0]
+        if not message.get("id"):
+            raise TransientError(None, "Meta accepted the request but returned no message id.")
+        return SendResult(
+            wamid=message["id"],
+            wa_id=str(contact.get("wa_id") or contact.get("user_id") or ""),
+            message_status=str(message.get("message_status") or "accepted"),
+        )
+
+    def send_template(
+        self,
+        *,
+        to: str,
+        name: str,
+        language: str,
+        components: list[dict[str, Any]] | None = None,
+        callback_data: str,
+    ) -> SendResult:
+        template: dict[str, Any] = {"name": name, "language": {"code": language}}
+        if components:
+            template["components"] = components
+        return self._send(
+            {
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "to": to.lstrip("+"),
+                "type": "template",
+                "template": template,
+                "biz_opaque_callback_data": callback_data,
+            }
+        )
+
+    def send_text(self, *, to: str, body: str, callback_data: str, preview_url: bool = False) -> SendResult:
+        return self._send(
+            {
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "to": to.lstrip("+"),
+                "type": "text",
+                "text": {"body": body, "preview_url": preview_url},
+                "biz_opaque_callback_data": callback_data,
+            }
+        )
+
+    # --- account and templates -----------------------------------------------------
+    def get_phone_number(self) -> dict[str, Any]:
+        fields = (
+            "display_phone_number,verified_name,quality_rating,messaging_limit_tier,throughput,name_status"
+        )
+        return self._request("GET", self.account.phone_number_id, params={"fields": fields})
+
+    def list_templates(self, *, page_size: int = 100) -> list[dict[str, Any]]:
+        """Every template of the WABA, following ``paging.next`` (absolute URLs) to the end."""
+        url = f"{self.account.waba_id}/message_templates"
+        params: dict[str, Any] | None = {"limit": page_size}
+        templates: list[dict[str, Any]] = []
+        for _ in range(MAX_TEMPLATE_PAGES):
+            body = self._request("GET", url, params=params)
+            templates.extend(body.get("data") or [])
+            next_url = (body.get("paging") or {}).get("next")
+            if not next_url:
+                return templates
+            url, params = next_url, None
+        logger.warning("list_templates stopped after %s pages", MAX_TEMPLATE_PAGES)
+        return templates
+
+    def create_template(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return self._request("POST", f"{self.account.waba_id}/message_templates", json=payload)

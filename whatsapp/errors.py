@@ -1,0 +1,169 @@
+"""Meta's error codes, classified for the retry policy of reference section 5.4."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ErrorKind(StrEnum):
+    TRANSIENT = "transient"  # retry the same message with backoff
+    RETRY_LATER = "retry_later"  # retry only after a long wait (131049: >= 24 h, at most once)
+    PERMANENT = "permanent"  # fail this message; never retry
+    ACCOUNT = "account"  # stop sending for the whole account and tell a human
+
+
+TRANSIENT_CODES = {1, 2, 4, 80007, 130429, 131000, 131016, 131056, 131057, 133004}
+RETRY_LATER_CODES = {131049, 133016}
+# 132001 (template missing or not approved) fails every recipient alike: stop, as 5.4 says.
+ACCOUNT_CODES = {
+    0, 3, 10, 190, 368, 130497, 131031, 131042, 131045, 131048, 131064, 132001, 132015, 132016, 133010,
+}  # fmt: skip
+# Permission errors 200-299 are account-level too (see classify).
+
+# Plain-language explanations for the panel, by code.
+EXPLANATIONS = {
+    0: "Meta rejected the access token. Create a new system-user token and update the connection.",
+    190: "The access token expired. Create a new system-user token and update the connection.",
+    3: "The app lacks a capability for this call. Check the app's WhatsApp product setup.",
+    10: "Permission denied. Give the system user access to this WhatsApp Business Account.",
+    4: "Too many API calls from this app; slowing down and retrying.",
+    80007: "The WhatsApp Business Account hit its API rate limit; retrying later.",
+    130429: "The number's throughput limit was exceeded; retrying slower.",
+    131056: "Too many messages to this person in a short time; retrying for them only.",
+    131048: "Meta restricted the number for spam (low quality). Sending is paused: check quality.",
+    131049: "Meta did not deliver this marketing message to keep engagement healthy; retry after 24 h.",
+    131064: "Messaging is limited because of template classification violations.",
+    368: "The number is temporarily blocked for policy violations.",
+    131031: "The business account is locked. Check Business Manager (e.g. the two-step PIN).",
+    130497: "The account may not message users in this country.",
+    2: "Meta's API is temporarily down; retrying.",
+    131000: "Meta reported an unknown error; retrying a few times.",
+    131016: "Meta's service is temporarily unavailable; retrying.",
+    131057: "The number is in maintenance (throughput upgrade); retrying in a minute.",
+    133004: "Meta's server is temporarily unavailable; retrying.",
+    33: "The phone number id does not exist (deleted or wrong).",
+    100: "Meta rejected a parameter of the request (a bug or bad recipient).",
+    131008: "A required parameter is missing.",
+    131009: "A parameter value is invalid.",
+    131021: "The recipient is the sender's own number.",
+    131026: "Undeliverable: the number is not on WhatsApp, or cannot receive this message.",
+    131042: "Payment problem on the WhatsApp Business Account. Sending is stopped until it is fixed.",
+    131045: "The phone number's registration is broken; register it again.",
+    131047: "More than 24 hours since the person last wrote: only templates may be sent.",
+    131050: "The person stopped marketing messages from you in WhatsApp.",
+    130472: "The person is in Meta's marketing experiment holdout.",
+    131051: "Unsupported message type.",
+    131052: "The inbound media could not be downloaded.",
+    131053: "Our media could not be uploaded (check the media URL).",
+    131037: "The display name is not approved yet.",
+    131062: "This message cannot be sent to a business-scoped user id; use the phone number.",
+    131063: "Marketing templates are disabled on the Cloud API for this account.",
+    132000: "The number of template parameters does not match the template.",
+    132001: "The template does not exist in this language, or is not approved.",
+    132005: "The filled-in template text is too long.",
+    132007: "A template parameter breaks the format rules (newlines, tabs, 4+ spaces).",
+    132008: "A template parameter value is invalid.",
+    132012: "A template parameter has the wrong format (named vs positional, URL suffix).",
+    132015: "The template is paused for low quality. Sending resumes when Meta approves it again.",
+    132016: "The template was disabled permanently for low quality.",
+    133010: "The phone number is not registered on the Cloud API.",
+    133016: "Too many register/deregister attempts; try later.",
+    135000: "Meta reported a generic user error.",
+    137000: "The recipient's identity key changed; resend without the key hash.",
+}
+
+
+def classify(code: int | None) -> ErrorKind:
+    """The retry policy for an error code; unknown codes and network errors are transient."""
+    if code is None:
+        return ErrorKind.TRANSIENT
+    if code in TRANSIENT_CODES:
+        return ErrorKind.TRANSIENT
+    if code in RETRY_LATER_CODES:
+        return ErrorKind.RETRY_LATER
+    if code in ACCOUNT_CODES or 200 <= code <= 299:
+        return ErrorKind.ACCOUNT
+    if code in EXPLANATIONS:
+        return ErrorKind.PERMANENT
+    # An unknown 4xx-style code: do not hammer Meta with it.
+    return ErrorKind.PERMANENT
+
+
+def explain(code: int | None, fallback: str = "") -> str:
+    if code is None:
+        return fallback or "Meta could not be reached."
+    return EXPLANATIONS.get(code) or (fallback or f"Meta error {code}.")
+
+
+@dataclass
+class GraphError(Exception):
+    """An error answer of the Graph API (sync) or an error object of a webhook (async)."""
+
+    code: int | None
+    title: str = ""
+    details: str = ""
+    trace_id: str = ""
+    http_status: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__init__(self.describe())
+
+    @property
+    def kind(self) -> ErrorKind:
+        return classify(self.code)
+
+    @property
+    def explanation(self) -> str:
+        return explain(self.code, self.title)
+
+    def describe(self) -> str:
+        parts = [f"({self.code})" if self.code is not None else "(network)", self.title or self.explanation]
+        if self.details:
+            parts.append(f"- {self.details}")
+        return " ".join(p for p in parts if p)
+
+    @classmethod
+    def from_response(cls, status: int, body: dict | None) -> GraphError:
+        error = (body or {}).get("error") or {}
+        code = error.get("code")
+        message = str(error.get("message") or "")
+        return cls(
+            code=int(code) if isinstance(code, int | str) and str(code).isdigit() else None,
+            title=error.get("error_user_title") or message,
+            details=str((error.get("error_data") or {}).get("details") or error.get("error_user_msg") or ""),
+            trace_id=str(error.get("fbtrace_id") or ""),
+            http_status=status,
+        )
+
+    @classmethod
+    def from_webhook(cls, error: dict) -> GraphError:
+        code = error.get("code")
+        return cls(
+            code=int(code) if isinstance(code, int | str) and str(code).isdigit() else None,
+            title=str(error.get("title") or error.get("message") or ""),
+            details=str((error.get("error_data") or {}).get("details") or ""),
+        )
+
+
+class TransientError(GraphError):
+    pass
+
+
+class PermanentError(GraphError):
+    pass
+
+
+class AccountError(GraphError):
+    pass
+
+
+def typed(error: GraphError) -> GraphError:
+    """The same error as the exception class of its kind (what callers catch)."""
+    cls = {
+        ErrorKind.TRANSIENT: TransientError,
+        ErrorKind.RETRY_LATER: TransientError,
+        ErrorKind.PERMANENT: PermanentError,
+        ErrorKind.ACCOUNT: AccountError,
+    }[error.kind]
+    return cls(error.code, error.title, error.details, error.trace_id, error.http_status)

@@ -1,0 +1,408 @@
+"""Turning stored webhook deliveries into state: statuses, inbound messages, consent, templates.
+
+Every handler is idempotent: replaying the whole inbox twice leaves the same
+database state (inbound messages are keyed by their wamid, consent changes are
+no-ops when unchanged, statuses only move forward downstream). Unknown fields
+and fields we do not handle are kept in the raw delivery and never fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import unicodedata
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from controlpanel.services import Actor
+from subscribers.models import ConsentChannel, ConsentSource, ConsentState, Event, Subscriber
+from subscribers.services import change_consent, record_event
+
+from .models import MessageTemplate, PhoneNumberEvent, WebhookDelivery, WhatsAppAccount
+from .signals import InboundMessage, StatusUpdate, inbound_received, status_received
+
+logger = logging.getLogger(__name__)
+WHATSAPP = Actor(label="WhatsApp")
+# A quick-reply button whose text or payload says stop, e.g. "Stop promotions" or STOP_PROMOS.
+STOP_BUTTON = re.compile(r"(?<![a-z])(stop|stopp|abmelden|unsubscribe)(?![a-z])", re.IGNORECASE)
+
+
+def _ts(value: Any) -> datetime:
+    try:
+        return datetime.fromtimestamp(int(value), tz=UTC)
+    except (TypeError, ValueError):
+        return timezone.now()
+
+
+def normalize_text(text: str) -> str:
+    """Upper-case, whitespace collapsed, surrounding punctuation dropped: " hilfe! " -> "HILFE"."""
+    text = unicodedata.normalize("NFKC", text or "")
+    return " ".join(text.split()).strip(" .!?¡¿,;:-_*\"'").upper()
+
+
+def process_delivery(delivery: WebhookDelivery) -> None:
+    """Apply one stored webhook body. Safe to run again for the same delivery."""
+    try:
+        payload = json.loads(delivery.body)
+    except json.JSONDecodeError as exc:
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            processed_at=timezone.now(), error=f"not JSON: {exc}"
+        )
+        return
+    account = delivery.account
+    after_commit: list = []
+    with transaction.atomic():
+        for entry in payload.get("entry") or []:
+            for change in entry.get("changes") or []:
+                handle_change(account, change.get("field") or "", change.get("value") or {}, after_commit)
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(processed_at=timezone.now(), error="")
+        WhatsAppAccount.objects.filter(pk=account.pk).update(last_webhook_at=delivery.received_at)
+        # Receivers (campaigns, journeys) see committed rows only.
+        transaction.on_commit(lambda: [send() for send in after_commit])
+
+
+MAX_ATTEMPTS = 5
+
+
+def process_pending(account_id: int, *, limit: int = 500) -> int:
+    """Process unprocessed deliveries of one account, oldest first; returns how many.
+
+    Each delivery is claimed with SELECT ... FOR UPDATE SKIP LOCKED, so several
+    workers can drain the same account without doing a delivery twice. A delivery
+    that keeps failing is retried MAX_ATTEMPTS times, then left with its error.
+    """
+    done = 0
+    while done < limit:
+        with transaction.atomic():
+            delivery = (
+                WebhookDelivery.objects.select_for_update(skip_locked=True)
+                .select_related("account__project")
+                .filter(account_id=account_id, processed_at__isnull=True, attempts__lt=MAX_ATTEMPTS)
+                .order_by("received_at", "id")
+                .first()
+            )
+            if delivery is None:
+                return done
+            try:
+                with transaction.atomic():
+                    process_delivery(delivery)
+            except Exception as exc:
+                logger.exception("webhook delivery %s failed", delivery.pk)
+                WebhookDelivery.objects.filter(pk=delivery.pk).update(
+                    attempts=delivery.attempts + 1, error=f"{type(exc).__name__}: {exc}"[:2000]
+                )
+        done += 1
+    return done
+
+
+def handle_change(account: WhatsAppAccount, field: str, value: dict, after_commit: list) -> None:
+    if field == "messages":
+        contacts = value.get("contacts") or []
+        for status in value.get("statuses") or []:
+            update = _status_update(account, status)
+            after_commit.append(lambda u=update: status_received.send(sender=None, update=u))
+        for message in value.get("messages") or []:
+            handle_inbound(account, message, contacts, after_commit)
+        for error in value.get("errors") or []:
+            _notice(
+                account, field, f"Meta reported error {error.get('code')}: {error.get('title', '')}", error
+            )
+    elif field == "user_preferences":
+        for pref in value.get("user_preferences") or []:
+            handle_user_preference(account, pref, value.get("contacts") or [])
+    elif field == "message_template_status_update":
+        handle_template_status(account, value)
+    elif field == "message_template_quality_update":
+        _template_for(account, value).update(quality_score=str(value.get("new_quality_score") or ""))
+    elif field == "template_category_update":
+        new = str(value.get("new_category") or value.get("correct_category") or "")
+        if new:
+            _template_for(account, value).update(
+                category=new, previous_category=str(value.get("previous_category") or "")
+            )
+    elif field == "phone_number_quality_update":
+        handle_quality_update(account, value)
+    else:
+        _notice(account, field, f"{field or 'unknown'} update from Meta", value)
+
+
+def _status_update(account: WhatsAppAccount, status: dict) -> StatusUpdate:
+    return StatusUpdate(
+        project_id=account.project_id,
+        account_id=account.pk,
+        wamid=str(status.get("id") or ""),
+        status=str(status.get("status") or ""),
+        timestamp=_ts(status.get("timestamp")),
+        recipient_id=str(status.get("recipient_id") or ""),
+        recipient_user_id=str(status.get("recipient_user_id") or ""),
+        callback_data=str(status.get("biz_opaque_callback_data") or ""),
+        errors=tuple(status.get("errors") or ()),
+        pricing=dict(status.get("pricing") or {}),
+    )
+
+
+def find_or_create_contact(
+    account: WhatsAppAccount, *, wa_id: str, bsuid: str, profile_name: str
+) -> Subscriber:
+    """The subscriber behind a WhatsApp user, created on first contact (consent unknown)."""
+    project = account.project
+    phone = f"+{wa_id}" if wa_id.isdigit() else None
+    lookup = Q()
+    if bsuid:
+        lookup |= Q(bsuid=bsuid)
+    if phone:
+        lookup |= Q(phone=phone)
+    subscriber = (
+        Subscriber.objects.for_project(project).filter(lookup).order_by("-bsuid").first() if lookup else None
+    )
+    if subscriber is None:
+        subscriber = Subscriber.objects.create(
+            project=project, phone=phone, wa_id=wa_id, bsuid=bsuid or None, name=profile_name[:200]
+        )
+        record_event(
+            project=project, subscriber=subscriber, name="Subscribed", attributes={"source": "whatsapp"}
+        )
+        return subscriber
+    changed = []
+    if wa_id and subscriber.wa_id != wa_id:
+        subscriber.wa_id = wa_id
+        changed.append("wa_id")
+    if bsuid and subscriber.bsuid != bsuid:
+        subscriber.bsuid = bsuid
+        changed.append("bsuid")
+    if phone and not subscriber.phone:
+        subscriber.phone = phone
+        changed.append("phone")
+    if profile_name and not subscriber.name:
+        subscriber.name = profile_name[:200]
+        changed.append("name")
+    if changed:
+        subscriber.save(update_fields=[*changed, "updated_at"])
+    return subscriber
+
+
+def _contact_for(message: dict, contacts: list[dict]) -> dict:
+    sender = message.get("from") or ""
+    for contact in contacts:
+        if contact.get("wa_id") == sender or (
+            contact.get("user_id") and contact.get("user_id") == message.get("from_user_id")
+        ):
+            return contact
+    return contacts[0] if len(contacts) == 1 else {}
+
+
+def inbound_attributes(message: dict) -> dict[str, Any]:
+    """The WhatsAppReceived event attributes of an inbound message of any type (section 4.3)."""
+    type_ = str(message.get("type") or "unknown")
+    body = message.get(type_) if isinstance(message.get(type_), dict) else {}
+    text = ""
+    button_payload = button_text = ""
+    if type_ == "text":
+        text = str(body.get("body") or "")
+    elif type_ == "button":
+        button_payload, button_text = str(body.get("payload") or ""), str(body.get("text") or "")
+        text = button_text
+    elif type_ == "interactive":
+        reply = body.get(body.get("type") or "") or {}
+        button_payload, button_text = str(reply.get("id") or ""), str(reply.get("title") or "")
+        text = button_text
+    elif type_ in ("image", "video", "document", "audio", "sticker"):
+        text = str(body.get("caption") or body.get("filename") or "")
+    elif type_ == "location":
+        text = " ".join(str(body.get(k) or "") for k in ("name", "address")).strip()
+    elif type_ == "reaction":
+        text = str(body.get("emoji") or "")
+    elif type_ == "system":
+        text = str(body.get("body") or "")
+    elif type_ == "contacts":
+        names = [((c.get("name") or {}).get("formatted_name") or "") for c in message.get("contacts") or []]
+        text = ", ".join(n for n in names if n)
+    attributes: dict[str, Any] = {
+        "text": text[:4096],
+        "normalized_text": normalize_text(text)[:4096],
+        "type": type_,
+        "message_id": str(message.get("id") or ""),
+    }
+    if button_payload or button_text:
+        attributes["button_payload"] = button_payload
+        attributes["button_text"] = button_text
+    context = message.get("context") or {}
+    if context.get("id"):
+        attributes["context_message_id"] = str(context["id"])
+    if message.get("referral"):
+        attributes["referral"] = json.dumps(message["referral"], sort_keys=True)[:2000]
+    if type_ == "reaction" and body.get("message_id"):
+        attributes["context_message_id"] = str(body["message_id"])
+    if body.get("id") and type_ in ("image", "video", "document", "audio", "sticker"):
+        attributes["media_id"] = str(body["id"])
+        attributes["mime_type"] = str(body.get("mime_type") or "")
+    if type_ == "location":
+        attributes["latitude"] = body.get("latitude")
+        attributes["longitude"] = body.get("longitude")
+    if type_ == "unsupported" or message.get("errors"):
+        first = (message.get("errors") or [{}])[0]
+        attributes["error_code"] = first.get("code")
+    return attributes
+
+
+def handle_inbound(account: WhatsAppAccount, message: dict, contacts: list[dict], after_commit: list) -> None:
+    message_id = str(message.get("id") or "")
+    project = account.project
+    dedup_key = f"wa:{message_id}" if message_id else None
+    if dedup_key and Event.objects.for_project(project).filter(dedup_key=dedup_key).exists():
+        return  # processed before (Meta retry or replay): no side effect twice
+    contact = _contact_for(message, contacts)
+    wa_id = str(message.get("from") or contact.get("wa_id") or "")
+    bsuid = str(message.get("from_user_id") or contact.get("user_id") or "")
+    if not wa_id and not bsuid:
+        logger.warning("inbound message %s without sender id", message_id)
+        return
+    subscriber = find_or_create_contact(
+        account, wa_id=wa_id, bsuid=bsuid, profile_name=str((contact.get("profile") or {}).get("name") or "")
+    )
+    when = _ts(message.get("timestamp"))
+    attributes = inbound_attributes(message)
+    event = record_event(
+        project=project,
+        subscriber=subscriber,
+        name="WhatsAppReceived",
+        attributes=attributes,
+        occurred_at=when,
+        dedup_key=dedup_key,
+    )
+    # The 24-hour window runs from the latest message; an old retry must not move it back.
+    Subscriber.objects.filter(pk=subscriber.pk).filter(
+        Q(last_inbound_at__isnull=True) | Q(last_inbound_at__lt=when)
+    ).update(last_inbound_at=when)
+    if message.get("type") != "system":
+        _apply_keywords(account, subscriber, message, attributes, when)
+    payload = InboundMessage(
+        project_id=project.pk,
+        account_id=account.pk,
+        subscriber_id=subscriber.pk,
+        event_id=event.pk,
+        message_id=message_id,
+        type=attributes["type"],
+        text=attributes["text"],
+        normalized_text=attributes["normalized_text"],
+        button_payload=attributes.get("button_payload", ""),
+        timestamp=when,
+    )
+    after_commit.append(lambda: inbound_received.send(sender=None, message=payload))
+
+
+def _apply_keywords(
+    account: WhatsAppAccount, subscriber: Subscriber, message: dict, attributes: dict, when: datetime
+) -> None:
+    word = attributes["normalized_text"]
+    is_stop_button = message.get("type") in ("button", "interactive") and bool(
+        STOP_BUTTON.search(attributes.get("button_text", "") + " " + attributes.get("button_payload", ""))
+    )
+    if word in account.opt_out_words() or is_stop_button:
+        state, how = (
+            ConsentState.OPTED_OUT,
+            "tapped “{}”".format(attributes.get("button_text"))
+            if is_stop_button
+            else f"sent “{attributes['text']}”",
+        )
+    elif word in account.opt_in_words():
+        state, how = ConsentState.OPTED_IN, f"sent “{attributes['text']}”"
+    else:
+        return
+    change_consent(
+        subscriber=subscriber,
+        channel=ConsentChannel.WHATSAPP,
+        state=state,
+        source=ConsentSource.KEYWORD,
+        evidence=f"{how} on WhatsApp at {when:%Y-%m-%d %H:%M:%S} UTC (message {attributes['message_id']}).",
+        actor=WHATSAPP,
+    )
+
+
+def handle_user_preference(account: WhatsAppAccount, pref: dict, contacts: list[dict]) -> None:
+    value = str(pref.get("value") or "").lower()
+    state = {"stop": ConsentState.OPTED_OUT, "resume": ConsentState.OPTED_IN}.get(value)
+    if state is None:
+        return
+    wa_id = str(pref.get("wa_id") or "")
+    contact = next((c for c in contacts if c.get("wa_id") == wa_id), contacts[0] if contacts else {})
+    subscriber = find_or_create_contact(
+        account,
+        wa_id=wa_id,
+        bsuid=str(pref.get("user_id") or contact.get("user_id") or ""),
+        profile_name=str((contact.get("profile") or {}).get("name") or ""),
+    )
+    when = _ts(pref.get("timestamp"))
+    detail = str(pref.get("detail") or value)
+    change_consent(
+        subscriber=subscriber,
+        channel=ConsentChannel.WHATSAPP,
+        state=state,
+        source=ConsentSource.META_PREFERENCE,
+        evidence=f"WhatsApp marketing preference “{value}” at {when:%Y-%m-%d %H:%M:%S} UTC: {detail}",
+        actor=WHATSAPP,
+    )
+
+
+def _template_for(account: WhatsAppAccount, value: dict):
+    templates = MessageTemplate.objects.filter(account=account)
+    meta_id = str(value.get("message_template_id") or "")
+    by_id = templates.filter(meta_id=meta_id) if meta_id else templates.none()
+    if by_id.exists():
+        return by_id
+    return templates.filter(
+        name=str(value.get("message_template_name") or ""),
+        language=str(value.get("message_template_language") or ""),
+    )
+
+
+def handle_template_status(account: WhatsAppAccount, value: dict) -> None:
+    event = str(value.get("event") or "")
+    if not event:
+        return
+    reason = str(value.get("reason") or "")
+    info = value.get("rejection_info") or value.get("other_info") or {}
+    detail = " ".join(str(v) for v in info.values()) if isinstance(info, dict) else str(info)
+    updated = _template_for(account, value).update(
+        status=event, rejected_reason="" if reason == "NONE" else reason, rejection_detail=detail
+    )
+    if not updated:
+        _notice(
+            account,
+            "message_template_status_update",
+            f"Template {value.get('message_template_name')} is now {event}",
+            value,
+        )
+
+
+def handle_quality_update(account: WhatsAppAccount, value: dict) -> None:
+    event = str(value.get("event") or "")
+    limit = str(value.get("current_limit") or value.get("max_daily_conversations_per_business") or "")
+    fields = {}
+    if limit:
+        fields["messaging_tier"] = limit
+    if event in ("FLAGGED", "UNFLAGGED", "UPGRADE", "DOWNGRADE", "ONBOARDING"):
+        fields["quality_rating"] = {"FLAGGED": "RED", "UNFLAGGED": "GREEN"}.get(event, account.quality_rating)
+    if fields:
+        WhatsAppAccount.objects.filter(pk=account.pk).update(**fields)
+    _notice(
+        account,
+        "phone_number_quality_update",
+        f"Phone number quality: {event or 'update'} {limit}".strip(),
+        value,
+    )
+
+
+def _notice(account: WhatsAppAccount, field: str, summary: str, payload: dict) -> None:
+    PhoneNumberEvent.objects.create(
+        project_id=account.project_id,
+        account=account,
+        field=field[:60],
+        summary=summary[:300],
+        payload=payload,
+    )

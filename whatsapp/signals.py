@@ -1,0 +1,44 @@
+"""Upward notifications of the whatsapp app (receivers live in campaigns and journeys)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.dispatch import Signal
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """One element of ``statuses[]`` of a status webhook (reference section 4.4)."""
+
+    project_id: int
+    account_id: int
+    wamid: str
+    status: str  # sent | delivered | read | played | failed
+    timestamp: datetime
+    recipient_id: str = ""
+    recipient_user_id: str = ""
+    callback_data: str = ""
+    errors: tuple[dict, ...] = ()
+    pricing: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    project_id: int
+    account_id: int
+    subscriber_id: int
+    event_id: int
+    message_id: str
+    type: str
+    text: str
+    normalized_text: str
+    button_payload: str
+    timestamp: datetime
+
+
+# send(sender=None, update=StatusUpdate(...)); sent after the delivery's transaction commits.
+status_received = Signal()
+# send(sender=None, message=InboundMessage(...))
+inbound_received = Signal()
