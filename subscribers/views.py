@@ -1,18 +1,1194 @@
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.urls import path
+"""Subscriber pages: the list with filters and bulk actions, the subscriber page (profile, inline
+tags, consent ledger, timeline, GDPR), add/edit, the events page with per-event statistics and the
+tag definitions page.
 
+Lists page by keyset ((sort value, id) cursors) and count at most ``COUNT_LIMIT`` rows, so a page
+view costs the same at a million subscribers as at fifty. Every write goes through
+subscribers.services; htmx requests get the partial named like the DOM id they replace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import uuid
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from functools import wraps
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.core import signing
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
+from django.db.models.fields.json import KT
+from django.db.models.functions import TruncDate
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import NoReverseMatch, path, reverse
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_POST
+
+from controlpanel.models import Project, Role
+from controlpanel.services import Actor, record_audit
 from controlpanel.tenancy import project_view
 
-from .models import Subscriber
+from . import events as eventdefs
+from . import tags as tagtypes
+from .errors import InvalidInput
+from .forms import (
+    BULK_ACTIONS,
+    BulkForm,
+    ConsentForm,
+    EraseForm,
+    SubscriberForm,
+    TagAddForm,
+    TagDefinitionForm,
+    tag_input,
+    tag_text_from_input,
+)
+from .models import (
+    ConsentChange,
+    ConsentChannel,
+    ConsentSource,
+    ConsentState,
+    Event,
+    Segment,
+    Subscriber,
+    TagDefinition,
+    TagType,
+    TagValue,
+)
+from .phones import normalize_phone
+from .services import (
+    change_consent,
+    clean_profile,
+    clean_subscriber_data,
+    erase_subscriber,
+    export_subscriber,
+    find_subscriber,
+    set_tags,
+    upsert_subscriber,
+)
+
+PAGE_SIZE = 50
+TIMELINE_SIZE = 20
+EVENTS_PAGE_SIZE = 50
+# Counting stops here: "1,000+" is as useful as an exact number and costs a bounded scan.
+COUNT_LIMIT = 1000
+# Bulk actions run in the request through the per-subscriber services; more than this is refused.
+BULK_LIMIT = 1000
+STAT_WINDOWS = (30, 90)
+
+
+def _actor(request: HttpRequest) -> Actor:
+    return Actor(user=request.user)
+
+
+def in_project_time_zone(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Show and read wall-clock times in the project's time zone (inside project_view)."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        with timezone.override(zoneinfo.ZoneInfo(request.project.time_zone)):
+            return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _is_partial(request: HttpRequest, target: str) -> bool:
+    htmx = getattr(request, "htmx", None)
+    return bool(htmx) and htmx.target == target and not htmx.history_restore_request
+
+
+def _render_page(request: HttpRequest, template: str, context: dict, partial: str) -> HttpResponse:
+    """The whole page, or only ``partial`` when htmx asks to swap the element with that id."""
+    name = f"{template}#{partial}" if _is_partial(request, partial) else template
+    response = render(request, name, context)
+    patch_vary_headers(response, ["HX-Request", "HX-Target"])
+    return response
+
+
+def _optional_url(name: str, slug: str) -> str | None:
+    try:
+        return reverse(name, args=[slug])
+    except NoReverseMatch:
+        return None
+
+
+def _segment_audience() -> Callable[..., QuerySet] | None:
+    """segments.audience(project, tree) when the segment engine is installed."""
+    try:
+        from .segments import audience  # optional: built separately
+    except ImportError:
+        return None
+    return audience
+
+
+# --- keyset pagination ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SortKey:
+    label: str
+    field: str
+    descending: bool
+    nullable: bool = False  # NULLs come last in display order
+
+    def ordering(self, *, reverse: bool = False) -> list:
+        desc = self.descending != reverse
+        col = F(self.field)
+        if self.nullable:
+            nulls = {"nulls_first": True} if reverse else {"nulls_last": True}
+            first = col.desc(**nulls) if desc else col.asc(**nulls)
+        else:
+            first = col.desc() if desc else col.asc()
+        return [first, F("id").desc() if desc else F("id").asc()]
+
+    def after(self, value: Any, pk: int) -> Q:
+        """Rows that come after (value, pk) in display order."""
+        op = "lt" if self.descending else "gt"
+        same = Q(**{f"id__{op}": pk})
+        if value is None:
+            return Q(**{f"{self.field}__isnull": True}) & same
+        cond = Q(**{f"{self.field}__{op}": value}) | (Q(**{self.field: value}) & same)
+        if self.nullable:
+            cond |= Q(**{f"{self.field}__isnull": True})
+        return cond
+
+    def before(self, value: Any, pk: int) -> Q:
+        """Rows that come before (value, pk) in display order."""
+        op = "gt" if self.descending else "lt"
+        same = Q(**{f"id__{op}": pk})
+        if value is None:
+            return Q(**{f"{self.field}__isnull": False}) | (Q(**{f"{self.field}__isnull": True}) & same)
+        return Q(**{f"{self.field}__{op}": value}) | (Q(**{self.field: value}) & same)
+
+
+@dataclass
+class KeysetPage:
+    rows: list
+    next_cursor: str | None = None
+    prev_cursor: str | None = None
+
+    @property
+    def paged(self) -> bool:
+        return bool(self.next_cursor or self.prev_cursor)
+
+
+_CURSOR_SALT = "subscribers.keyset"
+
+
+def _encode_cursor(name: str, key: SortKey, row: Any) -> str:
+    value = getattr(row, key.field)
+    if isinstance(value, datetime):
+        value = value.isoformat()
+    return signing.dumps([name, value, row.pk], salt=_CURSOR_SALT, compress=True)
+
+
+def _decode_cursor(raw: str | None, name: str, key: SortKey) -> tuple[Any, int] | None:
+    """(value, pk) from a cursor of this sort, or None for a missing, foreign or tampered one."""
+    if not raw:
+        return None
+    try:
+        sort, value, pk = signing.loads(raw, salt=_CURSOR_SALT)
+    except (signing.BadSignature, ValueError, TypeError):
+        return None
+    if sort != name or not isinstance(pk, int):
+        return None
+    if value is not None and key.field.endswith("_at"):
+        try:
+            value = datetime.fromisoformat(value)
+        except (TypeError, ValueError):
+            return None
+    return value, pk
+
+
+def keyset_page(
+    qs: QuerySet, *, key: SortKey, name: str, after: str | None, before: str | None, size: int
+) -> KeysetPage:
+    """One page of ``qs`` in ``key`` order, starting after or ending before a cursor."""
+    if before and (cursor := _decode_cursor(before, name, key)):
+        rows = list(qs.filter(key.before(*cursor)).order_by(*key.ordering(reverse=True))[: size + 1])
+        if rows:
+            more_before = len(rows) > size
+            rows = rows[:size][::-1]
+            return KeysetPage(
+                rows,
+                next_cursor=_encode_cursor(name, key, rows[-1]),
+                prev_cursor=_encode_cursor(name, key, rows[0]) if more_before else None,
+            )
+    cursor = _decode_cursor(after, name, key)
+    if cursor:
+        qs = qs.filter(key.after(*cursor))
+    rows = list(qs.order_by(*key.ordering())[: size + 1])
+    more = len(rows) > size
+    rows = rows[:size]
+    return KeysetPage(
+        rows,
+        next_cursor=_encode_cursor(name, key, rows[-1]) if more else None,
+        prev_cursor=_encode_cursor(name, key, rows[0]) if cursor and rows else None,
+    )
+
+
+def bounded_count(qs: QuerySet, limit: int | None = None) -> tuple[int, bool]:
+    """(count, more): counts at most ``limit`` + 1 rows instead of the whole table."""
+    limit = COUNT_LIMIT if limit is None else limit
+    n = qs.order_by()[: limit + 1].count()
+    return min(n, limit), n > limit
+
+
+# --- the list --------------------------------------------------------------------------------------
+
+SORTS: dict[str, SortKey] = {
+    "newest": SortKey("Newest first", "created_at", descending=True),
+    "oldest": SortKey("Oldest first", "created_at", descending=False),
+    "name": SortKey("Name A to Z", "name", descending=False),
+    "last_inbound": SortKey("Last inbound message", "last_inbound_at", descending=True, nullable=True),
+}
+FILTER_PARAMS = ("q", "consent", "tag", "value", "segment", "sort")
+_PHONEISH = re.compile(r"^[\d\s()+./-]+$")
+
+
+@dataclass
+class ListFilters:
+    q: str = ""
+    consent: str = ""
+    tag: str = ""
+    value: str = ""
+    segment: str = ""
+    sort: str = "newest"
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_data(cls, data) -> ListFilters:
+        f = cls(**{p: (data.get(p) or "").strip() for p in FILTER_PARAMS})
+        if f.sort not in SORTS:
+            f.sort = "newest"
+        if f.consent and f.consent not in ConsentState.values:
+            f.errors["consent"] = f"Unknown consent state {f.consent!r}."
+        return f
+
+    @property
+    def active(self) -> bool:
+        return any(getattr(self, p) for p in ("q", "consent", "tag", "segment"))
+
+    def params(self, **extra: str) -> dict[str, str]:
+        out = {p: getattr(self, p) for p in FILTER_PARAMS if getattr(self, p)}
+        if out.get("sort") == "newest":
+            del out["sort"]
+        return {**out, **{k: v for k, v in extra.items() if v}}
+
+    def query(self, **extra: str) -> str:
+        params = self.params(**extra)
+        return "?" + urlencode(params) if params else ""
+
+
+def _search_condition(project: Project, q: str) -> Q:
+    cond = Q(name__icontains=q) | Q(external_id=q)
+    if "@" in q:
+        cond |= Q(email__iexact=q)
+    with contextlib.suppress(ValueError):
+        cond |= Q(public_id=uuid.UUID(q))
+    digits = re.sub(r"\D", "", q)
+    if _PHONEISH.match(q) and len(digits) >= 3:
+        try:
+            cond |= Q(phone=normalize_phone(q, project.default_country, field="q"))
+        except InvalidInput:
+            cond |= Q(phone__contains=digits)
+    return cond
+
+
+def _tag_conditions(project: Project, name: str, value: str) -> list:
+    """Filter expressions for "tag = value" ("" = the tag is set). Raises InvalidInput."""
+    builtin = tagtypes.builtin(name)
+    if builtin is not None:
+        col = builtin.field
+        if builtin.type == TagType.BOOLEAN:  # WhatsApp opt-in
+            if not value:
+                return []
+            opted_in = tagtypes.parse_text(builtin.name, TagType.BOOLEAN, value)
+            cond = Q(whatsapp_consent=ConsentState.OPTED_IN)
+            return [cond if opted_in else ~cond]
+        if builtin.type == TagType.DATETIME:
+            if not value:
+                return [Q(**{f"{col}__isnull": False})]
+            day = tagtypes.parse_text(builtin.name, TagType.DATE, value)
+            return [Q(**{f"{col}__date": day})]
+        if not value:
+            return [Q(**{f"{col}__isnull": False}) & ~Q(**{col: ""})]
+        if col == "phone":
+            return [Q(phone=normalize_phone(value, project.default_country, field="value"))]
+        return [Q(**{f"{col}__iexact": value})]
+    definition = TagDefinition.objects.for_project(project).filter(name__iexact=name).first()
+    if definition is None:
+        raise InvalidInput(f"This project has no tag named {name!r}.", field="tag")
+    values = TagValue.objects.filter(subscriber=OuterRef("pk"), tag=definition)
+    if not value:
+        return [Exists(values)]
+    if definition.type == TagType.DATETIME and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        day = tagtypes.parse_text(definition.name, TagType.DATE, value)
+        return [Exists(values.filter(value_datetime__date=day))]
+    text = tag_text_from_input(definition.type, {"value": value}, timezone.get_current_timezone())
+    parsed = tagtypes.parse_text(definition.name, definition.type, text)
+    # A list tag matches when it holds every listed item.
+    return [Exists(values.filter(**cols)) for cols in tagtypes.value_columns(definition.type, parsed)]
+
+
+def filtered_subscribers(project: Project, f: ListFilters, segments: dict) -> QuerySet:
+    """The subscribers matching the filters; errors go into ``f.errors`` and match nothing."""
+    qs = Subscriber.objects.for_project(project)
+    if f.q:
+        qs = qs.filter(_search_condition(project, f.q))
+    if f.consent and "consent" not in f.errors:
+        qs = qs.filter(whatsapp_consent=f.consent)
+    if f.tag:
+        try:
+            qs = qs.filter(*_tag_conditions(project, f.tag, f.value))
+        except InvalidInput as exc:
+            f.errors["tag" if exc.field == "tag" else "value"] = exc.message
+    if f.segment:
+        audience = _segment_audience()
+        segment = segments.get(f.segment)
+        if audience is None or segment is None:
+            f.errors["segment"] = "That segment does not exist (any more)."
+        else:
+            try:
+                qs = qs.filter(pk__in=audience(project, segment.rule).values("pk"))
+            except InvalidInput as exc:  # e.g. a tag the rule names was deleted since
+                f.errors["segment"] = f"Segment “{segment.name}” cannot be applied: {exc.message}"
+    return qs.none() if f.errors else qs
+
+
+def _segments(project: Project) -> dict[str, Segment]:
+    if _segment_audience() is None:
+        return {}
+    segments = Segment.objects.for_project(project).only("public_id", "name", "rule")
+    return {str(s.public_id): s for s in segments}
 
 
 @project_view(section="subscribers")
+@in_project_time_zone
 def subscriber_list(request: HttpRequest) -> HttpResponse:
-    subscribers = Subscriber.objects.for_project(request.project).order_by("-created_at", "-id")[:50]
-    return render(request, "subscribers/list.html", {"subscribers": subscribers})
+    project = request.project
+    f = ListFilters.from_data(request.GET)
+    segments = _segments(project)
+    qs = filtered_subscribers(project, f, segments)
+    page = keyset_page(
+        qs,
+        key=SORTS[f.sort],
+        name=f.sort,
+        after=request.GET.get("after"),
+        before=request.GET.get("before"),
+        size=PAGE_SIZE,
+    )
+    count, more = bounded_count(qs)
+    list_url = reverse("subscribers:list", args=[project.slug])
+    noun = "subscriber" if count == 1 and not more else "subscribers"
+    verb = ("matches" if noun == "subscriber" else "match") if f.active else ""
+    context = {
+        "count_label": " ".join(filter(None, ["More than" if more else "", f"{count:,}", noun, verb])),
+        "all_label": f"{count:,}+" if more else f"{count:,}",
+        "tab": "subscribers",
+        "next_url": list_url + f.query(after=page.next_cursor) if page.next_cursor else None,
+        "prev_url": list_url + f.query(before=page.prev_cursor) if page.prev_cursor else None,
+        "filters": f,
+        "page": page,
+        "count": count,
+        "count_more": more,
+        "count_limit": COUNT_LIMIT,
+        "sorts": SORTS,
+        "consent_states": ConsentState.choices,
+        "segments": segments,
+        "segments_available": _segment_audience() is not None,
+        "tag_names": _tag_names(project),
+        "bulk_actions": BULK_ACTIONS,
+        "bulk_limit": BULK_LIMIT,
+        "import_url": _optional_url("subscribers:import_upload", project.slug),
+        "export_url": _optional_url("subscribers:export", project.slug),
+    }
+    return _render_page(request, "subscribers/list.html", context, "subscriber-results")
+
+
+def _tag_names(project: Project) -> list[str]:
+    custom = TagDefinition.objects.for_project(project).values_list("name", flat=True)
+    return [t.name for t in tagtypes.BUILTIN_TAGS.values()] + list(custom)
+
+
+@project_view(section="subscribers", read=Role.MARKETER)
+@require_POST
+@in_project_time_zone
+def subscriber_bulk(request: HttpRequest) -> HttpResponse:
+    project = request.project
+    f = ListFilters.from_data(request.POST)
+    back = reverse("subscribers:list", args=[project.slug]) + f.query()
+    form = BulkForm(request.POST)
+    if not form.is_valid():
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, error)
+        return redirect(back)
+    data = form.cleaned_data
+    if data["all_matching"]:
+        qs = filtered_subscribers(project, f, _segments(project))
+        if f.errors:
+            messages.error(request, " ".join(f.errors.values()))
+            return redirect(back)
+    else:
+        qs = Subscriber.objects.for_project(project).filter(public_id__in=data["ids"])
+    targets = list(qs.order_by("id")[: BULK_LIMIT + 1])
+    if len(targets) > BULK_LIMIT:
+        messages.error(
+            request,
+            f"More than {BULK_LIMIT:,} subscribers match; bulk actions in the panel handle up to "
+            f"{BULK_LIMIT:,} at a time. Narrow the filter and repeat.",
+        )
+        return redirect(back)
+    if not targets:
+        messages.warning(request, "No subscribers matched; nothing changed.")
+        return redirect(back)
+    action = data["action"]
+    if action in ("opt_out", "delete") and not data["confirmed"]:
+        return render(
+            request,
+            "subscribers/subscriber_bulk_confirm.html",
+            {
+                "tab": "subscribers",
+                "action": action,
+                "action_label": dict(BULK_ACTIONS)[action],
+                "count": len(targets),
+                "sample": targets[:10],
+                "targets": targets,
+                "data": data,
+                "filters": f,
+                "back": back,
+            },
+        )
+    for s in targets:
+        s.project = project  # the services read subscriber.project; spare a query per row
+    actor = _actor(request)
+    if action == "add_tag":
+        name, value = data["tag_name"].strip(), data["tag_value"]
+        try:
+            with transaction.atomic():
+                changed = sum(
+                    set_tags(project=project, subscriber=s, tags={name: value}, from_text=True)
+                    for s in targets
+                )
+        except InvalidInput as exc:
+            messages.error(request, f"Nothing changed: {exc.message}")
+            return redirect(back)
+        messages.success(
+            request,
+            f"Tag “{name}” set to “{value}” on {changed:,} subscriber(s)"
+            + (f"; {len(targets) - changed:,} had it already." if changed < len(targets) else "."),
+        )
+    elif action == "opt_out":
+        with transaction.atomic():
+            changed = sum(
+                change_consent(
+                    subscriber=s,
+                    channel=ConsentChannel.WHATSAPP,
+                    state=ConsentState.OPTED_OUT,
+                    source=ConsentSource.PANEL,
+                    evidence=data["evidence"],
+                    actor=actor,
+                )
+                is not None
+                for s in targets
+            )
+        messages.success(
+            request,
+            f"{changed:,} subscriber(s) opted out of WhatsApp"
+            + (f"; {len(targets) - changed:,} were opted out already." if changed < len(targets) else "."),
+        )
+    else:
+        with transaction.atomic():
+            for s in targets:
+                erase_subscriber(subscriber=s, actor=actor)
+        messages.success(
+            request, f"{len(targets):,} subscriber(s) erased with their tags, events and consent."
+        )
+    return redirect(back)
+
+
+# --- the subscriber page ---------------------------------------------------------------------------
+
+BUILTIN_BY_FIELD = {t.field: t for t in tagtypes.BUILTIN_TAGS.values()}
+EVENT_KEY = SortKey("Newest first", "occurred_at", descending=True)
+WINDOW = timedelta(hours=24)
+
+
+@dataclass
+class TagRow:
+    key: str  # URL key: the subscriber field of a built-in tag, else the definition's public id
+    name: str
+    type: str
+    builtin: bool
+    editable: bool
+    value: Any = None  # Python value; None means not set
+    editing: bool = False
+    error: str = ""
+    draft: str | None = None  # what the user typed, kept when it was refused
+
+    @property
+    def type_label(self) -> str:
+        return TagType(self.type).label
+
+    @property
+    def input(self) -> dict[str, str]:
+        return tag_input(self.type)
+
+    @property
+    def is_set(self) -> bool:
+        return self.value not in (None, "", [])
+
+    @property
+    def input_value(self) -> str:
+        if self.draft is not None:
+            return self.draft
+        v = self.value
+        if v is None:
+            return ""
+        if isinstance(v, datetime):
+            return timezone.localtime(v).strftime("%Y-%m-%dT%H:%M:%S")
+        if isinstance(v, date):
+            return v.isoformat()
+        if isinstance(v, list):
+            return ", ".join(v)
+        if isinstance(v, Decimal):
+            return format(v.normalize(), "f")
+        return str(v)
+
+
+def _builtin_row(tag: tagtypes.BuiltinTag, subscriber: Subscriber) -> TagRow:
+    value = getattr(subscriber, tag.field)
+    if tag.field == "whatsapp_consent":
+        value = value == ConsentState.OPTED_IN
+    return TagRow(tag.field, tag.name, tag.type, builtin=True, editable=tag.writable, value=value)
+
+
+def _custom_row(definition: TagDefinition, values: list[TagValue]) -> TagRow:
+    row = TagRow(str(definition.public_id), definition.name, definition.type, builtin=False, editable=True)
+    if not values:
+        return row
+    first = values[0]
+    match definition.type:
+        case TagType.DATE:
+            row.value = first.value_date
+        case TagType.DATETIME:
+            row.value = first.value_datetime
+        case TagType.DECIMAL:
+            row.value = first.value_number.normalize()
+        case _:
+            row.value = tagtypes.display_value(definition.type, values)
+    return row
+
+
+def _tag_rows(subscriber: Subscriber) -> list[TagRow]:
+    rows = [_builtin_row(t, subscriber) for t in tagtypes.BUILTIN_TAGS.values()]
+    grouped: dict[int, list[TagValue]] = {}
+    definitions: dict[int, TagDefinition] = {}
+    for value in subscriber.tag_values.select_related("tag").order_by("tag__name", "id"):
+        grouped.setdefault(value.tag_id, []).append(value)
+        definitions[value.tag_id] = value.tag
+    rows += [_custom_row(definitions[tag_id], values) for tag_id, values in grouped.items()]
+    return rows
+
+
+def _tag_target(project: Project, key: str) -> tagtypes.BuiltinTag | TagDefinition:
+    if key in BUILTIN_BY_FIELD:
+        return BUILTIN_BY_FIELD[key]
+    try:
+        public_id = uuid.UUID(key)
+    except ValueError:
+        raise Http404("No such tag.") from None
+    return get_object_or_404(TagDefinition.objects.for_project(project), public_id=public_id)
+
+
+def _row_for(subscriber: Subscriber, target: tagtypes.BuiltinTag | TagDefinition) -> TagRow:
+    if isinstance(target, tagtypes.BuiltinTag):
+        return _builtin_row(target, subscriber)
+    values = list(
+        TagValue.objects.for_project(subscriber.project)
+        .filter(subscriber=subscriber, tag=target)
+        .order_by("id")
+    )
+    return _custom_row(target, values)
+
+
+def _get_subscriber(request: HttpRequest, subscriber_id: uuid.UUID) -> Subscriber:
+    subscriber = get_object_or_404(Subscriber.objects.for_project(request.project), public_id=subscriber_id)
+    subscriber.project = request.project
+    return subscriber
+
+
+def _detail_context(
+    request: HttpRequest,
+    subscriber: Subscriber,
+    *,
+    rows: list[TagRow] | None = None,
+    tag_form: TagAddForm | None = None,
+    consent_form: ConsentForm | None = None,
+) -> dict:
+    project = request.project
+    rows = rows if rows is not None else _tag_rows(subscriber)
+    edit_tag = request.GET.get("edit_tag")
+    for row in rows:
+        row.editing = row.editing or (row.editable and row.key == edit_tag)
+    window_until = subscriber.last_inbound_at + WINDOW if subscriber.last_inbound_at else None
+    timeline = keyset_page(
+        Event.objects.for_project(project).filter(subscriber=subscriber),
+        key=EVENT_KEY,
+        name="timeline",
+        after=request.GET.get("after"),
+        before=request.GET.get("before"),
+        size=TIMELINE_SIZE,
+    )
+    return {
+        "tab": "subscribers",
+        "subscriber": subscriber,
+        "tag_rows": rows,
+        "tag_form": tag_form or TagAddForm(),
+        "tag_names": _tag_names(project),
+        "consent_form": consent_form or ConsentForm(),
+        "consent_history": ConsentChange.objects.for_project(project).filter(subscriber=subscriber)[:100],
+        "window_until": window_until if window_until and window_until > timezone.now() else None,
+        "timeline": timeline,
+    }
+
+
+@project_view(section="subscribers")
+@in_project_time_zone
+def subscriber_detail(request: HttpRequest, subscriber_id: uuid.UUID) -> HttpResponse:
+    subscriber = _get_subscriber(request, subscriber_id)
+    context = _detail_context(request, subscriber)
+    return _render_page(request, "subscribers/subscriber_detail.html", context, "subscriber-timeline")
+
+
+def _detail_url(subscriber: Subscriber, anchor: str = "") -> str:
+    url = reverse("subscribers:detail", args=[subscriber.project.slug, subscriber.public_id])
+    return url + (f"#{anchor}" if anchor else "")
+
+
+@project_view(section="subscribers")
+@in_project_time_zone
+def subscriber_tag(request: HttpRequest, subscriber_id: uuid.UUID, key: str) -> HttpResponse:
+    """One tag row: GET shows it (``?mode=edit`` as an input of its type), POST saves it."""
+    subscriber = _get_subscriber(request, subscriber_id)
+    target = _tag_target(request.project, key)
+    row = _row_for(subscriber, target)
+    if request.method == "POST":
+        if not row.editable:
+            raise Http404("This tag is maintained by the platform.")
+        text = tag_text_from_input(row.type, request.POST, timezone.get_current_timezone())
+        try:
+            with transaction.atomic():
+                set_tags(
+                    project=request.project, subscriber=subscriber, tags={row.name: text}, from_text=True
+                )
+        except InvalidInput as exc:
+            row.error = exc.message
+        except IntegrityError:
+            row.error = f"Another subscriber already has this {row.name.lower()}."
+        if row.error:
+            row.editing, row.draft = True, request.POST.get("value", "")
+            if not request.htmx:
+                rows = [row if r.key == row.key else r for r in _tag_rows(subscriber)]
+                context = _detail_context(request, subscriber, rows=rows)
+                return render(request, "subscribers/subscriber_detail.html", context)
+        else:
+            if not request.htmx:
+                messages.success(request, f"Tag “{row.name}” saved.")
+                return redirect(_detail_url(subscriber, f"tag-row-{key}"))
+            subscriber.refresh_from_db()
+            subscriber.project = request.project
+            row = _row_for(subscriber, target)
+    elif not request.htmx:
+        return redirect(_detail_url(subscriber) + f"?edit_tag={key}#tag-row-{key}")
+    else:
+        row.editing = row.editable and request.GET.get("mode") == "edit"
+    return render(
+        request, "subscribers/subscriber_detail.html#tag-row", {"row": row, "subscriber": subscriber}
+    )
+
+
+@project_view(section="subscribers")
+@require_POST
+@in_project_time_zone
+def subscriber_tag_remove(request: HttpRequest, subscriber_id: uuid.UUID, key: str) -> HttpResponse:
+    subscriber = _get_subscriber(request, subscriber_id)
+    target = _tag_target(request.project, key)
+    if isinstance(target, tagtypes.BuiltinTag) and not target.writable:
+        raise Http404("This tag is maintained by the platform.")
+    name = target.name
+    try:
+        with transaction.atomic():
+            set_tags(project=request.project, subscriber=subscriber, tags={name: None})
+    except InvalidInput as exc:
+        messages.error(request, exc.message)
+        return redirect(_detail_url(subscriber, "subscriber-tags"))
+    if not request.htmx:
+        messages.success(request, f"Tag “{name}” removed.")
+        return redirect(_detail_url(subscriber, "subscriber-tags"))
+    if isinstance(target, TagDefinition):
+        return HttpResponse("")  # the row disappears
+    subscriber.refresh_from_db()
+    subscriber.project = request.project
+    context = {"row": _row_for(subscriber, target), "subscriber": subscriber}
+    return render(request, "subscribers/subscriber_detail.html#tag-row", context)
+
+
+@project_view(section="subscribers")
+@require_POST
+@in_project_time_zone
+def subscriber_tag_add(request: HttpRequest, subscriber_id: uuid.UUID) -> HttpResponse:
+    subscriber = _get_subscriber(request, subscriber_id)
+    form = TagAddForm(request.POST)
+    if form.is_valid():
+        name, value = form.cleaned_data["name"].strip(), form.cleaned_data["value"]
+        builtin = tagtypes.builtin(name)
+        definition = TagDefinition.objects.for_project(request.project).filter(name__iexact=name).first()
+        type_ = builtin.type if builtin else definition.type if definition else None
+        text = (
+            tag_text_from_input(type_, {"value": value}, timezone.get_current_timezone()) if type_ else value
+        )
+        if not text.strip() and type_ != TagType.BOOLEAN:
+            form.add_error("value", "Give the tag a value.")
+        elif builtin is not None and not builtin.writable:
+            form.add_error("name", f"Tag {builtin.name!r} is maintained by the platform.")
+        else:
+            try:
+                with transaction.atomic():
+                    set_tags(
+                        project=request.project, subscriber=subscriber, tags={name: text}, from_text=True
+                    )
+            except InvalidInput as exc:
+                form.add_error("name" if exc.code == "invalid_tag_name" else "value", exc.message)
+            except IntegrityError:
+                form.add_error("value", f"Another subscriber already has this {name.lower()}.")
+    if form.is_valid() and not request.htmx:
+        messages.success(request, f"Tag “{form.cleaned_data['name']}” set.")
+        return redirect(_detail_url(subscriber, "subscriber-tags"))
+    subscriber.refresh_from_db()
+    subscriber.project = request.project
+    context = _detail_context(request, subscriber, tag_form=form if form.errors else None)
+    if request.htmx:
+        return render(request, "subscribers/subscriber_detail.html#subscriber-tags", context)
+    return render(request, "subscribers/subscriber_detail.html", context)
+
+
+@project_view(section="subscribers")
+@require_POST
+@in_project_time_zone
+def subscriber_consent(request: HttpRequest, subscriber_id: uuid.UUID) -> HttpResponse:
+    subscriber = _get_subscriber(request, subscriber_id)
+    form = ConsentForm(request.POST)
+    if form.is_valid():
+        state = ConsentState(form.cleaned_data["state"])
+        try:
+            change = change_consent(
+                subscriber=subscriber,
+                channel=ConsentChannel.WHATSAPP,
+                state=state,
+                source=ConsentSource.PANEL,
+                evidence=form.cleaned_data["evidence"],
+                actor=_actor(request),
+            )
+        except InvalidInput as exc:
+            form.add_error("evidence", exc.message)
+        else:
+            if change is None:
+                messages.info(request, f"Already {state.label.lower()}; nothing changed.")
+            else:
+                messages.success(request, f"WhatsApp consent: {state.label.lower()}. Recorded in the ledger.")
+            return redirect(_detail_url(subscriber, "subscriber-consent"))
+    context = _detail_context(request, subscriber, consent_form=form)
+    return render(request, "subscribers/subscriber_detail.html", context)
+
+
+@project_view(section="subscribers")
+@require_POST
+def subscriber_export(request: HttpRequest, subscriber_id: uuid.UUID) -> HttpResponse:
+    """GDPR access: a JSON file with everything about one subscriber (audited by the service)."""
+    subscriber = _get_subscriber(request, subscriber_id)
+    data = export_subscriber(subscriber=subscriber, actor=_actor(request))
+    response = HttpResponse(
+        json.dumps(data, cls=DjangoJSONEncoder, indent=2, ensure_ascii=False),
+        content_type="application/json; charset=utf-8",
+    )
+    response["Content-Disposition"] = f'attachment; filename="subscriber-{subscriber.public_id}.json"'
+    return response
+
+
+def _erase_confirmation(subscriber: Subscriber) -> str:
+    return subscriber.phone or subscriber.bsuid or str(subscriber.public_id)
+
+
+@project_view(section="subscribers", read=Role.MARKETER)
+@in_project_time_zone
+def subscriber_erase(request: HttpRequest, subscriber_id: uuid.UUID) -> HttpResponse:
+    """GDPR erasure after typing the subscriber's phone number."""
+    subscriber = _get_subscriber(request, subscriber_id)
+    expected = _erase_confirmation(subscriber)
+    form = EraseForm(request.POST or None, expected=expected)
+    if request.method == "POST" and form.is_valid():
+        label = str(subscriber)
+        erase_subscriber(subscriber=subscriber, actor=_actor(request))
+        messages.success(request, f"{label} was erased: profile, tags, events and consent history.")
+        return redirect("subscribers:list", request.project.slug)
+    context = {"tab": "subscribers", "subscriber": subscriber, "form": form, "expected": expected}
+    return render(request, "subscribers/subscriber_erase.html", context)
+
+
+# --- add and edit ----------------------------------------------------------------------------------
+
+
+@project_view(section="subscribers", read=Role.MARKETER)
+@in_project_time_zone
+def subscriber_add(request: HttpRequest) -> HttpResponse:
+    project = request.project
+    form = SubscriberForm(request.POST or None)
+    existing = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            data = clean_subscriber_data(project, form.raw())
+            existing = find_subscriber(project, phone=data.phone, external_id=data.external_id)
+            if existing is not None:
+                same_phone = data.phone and existing.phone == data.phone
+                form.add_error(
+                    "phone" if same_phone else "external_id",
+                    f"{existing} has this {'phone number' if same_phone else 'external id'} already.",
+                )
+            else:
+                subscriber, _ = upsert_subscriber(
+                    project=project, data=data, actor=_actor(request), source=ConsentSource.PANEL
+                )
+                messages.success(request, f"{subscriber} was added.")
+                return redirect("subscribers:detail", project.slug, subscriber.public_id)
+        except InvalidInput as exc:
+            form.add_service_error(exc)
+    context = {"tab": "subscribers", "form": form, "existing": existing, "subscriber": None}
+    return render(request, "subscribers/subscriber_form.html", context)
+
+
+@project_view(section="subscribers", read=Role.MARKETER)
+@in_project_time_zone
+def subscriber_edit(request: HttpRequest, subscriber_id: uuid.UUID) -> HttpResponse:
+    project = request.project
+    subscriber = _get_subscriber(request, subscriber_id)
+    initial = {
+        "phone": subscriber.phone or "",
+        "external_id": subscriber.external_id or "",
+        **{k: getattr(subscriber, k) for k in ("name", "email", "language", "country", "time_zone")},
+    }
+    form = SubscriberForm(
+        request.POST or None,
+        initial=initial,
+        phone_required=subscriber.phone is not None,
+        offer_opt_in=subscriber.whatsapp_consent != ConsentState.OPTED_IN,
+    )
+    existing = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            with transaction.atomic():
+                _update_subscriber(request, subscriber, form)
+        except InvalidInput as exc:
+            form.add_service_error(exc)
+            existing = getattr(exc, "other", None)
+        else:
+            messages.success(request, f"{subscriber} was saved.")
+            return redirect("subscribers:detail", project.slug, subscriber.public_id)
+    context = {"tab": "subscribers", "form": form, "existing": existing, "subscriber": subscriber}
+    return render(request, "subscribers/subscriber_form.html", context)
+
+
+def _update_subscriber(request: HttpRequest, subscriber: Subscriber, form: SubscriberForm) -> None:
+    """Apply the edit form through upsert_subscriber, which finds people by phone or external id.
+
+    Changing the phone number itself is an identity change that upsert cannot express (it would
+    create a new subscriber), so it is written here first, after the same conflict check, and audited.
+    """
+    project, actor = request.project, _actor(request)
+    raw = form.raw()
+    if raw["phone"] is None and subscriber.phone is None:
+        _update_without_phone(subscriber, raw, actor)
+        return
+    data = clean_subscriber_data(project, raw)
+    other = find_subscriber(project, phone=data.phone, external_id=data.external_id)
+    if other is not None and other.pk != subscriber.pk:
+        same_phone = data.phone and other.phone == data.phone
+        exc = InvalidInput(
+            f"{other} has this {'phone number' if same_phone else 'external id'} already.",
+            field="phone" if same_phone else "external_id",
+            code="conflict",
+        )
+        exc.other = other  # type: ignore[attr-defined]
+        raise exc
+    if data.phone and data.phone != subscriber.phone:
+        old = subscriber.phone
+        subscriber.phone = data.phone
+        subscriber.save(update_fields=["phone", "updated_at"])
+        record_audit(
+            project=project,
+            actor=actor,
+            action="subscriber.phone_changed",
+            obj=subscriber,
+            changes={"phone": [old, data.phone]},
+        )
+    if data.external_id is None and subscriber.external_id:
+        set_tags(project=project, subscriber=subscriber, tags={"External id": None})
+    upsert_subscriber(project=project, data=data, actor=actor, source=ConsentSource.PANEL)
+
+
+def _update_without_phone(subscriber: Subscriber, raw: dict[str, Any], actor: Actor) -> None:
+    """A subscriber known only by BSUID: upsert cannot find them, so the built-in tags carry the edit."""
+    project = subscriber.project
+    profile = clean_profile({**raw, "time_zone": raw["timezone"]})
+    external_id = raw["external_id"]
+    if external_id:
+        other = find_subscriber(project, phone=None, external_id=external_id)
+        if other is not None and other.pk != subscriber.pk:
+            raise InvalidInput(f"{other} has this external id already.", field="external_id", code="conflict")
+    tags: dict[str, Any] = {BUILTIN_BY_FIELD[k].name: v for k, v in profile.items()}
+    tags["External id"] = external_id
+    set_tags(project=project, subscriber=subscriber, tags=tags)
+    if raw.get("whatsapp_opt_in"):
+        change_consent(
+            subscriber=subscriber,
+            channel=ConsentChannel.WHATSAPP,
+            state=ConsentState.OPTED_IN,
+            source=ConsentSource.PANEL,
+            evidence=raw["whatsapp_opt_in"]["evidence"],
+            actor=actor,
+        )
+
+
+# --- events ----------------------------------------------------------------------------------------
+
+
+def _find_subscriber_ref(project: Project, ref: str) -> Subscriber | None:
+    """A subscriber by public id, phone (any format) or external id."""
+    qs = Subscriber.objects.for_project(project)
+    try:
+        return qs.filter(public_id=uuid.UUID(ref)).first()
+    except ValueError:
+        pass
+    if _PHONEISH.match(ref):
+        try:
+            found = qs.filter(phone=normalize_phone(ref, project.default_country)).first()
+        except InvalidInput:
+            found = None
+        if found is not None:
+            return found
+    return qs.filter(external_id=ref).first()
+
+
+@project_view(section="subscribers")
+@in_project_time_zone
+def event_list(request: HttpRequest) -> HttpResponse:
+    project = request.project
+    name = (request.GET.get("name") or "").strip()
+    who = (request.GET.get("subscriber") or "").strip()
+    qs = Event.objects.for_project(project).select_related("subscriber")
+    error, subscriber = "", None
+    if name:
+        qs = qs.filter(name=name)
+    if who:
+        subscriber = _find_subscriber_ref(project, who)
+        if subscriber is None:
+            error = f"No subscriber has the phone number, id or external id {who!r}."
+            qs = qs.none()
+        else:
+            qs = qs.filter(subscriber=subscriber)
+    page = keyset_page(
+        qs,
+        key=EVENT_KEY,
+        name="events",
+        after=request.GET.get("after"),
+        before=request.GET.get("before"),
+        size=EVENTS_PAGE_SIZE,
+    )
+    params = {k: v for k, v in (("name", name), ("subscriber", who)) if v}
+    events_url = reverse("subscribers:events", args=[project.slug])
+    context = {
+        "tab": "events",
+        "next_url": f"{events_url}?{urlencode({**params, 'after': page.next_cursor})}"
+        if page.next_cursor
+        else None,
+        "prev_url": f"{events_url}?{urlencode({**params, 'before': page.prev_cursor})}"
+        if page.prev_cursor
+        else None,
+        "page": page,
+        "name": name,
+        "who": who,
+        "who_subscriber": subscriber,
+        "error": error,
+        "definitions": eventdefs.all_definitions(project),
+    }
+    return _render_page(request, "subscribers/events.html", context, "event-results")
+
+
+@project_view(section="subscribers")
+@in_project_time_zone
+def event_stats(request: HttpRequest, name: str) -> HttpResponse:
+    project = request.project
+    definitions = eventdefs.all_definitions(project)
+    events = Event.objects.for_project(project).filter(name=name)
+    if name not in definitions and not events.exists():
+        raise Http404("No such event.")
+    try:
+        days = int(request.GET.get("days", STAT_WINDOWS[0]))
+    except ValueError:
+        days = STAT_WINDOWS[0]
+    if days not in STAT_WINDOWS:
+        days = STAT_WINDOWS[0]
+    tz = timezone.get_current_timezone()
+    today = timezone.localdate()
+    first_day = today - timedelta(days=days - 1)
+    since = datetime.combine(first_day, datetime.min.time(), tzinfo=tz)
+    window = events.filter(occurred_at__gte=since)
+    per_day = dict(
+        window.annotate(day=TruncDate("occurred_at", tzinfo=tz))
+        .values("day")
+        .annotate(n=Count("id"))
+        .values_list("day", "n")
+    )
+    series = [(first_day + timedelta(days=i)) for i in range(days)]
+    totals = window.aggregate(total=Count("id"), unique=Count("subscriber", distinct=True))
+    schema = definitions.get(name, {})
+    top_values = []
+    for attribute, type_ in schema.items():
+        if type_ != TagType.STRING:
+            continue
+        rows = list(
+            window.annotate(v=KT(f"attributes__{attribute}"))
+            .exclude(v__isnull=True)
+            .exclude(v="")
+            .values("v")
+            .annotate(n=Count("id"))
+            .order_by("-n", "v")[:5]
+        )
+        if rows:
+            top_values.append({"attribute": attribute, "rows": rows})
+    chart = {
+        "label": f"{name} per day",
+        "labels": [d.isoformat() for d in series],
+        "data": [per_day.get(d, 0) for d in series],
+    }
+    context = {
+        "tab": "events",
+        "name": name,
+        "days": days,
+        "windows": STAT_WINDOWS,
+        "first_day": first_day,
+        "total": totals["total"],
+        "unique": totals["unique"],
+        "chart": chart,
+        "top_values": top_values,
+        "schema": schema,
+        "all_time": bounded_count(events),
+    }
+    return render(request, "subscribers/event_stats.html", context)
+
+
+# --- tag definitions -------------------------------------------------------------------------------
+
+
+@project_view(section="subscribers")
+@in_project_time_zone
+def tag_list(request: HttpRequest) -> HttpResponse:
+    project = request.project
+    form = TagDefinitionForm(request.POST or None, project=project)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            definition = form.save()
+            record_audit(
+                project=project,
+                actor=_actor(request),
+                action="tag.created",
+                obj=definition,
+                changes={"name": definition.name, "type": definition.type},
+            )
+        messages.success(request, f"Tag “{definition.name}” ({definition.get_type_display()}) created.")
+        return redirect("subscribers:tags", project.slug)
+    subscribers = Subscriber.objects.for_project(project)
+    builtin_usage = subscribers.aggregate(
+        **{
+            f"n_{t.field}": Count("id", filter=_builtin_set(t))
+            for t in tagtypes.BUILTIN_TAGS.values()
+            if t.type != TagType.BOOLEAN
+        },
+        n_whatsapp_consent=Count("id", filter=Q(whatsapp_consent=ConsentState.OPTED_IN)),
+    )
+    usage = dict(
+        TagValue.objects.for_project(project)
+        .values("tag")
+        .annotate(n=Count("subscriber", distinct=True))
+        .values_list("tag", "n")
+    )
+    builtin_rows = [
+        {
+            "name": t.name,
+            "type": TagType(t.type).label,
+            "usage": builtin_usage[f"n_{t.field}"],
+            "writable": t.writable,
+        }
+        for t in tagtypes.BUILTIN_TAGS.values()
+    ]
+    custom = list(TagDefinition.objects.for_project(project))
+    for d in custom:
+        d.usage = usage.get(d.pk, 0)
+    context = {"tab": "tags", "form": form, "builtin_rows": builtin_rows, "custom": custom}
+    return render(request, "subscribers/tags.html", context)
+
+
+def _builtin_set(tag: tagtypes.BuiltinTag) -> Q:
+    if tag.type == TagType.DATETIME:
+        return Q(**{f"{tag.field}__isnull": False})
+    return Q(**{f"{tag.field}__isnull": False}) & ~Q(**{tag.field: ""})
+
+
+@project_view(section="subscribers")
+@require_POST
+def tag_delete(request: HttpRequest, tag_id: uuid.UUID) -> HttpResponse:
+    project = request.project
+    definition = get_object_or_404(TagDefinition.objects.for_project(project), public_id=tag_id)
+    with transaction.atomic():
+        record_audit(
+            project=project,
+            actor=_actor(request),
+            action="tag.deleted",
+            obj=definition,
+            changes={"name": definition.name, "type": definition.type},
+        )
+        removed = TagValue.objects.for_project(project).filter(tag=definition).delete()[0]
+        definition.delete()
+    messages.success(request, f"Tag “{definition.name}” deleted with {removed:,} value(s).")
+    return HttpResponseRedirect(reverse("subscribers:tags", args=[project.slug]))
 
 
 urlpatterns = [
     path("subscribers/", subscriber_list, name="list"),
+    path("subscribers/add/", subscriber_add, name="add"),
+    path("subscribers/bulk/", subscriber_bulk, name="bulk"),
+    path("subscribers/events/", event_list, name="events"),
+    path("subscribers/events/<str:name>/", event_stats, name="event_stats"),
+    path("subscribers/tags/", tag_list, name="tags"),
+    path("subscribers/tags/<uuid:tag_id>/delete/", tag_delete, name="tag_delete"),
+    path("subscribers/<uuid:subscriber_id>/", subscriber_detail, name="detail"),
+    path("subscribers/<uuid:subscriber_id>/edit/", subscriber_edit, name="edit"),
+    path("subscribers/<uuid:subscriber_id>/tags/", subscriber_tag_add, name="tag_add"),
+    path("subscribers/<uuid:subscriber_id>/tags/<str:key>/", subscriber_tag, name="tag_row"),
+    path("subscribers/<uuid:subscriber_id>/tags/<str:key>/remove/", subscriber_tag_remove, name="tag_remove"),
+    path("subscribers/<uuid:subscriber_id>/consent/", subscriber_consent, name="consent"),
+    path("subscribers/<uuid:subscriber_id>/export/", subscriber_export, name="export_json"),
+    path("subscribers/<uuid:subscriber_id>/erase/", subscriber_erase, name="erase"),
 ]

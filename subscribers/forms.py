@@ -1,0 +1,215 @@
+"""HTML input of the subscriber pages. Validation of the data itself lives in services and tags."""
+
+from __future__ import annotations
+
+import uuid
+import zoneinfo
+from datetime import datetime
+from typing import Any
+
+from django import forms
+from django.utils import timezone
+
+from controlpanel.models import COUNTRY_CHOICES, TIME_ZONE_CHOICES, Project
+
+from . import tags as tagtypes
+from .errors import InvalidInput
+from .models import ConsentState, TagDefinition, TagType
+
+# InvalidInput.field (API names) -> form field names.
+SERVICE_FIELDS = {
+    "timezone": "time_zone",
+    "time_zone": "time_zone",
+    "whatsapp_opt_in.evidence": "opt_in_evidence",
+    "evidence": "opt_in_evidence",
+}
+
+
+class SubscriberForm(forms.Form):
+    """Add and edit. The fields are checked by services.clean_subscriber_data, not here."""
+
+    phone = forms.CharField(
+        max_length=40,
+        required=False,
+        help_text="With +country code, or national format for the project's default country.",
+    )
+    external_id = forms.CharField(
+        label="External id", max_length=200, required=False, help_text="Your own system's id for this person."
+    )
+    name = forms.CharField(max_length=200, required=False)
+    email = forms.CharField(max_length=254, required=False)
+    language = forms.CharField(max_length=16, required=False, help_text="A code like de, en or pt_BR.")
+    country = forms.ChoiceField(choices=[("", "—"), *COUNTRY_CHOICES], required=False)
+    time_zone = forms.ChoiceField(label="Time zone", choices=[("", "—"), *TIME_ZONE_CHOICES], required=False)
+    opt_in = forms.BooleanField(label="Opted in to WhatsApp marketing", required=False)
+    opt_in_evidence = forms.CharField(
+        label="Opt-in evidence",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="How and when the person agreed, e.g. “checkbox on the checkout page, 2026-03-01”.",
+    )
+
+    def __init__(self, *args, phone_required: bool = True, offer_opt_in: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["phone"].required = phone_required
+        if not offer_opt_in:
+            del self.fields["opt_in"]
+            del self.fields["opt_in_evidence"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("opt_in") and not (cleaned.get("opt_in_evidence") or "").strip():
+            self.add_error("opt_in_evidence", "Opting in needs evidence: how and when the person agreed.")
+        return cleaned
+
+    def raw(self) -> dict[str, Any]:
+        """The API-shaped dict that clean_subscriber_data expects."""
+        data = self.cleaned_data
+        raw: dict[str, Any] = {
+            "phone": data["phone"].strip() or None,
+            "external_id": data["external_id"].strip() or None,
+            "name": data["name"],
+            "email": data["email"],
+            "language": data["language"],
+            "country": data["country"],
+            "timezone": data["time_zone"],
+        }
+        if data.get("opt_in"):
+            raw["whatsapp_opt_in"] = {"evidence": data["opt_in_evidence"]}
+        return raw
+
+    def add_service_error(self, exc: InvalidInput) -> None:
+        name = SERVICE_FIELDS.get(exc.field or "", exc.field)
+        self.add_error(name if name in self.fields else None, exc.message)
+
+
+class ConsentForm(forms.Form):
+    state = forms.ChoiceField(
+        choices=[(ConsentState.OPTED_IN, "Opt in"), (ConsentState.OPTED_OUT, "Opt out")]
+    )
+    evidence = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("state") == ConsentState.OPTED_IN and not (cleaned.get("evidence") or "").strip():
+            self.add_error("evidence", "Opting in needs evidence: how and when the person agreed.")
+        return cleaned
+
+
+class TagAddForm(forms.Form):
+    name = forms.CharField(max_length=64, label="Tag")
+    value = forms.CharField(max_length=2000, required=False)
+
+
+class EraseForm(forms.Form):
+    confirmation = forms.CharField(max_length=200)
+
+    def __init__(self, *args, expected: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.expected = expected
+
+    def clean_confirmation(self) -> str:
+        typed = self.cleaned_data["confirmation"].replace(" ", "")
+        if typed != self.expected.replace(" ", ""):
+            raise forms.ValidationError(f"Type {self.expected} exactly to confirm.")
+        return typed
+
+
+class TagDefinitionForm(forms.ModelForm):
+    class Meta:
+        model = TagDefinition
+        fields = ["name", "type", "description"]
+        help_texts = {"name": "Letters, digits, spaces and _ . : / - (up to 64)."}
+
+    def __init__(self, *args, project: Project, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.project = project
+
+    def clean_name(self) -> str:
+        try:
+            name = tagtypes.validate_tag_name(self.cleaned_data["name"])
+        except InvalidInput as exc:
+            raise forms.ValidationError(exc.message) from None
+        if tagtypes.builtin(name) is not None:
+            raise forms.ValidationError(f"{name!r} is a built-in tag.")
+        if TagDefinition.objects.for_project(self.project).filter(name__iexact=name).exists():
+            raise forms.ValidationError(f"A tag named {name!r} exists already.")
+        return name
+
+    def save(self, commit: bool = True) -> TagDefinition:
+        self.instance.project = self.project
+        return super().save(commit=commit)
+
+
+class UUIDListField(forms.Field):
+    """Several UUIDs under one name (checkboxes); the view looks them up inside the project."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value) -> list[str]:
+        out = []
+        for item in value or []:
+            try:
+                out.append(str(uuid.UUID(str(item))))
+            except ValueError:
+                raise forms.ValidationError("A selected subscriber id is malformed.") from None
+        return out
+
+
+BULK_ACTIONS = [("add_tag", "Add tag"), ("opt_out", "Opt out of WhatsApp"), ("delete", "Delete (erase)")]
+
+
+class BulkForm(forms.Form):
+    action = forms.ChoiceField(choices=BULK_ACTIONS)
+    ids = UUIDListField(required=False)
+    all_matching = forms.BooleanField(required=False)
+    tag_name = forms.CharField(max_length=64, required=False)
+    tag_value = forms.CharField(max_length=2000, required=False)
+    evidence = forms.CharField(max_length=2000, required=False)
+    confirmed = forms.BooleanField(required=False)
+
+    def clean(self):
+        cleaned = super().clean()
+        action = cleaned.get("action")
+        if not cleaned.get("ids") and not cleaned.get("all_matching"):
+            raise forms.ValidationError("Select subscribers first, or choose “all matching the filter”.")
+        if action == "add_tag" and not (cleaned.get("tag_name") or "").strip():
+            self.add_error("tag_name", "Name the tag to add.")
+        if action == "opt_out" and not (cleaned.get("evidence") or "").strip():
+            self.add_error("evidence", "Say why these subscribers are opted out, e.g. “asked by email”.")
+        return cleaned
+
+
+def tag_input(type_: str) -> dict[str, str]:
+    """The HTML input for editing a tag of ``type_`` inline."""
+    match type_:
+        case TagType.INTEGER:
+            return {"type": "number", "step": "1"}
+        case TagType.DECIMAL:
+            return {"type": "number", "step": "any"}
+        case TagType.BOOLEAN:
+            return {"type": "checkbox"}
+        case TagType.DATE:
+            return {"type": "date"}
+        case TagType.DATETIME:
+            return {"type": "datetime-local", "step": "1"}
+    return {"type": "text"}
+
+
+def tag_text_from_input(type_: str, post: dict, tz: zoneinfo.ZoneInfo) -> str:
+    """Turn what the inline editor posted into the text that tags.parse_text reads.
+
+    A checkbox sends nothing when unchecked, which means false, not "no value". A
+    datetime-local input has no offset: it is a wall-clock time in the project's zone.
+    """
+    value = (post.get("value") or "").strip()
+    if type_ == TagType.BOOLEAN:
+        return "true" if value else "false"
+    if type_ == TagType.DATETIME and value and "T" in value and not value.endswith("Z") and "+" not in value:
+        try:
+            naive = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        if timezone.is_naive(naive):
+            return timezone.make_aware(naive, tz).isoformat()
+    return value
