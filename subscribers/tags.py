@@ -85,7 +85,7 @@ def infer_type(value: Any) -> TagType:
     if isinstance(value, list):
         return TagType.LIST
     if isinstance(value, str):
-        if _DATE_RE.match(value) and parse_date(value):
+        if _DATE_RE.match(value) and _parse_d(value):
             return TagType.DATE
         if _DATETIME_RE.match(value) and _parse_dt(value):
             return TagType.DATETIME
@@ -107,6 +107,14 @@ def infer_type_from_text(text: str) -> TagType:
     if t.startswith("[") and t.endswith("]"):
         return TagType.LIST
     return infer_type(t)
+
+
+def _parse_d(value: str) -> date | None:
+    # parse_date raises ValueError for well-formed impossible dates like 2026-02-30.
+    try:
+        return parse_date(value)
+    except ValueError:
+        return None
 
 
 def _parse_dt(value: str) -> datetime | None:
@@ -159,7 +167,7 @@ def coerce(name: str, type_: str, value: Any) -> Any:
                 raise _wrong(name, type_, value)
             return value
         case TagType.DATE:
-            parsed = parse_date(value) if isinstance(value, str) and _DATE_RE.match(value) else None
+            parsed = _parse_d(value) if isinstance(value, str) and _DATE_RE.match(value) else None
             if parsed is None:
                 raise _wrong(name, type_, value)
             return parsed
