@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import zoneinfo
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from django.core.exceptions import ValidationError
@@ -259,8 +260,17 @@ def set_tags(
 
 
 def _same_values(existing: list[TagValue], wanted: list[dict[str, Any]]) -> bool:
+    # Compare values, not spellings: the database gives Decimal("3.00000000") back for 3 (and
+    # keeps 8 decimal places), and datetimes in UTC for input that may carry another offset.
+    def canonical(v: Any) -> str:
+        if isinstance(v, Decimal):
+            return format(v.quantize(Decimal("1E-8")).normalize(), "f")
+        if isinstance(v, datetime):
+            return v.astimezone(UTC).isoformat()
+        return str(v)
+
     def key(cols: dict[str, Any]) -> tuple:
-        return tuple(sorted((k, str(v)) for k, v in cols.items() if v is not None))
+        return tuple(sorted((k, canonical(v)) for k, v in cols.items() if v is not None))
 
     have = sorted(
         key(
