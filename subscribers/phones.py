@@ -12,8 +12,8 @@ _REASONS = {
     ValidationResult.TOO_SHORT: "it is too short",
     ValidationResult.TOO_LONG: "it is too long",
     ValidationResult.INVALID_LENGTH: "it has the wrong number of digits",
-    # Dialable only inside its area ("12", "555 0100"): the area code is missing.
-    ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "it is too short (is the area code missing?)",
+    # Dialable only inside its area at best ("12", "555 0100"): not a full number.
+    ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "it is too short for a complete number with area code",
 }
 _PARSE_REASONS = {
     NumberParseException.INVALID_COUNTRY_CODE: "the country code is unknown",
