@@ -1068,14 +1068,16 @@ def event_stats(request: HttpRequest, name: str) -> HttpResponse:
     for attribute, type_ in schema.items():
         if type_ != TagType.STRING:
             continue
-        rows = list(
-            window.annotate(v=KT(f"attributes__{attribute}"))
+        # exclude(v="") is not expressible on SQLite (it compares JSON), so "" is dropped here.
+        rows = [
+            r
+            for r in window.annotate(v=KT(f"attributes__{attribute}"))
             .exclude(v__isnull=True)
-            .exclude(v="")
             .values("v")
             .annotate(n=Count("id"))
-            .order_by("-n", "v")[:5]
-        )
+            .order_by("-n", "v")[:6]
+            if r["v"] != ""
+        ][:5]
         if rows:
             top_values.append({"attribute": attribute, "rows": rows})
     chart = {
