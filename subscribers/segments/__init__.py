@@ -1,0 +1,31 @@
+"""Segments: a rule tree over tags, fields, events, other segments and reachability.
+
+Public functions (other apps call these names):
+
+- ``parse_rule(text) -> tree``: the text form into a tree; raises ``RuleSyntaxError``
+  (``.position`` 0-based, ``.message``).
+- ``rule_to_text(tree) -> str``: the text form of a tree.
+- ``validate_rule(project, tree) -> tree``: the canonical tree; raises ``InvalidInput``.
+- ``audience(project, tree) -> QuerySet[Subscriber]`` and ``count(project, tree) -> int``.
+- ``save_segment``, ``refresh_count``, ``delete_segment``: writes on ``Segment``.
+
+See ``tree.py`` for the node kinds, ``text.py`` for the grammar, ``compiler.py`` for the SQL shapes.
+"""
+
+from .compiler import audience, count
+from .service import delete_segment, refresh_count, save_segment, segments_including
+from .text import RuleSyntaxError, parse_rule, rule_to_text
+from .validate import validate_rule
+
+__all__ = [
+    "RuleSyntaxError",
+    "audience",
+    "count",
+    "delete_segment",
+    "parse_rule",
+    "refresh_count",
+    "rule_to_text",
+    "save_segment",
+    "segments_including",
+    "validate_rule",
+]

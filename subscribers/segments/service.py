@@ -1,0 +1,121 @@
+"""Writes on saved segments: create/update from a rule, delete, refresh the stored count."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from controlpanel.models import Project
+from controlpanel.services import Actor, record_audit
+
+from ..errors import InvalidInput
+from ..models import Segment
+from . import tree as t
+from .compiler import count
+from .text import rule_to_text
+from .validate import validate_rule
+
+MAX_NAME = 120
+MAX_DESCRIPTION = 255
+
+
+def refresh_count(*, segment: Segment) -> Segment:
+    """Count the segment's audience now and store it with the time. Safe to run any time."""
+    segment.cached_count = count(segment.project, segment.rule)
+    segment.count_computed_at = timezone.now()
+    Segment.objects.filter(pk=segment.pk).update(
+        cached_count=segment.cached_count, count_computed_at=segment.count_computed_at
+    )
+    return segment
+
+
+def _clean_name(project: Project, name: Any, segment: Segment | None) -> str:
+    name = str(name or "").strip()
+    if not name:
+        raise InvalidInput("A segment needs a name.", field="name", code="invalid")
+    if len(name) > MAX_NAME:
+        raise InvalidInput(f"The name is longer than {MAX_NAME} characters.", field="name", code="invalid")
+    taken = Segment.objects.for_project(project).filter(name__iexact=name)
+    if segment is not None:
+        taken = taken.exclude(pk=segment.pk)
+    if taken.exists():
+        raise InvalidInput(f"A segment named {name!r} already exists.", field="name", code="conflict")
+    return name
+
+
+@transaction.atomic
+def save_segment(
+    *,
+    project: Project,
+    name: str,
+    rule: Any,
+    actor: Actor,
+    description: str = "",
+    segment: Segment | None = None,
+) -> Segment:
+    """Create (``segment=None``) or update a saved segment; validates the rule and stores its count.
+
+    Raises InvalidInput (nothing written) for a bad name or rule; a rule that includes the
+    segment itself, directly or through other segments, is refused.
+    """
+    if segment is not None and segment.project_id != project.pk:
+        raise InvalidInput("No such segment.", code="not_found")
+    name = _clean_name(project, name, segment)
+    description = str(description or "").strip()
+    if len(description) > MAX_DESCRIPTION:
+        raise InvalidInput(
+            f"The description is longer than {MAX_DESCRIPTION} characters.",
+            field="description",
+            code="invalid",
+        )
+    checked = validate_rule(project, rule, segment=segment)
+    created = segment is None
+    if created:
+        segment = Segment(project=project, created_by=actor.user)
+        old = {}
+    else:
+        old = {"name": segment.name, "description": segment.description, "rule": rule_to_text(segment.rule)}
+    segment.name, segment.description, segment.rule = name, description, checked
+    try:
+        with transaction.atomic():
+            segment.save()
+    except IntegrityError:
+        raise InvalidInput(
+            f"A segment named {name!r} already exists.", field="name", code="conflict"
+        ) from None
+    refresh_count(segment=segment)
+    new = {"name": name, "description": description, "rule": rule_to_text(checked)}
+    changes = {k: [old.get(k), v] for k, v in new.items() if old.get(k) != v}
+    record_audit(
+        project=project,
+        actor=actor,
+        action="segment.created" if created else "segment.updated",
+        obj=segment,
+        changes=changes,
+    )
+    return segment
+
+
+def segments_including(segment: Segment) -> list[Segment]:
+    """The project's other segments whose rules include ``segment`` directly."""
+    ref = str(segment.public_id)
+    return [
+        other
+        for other in Segment.objects.for_project(segment.project).exclude(pk=segment.pk)
+        if any(node.get("segment") == ref for node in t.segment_refs(other.rule or {}))
+    ]
+
+
+@transaction.atomic
+def delete_segment(*, segment: Segment, actor: Actor) -> None:
+    """Delete a saved segment; refused while another segment includes it."""
+    users = segments_including(segment)
+    if users:
+        names = ", ".join(repr(s.name) for s in users)
+        raise InvalidInput(
+            f"Segment {segment.name!r} is used by {names}; remove it from there first.", code="in_use"
+        )
+    record_audit(project=segment.project, actor=actor, action="segment.deleted", obj=segment)
+    segment.delete()

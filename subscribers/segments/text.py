@@ -1,0 +1,470 @@
+"""The text form of a rule, in the spirit of Pushwoosh's segmentation language.
+
+Grammar (whitespace is free between tokens)::
+
+    expr      := term (("+" | "\\") term)*          OR, AND NOT: left to right
+    term      := unary ("*" unary)*                 AND binds tighter than + and \\
+    unary     := "!" unary | primary
+    primary   := "(" expr ")" | condition | "ALL" | "NONE"
+    condition := T("<tag>", op[, value])
+               | F("<field>", op[, value])
+               | E("<event>", count-op, N[, window]("," "<attribute>" op [value])*)
+               | S("<segment name>")
+               | R(whatsapp | window | email | push)
+    window    := <N>d | <N>h | since "<date>" | between "<date>" and "<date>"
+    value     := "string" | number | true | false | [value, ...]
+
+``parse_rule`` is a hand-written recursive-descent parser: every error carries the 0-based
+position where it was noticed. ``rule_to_text`` writes a tree back; text -> tree -> text -> tree
+is stable (the parser flattens ``A * (B * C)`` into one group and ``A \\ B`` into ``A * !B``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from . import tree as t
+
+
+class RuleSyntaxError(ValueError):
+    """The text is not a rule. ``position`` is 0-based; ``message`` says what and where."""
+
+    def __init__(self, reason: str, position: int, found: Token | None = None):
+        self.reason = reason
+        self.position = position
+        self.message = f"{reason} at position {position}"
+        if found is not None:
+            self.message += f", found {_describe(found)}"
+        super().__init__(self.message)
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # ( ) [ ] , * + \ ! string number duration ident end
+    value: Any
+    pos: int
+    text: str
+
+
+_PUNCT = {"(": "(", ")": ")", "[": "[", "]": "]", ",": ",", "*": "*", "+": "+", "\\": "\\", "!": "!"}
+_ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "/": "/"}
+
+
+def _describe(token: Token) -> str:
+    if token.kind == "end":
+        return "the end of the rule"
+    return repr(token.text)
+
+
+def tokenize(text: str) -> list[Token]:
+    tokens: list[Token] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch.isspace():
+            i += 1
+            continue
+        if ch in _PUNCT:
+            tokens.append(Token(_PUNCT[ch], ch, i, ch))
+            i += 1
+            continue
+        if ch == '"':
+            start, i, out = i, i + 1, []
+            while True:
+                if i >= n:
+                    raise RuleSyntaxError("unterminated string", start)
+                c = text[i]
+                if c == '"':
+                    i += 1
+                    break
+                if c == "\\":
+                    if i + 1 >= n or text[i + 1] not in _ESCAPES:
+                        raise RuleSyntaxError('unknown escape in string (use \\" or \\\\)', i)
+                    out.append(_ESCAPES[text[i + 1]])
+                    i += 2
+                    continue
+                out.append(c)
+                i += 1
+            tokens.append(Token("string", "".join(out), start, text[start:i]))
+            continue
+        if ch.isdigit() or (ch == "-" and i + 1 < n and text[i + 1].isdigit()):
+            start = i
+            i += 1
+            while i < n and text[i].isdigit():
+                i += 1
+            is_float = False
+            if i < n and text[i] == "." and i + 1 < n and text[i + 1].isdigit():
+                is_float = True
+                i += 1
+                while i < n and text[i].isdigit():
+                    i += 1
+            raw = text[start:i]
+            # 30d / 12h: a whole number glued to its unit.
+            if not is_float and i < n and text[i] in "dh" and not (i + 1 < n and _is_word(text[i + 1])):
+                if raw.startswith("-"):
+                    raise RuleSyntaxError("a time window cannot be negative", start)
+                tokens.append(Token("duration", (int(raw), text[i]), start, text[start : i + 1]))
+                i += 1
+                continue
+            if i < n and _is_word(text[i]):
+                raise RuleSyntaxError(f"unexpected {text[i]!r} after the number", i)
+            value: int | float = float(raw) if is_float else int(raw)
+            tokens.append(Token("number", value, start, raw))
+            continue
+        if _is_word(ch):
+            start = i
+            while i < n and _is_word(text[i]):
+                i += 1
+            word = text[start:i]
+            tokens.append(Token("ident", word, start, word))
+            continue
+        raise RuleSyntaxError(f"unexpected character {ch!r}", i)
+    tokens.append(Token("end", None, n, ""))
+    return tokens
+
+
+def _is_word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+class _Parser:
+    def __init__(self, text: str):
+        self.tokens = tokenize(text)
+        self.i = 0
+
+    @property
+    def tok(self) -> Token:
+        return self.tokens[self.i]
+
+    def advance(self) -> Token:
+        token = self.tokens[self.i]
+        if token.kind != "end":
+            self.i += 1
+        return token
+
+    def expect(self, kind: str, what: str | None = None) -> Token:
+        if self.tok.kind != kind:
+            raise RuleSyntaxError(f"expected {what or repr(kind)}", self.tok.pos, self.tok)
+        return self.advance()
+
+    def ident(self) -> str:
+        return self.tok.value.lower() if self.tok.kind == "ident" else ""
+
+    # expr := term (("+" | "\") term)*
+    def expr(self) -> dict[str, Any]:
+        node = self.term()
+        while self.tok.kind in ("+", "\\"):
+            op = self.advance().kind
+            right = self.term()
+            node = t.combine("or", node, right) if op == "+" else t.combine("and", node, t.negate(right))
+        return node
+
+    def term(self) -> dict[str, Any]:
+        node = self.unary()
+        while self.tok.kind == "*":
+            self.advance()
+            node = t.combine("and", node, self.unary())
+        return node
+
+    def unary(self) -> dict[str, Any]:
+        if self.tok.kind == "!":
+            self.advance()
+            return t.negate(self.unary())
+        return self.primary()
+
+    def primary(self) -> dict[str, Any]:
+        tok = self.tok
+        if tok.kind == "(":
+            self.advance()
+            node = self.expr()
+            self.expect(")", "')'")
+            return node
+        if tok.kind == "ident":
+            word = tok.value
+            upper = word.upper()
+            if upper == "ALL":
+                self.advance()
+                return {"type": t.ALL}
+            if upper == "NONE":
+                self.advance()
+                return {"type": t.NONE}
+            handler = {"T": self.tag, "F": self.field, "E": self.event, "S": self.segment, "R": self.reach}
+            if upper in handler:
+                self.advance()
+                self.expect("(", f"'(' after {word}")
+                node = handler[upper]()
+                self.expect(")", "')'")
+                return node
+            raise RuleSyntaxError(
+                f"unknown condition {word!r} (use T, E, F, S, R, ALL or NONE)",
+                tok.pos,
+            )
+        raise RuleSyntaxError(
+            "expected a condition like T(...), E(...), F(...), S(...) or R(...)",
+            tok.pos,
+            tok,
+        )
+
+    def string(self, what: str) -> str:
+        return self.expect("string", what).value
+
+    def operator(self, allowed: tuple[str, ...] | dict[str, str], what: str = "an operator") -> str:
+        tok = self.tok
+        if tok.kind != "ident":
+            raise RuleSyntaxError(f"expected {what}", tok.pos, tok)
+        op = tok.value.lower()
+        if op not in allowed:
+            raise RuleSyntaxError(
+                f"unknown operator {tok.value!r} (use one of {', '.join(allowed)})", tok.pos
+            )
+        self.advance()
+        return op
+
+    def op_value(self, op: str) -> dict[str, Any]:
+        """The value after ``op`` (preceded by a comma for T/F), shaped by the operator."""
+        start = self.tok
+        value = self.value()
+        if op in t.RANGE_OPS and not (isinstance(value, list) and len(value) == 2):
+            raise RuleSyntaxError("between needs a list of two values like [10, 20]", start.pos)
+        if op in t.LIST_OPS and not isinstance(value, list):
+            raise RuleSyntaxError(f'{op} needs a list like ["a", "b"]', start.pos)
+        if op not in t.RANGE_OPS | t.LIST_OPS and isinstance(value, list):
+            raise RuleSyntaxError(f"{op} needs a single value, not a list", start.pos)
+        return {"value": value}
+
+    def value(self) -> Any:
+        tok = self.tok
+        if tok.kind in ("string", "number"):
+            self.advance()
+            return tok.value
+        if tok.kind == "ident" and tok.value.lower() in ("true", "false"):
+            self.advance()
+            return tok.value.lower() == "true"
+        if tok.kind == "[":
+            self.advance()
+            items: list[Any] = []
+            if self.tok.kind != "]":
+                while True:
+                    if self.tok.kind == "[":
+                        raise RuleSyntaxError("lists cannot be nested", self.tok.pos)
+                    items.append(self.value())
+                    if self.tok.kind != ",":
+                        break
+                    self.advance()
+            self.expect("]", "',' or ']'")
+            return items
+        raise RuleSyntaxError('expected a value ("text", a number, true, false or [a list])', tok.pos, tok)
+
+    def tag(self) -> dict[str, Any]:
+        name = self.string('the tag name in quotes, like "city"')
+        self.expect(",", "','")
+        op = self.operator(t.ALL_OPS)
+        return {"type": t.TAG, "tag": name, "op": op, **self.tail_value(op)}
+
+    def field(self) -> dict[str, Any]:
+        tok = self.tok
+        name = self.string('the field name in quotes, like "language"')
+        if name not in t.FIELDS:
+            raise RuleSyntaxError(f"unknown field {name!r} (use one of {', '.join(t.FIELDS)})", tok.pos)
+        self.expect(",", "','")
+        op = self.operator(t.ALL_OPS)
+        return {"type": t.FIELD, "field": name, "op": op, **self.tail_value(op)}
+
+    def tail_value(self, op: str) -> dict[str, Any]:
+        if op in t.NO_VALUE_OPS:
+            if self.tok.kind == ",":
+                raise RuleSyntaxError(f"{op} takes no value", self.tok.pos)
+            return {}
+        self.expect(",", f"',' and a value after {op}")
+        return self.op_value(op)
+
+    def event(self) -> dict[str, Any]:
+        name = self.string('the event name in quotes, like "OrderPlaced"')
+        self.expect(",", "','")
+        op = self.operator(t.COUNT_OPS, "a count operator (gte, gt, eq, noteq, lte, lt)")
+        self.expect(",", "',' and a count")
+        tok = self.tok
+        if tok.kind != "number" or not isinstance(tok.value, int) or tok.value < 0:
+            raise RuleSyntaxError("expected a count (a whole number)", tok.pos, tok)
+        self.advance()
+        node: dict[str, Any] = {
+            "type": t.EVENT, "event": name, "op": op, "count": tok.value, "window": None, "where": []
+        }  # fmt: skip
+        if self.tok.kind == "," and self.tokens[self.i + 1].kind in ("duration", "ident"):
+            self.advance()
+            node["window"] = self.window()
+        while self.tok.kind == ",":
+            self.advance()
+            attribute = self.string('an attribute condition like "cuisine" eq "asian"')
+            attr_op = self.operator(t.ALL_OPS)
+            cond: dict[str, Any] = {"attribute": attribute, "op": attr_op}
+            if attr_op not in t.NO_VALUE_OPS:
+                cond.update(self.op_value(attr_op))
+            node["where"].append(cond)
+        return node
+
+    def window(self) -> dict[str, Any]:
+        tok = self.tok
+        if tok.kind == "duration":
+            self.advance()
+            n, unit = tok.value
+            if n < 1:
+                raise RuleSyntaxError("a time window must be at least 1", tok.pos)
+            return {"kind": "days" if unit == "d" else "hours", "n": n}
+        word = self.ident()
+        if word == "since":
+            self.advance()
+            return {"kind": "since", "from": self.string('a date in quotes, like "2026-01-01"')}
+        if word == "between":
+            self.advance()
+            start = self.string('a date in quotes, like "2026-01-01"')
+            if self.ident() != "and":
+                raise RuleSyntaxError("expected 'and'", self.tok.pos, self.tok)
+            self.advance()
+            return {
+                "kind": "between",
+                "from": start,
+                "to": self.string('a date in quotes, like "2026-01-31"'),
+            }
+        raise RuleSyntaxError(
+            'expected a time window (30d, 12h, since "2026-01-01" or between "..." and "...")',
+            tok.pos,
+            tok,
+        )
+
+    def segment(self) -> dict[str, Any]:
+        return {"type": t.SEGMENT, "name": self.string('the segment name in quotes, like "VIP"')}
+
+    def reach(self) -> dict[str, Any]:
+        tok = self.tok
+        channel = self.ident()
+        if channel not in t.REACHABILITY_CHANNELS:
+            raise RuleSyntaxError(f"expected one of {', '.join(t.REACHABILITY_CHANNELS)}", tok.pos, tok)
+        self.advance()
+        return {"type": t.REACHABILITY, "channel": channel}
+
+
+def parse_rule(text: str) -> dict[str, Any]:
+    """Parse the text form into a rule tree (not yet checked against a project)."""
+    if not isinstance(text, str):
+        raise RuleSyntaxError("the rule must be text", 0)
+    parser = _Parser(text)
+    if parser.tok.kind == "end":
+        raise RuleSyntaxError("the rule is empty: expected a condition", 0)
+    node = parser.expr()
+    if parser.tok.kind != "end":
+        tok = parser.tok
+        hint = "an operator (*, +, \\) or the end of the rule"
+        if tok.kind == ")":
+            raise RuleSyntaxError("unmatched ')'", tok.pos)
+        raise RuleSyntaxError(f"expected {hint}", tok.pos, tok)
+    return node
+
+
+# ---- tree -> text -----------------------------------------------------------------------------
+
+
+def rule_to_text(node: dict[str, Any]) -> str:
+    """The text form of a rule tree. Raises ValueError for a tree that is not a rule."""
+    return _expr(node)
+
+
+def _expr(node: dict[str, Any], parent: str | None = None) -> str:
+    if not isinstance(node, dict):
+        raise ValueError(f"not a rule node: {node!r}")
+    if not t.is_group(node):
+        return _condition(node)
+    children = node.get("children") or []
+    if not children:
+        raise ValueError("an empty group has no text form")
+    if node.get("negate"):
+        inner = _unwrap({**node, "negate": False})
+        if not t.is_group(inner):
+            return "!" + _condition(inner)
+        if inner.get("negate"):
+            return "!" + _expr(inner)
+        return "!(" + _expr(inner) + ")"
+    if len(children) == 1:
+        return _expr(children[0], parent)
+    op = node["op"]
+    text = (" * " if op == "and" else " + ").join(_expr(c, op) for c in children)
+    # An OR inside an AND needs parentheses; everything else binds tightly enough.
+    return f"({text})" if op == "or" and parent == "and" else text
+
+
+def _unwrap(node: dict[str, Any]) -> dict[str, Any]:
+    """A plain group of one child means that child."""
+    while t.is_group(node) and not node.get("negate") and len(node.get("children") or []) == 1:
+        node = node["children"][0]
+    return node
+
+
+def _condition(node: dict[str, Any]) -> str:
+    kind = node.get("type")
+    if kind == t.TAG:
+        return f"T({_string(node['tag'])}, {node['op']}{_tail(node)})"
+    if kind == t.FIELD:
+        return f"F({_string(node['field'])}, {node['op']}{_tail(node)})"
+    if kind == t.EVENT:
+        parts = [_string(node["event"]), node["op"], str(node["count"])]
+        window = node.get("window")
+        if window:
+            parts.append(_window(window))
+        for cond in node.get("where") or []:
+            value = "" if cond["op"] in t.NO_VALUE_OPS else " " + _value(cond.get("value"))
+            parts.append(f"{_string(cond['attribute'])} {cond['op']}{value}")
+        return f"E({', '.join(parts)})"
+    if kind == t.SEGMENT:
+        return f"S({_string(node.get('name') or node.get('segment') or '')})"
+    if kind == t.REACHABILITY:
+        return f"R({node['channel']})"
+    if kind == t.ALL:
+        return "ALL"
+    if kind == t.NONE:
+        return "NONE"
+    raise ValueError(f"unknown rule node type {kind!r}")
+
+
+def _tail(node: dict[str, Any]) -> str:
+    return "" if node["op"] in t.NO_VALUE_OPS else ", " + _value(node.get("value"))
+
+
+def _window(window: dict[str, Any]) -> str:
+    match window.get("kind"):
+        case "days":
+            return f"{window['n']}d"
+        case "hours":
+            return f"{window['n']}h"
+        case "since":
+            return f"since {_string(window['from'])}"
+        case "between":
+            return f"between {_string(window['from'])} and {_string(window['to'])}"
+    raise ValueError(f"unknown window {window!r}")
+
+
+def _string(value: str) -> str:
+    return (
+        '"'
+        + str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+        + '"'
+    )
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{value!r} has no text form")
+        text = format(Decimal(repr(value)), "f")
+        return text if "." in text else text + ".0"
+    if isinstance(value, str):
+        return _string(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    raise ValueError(f"{json.dumps(value, default=str)} has no text form")

@@ -1,0 +1,176 @@
+"""The segment rule tree: a closed set of JSON node kinds and the operators each value type allows.
+
+A rule is a JSON object stored in ``Segment.rule``. Node kinds:
+
+- ``{"type": "group", "op": "and"|"or", "negate": bool, "children": [node, ...]}``
+- ``{"type": "tag", "tag": "<name>", "op": "<op>", "value": ...}``  (no ``value`` for any/none)
+- ``{"type": "field", "field": "<built-in field>", "op": "<op>", "value": ...}``
+- ``{"type": "event", "event": "<name>", "op": "<count op>", "count": N, "window": <window> | null,
+  "where": [{"attribute": "<name>", "op": "<op>", "value": ...}, ...]}`` where a window is
+  ``{"kind": "days"|"hours", "n": N}``, ``{"kind": "since", "from": "YYYY-MM-DD"}`` or
+  ``{"kind": "between", "from": "YYYY-MM-DD", "to": "YYYY-MM-DD"}``
+- ``{"type": "segment", "segment": "<public id>", "name": "<name>"}``
+- ``{"type": "reachability", "channel": "whatsapp"|"window"|"email"|"push"}``
+- ``{"type": "all"}`` and ``{"type": "none"}``: "match everyone" and "match nobody" are explicit,
+  an empty group is refused rather than guessed.
+
+Semantics follow PostHog cohorts: a subscriber without the tag (or the event attribute) never
+matches a condition on it, whatever the operator, except ``none`` ("is not set"). "Not" is only
+ever explicit: a negated group, or ``noteq``/``notin`` which still require a value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..models import TagType
+
+GROUP, TAG, FIELD, EVENT, SEGMENT, REACHABILITY, ALL, NONE = (
+    "group",
+    "tag",
+    "field",
+    "event",
+    "segment",
+    "reachability",
+    "all",
+    "none",
+)
+NODE_TYPES = (GROUP, TAG, FIELD, EVENT, SEGMENT, REACHABILITY, ALL, NONE)
+CONDITION_TYPES = (TAG, FIELD, EVENT, SEGMENT, REACHABILITY, ALL, NONE)
+
+# Value types beyond the tag types: the WhatsApp consent state of a subscriber.
+CONSENT = "consent"
+CONSENT_VALUES = ("opted_in", "opted_out", "unknown")
+
+OP_LABELS: dict[str, str] = {
+    "eq": "equals",
+    "noteq": "does not equal",
+    "gt": "greater than",
+    "gte": "at least",
+    "lt": "less than",
+    "lte": "at most",
+    "between": "between",
+    "in": "is one of",
+    "notin": "is none of",
+    "contains": "contains",
+    "any": "is set",
+    "none": "is not set",
+    "before": "before",
+    "after": "after",
+    "within": "within the last N days",
+}
+# Operators that take no value, a list of two, a list, a number of days.
+NO_VALUE_OPS = frozenset({"any", "none"})
+RANGE_OPS = frozenset({"between"})
+LIST_OPS = frozenset({"in", "notin"})
+DAYS_OPS = frozenset({"within"})
+ALL_OPS = tuple(OP_LABELS)
+
+_NUMBER_OPS = ("eq", "noteq", "gt", "gte", "lt", "lte", "between", "in", "notin", "any", "none")
+_DATE_OPS = ("eq", "noteq", "before", "after", "within", "gt", "gte", "lt", "lte", "between", "any", "none")
+OPS_BY_TYPE: dict[str, tuple[str, ...]] = {
+    TagType.STRING: ("eq", "noteq", "in", "notin", "contains", "any", "none"),
+    TagType.INTEGER: _NUMBER_OPS,
+    TagType.DECIMAL: _NUMBER_OPS,
+    TagType.BOOLEAN: ("eq", "noteq", "any", "none"),
+    TagType.DATE: _DATE_OPS,
+    TagType.DATETIME: _DATE_OPS,
+    # A list matches eq/contains when one of its items equals the value.
+    TagType.LIST: ("contains", "eq", "noteq", "in", "notin", "any", "none"),
+    CONSENT: ("eq", "noteq", "in", "notin"),
+}
+# Operator labels that read better for a list tag.
+LIST_OP_LABELS = {"contains": "contains", "eq": "contains", "noteq": "does not contain",
+                  "in": "contains one of", "notin": "contains none of"}  # fmt: skip
+
+# Built-in subscriber fields usable in F(...) conditions: name -> (column, value type, label).
+FIELDS: dict[str, tuple[str, str, str]] = {
+    "language": ("language", TagType.STRING, "Language"),
+    "country": ("country", TagType.STRING, "Country"),
+    "time_zone": ("time_zone", TagType.STRING, "Time zone"),
+    "name": ("name", TagType.STRING, "Name"),
+    "email": ("email", TagType.STRING, "Email"),
+    "phone": ("phone", TagType.STRING, "Phone"),
+    "external_id": ("external_id", TagType.STRING, "External id"),
+    "created_at": ("created_at", TagType.DATETIME, "First seen"),
+    "last_inbound_at": ("last_inbound_at", TagType.DATETIME, "Last inbound message"),
+    "whatsapp_consent": ("whatsapp_consent", CONSENT, "WhatsApp consent"),
+}
+
+REACHABILITY_CHANNELS: dict[str, str] = {
+    "whatsapp": "WhatsApp opted in",
+    "window": "inside the 24-hour service window",
+    "email": "has an email address",
+    "push": "has a push device",
+}
+
+COUNT_OPS: dict[str, str] = {
+    "gte": "at least",
+    "gt": "more than",
+    "eq": "exactly",
+    "noteq": "not exactly",
+    "lte": "at most",
+    "lt": "fewer than",
+}
+WINDOW_KINDS = ("days", "hours", "since", "between")
+
+MAX_DEPTH = 12  # nesting of groups
+MAX_NODES = 300  # conditions and groups in one rule
+MAX_SEGMENT_DEPTH = 5  # segment includes segment includes ...
+MAX_LIST_VALUES = 1000
+MAX_COUNT = 1_000_000
+MAX_DAYS = 36_500
+MAX_HOURS = 24 * 36_500
+
+
+def group(op: str, children: list[dict[str, Any]], *, negate: bool = False) -> dict[str, Any]:
+    return {"type": GROUP, "op": op, "negate": negate, "children": children}
+
+
+def is_group(node: Any) -> bool:
+    return isinstance(node, dict) and node.get("type") == GROUP
+
+
+def negate(node: dict[str, Any]) -> dict[str, Any]:
+    """NOT node, without stacking: !!A is A, and a group just flips its flag."""
+    if is_group(node):
+        if node.get("negate"):
+            plain = {**node, "negate": False}
+            children = plain["children"]
+            return children[0] if len(children) == 1 else plain
+        return {**node, "negate": True}
+    return group("and", [node], negate=True)
+
+
+def combine(op: str, left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
+    """left AND/OR right, flattening plain groups of the same operator (A * B * C is one group)."""
+    children: list[dict[str, Any]] = []
+    for side in (left, right):
+        if is_group(side) and side["op"] == op and not side.get("negate"):
+            children.extend(side["children"])
+        else:
+            children.append(side)
+    return group(op, children)
+
+
+def walk(node: dict[str, Any]):
+    """Every node of a tree, depth first."""
+    yield node
+    if is_group(node):
+        for child in node.get("children") or []:
+            if isinstance(child, dict):
+                yield from walk(child)
+
+
+def segment_refs(node: dict[str, Any]) -> list[dict[str, Any]]:
+    """The segment-membership nodes of a tree."""
+    return [n for n in walk(node) if isinstance(n, dict) and n.get("type") == SEGMENT]
+
+
+def ops_for(type_: str) -> tuple[str, ...]:
+    return OPS_BY_TYPE[type_]
+
+
+def op_choices(type_: str) -> list[tuple[str, str]]:
+    labels = LIST_OP_LABELS if type_ == TagType.LIST else {}
+    return [(op, labels.get(op, OP_LABELS[op])) for op in OPS_BY_TYPE[type_]]
