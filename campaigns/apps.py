@@ -5,8 +5,13 @@ class CampaignsConfig(AppConfig):
     name = "campaigns"
 
     def ready(self) -> None:
-        from controlpanel import dashboard
+        from controlpanel import dashboard, scheduler
+        from whatsapp.signals import status_received
 
+        from .actors import sweep_stuck_messages
         from .dashboard import messaging_provider
+        from .services import on_status_received
 
         dashboard.register(messaging_provider)
+        status_received.connect(on_status_received, dispatch_uid="campaigns-apply-status")
+        scheduler.periodic("sweep-stuck-messages", 60, lambda: sweep_stuck_messages.send())

@@ -15,7 +15,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from .errors import GraphError, TransientError, typed
+from .errors import AmbiguousSendError, GraphError, TransientError, typed
 from .models import WhatsAppAccount
 
 logger = logging.getLogger(__name__)
@@ -60,9 +60,11 @@ class GraphClient:
             url = f"{self.account.graph_base}/{url.lstrip('/')}"
         try:
             response = self.session.request(method, url, timeout=TIMEOUT, **kwargs)
-        except requests.RequestException as exc:
-            # Ambiguous for sends: the message may have gone out. Callers must not resend blindly.
+        except requests.ConnectionError as exc:  # includes ConnectTimeout: nothing reached Meta
             raise TransientError(None, f"Meta could not be reached ({type(exc).__name__}).") from None
+        except requests.RequestException as exc:
+            # E.g. a read timeout: the request may have been processed, so callers must not resend blindly.
+            raise AmbiguousSendError(None, f"No answer from Meta ({type(exc).__name__}).") from None
         try:
             body = response.json()
         except ValueError:

@@ -150,6 +150,10 @@ class TransientError(GraphError):
     pass
 
 
+class AmbiguousSendError(TransientError):
+    """The request may have reached Meta (e.g. a read timeout): resending could duplicate the message."""
+
+
 class PermanentError(GraphError):
     pass
 

@@ -1,0 +1,356 @@
+"""Sending WhatsApp messages through the outbox, and applying Meta's status webhooks to it."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from controlpanel.models import Project
+from controlpanel.services import Actor
+from subscribers.models import Subscriber
+from subscribers.services import record_event
+from whatsapp import ratelimit
+from whatsapp.client import GraphClient
+from whatsapp.errors import AccountError, AmbiguousSendError, ErrorKind, GraphError, PermanentError, explain
+from whatsapp.models import AccountStatus, MessageTemplate, TemplateCategory, WhatsAppAccount
+from whatsapp.signals import StatusUpdate
+
+from . import policy
+from .models import PROGRESS, Channel, Message, MessageKind, MessageStatus
+
+logger = logging.getLogger(__name__)
+STUCK_AFTER = timedelta(minutes=10)
+MAX_ATTEMPTS = 5
+
+
+class SendRefused(Exception):
+    """A policy says no; the message is not created. ``str()`` is the reason for humans."""
+
+
+def _history(status: str, note: str = "", at: datetime | None = None) -> dict[str, str]:
+    entry = {"status": status, "at": (at or timezone.now()).isoformat()}
+    if note:
+        entry["note"] = note
+    return entry
+
+
+def default_account(project: Project) -> WhatsAppAccount | None:
+    return WhatsAppAccount.objects.for_project(project).order_by("created_at").first()
+
+
+def _recipient(subscriber: Subscriber) -> str:
+    return subscriber.phone or subscriber.wa_id or subscriber.bsuid or ""
+
+
+@transaction.atomic
+def send_whatsapp(
+    *,
+    project: Project,
+    subscriber: Subscriber,
+    actor: Actor,
+    template: MessageTemplate | None = None,
+    components: list[dict[str, Any]] | None = None,
+    text: str | None = None,
+    account: WhatsAppAccount | None = None,
+    idempotency_key: str | None = None,
+) -> Message:
+    """Queue one template or text message for a subscriber; a worker sends it.
+
+    Refuses (SendRefused, nothing written) when a policy forbids it: opted out,
+    no opt-in for marketing, free-form text outside the 24-hour window, template
+    not approved, parameters not fitting the template. With ``idempotency_key``
+    the same key returns the same message instead of sending twice.
+    """
+    if subscriber.project_id != project.pk:
+        raise SendRefused("The subscriber belongs to another project.")
+    if idempotency_key:
+        existing = Message.objects.for_project(project).filter(idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return existing
+    account = account or (template.account if template else None) or default_account(project)
+    if account is None or account.project_id != project.pk:
+        raise SendRefused("No WhatsApp account is connected to this project.")
+    if account.status == AccountStatus.SUSPENDED:
+        raise SendRefused(f"Sending is stopped for {account}: {account.status_reason}")
+    if (template is None) == (text is None):
+        raise SendRefused("Send either a template or a text.")
+    if template is not None:
+        if template.account_id != account.pk:
+            raise SendRefused("The template belongs to another WhatsApp account.")
+        reason = policy.refusal_for_template(subscriber, template) or policy.parameter_mismatch(
+            template, components or []
+        )
+    else:
+        body = (text or "").strip()
+        reason = policy.refusal_for_text(subscriber) or ("" if body else "The message is empty.")
+        if len(body) > 4096:
+            reason = "A WhatsApp text may have at most 4,096 characters."
+    if reason:
+        raise SendRefused(reason)
+    try:
+        with transaction.atomic():
+            message = Message.objects.create(
+                project=project,
+                subscriber=subscriber,
+                channel=Channel.WHATSAPP,
+                account=account,
+                kind=MessageKind.TEMPLATE if template else MessageKind.TEXT,
+                template=template,
+                template_name=template.name if template else "",
+                template_language=template.language if template else "",
+                components=components or [],
+                body=(text or "").strip()
+                if template is None
+                else render_template(template, components or []),
+                marketing=bool(template and template.category == TemplateCategory.MARKETING),
+                idempotency_key=idempotency_key or None,
+                history=[_history(MessageStatus.QUEUED, f"by {actor.display}")],
+            )
+    except IntegrityError:
+        return Message.objects.for_project(project).get(idempotency_key=idempotency_key)
+    from .actors import deliver_message
+
+    transaction.on_commit(lambda: deliver_message.send(message.pk))
+    return message
+
+
+def render_template(template: MessageTemplate, components: list[dict[str, Any]]) -> str:
+    """The body text with parameters filled in, for the conversation view."""
+    values: dict[str, str] = {}
+    for component in components:
+        if str(component.get("type", "")).lower() == "body":
+            for i, param in enumerate(component.get("parameters") or [], start=1):
+                key = param.get("parameter_name") or str(i)
+                values[key] = str(
+                    param.get("text") or (param.get("currency") or {}).get("fallback_value") or ""
+                )
+    body = next(
+        (c.get("text", "") for c in template.components if str(c.get("type", "")).upper() == "BODY"), ""
+    )
+    for key, value in values.items():
+        body = body.replace("{{" + key + "}}", value)
+    return body
+
+
+def claim(message_id: int) -> Message | None:
+    """queued -> sending, if nobody else has it. Exactly one worker wins."""
+    now = timezone.now()
+    claimed = Message.objects.filter(pk=message_id, status=MessageStatus.QUEUED).update(
+        status=MessageStatus.SENDING, sending_at=now, attempts=F("attempts") + 1
+    )
+    if not claimed:
+        return None
+    return Message.objects.select_related("subscriber", "account", "template").get(pk=message_id)
+
+
+def _finish(message: Message, status: str, note: str, **fields) -> None:
+    history = [*message.history, _history(status, note)]
+    Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
+        status=status, history=history, updated_at=timezone.now(), **fields
+    )
+
+
+def deliver(message_id: int) -> str:
+    """Send a queued message to Meta. Idempotent: a second run finds it claimed and does nothing.
+
+    Returns the resulting status. Transient errors put it back in the queue (the
+    actor retries with backoff); permanent ones fail it with Meta's explanation;
+    account-level ones stop the account and leave the message queued.
+    """
+    message = claim(message_id)
+    if message is None:
+        return "not-queued"
+    account, subscriber = message.account, message.subscriber
+    if account is None:
+        _finish(message, MessageStatus.SKIPPED, "no account", reason="The WhatsApp account was removed.")
+        return MessageStatus.SKIPPED
+    if account.status == AccountStatus.SUSPENDED:
+        _finish(message, MessageStatus.QUEUED, "account suspended", reason=account.status_reason)
+        return MessageStatus.QUEUED
+    # State may have changed since the message was queued (an opt-out, a paused template).
+    if message.kind == MessageKind.TEXT:
+        reason = policy.refusal_for_text(subscriber)
+    elif message.template is None:
+        reason = "The template was deleted."
+    else:
+        message.template.refresh_from_db()
+        reason = policy.refusal_for_template(subscriber, message.template)
+    if reason:
+        _finish(message, MessageStatus.SKIPPED, "policy", reason=reason)
+        return MessageStatus.SKIPPED
+    try:
+        ratelimit.acquire(account.phone_number_id, account.throughput_mps)
+        client = GraphClient(account)
+        if message.kind == MessageKind.TEXT:
+            result = client.send_text(
+                to=_recipient(subscriber), body=message.body, callback_data=message.callback_data
+            )
+        else:
+            result = client.send_template(
+                to=_recipient(subscriber),
+                name=message.template_name,
+                language=message.template_language,
+                components=message.components,
+                callback_data=message.callback_data,
+            )
+    except ratelimit.ThrottleTimeout:
+        _finish(message, MessageStatus.QUEUED, "throttled")
+        raise
+    except AmbiguousSendError as exc:
+        # Maybe sent, maybe not: never resend blindly. A status webhook with our callback id settles it.
+        _finish(message, MessageStatus.UNKNOWN, str(exc), reason=exc.explanation)
+        return MessageStatus.UNKNOWN
+    except GraphError as exc:
+        return _failed(message, account, exc)
+    _finish(
+        message,
+        MessageStatus.SENT,
+        f"accepted by Meta ({result.message_status})",
+        wamid=result.wamid,
+        sent_at=timezone.now(),
+        reason="",
+    )
+    return MessageStatus.SENT
+
+
+def _failed(message: Message, account: WhatsAppAccount, exc: GraphError) -> str:
+    error_fields = {"error_code": exc.code, "error_title": exc.title[:300], "error_details": exc.details}
+    if isinstance(exc, AccountError):
+        WhatsAppAccount.objects.filter(pk=account.pk).update(
+            status=AccountStatus.SUSPENDED, status_reason=f"{exc.explanation} (Meta error {exc.code})"
+        )
+        _finish(
+            message,
+            MessageStatus.QUEUED,
+            f"account stopped: {exc.code}",
+            reason=exc.explanation,
+            **error_fields,
+        )
+        return MessageStatus.QUEUED
+    if (
+        isinstance(exc, PermanentError)
+        or message.attempts >= MAX_ATTEMPTS
+        or exc.kind == ErrorKind.RETRY_LATER
+    ):
+        _finish(
+            message,
+            MessageStatus.FAILED,
+            f"error {exc.code}",
+            reason=exc.explanation,
+            failed_at=timezone.now(),
+            **error_fields,
+        )
+        return MessageStatus.FAILED
+    _finish(
+        message, MessageStatus.QUEUED, f"retry after error {exc.code}", reason=exc.explanation, **error_fields
+    )
+    raise exc  # the actor's retry middleware backs off and tries again
+
+
+def sweep_stuck(*, older_than: timedelta = STUCK_AFTER) -> int:
+    """Messages left in `sending` by a crash become `unknown`; a status webhook may settle them later."""
+    cutoff = timezone.now() - older_than
+    stuck = list(
+        Message.objects.filter(status=MessageStatus.SENDING, sending_at__lt=cutoff).only("id", "history")
+    )
+    for message in stuck:
+        _finish(message, MessageStatus.UNKNOWN, "worker stopped while sending")
+    return len(stuck)
+
+
+STATUS_EVENTS = {"delivered": "WhatsAppDelivered", "read": "WhatsAppRead", "failed": "WhatsAppFailed"}
+
+
+def apply_status(update: StatusUpdate) -> Message | None:
+    """Move a message forward by a status webhook. Duplicates and reordering change nothing.
+
+    sent < delivered < read; failed is terminal and may arrive late (after sent or
+    delivered, not after read). Timestamps missing so far are filled in either way.
+    """
+    lookup = Q(wamid=update.wamid) if update.wamid else Q(pk=None)
+    if update.callback_data.startswith("m:"):
+        lookup |= Q(public_id=_uuid(update.callback_data[2:]))
+    with transaction.atomic():
+        message = (
+            Message.objects.select_for_update()
+            .filter(project_id=update.project_id)
+            .filter(lookup)
+            .select_related("subscriber")
+            .first()
+        )
+        if message is None:
+            return None
+        fields: dict[str, Any] = {}
+        status = update.status
+        timestamp_field = {
+            "sent": "sent_at",
+            "delivered": "delivered_at",
+            "read": "read_at",
+            "failed": "failed_at",
+        }.get(status)
+        if timestamp_field and getattr(message, timestamp_field) is None:
+            fields[timestamp_field] = update.timestamp
+        if update.wamid and not message.wamid:
+            fields["wamid"] = update.wamid
+        if update.pricing:
+            fields["pricing_category"] = str(update.pricing.get("category") or "")
+            fields["pricing_type"] = str(update.pricing.get("type") or "")
+            if "billable" in update.pricing:
+                fields["billable"] = bool(update.pricing["billable"])
+        current = message.status
+        new_status = None
+        if status == "failed":
+            if current not in (MessageStatus.FAILED, MessageStatus.READ, MessageStatus.SKIPPED):
+                new_status = MessageStatus.FAILED
+                error = GraphError.from_webhook(update.errors[0]) if update.errors else GraphError(None)
+                fields.update(
+                    error_code=error.code,
+                    error_title=error.title[:300],
+                    error_details=error.details,
+                    reason=explain(error.code, error.title),
+                )
+        elif (
+            status in ("sent", "delivered", "read")
+            and current in PROGRESS
+            and PROGRESS[MessageStatus(status)] > PROGRESS[MessageStatus(current)]
+        ):
+            new_status = status
+        if new_status:
+            fields["status"] = new_status
+            fields["history"] = [*message.history, _history(new_status, "webhook", update.timestamp)]
+        if not fields:
+            return message
+        fields["updated_at"] = timezone.now()
+        Message.objects.filter(pk=message.pk).update(**fields)
+        event_name = STATUS_EVENTS.get(status)
+        if event_name and new_status:
+            attributes: dict[str, Any] = {"message_id": update.wamid, "template": message.template_name}
+            if status == "failed" and fields.get("error_code") is not None:
+                attributes.update(error_code=fields["error_code"], error_title=fields["error_title"])
+            record_event(
+                project=message.subscriber.project,
+                subscriber=message.subscriber,
+                name=event_name,
+                attributes=attributes,
+                occurred_at=update.timestamp,
+                dedup_key=f"st:{update.wamid}:{status}",
+            )
+    return message
+
+
+def _uuid(text: str):
+    import uuid
+
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
+
+
+def on_status_received(sender, update: StatusUpdate, **kwargs) -> None:
+    apply_status(update)

@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import requests
+from django.utils import timezone
+
+from campaigns.models import Message, MessageStatus
+from campaigns.services import SendRefused, deliver, send_whatsapp, sweep_stuck
+from controlpanel.services import Actor
+from subscribers.models import ConsentState
+from tests.factories import SubscriberFactory
+from whatsapp.errors import TransientError
+from whatsapp.models import AccountStatus, WhatsAppAccount
+
+from .conftest import make_template, params
+from .fakegraph import error_answer
+
+ACTOR = Actor(label="test")
+
+
+def queue(account, subscriber, template, *values):
+    return send_whatsapp(
+        project=account.project,
+        subscriber=subscriber,
+        actor=ACTOR,
+        template=template,
+        components=params(*values),
+    )
+
+
+def test_template_is_sent_with_callback_data_and_stored_wamid(graph, account, subscriber, template):
+    message = queue(account, subscriber, template, "Mark", "SKBUP2")
+    assert message.status == MessageStatus.QUEUED
+    assert message.body == "Hi Mark, your order SKBUP2 is on its way."
+    assert deliver(message.pk) == MessageStatus.SENT
+    method, url, body, headers = graph.calls[0]
+    assert (method, url) == ("POST", "https://graph.facebook.com/v23.0/106540352242922/messages")
+    assert body["to"] == "4915112345678" and body["template"]["name"] == "order_update"
+    assert body["biz_opaque_callback_data"] == f"m:{message.public_id}"
+    assert headers["Authorization"] == "Bearer EAAG-secret-token"
+    message.refresh_from_db()
+    assert message.wamid.startswith("wamid.FAKE") and message.sent_at is not None
+    assert [h["status"] for h in message.history] == ["queued", "sent"]
+
+
+def test_delivering_twice_sends_once(graph, account, subscriber, template):
+    message = queue(account, subscriber, template, "Mark", "1")
+    deliver(message.pk)
+    assert deliver(message.pk) == "not-queued"
+    assert len(graph.calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("consent", "category", "status", "reason"),
+    [
+        (ConsentState.UNKNOWN, "MARKETING", "APPROVED", "Marketing needs WhatsApp opt-in"),
+        (ConsentState.OPTED_OUT, "UTILITY", "APPROVED", "opted out"),
+        (ConsentState.OPTED_IN, "UTILITY", "PAUSED", "is paused, not approved"),
+        (ConsentState.OPTED_IN, "UTILITY", "PENDING", "is pending, not approved"),
+    ],
+)
+def test_policy_refusals_write_nothing(graph, account, consent, category, status, reason):
+    subscriber = SubscriberFactory(project=account.project, whatsapp_consent=consent)
+    template = make_template(account, category=category, status=status)
+    with pytest.raises(SendRefused, match=reason):
+        queue(account, subscriber, template, "a", "b")
+    assert not Message.objects.exists() and graph.calls == []
+
+
+def test_parameter_mismatch_is_caught_before_meta(graph, account, subscriber, template):
+    with pytest.raises(SendRefused, match="body needs 2 parameters, got 1"):
+        queue(account, subscriber, template, "only one")
+    assert graph.calls == []
+
+
+def test_text_only_inside_the_service_window(graph, account, subscriber):
+    with pytest.raises(SendRefused, match="within 24 hours"):
+        send_whatsapp(project=account.project, subscriber=subscriber, actor=ACTOR, text="Hello")
+    subscriber.last_inbound_at = timezone.now() - timedelta(hours=23)
+    subscriber.save()
+    message = send_whatsapp(project=account.project, subscriber=subscriber, actor=ACTOR, text="Hello")
+    assert deliver(message.pk) == MessageStatus.SENT
+    assert graph.calls[0][2]["text"] == {"body": "Hello", "preview_url": False}
+
+
+def test_opt_out_after_queueing_skips_at_send_time(graph, account, subscriber, template):
+    message = queue(account, subscriber, template, "a", "b")
+    subscriber.whatsapp_consent = ConsentState.OPTED_OUT
+    subscriber.save()
+    assert deliver(message.pk) == MessageStatus.SKIPPED
+    message.refresh_from_db()
+    assert "opted out" in message.reason and graph.calls == []
+
+
+def test_idempotency_key_returns_the_same_message(graph, account, subscriber, template):
+    first = send_whatsapp(project=account.project, subscriber=subscriber, actor=ACTOR, template=template,
+                          components=params("a", "b"), idempotency_key="otp-1")  # fmt: skip
+    again = send_whatsapp(project=account.project, subscriber=subscriber, actor=ACTOR, template=template,
+                          components=params("a", "b"), idempotency_key="otp-1")  # fmt: skip
+    assert first.pk == again.pk and Message.objects.count() == 1
+
+
+def test_permanent_error_fails_with_metas_explanation(graph, account, subscriber, template):
+    graph.answer = error_answer(132000)
+    message = queue(account, subscriber, template, "a", "b")
+    assert deliver(message.pk) == MessageStatus.FAILED
+    message.refresh_from_db()
+    assert message.error_code == 132000 and "details of 132000" == message.error_details
+    assert "number of template parameters" in message.reason
+
+
+def test_transient_error_requeues_and_raises_for_retry(graph, account, subscriber, template):
+    graph.answer = error_answer(130429, status=429)
+    message = queue(account, subscriber, template, "a", "b")
+    with pytest.raises(TransientError):
+        deliver(message.pk)
+    message.refresh_from_db()
+    assert message.status == MessageStatus.QUEUED and message.attempts == 1
+    graph.answer = __import__("tests.campaigns.fakegraph", fromlist=["ok_answer"]).ok_answer
+    assert deliver(message.pk) == MessageStatus.SENT
+
+
+def test_account_error_stops_the_account_and_keeps_the_message(graph, account, subscriber, template):
+    graph.answer = error_answer(190, status=401, message="Access token expired")
+    message = queue(account, subscriber, template, "a", "b")
+    assert deliver(message.pk) == MessageStatus.QUEUED
+    account.refresh_from_db()
+    assert account.status == AccountStatus.SUSPENDED and "token expired" in account.status_reason
+    with pytest.raises(SendRefused, match="Sending is stopped"):
+        queue(account, subscriber, template, "a", "b")
+
+
+def test_network_error_after_post_is_unknown_never_resent(graph, account, subscriber, template):
+    graph.raise_exc = requests.ReadTimeout("read timed out")
+    message = queue(account, subscriber, template, "a", "b")
+    assert deliver(message.pk) == MessageStatus.UNKNOWN
+    assert deliver(message.pk) == "not-queued"
+    assert len(graph.calls) == 1
+
+
+def test_connection_refused_is_retried(graph, account, subscriber, template):
+    graph.raise_exc = requests.ConnectionError("refused")
+    message = queue(account, subscriber, template, "a", "b")
+    with pytest.raises(TransientError):
+        deliver(message.pk)
+    assert Message.objects.get().status == MessageStatus.QUEUED
+
+
+def test_sweeper_turns_stuck_sending_into_unknown(account, subscriber, template, graph):
+    message = queue(account, subscriber, template, "a", "b")
+    Message.objects.filter(pk=message.pk).update(
+        status="sending", sending_at=timezone.now() - timedelta(hours=1)
+    )
+    assert sweep_stuck() == 1
+    assert Message.objects.get().status == MessageStatus.UNKNOWN
+
+
+def test_no_account_means_a_clear_refusal(db, subscriber):
+    WhatsAppAccount.objects.all().delete()
+    with pytest.raises(SendRefused, match="No WhatsApp account"):
+        send_whatsapp(project=subscriber.project, subscriber=subscriber, actor=ACTOR, text="x")
