@@ -1,0 +1,33 @@
+"""Background work of the audience app. Actors take ids and are safe to run twice."""
+
+from __future__ import annotations
+
+import dramatiq
+
+from . import imports
+
+
+@dramatiq.actor(
+    queue_name="default",
+    max_retries=3,
+    min_backoff=5_000,
+    time_limit=2 * 60 * 60 * 1000,
+    on_retry_exhausted="fail_import_job",
+)
+def run_import_job(job_id: int) -> None:
+    """Run or resume a CSV import. A finished job is left alone; a retry resumes at the checkpoint."""
+    imports.run_import(job_id=job_id)
+
+
+@dramatiq.actor(queue_name="default", max_retries=0)
+def fail_import_job(message: dict, retry_info: dict) -> None:
+    """Called by the Retries middleware when ``run_import_job`` gave up: tell the user."""
+    job_id = message["args"][0]
+    imports.fail_import(
+        job_id=job_id,
+        error=(
+            f"The import stopped after {retry_info.get('retries', 0) + 1} attempts because of an "
+            "internal error. Rows up to the last progress shown were imported; upload the file "
+            "again to import the rest (rows already imported will show as unchanged)."
+        ),
+    )
