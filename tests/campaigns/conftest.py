@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import pytest
 
-from campaigns import services
 from subscribers.models import ConsentState
 from tests.factories import ProjectFactory, SubscriberFactory
 from whatsapp import client as wa_client
@@ -82,6 +81,3 @@ def params(*values: str) -> list[dict]:
         {"type": "body", "parameters": [{"type": "text", "text": v} for v in values]},
         {"type": "button", "sub_type": "url", "index": "0", "parameters": [{"type": "text", "text": "8812"}]},
     ]
-
-
-__all__ = ["params", "make_template", "services"]

@@ -15,7 +15,7 @@ from whatsapp.errors import TransientError
 from whatsapp.models import AccountStatus, WhatsAppAccount
 
 from .conftest import make_template, params
-from .fakegraph import error_answer
+from .fakegraph import error_answer, ok_answer
 
 ACTOR = Actor(label="test")
 
@@ -107,7 +107,7 @@ def test_permanent_error_fails_with_metas_explanation(graph, account, subscriber
     message = queue(account, subscriber, template, "a", "b")
     assert deliver(message.pk) == MessageStatus.FAILED
     message.refresh_from_db()
-    assert message.error_code == 132000 and "details of 132000" == message.error_details
+    assert message.error_code == 132000 and message.error_details == "details of 132000"
     assert "number of template parameters" in message.reason
 
 
@@ -118,7 +118,7 @@ def test_transient_error_requeues_and_raises_for_retry(graph, account, subscribe
         deliver(message.pk)
     message.refresh_from_db()
     assert message.status == MessageStatus.QUEUED and message.attempts == 1
-    graph.answer = __import__("tests.campaigns.fakegraph", fromlist=["ok_answer"]).ok_answer
+    graph.answer = ok_answer
     assert deliver(message.pk) == MessageStatus.SENT
 
 

@@ -61,8 +61,8 @@ def test_failed_never_overrides_read(sent):
 
 
 def test_pricing_is_kept_for_cost_reports(sent):
-    apply_status(update(sent, "delivered", 1750000100, pricing={"billable": True, "pricing_model": "PMP",
-                                                               "type": "regular", "category": "marketing"}))  # fmt: skip
+    pricing = {"billable": True, "pricing_model": "PMP", "type": "regular", "category": "marketing"}
+    apply_status(update(sent, "delivered", 1750000100, pricing=pricing))
     sent.refresh_from_db()
     assert (sent.pricing_category, sent.pricing_type, sent.billable) == ("marketing", "regular", True)
 
