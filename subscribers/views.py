@@ -662,6 +662,7 @@ def _detail_context(
         "consent_history": ConsentChange.objects.for_project(project).filter(subscriber=subscriber)[:100],
         "window_until": window_until if window_until and window_until > timezone.now() else None,
         "timeline": timeline,
+        "consent_export_url": _optional_url("subscribers:export_consent", project.slug),
     }
 
 
