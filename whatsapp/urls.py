@@ -1,10 +1,7 @@
-from django.urls import path
+"""The whatsapp app's project URLs; each views module owns its patterns."""
 
-from . import views
+from . import conversation_views, template_views, views
 
 app_name = "whatsapp"
 
-urlpatterns = [
-    path("templates/", views.template_list, name="templates"),
-    path("conversations/", views.conversation_list, name="conversations"),
-]
+urlpatterns = views.urlpatterns + template_views.urlpatterns + conversation_views.urlpatterns

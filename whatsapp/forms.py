@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from django import forms
+
+from .models import WhatsAppAccount
+
+
+class ConnectionForm(forms.ModelForm):
+    """Connect or update a WhatsApp number. Secrets are write-only: empty keeps the stored value."""
+
+    access_token = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="A system-user token with whatsapp_business_messaging and whatsapp_business_management.",
+    )
+    app_secret = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="From the Meta app's Settings → Basic; it signs the webhooks.",
+    )
+    opt_out_keywords = forms.CharField(
+        required=False, help_text="Comma-separated; a message that is exactly one of these opts out."
+    )
+    opt_in_keywords = forms.CharField(required=False, help_text="Comma-separated; opts back in.")
+
+    class Meta:
+        model = WhatsAppAccount
+        fields = [
+            "waba_id",
+            "phone_number_id",
+            "display_phone_number",
+            "graph_version",
+            "base_url",
+            "throughput_mps",
+        ]
+        help_texts = {
+            "waba_id": "WhatsApp Business Account id (WhatsApp Manager → Account tools).",
+            "phone_number_id": "Not the phone number itself: the id shown next to it in the API setup.",
+            "graph_version": "Graph API version, e.g. v23.0.",
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        creating = self.instance.pk is None
+        self.fields["access_token"].required = creating
+        self.fields["app_secret"].required = creating
+        if not creating:
+            self.fields["access_token"].help_text = "Stored encrypted; leave empty to keep it."
+            self.fields["app_secret"].help_text = "Stored encrypted; leave empty to keep it."
+            self.initial["opt_out_keywords"] = ", ".join(self.instance.opt_out_keywords or [])
+            self.initial["opt_in_keywords"] = ", ".join(self.instance.opt_in_keywords or [])
+
+    def clean_graph_version(self) -> str:
+        version = self.cleaned_data["graph_version"].strip()
+        if not version.startswith("v") or not version[1:].replace(".", "").isdigit():
+            raise forms.ValidationError("Use the form v23.0.")
+        return version
+
+    def clean_throughput_mps(self) -> int:
+        value = self.cleaned_data["throughput_mps"]
+        if not 1 <= value <= 1000:
+            raise forms.ValidationError("Meta allows 80 (default) up to 1,000 messages per second.")
+        return value
+
+    def clean_phone_number_id(self) -> str:
+        value = self.cleaned_data["phone_number_id"].strip()
+        if not value.isdigit():
+            raise forms.ValidationError("The phone number id is digits only.")
+        taken = WhatsAppAccount.objects.filter(phone_number_id=value).exclude(pk=self.instance.pk)
+        if taken.exists():
+            raise forms.ValidationError(
+                "This phone number id is already connected (maybe in another project)."
+            )
+        return value
+
+    @staticmethod
+    def _words(text: str) -> list[str]:
+        return [w.strip().upper() for w in (text or "").split(",") if w.strip()]
+
+    def clean_opt_out_keywords(self) -> list[str]:
+        return self._words(self.cleaned_data.get("opt_out_keywords", ""))
+
+    def clean_opt_in_keywords(self) -> list[str]:
+        return self._words(self.cleaned_data.get("opt_in_keywords", ""))
