@@ -1,0 +1,202 @@
+"""JSON shapes of the /api/v1/subscribers and /api/v1/events endpoints.
+
+Input schemas check JSON types only and forbid unknown keys (a typo like
+``"tag"`` is an error, not a silently ignored field). Meaning (phone numbers,
+tag types, event attributes) is checked by the services, so the API, the panel
+and CSV imports give the same messages.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from ninja import Schema
+from pydantic import ConfigDict, Field, SkipValidation, model_validator
+
+MAX_BATCH = 1000
+
+ConsentStateName = Literal["unknown", "opted_in", "opted_out"]
+
+
+class StrictSchema(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OptInIn(StrictSchema):
+    evidence: str | None = Field(
+        None,
+        description="How and when the person agreed, in words (e.g. 'checkbox on checkout, 2026-01-31').",
+        examples=["Ticked the WhatsApp box at checkout on 2026-01-31"],
+    )
+
+
+class SubscriberIn(StrictSchema):
+    phone: str | None = Field(
+        None,
+        description="Phone number; without a leading + it is read as a number of the project's default "
+        "country. Stored and returned as E.164.",
+        examples=["+4915112345678"],
+    )
+    external_id: str | None = Field(None, description="Your own user id (unique per project).")
+    name: str | None = None
+    email: str | None = None
+    language: str | None = Field(None, description="BCP 47 code, e.g. de or pt_BR.")
+    country: str | None = Field(None, description="ISO 3166-1 alpha-2 code, e.g. DE.")
+    timezone: str | None = Field(None, description="IANA time zone, e.g. Europe/Berlin.")
+    tags: dict[str, Any] | None = Field(
+        None,
+        description="Tag name to value. A new tag name is created with the type of its first value "
+        "(string, integer, decimal, boolean, list of strings; 'YYYY-MM-DD' makes a date tag); later "
+        "values must fit that type. null removes the tag.",
+        examples=[{"city": "Berlin", "orders": 3, "vip": True, "birthday": "1990-05-17"}],
+    )
+    whatsapp_opt_in: OptInIn | None = Field(
+        None, description="Record a WhatsApp opt-in; evidence is required."
+    )
+
+
+class SubscriberPatch(StrictSchema):
+    phone: str | None = Field(None, description="A new phone number; must not belong to another subscriber.")
+    external_id: str | None = Field(None, description="A new external id; null removes it.")
+    name: str | None = None
+    email: str | None = None
+    language: str | None = None
+    country: str | None = None
+    timezone: str | None = None
+    tags: dict[str, Any] | None = Field(
+        None, description="Tags to set; a tag not mentioned is kept, a tag set to null is removed."
+    )
+
+
+class ConsentIn(StrictSchema):
+    evidence: str = Field(
+        "",
+        description="How and when the person agreed (required to opt in) or withdrew (optional).",
+        examples=["Replied STOP on 2026-02-01"],
+    )
+
+
+class SubscriberOut(Schema):
+    id: UUID = Field(description="The subscriber's public id.")
+    phone: str | None = Field(description="E.164.")
+    wa_id: str
+    bsuid: str | None
+    external_id: str | None
+    name: str
+    email: str
+    language: str
+    country: str
+    timezone: str
+    tags: dict[str, Any] = Field(description="Built-in tags (Name, Language, ...) and custom tags.")
+    whatsapp_consent: ConsentStateName
+    whatsapp_consent_at: datetime | None
+    last_inbound_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class UpsertOut(SubscriberOut):
+    status: Literal["created", "updated"]
+    changed: bool = Field(description="False when the subscriber already looked exactly like this.")
+
+
+class SubscriberList(Schema):
+    results: list[SubscriberOut]
+
+
+# Batch items are validated one by one so one bad item becomes one error result, not
+# a 422 for the whole batch; the documentation still shows the item schema.
+SubscriberItem = SkipValidation[SubscriberIn]
+
+
+class SubscriberBatchIn(StrictSchema):
+    subscribers: list[SubscriberItem] = Field(
+        max_length=MAX_BATCH, description=f"Up to {MAX_BATCH} subscribers, each as in POST /subscribers."
+    )
+
+
+class ItemError(Schema):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class SubscriberResult(Schema):
+    index: int
+    id: UUID | None = None
+    status: Literal["created", "updated"] | None = None
+    changed: bool | None = None
+    error: ItemError | None = None
+
+
+class SubscriberBatchOut(Schema):
+    results: list[SubscriberResult]
+
+
+class SubscriberRef(StrictSchema):
+    id: UUID | None = Field(None, description="The subscriber's public id.")
+    phone: str | None = Field(None, description="Phone number (normalized like POST /subscribers).")
+    external_id: str | None = None
+
+    @model_validator(mode="after")
+    def exactly_one(self) -> SubscriberRef:
+        given = [k for k in ("id", "phone", "external_id") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of id, phone or external_id")
+        return self
+
+
+class EventIn(StrictSchema):
+    subscriber: SubscriberRef = Field(description="An existing subscriber of the project.")
+    name: str = Field(description="Event name, e.g. OrderPlaced.", examples=["OrderPlaced"])
+    attributes: dict[str, Any] | None = Field(
+        None,
+        description="Attribute name to single value. A new custom event (or attribute) takes the types of "
+        "its first occurrence; later values must fit them.",
+        examples=[{"cuisine": "asian", "amount": 23.5}],
+    )
+    occurred_at: datetime | None = Field(
+        None, description="ISO 8601; without an offset it is UTC. Defaults to now."
+    )
+    dedup_key: str | None = Field(
+        None,
+        max_length=200,
+        description="Idempotency key: an event with a key the project has seen is not recorded again.",
+    )
+
+
+class SubscriberIdOut(Schema):
+    id: UUID
+
+
+class EventOut(Schema):
+    id: str
+    name: str
+    subscriber: SubscriberIdOut
+    occurred_at: datetime
+    received_at: datetime
+    attributes: dict[str, Any]
+    dedup_key: str | None
+    duplicate: bool = Field(description="True when dedup_key matched an event recorded earlier.")
+
+
+EventItem = SkipValidation[EventIn]
+
+
+class EventBatchIn(StrictSchema):
+    events: list[EventItem] = Field(
+        max_length=MAX_BATCH, description=f"Up to {MAX_BATCH} events, each as in POST /events."
+    )
+
+
+class EventResult(Schema):
+    index: int
+    id: str | None = None
+    status: Literal["created", "duplicate"] | None = None
+    error: ItemError | None = None
+
+
+class EventBatchOut(Schema):
+    results: list[EventResult]
