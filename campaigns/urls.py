@@ -1,9 +1,7 @@
-from django.urls import path
+"""The campaigns app's project URLs; each views module owns its patterns."""
 
-from . import views
+from . import conversation_views, views
 
 app_name = "campaigns"
 
-urlpatterns = [
-    path("campaigns/", views.campaign_list, name="list"),
-]
+urlpatterns = views.urlpatterns + conversation_views.urlpatterns

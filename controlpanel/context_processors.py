@@ -12,7 +12,7 @@ NAVIGATION = [
     ("Templates", "whatsapp:templates", "template", "templates"),
     ("Campaigns", "campaigns:list", "send", "campaigns"),
     ("Journeys", "journeys:list", "route", "journeys"),
-    ("Conversations", "whatsapp:conversations", "message", "conversations"),
+    ("Conversations", "campaigns:conversations", "message", "conversations"),
     ("Settings", "controlpanel:settings", "settings", "settings"),
 ]
 

@@ -1,3 +1,5 @@
+"""Conversations: one thread per subscriber, inbound (events) and outbound (messages) together."""
+
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import path
@@ -7,7 +9,7 @@ from controlpanel.tenancy import project_view
 
 @project_view(section="conversations")
 def conversation_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "whatsapp/conversations.html")
+    return render(request, "campaigns/conversations.html")
 
 
 urlpatterns = [
