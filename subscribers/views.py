@@ -140,36 +140,24 @@ class SortKey:
     label: str
     field: str
     descending: bool
-    nullable: bool = False  # NULLs come last in display order
+    # Sort only the rows where the field is set: "NULLS LAST" would not match the plain btree
+    # index, and PostgreSQL would sort the whole table for every page.
+    only_set: bool = False
 
     def ordering(self, *, reverse: bool = False) -> list:
         desc = self.descending != reverse
-        col = F(self.field)
-        if self.nullable:
-            nulls = {"nulls_first": True} if reverse else {"nulls_last": True}
-            first = col.desc(**nulls) if desc else col.asc(**nulls)
-        else:
-            first = col.desc() if desc else col.asc()
-        return [first, F("id").desc() if desc else F("id").asc()]
+        col, pk = F(self.field), F("id")
+        return [col.desc(), pk.desc()] if desc else [col.asc(), pk.asc()]
 
     def after(self, value: Any, pk: int) -> Q:
         """Rows that come after (value, pk) in display order."""
         op = "lt" if self.descending else "gt"
-        same = Q(**{f"id__{op}": pk})
-        if value is None:
-            return Q(**{f"{self.field}__isnull": True}) & same
-        cond = Q(**{f"{self.field}__{op}": value}) | (Q(**{self.field: value}) & same)
-        if self.nullable:
-            cond |= Q(**{f"{self.field}__isnull": True})
-        return cond
+        return Q(**{f"{self.field}__{op}": value}) | Q(**{self.field: value, f"id__{op}": pk})
 
     def before(self, value: Any, pk: int) -> Q:
         """Rows that come before (value, pk) in display order."""
         op = "gt" if self.descending else "lt"
-        same = Q(**{f"id__{op}": pk})
-        if value is None:
-            return Q(**{f"{self.field}__isnull": False}) | (Q(**{f"{self.field}__isnull": True}) & same)
-        return Q(**{f"{self.field}__{op}": value}) | (Q(**{self.field: value}) & same)
+        return Q(**{f"{self.field}__{op}": value}) | Q(**{self.field: value, f"id__{op}": pk})
 
 
 @dataclass
@@ -203,7 +191,9 @@ def _decode_cursor(raw: str | None, name: str, key: SortKey) -> tuple[Any, int] 
         return None
     if sort != name or not isinstance(pk, int):
         return None
-    if value is not None and key.field.endswith("_at"):
+    if value is None:
+        return None
+    if key.field.endswith("_at"):
         try:
             value = datetime.fromisoformat(value)
         except (TypeError, ValueError):
@@ -251,7 +241,7 @@ SORTS: dict[str, SortKey] = {
     "newest": SortKey("Newest first", "created_at", descending=True),
     "oldest": SortKey("Oldest first", "created_at", descending=False),
     "name": SortKey("Name A to Z", "name", descending=False),
-    "last_inbound": SortKey("Last inbound message", "last_inbound_at", descending=True, nullable=True),
+    "last_inbound": SortKey("Wrote to us lately", "last_inbound_at", descending=True, only_set=True),
 }
 FILTER_PARAMS = ("q", "consent", "tag", "value", "segment", "sort")
 _PHONEISH = re.compile(r"^[\d\s()+./-]+$")
@@ -278,7 +268,7 @@ class ListFilters:
 
     @property
     def active(self) -> bool:
-        return any(getattr(self, p) for p in ("q", "consent", "tag", "segment"))
+        return any(getattr(self, p) for p in ("q", "consent", "tag", "segment")) or SORTS[self.sort].only_set
 
     def params(self, **extra: str) -> dict[str, str]:
         out = {p: getattr(self, p) for p in FILTER_PARAMS if getattr(self, p)}
@@ -291,19 +281,34 @@ class ListFilters:
         return "?" + urlencode(params) if params else ""
 
 
-def _search_condition(project: Project, q: str) -> Q:
-    cond = Q(name__icontains=q) | Q(external_id=q)
-    if "@" in q:
-        cond |= Q(email__iexact=q)
-    with contextlib.suppress(ValueError):
-        cond |= Q(public_id=uuid.UUID(q))
+def _search(project: Project, qs: QuerySet, q: str) -> QuerySet:
+    """Subscribers found by phone (any format), external id, email, subscriber id, else by name.
+
+    Identifiers are index lookups and win when they match; only then does the search fall
+    back to a substring match on names (and digits in phone numbers), which scans the
+    table unless a trigram index exists.
+    """
     digits = re.sub(r"\D", "", q)
-    if _PHONEISH.match(q) and len(digits) >= 3:
+    phoneish = bool(_PHONEISH.match(q)) and len(digits) >= 3
+    if phoneish:
         try:
-            cond |= Q(phone=normalize_phone(q, project.default_country, field="q"))
+            phone = normalize_phone(q, project.default_country, field="q")
         except InvalidInput:
-            cond |= Q(phone__contains=digits)
-    return cond
+            phone = None
+        if phone is not None:
+            return qs.filter(Q(phone=phone) | Q(external_id=q))
+    exact = Q(external_id=q)
+    if "@" in q:
+        exact |= Q(email__iexact=q)
+    with contextlib.suppress(ValueError):
+        exact |= Q(public_id=uuid.UUID(q))
+    found = qs.filter(exact)
+    if found.exists():
+        return found
+    fuzzy = Q(name__icontains=q)
+    if phoneish:
+        fuzzy |= Q(phone__contains=digits)
+    return qs.filter(fuzzy)
 
 
 def _tag_conditions(project: Project, name: str, value: str) -> list:
@@ -345,8 +350,10 @@ def _tag_conditions(project: Project, name: str, value: str) -> list:
 def filtered_subscribers(project: Project, f: ListFilters, segments: dict) -> QuerySet:
     """The subscribers matching the filters; errors go into ``f.errors`` and match nothing."""
     qs = Subscriber.objects.for_project(project)
+    if (key := SORTS[f.sort]).only_set:
+        qs = qs.filter(**{f"{key.field}__isnull": False})
     if f.q:
-        qs = qs.filter(_search_condition(project, f.q))
+        qs = _search(project, qs, f.q)
     if f.consent and "consent" not in f.errors:
         qs = qs.filter(whatsapp_consent=f.consent)
     if f.tag:
@@ -389,7 +396,10 @@ def subscriber_list(request: HttpRequest) -> HttpResponse:
         before=request.GET.get("before"),
         size=PAGE_SIZE,
     )
-    count, more = bounded_count(qs)
+    if page.next_cursor is None and not (request.GET.get("after") or request.GET.get("before")):
+        count, more = len(page.rows), False  # everything is on this one page: no count query
+    else:
+        count, more = bounded_count(qs)
     list_url = reverse("subscribers:list", args=[project.slug])
     noun = "subscriber" if count == 1 and not more else "subscribers"
     verb = ("matches" if noun == "subscriber" else "match") if f.active else ""
