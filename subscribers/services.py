@@ -359,14 +359,21 @@ def record_event(
             existing = Event.objects.for_project(project).filter(dedup_key=dedup_key).first()
             if existing is not None:
                 return existing
-        event = Event.objects.create(
-            project=project,
-            subscriber=subscriber,
-            name=name,
-            attributes=cleaned,
-            occurred_at=occurred_at or timezone.now(),
-            dedup_key=dedup_key or None,
-        )
+        try:
+            with transaction.atomic():
+                event = Event.objects.create(
+                    project=project,
+                    subscriber=subscriber,
+                    name=name,
+                    attributes=cleaned,
+                    occurred_at=occurred_at or timezone.now(),
+                    dedup_key=dedup_key or None,
+                )
+        except IntegrityError:
+            if not dedup_key:
+                raise
+            # A concurrent request recorded the same key between our check and our insert.
+            return Event.objects.for_project(project).get(dedup_key=dedup_key)
         payload = EventRecorded(project.pk, subscriber.pk, event.pk, name, event.occurred_at)
         transaction.on_commit(lambda: event_recorded.send(sender=Subscriber, payload=payload))
     return event
