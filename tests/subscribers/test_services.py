@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from controlpanel.models import AuditEntry
@@ -504,6 +505,17 @@ def test_record_event_with_dedup_key_is_recorded_once(
     other = SubscriberFactory(project=ProjectFactory())
     elsewhere = record_event(project=other.project, subscriber=other, name="OrderPlaced", dedup_key="order-1")
     assert elsewhere.pk != first.pk
+
+
+def test_record_event_with_a_dedup_key_that_races_returns_the_winner(project, subscriber, monkeypatch):
+    winner = Event.objects.create(
+        project=project, subscriber=subscriber, name="PushOpened", occurred_at=timezone.now(), dedup_key="k"
+    )
+    # The duplicate check runs before a concurrent request commits: it sees nothing.
+    monkeypatch.setattr(QuerySet, "first", lambda self: None)
+    event = record_event(project=project, subscriber=subscriber, name="PushOpened", dedup_key="k")
+    assert event.pk == winner.pk
+    assert Event.objects.filter(project=project, dedup_key="k").count() == 1
 
 
 def test_record_event_without_dedup_key_records_each_time(project, subscriber):
