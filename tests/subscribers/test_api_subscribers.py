@@ -8,6 +8,7 @@ import uuid
 import pytest
 from django.apps import apps
 from django.db import connection, models
+from django.utils import timezone
 
 from controlpanel.models import AuditEntry
 from controlpanel.services import Actor, create_api_key
@@ -23,6 +24,7 @@ from subscribers.models import (
 )
 from subscribers.services import clean_subscriber_data, tags_of, upsert_subscriber
 from tests.factories import ProjectFactory, SubscriberFactory
+from whatsapp.models import WebhookDelivery, WhatsAppAccount
 
 
 class ApiClient:
@@ -645,7 +647,7 @@ def rows_containing(needle: str) -> list[str]:
     return hits
 
 
-def test_erase_leaves_no_trace_of_the_phone(api, project):
+def test_erase_leaves_no_trace_of_the_phone(api, project, django_capture_on_commit_callbacks):
     phone = "+4915112345678"
     created = api.post(
         "/subscribers",
@@ -658,6 +660,17 @@ def test_erase_leaves_no_trace_of_the_phone(api, project):
     ).json()
     api.post("/events", {"subscriber": {"phone": phone}, "name": "Called", "attributes": {"from": phone}})
     api.get(f"/subscribers/{created['id']}/export")  # audited with the subscriber's name or phone
+    account = WhatsAppAccount.objects.create(
+        project=project, waba_id="1", phone_number_id="100", access_token="t", app_secret="s"
+    )
+    inbound = {"contacts": [{"wa_id": phone[1:]}], "messages": [{"from": phone[1:], "text": {"body": "Hi"}}]}
+    WebhookDelivery.objects.create(
+        project=project,
+        account=account,
+        body_sha256="0" * 64,
+        body=json.dumps(inbound),
+        received_at=timezone.now(),
+    )
     other = SubscriberFactory(project=project, phone="+4915199999999")
     before = rows_containing(phone)
     assert {
@@ -667,8 +680,10 @@ def test_erase_leaves_no_trace_of_the_phone(api, project):
         "subscribers.Event.attributes",
         "controlpanel.AuditEntry.object_repr",
     } <= set(before)
+    assert "whatsapp.WebhookDelivery.body" in rows_containing(phone[1:])
 
-    response = api.delete(f"/subscribers/{created['id']}")
+    with django_capture_on_commit_callbacks(execute=True):  # other apps scrub their copies on commit
+        response = api.delete(f"/subscribers/{created['id']}")
     assert response.status_code == 204
 
     assert rows_containing(phone) == []
