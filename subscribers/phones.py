@@ -17,7 +17,7 @@ _REASONS = {
 }
 _PARSE_REASONS = {
     NumberParseException.INVALID_COUNTRY_CODE: "the country code is unknown",
-    NumberParseException.NOT_A_NUMBER: "it does not look like a phone number",
+    NumberParseException.NOT_A_NUMBER: "use digits, optionally with a leading +, spaces, dashes or brackets",
     NumberParseException.TOO_SHORT_AFTER_IDD: "it is too short",
     NumberParseException.TOO_SHORT_NSN: "it is too short",
     NumberParseException.TOO_LONG: "it is too long",
