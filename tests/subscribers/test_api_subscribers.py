@@ -170,7 +170,7 @@ def test_phone_and_external_id_of_two_people_is_a_conflict(api, project):
     [
         ("12", "too short"),
         ("+49 151 1234 5678 9999 1", "too long"),
-        ("hello", "does not look like a phone number"),
+        ("hello", "is not a phone number: use digits"),
         ("+999 1234567", "country code is unknown"),
     ],
 )

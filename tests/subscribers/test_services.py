@@ -66,7 +66,7 @@ def test_normalize_phone_to_e164_with_the_default_country(raw, country, expected
     ("raw", "reason"),
     [
         ("", "A phone number is required"),
-        ("hello", "does not look like a phone number"),
+        ("hello", "is not a phone number: use digits"),
         ("+999 1234567", "the country code is unknown"),
         ("12", "too short"),
         ("+49 30 1", "too short"),
