@@ -108,10 +108,18 @@ def _is_partial(request: HttpRequest, target: str) -> bool:
     return bool(htmx) and htmx.target == target and not htmx.history_restore_request
 
 
-def _render_page(request: HttpRequest, template: str, context: dict, partial: str) -> HttpResponse:
-    """The whole page, or only ``partial`` when htmx asks to swap the element with that id."""
-    name = f"{template}#{partial}" if _is_partial(request, partial) else template
-    response = render(request, name, context)
+def _render_page(
+    request: HttpRequest, template: str, context: dict, partial: str, *, url: str | None = None
+) -> HttpResponse:
+    """The whole page, or only ``partial`` when htmx asks to swap the element with that id.
+
+    ``url`` is the canonical address of what is shown (no empty parameters); htmx pushes
+    it into the address bar instead of the raw form submission.
+    """
+    is_partial = _is_partial(request, partial)
+    response = render(request, f"{template}#{partial}" if is_partial else template, context)
+    if is_partial and url:
+        response["HX-Push-Url"] = url
     patch_vary_headers(response, ["HX-Request", "HX-Target"])
     return response
 
@@ -424,7 +432,8 @@ def subscriber_list(request: HttpRequest) -> HttpResponse:
         "import_url": _optional_url("subscribers:import_upload", project.slug),
         "export_url": _optional_url("subscribers:export", project.slug),
     }
-    return _render_page(request, "subscribers/list.html", context, "subscriber-results")
+    canonical = list_url + f.query(after=request.GET.get("after", ""), before=request.GET.get("before", ""))
+    return _render_page(request, "subscribers/list.html", context, "subscriber-results", url=canonical)
 
 
 def _tag_names(project: Project) -> list[str]:
@@ -725,7 +734,8 @@ def subscriber_tag(request: HttpRequest, subscriber_id: uuid.UUID, key: str) -> 
     elif not request.htmx:
         return redirect(_detail_url(subscriber) + f"?edit_tag={key}#tag-row-{key}")
     else:
-        row.editing = row.editable and request.GET.get("mode") == "edit"
+        may_write = request.membership.can(Role.MARKETER)
+        row.editing = row.editable and may_write and request.GET.get("mode") == "edit"
     return render(
         request, "subscribers/subscriber_detail.html#tag-row", {"row": row, "subscriber": subscriber}
     )
@@ -1044,7 +1054,9 @@ def event_list(request: HttpRequest) -> HttpResponse:
         "error": error,
         "definitions": eventdefs.all_definitions(project),
     }
-    return _render_page(request, "subscribers/events.html", context, "event-results")
+    cursor = {k: request.GET[k] for k in ("after", "before") if request.GET.get(k)}
+    canonical = events_url + ("?" + urlencode({**params, **cursor}) if params or cursor else "")
+    return _render_page(request, "subscribers/events.html", context, "event-results", url=canonical)
 
 
 @project_view(section="subscribers")

@@ -214,10 +214,13 @@ def test_one_page_of_results_needs_no_count(marketer_client, project):
 def test_htmx_request_gets_only_the_results_partial(marketer_client, project):
     add(project, "+4915112340001", name="Anna")
     response = marketer_client.get(
-        list_url(project, q="Anna"), headers={"HX-Request": "true", "HX-Target": "subscriber-results"}
+        list_url(project, q="Anna", consent="", tag="", sort="newest"),
+        headers={"HX-Request": "true", "HX-Target": "subscriber-results"},
     )
     html = response.content.decode()
     assert html.lstrip().startswith('<div id="subscriber-results">')
+    # The address bar gets the clean, shareable URL, not the raw form with its empty fields.
+    assert response["HX-Push-Url"] == list_url(project, q="Anna")
     assert "<html" not in html
     assert "Anna" in html
     # Without htmx the same URL is the whole page, so filtered URLs can be shared.
