@@ -69,7 +69,10 @@ from .signals import EventRecorded, event_recorded
 router = Router(tags=["subscribers"])
 
 INVALID_INPUT_STATUS = {"conflict": 409, "not_found": 404}
-ERRORS = {404: ErrorOut, 409: ErrorOut, 422: ErrorOut}
+# Documented error answers: 422 bad input, 404 unknown subscriber, 409 identity conflicts.
+INVALID = {422: ErrorOut}
+NOT_FOUND = {404: ErrorOut, 422: ErrorOut}
+CONFLICT = {404: ErrorOut, 409: ErrorOut, 422: ErrorOut}
 
 
 def invalid_input_status(exc: InvalidInput) -> int:
@@ -131,7 +134,7 @@ def subscriber_out(subscriber: Subscriber) -> dict[str, Any]:
 
 @router.post(
     "/subscribers",
-    response={200: UpsertOut, 201: UpsertOut, **ERRORS},
+    response={200: UpsertOut, 201: UpsertOut, **CONFLICT},
     summary="Create or update a subscriber",
 )
 def upsert(request, payload: SubscriberIn):
@@ -418,7 +421,7 @@ class SubscriberBatch:
 
 @router.post(
     "/subscribers/bulk",
-    response={200: SubscriberBatchOut, **ERRORS},
+    response={200: SubscriberBatchOut, **INVALID},
     exclude_none=True,
     summary="Create or update up to 1,000 subscribers",
 )
@@ -447,7 +450,7 @@ def upsert_bulk(request, payload: SubscriberBatchIn):
 
 @router.get(
     "/subscribers",
-    response={200: SubscriberList, **ERRORS},
+    response={200: SubscriberList, **INVALID},
     summary="Find a subscriber by phone or external id",
 )
 def lookup(request, phone: str | None = None, external_id: str | None = None):
@@ -466,7 +469,7 @@ def lookup(request, phone: str | None = None, external_id: str | None = None):
 
 @router.get(
     "/subscribers/{id}",
-    response={200: SubscriberOut, **ERRORS},
+    response={200: SubscriberOut, **NOT_FOUND},
     summary="Get a subscriber",
 )
 def get(request, id: UUID):
@@ -542,7 +545,7 @@ def update_subscriber(
 
 @router.patch(
     "/subscribers/{id}",
-    response={200: SubscriberOut, **ERRORS},
+    response={200: SubscriberOut, **CONFLICT},
     summary="Update a subscriber's fields and tags",
 )
 def patch(request, id: UUID, payload: SubscriberPatch):
@@ -575,7 +578,7 @@ def _consent(request, id: UUID, state: ConsentState, payload: ConsentIn | None) 
 
 @router.post(
     "/subscribers/{id}/opt-in",
-    response={200: SubscriberOut, **ERRORS},
+    response={200: SubscriberOut, **NOT_FOUND},
     summary="Record a WhatsApp opt-in",
 )
 def opt_in(request, id: UUID, payload: ConsentIn):
@@ -588,7 +591,7 @@ def opt_in(request, id: UUID, payload: ConsentIn):
 
 @router.post(
     "/subscribers/{id}/opt-out",
-    response={200: SubscriberOut, **ERRORS},
+    response={200: SubscriberOut, **NOT_FOUND},
     summary="Record a WhatsApp opt-out",
 )
 def opt_out(request, id: UUID, payload: ConsentIn | None = None):
@@ -600,7 +603,7 @@ def opt_out(request, id: UUID, payload: ConsentIn | None = None):
 
 @router.delete(
     "/subscribers/{id}",
-    response={204: None, **ERRORS},
+    response={204: None, **NOT_FOUND},
     summary="Erase a subscriber (GDPR)",
 )
 def erase(request, id: UUID):
@@ -614,7 +617,7 @@ def erase(request, id: UUID):
 
 @router.get(
     "/subscribers/{id}/export",
-    response={200: dict[str, Any], **ERRORS},
+    response={200: dict[str, Any], **NOT_FOUND},
     summary="Export everything stored about a subscriber (GDPR)",
 )
 def export(request, id: UUID):
@@ -687,7 +690,7 @@ EVENT_NOTE = (
 
 @router.post(
     "/events",
-    response={200: EventOut, 201: EventOut, **ERRORS},
+    response={200: EventOut, 201: EventOut, **NOT_FOUND},
     summary="Record an event",
     tags=["events"],
     description=(
@@ -722,7 +725,7 @@ def create_event(request, payload: EventIn):
 
 @router.post(
     "/events/bulk",
-    response={200: EventBatchOut, **ERRORS},
+    response={200: EventBatchOut, **INVALID},
     exclude_none=True,
     summary="Record up to 1,000 events",
     tags=["events"],

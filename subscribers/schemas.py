@@ -53,7 +53,9 @@ class SubscriberIn(StrictSchema):
         examples=[{"city": "Berlin", "orders": 3, "vip": True, "birthday": "1990-05-17"}],
     )
     whatsapp_opt_in: OptInIn | None = Field(
-        None, description="Record a WhatsApp opt-in; evidence is required."
+        None,
+        description="Record a WhatsApp opt-in; evidence is required.",
+        examples=[{"evidence": "Ticked the WhatsApp box at checkout on 2026-01-31"}],
     )
 
 
@@ -149,7 +151,10 @@ class SubscriberRef(StrictSchema):
 
 
 class EventIn(StrictSchema):
-    subscriber: SubscriberRef = Field(description="An existing subscriber of the project.")
+    subscriber: SubscriberRef = Field(
+        description="An existing subscriber of the project, by exactly one of id, phone or external_id.",
+        examples=[{"phone": "+4915112345678"}],
+    )
     name: str = Field(description="Event name, e.g. OrderPlaced.", examples=["OrderPlaced"])
     attributes: dict[str, Any] | None = Field(
         None,
