@@ -29,6 +29,13 @@ from . import tree as t
 CODE = "invalid_rule"
 
 
+class IncompleteRule(InvalidInput):
+    """A condition still being filled in (no value yet): not wrong, just not finished."""
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message, field=field, code=CODE)
+
+
 @dataclass(frozen=True)
 class TagInfo:
     name: str
@@ -191,6 +198,8 @@ class Checker:
         if op not in t.COUNT_OPS:
             raise self.fail(f"Event count operator {op!r} is not one of {', '.join(t.COUNT_OPS)}.", path)
         count = node.get("count", 1)
+        if count in ("", None):
+            raise IncompleteRule(f"How many times {name!r}? The count is missing.", field=path)
         if isinstance(count, str) and count.strip().isdigit():
             count = int(count)
         if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= t.MAX_COUNT:
@@ -226,6 +235,8 @@ class Checker:
         kind = window["kind"]
         if kind in ("days", "hours"):
             n = window.get("n")
+            if n in ("", None):
+                raise IncompleteRule(f"The time window of {name!r} needs a number of {kind}.", field=path)
             if isinstance(n, str) and n.strip().isdigit():
                 n = int(n)
             limit = t.MAX_DAYS if kind == "days" else t.MAX_HOURS
@@ -245,6 +256,8 @@ class Checker:
         return {"kind": "between", "from": start.isoformat(), "to": end.isoformat()}
 
     def segment(self, node, *, path, chain, names) -> dict[str, Any]:
+        if not node.get("segment") and not node.get("name"):
+            raise IncompleteRule("Choose the segment this condition refers to.", field=path)
         target = self.resolver.segment_by_ref(node)
         if target is None:
             label = node.get("name") or node.get("segment")
@@ -283,8 +296,8 @@ class Checker:
             )
         if op in t.NO_VALUE_OPS:
             return op, {}
-        if "value" not in node or node["value"] is None or node["value"] == "":
-            raise self.fail(f"The condition on {what} ({op}) needs a value.", path)
+        if "value" not in node or node["value"] is None or node["value"] == "" or node["value"] == []:
+            raise IncompleteRule(f"The condition on {what} ({op}) needs a value.", field=path)
         raw = node["value"]
         if op in t.DAYS_OPS:
             days = raw
@@ -296,6 +309,8 @@ class Checker:
         if op in t.RANGE_OPS:
             if not isinstance(raw, list) or len(raw) != 2:
                 raise self.fail(f"“between” on {what} needs two values: from and to.", path)
+            if "" in raw or None in raw:
+                raise IncompleteRule(f"“between” on {what} needs both values.", field=path)
             low, high = (self.scalar(v, type_, what, path) for v in raw)
             if _sort_key(type_, high) < _sort_key(type_, low):
                 raise self.fail(f"“between” on {what}: the first value must not be above the second.", path)
