@@ -1,0 +1,123 @@
+"""Build the "Asian food" segment in the visual builder and watch the live count follow each step."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from controlpanel.models import Role
+from subscribers.models import Segment
+from subscribers.services import record_event, set_tags
+from tests.factories import PASSWORD, MembershipFactory, ProjectFactory, SubscriberFactory
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+ASIAN_FOOD = 'T("city", eq, "Berlin") * E("OrderPlaced", gte, 1, 30d, "cuisine" eq "asian")'
+
+
+def seed(project):
+    """6 Berliners: 3 ordered Asian food lately, 2 Italian, 1 Asian but 45 days ago; 2 in Munich."""
+    now = timezone.now()
+    people = [
+        ("Berlin", "asian", 3), ("Berlin", "asian", 10), ("Berlin", "asian", 29),
+        ("Berlin", "italian", 5), ("Berlin", "italian", 12),
+        ("Berlin", "asian", 45),
+        ("Munich", "asian", 2), ("Munich", "italian", 2),
+    ]  # fmt: skip
+    for i, (city, cuisine, days_ago) in enumerate(people):
+        s = SubscriberFactory(project=project, name=f"Customer {i}")
+        set_tags(project=project, subscriber=s, tags={"city": city})
+        record_event(project=project, subscriber=s, name="OrderPlaced", attributes={"cuisine": cuisine},
+                     occurred_at=now - timedelta(days=days_ago))  # fmt: skip
+
+
+def condition(page, n):
+    return page.locator("[data-testid=condition]").nth(n)
+
+
+def test_build_the_asian_food_segment_and_watch_the_count(page, settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    project = ProjectFactory(name="Alpha Foods", slug="alpha")
+    marketer = MembershipFactory(project=project, role=Role.MARKETER).user
+    seed(project)
+
+    page.goto("/accounts/login/")
+    page.fill("input[name=username]", marketer.email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/p/alpha/")
+
+    page.goto("/p/alpha/segments/")
+    page.click("[data-testid=new-segment]")
+    count = page.locator("[data-testid=audience-count]")
+    expect(page.locator("[data-testid=preview-empty]")).to_be_visible()
+
+    # 1. Tag city = Berlin.
+    page.get_by_role("button", name="Add a condition").click()
+    condition(page, 0).locator("[data-testid=tag-select]").select_option("city")
+    expect(page.locator("[data-testid=preview-incomplete]")).to_contain_text("needs a value")
+    condition(page, 0).get_by_label("value", exact=True).fill("Berlin")
+    expect(count).to_have_attribute("data-count", "6")
+    expect(page.locator("[data-testid=audience-sample] li")).to_have_count(6)
+
+    # 2. AND performed OrderPlaced in the last 30 days.
+    page.get_by_role("button", name="Add a condition").last.click()
+    condition(page, 1).get_by_label("Condition kind").select_option("event")
+    condition(page, 1).locator("[data-testid=event-select]").select_option("OrderPlaced")
+    expect(count).to_have_attribute("data-count", "6")
+    condition(page, 1).get_by_label("When", exact=True).select_option("days")
+    expect(condition(page, 1).get_by_label("days", exact=True)).to_have_value("30")
+    expect(count).to_have_attribute("data-count", "5")
+
+    # 3. ... where cuisine = asian.
+    condition(page, 1).get_by_role("button", name="Add an attribute condition").click()
+    condition(page, 1).get_by_label("Attribute", exact=True).select_option("cuisine")
+    condition(page, 1).locator("[data-testid=attribute-condition]").get_by_label("value", exact=True).fill(
+        "asian"
+    )
+    expect(count).to_have_attribute("data-count", "3")
+    expect(page.locator("[data-testid=rule-text]")).to_have_value(ASIAN_FOOD)
+
+    # The text box drives the builder too: widen the window to 60 days and back.
+    page.fill("[data-testid=rule-text]", ASIAN_FOOD.replace("30d", "60d"))
+    expect(count).to_have_attribute("data-count", "4")
+    expect(condition(page, 1).get_by_label("days", exact=True)).to_have_value("60")
+    condition(page, 1).get_by_label("days", exact=True).fill("30")
+    expect(count).to_have_attribute("data-count", "3")
+    expect(page.locator("[data-testid=rule-text]")).to_have_value(ASIAN_FOOD)
+
+    # 4. Save it.
+    page.fill("#segment-name", "Asian food")
+    page.click("[data-testid=save-segment]")
+    page.wait_for_url("**/p/alpha/segments/")
+    row = page.locator("[data-testid=segment-row]", has_text="Asian food")
+    expect(row.locator("[data-testid=segment-count]")).to_have_text("3")
+    expect(row).to_contain_text("just now")
+    segment = Segment.objects.get(project=project, name="Asian food")
+    assert segment.cached_count == 3
+    assert page.console_problems == []
+
+
+def test_syntax_errors_in_the_text_box_show_their_position(page, settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    project = ProjectFactory(name="Alpha Foods", slug="alpha")
+    marketer = MembershipFactory(project=project, role=Role.MARKETER).user
+    seed(project)
+    page.goto("/accounts/login/")
+    page.fill("input[name=username]", marketer.email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/p/alpha/")
+
+    page.goto("/p/alpha/segments/new/")
+    page.fill("[data-testid=rule-text]", 'T("city" eq "Berlin")')
+    error = page.locator("[data-testid=preview-error]")
+    expect(error).to_contain_text("expected ',' at position 9")
+    expect(error.locator("mark")).to_have_text("e")
+    page.fill("[data-testid=rule-text]", 'T("city", eq, "Munich")')
+    expect(page.locator("[data-testid=audience-count]")).to_have_attribute("data-count", "2")
+    expect(condition(page, 0).get_by_label("value", exact=True)).to_have_value("Munich")
+    assert page.console_problems == []
