@@ -1,0 +1,136 @@
+// Conversations: keep the thread scrolled like a chat, pause polling in hidden tabs, Enter sends,
+// the template preview follows the typed parameters. No inline scripts (CSP); htmx does the rest.
+(() => {
+  const NEAR_BOTTOM = 80; // px: closer than this counts as "reading the newest message"
+
+  const scroller = () => document.querySelector("[data-chat-scroll]");
+  const atBottom = (el) => el.scrollHeight - el.scrollTop - el.clientHeight < NEAR_BOTTOM;
+  const toBottom = () => {
+    const el = scroller();
+    if (el) el.scrollTop = el.scrollHeight;
+  };
+
+  // How to place the scroll position after the next swap: stay at the newest message, keep the
+  // same place (new messages below), or keep the distance from the bottom (older ones above).
+  let pending = null;
+
+  function remember(target) {
+    const el = scroller();
+    if (!target || !el) return;
+    if (target.id === "conversation-older") {
+      pending = { keep: "bottom-distance", value: el.scrollHeight - el.scrollTop };
+    } else if (target.id === "conversation-thread") {
+      pending = atBottom(el) ? { keep: "newest" } : { keep: "top", value: el.scrollTop };
+    } else if (target.id === "conversation-pane") {
+      pending = { keep: "newest" };
+    }
+  }
+
+  function restore() {
+    const el = scroller();
+    if (!pending || !el) return;
+    if (pending.keep === "newest") el.scrollTop = el.scrollHeight;
+    else if (pending.keep === "top") el.scrollTop = pending.value;
+    else el.scrollTop = el.scrollHeight - pending.value;
+    pending = null;
+  }
+
+  // "Load older" may bring the same day's separator again; keep the top one only.
+  function dedupeDays() {
+    const seen = new Set();
+    document.querySelectorAll("[data-chat-scroll] .chat-day").forEach((day) => {
+      if (seen.has(day.dataset.day)) day.remove();
+      else seen.add(day.dataset.day);
+    });
+  }
+
+  function autogrow(area) {
+    area.style.height = "auto";
+    area.style.height = `${Math.min(area.scrollHeight + 2, 192)}px`;
+  }
+
+  function init(root) {
+    root.querySelectorAll("[data-no-js-only]").forEach((el) => { el.hidden = true; });
+    root.querySelectorAll("textarea[data-autogrow]").forEach(autogrow);
+    const focus = root.querySelector && root.querySelector("#reply-text[autofocus]");
+    if (focus && document.activeElement !== focus) {
+      focus.focus();
+      focus.setSelectionRange(focus.value.length, focus.value.length);
+    }
+  }
+
+  function markSelected(link) {
+    document.querySelectorAll(".chat-row-link.active").forEach((row) => {
+      row.classList.remove("active");
+      row.removeAttribute("aria-current");
+    });
+    link.classList.add("active");
+    link.setAttribute("aria-current", "true");
+    document.querySelector("[data-chat-layout]")?.classList.add("has-selection");
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    init(document);
+    toBottom();
+  });
+
+  document.addEventListener("htmx:beforeSwap", (event) => remember(event.detail.target));
+  document.addEventListener("htmx:oobBeforeSwap", (event) => {
+    const target = event.detail.target;
+    // A poll brings a new composer when the window opens or closes; never throw away typing.
+    if (target && target.id === "conversation-composer") {
+      const typed = [...target.querySelectorAll("textarea, input:not([type=hidden])")].some((el) => el.value.trim());
+      const chosen = target.querySelector("select[name=template]")?.value;
+      if (typed || chosen) event.preventDefault();
+      return;
+    }
+    remember(target);
+  });
+  document.addEventListener("htmx:afterSettle", (event) => {
+    init(event.detail.elt || document);
+    dedupeDays();
+    restore();
+  });
+  document.addEventListener("htmx:oobAfterSwap", () => restore());
+
+  // Polls wait while the tab is hidden and catch up as soon as it is visible again.
+  document.addEventListener("htmx:beforeRequest", (event) => {
+    const elt = event.detail.elt;
+    if (document.hidden && elt && elt.hasAttribute("data-poll")) event.preventDefault();
+  });
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden || !window.htmx) return;
+    document.querySelectorAll("[data-poll]").forEach((el) => window.htmx.trigger(el, "poll-now"));
+  });
+
+  document.addEventListener("click", (event) => {
+    const link = event.target.closest(".chat-row-link");
+    if (link && !event.metaKey && !event.ctrlKey && !event.shiftKey) markSelected(link);
+  });
+
+  document.addEventListener("keydown", (event) => {
+    const area = event.target;
+    if (!(area instanceof HTMLTextAreaElement) || area.id !== "reply-text") return;
+    if (event.key !== "Enter" || event.shiftKey || event.altKey || event.isComposing) return;
+    event.preventDefault();
+    if (area.value.trim()) area.form.requestSubmit();
+  });
+
+  document.addEventListener("input", (event) => {
+    const el = event.target;
+    if (el instanceof HTMLTextAreaElement && el.hasAttribute("data-autogrow")) autogrow(el);
+    if (el.matches && el.matches("[data-template-form] [data-param]")) updatePreview(el.form);
+  });
+
+  // The preview shows the template's text with the typed values (or the examples) filled in.
+  function updatePreview(form) {
+    form.querySelectorAll("[data-preview-source]").forEach((node) => {
+      const key = node.dataset.previewSource;
+      node.textContent = node.dataset.previewText.replace(/\{\{\s*([A-Za-z0-9_]+)\s*\}\}/g, (whole, name) => {
+        const input = form.querySelector(`[data-param="${key}.${name}"]`);
+        if (!input) return whole;
+        return input.value.trim() || input.placeholder || whole;
+      });
+    });
+  }
+})();
