@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
 
@@ -27,3 +28,6 @@ urlpatterns = [
     path("favicon.ico", views.favicon),
     path("admin/", admin.site.urls),
 ]
+
+if settings.SIMULATOR_ENABLED:
+    urlpatterns.append(path("simulator/", include("whatsapp.simulator.urls")))

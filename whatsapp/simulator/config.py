@@ -1,0 +1,103 @@
+"""The simulator's knobs: a Django setting of the same name wins, then the environment, then the default."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from django.conf import settings
+
+DEFAULTS = {
+    "SIMULATOR_DELAYS_MS": "300,800,1500",
+    "SIMULATOR_FAILURE_RATE": "0.0",
+    "SIMULATOR_DUPLICATE_RATE": "0.0",
+    "SIMULATOR_APPROVAL_SECONDS": "5",
+    "SIMULATOR_UNDELIVERABLE_PREFIXES": "1555000",
+    "SIMULATOR_CALLBACK_BASE": "",
+    "SIMULATOR_CALLBACK_THREADS": "2",
+    "SIMULATOR_DELIVER_CALLBACKS": "true",
+    "SIMULATOR_STATE_DIR": "",
+}
+
+
+def raw(name: str) -> str:
+    value = getattr(settings, name, None)
+    if value is None:
+        value = os.environ.get(name, DEFAULTS[name])
+    return str(value).strip()
+
+
+def delays_ms() -> tuple[int, int, int]:
+    """Milliseconds after acceptance for sent, delivered and read (read < 0: when the chat is opened)."""
+    parts = [p.strip() for p in raw("SIMULATOR_DELAYS_MS").split(",")]
+    try:
+        values = [int(float(p)) for p in parts if p]
+    except ValueError:
+        values = []
+    defaults = [300, 800, 1500]
+    values = (values + defaults[len(values) :])[:3]
+    sent = max(0, values[0])
+    delivered = max(sent, values[1])
+    read = values[2] if values[2] < 0 else max(delivered, values[2])
+    return sent, delivered, read
+
+
+def _fraction(name: str) -> float:
+    try:
+        return min(1.0, max(0.0, float(raw(name))))
+    except ValueError:
+        return 0.0
+
+
+def failure_rate() -> float:
+    return _fraction("SIMULATOR_FAILURE_RATE")
+
+
+def duplicate_rate() -> float:
+    return _fraction("SIMULATOR_DUPLICATE_RATE")
+
+
+def approval_seconds() -> float:
+    try:
+        return max(0.0, float(raw("SIMULATOR_APPROVAL_SECONDS")))
+    except ValueError:
+        return 5.0
+
+
+def undeliverable_prefixes() -> tuple[str, ...]:
+    return tuple(
+        p.strip().lstrip("+") for p in raw("SIMULATOR_UNDELIVERABLE_PREFIXES").split(",") if p.strip()
+    )
+
+
+def callback_base_override() -> str:
+    return raw("SIMULATOR_CALLBACK_BASE").rstrip("/")
+
+
+def callback_threads() -> int:
+    try:
+        return max(1, min(32, int(raw("SIMULATOR_CALLBACK_THREADS"))))
+    except ValueError:
+        return 2
+
+
+def deliver_callbacks() -> bool:
+    return raw("SIMULATOR_DELIVER_CALLBACKS").lower() not in ("0", "false", "no", "off")
+
+
+def state_dir() -> Path:
+    configured = raw("SIMULATOR_STATE_DIR")
+    return Path(configured) if configured else Path(settings.VAR_DIR) / "simulator"
+
+
+def summary() -> dict[str, str]:
+    """The knobs in force, for the phone page."""
+    sent, delivered, read = delays_ms()
+    return {
+        "Status delays": f"sent {sent} ms, delivered {delivered} ms, "
+        + (f"read {read} ms" if read >= 0 else "read when the chat is opened"),
+        "Failure rate": f"{failure_rate():.0%}",
+        "Duplicate webhooks": f"{duplicate_rate():.0%}",
+        "Template review": f"{approval_seconds():g} s",
+        "Undeliverable numbers (131026)": ", ".join(f"+{p}…" for p in undeliverable_prefixes()) or "none",
+    }

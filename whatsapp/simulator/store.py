@@ -1,0 +1,619 @@
+"""The simulator's state in one SQLite file: ``<SIMULATOR_STATE_DIR>/state.sqlite3``.
+
+Why a separate SQLite file and not models, the cache or a JSON file:
+
+- no models or migrations for a dev tool that must not touch the product's schema;
+- the Django cache is per process in the embedded mode (locmem), but ``runsimulator`` and the
+  app server (or granian's worker processes) must share the template store, the handsets and the
+  throughput window;
+- a JSON file needs a hand-made lock and rewrites everything on each send.
+
+SQLite gives cross-thread and cross-process locking for free: WAL mode, a busy timeout, and
+``BEGIN IMMEDIATE`` for every read-modify-write (the throughput check and the callback claim are
+single transactions, so two processes never both take the last slot). One connection per thread
+and process (re-opened after a fork). Deleting the file resets the simulator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from . import config
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS templates (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    waba_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    language TEXT NOT NULL,
+    category TEXT NOT NULL,
+    status TEXT NOT NULL,
+    parameter_format TEXT NOT NULL DEFAULT 'POSITIONAL',
+    components TEXT NOT NULL,
+    extra TEXT NOT NULL DEFAULT '{}',
+    quality TEXT NOT NULL DEFAULT 'UNKNOWN',
+    rejected_reason TEXT NOT NULL DEFAULT 'NONE',
+    rejection_info TEXT NOT NULL DEFAULT '{}',
+    review_at REAL,
+    review_outcome TEXT,
+    created_at REAL NOT NULL,
+    UNIQUE (waba_id, name, language)
+);
+CREATE TABLE IF NOT EXISTS handsets (
+    phone TEXT PRIMARY KEY,
+    name TEXT NOT NULL DEFAULT '',
+    user_id TEXT NOT NULL UNIQUE,
+    created_by INTEGER,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS preferences (
+    phone_number_id TEXT NOT NULL,
+    phone TEXT NOT NULL,
+    marketing_stopped INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (phone_number_id, phone)
+);
+CREATE TABLE IF NOT EXISTS windows (
+    phone_number_id TEXT NOT NULL,
+    phone TEXT NOT NULL,
+    last_inbound REAL NOT NULL,
+    PRIMARY KEY (phone_number_id, phone)
+);
+CREATE TABLE IF NOT EXISTS messages (
+    wamid TEXT PRIMARY KEY,
+    phone_number_id TEXT NOT NULL,
+    phone TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    type TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    sent_at REAL,
+    delivered_at REAL,
+    read_at REAL,
+    failed_at REAL,
+    error_code INTEGER,
+    error_title TEXT NOT NULL DEFAULT '',
+    reaction TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS messages_chat ON messages (phone, phone_number_id, created_at);
+CREATE INDEX IF NOT EXISTS messages_business ON messages (phone_number_id, created_at);
+CREATE TABLE IF NOT EXISTS send_log (
+    phone_number_id TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS send_log_number ON send_log (phone_number_id, at);
+CREATE TABLE IF NOT EXISTS callbacks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    due_at REAL NOT NULL,
+    account TEXT NOT NULL,
+    url TEXT NOT NULL,
+    body BLOB NOT NULL,
+    kind TEXT NOT NULL DEFAULT '',
+    wamid TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    leased_until REAL,
+    delivered_at REAL,
+    gave_up_at REAL,
+    last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS callbacks_due ON callbacks (due_at)
+    WHERE delivered_at IS NULL AND gave_up_at IS NULL;
+"""
+
+_local = threading.local()
+_schema_ready: set[str] = set()
+_schema_lock = threading.Lock()
+
+
+def path() -> Path:
+    return config.state_dir() / "state.sqlite3"
+
+
+def _connect(file: Path) -> sqlite3.Connection:
+    file.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(file, timeout=30, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    key = f"{os.getpid()}:{file}"
+    if key not in _schema_ready:
+        with _schema_lock:
+            conn.executescript(SCHEMA)
+            _schema_ready.add(key)
+    return conn
+
+
+def connection() -> sqlite3.Connection:
+    """This thread's connection to the state file in force (tests point each test at its own file)."""
+    file = path()
+    cached = getattr(_local, "conn", None)
+    if cached is not None and cached[0] == os.getpid() and cached[1] == file:
+        return cached[2]
+    if cached is not None and cached[0] == os.getpid():
+        cached[2].close()
+    conn = _connect(file)
+    _local.conn = (os.getpid(), file, conn)
+    return conn
+
+
+def close() -> None:
+    cached = getattr(_local, "conn", None)
+    if cached is not None:
+        if cached[0] == os.getpid():
+            cached[2].close()
+        _local.conn = None
+
+
+@contextmanager
+def transaction() -> Iterator[sqlite3.Connection]:
+    """A write transaction that holds the file's write lock from the start (no lost updates)."""
+    conn = connection()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _dict(row: sqlite3.Row | None, json_fields: Iterable[str] = ()) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    data = dict(row)
+    for name in json_fields:
+        if name in data and isinstance(data[name], str):
+            data[name] = json.loads(data[name])
+    return data
+
+
+def _marks(values: list) -> str:
+    return ",".join("?" * len(values))
+
+
+# --- templates ---------------------------------------------------------------------------
+TEMPLATE_JSON = ("components", "extra", "rejection_info")
+
+
+def _template(row: sqlite3.Row | None) -> dict[str, Any] | None:
+    return _dict(row, TEMPLATE_JSON)
+
+
+def settle_reviews(now: float | None = None) -> None:
+    """PENDING templates whose review time has come take their decided outcome."""
+    now = time.time() if now is None else now
+    conn = connection()
+    if conn.execute("SELECT 1 FROM templates WHERE review_at <= ? LIMIT 1", (now,)).fetchone() is None:
+        return
+    with transaction() as tx:
+        tx.execute(
+            "UPDATE templates SET status = review_outcome, review_at = NULL, review_outcome = NULL,"
+            " quality = CASE WHEN review_outcome = 'APPROVED' THEN 'GREEN' ELSE quality END"
+            " WHERE review_at <= ? AND status = 'PENDING'",
+            (now,),
+        )
+
+
+def insert_template(template: dict[str, Any]) -> dict[str, Any]:
+    with transaction() as tx:
+        tx.execute(
+            "INSERT INTO templates (id, waba_id, name, language, category, status, parameter_format,"
+            " components, extra, quality, rejected_reason, rejection_info, review_at, review_outcome,"
+            " created_at) VALUES (:id, :waba_id, :name, :language, :category, :status, :parameter_format,"
+            " :components, :extra, :quality, :rejected_reason, :rejection_info, :review_at,"
+            " :review_outcome, :created_at)",
+            {
+                **template,
+                "components": json.dumps(template["components"]),
+                "extra": json.dumps(template.get("extra") or {}),
+                "rejection_info": json.dumps(template.get("rejection_info") or {}),
+                "quality": template.get("quality", "UNKNOWN"),
+                "rejected_reason": template.get("rejected_reason", "NONE"),
+                "review_at": template.get("review_at"),
+                "review_outcome": template.get("review_outcome"),
+                "created_at": template.get("created_at") or time.time(),
+            },
+        )
+    return get_template(template["id"])  # type: ignore[return-value]
+
+
+def get_template(template_id: str) -> dict[str, Any] | None:
+    settle_reviews()
+    return _template(connection().execute("SELECT * FROM templates WHERE id = ?", (template_id,)).fetchone())
+
+
+def find_template(waba_id: str, name: str, language: str) -> dict[str, Any] | None:
+    settle_reviews()
+    row = (
+        connection()
+        .execute(
+            "SELECT * FROM templates WHERE waba_id = ? AND name = ? AND language = ?",
+            (waba_id, name, language),
+        )
+        .fetchone()
+    )
+    return _template(row)
+
+
+def templates_named(waba_id: str, name: str) -> list[dict[str, Any]]:
+    rows = connection().execute(
+        "SELECT * FROM templates WHERE waba_id = ? AND name = ? ORDER BY seq", (waba_id, name)
+    )
+    return [_template(r) for r in rows]  # type: ignore[misc]
+
+
+def list_templates(
+    waba_id: str,
+    *,
+    filters: dict[str, list[str]] | None = None,
+    name_contains: str = "",
+    content: str = "",
+    after: int | None = None,
+    before: int | None = None,
+    limit: int = 25,
+) -> tuple[list[dict[str, Any]], bool, bool]:
+    """A page of templates in creation order; returns (page, more after it, more before it)."""
+    settle_reviews()
+    where = ["waba_id = ?"]
+    args: list[Any] = [waba_id]
+    for column, values in (filters or {}).items():
+        if values:
+            where.append(f"{column} IN ({','.join('?' * len(values))})")
+            args.extend(values)
+    if name_contains:
+        where.append("instr(lower(name), lower(?)) > 0")
+        args.append(name_contains)
+    if content:
+        where.append("instr(lower(components), lower(?)) > 0")
+        args.append(content)
+    base = " AND ".join(where)
+    conn = connection()
+    if before is not None:
+        rows = conn.execute(
+            f"SELECT * FROM templates WHERE {base} AND seq < ? ORDER BY seq DESC LIMIT ?",  # noqa: S608
+            [*args, before, limit + 1],
+        ).fetchall()
+        more_before = len(rows) > limit
+        page = list(reversed(rows[:limit]))
+        more_after = True
+    else:
+        rows = conn.execute(
+            f"SELECT * FROM templates WHERE {base} AND seq > ? ORDER BY seq LIMIT ?",  # noqa: S608
+            [*args, after or 0, limit + 1],
+        ).fetchall()
+        more_after = len(rows) > limit
+        page = rows[:limit]
+        more_before = bool(after) and bool(page)
+    return [_template(r) for r in page], more_after, more_before  # type: ignore[misc]
+
+
+def count_templates(waba_id: str) -> tuple[int, int]:
+    """(templates, distinct names): Meta counts a name with several languages once toward the limit."""
+    row = (
+        connection()
+        .execute("SELECT count(*), count(DISTINCT name) FROM templates WHERE waba_id = ?", (waba_id,))
+        .fetchone()
+    )
+    return int(row[0]), int(row[1])
+
+
+def update_template(template_id: str, **fields: Any) -> None:
+    if not fields:
+        return
+    for name in TEMPLATE_JSON:
+        if name in fields:
+            fields[name] = json.dumps(fields[name])
+    assignments = ", ".join(f"{name} = :{name}" for name in fields)
+    with transaction() as tx:
+        tx.execute(f"UPDATE templates SET {assignments} WHERE id = :id", {**fields, "id": template_id})  # noqa: S608
+
+
+def delete_templates(waba_id: str, name: str, template_id: str = "") -> int:
+    with transaction() as tx:
+        if template_id:
+            cur = tx.execute(
+                "DELETE FROM templates WHERE waba_id = ? AND name = ? AND id = ?",
+                (waba_id, name, template_id),
+            )
+        else:
+            cur = tx.execute("DELETE FROM templates WHERE waba_id = ? AND name = ?", (waba_id, name))
+        return cur.rowcount
+
+
+def all_wabas_templates(waba_ids: Iterable[str]) -> list[dict[str, Any]]:
+    ids = list(waba_ids)
+    if not ids:
+        return []
+    settle_reviews()
+    rows = connection().execute(
+        f"SELECT * FROM templates WHERE waba_id IN ({_marks(ids)}) ORDER BY waba_id, name, language",  # noqa: S608
+        ids,
+    )
+    return [_template(r) for r in rows]  # type: ignore[misc]
+
+
+# --- handsets, preferences and windows -------------------------------------------------------
+def get_handset(phone: str) -> dict[str, Any] | None:
+    return _dict(connection().execute("SELECT * FROM handsets WHERE phone = ?", (phone,)).fetchone())
+
+
+def handset_by_user_id(user_id: str) -> dict[str, Any] | None:
+    return _dict(connection().execute("SELECT * FROM handsets WHERE user_id = ?", (user_id,)).fetchone())
+
+
+def ensure_handset(phone: str, *, name: str, user_id: str, created_by: int | None = None) -> dict[str, Any]:
+    """The handset of ``phone``, created with ``name`` on first use; a given name replaces an empty one."""
+    with transaction() as tx:
+        tx.execute(
+            "INSERT INTO handsets (phone, name, user_id, created_by, created_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (phone) DO UPDATE SET name = CASE WHEN handsets.name = '' THEN excluded.name"
+            " ELSE handsets.name END",
+            (phone, name, user_id, created_by, time.time()),
+        )
+    return get_handset(phone)  # type: ignore[return-value]
+
+
+def rename_handset(phone: str, name: str) -> None:
+    with transaction() as tx:
+        tx.execute("UPDATE handsets SET name = ? WHERE phone = ?", (name, phone))
+
+
+def list_handsets(phones: Iterable[str] | None = None, *, created_by: int | None = None) -> list[dict]:
+    conn = connection()
+    if phones is None and created_by is None:
+        rows = conn.execute("SELECT * FROM handsets ORDER BY created_at DESC").fetchall()
+    else:
+        wanted = list(phones or [])
+        rows = conn.execute(
+            f"SELECT * FROM handsets WHERE created_by = ? OR phone IN ({_marks(wanted) or 'NULL'})"  # noqa: S608
+            " ORDER BY created_at DESC",
+            [created_by if created_by is not None else -1, *wanted],
+        ).fetchall()
+    return [dict(r) for r in rows]
+
+
+def set_marketing_stopped(phone_number_id: str, phone: str, stopped: bool) -> None:
+    with transaction() as tx:
+        tx.execute(
+            "INSERT INTO preferences (phone_number_id, phone, marketing_stopped) VALUES (?, ?, ?)"
+            " ON CONFLICT (phone_number_id, phone)"
+            " DO UPDATE SET marketing_stopped = excluded.marketing_stopped",
+            (phone_number_id, phone, int(stopped)),
+        )
+
+
+def marketing_stopped(phone_number_id: str, phone: str) -> bool:
+    row = (
+        connection()
+        .execute(
+            "SELECT marketing_stopped FROM preferences WHERE phone_number_id = ? AND phone = ?",
+            (phone_number_id, phone),
+        )
+        .fetchone()
+    )
+    return bool(row and row[0])
+
+
+def open_window(phone_number_id: str, phone: str, at: float) -> None:
+    with transaction() as tx:
+        tx.execute(
+            "INSERT INTO windows (phone_number_id, phone, last_inbound) VALUES (?, ?, ?)"
+            " ON CONFLICT (phone_number_id, phone) DO UPDATE SET"
+            " last_inbound = max(windows.last_inbound, excluded.last_inbound)",
+            (phone_number_id, phone, at),
+        )
+
+
+def last_inbound(phone_number_id: str, phone: str) -> float | None:
+    row = (
+        connection()
+        .execute(
+            "SELECT last_inbound FROM windows WHERE phone_number_id = ? AND phone = ?",
+            (phone_number_id, phone),
+        )
+        .fetchone()
+    )
+    return float(row[0]) if row else None
+
+
+# --- throughput ----------------------------------------------------------------------------
+def take_send_slot(phone_number_id: str, limit: int, now: float | None = None) -> bool:
+    """Record one message of the number unless ``limit`` were already recorded in the last second."""
+    now = time.time() if now is None else now
+    with transaction() as tx:
+        tx.execute("DELETE FROM send_log WHERE phone_number_id = ? AND at <= ?", (phone_number_id, now - 2.0))
+        used = tx.execute(
+            "SELECT count(*) FROM send_log WHERE phone_number_id = ? AND at > ?", (phone_number_id, now - 1.0)
+        ).fetchone()[0]
+        if used >= limit:
+            return False
+        tx.execute("INSERT INTO send_log (phone_number_id, at) VALUES (?, ?)", (phone_number_id, now))
+        return True
+
+
+# --- chats ---------------------------------------------------------------------------------
+MESSAGE_JSON = ("payload",)
+
+
+def insert_message(message: dict[str, Any], conn: sqlite3.Connection | None = None) -> None:
+    row = {
+        "sent_at": None,
+        "delivered_at": None,
+        "read_at": None,
+        "failed_at": None,
+        "error_code": None,
+        "error_title": "",
+        **message,
+        "payload": json.dumps(message["payload"]),
+    }
+    (conn or connection()).execute(
+        "INSERT INTO messages (wamid, phone_number_id, phone, direction, type, payload, created_at, sent_at,"
+        " delivered_at, read_at, failed_at, error_code, error_title) VALUES (:wamid, :phone_number_id,"
+        " :phone, :direction, :type, :payload, :created_at, :sent_at, :delivered_at, :read_at, :failed_at,"
+        " :error_code, :error_title)",
+        row,
+    )
+
+
+def get_message(wamid: str) -> dict[str, Any] | None:
+    return _dict(
+        connection().execute("SELECT * FROM messages WHERE wamid = ?", (wamid,)).fetchone(), MESSAGE_JSON
+    )
+
+
+def chat(phone: str, phone_number_id: str, limit: int = 200) -> list[dict[str, Any]]:
+    rows = connection().execute(
+        "SELECT * FROM (SELECT * FROM messages WHERE phone = ? AND phone_number_id = ?"
+        " ORDER BY created_at DESC, rowid DESC LIMIT ?) ORDER BY created_at, rowid",
+        (phone, phone_number_id, limit),
+    )
+    return [_dict(r, MESSAGE_JSON) for r in rows]  # type: ignore[misc]
+
+
+def chats_of(phone: str) -> list[dict[str, Any]]:
+    """One row per business number the handset talked to: its latest message."""
+    rows = connection().execute(
+        "SELECT m.* FROM messages m JOIN (SELECT phone_number_id, max(created_at) AS last FROM messages"
+        " WHERE phone = ? GROUP BY phone_number_id) l ON l.phone_number_id = m.phone_number_id"
+        " AND l.last = m.created_at WHERE m.phone = ? ORDER BY m.created_at DESC",
+        (phone, phone),
+    )
+    return [_dict(r, MESSAGE_JSON) for r in rows]  # type: ignore[misc]
+
+
+def phones_talking_to(phone_number_ids: Iterable[str]) -> list[str]:
+    ids = list(phone_number_ids)
+    if not ids:
+        return []
+    rows = connection().execute(
+        f"SELECT phone, max(created_at) AS last FROM messages WHERE phone_number_id IN ({_marks(ids)})"  # noqa: S608
+        " GROUP BY phone ORDER BY last DESC LIMIT 500",
+        ids,
+    )
+    return [r[0] for r in rows]
+
+
+def update_message(wamid: str, **fields: Any) -> None:
+    assignments = ", ".join(f"{name} = :{name}" for name in fields)
+    with transaction() as tx:
+        tx.execute(f"UPDATE messages SET {assignments} WHERE wamid = :wamid", {**fields, "wamid": wamid})  # noqa: S608
+
+
+def mark_user_messages_read(phone_number_id: str, phone: str, up_to: float, at: float) -> None:
+    """The business read the chat up to a message: that one and every earlier one turn blue."""
+    with transaction() as tx:
+        tx.execute(
+            "UPDATE messages SET read_at = ?, delivered_at = coalesce(delivered_at, ?)"
+            " WHERE phone_number_id = ? AND phone = ? AND direction = 'user' AND read_at IS NULL"
+            " AND created_at <= ?",
+            (at, at, phone_number_id, phone, up_to),
+        )
+
+
+def read_business_messages(phone_number_id: str, phone: str, at: float) -> list[dict[str, Any]]:
+    """Messages the handset has now seen for the first time (for read-on-open); marks them read."""
+    with transaction() as tx:
+        rows = tx.execute(
+            "SELECT * FROM messages WHERE phone_number_id = ? AND phone = ? AND direction = 'business'"
+            " AND read_at IS NULL AND failed_at IS NULL AND delivered_at IS NOT NULL AND delivered_at <= ?",
+            (phone_number_id, phone, at),
+        ).fetchall()
+        tx.execute(
+            "UPDATE messages SET read_at = ? WHERE phone_number_id = ? AND phone = ?"
+            " AND direction = 'business' AND read_at IS NULL AND failed_at IS NULL"
+            " AND delivered_at IS NOT NULL AND delivered_at <= ?",
+            (at, phone_number_id, phone, at),
+        )
+    return [_dict(r, MESSAGE_JSON) for r in rows]  # type: ignore[misc]
+
+
+# --- the webhook outbox ----------------------------------------------------------------------
+def add_callbacks(rows: list[dict[str, Any]], conn: sqlite3.Connection | None = None) -> None:
+    """Queue webhook POSTs: each row has due_at, account (public id), url, body (bytes), kind, wamid."""
+    if not rows:
+        return
+    (conn or connection()).executemany(
+        "INSERT INTO callbacks (due_at, account, url, body, kind, wamid) VALUES"
+        " (:due_at, :account, :url, :body, :kind, :wamid)",
+        [{"kind": "", "wamid": "", **row} for row in rows],
+    )
+
+
+def claim_callbacks(now: float, limit: int, lease_seconds: float = 60.0) -> list[dict[str, Any]]:
+    """Take up to ``limit`` due callbacks; if this worker dies, the lease runs out and they come back."""
+    with transaction() as tx:
+        rows = tx.execute(
+            "SELECT * FROM callbacks WHERE delivered_at IS NULL AND gave_up_at IS NULL AND due_at <= ?"
+            " AND (leased_until IS NULL OR leased_until < ?) ORDER BY due_at, id LIMIT ?",
+            (now, now, limit),
+        ).fetchall()
+        if rows:
+            tx.execute(
+                f"UPDATE callbacks SET leased_until = ? WHERE id IN ({','.join('?' * len(rows))})",  # noqa: S608
+                [now + lease_seconds, *[r["id"] for r in rows]],
+            )
+    return [dict(r) for r in rows]
+
+
+def callback_done(callback_id: int, at: float) -> None:
+    with transaction() as tx:
+        tx.execute(
+            "UPDATE callbacks SET delivered_at = ?, leased_until = NULL WHERE id = ?", (at, callback_id)
+        )
+
+
+def callback_failed(
+    callback_id: int, *, attempts: int, error: str, retry_at: float | None, at: float
+) -> None:
+    with transaction() as tx:
+        if retry_at is None:
+            tx.execute(
+                "UPDATE callbacks SET attempts = ?, last_error = ?, gave_up_at = ?, leased_until = NULL"
+                " WHERE id = ?",
+                (attempts, error[:500], at, callback_id),
+            )
+        else:
+            tx.execute(
+                "UPDATE callbacks SET attempts = ?, last_error = ?, due_at = ?, leased_until = NULL"
+                " WHERE id = ?",
+                (attempts, error[:500], retry_at, callback_id),
+            )
+
+
+def next_callback_due() -> float | None:
+    row = (
+        connection()
+        .execute("SELECT min(due_at) FROM callbacks WHERE delivered_at IS NULL AND gave_up_at IS NULL")
+        .fetchone()
+    )
+    return float(row[0]) if row and row[0] is not None else None
+
+
+def callback_stats() -> dict[str, int]:
+    row = (
+        connection()
+        .execute(
+            "SELECT sum(delivered_at IS NULL AND gave_up_at IS NULL), sum(gave_up_at IS NOT NULL),"
+            " sum(delivered_at IS NULL AND gave_up_at IS NULL AND attempts > 0) FROM callbacks"
+        )
+        .fetchone()
+    )
+    return {"pending": int(row[0] or 0), "gave_up": int(row[1] or 0), "retrying": int(row[2] or 0)}
+
+
+def recent_callback_errors(limit: int = 5) -> list[dict[str, Any]]:
+    rows = connection().execute(
+        "SELECT id, url, kind, attempts, last_error, gave_up_at FROM callbacks WHERE last_error != ''"
+        " ORDER BY id DESC LIMIT ?",
+        (limit,),
+    )
+    return [dict(r) for r in rows]
