@@ -85,6 +85,8 @@ def save_segment(
         raise InvalidInput(
             f"A segment named {name!r} already exists.", field="name", code="conflict"
         ) from None
+    if old and old["name"] != name:
+        _rename_references(segment)
     refresh_count(segment=segment)
     new = {"name": name, "description": description, "rule": rule_to_text(checked)}
     changes = {k: [old.get(k), v] for k, v in new.items() if old.get(k) != v}
@@ -106,6 +108,17 @@ def segments_including(segment: Segment) -> list[Segment]:
         for other in Segment.objects.for_project(segment.project).exclude(pk=segment.pk)
         if any(node.get("segment") == ref for node in t.segment_refs(other.rule or {}))
     ]
+
+
+def _rename_references(segment: Segment) -> None:
+    """Segments including ``segment`` carry its name for their text form: keep it current."""
+    ref = str(segment.public_id)
+    for other in segments_including(segment):
+        for node in t.segment_refs(other.rule):
+            if node.get("segment") == ref:
+                node["name"] = segment.name
+        # update(), not save(): renaming an included segment does not edit the including one.
+        Segment.objects.filter(pk=other.pk).update(rule=other.rule)
 
 
 @transaction.atomic

@@ -430,6 +430,17 @@ def test_segment_refers_by_public_id_so_renaming_keeps_it(world):
     assert set(audience(world, tree, now=NOW).values_list("name", flat=True)) == {"alice"}
 
 
+def test_renaming_a_segment_updates_the_text_of_segments_that_include_it(world):
+    from subscribers.segments import rule_to_text
+
+    berliners = segment(world, "Berliners", 'T("city", eq, "Berlin")')
+    fans = segment(world, "Fans", 'S("Berliners") * R(whatsapp)')
+    save_segment(project=world, segment=berliners, name="Hauptstadt", rule=berliners.rule, actor=SYSTEM)
+    fans.refresh_from_db()
+    assert rule_to_text(fans.rule) == 'S("Hauptstadt") * R(whatsapp)'
+    assert matching(world, rule_to_text(fans.rule)) == {"alice"}
+
+
 def test_cycles_are_refused(world):
     a = segment(world, "A", 'T("city", any)')
     b = segment(world, "B", 'S("A") * R(whatsapp)')
