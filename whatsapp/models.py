@@ -158,10 +158,11 @@ class WebhookDelivery(models.Model):
         ]
         indexes = [
             models.Index(fields=["project", "-received_at"], name="delivery_project_time"),
+            # The work queue: an account's unprocessed deliveries in arrival order, read by LIMIT.
             models.Index(
-                fields=["received_at"],
+                fields=["account", "received_at", "id"],
                 condition=models.Q(processed_at__isnull=True),
-                name="delivery_unprocessed",
+                name="delivery_queue",
             ),
         ]
         verbose_name_plural = "webhook deliveries"

@@ -69,34 +69,35 @@ def process_delivery(delivery: WebhookDelivery) -> None:
 MAX_ATTEMPTS = 5
 
 
-def process_pending(account_id: int, *, limit: int = 500) -> int:
+def process_pending(account_id: int, *, limit: int = 5000, batch: int = 100) -> int:
     """Process unprocessed deliveries of one account, oldest first; returns how many.
 
-    Each delivery is claimed with SELECT ... FOR UPDATE SKIP LOCKED, so several
-    workers can drain the same account without doing a delivery twice. A delivery
-    that keeps failing is retried MAX_ATTEMPTS times, then left with its error.
+    Deliveries are claimed in batches with SELECT ... FOR UPDATE SKIP LOCKED (only
+    the delivery rows), so several workers can drain the same account without
+    doing a delivery twice. Each delivery runs in its own savepoint: one that
+    keeps failing is retried MAX_ATTEMPTS times, then left with its error.
     """
     done = 0
     while done < limit:
         with transaction.atomic():
-            delivery = (
-                WebhookDelivery.objects.select_for_update(skip_locked=True)
-                .select_related("account__project")
+            claimed = list(
+                WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
                 .filter(account_id=account_id, processed_at__isnull=True, attempts__lt=MAX_ATTEMPTS)
                 .order_by("received_at", "id")
-                .first()
+                .select_related("account__project")[: min(batch, limit - done)]
             )
-            if delivery is None:
+            if not claimed:
                 return done
-            try:
-                with transaction.atomic():
-                    process_delivery(delivery)
-            except Exception as exc:
-                logger.exception("webhook delivery %s failed", delivery.pk)
-                WebhookDelivery.objects.filter(pk=delivery.pk).update(
-                    attempts=delivery.attempts + 1, error=f"{type(exc).__name__}: {exc}"[:2000]
-                )
-        done += 1
+            for delivery in claimed:
+                try:
+                    with transaction.atomic():
+                        process_delivery(delivery)
+                except Exception as exc:
+                    logger.exception("webhook delivery %s failed", delivery.pk)
+                    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+                        attempts=delivery.attempts + 1, error=f"{type(exc).__name__}: {exc}"[:2000]
+                    )
+            done += len(claimed)
     return done
 
 
