@@ -497,7 +497,7 @@ def generate(args: argparse.Namespace) -> None:
             w.flush()
         timer.step(f"COPY {w.rows:,} tag values")
 
-        # --- events: heavy users, a recent skew, and never before the subscriber existed -------
+        # --- events: heavy users, a mild recent skew, never before the subscriber existed -------
         # Written oldest hour first, as an append-only table fills in production: ids and heap
         # pages follow occurred_at, which is what time-window scans see for real.
         first_event = next_ids(cur, "subscribers_event", n_events)
@@ -513,8 +513,12 @@ def generate(args: argparse.Namespace) -> None:
         rand, batch = rng.random, 100_000
         for start in range(0, n_events, batch):
             for name in rng.choices(range(len(names)), weights, k=min(batch, n_events - start)):
+                # Heavy users first, then by tenure: someone who joined a year ago has had
+                # twelve times the months to act as someone who joined last month.
                 i = activity[int(n_subs * rand() ** 2.2)]
-                hour, sec = divmod(int(created_age[i] * rand() ** 1.6), 3600)
+                while rand() * year > created_age[i]:
+                    i = activity[int(n_subs * rand() ** 2.2)]
+                hour, sec = divmod(int(created_age[i] * rand() ** 1.2), 3600)
                 who[hour].append(i)
                 what[hour].append(name)
                 second[hour].append(sec)
