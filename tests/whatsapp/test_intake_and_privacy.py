@@ -70,3 +70,20 @@ def test_erasing_a_subscriber_scrubs_raw_webhook_bodies(client, account, django_
     for trace in ("16505551234", "US.13491208655302741918", "Sheena Nelson", "Elm St"):
         assert trace not in bodies
     assert "4915112345678" in bodies and "Other Person" in bodies
+
+
+def test_processing_kicks_are_coalesced_per_window(monkeypatch):
+    from whatsapp import webhooks
+
+    sent = []
+    monkeypatch.setattr(webhooks.process_webhooks, "send_with_options", lambda **kw: sent.append(kw))
+    clock = [1000.0]
+    monkeypatch.setattr(webhooks.time, "monotonic", lambda: clock[0])
+    webhooks._kicks.clear()
+    for _ in range(50):  # a burst inside one window: one delayed kick
+        webhooks.kick(7)
+    clock[0] += webhooks.KICK_WINDOW + 0.001
+    webhooks.kick(7)
+    webhooks.kick(8)  # another account has its own window
+    assert [kw["args"] for kw in sent] == [(7,), (7,), (8,)]
+    assert all(kw["delay"] > webhooks.KICK_WINDOW * 1000 for kw in sent)
