@@ -145,7 +145,7 @@ def deliver_due(*, now: float | None = None, limit: int = BATCH, transport: Tran
             error = "" if status == 200 else f"HTTP {status}"
         except Exception as exc:  # any transport failure is retried, like Meta does
             error = f"{type(exc).__name__}: {exc}"
-        done_at = time.time()
+        done_at = max(now, time.time())
         if not error:
             store.callback_done(row["id"], done_at)
             if row["kind"] == "inbound" and row["wamid"]:
