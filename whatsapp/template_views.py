@@ -1,15 +1,517 @@
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.urls import path
+"""Template pages: the list with filters, a template's page with a phone-like preview, and the
+"new template" form that lints a draft and submits it to Meta.
 
+The preview is rendered from components in Meta's shape, both for synced templates and for the
+payload a draft would send, so what the form shows is what Meta receives.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.db import transaction
+from django.db.models import Count, Max, Q
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, QueryDict
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path
+from django.utils.cache import patch_vary_headers
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+from controlpanel.models import Role
+from controlpanel.services import Actor, record_audit
 from controlpanel.tenancy import project_view
+
+from . import templates_lint as lint
+from .client import GraphClient
+from .errors import GraphError, PermanentError
+from .models import MessageTemplate, TemplateCategory, TemplateStatus, WhatsAppAccount
+from .template_forms import BUTTON_CHOICES, BUTTON_INPUTS, TemplateForm
+
+STATUS_BADGES = {
+    "APPROVED": "bg-green-lt",
+    "PENDING": "bg-yellow-lt",
+    "IN_APPEAL": "bg-yellow-lt",
+    "REJECTED": "bg-red-lt",
+    "PAUSED": "bg-orange-lt",
+    "DISABLED": "bg-dark-lt",
+    "FLAGGED": "bg-orange-lt",
+    "LIMIT_EXCEEDED": "bg-orange-lt",
+}
+QUALITY = {
+    "GREEN": ("High", "bg-green"),
+    "YELLOW": ("Medium", "bg-yellow"),
+    "RED": ("Low", "bg-red"),
+}
+HIDDEN_BY_DEFAULT = ("DELETED",)
+
+
+def _is_partial(request: HttpRequest, target: str) -> bool:
+    htmx = getattr(request, "htmx", None)
+    return bool(htmx) and htmx.target == target and not htmx.history_restore_request
+
+
+def _render(
+    request: HttpRequest, template: str, context: dict, partial: str, status: int = 200
+) -> HttpResponse:
+    """The whole page, or only ``partial`` when htmx asks to swap the element with that id."""
+    name = f"{template}#{partial}" if _is_partial(request, partial) else template
+    response = render(request, name, context, status=status)
+    patch_vary_headers(response, ["HX-Request", "HX-Target"])
+    return response
+
+
+def _accounts(request: HttpRequest) -> list[WhatsAppAccount]:
+    return list(WhatsAppAccount.objects.for_project(request.project).order_by("created_at"))
+
+
+def status_label(status: str) -> str:
+    if status in TemplateStatus.values:
+        return str(TemplateStatus(status).label)
+    return status.replace("_", " ").capitalize() or "Unknown"
+
+
+def _decorate(template: MessageTemplate) -> MessageTemplate:
+    template.badge = STATUS_BADGES.get(template.status, "bg-secondary-lt")  # type: ignore[attr-defined]
+    template.status_label = status_label(template.status)  # type: ignore[attr-defined]
+    # Meta's reason codes (INVALID_FORMAT, TAG_CONTENT_MISMATCH) in words.
+    template.reason_label = template.rejected_reason.replace("_", " ").capitalize()  # type: ignore[attr-defined]
+    label, css = QUALITY.get(template.quality_score, ("Unknown", "bg-secondary"))
+    template.quality_label, template.quality_css = label, css  # type: ignore[attr-defined]
+    return template
+
+
+# --- preview -------------------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+# Placeholders for parameters while WhatsApp's *bold* _italic_ ~strike~ ```mono``` are applied, so
+# sample values are never read as formatting.
+_MARK = "\ue000{}\ue001"
+_MARKED = re.compile("\ue000(\\d+)\ue001")
+_FORMATS = [
+    (re.compile(r"```(.+?)```", re.DOTALL), "code"),
+    (re.compile(r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])"), "strong"),
+    (re.compile(r"(?<![\w_])_(?=\S)([^_\n]+?)(?<=\S)_(?![\w_])"), "em"),
+    (re.compile(r"(?<![\w~])~(?=\S)([^~\n]+?)(?<=\S)~(?![\w~])"), "del"),
+]
+
+
+def render_text(text: str, samples: dict[str, str]) -> SafeString:
+    """WhatsApp text as HTML: parameters replaced by their samples (marked), formatting applied."""
+    slots: list[str] = []
+
+    def hold(match: re.Match) -> str:
+        name = match.group(1).strip()
+        value = samples.get(name, "")
+        if value:
+            slots.append(f'<span class="wa-param" title="{{{{{escape(name)}}}}}">{escape(value)}</span>')
+        else:
+            slots.append(f'<span class="wa-param wa-param-missing">{escape(match.group(0))}</span>')
+        return _MARK.format(len(slots) - 1)
+
+    html = str(escape(_TOKEN.sub(hold, text or "")))
+    for pattern, tag in _FORMATS:
+        html = pattern.sub(lambda m, tag=tag: f"<{tag}>{m.group(1)}</{tag}>", html)
+    html = _MARKED.sub(lambda m: slots[int(m.group(1))], html)
+    # Every piece of text was escaped above; only our own tags are raw.
+    return mark_safe(html)
+
+
+@dataclass
+class PreviewButton:
+    kind: str  # reply, url, phone, copy, autofill, other
+    label: str
+    detail: str = ""
+
+
+@dataclass
+class Preview:
+    header: SafeString | str = ""
+    media: str = ""  # IMAGE, VIDEO, DOCUMENT, LOCATION
+    media_sample: str = ""
+    body: SafeString | str = ""
+    footer: str = ""
+    buttons: list[PreviewButton] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.header or self.media or self.body or self.footer or self.buttons)
+
+
+def _find(components: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    for component in components or []:
+        if isinstance(component, dict) and str(component.get("type", "")).upper() == kind:
+            return component
+    return {}
+
+
+def build_preview(components: list[dict[str, Any]], *, category: str) -> Preview:
+    """How a phone shows the template, with Meta's sample values in place of the parameters."""
+    preview = Preview()
+    header = _find(components, "HEADER")
+    if header:
+        fmt = str(header.get("format") or "TEXT").upper()
+        if fmt == "TEXT":
+            preview.header = render_text(str(header.get("text") or ""), lint.text_examples(header, "header"))
+        else:
+            preview.media = fmt
+            handles = (header.get("example") or {}).get("header_handle") or [""]
+            preview.media_sample = str(handles[0]) if isinstance(handles, list) and handles else ""
+    body = _find(components, "BODY")
+    samples = lint.text_examples(body, "body")
+    text = str(body.get("text") or "")
+    if category == lint.AUTHENTICATION:
+        samples.setdefault("1", lint.AUTH_SAMPLE_CODE)
+        if not text:
+            security = body.get("add_security_recommendation")
+            text = lint.AUTH_BODY + (f" {lint.AUTH_SECURITY}" if security else "")
+    preview.body = render_text(text, samples) if text else ""
+    footer = _find(components, "FOOTER")
+    if footer.get("text"):
+        preview.footer = str(footer["text"])
+    elif footer.get("code_expiration_minutes"):
+        preview.footer = lint.expiry_text(int(footer["code_expiration_minutes"]))
+    for button in _find(components, "BUTTONS").get("buttons") or []:
+        preview.buttons.append(_preview_button(button, category))
+    return preview
+
+
+def _preview_button(button: dict[str, Any], category: str) -> PreviewButton:
+    kind = str(button.get("type") or "").upper()
+    text = str(button.get("text") or "")
+    if kind == "QUICK_REPLY":
+        return PreviewButton("reply", text)
+    if kind == "OTP" or (kind == "URL" and category == lint.AUTHENTICATION):
+        if str(button.get("otp_type") or "").upper() == "ONE_TAP":
+            return PreviewButton(
+                "autofill", str(button.get("autofill_text") or "Autofill"), "copy code fallback"
+            )
+        return PreviewButton("copy", text or "Copy code", lint.AUTH_SAMPLE_CODE)
+    if kind == "URL":
+        url = str(button.get("url") or "")
+        examples = button.get("example") or []
+        if "{{" in url and examples:
+            url = str(examples[0])
+        return PreviewButton("url", text, url)
+    if kind == "PHONE_NUMBER":
+        return PreviewButton("phone", text, str(button.get("phone_number") or ""))
+    if kind == "COPY_CODE":
+        example = button.get("example")
+        code = example[0] if isinstance(example, list) and example else example
+        return PreviewButton("copy", text or "Copy offer code", str(code or ""))
+    return PreviewButton("other", text or kind.replace("_", " ").title())
+
+
+# --- list ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Filters:
+    q: str = ""
+    status: str = ""
+    category: str = ""
+    language: str = ""
+    errors: list[str] = field(default_factory=list)
+
+    PARAMS = ("q", "status", "category", "language")
+
+    @classmethod
+    def from_data(cls, data, languages: list[str]) -> Filters:
+        f = cls(**{p: (data.get(p) or "").strip() for p in cls.PARAMS})
+        if f.status and f.status not in TemplateStatus.values:
+            f.errors.append(f"Unknown status “{f.status}”.")
+            f.status = ""
+        if f.category and f.category not in TemplateCategory.values:
+            f.errors.append(f"Unknown category “{f.category}”.")
+            f.category = ""
+        if f.language and f.language not in languages:
+            f.errors.append(f"No template is in the language “{f.language}”.")
+            f.language = ""
+        return f
+
+    @property
+    def active(self) -> bool:
+        return any(getattr(self, p) for p in self.PARAMS)
+
+    def query(self) -> str:
+        params = {p: getattr(self, p) for p in self.PARAMS if getattr(self, p)}
+        return "?" + urlencode(params) if params else ""
 
 
 @project_view(section="templates")
 def template_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "whatsapp/templates.html")
+    accounts = _accounts(request)
+    context: dict[str, Any] = {"accounts": accounts}
+    if not accounts:
+        return render(request, "whatsapp/templates.html", context)
+    templates = MessageTemplate.objects.for_project(request.project)
+    stats = templates.aggregate(
+        last_synced=Max("synced_at"), hidden=Count("pk", filter=Q(status__in=HIDDEN_BY_DEFAULT))
+    )
+    languages = sorted(set(templates.values_list("language", flat=True)))
+    filters = Filters.from_data(request.GET, languages)
+    shown = templates.select_related("account")
+    if filters.status:
+        shown = shown.filter(status=filters.status)
+    else:
+        shown = shown.exclude(status__in=HIDDEN_BY_DEFAULT)
+    if filters.category:
+        shown = shown.filter(category=filters.category)
+    if filters.language:
+        shown = shown.filter(language=filters.language)
+    if filters.q:
+        shown = shown.filter(Q(name__icontains=filters.q.replace(" ", "_")) | Q(name__icontains=filters.q))
+    rows = [_decorate(t) for t in shown.order_by("name", "language")]
+    for row in rows:
+        body = _find(row.components, "BODY")
+        row.body_text = str(body.get("text") or "")  # type: ignore[attr-defined]
+    context.update(
+        rows=rows,
+        filters=filters,
+        languages=languages,
+        statuses=TemplateStatus.choices,
+        categories=TemplateCategory.choices,
+        last_synced=stats["last_synced"],
+        hidden_count=stats["hidden"] if not filters.status else 0,
+        many_accounts=len(accounts) > 1,
+    )
+    return _render(request, "whatsapp/templates.html", context, "template-results")
+
+
+# --- detail --------------------------------------------------------------------------------------
+
+
+@project_view(section="templates")
+def template_detail(request: HttpRequest, template_id) -> HttpResponse:
+    template = get_object_or_404(
+        MessageTemplate.objects.for_project(request.project).select_related("account"), public_id=template_id
+    )
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET"])
+    _decorate(template)
+    return render(
+        request,
+        "whatsapp/template_detail.html",
+        {
+            "template": template,
+            "preview": build_preview(template.components, category=template.category),
+            "parameters": lint.template_parameters(
+                template.components, category=template.category, parameter_format=template.parameter_format
+            ),
+            "components_json": json.dumps(template.components, indent=2, ensure_ascii=False),
+            "extra_json": json.dumps(template.extra, indent=2, ensure_ascii=False) if template.extra else "",
+            "business_name": template.account.verified_name or template.account.display_phone_number,
+        },
+    )
+
+
+# --- create --------------------------------------------------------------------------------------
+
+FIELD_LABELS = {
+    "account": "WhatsApp number",
+    "name": "Name",
+    "language": "Language",
+    "category": "Category",
+    "parameter_format": "Parameters",
+    "header_format": "Header",
+    "header_text": "Header text",
+    "header_example": "Header sample",
+    "header_media": "Header sample file",
+    "body": "Body",
+    "footer": "Footer",
+    "buttons": "Buttons",
+    "otp_type": "Code button",
+    "otp_button_text": "Button label",
+    "autofill_text": "Autofill label",
+    "package_name": "Package name",
+    "signature_hash": "Signature hash",
+    "code_expiration_minutes": "Code expiry",
+}
+
+
+def field_label(key: str) -> str:
+    if key.startswith("example:"):
+        return f"Sample for {{{{{key.removeprefix('example:')}}}}}"
+    if key.startswith("button-"):
+        _, index, part = key.split("-", 2)
+        names = {
+            "type": "type",
+            "text": "label",
+            "url": "address",
+            "example": "sample",
+            "phone_number": "number",
+        }
+        return f"Button {int(index) + 1} {names.get(part, part)}"
+    return FIELD_LABELS.get(key, key)
+
+
+def submit_template(*, account: WhatsAppAccount, draft: lint.Draft, actor: Actor) -> MessageTemplate:
+    """Create the template at Meta and keep Meta's answer (id, status, category) in MessageTemplate.
+
+    Raises GraphError when Meta refuses or cannot be reached; then nothing is written. Not
+    idempotent on Meta's side (a second call is refused as a duplicate name), so call it once per
+    submitted form.
+    """
+    payload = lint.build_payload(draft)
+    answer = GraphClient(account).create_template(payload)
+    meta_id = str(answer.get("id") or "")
+    if not meta_id:
+        raise PermanentError(None, "Meta answered without a template id.", details=json.dumps(answer)[:500])
+    category = str(answer.get("category") or draft.category)
+    with transaction.atomic():
+        template, _ = MessageTemplate.objects.update_or_create(
+            account=account,
+            name=draft.name,
+            language=draft.language,
+            defaults={
+                "project_id": account.project_id,
+                "meta_id": meta_id,
+                "category": category,
+                "status": str(answer.get("status") or TemplateStatus.PENDING),
+                "quality_score": "",
+                "parameter_format": payload.get("parameter_format") or lint.POSITIONAL,
+                "components": lint.stored_components(payload),
+                "rejected_reason": "",
+                "rejection_detail": "",
+                "previous_category": draft.category if category != draft.category else "",
+                "extra": {},
+                "synced_at": None,
+            },
+        )
+        record_audit(
+            project=account.project,
+            actor=actor,
+            action="whatsapp.template_submitted",
+            obj=template,
+            changes={"meta_id": meta_id, "status": template.status, "category": category},
+        )
+    return template
+
+
+def _button_rows(form: TemplateForm, problems: dict[str, list[lint.Problem]]) -> list[dict[str, Any]]:
+    rows = []
+    for index, row in enumerate(form.button_rows()):
+        row_problems = {name: problems.get(lint.button_field(index, name), []) for name in BUTTON_INPUTS}
+        rows.append({**row, "index": index, "problems": row_problems})
+    return rows
+
+
+def _example_rows(form: TemplateForm, draft: lint.Draft, problems: dict[str, list[lint.Problem]]):
+    values = form.examples() if form.is_bound else {}
+    return [
+        {"name": name, "value": values.get(name, ""), "problems": problems.get(f"example:{name}", [])}
+        for name in lint.parameters(draft.body)
+    ]
+
+
+def _by_field(problems: list[lint.Problem]) -> dict[str, list[lint.Problem]]:
+    grouped: dict[str, list[lint.Problem]] = {}
+    for problem in problems:
+        grouped.setdefault(problem.field, []).append(problem)
+    return grouped
+
+
+def _edited_rows(request: HttpRequest) -> QueryDict:
+    """The POST with a button row added or removed (for browsers without JavaScript)."""
+    data = request.POST.copy()
+    if "add_button" in data:
+        for name in BUTTON_INPUTS:
+            values = data.getlist(f"button_{name}")
+            data.setlist(f"button_{name}", [*values, "QUICK_REPLY" if name == "type" else ""])
+    elif "remove_button" in data and data["remove_button"].isdigit():
+        index = int(data["remove_button"])
+        for name in BUTTON_INPUTS:
+            values = data.getlist(f"button_{name}")
+            data.setlist(f"button_{name}", [v for i, v in enumerate(values) if i != index])
+    return data
+
+
+@project_view(section="templates", read=Role.MARKETER, write=Role.MARKETER)
+def template_create(request: HttpRequest) -> HttpResponse:
+    accounts = _accounts(request)
+    context: dict[str, Any] = {"accounts": accounts, "button_choices": BUTTON_CHOICES}
+    if not accounts:
+        return render(request, "whatsapp/template_create.html", context)
+    live = request.method == "GET" and _is_partial(request, "template-live")
+    editing_rows = request.method == "POST" and (
+        "add_button" in request.POST or "remove_button" in request.POST
+    )
+    if live:
+        form = TemplateForm(request.GET, accounts=accounts)
+    elif editing_rows:
+        form = TemplateForm(_edited_rows(request), accounts=accounts)
+    elif request.method == "POST":
+        form = TemplateForm(request.POST, accounts=accounts)
+    else:
+        form = TemplateForm(accounts=accounts)
+    if form.is_bound:
+        form.is_valid()
+        draft = form.draft()
+        problems = lint.lint(draft)
+        problems += [lint.Problem(name, str(e)) for name, errs in form.errors.items() for e in errs]
+    else:
+        draft = lint.Draft(category=lint.MARKETING, language="en_US", add_security_recommendation=True)
+        problems = []
+    account = form.selected_account() if form.is_bound else accounts[0]
+    if form.is_bound and account is None:
+        problems.append(lint.Problem("account", "Choose the WhatsApp number the template belongs to."))
+    if account is not None and draft.name and draft.language:
+        taken = (
+            MessageTemplate.objects.filter(account=account, name=draft.name, language=draft.language)
+            .exclude(status__in=HIDDEN_BY_DEFAULT)
+            .first()
+        )
+        if taken:
+            problems.insert(
+                0,
+                lint.Problem(
+                    "name",
+                    f"This number already has a template {draft.name} in {draft.language} "
+                    f"({taken.status.lower().replace('_', ' ')}); choose another name or language.",
+                ),
+            )
+    meta_error: GraphError | None = None
+    submitting = request.method == "POST" and not editing_rows
+    if submitting and not lint.errors(problems) and account is not None:
+        try:
+            template = submit_template(account=account, draft=draft, actor=Actor(user=request.user))
+        except GraphError as exc:
+            meta_error = exc
+        else:
+            messages.success(
+                request,
+                f"{template.name} was sent to Meta for review: {status_label(template.status).lower()}.",
+            )
+            return redirect("whatsapp:template_detail", request.project.slug, template.public_id)
+    show_problems = submitting or live
+    by_field = _by_field(problems) if show_problems else {}
+    form.mark_problems(by_field)
+    payload = lint.build_payload(draft)
+    context.update(
+        form=form,
+        draft=draft,
+        problems=problems if show_problems else [],
+        field_problems=by_field,
+        labelled_problems=[(field_label(p.field), p) for p in problems] if show_problems else [],
+        error_count=len(lint.errors(problems)),
+        button_rows=_button_rows(form, by_field),
+        example_rows=_example_rows(form, draft, by_field),
+        preview=build_preview(payload["components"], category=draft.category),
+        payload_json=json.dumps(payload, indent=2, ensure_ascii=False),
+        meta_error=meta_error,
+        business_name=(account or accounts[0]).verified_name or (account or accounts[0]).display_phone_number,
+        max_buttons=lint.MAX_BUTTONS,
+    )
+    return _render(request, "whatsapp/template_create.html", context, "template-live")
 
 
 urlpatterns = [
     path("templates/", template_list, name="templates"),
+    path("templates/new/", template_create, name="template_create"),
+    path("templates/<uuid:template_id>/", template_detail, name="template_detail"),
 ]
