@@ -347,7 +347,7 @@ def test_a_new_handset_opens_with_its_name(client, account, member):
     assert client.get("/simulator/phone/491701234567/").status_code == 302
     bad = client.post("/simulator/phone/", {"phone": "12", "name": "x"})
     assert bad.status_code == 400
-    assert "This is not a possible phone number." in bad.content.decode()
+    assert "Enter the number with its country code" in bad.content.decode()
 
 
 def test_an_empty_message_is_refused_with_a_reason(client, account, subscriber, member):
