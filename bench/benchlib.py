@@ -166,3 +166,11 @@ def pg_settings() -> dict[str, str]:
         cur.execute("SHOW work_mem")
         rows["work_mem"] = cur.fetchone()[0]
     return {name: rows.get(name, "?") for name in names}
+
+
+def wait_for_load(limit: float, *, max_minutes: float = 20) -> None:
+    """Wait until the 1-minute load average is below ``limit`` (other work shares the 2 cores)."""
+    deadline = time.monotonic() + max_minutes * 60
+    while os.getloadavg()[0] >= limit and time.monotonic() < deadline:
+        print(f"  load average {os.getloadavg()[0]:.1f} >= {limit}: waiting", flush=True)
+        time.sleep(30)

@@ -1,0 +1,392 @@
+"""Segment count latency at a million subscribers: hand-written SQL, our compiler, the whole API request.
+
+Two rules from issue 3 (targets are p95 of the whole request through the API):
+
+(a) ``T("city", eq, "Berlin") * E("OrderPlaced", gte, 1, 30d, "cuisine" eq "asian")``   < 100 ms
+(b) the worst case, NOT performed + count >= 3 + attribute range:
+    ``E("OrderPlaced", gte, 3, 90d, "amount" between [20, 60]) \\ E("AppOpened", gte, 1, 7d)`` < 700 ms
+    plus (b2), the same with ``T("vip", eq, true) *`` in front.
+
+Each is measured as (1) hand-written SQL with the same meaning, (2) ``count(project, parse_rule(text))``
+in this process, (3) ``POST /api/v1/segments/count`` against granian serving the WSGI app on
+127.0.0.1. Warm cache: every measurement runs ``--warmup`` times unmeasured, then ``--repeat``
+times. ``--variants`` runs everything once per variant (extra statistics, indexes, database
+settings; see VARIANTS), all in one run so ratios compare like with like; the variants' objects
+are dropped again at the end unless ``--keep``.
+The markdown report (tables and EXPLAIN (ANALYZE, BUFFERS) plans) goes to ``--out``.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/wcp_bench SECRET_KEY=bench \\
+    FIELD_ENCRYPTION_KEY=... .venv/bin/python bench/segment_bench.py --variants default,covering
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import benchlib
+from benchlib import Result, measure
+
+benchlib.setup_django()
+
+import requests  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from controlpanel.models import Project  # noqa: E402
+from controlpanel.services import SYSTEM, create_api_key, revoke_api_key  # noqa: E402
+from subscribers.models import TagDefinition  # noqa: E402
+
+
+@dataclass
+class Rule:
+    key: str
+    title: str
+    text: str
+    sql: str  # hand-written, same meaning; params: project, tag ids by name, now
+    target_ms: float | None
+
+
+RULES = [
+    Rule(
+        "a",
+        "tag city = Berlin AND OrderPlaced with cuisine = asian at least once in the last 30 days",
+        'T("city", eq, "Berlin") * E("OrderPlaced", gte, 1, 30d, "cuisine" eq "asian")',
+        """
+        SELECT count(*) FROM subscribers_subscriber s
+        WHERE s.project_id = %(project)s
+          AND EXISTS (SELECT 1 FROM subscribers_tagvalue v
+                      WHERE v.subscriber_id = s.id AND v.tag_id = %(tag_city)s AND v.value_text = 'Berlin')
+          AND EXISTS (SELECT 1 FROM subscribers_event e
+                      WHERE e.subscriber_id = s.id AND e.project_id = %(project)s AND e.name = 'OrderPlaced'
+                        AND e.occurred_at >= %(now)s - interval '30 days'
+                        AND e.attributes -> 'cuisine' = '"asian"')
+        """,
+        100,
+    ),
+    Rule(
+        "b",
+        "worst case: OrderPlaced >= 3 times in 90 days with amount between 20 and 60, "
+        "AND NOT AppOpened in the last 7 days",
+        'E("OrderPlaced", gte, 3, 90d, "amount" between [20, 60]) \\ E("AppOpened", gte, 1, 7d)',
+        """
+        SELECT count(*) FROM subscribers_subscriber s
+        WHERE s.project_id = %(project)s
+          AND s.id IN (SELECT e.subscriber_id FROM subscribers_event e
+                       WHERE e.project_id = %(project)s AND e.name = 'OrderPlaced'
+                         AND e.occurred_at >= %(now)s - interval '90 days'
+                         AND e.attributes -> 'amount' >= '20' AND e.attributes -> 'amount' <= '60'
+                       GROUP BY e.subscriber_id HAVING count(*) >= 3)
+          AND NOT EXISTS (SELECT 1 FROM subscribers_event e
+                          WHERE e.subscriber_id = s.id AND e.project_id = %(project)s
+                            AND e.name = 'AppOpened' AND e.occurred_at >= %(now)s - interval '7 days')
+        """,
+        700,
+    ),
+    Rule(
+        "b2",
+        "worst case with a tag: vip = true AND (b)",
+        'T("vip", eq, true) * E("OrderPlaced", gte, 3, 90d, "amount" between [20, 60]) '
+        '\\ E("AppOpened", gte, 1, 7d)',
+        """
+        SELECT count(*) FROM subscribers_subscriber s
+        WHERE s.project_id = %(project)s
+          AND EXISTS (SELECT 1 FROM subscribers_tagvalue v
+                      WHERE v.subscriber_id = s.id AND v.tag_id = %(tag_vip)s AND v.value_bool)
+          AND s.id IN (SELECT e.subscriber_id FROM subscribers_event e
+                       WHERE e.project_id = %(project)s AND e.name = 'OrderPlaced'
+                         AND e.occurred_at >= %(now)s - interval '90 days'
+                         AND e.attributes -> 'amount' >= '20' AND e.attributes -> 'amount' <= '60'
+                       GROUP BY e.subscriber_id HAVING count(*) >= 3)
+          AND NOT EXISTS (SELECT 1 FROM subscribers_event e
+                          WHERE e.subscriber_id = s.id AND e.project_id = %(project)s
+                            AND e.name = 'AppOpened' AND e.occurred_at >= %(now)s - interval '7 days')
+        """,
+        700,
+    ),
+]
+
+# Objects beyond the models' indexes, tried as variants (see --variants). Each is created only in
+# this database and dropped again at the end unless --keep.
+STATISTICS = {
+    # String tags: how common a value is depends on the tag (Berlin is 14 % of "city", not of all
+    # tag rows); without this the planner misjudges every tag condition by 10x.
+    "bench_tagvalue_tag_text": "CREATE STATISTICS bench_tagvalue_tag_text (dependencies, mcv) "
+    "ON tag_id, value_text FROM subscribers_tagvalue",
+}
+INDEXES = {
+    # Generic: the models' (project, name, occurred_at) index, also covering the attributes, so
+    # any event condition with attribute filters is an index-only scan in (name, time) order.
+    "bench_event_name_time_attrs": "CREATE INDEX bench_event_name_time_attrs ON subscribers_event "
+    "(project_id, name, occurred_at) INCLUDE (subscriber_id, attributes)",
+    # Specific: one hot attribute of one event (the issue's "partial expression index").
+    # INCLUDE attributes lets PostgreSQL answer from the index alone: it only plans index-only
+    # scans when every column the query names, here ``attributes``, is stored in the index.
+    "bench_event_orderplaced_cuisine": "CREATE INDEX bench_event_orderplaced_cuisine ON subscribers_event "
+    "(project_id, (attributes -> 'cuisine'), occurred_at) INCLUDE (subscriber_id, attributes) "
+    "WHERE name = 'OrderPlaced'",
+}
+
+
+@dataclass
+class Variant:
+    key: str
+    title: str
+    objects: tuple[str, ...] = ()
+    settings: tuple[tuple[str, str], ...] = ()  # ALTER DATABASE ... SET, for new connections
+
+
+VARIANTS = {
+    v.key: v
+    for v in [
+        Variant("default", "models' indexes only"),
+        Variant("stats", "+ tag statistics", ("bench_tagvalue_tag_text",)),
+        Variant(
+            "covering",
+            "+ tag statistics + event index covering attributes",
+            ("bench_tagvalue_tag_text", "bench_event_name_time_attrs"),
+        ),
+        Variant(
+            "hot",
+            "+ tag statistics + covering + hot-attribute index (cuisine)",
+            ("bench_tagvalue_tag_text", "bench_event_name_time_attrs", "bench_event_orderplaced_cuisine"),
+        ),
+        Variant(
+            "nojit",
+            "covering variant with jit = off",
+            ("bench_tagvalue_tag_text", "bench_event_name_time_attrs"),
+            (("jit", "off"),),
+        ),
+    ]
+}
+
+
+def sql_params(project: Project, now: datetime) -> dict:
+    params = {"project": project.pk, "now": now}
+    for definition in TagDefinition.objects.for_project(project):
+        params[f"tag_{definition.name}"] = definition.pk
+    return params
+
+
+def run_sql(sql: str, params: dict) -> int:
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchone()[0]
+
+
+def explain(sql: str, params: dict | None = None) -> str:
+    with connection.cursor() as cur:
+        cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
+        return "\n".join(row[0] for row in cur.fetchall())
+
+
+def compiled_sql(project: Project, text: str) -> tuple[str, int]:
+    """The exact SQL ``count()`` sends (psycopg binds client-side: this is what the server runs)."""
+    from subscribers.segments import count, parse_rule
+
+    with CaptureQueriesContext(connection) as queries:
+        n = count(project, parse_rule(text))
+    return queries.captured_queries[-1]["sql"], n
+
+
+PATHS = {
+    "sql": "hand-written SQL",
+    "compiler": "compiler: count(project, parse_rule(text))",
+    "api": "API: POST /api/v1/segments/count",
+}
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, project: Project):
+        self.args, self.project = args, project
+        self.results: list[tuple[str, str, str, Result]] = []  # rule, variant, path, result
+        self.notes: list[str] = []
+        self.plans: list[tuple[str, str]] = []
+        self.counts: dict[str, dict[str, int]] = {}
+
+    def m(self, rule: Rule, variant: Variant, path: str, fn, n: int) -> None:
+        self.counts.setdefault(rule.key, {})[f"{path}/{variant.key}"] = n
+        target = rule.target_ms if path == "api" else None
+        name = f"({rule.key}) {PATHS[path]} [{variant.key}]"
+        result = measure(name, fn, repeat=self.args.repeat, warmup=self.args.warmup, target_ms=target)
+        result.note = f"{n:,} subscribers"
+        self.results.append((rule.key, variant.key, path, result))
+
+    def plan(self, title: str, text: str) -> None:
+        if self.args.plans:
+            self.plans.append((title, text))
+
+    def sql_phase(self, variant: Variant) -> None:
+        params = sql_params(self.project, timezone.now())
+        for rule in RULES:
+            n = run_sql(rule.sql, params)
+            self.m(rule, variant, "sql", lambda r=rule: run_sql(r.sql, params), n)
+            self.plan(f"({rule.key}) hand-written SQL [{variant.key}]", explain(rule.sql, params))
+
+    def compiler_phase(self, variant: Variant) -> None:
+        from subscribers.segments import count, parse_rule
+
+        for rule in RULES:
+            sql, n = compiled_sql(self.project, rule.text)
+            self.m(rule, variant, "compiler", lambda r=rule: count(self.project, parse_rule(r.text)), n)
+            self.plan(f"({rule.key}) compiled SQL [{variant.key}]", f"{sql}\n\n{explain(sql)}")
+
+    def api_phase(self, variant: Variant) -> None:
+        key, raw = create_api_key(project=self.project, name="segment benchmark", actor=SYSTEM)
+        try:
+            with benchlib.granian(self.args.port) as base, requests.Session() as http:
+                http.headers["Authorization"] = f"Bearer {raw}"
+                url = f"{base}/api/v1/segments/count"
+                for rule in RULES:
+                    response = http.post(url, json={"rule": rule.text}, timeout=60)
+                    if response.status_code != 200:
+                        note = f"POST {url} answered {response.status_code}: {response.text[:200]}"
+                        self.notes.append(f"({rule.key}) API not measured [{variant.key}]: {note}")
+                        print(f"  {note}")
+                        continue
+
+                    def call(r=rule) -> None:
+                        http.post(url, json={"rule": r.text}, timeout=60).raise_for_status()
+
+                    self.m(rule, variant, "api", call, response.json()["count"])
+        finally:
+            revoke_api_key(project=self.project, key=key, actor=SYSTEM)
+
+    def run(self, variant: Variant) -> None:
+        for path in self.args.paths:
+            getattr(self, f"{path}_phase")(variant)
+
+
+def apply_variant(variant: Variant) -> list[tuple[str, float, str]]:
+    """Make the database look like ``variant``: its objects present, all others absent."""
+    made = []
+    with connection.cursor() as cur:
+        cur.execute("SELECT current_database()")
+        db = cur.fetchone()[0]
+        for name in [*STATISTICS, *INDEXES]:
+            if name not in variant.objects:
+                kind = "STATISTICS" if name in STATISTICS else "INDEX"
+                cur.execute(f'DROP {kind} IF EXISTS "{name}"')
+        for name in variant.objects:
+            is_index = name in INDEXES
+            cur.execute(
+                "SELECT to_regclass(%s) IS NOT NULL OR EXISTS "
+                "(SELECT 1 FROM pg_statistic_ext WHERE stxname = %s)",
+                [name, name],
+            )
+            seconds = 0.0
+            if not cur.fetchone()[0]:
+                start = time.perf_counter()
+                cur.execute(INDEXES[name] if is_index else STATISTICS[name])
+                seconds = time.perf_counter() - start
+            size = ""
+            if is_index:
+                cur.execute("SELECT pg_size_pretty(pg_relation_size(%s::regclass))", [name])
+                size = cur.fetchone()[0]
+            made.append((name, seconds, size))
+        cur.execute(f'ALTER DATABASE "{db}" RESET ALL')
+        for setting, value in variant.settings:
+            cur.execute(f'ALTER DATABASE "{db}" SET {setting} = {value}')
+        cur.execute("ANALYZE subscribers_tagvalue")
+        cur.execute("ANALYZE subscribers_event")
+    connection.close()  # database settings apply to new connections
+    for name, seconds, size in made:
+        print(f"  {name}: {size or 'statistics'}" + (f", built in {seconds:.1f} s" if seconds else ""))
+    return made
+
+
+def report(bench: Bench, args: argparse.Namespace, made: dict, started: datetime) -> str:
+    settings = benchlib.pg_settings()
+    lines = [
+        f"Run {started:%Y-%m-%d %H:%M} UTC, project `{args.project_slug}`, {args.repeat} timed runs after "
+        f"{args.warmup} warm-up runs each; one client, one request at a time.",
+        "PostgreSQL: " + ", ".join(f"{k} = {v}" for k, v in settings.items()),
+        "Load average at the end (1, 5, 15 min; 2 cores shared with other work): "
+        + ", ".join(f"{x:.1f}" for x in os.getloadavg()),
+        "",
+        "Variants:",
+    ]
+    for key in args.variants:
+        variant = VARIANTS[key]
+        extra = ", ".join(f"{k} = {v}" for k, v in variant.settings)
+        lines.append(f"- `{key}`: {variant.title}" + (f" (database setting {extra})" if extra else ""))
+    objects = {name: info for infos in made.values() for name, *info in infos}
+    if objects:
+        lines += ["", "Objects the variants create (in this database only):"]
+        for name, (seconds, size) in objects.items():
+            built = f", built in {seconds:.0f} s" if seconds else ""
+            lines.append(
+                f"- `{INDEXES.get(name) or STATISTICS[name]}`" + (f" ({size}{built})" if size else "")
+            )
+    for rule in RULES:
+        rows = [(v, p, r) for key, v, p, r in bench.results if key == rule.key]
+        if not rows:
+            continue
+        lines += ["", f"**({rule.key}) {rule.title}**: `{rule.text}`", "", benchlib.TABLE_HEAD]
+        for variant, path, result in rows:
+            result.name = f"{PATHS[path]} [{variant}]"
+            lines.append(result.row())
+    lines += [
+        "",
+        "Counts per path and variant (they must agree, give or take the subscribers whose events "
+        "leave a window while the run lasts): " + json.dumps(bench.counts),
+    ]
+    lines += [f"\nNote: {n}" for n in bench.notes]
+    for title, plan in bench.plans:
+        lines += ["", f"#### {title}", "", "```", plan, "```"]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--project-slug", default="bench")
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument(
+        "--variants", default="default,covering", help=f"comma-separated: {', '.join(VARIANTS)}"
+    )
+    parser.add_argument("--paths", default="sql,compiler,api", help="comma-separated: sql, compiler, api")
+    parser.add_argument("--keep", action="store_true", help="leave the last variant's objects in place")
+    parser.add_argument("--no-plans", dest="plans", action="store_false", help="skip EXPLAIN ANALYZE")
+    parser.add_argument("--wait-load", type=float, default=0, help="first wait (<= 20 min) for a lower load")
+    parser.add_argument("--out", type=Path, default=benchlib.BENCH_DIR / "segment_bench.md")
+    args = parser.parse_args()
+    args.variants = args.variants.split(",")
+    args.paths = args.paths.split(",")
+    if unknown := [v for v in args.variants if v not in VARIANTS] + [p for p in args.paths if p not in PATHS]:
+        sys.exit(f"Unknown variant or path: {', '.join(unknown)}")
+    project = Project.objects.filter(slug=args.project_slug).first()
+    if project is None:
+        sys.exit(f"No project {args.project_slug!r}: run bench/generate_audience.py first.")
+    if args.wait_load:
+        benchlib.wait_for_load(args.wait_load)
+    started = timezone.now()
+    bench = Bench(args, project)
+    made: dict = {}
+    try:
+        for key in args.variants:
+            print(f"Variant {key}: {VARIANTS[key].title}")
+            made[key] = apply_variant(VARIANTS[key])
+            bench.run(VARIANTS[key])
+    finally:
+        if not args.keep:
+            apply_variant(VARIANTS["default"])
+    for key, counts in bench.counts.items():
+        low, high = min(counts.values()), max(counts.values())
+        if high - low > max(2, high // 1000):  # windows end at "now", which moves during the run
+            bench.notes.append(f"({key}) counts differ between paths: {counts}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(report(bench, args, made, started))
+    print(f"Report written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
