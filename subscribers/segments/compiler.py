@@ -12,7 +12,9 @@ The shapes are chosen for PostgreSQL at a million subscribers and ten million ev
   EXISTS; "at least N times" is ``id IN (... GROUP BY subscriber HAVING COUNT(*) >= N)``, one
   aggregate over the matching events instead of a count per subscriber. A count that zero
   satisfies (never, fewer than N, at most N) is the NOT of the opposite condition, so
-  subscribers without any such event are counted, and "never" stays an anti-join.
+  subscribers without any such event are counted, and "never" stays an anti-join. (NOT over
+  "at least N" with N >= 2 is ``NOT IN`` over the grouped subquery, which PostgreSQL runs as a
+  hashed subplan: fast while the set of subscribers with N+ events fits in work_mem.)
 - Event attributes compare JSON values natively (``attributes -> 'cuisine' = '"asian"'`` on
   PostgreSQL, ``JSON_EXTRACT`` on SQLite): numbers compare as numbers. Attribute types are
   enforced when events are recorded, so a numeric attribute only ever holds numbers.

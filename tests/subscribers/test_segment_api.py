@@ -181,3 +181,16 @@ def test_delete_refuses_a_segment_in_use(api, project, audience):
     response = api.delete(f"/{a['id']}")
     assert response.status_code == 409
     assert "used by 'B'" in response.json()["message"]
+
+
+def test_count_of_a_segment_whose_tag_was_deleted_says_why(api, project, audience):
+    from subscribers.models import TagDefinition
+
+    segment = save_segment(
+        project=project, name="Berlin", rule=parse_rule('T("city", eq, "Berlin")'), actor=SYSTEM
+    )
+    TagDefinition.objects.filter(project=project, name="city").delete()
+    response = api.get(f"/{segment.public_id}/count")
+    assert response.status_code == 422
+    assert response.json()["code"] == "invalid_rule"
+    assert "Unknown tag 'city'" in response.json()["message"]
