@@ -16,13 +16,13 @@
 
   function remember(target) {
     const el = scroller();
-    if (!target || !el) return;
-    if (target.id === "conversation-older") {
+    if (!target) return;
+    if (target.id === "conversation-pane" || !el) {
+      pending = target.id === "conversation-pane" ? { keep: "newest" } : pending;
+    } else if (target.id === "conversation-older") {
       pending = { keep: "bottom-distance", value: el.scrollHeight - el.scrollTop };
     } else if (target.id === "conversation-thread") {
       pending = atBottom(el) ? { keep: "newest" } : { keep: "top", value: el.scrollTop };
-    } else if (target.id === "conversation-pane") {
-      pending = { keep: "newest" };
     }
   }
 
@@ -44,9 +44,11 @@
     });
   }
 
+  // Grow with the text by rows, not by an inline height: htmx copies attributes between swapped
+  // elements, and a style attribute would trip the CSP.
   function autogrow(area) {
-    area.style.height = "auto";
-    area.style.height = `${Math.min(area.scrollHeight + 2, 192)}px`;
+    area.rows = 1;
+    while (area.rows < 8 && area.scrollHeight > area.clientHeight) area.rows += 1;
   }
 
   function init(root) {
@@ -74,7 +76,9 @@
     toBottom();
   });
 
-  document.addEventListener("htmx:beforeSwap", (event) => remember(event.detail.target));
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    if (event.detail.shouldSwap) remember(event.detail.target); // not for a poll's 204
+  });
   document.addEventListener("htmx:oobBeforeSwap", (event) => {
     const target = event.detail.target;
     // A poll brings a new composer when the window opens or closes; never throw away typing.
@@ -86,8 +90,8 @@
     }
     remember(target);
   });
-  document.addEventListener("htmx:afterSettle", (event) => {
-    init(event.detail.elt || document);
+  document.addEventListener("htmx:afterSettle", () => {
+    init(document);
     dedupeDays();
     restore();
   });
