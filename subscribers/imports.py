@@ -129,6 +129,7 @@ CONSENT_VALUES = {
     "opted out": ConsentState.OPTED_OUT,
     "opt-out": ConsentState.OPTED_OUT,
 }
+_FORMULA_START = ("=", "+", "-", "@")
 # Our own export writes "unknown" for people who never answered: no change, not an error.
 CONSENT_NO_CHANGE = {"unknown"}
 
@@ -751,6 +752,8 @@ class Validator:
             text = cells[i].strip() if i < len(cells) else ""
             if not text:
                 continue
+            if text[0] == "'" and text[1:2] in _FORMULA_START:
+                text = text[1:]  # our export's guard against spreadsheet formulas
             try:
                 if target == "phone":
                     phone = fast_phone(text, self.country)

@@ -1,0 +1,168 @@
+"""The import pages: upload, mapping, progress (htmx polling that stops with 286), report, delete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dramatiq
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from controlpanel.models import Role
+from controlpanel.services import SYSTEM
+from subscribers import imports
+from subscribers.models import ImportJob, ImportStatus, Subscriber
+
+
+@pytest.fixture(autouse=True)
+def _media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture
+def broker():
+    broker = dramatiq.get_broker()
+    broker.flush_all()
+    yield broker
+    broker.flush_all()
+
+
+@pytest.fixture
+def marketer_client(client, member_of):
+    client.force_login(member_of(Role.MARKETER))
+    return client
+
+
+CSV = b"Phone,Name,Orders\n+4915112345678,Ada,3\n+4915112345679,Bob,x\n"
+
+
+def upload(client, project, content=CSV, name="people.csv"):
+    return client.post(
+        reverse("subscribers:import_upload", args=[project.slug]),
+        {"file": SimpleUploadedFile(name, content, "text/csv")},
+    )
+
+
+def test_upload_leads_to_the_mapping_page(marketer_client, project):
+    page = marketer_client.get(reverse("subscribers:import_upload", args=[project.slug]))
+    assert page.status_code == 200
+    assert b'enctype="multipart/form-data"' in page.content
+    response = upload(marketer_client, project)
+    job = ImportJob.objects.get(project=project)
+    assert response.status_code == 302
+    assert response["Location"] == reverse("subscribers:import_detail", args=[project.slug, job.public_id])
+    mapping = marketer_client.get(response["Location"])
+    html = mapping.content.decode()
+    assert mapping.status_code == 200
+    assert "+4915112345679" in html and "Bob" in html  # the preview
+    assert '<option value="phone" selected>' in html
+    assert '<option value="name" selected>' in html
+    assert 'name="newtag_2" value="Orders"' in html
+
+
+def test_a_bad_file_is_refused_on_the_upload_page(marketer_client, project):
+    response = upload(marketer_client, project, b"PK\x03\x04....", name="people.xlsx")
+    assert response.status_code == 400
+    assert "is a spreadsheet, not a CSV file" in response.content.decode()
+    assert not ImportJob.objects.exists()
+    response = marketer_client.post(reverse("subscribers:import_upload", args=[project.slug]), {})
+    assert response.status_code == 400
+    assert "Choose a CSV file" in response.content.decode()
+
+
+def mapping_post(**extra):
+    return {"col_0": "phone", "col_1": "name", "col_2": "new", "newtag_2": "orders", "key": "phone", **extra}
+
+
+def test_a_bad_mapping_is_shown_with_its_error(marketer_client, project):
+    upload(marketer_client, project)
+    job = ImportJob.objects.get(project=project)
+    url = reverse("subscribers:import_detail", args=[project.slug, job.public_id])
+    response = marketer_client.post(url, mapping_post(col_1="phone"))
+    assert response.status_code == 400
+    assert "are both mapped to Phone" in response.content.decode()
+    job.refresh_from_db()
+    assert job.status == ImportStatus.UPLOADED
+
+
+def test_starting_queues_the_job_after_commit_and_progress_polls_until_done(
+    marketer_client, project, broker, django_capture_on_commit_callbacks
+):
+    upload(marketer_client, project)
+    job = ImportJob.objects.get(project=project)
+    url = reverse("subscribers:import_detail", args=[project.slug, job.public_id])
+    with django_capture_on_commit_callbacks(execute=True):
+        response = marketer_client.post(url, mapping_post())
+    assert response.status_code == 302 and response["Location"] == url
+    job.refresh_from_db()
+    assert job.status == ImportStatus.QUEUED
+    (message,) = [broker.queues["default"].get_nowait() for _ in range(broker.queues["default"].qsize())]
+    assert b"run_import_job" in message
+
+    page = marketer_client.get(url)
+    progress_url = reverse("subscribers:import_progress", args=[project.slug, job.public_id])
+    assert f'hx-get="{progress_url}"' in page.content.decode()
+    polling = marketer_client.get(progress_url, headers={"HX-Request": "true"})
+    assert polling.status_code == 200
+    assert 'hx-trigger="every 1s"' in polling.content.decode()
+    assert "Waiting for a worker" in polling.content.decode()
+
+    imports.run_import(job_id=job.pk)
+    done = marketer_client.get(progress_url, headers={"HX-Request": "true"})
+    html = done.content.decode()
+    assert done.status_code == 286
+    assert "hx-trigger" not in html
+    assert 'data-testid="count-created">1<' in html
+    assert 'data-testid="count-rejected">1<' in html
+    assert Subscriber.objects.filter(project=project).count() == 1
+
+    report = marketer_client.get(reverse("subscribers:import_report", args=[project.slug, job.public_id]))
+    assert report.status_code == 200
+    assert report["Content-Disposition"] == 'attachment; filename="people-rejected-rows.csv"'
+    body = b"".join(report.streaming_content).decode("utf-8-sig")
+    assert body.splitlines() == [
+        "line,reason,Phone,Name,Orders",
+        "3,\"Tag 'orders' expects integer, got 'x'.\",+4915112345679,Bob,x",
+    ]
+    # A second submit of the mapping form does not start it again.
+    assert marketer_client.post(url, mapping_post()).status_code == 302
+    assert broker.queues["default"].qsize() == 0
+
+
+def test_a_finished_import_can_be_deleted_with_its_files(marketer_client, project):
+    upload(marketer_client, project)
+    job = ImportJob.objects.get(project=project)
+    imports.start_import(
+        job=job, columns=job.mapping["columns"], key="phone", default_evidence="", actor=SYSTEM
+    )
+    imports.run_import(job_id=job.pk)
+    job.refresh_from_db()
+    report_path = job.report.path
+    response = marketer_client.post(reverse("subscribers:import_delete", args=[project.slug, job.public_id]))
+    assert response.status_code == 302
+    assert not ImportJob.objects.filter(pk=job.pk).exists()
+    assert not Path(report_path).exists()
+    assert Subscriber.objects.filter(project=project).count() == 1  # imported people stay
+
+
+def test_a_running_import_cannot_be_deleted(marketer_client, project):
+    upload(marketer_client, project)
+    job = ImportJob.objects.get(project=project)
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.RUNNING)
+    response = marketer_client.post(reverse("subscribers:import_delete", args=[project.slug, job.public_id]))
+    assert response.status_code == 302
+    assert ImportJob.objects.filter(pk=job.pk).exists()
+
+
+def test_the_upload_page_lists_recent_imports(marketer_client, project):
+    upload(marketer_client, project)
+    page = marketer_client.get(reverse("subscribers:import_upload", args=[project.slug]))
+    assert "people.csv" in page.content.decode()
+    assert "Needs mapping" in page.content.decode()
+
+
+def test_viewers_cannot_see_imports_or_export(client, project, viewer):
+    client.force_login(viewer)
+    for name in ("import_upload", "export", "export_consent"):
+        assert client.get(reverse(f"subscribers:{name}", args=[project.slug])).status_code == 403
