@@ -235,9 +235,11 @@ def _sent(request: HttpRequest, subscriber: Subscriber) -> HttpResponse:
         **_thread_context(request, subscriber, since=request.POST.get("anchor") or None),
         **_composer_context(request, subscriber),
     }
-    return _partials(
+    response = _partials(
         request, context, "conversation-composer", "conversation-thread", oob=("conversation-thread",)
     )
+    response["HX-Trigger"] = "conversation-changed"  # the list refreshes its row at once
+    return response
 
 
 def _refused(request: HttpRequest, subscriber: Subscriber, **composer) -> HttpResponse:

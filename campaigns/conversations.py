@@ -622,7 +622,10 @@ def template_fields(template: MessageTemplate, data: Mapping[str, str] | None = 
                     f = TemplateField(key, name, "url", f"Button “{label}”: URL {{{{{name}}}}}")
                     f.help = str(button.get("url") or "")
                     examples = button.get("example") or []
-                    f.example = str(examples[0]) if examples else ""
+                    example = str(examples[0]) if examples else ""
+                    # Meta's example is the whole URL; the parameter is only the part after the prefix.
+                    prefix = f.help.split("{{")[0]
+                    f.example = example[len(prefix) :] if prefix and example.startswith(prefix) else example
             else:
                 f = TemplateField(key, name, "text", f"{key.capitalize()} {{{{{name}}}}}")
                 f.example = _examples(by_type.get(key) or {}, key).get(name, "")

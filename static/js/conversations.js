@@ -23,6 +23,8 @@
       pending = { keep: "bottom-distance", value: el.scrollHeight - el.scrollTop };
     } else if (target.id === "conversation-thread") {
       pending = atBottom(el) ? { keep: "newest" } : { keep: "top", value: el.scrollTop };
+    } else if (target.id === "conversation-composer" && atBottom(el)) {
+      pending = { keep: "newest" }; // a taller or shorter composer must not hide the newest message
     }
   }
 
@@ -95,7 +97,8 @@
     dedupeDays();
     restore();
   });
-  document.addEventListener("htmx:oobAfterSwap", () => restore());
+  // Restored after the whole response settled (not after an out-of-band part): a composer that
+  // shrinks in the same response changes the thread's height.
 
   // Polls wait while the tab is hidden and catch up as soon as it is visible again.
   document.addEventListener("htmx:beforeRequest", (event) => {
