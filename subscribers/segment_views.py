@@ -114,6 +114,9 @@ def _builder_schema(project, exclude: Segment | None = None) -> dict[str, Any]:
 def _preview(project, data) -> dict[str, Any]:
     """Count and sample for the posted rule, or the error that stops it, for the preview partial."""
     result: dict[str, Any] = {"source": data.get("source") or "text", "text": data.get("text") or ""}
+    if result["source"] == "text" and not result["text"].strip():
+        result["empty"] = True
+        return result
     try:
         tree = _read_rule(data)
     except RuleInputError as exc:
@@ -128,7 +131,8 @@ def _preview(project, data) -> dict[str, Any]:
             )
         return result
     if t.is_group(tree) and not tree.get("children"):
-        result["empty"] = True
+        # An emptied builder empties the text box too.
+        result.update(empty=True, sync_text=True, rule_text="")
         return result
     try:
         checked = segments.validate_rule(project, tree)
@@ -148,7 +152,7 @@ def _preview(project, data) -> dict[str, Any]:
         result["error_path"] = exc.field or ""
         return result
     result["rule_json"] = json.dumps(checked)
-    result["rule_text"] = segments.rule_to_text(checked)
+    result.update(sync_text=True, rule_text=segments.rule_to_text(checked))
     return result
 
 

@@ -469,7 +469,8 @@
     if (rule && source === "text" && sourceInput.value === "text") {
       tree = asGroup(JSON.parse(rule));
       render();
-    } else if (ruleText !== undefined && source === "builder" && document.activeElement !== textBox) {
+    } else if (ruleText !== undefined && source === "builder" && sourceInput.value === "builder" &&
+               document.activeElement !== textBox) {
       textBox.value = ruleText;
     }
     markError(source === "builder" ? errorPath : null, errorKind);

@@ -325,3 +325,9 @@ def test_delete_refuses_a_segment_that_another_includes(marketer_client, project
     response = marketer_client.post(url("segment_delete", project, a.public_id), follow=True)
     assert "is used by &#x27;B&#x27;" in response.content.decode()
     assert Segment.objects.filter(pk=a.pk).exists()
+
+
+def test_an_empty_text_box_or_builder_asks_for_a_condition(owner_client, project):
+    assert "Add a condition" in preview(owner_client, project, source="text", text="  ")
+    body = preview(owner_client, project, source="builder", rule=json.dumps(builder_tree()))
+    assert 'data-rule-text=""' in body  # the text box empties with the builder
