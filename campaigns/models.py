@@ -11,7 +11,7 @@ import uuid
 from django.db import models
 from django.db.models import Q
 
-from controlpanel.models import Project
+from controlpanel.models import Project, TenantQuerySet
 from subscribers.models import Subscriber
 from whatsapp.models import MessageTemplate, WhatsAppAccount
 
@@ -50,9 +50,8 @@ class MessageKind(models.TextChoices):
     TEXT = "text", "Text"
 
 
-class MessageQuerySet(models.QuerySet["Message"]):
-    def for_project(self, project: Project) -> MessageQuerySet:
-        return self.filter(project=project)
+class MessageQuerySet(TenantQuerySet):
+    pass
 
 
 class Message(models.Model):

@@ -75,6 +75,13 @@ class User(AbstractBaseUser, PermissionsMixin):
         return self.name.split(" ")[0] if self.name else self.email
 
 
+class TenantQuerySet(models.QuerySet):
+    """Reads of every tenant-owned table start here: ``Model.objects.for_project(project)``."""
+
+    def for_project(self, project: Project):
+        return self.filter(project=project)
+
+
 class ProjectQuerySet(models.QuerySet["Project"]):
     def for_user(self, user) -> ProjectQuerySet:
         return self.filter(memberships__user=user)
@@ -141,10 +148,7 @@ class Membership(models.Model):
         return self.role_enum.at_least(role)
 
 
-class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
-    def for_project(self, project: Project) -> ApiKeyQuerySet:
-        return self.filter(project=project)
-
+class ApiKeyQuerySet(TenantQuerySet):
     def active(self) -> ApiKeyQuerySet:
         return self.filter(revoked_at__isnull=True)
 
@@ -226,9 +230,8 @@ class Invitation(models.Model):
         )
 
 
-class AuditEntryQuerySet(models.QuerySet["AuditEntry"]):
-    def for_project(self, project: Project) -> AuditEntryQuerySet:
-        return self.filter(project=project)
+class AuditEntryQuerySet(TenantQuerySet):
+    pass
 
 
 class AuditEntry(models.Model):

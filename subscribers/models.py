@@ -12,12 +12,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from controlpanel.models import Project
-
-
-class ProjectQuerySet(models.QuerySet):
-    def for_project(self, project: Project):
-        return self.filter(project=project)
+from controlpanel.models import Project, TenantQuerySet
 
 
 class ConsentState(models.TextChoices):
@@ -40,7 +35,7 @@ class ConsentSource(models.TextChoices):
     META_PREFERENCE = "meta_preference", "Meta preference webhook"
 
 
-class SubscriberQuerySet(ProjectQuerySet):
+class SubscriberQuerySet(TenantQuerySet):
     def whatsapp_opted_in(self) -> SubscriberQuerySet:
         return self.filter(whatsapp_consent=ConsentState.OPTED_IN)
 
@@ -116,7 +111,7 @@ class TagDefinition(models.Model):
     description = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    objects = ProjectQuerySet.as_manager()
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["project", "name"], name="tag_unique_name")]
@@ -142,7 +137,7 @@ class TagValue(models.Model):
     value_date = models.DateField(null=True, blank=True)
     value_datetime = models.DateTimeField(null=True, blank=True)
 
-    objects = ProjectQuerySet.as_manager()
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         indexes = [
@@ -189,7 +184,7 @@ class EventDefinition(models.Model):
     attributes = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    objects = ProjectQuerySet.as_manager()
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["project", "name"], name="eventdef_unique_name")]
@@ -212,7 +207,7 @@ class Event(models.Model):
     # Makes recording idempotent when the source has an id (a wamid, an API idempotency key).
     dedup_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
 
-    objects = ProjectQuerySet.as_manager()
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -247,7 +242,7 @@ class ConsentChange(models.Model):
     actor_label = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    objects = ProjectQuerySet.as_manager()
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -271,7 +266,7 @@ class Segment(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    objects = ProjectQuerySet.as_manager()
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["project", "name"], name="segment_unique_name")]
@@ -313,7 +308,7 @@ class ImportJob(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
-    objects = ProjectQuerySet.as_manager()
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

@@ -8,16 +8,12 @@ import uuid
 from django.db import models
 
 from controlpanel.fields import EncryptedTextField
-from controlpanel.models import Project
+from controlpanel.models import Project, TenantQuerySet
 
 META_GRAPH_URL = "https://graph.facebook.com"
 DEFAULT_OPT_OUT_KEYWORDS = ["STOP", "STOPP", "ABMELDEN", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"]
 DEFAULT_OPT_IN_KEYWORDS = ["START", "ANMELDEN", "SUBSCRIBE"]
 
-
-class ProjectQuerySet(models.QuerySet):
-    def for_project(self, project: Project):
-        return self.filter(project=project)
 
 
 def new_verify_token() -> str:
@@ -56,7 +52,7 @@ class WhatsAppAccount(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    objects = ProjectQuerySet.as_manager()
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["display_phone_number"]
@@ -120,7 +116,7 @@ class MessageTemplate(models.Model):
     synced_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    objects = ProjectQuerySet.as_manager()
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -150,7 +146,7 @@ class WebhookDelivery(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     error = models.TextField(blank=True)
 
-    objects = ProjectQuerySet.as_manager()
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -182,7 +178,7 @@ class PhoneNumberEvent(models.Model):
     fingerprint = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    objects = ProjectQuerySet.as_manager()
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
