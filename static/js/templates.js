@@ -102,6 +102,13 @@
       },
       true,
     );
+    // Leaving the field for the submit button fires "change"; no preview is needed once submitting.
+    form.addEventListener("submit", () => {
+      form.dataset.submitting = "1";
+    });
+    form.addEventListener("htmx:beforeRequest", (event) => {
+      if (form.dataset.submitting) event.preventDefault();
+    });
     form.addEventListener("input", (event) => {
       if (event.target.name === "body") syncSamples(form);
     });
