@@ -82,7 +82,8 @@ def _list_context(request: HttpRequest, selected: Subscriber | None) -> dict:
     # A poll keeps as many rows as the reader loaded with "load more".
     size = shown if _target(request) == "conversation-list" else LIST_SIZE
     page = conversation_page(project=request.project, q=q, after=after, size=size)
-    selected_id = str(selected.public_id) if selected else request.GET.get("selected", "")
+    # A poll names the conversation open in the page, which htmx may have changed since it loaded.
+    selected_id = request.GET.get("selected") or (str(selected.public_id) if selected else "")
     today = timezone.localdate()
     return {
         "q": q,
@@ -90,7 +91,7 @@ def _list_context(request: HttpRequest, selected: Subscriber | None) -> dict:
         "page": page,
         "selected_id": selected_id,
         "today": today,
-        "list_url": request.path,
+        "list_url": reverse("campaigns:conversations", args=[request.project.slug]),
         "shown_total": min(shown + len(page.rows), LIST_MAX),
     }
 

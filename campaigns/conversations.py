@@ -614,9 +614,8 @@ def template_fields(template: MessageTemplate, data: Mapping[str, str] | None = 
             elif key.startswith("button:"):
                 button = buttons[int(key.split(":")[1])] if int(key.split(":")[1]) < len(buttons) else {}
                 if template.category == "AUTHENTICATION":
-                    f = TemplateField(
-                        key, name, "code", "Verification code (button)", help="At most 15 characters."
-                    )
+                    f = TemplateField(key, name, "code", "Code for the copy button")
+                    f.help = "Empty: the verification code above. At most 15 characters."
                 else:
                     label = button.get("text") or "link"
                     f = TemplateField(key, name, "url", f"Button “{label}”: URL {{{{{name}}}}}")
@@ -626,6 +625,8 @@ def template_fields(template: MessageTemplate, data: Mapping[str, str] | None = 
                     # Meta's example is the whole URL; the parameter is only the part after the prefix.
                     prefix = f.help.split("{{")[0]
                     f.example = example[len(prefix) :] if prefix and example.startswith(prefix) else example
+            elif key == "body" and template.category == "AUTHENTICATION":
+                f = TemplateField(key, name, "text", "Verification code", help="The one-time code to send.")
             else:
                 f = TemplateField(key, name, "text", f"{key.capitalize()} {{{{{name}}}}}")
                 f.example = _examples(by_type.get(key) or {}, key).get(name, "")

@@ -53,7 +53,19 @@
     while (area.rows < 8 && area.scrollHeight > area.clientHeight) area.rows += 1;
   }
 
+  // The open conversation's row stays highlighted whatever replaced the list (search, poll, more).
+  function syncSelected() {
+    const selected = document.getElementById("conversation-selected")?.value;
+    document.querySelectorAll(".chat-row-link").forEach((row) => {
+      const active = Boolean(selected) && row.dataset.subscriber === selected;
+      row.classList.toggle("active", active);
+      if (active) row.setAttribute("aria-current", "true");
+      else row.removeAttribute("aria-current");
+    });
+  }
+
   function init(root) {
+    syncSelected();
     root.querySelectorAll("[data-no-js-only]").forEach((el) => { el.hidden = true; });
     root.querySelectorAll("textarea[data-autogrow]").forEach(autogrow);
     const focus = root.querySelector && root.querySelector("#reply-text[autofocus]");

@@ -454,3 +454,21 @@ def test_window_badge_counts_down(project, account):
     assert thread(project=project, subscriber=anna, now=late).window.left == "less than a minute"
     closed = datetime(2026, 3, 2, 10, 0, 1, tzinfo=UTC)
     assert thread(project=project, subscriber=anna, now=closed).window.label == "Window closed"
+
+
+def test_list_partial_highlights_the_conversation_open_in_the_page(marketer_client, project, account):
+    anna, bob = (
+        SubscriberFactory(project=project, name="Anna"),
+        SubscriberFactory(project=project, name="Bob"),
+    )
+    receive(account, anna, text("hi"), ago(minutes=2))
+    receive(account, bob, text("hello"), ago(minutes=1))
+    headers = {"HX-Request": "true", "HX-Target": "conversation-list"}
+
+    # The page was loaded on Anna's thread, then htmx opened Bob's: the poll says which is open.
+    html = marketer_client.get(thread_url(anna, selected=bob.public_id), headers=headers).content.decode()
+
+    active = re.findall(
+        r'class="[^"]*chat-row-link active"[^>]*data-subscriber="([0-9a-f-]{36})"', html, re.S
+    )
+    assert active == [str(bob.public_id)]

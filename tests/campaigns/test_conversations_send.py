@@ -242,3 +242,35 @@ def test_without_a_connected_number_the_composer_says_so(marketer_client, anna):
         "No WhatsApp number is connected" in html
         and reverse("whatsapp:connection", args=[anna.project.slug]) in html
     )
+
+
+def test_authentication_template_sends_the_code_twice(marketer_client, account, anna, graph):
+    template = make_template(
+        account,
+        name="login_code",
+        category="AUTHENTICATION",
+        components=[
+            {"type": "BODY", "text": "{{1}} is your verification code."},
+            {
+                "type": "BUTTONS",
+                "buttons": [{"type": "URL", "text": "Copy code", "url": "https://x.test/otp/{{1}}"}],
+            },
+        ],
+    )
+    form = marketer_client.get(
+        thread_url(anna, compose="template", template=template.public_id)
+    ).content.decode()
+    assert "Verification code" in form and "Code for the copy button" in form
+
+    marketer_client.post(
+        template_url(anna), {"template": template.public_id, "body.1": "J$FpnY"}, headers=HTMX
+    )
+
+    message = Message.objects.get(subscriber=anna)
+    assert message.body == "J$FpnY is your verification code."
+    assert message.components[1] == {
+        "type": "button",
+        "sub_type": "url",
+        "index": "0",
+        "parameters": [{"type": "text", "text": "J$FpnY"}],
+    }
