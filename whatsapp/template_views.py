@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -16,7 +17,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.db import transaction
 from django.db.models import Count, Max, Q
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, QueryDict
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 from django.utils.cache import patch_vary_headers
@@ -280,7 +281,11 @@ def template_list(request: HttpRequest) -> HttpResponse:
         hidden_count=stats["hidden"] if not filters.status else 0,
         many_accounts=len(accounts) > 1,
     )
-    return _render(request, "whatsapp/templates.html", context, "template-results")
+    response = _render(request, "whatsapp/templates.html", context, "template-results")
+    if _is_partial(request, "template-results"):
+        # Push the clean filter URL (no empty fields) so a shared link shows the same list.
+        response["HX-Push-Url"] = request.path + filters.query()
+    return response
 
 
 # --- detail --------------------------------------------------------------------------------------
@@ -431,6 +436,70 @@ def _edited_rows(request: HttpRequest) -> QueryDict:
     return data
 
 
+def _template_or_404(request: HttpRequest, public_id: str) -> MessageTemplate:
+    try:
+        key = uuid.UUID(str(public_id))
+    except ValueError:
+        raise Http404("No such template.") from None
+    return get_object_or_404(MessageTemplate.objects.for_project(request.project), public_id=key)
+
+
+def copy_data(template: MessageTemplate) -> QueryDict:
+    """The form's input for a new template like ``template`` (e.g. to fix a rejected one)."""
+    data = QueryDict(mutable=True)
+    components = template.components or []
+    data.update(
+        {
+            "account": str(template.account.public_id),
+            "name": f"{template.name}_v2"[: lint.MAX_NAME],
+            "language": template.language,
+            "category": template.category,
+            "parameter_format": template.parameter_format or lint.POSITIONAL,
+        }
+    )
+    header = _find(components, "HEADER")
+    fmt = str(header.get("format") or "TEXT").upper() if header else ""
+    if fmt == "TEXT":
+        data["header_format"], data["header_text"] = "TEXT", str(header.get("text") or "")
+        samples = list(lint.text_examples(header, "header").values())
+        data["header_example"] = samples[0] if samples else ""
+    elif fmt in lint.MEDIA_FORMATS:
+        handles = (header.get("example") or {}).get("header_handle") or [""]
+        data["header_format"], data["header_media"] = fmt, str(handles[0])
+    body, footer = _find(components, "BODY"), _find(components, "FOOTER")
+    buttons = _find(components, "BUTTONS").get("buttons") or []
+    if template.category == lint.AUTHENTICATION:
+        if body.get("add_security_recommendation"):
+            data["add_security_recommendation"] = "on"
+        if footer.get("code_expiration_minutes"):
+            data["code_expiration_minutes"] = str(footer["code_expiration_minutes"])
+        for button in buttons[:1]:
+            data["otp_type"] = str(button.get("otp_type") or "COPY_CODE").upper()
+            data["otp_button_text"] = str(button.get("text") or "")
+            data["autofill_text"] = str(button.get("autofill_text") or "")
+            apps = button.get("supported_apps") or [{}]
+            data["package_name"] = str(apps[0].get("package_name") or button.get("package_name") or "")
+            data["signature_hash"] = str(apps[0].get("signature_hash") or button.get("signature_hash") or "")
+        return data
+    data["body"] = str(body.get("text") or "")
+    for name, value in lint.text_examples(body, "body").items():
+        data[f"example:{name}"] = value
+    data["footer"] = str(footer.get("text") or "")
+    for button in buttons:
+        kind = str(button.get("type") or "").upper()
+        url = str(button.get("url") or "")
+        example = button.get("example") or ""
+        if isinstance(example, list):
+            example = str(example[0]) if example else ""
+        if kind == "URL" and url.endswith("{{1}}") and example.startswith(url[: -len("{{1}}")]):
+            example = example[len(url) - len("{{1}}") :]
+        row = {"type": kind, "text": str(button.get("text") or ""), "url": url, "example": example,
+               "phone_number": str(button.get("phone_number") or "")}  # fmt: skip
+        for name in BUTTON_INPUTS:
+            data.appendlist(f"button_{name}", row[name])
+    return data
+
+
 @project_view(section="templates", read=Role.MARKETER, write=Role.MARKETER)
 def template_create(request: HttpRequest) -> HttpResponse:
     accounts = _accounts(request)
@@ -441,8 +510,12 @@ def template_create(request: HttpRequest) -> HttpResponse:
     editing_rows = request.method == "POST" and (
         "add_button" in request.POST or "remove_button" in request.POST
     )
+    copied_from = None
     if live:
         form = TemplateForm(request.GET, accounts=accounts)
+    elif request.method == "GET" and request.GET.get("from"):
+        copied_from = _template_or_404(request, request.GET["from"])
+        form = TemplateForm(copy_data(copied_from), accounts=accounts)
     elif editing_rows:
         form = TemplateForm(_edited_rows(request), accounts=accounts)
     elif request.method == "POST":
@@ -488,7 +561,7 @@ def template_create(request: HttpRequest) -> HttpResponse:
                 f"{template.name} was sent to Meta for review: {status_label(template.status).lower()}.",
             )
             return redirect("whatsapp:template_detail", request.project.slug, template.public_id)
-    show_problems = submitting or live
+    show_problems = submitting or live or copied_from is not None
     by_field = _by_field(problems) if show_problems else {}
     form.mark_problems(by_field)
     payload = lint.build_payload(draft)
@@ -504,6 +577,7 @@ def template_create(request: HttpRequest) -> HttpResponse:
         preview=build_preview(payload["components"], category=draft.category),
         payload_json=json.dumps(payload, indent=2, ensure_ascii=False),
         meta_error=meta_error,
+        copied_from=copied_from,
         business_name=(account or accounts[0]).verified_name or (account or accounts[0]).display_phone_number,
         max_buttons=lint.MAX_BUTTONS,
     )

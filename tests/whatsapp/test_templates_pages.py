@@ -14,6 +14,9 @@ from tests.factories import MembershipFactory, ProjectFactory
 from whatsapp import client as wa_client
 from whatsapp.models import MessageTemplate, WhatsAppAccount
 from whatsapp.processing import handle_template_status
+from whatsapp.template_forms import TemplateForm
+from whatsapp.template_views import copy_data
+from whatsapp.templates_lint import build_payload, lint
 
 from .payloads import template_status
 
@@ -128,10 +131,11 @@ def test_unknown_filter_values_are_reported_not_ignored(marketer, account):
 def test_htmx_filter_request_gets_only_the_results(marketer, account):
     make(account, "summer_sale")
     response = marketer.get(
-        url("templates", account.project) + "?q=summer",
+        url("templates", account.project) + "?q=summer&status=&category=&language=",
         headers={"HX-Request": "true", "HX-Target": "template-results"},
     )
     body = response.content.decode()
+    assert response["HX-Push-Url"] == url("templates", account.project) + "?q=summer"
     assert body.lstrip().startswith('<div id="template-results">')
     assert "<html" not in body and 'data-template="summer_sale"' in body
 
@@ -638,3 +642,64 @@ def test_viewer_may_not_open_the_form(as_role, account):
     viewer = as_role(Role.VIEWER)
     assert viewer.get(url("template_create", account.project)).status_code == 403
     assert viewer.post(url("template_create", account.project), {"name": "x"}).status_code == 403
+
+
+# --- copying ------------------------------------------------------------------------------------------
+
+
+def test_a_rejected_template_is_copied_into_the_form_with_metas_reason_checked(marketer, account, graph):
+    template = make(
+        account,
+        "cart_reminder",
+        status="REJECTED",
+        rejected_reason="INVALID_FORMAT",
+        components=[
+            {"type": "BODY", "text": "Hi {{1}} {{2}} is waiting.", "example": {"body_text": [["A", "B"]]}}
+        ],
+    )
+    detail = marketer.get(url("template_detail", account.project, template.public_id)).content.decode()
+    copy_url = f"{url('template_create', account.project)}?from={template.public_id}"
+    assert copy_url in detail and "Fix and submit as a new template" in detail
+    page = marketer.get(copy_url).content.decode()
+    assert "A copy of" in page and "which Meta rejected (INVALID_FORMAT)" in page
+    assert 'value="cart_reminder_v2"' in page and 'name="example:2" value="B"' in page
+    assert 'data-problem="body">{{1}} and {{2}} stand next to each other' in page
+    assert graph.calls == []
+
+
+def test_copy_round_trips_to_the_same_payload(marketer, account, graph):
+    graph.answer = lambda body: (200, {"id": "1", "status": "PENDING", "category": "MARKETING"})
+    post_create(
+        marketer,
+        account,
+        {
+            "name": "spring_sale",
+            "header_format": "IMAGE",
+            "header_media": "4::aW1hZ2U=",
+            "body": "Hi {{1}}, enjoy {{2}} off this week.",
+            "example:1": "Mark",
+            "example:2": "20%",
+            "footer": "Reply STOP to opt out",
+        },
+        buttons=[
+            {"type": "URL", "text": "Shop", "url": "https://x.test/s/{{1}}", "example": "sale"},
+            {"type": "COPY_CODE", "example": "SAVE20"},
+        ],
+    )
+    original = MessageTemplate.objects.get(name="spring_sale")
+    form = TemplateForm(copy_data(original), accounts=[account])
+    assert form.is_valid()
+    draft = form.draft()
+    assert lint(draft) == []
+    assert build_payload(draft)["components"] == graph.calls[0][2]["components"]
+
+
+def test_copy_of_another_projects_template_is_404(marketer, account):
+    other = WhatsAppAccount.objects.create(
+        project=ProjectFactory(), waba_id="9", phone_number_id="99", access_token="t", app_secret="s"
+    )
+    foreign = make(other, "theirs")
+    assert (
+        marketer.get(f"{url('template_create', account.project)}?from={foreign.public_id}").status_code == 404
+    )
+    assert marketer.get(f"{url('template_create', account.project)}?from=not-a-uuid").status_code == 404
