@@ -145,7 +145,7 @@ class Preview:
 
 
 def _find(components: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    for component in components or []:
+    for component in components if isinstance(components, list) else []:
         if isinstance(component, dict) and str(component.get("type", "")).upper() == kind:
             return component
     return {}
@@ -161,8 +161,7 @@ def build_preview(components: list[dict[str, Any]], *, category: str) -> Preview
             preview.header = render_text(str(header.get("text") or ""), lint.text_examples(header, "header"))
         else:
             preview.media = fmt
-            handles = (header.get("example") or {}).get("header_handle") or [""]
-            preview.media_sample = str(handles[0]) if isinstance(handles, list) and handles else ""
+            preview.media_sample = lint.media_sample(header)
     body = _find(components, "BODY")
     samples = lint.text_examples(body, "body")
     text = str(body.get("text") or "")
@@ -177,8 +176,10 @@ def build_preview(components: list[dict[str, Any]], *, category: str) -> Preview
         preview.footer = str(footer["text"])
     elif footer.get("code_expiration_minutes"):
         preview.footer = lint.expiry_text(int(footer["code_expiration_minutes"]))
-    for button in _find(components, "BUTTONS").get("buttons") or []:
-        preview.buttons.append(_preview_button(button, category))
+    buttons = _find(components, "BUTTONS").get("buttons") or []
+    for button in buttons if isinstance(buttons, list) else []:
+        if isinstance(button, dict):
+            preview.buttons.append(_preview_button(button, category))
     return preview
 
 
@@ -197,7 +198,7 @@ def _preview_button(button: dict[str, Any], category: str) -> PreviewButton:
         url = str(button.get("url") or "")
         examples = button.get("example") or []
         if "{{" in url and examples:
-            url = str(examples[0])
+            url = str(examples[0] if isinstance(examples, list) else examples)
         return PreviewButton("url", text, url)
     if kind == "PHONE_NUMBER":
         return PreviewButton("phone", text, str(button.get("phone_number") or ""))
@@ -464,10 +465,10 @@ def copy_data(template: MessageTemplate) -> QueryDict:
         samples = list(lint.text_examples(header, "header").values())
         data["header_example"] = samples[0] if samples else ""
     elif fmt in lint.MEDIA_FORMATS:
-        handles = (header.get("example") or {}).get("header_handle") or [""]
-        data["header_format"], data["header_media"] = fmt, str(handles[0])
+        data["header_format"], data["header_media"] = fmt, lint.media_sample(header)
     body, footer = _find(components, "BODY"), _find(components, "FOOTER")
     buttons = _find(components, "BUTTONS").get("buttons") or []
+    buttons = [b for b in buttons if isinstance(b, dict)] if isinstance(buttons, list) else []
     if template.category == lint.AUTHENTICATION:
         if body.get("add_security_recommendation"):
             data["add_security_recommendation"] = "on"
@@ -477,9 +478,10 @@ def copy_data(template: MessageTemplate) -> QueryDict:
             data["otp_type"] = str(button.get("otp_type") or "COPY_CODE").upper()
             data["otp_button_text"] = str(button.get("text") or "")
             data["autofill_text"] = str(button.get("autofill_text") or "")
-            apps = button.get("supported_apps") or [{}]
-            data["package_name"] = str(apps[0].get("package_name") or button.get("package_name") or "")
-            data["signature_hash"] = str(apps[0].get("signature_hash") or button.get("signature_hash") or "")
+            apps = button.get("supported_apps")
+            app = apps[0] if isinstance(apps, list) and apps and isinstance(apps[0], dict) else button
+            data["package_name"] = str(app.get("package_name") or "")
+            data["signature_hash"] = str(app.get("signature_hash") or "")
         return data
     data["body"] = str(body.get("text") or "")
     for name, value in lint.text_examples(body, "body").items():
@@ -489,8 +491,7 @@ def copy_data(template: MessageTemplate) -> QueryDict:
         kind = str(button.get("type") or "").upper()
         url = str(button.get("url") or "")
         example = button.get("example") or ""
-        if isinstance(example, list):
-            example = str(example[0]) if example else ""
+        example = str(example[0] if example else "") if isinstance(example, list) else str(example)
         if kind == "URL" and url.endswith("{{1}}") and example.startswith(url[: -len("{{1}}")]):
             example = example[len(url) - len("{{1}}") :]
         row = {"type": kind, "text": str(button.get("text") or ""), "url": url, "example": example,

@@ -648,8 +648,8 @@ class Parameter:
 
 
 def _component(components: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
-    for component in components or []:
-        if str(component.get("type", "")).upper() == kind:
+    for component in components if isinstance(components, list) else []:
+        if isinstance(component, dict) and str(component.get("type", "")).upper() == kind:
             return component
     return None
 
@@ -666,8 +666,10 @@ def text_examples(component: dict[str, Any] | None, prefix: str) -> dict[str, st
         if isinstance(item, dict) and item.get("param_name"):
             values[str(item["param_name"])] = str(item.get("example") or "")
     positional = example.get(f"{prefix}_text") or []
-    if positional and isinstance(positional[0], list):  # the body's nested list
+    if positional and isinstance(positional, list) and isinstance(positional[0], list):  # the body's nesting
         positional = positional[0]
+    if not isinstance(positional, list):
+        positional = []
     for index, value in enumerate(positional):
         values.setdefault(str(index + 1), str(value))
     return values
@@ -689,10 +691,7 @@ def template_parameters(
             for name in _params_of(header.get("text") or "", parameter_format):
                 found.append(Parameter("header", "Header", name, samples.get(name, "")))
         elif fmt in (*MEDIA_FORMATS, "LOCATION"):
-            handles = (header.get("example") or {}).get("header_handle") or [""]
-            found.append(
-                Parameter("header", "Header", fmt.lower(), str(handles[0]) if fmt != "LOCATION" else "")
-            )
+            found.append(Parameter("header", "Header", fmt.lower(), media_sample(header)))
     body = _component(components, "BODY")
     if category == AUTHENTICATION:
         found.append(Parameter("body", "Body", "1", AUTH_SAMPLE_CODE))
@@ -701,7 +700,9 @@ def template_parameters(
         for name in _params_of(body.get("text") or "", parameter_format):
             found.append(Parameter("body", "Body", name, samples.get(name, "")))
     buttons = (_component(components, "BUTTONS") or {}).get("buttons") or []
-    for index, button in enumerate(buttons):
+    for index, button in enumerate(buttons if isinstance(buttons, list) else []):
+        if not isinstance(button, dict):
+            continue
         kind = str(button.get("type") or "").upper()
         key, label = f"button:{index}", f"Button {index + 1}"
         if kind == "URL" and "{{" in str(button.get("url") or ""):
@@ -711,6 +712,8 @@ def template_parameters(
             url = str(button.get("url") or "")
             sample = ""
             examples = button.get("example") or []
+            if isinstance(examples, str):
+                examples = [examples]
             if examples:
                 prefix = url.split("{{", 1)[0]
                 sample = str(examples[0])
@@ -719,6 +722,15 @@ def template_parameters(
         elif kind in ("OTP", "COPY_CODE", "URL") and category == AUTHENTICATION:
             found.append(Parameter(key, f"{label} (code)", "1", AUTH_SAMPLE_CODE))
     return found
+
+
+def media_sample(header: dict[str, Any]) -> str:
+    """The sample handle or link of a media header, as Meta stores it."""
+    example = header.get("example")
+    handles = example.get("header_handle") if isinstance(example, dict) else None
+    if isinstance(handles, list) and handles:
+        return str(handles[0])
+    return str(handles or "")
 
 
 def _params_of(text: str, parameter_format: str) -> list[str]:

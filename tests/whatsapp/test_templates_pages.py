@@ -703,3 +703,27 @@ def test_copy_of_another_projects_template_is_404(marketer, account):
         marketer.get(f"{url('template_create', account.project)}?from={foreign.public_id}").status_code == 404
     )
     assert marketer.get(f"{url('template_create', account.project)}?from=not-a-uuid").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "components",
+    [
+        {"type": "BODY"},
+        ["BODY"],
+        [{"type": "HEADER", "format": "IMAGE", "example": ["not", "a", "dict"]}],
+        [{"type": "BODY", "text": "Hi {{1}}", "example": {"body_text": "Mark"}}],
+        [
+            {
+                "type": "BUTTONS",
+                "buttons": [{"type": "URL", "url": "https://x/{{1}}", "example": "https://x/a"}, "x"],
+            }
+        ],
+        [{"type": "BUTTONS", "buttons": {"type": "QUICK_REPLY"}}, {"type": "FLOW", "flow_id": "1"}],
+    ],
+)
+def test_unexpected_component_shapes_never_break_the_pages(marketer, account, components):
+    template = make(account, "odd", components=components)
+    assert marketer.get(url("template_detail", account.project, template.public_id)).status_code == 200
+    assert marketer.get(url("templates", account.project)).status_code == 200
+    copy = f"{url('template_create', account.project)}?from={template.public_id}"
+    assert marketer.get(copy).status_code == 200
