@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 import requests
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.urls import reverse
 
 from whatsapp import signature
@@ -128,6 +128,8 @@ def deliver_due(*, now: float | None = None, limit: int = BATCH, transport: Tran
     transport = transport or http_transport
     now = time.time() if now is None else now
     rows = store.claim_callbacks(now, limit)
+    if rows and transport is http_transport:
+        close_old_connections()  # a long-lived delivery thread, like a request: drop broken connections
     for row in rows:
         account = _account(row["account"])
         if account is None:
@@ -166,7 +168,9 @@ def deliver_due(*, now: float | None = None, limit: int = BATCH, transport: Tran
 
 _pump_lock = threading.Lock()
 _pump_pid: int | None = None
+_pump_threads: list[threading.Thread] = []
 _wake_event = threading.Event()
+_stop_event = threading.Event()
 
 
 def wake() -> None:
@@ -174,18 +178,28 @@ def wake() -> None:
 
 
 def _pump() -> None:
-    while True:
+    while not _stop_event.is_set():
+        wait = 0.25
         try:
-            close_old_connections()
-            if deliver_due():
-                continue
-            due = store.next_callback_due()
-            wait = 0.25 if due is None else min(0.25, max(0.005, due - time.time()))
+            if config.deliver_callbacks():
+                if deliver_due():
+                    continue
+                due = store.next_callback_due()
+                if due is not None:
+                    wait = min(0.25, max(0.005, due - time.time()))
         except Exception:
             logger.exception("simulator webhook delivery failed")
             wait = 1.0
+        # Idle: hold no database connection (a test database must stay droppable, and PostgreSQL
+        # need not keep idle sessions for a dev tool).
+        connection.close()
         _wake_event.wait(wait)
         _wake_event.clear()
+    session = getattr(_http, "session", None)
+    if session is not None:
+        session.close()  # no idle keep-alive connection outlives the thread
+    connection.close()
+    store.close()
 
 
 def ensure_pump() -> None:
@@ -196,9 +210,25 @@ def ensure_pump() -> None:
     with _pump_lock:
         if _pump_pid == os.getpid():
             return
+        _stop_event.clear()
+        _pump_threads.clear()
         for n in range(config.callback_threads()):
-            threading.Thread(target=_pump, name=f"simulator-webhooks-{n}", daemon=True).start()
+            thread = threading.Thread(target=_pump, name=f"simulator-webhooks-{n}", daemon=True)
+            thread.start()
+            _pump_threads.append(thread)
         _pump_pid = os.getpid()
+
+
+def stop_pump(timeout: float = 5.0) -> None:
+    """Stop the delivery threads (tests; a server just exits). Undelivered webhooks stay queued."""
+    global _pump_pid
+    with _pump_lock:
+        _stop_event.set()
+        _wake_event.set()
+        for thread in _pump_threads:
+            thread.join(timeout)
+        _pump_threads.clear()
+        _pump_pid = None
 
 
 def maybe_duplicate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
