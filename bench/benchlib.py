@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -174,3 +176,37 @@ def wait_for_load(limit: float, *, max_minutes: float = 20) -> None:
     while os.getloadavg()[0] >= limit and time.monotonic() < deadline:
         print(f"  load average {os.getloadavg()[0]:.1f} >= {limit}: waiting", flush=True)
         time.sleep(30)
+
+
+def owner_login(project):
+    """The project's owner with a fresh random password (the generator leaves none usable)."""
+    from controlpanel.models import Membership, Role
+
+    membership = Membership.objects.filter(project=project, role=Role.OWNER).select_related("user").first()
+    if membership is None:
+        sys.exit(f"Project {project.slug!r} has no owner.")
+    password = secrets.token_urlsafe(18)
+    membership.user.set_password(password)
+    membership.user.save(update_fields=["password"])
+    return membership.user, password
+
+
+def owner_logout(user) -> None:
+    user.set_unusable_password()
+    user.save(update_fields=["password"])
+
+
+def login(http: requests.Session, base: str, email: str, password: str) -> None:
+    page = http.get(f"{base}/accounts/login/", timeout=30)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+    if token is None:
+        sys.exit("No CSRF token on the login page.")
+    response = http.post(
+        f"{base}/accounts/login/",
+        data={"username": email, "password": password, "csrfmiddlewaretoken": token.group(1)},
+        headers={"Referer": f"{base}/accounts/login/"},
+        timeout=30,
+        allow_redirects=False,
+    )
+    if response.status_code != 302:
+        sys.exit(f"Login failed with {response.status_code}.")

@@ -16,7 +16,6 @@ import argparse
 import html
 import os
 import re
-import secrets
 import sys
 from pathlib import Path
 
@@ -29,34 +28,26 @@ import requests  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from controlpanel.models import Membership, Project, Role  # noqa: E402
+from controlpanel.models import Project  # noqa: E402
 from controlpanel.services import SYSTEM, create_api_key, revoke_api_key  # noqa: E402
 from subscribers.models import Subscriber  # noqa: E402
 
 LIST_TARGET_MS = 150
+# Tried with --variants: a trigram index for phone-number fragments ("…0019631", "+4915110"),
+# which the list's search matches with LIKE '%digits%' (name fragments have one already).
+PHONE_TRGM = "CREATE INDEX bench_subscriber_phone_trgm ON subscribers_subscriber USING gin ((phone::text) gin_trgm_ops)"
+VARIANTS = {"default": "the migrations' indexes", "phone-trgm": "+ trigram index on phone"}
 
 
-def owner_of(project: Project):
-    membership = Membership.objects.filter(project=project, role=Role.OWNER).select_related("user").first()
-    if membership is None:
-        sys.exit(f"Project {project.slug!r} has no owner.")
-    return membership.user
-
-
-def login(http: requests.Session, base: str, email: str, password: str) -> None:
-    page = http.get(f"{base}/accounts/login/", timeout=30)
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
-    if token is None:
-        sys.exit("No CSRF token on the login page.")
-    response = http.post(
-        f"{base}/accounts/login/",
-        data={"username": email, "password": password, "csrfmiddlewaretoken": token.group(1)},
-        headers={"Referer": f"{base}/accounts/login/"},
-        timeout=30,
-        allow_redirects=False,
-    )
-    if response.status_code != 302:
-        sys.exit(f"Login failed with {response.status_code}.")
+def apply_variant(key: str) -> str:
+    with connection.cursor() as cur:
+        cur.execute("DROP INDEX IF EXISTS bench_subscriber_phone_trgm")
+        if key == "phone-trgm":
+            cur.execute(PHONE_TRGM)
+            cur.execute("ANALYZE subscribers_subscriber")
+            cur.execute("SELECT pg_size_pretty(pg_relation_size('bench_subscriber_phone_trgm'))")
+            return cur.fetchone()[0]
+    return ""
 
 
 def next_link(text: str) -> str | None:
@@ -100,93 +91,108 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--port", type=int, default=8766)
+    parser.add_argument("--variants", default="default", help=f"comma-separated: {', '.join(VARIANTS)}")
+    parser.add_argument("--keep", action="store_true", help="leave the last variant's index in place")
+    parser.add_argument("--wait-load", type=float, default=0, help="first wait (<= 20 min) for a lower load")
     parser.add_argument("--out", type=Path, default=benchlib.BENCH_DIR / "pages_bench.md")
     args = parser.parse_args()
+    variants = args.variants.split(",")
+    if unknown := [v for v in variants if v not in VARIANTS]:
+        sys.exit(f"Unknown variant: {', '.join(unknown)}")
     project = Project.objects.filter(slug=args.project_slug).first()
     if project is None:
         sys.exit(f"No project {args.project_slug!r}: run bench/generate_audience.py first.")
+    if args.wait_load:
+        benchlib.wait_for_load(args.wait_load)
     started = timezone.now()
-    owner = owner_of(project)
-    password = secrets.token_urlsafe(18)
-    owner.set_password(password)
-    owner.save(update_fields=["password"])
+    owner, password = benchlib.owner_login(project)
     s = samples(project)
     list_url = f"/p/{project.slug}/subscribers/"
     results: list[Result] = []
     notes: list[str] = []
-
-    def run(name: str, fn, **kw) -> None:
-        results.append(measure(name, fn, repeat=args.repeat, warmup=args.warmup, **kw))
+    sizes: dict[str, str] = {}
 
     key, raw = create_api_key(project=project, name="pages benchmark", actor=SYSTEM)
     try:
         with benchlib.granian(args.port) as base, requests.Session() as http:
-            login(http, base, owner.email, password)
+            benchlib.login(http, base, owner.email, password)
 
-            def get(path: str, *, htmx: bool = False, expect: int = 200) -> requests.Response:
+            def get(path: str, *, htmx: bool = False) -> requests.Response:
                 headers = {"HX-Request": "true", "HX-Target": "subscriber-results"} if htmx else {}
                 response = http.get(base + path, headers=headers, timeout=60, allow_redirects=False)
-                if response.status_code != expect:
+                if response.status_code != 200:
                     raise RuntimeError(f"GET {path} answered {response.status_code}")
                 return response
 
-            first = get(list_url)
-            page_two = next_link(first.text)
-            pages = [
-                ("list, first page", list_url, False),
-                ("list, htmx partial (filters and paging swap this)", list_url, True),
-            ]
-            if page_two:
-                later = get(page_two)
-                pages.append(("list, next page (keyset cursor)", page_two, False))
-                page_three = next_link(later.text)
-                if page_three:
-                    pages.append(("list, third page (keyset cursor)", page_three, False))
-            else:
-                notes.append("the list page has no next-page link with an `after=` cursor")
-            for label, params in [
-                (f"search ?q= phone prefix {s['phone_prefix']}", {"q": s["phone_prefix"]}),
-                (f"search ?q= full phone {s['phone']}", {"q": s["phone"]}),
-                (f"search ?q= last 7 digits {s['phone_digits']}", {"q": s["phone_digits"]}),
-                (f"search ?q= name {s['last_name']}", {"q": s["last_name"]}),
-                (f"search ?q= full name {s['full_name']}", {"q": s["full_name"]}),
-                (f"search ?q= no match {s['rare']}", {"q": s["rare"]}),
-                ("filter ?consent=opted_in", {"consent": "opted_in"}),
-                ("filter ?tag=city&value=Berlin", {"tag": "city", "value": "Berlin"}),
-            ]:
-                pages.append((label, list_url + "?" + requests.compat.urlencode(params), False))
-            for label, path, htmx in pages:
-                response = get(path, htmx=htmx)
-                match = re.search(r"(More than [\d,]+|[\d,]+) (?:subscribers?)", response.text)
-                run(
-                    label,
-                    lambda p=path, h=htmx: get(p, htmx=h),
-                    target_ms=LIST_TARGET_MS,
-                    note=match.group(0) if match else "",
-                )
-            detail = f"{list_url}{s['heavy_id']}/"
-            status = http.get(base + detail, timeout=60).status_code
-            if status == 200:
-                run("subscriber page (the most active subscriber of the last day)", lambda: get(detail))
-            else:
-                notes.append(f"the subscriber page {detail} answered {status}: not measured")
-
             api = requests.Session()
             api.headers["Authorization"] = f"Bearer {raw}"
-            url = f"{base}/api/v1/subscribers/{s['some_id']}"
-            probe = api.get(url, timeout=30)
-            if probe.status_code == 200:
+            for variant in variants:
+                print(f"Variant {variant}: {VARIANTS[variant]}")
+                sizes[variant] = apply_variant(variant)
+                suffix = "" if len(variants) == 1 else f" [{variant}]"
 
-                def call() -> None:
-                    api.get(url, timeout=30).raise_for_status()
+                def run(name: str, fn, suffix=suffix, **kw) -> None:
+                    results.append(measure(name + suffix, fn, repeat=args.repeat, warmup=args.warmup, **kw))
 
-                run("API GET /api/v1/subscribers/<id>", call)
-            else:
-                notes.append(f"GET /api/v1/subscribers/<id> answered {probe.status_code}: not measured")
+                first = get(list_url)
+                page_two = next_link(first.text)
+                pages = [
+                    ("list, first page", list_url, False),
+                    ("list, htmx partial (filters and paging swap this)", list_url, True),
+                ]
+                if page_two:
+                    later = get(page_two)
+                    pages.append(("list, next page (keyset cursor)", page_two, False))
+                    page_three = next_link(later.text)
+                    if page_three:
+                        pages.append(("list, third page (keyset cursor)", page_three, False))
+                else:
+                    notes.append("the list page has no next-page link with an `after=` cursor")
+                for label, params in [
+                    (f"search ?q= phone prefix {s['phone_prefix']}", {"q": s["phone_prefix"]}),
+                    (f"search ?q= full phone {s['phone']}", {"q": s["phone"]}),
+                    (f"search ?q= last 7 digits {s['phone_digits']}", {"q": s["phone_digits"]}),
+                    (f"search ?q= name {s['last_name']}", {"q": s["last_name"]}),
+                    (f"search ?q= full name {s['full_name']}", {"q": s["full_name"]}),
+                    (f"search ?q= no match {s['rare']}", {"q": s["rare"]}),
+                    ("filter ?consent=opted_in", {"consent": "opted_in"}),
+                    ("filter ?tag=city&value=Berlin", {"tag": "city", "value": "Berlin"}),
+                ]:
+                    pages.append((label, list_url + "?" + requests.compat.urlencode(params), False))
+                for label, path, htmx in pages:
+                    match = re.search(
+                        r"(More than [\d,]+|[\d,]+) (?:subscribers?)", get(path, htmx=htmx).text
+                    )
+                    run(
+                        label,
+                        lambda p=path, h=htmx: get(p, htmx=h),
+                        target_ms=LIST_TARGET_MS,
+                        note=match.group(0) if match else "",
+                    )
+                detail = f"{list_url}{s['heavy_id']}/"
+                status = http.get(base + detail, timeout=60).status_code
+                if status == 200:
+                    run(
+                        "subscriber page (the most active subscriber of the last day)",
+                        lambda d=detail: get(d),
+                    )
+                else:
+                    notes.append(f"the subscriber page {detail} answered {status}: not measured")
+                url = f"{base}/api/v1/subscribers/{s['some_id']}"
+                probe = api.get(url, timeout=30)
+                if probe.status_code == 200:
+
+                    def call(url=url) -> None:
+                        api.get(url, timeout=30).raise_for_status()
+
+                    run("API GET /api/v1/subscribers/<id>", call)
+                else:
+                    notes.append(f"GET /api/v1/subscribers/<id> answered {probe.status_code}: not measured")
     finally:
         revoke_api_key(project=project, key=key, actor=SYSTEM)
-        owner.set_unusable_password()
-        owner.save(update_fields=["password"])
+        benchlib.owner_logout(owner)
+        if not args.keep:
+            apply_variant("default")
 
     settings = benchlib.pg_settings()
     lines = [
@@ -196,9 +202,12 @@ def main() -> None:
         "Load average at the end (1, 5, 15 min; 2 cores shared with other work): "
         + ", ".join(f"{x:.1f}" for x in os.getloadavg()),
         "",
-        benchlib.table(results),
+        "Variants: " + "; ".join(f"`{v}`: {VARIANTS[v]}" for v in variants),
     ]
-    lines += [f"\nNote: {n}" for n in notes]
+    if "phone-trgm" in variants:
+        lines.append(f"`phone-trgm` creates `{PHONE_TRGM}` ({sizes['phone-trgm']}).")
+    lines += ["", benchlib.table(results)]
+    lines += [f"\nNote: {n}" for n in dict.fromkeys(notes)]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print(f"Report written to {args.out}")
