@@ -174,11 +174,15 @@ def test_list_without_a_connection_tells_others_who_can_connect(client, db):
     assert "No WhatsApp number is connected" in client.get(url("template_create", project)).content.decode()
 
 
-def test_viewer_sees_the_list_without_write_actions(as_role, account):
-    make(account, "summer_sale")
-    page = as_role(Role.VIEWER).get(url("templates", account.project)).content.decode()
+def test_viewer_sees_list_and_detail_without_write_actions(as_role, account):
+    template = make(account, "summer_sale")
+    viewer = as_role(Role.VIEWER)
+    page = viewer.get(url("templates", account.project)).content.decode()
     assert "summer_sale" in page
     assert "Sync now" not in page and url("template_create", account.project) not in page
+    detail = viewer.get(url("template_detail", account.project, template.public_id)).content.decode()
+    assert "Hello from summer_sale." in detail
+    assert url("template_create", account.project) not in detail
 
 
 def test_templates_of_another_project_stay_invisible(marketer, account):
