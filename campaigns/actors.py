@@ -17,3 +17,4 @@ def deliver_message(message_id: int) -> None:
 @dramatiq.actor(queue_name="default", max_retries=0, time_limit=60_000)
 def sweep_stuck_messages() -> None:
     services.sweep_stuck()
+    services.requeue_waiting()

@@ -28,6 +28,13 @@ def window_closes_at(subscriber: Subscriber):
 def refusal_for_text(subscriber: Subscriber) -> str:
     if not (subscriber.phone or subscriber.bsuid):
         return "The subscriber has no WhatsApp identity."
+    if subscriber.whatsapp_consent == ConsentState.OPTED_OUT and not (
+        # Writing to us after opting out asks for an answer: replies to that are fine.
+        subscriber.last_inbound_at
+        and subscriber.whatsapp_consent_at
+        and subscriber.last_inbound_at > subscriber.whatsapp_consent_at
+    ):
+        return "The subscriber opted out of WhatsApp messages and has not written since."
     if not window_open(subscriber):
         return (
             "Free-form text may only be sent within 24 hours of the person's last message; "

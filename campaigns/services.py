@@ -252,6 +252,27 @@ def _failed(message: Message, account: WhatsAppAccount, exc: GraphError) -> str:
     raise exc  # the actor's retry middleware backs off and tries again
 
 
+REQUEUE_AFTER = timedelta(minutes=2)
+
+
+def requeue_waiting(*, account: WhatsAppAccount | None = None, older_than: timedelta = REQUEUE_AFTER) -> int:
+    """Give queued messages to workers again: their broker message was lost, or their account was stopped.
+
+    Safe to run any time: a worker only sends what it manages to claim.
+    """
+    from .actors import deliver_message
+
+    waiting = Message.objects.filter(status=MessageStatus.QUEUED, account__status=AccountStatus.ACTIVE)
+    if account is not None:
+        waiting = waiting.filter(account=account)
+    else:
+        waiting = waiting.filter(updated_at__lt=timezone.now() - older_than)
+    ids = list(waiting.values_list("id", flat=True)[:10_000])
+    for message_id in ids:
+        deliver_message.send(message_id)
+    return len(ids)
+
+
 def sweep_stuck(*, older_than: timedelta = STUCK_AFTER) -> int:
     """Messages left in `sending` by a crash become `unknown`; a status webhook may settle them later."""
     cutoff = timezone.now() - older_than
@@ -354,3 +375,9 @@ def _uuid(text: str):
 
 def on_status_received(sender, update: StatusUpdate, **kwargs) -> None:
     apply_status(update)
+
+
+def on_sending_resumed(sender, account_id: int, **kwargs) -> None:
+    account = WhatsAppAccount.objects.filter(pk=account_id).first()
+    if account is not None:
+        requeue_waiting(account=account)

@@ -161,7 +161,8 @@ def authenticate_api_key(raw: str) -> ApiKey | None:
 
 
 def _owner_count(project: Project) -> int:
-    return Membership.objects.filter(project=project, role=Role.OWNER).count()
+    # Locks every owner row: two owners demoting each other at once must not both succeed.
+    return len(Membership.objects.select_for_update().filter(project=project, role=Role.OWNER))
 
 
 @transaction.atomic

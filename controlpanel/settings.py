@@ -324,3 +324,7 @@ SILENCED_SYSTEM_CHECKS = ["models.W040"]
 # whatsapp/intake.py). Off on SQLite, where one writer at a time is the rule anyway.
 WEBHOOK_GROUP_COMMIT = env.bool("WEBHOOK_GROUP_COMMIT", default=bool(DATABASE_URL))
 SIMULATOR_ENABLED = env.bool("SIMULATOR_ENABLED", default=EMBEDDED)
+# Graph API base URLs besides Meta's that connections may use (e.g. a staging proxy).
+WHATSAPP_EXTRA_BASE_URLS = env.list("WHATSAPP_EXTRA_BASE_URLS", default=[])
+# Minutes between template syncs with Meta (webhooks usually report changes sooner).
+WHATSAPP_TEMPLATE_SYNC_MINUTES = env.int("WHATSAPP_TEMPLATE_SYNC_MINUTES", default=15)

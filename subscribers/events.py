@@ -34,6 +34,7 @@ DEFAULT_EVENTS: dict[str, dict[str, str]] = {
 EVENT_NAME_RE = re.compile(r"^[A-Za-z][\w.:-]{0,63}$")
 ATTRIBUTE_NAME_RE = re.compile(r"^[A-Za-z_][\w.-]{0,63}$")
 MAX_ATTRIBUTES = 50
+MAX_ATTRIBUTE_TEXT = 4096
 
 
 def validate_event_name(name: str) -> str:
@@ -99,6 +100,15 @@ def clean_attributes(project: Project, name: str, attributes: dict[str, Any] | N
         type_ = schema.get(key)
         if type_ is None:  # an attribute the default event does not declare: keep it, typed by value
             cleaned[key] = value if isinstance(value, str | int | float | bool) else str(value)
+            continue
+        if type_ == TagType.STRING and isinstance(value, str):
+            # Event texts (an inbound WhatsApp message) may be long; tags stop at 255.
+            if len(value) > MAX_ATTRIBUTE_TEXT:
+                raise InvalidInput(
+                    f"Attribute {key!r} of {name!r} is longer than {MAX_ATTRIBUTE_TEXT} characters.",
+                    field=f"attributes.{key}",
+                )
+            cleaned[key] = value
             continue
         try:
             coerced = tagtypes.coerce(key, type_, value)

@@ -210,9 +210,7 @@ class Event(models.Model):
     objects = TenantQuerySet.as_manager()
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["project", "dedup_key"], name="event_unique_dedup")
-        ]
+        constraints = [models.UniqueConstraint(fields=["project", "dedup_key"], name="event_unique_dedup")]
         indexes = [
             # Segment conditions: an index-only scan yields the subscribers (INCLUDE is
             # PostgreSQL-only; SQLite builds the plain index, see SILENCED_SYSTEM_CHECKS).

@@ -240,6 +240,14 @@ def set_tags(
             cleaned = clean_profile({target.field: value or ""}) if target.field != "external_id" else {}
             new = cleaned.get(target.field, (value or "").strip() or None)
             if getattr(subscriber, target.field) != new:
+                if target.field == "external_id" and new:
+                    taken = Subscriber.objects.for_project(project).filter(external_id=new)
+                    if taken.exclude(pk=subscriber.pk).exists():
+                        raise InvalidInput(
+                            f"Another subscriber has the external id {new!r}.",
+                            field="external_id",
+                            code="conflict",
+                        )
                 profile_changes[target.field] = new
             continue
         existing = list(TagValue.objects.filter(subscriber=subscriber, tag=target))
@@ -307,19 +315,26 @@ def change_consent(
     source: ConsentSource,
     evidence: str,
     actor: Actor,
+    at: datetime | None = None,
 ) -> ConsentChange | None:
-    """Record a consent change in the ledger and on the subscriber. Unchanged state: no row."""
+    """Record a consent change in the ledger and on the subscriber. Unchanged state: no row.
+
+    ``at`` is when the person expressed it (e.g. the time of their STOP message), so that
+    a late-arriving older message cannot override a newer wish; default: now.
+    """
     if state == ConsentState.OPTED_IN and not (evidence or "").strip():
         raise InvalidInput("Opting in needs evidence: how and when the person agreed.", field="evidence")
     locked = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
     if channel == ConsentChannel.WHATSAPP:
         if locked.whatsapp_consent == state:
             return None
+        if at is not None and locked.whatsapp_consent_at is not None and at < locked.whatsapp_consent_at:
+            return None  # an older wish arriving late
         now = timezone.now()
         Subscriber.objects.filter(pk=locked.pk).update(
-            whatsapp_consent=state, whatsapp_consent_at=now, updated_at=now
+            whatsapp_consent=state, whatsapp_consent_at=at or now, updated_at=now
         )
-        subscriber.whatsapp_consent, subscriber.whatsapp_consent_at = state, now
+        subscriber.whatsapp_consent, subscriber.whatsapp_consent_at = state, at or now
     change = ConsentChange.objects.create(
         project_id=subscriber.project_id,
         subscriber=subscriber,

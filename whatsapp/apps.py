@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class WhatsappConfig(AppConfig):
@@ -11,7 +12,12 @@ class WhatsappConfig(AppConfig):
 
         from .actors import sweep_webhooks
         from .privacy import on_subscriber_erased
+        from .template_actors import sync_all_templates
 
         subscriber_erased.connect(on_subscriber_erased, dispatch_uid="whatsapp-scrub-deliveries")
         # Safety net for deliveries whose processing message was lost (e.g. a broker restart).
         scheduler.periodic("sweep-webhooks", 15, lambda: sweep_webhooks.send())
+        # Approvals, pauses and quality change at Meta even when a webhook is missed.
+        scheduler.periodic(
+            "sync-templates", settings.WHATSAPP_TEMPLATE_SYNC_MINUTES * 60, lambda: sync_all_templates.send()
+        )

@@ -15,6 +15,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
+from .endpoints import same_origin
 from .errors import AmbiguousSendError, GraphError, TransientError, typed
 from .models import WhatsAppAccount
 
@@ -143,6 +144,9 @@ class GraphClient:
             templates.extend(body.get("data") or [])
             next_url = (body.get("paging") or {}).get("next")
             if not next_url:
+                return templates
+            if not same_origin(next_url, self.account.graph_base):
+                logger.warning("list_templates: ignoring a paging link to another host")
                 return templates
             url, params = next_url, None
         logger.warning("list_templates stopped after %s pages", MAX_TEMPLATE_PAGES)

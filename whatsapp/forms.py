@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 
-from .models import WhatsAppAccount
+from .endpoints import allowed_base_url
+from .models import META_GRAPH_URL, WhatsAppAccount
 
 
 class ConnectionForm(forms.ModelForm):
@@ -49,6 +51,35 @@ class ConnectionForm(forms.ModelForm):
             self.fields["app_secret"].help_text = "Stored encrypted; leave empty to keep it."
             self.initial["opt_out_keywords"] = ", ".join(self.instance.opt_out_keywords or [])
             self.initial["opt_in_keywords"] = ", ".join(self.instance.opt_in_keywords or [])
+
+    def clean_base_url(self) -> str:
+        url = self.cleaned_data["base_url"].strip().rstrip("/")
+        if not allowed_base_url(url):
+            raise forms.ValidationError(
+                f"Use Meta's Graph API ({META_GRAPH_URL})"
+                + (
+                    " or this panel's simulator (http://127.0.0.1:<port>/simulator/graph)"
+                    if settings.SIMULATOR_ENABLED
+                    else ""
+                )
+                + "; other hosts need WHATSAPP_EXTRA_BASE_URLS."
+            )
+        return url
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk is not None:
+            moved = [
+                name
+                for name in ("base_url", "phone_number_id", "waba_id")
+                if name in cleaned and cleaned[name] != getattr(self.instance, name)
+            ]
+            # The stored token must not follow the connection to another endpoint or account.
+            if moved:
+                for secret in ("access_token", "app_secret"):
+                    if not cleaned.get(secret):
+                        self.add_error(secret, "Enter it again: the endpoint or account changed.")
+        return cleaned
 
     def clean_graph_version(self) -> str:
         version = self.cleaned_data["graph_version"].strip()

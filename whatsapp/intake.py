@@ -103,17 +103,23 @@ class GroupCommitter:
                     self._queue.put(item)  # handled after this batch is committed
                     break
                 batch.append(item)
-            error: BaseException | None = None
+            close_old_connections()
             try:
-                close_old_connections()
                 with transaction.atomic():
                     _insert([p.row for p in batch])
-            except Exception as exc:  # handed to every waiting request
-                logger.exception("webhook group commit failed for %s rows", len(batch))
-                error = exc
-                connection.close()
+            except Exception:
+                # One bad row (say, of an account deleted a moment ago) must not fail the
+                # others: retry them one by one, each answering for itself.
+                logger.warning("webhook group commit of %s rows failed; storing them one by one", len(batch))
+                for p in batch:
+                    try:
+                        with transaction.atomic():
+                            _insert([p.row])
+                    except Exception as exc:
+                        p.error = exc
+                        if connection.needs_rollback or not connection.is_usable():
+                            connection.close()
             for p in batch:
-                p.error = error
                 p.done.set()
 
 

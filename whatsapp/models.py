@@ -15,7 +15,6 @@ DEFAULT_OPT_OUT_KEYWORDS = ["STOP", "STOPP", "ABMELDEN", "UNSUBSCRIBE", "CANCEL"
 DEFAULT_OPT_IN_KEYWORDS = ["START", "ANMELDEN", "SUBSCRIBE"]
 
 
-
 def new_verify_token() -> str:
     return secrets.token_urlsafe(24)
 

@@ -8,6 +8,7 @@ and fields we do not handle are kept in the raw delivery and never fatal.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -55,15 +56,31 @@ def process_delivery(delivery: WebhookDelivery) -> None:
         )
         return
     account = delivery.account
-    after_commit: list = []
+    signals: list = []
     with transaction.atomic():
         for entry in payload.get("entry") or []:
             for change in entry.get("changes") or []:
-                handle_change(account, change.get("field") or "", change.get("value") or {}, after_commit)
+                field, value = change.get("field") or "", change.get("value") or {}
+                if not _for_this_account(account, entry, value):
+                    _notice(account, field, "Ignored a webhook for another phone number or account", change)
+                    continue
+                handle_change(account, field, value, signals)
+        # Receivers run inside this delivery's transaction: if one fails, the delivery is
+        # retried as a whole instead of being marked processed with its statuses lost.
+        # They only write to the database and defer anything external with on_commit.
+        for send in signals:
+            send()
         WebhookDelivery.objects.filter(pk=delivery.pk).update(processed_at=timezone.now(), error="")
         WhatsAppAccount.objects.filter(pk=account.pk).update(last_webhook_at=delivery.received_at)
-        # Receivers (campaigns, journeys) see committed rows only.
-        transaction.on_commit(lambda: [send() for send in after_commit])
+
+
+def _for_this_account(account: WhatsAppAccount, entry: dict, value: dict) -> bool:
+    """A Meta app may be subscribed to several numbers; only this account's changes count here."""
+    number = str((value.get("metadata") or {}).get("phone_number_id") or "")
+    if number:
+        return number == account.phone_number_id
+    waba = str(entry.get("id") or "")
+    return not waba or waba == account.waba_id
 
 
 MAX_ATTEMPTS = 5
@@ -101,14 +118,14 @@ def process_pending(account_id: int, *, limit: int = 5000, batch: int = 100) -> 
     return done
 
 
-def handle_change(account: WhatsAppAccount, field: str, value: dict, after_commit: list) -> None:
+def handle_change(account: WhatsAppAccount, field: str, value: dict, signals: list) -> None:
     if field == "messages":
         contacts = value.get("contacts") or []
         for status in value.get("statuses") or []:
             update = _status_update(account, status)
-            after_commit.append(lambda u=update: status_received.send(sender=None, update=u))
+            signals.append(lambda u=update: status_received.send(sender=None, update=u))
         for message in value.get("messages") or []:
-            handle_inbound(account, message, contacts, after_commit)
+            handle_inbound(account, message, contacts, signals)
         for error in value.get("errors") or []:
             _notice(
                 account, field, f"Meta reported error {error.get('code')}: {error.get('title', '')}", error
@@ -251,7 +268,7 @@ def inbound_attributes(message: dict) -> dict[str, Any]:
     return attributes
 
 
-def handle_inbound(account: WhatsAppAccount, message: dict, contacts: list[dict], after_commit: list) -> None:
+def handle_inbound(account: WhatsAppAccount, message: dict, contacts: list[dict], signals: list) -> None:
     message_id = str(message.get("id") or "")
     project = account.project
     dedup_key = f"wa:{message_id}" if message_id else None
@@ -294,7 +311,7 @@ def handle_inbound(account: WhatsAppAccount, message: dict, contacts: list[dict]
         button_payload=attributes.get("button_payload", ""),
         timestamp=when,
     )
-    after_commit.append(lambda: inbound_received.send(sender=None, message=payload))
+    signals.append(lambda: inbound_received.send(sender=None, message=payload))
 
 
 def _apply_keywords(
@@ -322,6 +339,7 @@ def _apply_keywords(
         source=ConsentSource.KEYWORD,
         evidence=f"{how} on WhatsApp at {when:%Y-%m-%d %H:%M:%S} UTC (message {attributes['message_id']}).",
         actor=WHATSAPP,
+        at=when,
     )
 
 
@@ -347,6 +365,7 @@ def handle_user_preference(account: WhatsAppAccount, pref: dict, contacts: list[
         source=ConsentSource.META_PREFERENCE,
         evidence=f"WhatsApp marketing preference “{value}” at {when:%Y-%m-%d %H:%M:%S} UTC: {detail}",
         actor=WHATSAPP,
+        at=when,
     )
 
 
@@ -400,10 +419,17 @@ def handle_quality_update(account: WhatsAppAccount, value: dict) -> None:
 
 
 def _notice(account: WhatsAppAccount, field: str, summary: str, payload: dict) -> None:
-    PhoneNumberEvent.objects.create(
-        project_id=account.project_id,
+    # Keyed by content, so a replayed delivery does not add the same notice twice.
+    fingerprint = hashlib.sha256(
+        json.dumps([field, payload], sort_keys=True, default=str).encode()
+    ).hexdigest()
+    PhoneNumberEvent.objects.get_or_create(
         account=account,
-        field=field[:60],
-        summary=summary[:300],
-        payload=payload,
+        fingerprint=fingerprint,
+        defaults={
+            "project_id": account.project_id,
+            "field": field[:60],
+            "summary": summary[:300],
+            "payload": payload,
+        },
     )

@@ -11,7 +11,9 @@ from controlpanel.models import Project
 from controlpanel.services import Actor, record_audit
 
 from .client import GraphClient
+from .endpoints import allowed_base_url
 from .models import AccountStatus, MessageTemplate, WhatsAppAccount
+from .signals import sending_resumed
 from .webhooks import forget
 
 SECRET_FIELDS = ("access_token", "app_secret")
@@ -25,6 +27,8 @@ def save_connection(
     account = account or WhatsAppAccount(project=project)
     if account.project_id and account.project_id != project.pk:
         raise ValueError("account of another project")
+    if "base_url" in fields and not allowed_base_url(fields["base_url"]):
+        raise ValueError(f"base URL not allowed: {fields['base_url']}")
     changed = []
     for name, value in fields.items():
         if name in SECRET_FIELDS and not value:
@@ -37,6 +41,7 @@ def save_connection(
         if any(name in SECRET_FIELDS for name in changed) and account.status == AccountStatus.SUSPENDED:
             # New credentials are the usual fix for an account-level error: let sending resume.
             account.status, account.status_reason = AccountStatus.ACTIVE, ""
+            transaction.on_commit(lambda: sending_resumed.send(sender=None, account_id=account.pk))
         account.save()
         forget(str(account.public_id))
         record_audit(
@@ -53,6 +58,7 @@ def save_connection(
 def resume_sending(*, account: WhatsAppAccount, actor: Actor) -> None:
     WhatsAppAccount.objects.filter(pk=account.pk).update(status=AccountStatus.ACTIVE, status_reason="")
     record_audit(project=account.project, actor=actor, action="whatsapp.resumed", obj=account)
+    transaction.on_commit(lambda: sending_resumed.send(sender=None, account_id=account.pk))
 
 
 def check_connection(account: WhatsAppAccount) -> dict[str, Any]:

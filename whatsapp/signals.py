@@ -42,3 +42,6 @@ class InboundMessage:
 status_received = Signal()
 # send(sender=None, message=InboundMessage(...))
 inbound_received = Signal()
+# send(sender=None, account_id=...): an account may send again (resumed, or new credentials);
+# the outbox hands its waiting messages to workers.
+sending_resumed = Signal()

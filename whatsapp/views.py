@@ -83,14 +83,16 @@ def connection_resume(request: HttpRequest) -> HttpResponse:
 # An action URL, not a page: even its GET (a redirect) needs the role of the action.
 @project_view(section="templates", read=Role.MARKETER, write=Role.MARKETER)
 def templates_sync(request: HttpRequest) -> HttpResponse:
-    account = _account(request)
-    if request.method == "POST" and account is not None:
-        try:
-            created, updated = services.sync_templates(account=account)
-        except GraphError as exc:
-            messages.error(request, f"Template sync failed: {exc.explanation} ({exc.describe()})")
-        else:
-            messages.success(request, f"Templates synced: {created} new, {updated} updated.")
+    if request.method == "POST":
+        for account in WhatsAppAccount.objects.for_project(request.project).order_by("created_at"):
+            try:
+                created, updated = services.sync_templates(account=account)
+            except GraphError as exc:
+                messages.error(
+                    request, f"Template sync of {account} failed: {exc.explanation} ({exc.describe()})"
+                )
+            else:
+                messages.success(request, f"Templates of {account} synced: {created} new, {updated} updated.")
     return redirect("whatsapp:templates", request.project.slug)
 
 

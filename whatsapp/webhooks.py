@@ -66,7 +66,7 @@ def whatsapp_webhook(request: HttpRequest, connection_id) -> HttpResponse:
     if request.method == "GET":
         # Verification handshake (reference 4.1): echo hub.challenge when the token matches.
         if request.GET.get("hub.mode") == "subscribe" and hmac.compare_digest(
-            request.GET.get("hub.verify_token", ""), conn.verify_token
+            request.GET.get("hub.verify_token", "").encode(), conn.verify_token.encode()
         ):
             return HttpResponse(request.GET.get("hub.challenge", ""), content_type="text/plain")
         return HttpResponse("Verification failed.", status=403, content_type="text/plain")

@@ -130,10 +130,14 @@ def _is_word(ch: str) -> bool:
     return ch.isalnum() or ch == "_"
 
 
+MAX_NESTING = 50
+
+
 class _Parser:
     def __init__(self, text: str):
         self.tokens = tokenize(text)
         self.i = 0
+        self.depth = 0
 
     @property
     def tok(self) -> Token:
@@ -171,16 +175,27 @@ class _Parser:
 
     def unary(self) -> dict[str, Any]:
         if self.tok.kind == "!":
-            self.advance()
-            return t.negate(self.unary())
+            tok = self.advance()
+            self._enter(tok)
+            node = t.negate(self.unary())
+            self.depth -= 1
+            return node
         return self.primary()
+
+    def _enter(self, tok: Token) -> None:
+        # A recursive-descent parser must not let input decide how deep Python recurses.
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise RuleSyntaxError(f"nested more than {MAX_NESTING} levels deep", tok.pos, tok)
 
     def primary(self) -> dict[str, Any]:
         tok = self.tok
         if tok.kind == "(":
             self.advance()
+            self._enter(tok)
             node = self.expr()
             self.expect(")", "')'")
+            self.depth -= 1
             return node
         if tok.kind == "ident":
             word = tok.value

@@ -161,3 +161,48 @@ def test_no_account_means_a_clear_refusal(db, subscriber):
     WhatsAppAccount.objects.all().delete()
     with pytest.raises(SendRefused, match="No WhatsApp account"):
         send_whatsapp(project=subscriber.project, subscriber=subscriber, actor=ACTOR, text="x")
+
+
+def test_text_to_an_opted_out_subscriber_only_after_they_wrote_again(graph, account, subscriber):
+    now = timezone.now()
+    subscriber.whatsapp_consent, subscriber.whatsapp_consent_at = (
+        ConsentState.OPTED_OUT,
+        now - timedelta(hours=1),
+    )
+    subscriber.last_inbound_at = now - timedelta(hours=2)  # their STOP
+    subscriber.save()
+    with pytest.raises(SendRefused, match="opted out"):
+        send_whatsapp(project=account.project, subscriber=subscriber, actor=ACTOR, text="Sorry to see you go")
+    subscriber.last_inbound_at = now - timedelta(minutes=5)  # then they wrote "HILFE"
+    subscriber.save()
+    assert send_whatsapp(project=account.project, subscriber=subscriber, actor=ACTOR, text="How can we help?")
+
+
+def test_resuming_an_account_hands_waiting_messages_to_workers(
+    graph, account, subscriber, template, monkeypatch, django_capture_on_commit_callbacks
+):
+    from campaigns import actors
+    from whatsapp.services import resume_sending
+
+    graph.answer = error_answer(190, status=401, message="Access token expired")
+    message = queue(account, subscriber, template, "a", "b")
+    deliver(message.pk)
+    sent = []
+    monkeypatch.setattr(actors.deliver_message, "send", lambda message_id: sent.append(message_id))
+    account.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=True):
+        resume_sending(account=account, actor=ACTOR)
+    assert sent == [message.pk]
+    graph.answer = ok_answer
+    assert deliver(message.pk) == MessageStatus.SENT
+
+
+def test_lost_worker_messages_are_requeued_by_the_sweep(graph, account, subscriber, template, monkeypatch):
+    from campaigns import actors
+    from campaigns.services import requeue_waiting
+
+    message = queue(account, subscriber, template, "a", "b")
+    Message.objects.filter(pk=message.pk).update(updated_at=timezone.now() - timedelta(minutes=10))
+    sent = []
+    monkeypatch.setattr(actors.deliver_message, "send", lambda message_id: sent.append(message_id))
+    assert requeue_waiting() == 1 and sent == [message.pk]

@@ -245,3 +245,15 @@ def test_random_builder_trees_keep_their_meaning_through_text(seed):
     for _ in range(8):
         truth = {leaf: rng.random() < 0.5 for leaf in leaves}
         assert _evaluate(tree, truth) == _evaluate(original, truth), text
+
+
+def test_absurd_nesting_is_a_syntax_error_not_a_crash():
+    from subscribers.segments import RuleSyntaxError, parse_rule
+
+    text = "(" * 2000 + 'T("city", eq, "Berlin")' + ")" * 2000
+    with pytest.raises(RuleSyntaxError) as exc:
+        parse_rule(text)
+    assert exc.value.position == 50
+    with pytest.raises(RuleSyntaxError):
+        parse_rule("!" * 3000 + 'T("city", eq, "Berlin")')
+    assert parse_rule("(" * 10 + 'T("city", eq, "Berlin")' + ")" * 10)

@@ -192,3 +192,50 @@ def test_connect_whatsapp_command_for_the_simulator_is_idempotent(db):
     assert WhatsAppAccount.objects.count() == 1
     assert dict(line.split("=", 1) for line in again.getvalue().splitlines()) == lines
     assert WhatsAppAccount.objects.get().access_token == "T0K"
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "http://169.254.169.254/latest",
+        "https://evil.example/v1",
+        "http://127.0.0.1:6379",
+        "file:///etc/passwd",
+    ],
+)
+def test_base_url_cannot_point_the_token_anywhere(client, db, base_url):
+    project = ProjectFactory()
+    response = admin_client(client, project).post(
+        reverse("whatsapp:connection", args=[project.slug]), {**FORM, "base_url": base_url}
+    )
+    assert response.status_code == 200
+    assert not WhatsAppAccount.objects.exists()
+
+
+def test_moving_the_connection_requires_the_secrets_again(client, db, settings):
+    settings.SIMULATOR_ENABLED = True
+    project = ProjectFactory()
+    c = admin_client(client, project)
+    url = reverse("whatsapp:connection", args=[project.slug])
+    c.post(url, FORM)
+    moved = {
+        **FORM,
+        "access_token": "",
+        "app_secret": "",
+        "base_url": "http://127.0.0.1:8000/simulator/graph",
+    }
+    response = c.post(url, moved)
+    assert response.status_code == 200 and "Enter it again" in response.content.decode()
+    assert WhatsAppAccount.objects.get().base_url == "https://graph.facebook.com"
+    c.post(url, {**moved, "access_token": "sim-token", "app_secret": "sim-secret"})
+    assert WhatsAppAccount.objects.get().base_url == "http://127.0.0.1:8000/simulator/graph"
+
+
+def test_paging_links_to_another_host_are_not_followed(db, graph):
+    project = ProjectFactory()
+    account = WhatsAppAccount.objects.create(
+        project=project, waba_id="1", phone_number_id="2", access_token="t", app_secret="s"
+    )
+    graph.answer = lambda _: (200, {"data": [], "paging": {"next": "https://evil.example/steal?after=1"}})
+    sync_templates(account=account)
+    assert len(graph.calls) == 1

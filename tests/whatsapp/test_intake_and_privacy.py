@@ -9,7 +9,7 @@ from django.test import Client
 from controlpanel.services import Actor
 from subscribers.models import Subscriber
 from subscribers.services import erase_subscriber
-from whatsapp import intake, signature
+from whatsapp import intake, privacy, signature
 from whatsapp.models import WebhookDelivery
 from whatsapp.processing import process_pending
 
@@ -49,7 +49,9 @@ def test_group_commit_stores_every_concurrent_request_in_shared_transactions(acc
     assert sum(batches) == 40 and len(batches) < 40
 
 
-def test_erasing_a_subscriber_scrubs_raw_webhook_bodies(client, account, django_capture_on_commit_callbacks):
+def test_erasing_a_subscriber_scrubs_raw_webhook_bodies(
+    client, account, django_capture_on_commit_callbacks, monkeypatch
+):
     for payload in (p.text("my secret address is Elm St 5"), p.status("wamid.OUT9", "read", 1750263999)):
         raw = p.body(payload)
         client.post(
@@ -64,12 +66,20 @@ def test_erasing_a_subscriber_scrubs_raw_webhook_bodies(client, account, django_
                 HTTP_X_HUB_SIGNATURE_256=signature.sign(raw, APP_SECRET))  # fmt: skip
     process_pending(account.pk)
     subscriber = Subscriber.objects.get(phone="+16505551234")
+    Subscriber.objects.filter(pk=subscriber.pk).update(external_id="1")  # must not match other "1"s
+    subscriber.refresh_from_db()
+    queued = []
+    monkeypatch.setattr(privacy.scrub_webhook_bodies, "send", lambda *args: queued.append(args))
     with django_capture_on_commit_callbacks(execute=True):
         erase_subscriber(subscriber=subscriber, actor=Actor(label="test"))
+    assert len(queued) == 1  # the scan runs in a worker, not in the erasing request
+    privacy.scrub_webhook_bodies.fn(*queued[0])
     bodies = " ".join(WebhookDelivery.objects.values_list("body", flat=True))
     for trace in ("16505551234", "US.13491208655302741918", "Sheena Nelson", "Elm St"):
         assert trace not in bodies
     assert "4915112345678" in bodies and "Other Person" in bodies
+    other_body = WebhookDelivery.objects.get(body__contains="Other Person").body
+    assert "[erased]" not in other_body  # exact identity matches only, never substrings
 
 
 def test_processing_kicks_are_coalesced_per_window(monkeypatch):

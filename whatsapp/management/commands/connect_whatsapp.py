@@ -82,9 +82,13 @@ class Command(BaseCommand):
             raise CommandError(
                 f"phone_number_id {fields['phone_number_id']} is connected to another project."
             )
-        account = save_connection(
-            project=project, account=account, fields=fields, actor=Actor(label="manage.py")
-        )
+        try:
+            account = save_connection(
+                project=project, account=account, fields=fields, actor=Actor(label="manage.py")
+            )
+        except ValueError as exc:
+            hint = " (is SIMULATOR_ENABLED on?)" if o["simulator"] else " (see WHATSAPP_EXTRA_BASE_URLS)"
+            raise CommandError(f"{exc}{hint}") from None
         webhook = public + reverse("whatsapp_webhook", args=[account.public_id])
         self.stdout.write(f"webhook_url={webhook}")
         self.stdout.write(f"phone_number_id={account.phone_number_id}")
