@@ -126,7 +126,9 @@ class ProjectOut(Schema):
     created_at: datetime
 
 
-@api.get("/project", response={200: ProjectOut, 401: ErrorOut}, tags=["project"])
+@api.get(
+    "/project", response={200: ProjectOut, 401: ErrorOut}, tags=["project"], summary="The API key's project"
+)
 def get_project(request):
     """The project the API key belongs to."""
     project: Project = request.project

@@ -113,13 +113,15 @@ def rule_error(exc: InvalidInput) -> Status:
     return Status({"conflict": 409, "not_found": 404}.get(exc.code, 422), exc.as_dict())
 
 
-@router.get("", response={200: list[SegmentOut], **ERRORS})
+@router.get(
+    "", response={200: list[SegmentOut], **ERRORS}, summary="List saved segments with their last count"
+)
 def list_segments(request):
     """All saved segments of the project with their last computed count."""
     return [segment_out(s) for s in Segment.objects.for_project(request.project).order_by("name")]
 
 
-@router.post("", response={201: SegmentOut, **ERRORS})
+@router.post("", response={201: SegmentOut, **ERRORS}, summary="Save a segment from its text rule")
 def create_segment(request, payload: SegmentIn):
     """Save a segment from a rule in text form; its count is computed on save."""
     tree = parse(payload.rule)
@@ -138,7 +140,11 @@ def create_segment(request, payload: SegmentIn):
     return Status(201, segment_out(segment))
 
 
-@router.post("/count", response={200: CountOut, **ERRORS})
+@router.post(
+    "/count",
+    response={200: CountOut, **ERRORS},
+    summary="Count the audience of a text rule (422 with the error position)",
+)
 def count_rule(request, payload: RuleIn):
     """Count the subscribers matching a rule in text form, without saving it."""
     tree = parse(payload.rule)
@@ -150,12 +156,12 @@ def count_rule(request, payload: RuleIn):
         return rule_error(exc)
 
 
-@router.get("/{uuid:segment_id}", response={200: SegmentOut, **ERRORS})
+@router.get("/{uuid:segment_id}", response={200: SegmentOut, **ERRORS}, summary="Get a saved segment")
 def get_one(request, segment_id: UUID):
     return segment_out(get_segment(request.project, segment_id))
 
 
-@router.put("/{uuid:segment_id}", response={200: SegmentOut, **ERRORS})
+@router.put("/{uuid:segment_id}", response={200: SegmentOut, **ERRORS}, summary="Replace a saved segment")
 def update_segment(request, segment_id: UUID, payload: SegmentIn):
     """Replace a segment's name, description and rule; its count is recomputed."""
     segment = get_segment(request.project, segment_id)
@@ -176,7 +182,7 @@ def update_segment(request, segment_id: UUID, payload: SegmentIn):
     return segment_out(segment)
 
 
-@router.delete("/{uuid:segment_id}", response={204: None, **ERRORS})
+@router.delete("/{uuid:segment_id}", response={204: None, **ERRORS}, summary="Delete a saved segment")
 def delete_segment(request, segment_id: UUID):
     """Delete a segment; refused (409) while another segment includes it."""
     segment = get_segment(request.project, segment_id)
@@ -187,7 +193,11 @@ def delete_segment(request, segment_id: UUID):
     return Status(204, None)
 
 
-@router.get("/{uuid:segment_id}/count", response={200: SegmentCountOut, **ERRORS})
+@router.get(
+    "/{uuid:segment_id}/count",
+    response={200: SegmentCountOut, **ERRORS},
+    summary="Count a saved segment now (and store the count)",
+)
 def count_segment(request, segment_id: UUID):
     """Count the segment's subscribers now and store the count with its time."""
     segment = get_segment(request.project, segment_id)
