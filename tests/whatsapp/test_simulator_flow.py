@@ -156,7 +156,10 @@ def test_typing_promo_on_the_phone_page_becomes_a_whatsapp_received_event(
 ):
     response = tap(client, account, action="text", text="PROMO")
     assert response.status_code == 200
-    assert "PROMO" in response.content.decode()
+    html = response.content.decode()
+    assert "PROMO" in html
+    assert 'id="handset-facts" class="row mb-0 small" hx-swap-oob="true"' in html  # side facts follow along
+    assert "opened by the last message" in html
     settle(account, django_capture_on_commit_callbacks)
     event = Event.objects.get(subscriber=subscriber, name="WhatsAppReceived")
     assert event.attributes["text"] == "PROMO" and event.attributes["normalized_text"] == "PROMO"

@@ -71,7 +71,6 @@ MEDIA = {
 }
 KINDS = {
     "text": "Text",
-    "referral": "Text from a click-to-WhatsApp ad",
     "image": "Photo",
     "video": "Video",
     "audio": "Voice message",
@@ -80,6 +79,7 @@ KINDS = {
     "location": "Location",
     "contacts": "Contact card",
     "order": "Order from the catalog",
+    "referral": "Text from a click-to-WhatsApp ad",
     "unsupported": "Unsupported message",
     "system": "Changed phone number (system)",
 }

@@ -101,7 +101,7 @@ def chat(request: HttpRequest, phone: str, phone_number_id: str) -> HttpResponse
     if request.GET.get("partial") == "thread":
         if request.GET.get("v") == context["version"]:
             return HttpResponse(status=204)  # nothing new: htmx keeps what is shown
-        return render(request, "whatsapp/simulator/chat.html#chat-thread", context)
+        return render(request, "whatsapp/simulator/chat.html#chat-thread", {**context, "oob": True})
     return render(request, "whatsapp/simulator/chat.html", context)
 
 
@@ -137,7 +137,7 @@ def chat_send(request: HttpRequest, phone: str, phone_number_id: str) -> HttpRes
                 emoji=data["emoji"],
             )
     if request.htmx:
-        context = _chat_context(request, account, device, error)
+        context = {**_chat_context(request, account, device, error), "oob": True}
         return render(
             request, "whatsapp/simulator/chat.html#chat-thread", context, status=400 if error else 200
         )
