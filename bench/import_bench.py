@@ -38,6 +38,96 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
             )
 
 
+def _instrument(imports) -> dict[str, float]:
+    """Wrap the pipeline's steps with timers (seconds per step, summed over the run)."""
+    import functools
+
+    timers: dict[str, float] = {}
+
+    def timed(owner, name: str, label: str) -> None:
+        original = getattr(owner, name)
+
+        @functools.wraps(original)
+        def wrapper(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                timers[label] = timers.get(label, 0.0) + time.perf_counter() - t
+
+        setattr(owner, name, wrapper)
+
+    timed(imports.Validator, "check", "validate")
+    for name in (
+        "fetch_subscribers",
+        "fetch_tag_values",
+        "insert_subscribers",
+        "update_subscribers",
+        "delete_tag_values",
+        "insert_tag_values",
+        "insert_consent",
+    ):
+        timed(imports.PostgresStore, name, name)
+    timed(imports.Applier, "apply", "apply (whole chunk, with commit)")
+    return timers
+
+
+class CpuMeter:
+    """CPU seconds of this process and of this database's PostgreSQL backends (same machine).
+
+    Wall time on a shared machine depends on the neighbours; CPU time does not, so both are shown.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+
+    @staticmethod
+    def _cpu(pid: int) -> float | None:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def _sample(self) -> None:
+        import psycopg
+        from django.db import connection
+
+        params = connection.get_connection_params()
+        with psycopg.connect(**params, autocommit=True) as conn:
+            own = conn.info.backend_pid
+            while not self.stop.is_set():
+                pids = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> %s",
+                        [own],
+                    )
+                ]
+                for pid in pids:
+                    cpu = self._cpu(pid)
+                    if cpu is not None:
+                        self.first.setdefault(pid, cpu)
+                        self.last[pid] = cpu
+                self.stop.wait(0.2)
+
+    def __enter__(self) -> CpuMeter:
+        self.start_self = time.process_time()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.python = time.process_time() - self.start_self
+        self.postgres = sum(self.last[p] - self.first[p] for p in self.last)
+
+
 def _drop(project) -> None:
     """Delete the benchmark project; set-based, as the ORM's cascade collects rows in Python."""
     from django.db import connection, transaction
@@ -54,10 +144,13 @@ def _drop(project) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--csv", type=Path, help="reuse this CSV instead of generating one")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark project afterwards")
+    parser.add_argument("--stages", action="store_true", help="time validation and each database step")
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))
@@ -83,8 +176,11 @@ def main() -> None:
     if not args.csv:
         t = time.perf_counter()
         generate(csv_path, args.rows)
-        print(f"generated {args.rows:,} rows ({csv_path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t:.1f} s")
+        print(
+            f"generated {args.rows:,} rows ({csv_path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t:.1f} s"
+        )
 
+    timers = _instrument(imports) if args.stages else None
     project = Project.objects.create(name="Import benchmark", slug=f"import-bench-{int(time.time())}")
     actor = Actor(label="import benchmark")
     try:
@@ -102,7 +198,8 @@ def main() -> None:
                 actor=actor,
             )
             t = time.perf_counter()
-            imports.run_import(job_id=job.pk)
+            with CpuMeter() as cpu:
+                imports.run_import(job_id=job.pk)
             run_s = time.perf_counter() - t
             job = ImportJob.objects.get(pk=job.pk)
             rows = job.total_rows or 0
@@ -112,6 +209,13 @@ def main() -> None:
                 f"updated {job.updated_count:,}, unchanged {job.unchanged_count:,}, "
                 f"rejected {job.rejected_count:,}"
             )
+            print(f"   CPU: python {cpu.python:.1f} s, postgres backends {cpu.postgres:.1f} s")
+            if timers is not None:
+                print(
+                    "   stages (s, summed over threads): "
+                    + ", ".join(f"{k} {v:.1f}" for k, v in timers.items())
+                )
+                timers.clear()
     finally:
         if not args.keep:
             t = time.perf_counter()

@@ -317,11 +317,11 @@ def test_a_crashed_job_resumes_and_ends_in_the_same_state(project, user, monkeyp
     calls = {"n": 0}
     original = imports.Applier._apply_rows
 
-    def crash_on_third_chunk(self, rows):
+    def crash_on_third_chunk(self, rows, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:
             raise RuntimeError("worker killed")
-        return original(self, rows)
+        return original(self, rows, **kwargs)
 
     monkeypatch.setattr(imports.Applier, "_apply_rows", crash_on_third_chunk)
     with pytest.raises(RuntimeError):
@@ -396,11 +396,11 @@ def test_failing_a_job_keeps_its_partial_report_and_drops_the_file(project, user
     calls = {"n": 0}
     original = imports.Applier._apply_rows
 
-    def crash_on_second_chunk(self, rows):
+    def crash_on_second_chunk(self, rows, **kwargs):
         calls["n"] += 1
         if calls["n"] == 2:
             raise RuntimeError("database gone")
-        return original(self, rows)
+        return original(self, rows, **kwargs)
 
     monkeypatch.setattr(imports.Applier, "_apply_rows", crash_on_second_chunk)
     with pytest.raises(RuntimeError):
@@ -555,3 +555,114 @@ def test_the_threaded_pipeline_imports_like_the_inline_one(settings, tmp_path, m
     assert (job.status, job.created_count, job.rejected_count, job.processed_rows) == ("done", 23, 1, 24)
     assert TagValue.objects.for_project(project).count() == 23
     assert ConsentChange.objects.for_project(project).count() == 23
+
+
+MIXED = (
+    # existing subscribers (created below) are updated, moved, conflict; new ones are created
+    ["phone,external_id,name,tier,consent"]
+    + [f"+49151200000{n:02d},ext-{n},Existing {n} renamed,gold,yes" for n in range(0, 12)]
+    + [f"+49151300000{n:02d},new-{n},New {n},silver,{'yes' if n % 2 else 'no'}" for n in range(0, 20)]
+    + [
+        "+4915120000012,ext-13,Conflict,gold,yes",  # phone of #12, external id of #13
+        "+4915199999999,ext-14,Moved,gold,yes",  # #14 moves to a new number
+        "+4915130000001,ext-x,Duplicate,gold,yes",
+        "bad,ext-y,Bad,gold,yes",
+    ]
+)
+
+
+def seed_existing(project):
+    for n in range(16):
+        SubscriberFactory(
+            project=project,
+            phone=f"+49151200000{n:02d}",
+            external_id=f"ext-{n}",
+            name=f"Existing {n}",
+            whatsapp_consent="unknown",
+        )
+
+
+def final_state(project) -> set:
+    subs = {
+        (
+            s.phone,
+            s.external_id,
+            s.name,
+            s.whatsapp_consent,
+            tuple(
+                sorted((k, str(v)) for k, v in tags_of(s).items() if k not in ("First seen", "Last inbound"))
+            ),
+        )
+        for s in Subscriber.objects.for_project(project)
+    }
+    ledger = sorted(
+        ConsentChange.objects.for_project(project).values_list("subscriber__phone", "state", "evidence")
+    )
+    return subs, tuple(ledger)
+
+
+def job_counts(job):
+    return (
+        job.status,
+        job.processed_rows,
+        job.created_count,
+        job.updated_count,
+        job.unchanged_count,
+        job.rejected_count,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("crash_at", [None, 4])
+def test_parallel_writers_end_like_one_writer(settings, tmp_path, monkeypatch, crash_at):
+    """Two writer threads (PostgreSQL) or one (SQLite), with or without a crash: same result
+    as the inline, one-chunk-after-the-other run."""
+    from tests.factories import MembershipFactory
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.IMPORT_WRITERS = 2
+    monkeypatch.setattr(imports, "CHUNK_SIZE", 3)
+    content = "\n".join(MIXED) + "\n"
+    results = []
+    for mode in ("inline", "threaded"):
+        member = MembershipFactory()
+        project, user = member.project, member.user
+        seed_existing(project)
+        job = upload(project, user, content)
+        imports.start_import(
+            job=job,
+            columns=job.mapping["columns"],
+            key="phone",
+            default_evidence="Form",
+            actor=Actor(user=user),
+        )
+        if mode == "inline":
+            from django.db import transaction
+
+            with transaction.atomic():
+                imports.run_import(job_id=job.pk)
+        else:
+            if crash_at:
+                calls = {"n": 0}
+                original = imports.Applier._apply_rows
+
+                def crash(self, rows, calls=calls, original=original, **kwargs):
+                    calls["n"] += 1
+                    if calls["n"] == crash_at:
+                        raise RuntimeError("worker killed")
+                    return original(self, rows, **kwargs)
+
+                monkeypatch.setattr(imports.Applier, "_apply_rows", crash)
+                with pytest.raises(RuntimeError):
+                    imports.run_import(job_id=job.pk)
+                monkeypatch.setattr(imports.Applier, "_apply_rows", original)
+                assert ImportJob.objects.get(pk=job.pk).status == ImportStatus.RUNNING
+            imports.run_import(job_id=job.pk)
+        job.refresh_from_db()
+        results.append(
+            (job_counts(job), [(r["line"], r["reason"]) for r in report_rows(job)], final_state(project))
+        )
+    inline, threaded = results
+    assert inline[0] == ("done", 36, 20, 13, 0, 3)
+    assert [line for line, _ in inline[1]] == ["34", "36", "37"]
+    assert threaded == inline
