@@ -29,6 +29,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 @pytest.fixture
 def simulator(settings, tmp_path):
     settings.ROOT_URLCONF = "whatsapp.simulator.full_urls"
+    settings.SIMULATOR_ENABLED = True  # connect_whatsapp --simulator accepts the local simulator URL
     settings.SIMULATOR_STATE_DIR = str(tmp_path / "simulator")
     settings.SIMULATOR_DELIVER_CALLBACKS = True
     settings.SIMULATOR_DELAYS_MS = "200,500,1000"

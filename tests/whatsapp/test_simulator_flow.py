@@ -384,6 +384,12 @@ def test_bootstrap_demo_connects_the_demo_project_to_the_simulator_once(settings
     assert again.base_url == "http://127.0.0.1:9001/simulator/graph"
     assert store.count_templates(account.waba_id) == (3, 3)
     assert Project.objects.filter(slug="demo").count() == 1
+    call_command(
+        "bootstrap_demo", url="http://192.0.2.10:8000/"
+    )  # a LAN address: the panel calls itself locally
+    assert (
+        WhatsAppAccount.objects.get(project__slug="demo").base_url == "http://127.0.0.1:8000/simulator/graph"
+    )
 
 
 def test_handset_identities_are_stable(db):

@@ -54,11 +54,20 @@ def connect_to_simulator(project: Project, url: str) -> None:
     Idempotent: an existing connection keeps its ids and secrets (only a simulator URL that moved,
     e.g. another port, is updated); a real Meta connection is left alone.
     """
+    from urllib.parse import urlsplit
+
+    from whatsapp.endpoints import allowed_base_url
     from whatsapp.models import WhatsAppAccount
     from whatsapp.services import save_connection
     from whatsapp.simulator.services import seed_templates
 
     base_url = url.rstrip("/") + "/simulator/graph"
+    if not allowed_base_url(base_url):
+        # The panel calls its own simulator; on a non-loopback --url that is still 127.0.0.1.
+        parts = urlsplit(url)
+        base_url = f"{parts.scheme or 'http'}://127.0.0.1:{parts.port or 80}/simulator/graph"
+        if not allowed_base_url(base_url):
+            return
     account = WhatsAppAccount.objects.for_project(project).order_by("created_at").first()
     if account is None:
         fields = {
