@@ -72,3 +72,30 @@ def redis_url() -> str:
             pytest.fail(f"REQUIRE_REDIS is set but Redis at {REDIS_URL} is unreachable: {exc}")
         pytest.skip(f"no Redis reachable at {REDIS_URL}: {exc}")
     return REDIS_URL
+
+
+@pytest.fixture
+def graph(monkeypatch, settings):
+    """Meta's Graph API replaced at the HTTP seam: whatsapp.client's requests sessions.
+
+    Also works for the live server of browser tests, which runs in this process.
+    The rate limiter keeps its window in memory, so tests never wait on Redis.
+    """
+    from tests.fakegraph import FakeGraph
+    from whatsapp import client as wa_client
+    from whatsapp import ratelimit
+
+    settings.REDIS_URL = ""
+    ratelimit._limiter.cache_clear()
+    fake = FakeGraph()
+    real = wa_client._session
+
+    def session(account):
+        s = real(account)
+        s.mount("https://", fake)
+        s.mount("http://", fake)
+        return s
+
+    monkeypatch.setattr(wa_client, "_session", session)
+    yield fake
+    ratelimit._limiter.cache_clear()

@@ -12,33 +12,13 @@ from playwright.sync_api import expect
 from campaigns.models import Message
 from campaigns.services import apply_status, deliver
 from controlpanel.models import Role
-from tests.campaigns.fakegraph import FakeGraph
 from tests.factories import PASSWORD, MembershipFactory, ProjectFactory, SubscriberFactory
 from tests.whatsapp import payloads
-from whatsapp import client as wa_client
-from whatsapp import ratelimit
 from whatsapp.models import WhatsAppAccount
 from whatsapp.processing import handle_inbound
 from whatsapp.signals import StatusUpdate
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def graph(monkeypatch, settings):
-    """Meta is replaced at the HTTP seam; the live server runs in this process, so it sees the fake too."""
-    settings.REDIS_URL = ""
-    ratelimit._limiter.cache_clear()
-    fake = FakeGraph()
-    real = wa_client._session
-
-    def session(account):
-        s = real(account)
-        s.mount("https://", fake)
-        return s
-
-    monkeypatch.setattr(wa_client, "_session", session)
-    return fake
 
 
 def log_in(page, user):

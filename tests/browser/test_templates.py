@@ -5,32 +5,20 @@ from __future__ import annotations
 import pytest
 
 from controlpanel.models import Role
-from tests.campaigns.fakegraph import FakeGraph
 from tests.factories import PASSWORD, MembershipFactory, ProjectFactory
-from whatsapp import client as wa_client
 from whatsapp.models import MessageTemplate, WhatsAppAccount
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def graph(monkeypatch):
-    # The live server runs in this process, so Meta is faked at the same requests seam as in unit tests.
-    fake = FakeGraph()
-    fake.answer = lambda body: (
+def graph(graph):
+    # Meta answers a template creation as PENDING, echoing the category.
+    graph.answer = lambda body: (
         200,
         {"id": "1689556908129832", "status": "PENDING", "category": body["category"]},
     )
-    real = wa_client._session
-
-    def session(account):
-        s = real(account)
-        s.mount("https://", fake)
-        s.mount("http://", fake)
-        return s
-
-    monkeypatch.setattr(wa_client, "_session", session)
-    return fake
+    return graph
 
 
 @pytest.fixture

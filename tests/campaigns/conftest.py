@@ -4,32 +4,14 @@ import pytest
 
 from subscribers.models import ConsentState
 from tests.factories import ProjectFactory, SubscriberFactory
-from whatsapp import client as wa_client
 from whatsapp import ratelimit
 from whatsapp.models import MessageTemplate, WhatsAppAccount
-
-from .fakegraph import FakeGraph
 
 
 @pytest.fixture(autouse=True)
 def _in_memory_rate_limit(settings):
     settings.REDIS_URL = ""
     ratelimit._limiter.cache_clear()
-
-
-@pytest.fixture
-def graph(monkeypatch):
-    fake = FakeGraph()
-    real = wa_client._session
-
-    def session(account):
-        s = real(account)
-        s.mount("https://", fake)
-        s.mount("http://", fake)
-        return s
-
-    monkeypatch.setattr(wa_client, "_session", session)
-    return fake
 
 
 @pytest.fixture

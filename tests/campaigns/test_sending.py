@@ -11,11 +11,11 @@ from campaigns.services import SendRefused, deliver, send_whatsapp, sweep_stuck
 from controlpanel.services import Actor
 from subscribers.models import ConsentState
 from tests.factories import SubscriberFactory
+from tests.fakegraph import error_answer, ok_answer
 from whatsapp.errors import TransientError
 from whatsapp.models import AccountStatus, WhatsAppAccount
 
 from .conftest import make_template, params
-from .fakegraph import error_answer, ok_answer
 
 ACTOR = Actor(label="test")
 

@@ -7,26 +7,10 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from controlpanel.models import AuditEntry, Role
-from tests.campaigns.fakegraph import FakeGraph, error_answer
 from tests.factories import MembershipFactory, ProjectFactory
-from whatsapp import client as wa_client
+from tests.fakegraph import error_answer
 from whatsapp.models import MessageTemplate, WhatsAppAccount
 from whatsapp.services import sync_templates
-
-
-@pytest.fixture
-def graph(monkeypatch):
-    fake = FakeGraph()
-    real = wa_client._session
-
-    def session(account):
-        s = real(account)
-        s.mount("https://", fake)
-        s.mount("http://", fake)
-        return s
-
-    monkeypatch.setattr(wa_client, "_session", session)
-    return fake
 
 
 def admin_client(client, project):

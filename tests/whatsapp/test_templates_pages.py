@@ -9,9 +9,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from controlpanel.models import AuditEntry, Role
-from tests.campaigns.fakegraph import FakeGraph, error_answer
 from tests.factories import MembershipFactory, ProjectFactory
-from whatsapp import client as wa_client
+from tests.fakegraph import error_answer
 from whatsapp.models import MessageTemplate, WhatsAppAccount
 from whatsapp.processing import handle_template_status
 from whatsapp.template_forms import TemplateForm
@@ -21,21 +20,6 @@ from whatsapp.templates_lint import build_payload, lint
 from .payloads import template_status
 
 CREATED = {"id": "1689556908129832", "status": "PENDING", "category": "MARKETING"}
-
-
-@pytest.fixture
-def graph(monkeypatch):
-    fake = FakeGraph()
-    real = wa_client._session
-
-    def session(account):
-        s = real(account)
-        s.mount("https://", fake)
-        s.mount("http://", fake)
-        return s
-
-    monkeypatch.setattr(wa_client, "_session", session)
-    return fake
 
 
 @pytest.fixture

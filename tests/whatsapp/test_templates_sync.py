@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.campaigns.fakegraph import FakeGraph, error_answer
 from tests.factories import ProjectFactory
+from tests.fakegraph import FakeGraph, error_answer
 from whatsapp import client as wa_client
 from whatsapp.models import MessageTemplate, WhatsAppAccount
 from whatsapp.template_actors import sync_all_templates, sync_every_account
