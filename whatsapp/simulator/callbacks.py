@@ -61,12 +61,19 @@ def metadata(account: WhatsAppAccount) -> dict[str, str]:
 
 
 def callback_row(
-    account: WhatsAppAccount, base: str, payload: dict, *, due_at: float, kind: str, wamid: str = ""
+    account: WhatsAppAccount,
+    base: str,
+    payload: dict,
+    *,
+    due_at: float,
+    kind: str,
+    wamid: str = "",
+    url: str = "",
 ) -> dict[str, Any]:
     return {
         "due_at": due_at,
         "account": str(account.public_id),
-        "url": webhook_url(account, base),
+        "url": url or webhook_url(account, base),
         "body": encode(payload),
         "kind": kind,
         "wamid": wamid,

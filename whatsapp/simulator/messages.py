@@ -272,6 +272,7 @@ def _accept(
     ).hexdigest()
     rows = []
     times: dict[str, float] = {}
+    url = callbacks.webhook_url(account, callback_base)
     for status, delay_ms in plan:
         at = now + delay_ms / 1000
         times[status] = at
@@ -301,7 +302,9 @@ def _accept(
         }
         envelope = callbacks.envelope(account, "messages", value)
         rows.append(
-            callbacks.callback_row(account, callback_base, envelope, due_at=at, kind=status, wamid=wamid)
+            callbacks.callback_row(
+                account, callback_base, envelope, due_at=at, kind=status, wamid=wamid, url=url
+            )
         )
     stored_payload = {key: value for key, value in payload.items() if key != "access_token"}
     if template is not None:

@@ -113,8 +113,16 @@ _schema_ready: set[str] = set()
 _schema_lock = threading.Lock()
 
 
+_paths: dict[str, Path] = {}
+
+
 def path() -> Path:
-    return config.state_dir() / "state.sqlite3"
+    # Read on every call (tests point each test at its own directory), built once per directory.
+    key = config.raw("SIMULATOR_STATE_DIR")
+    found = _paths.get(key)
+    if found is None:
+        found = _paths[key] = config.state_dir() / "state.sqlite3"
+    return found
 
 
 def _connect(file: Path) -> sqlite3.Connection:
@@ -136,7 +144,7 @@ def connection() -> sqlite3.Connection:
     """This thread's connection to the state file in force (tests point each test at its own file)."""
     file = path()
     cached = getattr(_local, "conn", None)
-    if cached is not None and cached[0] == os.getpid() and cached[1] == file:
+    if cached is not None and cached[1] is file and cached[0] == os.getpid():
         return cached[2]
     if cached is not None and cached[0] == os.getpid():
         cached[2].close()
