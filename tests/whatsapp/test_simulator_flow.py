@@ -397,3 +397,20 @@ def test_handset_identities_are_stable(db):
     assert handsets.bsuid_for(PHONE).startswith("DE.")
     assert handsets.bsuid_for("16505551234").startswith("US.")
     assert json.dumps(handsets.new_wamid()).startswith('"wamid.HBgL')
+
+
+def test_the_handset_only_links_web_urls(client, account, subscriber, member):
+    tap(client, account, action="text", text="Send me the photo")
+    wa_client.GraphClient(account)._request(
+        "POST",
+        f"{account.phone_number_id}/messages",
+        json={
+            "messaging_product": "whatsapp",
+            "to": PHONE,
+            "type": "image",
+            "image": {"link": "javascript:alert(document.cookie)", "caption": "Your <b>photo</b>"},
+        },
+    )
+    page = client.get(chat_url(account)).content.decode()
+    assert "javascript:" not in page
+    assert "Your &lt;b&gt;photo&lt;/b&gt;" in page

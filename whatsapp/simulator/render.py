@@ -49,6 +49,12 @@ class Bubble:
     quoted: str = ""
 
 
+def _link(url: Any) -> str:
+    """Only web links become hrefs: a business could send ``javascript:`` as a media link."""
+    text = str(url or "").strip()
+    return text if text.lower().startswith(("https://", "http://")) else ""
+
+
 def _when(ts: float) -> datetime:
     return timezone.localtime(datetime.fromtimestamp(ts, tz=UTC))
 
@@ -100,7 +106,7 @@ def _template_bubble(bubble: Bubble, payload: dict) -> None:
                 bubble.header = {
                     "kind": fmt.lower(),
                     "text": str(label),
-                    "link": str(media.get("link") or ""),
+                    "link": _link(media.get("link")),
                 }
         elif kind == "BODY":
             bubble.body = formatted(_fill(component.get("text") or "", given["body"], named))
@@ -127,9 +133,10 @@ def _template_button(index: int, button: dict, params: list[dict]) -> dict[str, 
         url = ANY_VARIABLE.sub(lambda _m: suffix, str(button.get("url") or ""))
         if url.startswith(OTP_PREFIX):
             return {"kind": "copy_code", "text": text or "Copy code", "code": suffix}
-        return {"kind": "url", "text": text, "url": url}
+        return {"kind": "url", "text": text, "url": _link(url)}
     if kind == "PHONE_NUMBER":
-        return {"kind": "phone", "text": text, "url": "tel:" + str(button.get("phone_number") or "")}
+        phone = "".join(ch for ch in str(button.get("phone_number") or "") if ch.isdigit() or ch == "+")
+        return {"kind": "phone", "text": text, "url": "tel:" + phone}
     if kind == "COPY_CODE":
         return {
             "kind": "copy_code",
@@ -148,7 +155,7 @@ def _interactive_bubble(bubble: Bubble, body: dict) -> None:
         bubble.header = {
             "kind": header["type"],
             "text": header["type"].title(),
-            "link": str(media.get("link") or ""),
+            "link": _link(media.get("link")),
         }
     bubble.body = formatted(str((body.get("body") or {}).get("text") or ""))
     bubble.footer = str((body.get("footer") or {}).get("text") or "")
@@ -178,7 +185,7 @@ def _interactive_bubble(bubble: Bubble, body: dict) -> None:
             {
                 "kind": "url",
                 "text": str(params.get("display_text") or ""),
-                "url": str(params.get("url") or ""),
+                "url": _link(params.get("url")),
             }
         )
     else:
@@ -246,7 +253,7 @@ def bubble_for(message: dict[str, Any], now: float) -> Bubble | None:
         else:
             data = payload.get(kind) or {}
             if kind in ("image", "video", "document") and data.get("link"):
-                bubble.header = {"kind": kind, "text": kind.title(), "link": str(data["link"])}
+                bubble.header = {"kind": kind, "text": kind.title(), "link": _link(data["link"])}
                 bubble.body = formatted(str(data.get("caption") or ""))
             else:
                 bubble.body = _summary(kind, data)
