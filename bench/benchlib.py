@@ -25,6 +25,8 @@ BENCH_DIR = Path(os.environ.get("BENCH_DIR") or Path(tempfile.gettempdir()) / "b
 
 
 def setup_django() -> None:
+    # A plain `kill` then still runs the cleanup (stop granian, drop the variants' objects).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlpanel.settings")
     import django
@@ -42,6 +44,7 @@ class Result:
     samples: list[float]  # milliseconds
     target_ms: float | None = None
     note: str = ""
+    cpu_ms: float | None = None  # server-side CPU per run, see cpu_meter()
 
     def pct(self, p: float) -> float:
         """Nearest-rank percentile: the smallest sample with at least p of them at or below it."""
@@ -68,15 +71,16 @@ class Result:
 
     def row(self) -> str:
         target = f"< {self.target_ms:.0f}" if self.target_ms is not None else ""
+        cpu = f"{self.cpu_ms:.0f}" if self.cpu_ms is not None else ""
         return (
             f"| {self.name} | {len(self.samples)} | {self.p50:.1f} | {self.p95:.1f} | {self.max:.1f} "
-            f"| {target} | {self.verdict} | {self.note} |"
+            f"| {cpu} | {target} | {self.verdict} | {self.note} |"
         )
 
 
 TABLE_HEAD = (
-    "| measurement | n | p50 ms | p95 ms | max ms | target p95 ms | result | note |\n"
-    "|---|---:|---:|---:|---:|---:|---|---|"
+    "| measurement | n | p50 ms | p95 ms | max ms | CPU ms/run | target p95 ms | result | note |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---|---|"
 )
 
 
@@ -84,18 +88,81 @@ def table(results: list[Result]) -> str:
     return "\n".join([TABLE_HEAD, *(r.row() for r in results)])
 
 
-def measure(name: str, fn: Callable[[], object], *, repeat: int, warmup: int, **kw) -> Result:
-    """Run ``fn`` ``warmup`` times unmeasured (warm caches), then ``repeat`` times timed."""
+def measure(
+    name: str,
+    fn: Callable[[], object],
+    *,
+    repeat: int,
+    warmup: int,
+    cpu: Callable[[], float] | None = None,
+    **kw,
+) -> Result:
+    """Run ``fn`` ``warmup`` times unmeasured (warm caches), then ``repeat`` times timed.
+
+    ``cpu`` returns the CPU seconds used so far by the processes doing the work; its growth
+    over the timed runs gives the CPU time per run, which other work on the machine does not
+    inflate the way it inflates wall-clock time.
+    """
     for _ in range(warmup):
         fn()
     samples = []
+    cpu_before = cpu() if cpu else 0.0
     for _ in range(repeat):
         start = time.perf_counter()
         fn()
         samples.append((time.perf_counter() - start) * 1000)
     result = Result(name, samples, **kw)
-    print(f"  {name:<72} p50 {result.p50:8.1f}  p95 {result.p95:8.1f}  max {result.max:8.1f} ms", flush=True)
+    if cpu:
+        result.cpu_ms = (cpu() - cpu_before) / repeat * 1000
+    cpu_text = f"  cpu {result.cpu_ms:7.1f}" if result.cpu_ms is not None else ""
+    print(
+        f"  {name:<72} p50 {result.p50:8.1f}  p95 {result.p95:8.1f}  max {result.max:8.1f} ms{cpu_text}",
+        flush=True,
+    )
     return result
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pids: list[int]) -> float:
+    """CPU seconds (user + system, all threads) used so far by the processes ``pids``."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
+    return total
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (granian's workers)."""
+    pids, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        pids.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            children = (task / "children").read_text().split() if (task / "children").exists() else []
+            todo += [int(c) for c in children]
+    return pids
+
+
+def database_backends(*, exclude_own: bool) -> list[int]:
+    """PIDs of the client backends connected to this database (the benchmark's own database).
+
+    Parallel workers are separate, short-lived processes: their CPU is not included.
+    """
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND backend_type = 'client backend' AND (NOT %s OR pid <> pg_backend_pid())",
+            [exclude_own],
+        )
+        return [pid for (pid,) in cur.fetchall()]
 
 
 def server_env() -> dict[str, str]:
@@ -106,8 +173,14 @@ def server_env() -> dict[str, str]:
     return env
 
 
+class Server(str):
+    """The base URL of a running server, with the pid of its main process."""
+
+    pid: int
+
+
 @contextmanager
-def granian(port: int, *, workers: int = 2, blocking_threads: int = 8) -> Iterator[str]:
+def granian(port: int, *, workers: int = 2, blocking_threads: int = 8) -> Iterator[Server]:
     """Serve controlpanel.wsgi:application with granian on 127.0.0.1 (the README's production command).
 
     Static files are collected first (whitenoise's manifest storage needs them). The server
@@ -127,7 +200,8 @@ def granian(port: int, *, workers: int = 2, blocking_threads: int = 8) -> Iterat
     ]  # fmt: skip
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://{HOST}:{port}"
+    base = Server(f"http://{HOST}:{port}")
+    base.pid = proc.pid
     try:
         deadline = time.monotonic() + 60
         while True:

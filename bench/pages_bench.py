@@ -131,8 +131,16 @@ def main() -> None:
                 sizes[variant] = apply_variant(variant)
                 suffix = "" if len(variants) == 1 else f" [{variant}]"
 
+                def server_cpu(pid=base.pid) -> float:
+                    pids = benchlib.process_tree(pid) + benchlib.database_backends(exclude_own=True)
+                    return benchlib.process_cpu(pids)
+
                 def run(name: str, fn, suffix=suffix, **kw) -> None:
-                    results.append(measure(name + suffix, fn, repeat=args.repeat, warmup=args.warmup, **kw))
+                    results.append(
+                        measure(
+                            name + suffix, fn, repeat=args.repeat, warmup=args.warmup, cpu=server_cpu, **kw
+                        )
+                    )
 
                 first = get(list_url)
                 page_two = next_link(first.text)

@@ -191,9 +191,9 @@ def run_sql(sql: str, params: dict) -> int:
         return cur.fetchone()[0]
 
 
-def explain(sql: str, params: dict | None = None) -> str:
+def explain(sql: str, params: dict | None = None, *, analyze: bool = True) -> str:
     with connection.cursor() as cur:
-        cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
+        cur.execute(("EXPLAIN (ANALYZE, BUFFERS) " if analyze else "EXPLAIN ") + sql, params)
         return "\n".join(row[0] for row in cur.fetchall())
 
 
@@ -221,32 +221,51 @@ class Bench:
         self.notes: list[str] = []
         self.plans: list[tuple[str, str]] = []
         self.counts: dict[str, dict[str, int]] = {}
+        self.parallel: dict[tuple[str, str, str], bool] = {}
 
-    def m(self, rule: Rule, variant: Variant, path: str, fn, n: int) -> None:
+    def note_parallel(self, rule: Rule, variant: Variant, kind: str, sql: str, params: dict | None) -> None:
+        self.parallel[(rule.key, variant.key, kind)] = "Gather" in explain(sql, params, analyze=False)
+
+    def m(self, rule: Rule, variant: Variant, path: str, fn, n: int, cpu) -> None:
         self.counts.setdefault(rule.key, {})[f"{path}/{variant.key}"] = n
         target = rule.target_ms if path in ("api", "builder") else None
         name = f"({rule.key}) {PATHS[path]} [{variant.key}]"
-        result = measure(name, fn, repeat=self.args.repeat, warmup=self.args.warmup, target_ms=target)
+        result = measure(
+            name, fn, repeat=self.args.repeat, warmup=self.args.warmup, target_ms=target, cpu=cpu
+        )
         result.note = f"{n:,} subscribers"
+        if path in ("api", "builder") and (rule.key, variant.key, "compiled") not in self.parallel:
+            self.note_parallel(rule, variant, "compiled", compiled_sql(self.project, rule.text)[0], None)
+        if self.parallel.get((rule.key, variant.key, "sql" if path == "sql" else "compiled")):
+            result.note += "; parallel plan, CPU excludes its workers"
         self.results.append((rule.key, variant.key, path, result))
 
     def plan(self, title: str, text: str) -> None:
         if self.args.plans:
             self.plans.append((title, text))
 
+    def own_cpu(self):
+        """CPU of this process and its database backend: the work of the in-process paths."""
+        backend = run_sql("SELECT pg_backend_pid()", {})
+        return lambda: benchlib.process_cpu([backend, os.getpid()])
+
     def sql_phase(self, variant: Variant) -> None:
         params = sql_params(self.project, timezone.now())
+        cpu = self.own_cpu()
         for rule in RULES:
             n = run_sql(rule.sql, params)
-            self.m(rule, variant, "sql", lambda r=rule: run_sql(r.sql, params), n)
+            self.note_parallel(rule, variant, "sql", rule.sql, params)
+            self.m(rule, variant, "sql", lambda r=rule: run_sql(r.sql, params), n, cpu)
             self.plan(f"({rule.key}) hand-written SQL [{variant.key}]", explain(rule.sql, params))
 
     def compiler_phase(self, variant: Variant) -> None:
         from subscribers.segments import count, parse_rule
 
+        cpu = self.own_cpu()
         for rule in RULES:
             sql, n = compiled_sql(self.project, rule.text)
-            self.m(rule, variant, "compiler", lambda r=rule: count(self.project, parse_rule(r.text)), n)
+            self.note_parallel(rule, variant, "compiled", sql, None)
+            self.m(rule, variant, "compiler", lambda r=rule: count(self.project, parse_rule(r.text)), n, cpu)
             self.plan(f"({rule.key}) compiled SQL [{variant.key}]", f"{sql}\n\n{explain(sql)}")
 
     def http_phase(self, variant: Variant) -> None:
@@ -255,6 +274,10 @@ class Bench:
         owner, password = benchlib.owner_login(self.project)
         try:
             with benchlib.granian(self.args.port) as base, requests.Session() as http:
+                # Server side: granian's processes and their database backends (not this client).
+                self.server_cpu = lambda: benchlib.process_cpu(
+                    benchlib.process_tree(base.pid) + benchlib.database_backends(exclude_own=True)
+                )
                 if "api" in self.args.paths:
                     http.headers["Authorization"] = f"Bearer {raw}"
                     self.api_rounds(variant, http, f"{base}/api/v1/segments/count")
@@ -279,7 +302,7 @@ class Bench:
             def call(r=rule) -> None:
                 http.post(url, json={"rule": r.text}, timeout=60).raise_for_status()
 
-            self.m(rule, variant, "api", call, response.json()["count"])
+            self.m(rule, variant, "api", call, response.json()["count"], self.server_cpu)
 
     def builder_rounds(self, variant: Variant, panel: requests.Session, url: str) -> None:
         headers = {"HX-Request": "true", "HX-Target": "segment-preview"}
@@ -296,7 +319,7 @@ class Bench:
             def call(p=params) -> None:
                 panel.get(url, params=p, headers=headers, timeout=60).raise_for_status()
 
-            self.m(rule, variant, "builder", call, int(found.group(1)))
+            self.m(rule, variant, "builder", call, int(found.group(1)), self.server_cpu)
 
     def run(self, variant: Variant) -> None:
         if "sql" in self.args.paths:
