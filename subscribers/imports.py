@@ -900,32 +900,9 @@ def _stored_tuples(rows: list[tuple]) -> tuple[tuple, ...]:
 # --- Applying a chunk --------------------------------------------------------------------
 
 
-@dataclass
-class Existing:
-    id: int
-    phone: str | None
-    external_id: str | None
-    name: str
-    email: str
-    language: str
-    country: str
-    time_zone: str
-    whatsapp_consent: str
-    whatsapp_consent_at: datetime | None
-
-
-EXISTING_FIELDS = (
-    "id",
-    "phone",
-    "external_id",
-    "name",
-    "email",
-    "language",
-    "country",
-    "time_zone",
-    "whatsapp_consent",
-    "whatsapp_consent_at",
-)
+# Columns read of matched subscribers: what rows are compared with (plus the mapped profile fields).
+KEY_FIELDS = ("id", "phone", "external_id", "whatsapp_consent")
+Existing = dict[str, Any]
 
 
 @dataclass
@@ -986,12 +963,13 @@ class Store:
     def __init__(self, project: Project):
         self.project = project
 
-    def fetch_subscribers(self, phones: list[str], external_ids: list[str]) -> list[Existing]:
+    def fetch_subscribers(
+        self, phones: list[str], external_ids: list[str], fields: tuple[str, ...]
+    ) -> list[Existing]:
         q = Q(phone__in=phones) if phones else Q(pk__in=[])
         if external_ids:
             q |= Q(external_id__in=external_ids)
-        rows = Subscriber.objects.for_project(self.project).filter(q).values_list(*EXISTING_FIELDS)
-        return [Existing(*r) for r in rows]
+        return list(Subscriber.objects.for_project(self.project).filter(q).values(*fields))
 
     def fetch_tag_values(self, subscriber_ids: list[int], tag_ids: list[int]) -> list[tuple]:
         """(id, subscriber id, tag id, *VALUE_COLUMNS) of these subscribers and tags."""
@@ -1016,6 +994,7 @@ class Store:
         )
 
     def update_subscribers(self, rows: list[dict[str, Any]], fields: list[str]) -> None:
+        """Set ``fields`` (all given in every row, with "id") on these subscribers."""
         objs = [Subscriber(**r) for r in rows]
         Subscriber.objects.bulk_update(objs, fields, batch_size=500)
 
@@ -1049,8 +1028,10 @@ class PostgresStore(Store):
     # this very import fills the tables: sequential scans are off in the chunk's transaction, and
     # the statistics are refreshed as the project grows (see _Statistics). The tag condition is
     # written "tag_id + 0" so that only the (subscriber, tag) index can serve the lookup.
-    def fetch_subscribers(self, phones: list[str], external_ids: list[str]) -> list[Existing]:
-        cols = ", ".join(EXISTING_FIELDS)
+    def fetch_subscribers(
+        self, phones: list[str], external_ids: list[str], fields: tuple[str, ...]
+    ) -> list[Existing]:
+        cols = ", ".join(fields)
         found: dict[int, tuple] = {}
         with connection.cursor() as cur:
             for column, keys in (("phone", phones), ("external_id", external_ids)):
@@ -1061,7 +1042,7 @@ class PostgresStore(Store):
                         [self.project.pk, keys],
                     )
                     found.update((r[0], r) for r in cur.fetchall())
-        return [Existing(*r) for r in found.values()]
+        return [dict(zip(fields, r, strict=True)) for r in found.values()]
 
     def fetch_tag_values(self, subscriber_ids: list[int], tag_ids: list[int]) -> list[tuple]:
         if not subscriber_ids or not tag_ids:
@@ -1117,7 +1098,6 @@ class PostgresStore(Store):
         return {r["phone"]: ids[n] for n, r in enumerate(rows)}
 
     def update_subscribers(self, rows: list[dict[str, Any]], fields: list[str]) -> None:
-        # Every changed row carries all ``fields`` (unchanged ones with their current value).
         casts = {"whatsapp_consent_at": "timestamptz[]", "updated_at": "timestamptz[]"}
         sets = ", ".join(f"{f} = u.{f}" for f in fields)
         arrays = ", ".join(f"%s::{casts.get(f, 'text[]')}" for f in fields)
@@ -1184,6 +1164,8 @@ class Applier:
         turns: _Turns | None = None,
     ):
         self.turns = turns or _Turns(job.processed_rows)
+        mapped = {c["target"] for c in job.mapping["columns"]}
+        self.fields = (*KEY_FIELDS, *(f for f in PROFILE_TARGETS if f in mapped))
         self.job = job
         self.project = job.project
         self.token = token
@@ -1273,9 +1255,9 @@ class Applier:
         rest: list[Row] = []
         phones = [r.phone for r in rows if r.phone]
         externals = [r.external_id for r in rows if r.external_id]
-        existing = store.fetch_subscribers(phones, externals)
-        by_phone = {e.phone: e for e in existing if e.phone}
-        by_external = {e.external_id: e for e in existing if e.external_id}
+        existing = store.fetch_subscribers(phones, externals, self.fields)
+        by_phone = {e["phone"]: e for e in existing if e["phone"]}
+        by_external = {e["external_id"]: e for e in existing if e["external_id"]}
 
         inserts: list[dict[str, Any]] = []
         inserted_rows: list[Row] = []
@@ -1287,7 +1269,7 @@ class Applier:
             if new_only and (p is not None or x is not None or row.phone is None):
                 rest.append(row)
                 continue
-            if p is not None and x is not None and p.id != x.id:
+            if p is not None and x is not None and p["id"] != x["id"]:
                 out.rejections.append(
                     Rejection(
                         row.index,
@@ -1332,18 +1314,18 @@ class Applier:
             # Matched by external id with another phone: the row moves the subscriber to it
             # (the phone is free: had another subscriber it, that would be a conflict above).
             changes: dict[str, Any] = {}
-            if row.phone and target.phone != row.phone:
+            if row.phone and target["phone"] != row.phone:
                 changes["phone"] = row.phone
-            if row.external_id and target.external_id != row.external_id:
+            if row.external_id and target["external_id"] != row.external_id:
                 changes["external_id"] = row.external_id
             for key, value in row.profile.items():
-                if getattr(target, key) != value:
+                if target[key] != value:
                     changes[key] = value
-            if row.consent and target.whatsapp_consent != row.consent:
+            if row.consent and target["whatsapp_consent"] != row.consent:
                 changes["whatsapp_consent"] = row.consent
                 changes["whatsapp_consent_at"] = now
             if changes:
-                updates[target.id] = changes
+                updates[target["id"]] = changes
             matched.append((row, target))
 
         ids_by_phone = store.insert_subscribers(inserts) if inserts else {}
@@ -1361,36 +1343,29 @@ class Applier:
         if matched_with_tags:
             stored: dict[tuple[int, int], list[tuple]] = {}
             for rid, sid, tid, *value in store.fetch_tag_values(
-                [t.id for _, t in matched_with_tags], self.tag_ids()
+                [t["id"] for _, t in matched_with_tags], self.tag_ids()
             ):
                 if value[1] is not None:
                     value[1] = value[1].quantize(_NUMBER_QUANTUM)
                 stored.setdefault((sid, tid), []).append((rid, tuple(value)))
             for row, target in matched_with_tags:
+                sid = target["id"]
                 for tag_id, wanted in row.tags.items():
-                    have = stored.get((target.id, tag_id), [])
+                    have = stored.get((sid, tag_id), [])
                     if _stored_tuples([v for _, v in have]) == wanted:
                         continue
                     tag_deletes.extend(rid for rid, _ in have)
-                    tag_inserts.extend((target.id, tag_id, *value) for value in wanted)
-                    tag_changed.add(target.id)
+                    tag_inserts.extend((sid, tag_id, *value) for value in wanted)
+                    tag_changed.add(sid)
 
-        # Subscriber updates: one statement for all changed rows, all with the same columns.
+        # Subscriber updates: one statement per set of changed columns (usually one or two).
         for sid in tag_changed:
             updates.setdefault(sid, {})
-        if updates:
-            fields = sorted({f for c in updates.values() for f in c} | {"updated_at"})
-            current = {t.id: t for _, t in matched}
-            rows_out = []
-            for sid, changes in updates.items():
-                base = current[sid]
-                full: dict[str, Any] = {"id": sid, "updated_at": now}
-                for f in fields:
-                    if f == "updated_at":
-                        continue
-                    full[f] = changes.get(f, getattr(base, f, None))
-                rows_out.append(full)
-            store.update_subscribers(rows_out, fields)
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for sid, changes in updates.items():
+            groups.setdefault(tuple(sorted(changes)), []).append({**changes, "id": sid, "updated_at": now})
+        for fields, group in groups.items():
+            store.update_subscribers(group, [*fields, "updated_at"])
         if tag_deletes:
             store.delete_tag_values(tag_deletes)
         if tag_inserts:
@@ -1401,8 +1376,8 @@ class Applier:
             if row.consent:
                 ledger.append(self._ledger(ids_by_phone[row.phone], row, now))
         for row, target in matched:
-            if "whatsapp_consent" in updates.get(target.id, {}):
-                ledger.append(self._ledger(target.id, row, now))
+            if "whatsapp_consent" in updates.get(target["id"], {}):
+                ledger.append(self._ledger(target["id"], row, now))
         if ledger:
             store.insert_consent(ledger)
 
