@@ -5,12 +5,14 @@ class SubscribersConfig(AppConfig):
     name = "subscribers"
 
     def ready(self) -> None:
-        from controlpanel import dashboard
+        from controlpanel import dashboard, demo
         from controlpanel.api import register_router
 
         from . import api, segment_api
         from .dashboard import audience_provider
+        from .demo import seed_demo_audience
 
         dashboard.register(audience_provider)
+        demo.register(lambda project, url: seed_demo_audience(project), order=10)
         register_router("", api.router)
         register_router("/segments", segment_api.router)

@@ -7,14 +7,16 @@ class WhatsappConfig(AppConfig):
     verbose_name = "WhatsApp"
 
     def ready(self) -> None:
-        from controlpanel import scheduler
+        from controlpanel import demo, scheduler
         from subscribers.signals import subscriber_erased
 
         from .actors import sweep_webhooks
+        from .demo import connect_to_simulator
         from .privacy import on_subscriber_erased
         from .template_actors import sync_all_templates
 
         subscriber_erased.connect(on_subscriber_erased, dispatch_uid="whatsapp-scrub-deliveries")
+        demo.register(connect_to_simulator, order=20)
         # Safety net for deliveries whose processing message was lost (e.g. a broker restart).
         scheduler.periodic("sweep-webhooks", 15, lambda: sweep_webhooks.send())
         # Approvals, pauses and quality change at Meta even when a webhook is missed.

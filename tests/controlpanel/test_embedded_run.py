@@ -124,3 +124,18 @@ def test_embedded_run_serves_logs_in_runs_workers_and_stops(tmp_path):
     with sqlite3.connect(tmp_path / "var" / "db.sqlite3") as conn:
         assert conn.execute("SELECT count(*) FROM controlpanel_project").fetchone()[0] == 1
         assert conn.execute("SELECT count(*) FROM controlpanel_user").fetchone()[0] == 1
+
+
+@pytest.mark.django_db
+def test_demo_data_is_seeded_once(settings, tmp_path):
+    from django.core.management import call_command
+
+    from subscribers.models import Event, Subscriber
+
+    settings.VAR_DIR = tmp_path
+    call_command("bootstrap_demo", url="http://127.0.0.1:8123/")
+    people, events = Subscriber.objects.count(), Event.objects.count()
+    assert people >= 200 and events > people
+    assert Subscriber.objects.filter(whatsapp_consent="opted_in").exists()
+    call_command("bootstrap_demo", url="http://127.0.0.1:8123/")
+    assert (Subscriber.objects.count(), Event.objects.count()) == (people, events)

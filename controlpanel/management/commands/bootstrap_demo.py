@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from controlpanel import demo
 from controlpanel.models import Project, User
 from controlpanel.services import SYSTEM, create_project
 
@@ -41,49 +42,7 @@ class Command(BaseCommand):
                 default_country="DE",
                 actor=SYSTEM,
             )
-        if settings.SIMULATOR_ENABLED:
-            connect_to_simulator(project, url)
+        demo.seed(project, url)
         self.stdout.write(
             self.style.SUCCESS(f"\n  Control panel: {url}\n  Log in as {DEMO_EMAIL} / {password}\n")
         )
-
-
-def connect_to_simulator(project: Project, url: str) -> None:
-    """Connect the demo project to the built-in simulator and give it approved demo templates.
-
-    Idempotent: an existing connection keeps its ids and secrets (only a simulator URL that moved,
-    e.g. another port, is updated); a real Meta connection is left alone.
-    """
-    from urllib.parse import urlsplit
-
-    from whatsapp.endpoints import allowed_base_url
-    from whatsapp.models import WhatsAppAccount
-    from whatsapp.services import save_connection
-    from whatsapp.simulator.services import seed_templates
-
-    base_url = url.rstrip("/") + "/simulator/graph"
-    if not allowed_base_url(base_url):
-        # The panel calls its own simulator; on a non-loopback --url that is still 127.0.0.1.
-        parts = urlsplit(url)
-        base_url = f"{parts.scheme or 'http'}://127.0.0.1:{parts.port or 80}/simulator/graph"
-        if not allowed_base_url(base_url):
-            return
-    account = WhatsAppAccount.objects.for_project(project).order_by("created_at").first()
-    if account is None:
-        fields = {
-            "base_url": base_url,
-            "waba_id": str(10**14 + secrets.randbelow(9 * 10**14)),
-            "phone_number_id": str(10**14 + secrets.randbelow(9 * 10**14)),
-            "display_phone_number": "15550001234",
-            "verified_name": project.name,
-            "access_token": secrets.token_urlsafe(32),
-            "app_secret": secrets.token_urlsafe(32),
-        }
-        account = save_connection(project=project, account=None, fields=fields, actor=SYSTEM)
-    elif "/simulator/" not in account.base_url:
-        return
-    elif account.base_url != base_url:
-        account = save_connection(
-            project=project, account=account, fields={"base_url": base_url}, actor=SYSTEM
-        )
-    seed_templates(waba_id=account.waba_id)
