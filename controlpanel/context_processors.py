@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from django.urls import reverse
+from django.conf import settings
+from django.urls import NoReverseMatch, reverse
 
 from .models import Project, Role
 
@@ -15,6 +16,15 @@ NAVIGATION = [
     ("Conversations", "campaigns:conversations", "message", "conversations"),
     ("Settings", "controlpanel:settings", "settings", "settings"),
 ]
+
+
+def _simulator_url() -> str:
+    if not settings.SIMULATOR_ENABLED:
+        return ""
+    try:
+        return reverse("simulator:phone")
+    except NoReverseMatch:  # enabled after the URLconf was loaded
+        return ""
 
 
 def navigation(request) -> dict:
@@ -35,6 +45,7 @@ def navigation(request) -> dict:
     ]
     membership = request.membership
     return {
+        "simulator_url": _simulator_url(),
         "nav_items": items,
         "nav_projects": Project.objects.for_user(request.user).only("name", "slug"),
         "can_write": membership.can(Role.MARKETER),
