@@ -176,7 +176,7 @@ def test_builtin_external_id_conflict_is_an_inline_error(mc, project):
     s = add(project, "+4915112340002")
     url = reverse("subscribers:tag_row", args=[project.slug, s.public_id, "external_id"])
     html = mc.post(url, {"value": "crm-1"}, headers=HTMX).content.decode()
-    assert "Another subscriber already has this external id." in html
+    assert "Another subscriber has the external id 'crm-1'." in html.replace("&#x27;", "'")
 
 
 def test_add_an_existing_and_a_new_tag_then_remove_one(mc, project):
