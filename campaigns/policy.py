@@ -32,7 +32,7 @@ def refusal_for_text(subscriber: Subscriber) -> str:
         # Writing to us after opting out asks for an answer: replies to that are fine.
         subscriber.last_inbound_at
         and subscriber.whatsapp_consent_at
-        and subscriber.last_inbound_at > subscriber.whatsapp_consent_at
+        and subscriber.last_inbound_at >= subscriber.whatsapp_consent_at  # incl. the STOP itself
     ):
         return "The subscriber opted out of WhatsApp messages and has not written since."
     if not window_open(subscriber):

@@ -12,13 +12,13 @@ from django.utils import timezone
 
 from controlpanel.models import Project
 from controlpanel.services import Actor
-from subscribers.models import Subscriber
+from subscribers.models import ConsentState, Subscriber
 from subscribers.services import record_event
 from whatsapp import ratelimit
 from whatsapp.client import GraphClient
 from whatsapp.errors import AccountError, AmbiguousSendError, ErrorKind, GraphError, PermanentError, explain
 from whatsapp.models import AccountStatus, MessageTemplate, TemplateCategory, WhatsAppAccount
-from whatsapp.signals import StatusUpdate
+from whatsapp.signals import InboundMessage, StatusUpdate
 
 from . import policy
 from .models import PROGRESS, Channel, Message, MessageKind, MessageStatus
@@ -375,6 +375,31 @@ def _uuid(text: str):
 
 def on_status_received(sender, update: StatusUpdate, **kwargs) -> None:
     apply_status(update)
+
+
+def on_inbound_received(sender, message: InboundMessage, **kwargs) -> None:
+    """Confirm an opt-out or opt-in by keyword with one text, sent once per inbound message."""
+    if not message.consent_change:
+        return
+    account = WhatsAppAccount.objects.filter(pk=message.account_id).select_related("project").first()
+    subscriber = Subscriber.objects.filter(pk=message.subscriber_id).first()
+    if account is None or subscriber is None:
+        return
+    opted_out = message.consent_change == ConsentState.OPTED_OUT
+    text = account.opt_out_confirmation if opted_out else account.opt_in_confirmation
+    if not text.strip():
+        return
+    try:
+        send_whatsapp(
+            project=account.project,
+            subscriber=subscriber,
+            actor=Actor(label="Consent confirmation"),
+            text=text,
+            account=account,
+            idempotency_key=f"consent-confirmation:{message.message_id}",
+        )
+    except SendRefused as exc:
+        logger.info("no consent confirmation for subscriber %s: %s", subscriber.pk, exc)
 
 
 def on_sending_resumed(sender, account_id: int, **kwargs) -> None:

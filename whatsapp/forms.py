@@ -34,6 +34,8 @@ class ConnectionForm(forms.ModelForm):
             "graph_version",
             "base_url",
             "throughput_mps",
+            "opt_out_confirmation",
+            "opt_in_confirmation",
         ]
         help_texts = {
             "waba_id": "WhatsApp Business Account id (WhatsApp Manager → Account tools).",

@@ -47,6 +47,18 @@ class WhatsAppAccount(models.Model):
     status_reason = models.TextField(blank=True)
     opt_out_keywords = models.JSONField(default=list, blank=True)
     opt_in_keywords = models.JSONField(default=list, blank=True)
+    opt_out_confirmation = models.CharField(
+        max_length=1000,
+        blank=True,
+        default="You will not get marketing messages from us any more. Reply START to get them again.",
+        help_text="Sent after an opt-out keyword or stop button; empty sends nothing.",
+    )
+    opt_in_confirmation = models.CharField(
+        max_length=1000,
+        blank=True,
+        default="Welcome back! You will get our news on WhatsApp again. Reply STOP to stop them.",
+        help_text="Sent after an opt-in keyword; empty sends nothing.",
+    )
     last_webhook_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -297,8 +297,9 @@ def handle_inbound(account: WhatsAppAccount, message: dict, contacts: list[dict]
     Subscriber.objects.filter(pk=subscriber.pk).filter(
         Q(last_inbound_at__isnull=True) | Q(last_inbound_at__lt=when)
     ).update(last_inbound_at=when)
+    consent_change = ""
     if message.get("type") != "system":
-        _apply_keywords(account, subscriber, message, attributes, when)
+        consent_change = _apply_keywords(account, subscriber, message, attributes, when)
     payload = InboundMessage(
         project_id=project.pk,
         account_id=account.pk,
@@ -310,13 +311,15 @@ def handle_inbound(account: WhatsAppAccount, message: dict, contacts: list[dict]
         normalized_text=attributes["normalized_text"],
         button_payload=attributes.get("button_payload", ""),
         timestamp=when,
+        consent_change=consent_change,
     )
     signals.append(lambda: inbound_received.send(sender=None, message=payload))
 
 
 def _apply_keywords(
     account: WhatsAppAccount, subscriber: Subscriber, message: dict, attributes: dict, when: datetime
-) -> None:
+) -> str:
+    """Apply opt-out/opt-in keywords and stop buttons; returns the new state if consent changed."""
     word = attributes["normalized_text"]
     is_stop_button = message.get("type") in ("button", "interactive") and bool(
         STOP_BUTTON.search(attributes.get("button_text", "") + " " + attributes.get("button_payload", ""))
@@ -331,8 +334,8 @@ def _apply_keywords(
     elif word in account.opt_in_words():
         state, how = ConsentState.OPTED_IN, f"sent “{attributes['text']}”"
     else:
-        return
-    change_consent(
+        return ""
+    change = change_consent(
         subscriber=subscriber,
         channel=ConsentChannel.WHATSAPP,
         state=state,
@@ -341,6 +344,7 @@ def _apply_keywords(
         actor=WHATSAPP,
         at=when,
     )
+    return str(state) if change is not None else ""
 
 
 def handle_user_preference(account: WhatsAppAccount, pref: dict, contacts: list[dict]) -> None:

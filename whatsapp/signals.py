@@ -36,6 +36,8 @@ class InboundMessage:
     normalized_text: str
     button_payload: str
     timestamp: datetime
+    # "opted_out" / "opted_in" when this message changed consent by keyword or stop button, else "".
+    consent_change: str = ""
 
 
 # send(sender=None, update=StatusUpdate(...)); sent after the delivery's transaction commits.
