@@ -75,9 +75,7 @@ def test_shortcut_agrees_with_the_library_on_every_example_number():
 
 def test_shortcut_agrees_with_the_library_on_random_numbers():
     numbers = random_numbers(20_000)
-    differences = [
-        n for n in numbers if outcome(fast_phone, n, "US") != outcome(normalize_phone, n, "US")
-    ]
+    differences = [n for n in numbers if outcome(fast_phone, n, "US") != outcome(normalize_phone, n, "US")]
     assert differences == []
     valid = sum(1 for n in numbers if not outcome(fast_phone, n, "US").startswith("error"))
     assert valid > 500  # the sample exercises the valid path too, not only errors
@@ -85,7 +83,14 @@ def test_shortcut_agrees_with_the_library_on_random_numbers():
 
 @pytest.mark.parametrize(
     "text",
-    ["0151 12345678", "00491511234567", "+49 151 1234 5678", "+4901511234567", "+39 06 6982 0000", "+390669820000"],
+    [
+        "0151 12345678",
+        "00491511234567",
+        "+49 151 1234 5678",
+        "+4901511234567",
+        "+39 06 6982 0000",
+        "+390669820000",
+    ],
 )
 def test_other_spellings_take_the_full_path(text):
     assert outcome(fast_phone, text, "DE") == outcome(normalize_phone, text, "DE")
