@@ -182,11 +182,13 @@ def main() -> None:
     )
     parser.add_argument("--rates", default="1000,2000,3000,4000")
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--connections", type=int, default=128)
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--granian-workers", type=int, default=2)
     parser.add_argument("--granian-threads", type=int, default=32)
     parser.add_argument("--port", type=int, default=8777)
+    parser.add_argument("--no-process", action="store_true", help="skip draining the stored deliveries")
+    parser.add_argument("--answer-ms", type=float, default=10.0, help="expected answer time, for pacing")
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
     # 20% more bodies than the target needs, so no level runs out of unique bodies.
@@ -234,7 +236,9 @@ def main() -> None:
                         break
                     if i >= sent_before:
                         dst.write(line)
-            pause_ms = max(args.connections / rate * 1000, 0)
+            # Each connection waits between requests so that, with a typical answer time,
+            # all connections together offer `rate` requests per second.
+            pause_ms = max(args.connections / rate * 1000 - args.answer_ms, 0)
             out = subprocess.run(
                 ["wrk", "-t", str(args.wrk_threads), "-c", str(args.connections), "-d", f"{args.seconds}s",
                  "--timeout", "5s", "-s", str(script), url, "--", str(level_file), f"{pause_ms:.3f}",
@@ -259,6 +263,8 @@ def main() -> None:
         f"acknowledged={acknowledged} stored={stored} (every 200 must be stored; duplicates impossible by key)"
     )
 
+    if args.no_process:
+        return
     print("processing with one worker process ...", flush=True)
     started = time.monotonic()
     from whatsapp.processing import process_pending
