@@ -8,7 +8,7 @@ class SubscribersConfig(AppConfig):
         from controlpanel import dashboard, demo
         from controlpanel.api import register_router
 
-        from . import api, segment_api
+        from . import api, imports, segment_api  # noqa: F401  (imports connects its erasure receiver)
         from .dashboard import audience_provider
         from .demo import seed_demo_audience
 

@@ -289,8 +289,8 @@ class ImportJob(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     file = models.FileField(upload_to="imports/%Y/%m/")
     original_name = models.CharField(max_length=255)
-    # {"column header": "phone" | "external_id" | "name" | ... | "tag:<name>" | "consent"
-    #  | "consent_evidence" | ""}
+    # {"file": {"encoding", "delimiter", "notice"}, "headers": [...], "key": "phone" | "external_id",
+    #  "columns": [{"target", "new_tag"}], "default_evidence": "..."}; see subscribers/imports.py
     mapping = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=10, choices=ImportStatus.choices, default=ImportStatus.UPLOADED)
     total_rows = models.PositiveIntegerField(null=True, blank=True)
