@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import dramatiq
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
@@ -22,10 +21,19 @@ def _media(settings, tmp_path):
 
 @pytest.fixture
 def broker():
-    broker = dramatiq.get_broker()
-    broker.flush_all()
-    yield broker
-    broker.flush_all()
+    """An in-memory broker for the import actors, whatever broker the settings configure."""
+    from dramatiq.brokers.stub import StubBroker
+
+    from subscribers import actors
+
+    stub = StubBroker()
+    originals = {actor: actor.broker for actor in (actors.run_import_job, actors.fail_import_job)}
+    for actor in originals:
+        actor.broker = stub
+        stub.declare_actor(actor)
+    yield stub
+    for actor, original in originals.items():
+        actor.broker = original
 
 
 @pytest.fixture
