@@ -38,7 +38,7 @@ def visible_accounts(user) -> QuerySet[WhatsAppAccount]:
     return accounts.filter(project__in=Project.objects.for_user(user))
 
 
-def visible_handsets(user, accounts: list[WhatsAppAccount], limit: int = 100) -> list[dict[str, Any]]:
+def visible_handsets(user, accounts: list[WhatsAppAccount], limit: int = 30) -> list[dict[str, Any]]:
     """Handsets this user may open: subscribers of their simulator projects, chats with those numbers,
     handsets they created (staff: every handset)."""
     project_ids = {a.project_id for a in accounts}
