@@ -33,3 +33,9 @@ def change_text(value) -> str:
 def action_label(action: str) -> str:
     """``member.role_changed`` -> "Member role changed"."""
     return action.replace(".", " ").replace("_", " ").capitalize()
+
+
+@register.filter
+def pairs(mapping) -> list:
+    """``dict.items()`` for templates: ``d.items`` would find a key named "items" first."""
+    return list(mapping.items()) if isinstance(mapping, dict) else []
