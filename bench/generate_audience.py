@@ -525,7 +525,7 @@ def generate(args: argparse.Namespace) -> None:
         timer.step(f"drew {n_events:,} events")
         with cur.copy(
             "COPY subscribers_event (id, project_id, subscriber_id, name, occurred_at, received_at, "
-            "attributes, dedup_key) FROM STDIN"
+            "attributes, facets, dedup_key) FROM STDIN"
         ) as copy:
             w = Writer(copy)
             event_id = first_event
@@ -533,9 +533,10 @@ def generate(args: argparse.Namespace) -> None:
                 base = hour * 3600
                 for i, name, sec in zip(who[hour], what[hour], second[hour], strict=True):
                     at = clock.text(base + sec)
+                    # Every generated text is short, so the facets equal the attributes.
+                    attrs = factories[name](rng)
                     w.add(
-                        f"{event_id}\t{pid}\t{first_sub + i}\t{names[name]}\t{at}\t{at}\t"
-                        f"{factories[name](rng)}\t\\N\n"
+                        f"{event_id}\t{pid}\t{first_sub + i}\t{names[name]}\t{at}\t{at}\t{attrs}\t{attrs}\t\\N\n"
                     )
                     event_id += 1
                 who[hour] = what[hour] = second[hour] = None

@@ -132,6 +132,15 @@ if DATABASE_URL:
     # query of a request 2-3x slower on our machines.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Planner settings for a database that fits in memory (docs/benchmarks.md): JIT
+        # compiled for ~100 ms on every segment count; a random read costs about what a
+        # sequential one does when the data is cached; grouping a few hundred thousand
+        # events per subscriber spilled to disk at the default 4MB work_mem.
+        pg_settings = env.str("DATABASE_PG_SETTINGS", default="jit=off random_page_cost=1.1 work_mem=32MB")
+        options = " ".join(f"-c {item}" for item in pg_settings.split())
+        if options:
+            DATABASES["default"].setdefault("OPTIONS", {})["options"] = options
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {

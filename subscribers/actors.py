@@ -31,3 +31,18 @@ def fail_import_job(message: dict, retry_info: dict) -> None:
             "again to import the rest (rows already imported will show as unchanged)."
         ),
     )
+
+
+@dramatiq.actor(queue_name="default", max_retries=3, min_backoff=10_000, time_limit=6 * 60 * 60 * 1000)
+def build_attribute_index(index_id: int) -> None:
+    """Build an event attribute index (CONCURRENTLY: may take minutes on millions of events)."""
+    from . import attribute_indexes
+
+    attribute_indexes.build(index_id)
+
+
+@dramatiq.actor(queue_name="default", max_retries=3, min_backoff=10_000)
+def drop_attribute_index(index_id: int) -> None:
+    from . import attribute_indexes
+
+    attribute_indexes.drop(index_id)

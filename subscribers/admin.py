@@ -1,6 +1,47 @@
 from django.contrib import admin
+from django.core.paginator import Paginator
+from django.db import connection
+from django.utils.functional import cached_property
 
-from .models import Subscriber
+from .models import (
+    AttributeIndex,
+    AttributeIndexStatus,
+    ConsentChange,
+    Event,
+    EventDefinition,
+    ImportJob,
+    Segment,
+    Subscriber,
+    TagDefinition,
+    TagValue,
+)
+
+
+class EstimatedCountPaginator(Paginator):
+    """Pages of tables with millions of rows without counting them on every page view.
+
+    Unfiltered, PostgreSQL's own row estimate stands in for COUNT(*); a filtered list counts.
+    """
+
+    @cached_property
+    def count(self) -> int:
+        query = self.object_list.query
+        if connection.vendor == "postgresql" and not query.where:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT reltuples::bigint FROM pg_class WHERE relname = %s", [query.model._meta.db_table]
+                )
+                row = cursor.fetchone()
+            if row and row[0] > 10_000:
+                return row[0]
+        return super().count
+
+
+class BigTableAdmin(admin.ModelAdmin):
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    raw_id_fields = ["subscriber"]
+    list_select_related = ["project"]
 
 
 @admin.register(Subscriber)
@@ -10,3 +51,84 @@ class SubscriberAdmin(admin.ModelAdmin):
     search_fields = ["phone", "name", "external_id", "email", "public_id"]
     readonly_fields = ["public_id", "created_at", "updated_at"]
     list_select_related = ["project"]
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+
+
+@admin.register(TagDefinition)
+class TagDefinitionAdmin(admin.ModelAdmin):
+    list_display = ["name", "type", "project", "created_at"]
+    list_filter = ["project", "type"]
+    search_fields = ["name"]
+
+
+@admin.register(TagValue)
+class TagValueAdmin(BigTableAdmin):
+    list_display = ["subscriber", "tag", "value_text", "value_number", "value_bool", "value_date", "project"]
+    list_filter = ["project"]
+    raw_id_fields = ["subscriber", "tag"]
+
+
+@admin.register(EventDefinition)
+class EventDefinitionAdmin(admin.ModelAdmin):
+    list_display = ["name", "project", "created_at"]
+    list_filter = ["project"]
+    search_fields = ["name"]
+    readonly_fields = ["public_id", "created_at"]
+
+
+@admin.register(Event)
+class EventAdmin(BigTableAdmin):
+    list_display = ["name", "subscriber", "occurred_at", "project"]
+    list_filter = ["project"]
+    search_fields = ["name", "dedup_key"]
+    readonly_fields = ["received_at", "facets"]
+    date_hierarchy = None  # a date drill-down scans every event
+
+
+@admin.register(ConsentChange)
+class ConsentChangeAdmin(BigTableAdmin):
+    """The opt-in ledger is evidence: readable here, never edited or deleted one by one."""
+
+    list_display = ["created_at", "subscriber", "channel", "state", "source", "actor_label", "project"]
+    list_filter = ["project", "channel", "state", "source"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Segment)
+class SegmentAdmin(admin.ModelAdmin):
+    list_display = ["name", "project", "cached_count", "count_computed_at", "updated_at"]
+    list_filter = ["project"]
+    search_fields = ["name", "description"]
+    readonly_fields = ["public_id", "cached_count", "count_computed_at"]
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(admin.ModelAdmin):
+    list_display = ["original_name", "project", "status", "processed_rows", "rejected_count", "created_at"]
+    list_filter = ["project", "status"]
+    search_fields = ["original_name"]
+    readonly_fields = ["public_id", "created_at", "started_at", "finished_at"]
+
+
+@admin.register(AttributeIndex)
+class AttributeIndexAdmin(admin.ModelAdmin):
+    list_display = ["event_name", "attribute", "attribute_type", "status", "project", "updated_at"]
+    list_filter = ["project", "status"]
+    search_fields = ["event_name", "attribute"]
+    readonly_fields = ["status", "error", "created_at", "updated_at"]
+    actions = ["rebuild"]
+
+    @admin.action(description="Build again (after a failure)")
+    def rebuild(self, request, queryset) -> None:
+        from . import actors
+
+        for index in queryset.exclude(status=AttributeIndexStatus.REMOVING):
+            AttributeIndex.objects.filter(pk=index.pk).update(status=AttributeIndexStatus.PENDING, error="")
+            actors.build_attribute_index.send(index.pk)
+        self.message_user(request, "Rebuild queued.")

@@ -412,6 +412,7 @@ class SubscriberBatch:
                     subscriber=p.subscriber,
                     name="Subscribed",
                     attributes=subscribed,
+                    facets=eventdefs.facets_of(subscribed),
                     occurred_at=now,
                 )
                 for p in new

@@ -128,7 +128,12 @@ class TagValue(models.Model):
     type compares natively and gets its own small partial index.
     """
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    # No database-level FK and no index on project: the subscriber's FK already implies it,
+    # the check was one of the costliest steps of a million-row import (docs/benchmarks.md),
+    # and every query reaches these rows by tag or subscriber.
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
+    )
     subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="tag_values")
     tag = models.ForeignKey(TagDefinition, on_delete=models.CASCADE, related_name="values")
     value_text = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001 - string, list element
@@ -197,13 +202,20 @@ class EventDefinition(models.Model):
 class Event(models.Model):
     """Something that happened to a subscriber. The one timeline segments and journeys read."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    # No database-level FK on project (as TagValue): the subscriber implies it; the
+    # composite indexes below lead with project.
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
+    )
     subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="events")
     # The name itself, not a FK: segment queries filter (project, name, occurred_at) in one index.
     name = models.CharField(max_length=64)
     occurred_at = models.DateTimeField()
     received_at = models.DateTimeField(auto_now_add=True)
     attributes = models.JSONField(default=dict, blank=True)
+    # The attributes with long texts replaced by true (events.facets_of): small enough for the
+    # segment index to carry, so attribute conditions are answered from the index alone.
+    facets = models.JSONField(default=dict, blank=True)
     # Makes recording idempotent when the source has an id (a wamid, an API idempotency key).
     dedup_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
 
@@ -212,11 +224,12 @@ class Event(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["project", "dedup_key"], name="event_unique_dedup")]
         indexes = [
-            # Segment conditions: an index-only scan yields the subscribers (INCLUDE is
+            # Segment conditions: an index-only scan yields the subscribers, and carries the
+            # facets so that attribute filters need no heap reads either (INCLUDE is
             # PostgreSQL-only; SQLite builds the plain index, see SILENCED_SYSTEM_CHECKS).
             models.Index(
                 fields=["project", "name", "occurred_at"],
-                include=["subscriber"],
+                include=["subscriber", "facets"],
                 name="event_project_name_time",
             ),
             models.Index(fields=["subscriber", "-occurred_at"], name="event_subscriber_time"),
@@ -227,10 +240,64 @@ class Event(models.Model):
         return f"{self.name} @ {self.occurred_at:%Y-%m-%d %H:%M}"
 
 
+class AttributeIndexStatus(models.TextChoices):
+    PENDING = "pending", "Waiting to be built"
+    BUILDING = "building", "Building"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+    REMOVING = "removing", "Being removed"
+
+
+class AttributeIndex(models.Model):
+    """An event attribute that segments filter on often, given its own index.
+
+    On PostgreSQL a partial index on this project's events of this name, keyed by the attribute
+    (see ``attribute_indexes.py``), turns "OrderPlaced where cuisine = asian" into an index
+    range instead of a scan over every OrderPlaced event. Built and dropped by an actor, with
+    ``CONCURRENTLY``, so recording events never waits for it.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="attribute_indexes")
+    event_name = models.CharField(max_length=64)
+    attribute = models.CharField(max_length=64)
+    # The attribute's type when the index was asked for: it decides the key order.
+    attribute_type = models.CharField(max_length=10, choices=TagType.choices)
+    status = models.CharField(
+        max_length=10, choices=AttributeIndexStatus.choices, default=AttributeIndexStatus.PENDING
+    )
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "event_name", "attribute"], name="attributeindex_unique"
+            )
+        ]
+        ordering = ["event_name", "attribute"]
+        verbose_name_plural = "attribute indexes"
+
+    def __str__(self) -> str:
+        return f"{self.event_name}.{self.attribute} ({self.status})"
+
+    @property
+    def db_name(self) -> str:
+        """The PostgreSQL index (and statistics) name: stable, short, unique."""
+        return f"evattr_{self.pk}"
+
+
 class ConsentChange(models.Model):
     """The opt-in ledger: one row per change of consent, never edited."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    # No database-level FK on project (as TagValue): the subscriber implies it; the
+    # composite indexes below lead with project.
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
+    )
     subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="consent_changes")
     channel = models.CharField(max_length=10, choices=ConsentChannel.choices)
     state = models.CharField(max_length=10, choices=ConsentState.choices)

@@ -40,6 +40,7 @@ from controlpanel.models import Project, Role
 from controlpanel.services import Actor, record_audit
 from controlpanel.tenancy import project_view
 
+from . import attribute_indexes
 from . import events as eventdefs
 from . import tags as tagtypes
 from .errors import InvalidInput
@@ -55,6 +56,7 @@ from .forms import (
     tag_text_from_input,
 )
 from .models import (
+    AttributeIndex,
     ConsentChange,
     ConsentChannel,
     ConsentSource,
@@ -1116,8 +1118,51 @@ def event_stats(request: HttpRequest, name: str) -> HttpResponse:
         "top_values": top_values,
         "schema": schema,
         "all_time": bounded_count(events),
+        "attributes": _attribute_rows(project, name, schema),
+        "can_index": request.membership.can(Role.ADMIN),
     }
     return render(request, "subscribers/event_stats.html", context)
+
+
+def _attribute_rows(project, name: str, schema: dict[str, str]) -> list[dict[str, Any]]:
+    indexes = {i.attribute: i for i in AttributeIndex.objects.for_project(project).filter(event_name=name)}
+    return [
+        {
+            "name": attribute,
+            "type": type_,
+            "index": indexes.get(attribute),
+            "indexable": type_ in attribute_indexes.INDEXABLE_TYPES,
+        }
+        for attribute, type_ in schema.items()
+    ]
+
+
+@project_view(section="subscribers", write=Role.ADMIN)
+@require_POST
+def event_attribute_index(request: HttpRequest, name: str) -> HttpResponse:
+    """Index an attribute for segments, or remove its index (admins: it changes the database)."""
+    project = request.project
+    attribute = request.POST.get("attribute", "")
+    url = reverse("subscribers:event_stats", args=[project.slug, name])
+    if request.POST.get("action") == "remove":
+        index = get_object_or_404(
+            AttributeIndex.objects.for_project(project), event_name=name, attribute=attribute
+        )
+        attribute_indexes.remove_index(index=index, actor=_actor(request))
+        messages.success(request, f"The index on “{attribute}” is being removed.")
+        return redirect(url)
+    try:
+        attribute_indexes.request_index(
+            project=project, event_name=name, attribute=attribute, actor=_actor(request)
+        )
+    except InvalidInput as exc:
+        messages.error(request, exc.message)
+        return redirect(url)
+    messages.success(
+        request,
+        f"“{attribute}” is being indexed. Segment counts that filter on it get faster once it is ready.",
+    )
+    return redirect(url)
 
 
 # --- tag definitions -------------------------------------------------------------------------------
@@ -1202,6 +1247,7 @@ urlpatterns = [
     path("subscribers/bulk/", subscriber_bulk, name="bulk"),
     path("subscribers/events/", event_list, name="events"),
     path("subscribers/events/<str:name>/", event_stats, name="event_stats"),
+    path("subscribers/events/<str:name>/indexes/", event_attribute_index, name="event_attribute_index"),
     path("subscribers/tags/", tag_list, name="tags"),
     path("subscribers/tags/<uuid:tag_id>/delete/", tag_delete, name="tag_delete"),
     path("subscribers/<uuid:subscriber_id>/", subscriber_detail, name="detail"),

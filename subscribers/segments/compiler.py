@@ -1,34 +1,44 @@
 """Compiling a validated rule tree into one ORM query over the project's subscribers.
 
-Only ORM expressions (Q, Exists, OuterRef, Count, JSON key transforms): no SQL text is ever built.
-The shapes are chosen for PostgreSQL at a million subscribers and ten million events:
+Only ORM expressions and QuerySet set operations (Q, Exists, ``__in`` subqueries, INTERSECT,
+UNION, EXCEPT through ``QuerySet.intersection/union/difference``): no SQL text is ever built.
+The shapes are chosen for PostgreSQL at a million subscribers and ten million events
+(docs/benchmarks.md):
 
-- A tag condition is ``EXISTS (tag value rows of that tag matching the value)``. Under AND (or
-  NOT) PostgreSQL turns it into a semi-join (anti-join) fed by the partial ``tagvalue_*`` index
-  on (tag, value, subscriber). TagValue rows are not filtered by project: the tag definition
-  was resolved within the project, so its rows are the project's.
-- An event condition filters project, name and occurred_at inside the subquery, so the
-  ``(project, name, occurred_at) INCLUDE (subscriber)`` index drives it. "At least once" is an
-  EXISTS; "at least N times" is ``id IN (... GROUP BY subscriber HAVING COUNT(*) >= N)``, one
-  aggregate over the matching events instead of a count per subscriber. A count that zero
-  satisfies (never, fewer than N, at most N) is the NOT of the opposite condition, so
-  subscribers without any such event are counted, and "never" stays an anti-join. (NOT over
-  "at least N" with N >= 2 is ``NOT IN`` over the grouped subquery, which PostgreSQL runs as a
-  hashed subplan: fast while the set of subscribers with N+ events fits in work_mem.)
+- Every condition compiles to a ``Part``: either a condition on the subscriber row (fields,
+  built-in tags, reachability), or a query of subscriber ids (tag value rows, event rows), or
+  the complement of such a query. Conditions that have their own index yield ids straight from
+  that index, so "Berlin AND ordered asian food in the last 30 days" is the INTERSECT of two
+  index ranges (120,000 and 50,000 ids) instead of a walk over all million subscribers with a
+  semi-join per condition (183 ms -> about 60 ms measured). AND is INTERSECT, AND NOT is
+  EXCEPT, OR is UNION; conditions on subscriber columns stay a WHERE on the subscriber table,
+  combined with the id sets through ``pk IN (...)``.
+- Tag value rows are not filtered by project: the tag definition was resolved within the
+  project, so its rows are the project's. Events filter project, name and occurred_at, which
+  the ``(project, name, occurred_at) INCLUDE (subscriber, attributes)`` index serves as an
+  index-only scan, attribute filters included. "At least N times" groups the matching events
+  by subscriber with ``HAVING COUNT(*) >= N``. A count that zero satisfies (never, fewer than
+  N, at most N) is the complement of the opposite condition, so subscribers without any such
+  event are counted.
 - Event attributes compare JSON values natively (``attributes -> 'cuisine' = '"asian"'`` on
   PostgreSQL, ``JSON_EXTRACT`` on SQLite): numbers compare as numbers. Attribute types are
-  enforced when events are recorded, so a numeric attribute only ever holds numbers.
+  enforced when events are recorded, so a numeric attribute only ever holds numbers. The
+  expression is the one that the per-attribute partial indexes (``attribute_indexes.py``) are
+  built on.
 - A segment-membership condition inlines the included segment's rule (validated for cycles).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from functools import reduce
+from operator import and_, or_
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Func, Q, QuerySet, Transform
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Substr
 from django.utils import timezone
@@ -36,6 +46,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from controlpanel.models import Project
 
+from ..events import FACET_TEXT
 from ..models import ConsentState, Event, Subscriber, TagType, TagValue
 from . import tree as t
 from .validate import Checker, Resolver, TagInfo
@@ -53,17 +64,42 @@ NOTHING = Q(pk__in=[])
 EVERYONE = Q(pk__isnull=False)  # not Q(): ~Q() would also mean "everyone"
 
 
+@dataclass(frozen=True)
+class Part:
+    """A compiled condition: exactly one of ``q`` (on the subscriber row) or ``ids``.
+
+    ``ids`` is a query of subscriber ids, possibly with repeats (event rows); with
+    ``negated`` the part means every subscriber of the project except those.
+    """
+
+    q: Q | None = None
+    ids: QuerySet | None = None
+    negated: bool = False
+
+    def __invert__(self) -> Part:
+        if self.q is not None:
+            return Part(q=~self.q)
+        return Part(ids=self.ids, negated=not self.negated)
+
+
 def audience(project: Project, tree: Any, *, now: datetime | None = None) -> QuerySet[Subscriber]:
     """The project's subscribers matching ``tree``. Validates first (raises InvalidInput)."""
+    compiler, part = _compile(project, tree, now)
+    return Subscriber.objects.for_project(project).filter(compiler.as_q(part))
+
+
+def count(project: Project, tree: Any, *, now: datetime | None = None) -> int:
+    """How many of the project's subscribers match ``tree``: one query, no subscriber rows read
+    when the conditions' own indexes name the matching ids."""
+    compiler, part = _compile(project, tree, now)
+    return compiler.count(part)
+
+
+def _compile(project: Project, tree: Any, now: datetime | None) -> tuple[Compiler, Part]:
     resolver = Resolver(project)
     checked = Checker(resolver).rule(tree)
-    q = Compiler(project, resolver, now=now).compile(checked)
-    return Subscriber.objects.for_project(project).filter(q)
-
-
-def count(project: Project, tree: Any) -> int:
-    """How many of the project's subscribers match ``tree``."""
-    return audience(project, tree).count()
+    compiler = Compiler(project, resolver, now=now)
+    return compiler, compiler.part(checked)
 
 
 class Compiler:
@@ -75,45 +111,98 @@ class Compiler:
         self.today = timezone.localtime(self.now, self.tz).date()
 
     def compile(self, node: dict[str, Any]) -> Q:
+        """``node`` as a condition on the subscriber row (id sets become ``pk IN (...)``)."""
+        return self.as_q(self.part(node))
+
+    def part(self, node: dict[str, Any]) -> Part:
         match node["type"]:
             case t.GROUP:
-                parts = [self.compile(child) for child in node["children"]]
-                q = parts[0]
-                for part in parts[1:]:
-                    q = q & part if node["op"] == "and" else q | part
-                return ~q if node.get("negate") else q
+                parts = [self.part(child) for child in node["children"]]
+                part = self.all_of(parts) if node["op"] == "and" else self.any_of(parts)
+                return ~part if node.get("negate") else part
             case t.TAG:
                 return self.tag(node)
             case t.FIELD:
                 column, type_, _ = t.FIELDS[node["field"]]
-                return self.column(column, type_, node["op"], node.get("value"))
+                return Part(q=self.column(column, type_, node["op"], node.get("value")))
             case t.EVENT:
                 return self.event(node)
             case t.SEGMENT:
-                return self.compile(self.resolver.segment_rules[node["segment"]])
+                return self.part(self.resolver.segment_rules[node["segment"]])
             case t.REACHABILITY:
-                return self.reachability(node["channel"])
+                return Part(q=self.reachability(node["channel"]))
             case t.ALL:
-                return EVERYONE
+                return Part(q=EVERYONE)
             case t.NONE:
-                return NOTHING
+                return Part(q=NOTHING)
         raise ValueError(f"cannot compile {node!r}")
+
+    # ---- set algebra -----------------------------------------------------------------------------
+
+    def everyone(self) -> QuerySet:
+        return Subscriber.objects.for_project(self.project).order_by().values("pk")
+
+    def as_q(self, part: Part) -> Q:
+        if part.q is not None:
+            return part.q
+        inside = Q(pk__in=part.ids)  # ids are never NULL: NOT IN is safe
+        return ~inside if part.negated else inside
+
+    def as_ids(self, part: Part) -> QuerySet:
+        if part.q is not None:
+            return self.everyone().filter(part.q)
+        if part.negated:
+            return self.everyone().difference(part.ids)
+        return part.ids
+
+    def count(self, part: Part) -> int:
+        if part.q is not None:
+            return Subscriber.objects.for_project(self.project).filter(part.q).count()
+        ids = self.as_ids(part)
+        # Set operations return each id once; a plain id query (event rows) may repeat them.
+        return ids.count() if ids.query.combinator else ids.distinct().count()
+
+    def all_of(self, parts: list[Part]) -> Part:
+        rows = [p.q for p in parts if p.q is not None]
+        included = [p.ids for p in parts if p.q is None and not p.negated]
+        excluded = [p.ids for p in parts if p.q is None and p.negated]
+        if not included and not excluded:
+            return Part(q=reduce(and_, rows))
+        if included:
+            ids = _intersection(included)
+            if excluded:
+                ids = ids.difference(*excluded)
+            if rows:
+                return Part(q=reduce(and_, rows) & Q(pk__in=ids))
+            return Part(ids=ids)
+        if rows:
+            return Part(ids=self.everyone().filter(reduce(and_, rows)).difference(*excluded))
+        # NOT a AND NOT b == NOT (a OR b)
+        return Part(ids=_union(excluded), negated=True)
+
+    def any_of(self, parts: list[Part]) -> Part:
+        if all(p.q is None and not p.negated for p in parts):
+            return Part(ids=_union([p.ids for p in parts]))
+        if all(p.q is None and p.negated for p in parts):
+            # NOT a OR NOT b == NOT (a AND b)
+            return Part(ids=_intersection([p.ids for p in parts]), negated=True)
+        return Part(q=reduce(or_, (self.as_q(p) for p in parts)))
 
     # ---- tags ----------------------------------------------------------------------------------
 
-    def tag(self, node: dict[str, Any]) -> Q:
+    def tag(self, node: dict[str, Any]) -> Part:
         info: TagInfo = self.resolver.tags()[node["tag"].lower()]
         op, value = node["op"], node.get("value")
         if info.column is not None:
             if info.column == "whatsapp_consent":
-                return self.consent_as_boolean(op, value)
-            return self.column(info.column, info.type, op, value)
-        rows = TagValue.objects.filter(tag_id=info.definition_id)
+                return Part(q=self.consent_as_boolean(op, value))
+            return Part(q=self.column(info.column, info.type, op, value))
+        rows = TagValue.objects.filter(tag_id=info.definition_id).order_by()
         col = VALUE_COLUMN[info.type]
 
-        def has(q: Q | None = None) -> Q:
+        def has(q: Q | None = None) -> Part:
             matching = rows.filter(q) if q is not None else rows
-            return Q(Exists(matching.filter(subscriber=OuterRef("pk"))))
+            return Part(ids=matching.values("subscriber"))
 
         if op == "any":
             return has()
@@ -126,9 +215,9 @@ class Compiler:
             if op == "in":
                 return has(Q(**{f"{col}__in": value}))
             if op == "noteq":
-                return has() & ~has(Q(**{col: value}))
+                return self.all_of([has(), ~has(Q(**{col: value}))])
             if op == "notin":
-                return has() & ~has(Q(**{f"{col}__in": value}))
+                return self.all_of([has(), ~has(Q(**{f"{col}__in": value}))])
         # Single-valued types: the row exists and its value compares (or, for noteq/notin, does not).
         if op in ("noteq", "notin"):
             positive = self.compare(col, info.type, "eq" if op == "noteq" else "in", value)
@@ -249,8 +338,8 @@ class Compiler:
 
     # ---- events ----------------------------------------------------------------------------------
 
-    def event(self, node: dict[str, Any]) -> Q:
-        events = Event.objects.for_project(self.project).filter(name=node["event"])
+    def event(self, node: dict[str, Any]) -> Part:
+        events = Event.objects.for_project(self.project).filter(name=node["event"]).order_by()
         window = node.get("window")
         if window:
             events = events.filter(self.window(window))
@@ -264,20 +353,19 @@ class Compiler:
             return ~self.performed(events, complement[op], n)
         return self.performed(events, op, n)
 
-    def performed(self, events: QuerySet, op: str, n: int) -> Q:
+    def performed(self, events: QuerySet, op: str, n: int) -> Part:
         """Subscribers with a number of matching events satisfying ``op n`` (never true at zero)."""
         if (op, n) in (("gte", 1), ("gt", 0), ("noteq", 0)):
-            return Q(Exists(events.filter(subscriber=OuterRef("pk"))))
+            return Part(ids=events.values("subscriber"))
         if op == "lt":  # only "lt 0" gets here: no count is below zero
-            return NOTHING
+            return Part(q=NOTHING)
         grouped = (
-            events.order_by()
-            .values("subscriber")
+            events.values("subscriber")
             .annotate(n=Count("*"))
             .filter(**{f"n__{'exact' if op == 'eq' else op}": n})
             .values("subscriber")
         )
-        return Q(pk__in=grouped)
+        return Part(ids=grouped)
 
     def window(self, window: dict[str, Any]) -> Q:
         match window["kind"]:
@@ -296,24 +384,29 @@ class Compiler:
     def attribute(self, events: QuerySet, alias: str, type_: str, cond: dict[str, Any]) -> QuerySet:
         """Filter events on one JSON attribute; a missing attribute never matches (but ``none``)."""
         name, op, value = cond["attribute"], cond["op"], cond.get("value")
+        # Facets (the attributes with long texts shortened to ``true``) are in the event index;
+        # only "contains" and a comparison with a long text need the full attributes.
+        values = value if isinstance(value, list) else [value]
+        long_text = any(isinstance(v, str) and len(v) > FACET_TEXT for v in values)
+        column = "attributes" if op == "contains" or (type_ == TagType.STRING and long_text) else "facets"
         # Key transforms as expressions, not "attributes__<name>" paths: an attribute may be
         # called "in" or "gt" without turning into a lookup.
-        present = Q(attributes__has_key=name)
+        present = Q(**{f"{column}__has_key": name})
         if op == "any":
             return events.filter(present)
         if op == "none":
             return events.exclude(present)
         if type_ == TagType.DATETIME:
             # Stored as ISO text with the sender's offset; compare the calendar date it names.
-            events = events.alias(**{alias: Substr(KeyTextTransform(name, "attributes"), 1, 10)})
+            events = events.alias(**{alias: attribute_value(name, type_, column)})
             type_ = TagType.DATE
             value = [v[:10] for v in value] if isinstance(value, list) else value
             if not isinstance(value, list) and op != "within":
                 value = value[:10]
         elif op == "contains":
-            events = events.alias(**{alias: KeyTextTransform(name, "attributes")})
+            events = events.alias(**{alias: KeyTextTransform(name, column)})
         else:
-            events = events.alias(**{alias: KeyTransform(name, "attributes")})
+            events = events.alias(**{alias: attribute_value(name, type_, column)})
         # ISO dates are JSON strings that sort like the dates they name.
         if type_ == TagType.DATE and op == "within":
             start, end = self.date_value(op, value)
@@ -357,6 +450,25 @@ class Compiler:
             case "push":
                 return Q(push_devices__isnull=False) & ~Q(push_devices=[])
         raise ValueError(channel)
+
+
+def attribute_value(name: str, type_: str, column: str = "facets") -> Func | Transform:
+    """The expression an attribute condition compares (but ``contains``, which needs text).
+
+    Attribute indexes (``attribute_indexes.py``) are built on this same expression over
+    ``facets``, which is what lets PostgreSQL use them.
+    """
+    if type_ == TagType.DATETIME:
+        return Substr(KeyTextTransform(name, column), 1, 10)
+    return KeyTransform(name, column)
+
+
+def _intersection(queries: list[QuerySet]) -> QuerySet:
+    return queries[0].intersection(*queries[1:]) if len(queries) > 1 else queries[0]
+
+
+def _union(queries: list[QuerySet]) -> QuerySet:
+    return queries[0].union(*queries[1:]) if len(queries) > 1 else queries[0]
 
 
 def _zero_satisfies(op: str, n: int) -> bool:

@@ -129,3 +129,48 @@ def test_collectstatic_for_production(tmp_path):
         "img/icons.svg",
     ):
         assert f'"{name}"' in manifest
+
+
+def test_postgres_sessions_get_the_planner_settings(db):
+    """Every PostgreSQL session runs with the settings measured in docs/benchmarks.md."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("this run uses the embedded SQLite database")
+    with connection.cursor() as cursor:
+        values = {}
+        for name in ("jit", "random_page_cost", "work_mem"):
+            cursor.execute(f"SHOW {name}")
+            values[name] = cursor.fetchone()[0]
+    assert values == {"jit": "off", "random_page_cost": "1.1", "work_mem": "32MB"}
+
+
+def test_postgres_settings_can_be_changed_or_left_to_the_server(tmp_path):
+    probe = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(repr(s.DATABASES['default'].get('OPTIONS', {}).get('options')))"
+    )
+    env = {
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/none",
+        "SECRET_KEY": "x" * 50,
+        "FIELD_ENCRYPTION_KEY": "Jx9Yk0aZ3jv0zS0QqMuFqk2b7vO2TzD6pGQ1m0yQF3E=",
+        "DRAMATIQ_BROKER_URL": "redis://127.0.0.1:6379/0",
+    }
+    base = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DATABASE_PG_SETTINGS"}}
+    base.update(DJANGO_SETTINGS_MODULE="controlpanel.settings", VAR_DIR=str(tmp_path / "var"), **env)
+
+    def options(**extra):
+        result = subprocess.run(
+            [sys.executable, "-c", probe],
+            cwd=ROOT,
+            env={**base, **extra},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    assert options() == "'-c jit=off -c random_page_cost=1.1 -c work_mem=32MB'"
+    assert options(DATABASE_PG_SETTINGS="work_mem=64MB") == "'-c work_mem=64MB'"
+    assert options(DATABASE_PG_SETTINGS="") == "None"
