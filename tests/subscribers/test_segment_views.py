@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 
 import pytest
 from django.urls import reverse
@@ -94,13 +96,25 @@ def preview(client, project, **params):
     return response.content.decode()
 
 
+def sample(client, body: str) -> str:
+    """Follow the preview's lazy request for the newest matching subscribers."""
+    match = re.search(r'hx-get="([^"]+)" hx-trigger="load"', body)
+    assert match, "the preview asks for no sample"
+    response = client.get(html.unescape(match.group(1)))
+    assert response.status_code == 200
+    return response.content.decode()
+
+
 def test_preview_counts_the_builder_tree_with_a_sample(client, project, viewer, people):
     client.force_login(viewer)  # a GET: viewers may explore audiences too
     tree = builder_tree(CITY_BERLIN)
     body = preview(client, project, source="builder", rule=json.dumps(tree))
     assert 'data-count="3"' in body
-    assert body.count("Person ") == 3
-    assert "Person 3" not in body
+    assert "Person " not in body  # the sample follows in its own request
+    names = sample(client, body)
+    assert names.count("Person ") == 3
+    assert "Person 3" not in names
+    assert "All of them" in names
     # The canonical text comes back for the text box.
     assert 'data-rule-text="T(&quot;city&quot;, eq, &quot;Berlin&quot;)"' in body
 
@@ -117,8 +131,21 @@ def test_preview_sample_is_at_most_ten(owner_client, project):
         SubscriberFactory(project=project)
     body = preview(owner_client, project, source="text", text="ALL")
     assert 'data-count="12"' in body
-    assert body.count("<li ") == 10
-    assert "The 10 newest" in body
+    names = sample(owner_client, body)
+    assert names.count("<li ") == 10
+    assert "The 10 newest" in names
+
+
+def test_no_sample_is_asked_for_an_empty_audience(owner_client, project, people):
+    body = preview(owner_client, project, source="text", text='T("city", eq, "Atlantis")')
+    assert 'data-count="0"' in body
+    assert 'hx-trigger="load"' not in body
+
+
+@pytest.mark.parametrize("rule", ["not json", '{"type": "tag", "tag": "nope", "op": "any"}'])
+def test_the_sample_refuses_a_rule_that_does_not_validate(owner_client, project, rule):
+    response = owner_client.get(url("segment_sample", project), {"rule": rule, "count": "1"})
+    assert response.status_code == 400
 
 
 def test_preview_syntax_error_points_at_the_position(owner_client, project):
