@@ -33,6 +33,20 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlpanel.settings")
 
 LUA = r"""
+-- An open-loop schedule: each wrk thread hands out request slots `interval` ms apart, so the
+-- offered rate is the target whatever the answer time (until every connection is busy).
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+int clock_gettime(int clk_id, bench_timespec *tp);
+]]
+local ts = ffi.new("bench_timespec")
+local function now_ms()
+  ffi.C.clock_gettime(1, ts)  -- CLOCK_MONOTONIC
+  return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+end
+local next_slot = nil
+
 local bodies, sigs = {}, {}
 local counter = 0
 local threads = {}
@@ -43,8 +57,7 @@ function setup(thread)
 end
 
 function init(args)
-  local per_thread_pause = tonumber(args[2])
-  pause = per_thread_pause
+  interval = tonumber(args[2])
   local f = io.open(args[1], "r")
   local i = 0
   for line in f:lines() do
@@ -62,7 +75,14 @@ function init(args)
 end
 
 function delay()
-  return pause
+  local t = now_ms()
+  if next_slot == nil or next_slot < t - 100 then
+    next_slot = t  -- start, or fallen far behind: do not burst to catch up
+  end
+  local slot = next_slot
+  next_slot = slot + interval
+  if slot <= t then return 0 end
+  return slot - t
 end
 
 function request()
@@ -186,9 +206,9 @@ def main() -> None:
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--granian-workers", type=int, default=2)
     parser.add_argument("--granian-threads", type=int, default=32)
+    parser.add_argument("--granian-extra", default="", help="more granian options, e.g. '--http 1 --no-ws'")
     parser.add_argument("--port", type=int, default=8777)
     parser.add_argument("--no-process", action="store_true", help="skip draining the stored deliveries")
-    parser.add_argument("--answer-ms", type=float, default=10.0, help="expected answer time, for pacing")
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
     # 20% more bodies than the target needs, so no level runs out of unique bodies.
@@ -218,7 +238,7 @@ def main() -> None:
     server = subprocess.Popen(
         [str(ROOT / ".venv/bin/granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(args.port),
          "--workers", str(args.granian_workers), "--blocking-threads", str(args.granian_threads),
-         "--log-level", "warning", "controlpanel.wsgi:application"],
+         "--log-level", "warning", *args.granian_extra.split(), "controlpanel.wsgi:application"],
         cwd=ROOT, env=env, start_new_session=True,
     )  # fmt: skip
     results = []
@@ -236,12 +256,11 @@ def main() -> None:
                         break
                     if i >= sent_before:
                         dst.write(line)
-            # Each connection waits between requests so that, with a typical answer time,
-            # all connections together offer `rate` requests per second.
-            pause_ms = max(args.connections / rate * 1000 - args.answer_ms, 0)
+            # Each wrk thread offers rate / threads requests per second on a fixed schedule.
+            interval_ms = args.wrk_threads * 1000 / rate
             out = subprocess.run(
                 ["wrk", "-t", str(args.wrk_threads), "-c", str(args.connections), "-d", f"{args.seconds}s",
-                 "--timeout", "5s", "-s", str(script), url, "--", str(level_file), f"{pause_ms:.3f}",
+                 "--timeout", "5s", "-s", str(script), url, "--", str(level_file), f"{interval_ms:.4f}",
                  str(args.wrk_threads)],
                 capture_output=True, text=True, timeout=args.seconds + 60,
             )  # fmt: skip

@@ -332,6 +332,8 @@ SILENCED_SYSTEM_CHECKS = ["models.W040"]
 # Webhook bodies are committed in shared transactions by a writer thread (see
 # whatsapp/intake.py). Off on SQLite, where one writer at a time is the rule anyway.
 WEBHOOK_GROUP_COMMIT = env.bool("WEBHOOK_GROUP_COMMIT", default=bool(DATABASE_URL))
+# How long a webhook request may wait for others to join its commit (see whatsapp/intake.py).
+WEBHOOK_COMMIT_WAIT_MS = env.float("WEBHOOK_COMMIT_WAIT_MS", default=4.0)
 SIMULATOR_ENABLED = env.bool("SIMULATOR_ENABLED", default=EMBEDDED)
 # Graph API base URLs besides Meta's that connections may use (e.g. a staging proxy).
 WHATSAPP_EXTRA_BASE_URLS = env.list("WHATSAPP_EXTRA_BASE_URLS", default=[])

@@ -20,7 +20,7 @@ from .conftest import APP_SECRET
 @pytest.mark.django_db(transaction=True)
 def test_group_commit_stores_every_concurrent_request_in_shared_transactions(account, settings, monkeypatch):
     settings.WEBHOOK_GROUP_COMMIT = True
-    monkeypatch.setattr(intake, "MAX_WAIT", 0.05)
+    settings.WEBHOOK_COMMIT_WAIT_MS = 50
     batches = []
     real_insert = intake._insert
     monkeypatch.setattr(intake, "_insert", lambda rows: (batches.append(len(rows)), real_insert(rows)))
