@@ -134,7 +134,10 @@ class TagValue(models.Model):
     project = models.ForeignKey(
         Project, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
     )
-    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="tag_values")
+    # No index of its own: tagvalue_subscriber (subscriber, tag) below serves every lookup by subscriber.
+    subscriber = models.ForeignKey(
+        Subscriber, on_delete=models.CASCADE, related_name="tag_values", db_index=False
+    )
     tag = models.ForeignKey(TagDefinition, on_delete=models.CASCADE, related_name="values")
     value_text = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001 - string, list element
     value_number = models.DecimalField(max_digits=24, decimal_places=8, null=True, blank=True)
@@ -207,7 +210,10 @@ class Event(models.Model):
     project = models.ForeignKey(
         Project, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
     )
-    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="events")
+    # No index of its own: event_subscriber_time (subscriber, -occurred_at) serves lookups by subscriber.
+    subscriber = models.ForeignKey(
+        Subscriber, on_delete=models.CASCADE, related_name="events", db_index=False
+    )
     # The name itself, not a FK: segment queries filter (project, name, occurred_at) in one index.
     name = models.CharField(max_length=64)
     occurred_at = models.DateTimeField()
