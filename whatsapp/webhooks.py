@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from django.db import close_old_connections, transaction
+from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -87,8 +87,14 @@ def accept(conn: _Connection, body: bytes, header: str) -> tuple[int, str]:
         return 403, "Invalid signature."
     row = intake.delivery_for(account_id=conn.account_id, project_id=conn.project_id, body=body)
     intake.store_delivery(row)
-    # The row is committed; processing happens in a worker.
-    transaction.on_commit(lambda: kick(conn.account_id))
+    # The row is committed (unless a caller's transaction is still open); processing happens in
+    # a worker. Not transaction.on_commit() unconditionally: asking for autocommit opens a
+    # database connection, and the fast path's request threads never need one (with 32
+    # threads per process they exhausted PostgreSQL's max_connections).
+    if connection.in_atomic_block:
+        transaction.on_commit(lambda: kick(conn.account_id))
+    else:
+        kick(conn.account_id)
     return 200, "OK"
 
 
@@ -110,14 +116,16 @@ def fast_path(django_app):
         match = _POST_PATH.match(environ.get("PATH_INFO", ""))
         if match is None or environ.get("REQUEST_METHOD") != "POST":
             return django_app(environ, start_response)
-        close_old_connections()
         try:
             status, text = _fast_accept(match.group(1), environ)
         except Exception:
             logger.exception("webhook fast path failed")
             status, text = 500, "Error."
         finally:
-            close_old_connections()
+            # A request thread touches the database only to refresh the connection cache (and,
+            # without group commit, to insert): keeping a connection open per thread would hold
+            # one per blocking thread of every server process.
+            connection.close()
         body = text.encode()
         start_response(
             f"{status} {_REASONS.get(status, 'Error')}",

@@ -8,7 +8,7 @@ from wsgiref.util import setup_testing_defaults
 import pytest
 
 from controlpanel.wsgi import application
-from whatsapp import signature
+from whatsapp import intake, signature
 from whatsapp.models import WebhookDelivery
 
 from . import payloads as p
@@ -62,3 +62,37 @@ def test_unknown_connection_and_other_requests(account):
     )
     assert (status, body) == ("200 OK", b"42")
     assert call("/healthz", method="GET")[0] == "200 OK"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_request_threads_do_not_connect_to_the_database(account, settings, monkeypatch):
+    """With group commit, a request thread needs no database connection once the account is
+    cached (opening one per server thread exhausted PostgreSQL's max_connections)."""
+    import threading
+
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    settings.WEBHOOK_GROUP_COMMIT = True
+    real_connect = BaseDatabaseWrapper.connect
+    connected_in = []
+
+    def connect(self):
+        connected_in.append(threading.current_thread().name)
+        return real_connect(self)
+
+    monkeypatch.setattr(BaseDatabaseWrapper, "connect", connect)
+    url = f"/webhooks/whatsapp/{account.public_id}/"
+    answers = []
+
+    def request(i: int) -> None:
+        raw = p.body(p.status(f"wamid.T{i}", "delivered", 1750263773 + i))
+        answers.append(call(url, raw, HTTP_X_HUB_SIGNATURE_256=signature.sign(raw, APP_SECRET)))
+
+    for i in range(3):  # each in a new thread, like the server's blocking threads
+        thread = threading.Thread(target=request, args=(i,), name=f"request-{i}")
+        thread.start()
+        thread.join()
+    intake.stop_group_commit()  # the writer thread closes its connection
+    assert answers == [("200 OK", b"OK")] * 3
+    assert "request-1" not in connected_in and "request-2" not in connected_in, connected_in
+    assert WebhookDelivery.objects.filter(account=account).count() == 3
