@@ -25,7 +25,7 @@ from subscribers.models import ConsentChannel, ConsentSource, ConsentState, Even
 from subscribers.services import change_consent, record_event
 
 from .models import MessageTemplate, PhoneNumberEvent, WebhookDelivery, WhatsAppAccount
-from .signals import InboundMessage, StatusUpdate, inbound_received, status_received
+from .signals import InboundMessage, StatusUpdate, inbound_received, status_received, statuses_received
 
 logger = logging.getLogger(__name__)
 WHATSAPP = Actor(label="WhatsApp")
@@ -91,8 +91,11 @@ def process_pending(account_id: int, *, limit: int = 5000, batch: int = 100) -> 
 
     Deliveries are claimed in batches with SELECT ... FOR UPDATE SKIP LOCKED (only
     the delivery rows), so several workers can drain the same account without
-    doing a delivery twice. Each delivery runs in its own savepoint: one that
-    keeps failing is retried MAX_ATTEMPTS times, then left with its error.
+    doing a delivery twice. Consecutive deliveries that carry only statuses are
+    applied together, set-based (see process_status_deliveries); any other delivery
+    runs in its own savepoint, as does every delivery of a status run that failed
+    as a whole. One that keeps failing is retried MAX_ATTEMPTS times, then left
+    with its error. Arrival order is kept, so the outcome is the same either way.
     """
     done = 0
     while done < limit:
@@ -105,17 +108,99 @@ def process_pending(account_id: int, *, limit: int = 5000, batch: int = 100) -> 
             )
             if not claimed:
                 return done
+            run: list[tuple[WebhookDelivery, list[StatusUpdate]]] = []
             for delivery in claimed:
-                try:
-                    with transaction.atomic():
-                        process_delivery(delivery)
-                except Exception as exc:
-                    logger.exception("webhook delivery %s failed", delivery.pk)
-                    WebhookDelivery.objects.filter(pk=delivery.pk).update(
-                        attempts=delivery.attempts + 1, error=f"{type(exc).__name__}: {exc}"[:2000]
-                    )
+                updates = _status_only(delivery)
+                if updates is not None:
+                    run.append((delivery, updates))
+                    continue
+                _process_status_run(run)
+                run = []
+                _process_one(delivery)
+            _process_status_run(run)
             done += len(claimed)
     return done
+
+
+def _process_one(delivery: WebhookDelivery) -> None:
+    try:
+        with transaction.atomic():
+            process_delivery(delivery)
+    except Exception as exc:
+        logger.exception("webhook delivery %s failed", delivery.pk)
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            attempts=delivery.attempts + 1, error=f"{type(exc).__name__}: {exc}"[:2000]
+        )
+
+
+def _process_status_run(run: list[tuple[WebhookDelivery, list[StatusUpdate]]]) -> None:
+    if not run:
+        return
+    try:
+        with transaction.atomic():
+            process_status_deliveries(run)
+    except Exception:
+        # Nothing of the run was written (savepoint); one by one, a bad delivery fails alone.
+        logger.warning("status batch of %d deliveries failed, retrying one by one", len(run), exc_info=True)
+        for delivery, _ in run:
+            _process_one(delivery)
+
+
+def _status_only(delivery: WebhookDelivery) -> list[StatusUpdate] | None:
+    """The status updates of a delivery that holds nothing else for this account, else None.
+
+    None sends the delivery down the general path: bad JSON, an unexpected shape, inbound
+    messages, errors, other fields, another phone number's changes (recorded as notices).
+    """
+    try:
+        payload = json.loads(delivery.body)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(payload, dict) or not isinstance(payload.get("entry") or [], list):
+        return None
+    account = delivery.account
+    updates = []
+    for entry in payload.get("entry") or []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("changes") or [], list):
+            return None
+        for change in entry.get("changes") or []:
+            value = (change.get("value") or {}) if isinstance(change, dict) else None
+            if (
+                not isinstance(value, dict)
+                or change.get("field") != "messages"
+                or value.get("messages")
+                or value.get("errors")
+                or not _for_this_account(account, entry, value)
+            ):
+                return None
+            statuses = value.get("statuses") or []
+            if not isinstance(statuses, list) or not all(isinstance(s, dict) for s in statuses):
+                return None
+            updates += [_status_update(account, status) for status in statuses]
+    return updates
+
+
+def process_status_deliveries(run: list[tuple[WebhookDelivery, list[StatusUpdate]]]) -> None:
+    """Apply status-only deliveries of one account (from _status_only) at once, in arrival order.
+
+    Writes what process_delivery would for each, in a few statements for all: receivers
+    of statuses_received get every update in one call (the outbox applies them set-based),
+    then status_received is sent per update with in_batch=True, as process_delivery sends
+    it. Safe to run again, like process_delivery.
+    """
+    updates = tuple(update for _, delivery_updates in run for update in delivery_updates)
+    if updates:
+        statuses_received.send(sender=None, updates=updates)
+        for update in updates:
+            status_received.send(sender=None, update=update, in_batch=True)
+    WebhookDelivery.objects.filter(pk__in=[delivery.pk for delivery, _ in run]).update(
+        processed_at=timezone.now(), error=""
+    )
+    latest = max(delivery.received_at for delivery, _ in run)
+    # Conditional: a worker draining older deliveries concurrently must not move it back.
+    WhatsAppAccount.objects.filter(pk=run[0][0].account_id).filter(
+        Q(last_webhook_at__isnull=True) | Q(last_webhook_at__lt=latest)
+    ).update(last_webhook_at=latest)
 
 
 def handle_change(account: WhatsAppAccount, field: str, value: dict, signals: list) -> None:

@@ -40,8 +40,13 @@ class InboundMessage:
     consent_change: str = ""
 
 
-# send(sender=None, update=StatusUpdate(...)); sent after the delivery's transaction commits.
+# send(sender=None, update=StatusUpdate(...), in_batch=...); sent inside the processing
+# transaction, so a receiver that raises has the delivery retried. in_batch=True: the update
+# was also announced in a statuses_received batch just before; a receiver of both acts once.
 status_received = Signal()
+# send(sender=None, updates=(StatusUpdate(...), ...)): the statuses of many deliveries in
+# arrival order, for receivers that apply them set-based (the outbox); inside the transaction.
+statuses_received = Signal()
 # send(sender=None, message=InboundMessage(...))
 inbound_received = Signal()
 # send(sender=None, account_id=...): an account may send again (resumed, or new credentials);
