@@ -31,6 +31,7 @@ from controlpanel.services import Actor, record_audit
 from . import events as eventdefs
 from .errors import InvalidInput
 from .models import AttributeIndex, AttributeIndexStatus, Event, TagType
+from .segments import tree as t
 from .segments.compiler import attribute_value
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,37 @@ def remove_index(*, index: AttributeIndex, actor: Actor) -> None:
     AttributeIndex.objects.filter(pk=index.pk).update(status=AttributeIndexStatus.REMOVING, error="")
     record_audit(project=index.project, actor=actor, action="attribute_index.removed", obj=index)
     transaction.on_commit(lambda: _send("drop_attribute_index", index.pk))
+
+
+# Attribute operators an index serves: equality and ranges (not "is set", "contains" or "not").
+INDEXED_OPS = frozenset({"eq", "in", "gt", "gte", "lt", "lte", "between", "before", "after", "within"})
+
+
+def ensure_for_rule(*, project: Project, rule: dict, actor: Actor) -> list[AttributeIndex]:
+    """Ask for an index on every event attribute ``rule`` compares (a saved segment's rule).
+
+    Marketers should not have to know about indexes: saving a segment that filters
+    "OrderPlaced where cuisine = asian" indexes OrderPlaced.cuisine in the background, once,
+    within the project's limit. Returns the indexes newly asked for.
+    """
+    wanted = {
+        (node["event"], cond["attribute"])
+        for node in t.walk(rule)
+        if node.get("type") == t.EVENT
+        for cond in node.get("where") or []
+        if cond.get("op") in INDEXED_OPS
+    }
+    existing = set(AttributeIndex.objects.for_project(project).values_list("event_name", "attribute"))
+    created = []
+    for event_name, attribute in sorted(wanted - existing):
+        try:
+            created.append(
+                request_index(project=project, event_name=event_name, attribute=attribute, actor=actor)
+            )
+        except InvalidInput as exc:
+            # Over the limit, or a type that cannot be indexed: the segment works without it.
+            logger.info("not indexing %s.%s: %s", event_name, attribute, exc.message)
+    return created
 
 
 def _send(actor_name: str, index_id: int) -> None:

@@ -88,6 +88,9 @@ def save_segment(
     if old and old["name"] != name:
         _rename_references(segment)
     refresh_count(segment=segment)
+    from ..attribute_indexes import ensure_for_rule  # it imports this package: not at module level
+
+    ensure_for_rule(project=project, rule=checked, actor=actor)
     new = {"name": name, "description": description, "rule": rule_to_text(checked)}
     changes = {k: [old.get(k), v] for k, v in new.items() if old.get(k) != v}
     record_audit(

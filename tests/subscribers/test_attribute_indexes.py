@@ -145,3 +145,37 @@ def test_a_failed_build_is_shown_not_hidden(orders, monkeypatch):
     index.refresh_from_db()
     assert index.status == AttributeIndexStatus.FAILED
     assert "no_such_function" in index.error
+
+
+def test_saving_a_segment_indexes_the_attributes_it_compares(orders):
+    from subscribers.segments import save_segment
+
+    rule = parse_rule(
+        'E("OrderPlaced", gte, 1, 30d, "cuisine" eq "asian", "amount" between [10, 50])'
+        ' + E("OrderPlaced", gte, 1, "cuisine" contains "as")'
+    )
+    save_segment(project=orders, name="Asian food", rule=rule, actor=SYSTEM)
+    assert set(AttributeIndex.objects.values_list("event_name", "attribute", "attribute_type")) == {
+        ("OrderPlaced", "cuisine", "string"),
+        ("OrderPlaced", "amount", "decimal"),
+    }
+    # Saving again, or another segment on the same attributes, asks for nothing new.
+    save_segment(project=orders, name="Asian food again", rule=rule, actor=SYSTEM)
+    assert AttributeIndex.objects.count() == 2
+
+
+def test_contains_and_is_set_ask_for_no_index(orders):
+    from subscribers.segments import save_segment
+
+    rule = parse_rule('E("OrderPlaced", gte, 1, "cuisine" contains "as", "amount" any)')
+    save_segment(project=orders, name="Loose", rule=rule, actor=SYSTEM)
+    assert not AttributeIndex.objects.exists()
+
+
+def test_the_project_limit_stops_automatic_indexes_quietly(orders, monkeypatch):
+    from subscribers.segments import save_segment
+
+    monkeypatch.setattr(attribute_indexes, "MAX_PER_PROJECT", 1)
+    rule = parse_rule('E("OrderPlaced", gte, 1, "cuisine" eq "asian", "amount" gt 10)')
+    segment = save_segment(project=orders, name="Capped", rule=rule, actor=SYSTEM)
+    assert segment.pk and AttributeIndex.objects.count() == 1
