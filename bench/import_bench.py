@@ -151,6 +151,7 @@ def main() -> None:
     parser.add_argument("--csv", type=Path, help="reuse this CSV instead of generating one")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark project afterwards")
     parser.add_argument("--stages", action="store_true", help="time validation and each database step")
+    parser.add_argument("--writers", type=int, help="writer threads (settings.IMPORT_WRITERS, default 2)")
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))
@@ -170,6 +171,8 @@ def main() -> None:
     if connection.vendor != "postgresql":
         print("warning: not PostgreSQL; the 60 s goal is for PostgreSQL", file=sys.stderr)
     settings.IMPORT_MAX_ROWS = max(args.rows, imports.max_rows())
+    if args.writers:
+        settings.IMPORT_WRITERS = args.writers
 
     workdir = Path(tempfile.mkdtemp(prefix="import-bench-"))
     csv_path = args.csv or workdir / f"subscribers-{args.rows}.csv"
@@ -209,7 +212,11 @@ def main() -> None:
                 f"updated {job.updated_count:,}, unchanged {job.unchanged_count:,}, "
                 f"rejected {job.rejected_count:,}"
             )
-            print(f"   CPU: python {cpu.python:.1f} s, postgres backends {cpu.postgres:.1f} s")
+            print(
+                f"   CPU: python {cpu.python:.1f} s, postgres backends {cpu.postgres:.1f} s; "
+                f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} (2 cores: above 2, "
+                "neighbours took CPU)"
+            )
             if timers is not None:
                 print(
                     "   stages (s, summed over threads): "

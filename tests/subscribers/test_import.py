@@ -666,3 +666,41 @@ def test_parallel_writers_end_like_one_writer(settings, tmp_path, monkeypatch, c
     assert inline[0] == ("done", 36, 20, 13, 0, 3)
     assert [line for line, _ in inline[1]] == ["34", "36", "37"]
     assert threaded == inline
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chunk_read_early_sees_a_number_moved_by_the_chunk_before(settings, tmp_path, monkeypatch):
+    """With two writers (PostgreSQL), a chunk reads its subscribers while the chunk before is
+    still writing. When that chunk moves a subscriber off a number of this chunk, the number
+    is free by this chunk's turn: it creates a subscriber instead of updating the moved one."""
+    import time
+
+    from tests.factories import MembershipFactory
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.IMPORT_WRITERS = 2
+    monkeypatch.setattr(imports, "CHUNK_SIZE", 2)
+    member = MembershipFactory()
+    project, user = member.project, member.user
+    SubscriberFactory(project=project, phone="+4915120000000", external_id="crm-1", name="Ada")
+    original = imports.Applier._apply_rows
+
+    def slow_move(self, rows, **kwargs):
+        if not kwargs.get("new_only") and any(r.phone == "+4915199999999" for r in rows):
+            time.sleep(0.5)  # the next chunk reads meanwhile
+        return original(self, rows, **kwargs)
+
+    monkeypatch.setattr(imports.Applier, "_apply_rows", slow_move)
+    job = do_import(
+        project,
+        user,
+        "phone,external_id,name\n"
+        "+4915199999999,crm-1,Ada moved\n"  # found by external id: Ada moves to this number
+        "+4915130000000,crm-5,Filler\n"
+        "+4915120000000,crm-2,New on Ada's old number\n"
+        "+4915130000001,crm-6,Filler\n",
+    )
+    assert (job.created_count, job.updated_count, job.rejected_count) == (3, 1, 0)
+    by_phone = dict(Subscriber.objects.for_project(project).values_list("phone", "external_id"))
+    assert by_phone["+4915199999999"] == "crm-1"
+    assert by_phone["+4915120000000"] == "crm-2"
