@@ -1120,6 +1120,7 @@ def event_stats(request: HttpRequest, name: str) -> HttpResponse:
         "all_time": bounded_count(events),
         "attributes": _attribute_rows(project, name, schema),
         "can_index": request.membership.can(Role.ADMIN),
+        "indexes_built": attribute_indexes.supported(),
     }
     return render(request, "subscribers/event_stats.html", context)
 

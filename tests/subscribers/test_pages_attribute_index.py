@@ -51,7 +51,8 @@ def test_an_admin_indexes_an_attribute_and_sees_its_status(client, member_of, or
     assert index.attribute_type == "string"
     assert "Index: waiting to be built" in response.content.decode()
     attribute_indexes.build(index.pk)
-    assert "Index: ready" in client.get(stats_url(orders)).content.decode()
+    ready = "Index: ready" if attribute_indexes.supported() else "Indexed (PostgreSQL only)"
+    assert ready in client.get(stats_url(orders)).content.decode()
 
     response = client.post(index_url(orders), {"attribute": "cuisine", "action": "remove"}, follow=True)
     index.refresh_from_db()
