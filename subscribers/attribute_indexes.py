@@ -148,6 +148,8 @@ def build(index_id: int) -> None:
         # SQLite has no partial expression indexes worth building; nothing to wait for.
         _set_status(index, AttributeIndexStatus.READY)
         return
+    if connection.in_atomic_block:
+        raise RuntimeError("attribute indexes are built CONCURRENTLY: call build() outside a transaction")
     _set_status(index, AttributeIndexStatus.BUILDING)
     definition = index_definition(index)
     try:

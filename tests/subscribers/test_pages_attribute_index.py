@@ -43,6 +43,7 @@ def test_the_attributes_are_listed_with_their_types(client, member_of, orders):
     assert html.count("Index for segments") == 3
 
 
+@pytest.mark.django_db(transaction=True)  # PostgreSQL builds the index outside a transaction
 def test_an_admin_indexes_an_attribute_and_sees_its_status(client, member_of, orders):
     client.force_login(member_of(Role.ADMIN))
     response = client.post(index_url(orders), {"attribute": "cuisine"}, follow=True)
