@@ -257,6 +257,8 @@ def segment_edit(request: HttpRequest, segment_id) -> HttpResponse:
 @require_GET
 def segment_sample(request: HttpRequest) -> HttpResponse:
     """The newest subscribers matching a rule the preview has validated (loaded after the count)."""
+    if "rule" not in request.GET:
+        return HttpResponse("")  # nothing asked, nothing to show
     try:
         checked = segments.validate_rule(request.project, json.loads(request.GET.get("rule", "")))
         count = int(request.GET.get("count", ""))
