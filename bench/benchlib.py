@@ -22,6 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"  # every benchmark stays on this machine
 # Logs, collected static files and reports: $BENCH_DIR, else <tmp>/bench.
 BENCH_DIR = Path(os.environ.get("BENCH_DIR") or Path(tempfile.gettempdir()) / "bench")
+SERVER_DEFAULTS = {
+    # Plain http on 127.0.0.1: secure-only cookies would never come back to the client.
+    "SECURE_COOKIES": "false",
+    "STATIC_ROOT": str(BENCH_DIR / "static"),
+}
 
 
 def setup_django() -> None:
@@ -29,6 +34,9 @@ def setup_django() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlpanel.settings")
+    # The same settings as the server (pages rendered in this process find its static manifest).
+    for name, value in SERVER_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     import django
 
     django.setup()
@@ -116,7 +124,7 @@ def measure(
         result.cpu_ms = (cpu() - cpu_before) / repeat * 1000
     cpu_text = f"  cpu {result.cpu_ms:7.1f}" if result.cpu_ms is not None else ""
     print(
-        f"  {name:<72} p50 {result.p50:8.1f}  p95 {result.p95:8.1f}  max {result.max:8.1f} ms{cpu_text}",
+        f"  {name:<76} p50 {result.p50:8.1f}  p95 {result.p95:8.1f}  max {result.max:8.1f} ms{cpu_text}",
         flush=True,
     )
     return result
@@ -165,11 +173,9 @@ def database_backends(*, exclude_own: bool) -> list[int]:
         return [pid for (pid,) in cur.fetchall()]
 
 
-def server_env() -> dict[str, str]:
-    env = dict(os.environ)
-    # Plain http on 127.0.0.1: secure-only cookies would never come back to the client.
-    env.setdefault("SECURE_COOKIES", "false")
-    env.setdefault("STATIC_ROOT", str(BENCH_DIR / "static"))
+def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {**SERVER_DEFAULTS, **os.environ}
+    env.update(extra or {})
     return env
 
 
@@ -180,13 +186,16 @@ class Server(str):
 
 
 @contextmanager
-def granian(port: int, *, workers: int = 2, blocking_threads: int = 8) -> Iterator[Server]:
+def granian(
+    port: int, *, workers: int = 2, blocking_threads: int = 32, env: dict[str, str] | None = None
+) -> Iterator[Server]:
     """Serve controlpanel.wsgi:application with granian on 127.0.0.1 (the README's production command).
 
-    Static files are collected first (whitenoise's manifest storage needs them). The server
-    is this process's child and is stopped by its own pid.
+    ``env`` adds to (or overrides) this process's environment for the server, e.g.
+    ``{"DATABASE_PG_SETTINGS": ""}``. Static files are collected first (whitenoise's manifest
+    storage needs them). The server is this process's child and is stopped by its own pid.
     """
-    env = server_env()
+    env = server_env(env)
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--no-input", "-v0"], cwd=ROOT, env=env, check=True
     )
@@ -225,23 +234,53 @@ def granian(port: int, *, workers: int = 2, blocking_threads: int = 8) -> Iterat
             proc.wait()
 
 
-def pg_settings() -> dict[str, str]:
+PLANNER_SETTINGS = [
+    "server_version", "shared_buffers", "effective_cache_size", "max_parallel_workers_per_gather",
+    "work_mem", "random_page_cost", "jit",
+]  # fmt: skip
+
+
+def session_settings(names: list[str] = PLANNER_SETTINGS) -> dict[str, str]:
+    """The settings as this process's Django connection sees them (DATABASE_PG_SETTINGS applied)."""
     from django.db import connection
 
-    names = [
-        "server_version", "shared_buffers", "work_mem", "effective_cache_size", "random_page_cost",
-        "max_parallel_workers_per_gather", "jit",
-    ]  # fmt: skip
     with connection.cursor() as cur:
-        cur.execute("SELECT name, setting, unit FROM pg_settings WHERE name = ANY(%s)", [names])
-        rows = {name: f"{setting}{'' if unit in (None, '') else ' ' + unit}" for name, setting, unit in cur}
-        cur.execute("SHOW shared_buffers")
-        rows["shared_buffers"] = cur.fetchone()[0]
-        cur.execute("SHOW effective_cache_size")
-        rows["effective_cache_size"] = cur.fetchone()[0]
-        cur.execute("SHOW work_mem")
-        rows["work_mem"] = cur.fetchone()[0]
-    return {name: rows.get(name, "?") for name in names}
+        return {name: _show(cur, name) for name in names}
+
+
+def server_settings(names: list[str] = PLANNER_SETTINGS) -> dict[str, str]:
+    """The settings a session gets without the app's options: the server's, database's and role's.
+
+    That is what the application's sessions run with when ``DATABASE_PG_SETTINGS=""``.
+    """
+    import psycopg
+    from django.db import connection
+
+    keep = ("dbname", "user", "password", "host", "port")  # not "options"
+    params = {k: v for k, v in connection.get_connection_params().items() if k in keep}
+    with psycopg.connect(**params, autocommit=True) as raw, raw.cursor() as cur:
+        return {name: _show(cur, name) for name in names}
+
+
+def app_pg_options() -> list[tuple[str, str]]:
+    """The ``-c name=value`` pairs settings.py passes to every session (from DATABASE_PG_SETTINGS)."""
+    from django.db import connection
+
+    options = connection.settings_dict.get("OPTIONS", {}).get("options", "")
+    return [tuple(item.split("=", 1)) for item in re.findall(r"-c\s+(\S+=\S+)", options)]
+
+
+def _show(cur, name: str) -> str:
+    cur.execute("SELECT current_setting(%s)", [name])
+    return cur.fetchone()[0]
+
+
+def describe_settings(values: dict[str, str]) -> str:
+    return ", ".join(f"{k} = {v}" for k, v in values.items())
+
+
+def load_average() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def wait_for_load(limit: float, *, max_minutes: float = 20) -> None:

@@ -1,32 +1,51 @@
-"""Segment count latency at a million subscribers: hand-written SQL, our compiler, the whole API request.
+"""Segment count latency at a million subscribers: hand-written SQL, the compiler, the API, the builder.
 
-Two rules from issue 3 (targets are p95 of the whole request through the API):
+Two rules from issue 3 (targets are p95 of the whole request through the API or the builder):
 
 (a) ``T("city", eq, "Berlin") * E("OrderPlaced", gte, 1, 30d, "cuisine" eq "asian")``   < 100 ms
 (b) the worst case, NOT performed + count >= 3 + attribute range:
     ``E("OrderPlaced", gte, 3, 90d, "amount" between [20, 60]) \\ E("AppOpened", gte, 1, 7d)`` < 700 ms
     plus (b2), the same with ``T("vip", eq, true) *`` in front.
 
-Each is measured as (1) hand-written SQL with the same meaning, (2) ``count(project, parse_rule(text))``
-in this process, (3) ``POST /api/v1/segments/count`` against granian serving the WSGI app on
-127.0.0.1. Warm cache: every measurement runs ``--warmup`` times unmeasured, then ``--repeat``
-times. ``--variants`` runs everything once per variant (extra statistics, indexes, database
-settings; see VARIANTS), all in one run so ratios compare like with like; the variants' objects
-are dropped again at the end unless ``--keep``.
-The markdown report (tables and EXPLAIN (ANALYZE, BUFFERS) plans) goes to ``--out``.
+Paths (``--paths``): ``sql``, hand-written SQL of the shape the compiler emits (id sets:
+INTERSECT / EXCEPT, attribute conditions on ``facets``), the database's share of a count;
+``compiler``, ``count(project, parse_rule(text))`` in this process; ``api``,
+``POST /api/v1/segments/count`` through granian on 127.0.0.1; ``builder``, the segment
+builder's live preview ``GET /p/<slug>/segments/preview/?source=text&text=...`` (htmx, logged in;
+it only counts); ``sample``, the request the preview's HTML then makes for the ten newest
+matching subscribers (its ``hx-get`` URL, ``hx-trigger="load"``).
+
+Variants (``--variants``), all in one run so their ratios compare like with like:
+
+- ``migrated``: the migrations' indexes and statistics; sessions with the application's
+  ``DATABASE_PG_SETTINGS`` (settings.py's default unless the environment sets it).
+- ``server-defaults``: the same indexes; sessions with the server's own planner settings, as
+  with ``DATABASE_PG_SETTINGS=""``: granian is started with that, and this process's connection
+  ``SET``s the server's values for the variant (and ``RESET``s them afterwards).
+- ``attribute-indexes``: ``migrated`` plus the attribute index on ``OrderPlaced.cuisine``, made
+  by the product's own service (``attribute_indexes.request_index`` and ``build``). (An index on
+  ``OrderPlaced.amount`` was measured too and gained nothing; the product indexes texts and
+  yes/no attributes only since.) Other variants run without them (``drop``); they are dropped at the end
+  unless ``--keep``.
+
+Warm cache: every measurement runs ``--warmup`` times unmeasured, then ``--repeat`` times. The
+markdown report (tables, settings, load, EXPLAIN (ANALYZE, BUFFERS) plans of the compiled count
+and of the sample query per variant) goes to ``--out``.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/wcp_bench SECRET_KEY=bench \\
-    FIELD_ENCRYPTION_KEY=... .venv/bin/python bench/segment_bench.py --variants default,covering
+    FIELD_ENCRYPTION_KEY=... .venv/bin/python bench/segment_bench.py --repeat 20 --warmup 3
 """
 
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import os
 import re
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -38,13 +57,14 @@ benchlib.setup_django()
 
 import requests  # noqa: E402
 from django.db import connection  # noqa: E402
-from django.db.models import Count, QuerySet  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from controlpanel.models import Project  # noqa: E402
 from controlpanel.services import SYSTEM, create_api_key, revoke_api_key  # noqa: E402
-from subscribers.models import Event, Subscriber, TagDefinition, TagValue  # noqa: E402
+from subscribers import attribute_indexes, segments  # noqa: E402
+from subscribers.models import AttributeIndex, AttributeIndexStatus, TagDefinition  # noqa: E402
+from subscribers.segment_views import SAMPLE_SIZE  # noqa: E402
 
 
 @dataclass
@@ -53,23 +73,26 @@ class Rule:
     title: str
     text: str
     sql: str  # hand-written, same meaning; params: project, tag ids by name, now
-    target_ms: float | None
+    target_ms: float
 
 
+# Written by hand in the shape the compiler emits (so the difference between the `sql` and
+# `compiler` rows is parsing, validating, resolving tags and events, and building the query).
+# Tag rows need no project filter (the tag id is the project's); events carry project_id.
 RULES = [
     Rule(
         "a",
         "tag city = Berlin AND OrderPlaced with cuisine = asian at least once in the last 30 days",
         'T("city", eq, "Berlin") * E("OrderPlaced", gte, 1, 30d, "cuisine" eq "asian")',
         """
-        SELECT count(*) FROM subscribers_subscriber s
-        WHERE s.project_id = %(project)s
-          AND EXISTS (SELECT 1 FROM subscribers_tagvalue v
-                      WHERE v.subscriber_id = s.id AND v.tag_id = %(tag_city)s AND v.value_text = 'Berlin')
-          AND EXISTS (SELECT 1 FROM subscribers_event e
-                      WHERE e.subscriber_id = s.id AND e.project_id = %(project)s AND e.name = 'OrderPlaced'
-                        AND e.occurred_at >= %(now)s - interval '30 days'
-                        AND e.attributes -> 'cuisine' = '"asian"')
+        SELECT count(*) FROM (
+            SELECT v.subscriber_id FROM subscribers_tagvalue v
+            WHERE v.tag_id = %(tag_city)s AND v.value_text = 'Berlin'
+          INTERSECT
+            SELECT e.subscriber_id FROM subscribers_event e
+            WHERE e.project_id = %(project)s AND e.name = 'OrderPlaced'
+              AND e.occurred_at >= %(now)s - interval '30 days' AND e.facets -> 'cuisine' = '"asian"'
+        ) matching
         """,
         100,
     ),
@@ -79,16 +102,17 @@ RULES = [
         "AND NOT AppOpened in the last 7 days",
         'E("OrderPlaced", gte, 3, 90d, "amount" between [20, 60]) \\ E("AppOpened", gte, 1, 7d)',
         """
-        SELECT count(*) FROM subscribers_subscriber s
-        WHERE s.project_id = %(project)s
-          AND s.id IN (SELECT e.subscriber_id FROM subscribers_event e
-                       WHERE e.project_id = %(project)s AND e.name = 'OrderPlaced'
-                         AND e.occurred_at >= %(now)s - interval '90 days'
-                         AND e.attributes -> 'amount' >= '20' AND e.attributes -> 'amount' <= '60'
-                       GROUP BY e.subscriber_id HAVING count(*) >= 3)
-          AND NOT EXISTS (SELECT 1 FROM subscribers_event e
-                          WHERE e.subscriber_id = s.id AND e.project_id = %(project)s
-                            AND e.name = 'AppOpened' AND e.occurred_at >= %(now)s - interval '7 days')
+        SELECT count(*) FROM (
+            SELECT e.subscriber_id FROM subscribers_event e
+            WHERE e.project_id = %(project)s AND e.name = 'OrderPlaced'
+              AND e.occurred_at >= %(now)s - interval '90 days'
+              AND e.facets -> 'amount' >= '20' AND e.facets -> 'amount' <= '60'
+            GROUP BY e.subscriber_id HAVING count(*) >= 3
+          EXCEPT
+            SELECT e.subscriber_id FROM subscribers_event e
+            WHERE e.project_id = %(project)s AND e.name = 'AppOpened'
+              AND e.occurred_at >= %(now)s - interval '7 days'
+        ) matching
         """,
         700,
     ),
@@ -98,91 +122,61 @@ RULES = [
         'T("vip", eq, true) * E("OrderPlaced", gte, 3, 90d, "amount" between [20, 60]) '
         '\\ E("AppOpened", gte, 1, 7d)',
         """
-        SELECT count(*) FROM subscribers_subscriber s
-        WHERE s.project_id = %(project)s
-          AND EXISTS (SELECT 1 FROM subscribers_tagvalue v
-                      WHERE v.subscriber_id = s.id AND v.tag_id = %(tag_vip)s AND v.value_bool)
-          AND s.id IN (SELECT e.subscriber_id FROM subscribers_event e
-                       WHERE e.project_id = %(project)s AND e.name = 'OrderPlaced'
-                         AND e.occurred_at >= %(now)s - interval '90 days'
-                         AND e.attributes -> 'amount' >= '20' AND e.attributes -> 'amount' <= '60'
-                       GROUP BY e.subscriber_id HAVING count(*) >= 3)
-          AND NOT EXISTS (SELECT 1 FROM subscribers_event e
-                          WHERE e.subscriber_id = s.id AND e.project_id = %(project)s
-                            AND e.name = 'AppOpened' AND e.occurred_at >= %(now)s - interval '7 days')
+        SELECT count(*) FROM (
+            SELECT v.subscriber_id FROM subscribers_tagvalue v WHERE v.tag_id = %(tag_vip)s AND v.value_bool
+          INTERSECT
+            SELECT e.subscriber_id FROM subscribers_event e
+            WHERE e.project_id = %(project)s AND e.name = 'OrderPlaced'
+              AND e.occurred_at >= %(now)s - interval '90 days'
+              AND e.facets -> 'amount' >= '20' AND e.facets -> 'amount' <= '60'
+            GROUP BY e.subscriber_id HAVING count(*) >= 3
+          EXCEPT
+            SELECT e.subscriber_id FROM subscribers_event e
+            WHERE e.project_id = %(project)s AND e.name = 'AppOpened'
+              AND e.occurred_at >= %(now)s - interval '7 days'
+        ) matching
         """,
         700,
     ),
 ]
 
-# Objects beyond the models' indexes, tried as variants (see --variants). Each is created only in
-# this database and dropped again at the end unless --keep.
-STATISTICS = {
-    # String tags: how common a value is depends on the tag (Berlin is 14 % of "city", not of all
-    # tag rows); without this the planner misjudges every tag condition by 10x.
-    "bench_tagvalue_tag_text": "CREATE STATISTICS bench_tagvalue_tag_text (dependencies, mcv) "
-    "ON tag_id, value_text FROM subscribers_tagvalue",
-}
-INDEXES = {
-    # Generic: the models' (project, name, occurred_at) index, also covering the attributes, so
-    # any event condition with attribute filters is an index-only scan in (name, time) order.
-    "bench_event_name_time_attrs": "CREATE INDEX bench_event_name_time_attrs ON subscribers_event "
-    "(project_id, name, occurred_at) INCLUDE (subscriber_id, attributes)",
-    # Specific: one hot attribute of one event (the issue's "partial expression index").
-    # INCLUDE attributes lets PostgreSQL answer from the index alone: it only plans index-only
-    # scans when every column the query names, here ``attributes``, is stored in the index.
-    "bench_event_orderplaced_cuisine": "CREATE INDEX bench_event_orderplaced_cuisine ON subscribers_event "
-    "(project_id, (attributes -> 'cuisine'), occurred_at) INCLUDE (subscriber_id, attributes) "
-    "WHERE name = 'OrderPlaced'",
-    # A range attribute goes after the time: the window bounds the scan, the range is checked on
-    # the stored value instead of parsing every row's JSON.
-    "bench_event_orderplaced_amount": "CREATE INDEX bench_event_orderplaced_amount ON subscribers_event "
-    "(project_id, occurred_at, (attributes -> 'amount')) INCLUDE (subscriber_id, attributes) "
-    "WHERE name = 'OrderPlaced'",
-}
-STATISTICS["bench_event_name_cuisine"] = (
-    # A partial index's expression gets no statistics; without these the planner takes
-    # "cuisine = asian" for 0.5 % of OrderPlaced rows instead of 18 % and picks nested loops.
-    "CREATE STATISTICS bench_event_name_cuisine (mcv) ON name, (attributes -> 'cuisine') FROM subscribers_event"
-)
+# The attributes these rules filter on, indexed in the `attribute-indexes` variant.
+ATTRIBUTES = [("OrderPlaced", "cuisine")]
 
 
 @dataclass
 class Variant:
     key: str
     title: str
-    objects: tuple[str, ...] = ()
-    settings: tuple[tuple[str, str], ...] = ()  # ALTER DATABASE ... SET, for new connections
+    server_defaults: bool = False  # sessions without the app's DATABASE_PG_SETTINGS
+    attribute_indexes: bool = False
 
-
-HOT = ("bench_tagvalue_tag_text", "bench_event_name_time_attrs", "bench_event_orderplaced_cuisine",
-       "bench_event_orderplaced_amount", "bench_event_name_cuisine")  # fmt: skip
-# For a database that fits in RAM (this one does, 6 GB on 24 GB): random reads cost what sequential
-# ones do; JIT compilation (~100 ms) never pays off for a count that takes a few hundred; and
-# grouping a few hundred thousand events should not spill to disk at the default 4 MB.
-TUNED = (("random_page_cost", "1.1"), ("jit", "off"), ("work_mem", "'32MB'"))
 
 VARIANTS = {
     v.key: v
     for v in [
-        Variant("default", "models' indexes only"),
-        Variant("stats", "+ tag statistics", ("bench_tagvalue_tag_text",)),
+        Variant("migrated", "the migrations' indexes and statistics, sessions with DATABASE_PG_SETTINGS"),
         Variant(
-            "covering",
-            "+ tag statistics + event index covering attributes",
-            ("bench_tagvalue_tag_text", "bench_event_name_time_attrs"),
+            "server-defaults",
+            'the same indexes, sessions with the server\'s own settings (DATABASE_PG_SETTINGS="")',
+            server_defaults=True,
         ),
-        Variant("hot", "covering + hot-attribute indexes (OrderPlaced cuisine, amount) and statistics", HOT),
-        Variant("tuned", "hot + planner settings for a cached database", HOT, TUNED),
-        Variant("default-tuned", "models' indexes only + planner settings", (), TUNED),
         Variant(
-            "covering-tuned",
-            "covering + planner settings",
-            ("bench_tagvalue_tag_text", "bench_event_name_time_attrs"),
-            TUNED,
+            "attribute-indexes",
+            "migrated + the attribute index on OrderPlaced.cuisine",
+            attribute_indexes=True,
         ),
     ]
 }
+
+PATHS = {
+    "sql": "hand-written SQL",
+    "compiler": "compiler: count(project, parse_rule(text))",
+    "api": "API: POST /api/v1/segments/count",
+    "builder": "builder: GET segments/preview/ (count)",
+    "sample": "builder: GET segments/preview/sample/ (10 newest)",
+}
+HTTP_PATHS = ("api", "builder", "sample")
 
 
 def sql_params(project: Project, now: datetime) -> dict:
@@ -192,7 +186,7 @@ def sql_params(project: Project, now: datetime) -> dict:
     return params
 
 
-def run_sql(sql: str, params: dict) -> int:
+def run_sql(sql: str, params: dict | None = None) -> int:
     with connection.cursor() as cur:
         cur.execute(sql, params)
         return cur.fetchone()[0]
@@ -204,120 +198,48 @@ def explain(sql: str, params: dict | None = None, *, analyze: bool = True) -> st
         return "\n".join(row[0] for row in cur.fetchall())
 
 
+def last_query(fn) -> tuple[str, object]:
+    """The exact SQL of the last query ``fn`` sends (psycopg binds client-side: what the server runs)."""
+    with CaptureQueriesContext(connection) as queries:
+        value = fn()
+    return queries.captured_queries[-1]["sql"], value
+
+
 def compiled_sql(project: Project, text: str) -> tuple[str, int]:
-    """The exact SQL ``count()`` sends (psycopg binds client-side: this is what the server runs)."""
-    from subscribers.segments import count, parse_rule
-
-    with CaptureQueriesContext(connection) as queries:
-        n = count(project, parse_rule(text))
-    return queries.captured_queries[-1]["sql"], n
+    return last_query(lambda: segments.count(project, segments.parse_rule(text)))
 
 
-class SetCompiler:
-    """Prototype of a compiler shape this benchmark proposes: subscriber-id set algebra.
+def sample_sql(project: Project, text: str) -> str:
+    """The sample request's query, as ``segment_views.segment_sample`` builds it."""
+    checked = segments.validate_rule(project, segments.parse_rule(text))
+    audience = (
+        segments.audience(project, checked)
+        .order_by("-created_at", "-id")
+        .only("public_id", "name", "phone", "bsuid", "whatsapp_consent", "created_at")
+    )
+    return last_query(lambda: list(audience[:SAMPLE_SIZE]))[0]
 
-    The compiler under test filters the subscriber table with one EXISTS per condition, so
-    PostgreSQL walks all of a project's subscribers (or probes per subscriber) even when the
-    conditions' own indexes already name the few thousand that match. Here every condition
-    becomes a query of subscriber ids (tag rows, event rows, grouped events, or, for anything
-    else, the subscriber table filtered by the existing compiler's Q), AND becomes INTERSECT,
-    OR UNION and AND NOT EXCEPT, and the count is ``SELECT COUNT(*) FROM (<set>)``. Still one
-    query built by the ORM (QuerySet.intersection/union/difference), no SQL text. Tag and event
-    rows carry the project already (tag ids and ``Event.project`` are the project's), so only
-    a condition that needs subscriber columns reads the subscriber table.
+
+@contextmanager
+def session(variant: Variant):
+    """This process's connection with the variant's planner settings (then back to the app's).
+
+    Options given at connection time are what RESET returns to, so the server's own values
+    are read from a connection without them and SET explicitly.
     """
-
-    def __init__(self, project: Project):
-        from subscribers.segments.compiler import Compiler
-        from subscribers.segments.validate import Resolver
-
-        self.project = project
-        self.resolver = Resolver(project)
-        self.compiler = Compiler(project, self.resolver)
-
-    def everyone(self) -> QuerySet:
-        return Subscriber.objects.for_project(self.project).values("pk")
-
-    def ids(self, node: dict) -> QuerySet:
-        from subscribers.segments import tree as t
-
-        if node["type"] == t.GROUP:
-            plain = {**node, "negate": False}
-            if node.get("negate"):
-                return self.everyone().difference(self.ids(plain))
-            children = node["children"]
-            if node["op"] == "or":
-                parts = [self.ids(child) for child in children]
-                return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
-            positive = [self.ids(c) for c in children if not (t.is_group(c) and c.get("negate"))]
-            negative = [
-                self.ids({**c, "negate": False}) for c in children if t.is_group(c) and c.get("negate")
-            ]
-            result = positive[0] if positive else self.everyone()
-            if len(positive) > 1:
-                result = result.intersection(*positive[1:])
-            return result.difference(*negative) if negative else result
-        if node["type"] == t.EVENT and not self.zero_satisfies(node):
-            return self.event_ids(node)
-        if node["type"] == t.TAG and node["op"] in ("eq", "gt", "gte", "lt", "lte", "between", "in", "any"):
-            info = self.resolver.tags()[node["tag"].lower()]
-            if info.definition_id is not None:
-                from subscribers.segments.compiler import VALUE_COLUMN
-
-                rows = TagValue.objects.filter(tag_id=info.definition_id)
-                if node["op"] != "any":
-                    col = VALUE_COLUMN[info.type]
-                    rows = rows.filter(self.compiler.compare(col, info.type, node["op"], node.get("value")))
-                return rows.values("subscriber")
-        # Anything else: the existing compiler's condition on the subscriber table.
-        return Subscriber.objects.for_project(self.project).filter(self.compiler.compile(node)).values("pk")
-
-    @staticmethod
-    def zero_satisfies(node: dict) -> bool:
-        from subscribers.segments.compiler import _zero_satisfies
-
-        return _zero_satisfies(node["op"], node["count"])
-
-    def event_ids(self, node: dict) -> QuerySet:
-        c = self.compiler
-        events = Event.objects.for_project(self.project).filter(name=node["event"])
-        if node.get("window"):
-            events = events.filter(c.window(node["window"]))
-        schema = self.resolver.events()[node["event"]]
-        for i, cond in enumerate(node.get("where") or []):
-            events = c.attribute(events, f"attr_{i}", schema[cond["attribute"]], cond)
-        op, n = node["op"], node["count"]
-        if (op, n) in (("gte", 1), ("gt", 0), ("noteq", 0)):
-            return events.order_by().values("subscriber")
-        lookup = "exact" if op == "eq" else op
-        return (
-            events.order_by()
-            .values("subscriber")
-            .annotate(n=Count("*"))
-            .filter(**{f"n__{lookup}": n})
-            .values("subscriber")
-        )
-
-
-def set_count(project: Project, text: str) -> int:
-    from subscribers.segments import parse_rule, validate_rule
-
-    return SetCompiler(project).ids(validate_rule(project, parse_rule(text))).count()
-
-
-def set_sql(project: Project, text: str) -> tuple[str, int]:
-    with CaptureQueriesContext(connection) as queries:
-        n = set_count(project, text)
-    return queries.captured_queries[-1]["sql"], n
-
-
-PATHS = {
-    "sql": "hand-written SQL",
-    "compiler": "compiler: count(project, parse_rule(text))",
-    "setcount": "proposed shape: id-set algebra (SetCompiler prototype)",
-    "api": "API: POST /api/v1/segments/count",
-    "builder": "builder: GET segments/preview/ (htmx, count + sample)",
-}
+    names = [name for name, _ in benchlib.app_pg_options() if re.fullmatch(r"[a-z_.]+", name)]
+    if variant.server_defaults:
+        server = benchlib.server_settings(names)
+        with connection.cursor() as cur:
+            for name in names:
+                cur.execute("SELECT set_config(%s, %s, false)", [name, server[name]])
+    try:
+        yield
+    finally:
+        if variant.server_defaults:
+            with connection.cursor() as cur:
+                for name in names:
+                    cur.execute(f"RESET {name}")
 
 
 class Bench:
@@ -328,32 +250,35 @@ class Bench:
         self.plans: list[tuple[str, str]] = []
         self.counts: dict[str, dict[str, int]] = {}
         self.parallel: dict[tuple[str, str, str], bool] = {}
+        self.server = benchlib.server_settings()
+        self.sessions: dict[str, dict[str, str]] = {}  # variant -> settings its sessions ran with
+        self.loads: dict[str, tuple[str, str]] = {}  # variant -> load average before, after
 
-    def note_parallel(self, rule: Rule, variant: Variant, kind: str, sql: str, params: dict | None) -> None:
-        self.parallel[(rule.key, variant.key, kind)] = "Gather" in explain(sql, params, analyze=False)
+    def is_parallel(self, rule: Rule, variant: Variant, kind: str, sql, params: dict | None = None) -> bool:
+        """Whether the plan of ``sql`` (or of ``sql()``, the SQL it returns) runs parallel workers."""
+        key = (rule.key, variant.key, kind)
+        if key not in self.parallel:
+            self.parallel[key] = "Gather" in explain(sql() if callable(sql) else sql, params, analyze=False)
+        return self.parallel[key]
 
-    def m(self, rule: Rule, variant: Variant, path: str, fn, n: int, cpu) -> None:
-        self.counts.setdefault(rule.key, {})[f"{path}/{variant.key}"] = n
+    def m(self, rule: Rule, variant: Variant, path: str, fn, n: int, cpu, parallel: bool) -> None:
         target = rule.target_ms if path in ("api", "builder") else None
         name = f"({rule.key}) {PATHS[path]} [{variant.key}]"
         result = measure(
             name, fn, repeat=self.args.repeat, warmup=self.args.warmup, target_ms=target, cpu=cpu
         )
-        result.note = f"{n:,} subscribers"
-        if path in ("api", "builder") and (rule.key, variant.key, "compiled") not in self.parallel:
-            self.note_parallel(rule, variant, "compiled", compiled_sql(self.project, rule.text)[0], None)
-        kind = path if path in ("sql", "setcount") else "compiled"
-        if self.parallel.get((rule.key, variant.key, kind)):
+        if path == "sample":
+            result.note = f"{SAMPLE_SIZE} newest of {n:,}"
+        else:
+            self.counts.setdefault(rule.key, {})[f"{path}/{variant.key}"] = n
+            result.note = f"{n:,} subscribers"
+        if parallel:
             result.note += "; parallel plan, CPU excludes its workers"
         self.results.append((rule.key, variant.key, path, result))
 
-    def plan(self, title: str, text: str) -> None:
-        if self.args.plans:
-            self.plans.append((title, text))
-
     def own_cpu(self):
         """CPU of this process and its database backend: the work of the in-process paths."""
-        backend = run_sql("SELECT pg_backend_pid()", {})
+        backend = run_sql("SELECT pg_backend_pid()")
         return lambda: benchlib.process_cpu([backend, os.getpid()])
 
     def sql_phase(self, variant: Variant) -> None:
@@ -361,34 +286,39 @@ class Bench:
         cpu = self.own_cpu()
         for rule in RULES:
             n = run_sql(rule.sql, params)
-            self.note_parallel(rule, variant, "sql", rule.sql, params)
-            self.m(rule, variant, "sql", lambda r=rule: run_sql(r.sql, params), n, cpu)
-            self.plan(f"({rule.key}) hand-written SQL [{variant.key}]", explain(rule.sql, params))
+            parallel = self.is_parallel(rule, variant, "sql", rule.sql, params)
+            self.m(rule, variant, "sql", lambda r=rule: run_sql(r.sql, params), n, cpu, parallel)
+
+    def compiled_parallel(self, rule: Rule, variant: Variant) -> bool:
+        return self.is_parallel(rule, variant, "compiled", lambda: compiled_sql(self.project, rule.text)[0])
 
     def compiler_phase(self, variant: Variant) -> None:
-        from subscribers.segments import count, parse_rule
-
         cpu = self.own_cpu()
         for rule in RULES:
-            sql, n = compiled_sql(self.project, rule.text)
-            self.note_parallel(rule, variant, "compiled", sql, None)
-            self.m(rule, variant, "compiler", lambda r=rule: count(self.project, parse_rule(r.text)), n, cpu)
-            self.plan(f"({rule.key}) compiled SQL [{variant.key}]", f"{sql}\n\n{explain(sql)}")
+            n = compiled_sql(self.project, rule.text)[1]
 
-    def setcount_phase(self, variant: Variant) -> None:
-        cpu = self.own_cpu()
+            def call(r=rule) -> int:
+                return segments.count(self.project, segments.parse_rule(r.text))
+
+            self.m(rule, variant, "compiler", call, n, cpu, self.compiled_parallel(rule, variant))
+
+    def plan_phase(self, variant: Variant) -> None:
+        """EXPLAIN (ANALYZE, BUFFERS) of the compiled count and of the sample query, warm."""
         for rule in RULES:
-            sql, n = set_sql(self.project, rule.text)
-            self.note_parallel(rule, variant, "setcount", sql, None)
-            self.m(rule, variant, "setcount", lambda r=rule: set_count(self.project, r.text), n, cpu)
-            self.plan(f"({rule.key}) proposed set SQL [{variant.key}]", f"{sql}\n\n{explain(sql)}")
+            sql, _ = compiled_sql(self.project, rule.text)
+            run_sql(sql)  # warm, like every measurement
+            self.plans.append((f"({rule.key}) compiled count [{variant.key}]", f"{sql}\n\n{explain(sql)}"))
+            if "sample" in self.args.paths:
+                sql = sample_sql(self.project, rule.text)
+                self.plans.append((f"({rule.key}) sample query [{variant.key}]", f"{sql}\n\n{explain(sql)}"))
 
     def http_phase(self, variant: Variant) -> None:
-        """The API and the builder's live preview, both through granian, as a client sees them."""
+        """The API and the builder (preview, then its sample request), through granian."""
+        env = {"DATABASE_PG_SETTINGS": ""} if variant.server_defaults else None
         key, raw = create_api_key(project=self.project, name="segment benchmark", actor=SYSTEM)
         owner, password = benchlib.owner_login(self.project)
         try:
-            with benchlib.granian(self.args.port) as base, requests.Session() as http:
+            with benchlib.granian(self.args.port, env=env) as base, requests.Session() as http:
                 # Server side: granian's processes and their database backends (not this client).
                 self.server_cpu = lambda: benchlib.process_cpu(
                     benchlib.process_tree(base.pid) + benchlib.database_backends(exclude_own=True)
@@ -396,11 +326,10 @@ class Bench:
                 if "api" in self.args.paths:
                     http.headers["Authorization"] = f"Bearer {raw}"
                     self.api_rounds(variant, http, f"{base}/api/v1/segments/count")
-                if "builder" in self.args.paths:
+                if {"builder", "sample"} & set(self.args.paths):
                     with requests.Session() as panel:
                         benchlib.login(panel, base, owner.email, password)
-                        url = f"{base}/p/{self.project.slug}/segments/preview/"
-                        self.builder_rounds(variant, panel, url)
+                        self.builder_rounds(variant, panel, base)
         finally:
             revoke_api_key(project=self.project, key=key, actor=SYSTEM)
             benchlib.owner_logout(owner)
@@ -409,104 +338,170 @@ class Bench:
         for rule in RULES:
             response = http.post(url, json={"rule": rule.text}, timeout=60)
             if response.status_code != 200:
-                note = f"POST {url} answered {response.status_code}: {response.text[:200]}"
-                self.notes.append(f"({rule.key}) API not measured [{variant.key}]: {note}")
-                print(f"  {note}")
+                self.skip(
+                    rule, variant, "API", f"POST {url} answered {response.status_code}: {response.text[:200]}"
+                )
                 continue
 
             def call(r=rule) -> None:
                 http.post(url, json={"rule": r.text}, timeout=60).raise_for_status()
 
-            self.m(rule, variant, "api", call, response.json()["count"], self.server_cpu)
+            n = response.json()["count"]
+            self.m(rule, variant, "api", call, n, self.server_cpu, self.compiled_parallel(rule, variant))
 
-    def builder_rounds(self, variant: Variant, panel: requests.Session, url: str) -> None:
+    def builder_rounds(self, variant: Variant, panel: requests.Session, base: str) -> None:
+        url = f"{base}/p/{self.project.slug}/segments/preview/"
         headers = {"HX-Request": "true", "HX-Target": "segment-preview"}
         for rule in RULES:
             params = {"source": "text", "text": rule.text}
             response = panel.get(url, params=params, headers=headers, timeout=60)
             found = re.search(r'data-count="(\d+)"', response.text)
             if response.status_code != 200 or found is None:
-                note = f"GET {url} answered {response.status_code} without a count"
-                self.notes.append(f"({rule.key}) builder not measured [{variant.key}]: {note}")
-                print(f"  {note}")
+                self.skip(
+                    rule, variant, "builder", f"GET {url} answered {response.status_code} without a count"
+                )
+                continue
+            n = int(found.group(1))
+            if "builder" in self.args.paths:
+
+                def preview(p=params) -> None:
+                    panel.get(url, params=p, headers=headers, timeout=60).raise_for_status()
+
+                self.m(
+                    rule,
+                    variant,
+                    "builder",
+                    preview,
+                    n,
+                    self.server_cpu,
+                    self.compiled_parallel(rule, variant),
+                )
+            if "sample" not in self.args.paths:
+                continue
+            lazy = re.search(
+                r'hx-get="([^"]*/segments/preview/sample/[^"]*)"[^>]*hx-trigger="load"', response.text
+            )
+            if lazy is None:
+                self.skip(
+                    rule, variant, "sample", "the preview names no sample request (hx-get, hx-trigger=load)"
+                )
+                continue
+            sample_url = base + html.unescape(lazy.group(1))
+            probe = panel.get(sample_url, headers=headers, timeout=60)
+            if probe.status_code != 200 or 'data-testid="audience-sample"' not in probe.text:
+                self.skip(
+                    rule, variant, "sample", f"GET {sample_url} answered {probe.status_code} without a sample"
+                )
                 continue
 
-            def call(p=params) -> None:
-                panel.get(url, params=p, headers=headers, timeout=60).raise_for_status()
+            def sample(u=sample_url) -> None:
+                panel.get(u, headers=headers, timeout=60).raise_for_status()
 
-            self.m(rule, variant, "builder", call, int(found.group(1)), self.server_cpu)
+            parallel = self.is_parallel(
+                rule, variant, "sample", lambda r=rule: sample_sql(self.project, r.text)
+            )
+            self.m(rule, variant, "sample", sample, n, self.server_cpu, parallel)
+
+    def skip(self, rule: Rule, variant: Variant, what: str, why: str) -> None:
+        self.notes.append(f"({rule.key}) {what} not measured [{variant.key}]: {why}")
+        print(f"  {why}", flush=True)
 
     def run(self, variant: Variant) -> None:
-        if "sql" in self.args.paths:
-            self.sql_phase(variant)
-        if "compiler" in self.args.paths:
-            self.compiler_phase(variant)
-        if "setcount" in self.args.paths:
-            self.setcount_phase(variant)
-        if {"api", "builder"} & set(self.args.paths):
-            self.http_phase(variant)
+        before = benchlib.load_average()
+        with session(variant):
+            names = [name for name, _ in benchlib.app_pg_options()] or ["work_mem", "random_page_cost", "jit"]
+            self.sessions[variant.key] = benchlib.session_settings(names)
+            if "sql" in self.args.paths:
+                self.sql_phase(variant)
+            if "compiler" in self.args.paths:
+                self.compiler_phase(variant)
+            if set(HTTP_PATHS) & set(self.args.paths):
+                self.http_phase(variant)
+            if self.args.plans:
+                self.plan_phase(variant)
+        self.loads[variant.key] = (before, benchlib.load_average())
 
 
-def apply_variant(variant: Variant) -> list[tuple[str, float, str]]:
-    """Make the database look like ``variant``: its objects present, all others absent."""
+def attribute_index_rows(project: Project) -> list[AttributeIndex]:
+    rows = AttributeIndex.objects.for_project(project)
+    return [row for row in rows if (row.event_name, row.attribute) in ATTRIBUTES]
+
+
+def apply_variant(project: Project, variant: Variant) -> list[tuple[str, str, float, str]]:
+    """Attribute indexes present (built by the product's service) or absent, as the variant says."""
     made = []
-    with connection.cursor() as cur:
-        cur.execute("SELECT current_database()")
-        db = cur.fetchone()[0]
-        for name in [*STATISTICS, *INDEXES]:
-            if name not in variant.objects:
-                kind = "STATISTICS" if name in STATISTICS else "INDEX"
-                cur.execute(f'DROP {kind} IF EXISTS "{name}"')
-        for name in variant.objects:
-            is_index = name in INDEXES
-            cur.execute(
-                "SELECT to_regclass(%s) IS NOT NULL OR EXISTS "
-                "(SELECT 1 FROM pg_statistic_ext WHERE stxname = %s)",
-                [name, name],
+    if not variant.attribute_indexes:
+        for row in attribute_index_rows(project):
+            print(f"  dropping attribute index {row.event_name}.{row.attribute} ({row.db_name})", flush=True)
+            attribute_indexes.drop(row.pk)
+        return made
+    for event_name, attribute in ATTRIBUTES:
+        row = next((r for r in attribute_index_rows(project) if r.attribute == attribute), None)
+        if row is None:
+            row = attribute_indexes.request_index(
+                project=project, event_name=event_name, attribute=attribute, actor=SYSTEM
             )
-            seconds = 0.0
-            if not cur.fetchone()[0]:
-                start = time.perf_counter()
-                cur.execute(INDEXES[name] if is_index else STATISTICS[name])
-                seconds = time.perf_counter() - start
-            size = ""
-            if is_index:
-                cur.execute("SELECT pg_size_pretty(pg_relation_size(%s::regclass))", [name])
-                size = cur.fetchone()[0]
-            made.append((name, seconds, size))
-        cur.execute(f'ALTER DATABASE "{db}" RESET ALL')
-        for setting, value in variant.settings:
-            cur.execute(f'ALTER DATABASE "{db}" SET {setting} = {value}')
-        cur.execute("ANALYZE subscribers_tagvalue")
-        cur.execute("ANALYZE subscribers_event")
-    connection.close()  # database settings apply to new connections
-    for name, seconds, size in made:
-        print(f"  {name}: {size or 'statistics'}" + (f", built in {seconds:.1f} s" if seconds else ""))
+        seconds = 0.0
+        if row.status != AttributeIndexStatus.READY:
+            start = time.perf_counter()
+            attribute_indexes.build(row.pk)
+            seconds = time.perf_counter() - start
+            row.refresh_from_db()
+            if row.status != AttributeIndexStatus.READY:
+                sys.exit(f"Attribute index {event_name}.{attribute} is {row.status}: {row.error}")
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT pg_get_indexdef(%s::regclass), pg_size_pretty(pg_relation_size(%s::regclass))",
+                [row.db_name, row.db_name],
+            )
+            definition, size = cur.fetchone()
+        print(
+            f"  {row.db_name} ({event_name}.{attribute}): {size}"
+            + (f", built in {seconds:.0f} s" if seconds else "")
+        )
+        made.append((f"{event_name}.{attribute}", definition, seconds, size))
     return made
 
 
-def report(bench: Bench, args: argparse.Namespace, made: dict, started: datetime) -> str:
-    settings = benchlib.pg_settings()
+def database_objects() -> list[str]:
+    """The indexes on events and tag values and the extended statistics (not attribute indexes), with sizes."""
+    with connection.cursor() as cur:
+        cur.execute(
+            """SELECT c.relname, pg_size_pretty(pg_relation_size(c.oid)), pg_get_indexdef(c.oid)
+               FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid
+               WHERE t.relname IN ('subscribers_event', 'subscribers_tagvalue')
+                 AND c.relname NOT LIKE 'evattr%%' ORDER BY t.relname, c.relname"""
+        )
+        lines = [f"- `{name}` ({size}): `{definition}`" for name, size, definition in cur.fetchall()]
+        cur.execute("SELECT stxname FROM pg_statistic_ext WHERE stxname NOT LIKE 'evattr%%' ORDER BY 1")
+        lines += [f"- statistics `{name}`" for (name,) in cur.fetchall()]
+    return lines
+
+
+def report(bench: Bench, args: argparse.Namespace, made: dict, started: datetime, objects: list[str]) -> str:
     lines = [
         f"Run {started:%Y-%m-%d %H:%M} UTC, project `{args.project_slug}`, {args.repeat} timed runs after "
         f"{args.warmup} warm-up runs each; one client, one request at a time.",
-        "PostgreSQL: " + ", ".join(f"{k} = {v}" for k, v in settings.items()),
-        "Load average at the end (1, 5, 15 min; 2 cores shared with other work): "
-        + ", ".join(f"{x:.1f}" for x in os.getloadavg()),
+        f"PostgreSQL server settings: {benchlib.describe_settings(bench.server)}",
+        f"Application sessions (DATABASE_PG_SETTINGS): "
+        f"{' '.join(f'{k}={v}' for k, v in benchlib.app_pg_options()) or '(none)'}",
         "",
-        "Variants:",
+        "Variants (session settings as measured in this process; load average 1/5/15 min before and "
+        "after, 2 cores shared with other work):",
     ]
     for key in args.variants:
-        variant = VARIANTS[key]
-        extra = ", ".join(f"{k} = {v}" for k, v in variant.settings)
-        lines.append(f"- `{key}`: {variant.title}" + (f" (database setting {extra})" if extra else ""))
-    objects = {name: info for infos in made.values() for name, *info in infos}
-    if objects:
-        lines += ["", "Objects the variants create (in this database only):"]
-        for name, (seconds, size) in objects.items():
-            built = f", built in {seconds:.0f} s" if seconds else ""
+        before, after = bench.loads.get(key, ("?", "?"))
+        lines.append(
+            f"- `{key}`: {VARIANTS[key].title}; {benchlib.describe_settings(bench.sessions.get(key, {}))}; "
+            f"load {before} -> {after}"
+        )
+    lines += ["", "Indexes and statistics of the migrations on events and tag values:", *objects]
+    built = {name: info for infos in made.values() for name, *info in infos}
+    if built:
+        lines += ["", "Attribute indexes of the `attribute-indexes` variant (`attribute_indexes.build`):"]
+        for name, (definition, seconds, size) in built.items():
             lines.append(
-                f"- `{INDEXES.get(name) or STATISTICS[name]}`" + (f" ({size}{built})" if size else "")
+                f"- {name}: `{definition}` ({size}" + (f", built in {seconds:.0f} s)" if seconds else ")")
             )
     for rule in RULES:
         rows = [(v, p, r) for key, v, p, r in bench.results if key == rule.key]
@@ -522,6 +517,8 @@ def report(bench: Bench, args: argparse.Namespace, made: dict, started: datetime
         "leave a window while the run lasts): " + json.dumps(bench.counts),
     ]
     lines += [f"\nNote: {n}" for n in bench.notes]
+    lines += ["", "Hand-written SQL:", ""]
+    lines += [f"- ({rule.key}) `{' '.join(rule.sql.split())}`" for rule in RULES]
     for title, plan in bench.plans:
         lines += ["", f"#### {title}", "", "```", plan, "```"]
     return "\n".join(lines) + "\n"
@@ -530,16 +527,14 @@ def report(bench: Bench, args: argparse.Namespace, made: dict, started: datetime
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--project-slug", default="bench")
-    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument(
-        "--variants", default="default,covering", help=f"comma-separated: {', '.join(VARIANTS)}"
+        "--variants", default=",".join(VARIANTS), help=f"comma-separated: {', '.join(VARIANTS)}"
     )
-    parser.add_argument(
-        "--paths", default="sql,compiler,setcount,api,builder", help=f"comma-separated: {', '.join(PATHS)}"
-    )
-    parser.add_argument("--keep", action="store_true", help="leave the last variant's objects in place")
+    parser.add_argument("--paths", default=",".join(PATHS), help=f"comma-separated: {', '.join(PATHS)}")
+    parser.add_argument("--keep", action="store_true", help="leave the attribute indexes in place")
     parser.add_argument("--no-plans", dest="plans", action="store_false", help="skip EXPLAIN ANALYZE")
     parser.add_argument("--wait-load", type=float, default=0, help="first wait (<= 20 min) for a lower load")
     parser.add_argument("--out", type=Path, default=benchlib.BENCH_DIR / "segment_bench.md")
@@ -551,25 +546,28 @@ def main() -> None:
     project = Project.objects.filter(slug=args.project_slug).first()
     if project is None:
         sys.exit(f"No project {args.project_slug!r}: run bench/generate_audience.py first.")
+    if not attribute_indexes.supported():
+        sys.exit("Attribute indexes need PostgreSQL.")
     if args.wait_load:
         benchlib.wait_for_load(args.wait_load)
     started = timezone.now()
+    objects = database_objects()
     bench = Bench(args, project)
     made: dict = {}
     try:
         for key in args.variants:
-            print(f"Variant {key}: {VARIANTS[key].title}")
-            made[key] = apply_variant(VARIANTS[key])
+            print(f"Variant {key}: {VARIANTS[key].title}", flush=True)
+            made[key] = apply_variant(project, VARIANTS[key])
             bench.run(VARIANTS[key])
     finally:
         if not args.keep:
-            apply_variant(VARIANTS["default"])
+            apply_variant(project, VARIANTS["migrated"])
     for key, counts in bench.counts.items():
         low, high = min(counts.values()), max(counts.values())
         if high - low > max(2, high // 1000):  # windows end at "now", which moves during the run
             bench.notes.append(f"({key}) counts differ between paths: {counts}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report(bench, args, made, started))
+    args.out.write_text(report(bench, args, made, started, objects))
     print(f"Report written to {args.out}")
 
 
