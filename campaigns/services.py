@@ -525,7 +525,6 @@ def _record_status_events(project_id: int, events: dict[str, tuple[Message, str,
                 subscriber_id=message.subscriber_id,
                 name=name,
                 attributes=cleaned,
-                facets=eventdefs.facets_of(cleaned),
                 occurred_at=occurred_at,
                 dedup_key=key,
             )

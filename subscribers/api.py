@@ -412,7 +412,6 @@ class SubscriberBatch:
                     subscriber=p.subscriber,
                     name="Subscribed",
                     attributes=subscribed,
-                    facets=eventdefs.facets_of(subscribed),
                     occurred_at=now,
                 )
                 for p in new

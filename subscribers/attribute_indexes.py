@@ -91,7 +91,7 @@ def request_index(*, project: Project, event_name: str, attribute: str, actor: A
         created_by=actor.user,
     )
     record_audit(project=project, actor=actor, action="attribute_index.requested", obj=index)
-    transaction.on_commit(lambda: _send("build_attribute_index", index.pk))
+    transaction.on_commit(lambda: _actors().build_attribute_index.send(index.pk))
     return index
 
 
@@ -100,7 +100,7 @@ def remove_index(*, index: AttributeIndex, actor: Actor) -> None:
     """Drop the index in the background; the row goes once the index is gone."""
     AttributeIndex.objects.filter(pk=index.pk).update(status=AttributeIndexStatus.REMOVING, error="")
     record_audit(project=index.project, actor=actor, action="attribute_index.removed", obj=index)
-    transaction.on_commit(lambda: _send("drop_attribute_index", index.pk))
+    transaction.on_commit(lambda: _actors().drop_attribute_index.send(index.pk))
 
 
 # Attribute operators an index serves: equality (not "is set", "contains" or "not").
@@ -134,10 +134,10 @@ def ensure_for_rule(*, project: Project, rule: dict, actor: Actor) -> list[Attri
     return created
 
 
-def _send(actor_name: str, index_id: int) -> None:
-    from . import actors
+def _actors():
+    from . import actors  # lazily, as everywhere here: importing actors declares them on the broker
 
-    getattr(actors, actor_name).send(index_id)
+    return actors
 
 
 def build(index_id: int) -> None:

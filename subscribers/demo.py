@@ -11,7 +11,6 @@ from django.utils import timezone
 
 from controlpanel.models import Project
 
-from .events import facets_of
 from .models import (
     ConsentChange,
     ConsentChannel,
@@ -175,8 +174,6 @@ def seed_demo_audience(project: Project, *, size: int = 240, seed: int = 7) -> i
                 )
             )
     TagValue.objects.bulk_create(values, batch_size=2000)
-    for event in events:
-        event.facets = facets_of(event.attributes)
     Event.objects.bulk_create(events, batch_size=2000)
     ConsentChange.objects.bulk_create(consents, batch_size=2000)
     return len(people)

@@ -10,6 +10,7 @@ from controlpanel.models import Project
 
 from . import tags as tagtypes
 from .errors import InvalidInput
+from .facets import FACET_TEXT, MAX_FACETS_BYTES, facets_of
 from .models import EventDefinition, TagType
 
 S, INT = TagType.STRING, TagType.INTEGER
@@ -36,11 +37,6 @@ EVENT_NAME_RE = re.compile(r"^[A-Za-z][\w.:-]{0,63}$")
 ATTRIBUTE_NAME_RE = re.compile(r"^[A-Za-z_][\w.-]{0,63}$")
 MAX_ATTRIBUTES = 50
 MAX_ATTRIBUTE_TEXT = 4096
-# Texts up to this length are kept verbatim in Event.facets; the facets of one event may take
-# at most MAX_FACETS_BYTES as compact JSON (jsonb is about that size), which keeps a segment
-# index entry safely below PostgreSQL's btree limit of 2,704 bytes.
-FACET_TEXT = 64
-MAX_FACETS_BYTES = 1800
 
 
 def validate_event_name(name: str) -> str:
@@ -141,20 +137,6 @@ def clean_attributes(project: Project, name: str, attributes: dict[str, Any] | N
             code="attributes_too_large",
         )
     return cleaned
-
-
-def facets_of(attributes: dict[str, Any]) -> dict[str, Any]:
-    """The short form of an event's attributes that the segment index carries (``Event.facets``).
-
-    Every key, with its value as it is, except texts longer than FACET_TEXT characters, which
-    become ``true``: present, and equal to no text. An index entry must stay below about 2.7 kB
-    in PostgreSQL, and an inbound WhatsApp message alone may carry 8 kB of text; segments
-    compare those long texts (``contains``, or equality with a long value) in ``attributes``.
-    """
-    return {
-        key: True if isinstance(value, str) and len(value) > FACET_TEXT else value
-        for key, value in attributes.items()
-    }
 
 
 def all_definitions(project: Project) -> dict[str, dict[str, str]]:

@@ -14,6 +14,8 @@ from django.db.models import Q
 
 from controlpanel.models import Project, TenantQuerySet
 
+from .facets import facets_of
+
 
 class ConsentState(models.TextChoices):
     UNKNOWN = "unknown", "Unknown"
@@ -203,6 +205,14 @@ class EventDefinition(models.Model):
         return self.name
 
 
+class EventQuerySet(TenantQuerySet):
+    def bulk_create(self, objs, *args, **kwargs):
+        objs = list(objs)
+        for event in objs:
+            event.facets = facets_of(event.attributes)
+        return super().bulk_create(objs, *args, **kwargs)
+
+
 class Event(models.Model):
     """Something that happened to a subscriber. The one timeline segments and journeys read."""
 
@@ -220,13 +230,14 @@ class Event(models.Model):
     occurred_at = models.DateTimeField()
     received_at = models.DateTimeField(auto_now_add=True)
     attributes = models.JSONField(default=dict, blank=True)
-    # The attributes with long texts replaced by true (events.facets_of): small enough for the
-    # segment index to carry, so attribute conditions are answered from the index alone.
+    # The attributes with long texts replaced by true (facets.facets_of): small enough for the
+    # segment index to carry, so attribute conditions are answered from the index alone. Always
+    # derived from attributes, by save() and bulk_create().
     facets = models.JSONField(default=dict, blank=True)
     # Makes recording idempotent when the source has an id (a wamid, an API idempotency key).
     dedup_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
 
-    objects = TenantQuerySet.as_manager()
+    objects = EventQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["project", "dedup_key"], name="event_unique_dedup")]
@@ -245,6 +256,13 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} @ {self.occurred_at:%Y-%m-%d %H:%M}"
+
+    def save(self, *args, **kwargs) -> None:
+        self.facets = facets_of(self.attributes)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "attributes" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "facets"}
+        super().save(*args, **kwargs)
 
 
 class AttributeIndexStatus(models.TextChoices):

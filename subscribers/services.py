@@ -381,7 +381,6 @@ def record_event(
                     subscriber=subscriber,
                     name=name,
                     attributes=cleaned,
-                    facets=eventdefs.facets_of(cleaned),
                     occurred_at=occurred_at or timezone.now(),
                     dedup_key=dedup_key or None,
                 )

@@ -46,7 +46,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from controlpanel.models import Project
 
-from ..events import FACET_TEXT
+from ..facets import FACET_TEXT
 from ..models import ConsentState, Event, Subscriber, TagType, TagValue
 from . import tree as t
 from .validate import Checker, Resolver, TagInfo

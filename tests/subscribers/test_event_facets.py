@@ -8,13 +8,14 @@ compare the full text.
 
 from __future__ import annotations
 
+import json
 import random
 import string
 
 import pytest
 
-from subscribers import events as eventdefs
 from subscribers.errors import InvalidInput
+from subscribers.facets import MAX_FACETS_BYTES, facets_of
 from subscribers.models import Event
 from subscribers.segments import count, parse_rule
 from subscribers.services import record_event
@@ -90,7 +91,21 @@ def test_the_largest_facets_allowed_fit_the_index(project):
     subscriber = SubscriberFactory(project=project)
     attributes = {f"a{i:02d}": noise(60, seed=i) for i in range(24)}
     attributes.update({f"n{i:02d}": 123456789.123 + i for i in range(6)})
-    size = len(eventdefs.json.dumps(eventdefs.facets_of(attributes), separators=(",", ":")))
-    assert eventdefs.MAX_FACETS_BYTES - 150 < size <= eventdefs.MAX_FACETS_BYTES
+    size = len(json.dumps(facets_of(attributes), separators=(",", ":")))
+    assert MAX_FACETS_BYTES - 150 < size <= MAX_FACETS_BYTES
     event = record_event(project=project, subscriber=subscriber, name="Wide", attributes=attributes)
     assert Event.objects.get(pk=event.pk).facets == attributes
+
+
+def test_every_write_path_derives_the_facets(project):
+    """Facets come from the model itself, so no write path (bulk or not) can forget them."""
+    subscriber = SubscriberFactory(project=project)
+    long_text = noise(100)
+    [bulk] = Event.objects.bulk_create(
+        [Event(project=project, subscriber=subscriber, name="Note", occurred_at=subscriber.created_at,
+               attributes={"text": long_text, "n": 1})]
+    )  # fmt: skip
+    assert Event.objects.get(pk=bulk.pk).facets == {"text": True, "n": 1}
+    bulk.attributes = {"text": "short"}
+    bulk.save(update_fields=["attributes"])
+    assert Event.objects.get(pk=bulk.pk).facets == {"text": "short"}
