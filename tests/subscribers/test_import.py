@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection, transaction
 
 from controlpanel.services import Actor
 from subscribers import imports
@@ -704,3 +705,43 @@ def test_a_chunk_read_early_sees_a_number_moved_by_the_chunk_before(settings, tm
     by_phone = dict(Subscriber.objects.for_project(project).values_list("phone", "external_id"))
     assert by_phone["+4915199999999"] == "crm-1"
     assert by_phone["+4915120000000"] == "crm-2"
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="PostgreSQL's planner")
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("column", "index"),
+    [("phone", "subscriber_unique_phone"), ("external_id", "subscriber_unique_external_id")],
+)
+def test_keyed_lookups_probe_the_unique_index_not_the_trigram_index(column, index):
+    """Each chunk's lookup must cost the same, however large the project: one btree probe per key.
+
+    Caught here: the planner flattening the keys into a hash join over the whole project. Not
+    reproducible at this size: with a million-row project's statistics it also chose the phone
+    trigram index (which answers "=" too) and spent 6 ms per key in its posting lists; the chunk
+    settings turn bitmap scans off, the only way to read that index."""
+    rows = 20_000
+    project = ProjectFactory()
+    with connection.cursor() as cur:
+        cur.execute(
+            "INSERT INTO subscribers_subscriber (project_id, public_id, phone, wa_id, external_id, name, "
+            "email, language, country, time_zone, whatsapp_consent, push_devices, created_at, updated_at) "
+            "SELECT %s, gen_random_uuid(), '+49151' || (10000000 + n * 4099 %% 89999999), '', "
+            "'ext-' || n, 'Name', '', '', '', '', 'unknown', '[]', now(), now() "
+            "FROM generate_series(1, %s) AS n",
+            [project.pk, rows],
+        )
+        # VACUUM also fills in the trigram index's statistics, which its cost estimate reads.
+        cur.execute("VACUUM ANALYZE subscribers_subscriber")
+    keys = [f"+4917{n:09d}" for n in range(10_000)]  # a chunk's worth
+    with transaction.atomic():
+        imports.chunk_settings()
+        cur = imports._binding_cursor()
+        cur.execute(
+            "EXPLAIN " + imports.PostgresStore.lookup_sql(column, ("id", "phone")),
+            [keys, project.pk],
+            binary=True,
+        )
+        plan = "\n".join(r[0] for r in cur.fetchall())
+    assert f"Index Scan using {index}" in plan, plan
+    assert "Bitmap" not in plan, plan
