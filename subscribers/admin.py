@@ -3,6 +3,8 @@ from django.core.paginator import Paginator
 from django.db import connection
 from django.utils.functional import cached_property
 
+from controlpanel.services import Actor
+
 from .models import (
     AttributeIndex,
     AttributeIndexStatus,
@@ -15,6 +17,7 @@ from .models import (
     TagDefinition,
     TagValue,
 )
+from .services import delete_tag
 
 
 class EstimatedCountPaginator(Paginator):
@@ -60,6 +63,15 @@ class TagDefinitionAdmin(admin.ModelAdmin):
     list_display = ["name", "type", "project", "created_at"]
     list_filter = ["project", "type"]
     search_fields = ["name"]
+
+    # Through the service, as the panel deletes: it waits for writers of the tag's values
+    # (there is no database foreign key to do that) and records the deletion in the audit log.
+    def delete_model(self, request, obj: TagDefinition) -> None:
+        delete_tag(project=obj.project, definition=obj, actor=Actor(user=request.user))
+
+    def delete_queryset(self, request, queryset) -> None:
+        for definition in queryset.select_related("project"):
+            self.delete_model(request, definition)
 
 
 @admin.register(TagValue)

@@ -158,6 +158,10 @@ def upsert(request, payload: SubscriberIn):
     return Status(201 if status == "created" else 200, body)
 
 
+class _DefinitionGone(Exception):
+    """A tag definition that a batch writes values of was deleted after it was planned."""
+
+
 @dataclass
 class Planned:
     """One bulk item checked against the batch's snapshot, ready to be written with the others."""
@@ -322,8 +326,10 @@ class SubscriberBatch:
         try:
             with transaction.atomic():
                 events = self.write(pending)
-        except IntegrityError:
-            # Another request created one of these phones or external ids meanwhile.
+        except (IntegrityError, _DefinitionGone):
+            # Another request created one of these phones or external ids meanwhile, or deleted
+            # a tag: one by one, each item finds (or defines again) what it needs.
+            self.definitions = None
             for planned in pending:
                 self.upsert_one(planned.index, planned.data)
             return
@@ -342,6 +348,9 @@ class SubscriberBatch:
             }
 
     def write(self, pending: list[Planned]) -> list[Event]:
+        used = {definition.pk for p in pending for definition, _ in p.tags}
+        if used - tagtypes.hold_definitions(used):
+            raise _DefinitionGone
         now = timezone.now()
         new = [p for p in pending if p.is_new]
         opted_in, unknown = ConsentState.OPTED_IN, ConsentState.UNKNOWN

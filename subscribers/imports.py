@@ -760,8 +760,9 @@ class Validator:
         self.seen_phone: dict[str, int] = {}
         self.seen_external: dict[str, int] = {}
 
-    def tag_ids(self) -> list[int]:
-        return [c[2].pk for c in self.columns if c[1] == "tag" and c[2] is not None]
+    def tags(self) -> dict[int, str]:
+        """The import's tag definitions so far (new ones appear with their first value): id -> name."""
+        return {c[2].pk: c[2].name for c in self.columns if c[1] == "tag" and c[2] is not None}
 
     def check(self, index: int, line: int, cells: list[str]) -> Row | Rejection:
         errors: list[str] = []
@@ -1272,7 +1273,7 @@ class Applier:
         self,
         job: ImportJob,
         token: datetime,
-        tag_ids: Callable[[], list[int]],
+        tags: Callable[[], dict[int, str]],
         turns: _Turns | None = None,
     ):
         self.turns = turns or _Turns(job.processed_rows)
@@ -1281,7 +1282,7 @@ class Applier:
         self.job = job
         self.project = job.project
         self.token = token
-        self.tag_ids = tag_ids
+        self.tags = tags
         self.actor_user_id = job.created_by_id
         self.actor_label = (job.created_by.email if job.created_by else "CSV import")[:200]
         self.counts = {
@@ -1297,6 +1298,7 @@ class Applier:
                 with transaction.atomic():
                     if connection.vendor == "postgresql":
                         chunk_settings()
+                    self._hold_tags()
                     rows, applied = chunk.rows, Applied()
                     early: list[Existing] | None = None
                     if rows and not self.turns.is_turn(chunk.first_index):
@@ -1329,6 +1331,17 @@ class Applier:
                 self._reload_counts()
                 if attempt == 2:
                     raise
+
+    def _hold_tags(self) -> None:
+        # Until this chunk commits, its tags cannot be deleted (tags.hold_definitions).
+        tags = self.tags()
+        held = tagtypes.hold_definitions(tags)
+        gone = sorted(name for pk, name in tags.items() if pk not in held)
+        if gone:
+            raise ImportFileError(
+                f"The tag {', '.join(map(repr, gone))} was deleted while the import ran. The rows "
+                "before this point are imported; import the file again to continue."
+            )
 
     def _claim_checkpoint(self) -> None:
         # Locks the job row until the chunk commits, so a run that claims the job meanwhile
@@ -1463,7 +1476,7 @@ class Applier:
             # (subscriber, tag) -> [(row id, value tuple)]. Stored numbers carry the column's 8
             # decimal places; Decimals compare by value, so 5 == 5.00000000.
             stored: dict[tuple[int, int], list[tuple[int, tuple]]] = {}
-            for r in store.fetch_tag_values([t["id"] for _, t in matched_with_tags], self.tag_ids()):
+            for r in store.fetch_tag_values([t["id"] for _, t in matched_with_tags], list(self.tags())):
                 key = (r[1], r[2])
                 entry = (r[0], r[3:])
                 if key in stored:
@@ -1624,7 +1637,7 @@ def _run(job: ImportJob, token: datetime) -> None:
     validator = Validator(job)
     resume_at = job.processed_rows
     report = ReportWriter(job, keep_below=resume_at)
-    applier = Applier(job, token, validator.tag_ids)
+    applier = Applier(job, token, validator.tags)
     statistics = None
     if connection.in_atomic_block:  # inside a caller's transaction (tests): no other connection
         sink: _InlineSink | _ThreadedSink = _InlineSink(applier, report)

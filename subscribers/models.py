@@ -141,7 +141,11 @@ class TagValue(models.Model):
     subscriber = models.ForeignKey(
         Subscriber, on_delete=models.CASCADE, related_name="tag_values", db_index=False
     )
-    tag = models.ForeignKey(TagDefinition, on_delete=models.CASCADE, related_name="values")
+    # No database-level FK either: writers hold the definitions instead, once per transaction
+    # (tags.hold_definitions); the per-row check cost ~10 CPU-seconds per million-row import.
+    tag = models.ForeignKey(
+        TagDefinition, on_delete=models.CASCADE, related_name="values", db_constraint=False
+    )
     value_text = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001 - string, list element
     value_number = models.DecimalField(max_digits=24, decimal_places=8, null=True, blank=True)
     value_bool = models.BooleanField(null=True, blank=True)

@@ -233,6 +233,22 @@ def set_tags(
         )
         planned.append((definition, value))
 
+    with transaction.atomic():
+        return _write_tags(project, subscriber, planned)
+
+
+def _write_tags(
+    project: Project, subscriber: Subscriber, planned: list[tuple[TagDefinition | tagtypes.BuiltinTag, Any]]
+) -> bool:
+    definitions = [t for t, _ in planned if isinstance(t, TagDefinition)]
+    held = tagtypes.hold_definitions(d.pk for d in definitions)
+    for definition in definitions:
+        if definition.pk not in held:
+            raise InvalidInput(
+                f"The tag {definition.name!r} was deleted meanwhile; send the change again.",
+                field=f"tags.{definition.name}",
+                code="conflict",
+            )
     changed = False
     profile_changes = {}
     for target, value in planned:
@@ -265,6 +281,29 @@ def set_tags(
         subscriber.save(update_fields=[*profile_changes, "updated_at"])
         changed = True
     return changed
+
+
+def delete_tag(*, project: Project, definition: TagDefinition, actor: Actor) -> int:
+    """Delete a custom tag with all its values; returns how many values went.
+
+    The definition is locked first: writers of tag values hold the definitions they write
+    (tags.hold_definitions), so this waits for them, and later ones find it gone.
+    """
+    with transaction.atomic():
+        mine = TagDefinition.objects.for_project(project).select_for_update()
+        locked = mine.filter(pk=definition.pk).first()
+        if locked is None:
+            return 0
+        record_audit(
+            project=project,
+            actor=actor,
+            action="tag.deleted",
+            obj=locked,
+            changes={"name": locked.name, "type": locked.type},
+        )
+        removed = TagValue.objects.for_project(project).filter(tag=locked).delete()[0]
+        locked.delete()
+    return removed
 
 
 def _same_values(existing: list[TagValue], wanted: list[dict[str, Any]]) -> bool:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.db import connection
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
@@ -272,6 +274,35 @@ def get_or_create_definition(
     type_ = infer_type_from_text(first_value) if from_text else infer_type(first_value)
     definition, _ = TagDefinition.objects.get_or_create(project=project, name=name, defaults={"type": type_})
     return definition
+
+
+def hold_definitions(ids: Iterable[int]) -> set[int]:
+    """Keep these tag definitions from being deleted until the transaction ends.
+
+    Returns the ids that still exist. Every writer of tag values calls this in its transaction
+    before writing, and deleting a definition locks it first (services.delete_tag), so no value
+    outlives its definition. This replaces the database foreign key from tag values to their
+    definition: the key checked and share-locked the definition once per value, 30,000 times
+    per import chunk, and with two writers at once every check went through a MultiXact. That
+    cost about 10 CPU-seconds of a million-row import (docs/benchmarks-import.md); one lock per
+    transaction costs nothing.
+    """
+    wanted = sorted(set(ids))
+    if not wanted:
+        return set()
+    if connection.vendor != "postgresql":
+        # SQLite runs one writing transaction at a time: a definition that exists now stays.
+        return set(TagDefinition.objects.filter(pk__in=wanted).values_list("pk", flat=True))
+    if not connection.in_atomic_block:
+        raise RuntimeError("hold_definitions() holds a lock until the transaction ends: call it in one.")
+    with connection.cursor() as cur:
+        # FOR KEY SHARE, as a foreign key check takes it: writers do not wait for each other,
+        # a deletion's FOR UPDATE waits for them, and they wait for a deletion in progress.
+        cur.execute(
+            "SELECT id FROM subscribers_tagdefinition WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE",
+            [wanted],
+        )
+        return {r[0] for r in cur.fetchall()}
 
 
 def builtin_value(tag: BuiltinTag, subscriber) -> Any:

@@ -73,6 +73,7 @@ from .services import (
     change_consent,
     clean_profile,
     clean_subscriber_data,
+    delete_tag,
     erase_subscriber,
     export_subscriber,
     find_subscriber,
@@ -1228,16 +1229,7 @@ def _builtin_set(tag: tagtypes.BuiltinTag) -> Q:
 def tag_delete(request: HttpRequest, tag_id: uuid.UUID) -> HttpResponse:
     project = request.project
     definition = get_object_or_404(TagDefinition.objects.for_project(project), public_id=tag_id)
-    with transaction.atomic():
-        record_audit(
-            project=project,
-            actor=_actor(request),
-            action="tag.deleted",
-            obj=definition,
-            changes={"name": definition.name, "type": definition.type},
-        )
-        removed = TagValue.objects.for_project(project).filter(tag=definition).delete()[0]
-        definition.delete()
+    removed = delete_tag(project=project, definition=definition, actor=_actor(request))
     messages.success(request, f"Tag “{definition.name}” deleted with {removed:,} value(s).")
     return HttpResponseRedirect(reverse("subscribers:tags", args=[project.slug]))
 

@@ -370,7 +370,7 @@ def test_a_run_that_lost_its_claim_stops(project, user):
         job=job, columns=job.mapping["columns"], key="phone", default_evidence="x", actor=Actor(user=user)
     )
     job.refresh_from_db()
-    applier = imports.Applier(job, token=job.started_at or job.created_at, tag_ids=list)
+    applier = imports.Applier(job, token=job.started_at or job.created_at, tags=dict)
     ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.RUNNING)
     chunk = imports.Chunk(first_index=0, end_index=0)
     with pytest.raises(imports._Superseded):
