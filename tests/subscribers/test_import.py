@@ -745,3 +745,24 @@ def test_keyed_lookups_probe_the_unique_index_not_the_trigram_index(column, inde
         plan = "\n".join(r[0] for r in cur.fetchall())
     assert f"Index Scan using {index}" in plan, plan
     assert "Bitmap" not in plan, plan
+
+
+def test_imports_collect_garbage_less_often_and_restore_the_thresholds(project, user, monkeypatch):
+    import gc
+
+    before = gc.get_threshold()
+    seen = []
+    original = imports._run
+
+    def run(job, token):
+        seen.append(gc.get_threshold())
+        with imports._fewer_collections:  # a second import in the same worker
+            seen.append(gc.get_threshold())
+        seen.append(gc.get_threshold())  # still the first one's
+        original(job, token)
+
+    monkeypatch.setattr(imports, "_run", run)
+    job = do_import(project, user, "phone\n+4915112345678\n")
+    assert job.created_count == 1
+    assert seen == [imports._FewerCollections.THRESHOLD] * 3
+    assert gc.get_threshold() == before
