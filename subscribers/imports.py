@@ -59,6 +59,7 @@ from controlpanel.services import SYSTEM, Actor, record_audit
 
 from . import tags as tagtypes
 from .errors import InvalidInput
+from .ids import uuid7s
 from .models import (
     ConsentChange,
     ConsentChannel,
@@ -1114,7 +1115,7 @@ class PostgresStore(Store):
             )
             ids = [r[0] for r in cur.fetchall()]
             with _copy(cur, "subscribers_subscriber", _SUBSCRIBER_COPY) as copy:
-                for n, (r, public_id) in enumerate(zip(rows, _uuid4s(len(rows)), strict=True)):
+                for n, (r, public_id) in enumerate(zip(rows, uuid7s(len(rows)), strict=True)):
                     copy.write_row(
                         (
                             ids[n],
@@ -1240,13 +1241,6 @@ def _copy(cur: CursorWrapper, table: str, columns: tuple[tuple[str, str], ...]) 
     with cur.cursor.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types([t for _, t in columns])
         yield copy
-
-
-def _uuid4s(count: int) -> Iterator[uuid.UUID]:
-    """``count`` random version-4 UUIDs: one urandom call instead of one per UUID."""
-    randoms = os.urandom(16 * count)
-    for n in range(count):
-        yield uuid.UUID(bytes=randoms[16 * n : 16 * n + 16], version=4)
 
 
 def chunk_settings() -> None:

@@ -15,6 +15,7 @@ from django.db.models import Q
 from controlpanel.models import Project, TenantQuerySet
 
 from .facets import facets_of
+from .ids import uuid7
 
 
 class ConsentState(models.TextChoices):
@@ -47,7 +48,7 @@ class Subscriber(models.Model):
 
     # No index of its own: every index below leads with the project (one less write per import row).
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="subscribers", db_index=False)
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    public_id = models.UUIDField(default=uuid7, unique=True, editable=False)  # time-ordered: ids.py
     # NULL, not "", for "unknown": unique constraints treat NULLs as distinct. A subscriber
     # who wrote us under a WhatsApp username may have a BSUID and no phone number.
     phone = models.CharField(max_length=20, null=True, blank=True, help_text="E.164, e.g. +4915112345678")  # noqa: DJ001
