@@ -104,10 +104,19 @@ def process_pending(account_id: int, *, limit: int = 5000, batch: int = 100) -> 
                 WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
                 .filter(account_id=account_id, processed_at__isnull=True, attempts__lt=MAX_ATTEMPTS)
                 .order_by("received_at", "id")
-                .select_related("account__project")[: min(batch, limit - done)]
+                .select_related("account__project")
+                # EncryptedTextField decrypts when a row is loaded, so with the join every claimed
+                # delivery paid for decrypting both secrets (~10% of processing time), and nothing
+                # here reads them.
+                .defer("account__access_token", "account__app_secret")[: min(batch, limit - done)]
             )
             if not claimed:
                 return done
+            # All rows are this account's: one instance for the batch, so a handler that does
+            # read a secret loads and decrypts it once per batch, not once per delivery.
+            account = claimed[0].account
+            for delivery in claimed:
+                delivery.account = account
             run: list[tuple[WebhookDelivery, list[StatusUpdate]]] = []
             for delivery in claimed:
                 updates = _status_only(delivery)

@@ -12,14 +12,18 @@ from django.db import connection
 from django.utils import timezone
 
 from campaigns.models import Message, MessageStatus
+from controlpanel import fields
+from controlpanel.fields import decrypt
 from subscribers.models import Event
 from subscribers.signals import event_recorded
 from tests.factories import SubscriberFactory
+from whatsapp import processing
 from whatsapp.models import WebhookDelivery
 from whatsapp.processing import process_delivery, process_pending
 from whatsapp.signals import status_received
 
 from . import payloads as p
+from .conftest import APP_SECRET
 
 T0 = 1750000000
 FAILED = [{"code": 131026, "title": "Message undeliverable", "error_data": {"details": "not on WhatsApp"}}]
@@ -322,3 +326,47 @@ def test_two_workers_drain_one_account_without_doing_a_delivery_twice(account):
     assert not WebhookDelivery.objects.filter(processed_at__isnull=True).exists()
     assert Message.objects.filter(status=MessageStatus.READ).count() == 60
     assert Event.objects.filter(name="WhatsAppRead").count() == 60
+
+
+@pytest.fixture
+def decryptions(monkeypatch) -> list[str]:
+    """Every plain text EncryptedTextField decrypts from here on."""
+    seen: list[str] = []
+
+    def counting(token: str) -> str:
+        seen.append(decrypt(token))
+        return seen[-1]
+
+    monkeypatch.setattr(fields, "decrypt", counting)
+    return seen
+
+
+@pytest.mark.parametrize("count", [2, 30])
+def test_a_batch_does_not_decrypt_the_account_secrets_per_delivery(account, count, decryptions):
+    messages = [outbound(account, status=MessageStatus.SENT) for _ in range(count)]
+    # Both paths: status runs (set-based) and deliveries processed one by one.
+    store(
+        account,
+        *(p.status(m.wamid, "delivered", T0 + 20) for m in messages),
+        *(p.text(f"Hello {i}") for i in range(count)),
+    )
+    assert process_pending(account.pk) == 2 * count
+    assert len(decryptions) <= 2  # at most this account's access token and app secret, once
+    assert Message.objects.filter(status=MessageStatus.DELIVERED).count() == count
+    assert Event.objects.filter(name="WhatsAppReceived").count() == count
+
+
+def test_a_handler_reading_a_secret_decrypts_it_once_per_batch(account, decryptions, monkeypatch):
+    seen: list[str] = []
+    for_this_account = processing._for_this_account
+
+    def reading_the_secret(account, entry, value):
+        seen.append(account.app_secret)
+        return for_this_account(account, entry, value)
+
+    monkeypatch.setattr(processing, "_for_this_account", reading_the_secret)
+    messages = [outbound(account, status=MessageStatus.SENT) for _ in range(10)]
+    store(account, *(p.status(m.wamid, "delivered", T0 + 20) for m in messages), p.text("Hello"))
+    assert process_pending(account.pk) == 11
+    assert seen == [APP_SECRET] * 11
+    assert decryptions == [APP_SECRET]
