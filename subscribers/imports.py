@@ -1621,7 +1621,8 @@ def run_import(*, job_id: int) -> None:
         return
     job = ImportJob.objects.select_related("project", "created_by").get(pk=job_id)
     try:
-        with _fewer_collections:
+        # Cells with a time but no offset are the project's local time, as the panel shows them.
+        with _fewer_collections, timezone.override(zoneinfo.ZoneInfo(job.project.time_zone)):
             _run(job, token)
     except _Superseded:
         return

@@ -407,7 +407,7 @@ def record_event(
     name = eventdefs.validate_event_name(name)
     cleaned = eventdefs.clean_attributes(project, name, attributes)
     if occurred_at is not None and timezone.is_naive(occurred_at):
-        occurred_at = timezone.make_aware(occurred_at, timezone.UTC)
+        occurred_at = timezone.make_aware(occurred_at, zoneinfo.ZoneInfo(project.time_zone))
     with transaction.atomic():
         if dedup_key:
             existing = Event.objects.for_project(project).filter(dedup_key=dedup_key).first()

@@ -125,7 +125,9 @@ def _parse_dt(value: str) -> datetime | None:
     except ValueError:
         return None
     if parsed is not None and timezone.is_naive(parsed):
-        parsed = timezone.make_aware(parsed, timezone.UTC)
+        # Without an offset, a time is the project's: the panel, the API and imports run with
+        # the project's time zone active, as the panel shows every time in it.
+        parsed = timezone.make_aware(parsed)
     return parsed
 
 

@@ -330,7 +330,7 @@ class Compiler:
             return self.day_start(day), self.day_start(day + timedelta(days=1))
         parsed = parse_datetime(value)
         if timezone.is_naive(parsed):
-            parsed = timezone.make_aware(parsed, timezone.UTC)
+            parsed = timezone.make_aware(parsed, self.tz)  # as dates: the project's time zone
         return parsed, parsed
 
     def day_start(self, day: date) -> datetime:

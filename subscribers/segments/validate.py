@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
@@ -312,7 +313,8 @@ class Checker:
             if "" in raw or None in raw:
                 raise IncompleteRule(f"“between” on {what} needs both values.", field=path)
             low, high = (self.scalar(v, type_, what, path) for v in raw)
-            if _sort_key(type_, high) < _sort_key(type_, low):
+            tz = ZoneInfo(self.resolver.project.time_zone or "UTC")
+            if _sort_key(type_, high, tz) < _sort_key(type_, low, tz):
                 raise self.fail(f"“between” on {what}: the first value must not be above the second.", path)
             return op, {"value": [low, high]}
         if op in t.LIST_OPS:
@@ -429,17 +431,18 @@ def _datetime(value: Any) -> datetime | None:
         parsed = parse_datetime(value.strip())
     except ValueError:
         return None
-    if parsed is not None and timezone.is_naive(parsed):
-        parsed = timezone.make_aware(parsed, timezone.UTC)
+    # Without an offset it stays without one: the compiler reads it in the project's time zone,
+    # as it reads dates, so a saved rule follows the project's zone like the panel does.
     return parsed
 
 
-def _sort_key(type_: str, value: Any) -> Any:
+def _sort_key(type_: str, value: Any, tz: tzinfo) -> Any:
     if type_ == TagType.DATETIME:
         parsed = _date(value)
         if parsed is not None:
-            return datetime(parsed.year, parsed.month, parsed.day, tzinfo=timezone.UTC)
-        return _datetime(value)
+            return datetime(parsed.year, parsed.month, parsed.day, tzinfo=tz)
+        parsed = _datetime(value)
+        return timezone.make_aware(parsed, tz) if timezone.is_naive(parsed) else parsed
     return value
 
 

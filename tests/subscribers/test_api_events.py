@@ -58,14 +58,15 @@ def test_event_by_phone_or_external_id(api, ada, ref):
     assert Event.objects.filter(subscriber=ada, name="AppOpened").count() == 1
 
 
-def test_event_without_time_happens_now_and_naive_time_is_utc(api, ada):
+def test_event_without_time_happens_now_and_a_time_without_offset_is_the_projects(api, ada):
     now = api.post("/events", {"subscriber": {"id": str(ada.public_id)}, "name": "A"})
     assert abs(datetime.fromisoformat(now.json()["occurred_at"]) - datetime.now(UTC)).total_seconds() < 60
     naive = api.post(
         "/events",
         {"subscriber": {"id": str(ada.public_id)}, "name": "A", "occurred_at": "2026-01-31T10:00:00"},
     )
-    assert datetime.fromisoformat(naive.json()["occurred_at"]) == datetime(2026, 1, 31, 10, 0, tzinfo=UTC)
+    # The factory's project is in Europe/Berlin: 10:00 there is 09:00 UTC.
+    assert datetime.fromisoformat(naive.json()["occurred_at"]) == datetime(2026, 1, 31, 9, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(

@@ -186,7 +186,9 @@ TAG_CASES = [
     ('T("last_order", lt, "2026-01-15T10:00:00Z")', set()),
     ('T("last_order", lte, "2026-01-15")', {"alice"}),
     ('T("last_order", between, ["2026-01-15", "2026-01-15"])', {"alice"}),
-    ('T("last_order", between, ["2026-01-15T12:00", "2026-01-16T00:00"])', {"bob"}),
+    # Without an offset, times are Berlin's: 12:00 is 11:00 UTC, 00:30 is 23:30 UTC (bob's).
+    ('T("last_order", between, ["2026-01-15T12:00", "2026-01-16T00:30"])', {"bob"}),
+    ('T("last_order", between, ["2026-01-15T12:00", "2026-01-16T00:29"])', set()),
     ('T("last_order", within, 45)', {"bob"}),  # since 2026-01-15 12:00 UTC
     ('T("last_order", within, 50)', {"alice", "bob"}),
     ('T("last_order", any)', {"alice", "bob"}),

@@ -528,7 +528,7 @@ def test_record_event_times(project, subscriber):
     naive = record_event(
         project=project, subscriber=subscriber, name="A", occurred_at=datetime(2026, 1, 31, 10, 0)
     )
-    assert naive.occurred_at == datetime(2026, 1, 31, 10, 0, tzinfo=UTC)
+    assert naive.occurred_at == datetime(2026, 1, 31, 9, 0, tzinfo=UTC)  # 10:00 in the project's Berlin
     before = timezone.now()
     now = record_event(project=project, subscriber=subscriber, name="A")
     assert before <= now.occurred_at <= timezone.now() + timedelta(seconds=1)
