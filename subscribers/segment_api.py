@@ -151,7 +151,7 @@ def count_rule(request, payload: RuleIn):
     if isinstance(tree, Status):
         return tree
     try:
-        return {"count": segments.count(request.project, tree)}
+        return {"count": segments.count_unsaved(project=request.project, rule=tree, actor=request.actor)}
     except InvalidInput as exc:
         return rule_error(exc)
 

@@ -112,7 +112,7 @@ def _builder_schema(project, exclude: Segment | None = None) -> dict[str, Any]:
     }
 
 
-def _preview(project, data) -> dict[str, Any]:
+def _preview(project, data, actor: Actor) -> dict[str, Any]:
     """Count and sample for the posted rule, or the error that stops it, for the preview partial."""
     result: dict[str, Any] = {"source": data.get("source") or "text", "text": data.get("text") or ""}
     if result["source"] == "text" and not result["text"].strip():
@@ -137,7 +137,7 @@ def _preview(project, data) -> dict[str, Any]:
         return result
     try:
         checked = segments.validate_rule(project, tree)
-        result["count"] = segments.count(project, checked)
+        result["count"] = segments.count_unsaved(project=project, rule=checked, actor=actor)
     except IncompleteRule as exc:
         result["incomplete"] = exc.message
         result["error_path"] = exc.field or ""
@@ -220,7 +220,9 @@ def _builder(request: HttpRequest, segment: Segment | None) -> HttpResponse:
     if not t.is_group(rule):
         rule = t.group("and", [rule]) if isinstance(rule, dict) else EMPTY_RULE
     preview = (
-        _preview(project, {"source": "builder", "rule": json.dumps(rule)}) if rule.get("children") else {}
+        _preview(project, {"source": "builder", "rule": json.dumps(rule)}, _actor(request))
+        if rule.get("children")
+        else {}
     )
     return render(
         request,
@@ -278,7 +280,7 @@ def segment_sample(request: HttpRequest) -> HttpResponse:
 def segment_preview(request: HttpRequest) -> HttpResponse:
     """The live audience count and sample for the rule being edited (a GET: viewers may explore)."""
     data = request.GET
-    preview = _preview(request.project, data) if data else {"empty": True}
+    preview = _preview(request.project, data, _actor(request)) if data else {"empty": True}
     return render(request, "subscribers/segment_builder.html#segment-preview", {"preview": preview})
 
 

@@ -13,7 +13,7 @@ See ``tree.py`` for the node kinds, ``text.py`` for the grammar, ``compiler.py``
 """
 
 from .compiler import audience, count
-from .service import delete_segment, refresh_count, save_segment, segments_including
+from .service import count_unsaved, delete_segment, refresh_count, save_segment, segments_including
 from .text import RuleSyntaxError, parse_rule, rule_to_text
 from .validate import validate_rule
 
@@ -21,6 +21,7 @@ __all__ = [
     "RuleSyntaxError",
     "audience",
     "count",
+    "count_unsaved",
     "delete_segment",
     "parse_rule",
     "refresh_count",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -19,6 +20,28 @@ from .validate import validate_rule
 
 MAX_NAME = 120
 MAX_DESCRIPTION = 255
+# The issue's goal for a count. A rule that is not saved and counts slower than this asks for
+# indexes on the event attributes it compares, as saving the rule would.
+SLOW_COUNT_SECONDS = 0.1
+
+
+def count_unsaved(*, project: Project, rule: Any, actor: Actor) -> int:
+    """Count a rule that is not saved (the builder's preview, ``POST /segments/count``).
+
+    Saving a segment indexes the event attributes its rule compares for equality. A marketer
+    exploring in the builder, or a backend counting through the API, may never save: when such
+    a count is slow, it asks for the same indexes, so that the next counts are fast. Only slow
+    counts ask, so small projects never build one; the project's limit of indexes holds.
+    Raises InvalidInput (IncompleteRule) like validate_rule.
+    """
+    checked = validate_rule(project, rule)
+    started = time.perf_counter()
+    result = count(project, checked)
+    if time.perf_counter() - started > SLOW_COUNT_SECONDS:
+        from ..attribute_indexes import ensure_for_rule  # it imports this package: not at module level
+
+        ensure_for_rule(project=project, rule=checked, actor=actor)
+    return result
 
 
 def refresh_count(*, segment: Segment) -> Segment:

@@ -181,3 +181,52 @@ def test_the_project_limit_stops_automatic_indexes_quietly(orders, monkeypatch):
     rule = parse_rule('E("OrderPlaced", gte, 1, "cuisine" eq "asian", "channel" eq "app")')
     segment = save_segment(project=orders, name="Capped", rule=rule, actor=SYSTEM)
     assert segment.pk and AttributeIndex.objects.count() == 1
+
+
+# ---- counts of rules that are not saved ----------------------------------------------------------
+
+ASIAN = 'E("OrderPlaced", gte, 1, 30d, "cuisine" eq "asian")'
+
+
+def test_a_slow_unsaved_count_asks_for_the_indexes_saving_would(orders, monkeypatch):
+    from subscribers.segments import count_unsaved, service
+
+    monkeypatch.setattr(service, "SLOW_COUNT_SECONDS", -1)  # every count is "slow"
+    assert count_unsaved(project=orders, rule=parse_rule(ASIAN), actor=SYSTEM) == 2
+    assert set(AttributeIndex.objects.values_list("event_name", "attribute")) == {("OrderPlaced", "cuisine")}
+
+
+def test_a_fast_unsaved_count_asks_for_nothing(orders):
+    from subscribers.segments import count_unsaved
+
+    assert count_unsaved(project=orders, rule=parse_rule(ASIAN), actor=SYSTEM) == 2
+    assert not AttributeIndex.objects.exists()
+
+
+def test_the_api_count_and_the_builder_preview_ask_when_slow(orders, client, monkeypatch):
+    import json
+
+    from controlpanel.services import Actor, create_api_key
+    from subscribers.segments import service
+    from tests.factories import MembershipFactory
+
+    monkeypatch.setattr(service, "SLOW_COUNT_SECONDS", -1)
+    key = create_api_key(project=orders, name="t", actor=Actor(label="t"))[1]
+    response = client.post(
+        "/api/v1/segments/count",
+        json.dumps({"rule": ASIAN}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+    )
+    assert response.json() == {"count": 2}
+    assert AttributeIndex.objects.filter(attribute="cuisine").count() == 1
+
+    viewer = MembershipFactory(project=orders, role="viewer").user
+    client.force_login(viewer)
+    rule = parse_rule('E("OrderPlaced", gte, 1, "channel" eq "app")')
+    response = client.get(
+        f"/p/{orders.slug}/segments/preview/", {"source": "builder", "rule": json.dumps(rule)}
+    )
+    assert response.status_code == 200
+    assert 'data-count="2"' in response.content.decode()
+    assert AttributeIndex.objects.filter(attribute="channel").count() == 1
