@@ -1,10 +1,11 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db import connection
 from django.utils.functional import cached_property
 
 from controlpanel.services import Actor
 
+from .errors import InvalidInput
 from .models import (
     AttributeIndex,
     AttributeIndexStatus,
@@ -67,7 +68,10 @@ class TagDefinitionAdmin(admin.ModelAdmin):
     # Through the service, as the panel deletes: it waits for writers of the tag's values
     # (there is no database foreign key to do that) and records the deletion in the audit log.
     def delete_model(self, request, obj: TagDefinition) -> None:
-        delete_tag(project=obj.project, definition=obj, actor=Actor(user=request.user))
+        try:
+            delete_tag(project=obj.project, definition=obj, actor=Actor(user=request.user))
+        except InvalidInput as exc:  # being written (a running import): try again later
+            self.message_user(request, exc.message, level=messages.ERROR)
 
     def delete_queryset(self, request, queryset) -> None:
         for definition in queryset.select_related("project"):

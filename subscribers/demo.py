@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from controlpanel.models import Project
 
+from . import tags as tagtypes
 from .models import (
     ConsentChange,
     ConsentChannel,
@@ -173,6 +174,7 @@ def seed_demo_audience(project: Project, *, size: int = 240, seed: int = 7) -> i
                     actor_label="demo",
                 )
             )
+    tagtypes.hold_definitions(d.pk for d in tags.values())  # as every writer of tag values does
     TagValue.objects.bulk_create(values, batch_size=2000)
     Event.objects.bulk_create(events, batch_size=2000)
     ConsentChange.objects.bulk_create(consents, batch_size=2000)

@@ -1333,9 +1333,11 @@ class Applier:
         held = tagtypes.hold_definitions(tags)
         gone = sorted(name for pk, name in tags.items() if pk not in held)
         if gone:
+            names = ", ".join(map(repr, gone))
             raise ImportFileError(
-                f"The tag {', '.join(map(repr, gone))} was deleted while the import ran. The rows "
-                "before this point are imported; import the file again to continue."
+                f"The tag{'s' if len(gone) > 1 else ''} {names} {'were' if len(gone) > 1 else 'was'} "
+                "deleted while the import ran. The rows before this point are imported; import "
+                "the file again to continue."
             )
 
     def _claim_checkpoint(self) -> None:

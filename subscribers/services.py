@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from controlpanel.models import Project
@@ -202,8 +202,14 @@ def set_tags(
 ) -> bool:
     """Set (or with None / "" remove) tags of one subscriber. Returns whether anything changed.
 
-    Validates every tag before writing any, so a bad tag leaves the subscriber as it was.
+    Validates every tag before writing any, so a bad tag leaves the subscriber as it was. A date
+    and time without an offset is the project's local time, whoever calls (actors included).
     """
+    with timezone.override(zoneinfo.ZoneInfo(project.time_zone)):
+        return _set_tags(project, subscriber, tags, from_text)
+
+
+def _set_tags(project: Project, subscriber: Subscriber, tags: dict[str, Any], from_text: bool) -> bool:
     planned: list[tuple[TagDefinition | tagtypes.BuiltinTag, Any]] = []
     for raw_name, raw_value in tags.items():
         name = tagtypes.validate_tag_name(str(raw_name))
@@ -240,7 +246,8 @@ def set_tags(
 def _write_tags(
     project: Project, subscriber: Subscriber, planned: list[tuple[TagDefinition | tagtypes.BuiltinTag, Any]]
 ) -> bool:
-    definitions = [t for t, _ in planned if isinstance(t, TagDefinition)]
+    # Removing a value (None) of a tag deleted meanwhile is done already: only writes need it.
+    definitions = [t for t, v in planned if isinstance(t, TagDefinition) and v is not None]
     held = tagtypes.hold_definitions(d.pk for d in definitions)
     for definition in definitions:
         if definition.pk not in held:
@@ -283,15 +290,33 @@ def _write_tags(
     return changed
 
 
+DELETE_TAG_WAIT_MS = 5000
+
+
 def delete_tag(*, project: Project, definition: TagDefinition, actor: Actor) -> int:
     """Delete a custom tag with all its values; returns how many values went.
 
     The definition is locked first: writers of tag values hold the definitions they write
-    (tags.hold_definitions), so this waits for them, and later ones find it gone.
+    (tags.hold_definitions), so this waits for them, and later ones find it gone. Writers that
+    overlap without a gap (the chunks of a running import) would keep it waiting for as long
+    as they run, so after DELETE_TAG_WAIT it gives up with a conflict (InvalidInput).
     """
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cur:
+                cur.execute(f"SET LOCAL lock_timeout = '{DELETE_TAG_WAIT_MS}ms'")
         mine = TagDefinition.objects.for_project(project).select_for_update()
-        locked = mine.filter(pk=definition.pk).first()
+        try:
+            with transaction.atomic():
+                locked = mine.filter(pk=definition.pk).first()
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) != "55P03":  # lock_not_available
+                raise
+            raise InvalidInput(
+                f"The tag {definition.name!r} is being written right now (an import may be "
+                "running); try again when it has finished.",
+                code="conflict",
+            ) from None
         if locked is None:
             return 0
         record_audit(
@@ -405,9 +430,11 @@ def record_event(
 ) -> Event:
     """Record an event and announce it after commit. With ``dedup_key`` it is recorded once."""
     name = eventdefs.validate_event_name(name)
-    cleaned = eventdefs.clean_attributes(project, name, attributes)
+    tz = zoneinfo.ZoneInfo(project.time_zone)
+    with timezone.override(tz):  # date-time attributes without an offset: the project's, too
+        cleaned = eventdefs.clean_attributes(project, name, attributes)
     if occurred_at is not None and timezone.is_naive(occurred_at):
-        occurred_at = timezone.make_aware(occurred_at, zoneinfo.ZoneInfo(project.time_zone))
+        occurred_at = timezone.make_aware(occurred_at, tz)
     with transaction.atomic():
         if dedup_key:
             existing = Event.objects.for_project(project).filter(dedup_key=dedup_key).first()

@@ -292,14 +292,17 @@ def hold_definitions(ids: Iterable[int]) -> set[int]:
     wanted = sorted(set(ids))
     if not wanted:
         return set()
-    if connection.vendor != "postgresql":
-        # SQLite runs one writing transaction at a time: a definition that exists now stays.
-        return set(TagDefinition.objects.filter(pk__in=wanted).values_list("pk", flat=True))
     if not connection.in_atomic_block:
         raise RuntimeError("hold_definitions() holds a lock until the transaction ends: call it in one.")
+    if connection.vendor != "postgresql":
+        # SQLite runs one writing transaction at a time: a definition that exists now stays
+        # until this transaction ends.
+        return set(TagDefinition.objects.filter(pk__in=wanted).values_list("pk", flat=True))
     with connection.cursor() as cur:
         # FOR KEY SHARE, as a foreign key check takes it: writers do not wait for each other,
-        # a deletion's FOR UPDATE waits for them, and they wait for a deletion in progress.
+        # a deletion's FOR UPDATE waits for them, and they wait for a deletion that holds its
+        # lock. A deletion that is still waiting does not hold writers back (PostgreSQL grants
+        # compatible row locks first), so it gives up after a while (services.delete_tag).
         cur.execute(
             "SELECT id FROM subscribers_tagdefinition WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE",
             [wanted],

@@ -1229,8 +1229,12 @@ def _builtin_set(tag: tagtypes.BuiltinTag) -> Q:
 def tag_delete(request: HttpRequest, tag_id: uuid.UUID) -> HttpResponse:
     project = request.project
     definition = get_object_or_404(TagDefinition.objects.for_project(project), public_id=tag_id)
-    removed = delete_tag(project=project, definition=definition, actor=_actor(request))
-    messages.success(request, f"Tag “{definition.name}” deleted with {removed:,} value(s).")
+    try:
+        removed = delete_tag(project=project, definition=definition, actor=_actor(request))
+    except InvalidInput as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Tag “{definition.name}” deleted with {removed:,} value(s).")
     return HttpResponseRedirect(reverse("subscribers:tags", args=[project.slug]))
 
 

@@ -89,3 +89,18 @@ def test_segment_rules_compare_times_without_an_offset_in_the_projects_zone():
     assert list(compiler.audience(project, rule).values_list("pk", flat=True)) == [late.pk]
     assert compiler.count(project, rule) == 1
     assert Subscriber.objects.for_project(project).count() == 2
+
+
+def test_event_attributes_and_tags_written_by_workers_use_the_projects_zone():
+    """Actors run with the default zone (UTC) active; the services read local times themselves."""
+    from subscribers.services import record_event
+
+    project = ProjectFactory()
+    subscriber = SubscriberFactory(project=project)
+    assert timezone.get_current_timezone_name() == "UTC"
+    event = record_event(
+        project=project, subscriber=subscriber, name="Delivered", attributes={"when": "2026-01-31T10:00:00"}
+    )
+    assert datetime.fromisoformat(event.attributes["when"]) == datetime(2026, 1, 31, 9, 0, tzinfo=UTC)
+    set_tags(project=project, subscriber=subscriber, tags={"last_order": "2026-01-31T10:00:00"})
+    assert stored(project, "last_order") == [datetime(2026, 1, 31, 9, 0, tzinfo=UTC)]

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import OperationalError, connection, connections, transaction
+from django.db import connection, connections, transaction
 
 from controlpanel.models import AuditEntry
 from controlpanel.services import Actor, create_api_key
@@ -19,7 +19,7 @@ from subscribers.services import delete_tag, set_tags, tags_of
 from tests.factories import ProjectFactory, SubscriberFactory
 from tests.subscribers.test_api_subscribers import ApiClient
 
-postgres_only = pytest.mark.skipif("connection.vendor != 'postgresql'", reason="row locks of PostgreSQL")
+postgres_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks of PostgreSQL")
 
 
 def orphans() -> int:
@@ -51,7 +51,6 @@ def test_hold_returns_the_definitions_that_still_exist():
         assert tagtypes.hold_definitions([]) == set()
 
 
-@postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_holding_outside_a_transaction_is_a_programming_error():
     with pytest.raises(RuntimeError, match="transaction"):
@@ -75,7 +74,12 @@ def test_deleting_a_tag_removes_its_values_and_is_audited():
 
 @postgres_only
 @pytest.mark.django_db(transaction=True)
-def test_deleting_a_tag_waits_for_a_writer_that_holds_it():
+def test_deleting_a_tag_waits_for_writers_and_gives_up_on_a_running_import(monkeypatch):
+    """Writers that overlap without a gap (an import's chunks) would keep a deletion waiting for
+    as long as they run: it gives up after DELETE_TAG_WAIT_MS with a message."""
+    from subscribers import services
+
+    monkeypatch.setattr(services, "DELETE_TAG_WAIT_MS", 200)
     project = ProjectFactory()
     city = TagDefinition.objects.create(project=project, name="city", type=TagType.STRING)
     held, release = threading.Event(), threading.Event()
@@ -93,11 +97,10 @@ def test_deleting_a_tag_waits_for_a_writer_that_holds_it():
     thread.start()
     try:
         assert held.wait(10)
-        with transaction.atomic():
-            with connection.cursor() as cur:
-                cur.execute("SET LOCAL lock_timeout = '200ms'")
-            with pytest.raises(OperationalError, match="lock timeout"):
-                delete_tag(project=project, definition=city, actor=Actor(label="test"))
+        with pytest.raises(InvalidInput, match="being written right now") as caught:
+            delete_tag(project=project, definition=city, actor=Actor(label="test"))
+        assert caught.value.code == "conflict"
+        assert TagDefinition.objects.filter(pk=city.pk).exists()
     finally:
         release.set()
         thread.join()
@@ -105,6 +108,47 @@ def test_deleting_a_tag_waits_for_a_writer_that_holds_it():
     delete_tag(project=project, definition=city, actor=Actor(label="test"))
     with transaction.atomic():
         assert tagtypes.hold_definitions([city.pk]) == set()
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_deletion_waiting_for_a_writer_removes_the_value_it_wrote():
+    """A deletion that had to wait for a writer also removes the value that writer committed
+    meanwhile: no value outlives its definition."""
+    project = ProjectFactory()
+    subscriber = SubscriberFactory(project=project)
+    city = TagDefinition.objects.create(project=project, name="city", type=TagType.STRING)
+    wrote, release = threading.Event(), threading.Event()
+
+    def writer():
+        try:
+            with transaction.atomic():
+                assert tagtypes.hold_definitions([city.pk]) == {city.pk}
+                TagValue.objects.create(project=project, subscriber=subscriber, tag=city, value_text="Berlin")
+                wrote.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    assert wrote.wait(10)
+    deleted: list[int] = []
+    deleter = threading.Thread(
+        target=lambda: (
+            deleted.append(delete_tag(project=project, definition=city, actor=Actor(label="test"))),
+            connections.close_all(),
+        )
+    )
+    deleter.start()
+    deleter.join(0.3)
+    assert deleter.is_alive()  # waiting for the writer
+    release.set()
+    thread.join()
+    deleter.join(10)
+    assert deleted == [1]
+    assert orphans() == 0
+    assert not TagValue.objects.filter(project=project).exists()
 
 
 @pytest.mark.django_db
