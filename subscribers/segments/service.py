@@ -34,13 +34,12 @@ def count_unsaved(*, project: Project, rule: Any, actor: Actor) -> int:
     counts ask, so small projects never build one; the project's limit of indexes holds.
     Raises InvalidInput (IncompleteRule) like validate_rule.
     """
-    checked = validate_rule(project, rule)
     started = time.perf_counter()
-    result = count(project, checked)
+    result = count(project, rule)  # validates the rule itself
     if time.perf_counter() - started > SLOW_COUNT_SECONDS:
         from ..attribute_indexes import ensure_for_rule  # it imports this package: not at module level
 
-        ensure_for_rule(project=project, rule=checked, actor=actor)
+        ensure_for_rule(project=project, rule=validate_rule(project, rule), actor=actor)
     return result
 
 
