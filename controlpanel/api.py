@@ -8,14 +8,10 @@ Errors are JSON ``{"code", "message", "field"?}``.
 
 from __future__ import annotations
 
-import zoneinfo
 from datetime import datetime
 from uuid import UUID
 
-from django.core.signals import request_started
-from django.dispatch import receiver
 from django.http import Http404, HttpRequest, JsonResponse
-from django.utils import timezone
 from ninja import NinjaAPI, Router, Schema
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
@@ -29,20 +25,10 @@ class ApiKeyAuth(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str) -> ApiKey | None:
         key = authenticate_api_key(token)
         if key is not None:
-            # A date or time without an offset is read in the project's time zone, as in the
-            # panel (tenancy.project_view); reset_time_zone ends it with the request.
-            timezone.activate(zoneinfo.ZoneInfo(key.project.time_zone))
             request.project = key.project  # type: ignore[attr-defined]
             request.api_key = key  # type: ignore[attr-defined]
             request.actor = Actor(api_key=key)  # type: ignore[attr-defined]
         return key
-
-
-@receiver(request_started, dispatch_uid="controlpanel.api.reset_time_zone")
-def reset_time_zone(**kwargs) -> None:
-    # Server threads serve one request after another: a project's time zone activated by the
-    # API must not carry over to the next request.
-    timezone.deactivate()
 
 
 class ErrorOut(Schema):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -276,6 +277,7 @@ class SubscriberBatch:
         if self.definitions is None:
             self.definitions = tagtypes.definitions(self.project)
         checked: dict[str, tuple[str, str | None, Any, Any]] = {}
+        tz = ZoneInfo(self.project.time_zone)  # a datetime without an offset is the project's
         for raw_name, raw_value in tags.items():
             name = tagtypes.validate_tag_name(str(raw_name))
             if tagtypes.builtin(name) or name.lower() in checked:
@@ -285,7 +287,7 @@ class SubscriberBatch:
                 checked[name.lower()] = (name, None, None, None)
                 continue
             type_ = known.type if known else tagtypes.infer_type(raw_value)
-            checked[name.lower()] = (name, type_, raw_value, tagtypes.coerce(name, type_, raw_value))
+            checked[name.lower()] = (name, type_, raw_value, tagtypes.coerce(name, type_, raw_value, tz=tz))
         planned = [(self.definitions[key], c[3]) for key, c in checked.items() if key in self.definitions]
         new = [c for key, c in checked.items() if key not in self.definitions and c[2] is not None]
         if new:
@@ -293,7 +295,7 @@ class SubscriberBatch:
                 for name, type_, raw_value, value in new:
                     definition = tagtypes.get_or_create_definition(self.project, name, raw_value)
                     if definition.type != type_:  # another request defined it meanwhile
-                        value = tagtypes.coerce(definition.name, definition.type, raw_value)
+                        value = tagtypes.coerce(definition.name, definition.type, raw_value, tz=tz)
                     planned.append((definition, value))
         for definition, _ in planned:
             self.definitions[definition.name.lower()] = definition

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from controlpanel.models import Project
 
@@ -96,6 +97,7 @@ def clean_attributes(project: Project, name: str, attributes: dict[str, Any] | N
             raise InvalidInput(f"Attribute name {key!r} is not allowed.", field=f"attributes.{key}")
     schema = schema_for(project, name, create_with=attributes if name not in DEFAULT_EVENTS else None)
     cleaned: dict[str, Any] = {}
+    tz = ZoneInfo(project.time_zone)  # a date and time without an offset is the project's
     for key, value in attributes.items():
         if value is None:
             continue
@@ -113,7 +115,7 @@ def clean_attributes(project: Project, name: str, attributes: dict[str, Any] | N
             cleaned[key] = value
             continue
         try:
-            coerced = tagtypes.coerce(key, type_, value)
+            coerced = tagtypes.coerce(key, type_, value, tz=tz)
         except InvalidInput:
             expected = TagType(type_).label.lower()
             raise InvalidInput(

@@ -737,6 +737,8 @@ class Validator:
         self.job = job
         self.project = job.project
         self.country = job.project.default_country
+        # Cells with a time but no offset are the project's local time, as the panel shows them.
+        self.tz = zoneinfo.ZoneInfo(job.project.time_zone)
         mapping = job.mapping
         self.key = mapping["key"]
         self.default_evidence = mapping.get("default_evidence", "")
@@ -793,7 +795,7 @@ class Validator:
                         definition = col[2] = tagtypes.get_or_create_definition(
                             self.project, col[3], text, from_text=True
                         )
-                    value = tagtypes.parse_text(definition.name, definition.type, text)
+                    value = tagtypes.parse_text(definition.name, definition.type, text, tz=self.tz)
                     tags[definition.id] = _value_tuples(definition.type, value)
                 elif target == "external_id":
                     if len(text) > 200:
@@ -1623,8 +1625,7 @@ def run_import(*, job_id: int) -> None:
         return
     job = ImportJob.objects.select_related("project", "created_by").get(pk=job_id)
     try:
-        # Cells with a time but no offset are the project's local time, as the panel shows them.
-        with _fewer_collections, timezone.override(zoneinfo.ZoneInfo(job.project.time_zone)):
+        with _fewer_collections:
             _run(job, token)
     except _Superseded:
         return

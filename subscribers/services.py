@@ -205,11 +205,7 @@ def set_tags(
     Validates every tag before writing any, so a bad tag leaves the subscriber as it was. A date
     and time without an offset is the project's local time, whoever calls (actors included).
     """
-    with timezone.override(zoneinfo.ZoneInfo(project.time_zone)):
-        return _set_tags(project, subscriber, tags, from_text)
-
-
-def _set_tags(project: Project, subscriber: Subscriber, tags: dict[str, Any], from_text: bool) -> bool:
+    tz = zoneinfo.ZoneInfo(project.time_zone)
     planned: list[tuple[TagDefinition | tagtypes.BuiltinTag, Any]] = []
     for raw_name, raw_value in tags.items():
         name = tagtypes.validate_tag_name(str(raw_name))
@@ -233,9 +229,9 @@ def _set_tags(project: Project, subscriber: Subscriber, tags: dict[str, Any], fr
             continue
         definition = tagtypes.get_or_create_definition(project, name, raw_value, from_text=from_text)
         value = (
-            tagtypes.parse_text(definition.name, definition.type, str(raw_value))
+            tagtypes.parse_text(definition.name, definition.type, str(raw_value), tz=tz)
             if from_text
-            else tagtypes.coerce(definition.name, definition.type, raw_value)
+            else tagtypes.coerce(definition.name, definition.type, raw_value, tz=tz)
         )
         planned.append((definition, value))
 
@@ -430,11 +426,9 @@ def record_event(
 ) -> Event:
     """Record an event and announce it after commit. With ``dedup_key`` it is recorded once."""
     name = eventdefs.validate_event_name(name)
-    tz = zoneinfo.ZoneInfo(project.time_zone)
-    with timezone.override(tz):  # date-time attributes without an offset: the project's, too
-        cleaned = eventdefs.clean_attributes(project, name, attributes)
+    cleaned = eventdefs.clean_attributes(project, name, attributes)
     if occurred_at is not None and timezone.is_naive(occurred_at):
-        occurred_at = timezone.make_aware(occurred_at, tz)
+        occurred_at = timezone.make_aware(occurred_at, zoneinfo.ZoneInfo(project.time_zone))
     with transaction.atomic():
         if dedup_key:
             existing = Event.objects.for_project(project).filter(dedup_key=dedup_key).first()

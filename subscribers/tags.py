@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -119,15 +119,15 @@ def _parse_d(value: str) -> date | None:
         return None
 
 
-def _parse_dt(value: str) -> datetime | None:
+def _parse_dt(value: str, tz: tzinfo | None = None) -> datetime | None:
     try:
         parsed = parse_datetime(value)
     except ValueError:
         return None
     if parsed is not None and timezone.is_naive(parsed):
-        # Without an offset, a time is the project's: the panel, the API and imports run with
-        # the project's time zone active, as the panel shows every time in it.
-        parsed = timezone.make_aware(parsed)
+        # Without an offset, a time is the project's (``tz``), as the panel shows every time in
+        # it; without ``tz``, the active zone (the panel's views activate the project's).
+        parsed = timezone.make_aware(parsed, tz)
     return parsed
 
 
@@ -138,10 +138,11 @@ def _wrong(name: str, type_: str, value: Any) -> InvalidInput:
     )
 
 
-def coerce(name: str, type_: str, value: Any) -> Any:
+def coerce(name: str, type_: str, value: Any, *, tz: tzinfo | None = None) -> Any:
     """Check a JSON value against the tag's type; return the Python value to store.
 
-    Lists return a list of strings; dates and datetimes accept ISO 8601 strings.
+    Lists return a list of strings; dates and datetimes accept ISO 8601 strings, a datetime
+    without an offset in ``tz`` (the project's zone; default: the active one).
     """
     match type_:
         case TagType.STRING:
@@ -176,7 +177,7 @@ def coerce(name: str, type_: str, value: Any) -> Any:
                 raise _wrong(name, type_, value)
             return parsed
         case TagType.DATETIME:
-            parsed = _parse_dt(value) if isinstance(value, str) else None
+            parsed = _parse_dt(value, tz) if isinstance(value, str) else None
             if parsed is None:
                 raise _wrong(name, type_, value)
             return parsed
@@ -191,8 +192,10 @@ def coerce(name: str, type_: str, value: Any) -> Any:
     raise InvalidInput(f"Tag {name!r} has an unknown type {type_!r}.", field=f"tags.{name}")
 
 
-def parse_text(name: str, type_: str, text: str) -> Any:
-    """Parse a CSV cell or form field into the tag's type; "" means "no value" (None)."""
+def parse_text(name: str, type_: str, text: str, *, tz: tzinfo | None = None) -> Any:
+    """Parse a CSV cell or form field into the tag's type; "" means "no value" (None).
+
+    ``tz``: the zone of a date and time without an offset, as in coerce()."""
     t = (text or "").strip()
     if t == "":
         return None
@@ -216,7 +219,7 @@ def parse_text(name: str, type_: str, text: str) -> Any:
                 except json.JSONDecodeError:
                     raise _wrong(name, type_, t) from None
             return coerce(name, type_, [p.strip() for p in t.split(",") if p.strip()])
-    return coerce(name, type_, t)
+    return coerce(name, type_, t, tz=tz)
 
 
 def value_columns(type_: str, value: Any) -> list[dict[str, Any]]:

@@ -20,16 +20,6 @@ def _test_settings(settings):
     }
 
 
-@pytest.fixture(autouse=True)
-def _default_time_zone():
-    # An API request activates its project's time zone until the next request starts (as a
-    # server thread does); a test ends in the default zone, so the next one starts in it.
-    yield
-    from django.utils import timezone
-
-    timezone.deactivate()
-
-
 @pytest.fixture
 def project(db):
     return ProjectFactory()

@@ -104,3 +104,14 @@ def test_event_attributes_and_tags_written_by_workers_use_the_projects_zone():
     assert datetime.fromisoformat(event.attributes["when"]) == datetime(2026, 1, 31, 9, 0, tzinfo=UTC)
     set_tags(project=project, subscriber=subscriber, tags={"last_order": "2026-01-31T10:00:00"})
     assert stored(project, "last_order") == [datetime(2026, 1, 31, 9, 0, tzinfo=UTC)]
+
+
+def test_bulk_api_tag_values_without_an_offset_are_the_projects(client):
+    project = ProjectFactory()
+    api = ApiClient(client, create_api_key(project=project, name="t", actor=Actor(label="t"))[1])
+    response = api.post(
+        "/subscribers/bulk",
+        {"subscribers": [{"phone": "+4915112345601", "tags": {"last_order": "2026-07-01T12:00:00"}}]},
+    )
+    assert response.status_code == 200, response.content
+    assert stored(project, "last_order") == [datetime(2026, 7, 1, 10, 0, tzinfo=UTC)]  # CEST
