@@ -42,6 +42,27 @@ def delete_after(monkeypatch, owner, name: str, tag: str, project) -> None:
     monkeypatch.setattr(owner, name, wrapper)
 
 
+def writer_holding(definition, release: threading.Event, write=lambda: None) -> threading.Thread:
+    """A writer on its own connection that holds ``definition``, writes, and keeps its
+    transaction open until ``release``; returns once it holds (and has written)."""
+    ready = threading.Event()
+
+    def run():
+        try:
+            with transaction.atomic():
+                assert tagtypes.hold_definitions([definition.pk]) == {definition.pk}
+                write()
+                ready.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert ready.wait(10)
+    return thread
+
+
 @pytest.mark.django_db
 def test_hold_returns_the_definitions_that_still_exist():
     project = ProjectFactory()
@@ -82,21 +103,9 @@ def test_deleting_a_tag_waits_for_writers_and_gives_up_on_a_running_import(monke
     monkeypatch.setattr(services, "DELETE_TAG_WAIT_MS", 200)
     project = ProjectFactory()
     city = TagDefinition.objects.create(project=project, name="city", type=TagType.STRING)
-    held, release = threading.Event(), threading.Event()
-
-    def writer():
-        try:
-            with transaction.atomic():
-                assert tagtypes.hold_definitions([city.pk]) == {city.pk}
-                held.set()
-                release.wait(10)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=writer)
-    thread.start()
+    release = threading.Event()
+    thread = writer_holding(city, release)
     try:
-        assert held.wait(10)
         with pytest.raises(InvalidInput, match="being written right now") as caught:
             delete_tag(project=project, definition=city, actor=Actor(label="test"))
         assert caught.value.code == "conflict"
@@ -118,21 +127,14 @@ def test_a_deletion_waiting_for_a_writer_removes_the_value_it_wrote():
     project = ProjectFactory()
     subscriber = SubscriberFactory(project=project)
     city = TagDefinition.objects.create(project=project, name="city", type=TagType.STRING)
-    wrote, release = threading.Event(), threading.Event()
-
-    def writer():
-        try:
-            with transaction.atomic():
-                assert tagtypes.hold_definitions([city.pk]) == {city.pk}
-                TagValue.objects.create(project=project, subscriber=subscriber, tag=city, value_text="Berlin")
-                wrote.set()
-                release.wait(10)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=writer)
-    thread.start()
-    assert wrote.wait(10)
+    release = threading.Event()
+    thread = writer_holding(
+        city,
+        release,
+        lambda: TagValue.objects.create(
+            project=project, subscriber=subscriber, tag=city, value_text="Berlin"
+        ),
+    )
     deleted: list[int] = []
     deleter = threading.Thread(
         target=lambda: (
