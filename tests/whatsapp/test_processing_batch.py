@@ -186,12 +186,15 @@ def test_duplicates_across_deliveries_record_each_event_once_and_replay_changes_
     def receiver(sender, payload, **kwargs):
         announced.append(payload)
 
-    event_recorded.connect(receiver)
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            assert process_pending(account.pk) == 3
-    finally:
-        event_recorded.disconnect(receiver)
+    def process_all() -> None:
+        event_recorded.connect(receiver)
+        try:
+            with django_capture_on_commit_callbacks(execute=True):
+                assert process_pending(account.pk) == 3
+        finally:
+            event_recorded.disconnect(receiver)
+
+    process_all()
 
     keys = sorted(Event.objects.values_list("dedup_key", flat=True))
     assert keys == sorted(
@@ -205,12 +208,7 @@ def test_duplicates_across_deliveries_record_each_event_once_and_replay_changes_
 
     WebhookDelivery.objects.update(processed_at=None)  # replay the whole inbox
     announced.clear()
-    event_recorded.connect(receiver)
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            assert process_pending(account.pk) == 3
-    finally:
-        event_recorded.disconnect(receiver)
+    process_all()
     assert (state(first), state(second), sorted(Event.objects.values_list("id", "dedup_key"))) == before
     assert announced == []
 
