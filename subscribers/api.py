@@ -350,7 +350,8 @@ class SubscriberBatch:
             }
 
     def write(self, pending: list[Planned]) -> list[Event]:
-        used = {definition.pk for p in pending for definition, _ in p.tags}
+        # As set_tags: removing a value (None) of a tag deleted meanwhile needs no hold.
+        used = {definition.pk for p in pending for definition, value in p.tags if value is not None}
         if used - tagtypes.hold_definitions(used):
             raise _DefinitionGone
         now = timezone.now()

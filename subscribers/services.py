@@ -295,7 +295,7 @@ def delete_tag(*, project: Project, definition: TagDefinition, actor: Actor) -> 
     The definition is locked first: writers of tag values hold the definitions they write
     (tags.hold_definitions), so this waits for them, and later ones find it gone. Writers that
     overlap without a gap (the chunks of a running import) would keep it waiting for as long
-    as they run, so after DELETE_TAG_WAIT it gives up with a conflict (InvalidInput).
+    as they run, so after DELETE_TAG_WAIT_MS it gives up with a conflict (InvalidInput).
     """
     with transaction.atomic():
         if connection.vendor == "postgresql":
