@@ -1,9 +1,15 @@
-"""Liveness of the parts a deployment depends on: the database and the broker."""
+"""Liveness of the parts a deployment depends on: the database and the broker.
+
+Apps below add details through :func:`register_detail` (the event feed's lag per consumer):
+shown in the answer, but not part of the status, so a slow consumer never takes the web
+servers out of a load balancer's rotation.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connection
@@ -11,21 +17,29 @@ from django.db import connection
 logger = logging.getLogger(__name__)
 TIMEOUT = 2.0
 
+_details: dict[str, Callable[[], object]] = {}
+
+
+def register_detail(name: str, detail: Callable[[], object]) -> None:
+    _details[name] = detail
+
 
 @dataclass(frozen=True)
 class HealthReport:
     database: str
     broker: str
+    details: dict[str, object] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return self.database == "ok" and self.broker == "ok"
 
-    def as_dict(self) -> dict[str, str]:
+    def as_dict(self) -> dict[str, object]:
         return {
             "status": "ok" if self.ok else "error",
             "database": self.database,
             "broker": self.broker,
+            **self.details,
         }
 
 
@@ -67,5 +81,19 @@ def check_broker() -> str:
     return "ok"
 
 
+def _collect_details(database: str) -> dict[str, object]:
+    details: dict[str, object] = {}
+    if database != "ok":
+        return details  # they all read the database
+    for name, detail in _details.items():
+        try:
+            details[name] = detail()
+        except Exception as exc:
+            logger.warning("healthz: %s failed: %s", name, type(exc).__name__)
+            details[name] = "error"
+    return details
+
+
 def check() -> HealthReport:
-    return HealthReport(database=check_database(), broker=check_broker())
+    database = check_database()
+    return HealthReport(database=database, broker=check_broker(), details=_collect_details(database))

@@ -324,6 +324,8 @@ LOGGING = {
 # --- Product settings --------------------------------------------------------
 # Seconds between scheduler ticks of the housekeeping job.
 HEARTBEAT_INTERVAL = env.int("HEARTBEAT_INTERVAL", default=30)
+# How long one pump of the event feed drains a consumer before it hands the worker back.
+EVENT_FEED_PUMP_SECONDS = env.float("EVENT_FEED_PUMP_SECONDS", default=10.0)
 # django_dramatiq's rundramatiq imports these modules of every app (our actors live in actors.py).
 DRAMATIQ_AUTODISCOVER_MODULES = ["actors"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)

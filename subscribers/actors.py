@@ -46,3 +46,17 @@ def drop_attribute_index(index_id: int) -> None:
     from . import attribute_indexes
 
     attribute_indexes.drop(index_id)
+
+
+@dramatiq.actor(queue_name="default", max_retries=0, time_limit=5 * 60 * 1000)
+def pump_feed(consumer: str) -> None:
+    """Hand new events to one feed consumer for a few seconds (sent every second by the scheduler).
+
+    No retries: a failed batch stays where it was and the next tick's pump tries again.
+    """
+    from django.conf import settings
+
+    from . import feed
+
+    if consumer in {c.name for c in feed.consumers()}:
+        feed.pump(consumer, seconds=settings.EVENT_FEED_PUMP_SECONDS)

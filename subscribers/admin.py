@@ -5,6 +5,7 @@ from django.utils.functional import cached_property
 
 from controlpanel.services import Actor
 
+from . import feed
 from .errors import InvalidInput
 from .models import (
     AttributeIndex,
@@ -12,6 +13,8 @@ from .models import (
     ConsentChange,
     Event,
     EventDefinition,
+    FeedCursor,
+    FeedFailure,
     ImportJob,
     Segment,
     Subscriber,
@@ -148,3 +151,44 @@ class AttributeIndexAdmin(admin.ModelAdmin):
             AttributeIndex.objects.filter(pk=index.pk).update(status=AttributeIndexStatus.PENDING, error="")
             actors.build_attribute_index.send(index.pk)
         self.message_user(request, "Rebuild queued.")
+
+
+@admin.register(FeedCursor)
+class FeedCursorAdmin(admin.ModelAdmin):
+    """Where each consumer of the event feed stands and how far behind it is. Read-only: moving a
+    position by hand would skip or repeat events."""
+
+    list_display = ["consumer", "lag_seconds", "pending", "handled", "failures", "updated_at", "last_error"]
+    readonly_fields = [
+        "consumer",
+        "position_txid",
+        "position_event_id",
+        "handled",
+        "failures",
+        "last_error",
+        "updated_at",
+    ]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="Lag (seconds)")
+    def lag_seconds(self, cursor: FeedCursor) -> float:
+        return round(feed.lag(cursor.consumer).seconds, 1)
+
+    @admin.display(description="Pending events")
+    def pending(self, cursor: FeedCursor) -> int:
+        return feed.lag(cursor.consumer).pending
+
+
+@admin.register(FeedFailure)
+class FeedFailureAdmin(admin.ModelAdmin):
+    list_display = ["consumer", "event_id", "project_id", "created_at", "error"]
+    list_filter = ["consumer"]
+    readonly_fields = ["consumer", "event_id", "project_id", "error", "created_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False

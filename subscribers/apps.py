@@ -5,7 +5,7 @@ class SubscribersConfig(AppConfig):
     name = "subscribers"
 
     def ready(self) -> None:
-        from controlpanel import dashboard, demo
+        from controlpanel import dashboard, demo, health, scheduler
         from controlpanel.api import register_router
 
         from . import api, imports, segment_api  # noqa: F401  (imports connects its erasure receiver)
@@ -16,3 +16,19 @@ class SubscribersConfig(AppConfig):
         demo.register(lambda project, url: seed_demo_audience(project), order=10)
         register_router("", api.router)
         register_router("/segments", segment_api.router)
+        scheduler.periodic("event-feed", 1, _pump_consumers)
+        health.register_detail("event_feed", _feed_lags)
+
+
+def _pump_consumers() -> None:
+    from . import feed
+    from .actors import pump_feed
+
+    for consumer in feed.consumers():
+        pump_feed.send(consumer.name)
+
+
+def _feed_lags() -> dict[str, object]:
+    from . import feed
+
+    return {lag.consumer: lag.as_dict() for lag in feed.lags()}

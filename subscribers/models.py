@@ -410,3 +410,46 @@ class ImportJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.original_name} ({self.status})"
+
+
+class FeedCursor(models.Model):
+    """How far one consumer of the event feed has come (see ``subscribers.feed``).
+
+    The position is the last event handled, as (transaction id, event id) on PostgreSQL and
+    (0, event id) on SQLite. A consumer advances it in the transaction that commits its work,
+    so a crash anywhere leaves it at the last event whose work was committed.
+    """
+
+    consumer = models.CharField(max_length=64, unique=True)
+    position_txid = models.BigIntegerField(default=0)
+    position_event_id = models.BigIntegerField(default=0)
+    handled = models.BigIntegerField(default=0, help_text="Events handled since the cursor was made.")
+    updated_at = models.DateTimeField(auto_now=True)
+    # Failed attempts at the batch after the position; reset when a batch commits.
+    failures = models.IntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.consumer} @ {self.position_event_id}"
+
+
+class FeedFailure(models.Model):
+    """An event that a consumer's handler failed on, set aside so that the events after it flow.
+
+    Kept for an operator to inspect in the admin; the consumer is not retried on it.
+    """
+
+    consumer = models.CharField(max_length=64)
+    event_id = models.BigIntegerField()
+    project_id = models.BigIntegerField()
+    error = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["consumer", "event_id"], name="feedfailure_unique_event")
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.consumer}: event {self.event_id}"
