@@ -80,6 +80,7 @@ from .services import (
     set_tags,
     upsert_subscriber,
 )
+from .timeline import entries as timeline_entries
 
 PAGE_SIZE = 50
 TIMELINE_SIZE = 20
@@ -680,6 +681,7 @@ def _detail_context(
         "consent_history": ConsentChange.objects.for_project(project).filter(subscriber=subscriber)[:100],
         "window_until": window_until if window_until and window_until > timezone.now() else None,
         "timeline": timeline,
+        "timeline_entries": timeline_entries(timeline.rows),
         "consent_export_url": _optional_url("subscribers:export_consent", project.slug),
     }
 

@@ -14,9 +14,11 @@ class WhatsappConfig(AppConfig):
         from .demo import connect_to_simulator
         from .privacy import on_subscriber_erased
         from .template_actors import sync_all_templates
+        from .timeline import register_descriptions
 
         subscriber_erased.connect(on_subscriber_erased, dispatch_uid="whatsapp-scrub-deliveries")
         demo.register(connect_to_simulator, order=20)
+        register_descriptions()
         # Safety net for deliveries whose processing message was lost (e.g. a broker restart).
         scheduler.periodic("sweep-webhooks", 15, lambda: sweep_webhooks.send())
         # Approvals, pauses and quality change at Meta even when a webhook is missed.
