@@ -15,10 +15,8 @@ from django.utils import timezone
 
 from controlpanel.models import Project
 from controlpanel.services import Actor
-from subscribers import events as eventdefs
-from subscribers.models import ConsentState, Event, Subscriber
-from subscribers.services import record_event
-from subscribers.signals import EventRecorded, event_recorded
+from subscribers.models import ConsentState, Subscriber
+from subscribers.services import NewEvent, record_event, record_events
 from whatsapp import ratelimit
 from whatsapp.client import GraphClient
 from whatsapp.errors import AccountError, AmbiguousSendError, ErrorKind, GraphError, PermanentError, explain
@@ -397,11 +395,9 @@ def apply_statuses(updates: Sequence[StatusUpdate]) -> list[Message]:
     """Apply many status webhooks in their order, ending exactly where apply_status one by one would.
 
     Set-based, a few statements whatever the number: one SELECT ... FOR UPDATE of all
-    their messages, the fold in Python, one bulk UPDATE, one INSERT of the new events
-    (announced with event_recorded on commit, as record_event does). Idempotent like
-    apply_status. Returns the messages that changed. Raises IntegrityError when another
-    writer recorded one of the events meanwhile; applying the updates one by one then
-    skips it (record_event deduplicates).
+    their messages, the fold in Python, one bulk UPDATE, and the new events through
+    ``record_events`` (one query for the keys seen before, one INSERT). Idempotent like
+    apply_status. Returns the messages that changed.
     """
     by_project: dict[int, list[StatusUpdate]] = {}
     for update in updates:
@@ -505,38 +501,22 @@ def _update_changed(rows: list[tuple[Message, set[str]]]) -> None:
 
 
 def _record_status_events(project_id: int, events: dict[str, tuple[Message, str, dict, datetime]]) -> None:
-    """Insert the events not recorded yet, with what record_event would store; announce them on commit."""
+    """Record the status events through the audience's one event service (deduplicated by key)."""
     if not events:
         return
-    recorded = set(
-        Event.objects.filter(project_id=project_id, dedup_key__in=events).values_list("dedup_key", flat=True)
-    )
     project = Project.objects.get(pk=project_id)
-    new = []
-    for key, (message, name, attributes, occurred_at) in events.items():
-        if key in recorded:
-            continue
-        cleaned = eventdefs.clean_attributes(project, name, attributes)
-        if timezone.is_naive(occurred_at):
-            occurred_at = timezone.make_aware(occurred_at, UTC)
-        new.append(
-            Event(
-                project_id=project_id,
-                subscriber_id=message.subscriber_id,
-                name=name,
-                attributes=cleaned,
-                occurred_at=occurred_at,
-                dedup_key=key,
+    record_events(
+        project=project,
+        events=[
+            NewEvent(
+                message.subscriber_id,
+                name,
+                attributes,
+                occurred_at if timezone.is_aware(occurred_at) else timezone.make_aware(occurred_at, UTC),
+                key,
             )
-        )
-    if not new:
-        return
-    # No ignore_conflicts: the rows come back with their ids for event_recorded, and a
-    # conflict (a concurrent writer) rolls the batch back instead of announcing twice.
-    Event.objects.bulk_create(new)
-    payloads = [EventRecorded(project_id, e.subscriber_id, e.pk, e.name, e.occurred_at) for e in new]
-    transaction.on_commit(
-        lambda: [event_recorded.send(sender=Subscriber, payload=payload) for payload in payloads]
+            for key, (message, name, attributes, occurred_at) in events.items()
+        ],
     )
 
 

@@ -24,7 +24,6 @@ from controlpanel.api import ApiError, ErrorOut, api
 from controlpanel.models import Project
 from controlpanel.services import Actor, record_audit
 
-from . import events as eventdefs
 from . import tags as tagtypes
 from .errors import InvalidInput
 from .models import (
@@ -53,6 +52,7 @@ from .schemas import (
     UpsertOut,
 )
 from .services import (
+    NewEvent,
     SubscriberData,
     change_consent,
     clean_profile,
@@ -60,12 +60,12 @@ from .services import (
     erase_subscriber,
     export_subscriber,
     record_event,
+    record_events,
     set_tags,
     tags_of,
     upsert_subscriber,
 )
 from .services import _same_values as same_tag_values
-from .signals import EventRecorded, event_recorded
 
 router = Router(tags=["subscribers"])
 
@@ -327,7 +327,7 @@ class SubscriberBatch:
             return
         try:
             with transaction.atomic():
-                events = self.write(pending)
+                self.write(pending)
         except (IntegrityError, _DefinitionGone):
             # Another request created one of these phones or external ids meanwhile, or deleted
             # a tag: one by one, each item finds (or defines again) what it needs.
@@ -335,12 +335,6 @@ class SubscriberBatch:
             for planned in pending:
                 self.upsert_one(planned.index, planned.data)
             return
-        payloads = [
-            EventRecorded(self.project.pk, e.subscriber_id, e.pk, e.name, e.occurred_at) for e in events
-        ]
-        transaction.on_commit(
-            lambda: [event_recorded.send(sender=Subscriber, payload=payload) for payload in payloads]
-        )
         for planned in pending:
             self.results[planned.index] = {
                 "index": planned.index,
@@ -349,7 +343,7 @@ class SubscriberBatch:
                 "changed": planned.is_new or bool(planned.profile or planned.tags),
             }
 
-    def write(self, pending: list[Planned]) -> list[Event]:
+    def write(self, pending: list[Planned]) -> None:
         # As set_tags: removing a value (None) of a tag deleted meanwhile needs no hold.
         used = {definition.pk for p in pending for definition, value in p.tags if value is not None}
         if used - tagtypes.hold_definitions(used):
@@ -414,20 +408,11 @@ class SubscriberBatch:
                 if p.data.opt_in_evidence
             ]
         )
-        subscribed = eventdefs.clean_attributes(
-            self.project, "Subscribed", {"source": str(ConsentSource.API)}
-        )
-        return Event.objects.bulk_create(
-            [
-                Event(
-                    project=self.project,
-                    subscriber=p.subscriber,
-                    name="Subscribed",
-                    attributes=subscribed,
-                    occurred_at=now,
-                )
-                for p in new
-            ]
+        record_events(
+            project=self.project,
+            events=[
+                NewEvent(p.subscriber.pk, "Subscribed", {"source": str(ConsentSource.API)}, now) for p in new
+            ],
         )
 
 
@@ -760,37 +745,26 @@ def create_events_bulk(request, payload: EventBatchIn):
         except InvalidInput as exc:
             results[index] = {"index": index, "error": exc.as_dict()}
     subscribers = _resolve(project, [key for _, _, key in planned])
-    dedup_keys = {item.dedup_key for _, item, _ in planned if item.dedup_key}
-    seen = set(
-        Event.objects.for_project(project)
-        .filter(dedup_key__in=dedup_keys)
-        .values_list("dedup_key", flat=True)
-    )
-    with transaction.atomic():
-        for index, item, key in planned:
-            subscriber = subscribers.get(key)
-            if subscriber is None:
-                results[index] = {"index": index, "error": event_subscriber_not_found(key).as_dict()}
-                continue
-            try:
-                with transaction.atomic():  # a savepoint: a bad item rolls back only itself
-                    event = record_event(
-                        project=project,
-                        subscriber=subscriber,
-                        name=item.name,
-                        attributes=item.attributes,
-                        occurred_at=item.occurred_at,
-                        dedup_key=item.dedup_key,
-                    )
-            except InvalidInput as exc:
-                results[index] = {"index": index, "error": exc.as_dict()}
-                continue
-            duplicate = bool(item.dedup_key) and item.dedup_key in seen
-            if item.dedup_key:
-                seen.add(item.dedup_key)
+    wanted: list[tuple[int, NewEvent]] = []
+    for index, item, key in planned:
+        subscriber = subscribers.get(key)
+        if subscriber is None:
+            results[index] = {"index": index, "error": event_subscriber_not_found(key).as_dict()}
+            continue
+        wanted.append(
+            (
+                index,
+                NewEvent(subscriber.pk, item.name, item.attributes, item.occurred_at, item.dedup_key or None),
+            )
+        )
+    recorded = record_events(project=project, events=[event for _, event in wanted])
+    for (index, _), outcome in zip(wanted, recorded, strict=True):
+        if isinstance(outcome, InvalidInput):
+            results[index] = {"index": index, "error": outcome.as_dict()}
+        else:
             results[index] = {
                 "index": index,
-                "id": str(event.pk),
-                "status": "duplicate" if duplicate else "created",
+                "id": str(outcome.event.pk),
+                "status": "duplicate" if outcome.duplicate else "created",
             }
     return {"results": results}

@@ -415,6 +415,48 @@ def change_consent(
     return change
 
 
+@dataclass(frozen=True)
+class NewEvent:
+    """One event to record. The subscriber must belong to the project the caller records for."""
+
+    subscriber_id: int
+    name: str
+    attributes: dict[str, Any] | None = None
+    occurred_at: datetime | None = None  # naive: the project's local time; None: now
+    dedup_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    event: Event
+    duplicate: bool  # the dedup key was seen before (in the database or earlier in the batch)
+
+
+@dataclass(frozen=True)
+class _CleanEvent:
+    name: str
+    attributes: dict[str, Any]
+    occurred_at: datetime
+
+
+def _clean_event(project: Project, item: NewEvent) -> _CleanEvent:
+    """The one validation of an event, whoever records it (API, import, inbound, statuses)."""
+    name = eventdefs.validate_event_name(item.name)
+    attributes = eventdefs.clean_attributes(project, name, item.attributes)
+    occurred_at = item.occurred_at or timezone.now()
+    if timezone.is_naive(occurred_at):
+        occurred_at = timezone.make_aware(occurred_at, zoneinfo.ZoneInfo(project.time_zone))
+    try:
+        occurred_at = occurred_at.astimezone(UTC)  # what the database stores
+    except OverflowError:
+        raise InvalidInput(
+            f"occurred_at {item.occurred_at.isoformat()} is out of range once converted to UTC.",
+            field="occurred_at",
+            code="out_of_range",
+        ) from None
+    return _CleanEvent(name, attributes, occurred_at)
+
+
 def record_event(
     *,
     project: Project,
@@ -424,34 +466,110 @@ def record_event(
     occurred_at: datetime | None = None,
     dedup_key: str | None = None,
 ) -> Event:
-    """Record an event and announce it after commit. With ``dedup_key`` it is recorded once."""
-    name = eventdefs.validate_event_name(name)
-    cleaned = eventdefs.clean_attributes(project, name, attributes)
-    if occurred_at is not None and timezone.is_naive(occurred_at):
-        occurred_at = timezone.make_aware(occurred_at, zoneinfo.ZoneInfo(project.time_zone))
+    """Record an event and announce it after commit. With ``dedup_key`` it is recorded once.
+
+    The single form of :func:`record_events`: the same validation, the same row.
+    """
+    item = NewEvent(subscriber.pk, name, attributes, occurred_at, dedup_key or None)
+    return _record_one(project, item, _clean_event(project, item)).event
+
+
+def _record_one(project: Project, item: NewEvent, clean: _CleanEvent) -> Recorded:
     with transaction.atomic():
-        if dedup_key:
-            existing = Event.objects.for_project(project).filter(dedup_key=dedup_key).first()
+        if item.dedup_key:
+            existing = Event.objects.for_project(project).filter(dedup_key=item.dedup_key).first()
             if existing is not None:
-                return existing
+                return Recorded(existing, True)
         try:
             with transaction.atomic():
                 event = Event.objects.create(
                     project=project,
-                    subscriber=subscriber,
-                    name=name,
-                    attributes=cleaned,
-                    occurred_at=occurred_at or timezone.now(),
-                    dedup_key=dedup_key or None,
+                    subscriber_id=item.subscriber_id,
+                    name=clean.name,
+                    attributes=clean.attributes,
+                    occurred_at=clean.occurred_at,
+                    dedup_key=item.dedup_key,
                 )
         except IntegrityError:
-            if not dedup_key:
+            if not item.dedup_key:
                 raise
             # A concurrent request recorded the same key between our check and our insert.
-            return Event.objects.for_project(project).get(dedup_key=dedup_key)
-        payload = EventRecorded(project.pk, subscriber.pk, event.pk, name, event.occurred_at)
-        transaction.on_commit(lambda: event_recorded.send(sender=Subscriber, payload=payload))
-    return event
+            return Recorded(Event.objects.for_project(project).get(dedup_key=item.dedup_key), True)
+        _announce(project, [event])
+    return Recorded(event, False)
+
+
+def _announce(project: Project, events: list[Event]) -> None:
+    # A hint for in-process listeners only: consumers that must not miss an event read the
+    # durable feed (subscribers.feed), which does not depend on this.
+    payloads = [EventRecorded(project.pk, e.subscriber_id, e.pk, e.name, e.occurred_at) for e in events]
+    transaction.on_commit(
+        lambda: [event_recorded.send(sender=Subscriber, payload=payload) for payload in payloads]
+    )
+
+
+def record_events(*, project: Project, events: list[NewEvent]) -> list[Recorded | InvalidInput]:
+    """Record many events: the bulk form of :func:`record_event`, one result per item, in order.
+
+    Each item is validated as record_event validates it; an invalid one comes back as its
+    ``InvalidInput`` and is not recorded, the valid ones are. One query finds the dedup keys seen
+    before, one INSERT writes the rest. Idempotent for items with a dedup key. When a concurrent
+    writer records one of the keys meanwhile, the items are recorded one by one instead.
+    """
+    results: list[Recorded | InvalidInput | None] = [None] * len(events)
+    cleaned: list[tuple[int, NewEvent, _CleanEvent]] = []
+    for index, item in enumerate(events):
+        try:
+            cleaned.append((index, item, _clean_event(project, item)))
+        except InvalidInput as exc:
+            results[index] = exc
+    keys = {item.dedup_key for _, item, _ in cleaned if item.dedup_key}
+    # No savepoints unless there are dedup keys: only they can conflict (statements count in
+    # the bulk API's batches).
+    with transaction.atomic(savepoint=False):
+        seen = (
+            {e.dedup_key: e for e in Event.objects.for_project(project).filter(dedup_key__in=keys)}
+            if keys
+            else {}
+        )
+        batch: dict[str, int] = {}  # dedup key -> the index of the item in this batch that records it
+        new: list[tuple[int, Event]] = []
+        for index, item, clean in cleaned:
+            key = item.dedup_key
+            if key and key in seen:
+                results[index] = Recorded(seen[key], True)
+                continue
+            if key and key in batch:
+                continue  # filled in below, once the first item's row exists
+            if key:
+                batch[key] = index
+            row = Event(
+                project=project,
+                subscriber_id=item.subscriber_id,
+                name=clean.name,
+                attributes=clean.attributes,
+                occurred_at=clean.occurred_at,
+                dedup_key=key,
+            )
+            new.append((index, row))
+        try:
+            if keys:
+                with transaction.atomic():
+                    Event.objects.bulk_create([row for _, row in new])
+            else:
+                Event.objects.bulk_create([row for _, row in new])
+        except IntegrityError:
+            for index, item, clean in cleaned:
+                if results[index] is None:
+                    results[index] = _record_one(project, item, clean)
+            return results  # type: ignore[return-value]
+        for index, row in new:
+            results[index] = Recorded(row, False)
+        for index, item, _ in cleaned:
+            if results[index] is None:  # a repeat of a key recorded earlier in this batch
+                results[index] = Recorded(results[batch[item.dedup_key]].event, True)  # type: ignore[union-attr]
+        _announce(project, [row for _, row in new])
+    return results  # type: ignore[return-value]
 
 
 @transaction.atomic
