@@ -60,3 +60,25 @@ def pump_feed(consumer: str) -> None:
 
     if consumer in {c.name for c in feed.consumers()}:
         feed.pump(consumer, seconds=settings.EVENT_FEED_PUMP_SECONDS)
+
+
+@dramatiq.actor(
+    queue_name="default",
+    max_retries=3,
+    min_backoff=5_000,
+    time_limit=60 * 60 * 1000,
+    on_retry_exhausted="fail_bulk_job",
+)
+def run_bulk_job(job_id: int) -> None:
+    """Run or resume a bulk action from the subscriber list (see subscribers.bulk)."""
+    from . import bulk
+
+    bulk.run_bulk_job(job_id=job_id)
+
+
+@dramatiq.actor(queue_name="default", max_retries=0)
+def fail_bulk_job(message: dict, retry_info: dict) -> None:
+    """Called by the Retries middleware when ``run_bulk_job`` gave up."""
+    from . import bulk
+
+    bulk.fail_bulk_job(job_id=message["args"][0])

@@ -10,6 +10,7 @@ from .errors import InvalidInput
 from .models import (
     AttributeIndex,
     AttributeIndexStatus,
+    BulkJob,
     ConsentChange,
     Event,
     EventDefinition,
@@ -191,4 +192,29 @@ class FeedFailureAdmin(admin.ModelAdmin):
     readonly_fields = ["consumer", "event_id", "project_id", "error", "created_at"]
 
     def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(BulkJob)
+class BulkJobAdmin(admin.ModelAdmin):
+    """Bulk actions from the subscriber list. Read-only: a job's targets and mark are the worker's."""
+
+    list_display = [
+        "public_id",
+        "project",
+        "action",
+        "status",
+        "processed",
+        "total",
+        "created_by",
+        "created_at",
+    ]
+    list_filter = ["status", "action", "project"]
+    readonly_fields = [f.name for f in BulkJob._meta.fields if f.name != "subscriber_ids"]
+    exclude = ["subscriber_ids"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
         return False

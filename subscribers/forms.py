@@ -166,7 +166,6 @@ class BulkForm(forms.Form):
     tag_name = forms.CharField(max_length=64, required=False)
     tag_value = forms.CharField(max_length=2000, required=False)
     evidence = forms.CharField(max_length=2000, required=False)
-    confirmed = forms.BooleanField(required=False)
 
     def clean(self):
         cleaned = super().clean()

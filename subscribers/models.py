@@ -453,3 +453,42 @@ class FeedFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.consumer}: event {self.event_id}"
+
+
+class BulkStatus(models.TextChoices):
+    DRAFT = "draft", "Waiting for confirmation"
+    QUEUED = "queued", "Waiting for a worker"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class BulkJob(models.Model):
+    """A bulk action from the subscriber list (add a tag, opt out, erase), run by a worker.
+
+    The targets are snapshotted when the marketer confirms, so the job does what was shown,
+    whatever is added to the filter meanwhile. ``processed`` is the index of the next target:
+    a retried job goes on from there (each row's service is idempotent anyway).
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="bulk_jobs")
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    action = models.CharField(max_length=20)
+    params = models.JSONField(default=dict, blank=True)  # tag_name, tag_value, evidence
+    subscriber_ids = models.JSONField(default=list)
+    status = models.CharField(max_length=10, choices=BulkStatus.choices, default=BulkStatus.DRAFT)
+    total = models.PositiveIntegerField(default=0)
+    processed = models.PositiveIntegerField(default=0)
+    changed = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.action} for {self.total} ({self.status})"

@@ -40,7 +40,7 @@ from controlpanel.models import Project, Role
 from controlpanel.services import Actor, record_audit
 from controlpanel.tenancy import project_view
 
-from . import attribute_indexes
+from . import attribute_indexes, bulk
 from . import events as eventdefs
 from . import tags as tagtypes
 from .errors import InvalidInput
@@ -57,6 +57,8 @@ from .forms import (
 )
 from .models import (
     AttributeIndex,
+    BulkJob,
+    BulkStatus,
     ConsentChange,
     ConsentChannel,
     ConsentSource,
@@ -88,7 +90,7 @@ EVENTS_PAGE_SIZE = 50
 # Counting stops here: "1,000+" is as useful as an exact number and costs a bounded scan.
 COUNT_LIMIT = 1000
 # Bulk actions run in the request through the per-subscriber services; more than this is refused.
-BULK_LIMIT = 1000
+STOP_POLLING = 286  # htmx stops polling on this status
 STAT_WINDOWS = (30, 90)
 
 
@@ -462,80 +464,65 @@ def subscriber_bulk(request: HttpRequest) -> HttpResponse:
             return redirect(back)
     else:
         qs = Subscriber.objects.for_project(project).filter(public_id__in=data["ids"])
-    targets = list(qs.order_by("id")[: BULK_LIMIT + 1])
-    if len(targets) > BULK_LIMIT:
-        messages.error(
-            request,
-            f"More than {BULK_LIMIT:,} subscribers match; bulk actions in the panel handle up to "
-            f"{BULK_LIMIT:,} at a time. Narrow the filter and repeat.",
+    ids = list(qs.order_by("id").values_list("pk", flat=True)[: bulk.MAX_TARGETS + 1])
+    params = {k: data[k] for k in ("tag_name", "tag_value", "evidence") if data.get(k)}
+    params["back"] = back
+    try:
+        job = bulk.start_bulk_job(
+            project=project, action=data["action"], subscriber_ids=ids, params=params, actor=_actor(request)
         )
-        return redirect(back)
-    if not targets:
-        messages.warning(request, "No subscribers matched; nothing changed.")
-        return redirect(back)
-    action = data["action"]
-    if action in ("opt_out", "delete") and not data["confirmed"]:
-        return render(
-            request,
-            "subscribers/subscriber_bulk_confirm.html",
-            {
-                "tab": "subscribers",
-                "action": action,
-                "action_label": dict(BULK_ACTIONS)[action],
-                "count": len(targets),
-                "sample": targets[:10],
-                "targets": targets,
-                "data": data,
-                "filters": f,
-                "back": back,
-            },
-        )
-    for s in targets:
-        s.project = project  # the services read subscriber.project; spare a query per row
-    actor = _actor(request)
-    if action == "add_tag":
-        name, value = data["tag_name"].strip(), data["tag_value"]
-        try:
-            with transaction.atomic():
-                changed = sum(
-                    set_tags(project=project, subscriber=s, tags={name: value}, from_text=True)
-                    for s in targets
-                )
-        except InvalidInput as exc:
+    except InvalidInput as exc:
+        if exc.code == "empty":
+            messages.warning(request, exc.message)
+        else:
             messages.error(request, f"Nothing changed: {exc.message}")
-            return redirect(back)
-        messages.success(
-            request,
-            f"Tag “{name}” set to “{value}” on {changed:,} subscriber(s)"
-            + (f"; {len(targets) - changed:,} had it already." if changed < len(targets) else "."),
-        )
-    elif action == "opt_out":
-        with transaction.atomic():
-            changed = sum(
-                change_consent(
-                    subscriber=s,
-                    channel=ConsentChannel.WHATSAPP,
-                    state=ConsentState.OPTED_OUT,
-                    source=ConsentSource.PANEL,
-                    evidence=data["evidence"],
-                    actor=actor,
-                )
-                is not None
-                for s in targets
-            )
-        messages.success(
-            request,
-            f"{changed:,} subscriber(s) opted out of WhatsApp"
-            + (f"; {len(targets) - changed:,} were opted out already." if changed < len(targets) else "."),
-        )
-    else:
-        with transaction.atomic():
-            for s in targets:
-                erase_subscriber(subscriber=s, actor=actor)
-        messages.success(
-            request, f"{len(targets):,} subscriber(s) erased with their tags, events and consent."
-        )
-    return redirect(back)
+        return redirect(back)
+    return redirect("subscribers:bulk_job", project.slug, job.public_id)
+
+
+def _bulk_job(request: HttpRequest, job_id: uuid.UUID) -> BulkJob:
+    return get_object_or_404(BulkJob.objects.for_project(request.project), public_id=job_id)
+
+
+def _bulk_context(request: HttpRequest, job: BulkJob) -> dict:
+    project = request.project
+    back = job.params.get("back", "")
+    list_url = reverse("subscribers:list", args=[project.slug])
+    context = {
+        "tab": "subscribers",
+        "job": job,
+        "action_label": dict(BULK_ACTIONS).get(job.action, job.action),
+        "finished": job.status in bulk.FINISHED,
+        "percent": int(job.processed * 100 / job.total) if job.total else 0,
+        "summary": bulk.summary(job),
+        # Only back to the list (with its filters): never a URL from elsewhere.
+        "back": back if back.startswith(list_url) else list_url,
+    }
+    if job.status == BulkStatus.DRAFT:
+        context["sample"] = Subscriber.objects.for_project(project).filter(pk__in=job.subscriber_ids[:10])
+    return context
+
+
+@project_view(section="subscribers", read=Role.MARKETER)
+@in_project_time_zone
+def bulk_job(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
+    """A bulk action: the confirmation of a draft, else its progress (polled) and summary."""
+    job = _bulk_job(request, job_id)
+    context = _bulk_context(request, job)
+    if request.htmx:
+        response = render(request, "subscribers/bulk_job.html#bulk-progress", context)
+        if context["finished"]:
+            response.status_code = STOP_POLLING
+        return response
+    return render(request, "subscribers/bulk_job.html", context)
+
+
+@project_view(section="subscribers", read=Role.MARKETER)
+@require_POST
+def bulk_job_confirm(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
+    job = _bulk_job(request, job_id)
+    bulk.confirm_bulk_job(job=job, actor=_actor(request))
+    return redirect("subscribers:bulk_job", request.project.slug, job.public_id)
 
 
 # --- the subscriber page ---------------------------------------------------------------------------
@@ -1244,6 +1231,8 @@ urlpatterns = [
     path("subscribers/", subscriber_list, name="list"),
     path("subscribers/add/", subscriber_add, name="add"),
     path("subscribers/bulk/", subscriber_bulk, name="bulk"),
+    path("subscribers/bulk/<uuid:job_id>/", bulk_job, name="bulk_job"),
+    path("subscribers/bulk/<uuid:job_id>/confirm/", bulk_job_confirm, name="bulk_job_confirm"),
     path("subscribers/events/", event_list, name="events"),
     path("subscribers/events/<str:name>/", event_stats, name="event_stats"),
     path("subscribers/events/<str:name>/indexes/", event_attribute_index, name="event_attribute_index"),
