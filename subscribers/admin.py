@@ -1,6 +1,7 @@
+from django import forms
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
-from django.db import connection
+from django.db import connection, transaction
 from django.utils.functional import cached_property
 
 from controlpanel.services import Actor
@@ -12,6 +13,9 @@ from .models import (
     AttributeIndexStatus,
     BulkJob,
     ConsentChange,
+    ConsentChannel,
+    ConsentSource,
+    ConsentState,
     Event,
     EventDefinition,
     FeedCursor,
@@ -22,7 +26,7 @@ from .models import (
     TagDefinition,
     TagValue,
 )
-from .services import delete_tag
+from .services import change_consent, clean_profile, delete_tag, erase_subscriber
 
 
 class EstimatedCountPaginator(Paginator):
@@ -52,15 +56,93 @@ class BigTableAdmin(admin.ModelAdmin):
     list_select_related = ["project"]
 
 
+class SubscriberAdminForm(forms.ModelForm):
+    """Profile fields checked by the service's rules; consent changed only through the ledger."""
+
+    consent = forms.ChoiceField(
+        label="Change WhatsApp consent",
+        choices=[
+            ("", "— no change —"),
+            (ConsentState.OPTED_IN, "Opt in"),
+            (ConsentState.OPTED_OUT, "Opt out"),
+        ],
+        required=False,
+        help_text="Written to the opt-in ledger with the evidence below, as the panel does.",
+    )
+    consent_evidence = forms.CharField(
+        label="Evidence", required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=2000
+    )
+
+    class Meta:
+        model = Subscriber
+        fields = ["name", "email", "language", "country", "time_zone"]
+
+    def clean(self):
+        cleaned = super().clean()
+        try:
+            cleaned.update(clean_profile({k: cleaned.get(k) for k in self.Meta.fields}))
+        except InvalidInput as exc:
+            self.add_error(exc.field if exc.field in self.Meta.fields else None, exc.message)
+        if (
+            cleaned.get("consent") == ConsentState.OPTED_IN
+            and not (cleaned.get("consent_evidence") or "").strip()
+        ):
+            self.add_error("consent_evidence", "Opting in needs evidence: how and when the person agreed.")
+        return cleaned
+
+
 @admin.register(Subscriber)
 class SubscriberAdmin(admin.ModelAdmin):
+    """Operators fix profiles, change consent through the ledger, and erase (GDPR) instead of deleting.
+
+    Identities (phone, WhatsApp ids) and consent fields are read-only: they change through the
+    services that keep the ledger, events and indexes right. Subscribers are added in the panel,
+    the API or an import, which record their opt-in.
+    """
+
+    form = SubscriberAdminForm
     list_display = ["phone", "name", "project", "whatsapp_consent", "last_inbound_at", "created_at"]
     list_filter = ["project", "whatsapp_consent", "country", "language"]
     search_fields = ["phone", "name", "external_id", "email", "public_id"]
-    readonly_fields = ["public_id", "created_at", "updated_at"]
+    readonly_fields = [
+        "public_id",
+        "project",
+        "phone",
+        "wa_id",
+        "bsuid",
+        "external_id",
+        "whatsapp_consent",
+        "whatsapp_consent_at",
+        "last_inbound_at",
+        "created_at",
+        "updated_at",
+    ]
     list_select_related = ["project"]
     paginator = EstimatedCountPaginator
-    show_full_result_count = False
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @transaction.atomic
+    def save_model(self, request, obj: Subscriber, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        state = form.cleaned_data.get("consent")
+        if state:
+            change_consent(
+                subscriber=obj,
+                channel=ConsentChannel.WHATSAPP,
+                state=ConsentState(state),
+                source=ConsentSource.PANEL,
+                evidence=form.cleaned_data.get("consent_evidence") or "changed in the admin",
+                actor=Actor(user=request.user),
+            )
+
+    def delete_model(self, request, obj: Subscriber) -> None:
+        erase_subscriber(subscriber=obj, actor=Actor(user=request.user))
+
+    def delete_queryset(self, request, queryset) -> None:
+        for subscriber in queryset.select_related("project"):
+            erase_subscriber(subscriber=subscriber, actor=Actor(user=request.user))
 
 
 @admin.register(TagDefinition)
