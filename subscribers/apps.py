@@ -8,7 +8,7 @@ class SubscribersConfig(AppConfig):
         from controlpanel import dashboard, demo, health, scheduler
         from controlpanel.api import register_router
 
-        from . import api, imports, segment_api  # noqa: F401  (imports connects its erasure receiver)
+        from . import api, import_api, imports, segment_api  # noqa: F401  (imports connects its erasure receiver)
         from .dashboard import audience_provider
         from .demo import seed_demo_audience
 
@@ -16,6 +16,7 @@ class SubscribersConfig(AppConfig):
         demo.register(lambda project, url: seed_demo_audience(project), order=10)
         register_router("", api.router)
         register_router("/segments", segment_api.router)
+        register_router("", import_api.router)
         scheduler.periodic("event-feed", 1, _pump_consumers)
         health.register_detail("event_feed", _feed_lags)
 
