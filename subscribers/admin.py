@@ -1,3 +1,4 @@
+from django import forms
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db import connection
@@ -18,7 +19,76 @@ from .models import (
     TagDefinition,
     TagValue,
 )
-from .services import delete_tag
+from .phones import normalize_phone
+from .services import PROFILE_FIELDS, clean_external_id, clean_new_tag, clean_profile, create_tag, delete_tag
+from .tags import clean_text
+
+
+def _add_service_error(form: forms.Form, exc: InvalidInput, fields: dict[str, str] | None = None) -> None:
+    name = (fields or {}).get(exc.field or "", exc.field)
+    form.add_error(name if name in form.fields else None, exc.message)
+
+
+class SubscriberAdminForm(forms.ModelForm):
+    """Operators' edits pass the cleaners the panel, the API and imports use."""
+
+    class Meta:
+        model = Subscriber
+        fields = "__all__"  # noqa: DJ007 - the admin shows every field
+
+    def clean(self):
+        cleaned = super().clean()
+        project = cleaned.get("project") or getattr(self.instance, "project", None)
+        try:
+            profile = clean_profile({k: cleaned[k] for k in PROFILE_FIELDS if cleaned.get(k) is not None})
+            cleaned.update(profile)
+            if "external_id" in cleaned:
+                cleaned["external_id"] = clean_external_id(cleaned["external_id"])
+            if cleaned.get("phone") and project is not None:
+                cleaned["phone"] = normalize_phone(cleaned["phone"], project.default_country)
+            for key in ("wa_id", "bsuid"):
+                if cleaned.get(key):
+                    clean_text(cleaned[key], field=key, what=key)
+        except InvalidInput as exc:
+            _add_service_error(self, exc, {"timezone": "time_zone"})
+        return cleaned
+
+
+class TagDefinitionAdminForm(forms.ModelForm):
+    class Meta:
+        model = TagDefinition
+        fields = ["project", "name", "type", "description"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk is None and cleaned.get("project") and cleaned.get("name"):
+            try:
+                clean_new_tag(
+                    project=cleaned["project"],
+                    name=cleaned["name"],
+                    type=cleaned.get("type", ""),
+                    description=cleaned.get("description", ""),
+                )
+            except InvalidInput as exc:
+                _add_service_error(self, exc, {"tags": "name"})
+        elif cleaned.get("description"):
+            try:
+                clean_text(cleaned["description"], field="description", what="The description")
+            except InvalidInput as exc:
+                _add_service_error(self, exc)
+        return cleaned
+
+
+class SegmentAdminForm(forms.ModelForm):
+    class Meta:
+        model = Segment
+        fields = "__all__"  # noqa: DJ007 - the admin shows every field
+
+    def clean_name(self) -> str:
+        try:
+            return clean_text(self.cleaned_data["name"], field="name", what="The segment name")
+        except InvalidInput as exc:
+            raise forms.ValidationError(exc.message) from None
 
 
 class EstimatedCountPaginator(Paginator):
@@ -50,6 +120,7 @@ class BigTableAdmin(admin.ModelAdmin):
 
 @admin.register(Subscriber)
 class SubscriberAdmin(admin.ModelAdmin):
+    form = SubscriberAdminForm
     list_display = ["phone", "name", "project", "whatsapp_consent", "last_inbound_at", "created_at"]
     list_filter = ["project", "whatsapp_consent", "country", "language"]
     search_fields = ["phone", "name", "external_id", "email", "public_id"]
@@ -61,9 +132,28 @@ class SubscriberAdmin(admin.ModelAdmin):
 
 @admin.register(TagDefinition)
 class TagDefinitionAdmin(admin.ModelAdmin):
+    form = TagDefinitionAdminForm
     list_display = ["name", "type", "project", "created_at"]
     list_filter = ["project", "type"]
     search_fields = ["name"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Values are stored in the columns of their type: a new type would misread them all.
+        return ["project", "name", "type"] if obj is not None else []
+
+    def save_model(self, request, obj: TagDefinition, form, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        data = form.cleaned_data
+        created = create_tag(
+            project=data["project"],
+            name=data["name"],
+            type=data["type"],
+            description=data.get("description", ""),
+            actor=Actor(user=request.user),
+        )
+        obj.pk, obj.public_id = created.pk, created.public_id
 
     # Through the service, as the panel deletes: it waits for writers of the tag's values
     # (there is no database foreign key to do that) and records the deletion in the audit log.
@@ -80,9 +170,17 @@ class TagDefinitionAdmin(admin.ModelAdmin):
 
 @admin.register(TagValue)
 class TagValueAdmin(BigTableAdmin):
+    """Read-only: a value's columns follow its tag's type, which only services.set_tags knows."""
+
     list_display = ["subscriber", "tag", "value_text", "value_number", "value_bool", "value_date", "project"]
     list_filter = ["project"]
     raw_id_fields = ["subscriber", "tag"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(EventDefinition)
@@ -90,16 +188,25 @@ class EventDefinitionAdmin(admin.ModelAdmin):
     list_display = ["name", "project", "created_at"]
     list_filter = ["project"]
     search_fields = ["name"]
-    readonly_fields = ["public_id", "created_at"]
+    # Attribute types are set by events as they arrive (events.schema_for), under its lock.
+    readonly_fields = ["public_id", "attributes", "created_at"]
 
 
 @admin.register(Event)
 class EventAdmin(BigTableAdmin):
+    """Events are facts recorded through services.record_event: readable and deletable here."""
+
     list_display = ["name", "subscriber", "occurred_at", "project"]
     list_filter = ["project"]
     search_fields = ["name", "dedup_key"]
     readonly_fields = ["received_at", "facets"]
     date_hierarchy = None  # a date drill-down scans every event
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(ConsentChange)
@@ -118,6 +225,7 @@ class ConsentChangeAdmin(BigTableAdmin):
 
 @admin.register(Segment)
 class SegmentAdmin(admin.ModelAdmin):
+    form = SegmentAdminForm
     list_display = ["name", "project", "cached_count", "count_computed_at", "updated_at"]
     list_filter = ["project"]
     search_fields = ["name", "description"]

@@ -426,15 +426,8 @@ def update_subscriber(
     return subscriber, changed
 
 
-@transaction.atomic
-def create_tag(
-    *, project: Project, name: str, type: TagType | str, actor: Actor, description: str = ""
-) -> TagDefinition:
-    """Define a custom tag before any value uses it (the panel's tags page). Audited.
-
-    Raises InvalidInput for a bad or taken name (field "name"), an unknown type, or a project at
-    its limit of tags (tags.check_new_definitions).
-    """
+def clean_new_tag(*, project: Project, name: str, type: str, description: str = "") -> tuple[str, str]:
+    """The checked name and description of a tag to define; InvalidInput names the field."""
     try:
         name = tagtypes.validate_tag_name(name)
     except InvalidInput as exc:
@@ -451,6 +444,19 @@ def create_tag(
     if TagDefinition.objects.for_project(project).filter(name__iexact=name).exists():
         raise InvalidInput(f"A tag named {name!r} exists already.", field="name", code="conflict")
     tagtypes.check_new_definitions(project, [name])
+    return name, description
+
+
+@transaction.atomic
+def create_tag(
+    *, project: Project, name: str, type: TagType | str, actor: Actor, description: str = ""
+) -> TagDefinition:
+    """Define a custom tag before any value uses it (the panel's tags page). Audited.
+
+    Raises InvalidInput for a bad or taken name (field "name"), an unknown type, or a project at
+    its limit of tags (tags.check_new_definitions).
+    """
+    name, description = clean_new_tag(project=project, name=name, type=type, description=description)
     try:
         with transaction.atomic():
             definition = TagDefinition.objects.create(
@@ -458,14 +464,13 @@ def create_tag(
             )
     except IntegrityError:  # the same name, just now
         raise InvalidInput(f"A tag named {name!r} exists already.", field="name", code="conflict") from None
-    record_audit(
-        project=project,
-        actor=actor,
-        action="tag.created",
-        obj=definition,
-        changes={"name": definition.name, "type": definition.type},
-    )
+    _audit_tag(project, actor, "tag.created", definition)
     return definition
+
+
+def _audit_tag(project: Project, actor: Actor, action: str, definition: TagDefinition) -> None:
+    changes = {"name": definition.name, "type": definition.type}
+    record_audit(project=project, actor=actor, action=action, obj=definition, changes=changes)
 
 
 DELETE_TAG_WAIT_MS = 5000
@@ -497,13 +502,7 @@ def delete_tag(*, project: Project, definition: TagDefinition, actor: Actor) -> 
             ) from None
         if locked is None:
             return 0
-        record_audit(
-            project=project,
-            actor=actor,
-            action="tag.deleted",
-            obj=locked,
-            changes={"name": locked.name, "type": locked.type},
-        )
+        _audit_tag(project, actor, "tag.deleted", locked)
         removed = TagValue.objects.for_project(project).filter(tag=locked).delete()[0]
         locked.delete()
     return removed

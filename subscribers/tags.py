@@ -62,13 +62,17 @@ _FALSE = {"false", "no", "nein", "0"}
 MAX_TEXT = 255
 MAX_LIST = 100
 
-# Integer and decimal tags share TagValue.value_number: what that column holds is the limit, so a
-# value is refused here rather than failing (PostgreSQL) or poisoning every later read (SQLite).
+# Integer and decimal tags share TagValue.value_number, numeric(24, 8): 8 places are kept. A
+# larger value fails the insert on PostgreSQL; SQLite stores it as a float, and a float of 1e16
+# or more has 25 digits at scale 8, so every later read of the subscriber raised. Numbers stay
+# within +-(2**53 - 1): below the column's 10**16 on both databases even after SQLite's float
+# rounding, and exact as integers in SQLite and for JSON readers (JavaScript) of the API.
 _NUMBER_FIELD = TagValue._meta.get_field("value_number")
 NUMBER_PLACES: int = _NUMBER_FIELD.decimal_places
 NUMBER_QUANTUM = Decimal(1).scaleb(-NUMBER_PLACES)
-NUMBER_LIMIT = Decimal(10) ** (_NUMBER_FIELD.max_digits - NUMBER_PLACES)  # exclusive
-_NUMBER_DIGITS = _NUMBER_FIELD.max_digits - NUMBER_PLACES
+MAX_NUMBER = Decimal(2**53 - 1)
+_NUMBER_DIGITS = len(str(MAX_NUMBER))  # a longer run of digits is out of range without parsing it
+assert Decimal(10) ** (_NUMBER_FIELD.max_digits - NUMBER_PLACES) > MAX_NUMBER
 
 
 def clean_text(value: str, *, field: str, what: str) -> str:
@@ -95,7 +99,7 @@ def parse_bool(name: str, text: str, *, field: str | None = None) -> bool:
     if lowered in _FALSE:
         return False
     raise InvalidInput(
-        f"Tag {name!r} expects boolean (true/false, yes/no, ja/nein, 1/0), got {text!r}.",
+        f"Tag {name!r} expects boolean, got {text!r}. Use true/false, yes/no, ja/nein or 1/0.",
         field=field or f"tags.{name}",
         code="wrong_tag_type",
     )
@@ -111,11 +115,11 @@ def check_number(
         rounded = number.quantize(NUMBER_QUANTUM, rounding=ROUND_HALF_UP) if number.is_finite() else number
     except InvalidOperation:  # more digits than the decimal context: far out of range
         rounded = Decimal("Infinity")
-    if not rounded.is_finite() or abs(rounded) >= NUMBER_LIMIT:
-        limit = f"{int(NUMBER_LIMIT) - 1:,}"
+    if not rounded.is_finite() or abs(rounded) > MAX_NUMBER:
+        limit = f"{int(MAX_NUMBER):,}"
         raise InvalidInput(
-            f"{what or f'Tag {name!r}'} is out of range: numbers must be between -{limit} and {limit} "
-            f"(at most {_NUMBER_DIGITS} digits before the point and {NUMBER_PLACES} after).",
+            f"{what or f'Tag {name!r}'} is out of range: numbers must be between -{limit} and "
+            f"{limit} (decimals keep {NUMBER_PLACES} places).",
             field=field or f"tags.{name}",
             code="out_of_range",
         )
