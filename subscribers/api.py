@@ -588,13 +588,20 @@ def event_out(event: Event, subscriber: Subscriber, *, duplicate: bool) -> dict[
 
 
 def _ref_key(project: Project, item: EventIn) -> tuple[str, Any]:
-    """The normalized identity an event names its subscriber by."""
+    """The normalized identity an event names its subscriber by (and a dedup key checked before
+    it is looked up)."""
+    if item.dedup_key is not None:
+        tagtypes.clean_text(item.dedup_key, field="dedup_key", what="dedup_key")
     ref = item.subscriber
     if ref.id is not None:
         return ("id", ref.id)
     if ref.phone is not None:
         return ("phone", normalize_phone(ref.phone, project.default_country, field="subscriber.phone"))
-    return ("external_id", ref.external_id.strip())
+    external_id = ref.external_id.strip()
+    return (
+        "external_id",
+        tagtypes.clean_text(external_id, field="subscriber.external_id", what="external_id"),
+    )
 
 
 def _resolve(project: Project, keys: list[tuple[str, Any]]) -> dict[tuple[str, Any], Subscriber]:

@@ -225,8 +225,8 @@ def set_tags(
     local time, whoever calls (actors included).
     """
     tz = zoneinfo.ZoneInfo(project.time_zone)
-    known = tagtypes.definitions(project)
     named = [(tagtypes.validate_tag_name(str(raw_name)), raw_value) for raw_name, raw_value in tags.items()]
+    known = tagtypes.definitions(project, names=[name for name, _ in named])
     tagtypes.check_new_definitions(
         project,
         {
@@ -236,7 +236,6 @@ def set_tags(
             and name.lower() not in known
             and not _removes(raw_value, from_text=from_text)
         },
-        existing=len(known),
     )
     planned: list[tuple[TagDefinition | tagtypes.BuiltinTag, Any]] = []
     for name, raw_value in named:

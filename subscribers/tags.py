@@ -17,6 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
@@ -395,9 +396,12 @@ def display_value(type_: str, rows: list) -> Any:
     return None
 
 
-def definitions(project: Project) -> dict[str, TagDefinition]:
-    """Custom tag definitions of a project by lower-cased name."""
-    return {d.name.lower(): d for d in TagDefinition.objects.for_project(project)}
+def definitions(project: Project, *, names: Iterable[str] | None = None) -> dict[str, TagDefinition]:
+    """Custom tag definitions of a project by lower-cased name (only those ``names`` if given)."""
+    qs = TagDefinition.objects.for_project(project)
+    if names is not None:
+        qs = qs.alias(lower_name=Lower("name")).filter(lower_name__in={n.lower() for n in names})
+    return {d.name.lower(): d for d in qs}
 
 
 def check_new_definitions(

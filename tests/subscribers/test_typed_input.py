@@ -217,12 +217,29 @@ def test_lone_surrogates_and_nul_are_a_422_naming_the_field(api, body, field):
     assert not Subscriber.objects.exists() and not TagDefinition.objects.exists()
 
 
-def test_lone_surrogate_in_an_event_attribute(api, project):
+def test_lone_surrogate_in_an_event_attribute_name_or_reference(api, project):
     s = add(project, "+4915112340001")
+    ref = {"id": str(s.public_id)}
     for name in ("OrderPlaced", "WhatsAppReceived"):
-        body = {"subscriber": {"id": str(s.public_id)}, "name": name, "attributes": {"text": LONE}}
+        body = {"subscriber": ref, "name": name, "attributes": {"text": LONE}}
         response = api.post("/events", body)
         assert response.status_code == 422 and response.json()["field"] == "attributes.text"
+    for body, field in [
+        ({"subscriber": ref, "name": f"A{LONE}"}, "name"),
+        ({"subscriber": ref, "name": "A", "attributes": {f"k{LONE}": 1}}, f"attributes.k{LONE}"),
+        ({"subscriber": ref, "name": "A", "dedup_key": LONE}, "dedup_key"),
+        ({"subscriber": {"external_id": LONE}, "name": "A"}, "subscriber.external_id"),
+    ]:
+        response = api.post("/events", body)
+        assert response.status_code == 422 and response.json()["field"] == field
+        bulk = api.post("/events/bulk", {"events": [body]})
+        assert bulk.json()["results"][0]["error"]["field"] == field
+    assert not s.events.exclude(name="Subscribed").exists()
+
+
+def test_lone_surrogate_in_a_tag_name(api):
+    response = api.post("/subscribers", {"phone": "+4915112340001", "tags": {f"city{LONE}": "x"}})
+    assert response.status_code == 422 and response.json()["code"] == "invalid_tag_name"
 
 
 def test_lone_surrogate_in_the_edit_service_and_a_segment_name(project):
