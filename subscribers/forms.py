@@ -183,12 +183,13 @@ def tag_input(type_: str) -> dict[str, str]:
 def tag_text_from_input(type_: str, post: dict, tz: zoneinfo.ZoneInfo) -> str:
     """Turn what the inline editor posted into the text that tags.parse_text reads.
 
-    A checkbox sends nothing when unchecked, which means false, not "no value". A
-    datetime-local input has no offset: it is a wall-clock time in the project's zone.
+    A checkbox sends nothing when unchecked, which means false, not "no value"; typed text
+    ("no", "maybe": a list filter) is left to the parser, which refuses what is not yes or no.
+    A datetime-local input has no offset: it is a wall-clock time in the project's zone.
     """
     value = (post.get("value") or "").strip()
     if type_ == TagType.BOOLEAN:
-        return "true" if value else "false"
+        return value or "false"
     if type_ == TagType.DATETIME and value and "T" in value and not value.endswith("Z") and "+" not in value:
         try:
             naive = datetime.fromisoformat(value)

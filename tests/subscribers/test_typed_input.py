@@ -92,6 +92,18 @@ def test_panel_add_form_refuses_maybe_for_a_yes_no_tag(mc, project):
     assert "Give the tag a value." in html
 
 
+def test_list_filter_on_a_yes_no_tag_reads_the_word(mc, project):
+    yes = add(project, "+4915112340001", tags={"vip": True})
+    no = add(project, "+4915112340002", tags={"vip": False})
+    url = reverse("subscribers:list", args=[project.slug])
+    for word, expected in [("no", no), ("Nein", no), ("ja", yes)]:
+        html = mc.get(url, {"tag": "vip", "value": word}).content.decode()
+        assert str(expected.public_id) in html
+        assert str((no if expected == yes else yes).public_id) not in html
+    html = mc.get(url, {"tag": "vip", "value": "maybe"}).content.decode()
+    assert "got &#x27;maybe&#x27;" in html
+
+
 # --- numbers: what TagValue.value_number holds ---------------------------------------------------
 
 
