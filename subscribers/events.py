@@ -158,7 +158,10 @@ def clean_attributes(project: Project, name: str, attributes: dict[str, Any] | N
             _check_number(name, key, value)
         try:
             coerced = tagtypes.coerce(key, type_, value, tz=tz)
-        except InvalidInput:
+        except InvalidInput as exc:
+            if exc.code == "out_of_range":  # the message names the limit
+                message = exc.message.replace(f"Tag {key!r}", f"Attribute {key!r} of {name!r}", 1)
+                raise InvalidInput(message, field=field, code=exc.code) from None
             expected = TagType(type_).label.lower()
             raise InvalidInput(
                 f"Attribute {key!r} of {name!r} expects {expected}, got {value!r}.",

@@ -134,7 +134,7 @@ def check_datetime(value: datetime, *, field: str, what: str) -> datetime:
         value.astimezone(UTC)
     except OverflowError:
         raise InvalidInput(
-            f"{what} {value.isoformat()} is out of range: it must lie between the years 1 and 9999 in UTC.",
+            f"{what} is out of range: {value.isoformat()} must lie between the years 1 and 9999 in UTC.",
             field=field,
             code="out_of_range",
         ) from None
@@ -208,11 +208,6 @@ def _parse_dt(value: str, tz: tzinfo | None = None) -> datetime | None:
         # Without an offset, a time is the project's (``tz``), as the panel shows every time in
         # it; without ``tz``, the active zone (the panel's views activate the project's).
         parsed = timezone.make_aware(parsed, tz)
-    if parsed is not None:
-        try:
-            parsed.astimezone(UTC)
-        except OverflowError:  # no UTC form (check_datetime): not a storable time
-            return None
     return parsed
 
 
@@ -267,7 +262,7 @@ def coerce(name: str, type_: str, value: Any, *, tz: tzinfo | None = None) -> An
             parsed = _parse_dt(value, tz) if isinstance(value, str) else None
             if parsed is None:
                 raise _wrong(name, type_, value)
-            return parsed
+            return check_datetime(parsed, field=f"tags.{name}", what=f"Tag {name!r}")
         case TagType.LIST:
             if not isinstance(value, list) or not all(
                 isinstance(v, str | int) and not isinstance(v, bool) for v in value

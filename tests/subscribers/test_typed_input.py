@@ -195,12 +195,20 @@ def test_event_time_past_the_calendar_is_a_422_not_a_500(api, project):
     assert results[0]["error"]["field"] == "occurred_at" and results[1]["status"] == "created"
 
 
-def test_datetime_tag_past_the_calendar_is_refused(project):
+def test_datetime_tag_and_attribute_past_the_calendar_are_refused(api, project):
     with pytest.raises(InvalidInput) as caught:
         tagtypes.coerce("seen", TagType.DATETIME, END)
-    assert caught.value.code == "wrong_tag_type"
+    assert caught.value.code == "out_of_range" and "years 1 and 9999" in caught.value.message
     with pytest.raises(InvalidInput):
         tagtypes.parse_text("seen", TagType.DATETIME, "0001-01-01T00:00:00+01:00")
+    s = add(project, "+4915112340001", tags={"seen": "2026-01-01T10:00:00+00:00"})
+    response = api.patch(f"/subscribers/{s.public_id}", {"tags": {"seen": END}})
+    assert response.status_code == 422 and response.json()["code"] == "out_of_range"
+    ref = {"id": str(s.public_id)}
+    api.post("/events", {"subscriber": ref, "name": "Visit", "attributes": {"at": "2026-01-01T10:00:00Z"}})
+    response = api.post("/events", {"subscriber": ref, "name": "Visit", "attributes": {"at": END}})
+    assert response.status_code == 422
+    assert response.json()["message"].startswith("Attribute 'at' of 'Visit' is out of range")
     assert tagtypes.coerce("seen", TagType.DATETIME, "9999-12-31T23:59:59+00:00") == datetime(
         9999, 12, 31, 23, 59, 59, tzinfo=UTC
     )
