@@ -539,6 +539,7 @@ def change_consent(
     """
     if state == ConsentState.OPTED_IN and not (evidence or "").strip():
         raise InvalidInput("Opting in needs evidence: how and when the person agreed.", field="evidence")
+    tagtypes.clean_text(evidence or "", field="evidence", what="The evidence")
     locked = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
     if channel == ConsentChannel.WHATSAPP:
         if locked.whatsapp_consent == state:

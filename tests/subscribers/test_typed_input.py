@@ -258,6 +258,13 @@ def test_lone_surrogate_in_an_event_attribute_name_or_reference(api, project):
     assert not s.events.exclude(name="Subscribed").exists()
 
 
+def test_lone_surrogate_in_consent_evidence(api, project):
+    s = add(project, "+4915112340001")
+    response = api.post(f"/subscribers/{s.public_id}/opt-in", {"evidence": f"web form {LONE}"})
+    assert response.status_code == 422 and response.json()["field"] == "evidence"
+    assert not s.consent_changes.exists()
+
+
 def test_lone_surrogate_in_the_edit_service_and_a_segment_name(project):
     # Browsers cannot send one in a form; the services behind the panel refuse it all the same.
     s = add(project, "+4915112340001", name="Anna")
