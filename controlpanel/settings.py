@@ -341,3 +341,9 @@ SIMULATOR_ENABLED = env.bool("SIMULATOR_ENABLED", default=EMBEDDED)
 WHATSAPP_EXTRA_BASE_URLS = env.list("WHATSAPP_EXTRA_BASE_URLS", default=[])
 # Minutes between template syncs with Meta (webhooks usually report changes sooner).
 WHATSAPP_TEMPLATE_SYNC_MINUTES = env.int("WHATSAPP_TEMPLATE_SYNC_MINUTES", default=15)
+# Limits on names users create by sending data (subscribers/tags.py, subscribers/events.py): each
+# tag is an export column and a row of the tags page, each event attribute a facet of the builder.
+TAGS_NEW_PER_REQUEST = env.int("TAGS_NEW_PER_REQUEST", default=100)
+TAGS_PER_PROJECT = env.int("TAGS_PER_PROJECT", default=500)
+EVENT_NAMES_PER_PROJECT = env.int("EVENT_NAMES_PER_PROJECT", default=500)
+EVENT_ATTRIBUTES_PER_EVENT = env.int("EVENT_ATTRIBUTES_PER_EVENT", default=200)

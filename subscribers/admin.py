@@ -26,7 +26,50 @@ from .models import (
     TagDefinition,
     TagValue,
 )
-from .services import change_consent, clean_profile, delete_tag, erase_subscriber
+from .services import change_consent, clean_new_tag, clean_profile, create_tag, delete_tag, erase_subscriber
+from .tags import clean_text
+
+
+def _add_service_error(form: forms.Form, exc: InvalidInput, fields: dict[str, str] | None = None) -> None:
+    name = (fields or {}).get(exc.field or "", exc.field)
+    form.add_error(name if name in form.fields else None, exc.message)
+
+
+class TagDefinitionAdminForm(forms.ModelForm):
+    class Meta:
+        model = TagDefinition
+        fields = ["project", "name", "type", "description"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk is None and cleaned.get("project") and cleaned.get("name"):
+            try:
+                clean_new_tag(
+                    project=cleaned["project"],
+                    name=cleaned["name"],
+                    type=cleaned.get("type", ""),
+                    description=cleaned.get("description", ""),
+                )
+            except InvalidInput as exc:
+                _add_service_error(self, exc, {"tags": "name"})
+        elif cleaned.get("description"):
+            try:
+                clean_text(cleaned["description"], field="description", what="The description")
+            except InvalidInput as exc:
+                _add_service_error(self, exc)
+        return cleaned
+
+
+class SegmentAdminForm(forms.ModelForm):
+    class Meta:
+        model = Segment
+        fields = "__all__"  # noqa: DJ007 - the admin shows every field
+
+    def clean_name(self) -> str:
+        try:
+            return clean_text(self.cleaned_data["name"], field="name", what="The segment name")
+        except InvalidInput as exc:
+            raise forms.ValidationError(exc.message) from None
 
 
 class EstimatedCountPaginator(Paginator):
@@ -82,7 +125,7 @@ class SubscriberAdminForm(forms.ModelForm):
         try:
             cleaned.update(clean_profile({k: cleaned.get(k) for k in self.Meta.fields}))
         except InvalidInput as exc:
-            self.add_error(exc.field if exc.field in self.Meta.fields else None, exc.message)
+            _add_service_error(self, exc, {"timezone": "time_zone"})
         if (
             cleaned.get("consent") == ConsentState.OPTED_IN
             and not (cleaned.get("consent_evidence") or "").strip()
@@ -147,9 +190,28 @@ class SubscriberAdmin(admin.ModelAdmin):
 
 @admin.register(TagDefinition)
 class TagDefinitionAdmin(admin.ModelAdmin):
+    form = TagDefinitionAdminForm
     list_display = ["name", "type", "project", "created_at"]
     list_filter = ["project", "type"]
     search_fields = ["name"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Values are stored in the columns of their type: a new type would misread them all.
+        return ["project", "name", "type"] if obj is not None else []
+
+    def save_model(self, request, obj: TagDefinition, form, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        data = form.cleaned_data
+        created = create_tag(
+            project=data["project"],
+            name=data["name"],
+            type=data["type"],
+            description=data.get("description", ""),
+            actor=Actor(user=request.user),
+        )
+        obj.pk, obj.public_id = created.pk, created.public_id
 
     # Through the service, as the panel deletes: it waits for writers of the tag's values
     # (there is no database foreign key to do that) and records the deletion in the audit log.
@@ -166,9 +228,17 @@ class TagDefinitionAdmin(admin.ModelAdmin):
 
 @admin.register(TagValue)
 class TagValueAdmin(BigTableAdmin):
+    """Read-only: a value's columns follow its tag's type, which only services.set_tags knows."""
+
     list_display = ["subscriber", "tag", "value_text", "value_number", "value_bool", "value_date", "project"]
     list_filter = ["project"]
     raw_id_fields = ["subscriber", "tag"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(EventDefinition)
@@ -176,16 +246,25 @@ class EventDefinitionAdmin(admin.ModelAdmin):
     list_display = ["name", "project", "created_at"]
     list_filter = ["project"]
     search_fields = ["name"]
-    readonly_fields = ["public_id", "created_at"]
+    # Attribute types are set by events as they arrive (events.schema_for), under its lock.
+    readonly_fields = ["public_id", "attributes", "created_at"]
 
 
 @admin.register(Event)
 class EventAdmin(BigTableAdmin):
+    """Events are facts recorded through services.record_event: readable and deletable here."""
+
     list_display = ["name", "subscriber", "occurred_at", "project"]
     list_filter = ["project"]
     search_fields = ["name", "dedup_key"]
     readonly_fields = ["received_at", "facets"]
     date_hierarchy = None  # a date drill-down scans every event
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(ConsentChange)
@@ -204,6 +283,7 @@ class ConsentChangeAdmin(BigTableAdmin):
 
 @admin.register(Segment)
 class SegmentAdmin(admin.ModelAdmin):
+    form = SegmentAdminForm
     list_display = ["name", "project", "cached_count", "count_computed_at", "updated_at"]
     list_filter = ["project"]
     search_fields = ["name", "description"]

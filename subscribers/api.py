@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from controlpanel.api import ApiError, ErrorOut, api
 from controlpanel.models import Project
-from controlpanel.services import Actor, record_audit
+from controlpanel.services import Actor
 
 from . import tags as tagtypes
 from .errors import InvalidInput
@@ -55,17 +55,15 @@ from .services import (
     NewEvent,
     SubscriberData,
     change_consent,
-    clean_profile,
     clean_subscriber_data,
     erase_subscriber,
     export_subscriber,
     record_event,
     record_events,
-    set_tags,
     tags_of,
+    update_subscriber,
     upsert_subscriber,
 )
-from .services import _same_values as same_tag_values
 
 router = Router(tags=["subscribers"])
 
@@ -139,8 +137,9 @@ def subscriber_out(subscriber: Subscriber) -> dict[str, Any]:
     summary="Create or update a subscriber",
 )
 def upsert(request, payload: SubscriberIn):
-    """Upsert by phone, else by external id: 201 when the subscriber is new, 200 when it existed
-    (`changed` says whether anything was different). Sending the same body twice changes nothing.
+    """Upsert by phone, else by external id: 201 with `status: "created"` when the subscriber is new,
+    200 when it existed: `status: "updated"` when anything was different, `"unchanged"` when not
+    (`changed` says the same as a boolean). Sending the same body twice changes nothing.
 
     Fields left out are kept; tags are merged (a tag set to null is removed). A phone that is not a
     real number is a 422 with `field: "phone"`; a tag value of the wrong type is a 422 naming the tag
@@ -151,11 +150,7 @@ def upsert(request, payload: SubscriberIn):
     subscriber, status = upsert_subscriber(
         project=request.project, data=data, actor=request.actor, source=ConsentSource.API
     )
-    body = {
-        **subscriber_out(subscriber),
-        "status": "created" if status == "created" else "updated",
-        "changed": status != "unchanged",
-    }
+    body = {**subscriber_out(subscriber), "status": status, "changed": status != "unchanged"}
     return Status(201 if status == "created" else 200, body)
 
 
@@ -263,9 +258,8 @@ class SubscriberBatch:
         changed_tags = [
             (definition, value)
             for definition, value in tags
-            if not same_tag_values(
-                self.tag_rows.get((subscriber.pk, definition.pk), []),
-                tagtypes.value_columns(definition.type, value) if value is not None else [],
+            if not tagtypes.same_values(
+                self.tag_rows.get((subscriber.pk, definition.pk), []), definition.type, value
             )
         ]
         return Planned(index, data, subscriber, profile, changed_tags)
@@ -290,10 +284,15 @@ class SubscriberBatch:
             checked[name.lower()] = (name, type_, raw_value, tagtypes.coerce(name, type_, raw_value, tz=tz))
         planned = [(self.definitions[key], c[3]) for key, c in checked.items() if key in self.definitions]
         new = [c for key, c in checked.items() if key not in self.definitions and c[2] is not None]
+        tagtypes.check_new_definitions(
+            self.project, {c[0].lower() for c in new}, existing=len(self.definitions)
+        )
         if new:
             with transaction.atomic():  # definitions of an item that turns out invalid roll back
                 for name, type_, raw_value, value in new:
-                    definition = tagtypes.get_or_create_definition(self.project, name, raw_value)
+                    definition = tagtypes.get_or_create_definition(
+                        self.project, name, raw_value, limits_checked=True
+                    )
                     if definition.type != type_:  # another request defined it meanwhile
                         value = tagtypes.coerce(definition.name, definition.type, raw_value, tz=tz)
                     planned.append((definition, value))
@@ -316,7 +315,7 @@ class SubscriberBatch:
         self.results[index] = {
             "index": index,
             "id": subscriber.public_id,
-            "status": "created" if status == "created" else "updated",
+            "status": status,
             "changed": status != "unchanged",
         }
 
@@ -336,11 +335,12 @@ class SubscriberBatch:
                 self.upsert_one(planned.index, planned.data)
             return
         for planned in pending:
+            changed = planned.is_new or bool(planned.profile or planned.tags)
             self.results[planned.index] = {
                 "index": planned.index,
                 "id": planned.subscriber.public_id,
-                "status": "created" if planned.is_new else "updated",
-                "changed": planned.is_new or bool(planned.profile or planned.tags),
+                "status": "created" if planned.is_new else "updated" if changed else "unchanged",
+                "changed": changed,
             }
 
     def write(self, pending: list[Planned]) -> None:
@@ -424,10 +424,10 @@ class SubscriberBatch:
 )
 def upsert_bulk(request, payload: SubscriberBatchIn):
     """Each item as in `POST /subscribers`. Answers 200 with one result per item, in order:
-    `{"index", "id", "status": "created"|"updated", "changed"}` or `{"index", "error": {code, message,
-    field}}`. Valid items are applied, invalid ones leave nothing behind; the outcome is that of
-    sending the items one after another (a phone that appears twice is created by the first item and
-    updated by the second).
+    `{"index", "id", "status": "created"|"updated"|"unchanged", "changed"}` or
+    `{"index", "error": {code, message, field}}`. Valid items are applied, invalid ones leave nothing
+    behind; the outcome is that of sending the items one after another (a phone that appears twice is
+    created by the first item and updated by the second).
     """
     project = request.project
     results: dict[int, dict[str, Any]] = {}
@@ -474,72 +474,6 @@ def get(request, id: UUID):
     return subscriber_out(get_subscriber(request.project, id))
 
 
-@transaction.atomic
-def update_subscriber(
-    *, project: Project, subscriber: Subscriber, changes: dict[str, Any], actor: Actor
-) -> Subscriber:
-    """Apply a PATCH: only the keys present change; tags merge. All or nothing."""
-    subscriber = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
-    changed: list[str] = []
-    if "phone" in changes:
-        if not changes["phone"]:
-            raise InvalidInput(
-                "The phone number cannot be removed; erase the subscriber instead.", field="phone"
-            )
-        phone = normalize_phone(changes["phone"], project.default_country)
-        if phone != subscriber.phone:
-            if Subscriber.objects.for_project(project).filter(phone=phone).exists():
-                raise InvalidInput(
-                    f"Another subscriber has the phone {phone}.", field="phone", code="conflict"
-                )
-            subscriber.phone = phone
-            changed.append("phone")
-    if "external_id" in changes:
-        external_id = (changes["external_id"] or "").strip() or None
-        if external_id and len(external_id) > 200:
-            raise InvalidInput("external_id is longer than 200 characters.", field="external_id")
-        if external_id != subscriber.external_id:
-            if (
-                external_id
-                and Subscriber.objects.for_project(project).filter(external_id=external_id).exists()
-            ):
-                raise InvalidInput(
-                    f"Another subscriber has the external id {external_id!r}.",
-                    field="external_id",
-                    code="conflict",
-                )
-            subscriber.external_id = external_id
-            changed.append("external_id")
-    profile_input = {
-        ("time_zone" if key == "timezone" else key): value or ""
-        for key, value in changes.items()
-        if key in ("name", "email", "language", "country", "timezone")
-    }
-    for key, value in clean_profile(profile_input).items():
-        if getattr(subscriber, key) != value:
-            setattr(subscriber, key, value)
-            changed.append(key)
-    if changed:
-        try:
-            with transaction.atomic():
-                subscriber.save(update_fields=[*changed, "updated_at"])
-        except IntegrityError:
-            raise InvalidInput(
-                "Another subscriber just took this phone or external id; retry.", code="conflict"
-            ) from None
-    if changes.get("tags") and set_tags(project=project, subscriber=subscriber, tags=changes["tags"]):
-        changed.append("tags")
-    if changed:
-        record_audit(
-            project=project,
-            actor=actor,
-            action="subscriber.updated",
-            obj=subscriber,
-            changes={"fields": changed},
-        )
-    return subscriber
-
-
 @router.patch(
     "/subscribers/{id}",
     response={200: SubscriberOut, **CONFLICT},
@@ -551,7 +485,7 @@ def patch(request, id: UUID, payload: SubscriberPatch):
     field set to null or "" is cleared. Nothing is written when any field or tag is invalid.
     """
     subscriber = get_subscriber(request.project, id)
-    subscriber = update_subscriber(
+    subscriber, _ = update_subscriber(
         project=request.project,
         subscriber=subscriber,
         changes=payload.model_dump(exclude_unset=True),
@@ -639,13 +573,20 @@ def event_out(event: Event, subscriber: Subscriber, *, duplicate: bool) -> dict[
 
 
 def _ref_key(project: Project, item: EventIn) -> tuple[str, Any]:
-    """The normalized identity an event names its subscriber by."""
+    """The normalized identity an event names its subscriber by (and a dedup key checked before
+    it is looked up)."""
+    if item.dedup_key is not None:
+        tagtypes.clean_text(item.dedup_key, field="dedup_key", what="dedup_key")
     ref = item.subscriber
     if ref.id is not None:
         return ("id", ref.id)
     if ref.phone is not None:
         return ("phone", normalize_phone(ref.phone, project.default_country, field="subscriber.phone"))
-    return ("external_id", ref.external_id.strip())
+    external_id = ref.external_id.strip()
+    return (
+        "external_id",
+        tagtypes.clean_text(external_id, field="subscriber.external_id", what="external_id"),
+    )
 
 
 def _resolve(project: Project, keys: list[tuple[str, Any]]) -> dict[tuple[str, Any], Subscriber]:

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import re
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import transaction
 
 from controlpanel.models import Project
 
@@ -55,11 +60,15 @@ def schema_for(project: Project, name: str, *, create_with: dict[str, Any] | Non
     """Attribute types of event ``name``.
 
     An unknown custom event (or attribute) is defined from ``create_with``, the
-    attributes of its first occurrence, so later occurrences must fit those types.
+    attributes of its first occurrence, so later occurrences must fit those types. Adding
+    attributes locks the definition and reads it again, so concurrent first occurrences of
+    two attributes both stay; the limits are EVENT_NAMES_PER_PROJECT and
+    EVENT_ATTRIBUTES_PER_EVENT.
     """
     if name in DEFAULT_EVENTS:
         return DEFAULT_EVENTS[name]
-    definition = EventDefinition.objects.for_project(project).filter(name=name).first()
+    mine = EventDefinition.objects.for_project(project)
+    definition = mine.filter(name=name).first()
     if create_with is None:
         return definition.attributes if definition else {}
     inferred = {}
@@ -74,15 +83,39 @@ def schema_for(project: Project, name: str, *, create_with: dict[str, Any] | Non
                 code="wrong_attribute_type",
             )
         inferred[key] = str(type_)
-    if definition is None:
-        definition, _ = EventDefinition.objects.get_or_create(
-            project=project, name=name, defaults={"attributes": inferred}
-        )
-    new = {k: v for k, v in inferred.items() if k not in definition.attributes}
-    if new:
-        definition.attributes = {**definition.attributes, **new}
-        definition.save(update_fields=["attributes"])
+    with transaction.atomic():
+        if definition is None:
+            _check_new_event(project, name)
+            definition, _ = EventDefinition.objects.get_or_create(
+                project=project, name=name, defaults={"attributes": inferred}
+            )
+        if not inferred.keys() - definition.attributes.keys():
+            return definition.attributes
+        definition = mine.select_for_update().get(pk=definition.pk)
+        new = {k: v for k, v in inferred.items() if k not in definition.attributes}
+        if new:
+            limit = settings.EVENT_ATTRIBUTES_PER_EVENT
+            if len(definition.attributes) + len(new) > limit:
+                raise InvalidInput(
+                    f"Event {name!r} has {len(definition.attributes):,} attributes and may have at "
+                    f"most {limit:,}: {', '.join(repr(k) for k in sorted(new)[:5])} cannot be added.",
+                    field="attributes",
+                    code="too_many_attributes",
+                )
+            definition.attributes = {**definition.attributes, **new}
+            definition.save(update_fields=["attributes"])
     return definition.attributes
+
+
+def _check_new_event(project: Project, name: str) -> None:
+    limit = settings.EVENT_NAMES_PER_PROJECT
+    if EventDefinition.objects.for_project(project).count() >= limit:
+        raise InvalidInput(
+            f"This project has {limit:,} custom events, the most it may have: {name!r} cannot be "
+            "created. Record it under an existing name with an attribute instead.",
+            field="name",
+            code="too_many_events",
+        )
 
 
 def clean_attributes(project: Project, name: str, attributes: dict[str, Any] | None) -> dict[str, Any]:
@@ -101,26 +134,38 @@ def clean_attributes(project: Project, name: str, attributes: dict[str, Any] | N
     for key, value in attributes.items():
         if value is None:
             continue
+        field = f"attributes.{key}"
+        if isinstance(value, str):
+            tagtypes.clean_text(value, field=field, what=f"Attribute {key!r} of {name!r}")
         type_ = schema.get(key)
         if type_ is None:  # an attribute the default event does not declare: keep it, typed by value
-            cleaned[key] = value if isinstance(value, str | int | float | bool) else str(value)
+            if _is_number(value):
+                _check_number(name, key, value)
+            cleaned[key] = (
+                value if isinstance(value, str | int | float | bool) else _as_text(name, key, value)
+            )
             continue
         if type_ == TagType.STRING and isinstance(value, str):
             # Event texts (an inbound WhatsApp message) may be long; tags stop at 255.
             if len(value) > MAX_ATTRIBUTE_TEXT:
                 raise InvalidInput(
                     f"Attribute {key!r} of {name!r} is longer than {MAX_ATTRIBUTE_TEXT} characters.",
-                    field=f"attributes.{key}",
+                    field=field,
                 )
             cleaned[key] = value
             continue
+        if type_ in (TagType.INTEGER, TagType.DECIMAL) and _is_number(value):
+            _check_number(name, key, value)
         try:
             coerced = tagtypes.coerce(key, type_, value, tz=tz)
-        except InvalidInput:
+        except InvalidInput as exc:
+            if exc.code == "out_of_range":  # the message names the limit
+                message = exc.message.replace(f"Tag {key!r}", f"Attribute {key!r} of {name!r}", 1)
+                raise InvalidInput(message, field=field, code=exc.code) from None
             expected = TagType(type_).label.lower()
             raise InvalidInput(
                 f"Attribute {key!r} of {name!r} expects {expected}, got {value!r}.",
-                field=f"attributes.{key}",
+                field=field,
                 code="wrong_attribute_type",
             ) from None
         # JSON keeps numbers as numbers so that segment comparisons are numeric.
@@ -139,6 +184,30 @@ def clean_attributes(project: Project, name: str, attributes: dict[str, Any] | N
             code="attributes_too_large",
         )
     return cleaned
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_number(name: str, key: str, value: int | float) -> None:
+    # Segments compare attribute numbers as the numbers tags hold: the same range.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidInput(
+            f"Attribute {key!r} of {name!r} is not a finite number.",
+            field=f"attributes.{key}",
+            code="out_of_range",
+        )
+    tagtypes.check_number(
+        key, Decimal(value), field=f"attributes.{key}", what=f"Attribute {key!r} of {name!r}"
+    )
+
+
+def _as_text(name: str, key: str, value: Any) -> str:
+    # A nested value of an undeclared attribute is kept as its text.
+    text = str(value)
+    tagtypes.clean_text(text, field=f"attributes.{key}", what=f"Attribute {key!r} of {name!r}")
+    return text
 
 
 def all_definitions(project: Project) -> dict[str, dict[str, str]]:

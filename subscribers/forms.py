@@ -10,11 +10,10 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
-from controlpanel.models import COUNTRY_CHOICES, TIME_ZONE_CHOICES, Project
+from controlpanel.models import COUNTRY_CHOICES, TIME_ZONE_CHOICES
 
-from . import tags as tagtypes
 from .errors import InvalidInput
-from .models import ConsentState, TagDefinition, TagType
+from .models import ConsentState, TagType
 
 # InvalidInput.field (API names) -> form field names.
 SERVICE_FIELDS = {
@@ -115,30 +114,15 @@ class EraseForm(forms.Form):
         return typed
 
 
-class TagDefinitionForm(forms.ModelForm):
-    class Meta:
-        model = TagDefinition
-        fields = ["name", "type", "description"]
-        help_texts = {"name": "Letters, digits, spaces and _ . : / - (up to 64)."}
+class TagDefinitionForm(forms.Form):
+    """The tags page's "new tag" form; services.create_tag checks the name and the limits."""
 
-    def __init__(self, *args, project: Project, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.project = project
+    name = forms.CharField(max_length=64, help_text="Letters, digits, spaces and _ . : / - (up to 64).")
+    type = forms.ChoiceField(choices=TagType.choices)
+    description = forms.CharField(max_length=255, required=False)
 
-    def clean_name(self) -> str:
-        try:
-            name = tagtypes.validate_tag_name(self.cleaned_data["name"])
-        except InvalidInput as exc:
-            raise forms.ValidationError(exc.message) from None
-        if tagtypes.builtin(name) is not None:
-            raise forms.ValidationError(f"{name!r} is a built-in tag.")
-        if TagDefinition.objects.for_project(self.project).filter(name__iexact=name).exists():
-            raise forms.ValidationError(f"A tag named {name!r} exists already.")
-        return name
-
-    def save(self, commit: bool = True) -> TagDefinition:
-        self.instance.project = self.project
-        return super().save(commit=commit)
+    def add_service_error(self, exc: InvalidInput) -> None:
+        self.add_error(exc.field if exc.field in self.fields else "name", exc.message)
 
 
 class UUIDListField(forms.Field):
@@ -198,12 +182,13 @@ def tag_input(type_: str) -> dict[str, str]:
 def tag_text_from_input(type_: str, post: dict, tz: zoneinfo.ZoneInfo) -> str:
     """Turn what the inline editor posted into the text that tags.parse_text reads.
 
-    A checkbox sends nothing when unchecked, which means false, not "no value". A
-    datetime-local input has no offset: it is a wall-clock time in the project's zone.
+    A checkbox sends nothing when unchecked, which means false, not "no value"; typed text
+    ("no", "maybe": a list filter) is left to the parser, which refuses what is not yes or no.
+    A datetime-local input has no offset: it is a wall-clock time in the project's zone.
     """
     value = (post.get("value") or "").strip()
     if type_ == TagType.BOOLEAN:
-        return "true" if value else "false"
+        return value or "false"
     if type_ == TagType.DATETIME and value and "T" in value and not value.endswith("Z") and "+" not in value:
         try:
             naive = datetime.fromisoformat(value)

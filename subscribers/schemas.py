@@ -99,8 +99,15 @@ class SubscriberOut(Schema):
     updated_at: datetime
 
 
+UpsertStatus = Literal["created", "updated", "unchanged"]
+STATUS_HELP = (
+    "created: a new subscriber; updated: an existing one changed; unchanged: it already looked "
+    "exactly like this, nothing was written."
+)
+
+
 class UpsertOut(SubscriberOut):
-    status: Literal["created", "updated"]
+    status: UpsertStatus = Field(description=STATUS_HELP)
     changed: bool = Field(description="False when the subscriber already looked exactly like this.")
 
 
@@ -128,7 +135,7 @@ class ItemError(Schema):
 class SubscriberResult(Schema):
     index: int
     id: UUID | None = None
-    status: Literal["created", "updated"] | None = None
+    status: UpsertStatus | None = Field(None, description=STATUS_HELP)
     changed: bool | None = None
     error: ItemError | None = None
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import zoneinfo
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import datetime
 from typing import Any, Literal
 
 from django.core.exceptions import ValidationError
@@ -27,6 +26,7 @@ from .models import (
     Event,
     Subscriber,
     TagDefinition,
+    TagType,
     TagValue,
 )
 from .phones import normalize_phone
@@ -34,6 +34,8 @@ from .signals import EventRecorded, SubscriberErased, event_recorded, subscriber
 
 UpsertStatus = Literal["created", "updated", "unchanged"]
 PROFILE_FIELDS = ("name", "email", "language", "country", "time_zone")
+_PROFILE_API_FIELDS = {"time_zone": "timezone"}
+MAX_EXTERNAL_ID = 200
 
 
 @dataclass
@@ -54,7 +56,11 @@ def clean_profile(values: dict[str, Any]) -> dict[str, str]:
     for key in PROFILE_FIELDS:
         if key not in values or values[key] is None:
             continue
-        value = str(values[key]).strip()
+        value = tagtypes.clean_text(
+            str(values[key]).strip(),
+            field=_PROFILE_API_FIELDS.get(key, key),
+            what=key.capitalize().replace("_", " "),
+        )
         if key == "email" and value:
             try:
                 validate_email(value)
@@ -79,6 +85,16 @@ def clean_profile(values: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+def clean_external_id(value: Any) -> str | None:
+    """Your own system's id for a subscriber; blank means none."""
+    if value is None:
+        return None
+    external_id = tagtypes.clean_text(str(value).strip(), field="external_id", what="The external id")
+    if len(external_id) > MAX_EXTERNAL_ID:
+        raise InvalidInput(f"external_id is longer than {MAX_EXTERNAL_ID} characters.", field="external_id")
+    return external_id or None
+
+
 def clean_subscriber_data(project: Project, raw: dict[str, Any]) -> SubscriberData:
     """Validate an API-shaped dict (phone, external_id, name, ..., tags, whatsapp_opt_in)."""
     phone = raw.get("phone")
@@ -89,12 +105,10 @@ def clean_subscriber_data(project: Project, raw: dict[str, Any]) -> SubscriberDa
         )
     data = SubscriberData(
         phone=normalize_phone(str(phone), project.default_country) if phone else None,
-        external_id=str(external_id).strip() or None if external_id is not None else None,
+        external_id=clean_external_id(external_id),
         profile=clean_profile({**raw, "time_zone": raw.get("timezone", raw.get("time_zone"))}),
         tags=raw.get("tags") or {},
     )
-    if data.external_id and len(data.external_id) > 200:
-        raise InvalidInput("external_id is longer than 200 characters.", field="external_id")
     if not isinstance(data.tags, dict):
         raise InvalidInput("tags must be an object of tag name to value.", field="tags")
     opt_in = raw.get("whatsapp_opt_in")
@@ -105,7 +119,9 @@ def clean_subscriber_data(project: Project, raw: dict[str, Any]) -> SubscriberDa
                 "whatsapp_opt_in needs evidence: how and when the person agreed.",
                 field="whatsapp_opt_in.evidence",
             )
-        data.opt_in_evidence = str(evidence).strip()
+        data.opt_in_evidence = tagtypes.clean_text(
+            str(evidence).strip(), field="whatsapp_opt_in.evidence", what="The evidence"
+        )
     return data
 
 
@@ -197,18 +213,32 @@ def upsert_subscriber(
     return subscriber, status
 
 
+@transaction.atomic
 def set_tags(
     *, project: Project, subscriber: Subscriber, tags: dict[str, Any], from_text: bool = False
 ) -> bool:
     """Set (or with None / "" remove) tags of one subscriber. Returns whether anything changed.
 
-    Validates every tag before writing any, so a bad tag leaves the subscriber as it was. A date
-    and time without an offset is the project's local time, whoever calls (actors included).
+    All or nothing: a bad tag leaves the subscriber as it was and no new tag definition behind
+    (definitions are created in the same transaction). New definitions count against the
+    limits of tags.check_new_definitions. A date and time without an offset is the project's
+    local time, whoever calls (actors included).
     """
     tz = zoneinfo.ZoneInfo(project.time_zone)
+    named = [(tagtypes.validate_tag_name(str(raw_name)), raw_value) for raw_name, raw_value in tags.items()]
+    known = tagtypes.definitions(project, names=[name for name, _ in named])
+    tagtypes.check_new_definitions(
+        project,
+        {
+            name.lower()
+            for name, raw_value in named
+            if tagtypes.builtin(name) is None
+            and name.lower() not in known
+            and not _removes(raw_value, from_text=from_text)
+        },
+    )
     planned: list[tuple[TagDefinition | tagtypes.BuiltinTag, Any]] = []
-    for raw_name, raw_value in tags.items():
-        name = tagtypes.validate_tag_name(str(raw_name))
+    for name, raw_value in named:
         builtin = tagtypes.builtin(name)
         if builtin is not None:
             if not builtin.writable:
@@ -222,21 +252,25 @@ def set_tags(
                 )
             planned.append((builtin, value))
             continue
-        if raw_value is None or (from_text and str(raw_value).strip() == ""):
-            definition = TagDefinition.objects.for_project(project).filter(name__iexact=name).first()
+        if _removes(raw_value, from_text=from_text):
+            definition = known.get(name.lower())
             if definition is not None:
                 planned.append((definition, None))
             continue
-        definition = tagtypes.get_or_create_definition(project, name, raw_value, from_text=from_text)
+        definition = known.get(name.lower()) or tagtypes.get_or_create_definition(
+            project, name, raw_value, from_text=from_text, limits_checked=True
+        )
         value = (
             tagtypes.parse_text(definition.name, definition.type, str(raw_value), tz=tz)
             if from_text
             else tagtypes.coerce(definition.name, definition.type, raw_value, tz=tz)
         )
         planned.append((definition, value))
+    return _write_tags(project, subscriber, planned)
 
-    with transaction.atomic():
-        return _write_tags(project, subscriber, planned)
+
+def _removes(raw_value: Any, *, from_text: bool) -> bool:
+    return raw_value is None or (from_text and str(raw_value).strip() == "")
 
 
 def _write_tags(
@@ -256,8 +290,10 @@ def _write_tags(
     profile_changes = {}
     for target, value in planned:
         if isinstance(target, tagtypes.BuiltinTag):
-            cleaned = clean_profile({target.field: value or ""}) if target.field != "external_id" else {}
-            new = cleaned.get(target.field, (value or "").strip() or None)
+            if target.field == "external_id":
+                new = clean_external_id(value)
+            else:
+                new = clean_profile({target.field: value or ""})[target.field]
             if getattr(subscriber, target.field) != new:
                 if target.field == "external_id" and new:
                     taken = Subscriber.objects.for_project(project).filter(external_id=new)
@@ -270,13 +306,16 @@ def _write_tags(
                 profile_changes[target.field] = new
             continue
         existing = list(TagValue.objects.filter(subscriber=subscriber, tag=target))
-        wanted = tagtypes.value_columns(target.type, value) if value is not None else []
-        if _same_values(existing, wanted):
+        if tagtypes.same_values(existing, target.type, value):
             continue
         TagValue.objects.filter(subscriber=subscriber, tag=target).delete()
-        TagValue.objects.bulk_create(
-            [TagValue(project=project, subscriber=subscriber, tag=target, **cols) for cols in wanted]
-        )
+        if value is not None:
+            TagValue.objects.bulk_create(
+                [
+                    TagValue(project=project, subscriber=subscriber, tag=target, **cols)
+                    for cols in tagtypes.value_columns(target.type, value)
+                ]
+            )
         changed = True
     if profile_changes:
         for key, value in profile_changes.items():
@@ -284,6 +323,153 @@ def _write_tags(
         subscriber.save(update_fields=[*profile_changes, "updated_at"])
         changed = True
     return changed
+
+
+def _taken(other: Subscriber, what: str, field: str) -> InvalidInput:
+    exc = InvalidInput(f"{other} has this {what} already.", field=field, code="conflict")
+    exc.other = other  # type: ignore[attr-defined]  # the panel links to them
+    return exc
+
+
+@transaction.atomic
+def update_subscriber(
+    *,
+    project: Project,
+    subscriber: Subscriber,
+    changes: dict[str, Any],
+    actor: Actor,
+    source: ConsentSource = ConsentSource.API,
+) -> tuple[Subscriber, list[str]]:
+    """Edit one subscriber (API PATCH, the panel's edit form): only the keys present change.
+
+    Keys as in the API: phone, external_id, name, email, language, country, timezone, tags
+    (merged; None removes one) and whatsapp_opt_in ({"evidence": ...}). A phone cannot be
+    removed, a phone or external id of another subscriber is a conflict (the error carries
+    that subscriber as ``other``). All or nothing. Returns the subscriber as saved and the
+    names of what changed; audited when anything did.
+    """
+    subscriber = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
+    mine = Subscriber.objects.for_project(project).exclude(pk=subscriber.pk)
+    changed: list[str] = []
+    old_phone = subscriber.phone
+    if "phone" in changes:
+        if changes["phone"]:
+            phone = normalize_phone(str(changes["phone"]), project.default_country)
+            if phone != subscriber.phone:
+                other = mine.filter(phone=phone).first()
+                if other is not None:
+                    raise _taken(other, "phone number", "phone")
+                subscriber.phone = phone
+                changed.append("phone")
+        elif subscriber.phone:
+            raise InvalidInput(
+                "The phone number cannot be removed; erase the subscriber instead.", field="phone"
+            )
+    if "external_id" in changes:
+        external_id = clean_external_id(changes["external_id"])
+        if external_id != subscriber.external_id:
+            other = mine.filter(external_id=external_id).first() if external_id else None
+            if other is not None:
+                raise _taken(other, "external id", "external_id")
+            subscriber.external_id = external_id
+            changed.append("external_id")
+    profile_input = {
+        ("time_zone" if key == "timezone" else key): value or ""
+        for key, value in changes.items()
+        if key in ("name", "email", "language", "country", "timezone")
+    }
+    for key, value in clean_profile(profile_input).items():
+        if getattr(subscriber, key) != value:
+            setattr(subscriber, key, value)
+            changed.append(key)
+    opt_in = changes.get("whatsapp_opt_in")
+    if changed:
+        try:
+            with transaction.atomic():
+                subscriber.save(update_fields=[*changed, "updated_at"])
+        except IntegrityError:
+            raise InvalidInput(
+                "Another subscriber just took this phone or external id; retry.", code="conflict"
+            ) from None
+    if changes.get("tags") and set_tags(project=project, subscriber=subscriber, tags=changes["tags"]):
+        changed.append("tags")
+    if opt_in and subscriber.whatsapp_consent != ConsentState.OPTED_IN:
+        evidence = opt_in.get("evidence") if isinstance(opt_in, dict) else None
+        change_consent(
+            subscriber=subscriber,
+            channel=ConsentChannel.WHATSAPP,
+            state=ConsentState.OPTED_IN,
+            source=source,
+            evidence=tagtypes.clean_text(
+                str(evidence or ""), field="whatsapp_opt_in.evidence", what="The evidence"
+            ),
+            actor=actor,
+        )
+        changed.append("whatsapp_consent")
+    if "phone" in changed:
+        record_audit(
+            project=project,
+            actor=actor,
+            action="subscriber.phone_changed",
+            obj=subscriber,
+            changes={"phone": [old_phone, subscriber.phone]},
+        )
+    if changed:
+        record_audit(
+            project=project,
+            actor=actor,
+            action="subscriber.updated",
+            obj=subscriber,
+            changes={"fields": changed},
+        )
+    return subscriber, changed
+
+
+def clean_new_tag(*, project: Project, name: str, type: str, description: str = "") -> tuple[str, str]:
+    """The checked name and description of a tag to define; InvalidInput names the field."""
+    try:
+        name = tagtypes.validate_tag_name(name)
+    except InvalidInput as exc:
+        raise InvalidInput(exc.message, field="name", code=exc.code) from None
+    if type not in TagType.values:
+        raise InvalidInput(f"Unknown tag type {type!r}.", field="type")
+    description = tagtypes.clean_text(
+        str(description or "").strip(), field="description", what="The description"
+    )
+    if len(description) > 255:
+        raise InvalidInput("The description is longer than 255 characters.", field="description")
+    if tagtypes.builtin(name) is not None:
+        raise InvalidInput(f"{name!r} is a built-in tag.", field="name", code="conflict")
+    if TagDefinition.objects.for_project(project).filter(name__iexact=name).exists():
+        raise InvalidInput(f"A tag named {name!r} exists already.", field="name", code="conflict")
+    tagtypes.check_new_definitions(project, [name])
+    return name, description
+
+
+@transaction.atomic
+def create_tag(
+    *, project: Project, name: str, type: TagType | str, actor: Actor, description: str = ""
+) -> TagDefinition:
+    """Define a custom tag before any value uses it (the panel's tags page). Audited.
+
+    Raises InvalidInput for a bad or taken name (field "name"), an unknown type, or a project at
+    its limit of tags (tags.check_new_definitions).
+    """
+    name, description = clean_new_tag(project=project, name=name, type=type, description=description)
+    try:
+        with transaction.atomic():
+            definition = TagDefinition.objects.create(
+                project=project, name=name, type=type, description=description
+            )
+    except IntegrityError:  # the same name, just now
+        raise InvalidInput(f"A tag named {name!r} exists already.", field="name", code="conflict") from None
+    _audit_tag(project, actor, "tag.created", definition)
+    return definition
+
+
+def _audit_tag(project: Project, actor: Actor, action: str, definition: TagDefinition) -> None:
+    changes = {"name": definition.name, "type": definition.type}
+    record_audit(project=project, actor=actor, action=action, obj=definition, changes=changes)
 
 
 DELETE_TAG_WAIT_MS = 5000
@@ -315,41 +501,10 @@ def delete_tag(*, project: Project, definition: TagDefinition, actor: Actor) -> 
             ) from None
         if locked is None:
             return 0
-        record_audit(
-            project=project,
-            actor=actor,
-            action="tag.deleted",
-            obj=locked,
-            changes={"name": locked.name, "type": locked.type},
-        )
+        _audit_tag(project, actor, "tag.deleted", locked)
         removed = TagValue.objects.for_project(project).filter(tag=locked).delete()[0]
         locked.delete()
     return removed
-
-
-def _same_values(existing: list[TagValue], wanted: list[dict[str, Any]]) -> bool:
-    # Compare values, not spellings: the database gives Decimal("3.00000000") back for 3 (and
-    # keeps 8 decimal places), and datetimes in UTC for input that may carry another offset.
-    def canonical(v: Any) -> str:
-        if isinstance(v, Decimal):
-            return format(v.quantize(Decimal("1E-8")).normalize(), "f")
-        if isinstance(v, datetime):
-            return v.astimezone(UTC).isoformat()
-        return str(v)
-
-    def key(cols: dict[str, Any]) -> tuple:
-        return tuple(sorted((k, canonical(v)) for k, v in cols.items() if v is not None))
-
-    have = sorted(
-        key(
-            {
-                c: getattr(row, c)
-                for c in ("value_text", "value_number", "value_bool", "value_date", "value_datetime")
-            }
-        )
-        for row in existing
-    )
-    return have == sorted(key(cols) for cols in wanted)
 
 
 def tags_of(subscriber: Subscriber) -> dict[str, Any]:
@@ -384,6 +539,7 @@ def change_consent(
     """
     if state == ConsentState.OPTED_IN and not (evidence or "").strip():
         raise InvalidInput("Opting in needs evidence: how and when the person agreed.", field="evidence")
+    tagtypes.clean_text(evidence or "", field="evidence", what="The evidence")
     locked = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
     if channel == ConsentChannel.WHATSAPP:
         if locked.whatsapp_consent == state:
@@ -446,14 +602,9 @@ def _clean_event(project: Project, item: NewEvent) -> _CleanEvent:
     occurred_at = item.occurred_at or timezone.now()
     if timezone.is_naive(occurred_at):
         occurred_at = timezone.make_aware(occurred_at, zoneinfo.ZoneInfo(project.time_zone))
-    try:
-        occurred_at = occurred_at.astimezone(UTC)  # what the database stores
-    except OverflowError:
-        raise InvalidInput(
-            f"occurred_at {item.occurred_at.isoformat()} is out of range once converted to UTC.",
-            field="occurred_at",
-            code="out_of_range",
-        ) from None
+    tagtypes.check_datetime(occurred_at, field="occurred_at", what="occurred_at")
+    if item.dedup_key is not None:
+        tagtypes.clean_text(item.dedup_key, field="dedup_key", what="dedup_key")
     return _CleanEvent(name, attributes, occurred_at)
 
 

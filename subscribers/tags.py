@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, tzinfo
-from decimal import Decimal, InvalidOperation
+from datetime import UTC, date, datetime, tzinfo
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
+from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from controlpanel.models import Project
 
 from .errors import InvalidInput
-from .models import TagDefinition, TagType
+from .models import TagDefinition, TagType, TagValue
 
 
 @dataclass(frozen=True)
@@ -55,10 +57,88 @@ _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DATETIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 _INT_RE = re.compile(r"^[+-]?(0|[1-9]\d*)$")
 _DECIMAL_RE = re.compile(r"^[+-]?\d+\.\d+$")
-_TRUE = {"true", "yes", "1", "y", "on"}
-_FALSE = {"false", "no", "0", "n", "off"}
+# The one list of yes/no words, for the panel, the API, CSV cells and the admin.
+_TRUE = {"true", "yes", "ja", "1"}
+_FALSE = {"false", "no", "nein", "0"}
 MAX_TEXT = 255
 MAX_LIST = 100
+
+# Integer and decimal tags share TagValue.value_number, numeric(24, 8): 8 places are kept. A
+# larger value fails the insert on PostgreSQL; SQLite stores it as a float, and a float of 1e16
+# or more has 25 digits at scale 8, so every later read of the subscriber raised. Numbers stay
+# within +-(2**53 - 1): below the column's 10**16 on both databases even after SQLite's float
+# rounding, and exact as integers in SQLite and for JSON readers (JavaScript) of the API.
+_NUMBER_FIELD = TagValue._meta.get_field("value_number")
+NUMBER_PLACES: int = _NUMBER_FIELD.decimal_places
+NUMBER_QUANTUM = Decimal(1).scaleb(-NUMBER_PLACES)
+MAX_NUMBER = Decimal(2**53 - 1)
+_NUMBER_DIGITS = len(str(MAX_NUMBER))  # a longer run of digits is out of range without parsing it
+assert Decimal(10) ** (_NUMBER_FIELD.max_digits - NUMBER_PLACES) > MAX_NUMBER
+
+
+def clean_text(value: str, *, field: str, what: str) -> str:
+    """Refuse text no database column can store: a lone UTF-16 surrogate has no UTF-8 form, and
+    PostgreSQL text cannot hold NUL. Every parser of user text calls this before anything is saved."""
+    if "\x00" in value:
+        raise InvalidInput(f"{what} contains a NUL character.", field=field, code="invalid_text")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(
+            f"{what} contains a lone surrogate ({value!r}), which is not text.",
+            field=field,
+            code="invalid_text",
+        ) from None
+    return value
+
+
+def parse_bool(name: str, text: str, *, field: str | None = None) -> bool:
+    """true/false, yes/no, ja/nein, 1/0 in any case; anything else is an error naming the value."""
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise InvalidInput(
+        f"Tag {name!r} expects boolean, got {text!r}. Use true/false, yes/no, ja/nein or 1/0.",
+        field=field or f"tags.{name}",
+        code="wrong_tag_type",
+    )
+
+
+def check_number(
+    name: str, number: Decimal | int, *, field: str | None = None, what: str | None = None
+) -> Decimal:
+    """``number`` rounded as the value_number column stores it; out of its range: an error
+    about ``what`` (default: the tag ``name``)."""
+    try:
+        number = Decimal(number)
+        rounded = number.quantize(NUMBER_QUANTUM, rounding=ROUND_HALF_UP) if number.is_finite() else number
+    except InvalidOperation:  # more digits than the decimal context: far out of range
+        rounded = Decimal("Infinity")
+    if not rounded.is_finite() or abs(rounded) > MAX_NUMBER:
+        limit = f"{int(MAX_NUMBER):,}"
+        raise InvalidInput(
+            f"{what or f'Tag {name!r}'} is out of range: numbers must be between -{limit} and "
+            f"{limit} (decimals keep {NUMBER_PLACES} places).",
+            field=field or f"tags.{name}",
+            code="out_of_range",
+        )
+    return rounded
+
+
+def check_datetime(value: datetime, *, field: str, what: str) -> datetime:
+    """An aware ``value`` that the database can store: it keeps times in UTC, and a time near
+    the ends of the calendar (9999-12-31T23:59:59-14:00) has no UTC form."""
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(
+            f"{what} is out of range: {value.isoformat()} must lie between the years 1 and 9999 in UTC.",
+            field=field,
+            code="out_of_range",
+        ) from None
+    return value
 
 
 def builtin(name: str) -> BuiltinTag | None:
@@ -148,6 +228,7 @@ def coerce(name: str, type_: str, value: Any, *, tz: tzinfo | None = None) -> An
         case TagType.STRING:
             if not isinstance(value, str):
                 raise _wrong(name, type_, value)
+            clean_text(value, field=f"tags.{name}", what=f"Tag {name!r}")
             if len(value) > MAX_TEXT:
                 raise InvalidInput(
                     f"Tag {name!r} is longer than {MAX_TEXT} characters.", field=f"tags.{name}"
@@ -156,6 +237,7 @@ def coerce(name: str, type_: str, value: Any, *, tz: tzinfo | None = None) -> An
         case TagType.INTEGER:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise _wrong(name, type_, value)
+            check_number(name, value)
             return value
         case TagType.DECIMAL:
             if isinstance(value, bool) or not isinstance(value, int | float | Decimal | str):
@@ -164,9 +246,9 @@ def coerce(name: str, type_: str, value: Any, *, tz: tzinfo | None = None) -> An
                 number = Decimal(str(value))
             except InvalidOperation:
                 raise _wrong(name, type_, value) from None
-            if not number.is_finite() or abs(number) >= Decimal(10) ** 16:
+            if not number.is_finite():
                 raise _wrong(name, type_, value)
-            return number
+            return check_number(name, number)
         case TagType.BOOLEAN:
             if not isinstance(value, bool):
                 raise _wrong(name, type_, value)
@@ -180,7 +262,7 @@ def coerce(name: str, type_: str, value: Any, *, tz: tzinfo | None = None) -> An
             parsed = _parse_dt(value, tz) if isinstance(value, str) else None
             if parsed is None:
                 raise _wrong(name, type_, value)
-            return parsed
+            return check_datetime(parsed, field=f"tags.{name}", what=f"Tag {name!r}")
         case TagType.LIST:
             if not isinstance(value, list) or not all(
                 isinstance(v, str | int) and not isinstance(v, bool) for v in value
@@ -188,7 +270,10 @@ def coerce(name: str, type_: str, value: Any, *, tz: tzinfo | None = None) -> An
                 raise _wrong(name, type_, value)
             if len(value) > MAX_LIST or any(len(str(v)) > MAX_TEXT for v in value):
                 raise InvalidInput(f"Tag {name!r} has too many or too long items.", field=f"tags.{name}")
-            return list(dict.fromkeys(str(v) for v in value))
+            items = [str(v) for v in value]
+            for item in items:
+                clean_text(item, field=f"tags.{name}", what=f"Tag {name!r}")
+            return list(dict.fromkeys(items))
     raise InvalidInput(f"Tag {name!r} has an unknown type {type_!r}.", field=f"tags.{name}")
 
 
@@ -203,15 +288,13 @@ def parse_text(name: str, type_: str, text: str, *, tz: tzinfo | None = None) ->
         case TagType.INTEGER:
             if not _INT_RE.match(t):
                 raise _wrong(name, type_, t)
-            return int(t)
+            if len(t.lstrip("+-")) > _NUMBER_DIGITS:  # before int(), which refuses 4,300 digits
+                check_number(name, Decimal(t))
+            return coerce(name, type_, int(t))
         case TagType.DECIMAL:
             return coerce(name, type_, t.replace(",", ".") if t.count(",") == 1 and "." not in t else t)
         case TagType.BOOLEAN:
-            if t.lower() in _TRUE:
-                return True
-            if t.lower() in _FALSE:
-                return False
-            raise _wrong(name, type_, t)
+            return parse_bool(name, t)
         case TagType.LIST:
             if t.startswith("["):
                 try:
@@ -222,22 +305,67 @@ def parse_text(name: str, type_: str, text: str, *, tz: tzinfo | None = None) ->
     return coerce(name, type_, t, tz=tz)
 
 
-def value_columns(type_: str, value: Any) -> list[dict[str, Any]]:
-    """The TagValue column values for a coerced value (one dict per row)."""
+# The one definition of how a tag value is stored and when two values are the same; the panel,
+# the API (single and bulk) and the CSV import all compare through it.
+VALUE_COLUMNS = ("value_text", "value_number", "value_bool", "value_date", "value_datetime")
+
+
+def value_tuples(type_: str, value: Any) -> tuple[tuple, ...]:
+    """A coerced value as TagValue column tuples (VALUE_COLUMNS order), in a canonical order.
+
+    Numbers are rounded as the column stores them (numeric(24, 8) rounds half away from zero),
+    so a value compares equal to what the database gives back for it.
+    """
     match type_:
         case TagType.STRING:
-            return [{"value_text": value}]
+            return ((value, None, None, None, None),)
         case TagType.INTEGER | TagType.DECIMAL:
-            return [{"value_number": Decimal(value)}]
+            number = Decimal(value).quantize(NUMBER_QUANTUM, rounding=ROUND_HALF_UP)
+            return ((None, number, None, None, None),)
         case TagType.BOOLEAN:
-            return [{"value_bool": value}]
+            return ((None, None, value, None, None),)
         case TagType.DATE:
-            return [{"value_date": value}]
+            return ((None, None, None, value, None),)
         case TagType.DATETIME:
-            return [{"value_datetime": value}]
+            return ((None, None, None, None, value),)
         case TagType.LIST:
-            return [{"value_text": item} for item in value]
+            return tuple((item, None, None, None, None) for item in sorted(value))
     raise ValueError(type_)
+
+
+def stored_tuples(rows: Iterable[tuple]) -> tuple[tuple, ...]:
+    """Column tuples read from the database (VALUE_COLUMNS order) in value_tuples' order."""
+    rows = tuple(rows)
+    if len(rows) < 2:
+        return rows
+    return tuple(sorted(rows, key=lambda r: tuple("" if v is None else str(v) for v in r)))
+
+
+def row_tuple(row: TagValue) -> tuple:
+    return tuple(getattr(row, column) for column in VALUE_COLUMNS)
+
+
+def same_values(rows: Iterable[TagValue], type_: str, value: Any) -> bool:
+    """Whether the stored ``rows`` of one tag hold ``value`` (None: no value).
+
+    Values, not spellings: Decimal("3.00000000") equals 3, and aware datetimes compare as
+    instants whatever their offset.
+    """
+    wanted = value_tuples(type_, value) if value is not None else ()
+    return stored_tuples(row_tuple(r) for r in rows) == wanted
+
+
+def value_columns(type_: str, value: Any) -> list[dict[str, Any]]:
+    """The TagValue column values for a coerced value (one dict per row, set columns only).
+
+    List items keep their given order (rows are read back by id).
+    """
+    if type_ == TagType.LIST:
+        return [{"value_text": item} for item in value]
+    return [
+        {column: v for column, v in zip(VALUE_COLUMNS, row, strict=True) if v is not None}
+        for row in value_tuples(type_, value)
+    ]
 
 
 def display_value(type_: str, rows: list) -> Any:
@@ -263,19 +391,54 @@ def display_value(type_: str, rows: list) -> Any:
     return None
 
 
-def definitions(project: Project) -> dict[str, TagDefinition]:
-    """Custom tag definitions of a project by lower-cased name."""
-    return {d.name.lower(): d for d in TagDefinition.objects.for_project(project)}
+def definitions(project: Project, *, names: Iterable[str] | None = None) -> dict[str, TagDefinition]:
+    """Custom tag definitions of a project by lower-cased name (only those ``names`` if given)."""
+    qs = TagDefinition.objects.for_project(project)
+    if names is not None:
+        qs = qs.alias(lower_name=Lower("name")).filter(lower_name__in={n.lower() for n in names})
+    return {d.name.lower(): d for d in qs}
+
+
+def check_new_definitions(
+    project: Project, new_names: Collection[str], *, existing: int | None = None
+) -> None:
+    """Refuse creating ``new_names`` beyond the limits: TAGS_NEW_PER_REQUEST at once (one API
+    call or bulk item, one form, one CSV column mapping) and TAGS_PER_PROJECT in all. Every tag
+    is a column of the export and a row of the tags page, so thousands of them make both slow.
+    """
+    if not new_names:
+        return
+    per_request, per_project = settings.TAGS_NEW_PER_REQUEST, settings.TAGS_PER_PROJECT
+    if len(new_names) > per_request:
+        raise InvalidInput(
+            f"{len(new_names):,} new tags at once; at most {per_request:,} new tags may be created "
+            "in one request. Send the others in later requests, or use fewer tags.",
+            field="tags",
+            code="too_many_tags",
+        )
+    if existing is None:  # the caller's count of the project's definitions saves a query
+        existing = TagDefinition.objects.for_project(project).count()
+    if existing + len(new_names) > per_project:
+        raise InvalidInput(
+            f"This project has {existing:,} tags and may have at most {per_project:,}: the new "
+            f"tag(s) {', '.join(repr(n) for n in sorted(new_names)[:5])} cannot be created. "
+            "Delete tags no longer used on the Tags page.",
+            field="tags",
+            code="too_many_tags",
+        )
 
 
 def get_or_create_definition(
-    project: Project, name: str, first_value: Any, *, from_text: bool = False
+    project: Project, name: str, first_value: Any, *, from_text: bool = False, limits_checked: bool = False
 ) -> TagDefinition:
-    """The definition of ``name``, created with the type of ``first_value`` if new."""
+    """The definition of ``name``, created with the type of ``first_value`` if new, within the
+    project's limits (check_new_definitions) unless the caller has ``limits_checked``."""
     name = validate_tag_name(name)
     existing = TagDefinition.objects.for_project(project).filter(name__iexact=name).first()
     if existing is not None:
         return existing
+    if not limits_checked:
+        check_new_definitions(project, [name])
     type_ = infer_type_from_text(first_value) if from_text else infer_type(first_value)
     definition, _ = TagDefinition.objects.get_or_create(project=project, name=name, defaults={"type": type_})
     return definition

@@ -37,7 +37,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST
 
 from controlpanel.models import Project, Role
-from controlpanel.services import Actor, record_audit
+from controlpanel.services import Actor
 from controlpanel.tenancy import project_view
 
 from . import attribute_indexes, bulk
@@ -73,13 +73,14 @@ from .models import (
 from .phones import normalize_phone
 from .services import (
     change_consent,
-    clean_profile,
     clean_subscriber_data,
+    create_tag,
     delete_tag,
     erase_subscriber,
     export_subscriber,
     find_subscriber,
     set_tags,
+    update_subscriber,
     upsert_subscriber,
 )
 from .timeline import entries as timeline_entries
@@ -766,10 +767,13 @@ def subscriber_tag_add(request: HttpRequest, subscriber_id: uuid.UUID) -> HttpRe
         builtin = tagtypes.builtin(name)
         definition = TagDefinition.objects.for_project(request.project).filter(name__iexact=name).first()
         type_ = builtin.type if builtin else definition.type if definition else None
+        # Typed text ("no", "ja", "maybe"), not a checkbox: a yes/no tag is parsed, not "set".
         text = (
-            tag_text_from_input(type_, {"value": value}, timezone.get_current_timezone()) if type_ else value
+            tag_text_from_input(type_, {"value": value}, timezone.get_current_timezone())
+            if type_ and type_ != TagType.BOOLEAN
+            else value
         )
-        if not text.strip() and type_ != TagType.BOOLEAN:
+        if not text.strip():
             form.add_error("value", "Give the tag a value.")
         elif builtin is not None and not builtin.writable:
             form.add_error("name", f"Tag {builtin.name!r} is maintained by the platform.")
@@ -907,77 +911,21 @@ def subscriber_edit(request: HttpRequest, subscriber_id: uuid.UUID) -> HttpRespo
     existing = None
     if request.method == "POST" and form.is_valid():
         try:
-            with transaction.atomic():
-                _update_subscriber(request, subscriber, form)
+            saved, _ = update_subscriber(
+                project=project,
+                subscriber=subscriber,
+                changes=form.raw(),
+                actor=_actor(request),
+                source=ConsentSource.PANEL,
+            )
         except InvalidInput as exc:
             form.add_service_error(exc)
             existing = getattr(exc, "other", None)
         else:
-            messages.success(request, f"{subscriber} was saved.")
+            messages.success(request, f"{saved} was saved.")
             return redirect("subscribers:detail", project.slug, subscriber.public_id)
     context = {"tab": "subscribers", "form": form, "existing": existing, "subscriber": subscriber}
     return render(request, "subscribers/subscriber_form.html", context)
-
-
-def _update_subscriber(request: HttpRequest, subscriber: Subscriber, form: SubscriberForm) -> None:
-    """Apply the edit form through upsert_subscriber, which finds people by phone or external id.
-
-    Changing the phone number itself is an identity change that upsert cannot express (it would
-    create a new subscriber), so it is written here first, after the same conflict check, and audited.
-    """
-    project, actor = request.project, _actor(request)
-    raw = form.raw()
-    if raw["phone"] is None and subscriber.phone is None:
-        _update_without_phone(subscriber, raw, actor)
-        return
-    data = clean_subscriber_data(project, raw)
-    other = find_subscriber(project, phone=data.phone, external_id=data.external_id)
-    if other is not None and other.pk != subscriber.pk:
-        same_phone = data.phone and other.phone == data.phone
-        exc = InvalidInput(
-            f"{other} has this {'phone number' if same_phone else 'external id'} already.",
-            field="phone" if same_phone else "external_id",
-            code="conflict",
-        )
-        exc.other = other  # type: ignore[attr-defined]
-        raise exc
-    if data.phone and data.phone != subscriber.phone:
-        old = subscriber.phone
-        subscriber.phone = data.phone
-        subscriber.save(update_fields=["phone", "updated_at"])
-        record_audit(
-            project=project,
-            actor=actor,
-            action="subscriber.phone_changed",
-            obj=subscriber,
-            changes={"phone": [old, data.phone]},
-        )
-    if data.external_id is None and subscriber.external_id:
-        set_tags(project=project, subscriber=subscriber, tags={"External id": None})
-    upsert_subscriber(project=project, data=data, actor=actor, source=ConsentSource.PANEL)
-
-
-def _update_without_phone(subscriber: Subscriber, raw: dict[str, Any], actor: Actor) -> None:
-    """A subscriber known only by BSUID: upsert cannot find them, so the built-in tags carry the edit."""
-    project = subscriber.project
-    profile = clean_profile({**raw, "time_zone": raw["timezone"]})
-    external_id = raw["external_id"]
-    if external_id:
-        other = find_subscriber(project, phone=None, external_id=external_id)
-        if other is not None and other.pk != subscriber.pk:
-            raise InvalidInput(f"{other} has this external id already.", field="external_id", code="conflict")
-    tags: dict[str, Any] = {BUILTIN_BY_FIELD[k].name: v for k, v in profile.items()}
-    tags["External id"] = external_id
-    set_tags(project=project, subscriber=subscriber, tags=tags)
-    if raw.get("whatsapp_opt_in"):
-        change_consent(
-            subscriber=subscriber,
-            channel=ConsentChannel.WHATSAPP,
-            state=ConsentState.OPTED_IN,
-            source=ConsentSource.PANEL,
-            evidence=raw["whatsapp_opt_in"]["evidence"],
-            actor=actor,
-        )
 
 
 # --- events ----------------------------------------------------------------------------------------
@@ -1163,19 +1111,15 @@ def event_attribute_index(request: HttpRequest, name: str) -> HttpResponse:
 @in_project_time_zone
 def tag_list(request: HttpRequest) -> HttpResponse:
     project = request.project
-    form = TagDefinitionForm(request.POST or None, project=project)
+    form = TagDefinitionForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            definition = form.save()
-            record_audit(
-                project=project,
-                actor=_actor(request),
-                action="tag.created",
-                obj=definition,
-                changes={"name": definition.name, "type": definition.type},
-            )
-        messages.success(request, f"Tag “{definition.name}” ({definition.get_type_display()}) created.")
-        return redirect("subscribers:tags", project.slug)
+        try:
+            definition = create_tag(project=project, actor=_actor(request), **form.cleaned_data)
+        except InvalidInput as exc:
+            form.add_service_error(exc)
+        else:
+            messages.success(request, f"Tag “{definition.name}” ({definition.get_type_display()}) created.")
+            return redirect("subscribers:tags", project.slug)
     subscribers = Subscriber.objects.for_project(project)
     builtin_usage = subscribers.aggregate(
         **{

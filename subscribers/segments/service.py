@@ -13,6 +13,7 @@ from controlpanel.services import Actor, record_audit
 
 from ..errors import InvalidInput
 from ..models import Segment
+from ..tags import clean_text
 from . import tree as t
 from .compiler import count
 from .text import rule_to_text
@@ -54,7 +55,7 @@ def refresh_count(*, segment: Segment) -> Segment:
 
 
 def _clean_name(project: Project, name: Any, segment: Segment | None) -> str:
-    name = str(name or "").strip()
+    name = clean_text(str(name or "").strip(), field="name", what="The segment name")
     if not name:
         raise InvalidInput("A segment needs a name.", field="name", code="invalid")
     if len(name) > MAX_NAME:

@@ -122,7 +122,7 @@ def test_same_body_twice_is_200_unchanged_and_duplicates_nothing(api, project):
     second = api.post("/subscribers", body)
     assert first.status_code == 201
     assert second.status_code == 200
-    assert second.json()["status"] == "updated"
+    assert second.json()["status"] == "unchanged"
     assert second.json()["changed"] is False
     assert second.json()["id"] == first.json()["id"]
     assert Subscriber.objects.for_project(project).count() == 1
@@ -416,7 +416,7 @@ def test_bulk_ends_where_one_post_per_item_ends(client, project, other_project):
     assert state_of(project) == state_of(other_project)
     # The sequence covers creates, real updates, no-ops, conflicts and type errors.
     kinds = {row[1:3] for row in expected}
-    assert {("created", True), ("updated", True), ("updated", False)} <= kinds
+    assert {("created", True), ("updated", True), ("unchanged", False)} <= kinds
     assert {("error", "conflict"), ("error", "wrong_tag_type"), ("error", "not_found")} <= kinds
 
 
@@ -451,7 +451,7 @@ def test_bulk_of_1000_takes_a_few_statements_per_batch_not_per_item(
 
     with django_assert_max_num_queries(10):
         again = api.post("/subscribers/bulk", {"subscribers": items})
-    assert {(r["status"], r["changed"]) for r in again.json()["results"]} == {("updated", False)}
+    assert {(r["status"], r["changed"]) for r in again.json()["results"]} == {("unchanged", False)}
 
     changed = [{**item, "name": "Renamed", "tags": {"score": -1}} for item in items]
     with django_assert_max_num_queries(30):

@@ -158,12 +158,13 @@ def test_set_tags_refuses_a_tag_deleted_after_it_was_looked_up(monkeypatch):
     project = ProjectFactory()
     subscriber = SubscriberFactory(project=project)
     set_tags(project=project, subscriber=subscriber, tags={"city": "Berlin"})
-    delete_after(monkeypatch, tagtypes, "get_or_create_definition", "city", project)
+    delete_after(monkeypatch, tagtypes, "definitions", "city", project)
     with pytest.raises(InvalidInput, match="deleted meanwhile") as caught:
         set_tags(project=project, subscriber=subscriber, tags={"city": "Hamburg"})
     assert caught.value.code == "conflict"
     assert orphans() == 0
-    assert "city" not in tags_of(subscriber)
+    # On one connection the deletion ran inside set_tags' transaction and rolled back with it.
+    assert tags_of(subscriber)["city"] == "Berlin"
 
 
 @pytest.mark.django_db
