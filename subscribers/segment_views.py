@@ -55,7 +55,7 @@ def _read_rule(data) -> dict[str, Any]:
         raw = data.get("rule") or ""
         try:
             tree = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
             raise RuleInputError("The builder sent a rule that is not valid JSON; reload the page.") from None
         return tree
     text = data.get("text") or ""
@@ -264,7 +264,7 @@ def segment_sample(request: HttpRequest) -> HttpResponse:
     try:
         checked = segments.validate_rule(request.project, json.loads(request.GET.get("rule", "")))
         count = int(request.GET.get("count", ""))
-    except (ValueError, InvalidInput, IncompleteRule):
+    except (ValueError, RecursionError, InvalidInput):  # the URL is anyone's to edit
         return HttpResponse("", status=400)
     sample = list(
         segments.audience(request.project, checked)

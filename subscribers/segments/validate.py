@@ -372,7 +372,10 @@ class Checker:
                 parsed = _date(value)
                 if parsed is None:
                     raise self.fail(
-                        f"{what[0].upper()}{what[1:]} is a date: use YYYY-MM-DD, not {value!r}.", path
+                        f"{what[0].upper()}{what[1:]} is a date: use YYYY-MM-DD "
+                        f"(years {MIN_YEAR}-{MAX_YEAR}), "
+                        f"not {value!r}.",
+                        path,
                     )
                 return parsed.isoformat()
             case TagType.DATETIME:
@@ -427,13 +430,18 @@ def _number(value: Any) -> int | float | None:
     return None
 
 
+# A day at either end of the calendar has no day after (or before) it in Python, nor in UTC.
+MIN_YEAR, MAX_YEAR = 2, 9998
+
+
 def _date(value: Any) -> date | None:
     if not isinstance(value, str) or len(value.strip()) != 10:
         return None
     try:
-        return parse_date(value.strip())
+        parsed = parse_date(value.strip())
     except ValueError:
         return None
+    return parsed if parsed is not None and MIN_YEAR <= parsed.year <= MAX_YEAR else None
 
 
 def _datetime(value: Any) -> datetime | None:
@@ -445,7 +453,7 @@ def _datetime(value: Any) -> datetime | None:
         return None
     # Without an offset it stays without one: the compiler reads it in the project's time zone,
     # as it reads dates, so a saved rule follows the project's zone like the panel does.
-    return parsed
+    return parsed if parsed is not None and MIN_YEAR <= parsed.year <= MAX_YEAR else None
 
 
 def _sort_key(type_: str, value: Any, tz: tzinfo) -> Any:

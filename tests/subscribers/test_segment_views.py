@@ -358,3 +358,29 @@ def test_an_empty_text_box_or_builder_asks_for_a_condition(owner_client, project
     assert "Add a condition" in preview(owner_client, project, source="text", text="  ")
     body = preview(owner_client, project, source="builder", rule=json.dumps(builder_tree()))
     assert 'data-rule-text=""' in body  # the text box empties with the builder
+
+
+@pytest.mark.parametrize("text", ["¹", 'T("city", eq, ' + "1" * 5000 + ")"])
+def test_preview_of_input_that_once_crashed_shows_the_error(client, project, viewer, text):
+    client.force_login(viewer)  # the preview is a GET a viewer can open from a shared URL
+    body = preview(client, project, source="text", text=text)
+    assert 'data-testid="preview-error"' in body
+    assert "at position" in body
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"rule": "[" * 100_000, "count": "1"},
+        {"rule": json.dumps({"type": "all"}), "count": "1" * 5000},
+        {"rule": json.dumps({"type": "tag", "tag": "city", "op": "eq", "value": "\x00"}), "count": "1"},
+    ],
+    ids=["deep-json", "huge-count", "nul-value"],
+)
+def test_the_sample_url_refuses_what_it_cannot_read(owner_client, project, people, params):
+    assert owner_client.get(url("segment_sample", project), params).status_code == 400
+
+
+def test_builder_json_nested_too_deep_is_an_error_not_a_crash(owner_client, project):
+    body = preview(owner_client, project, source="builder", rule="[" * 100_000)
+    assert "not valid JSON" in body
