@@ -27,7 +27,7 @@ from . import events as eventdefs
 from . import segments
 from . import tags as tagtypes
 from .errors import InvalidInput
-from .models import Segment, TagDefinition
+from .models import ConsentState, Segment, TagDefinition
 from .segments import tree as t
 from .segments.validate import IncompleteRule
 
@@ -266,13 +266,19 @@ def segment_sample(request: HttpRequest) -> HttpResponse:
         count = int(request.GET.get("count", ""))
     except (ValueError, RecursionError, InvalidInput):  # the URL is anyone's to edit
         return HttpResponse("", status=400)
-    sample = list(
-        segments.audience(request.project, checked)
-        .order_by("-created_at", "-id")
-        .only("public_id", "name", "phone", "bsuid", "whatsapp_consent", "created_at")[:SAMPLE_SIZE]
-    )
-    context = {"sample": sample, "count": count}
+    sample = segments.newest(request.project, checked, limit=SAMPLE_SIZE)
+    for subscriber in sample:
+        subscriber.unreachable = _why_unreachable(subscriber)
+    reachable = segments.reachable_count(request.project, checked)
+    context = {"sample": sample, "count": count, "reachable": reachable}
     return render(request, "subscribers/segment_builder.html#segment-sample", context)
+
+
+def _why_unreachable(subscriber) -> str:
+    """Why a WhatsApp campaign would skip this subscriber ("" when it would not)."""
+    if subscriber.whatsapp_consent != ConsentState.OPTED_IN:
+        return "not opted in" if subscriber.whatsapp_consent == ConsentState.UNKNOWN else "opted out"
+    return "" if subscriber.phone else "no phone number"
 
 
 @project_view(section="segments")
