@@ -13,7 +13,7 @@ Why not ``id > position``: ids are taken when a row is inserted, not when its tr
 commits, so on PostgreSQL an event with a smaller id can become visible after a larger one was
 read, and a plain id cursor would skip it for ever. Each event therefore carries the id of the
 transaction that wrote it (``feed_txid``, a column with the default ``pg_current_xact_id()``,
-added by migration 0008 and unknown to the ORM), and the feed only hands out events of
+added by migration 0010 and unknown to the ORM), and the feed only hands out events of
 transactions older than the oldest one still running in this database (``HORIZON``): those are
 all committed or rolled back, and transaction ids only grow, so nothing can appear behind the
 position any more. The order is

@@ -16,6 +16,7 @@ from controlpanel.models import Project, TenantQuerySet
 
 from .facets import facets_of
 from .ids import uuid7
+from .textfold import fold_tag_text
 
 
 class ConsentState(models.TextChoices):
@@ -125,11 +126,20 @@ class TagDefinition(models.Model):
         return f"{self.name} ({self.type})"
 
 
+class TagValueQuerySet(TenantQuerySet):
+    def bulk_create(self, objs, *args, **kwargs):
+        objs = list(objs)
+        for value in objs:
+            value.value_folded = fold_tag_text(value.value_text)
+        return super().bulk_create(objs, *args, **kwargs)
+
+
 class TagValue(models.Model):
     """One value of one tag of one subscriber; a list tag has a row per element.
 
     Exactly one ``value_*`` column is set, the one of the tag's type, so that each
-    type compares natively and gets its own small partial index.
+    type compares natively and gets its own small partial index. Texts also have
+    ``value_folded``, which segments compare and index (see textfold.py).
     """
 
     # No database-level FK and no index on project: the subscriber's FK already implies it,
@@ -148,20 +158,26 @@ class TagValue(models.Model):
         TagDefinition, on_delete=models.CASCADE, related_name="values", db_constraint=False
     )
     value_text = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001 - string, list element
+    # textfold.fold(value_text), derived by save() and bulk_create() (a COPY writes it itself):
+    # what text conditions compare unless they match case, and what the text index is keyed on.
+    # Text, not 255 characters: folding may lengthen a value ("ß" -> "ss").
+    value_folded = models.TextField(null=True, blank=True, editable=False)  # noqa: DJ001
     value_number = models.DecimalField(max_digits=24, decimal_places=8, null=True, blank=True)
     value_bool = models.BooleanField(null=True, blank=True)
     value_date = models.DateField(null=True, blank=True)
     value_datetime = models.DateTimeField(null=True, blank=True)
 
-    objects = TenantQuerySet.as_manager()
+    objects = TagValueQuerySet.as_manager()
 
     class Meta:
         indexes = [
             models.Index(fields=["subscriber", "tag"], name="tagvalue_subscriber"),
+            # Keyed folded: a case-sensitive condition narrows by its folded value, then checks
+            # value_text on those rows (one index per type keeps imports as fast as before).
             models.Index(
-                fields=["tag", "value_text", "subscriber"],
-                condition=Q(value_text__isnull=False),
-                name="tagvalue_text",
+                fields=["tag", "value_folded", "subscriber"],
+                condition=Q(value_folded__isnull=False),
+                name="tagvalue_folded",
             ),
             models.Index(
                 fields=["tag", "value_number", "subscriber"],
@@ -187,6 +203,13 @@ class TagValue(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tag_id}={self.value_text or self.value_number or self.value_bool or self.value_date}"
+
+    def save(self, *args, **kwargs) -> None:
+        self.value_folded = fold_tag_text(self.value_text)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "value_text" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "value_folded"}
+        super().save(*args, **kwargs)
 
 
 class EventDefinition(models.Model):

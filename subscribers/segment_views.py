@@ -27,7 +27,7 @@ from . import events as eventdefs
 from . import segments
 from . import tags as tagtypes
 from .errors import InvalidInput
-from .models import Segment, TagDefinition
+from .models import ConsentState, Segment, TagDefinition
 from .segments import tree as t
 from .segments.validate import IncompleteRule
 
@@ -55,7 +55,7 @@ def _read_rule(data) -> dict[str, Any]:
         raw = data.get("rule") or ""
         try:
             tree = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
             raise RuleInputError("The builder sent a rule that is not valid JSON; reload the page.") from None
         return tree
     text = data.get("text") or ""
@@ -264,15 +264,21 @@ def segment_sample(request: HttpRequest) -> HttpResponse:
     try:
         checked = segments.validate_rule(request.project, json.loads(request.GET.get("rule", "")))
         count = int(request.GET.get("count", ""))
-    except (ValueError, InvalidInput, IncompleteRule):
+    except (ValueError, RecursionError, InvalidInput):  # the URL is anyone's to edit
         return HttpResponse("", status=400)
-    sample = list(
-        segments.audience(request.project, checked)
-        .order_by("-created_at", "-id")
-        .only("public_id", "name", "phone", "bsuid", "whatsapp_consent", "created_at")[:SAMPLE_SIZE]
-    )
-    context = {"sample": sample, "count": count}
+    sample = segments.newest(request.project, checked, limit=SAMPLE_SIZE)
+    for subscriber in sample:
+        subscriber.unreachable = _why_unreachable(subscriber)
+    reachable = segments.reachable_count(request.project, checked)
+    context = {"sample": sample, "count": count, "reachable": reachable}
     return render(request, "subscribers/segment_builder.html#segment-sample", context)
+
+
+def _why_unreachable(subscriber) -> str:
+    """Why a WhatsApp campaign would skip this subscriber ("" when it would not)."""
+    if subscriber.whatsapp_consent != ConsentState.OPTED_IN:
+        return "not opted in" if subscriber.whatsapp_consent == ConsentState.UNKNOWN else "opted out"
+    return "" if subscriber.phone else "no phone number"
 
 
 @project_view(section="segments")

@@ -22,6 +22,7 @@ from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
 
+import phonenumbers
 from django.contrib import messages
 from django.core import signing
 from django.core.serializers.json import DjangoJSONEncoder
@@ -83,6 +84,7 @@ from .services import (
     update_subscriber,
     upsert_subscriber,
 )
+from .textfold import SearchKey, search_key
 from .timeline import entries as timeline_entries
 
 PAGE_SIZE = 50
@@ -90,7 +92,6 @@ TIMELINE_SIZE = 20
 EVENTS_PAGE_SIZE = 50
 # Counting stops here: "1,000+" is as useful as an exact number and costs a bounded scan.
 COUNT_LIMIT = 1000
-# Bulk actions run in the request through the per-subscriber services; more than this is refused.
 STOP_POLLING = 286  # htmx stops polling on this status
 STAT_WINDOWS = (30, 90)
 
@@ -311,7 +312,10 @@ def _search(project: Project, qs: QuerySet, q: str) -> QuerySet:
         except InvalidInput:
             phone = None
         if phone is not None:
-            return qs.filter(Q(phone=phone) | Q(external_id=q))
+            # "0555023" is a valid short number too: when nobody has it, it is a fragment.
+            found = qs.filter(Q(phone=phone) | Q(external_id=q))
+            if found.exists():
+                return found
     exact = Q(external_id=q)
     if "@" in q:
         exact |= Q(email__iexact=q)
@@ -320,10 +324,26 @@ def _search(project: Project, qs: QuerySet, q: str) -> QuerySet:
     found = qs.filter(exact)
     if found.exists():
         return found
-    fuzzy = Q(name__icontains=q)
+    # Names compare by their search key (textfold.search_key: "mueller", "muller" and "Müller"
+    # are one key), which the trigram index subscriber_name_key_trgm is built on.
+    fuzzy = Q(name_key__contains=search_key(q))
     if phoneish:
         fuzzy |= Q(phone__contains=digits)
-    return qs.filter(fuzzy)
+        national = _national_prefix(digits, project.default_country)
+        if national:
+            fuzzy |= Q(phone__startswith=national)
+    return qs.alias(name_key=SearchKey("name")).filter(fuzzy)
+
+
+def _national_prefix(digits: str, country: str) -> str | None:
+    """The E.164 start of a number typed in part with its trunk or international prefix:
+    "0555023" in Germany is "+49555023", "0049151" is "+49151"."""
+    if digits.startswith("00") and len(digits) > 3:
+        return "+" + digits[2:]
+    code = phonenumbers.country_code_for_region((country or "").upper())
+    if digits.startswith("0") and code:
+        return f"+{code}{digits[1:]}"
+    return None
 
 
 def _tag_conditions(project: Project, name: str, value: str) -> list:

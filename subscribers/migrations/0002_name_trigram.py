@@ -8,6 +8,8 @@ has no such index and is left alone.
 
 from django.db import migrations
 
+from subscribers.migrations._postgresql import postgresql_only
+
 CREATE = [
     "CREATE EXTENSION IF NOT EXISTS pg_trgm",
     "CREATE INDEX IF NOT EXISTS subscriber_name_trgm ON subscribers_subscriber "
@@ -16,17 +18,7 @@ CREATE = [
 DROP = ["DROP INDEX IF EXISTS subscriber_name_trgm"]
 
 
-def run(statements):
-    def apply(apps, schema_editor):
-        if schema_editor.connection.vendor != "postgresql":
-            return
-        for sql in statements:
-            schema_editor.execute(sql)
-
-    return apply
-
-
 class Migration(migrations.Migration):
     dependencies = [("subscribers", "0001_initial")]
 
-    operations = [migrations.RunPython(run(CREATE), run(DROP))]
+    operations = [migrations.RunPython(postgresql_only(CREATE), postgresql_only(DROP))]

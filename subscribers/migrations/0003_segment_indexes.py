@@ -17,6 +17,8 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
+from subscribers.migrations._postgresql import postgresql_only
+
 CREATE = [
     "CREATE STATISTICS IF NOT EXISTS tagvalue_tag_text (dependencies, mcv) "
     "ON tag_id, value_text FROM subscribers_tagvalue",
@@ -26,16 +28,6 @@ CREATE = [
     "USING gin ((phone::text) gin_trgm_ops)",
 ]
 DROP = ["DROP STATISTICS IF EXISTS tagvalue_tag_text", "DROP INDEX IF EXISTS subscriber_phone_trgm"]
-
-
-def run(statements):
-    def apply(apps, schema_editor):
-        if schema_editor.connection.vendor != "postgresql":
-            return
-        for sql in statements:
-            schema_editor.execute(sql)
-
-    return apply
 
 
 def backfill_facets(apps, schema_editor):
@@ -188,5 +180,5 @@ class Migration(migrations.Migration):
                 fields=("project", "event_name", "attribute"), name="attributeindex_unique"
             ),
         ),
-        migrations.RunPython(run(CREATE), run(DROP)),
+        migrations.RunPython(postgresql_only(CREATE), postgresql_only(DROP)),
     ]

@@ -25,6 +25,12 @@ The shapes are chosen for PostgreSQL at a million subscribers and ten million ev
   enforced when events are recorded, so a numeric attribute only ever holds numbers. The
   expression is the one that the per-attribute partial indexes (``attribute_indexes.py``) are
   built on.
+- Texts compare folded (textfold.py) unless the condition matches case: tag rows by
+  ``value_folded`` (the text index is keyed on it), event attributes by their folded
+  ``facets``, both written folded, so the indexes serve as before; a case-sensitive condition
+  narrows by the folded value and then checks the original (``value_text``, ``attributes``).
+  Subscriber columns have no folded copy and compare ``wcp_fold(column)`` (textfold.Fold),
+  except the canonical ones (phone, country), which compare as they are.
 - A segment-membership condition inlines the included segment's rule (validated for cycles).
 """
 
@@ -38,9 +44,10 @@ from operator import and_, or_
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.db.models import Count, Func, Q, QuerySet, Transform
+from django.db.models import Count, Expression, F, Func, Q, QuerySet, Transform, Value
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
-from django.db.models.functions import Substr
+from django.db.models.functions import StrIndex, Substr
+from django.db.models.lookups import Exact, GreaterThan, In, StartsWith
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
@@ -48,6 +55,7 @@ from controlpanel.models import Project
 
 from ..facets import FACET_TEXT
 from ..models import ConsentState, Event, Subscriber, TagType, TagValue
+from ..textfold import Fold, fold
 from . import tree as t
 from .validate import Checker, Resolver, TagInfo
 
@@ -95,6 +103,37 @@ def count(project: Project, tree: Any, *, now: datetime | None = None) -> int:
     return compiler.count(part)
 
 
+def newest(project: Project, tree: Any, *, limit: int, now: datetime | None = None) -> list[Subscriber]:
+    """The ``limit`` newest subscribers matching ``tree``, newest first.
+
+    When the rule is a set of ids (tags, events and their set algebra), the largest ids are
+    taken from the set before any subscriber row is read: ids grow with ``created_at`` (both are
+    given at creation), so they are the newest, and PostgreSQL no longer fetches (or, when it
+    overestimates the set, scans) every matching subscriber to sort them (docs/benchmarks.md:
+    238 -> 39 ms for "Asian food in Berlin" with its attribute index). Other rules walk the
+    newest subscribers (``subscriber_project_created``) until ``limit`` match.
+    """
+    compiler, part = _compile(project, tree, now)
+    rows = Subscriber.objects.for_project(project)
+    if part.q is not None or part.negated:
+        return list(rows.filter(compiler.as_q(part)).order_by("-created_at", "-id")[:limit])
+    ids = part.ids
+    column = ids.query.values_select[0]
+    if not ids.query.combinator:
+        ids = ids.distinct()  # event rows repeat their subscriber
+    top = [row[column] for row in ids.order_by(f"-{column}")[:limit]]
+    return sorted(rows.filter(pk__in=top), key=lambda s: s.pk, reverse=True)
+
+
+def reachable_count(project: Project, tree: Any, *, now: datetime | None = None) -> int:
+    """How many of the subscribers matching ``tree`` a WhatsApp campaign could reach now."""
+    return audience(project, tree, now=now).filter(REACHABLE_ON_WHATSAPP).count()
+
+
+# Opted in, with a number to send to (a subscriber known by a BSUID only has none).
+REACHABLE_ON_WHATSAPP = Q(whatsapp_consent=ConsentState.OPTED_IN, phone__isnull=False)
+
+
 def _compile(project: Project, tree: Any, now: datetime | None) -> tuple[Compiler, Part]:
     resolver = Resolver(project)
     checked = Checker(resolver).rule(tree)
@@ -124,7 +163,8 @@ class Compiler:
                 return self.tag(node)
             case t.FIELD:
                 column, type_, _ = t.FIELDS[node["field"]]
-                return Part(q=self.column(column, type_, node["op"], node.get("value")))
+                case = node.get(t.MATCH_CASE, False)
+                return Part(q=self.column(column, type_, node["op"], node.get("value"), case=case))
             case t.EVENT:
                 return self.event(node)
             case t.SEGMENT:
@@ -196,7 +236,7 @@ class Compiler:
         if info.column is not None:
             if info.column == "whatsapp_consent":
                 return Part(q=self.consent_as_boolean(op, value))
-            return Part(q=self.column(info.column, info.type, op, value))
+            return Part(q=self.column(info.column, info.type, op, value, case=node.get(t.MATCH_CASE, False)))
         rows = TagValue.objects.filter(tag_id=info.definition_id).order_by()
         col = VALUE_COLUMN[info.type]
 
@@ -208,16 +248,20 @@ class Compiler:
             return has()
         if op == "none":
             return ~has()
+        case = node.get(t.MATCH_CASE, False)
         if info.type == TagType.LIST:
             # One row per item: "does not contain" means the tag is set and no item matches.
-            if op in ("eq", "contains"):
-                return has(Q(**{col: value}))
-            if op == "in":
-                return has(Q(**{f"{col}__in": value}))
-            if op == "noteq":
-                return self.all_of([has(), ~has(Q(**{col: value}))])
-            if op == "notin":
-                return self.all_of([has(), ~has(Q(**{f"{col}__in": value}))])
+            positive = "in" if op in ("in", "notin") else "eq"
+            item = text_match("value_text", "value_folded", positive, value, case=case)
+            if op in ("eq", "contains", "in"):
+                return has(item)
+            return self.all_of([has(), ~has(item)])
+        if info.type == TagType.STRING:
+            # Every row of a text tag has a value: "not" is simply the row that does not match.
+            if op in ("noteq", "notin"):
+                positive = "eq" if op == "noteq" else "in"
+                return has(~text_match("value_text", "value_folded", positive, value, case=case))
+            return has(text_match("value_text", "value_folded", op, value, case=case))
         # Single-valued types: the row exists and its value compares (or, for noteq/notin, does not).
         if op in ("noteq", "notin"):
             positive = self.compare(col, info.type, "eq" if op == "noteq" else "in", value)
@@ -239,7 +283,7 @@ class Compiler:
 
     # ---- subscriber columns ----------------------------------------------------------------------
 
-    def column(self, column: str, type_: str, op: str, value: Any) -> Q:
+    def column(self, column: str, type_: str, op: str, value: Any, *, case: bool = False) -> Q:
         """A condition on a Subscriber column; an empty or NULL column is "not set"."""
         if type_ == t.CONSENT:
             positive = self.compare(column, TagType.STRING, "eq" if op in ("eq", "noteq") else "in", value)
@@ -251,9 +295,14 @@ class Compiler:
             return present
         if op == "none":
             return ~present
-        if op in ("noteq", "notin"):
-            return present & ~self.compare(column, type_, "eq" if op == "noteq" else "in", value)
-        return present & self.compare(column, type_, op, value)
+        positive = {"noteq": "eq", "notin": "in"}.get(op, op)
+        if type_ == TagType.STRING and column not in CANONICAL_COLUMNS:
+            match = text_match(column, Fold(F(column)), positive, value, case=case)
+        else:
+            # Phone numbers and country codes are stored canonical (and their conditions are
+            # validated so): compared as they are, they keep their indexes.
+            match = self.compare(column, type_, positive, value)
+        return present & ~match if positive != op else present & match
 
     # ---- comparisons shared by tag rows, columns and event attributes ---------------------------
 
@@ -284,6 +333,8 @@ class Compiler:
                 return Q(**{f"{lhs}__in": value})
             case "contains":
                 return Q(**{f"{lhs}__icontains": value})
+            case "startswith":
+                return Q(**{f"{lhs}__startswith": value})
         raise ValueError(op)
 
     def date_value(self, op: str, value: Any) -> Any:
@@ -386,16 +437,19 @@ class Compiler:
         name, op, value = cond["attribute"], cond["op"], cond.get("value")
         # Facets (the attributes with long texts shortened to ``true``) are in the event index;
         # only "contains" and a comparison with a long text need the full attributes.
-        values = value if isinstance(value, list) else [value]
-        long_text = any(isinstance(v, str) and len(v) > FACET_TEXT for v in values)
-        column = "attributes" if op == "contains" or (type_ == TagType.STRING and long_text) else "facets"
         # Key transforms as expressions, not "attributes__<name>" paths: an attribute may be
         # called "in" or "gt" without turning into a lookup.
-        present = Q(**{f"{column}__has_key": name})
+        present = Q(facets__has_key=name)
         if op == "any":
             return events.filter(present)
         if op == "none":
             return events.exclude(present)
+        if type_ == TagType.STRING:
+            positive = {"noteq": "eq", "notin": "in"}.get(op, op)
+            case = cond.get(t.MATCH_CASE, False)
+            events, match = text_attribute(events, alias, name, positive, value, case=case)
+            return events.filter(present).exclude(match) if positive != op else events.filter(match)
+        column = "facets"
         if type_ == TagType.DATETIME:
             # Stored as ISO text with the sender's offset; compare the calendar date it names.
             events = events.alias(**{alias: attribute_value(name, type_, column)})
@@ -403,8 +457,6 @@ class Compiler:
             value = [v[:10] for v in value] if isinstance(value, list) else value
             if not isinstance(value, list) and op != "within":
                 value = value[:10]
-        elif op == "contains":
-            events = events.alias(**{alias: KeyTextTransform(name, column)})
         else:
             events = events.alias(**{alias: attribute_value(name, type_, column)})
         # ISO dates are JSON strings that sort like the dates they name.
@@ -433,8 +485,6 @@ class Compiler:
                 return Q(**{f"{alias}__gte": value[0], f"{alias}__lte": value[1]})
             case "in":
                 return Q(**{f"{alias}__in": value})
-            case "contains":
-                return Q(**{f"{alias}__icontains": value})
         raise ValueError(op)
 
     # ---- reachability ----------------------------------------------------------------------------
@@ -461,6 +511,79 @@ def attribute_value(name: str, type_: str, column: str = "facets") -> Func | Tra
     if type_ == TagType.DATETIME:
         return Substr(KeyTextTransform(name, column), 1, 10)
     return KeyTransform(name, column)
+
+
+# Stored canonical (E.164, ISO 3166 upper case): compared as they are.
+CANONICAL_COLUMNS = frozenset({"phone", "country"})
+
+
+def text_match(original: str | Expression, folded: str | Expression, op: str, value: Any, *, case: bool) -> Q:
+    """``original <op> value`` for eq, in, contains and startswith, without case and accents
+    (on ``folded``, the folded copy of ``original``) unless ``case``. A column or alias is named
+    by a string (so that JSON keys get their JSON lookups), an expression is itself.
+
+    A case-sensitive condition also compares ``folded`` (but for contains, which no index
+    serves): the folded value is what the index is keyed on, and whatever equals the value
+    exactly equals it folded too.
+    """
+    values = value if isinstance(value, list) else [value]
+    folds = list(dict.fromkeys(fold(v) for v in values))
+    match op:
+        case "eq":
+            q = _lookup(folded, "exact", folds[0])
+            return q & _lookup(original, "exact", value) if case else q
+        case "in":
+            q = _lookup(folded, "in", folds)
+            return q & _lookup(original, "in", values) if case else q
+        case "contains":
+            # strpos / instr, not LIKE: SQLite's LIKE ignores the case of ASCII letters.
+            lhs, needle = (original, value) if case else (folded, folds[0])
+            return Q(GreaterThan(StrIndex(_expression(lhs), Value(needle)), 0))
+        case "startswith":
+            q = _lookup(folded, "startswith", folds[0])
+            if case:
+                q &= Q(Exact(Substr(_expression(original), 1, len(value)), value))
+            return q
+    raise ValueError(op)
+
+
+def _expression(ref: str | Expression) -> Expression:
+    return F(ref) if isinstance(ref, str) else ref
+
+
+def _lookup(lhs: str | Expression, lookup: str, rhs: Any) -> Q:
+    if isinstance(lhs, str):
+        return Q(**{f"{lhs}__{lookup}": rhs})
+    return Q({"exact": Exact, "in": In, "startswith": StartsWith}[lookup](lhs, rhs))
+
+
+def text_attribute(events: QuerySet, alias: str, name: str, op: str, value: Any, *, case: bool):
+    """``events`` with the alias a text attribute condition (positive operator) needs, and the
+    condition: folded facets from the event index; the original ``attributes`` only to match
+    case or for texts too long for the facets (``true`` there; the database folds those:
+    ``wcp_fold``)."""
+    # JSON equality through the alias (facets -> 'cuisine' = '"asian"'): the attribute indexes'
+    # expression. Texts as expressions: their generic lookups compare text on both databases.
+    facet = f"{alias}_facet"
+    events = events.alias(**{facet: KeyTransform(name, "facets")})
+    facet_text, original = KeyTextTransform(name, "facets"), KeyTextTransform(name, "attributes")
+    long_facet = Q(**{facet: True})
+    values = value if isinstance(value, list) else [value]
+    long_values = [v for v in values if len(v) > FACET_TEXT]
+    if op in ("eq", "in"):
+        short = [v for v in values if len(v) <= FACET_TEXT]
+        q = NOTHING
+        if short:
+            one = len(short) == 1
+            q = text_match(original, facet, "eq" if one else "in", short[0] if one else short, case=case)
+        for v in long_values:
+            q |= long_facet & text_match(original, Fold(original), "eq", v, case=case)
+        return events, q
+    # contains / startswith: a short text from the facets, a long one from the attributes.
+    if case:
+        return events, text_match(original, facet_text, op, value, case=True)
+    from_facets = ~long_facet & text_match(facet_text, facet_text, op, value, case=False)
+    return events, from_facets | (long_facet & text_match(original, Fold(original), op, value, case=False))
 
 
 def _intersection(queries: list[QuerySet]) -> QuerySet:

@@ -9,6 +9,7 @@ Grammar (whitespace is free between tokens)::
     condition := T("<tag>", op[, value])
                | F("<field>", op[, value])
                | E("<event>", count-op, N[, window]("," "<attribute>" op [value])*)
+    op        := eq | noteq | ... | startswith, and for texts eq_cs, in_cs, ...: match case
                | S("<segment name>")
                | R(whatsapp | window | email | push)
     window    := <N>d | <N>h | since "<date>" | between "<date>" and "<date>"
@@ -49,6 +50,9 @@ class Token:
     text: str
 
 
+# ASCII digits only: str.isdigit() also accepts "¹" or "٣", which int() refuses or reads silently.
+_DIGITS = frozenset("0123456789")
+MAX_NUMBER_LENGTH = 40
 _PUNCT = {"(": "(", ")": ")", "[": "[", "]": "]", ",": ",", "*": "*", "+": "+", "\\": "\\", "!": "!"}
 _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "/": "/"}
 
@@ -80,6 +84,9 @@ def tokenize(text: str) -> list[Token]:
                 if c == '"':
                     i += 1
                     break
+                if c == "\x00" or "\ud800" <= c <= "\udfff":
+                    # Neither can be stored or compared as text (PostgreSQL refuses NUL, UTF-8 surrogates).
+                    raise RuleSyntaxError(f"a text cannot contain the character U+{ord(c):04X}", i)
                 if c == "\\":
                     if i + 1 >= n or text[i + 1] not in _ESCAPES:
                         raise RuleSyntaxError('unknown escape in string (use \\" or \\\\)', i)
@@ -90,18 +97,22 @@ def tokenize(text: str) -> list[Token]:
                 i += 1
             tokens.append(Token("string", "".join(out), start, text[start:i]))
             continue
-        if ch.isdigit() or (ch == "-" and i + 1 < n and text[i + 1].isdigit()):
+        if ch in _DIGITS or (ch == "-" and i + 1 < n and text[i + 1] in _DIGITS):
             start = i
             i += 1
-            while i < n and text[i].isdigit():
+            while i < n and text[i] in _DIGITS:
                 i += 1
             is_float = False
-            if i < n and text[i] == "." and i + 1 < n and text[i + 1].isdigit():
+            if i < n and text[i] == "." and i + 1 < n and text[i + 1] in _DIGITS:
                 is_float = True
                 i += 1
-                while i < n and text[i].isdigit():
+                while i < n and text[i] in _DIGITS:
                     i += 1
             raw = text[start:i]
+            if len(raw) > MAX_NUMBER_LENGTH:
+                # int() refuses more than 4,300 digits and float() turns 400 into inf: refuse
+                # here, with the position, what no tag or count could hold anyway.
+                raise RuleSyntaxError(f"a number may have at most {MAX_NUMBER_LENGTH} characters", start)
             # 30d / 12h: a whole number glued to its unit.
             if not is_float and i < n and text[i] in "dh" and not (i + 1 < n and _is_word(text[i + 1])):
                 if raw.startswith("-"):
@@ -238,6 +249,16 @@ class _Parser:
         self.advance()
         return op
 
+    def condition_op(self) -> tuple[str, dict[str, Any]]:
+        """An operator of a tag, field or attribute condition: ``eq``, or ``eq_cs`` (match case)."""
+        tok = self.tok
+        word = tok.value.lower() if tok.kind == "ident" else ""
+        base = word.removesuffix(t.CASE_SUFFIX)
+        if word != base and base in t.TEXT_OPS:
+            self.advance()
+            return base, {t.MATCH_CASE: True}
+        return self.operator(t.ALL_OPS), {}
+
     def op_value(self, op: str) -> dict[str, Any]:
         """The value after ``op`` (preceded by a comma for T/F), shaped by the operator."""
         start = self.tok
@@ -276,8 +297,8 @@ class _Parser:
     def tag(self) -> dict[str, Any]:
         name = self.string('the tag name in quotes, like "city"')
         self.expect(",", "','")
-        op = self.operator(t.ALL_OPS)
-        return {"type": t.TAG, "tag": name, "op": op, **self.tail_value(op)}
+        op, case = self.condition_op()
+        return {"type": t.TAG, "tag": name, "op": op, **case, **self.tail_value(op)}
 
     def field(self) -> dict[str, Any]:
         tok = self.tok
@@ -285,8 +306,8 @@ class _Parser:
         if name not in t.FIELDS:
             raise RuleSyntaxError(f"unknown field {name!r} (use one of {', '.join(t.FIELDS)})", tok.pos)
         self.expect(",", "','")
-        op = self.operator(t.ALL_OPS)
-        return {"type": t.FIELD, "field": name, "op": op, **self.tail_value(op)}
+        op, case = self.condition_op()
+        return {"type": t.FIELD, "field": name, "op": op, **case, **self.tail_value(op)}
 
     def tail_value(self, op: str) -> dict[str, Any]:
         if op in t.NO_VALUE_OPS:
@@ -314,8 +335,8 @@ class _Parser:
         while self.tok.kind == ",":
             self.advance()
             attribute = self.string('an attribute condition like "cuisine" eq "asian"')
-            attr_op = self.operator(t.ALL_OPS)
-            cond: dict[str, Any] = {"attribute": attribute, "op": attr_op}
+            attr_op, case = self.condition_op()
+            cond: dict[str, Any] = {"attribute": attribute, "op": attr_op, **case}
             if attr_op not in t.NO_VALUE_OPS:
                 cond.update(self.op_value(attr_op))
             node["where"].append(cond)
@@ -420,9 +441,9 @@ def _unwrap(node: dict[str, Any]) -> dict[str, Any]:
 def _condition(node: dict[str, Any]) -> str:
     kind = node.get("type")
     if kind == t.TAG:
-        return f"T({_string(node['tag'])}, {node['op']}{_tail(node)})"
+        return f"T({_string(node['tag'])}, {_op(node)}{_tail(node)})"
     if kind == t.FIELD:
-        return f"F({_string(node['field'])}, {node['op']}{_tail(node)})"
+        return f"F({_string(node['field'])}, {_op(node)}{_tail(node)})"
     if kind == t.EVENT:
         parts = [_string(node["event"]), node["op"], str(node["count"])]
         window = node.get("window")
@@ -430,7 +451,7 @@ def _condition(node: dict[str, Any]) -> str:
             parts.append(_window(window))
         for cond in node.get("where") or []:
             value = "" if cond["op"] in t.NO_VALUE_OPS else " " + _value(cond.get("value"))
-            parts.append(f"{_string(cond['attribute'])} {cond['op']}{value}")
+            parts.append(f"{_string(cond['attribute'])} {_op(cond)}{value}")
         return f"E({', '.join(parts)})"
     if kind == t.SEGMENT:
         return f"S({_string(node.get('name') or node.get('segment') or '')})"
@@ -441,6 +462,10 @@ def _condition(node: dict[str, Any]) -> str:
     if kind == t.NONE:
         return "NONE"
     raise ValueError(f"unknown rule node type {kind!r}")
+
+
+def _op(node: dict[str, Any]) -> str:
+    return node["op"] + (t.CASE_SUFFIX if node.get(t.MATCH_CASE) else "")
 
 
 def _tail(node: dict[str, Any]) -> str:

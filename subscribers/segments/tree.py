@@ -14,6 +14,10 @@ A rule is a JSON object stored in ``Segment.rule``. Node kinds:
 - ``{"type": "all"}`` and ``{"type": "none"}``: "match everyone" and "match nobody" are explicit,
   an empty group is refused rather than guessed.
 
+Text conditions (``eq noteq in notin contains startswith`` on text tags, list tags, text fields
+and text attributes) ignore case and accents; ``"match_case": true`` on the condition (on the
+node, or on the attribute condition) compares exactly.
+
 Semantics follow PostHog cohorts: a subscriber without the tag (or the event attribute) never
 matches a condition on it, whatever the operator, except ``none`` ("is not set"). "Not" is only
 ever explicit: a negated group, or ``noteq``/``notin`` which still require a value.
@@ -53,6 +57,7 @@ OP_LABELS: dict[str, str] = {
     "in": "is one of",
     "notin": "is none of",
     "contains": "contains",
+    "startswith": "starts with",
     "any": "is set",
     "none": "is not set",
     "before": "before",
@@ -65,11 +70,16 @@ RANGE_OPS = frozenset({"between"})
 LIST_OPS = frozenset({"in", "notin"})
 DAYS_OPS = frozenset({"within"})
 ALL_OPS = tuple(OP_LABELS)
+# Texts compare without case and accents ("Asian" = "asian", "Müller" = "muller"; textfold.py)
+# unless the condition says ``"match_case": true``, written ``eq_cs`` (``in_cs``, ...) in text.
+TEXT_OPS = frozenset({"eq", "noteq", "in", "notin", "contains", "startswith"})
+MATCH_CASE = "match_case"
+CASE_SUFFIX = "_cs"
 
 _NUMBER_OPS = ("eq", "noteq", "gt", "gte", "lt", "lte", "between", "in", "notin", "any", "none")
 _DATE_OPS = ("eq", "noteq", "before", "after", "within", "gt", "gte", "lt", "lte", "between", "any", "none")
 OPS_BY_TYPE: dict[str, tuple[str, ...]] = {
-    TagType.STRING: ("eq", "noteq", "in", "notin", "contains", "any", "none"),
+    TagType.STRING: ("eq", "noteq", "in", "notin", "contains", "startswith", "any", "none"),
     TagType.INTEGER: _NUMBER_OPS,
     TagType.DECIMAL: _NUMBER_OPS,
     TagType.BOOLEAN: ("eq", "noteq", "any", "none"),

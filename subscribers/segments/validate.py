@@ -179,7 +179,7 @@ class Checker:
         _, type_, _ = t.FIELDS[name]
         op, value = self.op_value(node, type_, f"field {name!r}", path)
         if name == "country" and "value" in value:
-            value = {"value": _upper(value["value"])}
+            value = {**value, "value": _upper(value["value"])}
         return {"type": t.FIELD, "field": name, "op": op, **value}
 
     def event(self, node: dict[str, Any], path: str) -> dict[str, Any]:
@@ -295,6 +295,15 @@ class Checker:
                 f"use one of: {', '.join(allowed)}.",
                 path,
             )
+        case = node.get(t.MATCH_CASE, False)
+        if not isinstance(case, bool):
+            raise self.fail(f"“match case” on {what} must be true or false.", path)
+        if case and (type_ not in (TagType.STRING, TagType.LIST) or op not in t.TEXT_OPS):
+            raise self.fail(f"“match case” applies to text conditions only, not to {what} {op}.", path)
+        op, value = self._op_value(node, op, type_, what, path)
+        return op, {**value, t.MATCH_CASE: True} if case else value
+
+    def _op_value(self, node, op: str, type_: str, what: str, path: str) -> tuple[str, dict[str, Any]]:
         if op in t.NO_VALUE_OPS:
             return op, {}
         if "value" not in node or node["value"] is None or node["value"] == "" or node["value"] == []:
@@ -325,10 +334,10 @@ class Checker:
             return op, {"value": list(dict.fromkeys(values))}
         if isinstance(raw, list):
             raise self.fail(f"“{op}” on {what} needs a single value, not a list.", path)
-        if op == "contains" and type_ == TagType.STRING:
+        if op in ("contains", "startswith") and type_ == TagType.STRING:
             if not isinstance(raw, str | int) or isinstance(raw, bool):
-                raise self.fail(f"“contains” on {what} needs text.", path)
-            return op, {"value": str(raw)}
+                raise self.fail(f"“{op}” on {what} needs text.", path)
+            return op, {"value": self.scalar(str(raw), type_, what, path)}
         return op, {"value": self.scalar(raw, type_, what, path)}
 
     def scalar(self, value: Any, type_: str, what: str, path: str) -> Any:
@@ -344,6 +353,9 @@ class Checker:
                     raise self.fail(
                         f"A value for {what} is longer than {tagtypes.MAX_TEXT} characters.", path
                     )
+                if any(c == "\x00" or "\ud800" <= c <= "\udfff" for c in text):
+                    # The database cannot hold or compare either: a clear refusal, not a 500.
+                    raise self.fail(f"A value for {what} contains a character that text cannot hold.", path)
                 return text
             case TagType.INTEGER | TagType.DECIMAL:
                 number = _number(value)
@@ -360,7 +372,10 @@ class Checker:
                 parsed = _date(value)
                 if parsed is None:
                     raise self.fail(
-                        f"{what[0].upper()}{what[1:]} is a date: use YYYY-MM-DD, not {value!r}.", path
+                        f"{what[0].upper()}{what[1:]} is a date: use YYYY-MM-DD "
+                        f"(years {MIN_YEAR}-{MAX_YEAR}), "
+                        f"not {value!r}.",
+                        path,
                     )
                 return parsed.isoformat()
             case TagType.DATETIME:
@@ -415,13 +430,18 @@ def _number(value: Any) -> int | float | None:
     return None
 
 
+# A day at either end of the calendar has no day after (or before) it in Python, nor in UTC.
+MIN_YEAR, MAX_YEAR = 2, 9998
+
+
 def _date(value: Any) -> date | None:
     if not isinstance(value, str) or len(value.strip()) != 10:
         return None
     try:
-        return parse_date(value.strip())
+        parsed = parse_date(value.strip())
     except ValueError:
         return None
+    return parsed if parsed is not None and MIN_YEAR <= parsed.year <= MAX_YEAR else None
 
 
 def _datetime(value: Any) -> datetime | None:
@@ -433,7 +453,7 @@ def _datetime(value: Any) -> datetime | None:
         return None
     # Without an offset it stays without one: the compiler reads it in the project's time zone,
     # as it reads dates, so a saved rule follows the project's zone like the panel does.
-    return parsed
+    return parsed if parsed is not None and MIN_YEAR <= parsed.year <= MAX_YEAR else None
 
 
 def _sort_key(type_: str, value: Any, tz: tzinfo) -> Any:

@@ -397,3 +397,26 @@ def test_import_and_export_buttons_when_those_pages_exist(marketer_client, proje
     client.force_login(viewer)  # both pages need the marketer role: no dead buttons for viewers
     html = client.get(list_url(project)).content.decode()
     assert "Import CSV" not in html and "Export CSV" not in html
+
+
+def test_search_finds_names_without_case_accents_or_german_transliteration(marketer_client, project):
+    muller = add(project, "+4915112340001", name="Jürgen Müller")
+    mueller = add(project, "+4915112340002", name="Petra Mueller")
+    weiss = add(project, "+4915112340003", name="Zoë Weiß")
+    both = {str(muller.public_id), str(mueller.public_id)}
+    for q in ("mueller", "muller", "MÜLLER", "Müll", "jurgen"):
+        found = set(rows(marketer_client.get(list_url(project, q=q))))
+        assert found == (both if q != "jurgen" else {str(muller.public_id)}), q
+    for q in ("weiss", "zoe", "WEIß"):
+        assert rows(marketer_client.get(list_url(project, q=q))) == [str(weiss.public_id)], q
+    assert rows(marketer_client.get(list_url(project, q="100%"))) == []  # LIKE wildcards are text
+
+
+def test_search_finds_a_partial_national_number(marketer_client, project):
+    landline = add(project, "+495550231234", name="Landline")
+    add(project, "+4915112340002", name="Mobile")
+    # "0555023" is itself a valid number; nobody has it, so it is read as the start of one.
+    assert rows(marketer_client.get(list_url(project, q="0555023"))) == [str(landline.public_id)]
+    assert rows(marketer_client.get(list_url(project, q="0555 02"))) == [str(landline.public_id)]
+    assert rows(marketer_client.get(list_url(project, q="0049555023"))) == [str(landline.public_id)]
+    assert rows(marketer_client.get(list_url(project, q="05550231234"))) == [str(landline.public_id)]

@@ -194,3 +194,16 @@ def test_count_of_a_segment_whose_tag_was_deleted_says_why(api, project, audienc
     assert response.status_code == 422
     assert response.json()["code"] == "invalid_rule"
     assert "Unknown tag 'city'" in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("rule", "position"),
+    [("¹", 0), ('T("city", eq, ' + "9" * 5000 + ")", 14), ('T("city", eq, "\\u0000")', 15)],
+    ids=["unicode-digit", "5000-digits", "nul"],
+)
+def test_rules_that_once_crashed_are_a_422_with_their_position(api, rule, position):
+    # The JSON body carries a real NUL for the third (json.dumps writes it as \u0000).
+    response = api.post("/count", {"rule": rule.replace("\\u0000", "\x00")})
+    assert response.status_code == 422
+    assert response.json()["code"] == "rule_syntax_error"
+    assert response.json()["position"] == position

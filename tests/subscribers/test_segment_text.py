@@ -257,3 +257,53 @@ def test_absurd_nesting_is_a_syntax_error_not_a_crash():
     with pytest.raises(RuleSyntaxError):
         parse_rule("!" * 3000 + 'T("city", eq, "Berlin")')
     assert parse_rule("(" * 10 + 'T("city", eq, "Berlin")' + ")" * 10)
+
+
+# ---- input that once crashed the parser (a 500 in the API and the builder's preview URL) ------------
+
+HOSTILE = [
+    ("¹", 0, "unknown condition '¹'"),
+    ('T("age", eq, ¹)', 13, "expected a value"),
+    ('T("age", eq, ٣)', 13, "expected a value"),  # other scripts' digits are not numbers here
+    ('T("age", eq, 1²)', 14, "unexpected '²' after the number"),
+    ('T("age", eq, ' + "9" * 5000 + ")", 13, "a number may have at most 40 characters"),
+    ('T("age", eq, -' + "9" * 400 + ".5)", 13, "a number may have at most 40 characters"),
+    ('E("Order", gte, ' + "1" * 4301 + ")", 16, "a number may have at most 40 characters"),
+    ('E("Order", gte, 1, ' + "1" * 4301 + "d)", 19, "a number may have at most 40 characters"),
+    ('T("city", eq, "a\x00b")', 16, "a text cannot contain the character U+0000"),
+    ('T("city", eq, "\ud800")', 15, "a text cannot contain the character U+D800"),
+]
+
+
+@pytest.mark.parametrize(("text", "position", "message"), HOSTILE, ids=[h[0][:30] for h in HOSTILE])
+def test_hostile_input_is_a_syntax_error_with_its_position(text, position, message):
+    with pytest.raises(RuleSyntaxError) as exc:
+        parse_rule(text)
+    assert exc.value.position == position
+    assert message in exc.value.message
+
+
+def test_random_input_is_a_rule_or_a_syntax_error_never_a_crash():
+    """A little fuzzing: rule fragments, odd characters and random code points, 20,000 times."""
+    rng = random.Random(8)
+    pieces = ['T(', 'E(', 'F("name"', 'S(', 'R(', '"city"', '"a\\"b"', ",", " eq ", " eq_cs ", " in ",
+              "[", "]", "(", ")", "*", "+", "\\", "!", "1", "-", ".", "5", "d", "30d", " since ", "true",
+              "ALL", '"', "¹", "٣", "\u00a0", "\x00", "\ud800", "9" * 50, "é", "ß", "İ", "\n", "1e5", "_",
+              "NONE"]  # fmt: skip
+    for _ in range(20_000):
+        if rng.random() < 0.1:
+            text = "".join(chr(rng.randint(0, 0x10FFFF)) for _ in range(rng.randint(1, 12)))
+        else:
+            text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 20)))
+        try:
+            tree = parse_rule(text)
+        except RuleSyntaxError:
+            continue
+        assert parse_rule(rule_to_text(tree)) == tree, text
+
+
+@pytest.mark.parametrize("depth", [51, 10_000])
+def test_deep_nesting_is_refused_before_python_recursion_is(depth):
+    for text in ("(" * depth + "ALL" + ")" * depth, "!" * depth + "ALL"):
+        with pytest.raises(RuleSyntaxError, match="nested more than 50 levels"):
+            parse_rule(text)

@@ -358,3 +358,76 @@ def test_an_empty_text_box_or_builder_asks_for_a_condition(owner_client, project
     assert "Add a condition" in preview(owner_client, project, source="text", text="  ")
     body = preview(owner_client, project, source="builder", rule=json.dumps(builder_tree()))
     assert 'data-rule-text=""' in body  # the text box empties with the builder
+
+
+@pytest.mark.parametrize("text", ["¹", 'T("city", eq, ' + "1" * 5000 + ")"])
+def test_preview_of_input_that_once_crashed_shows_the_error(client, project, viewer, text):
+    client.force_login(viewer)  # the preview is a GET a viewer can open from a shared URL
+    body = preview(client, project, source="text", text=text)
+    assert 'data-testid="preview-error"' in body
+    assert "at position" in body
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"rule": "[" * 100_000, "count": "1"},
+        {"rule": json.dumps({"type": "all"}), "count": "1" * 5000},
+        {"rule": json.dumps({"type": "tag", "tag": "city", "op": "eq", "value": "\x00"}), "count": "1"},
+    ],
+    ids=["deep-json", "huge-count", "nul-value"],
+)
+def test_the_sample_url_refuses_what_it_cannot_read(owner_client, project, people, params):
+    assert owner_client.get(url("segment_sample", project), params).status_code == 400
+
+
+def test_builder_json_nested_too_deep_is_an_error_not_a_crash(owner_client, project):
+    body = preview(owner_client, project, source="builder", rule="[" * 100_000)
+    assert "not valid JSON" in body
+
+
+def test_the_sample_says_how_many_are_reachable_and_marks_who_is_not(owner_client, project, people):
+    people[0].whatsapp_consent = ConsentState.UNKNOWN
+    people[0].save()
+    people[1].whatsapp_consent = ConsentState.OPTED_OUT
+    people[1].save()
+    no_number = SubscriberFactory(
+        project=project, name="Person without number", phone=None, bsuid="US.1349120865",
+        whatsapp_consent=ConsentState.OPTED_IN,
+    )  # fmt: skip
+    set_tags(project=project, subscriber=no_number, tags={"city": "Berlin"})
+    body = sample(owner_client, preview(owner_client, project, source="text", text='T("city", eq, "Berlin")'))
+    assert 'data-reachable="1"' in body  # of four Berliners, only Person 2 can get a WhatsApp message
+    assert "1</span> of them reachable on WhatsApp" in body
+    items = {li.split("</a>")[0].rsplit(">", 1)[1]: li for li in body.split("<li ")[1:]}
+    assert "not reachable: not opted in" in items["Person 0"]
+    assert "not reachable: opted out" in items["Person 1"]
+    assert "not reachable: no phone number" in items["Person without number"]
+    assert "not reachable" not in items["Person 2"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'T("city", eq, "Berlin")',
+        'E("OrderPlaced", gte, 1)',
+        'T("city", eq, "Berlin") * E("OrderPlaced", gte, 1)',
+        'T("city", any) + E("OrderPlaced", gte, 1)',
+        '!T("city", eq, "Munich")',
+        'F("name", contains, "person")',
+    ],
+)
+def test_the_sample_is_the_newest_matches_whatever_the_rule_compiles_to(owner_client, project, people, text):
+    extra = [SubscriberFactory(project=project, name=f"Newer {i}") for i in range(11)]
+    for s in extra:
+        set_tags(project=project, subscriber=s, tags={"city": "Berlin"})
+        record_event(project=project, subscriber=s, name="OrderPlaced", attributes={"cuisine": "thai"})
+        record_event(project=project, subscriber=s, name="OrderPlaced", attributes={"cuisine": "thai"})
+    names = re.findall(
+        r'">(Newer \d+|Person \d)</a>',
+        sample(owner_client, preview(owner_client, project, source="text", text=text)),
+    )
+    if text.startswith("F("):
+        assert names == ["Person 3", "Person 2", "Person 1", "Person 0"]
+    else:
+        assert names == [f"Newer {i}" for i in range(10, 0, -1)]  # ten, newest first, each once

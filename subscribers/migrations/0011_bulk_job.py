@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('controlpanel', '0001_initial'),
-        ('subscribers', '0008_event_feed'),
+        ('subscribers', '0010_event_feed'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

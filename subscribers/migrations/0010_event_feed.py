@@ -34,7 +34,7 @@ def _run(statements):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('subscribers', '0007_subscriber_time_ordered_public_id'),
+        ('subscribers', '0009_search_key_functions'),
     ]
 
     operations = [
