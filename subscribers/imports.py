@@ -32,14 +32,14 @@ import re
 import threading
 import uuid
 import zoneinfo
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import phonenumbers
 import psycopg
@@ -71,6 +71,7 @@ from .models import (
     TagDefinition,
     TagType,
     TagValue,
+    UndecodableRows,
 )
 from .phones import normalize_phone
 from .signals import SubscriberErased, subscriber_erased
@@ -84,6 +85,9 @@ PROFILE_TARGETS = ("name", "email", "language", "country", "time_zone")
 # Stored numbers have 8 decimal places: compare and write them rounded the same way, or a
 # re-import of 1.123456789 would look like a change every time.
 _NUMBER_QUANTUM = Decimal("1e-8")
+# TagValue.value_number is numeric(24, 8): 16 digits before the decimal point.
+_NUMBER_DIGITS = 16
+_NUMBER_LIMIT = Decimal(10) ** _NUMBER_DIGITS
 
 
 def max_rows() -> int:
@@ -227,12 +231,52 @@ def auto_targets(headers: list[str], definitions: dict[str, TagDefinition]) -> l
 
 # --- Reading the file ------------------------------------------------------------------
 
+# A byte that does not decode is read as the character U+DC00 + byte (like "surrogateescape",
+# but for every byte value: an odd trailing byte of UTF-16 may be below 0x80). Decoded text
+# holds no lone surrogates otherwise, so each such character marks one undecodable byte, and
+# encoding with the same handler gives the file's bytes back (the GDPR scrub rewrites a file
+# without changing what it does not remove).
+UNDECODABLE = "subscribers.imports.undecodable"
+_ESCAPED = re.compile("[\udc00-\udcff]")
+ENCODING_LABELS = {
+    "utf-8-sig": "UTF-8",
+    "utf-16": "UTF-16",
+    "cp1252": "Windows-1252 (Western European)",
+    "latin-1": "Latin-1 (ISO 8859-1)",
+}
+# Undecodable rows listed on the mapping page; the count covers all of them.
+UNDECODABLE_SHOWN = 20
+# Cells of a row that could not be split are cut to this length in the report.
+_RAW_CELL = 1000
+
+
+def _undecodable(exc: UnicodeError) -> tuple[str | bytes, int]:
+    if isinstance(exc, UnicodeDecodeError):
+        return "".join(chr(0xDC00 + b) for b in exc.object[exc.start : exc.end]), exc.end
+    if isinstance(exc, UnicodeEncodeError):
+        chars = exc.object[exc.start : exc.end]
+        if len(_ESCAPED.findall(chars)) == len(chars):
+            return bytes(ord(c) - 0xDC00 for c in chars), exc.end
+    raise exc
+
+
+codecs.register_error(UNDECODABLE, _undecodable)
+
+
+def readable(text: str) -> str:
+    """``text`` with each undecodable byte shown as the replacement character."""
+    return _ESCAPED.sub("\ufffd", text)
+
+
+def _bad_bytes(text: str) -> str:
+    return " ".join(f"0x{ord(c) - 0xDC00:02X}" for c in _ESCAPED.findall(text))
+
 
 @dataclass(frozen=True)
 class FileFormat:
     encoding: str
     delimiter: str
-    notice: str = ""
+    decodes: bool = True  # every byte is valid in ``encoding``
 
 
 def _looks_binary(head: bytes) -> str | None:
@@ -247,39 +291,38 @@ def _looks_binary(head: bytes) -> str | None:
     return None
 
 
-def detect_format(stream) -> FileFormat:
-    """Encoding (UTF-8 with or without BOM, UTF-16 with BOM, else Latin-1) and delimiter.
+def _decodes(stream, encoding: str) -> bool:
+    """Whether the whole binary ``stream`` decodes in ``encoding`` (at C speed, 1 MB at a time)."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    stream.seek(0)
+    try:
+        while chunk := stream.read(1024 * 1024):
+            decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    finally:
+        stream.seek(0)
+    return True
 
-    Reads the whole file once to be sure that it decodes; ``stream`` is a binary file.
+
+def detect_format(stream) -> FileFormat:
+    """Encoding (UTF-16 with a BOM, else UTF-8 with or without BOM) and delimiter.
+
+    The encoding is never guessed from a file's bad bytes: a file that does not decode keeps
+    its encoding (``decodes`` is False) and the person importing it decides, row by row
+    evidence in hand, what happens to the rows that do not decode (see create_import). So a
+    UTF-8 file with one stray byte keeps every valid row as it is. ``stream`` is binary.
     """
     stream.seek(0)
     head = stream.read(64 * 1024)
     problem = _looks_binary(head[:8192])
     if problem:
         raise ImportFileError(problem)
-    notice = ""
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        encoding = "utf-16"
-    else:
-        encoding = "utf-8-sig"
-        decoder = codecs.getincrementaldecoder("utf-8")()
-        stream.seek(0)
-        line = 1
-        try:
-            while chunk := stream.read(1024 * 1024):
-                decoder.decode(chunk)
-                line += chunk.count(b"\n")
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            encoding = "latin-1"
-            notice = (
-                f"The file is not valid UTF-8 (first bad character near line {line}), so it was "
-                "read as Latin-1 (Western European). Check accented letters in the preview; if "
-                "they look wrong, save the file as “CSV UTF-8” and upload it again."
-            )
-    stream.seek(0)
-    sample = stream.read(64 * 1024).decode(encoding, errors="replace")
-    return FileFormat(encoding=encoding, delimiter=_detect_delimiter(sample), notice=notice)
+    encoding = "utf-16" if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "utf-8-sig"
+    decodes = _decodes(stream, encoding)
+    sample = head.decode(encoding, errors="replace")
+    return FileFormat(encoding=encoding, delimiter=_detect_delimiter(sample), decodes=decodes)
 
 
 def _detect_delimiter(sample: str) -> str:
@@ -305,27 +348,140 @@ def _detect_delimiter(sample: str) -> str:
     return best
 
 
-def open_text(job: ImportJob) -> io.TextIOWrapper:
+def text_encoding(job: ImportJob) -> str:
+    """The encoding the job's file is read in: its own, or the one chosen for the whole file."""
     fmt = job.mapping["file"]
+    if job.undecodable_rows == UndecodableRows.REENCODE:
+        return fmt["undecodable"]["alternative"]
+    return fmt["encoding"]
+
+
+def open_text(job: ImportJob) -> io.TextIOWrapper:
     binary = job.file.open("rb")
-    return io.TextIOWrapper(binary, encoding=fmt["encoding"], newline="")
+    return _text(binary, text_encoding(job))
 
 
-def read_records(text: io.TextIOBase, delimiter: str) -> Iterator[tuple[int, list[str]]]:
-    """(line number where the record starts, cells) for every non-blank record after the header."""
-    reader = csv.reader(text, delimiter=delimiter)
-    last_line = 0
-    for cells in reader:
-        start = last_line + 1
-        last_line = reader.line_num
-        if start == 1:
+def _text(binary, encoding: str) -> io.TextIOWrapper:
+    return io.TextIOWrapper(binary, encoding=encoding, errors=UNDECODABLE, newline="")
+
+
+class Record(NamedTuple):
+    line: int  # where the record starts
+    cells: list[str]
+    # Why the record cannot be imported ("" if it can be read); its cells are then readable.
+    problem: str = ""
+    undecodable: bool = False  # the problem is bytes that do not decode
+
+
+class _Lines:
+    """The lines of a text for csv.reader, keeping those of the record being read, so that a
+    broken record can be given back and read again from its second line."""
+
+    __slots__ = ("lines", "pending", "taken")
+
+    def __init__(self, text: Iterable[str]):
+        self.lines = iter(text)
+        self.pending: list[str] = []  # given back, the next one last
+        self.taken: list[str] = []
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = self.pending.pop() if self.pending else next(self.lines)
+        self.taken.append(line)
+        return line
+
+    def give_back(self, lines: list[str]) -> None:
+        self.pending.extend(reversed(lines))
+
+
+def _fits_lines(cells: list[str], width: int, single_line: Container[int]) -> bool:
+    """Whether a record that spans lines can be one: a cell may hold a line break (a note, an
+    address), but a quote left open swallows the lines after it until the next quote; what it
+    leaves has another number of cells, or a line break where one cannot be (a phone, a name)."""
+    if len(cells) != width:
+        return False
+    return not any(("\n" in c or "\r" in c) and i in single_line for i, c in enumerate(cells))
+
+
+def _raw_cells(line: str, delimiter: str) -> list[str]:
+    return [readable(c[:_RAW_CELL]) for c in line.rstrip("\r\n").split(delimiter)]
+
+
+def read_records(
+    text: Iterable[str],
+    delimiter: str,
+    *,
+    width: int,
+    single_line: Container[int] = (),
+    undecodable: str = "",
+) -> Iterator[Record]:
+    """Every non-blank record after the header, in file order.
+
+    A record that cannot be read is yielded with its problem instead of stopping the file: a
+    quote left open (the record ends on its own line, and reading goes on with the next line,
+    so the rows it would have swallowed are kept), a cell over csv's size limit, and, when
+    ``undecodable`` names the encoding, a record with bytes that do not decode in it.
+    ``single_line``: the columns whose cells cannot hold a line break (the mapped ones).
+    """
+    source = _Lines(text)
+    reader = csv.reader(source, delimiter=delimiter)
+    line = 0  # lines before the next record
+    first = True
+    while True:
+        source.taken.clear()
+        problem = ""
+        try:
+            cells: list[str] | None = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            cells = None
+            problem = (
+                f"A cell is longer than {csv.field_size_limit():,} characters."
+                if "field larger than field limit" in str(exc)
+                else f"This row is not valid CSV: {exc}."
+            )
+            reader = csv.reader(source, delimiter=delimiter)  # the old one stopped mid-record
+        taken = source.taken
+        start = line + 1
+        if first:
+            first = False
+            line += len(taken)
             continue  # the header
-        if not cells or (len(cells) == 1 and not cells[0].strip()):
+        if len(taken) > 1 and (cells is None or not _fits_lines(cells, width, single_line)):
+            problem = (
+                "A quote opened in this row is not closed on its line, so the row ran on into "
+                f"line {start + len(taken) - 1}. Only this line is skipped; the lines after it "
+                "are read as rows of their own."
+            )
+            source.give_back(taken[1:])
+            del taken[1:]
+            cells = None
+        line += len(taken)
+        if cells is None:
+            yield Record(start, _raw_cells(taken[0], delimiter), problem)
+        elif not cells or (len(cells) == 1 and not cells[0].strip()):
             continue
-        yield start, cells
+        elif undecodable and _ESCAPED.search(joined := delimiter.join(cells)):
+            yield Record(
+                start,
+                [readable(c) for c in cells],
+                f"Not valid {undecodable}: {_bad_bytes(joined)} cannot be read. Rows like this are "
+                "skipped, as chosen before the import.",
+                undecodable=True,
+            )
+        else:
+            yield Record(start, cells)
 
 
-def _read_header(text: io.TextIOBase, delimiter: str) -> list[str]:
+def max_columns() -> int:
+    return getattr(settings, "IMPORT_MAX_COLUMNS", 200)
+
+
+def _read_header(text: Iterable[str], delimiter: str) -> list[str]:
+    """The header's cells as read (undecodable bytes still escaped)."""
     reader = csv.reader(text, delimiter=delimiter)
     try:
         header = next(reader)
@@ -333,7 +489,35 @@ def _read_header(text: io.TextIOBase, delimiter: str) -> list[str]:
         raise ImportFileError("The file is empty.") from None
     except csv.Error as exc:
         raise ImportFileError(f"Line 1 is not valid CSV: {exc}.") from None
-    return [h.strip() or f"Column {i + 1}" for i, h in enumerate(header)]
+    limit = max_columns()
+    if len(header) > limit:
+        # The mapping page has a column of choices per column: tens of thousands of them made
+        # a page of over a hundred megabytes.
+        raise ImportFileError(
+            f"The first line has {len(header):,} columns; an import takes at most {limit:,}. "
+            "Delete the columns you do not need and upload the file again."
+        )
+    return header
+
+
+def _header_names(header: list[str]) -> list[str]:
+    return [readable(h.strip()) or f"Column {i + 1}" for i, h in enumerate(header)]
+
+
+def _single_line(columns: list[dict[str, str]]) -> set[int]:
+    return {i for i, c in enumerate(columns) if c["target"]}
+
+
+def job_records(job: ImportJob, text: Iterable[str]) -> Iterator[Record]:
+    """read_records with the job's delimiter, width, mapped columns and encoding choice."""
+    fmt = job.mapping["file"]
+    return read_records(
+        text,
+        fmt["delimiter"],
+        width=len(job.mapping["headers"]),
+        single_line=_single_line(job.mapping["columns"]),
+        undecodable="" if fmt.get("decodes", True) else ENCODING_LABELS[text_encoding(job)],
+    )
 
 
 # --- Step 1: upload ----------------------------------------------------------------------
@@ -342,7 +526,10 @@ def _read_header(text: io.TextIOBase, delimiter: str) -> list[str]:
 def create_import(*, project: Project, upload: UploadedFile, actor: Actor) -> ImportJob:
     """Store an uploaded CSV as a new ImportJob (status "uploaded") with a guessed mapping.
 
-    Raises ImportFileError, with nothing stored, for a file that is not a usable CSV.
+    Raises ImportFileError, with nothing stored, for a file that is not a usable CSV. A file
+    with bytes that do not decode is stored with a list of those rows (line, bytes, text) and
+    an alternative encoding to offer: nothing is imported from it before someone chooses
+    (choose_undecodable_rows).
     """
     name = os.path.basename(upload.name or "upload.csv")[:255]
     if upload.size > max_bytes():
@@ -356,32 +543,25 @@ def create_import(*, project: Project, upload: UploadedFile, actor: Actor) -> Im
         )
     stream = upload.file
     fmt = detect_format(stream)
-    stream.seek(0)
-    text = io.TextIOWrapper(stream, encoding=fmt.encoding, newline="")
+    alternative = _alternative(stream, fmt)
+    text = _text(stream, fmt.encoding)
     try:
-        headers = _read_header(text, fmt.delimiter)
-        rows = 0
-        limit = max_rows()
-        last_line = 1
-        for line, _cells in read_records(_rewind(text), fmt.delimiter):
-            last_line = line
-            rows += 1
-            if rows > limit:
-                raise ImportFileError(
-                    f"The file has more than {limit:,} rows; one import takes at most {limit:,}. "
-                    "Split it into several files."
-                )
-    except csv.Error as exc:
-        raise ImportFileError(f"The file is not valid CSV after line {last_line}: {exc}.") from None
+        header = _read_header(text, fmt.delimiter)
+        headers = _header_names(header)
+        columns = auto_targets(headers, tagtypes.definitions(project))
+        records = read_records(
+            _rewind(text), fmt.delimiter, width=len(headers), single_line=_single_line(columns)
+        )
+        rows, undecodable = _count(records, header, fmt, alternative)
     finally:
         text.detach()
-    if rows == 0:
-        raise ImportFileError("The file has a header line but no rows to import.")
-    mapping = {
-        "file": {"encoding": fmt.encoding, "delimiter": fmt.delimiter, "notice": fmt.notice},
+    mapping: dict[str, Any] = {
+        "file": {"encoding": fmt.encoding, "delimiter": fmt.delimiter, "decodes": fmt.decodes},
         "headers": headers,
-        "columns": auto_targets(headers, tagtypes.definitions(project)),
+        "columns": columns,
     }
+    if not fmt.decodes:
+        mapping["file"]["undecodable"] = undecodable
     stream.seek(0)
     with transaction.atomic():
         job = ImportJob(
@@ -397,6 +577,61 @@ def create_import(*, project: Project, upload: UploadedFile, actor: Actor) -> Im
     return job
 
 
+def _alternative(stream, fmt: FileFormat) -> str | None:
+    """The encoding to offer for a whole UTF-8 file that does not decode: Windows-1252 (what
+    spreadsheets on Windows write) if every byte is valid in it, else Latin-1 (every byte is)."""
+    if fmt.decodes or fmt.encoding != "utf-8-sig":
+        return None
+    return "cp1252" if _decodes(stream, "cp1252") else "latin-1"
+
+
+def _count(
+    records: Iterator[Record], header: list[str], fmt: FileFormat, alternative: str | None
+) -> tuple[int, dict[str, Any]]:
+    """The number of records; for a file that does not decode also its undecodable rows (the
+    first few shown, all counted) and how many valid rows the alternative would read otherwise."""
+    found: dict[str, Any] = {"count": 0, "rows": [], "alternative": alternative, "recoded": 0}
+
+    def note(line: int, cells: list[str]) -> None:
+        joined = fmt.delimiter.join(cells)
+        if _ESCAPED.search(joined):
+            found["count"] += 1
+            if len(found["rows"]) < UNDECODABLE_SHOWN:
+                found["rows"].append(_row_in_both(line, joined, alternative))
+        elif not joined.isascii():
+            found["recoded"] += 1
+            found.setdefault("recoded_example", _row_in_both(line, joined, alternative))
+
+    if not fmt.decodes:
+        note(1, header)
+    rows = 0
+    limit = max_rows()
+    for record in records:
+        rows += 1
+        if rows > limit:
+            raise ImportFileError(
+                f"The file has more than {limit:,} rows; one import takes at most {limit:,}. "
+                "Split it into several files."
+            )
+        if not fmt.decodes and not record.problem:
+            note(record.line, record.cells)
+    if rows == 0:
+        raise ImportFileError("The file has a header line but no rows to import.")
+    return rows, found
+
+
+def _row_in_both(line: int, text: str, alternative: str | None) -> dict[str, Any]:
+    """A row for the encoding choice: its bad bytes, and its text as read and as ``alternative``."""
+    # Only UTF-8 has an alternative: its bytes are the text encoded again, bad bytes included.
+    raw = text.encode("utf-8", UNDECODABLE) if alternative else b""
+    return {
+        "line": line,
+        "bytes": _bad_bytes(text),
+        "text": readable(text)[:500],
+        "alternative": raw.decode(alternative, errors="replace")[:500] if alternative else "",
+    }
+
+
 def _rewind(text: io.TextIOWrapper) -> io.TextIOWrapper:
     text.seek(0)
     return text
@@ -407,11 +642,56 @@ def preview(job: ImportJob, rows: int = PREVIEW_ROWS) -> list[tuple[int, list[st
     width = len(job.mapping["headers"])
     out = []
     with open_text(job) as text:
-        for line, cells in read_records(text, job.mapping["file"]["delimiter"]):
-            out.append((line, (cells + [""] * width)[: max(width, len(cells))]))
+        for record in job_records(job, text):
+            cells = [readable(c) for c in record.cells]
+            out.append((record.line, (cells + [""] * width)[: max(width, len(cells))]))
             if len(out) >= rows:
                 break
     return out
+
+
+def choose_undecodable_rows(*, job: ImportJob, choice: str, actor: Actor) -> ImportJob:
+    """Record what happens to the rows of an uploaded file that do not decode: skipped (and
+    reported), or the whole file read in the alternative encoding offered at upload.
+
+    Writes only the job (and the audit log); raises InvalidInput for a job that has no such
+    rows or is no longer waiting for its mapping. Reading another encoding can change the
+    header, so the guessed mapping is made again from it.
+    """
+    undecodable = job.mapping["file"].get("undecodable")
+    if not undecodable:
+        raise InvalidInput(
+            "Every row of this file can be read; there is nothing to choose.", field="encoding"
+        )
+    if choice == UndecodableRows.REENCODE and not undecodable["alternative"]:
+        raise InvalidInput("This file cannot be read in another encoding.", field="encoding")
+    if choice not in UndecodableRows.values:
+        raise InvalidInput(
+            "Choose whether to skip these rows or read the file in another encoding.", field="encoding"
+        )
+    with transaction.atomic():
+        locked = ImportJob.objects.select_for_update().get(pk=job.pk)
+        if locked.status != ImportStatus.UPLOADED:
+            raise InvalidInput("This import has already started.", field="encoding", code="conflict")
+        locked.undecodable_rows = choice
+        with locked.file.open("rb") as binary:
+            text = _text(binary, text_encoding(locked))
+            try:
+                headers = _header_names(_read_header(text, locked.mapping["file"]["delimiter"]))
+            finally:
+                text.detach()
+        if headers != locked.mapping["headers"]:
+            columns = auto_targets(headers, tagtypes.definitions(locked.project))
+            locked.mapping = {**locked.mapping, "headers": headers, "columns": columns}
+        locked.save(update_fields=["undecodable_rows", "mapping"])
+        record_audit(
+            project=locked.project,
+            actor=actor,
+            action="import.encoding_chosen",
+            obj=locked,
+            changes={"undecodable_rows": choice, "encoding": text_encoding(locked)},
+        )
+    return locked
 
 
 # --- Step 2: mapping ---------------------------------------------------------------------
@@ -501,9 +781,10 @@ def clean_mapping(
 
 def _has_opt_ins(job: ImportJob, column: int) -> bool:
     with open_text(job) as text:
-        for _line, cells in read_records(text, job.mapping["file"]["delimiter"]):
+        for _line, cells, problem, _ in job_records(job, text):
             if (
-                column < len(cells)
+                not problem
+                and column < len(cells)
                 and CONSENT_VALUES.get(cells[column].strip().lower()) == ConsentState.OPTED_IN
             ):
                 return True
@@ -523,6 +804,13 @@ def start_import(
     Raises InvalidInput for a bad mapping. A job that is already queued or further along is
     returned unchanged, so a double-submitted form starts one import.
     """
+    undecodable = job.mapping["file"].get("undecodable")
+    if undecodable and not job.undecodable_rows:
+        raise InvalidInput(
+            f"{undecodable['count']:,} rows of this file cannot be read as "
+            f"{ENCODING_LABELS[job.mapping['file']['encoding']]}: choose what happens to them first.",
+            field="encoding",
+        )
     cleaned = clean_mapping(
         project=job.project,
         headers=job.mapping["headers"],
@@ -796,7 +1084,7 @@ class Validator:
                             self.project, col[3], text, from_text=True
                         )
                     value = tagtypes.parse_text(definition.name, definition.type, text, tz=self.tz)
-                    tags[definition.id] = _value_tuples(definition.type, value)
+                    tags[definition.id] = _value_tuples(definition.type, value, definition.name)
                 elif target == "external_id":
                     if len(text) > 200:
                         raise InvalidInput("The external id is longer than 200 characters.")
@@ -898,16 +1186,29 @@ def _clean_profile_value(target: str, text: str) -> str:
     return text
 
 
-def _value_tuples(type_: str, value: Any) -> tuple[tuple, ...]:
-    """A tag value as TagValue column tuples (VALUE_COLUMNS order), in a canonical order."""
+def _value_tuples(type_: str, value: Any, name: str) -> tuple[tuple, ...]:
+    """A tag value as TagValue column tuples (VALUE_COLUMNS order), in a canonical order.
+
+    Raises InvalidInput for a number the column cannot hold: the row is rejected, instead of
+    the chunk's COPY failing (PostgreSQL) or the rounding below (over 28 digits) raising.
+    """
     match type_:
         case TagType.STRING:
             return ((value, None, None, None, None),)
         case TagType.INTEGER | TagType.DECIMAL:
-            # Rounded as PostgreSQL rounds numeric(24, 8): half away from zero.
-            return (
-                (None, Decimal(value).quantize(_NUMBER_QUANTUM, rounding=ROUND_HALF_UP), None, None, None),
-            )
+            number = Decimal(value)
+            if (
+                not number.is_finite()
+                or abs(number) >= _NUMBER_LIMIT
+                # Rounded as PostgreSQL rounds numeric(24, 8): half away from zero.
+                or abs(number := number.quantize(_NUMBER_QUANTUM, rounding=ROUND_HALF_UP)) >= _NUMBER_LIMIT
+            ):
+                raise InvalidInput(
+                    f"Tag {name!r} holds numbers of at most {_NUMBER_DIGITS} digits before the "
+                    f"decimal point; {str(value)[:40]!r} has more.",
+                    field=f"tags.{name}",
+                )
+            return ((None, number, None, None, None),)
         case TagType.BOOLEAN:
             return ((None, None, value, None, None),)
         case TagType.DATE:
@@ -1571,7 +1872,7 @@ class ReportWriter:
         with self.path.open("a", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             for r in rejections:
-                writer.writerow([r.index, r.line, r.reason, *r.cells])
+                writer.writerow([r.index, r.line, r.reason, *map(readable, r.cells)])
             f.flush()
             os.fsync(f.fileno())
 
@@ -1682,18 +1983,21 @@ def _run(job: ImportJob, token: datetime) -> None:
         sink = _ThreadedSink(applier, report, writers=writer_count())
         statistics = _Statistics(resume_at)
     chunk_size = CHUNK_SIZE
-    delimiter = job.mapping["file"]["delimiter"]
     try:
         with open_text(job) as text:
             chunk = Chunk(first_index=resume_at, end_index=resume_at)
             index = -1
             try:
-                for index, (line, cells) in enumerate(read_records(text, delimiter)):
+                for index, (line, cells, problem, _) in enumerate(job_records(job, text)):
                     if index < resume_at:
                         if index not in report.indexes:
                             validator.replay(line, cells)
                         continue
-                    checked = validator.check(index, line, cells)
+                    checked = (
+                        Rejection(index, line, problem, cells)
+                        if problem
+                        else validator.check(index, line, cells)
+                    )
                     if isinstance(checked, Row):
                         chunk.rows.append(checked)
                     else:
@@ -1893,7 +2197,9 @@ def scrub_erased_subscriber(sender, payload: SubscriberErased, **kwargs) -> None
             )
         if job.status == ImportStatus.UPLOADED and job.file and job.file.name:
             fmt = job.mapping["file"]
-            _scrub(job.file, identifiers, phones, project.default_country, fmt["encoding"], fmt["delimiter"])
+            _scrub(
+                job.file, identifiers, phones, project.default_country, text_encoding(job), fmt["delimiter"]
+            )
 
 
 def _mentions(cells: list[str], identifiers: set[str], phones: set[str], country: str) -> bool:
@@ -1919,8 +2225,8 @@ def _scrub(f, identifiers: set[str], phones: set[str], country: str, encoding: s
     tmp = path.with_suffix(".scrub")
     removed = 0
     with (
-        path.open(newline="", encoding=encoding) as src,
-        tmp.open("w", newline="", encoding=encoding) as dst,
+        path.open(newline="", encoding=encoding, errors=UNDECODABLE) as src,
+        tmp.open("w", newline="", encoding=encoding, errors=UNDECODABLE) as dst,
     ):
         reader = csv.reader(src, delimiter=delimiter)
         writer = csv.writer(dst, delimiter=delimiter)
@@ -1928,7 +2234,11 @@ def _scrub(f, identifiers: set[str], phones: set[str], country: str, encoding: s
             if n > 0 and _mentions(cells, identifiers, phones, country):
                 removed += 1
                 continue
-            writer.writerow(cells)
+            try:
+                writer.writerow(cells)
+            except UnicodeEncodeError:
+                # UTF-16 cannot write back a single odd byte: that row keeps a replacement mark.
+                writer.writerow([readable(c) for c in cells])
     if removed:
         os.replace(tmp, path)
     else:
