@@ -395,7 +395,7 @@ class ImportJob(models.Model):
     original_name = models.CharField(max_length=255)
     # {"file": {"encoding", "delimiter", "decodes", "undecodable"}, "headers": [...],
     #  "key": "phone" | "external_id", "columns": [{"target", "new_tag"}], "default_evidence": "..."};
-    #  see subscribers/imports.py
+    #  see subscribers/imports/
     mapping = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=10, choices=ImportStatus.choices, default=ImportStatus.UPLOADED)
     # Empty until chosen; only asked when mapping["file"]["undecodable"] lists rows.

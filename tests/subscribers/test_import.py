@@ -13,6 +13,7 @@ from django.db import connection, transaction
 from controlpanel.services import Actor
 from subscribers import imports
 from subscribers.errors import InvalidInput
+from subscribers.imports import pipeline
 from subscribers.models import (
     ConsentChange,
     ImportJob,
@@ -753,7 +754,7 @@ def test_imports_collect_garbage_less_often_and_restore_the_thresholds(project, 
 
     before = gc.get_threshold()
     seen = []
-    original = imports._run
+    original = pipeline._run
 
     def run(job, token):
         seen.append(gc.get_threshold())
@@ -762,7 +763,7 @@ def test_imports_collect_garbage_less_often_and_restore_the_thresholds(project, 
         seen.append(gc.get_threshold())  # still the first one's
         original(job, token)
 
-    monkeypatch.setattr(imports, "_run", run)
+    monkeypatch.setattr(pipeline, "_run", run)
     job = do_import(project, user, "phone\n+4915112345678\n")
     assert job.created_count == 1
     assert seen == [imports._FewerCollections.THRESHOLD] * 3

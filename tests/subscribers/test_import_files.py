@@ -192,9 +192,7 @@ def test_a_number_too_large_for_its_column_rejects_its_row_only(project, owner, 
 
 def test_a_decimal_that_rounds_past_the_limit_is_rejected(project, owner):
     TagDefinition.objects.create(project=project, name="amount", type="decimal")
-    job = run(
-        upload(project, owner, "phone,amount\n+4915112345678,9999999999999999.999999999\n"), user=owner
-    )
+    job = run(upload(project, owner, "phone,amount\n+4915112345678,9999999999999999.999999999\n"), user=owner)
     assert (job.created_count, job.rejected_count) == (0, 1)
 
 
