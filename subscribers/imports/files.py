@@ -191,23 +191,38 @@ class _Lines:
     """The lines of a text for csv.reader, keeping those of the record being read, so that a
     broken record can be given back and read again from its second line."""
 
-    __slots__ = ("lines", "pending", "taken")
+    __slots__ = ("ended", "iterator", "lines", "pending", "taken")
 
     def __init__(self, text: Iterable[str]):
-        self.lines = iter(text)
         self.pending: list[str] = []  # given back, the next one last
         self.taken: list[str] = []
+        self.ended = False
+        self.lines = iter(text)
+        # A generator, not a __next__ method: resuming it costs half as much per line.
+        self.iterator = self._feed()
 
-    def __iter__(self) -> _Lines:
-        return self
+    def __iter__(self) -> Iterator[str]:
+        return self.iterator
 
-    def __next__(self) -> str:
-        line = self.pending.pop() if self.pending else next(self.lines)
-        self.taken.append(line)
-        return line
+    def _feed(self) -> Iterator[str]:
+        taken, pending = self.taken, self.pending
+        for line in self.lines:
+            while pending:  # lines given back come before the next one of the file
+                taken.append(given := pending.pop())
+                yield given
+            taken.append(line)
+            yield line
+        while pending:
+            taken.append(given := pending.pop())
+            yield given
+        self.ended = True
 
     def give_back(self, lines: list[str]) -> None:
+        """Read ``lines`` again next; the caller makes a new csv.reader over this object."""
         self.pending.extend(reversed(lines))
+        if self.ended:  # a finished generator yields nothing more: start another one
+            self.ended = False
+            self.iterator = self._feed()
 
 
 def _fits_lines(cells: list[str], width: int, single_line: Container[int]) -> bool:
@@ -271,6 +286,7 @@ def read_records(
                 "are read as rows of their own."
             )
             source.give_back(taken[1:])
+            reader = csv.reader(source, delimiter=delimiter)
             del taken[1:]
             cells = None
         line += len(taken)

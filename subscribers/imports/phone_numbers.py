@@ -1,4 +1,17 @@
-"""The import's phone shortcut for numbers already written as +<digits>."""
+"""The import's phone shortcut for numbers already written as +<digits>.
+
+Not libphonenumber's public API, on purpose: ``is_valid_number`` is restated over the
+library's own metadata (``_length_checks``, ``_phone_rules``), because the public API is too
+slow for the 60-second million-row goal. Measured with ``bench/import_bench.py --phones
+200000`` (German mobiles, CPU time; docs/benchmarks-import.md): this shortcut 3.1 µs per
+number, ``PhoneNumber`` + ``is_valid_number`` (the public API's cheapest route) 15.5 µs,
+``normalize_phone`` (parse, check, format) 40 µs. The reader thread validates every row on
+one core and is the pipeline's slower side, so the public API would add 12-37 s to a
+million-row import that takes about 50 s. Every number the shortcut does not accept takes
+the public path, and tests/subscribers/test_import_phones.py checks that both agree on every
+example number the library ships and on 20,000 random ones (so a library upgrade that
+changes the rules fails there, not in production).
+"""
 
 from __future__ import annotations
 
@@ -107,7 +120,7 @@ def _phone_rules(cc: int) -> tuple[re.Pattern | None, Callable[[str], bool]] | N
 def fast_phone(text: str, default_country: str) -> str:
     """``normalize_phone``, with a shortcut for numbers already written as +<digits>.
 
-    ``phonenumbers`` spends ~25 µs per number, most of the import's Python time. For "+" and
+    ``phonenumbers`` spends ~40 µs per number (see the module's docstring). For "+" and
     digits only, parsing is splitting off the calling code, unless the national part starts
     with 0 or matches the country's national prefix (then parse may strip digits): those, and
     every number the shortcut does not find valid, take the full path, which words the error.

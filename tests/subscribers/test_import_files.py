@@ -6,6 +6,8 @@ one by one (or the person importing chooses first) and every good row is kept.
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from controlpanel.services import Actor
@@ -202,3 +204,14 @@ def test_too_many_columns_are_refused_before_anything_is_stored(project, owner, 
         imports.ImportFileError, match="The first line has 4 columns; an import takes at most 3"
     ):
         upload(project, owner, "a,b,c,d\n1,2,3,4\n")
+
+
+def test_every_quote_left_open_is_one_rejected_line_even_at_the_end_of_the_file():
+    text = io.StringIO('h1,h2\n1,"a\n2,"b\n3,c\n4,"d', newline="")
+    records = list(imports.read_records(text, ",", width=2, single_line={0, 1}))
+    assert [(r.line, r.cells, bool(r.problem)) for r in records] == [
+        (2, ["1", '"a'], True),
+        (3, ["2", '"b'], True),
+        (4, ["3", "c"], False),
+        (5, ["4", "d"], False),  # on its own line: the quote ends with the file, no other line lost
+    ]
