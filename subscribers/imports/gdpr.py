@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import os
 from pathlib import Path
@@ -75,9 +76,14 @@ def _scrub(f, identifiers: set[str], phones: set[str], country: str, encoding: s
         return
     tmp = path.with_suffix(".scrub")
     removed = 0
+    written = encoding
+    if encoding == "utf-8-sig":
+        with path.open("rb") as head:
+            if head.read(3) != codecs.BOM_UTF8:
+                written = "utf-8"  # "utf-8-sig" would add a BOM the file did not have
     with (
         path.open(newline="", encoding=encoding, errors=UNDECODABLE) as src,
-        tmp.open("w", newline="", encoding=encoding, errors=UNDECODABLE) as dst,
+        tmp.open("w", newline="", encoding=written, errors=UNDECODABLE) as dst,
     ):
         reader = csv.reader(src, delimiter=delimiter)
         writer = csv.writer(dst, delimiter=delimiter)

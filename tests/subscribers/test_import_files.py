@@ -215,3 +215,18 @@ def test_every_quote_left_open_is_one_rejected_line_even_at_the_end_of_the_file(
         (4, ["3", "c"], False),
         (5, ["4", "d"], False),  # on its own line: the quote ends with the file, no other line lost
     ]
+
+
+def test_erasure_scrubs_a_pending_file_that_does_not_decode_and_keeps_its_other_bytes(
+    project, owner, django_capture_on_commit_callbacks
+):
+    from subscribers import services
+    from tests.factories import SubscriberFactory
+
+    ada = SubscriberFactory(project=project, phone="+4915112345678")
+    kept = "+4915112345690,Ayşe\n".encode() + b"+4915112345691,J\xfcrgen\n"
+    pending = upload(project, owner, b"phone,name\n+4915112345678,Ada\n" + kept)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.erase_subscriber(subscriber=ada, actor=Actor(user=owner))
+    with pending.file.open("rb") as f:
+        assert f.read() == b"phone,name\r\n" + kept.replace(b"\n", b"\r\n")

@@ -191,6 +191,8 @@ def test_rows_that_do_not_decode_are_shown_and_the_choice_comes_first(marketer_c
     assert "J\ufffdrgen" in page and "+4915112345679,Jürgen,Bonn" in page  # as UTF-8, as Windows-1252
     assert "Ayşe Öztürk" in page  # the valid row in the preview, read as UTF-8
     assert 'data-testid="recoded-warning"' in page
+    # Valid rows would be read differently in Windows-1252: skipping is what is suggested.
+    assert 'value="skip" checked' in page and 'value="reencode">' in page
     # Starting before choosing writes nothing and says why.
     response = marketer_client.post(url, mapping_post(col_2="new", newtag_2="city"))
     assert response.status_code == 400
