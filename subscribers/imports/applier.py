@@ -12,13 +12,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from .. import tags as tagtypes
-from ..models import (
-    ConsentChannel,
-    ConsentSource,
-    ConsentState,
-    ImportJob,
-    ImportStatus,
-)
+from ..models import ConsentChannel, ConsentSource, ConsentState, ImportJob, ImportStatus
 from .files import ImportFileError
 from .mapping import PROFILE_TARGETS
 from .reports import ReportWriter

@@ -17,10 +17,7 @@ from typing import Any, NamedTuple
 
 from django.conf import settings
 
-from ..models import (
-    ImportJob,
-    UndecodableRows,
-)
+from ..models import ImportJob, UndecodableRows
 
 DELIMITERS = (",", ";", "\t")
 
@@ -43,10 +40,7 @@ class ImportFileError(Exception):
 # encoding with the same handler gives the file's bytes back (the GDPR scrub rewrites a file
 # without changing what it does not remove).
 UNDECODABLE = "subscribers.imports.undecodable"
-
-
 _ESCAPED = re.compile("[\udc00-\udcff]")
-
 
 ENCODING_LABELS = {
     "utf-8-sig": "UTF-8",
@@ -55,10 +49,8 @@ ENCODING_LABELS = {
     "latin-1": "Latin-1 (ISO 8859-1)",
 }
 
-
 # Undecodable rows listed on the mapping page; the count covers all of them.
 UNDECODABLE_SHOWN = 20
-
 
 # Cells of a row that could not be split are cut to this length in the report.
 _RAW_CELL = 1000
@@ -184,7 +176,6 @@ class Record(NamedTuple):
     cells: list[str]
     # Why the record cannot be imported ("" if it can be read); its cells are then readable.
     problem: str = ""
-    undecodable: bool = False  # the problem is bytes that do not decode
 
 
 class _Lines:
@@ -300,7 +291,6 @@ def read_records(
                 [readable(c) for c in cells],
                 f"Not valid {undecodable}: {_bad_bytes(joined)} cannot be read. Rows like this are "
                 "skipped, as chosen before the import.",
-                undecodable=True,
             )
         else:
             yield Record(start, cells)
@@ -373,7 +363,8 @@ def count_records(
                 found["rows"].append(_row_in_both(line, joined, alternative))
         elif not joined.isascii():
             found["recoded"] += 1
-            found.setdefault("recoded_example", _row_in_both(line, joined, alternative))
+            if "recoded_example" not in found:
+                found["recoded_example"] = _row_in_both(line, joined, alternative)
 
     if not fmt.decodes:
         note(1, header)

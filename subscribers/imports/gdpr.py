@@ -12,10 +12,7 @@ from django.dispatch import receiver
 from controlpanel.models import Project
 
 from ..errors import InvalidInput
-from ..models import (
-    ImportJob,
-    ImportStatus,
-)
+from ..models import ImportJob, ImportStatus
 from ..phones import normalize_phone
 from ..signals import SubscriberErased, subscriber_erased
 from .files import UNDECODABLE, readable, text_encoding

@@ -16,12 +16,7 @@ from controlpanel.services import Actor, record_audit
 
 from .. import tags as tagtypes
 from ..errors import InvalidInput
-from ..models import (
-    ConsentState,
-    ImportJob,
-    ImportStatus,
-    UndecodableRows,
-)
+from ..models import ConsentState, ImportJob, ImportStatus, UndecodableRows
 from .files import (
     ENCODING_LABELS,
     ImportFileError,
@@ -159,7 +154,7 @@ def choose_undecodable_rows(*, job: ImportJob, choice: str, actor: Actor) -> Imp
 
 def _has_opt_ins(job: ImportJob, column: int) -> bool:
     with open_text(job) as text:
-        for _line, cells, problem, _ in job_records(job, text):
+        for _line, cells, problem in job_records(job, text):
             if (
                 not problem
                 and column < len(cells)

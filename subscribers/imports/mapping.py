@@ -11,13 +11,9 @@ from controlpanel.models import Project
 
 from .. import tags as tagtypes
 from ..errors import InvalidInput
-from ..models import (
-    ConsentState,
-    TagDefinition,
-)
+from ..models import ConsentState, TagDefinition
 
 PROFILE_TARGETS = ("name", "email", "language", "country", "time_zone")
-
 
 TARGET_LABELS = {
     "": "Ignore",
@@ -33,9 +29,7 @@ TARGET_LABELS = {
     "new": "New tag",
 }
 
-
 SINGLE_TARGETS = ("phone", "external_id", *PROFILE_TARGETS, "consent", "consent_evidence")
-
 
 CONSENT_VALUES = {
     "yes": ConsentState.OPTED_IN,
@@ -54,13 +48,10 @@ CONSENT_VALUES = {
     "opt-out": ConsentState.OPTED_OUT,
 }
 
-
 _FORMULA_START = ("=", "+", "-", "@")
-
 
 # Our own export writes "unknown" for people who never answered: no change, not an error.
 CONSENT_NO_CHANGE = {"unknown"}
-
 
 _HEADER_TARGETS = {
     "phone": "phone",

@@ -25,7 +25,6 @@ from ..phones import normalize_phone
 
 _E164_DIGITS = re.compile(r"\+([1-9]\d{6,16})")
 
-
 # Every number type; a number is valid when the general pattern and any type pattern match.
 _NUMBER_TYPES = (
     "mobile",
@@ -39,7 +38,6 @@ _NUMBER_TYPES = (
     "uan",
     "voicemail",
 )
-
 
 _MAX_NSN = 17
 

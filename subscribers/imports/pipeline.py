@@ -11,10 +11,7 @@ from django.utils import timezone
 
 from controlpanel.services import SYSTEM, record_audit
 
-from ..models import (
-    ImportJob,
-    ImportStatus,
-)
+from ..models import ImportJob, ImportStatus
 from .applier import Applier, _Superseded
 from .files import ImportFileError, job_records, open_text
 from .gctuning import _fewer_collections
@@ -72,7 +69,7 @@ def _run(job: ImportJob, token: datetime) -> None:
             chunk = Chunk(first_index=resume_at, end_index=resume_at)
             index = -1
             try:
-                for index, (line, cells, problem, _) in enumerate(job_records(job, text)):
+                for index, (line, cells, problem) in enumerate(job_records(job, text)):
                     if index < resume_at:
                         if index not in report.indexes:
                             validator.replay(line, cells)

@@ -9,9 +9,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files import File
 
-from ..models import (
-    ImportJob,
-)
+from ..models import ImportJob
 from .files import readable
 from .validation import Rejection
 

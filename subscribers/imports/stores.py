@@ -15,11 +15,7 @@ from django.db.models import Q
 from controlpanel.models import Project
 
 from ..ids import uuid7s
-from ..models import (
-    ConsentChange,
-    Subscriber,
-    TagValue,
-)
+from ..models import ConsentChange, Subscriber, TagValue
 
 VALUE_COLUMNS = ("value_text", "value_number", "value_bool", "value_date", "value_datetime")
 
@@ -243,7 +239,6 @@ _SUBSCRIBER_COPY = (
     ("updated_at", "timestamptz"),
 )
 
-
 _TAG_VALUE_COPY = (
     ("project_id", "int8"),
     ("subscriber_id", "int8"),
@@ -254,7 +249,6 @@ _TAG_VALUE_COPY = (
     ("value_date", "date"),
     ("value_datetime", "timestamptz"),
 )
-
 
 _CONSENT_COPY = (
     ("project_id", "int8"),
@@ -267,7 +261,6 @@ _CONSENT_COPY = (
     ("actor_label", "text"),
     ("created_at", "timestamptz"),
 )
-
 
 # The jsonb dumper serializes a Python value: "[]" as a str would be stored as a JSON string.
 _NO_DEVICES: list[str] = []

@@ -13,11 +13,7 @@ from django.core.validators import validate_email
 
 from .. import tags as tagtypes
 from ..errors import InvalidInput
-from ..models import (
-    ConsentState,
-    ImportJob,
-    TagType,
-)
+from ..models import ConsentState, ImportJob, TagType
 from .files import ImportFileError
 from .mapping import _FORMULA_START, CONSENT_NO_CHANGE, CONSENT_VALUES
 from .phone_numbers import fast_phone
@@ -26,10 +22,8 @@ from .phone_numbers import fast_phone
 # re-import of 1.123456789 would look like a change every time.
 _NUMBER_QUANTUM = Decimal("1e-8")
 
-
 # TagValue.value_number is numeric(24, 8): 16 digits before the decimal point.
 _NUMBER_DIGITS = 16
-
 
 _NUMBER_LIMIT = Decimal(10) ** _NUMBER_DIGITS
 
