@@ -26,6 +26,7 @@ from .files import (
     header_names,
     job_records,
     max_bytes,
+    max_columns,
     open_text,
     read_header,
     read_records,
@@ -96,12 +97,17 @@ def create_import(*, project: Project, upload: UploadedFile, actor: Actor) -> Im
 
 
 def preview(job: ImportJob, rows: int = PREVIEW_ROWS) -> list[tuple[int, list[str]]]:
-    """The first ``rows`` records of the file, each padded to the header's width."""
+    """The first ``rows`` records of the file, each padded to the header's width.
+
+    Cells beyond the header are shown too (the row will be rejected for them), as many as a
+    header may have: a row of 50,000 cells would make the page as large as such a header did.
+    """
     width = len(job.mapping["headers"])
+    shown = max(width, max_columns())
     out = []
     with open_text(job) as text:
         for record in job_records(job, text):
-            cells = [readable(c) for c in record.cells]
+            cells = [readable(c) for c in record.cells[:shown]]
             out.append((record.line, (cells + [""] * width)[: max(width, len(cells))]))
             if len(out) >= rows:
                 break

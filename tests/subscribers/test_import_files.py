@@ -230,3 +230,13 @@ def test_erasure_scrubs_a_pending_file_that_does_not_decode_and_keeps_its_other_
         services.erase_subscriber(subscriber=ada, actor=Actor(user=owner))
     with pending.file.open("rb") as f:
         assert f.read() == b"phone,name\r\n" + kept.replace(b"\n", b"\r\n")
+
+
+def test_a_row_with_thousands_of_cells_is_previewed_within_the_column_limit(project, owner, settings):
+    settings.IMPORT_MAX_COLUMNS = 5
+    job = upload(project, owner, "phone,name\n" + "+4915112345678,Ada" + ",x" * 50_000 + "\n")
+    ((line, cells),) = imports.preview(job)
+    assert (line, len(cells), cells[:2]) == (2, 5, ["+4915112345678", "Ada"])
+    job = run(job, user=owner)
+    (rejected,) = report_rows(job)
+    assert rejected["reason"] == "The row has 50002 cells but the header has 2 columns."
