@@ -138,12 +138,15 @@ def choose_undecodable_rows(*, job: ImportJob, choice: str, actor: Actor) -> Imp
         if locked.status != ImportStatus.UPLOADED:
             raise InvalidInput("This import has already started.", field="encoding", code="conflict")
         locked.undecodable_rows = choice
-        with locked.file.open("rb") as binary:
-            text = text_reader(binary, text_encoding(locked))
-            try:
-                headers = header_names(read_header(text, locked.mapping["file"]["delimiter"]))
-            finally:
-                text.detach()
+        try:
+            with locked.file.open("rb") as binary:
+                text = text_reader(binary, text_encoding(locked))
+                try:
+                    headers = header_names(read_header(text, locked.mapping["file"]["delimiter"]))
+                finally:
+                    text.detach()
+        except FileNotFoundError:
+            raise InvalidInput("The uploaded file is gone; upload it again.", field="encoding") from None
         if headers != locked.mapping["headers"]:
             columns = auto_targets(headers, tagtypes.definitions(locked.project))
             locked.mapping = {**locked.mapping, "headers": headers, "columns": columns}

@@ -240,3 +240,12 @@ def test_a_row_with_thousands_of_cells_is_previewed_within_the_column_limit(proj
     job = run(job, user=owner)
     (rejected,) = report_rows(job)
     assert rejected["reason"] == "The row has 50002 cells but the header has 2 columns."
+
+
+def test_choosing_for_a_file_that_is_gone_says_so(project, owner):
+    job = upload(project, owner, utf8_file_with_a_stray_byte(rows=3, bad_line=2))
+    job.file.storage.delete(job.file.name)
+    with pytest.raises(InvalidInput, match="The uploaded file is gone"):
+        imports.choose_undecodable_rows(job=job, choice="skip", actor=Actor(user=owner))
+    job.refresh_from_db()
+    assert job.undecodable_rows == ""
