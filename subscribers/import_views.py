@@ -117,7 +117,7 @@ def import_detail(request: HttpRequest, job_id: UUID) -> HttpResponse:
         raise Http404("The uploaded file is gone; upload it again.") from None
     context = {
         "job": job,
-        "notice": job.mapping["file"].get("notice", ""),
+        "undecodable": _undecodable_context(job),
         "delimiter_label": {",": "comma", ";": "semicolon", "\t": "tab"}[job.mapping["file"]["delimiter"]],
         "columns": [
             {
@@ -136,6 +136,35 @@ def import_detail(request: HttpRequest, job_id: UUID) -> HttpResponse:
         "error": error,
     }
     return render(request, "subscribers/import_mapping.html", context, status=400 if error else 200)
+
+
+def _undecodable_context(job: ImportJob) -> dict | None:
+    """The rows of the file that do not decode and the choice about them (None: no question)."""
+    found = job.mapping["file"].get("undecodable")
+    if not found:
+        return None
+    alternative = found["alternative"]
+    return {
+        **found,
+        "encoding_label": imports.ENCODING_LABELS[job.mapping["file"]["encoding"]],
+        "alternative_label": imports.ENCODING_LABELS[alternative] if alternative else "",
+        "choice": job.undecodable_rows,
+        # Reading a file none of whose rows is valid UTF-8 with accents in another encoding
+        # re-reads nothing valid: suggest it. Otherwise suggest skipping, which keeps them.
+        "suggested": "reencode" if alternative and not found["recoded"] else "skip",
+    }
+
+
+@project_view(section="subscribers", read=Role.MARKETER)
+@require_POST
+def import_encoding(request: HttpRequest, job_id: UUID) -> HttpResponse:
+    """The choice for rows that do not decode: skip them, or read the file in another encoding."""
+    job = _job(request, job_id)
+    try:
+        imports.choose_undecodable_rows(job=job, choice=request.POST.get("choice", ""), actor=_actor(request))
+    except InvalidInput as exc:
+        messages.error(request, exc.message)
+    return redirect("subscribers:import_detail", request.project.slug, job.public_id)
 
 
 def _job_context(request: HttpRequest, job: ImportJob) -> dict:
@@ -230,6 +259,7 @@ def export_consent(request: HttpRequest) -> HttpResponse:
 urlpatterns = [
     path("subscribers/import/", import_upload, name="import_upload"),
     path("subscribers/import/<uuid:job_id>/", import_detail, name="import_detail"),
+    path("subscribers/import/<uuid:job_id>/encoding/", import_encoding, name="import_encoding"),
     path("subscribers/import/<uuid:job_id>/progress/", import_progress, name="import_progress"),
     path("subscribers/import/<uuid:job_id>/report/", import_report, name="import_report"),
     path("subscribers/import/<uuid:job_id>/delete/", import_delete, name="import_delete"),

@@ -402,6 +402,13 @@ class ImportStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class UndecodableRows(models.TextChoices):
+    """What an import does with the rows of its file that do not decode (chosen before it starts)."""
+
+    SKIP = "skip", "Skip them"
+    REENCODE = "reencode", "Read the whole file in the other encoding"
+
+
 class ImportJob(models.Model):
     """A CSV import: the uploaded file, its column mapping, progress and the rejected-rows report."""
 
@@ -409,10 +416,13 @@ class ImportJob(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     file = models.FileField(upload_to="imports/%Y/%m/")
     original_name = models.CharField(max_length=255)
-    # {"file": {"encoding", "delimiter", "notice"}, "headers": [...], "key": "phone" | "external_id",
-    #  "columns": [{"target", "new_tag"}], "default_evidence": "..."}; see subscribers/imports.py
+    # {"file": {"encoding", "delimiter", "decodes", "undecodable"}, "headers": [...],
+    #  "key": "phone" | "external_id", "columns": [{"target", "new_tag"}], "default_evidence": "..."};
+    #  see subscribers/imports/
     mapping = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=10, choices=ImportStatus.choices, default=ImportStatus.UPLOADED)
+    # Empty until chosen; only asked when mapping["file"]["undecodable"] lists rows.
+    undecodable_rows = models.CharField(max_length=10, choices=UndecodableRows.choices, blank=True)
     total_rows = models.PositiveIntegerField(null=True, blank=True)
     processed_rows = models.PositiveIntegerField(default=0)
     created_count = models.PositiveIntegerField(default=0)

@@ -174,3 +174,78 @@ def test_viewers_cannot_see_imports_or_export(client, project, viewer):
     client.force_login(viewer)
     for name in ("import_upload", "export", "export_consent"):
         assert client.get(reverse(f"subscribers:{name}", args=[project.slug])).status_code == 403
+
+
+STRAY_BYTE = (
+    "phone,name,city\n+4915112345678,Ayşe Öztürk,Köln\n".encode() + b"+4915112345679,J\xfcrgen,Bonn\n"
+)
+
+
+def test_rows_that_do_not_decode_are_shown_and_the_choice_comes_first(marketer_client, project):
+    upload(marketer_client, project, STRAY_BYTE)
+    job = ImportJob.objects.get(project=project)
+    url = reverse("subscribers:import_detail", args=[project.slug, job.public_id])
+    page = marketer_client.get(url).content.decode()
+    assert "1 row cannot be read as UTF-8" in page
+    assert "<code>0xFC</code>" in page
+    assert "J\ufffdrgen" in page and "+4915112345679,Jürgen,Bonn" in page  # as UTF-8, as Windows-1252
+    assert "Ayşe Öztürk" in page  # the valid row in the preview, read as UTF-8
+    assert 'data-testid="recoded-warning"' in page
+    # Valid rows would be read differently in Windows-1252: skipping is what is suggested.
+    assert 'value="skip" checked' in page and 'value="reencode">' in page
+    # Starting before choosing writes nothing and says why.
+    response = marketer_client.post(url, mapping_post(col_2="new", newtag_2="city"))
+    assert response.status_code == 400
+    assert "choose what happens to them first" in response.content.decode()
+    assert not Subscriber.objects.filter(project=project).exists()
+
+    encoding_url = reverse("subscribers:import_encoding", args=[project.slug, job.public_id])
+    assert marketer_client.post(encoding_url, {"choice": "skip"})["Location"] == url
+    job.refresh_from_db()
+    assert job.undecodable_rows == "skip"
+    assert (
+        'data-testid="encoding-chosen">Chosen: skip these rows.' in marketer_client.get(url).content.decode()
+    )
+    assert marketer_client.post(url, mapping_post(col_2="new", newtag_2="city")).status_code == 302
+    job.refresh_from_db()
+    assert job.status == ImportStatus.QUEUED
+
+
+def test_a_bad_encoding_choice_is_explained(marketer_client, project):
+    upload(marketer_client, project, "phone\tname\n+4915112345678\tAda\n".encode("utf-16") + b"\x00")
+    job = ImportJob.objects.get(project=project)
+    encoding_url = reverse("subscribers:import_encoding", args=[project.slug, job.public_id])
+    response = marketer_client.post(encoding_url, {"choice": "reencode"}, follow=True)
+    assert "cannot be read in another encoding" in response.content.decode()
+    job.refresh_from_db()
+    assert job.undecodable_rows == ""
+
+
+def test_a_utf16_file_with_an_odd_trailing_byte_leads_to_the_mapping_page(marketer_client, project):
+    response = upload(
+        marketer_client, project, "phone\tname\n+4915112345678\tAda\n".encode("utf-16") + b"\x0a"
+    )
+    assert response.status_code == 302
+    page = marketer_client.get(response["Location"]).content.decode()
+    assert "cannot be read as UTF-16" in page and "<code>0x0A</code>" in page
+    assert 'value="reencode"' not in page
+
+
+def test_only_members_with_the_marketer_role_choose_an_encoding(client, project, viewer, outsider, member_of):
+    from tests.factories import ProjectFactory
+
+    job = imports.create_import(
+        project=project, upload=SimpleUploadedFile("p.csv", STRAY_BYTE, "text/csv"), actor=SYSTEM
+    )
+    url = reverse("subscribers:import_encoding", args=[project.slug, job.public_id])
+    client.force_login(viewer)
+    assert client.post(url, {"choice": "skip"}).status_code == 403
+    client.force_login(outsider)
+    assert client.post(url, {"choice": "skip"}).status_code == 404
+    # A marketer elsewhere reaches no job of this project through their own project.
+    other = ProjectFactory()
+    client.force_login(member_of(Role.MARKETER, in_project=other))
+    elsewhere = reverse("subscribers:import_encoding", args=[other.slug, job.public_id])
+    assert client.post(elsewhere, {"choice": "skip"}).status_code == 404
+    job.refresh_from_db()
+    assert job.undecodable_rows == ""

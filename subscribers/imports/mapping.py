@@ -1,0 +1,215 @@
+"""The targets a column can be mapped to: the first guess from the header, and the check of
+a mapping chosen on the mapping page."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from controlpanel.models import Project
+
+from .. import tags as tagtypes
+from ..errors import InvalidInput
+from ..models import ConsentState, TagDefinition
+
+PROFILE_TARGETS = ("name", "email", "language", "country", "time_zone")
+
+TARGET_LABELS = {
+    "": "Ignore",
+    "phone": "Phone",
+    "external_id": "External id",
+    "name": "Name",
+    "email": "Email",
+    "language": "Language",
+    "country": "Country",
+    "time_zone": "Time zone",
+    "consent": "WhatsApp consent",
+    "consent_evidence": "Consent evidence",
+    "new": "New tag",
+}
+
+SINGLE_TARGETS = ("phone", "external_id", *PROFILE_TARGETS, "consent", "consent_evidence")
+
+CONSENT_VALUES = {
+    "yes": ConsentState.OPTED_IN,
+    "y": ConsentState.OPTED_IN,
+    "true": ConsentState.OPTED_IN,
+    "1": ConsentState.OPTED_IN,
+    "opted_in": ConsentState.OPTED_IN,
+    "opted in": ConsentState.OPTED_IN,
+    "opt-in": ConsentState.OPTED_IN,
+    "no": ConsentState.OPTED_OUT,
+    "n": ConsentState.OPTED_OUT,
+    "false": ConsentState.OPTED_OUT,
+    "0": ConsentState.OPTED_OUT,
+    "opted_out": ConsentState.OPTED_OUT,
+    "opted out": ConsentState.OPTED_OUT,
+    "opt-out": ConsentState.OPTED_OUT,
+}
+
+_FORMULA_START = ("=", "+", "-", "@")
+
+# Our own export writes "unknown" for people who never answered: no change, not an error.
+CONSENT_NO_CHANGE = {"unknown"}
+
+_HEADER_TARGETS = {
+    "phone": "phone",
+    "phonenumber": "phone",
+    "mobile": "phone",
+    "mobilephone": "phone",
+    "mobilenumber": "phone",
+    "msisdn": "phone",
+    "cell": "phone",
+    "cellphone": "phone",
+    "telephone": "phone",
+    "tel": "phone",
+    "whatsapp": "phone",
+    "whatsappnumber": "phone",
+    "whatsappphone": "phone",
+    "handy": "phone",
+    "telefon": "phone",
+    "externalid": "external_id",
+    "userid": "external_id",
+    "customerid": "external_id",
+    "clientid": "external_id",
+    "crmid": "external_id",
+    "name": "name",
+    "fullname": "name",
+    "contactname": "name",
+    "customername": "name",
+    "email": "email",
+    "emailaddress": "email",
+    "mail": "email",
+    "language": "language",
+    "lang": "language",
+    "locale": "language",
+    "country": "country",
+    "countrycode": "country",
+    "timezone": "time_zone",
+    "tz": "time_zone",
+    "consent": "consent",
+    "optin": "consent",
+    "whatsappoptin": "consent",
+    "whatsappconsent": "consent",
+    "marketingconsent": "consent",
+    "consentevidence": "consent_evidence",
+    "optinevidence": "consent_evidence",
+    "evidence": "consent_evidence",
+    # Columns of our own export and of the rejected-rows report that are not imported.
+    "line": "",
+    "reason": "",
+    "id": "",
+    "createdat": "",
+    "updatedat": "",
+    "lastinboundat": "",
+}
+
+
+def _header_key(header: str) -> str:
+    return re.sub(r"[\s_\-.]", "", header.strip().lower())
+
+
+def auto_targets(headers: list[str], definitions: dict[str, TagDefinition]) -> list[dict[str, str]]:
+    """A first guess at the mapping: known header names, existing tags, else a new tag."""
+    used: set[str] = set()
+    out = []
+    for header in headers:
+        key = _header_key(header)
+        target = _HEADER_TARGETS.get(key)
+        new_name = ""
+        if target is None:
+            existing = definitions.get(header.strip().lower())
+            if existing is not None:
+                target = f"tag:{existing.name}"
+            elif tagtypes.builtin(header) is not None or not tagtypes.TAG_NAME_RE.match(header.strip()):
+                target = ""
+            else:
+                target, new_name = "new", header.strip()
+        if target in SINGLE_TARGETS and target in used:
+            target = ""
+        used.add(target)
+        out.append({"target": target, "new_tag": new_name or header.strip()[:64]})
+    return out
+
+
+def clean_mapping(
+    *,
+    project: Project,
+    headers: list[str],
+    columns: list[dict[str, str]],
+    key: str,
+    default_evidence: str,
+    opt_ins: Callable[[int], bool] | None = None,
+) -> dict[str, Any]:
+    """Check a mapping chosen on the mapping page; raise InvalidInput naming the column.
+
+    ``opt_ins(column)`` says whether the file opts anyone in through that column: only then is
+    evidence required (a file of opt-outs needs none).
+    """
+    if len(columns) != len(headers):
+        raise InvalidInput("The mapping does not match the file's columns.", field="columns")
+    definitions = tagtypes.definitions(project)
+    seen: dict[str, str] = {}
+    tag_names: dict[str, str] = {}
+    cleaned = []
+    for i, (header, col) in enumerate(zip(headers, columns, strict=True)):
+        target = col.get("target", "")
+        new_tag = (col.get("new_tag") or "").strip()
+        field_name = f"col_{i}"
+        if target in SINGLE_TARGETS:
+            if target in seen:
+                raise InvalidInput(
+                    f"“{header}” and “{seen[target]}” are both mapped to {TARGET_LABELS[target]}; "
+                    "choose one.",
+                    field=field_name,
+                )
+            seen[target] = header
+        elif target == "new":
+            new_tag = tagtypes.validate_tag_name(new_tag or header)
+            if tagtypes.builtin(new_tag) is not None:
+                raise InvalidInput(
+                    f"“{new_tag}” is a built-in field: map “{header}” to it directly.", field=field_name
+                )
+            existing = definitions.get(new_tag.lower())
+            if existing is not None:
+                target, new_tag = f"tag:{existing.name}", ""
+        elif target.startswith("tag:"):
+            if target[4:].lower() not in definitions:
+                raise InvalidInput(f"The tag {target[4:]!r} no longer exists.", field=field_name)
+            target = f"tag:{definitions[target[4:].lower()].name}"
+            new_tag = ""
+        elif target != "":
+            raise InvalidInput(f"Unknown target for “{header}”.", field=field_name)
+        tag_name = target[4:] if target.startswith("tag:") else new_tag if target == "new" else None
+        if tag_name is not None:
+            if tag_name.lower() in tag_names:
+                raise InvalidInput(
+                    f"“{header}” and “{tag_names[tag_name.lower()]}” both write the tag {tag_name!r}.",
+                    field=field_name,
+                )
+            tag_names[tag_name.lower()] = header
+        cleaned.append({"target": target, "new_tag": new_tag if target == "new" else ""})
+    if key not in ("phone", "external_id"):
+        raise InvalidInput("Choose whether rows are matched by phone or by external id.", field="key")
+    if key not in seen:
+        raise InvalidInput(
+            f"Rows are matched by {TARGET_LABELS[key].lower()}, so map a column to {TARGET_LABELS[key]}.",
+            field="key",
+        )
+    default_evidence = (default_evidence or "").strip()
+    consent_column = next((i for i, c in enumerate(cleaned) if c["target"] == "consent"), None)
+    if (
+        consent_column is not None
+        and "consent_evidence" not in seen
+        and not default_evidence
+        and (opt_ins is None or opt_ins(consent_column))
+    ):
+        raise InvalidInput(
+            "Opt-ins need evidence: map a consent evidence column or describe how these people "
+            "agreed (e.g. “Signed up in store, paper form 2025”).",
+            field="default_evidence",
+        )
+    if "consent_evidence" in seen and "consent" not in seen:
+        raise InvalidInput("A consent evidence column needs a consent column too.", field="key")
+    return {"columns": cleaned, "key": key, "default_evidence": default_evidence}

@@ -1,0 +1,266 @@
+"""Checking rows in file order: phones, profile fields, tag types, consent, duplicates."""
+
+from __future__ import annotations
+
+import zoneinfo
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from functools import cache
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+
+from .. import tags as tagtypes
+from ..errors import InvalidInput
+from ..models import ConsentState, ImportJob, TagType
+from .files import ImportFileError
+from .mapping import _FORMULA_START, CONSENT_NO_CHANGE, CONSENT_VALUES
+from .phone_numbers import fast_phone
+
+# Stored numbers have 8 decimal places: compare and write them rounded the same way, or a
+# re-import of 1.123456789 would look like a change every time.
+_NUMBER_QUANTUM = Decimal("1e-8")
+
+# TagValue.value_number is numeric(24, 8): 16 digits before the decimal point.
+_NUMBER_DIGITS = 16
+
+_NUMBER_LIMIT = Decimal(10) ** _NUMBER_DIGITS
+
+
+@dataclass
+class Row:
+    """A validated row, ready to apply."""
+
+    index: int  # 0-based position among the file's records
+    line: int
+    cells: list[str]
+    phone: str | None
+    external_id: str | None
+    profile: dict[str, str]
+    tags: dict[int, tuple[tuple, ...]]  # tag id -> value tuples (see _value_tuples)
+    consent: str | None
+    evidence: str
+
+
+@dataclass
+class Rejection:
+    index: int
+    line: int
+    reason: str
+    cells: list[str]
+
+
+@dataclass
+class Chunk:
+    first_index: int  # rows before this are committed (resume) or earlier chunks
+    end_index: int
+    rows: list[Row] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+@cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+class Validator:
+    """Checks rows in file order; remembers the keys of accepted rows to find duplicates."""
+
+    def __init__(self, job: ImportJob):
+        self.job = job
+        self.project = job.project
+        self.country = job.project.default_country
+        # Cells with a time but no offset are the project's local time, as the panel shows them.
+        self.tz = zoneinfo.ZoneInfo(job.project.time_zone)
+        mapping = job.mapping
+        self.key = mapping["key"]
+        self.default_evidence = mapping.get("default_evidence", "")
+        self.width = len(mapping["headers"])
+        self.headers = mapping["headers"]
+        definitions = tagtypes.definitions(self.project)
+        # (cell index, target, tag definition or None, new tag name)
+        self.columns: list[list[Any]] = []
+        for i, col in enumerate(mapping["columns"]):
+            target = col["target"]
+            if not target:
+                continue
+            if target.startswith("tag:"):
+                definition = definitions.get(target[4:].lower())
+                if definition is None:
+                    raise ImportFileError(f"The tag {target[4:]!r} was deleted after the import was set up.")
+                self.columns.append([i, "tag", definition, None])
+            elif target == "new":
+                existing = definitions.get(col["new_tag"].lower())
+                self.columns.append([i, "tag", existing, col["new_tag"]])
+            else:
+                self.columns.append([i, target, None, None])
+        self.seen_phone: dict[str, int] = {}
+        self.seen_external: dict[str, int] = {}
+
+    def tags(self) -> dict[int, str]:
+        """The import's tag definitions so far (new ones appear with their first value): id -> name."""
+        return {c[2].pk: c[2].name for c in self.columns if c[1] == "tag" and c[2] is not None}
+
+    def check(self, index: int, line: int, cells: list[str]) -> Row | Rejection:
+        errors: list[str] = []
+        width = self.width
+        if len(cells) > width and any(c.strip() for c in cells[width:]):
+            return Rejection(
+                index, line, f"The row has {len(cells)} cells but the header has {width} columns.", cells
+            )
+        phone = external_id = consent = None
+        evidence = ""
+        profile: dict[str, str] = {}
+        tags: dict[int, tuple[tuple, ...]] = {}
+        for col in self.columns:
+            i, target = col[0], col[1]
+            text = cells[i].strip() if i < len(cells) else ""
+            if not text:
+                continue
+            if text[0] == "'" and text[1:2] in _FORMULA_START:
+                text = text[1:]  # our export's guard against spreadsheet formulas
+            try:
+                if target == "phone":
+                    phone = fast_phone(text, self.country)
+                elif target == "tag":
+                    definition = col[2]
+                    if definition is None:
+                        definition = col[2] = tagtypes.get_or_create_definition(
+                            self.project, col[3], text, from_text=True
+                        )
+                    value = tagtypes.parse_text(definition.name, definition.type, text, tz=self.tz)
+                    tags[definition.id] = _value_tuples(definition.type, value, definition.name)
+                elif target == "external_id":
+                    if len(text) > 200:
+                        raise InvalidInput("The external id is longer than 200 characters.")
+                    external_id = text
+                elif target == "consent":
+                    lowered = text.lower()
+                    if lowered not in CONSENT_NO_CHANGE:
+                        consent = CONSENT_VALUES.get(lowered)
+                        if consent is None:
+                            raise InvalidInput(
+                                f"Consent {text!r} is not one of yes, no, true, false, 1, 0, "
+                                "opted_in, opted_out."
+                            )
+                elif target == "consent_evidence":
+                    evidence = text
+                else:
+                    profile[target] = _clean_profile_value(target, text)
+            except InvalidInput as exc:
+                errors.append(exc.message)
+        if consent == ConsentState.OPTED_IN and not (evidence or self.default_evidence):
+            errors.append("Opting in needs evidence: this row's evidence cell is empty.")
+        key_value = phone if self.key == "phone" else external_id
+        if key_value is None and not errors:
+            errors.append(
+                "The phone number is missing." if self.key == "phone" else "The external id is missing."
+            )
+        if errors:
+            return Rejection(index, line, " ".join(errors), cells)
+        if phone is not None and phone in self.seen_phone:
+            return Rejection(
+                index,
+                line,
+                f"Duplicate: the phone {phone} is already on line {self.seen_phone[phone]}.",
+                cells,
+            )
+        if external_id is not None and external_id in self.seen_external:
+            return Rejection(
+                index,
+                line,
+                f"Duplicate: the external id {external_id!r} is already on line "
+                f"{self.seen_external[external_id]}.",
+                cells,
+            )
+        self.remember(line, phone, external_id)
+        return Row(
+            index=index,
+            line=line,
+            cells=cells,
+            phone=phone,
+            external_id=external_id,
+            profile=profile,
+            tags=tags,
+            consent=consent,
+            # The default evidence describes how people opted in; an opt-out keeps only its cell.
+            evidence=(evidence or (self.default_evidence if consent == ConsentState.OPTED_IN else ""))[:5000],
+        )
+
+    def remember(self, line: int, phone: str | None, external_id: str | None) -> None:
+        if phone is not None:
+            self.seen_phone[phone] = line
+        if external_id is not None:
+            self.seen_external[external_id] = line
+
+    def replay(self, line: int, cells: list[str]) -> None:
+        """Remember the keys of a row that an earlier run of this job accepted."""
+        phone = external_id = None
+        for i, target, _definition, _new in self.columns:
+            text = cells[i].strip() if i < len(cells) else ""
+            if not text:
+                continue
+            if target == "phone":
+                phone = fast_phone(text, self.country)
+            elif target == "external_id":
+                external_id = text
+        self.remember(line, phone, external_id)
+
+
+def _clean_profile_value(target: str, text: str) -> str:
+    if target == "email":
+        try:
+            validate_email(text)
+        except ValidationError:
+            raise InvalidInput(f"{text!r} is not an email address.") from None
+        return text.lower()
+    if target == "country":
+        if len(text) != 2 or not text.isalpha() or not text.isascii():
+            raise InvalidInput(f"Country {text!r} must be a two-letter code like DE.")
+        return text.upper()
+    if target == "time_zone":
+        if text not in _time_zones():
+            raise InvalidInput(f"Unknown time zone {text!r}; use a name like Europe/Berlin.")
+        return text
+    if target == "language":
+        if len(text) > 16:
+            raise InvalidInput(f"Language {text!r} is too long; use a code like de or pt_BR.")
+        return text
+    if len(text) > 200:
+        raise InvalidInput("The name is longer than 200 characters.")
+    return text
+
+
+def _value_tuples(type_: str, value: Any, name: str) -> tuple[tuple, ...]:
+    """A tag value as TagValue column tuples (VALUE_COLUMNS order), in a canonical order.
+
+    Raises InvalidInput for a number the column cannot hold: the row is rejected, instead of
+    the chunk's COPY failing (PostgreSQL) or the rounding below (over 28 digits) raising.
+    """
+    match type_:
+        case TagType.STRING:
+            return ((value, None, None, None, None),)
+        case TagType.INTEGER | TagType.DECIMAL:
+            number = Decimal(value)
+            if (
+                not number.is_finite()
+                or abs(number) >= _NUMBER_LIMIT
+                # Rounded as PostgreSQL rounds numeric(24, 8): half away from zero.
+                or abs(number := number.quantize(_NUMBER_QUANTUM, rounding=ROUND_HALF_UP)) >= _NUMBER_LIMIT
+            ):
+                raise InvalidInput(
+                    f"Tag {name!r} holds numbers of at most {_NUMBER_DIGITS} digits before the "
+                    f"decimal point; {str(value)[:40]!r} has more.",
+                    field=f"tags.{name}",
+                )
+            return ((None, number, None, None, None),)
+        case TagType.BOOLEAN:
+            return ((None, None, value, None, None),)
+        case TagType.DATE:
+            return ((None, None, None, value, None),)
+        case TagType.DATETIME:
+            return ((None, None, None, None, value),)
+        case TagType.LIST:
+            return tuple((item, None, None, None, None) for item in sorted(value))
+    raise ValueError(type_)
