@@ -16,6 +16,7 @@ from controlpanel.models import Project
 
 from ..ids import uuid7s
 from ..models import ConsentChange, Subscriber, TagValue
+from ..textfold import fold_tag_text
 
 VALUE_COLUMNS = ("value_text", "value_number", "value_bool", "value_date", "value_datetime")
 
@@ -196,7 +197,9 @@ class PostgresStore(Store):
         pid = self.project.pk
         with connection.cursor() as cur, _copy(cur, "subscribers_tagvalue", _TAG_VALUE_COPY) as copy:
             for r in rows:
-                copy.write_row((pid, *r))
+                # r: (subscriber, tag, *VALUE_COLUMNS); the folded copy is what segments compare
+                # texts by, as TagValue's save() and bulk_create() derive it.
+                copy.write_row((pid, *r, fold_tag_text(r[2])))
 
     def insert_consent(self, rows: list[dict[str, Any]]) -> None:
         pid = self.project.pk
@@ -248,6 +251,7 @@ _TAG_VALUE_COPY = (
     ("value_bool", "bool"),
     ("value_date", "date"),
     ("value_datetime", "timestamptz"),
+    ("value_folded", "text"),
 )
 
 _CONSENT_COPY = (

@@ -9,7 +9,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 
-from subscribers import services
+from controlpanel.services import Actor
+from subscribers import import_sync, services
 from subscribers.actors import run_import_job
 from subscribers.models import ConsentState, ImportJob, Subscriber, TagDefinition
 from tests.factories import ProjectFactory
@@ -120,3 +121,17 @@ def test_command_refuses_an_unknown_project(tmp_path):
     path.write_text(CSV, encoding="utf-8")
     with pytest.raises(CommandError, match="No project"):
         call_command("import_subscribers", "nope", str(path))
+
+
+def test_imported_text_tags_match_segments_without_case_or_accents(project):
+    """The import's own writer (COPY on PostgreSQL) fills the folded copy segments compare by."""
+    from subscribers.segments import count, parse_rule
+
+    TagDefinition.objects.create(project=project, name="city", type="string")
+    upload = SimpleUploadedFile("people.csv", CSV.encode(), "text/csv")
+    job = import_sync.import_csv(
+        project=project, upload=upload, actor=Actor(label="test"), default_evidence="x"
+    )
+    run_import_job.fn(job.pk)
+    assert count(project, parse_rule('T("city", eq, "BERLIN")')) == 1
+    assert count(project, parse_rule('T("city", eq, "koln")')) == 1

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('subscribers', '0007_subscriber_time_ordered_public_id'),
+        ('subscribers', '0011_bulk_job'),
     ]
 
     operations = [
