@@ -24,12 +24,6 @@ class _Superseded(Exception):
     """Another run claimed the job; this one stops without touching it."""
 
 
-def _stored_tuples(rows: list[tuple]) -> tuple[tuple, ...]:
-    if len(rows) < 2:
-        return tuple(rows)
-    return tuple(sorted(rows, key=lambda r: tuple("" if v is None else str(v) for v in r)))
-
-
 # Columns read of matched subscribers: what rows are compared with (plus the mapped profile fields).
 KEY_FIELDS = ("id", "phone", "external_id", "whatsapp_consent")
 
@@ -314,7 +308,7 @@ class Applier:
                     have = stored.get((sid, tag_id), no_values)
                     if len(have) == len(wanted) and (
                         (len(have) == 1 and have[0][1] == wanted[0])
-                        or _stored_tuples([v for _, v in have]) == wanted
+                        or tagtypes.stored_tuples([v for _, v in have]) == wanted
                     ):
                         continue
                     tag_deletes.extend(rid for rid, _ in have)

@@ -16,10 +16,8 @@ from controlpanel.models import Project
 
 from ..ids import uuid7s
 from ..models import ConsentChange, Subscriber, TagValue
+from ..tags import VALUE_COLUMNS
 from ..textfold import fold_tag_text
-
-VALUE_COLUMNS = ("value_text", "value_number", "value_bool", "value_date", "value_datetime")
-
 
 Existing = dict[str, Any]
 

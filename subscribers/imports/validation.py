@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import zoneinfo
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 from typing import Any
 
@@ -13,19 +12,10 @@ from django.core.validators import validate_email
 
 from .. import tags as tagtypes
 from ..errors import InvalidInput
-from ..models import ConsentState, ImportJob, TagType
+from ..models import ConsentState, ImportJob
 from .files import ImportFileError
 from .mapping import _FORMULA_START, CONSENT_NO_CHANGE, CONSENT_VALUES
 from .phone_numbers import fast_phone
-
-# Stored numbers have 8 decimal places: compare and write them rounded the same way, or a
-# re-import of 1.123456789 would look like a change every time.
-_NUMBER_QUANTUM = Decimal("1e-8")
-
-# TagValue.value_number is numeric(24, 8): 16 digits before the decimal point.
-_NUMBER_DIGITS = 16
-
-_NUMBER_LIMIT = Decimal(10) ** _NUMBER_DIGITS
 
 
 @dataclass
@@ -38,7 +28,7 @@ class Row:
     phone: str | None
     external_id: str | None
     profile: dict[str, str]
-    tags: dict[int, tuple[tuple, ...]]  # tag id -> value tuples (see _value_tuples)
+    tags: dict[int, tuple[tuple, ...]]  # tag id -> value tuples (see tags.value_tuples)
     consent: str | None
     evidence: str
 
@@ -130,7 +120,8 @@ class Validator:
                             self.project, col[3], text, from_text=True
                         )
                     value = tagtypes.parse_text(definition.name, definition.type, text, tz=self.tz)
-                    tags[definition.id] = _value_tuples(definition.type, value, definition.name)
+                    # parse_text refused numbers the column cannot hold: one range for every writer.
+                    tags[definition.id] = tagtypes.value_tuples(definition.type, value)
                 elif target == "external_id":
                     if len(text) > 200:
                         raise InvalidInput("The external id is longer than 200 characters.")
@@ -230,37 +221,3 @@ def _clean_profile_value(target: str, text: str) -> str:
     if len(text) > 200:
         raise InvalidInput("The name is longer than 200 characters.")
     return text
-
-
-def _value_tuples(type_: str, value: Any, name: str) -> tuple[tuple, ...]:
-    """A tag value as TagValue column tuples (VALUE_COLUMNS order), in a canonical order.
-
-    Raises InvalidInput for a number the column cannot hold: the row is rejected, instead of
-    the chunk's COPY failing (PostgreSQL) or the rounding below (over 28 digits) raising.
-    """
-    match type_:
-        case TagType.STRING:
-            return ((value, None, None, None, None),)
-        case TagType.INTEGER | TagType.DECIMAL:
-            number = Decimal(value)
-            if (
-                not number.is_finite()
-                or abs(number) >= _NUMBER_LIMIT
-                # Rounded as PostgreSQL rounds numeric(24, 8): half away from zero.
-                or abs(number := number.quantize(_NUMBER_QUANTUM, rounding=ROUND_HALF_UP)) >= _NUMBER_LIMIT
-            ):
-                raise InvalidInput(
-                    f"Tag {name!r} holds numbers of at most {_NUMBER_DIGITS} digits before the "
-                    f"decimal point; {str(value)[:40]!r} has more.",
-                    field=f"tags.{name}",
-                )
-            return ((None, number, None, None, None),)
-        case TagType.BOOLEAN:
-            return ((None, None, value, None, None),)
-        case TagType.DATE:
-            return ((None, None, None, value, None),)
-        case TagType.DATETIME:
-            return ((None, None, None, None, value),)
-        case TagType.LIST:
-            return tuple((item, None, None, None, None) for item in sorted(value))
-    raise ValueError(type_)
