@@ -19,7 +19,7 @@ from subscribers import events as eventdefs
 from subscribers.models import ConsentState, Event, Subscriber
 from subscribers.services import record_event
 from subscribers.signals import EventRecorded, event_recorded
-from whatsapp import ratelimit
+from whatsapp import placeholders, ratelimit
 from whatsapp.client import GraphClient
 from whatsapp.errors import AccountError, AmbiguousSendError, ErrorKind, GraphError, PermanentError, explain
 from whatsapp.models import AccountStatus, MessageTemplate, TemplateCategory, WhatsAppAccount
@@ -137,9 +137,7 @@ def render_template(template: MessageTemplate, components: list[dict[str, Any]])
     body = next(
         (c.get("text", "") for c in template.components if str(c.get("type", "")).upper() == "BODY"), ""
     )
-    for key, value in values.items():
-        body = body.replace("{{" + key + "}}", value)
-    return body
+    return placeholders.fill(body, values)
 
 
 def claim(message_id: int) -> Message | None:

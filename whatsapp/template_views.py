@@ -28,6 +28,7 @@ from controlpanel.models import Role
 from controlpanel.services import Actor, record_audit
 from controlpanel.tenancy import project_view
 
+from . import placeholders
 from . import templates_lint as lint
 from .client import GraphClient
 from .errors import GraphError, PermanentError
@@ -89,7 +90,6 @@ def _decorate(template: MessageTemplate) -> MessageTemplate:
 
 # --- preview -------------------------------------------------------------------------------------
 
-_TOKEN = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 # Placeholders for parameters while WhatsApp's *bold* _italic_ ~strike~ ```mono``` are applied, so
 # sample values are never read as formatting.
 _MARK = "\ue000{}\ue001"
@@ -115,7 +115,7 @@ def render_text(text: str, samples: dict[str, str]) -> SafeString:
             slots.append(f'<span class="wa-param wa-param-missing">{escape(match.group(0))}</span>')
         return _MARK.format(len(slots) - 1)
 
-    html = str(escape(_TOKEN.sub(hold, text or "")))
+    html = str(escape(placeholders.TOKEN.sub(hold, text or "")))
     for pattern, tag in _FORMATS:
         html = pattern.sub(lambda m, tag=tag: f"<{tag}>{m.group(1)}</{tag}>", html)
     html = _MARKED.sub(lambda m: slots[int(m.group(1))], html)

@@ -2,8 +2,10 @@
 // body parameter. The server does every check; without JavaScript the form still works (all
 // sections shown, "Add a button" re-renders the page). No inline scripts (CSP).
 (() => {
-  const TOKEN = /\{\{([^{}]*?)\}\}/g;
-  const VALID = /^([0-9]+|[a-z_][a-z0-9_]*)$/;
+  // The placeholder grammar comes from the server (whatsapp/placeholders.py), never a copy here.
+  const grammar = JSON.parse(document.getElementById("placeholder-grammar").textContent);
+  const TOKEN = new RegExp(grammar.token, "g");
+  const VALID = new RegExp(grammar.name);
   // Samples of parameters removed from the body, so retyping the parameter brings them back.
   const removedSamples = new Map();
 
