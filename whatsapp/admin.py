@@ -26,26 +26,9 @@ class WhatsAppAccountAdmin(admin.ModelAdmin):
     # The panel's form: the same checks (allowed endpoints, secrets re-entered when the endpoint
     # or account changes, throughput range), secrets write-only.
     form = ConnectionForm
-    fields = [
-        "project",
-        "public_id",
-        *ConnectionForm.Meta.fields,
-        *ConnectionForm.declared_fields,
-        "status",
-        "status_reason",
-        "last_webhook_at",
-        "created_at",
-        "updated_at",
-    ]
-    readonly_fields = [
-        "project",
-        "public_id",
-        "status",
-        "status_reason",
-        "last_webhook_at",
-        "created_at",
-        "updated_at",
-    ]
+    # Status only changes through the resume action (services.resume_sending).
+    readonly_fields = ["project", "public_id", "status", "status_reason", "last_webhook_at", "created_at"]
+    fields = [*ConnectionForm.Meta.fields, *ConnectionForm.declared_fields, *readonly_fields]
     actions = ["resume_sending"]
 
     def has_add_permission(self, request) -> bool:
