@@ -15,7 +15,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.db import transaction
 from django.db.models import Count, Max, Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
@@ -25,13 +24,12 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from controlpanel.models import Role
-from controlpanel.services import Actor, record_audit
+from controlpanel.services import Actor
 from controlpanel.tenancy import project_view
 
-from . import placeholders
+from . import placeholders, services
 from . import templates_lint as lint
-from .client import GraphClient
-from .errors import GraphError, PermanentError
+from .errors import GraphError
 from .models import MessageTemplate, TemplateCategory, TemplateStatus, WhatsAppAccount
 from .template_forms import BUTTON_CHOICES, BUTTON_INPUTS, TemplateForm
 
@@ -356,49 +354,6 @@ def field_label(key: str) -> str:
     return FIELD_LABELS.get(key, key)
 
 
-def submit_template(*, account: WhatsAppAccount, draft: lint.Draft, actor: Actor) -> MessageTemplate:
-    """Create the template at Meta and keep Meta's answer (id, status, category) in MessageTemplate.
-
-    Raises GraphError when Meta refuses or cannot be reached; then nothing is written. Not
-    idempotent on Meta's side (a second call is refused as a duplicate name), so call it once per
-    submitted form.
-    """
-    payload = lint.build_payload(draft)
-    answer = GraphClient(account).create_template(payload)
-    meta_id = str(answer.get("id") or "")
-    if not meta_id:
-        raise PermanentError(None, "Meta answered without a template id.", details=json.dumps(answer)[:500])
-    category = str(answer.get("category") or draft.category)
-    with transaction.atomic():
-        template, _ = MessageTemplate.objects.update_or_create(
-            account=account,
-            name=draft.name,
-            language=draft.language,
-            defaults={
-                "project_id": account.project_id,
-                "meta_id": meta_id,
-                "category": category,
-                "status": str(answer.get("status") or TemplateStatus.PENDING),
-                "quality_score": "",
-                "parameter_format": payload.get("parameter_format") or lint.POSITIONAL,
-                "components": lint.stored_components(payload),
-                "rejected_reason": "",
-                "rejection_detail": "",
-                "previous_category": draft.category if category != draft.category else "",
-                "extra": {},
-                "synced_at": None,
-            },
-        )
-        record_audit(
-            project=account.project,
-            actor=actor,
-            action="whatsapp.template_submitted",
-            obj=template,
-            changes={"meta_id": meta_id, "status": template.status, "category": category},
-        )
-    return template
-
-
 def _button_rows(form: TemplateForm, problems: dict[str, list[lint.Problem]]) -> list[dict[str, Any]]:
     rows = []
     for index, row in enumerate(form.button_rows()):
@@ -553,7 +508,7 @@ def template_create(request: HttpRequest) -> HttpResponse:
     submitting = request.method == "POST" and not editing_rows
     if submitting and not lint.errors(problems) and account is not None:
         try:
-            template = submit_template(account=account, draft=draft, actor=Actor(user=request.user))
+            template = services.submit_template(account=account, draft=draft, actor=Actor(user=request.user))
         except GraphError as exc:
             meta_error = exc
         else:

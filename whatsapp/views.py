@@ -93,13 +93,13 @@ def templates_sync(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         for account in WhatsAppAccount.objects.for_project(request.project).order_by("created_at"):
             try:
-                created, updated = services.sync_templates(account=account)
+                result = services.sync_templates(account=account)
             except GraphError as exc:
                 messages.error(
                     request, f"Template sync of {account} failed: {exc.explanation} ({exc.describe()})"
                 )
             else:
-                messages.success(request, f"Templates of {account} synced: {created} new, {updated} updated.")
+                messages.success(request, f"Templates of {account} synced: {result.summary()}.")
     return redirect("whatsapp:templates", request.project.slug)
 
 

@@ -152,7 +152,8 @@ def test_sync_follows_paging_and_marks_vanished_templates(db, graph):
         },
     ]
     graph.answer = lambda _: (200, pages.pop(0))
-    assert sync_templates(account=account) == (2, 0)
+    result = sync_templates(account=account)
+    assert (result.added, result.updated, result.removed) == (["promo (de)", "otp (en_US)"], [], ["old (en)"])
     promo = MessageTemplate.objects.get(name="promo")
     assert (promo.quality_score, promo.extra) == ("GREEN", {"sub_category": "CUSTOM"})
     assert MessageTemplate.objects.get(name="old").status == "DELETED"

@@ -375,14 +375,14 @@ def test_bootstrap_demo_connects_the_demo_project_to_the_simulator_once(settings
     account = WhatsAppAccount.objects.get(project__slug="demo")
     assert account.base_url == "http://127.0.0.1:8123/simulator/graph"
     names = {t["name"] for t in store.list_templates(account.waba_id)[0]}
-    assert names == {"autumn_promo", "order_update", "login_code"}
+    assert names == {"hello_world", "autumn_promo", "order_update", "login_code"}
     assert all(t["status"] == "APPROVED" for t in store.list_templates(account.waba_id)[0])
     secret, token = account.app_secret, account.access_token
     call_command("bootstrap_demo", url="http://127.0.0.1:9001/")
     again = WhatsAppAccount.objects.get(project__slug="demo")
     assert (again.pk, again.app_secret, again.access_token) == (account.pk, secret, token)
     assert again.base_url == "http://127.0.0.1:9001/simulator/graph"
-    assert store.count_templates(account.waba_id) == (3, 3)
+    assert store.count_templates(account.waba_id) == (4, 4)  # with hello_world
     assert Project.objects.filter(slug="demo").count() == 1
     call_command(
         "bootstrap_demo", url="http://192.0.2.10:8000/"

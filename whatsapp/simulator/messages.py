@@ -16,7 +16,7 @@ from .errors import ApiError, webhook_error
 TYPES = ("text", "template", "interactive", "image", "video", "audio", "document", "sticker", "location",
          "contacts", "reaction")  # fmt: skip
 MEDIA_TYPES = ("image", "video", "audio", "document", "sticker")
-WINDOW_SECONDS = window.SERVICE_WINDOW.total_seconds()
+WINDOW_SECONDS = int(window.SERVICE_WINDOW.total_seconds())
 
 
 def _require(condition: bool, code: int, details: str) -> None:

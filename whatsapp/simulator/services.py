@@ -140,6 +140,33 @@ DEMO_TEMPLATES: list[dict[str, Any]] = [
 ]
 
 
+# Meta's sample template: every new WhatsApp Business Account starts with it, approved.
+HELLO_WORLD: dict[str, Any] = {
+    "name": "hello_world",
+    "language": "en_US",
+    "category": "UTILITY",
+    "components": [
+        {"type": "HEADER", "format": "TEXT", "text": "Hello World"},
+        {
+            "type": "BODY",
+            "text": "Welcome and congratulations!! This message demonstrates your ability to send a WhatsApp "
+            "message notification from the Cloud API, hosted by Meta. Thank you for taking the time to test "
+            "with us.",
+        },
+        {"type": "FOOTER", "text": "WhatsApp Business Platform sample message"},
+    ],
+}
+
+
+def open_waba(waba_id: str) -> None:
+    """The first time the simulator sees a WABA, it gets hello_world, as a new account at Meta does.
+
+    Once only: a hello_world deleted later stays deleted.
+    """
+    if store.register_waba(waba_id):
+        seed_templates(waba_id=waba_id, definitions=[HELLO_WORLD])
+
+
 def seed_templates(*, waba_id: str, definitions: list[dict[str, Any]] | None = None) -> int:
     """Put approved templates into the WABA's store (no review, no webhook). Idempotent."""
     created = 0

@@ -172,6 +172,8 @@ def template_store(request: HttpRequest) -> HttpResponse:
                              callback_base=services.callback_base(request))  # fmt: skip
         flash.success(request, f"{template['name']} ({template['language']}) is now {status}; webhook sent.")
         return redirect("simulator:templates")
+    for waba_id in by_waba:
+        services.open_waba(waba_id)
     rows = store.all_wabas_templates(by_waba)
     for row in rows:
         row["accounts"] = by_waba[row["waba_id"]]
