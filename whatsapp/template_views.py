@@ -49,6 +49,10 @@ QUALITY = {
     "RED": ("Low", "bg-red"),
 }
 HIDDEN_BY_DEFAULT = ("DELETED",)
+# A pending template's page asks for its status this often (the simulator decides in seconds,
+# Meta in minutes); htmx stops polling when the answer has this status.
+POLL_SECONDS = 3
+STOP_POLLING = 286
 
 
 def _is_partial(request: HttpRequest, target: str) -> bool:
@@ -298,10 +302,19 @@ def template_detail(request: HttpRequest, template_id) -> HttpResponse:
     if request.method not in ("GET", "HEAD"):
         return HttpResponseNotAllowed(["GET"])
     _decorate(template)
+    polling = template.status == TemplateStatus.PENDING
+    if _is_partial(request, "template-status"):
+        context = {"template": template, "polling": polling, "poll_seconds": POLL_SECONDS, "oob": True}
+        response = _render(request, "whatsapp/template_detail.html", context, "template-status")
+        if not polling:
+            response.status_code = STOP_POLLING
+        return response
     return render(
         request,
         "whatsapp/template_detail.html",
         {
+            "polling": polling,
+            "poll_seconds": POLL_SECONDS,
             "template": template,
             "preview": build_preview(template.components, category=template.category),
             "parameters": lint.template_parameters(
@@ -527,6 +540,9 @@ def template_create(request: HttpRequest) -> HttpResponse:
         problems=problems if show_problems else [],
         field_problems=by_field,
         labelled_problems=[(field_label(p.field), p) for p in problems] if show_problems else [],
+        # The fields that still have a problem: the page drops notes an earlier submit left next
+        # to fields that are fixed since.
+        problem_fields=json.dumps(sorted(by_field)),
         error_count=len(lint.errors(problems)),
         button_rows=_button_rows(form, by_field),
         example_rows=_example_rows(form, draft, by_field),
