@@ -7,6 +7,18 @@ from .endpoints import allowed_base_url
 from .models import DEFAULT_OPT_IN_KEYWORDS, DEFAULT_OPT_OUT_KEYWORDS, META_GRAPH_URL, WhatsAppAccount
 
 
+def _keywords_field(label: str, effect: str, defaults: list[str]) -> forms.CharField:
+    """Keywords as comma-separated text; empty means the defaults, which the field names."""
+    shown = ", ".join(defaults)
+    return forms.CharField(
+        label=label,
+        required=False,
+        help_text=f"Comma-separated; a message that is exactly one of these {effect}. "
+        f"Empty: the defaults {shown}.",
+        widget=forms.TextInput(attrs={"placeholder": shown}),
+    )
+
+
 class ConnectionForm(forms.ModelForm):
     """Connect or update a WhatsApp number. Secrets are write-only: empty keeps the stored value."""
 
@@ -20,22 +32,8 @@ class ConnectionForm(forms.ModelForm):
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
         help_text="From the Meta app's Settings → Basic; it signs the webhooks.",
     )
-    opt_out_keywords = forms.CharField(
-        label="Opt-out keywords",
-        required=False,
-        help_text="Comma-separated; a message that is exactly one of these opts out. Empty: the defaults "
-        + ", ".join(DEFAULT_OPT_OUT_KEYWORDS)
-        + ".",
-        widget=forms.TextInput(attrs={"placeholder": ", ".join(DEFAULT_OPT_OUT_KEYWORDS)}),
-    )
-    opt_in_keywords = forms.CharField(
-        label="Opt-in keywords",
-        required=False,
-        help_text="Comma-separated; a message that is exactly one of these opts back in. Empty: the defaults "
-        + ", ".join(DEFAULT_OPT_IN_KEYWORDS)
-        + ".",
-        widget=forms.TextInput(attrs={"placeholder": ", ".join(DEFAULT_OPT_IN_KEYWORDS)}),
-    )
+    opt_out_keywords = _keywords_field("Opt-out keywords", "opts out", DEFAULT_OPT_OUT_KEYWORDS)
+    opt_in_keywords = _keywords_field("Opt-in keywords", "opts back in", DEFAULT_OPT_IN_KEYWORDS)
 
     class Meta:
         model = WhatsAppAccount
