@@ -29,6 +29,7 @@ from controlpanel.models import Project
 from subscribers.errors import InvalidInput
 from subscribers.models import Event, Subscriber
 from subscribers.phones import normalize_phone
+from whatsapp import placeholders
 from whatsapp.models import MessageTemplate, TemplateStatus
 
 from . import policy
@@ -518,12 +519,6 @@ def _link_quotes(items: list[ThreadItem]) -> None:
 
 # --- templates: what the phone shows, and the parameters a send needs ------------------------------
 
-_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
-
-
-def _fill(text: str, values: Mapping[str, str]) -> str:
-    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text or "")
-
 
 def _given(components: list[dict[str, Any]], ctype: str) -> list[dict[str, Any]]:
     for component in components or []:
@@ -546,7 +541,7 @@ def template_parts(message: Message) -> dict[str, Any]:
                     str(p.get("parameter_name") or i): str(p.get("text") or "")
                     for i, p in enumerate(given, 1)
                 }
-                parts["header"] = _fill(component.get("text") or "", values)
+                parts["header"] = placeholders.fill(component.get("text") or "", values)
             else:
                 parts["header_media"] = fmt.lower()
                 media = (given[0].get(fmt.lower()) or {}) if given else {}
@@ -719,12 +714,12 @@ def template_preview(template: MessageTemplate, fields: list[TemplateField]) -> 
             fmt = str(component.get("format") or "TEXT").upper()
             if fmt == "TEXT":
                 preview.header_raw = component.get("text") or ""
-                preview.header = _fill(preview.header_raw, values.get("header", {}))
+                preview.header = placeholders.fill(preview.header_raw, values.get("header", {}))
             else:
                 preview.header_media = fmt.lower()
         elif ctype == "BODY":
             preview.body_raw = component.get("text") or ""
-            preview.body = _fill(preview.body_raw, values.get("body", {}))
+            preview.body = placeholders.fill(preview.body_raw, values.get("body", {}))
         elif ctype == "FOOTER":
             preview.footer = component.get("text") or ""
         elif ctype == "BUTTONS":

@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import re
-from datetime import timedelta
+from datetime import datetime
 
 from django.utils import timezone
 
+from subscribers import window
 from subscribers.models import ConsentState, Subscriber
+from whatsapp import templates_lint as lint
 from whatsapp.models import MessageTemplate, TemplateCategory, TemplateStatus
 
-SERVICE_WINDOW = timedelta(hours=24)
-_POSITIONAL = re.compile(r"\{\{\s*(\d+)\s*\}\}")
-_NAMED = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
 
-
-def window_open(subscriber: Subscriber, now=None) -> bool:
+def window_open(subscriber: Subscriber, now: datetime | None = None) -> bool:
     """Inside the 24-hour customer service window opened by the person's last message."""
-    now = now or timezone.now()
-    return subscriber.last_inbound_at is not None and subscriber.last_inbound_at > now - SERVICE_WINDOW
+    return window.is_open(subscriber.last_inbound_at, now or timezone.now())
 
 
-def window_closes_at(subscriber: Subscriber):
-    return subscriber.last_inbound_at + SERVICE_WINDOW if subscriber.last_inbound_at else None
+def window_closes_at(subscriber: Subscriber) -> datetime | None:
+    return window.closes_at(subscriber.last_inbound_at)
 
 
 def refusal_for_text(subscriber: Subscriber) -> str:
@@ -59,24 +55,16 @@ def refusal_for_template(subscriber: Subscriber, template: MessageTemplate) -> s
 
 
 def template_parameters(template: MessageTemplate) -> dict[str, list[str]]:
-    """The parameters each component of the template expects, e.g. {"body": ["1", "2"], "button:0": ["1"]}."""
+    """The parameters each component of the template expects, e.g. {"body": ["1", "2"], "button:0": ["1"]}.
+
+    Read by the template linter's definition (what the template page lists), so the page, the
+    composer's inputs and this check never disagree.
+    """
     expected: dict[str, list[str]] = {}
-    pattern = _NAMED if template.parameter_format == "NAMED" else _POSITIONAL
-    for component in template.components or []:
-        ctype = str(component.get("type", "")).lower()
-        if ctype in ("header", "body") and component.get("format", "TEXT") == "TEXT":
-            names = pattern.findall(component.get("text") or "")
-            if names:
-                expected[ctype] = list(dict.fromkeys(names))
-        elif ctype == "header" and component.get("format") in ("IMAGE", "VIDEO", "DOCUMENT", "LOCATION"):
-            expected["header"] = [str(component["format"]).lower()]
-        elif ctype == "buttons":
-            for index, button in enumerate(component.get("buttons") or []):
-                if (str(button.get("type")).upper() == "URL" and pattern.search(button.get("url") or "")) or (
-                    str(button.get("type")).upper() in ("OTP", "COPY_CODE")
-                    and template.category == "AUTHENTICATION"
-                ):
-                    expected[f"button:{index}"] = ["1"]
+    for parameter in lint.template_parameters(
+        template.components or [], category=template.category, parameter_format=template.parameter_format
+    ):
+        expected.setdefault(parameter.component, []).append(parameter.name)
     return expected
 
 

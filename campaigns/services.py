@@ -17,7 +17,7 @@ from controlpanel.models import Project
 from controlpanel.services import Actor
 from subscribers.models import ConsentState, Subscriber
 from subscribers.services import NewEvent, record_event, record_events
-from whatsapp import ratelimit
+from whatsapp import placeholders, ratelimit
 from whatsapp.client import GraphClient
 from whatsapp.errors import AccountError, AmbiguousSendError, ErrorKind, GraphError, PermanentError, explain
 from whatsapp.models import AccountStatus, MessageTemplate, TemplateCategory, WhatsAppAccount
@@ -135,9 +135,7 @@ def render_template(template: MessageTemplate, components: list[dict[str, Any]])
     body = next(
         (c.get("text", "") for c in template.components if str(c.get("type", "")).upper() == "BODY"), ""
     )
-    for key, value in values.items():
-        body = body.replace("{{" + key + "}}", value)
-    return body
+    return placeholders.fill(body, values)
 
 
 def claim(message_id: int) -> Message | None:

@@ -45,7 +45,8 @@ def navigation(request) -> dict:
     ]
     membership = request.membership
     return {
-        "simulator_url": _simulator_url(),
+        # The phone pages keep the project's navigation and time zone (whatsapp.simulator.views).
+        "simulator_url": _simulator_url() and f"{_simulator_url()}?project={project.slug}",
         "nav_items": items,
         "nav_projects": Project.objects.for_user(request.user).only("name", "slug"),
         "can_write": membership.can(Role.MARKETER),

@@ -15,10 +15,16 @@ from django.contrib.auth.models import PermissionsMixin
 from django.db import models
 from django.utils import timezone
 
+from . import countries
+
 TIME_ZONE_CHOICES = [(name, name) for name in sorted(zoneinfo.available_timezones())]
+# "Germany (+49)", in the order of the names, so the select reads like a list of countries.
 COUNTRY_CHOICES = sorted(
-    (region, f"{region} (+{phonenumbers.country_code_for_region(region)})")
-    for region in phonenumbers.SUPPORTED_REGIONS
+    (
+        (region, f"{countries.name(region)} (+{phonenumbers.country_code_for_region(region)})")
+        for region in phonenumbers.SUPPORTED_REGIONS
+    ),
+    key=lambda choice: choice[1],
 )
 
 

@@ -1,10 +1,17 @@
 from django.contrib import admin
 
-from .models import MessageTemplate, PhoneNumberEvent, WebhookDelivery, WhatsAppAccount
+from controlpanel.services import Actor
+
+from . import services
+from .forms import ConnectionForm
+from .models import AccountStatus, MessageTemplate, PhoneNumberEvent, WebhookDelivery, WhatsAppAccount
 
 
 @admin.register(WhatsAppAccount)
 class WhatsAppAccountAdmin(admin.ModelAdmin):
+    """Edits go through services.save_connection (validation of the endpoint, audit entry, cache
+    reset); the sending status changes only through the resume service (the action below)."""
+
     list_display = [
         "display_phone_number",
         "project",
@@ -16,9 +23,35 @@ class WhatsAppAccountAdmin(admin.ModelAdmin):
     ]
     list_filter = ["project", "status"]
     search_fields = ["display_phone_number", "phone_number_id", "waba_id", "project__slug"]
-    # Secrets are write-only: set them in the panel or with `manage.py connect_whatsapp`.
-    exclude = ["access_token", "app_secret"]
-    readonly_fields = ["public_id", "last_webhook_at", "created_at", "updated_at"]
+    # The panel's form: the same checks (allowed endpoints, secrets re-entered when the endpoint
+    # or account changes, throughput range), secrets write-only.
+    form = ConnectionForm
+    # Status only changes through the resume action (services.resume_sending).
+    readonly_fields = ["project", "public_id", "status", "status_reason", "last_webhook_at", "created_at"]
+    fields = [*ConnectionForm.Meta.fields, *ConnectionForm.declared_fields, *readonly_fields]
+    actions = ["resume_sending"]
+
+    def has_add_permission(self, request) -> bool:
+        # A connection belongs to a project: Settings → WhatsApp or `manage.py connect_whatsapp`.
+        return False
+
+    def save_model(self, request, obj: WhatsAppAccount, form, change: bool) -> None:
+        stored = WhatsAppAccount.objects.select_related("project").get(pk=obj.pk)
+        editable = {*ConnectionForm.Meta.fields, *ConnectionForm.declared_fields}
+        services.save_connection(
+            project=stored.project,
+            account=stored,
+            fields={name: form.cleaned_data[name] for name in form.changed_data if name in editable},
+            actor=Actor(user=request.user),
+        )
+
+    @admin.action(description="Resume sending (after fixing the account-level error)")
+    def resume_sending(self, request, queryset) -> None:
+        resumed = 0
+        for account in queryset.filter(status=AccountStatus.SUSPENDED).select_related("project"):
+            services.resume_sending(account=account, actor=Actor(user=request.user))
+            resumed += 1
+        self.message_user(request, f"Sending resumed for {resumed} account{'s' if resumed != 1 else ''}.")
 
 
 @admin.register(MessageTemplate)
@@ -31,8 +64,8 @@ class MessageTemplateAdmin(admin.ModelAdmin):
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(admin.ModelAdmin):
-    list_display = ["received_at", "project", "account", "processed_at", "attempts", "error"]
-    list_filter = ["project", ("processed_at", admin.EmptyFieldListFilter)]
+    list_display = ["received_at", "project", "account", "processed_at", "attempts", "malformed", "error"]
+    list_filter = ["project", "malformed", ("processed_at", admin.EmptyFieldListFilter)]
     search_fields = ["body_sha256", "error"]
     readonly_fields = [
         "project",
@@ -43,6 +76,7 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         "processed_at",
         "attempts",
         "error",
+        "malformed",
     ]
 
     def has_add_permission(self, request) -> bool:

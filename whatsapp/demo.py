@@ -1,4 +1,5 @@
-"""Demo WhatsApp connection for the embedded mode: the built-in simulator with approved templates."""
+"""Demo WhatsApp connection for the embedded mode: the built-in simulator with approved templates
+(Meta's hello_world sample, as every new account has, and the demo shop's own)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def connect_to_simulator(project: Project, url: str) -> None:
     """
     if not settings.SIMULATOR_ENABLED:
         return
-    from .simulator.services import seed_templates
+    from .simulator.services import open_waba, seed_templates
 
     base_url = url.rstrip("/") + "/simulator/graph"
     if not allowed_base_url(base_url):
@@ -50,4 +51,5 @@ def connect_to_simulator(project: Project, url: str) -> None:
         account = save_connection(
             project=project, account=account, fields={"base_url": base_url}, actor=SYSTEM
         )
+    open_waba(account.waba_id)
     seed_templates(waba_id=account.waba_id)

@@ -4,7 +4,19 @@ from django import forms
 from django.conf import settings
 
 from .endpoints import allowed_base_url
-from .models import META_GRAPH_URL, WhatsAppAccount
+from .models import DEFAULT_OPT_IN_KEYWORDS, DEFAULT_OPT_OUT_KEYWORDS, META_GRAPH_URL, WhatsAppAccount
+
+
+def _keywords_field(label: str, effect: str, defaults: list[str]) -> forms.CharField:
+    """Keywords as comma-separated text; empty means the defaults, which the field names."""
+    shown = ", ".join(defaults)
+    return forms.CharField(
+        label=label,
+        required=False,
+        help_text=f"Comma-separated; a message that is exactly one of these {effect}. "
+        f"Empty: the defaults {shown}.",
+        widget=forms.TextInput(attrs={"placeholder": shown}),
+    )
 
 
 class ConnectionForm(forms.ModelForm):
@@ -20,10 +32,8 @@ class ConnectionForm(forms.ModelForm):
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
         help_text="From the Meta app's Settings → Basic; it signs the webhooks.",
     )
-    opt_out_keywords = forms.CharField(
-        required=False, help_text="Comma-separated; a message that is exactly one of these opts out."
-    )
-    opt_in_keywords = forms.CharField(required=False, help_text="Comma-separated; opts back in.")
+    opt_out_keywords = _keywords_field("Opt-out keywords", "opts out", DEFAULT_OPT_OUT_KEYWORDS)
+    opt_in_keywords = _keywords_field("Opt-in keywords", "opts back in", DEFAULT_OPT_IN_KEYWORDS)
 
     class Meta:
         model = WhatsAppAccount
@@ -37,8 +47,21 @@ class ConnectionForm(forms.ModelForm):
             "opt_out_confirmation",
             "opt_in_confirmation",
         ]
+        labels = {
+            "waba_id": "WhatsApp Business Account id",
+            "phone_number_id": "Phone number id",
+            "display_phone_number": "Phone number",
+            "graph_version": "Graph API version",
+            "base_url": "Base URL",
+            "throughput_mps": "Throughput (messages per second)",
+            "opt_out_confirmation": "Opt-out confirmation",
+            "opt_in_confirmation": "Opt-in confirmation",
+        }
         help_texts = {
-            "waba_id": "WhatsApp Business Account id (WhatsApp Manager → Account tools).",
+            "waba_id": "WABA id, in WhatsApp Manager → Account tools.",
+            "display_phone_number": "As people see it, e.g. +1 555 078 3881.",
+            "base_url": "Meta's Graph API, or the simulator's.",
+            "throughput_mps": "80 by default; Meta raises it up to 1,000 for some numbers.",
             "phone_number_id": "Not the phone number itself: the id shown next to it in the API setup.",
             "graph_version": "Graph API version, e.g. v23.0.",
         }

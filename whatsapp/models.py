@@ -156,6 +156,8 @@ class WebhookDelivery(models.Model):
     processed_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     error = models.TextField(blank=True)
+    # Not Meta's shape (or not JSON): processed without effect, never retried, kept for admins.
+    malformed = models.BooleanField(default=False)
 
     objects = TenantQuerySet.as_manager()
 
@@ -170,6 +172,13 @@ class WebhookDelivery(models.Model):
                 fields=["account", "received_at", "id"],
                 condition=models.Q(processed_at__isnull=True),
                 name="delivery_queue",
+            ),
+            # The settings page counts and lists an account's malformed deliveries: a few rows
+            # among millions.
+            models.Index(
+                fields=["account", "-received_at"],
+                condition=models.Q(malformed=True),
+                name="delivery_malformed",
             ),
         ]
         verbose_name_plural = "webhook deliveries"

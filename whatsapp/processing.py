@@ -25,6 +25,7 @@ from subscribers.models import ConsentChannel, ConsentSource, ConsentState, Even
 from subscribers.services import change_consent, record_event
 
 from .models import MessageTemplate, PhoneNumberEvent, WebhookDelivery, WhatsAppAccount
+from .schemas import MalformedBody, parse_envelope
 from .signals import InboundMessage, StatusUpdate, inbound_received, status_received, statuses_received
 
 logger = logging.getLogger(__name__)
@@ -49,20 +50,23 @@ def normalize_text(text: str) -> str:
 def process_delivery(delivery: WebhookDelivery) -> None:
     """Apply one stored webhook body. Safe to run again for the same delivery."""
     try:
-        payload = json.loads(delivery.body)
-    except json.JSONDecodeError as exc:
-        WebhookDelivery.objects.filter(pk=delivery.pk).update(
-            processed_at=timezone.now(), error=f"not JSON: {exc}"
-        )
+        envelope = parse_envelope(delivery.body)
+    except MalformedBody as exc:
+        mark_malformed(delivery, str(exc))
         return
     account = delivery.account
     signals: list = []
     with transaction.atomic():
-        for entry in payload.get("entry") or []:
-            for change in entry.get("changes") or []:
-                field, value = change.get("field") or "", change.get("value") or {}
-                if not _for_this_account(account, entry, value):
-                    _notice(account, field, "Ignored a webhook for another phone number or account", change)
+        for entry in envelope.entry:
+            for change in entry.changes:
+                field, value = change.field, change.value
+                if not _for_this_account(account, entry.waba_id, value):
+                    _notice(
+                        account,
+                        field,
+                        "Ignored a webhook for another phone number or account",
+                        change.model_dump(mode="json"),
+                    )
                     continue
                 handle_change(account, field, value, signals)
         # Receivers run inside this delivery's transaction: if one fails, the delivery is
@@ -74,13 +78,20 @@ def process_delivery(delivery: WebhookDelivery) -> None:
         WhatsAppAccount.objects.filter(pk=account.pk).update(last_webhook_at=delivery.received_at)
 
 
-def _for_this_account(account: WhatsAppAccount, entry: dict, value: dict) -> bool:
+def mark_malformed(delivery: WebhookDelivery, reason: str) -> None:
+    """Done with a body no retry can fix: processed (never retried), flagged and kept as received,
+    so an admin sees it on the settings page."""
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        processed_at=timezone.now(), malformed=True, error=reason[:2000]
+    )
+
+
+def _for_this_account(account: WhatsAppAccount, waba_id: str, value: dict) -> bool:
     """A Meta app may be subscribed to several numbers; only this account's changes count here."""
     number = str((value.get("metadata") or {}).get("phone_number_id") or "")
     if number:
         return number == account.phone_number_id
-    waba = str(entry.get("id") or "")
-    return not waba or waba == account.waba_id
+    return not waba_id or waba_id == account.waba_id
 
 
 MAX_ATTEMPTS = 5
@@ -158,34 +169,26 @@ def _process_status_run(run: list[tuple[WebhookDelivery, list[StatusUpdate]]]) -
 def _status_only(delivery: WebhookDelivery) -> list[StatusUpdate] | None:
     """The status updates of a delivery that holds nothing else for this account, else None.
 
-    None sends the delivery down the general path: bad JSON, an unexpected shape, inbound
+    None sends the delivery down the general path: a malformed body (marked there), inbound
     messages, errors, other fields, another phone number's changes (recorded as notices).
     """
     try:
-        payload = json.loads(delivery.body)
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(payload, dict) or not isinstance(payload.get("entry") or [], list):
+        envelope = parse_envelope(delivery.body)
+    except MalformedBody:
         return None
     account = delivery.account
     updates = []
-    for entry in payload.get("entry") or []:
-        if not isinstance(entry, dict) or not isinstance(entry.get("changes") or [], list):
-            return None
-        for change in entry.get("changes") or []:
-            value = (change.get("value") or {}) if isinstance(change, dict) else None
+    for entry in envelope.entry:
+        for change in entry.changes:
+            value = change.value
             if (
-                not isinstance(value, dict)
-                or change.get("field") != "messages"
+                change.field != "messages"
                 or value.get("messages")
                 or value.get("errors")
-                or not _for_this_account(account, entry, value)
+                or not _for_this_account(account, entry.waba_id, value)
             ):
                 return None
-            statuses = value.get("statuses") or []
-            if not isinstance(statuses, list) or not all(isinstance(s, dict) for s in statuses):
-                return None
-            updates += [_status_update(account, status) for status in statuses]
+            updates += [_status_update(account, status) for status in value.get("statuses") or []]
     return updates
 
 

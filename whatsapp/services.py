@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
@@ -10,9 +12,11 @@ from django.utils import timezone
 from controlpanel.models import Project
 from controlpanel.services import Actor, record_audit
 
+from . import templates_lint as lint
 from .client import GraphClient
 from .endpoints import allowed_base_url
-from .models import AccountStatus, MessageTemplate, WhatsAppAccount
+from .errors import PermanentError
+from .models import AccountStatus, MessageTemplate, TemplateStatus, WhatsAppAccount
 from .signals import sending_resumed
 from .webhooks import forget
 
@@ -80,27 +84,62 @@ def check_connection(account: WhatsAppAccount) -> dict[str, Any]:
 
 TEMPLATE_FIELDS = {"id", "name", "language", "category", "status", "quality_score", "components",
                    "parameter_format", "rejected_reason", "previous_category"}  # fmt: skip
+# Shown by name in the sync message; beyond this many, as a count.
+NAMES_SHOWN = 5
 
 
-def sync_templates(*, account: WhatsAppAccount) -> tuple[int, int]:
-    """Pull every template of the WABA into MessageTemplate. Returns (created, updated).
+@dataclass
+class SyncResult:
+    """What a template sync changed, as "name (language)" labels."""
 
-    Templates that Meta no longer lists are marked DELETED, not removed, so sent
-    messages keep their link.
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed)
+
+    def summary(self) -> str:
+        """ "2 added (a (en_US), b (de)), 1 removed (c (en_US))" or "no changes (3 templates)"."""
+        if not self.changed:
+            return f"no changes ({self.unchanged:,} template{'s' if self.unchanged != 1 else ''})"
+        parts = []
+        for verb, names in (("added", self.added), ("updated", self.updated), ("removed", self.removed)):
+            if names:
+                shown = ", ".join(names[:NAMES_SHOWN])
+                more = f" and {len(names) - NAMES_SHOWN:,} more" if len(names) > NAMES_SHOWN else ""
+                parts.append(f"{len(names):,} {verb} ({shown}{more})")
+        return ", ".join(parts)
+
+
+def _label(name: str, language: str) -> str:
+    return f"{name} ({language})"
+
+
+def sync_templates(*, account: WhatsAppAccount) -> SyncResult:
+    """Pull every template of the WABA into MessageTemplate and say what changed.
+
+    A template counts as updated only when something Meta says about it differs from what is
+    stored (status, category, components ...); the others only get their sync time. Templates
+    that Meta no longer lists are marked DELETED ("removed"), not deleted, so sent messages keep
+    their link. Idempotent: a second sync right after the first reports no changes.
     """
     remote = GraphClient(account).list_templates()
     now = timezone.now()
-    created = updated = 0
+    result = SyncResult()
     seen: set[tuple[str, str]] = set()
     with transaction.atomic():
+        stored = {(t.name, t.language): t for t in MessageTemplate.objects.filter(account=account)}
+        untouched: list[int] = []
         for item in remote:
             name, language = str(item.get("name") or ""), str(item.get("language") or "")
-            if not name or not language:
+            if not name or not language or (name, language) in seen:
                 continue
             seen.add((name, language))
             quality = item.get("quality_score") or {}
-            defaults = {
-                "project_id": account.project_id,
+            values = {
                 "meta_id": str(item.get("id") or ""),
                 "category": str(item.get("category") or ""),
                 "status": str(item.get("status") or ""),
@@ -114,17 +153,75 @@ def sync_templates(*, account: WhatsAppAccount) -> tuple[int, int]:
                 else str(item["rejected_reason"]),
                 "previous_category": str(item.get("previous_category") or ""),
                 "extra": {k: v for k, v in item.items() if k not in TEMPLATE_FIELDS},
-                "synced_at": now,
             }
-            _, was_created = MessageTemplate.objects.update_or_create(
-                account=account, name=name, language=language, defaults=defaults
-            )
-            created += was_created
-            updated += not was_created
-        stale = MessageTemplate.objects.filter(account=account).exclude(status="DELETED")
-        for template in stale:
-            if (template.name, template.language) not in seen:
-                template.status = "DELETED"
+            template = stored.get((name, language))
+            if template is None:
+                MessageTemplate.objects.create(
+                    project_id=account.project_id,
+                    account=account,
+                    name=name,
+                    language=language,
+                    synced_at=now,
+                    **values,
+                )
+                result.added.append(_label(name, language))
+            elif any(getattr(template, key) != value for key, value in values.items()):
+                for key, value in values.items():
+                    setattr(template, key, value)
+                template.synced_at = now
+                template.save(update_fields=[*values, "synced_at", "updated_at"])
+                result.updated.append(_label(name, language))
+            else:
+                untouched.append(template.pk)
+        MessageTemplate.objects.filter(pk__in=untouched).update(synced_at=now)
+        result.unchanged = len(untouched)
+        for (name, language), template in stored.items():
+            if (name, language) not in seen and template.status != TemplateStatus.DELETED:
+                template.status = TemplateStatus.DELETED
                 template.synced_at = now
                 template.save(update_fields=["status", "synced_at", "updated_at"])
-    return created, updated
+                result.removed.append(_label(name, language))
+    return result
+
+
+def submit_template(*, account: WhatsAppAccount, draft: lint.Draft, actor: Actor) -> MessageTemplate:
+    """Create the template at Meta and keep Meta's answer (id, status, category) in MessageTemplate.
+
+    Raises GraphError when Meta refuses or cannot be reached; then nothing is written. Not
+    idempotent on Meta's side (a second call is refused as a duplicate name), so call it once per
+    submitted form.
+    """
+    payload = lint.build_payload(draft)
+    answer = GraphClient(account).create_template(payload)
+    meta_id = str(answer.get("id") or "")
+    if not meta_id:
+        raise PermanentError(None, "Meta answered without a template id.", details=json.dumps(answer)[:500])
+    category = str(answer.get("category") or draft.category)
+    with transaction.atomic():
+        template, _ = MessageTemplate.objects.update_or_create(
+            account=account,
+            name=draft.name,
+            language=draft.language,
+            defaults={
+                "project_id": account.project_id,
+                "meta_id": meta_id,
+                "category": category,
+                "status": str(answer.get("status") or TemplateStatus.PENDING),
+                "quality_score": "",
+                "parameter_format": payload.get("parameter_format") or lint.POSITIONAL,
+                "components": lint.stored_components(payload),
+                "rejected_reason": "",
+                "rejection_detail": "",
+                "previous_category": draft.category if category != draft.category else "",
+                "extra": {},
+                "synced_at": None,
+            },
+        )
+        record_audit(
+            project=account.project,
+            actor=actor,
+            action="whatsapp.template_submitted",
+            obj=template,
+            changes={"meta_id": meta_id, "status": template.status, "category": category},
+        )
+    return template

@@ -15,7 +15,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.db import transaction
 from django.db.models import Count, Max, Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
@@ -25,12 +24,12 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from controlpanel.models import Role
-from controlpanel.services import Actor, record_audit
+from controlpanel.services import Actor
 from controlpanel.tenancy import project_view
 
+from . import placeholders, services
 from . import templates_lint as lint
-from .client import GraphClient
-from .errors import GraphError, PermanentError
+from .errors import GraphError
 from .models import MessageTemplate, TemplateCategory, TemplateStatus, WhatsAppAccount
 from .template_forms import BUTTON_CHOICES, BUTTON_INPUTS, TemplateForm
 
@@ -50,6 +49,10 @@ QUALITY = {
     "RED": ("Low", "bg-red"),
 }
 HIDDEN_BY_DEFAULT = ("DELETED",)
+# A pending template's page asks for its status this often (the simulator decides in seconds,
+# Meta in minutes); htmx stops polling when the answer has this status.
+POLL_SECONDS = 3
+STOP_POLLING = 286
 
 
 def _is_partial(request: HttpRequest, target: str) -> bool:
@@ -89,7 +92,6 @@ def _decorate(template: MessageTemplate) -> MessageTemplate:
 
 # --- preview -------------------------------------------------------------------------------------
 
-_TOKEN = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 # Placeholders for parameters while WhatsApp's *bold* _italic_ ~strike~ ```mono``` are applied, so
 # sample values are never read as formatting.
 _MARK = "\ue000{}\ue001"
@@ -115,7 +117,7 @@ def render_text(text: str, samples: dict[str, str]) -> SafeString:
             slots.append(f'<span class="wa-param wa-param-missing">{escape(match.group(0))}</span>')
         return _MARK.format(len(slots) - 1)
 
-    html = str(escape(_TOKEN.sub(hold, text or "")))
+    html = str(escape(placeholders.TOKEN.sub(hold, text or "")))
     for pattern, tag in _FORMATS:
         html = pattern.sub(lambda m, tag=tag: f"<{tag}>{m.group(1)}</{tag}>", html)
     html = _MARKED.sub(lambda m: slots[int(m.group(1))], html)
@@ -300,10 +302,19 @@ def template_detail(request: HttpRequest, template_id) -> HttpResponse:
     if request.method not in ("GET", "HEAD"):
         return HttpResponseNotAllowed(["GET"])
     _decorate(template)
+    polling = template.status == TemplateStatus.PENDING
+    if _is_partial(request, "template-status"):
+        context = {"template": template, "polling": polling, "poll_seconds": POLL_SECONDS, "oob": True}
+        response = _render(request, "whatsapp/template_detail.html", context, "template-status")
+        if not polling:
+            response.status_code = STOP_POLLING
+        return response
     return render(
         request,
         "whatsapp/template_detail.html",
         {
+            "polling": polling,
+            "poll_seconds": POLL_SECONDS,
             "template": template,
             "preview": build_preview(template.components, category=template.category),
             "parameters": lint.template_parameters(
@@ -354,49 +365,6 @@ def field_label(key: str) -> str:
         }
         return f"Button {int(index) + 1} {names.get(part, part)}"
     return FIELD_LABELS.get(key, key)
-
-
-def submit_template(*, account: WhatsAppAccount, draft: lint.Draft, actor: Actor) -> MessageTemplate:
-    """Create the template at Meta and keep Meta's answer (id, status, category) in MessageTemplate.
-
-    Raises GraphError when Meta refuses or cannot be reached; then nothing is written. Not
-    idempotent on Meta's side (a second call is refused as a duplicate name), so call it once per
-    submitted form.
-    """
-    payload = lint.build_payload(draft)
-    answer = GraphClient(account).create_template(payload)
-    meta_id = str(answer.get("id") or "")
-    if not meta_id:
-        raise PermanentError(None, "Meta answered without a template id.", details=json.dumps(answer)[:500])
-    category = str(answer.get("category") or draft.category)
-    with transaction.atomic():
-        template, _ = MessageTemplate.objects.update_or_create(
-            account=account,
-            name=draft.name,
-            language=draft.language,
-            defaults={
-                "project_id": account.project_id,
-                "meta_id": meta_id,
-                "category": category,
-                "status": str(answer.get("status") or TemplateStatus.PENDING),
-                "quality_score": "",
-                "parameter_format": payload.get("parameter_format") or lint.POSITIONAL,
-                "components": lint.stored_components(payload),
-                "rejected_reason": "",
-                "rejection_detail": "",
-                "previous_category": draft.category if category != draft.category else "",
-                "extra": {},
-                "synced_at": None,
-            },
-        )
-        record_audit(
-            project=account.project,
-            actor=actor,
-            action="whatsapp.template_submitted",
-            obj=template,
-            changes={"meta_id": meta_id, "status": template.status, "category": category},
-        )
-    return template
 
 
 def _button_rows(form: TemplateForm, problems: dict[str, list[lint.Problem]]) -> list[dict[str, Any]]:
@@ -553,7 +521,7 @@ def template_create(request: HttpRequest) -> HttpResponse:
     submitting = request.method == "POST" and not editing_rows
     if submitting and not lint.errors(problems) and account is not None:
         try:
-            template = submit_template(account=account, draft=draft, actor=Actor(user=request.user))
+            template = services.submit_template(account=account, draft=draft, actor=Actor(user=request.user))
         except GraphError as exc:
             meta_error = exc
         else:
@@ -572,6 +540,9 @@ def template_create(request: HttpRequest) -> HttpResponse:
         problems=problems if show_problems else [],
         field_problems=by_field,
         labelled_problems=[(field_label(p.field), p) for p in problems] if show_problems else [],
+        # The fields that still have a problem: the page drops notes an earlier submit left next
+        # to fields that are fixed since.
+        problem_fields=json.dumps(sorted(by_field)),
         error_count=len(lint.errors(problems)),
         button_rows=_button_rows(form, by_field),
         example_rows=_example_rows(form, draft, by_field),

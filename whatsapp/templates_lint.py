@@ -13,7 +13,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-POSITIONAL, NAMED = "POSITIONAL", "NAMED"
+from . import placeholders
+from .placeholders import NAMED, POSITIONAL, tokens
+
 MARKETING, UTILITY, AUTHENTICATION = "MARKETING", "UTILITY", "AUTHENTICATION"
 CATEGORIES = (MARKETING, UTILITY, AUTHENTICATION)
 MEDIA_FORMATS = ("IMAGE", "VIDEO", "DOCUMENT")
@@ -41,9 +43,6 @@ AUTH_SAMPLE_CODE = "123456"
 
 ERROR, WARNING = "error", "warning"
 
-_TOKEN = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
-_POSITIONAL_NAME = re.compile(r"[0-9]+")
-_NAMED_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 _TEMPLATE_NAME = re.compile(r"[a-z0-9_]+")
 _LANGUAGE = re.compile(r"[a-z]{2,3}(_[A-Z]{2})?")
 _PHONE = re.compile(r"\+?[1-9][0-9]{6,18}")
@@ -121,31 +120,9 @@ def button_field(index: int, name: str) -> str:
 # --- parameters ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Token:
-    raw: str  # what stood between the braces
-    name: str  # stripped
-    kind: str  # POSITIONAL, NAMED or "" (not a parameter Meta accepts)
-
-
-def tokens(text: str) -> list[Token]:
-    found = []
-    for match in _TOKEN.finditer(text or ""):
-        raw = match.group(1)
-        name = raw.strip()
-        if _POSITIONAL_NAME.fullmatch(name):
-            kind = POSITIONAL
-        elif _NAMED_NAME.fullmatch(name):
-            kind = NAMED
-        else:
-            kind = ""
-        found.append(Token(raw=raw, name=name, kind=kind))
-    return found
-
-
 def parameters(text: str) -> list[str]:
     """The valid parameter names of ``text``, each once, in order of first appearance."""
-    return list(dict.fromkeys(t.name for t in tokens(text) if t.kind))
+    return placeholders.parameters(text)
 
 
 def _ordered(names: list[str], parameter_format: str) -> list[str]:
@@ -159,7 +136,7 @@ def check_parameters(text: str, *, parameter_format: str, where: str, field_name
     1..n without gaps, each once."""
     problems: list[Problem] = []
     found = tokens(text)
-    leftover = _TOKEN.sub("", text or "")
+    leftover = placeholders.TOKEN.sub("", text or "")
     if "{{" in leftover or "}}" in leftover:
         problems.append(
             Problem(field_name, f"The {where} has unmatched braces: write parameters as {{{{1}}}}.")
@@ -232,24 +209,24 @@ def check_placement(body: str) -> list[Problem]:
     """Meta rejects bodies that start or end with a parameter, or put two side by side."""
     problems = []
     text = (body or "").strip()
-    valid = [m for m in _TOKEN.finditer(text) if tokens(m.group(0))[0].kind]
+    valid = [t for t in tokens(text) if t.kind]
     if not valid:
         return problems
-    if valid[0].start() == 0:
+    if valid[0].start == 0:
         problems.append(Problem("body", "The body may not start with a parameter; put words before it."))
-    if valid[-1].end() == len(text):
+    if valid[-1].end == len(text):
         problems.append(
             Problem("body", "The body may not end with a parameter; put words (or a full stop) after it.")
         )
     for left, right in itertools.pairwise(valid):
-        if not text[left.end() : right.start()].strip():
+        if not text[left.end : right.start].strip():
             problems.append(
                 Problem(
                     "body",
-                    f"{left.group(0)} and {right.group(0)} stand next to each other; put words between them.",
+                    f"{left.text} and {right.text} stand next to each other; put words between them.",
                 )
             )
-    words = [w for w in _TOKEN.sub(" ", text).split() if any(c.isalnum() for c in w)]
+    words = [w for w in placeholders.TOKEN.sub(" ", text).split() if any(c.isalnum() for c in w)]
     if len(words) <= len(valid):
         problems.append(
             Problem(
@@ -705,7 +682,7 @@ def template_parameters(
             continue
         kind = str(button.get("type") or "").upper()
         key, label = f"button:{index}", f"Button {index + 1}"
-        if kind == "URL" and "{{" in str(button.get("url") or ""):
+        if kind == "URL" and placeholders.has_parameter(str(button.get("url") or "")):
             if category == AUTHENTICATION:
                 found.append(Parameter(key, f"{label} (code)", "1", AUTH_SAMPLE_CODE))
                 continue
@@ -734,9 +711,7 @@ def media_sample(header: dict[str, Any]) -> str:
 
 
 def _params_of(text: str, parameter_format: str) -> list[str]:
-    wanted = NAMED if parameter_format == NAMED else POSITIONAL
-    names = list(dict.fromkeys(t.name for t in tokens(text) if t.kind == wanted))
-    return _ordered(names, parameter_format)
+    return placeholders.parameters(text, NAMED if parameter_format == NAMED else POSITIONAL)
 
 
 def stored_components(payload: dict[str, Any]) -> list[dict[str, Any]]:

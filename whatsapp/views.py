@@ -18,6 +18,9 @@ from .errors import GraphError
 from .forms import ConnectionForm
 from .models import PhoneNumberEvent, WebhookDelivery, WhatsAppAccount
 
+# The newest malformed webhook bodies shown on the settings page (the count covers all of them).
+MALFORMED_SHOWN = 5
+
 
 def _account(request: HttpRequest) -> WhatsAppAccount | None:
     return WhatsAppAccount.objects.for_project(request.project).order_by("created_at").first()
@@ -44,11 +47,15 @@ def connection(request: HttpRequest) -> HttpResponse:
         return redirect("whatsapp:connection", request.project.slug)
     context = {"form": form, "account": account, "tab": "whatsapp"}
     if account is not None:
+        deliveries = WebhookDelivery.objects.for_project(request.project).filter(account=account)
+        malformed = deliveries.filter(malformed=True)
         context.update(
             webhook_url=public_base_url(request) + reverse("whatsapp_webhook", args=[account.public_id]),
-            last_delivery=WebhookDelivery.objects.filter(account=account).order_by("-received_at").first(),
+            last_delivery=deliveries.order_by("-received_at").first(),
             notices=PhoneNumberEvent.objects.filter(account=account)[:10],
             uses_simulator="/simulator/" in account.base_url,
+            malformed_count=malformed.count(),
+            malformed=malformed.order_by("-received_at")[:MALFORMED_SHOWN],
         )
     context["simulator_available"] = settings.SIMULATOR_ENABLED
     return render(request, "whatsapp/connection.html", context)
@@ -86,13 +93,13 @@ def templates_sync(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         for account in WhatsAppAccount.objects.for_project(request.project).order_by("created_at"):
             try:
-                created, updated = services.sync_templates(account=account)
+                result = services.sync_templates(account=account)
             except GraphError as exc:
                 messages.error(
                     request, f"Template sync of {account} failed: {exc.explanation} ({exc.describe()})"
                 )
             else:
-                messages.success(request, f"Templates of {account} synced: {created} new, {updated} updated.")
+                messages.success(request, f"Templates of {account} synced: {result.summary()}.")
     return redirect("whatsapp:templates", request.project.slug)
 
 

@@ -142,10 +142,19 @@
   });
 
   // The preview shows the template's text with the typed values (or the examples) filled in.
+  // The placeholder grammar comes from the server (whatsapp/placeholders.py), never a copy here.
+  const grammarScript = document.getElementById("placeholder-grammar");
+  const grammar = grammarScript ? JSON.parse(grammarScript.textContent) : null;
+  const TOKEN = grammar ? new RegExp(grammar.token, "g") : null;
+  const VALID = grammar ? new RegExp(grammar.name) : null;
+
   function updatePreview(form) {
+    if (!TOKEN) return;
     form.querySelectorAll("[data-preview-source]").forEach((node) => {
       const key = node.dataset.previewSource;
-      node.textContent = node.dataset.previewText.replace(/\{\{\s*([A-Za-z0-9_]+)\s*\}\}/g, (whole, name) => {
+      node.textContent = node.dataset.previewText.replace(TOKEN, (whole, raw) => {
+        const name = raw.trim();
+        if (!VALID.test(name)) return whole;
         const input = form.querySelector(`[data-param="${key}.${name}"]`);
         if (!input) return whole;
         return input.value.trim() || input.placeholder || whole;

@@ -2,8 +2,10 @@
 // body parameter. The server does every check; without JavaScript the form still works (all
 // sections shown, "Add a button" re-renders the page). No inline scripts (CSP).
 (() => {
-  const TOKEN = /\{\{([^{}]*?)\}\}/g;
-  const VALID = /^([0-9]+|[a-z_][a-z0-9_]*)$/;
+  // The placeholder grammar comes from the server (whatsapp/placeholders.py), never a copy here.
+  const grammar = JSON.parse(document.getElementById("placeholder-grammar").textContent);
+  const TOKEN = new RegExp(grammar.token, "g");
+  const VALID = new RegExp(grammar.name);
   // Samples of parameters removed from the body, so retyping the parameter brings them back.
   const removedSamples = new Map();
 
@@ -82,6 +84,26 @@
     wanted.forEach((name) => box.append(rows.get(name) || sampleRow(name)));
   }
 
+  // After a submit, each problem sits next to its field. The live checks know which fields still
+  // have one: notes (and red borders) of fields fixed since go, and so does the summary at the
+  // top once no error is left.
+  function dropFixedProblems(form) {
+    const live = document.getElementById("template-live");
+    if (!live || live.dataset.problemFields === undefined) return;
+    const current = new Set(JSON.parse(live.dataset.problemFields));
+    form.querySelectorAll("[data-problem]").forEach((note) => {
+      if (current.has(note.dataset.problem)) return;
+      const box = note.parentElement;
+      note.remove();
+      if (!box.querySelector("[data-problem]")) {
+        box.querySelectorAll(".is-invalid").forEach((control) => control.classList.remove("is-invalid"));
+      }
+    });
+    if (live.dataset.errorCount === "0") {
+      document.querySelectorAll("[data-testid=form-errors]").forEach((summary) => summary.remove());
+    }
+  }
+
   function changed(form) {
     form.dispatchEvent(new Event("tplchange", { bubbles: true }));
   }
@@ -109,6 +131,7 @@
     form.addEventListener("htmx:beforeRequest", (event) => {
       if (form.dataset.submitting) event.preventDefault();
     });
+    document.addEventListener("htmx:afterSettle", () => dropFixedProblems(form));
     form.addEventListener("input", (event) => {
       if (event.target.name === "body") syncSamples(form);
     });

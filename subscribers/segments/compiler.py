@@ -53,6 +53,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from controlpanel.models import Project
 
+from .. import window as service_window
 from ..facets import FACET_TEXT
 from ..models import ConsentState, Event, Subscriber, TagType, TagValue
 from ..textfold import Fold, fold
@@ -494,7 +495,7 @@ class Compiler:
             case "whatsapp":
                 return Q(whatsapp_consent=ConsentState.OPTED_IN)
             case "window":
-                return Q(last_inbound_at__gte=self.now - timedelta(hours=24))
+                return Q(last_inbound_at__gt=service_window.opened_after(self.now))
             case "email":
                 return ~Q(email="")
             case "push":

@@ -94,10 +94,14 @@ def test_promo_from_the_phone_reaches_conversations_and_the_reply_turns_blue(
     page.goto("/p/alpha/settings/whatsapp/")
     page.get_by_role("button", name="Sync templates").click()
     page.wait_for_load_state()
-    assert "3 new" in page.locator("#messages").inner_text()
-    assert MessageTemplate.objects.filter(account=account, status="APPROVED").count() == 3
+    # The demo's three and Meta's hello_world sample, which every new account starts with.
+    assert "4 added (" in page.locator("#messages").inner_text()
+    assert MessageTemplate.objects.filter(account=account, status="APPROVED").count() == 4
 
-    page.goto("/simulator/phone/")
+    page.get_by_test_id("simulator-phone").click()
+    page.wait_for_url("**/simulator/phone/?project=alpha")
+    # The phone pages keep the project's navigation.
+    assert page.locator(".navbar .nav-link", has_text="Conversations").count() == 1
     page.fill("input[name=phone]", "+49 151 23456789")
     page.fill("input[name=name]", "Ana Lima")
     page.get_by_role("button", name="Open handset").click()

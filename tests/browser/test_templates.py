@@ -121,3 +121,24 @@ def test_authentication_form_shows_only_what_authentication_allows(marketer, gra
         {"package_name": "com.example.shop", "signature_hash": "K8a/AINcGX7"}
     ]
     assert page.console_problems == []
+
+
+def test_problems_of_a_submit_go_away_as_their_fields_are_fixed(marketer, graph):
+    page = marketer
+    page.goto("/p/alpha/templates/new/")
+    page.fill("input[name=name]", "welcome_note")
+    page.fill("textarea[name=body]", "Hi {{1}}, welcome to our shop.")
+    page.wait_for_load_state("networkidle")
+    page.click("[data-testid=submit-template]")
+    page.wait_for_load_state("networkidle")
+    note = page.locator("#template-form [data-problem='example:1']")
+    assert note.count() == 1 and page.locator("[data-testid=form-errors]").count() == 1
+    assert "is-invalid" in page.locator("input[name='example:1']").get_attribute("class")
+
+    page.fill("input[name='example:1']", "Mark")
+    page.locator("[data-check=ok]").wait_for()
+    note.wait_for(state="detached")
+    assert page.locator("[data-testid=form-errors]").count() == 0
+    assert "is-invalid" not in page.locator("input[name='example:1']").get_attribute("class")
+    assert not graph.calls  # nothing went to Meta
+    page.wait_for_load_state("networkidle")

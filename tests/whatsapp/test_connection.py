@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from django.core.management import call_command
@@ -152,7 +153,8 @@ def test_sync_follows_paging_and_marks_vanished_templates(db, graph):
         },
     ]
     graph.answer = lambda _: (200, pages.pop(0))
-    assert sync_templates(account=account) == (2, 0)
+    result = sync_templates(account=account)
+    assert (result.added, result.updated, result.removed) == (["promo (de)", "otp (en_US)"], [], ["old (en)"])
     promo = MessageTemplate.objects.get(name="promo")
     assert (promo.quality_score, promo.extra) == ("GREEN", {"sub_category": "CUSTOM"})
     assert MessageTemplate.objects.get(name="old").status == "DELETED"
@@ -223,3 +225,18 @@ def test_paging_links_to_another_host_are_not_followed(db, graph):
     graph.answer = lambda _: (200, {"data": [], "paging": {"next": "https://evil.example/steal?after=1"}})
     sync_templates(account=account)
     assert len(graph.calls) == 1
+
+
+def test_settings_page_labels_in_words_and_shows_the_keyword_defaults(client, db):
+    project = ProjectFactory()
+    c = admin_client(client, project)
+    url = reverse("whatsapp:connection", args=[project.slug])
+    c.post(url, {**FORM, "opt_out_keywords": "", "opt_in_keywords": "", "throughput_mps": "1000"})
+    page = c.get(url).content.decode()
+    for label in ("Throughput (messages per second)", "Base URL", "Graph API version", "Opt-out keywords"):
+        assert f">{label}</label>" in page
+    assert "throughput_mps" not in re.findall(r"<label[^>]*>([^<]*)</label>", page)
+    # Empty keyword fields: the defaults in force are named, as hint and as placeholder.
+    assert 'placeholder="STOP, STOPP, ABMELDEN, UNSUBSCRIBE, CANCEL, END, QUIT"' in page
+    assert "Empty: the defaults START, ANMELDEN, SUBSCRIBE." in page
+    assert "1,000 messages per second" in page

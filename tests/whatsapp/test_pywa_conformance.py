@@ -164,14 +164,14 @@ def test_pywa_lists_templates_and_follows_the_absolute_next_url(wa):
         ],
     )
     result = wa.get_templates(pagination=types.Pagination(limit=3))
-    assert result.total_count == 7 and result.message_template_limit == 250
+    assert result.total_count == 8 and result.message_template_limit == 250
     names = [t.name for t in result]
     assert result.has_next and result._next_url.startswith("http://testserver/simulator/graph/v23.0/")
     while result.has_next:
         result = next_page(wa, result)
         names += [t.name for t in result]
     assert sorted(names) == sorted(
-        ["autumn_promo", "order_update", "login_code"] + [f"note_{i}" for i in range(4)]
+        ["hello_world", "autumn_promo", "order_update", "login_code"] + [f"note_{i}" for i in range(4)]
     )
     approved = wa.get_templates(statuses=[TemplateStatus.APPROVED], name="autumn")
     assert [t.name for t in approved] == ["autumn_promo"]

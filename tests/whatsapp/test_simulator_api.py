@@ -449,9 +449,10 @@ def test_template_list_pages_with_absolute_next_urls_on_the_simulators_host(clie
     )
     first = response.json()
     assert len(first["data"]) == 3
+    # 3 demo templates, 5 notes and Meta's hello_world sample.
     assert first["summary"] == {
-        "total_count": 8,
-        "message_template_count": 8,
+        "total_count": 9,
+        "message_template_count": 9,
         "message_template_limit": 250,
         "are_translations_complete": True,
     }
@@ -463,7 +464,7 @@ def test_template_list_pages_with_absolute_next_urls_on_the_simulators_host(clie
     while page["paging"].get("next"):
         page = client.get(page["paging"]["next"], headers={"Authorization": f"Bearer {TOKEN}"}).json()
         names += [t["name"] for t in page["data"]]
-    assert len(names) == 8 == len(set(names))
+    assert len(names) == 9 == len(set(names))
     assert "next" not in page["paging"] and "previous" in page["paging"]
     item = first["data"][0]
     assert {"id", "name", "language", "status", "category", "parameter_format", "components"} <= set(item)
@@ -500,7 +501,8 @@ def test_our_client_syncs_every_template_by_following_next(sim_account, monkeypa
             for i in range(150)
         ],
     )
-    assert sync_templates(account=sim_account) == (153, 0)
+    result = sync_templates(account=sim_account)
+    assert (len(result.added), result.updated, result.removed) == (154, [], [])  # with hello_world
     otp = MessageTemplate.objects.get(account=sim_account, name="login_code")
     assert otp.category == "AUTHENTICATION"
     assert otp.components[-1]["buttons"][0]["type"] == "URL"  # Meta shows the OTP button as URL
@@ -616,3 +618,37 @@ def test_delete_templates_by_name(client, sim_account):
 def test_unknown_paths_answer_in_metas_shape(client, sim_account):
     response = client.get("/simulator/graph/nonsense")
     assert response.status_code == 400 and error_of(response)["code"] == 100
+
+
+def test_a_new_waba_starts_with_metas_hello_world_once(client, db):
+    WhatsAppAccount.objects.create(
+        project=ProjectFactory(),
+        waba_id="7001",
+        phone_number_id="7002",
+        access_token=TOKEN,
+        app_secret="s",
+        base_url="http://testserver/simulator/graph",
+    )
+    (hello,) = get(client, "7001/message_templates").json()["data"]
+    assert (hello["name"], hello["language"], hello["status"], hello["category"]) == (
+        "hello_world",
+        "en_US",
+        "APPROVED",
+        "UTILITY",
+    )
+    assert hello["components"] == [
+        {"type": "HEADER", "format": "TEXT", "text": "Hello World"},
+        {
+            "type": "BODY",
+            "text": "Welcome and congratulations!! This message demonstrates your ability to send a WhatsApp "
+            "message notification from the Cloud API, hosted by Meta. Thank you for taking the time to test "
+            "with us.",
+        },
+        {"type": "FOOTER", "text": "WhatsApp Business Platform sample message"},
+    ]
+    deleted = client.delete(
+        "/simulator/graph/v23.0/7001/message_templates?name=hello_world",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    assert deleted.status_code == 200
+    assert get(client, "7001/message_templates").json()["data"] == []  # deleted stays deleted

@@ -333,6 +333,53 @@ def test_members_see_their_projects_handsets_and_outsiders_see_nothing_of_them(c
     assert client.post(chat_url(account) + "send/", {"action": "text", "text": "x"}).status_code == 404
 
 
+def test_phone_pages_sit_in_the_projects_layout(client, account, subscriber, member):
+    other = MembershipFactory(user=member, project=ProjectFactory(name="Zeta Store", slug="zeta")).project
+    page = client.get(f"/simulator/phone/?project={account.project.slug}").content.decode()
+    # The panel's navigation of the project the user came from, with its name in the switcher.
+    assert f'href="/p/{account.project.slug}/subscribers/"' in page and "Demo Shop" in page
+    assert f'href="/simulator/phone/?project={account.project.slug}"' in page
+    # Remembered: the chat (without ?project=) keeps that project's navigation.
+    chat = client.get(chat_url(account)).content.decode()
+    assert f'href="/p/{account.project.slug}/conversations/"' in chat
+    # Another project of the user, and a project of someone else (ignored).
+    assert 'href="/p/zeta/subscribers/"' in client.get("/simulator/phone/?project=zeta").content.decode()
+    foreign = ProjectFactory(slug="foreign")
+    assert "/p/foreign/" not in client.get(f"/simulator/phone/?project={foreign.slug}").content.decode()
+    assert other.slug == "zeta"
+
+
+def test_phone_times_are_in_the_projects_time_zone(client, account, subscriber, member):
+    Project.objects.filter(pk=account.project.pk).update(time_zone="Asia/Tokyo")
+    sent_at = 1_765_000_000  # 2025-12-06 05:46:40 UTC, 14:46 in Tokyo
+    services.send_inbound(
+        account=account, phone=PHONE, kind="text", text="Hi", callback_base="http://testserver"
+    )
+    with store.transaction() as tx:
+        tx.execute("UPDATE messages SET created_at = ?", (sent_at,))
+    page = client.get(f"/simulator/phone/?project={account.project.slug}")
+    chat = client.get(chat_url(account)).content.decode()
+    assert page.status_code == 200 and "14:46" in chat and "05:46" not in chat
+
+
+def test_handsets_are_found_by_name_or_number(client, account, subscriber, member):
+    SubscriberFactory(project=account.project, phone="+4917099887766", name="Ben Kurz")
+    handsets.ensure("4930123456", name="Carla Office", created_by=member.pk)
+    names = lambda html: re.findall(r'<span class="d-block fw-medium">([^<]+)</span>', html)  # noqa: E731
+    assert sorted(names(client.get("/simulator/phone/").content.decode())) == [
+        "Ana Lima",
+        "Ben Kurz",
+        "Carla Office",
+    ]
+    assert names(client.get("/simulator/phone/?q=ana").content.decode()) == ["Ana Lima"]
+    assert names(client.get("/simulator/phone/?q=%2B49 170 998").content.decode()) == ["Ben Kurz"]
+    assert names(client.get("/simulator/phone/?q=office").content.decode()) == ["Carla Office"]
+    live = client.get("/simulator/phone/?q=kurz", headers={"HX-Request": "true", "HX-Target": "handset-list"})
+    assert live["HX-Push-Url"] == "/simulator/phone/?q=kurz"
+    assert names(live.content.decode()) == ["Ben Kurz"] and "<html" not in live.content.decode()
+    assert 'data-testid="no-handsets"' in client.get("/simulator/phone/?q=nobody").content.decode()
+
+
 def test_a_new_handset_opens_with_its_name(client, account, member):
     response = client.post("/simulator/phone/", {"phone": "+49 170 1234567", "name": "Ben"})
     assert response.status_code == 302 and response["Location"] == "/simulator/phone/491701234567/"
@@ -375,14 +422,14 @@ def test_bootstrap_demo_connects_the_demo_project_to_the_simulator_once(settings
     account = WhatsAppAccount.objects.get(project__slug="demo")
     assert account.base_url == "http://127.0.0.1:8123/simulator/graph"
     names = {t["name"] for t in store.list_templates(account.waba_id)[0]}
-    assert names == {"autumn_promo", "order_update", "login_code"}
+    assert names == {"hello_world", "autumn_promo", "order_update", "login_code"}
     assert all(t["status"] == "APPROVED" for t in store.list_templates(account.waba_id)[0])
     secret, token = account.app_secret, account.access_token
     call_command("bootstrap_demo", url="http://127.0.0.1:9001/")
     again = WhatsAppAccount.objects.get(project__slug="demo")
     assert (again.pk, again.app_secret, again.access_token) == (account.pk, secret, token)
     assert again.base_url == "http://127.0.0.1:9001/simulator/graph"
-    assert store.count_templates(account.waba_id) == (3, 3)
+    assert store.count_templates(account.waba_id) == (4, 4)  # with hello_world
     assert Project.objects.filter(slug="demo").count() == 1
     call_command(
         "bootstrap_demo", url="http://192.0.2.10:8000/"

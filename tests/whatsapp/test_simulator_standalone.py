@@ -44,7 +44,7 @@ def test_the_standalone_urls_serve_only_the_graph_api(client, db, standalone):
     answer = client.get(
         "/simulator/graph/v23.0/5001/message_templates", headers={"Authorization": "Bearer tok"}
     )
-    assert answer.status_code == 200 and len(answer.json()["data"]) == 3
+    assert answer.status_code == 200 and len(answer.json()["data"]) == 4  # and hello_world
     other = client.get("/simulator/phone/")
     assert other.status_code == 400 and other.json()["error"]["code"] == 100
     assert client.get("/p/some-project/").status_code == 400

@@ -294,6 +294,27 @@ def test_rejection_from_the_webhook_is_shown_on_the_detail_page(marketer, accoun
     assert 'data-template="cart_reminder"' in listing and "Invalid format" in listing
 
 
+def test_a_pending_template_page_polls_its_status_until_it_is_final(marketer, account):
+    template = make(account, "cart_reminder", status="PENDING", meta_id="1689556908129835")
+    page_url = url("template_detail", account.project, template.public_id)
+    page = marketer.get(page_url).content.decode()
+    assert f'hx-get="{page_url}" hx-trigger="every 3s"' in page
+    poll = {"HX-Request": "true", "HX-Target": "template-status"}
+    still = marketer.get(page_url, headers=poll)
+    assert still.status_code == 200 and "hx-trigger" in still.content.decode()
+    assert "<html" not in still.content.decode()  # only the status region
+
+    value = template_status("cart_reminder", "en_US", "APPROVED")["entry"][0]
+    handle_template_status(account, value["changes"][0]["value"])
+    final = marketer.get(page_url, headers=poll)
+    text = final.content.decode()
+    assert final.status_code == 286  # htmx stops polling
+    assert "hx-trigger" not in text and "Meta is reviewing" not in text
+    # The badges in the heading and the details swap along (out of band).
+    assert text.count('hx-swap-oob="true"') == 2 and text.count(">Approved</span>") == 2
+    assert "hx-trigger" not in marketer.get(page_url).content.decode()
+
+
 def test_detail_takes_no_posts(marketer, account):
     template = make(account, "summer_sale")
     assert marketer.post(url("template_detail", account.project, template.public_id)).status_code == 405
@@ -577,7 +598,9 @@ def test_live_preview_lints_and_previews_without_calling_meta(marketer, account,
         headers={"HX-Request": "true", "HX-Target": "template-live"},
     )
     body = response.content.decode()
-    assert body.lstrip().startswith('<div id="template-live">')
+    assert body.lstrip().startswith('<div id="template-live"')
+    # The fields that still have problems, for the page to drop the notes of fixed ones.
+    assert 'data-problem-fields="[&quot;body&quot;, &quot;language&quot;]" data-error-count="2"' in body
     assert 'title="{{1}}">Mark</span>' in body
     assert "{{2}} is missing" in body
     assert graph.calls == [] and not MessageTemplate.objects.exists()

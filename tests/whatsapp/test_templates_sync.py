@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from django.urls import reverse
 
-from tests.factories import ProjectFactory
+from controlpanel.models import Role
+from tests.factories import MembershipFactory, ProjectFactory
 from tests.fakegraph import FakeGraph, error_answer
 from whatsapp import client as wa_client
 from whatsapp.models import MessageTemplate, WhatsAppAccount
@@ -80,3 +82,31 @@ def test_the_actor_is_safe_to_run_twice(db, fakes):
     sync_all_templates.fn()
     sync_all_templates.fn()
     assert MessageTemplate.objects.filter(account=account).count() == 1
+
+
+def _listing(*templates: dict) -> dict:
+    return {"data": [dict(t) for t in templates], "paging": {}}
+
+
+def test_sync_now_reports_only_what_changed(client, db, fakes):
+    account = connect("801")
+    summer = LISTED["data"][0]
+    winter = {**summer, "id": "920070352646141", "name": "winter_sale", "language": "de"}
+    fake = fakes.setdefault("801", FakeGraph())
+    client.force_login(MembershipFactory(project=account.project, role=Role.MARKETER).user)
+    sync = reverse("whatsapp:templates_sync", args=[account.project.slug])
+
+    fake.answer = lambda _: (200, _listing(summer, winter))
+    page = client.post(sync, follow=True).content.decode()
+    assert "2 added (summer_sale (en_US), winter_sale (de))" in page
+
+    # Nothing changed at Meta: nothing is reported as updated.
+    page = client.post(sync, follow=True).content.decode()
+    assert "no changes (2 templates)" in page and "updated" not in page
+
+    # Meta paused one and dropped the other.
+    fake.answer = lambda _: (200, _listing({**summer, "status": "PAUSED"}))
+    page = client.post(sync, follow=True).content.decode()
+    assert "1 updated (summer_sale (en_US)), 1 removed (winter_sale (de))" in page
+    assert MessageTemplate.objects.get(name="summer_sale").status == "PAUSED"
+    assert MessageTemplate.objects.get(name="winter_sale").status == "DELETED"

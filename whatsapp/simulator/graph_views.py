@@ -86,6 +86,7 @@ def _waba(request: HttpRequest, waba_id: str) -> list[WhatsAppAccount]:
         raise _unknown_object(request, waba_id, token)
     if not any(_matches(a, token) for a in accounts):
         raise ApiError(190, "The access token could not be decrypted or does not belong to this app.", 401)
+    services.open_waba(waba_id)
     return accounts
 
 

@@ -7,6 +7,7 @@ import random
 import time
 from typing import Any
 
+from subscribers import window
 from whatsapp.models import WhatsAppAccount
 
 from . import callbacks, config, handsets, store, templates
@@ -15,7 +16,7 @@ from .errors import ApiError, webhook_error
 TYPES = ("text", "template", "interactive", "image", "video", "audio", "document", "sticker", "location",
          "contacts", "reaction")  # fmt: skip
 MEDIA_TYPES = ("image", "video", "audio", "document", "sticker")
-WINDOW_SECONDS = 24 * 3600
+WINDOW_SECONDS = int(window.SERVICE_WINDOW.total_seconds())
 
 
 def _require(condition: bool, code: int, details: str) -> None:

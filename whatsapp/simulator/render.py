@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.html import escape, strip_tags
 from django.utils.safestring import SafeString, mark_safe
 
-from .templates import ANY_VARIABLE, NAMED, POSITIONAL
+from whatsapp import placeholders
 
 OTP_PREFIX = "https://www.whatsapp.com/otp/code/"
 MEDIA_ICONS = {"image": "Photo", "video": "Video", "audio": "Voice message", "document": "Document",
@@ -71,9 +71,9 @@ def _value(param: dict) -> str:
 def _fill(text: str, params: list[dict], named: bool) -> str:
     if named:
         values = {str(p.get("parameter_name")): _value(p) for p in params}
-        return NAMED.sub(lambda m: values.get(m.group(1), m.group(0)), text)
-    values = {str(i): _value(p) for i, p in enumerate(params, start=1)}
-    return POSITIONAL.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+    else:
+        values = {str(i): _value(p) for i, p in enumerate(params, start=1)}
+    return placeholders.fill(text, values)
 
 
 def _template_bubble(bubble: Bubble, payload: dict) -> None:
@@ -130,7 +130,7 @@ def _template_button(index: int, button: dict, params: list[dict]) -> dict[str, 
         }
     if kind == "URL":
         suffix = str(first.get("text") or "")
-        url = ANY_VARIABLE.sub(lambda _m: suffix, str(button.get("url") or ""))
+        url = placeholders.TOKEN.sub(lambda _m: suffix, str(button.get("url") or ""))
         if url.startswith(OTP_PREFIX):
             return {"kind": "copy_code", "text": text or "Copy code", "code": suffix}
         return {"kind": "url", "text": text, "url": _link(url)}

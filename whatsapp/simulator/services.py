@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
 from controlpanel.models import Project
@@ -38,21 +38,29 @@ def visible_accounts(user) -> QuerySet[WhatsAppAccount]:
     return accounts.filter(project__in=Project.objects.for_user(user))
 
 
-def visible_handsets(user, accounts: list[WhatsAppAccount], limit: int = 30) -> list[dict[str, Any]]:
+def visible_handsets(
+    user, accounts: list[WhatsAppAccount], limit: int = 30, query: str = ""
+) -> list[dict[str, Any]]:
     """Handsets this user may open: subscribers of their simulator projects, chats with those numbers,
-    handsets they created (staff: every handset)."""
+    handsets they created (staff: every handset). ``query`` keeps those whose name contains it or
+    whose number contains its digits ("ana", "+49 151", "5678")."""
     project_ids = {a.project_id for a in accounts}
-    subscribers = (
-        Subscriber.objects.filter(project_id__in=project_ids, phone__isnull=False)
-        .order_by("-updated_at")
-        .values_list("phone", "name")[:limit]
-    )
+    words = query.strip().lower()
+    digits = handsets.digits(query) if any(ch.isdigit() for ch in query) else ""
+    subscribers = Subscriber.objects.filter(project_id__in=project_ids, phone__isnull=False)
+    if words:
+        subscribers = subscribers.filter(
+            Q(name__icontains=words) | (Q(phone__contains=digits) if digits else Q())
+        )
+    subscribers = subscribers.order_by("-updated_at").values_list("phone", "name")[:limit]
     talking = store.phones_talking_to([a.phone_number_id for a in accounts])
     rows: dict[str, dict[str, Any]] = {}
     known = store.list_handsets(
         None if user.is_staff else talking, created_by=None if user.is_staff else user.pk
     )
     for handset in known:
+        if words and words not in handset["name"].lower() and not (digits and digits in handset["phone"]):
+            continue
         rows[handset["phone"]] = {
             "phone": handset["phone"],
             "name": handset["name"],
@@ -138,6 +146,33 @@ DEMO_TEMPLATES: list[dict[str, Any]] = [
         ],
     },
 ]
+
+
+# Meta's sample template: every new WhatsApp Business Account starts with it, approved.
+HELLO_WORLD: dict[str, Any] = {
+    "name": "hello_world",
+    "language": "en_US",
+    "category": "UTILITY",
+    "components": [
+        {"type": "HEADER", "format": "TEXT", "text": "Hello World"},
+        {
+            "type": "BODY",
+            "text": "Welcome and congratulations!! This message demonstrates your ability to send a WhatsApp "
+            "message notification from the Cloud API, hosted by Meta. Thank you for taking the time to test "
+            "with us.",
+        },
+        {"type": "FOOTER", "text": "WhatsApp Business Platform sample message"},
+    ],
+}
+
+
+def open_waba(waba_id: str) -> None:
+    """The first time the simulator sees a WABA, it gets hello_world, as a new account at Meta does.
+
+    Once only: a hello_world deleted later stays deleted.
+    """
+    if store.register_waba(waba_id):
+        seed_templates(waba_id=waba_id, definitions=[HELLO_WORLD])
 
 
 def seed_templates(*, waba_id: str, definitions: list[dict[str, Any]] | None = None) -> int:

@@ -48,6 +48,10 @@ CREATE TABLE IF NOT EXISTS templates (
     created_at REAL NOT NULL,
     UNIQUE (waba_id, name, language)
 );
+CREATE TABLE IF NOT EXISTS wabas (
+    waba_id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS handsets (
     phone TEXT PRIMARY KEY,
     name TEXT NOT NULL DEFAULT '',
@@ -335,6 +339,15 @@ def delete_templates(waba_id: str, name: str, template_id: str = "") -> int:
         else:
             cur = tx.execute("DELETE FROM templates WHERE waba_id = ? AND name = ?", (waba_id, name))
         return cur.rowcount
+
+
+def register_waba(waba_id: str) -> bool:
+    """Note that the simulator has seen this WABA; True the first time only."""
+    with transaction() as tx:
+        cur = tx.execute(
+            "INSERT OR IGNORE INTO wabas (waba_id, created_at) VALUES (?, ?)", (waba_id, time.time())
+        )
+        return cur.rowcount == 1
 
 
 def all_wabas_templates(waba_ids: Iterable[str]) -> list[dict[str, Any]]:

@@ -7,14 +7,13 @@ import secrets
 import time
 from typing import Any
 
+from whatsapp import placeholders
+
 from . import callbacks, config, store
 from .errors import ApiError
 
 NAME = re.compile(r"^[a-z0-9_]{1,512}$")
 LANGUAGE = re.compile(r"^[a-z]{2,3}(_[A-Za-z]{2,4})?$")
-POSITIONAL = re.compile(r"\{\{\s*(\d+)\s*\}\}")
-NAMED = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
-ANY_VARIABLE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 CATEGORIES = ("MARKETING", "UTILITY", "AUTHENTICATION")
 MEDIA_FORMATS = ("IMAGE", "VIDEO", "DOCUMENT")
 HEADER_FORMATS = ("TEXT", *MEDIA_FORMATS, "LOCATION")
@@ -47,8 +46,8 @@ def _component(components: list[dict], kind: str) -> dict | None:
 
 
 def variables(text: str, parameter_format: str) -> list[str]:
-    pattern = NAMED if parameter_format == "NAMED" else POSITIONAL
-    return list(dict.fromkeys(pattern.findall(text or "")))
+    named = parameter_format == placeholders.NAMED
+    return placeholders.parameters(text, placeholders.NAMED if named else placeholders.POSITIONAL)
 
 
 # --- creation --------------------------------------------------------------------------------
@@ -107,11 +106,11 @@ def _rejection(reason: str, detail: str, recommendation: str = "") -> _Rejected:
 def _check_variables(
     where: str, text: str, parameter_format: str, example: Any, max_variables: int | None
 ) -> None:
-    found = [v.strip() for v in ANY_VARIABLE.findall(text or "")]
+    found = [t.name for t in placeholders.tokens(text)]
     if not found:
         return
     if parameter_format == "NAMED":
-        bad = [v for v in found if not NAMED.fullmatch("{{" + v + "}}")]
+        bad = [v for v in found if placeholders.kind_of(v) != placeholders.NAMED]
         if bad:
             raise _rejection(
                 "INVALID_FORMAT",
@@ -177,7 +176,8 @@ def review(category: str, components: list[dict], parameter_format: str) -> list
         None,
     )
     stripped = body_text.strip()
-    if ANY_VARIABLE.match(stripped) or re.search(r"\{\{[^{}]*\}\}$", stripped):
+    found = placeholders.tokens(stripped)
+    if found and (found[0].start == 0 or found[-1].end == len(stripped)):
         raise _rejection(
             "INVALID_FORMAT",
             "Body: a parameter may not be at the very start or end of the text.",
@@ -207,7 +207,7 @@ def review(category: str, components: list[dict], parameter_format: str) -> list
         text = str(footer.get("text") or "")
         if not text or len(text) > 60:
             raise _rejection("INVALID_FORMAT", "The footer needs 1 to 60 characters.")
-        if ANY_VARIABLE.search(text):
+        if placeholders.tokens(text):
             raise _rejection("INVALID_FORMAT", "The footer may not contain parameters.")
     buttons = (_component(components, "BUTTONS") or {}).get("buttons")
     if buttons is not None:
@@ -239,7 +239,7 @@ def _review_buttons(buttons: Any, category: str, parameter_format: str) -> None:
             url = str(button.get("url") or "")
             if not url.startswith(("https://", "http://")):
                 raise _rejection("INVALID_FORMAT", f"URL button {text!r} needs an http(s) url.")
-            found = ANY_VARIABLE.findall(url)
+            found = placeholders.tokens(url)
             if found:
                 if not url.rstrip().endswith("}}") or len(found) > 1:
                     raise _rejection(
@@ -392,7 +392,7 @@ def expected_parameters(template: dict) -> dict[str, Any]:
             for index, button in enumerate(component.get("buttons") or []):
                 btype = _upper(button.get("type"))
                 if btype == "URL":
-                    expected["buttons"][index] = ("URL", bool(ANY_VARIABLE.search(button.get("url") or "")))
+                    expected["buttons"][index] = ("URL", bool(placeholders.tokens(button.get("url") or "")))
                 elif btype == "COPY_CODE":
                     expected["buttons"][index] = ("COPY_CODE", True)
                 elif btype == "QUICK_REPLY":

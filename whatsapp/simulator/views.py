@@ -2,20 +2,56 @@
 
 from __future__ import annotations
 
+import zoneinfo
+from collections.abc import Callable
+from functools import wraps
+from urllib.parse import urlencode
+
 from django.contrib import messages as flash
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from controlpanel.models import Membership, Role
+from controlpanel.views import LAST_PROJECT_KEY
 
 from . import config, handsets, services, store, templates
 from . import render as chat_render
 from .forms import HandsetForm, InboundForm
 
 TEMPLATE_ACTIONS = {"approve": "APPROVED", "pause": "PAUSED", "disable": "DISABLED", "reject": "REJECTED"}
+
+
+def in_panel_layout(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Phone pages sit in the panel's layout: the navigation and the time zone of a project.
+
+    The simulator spans the user's projects, so the project is the one the user came from
+    (``?project=<slug>`` on the navigation's link, remembered like the dashboard remembers it),
+    else the last one they worked in, else their first. Only a membership counts; a user
+    without a project sees the pages without project navigation, in the server's time zone.
+    """
+
+    @login_required
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        memberships = Membership.objects.filter(user=request.user).select_related("project")
+        membership = None
+        for slug in (request.GET.get("project"), request.session.get(LAST_PROJECT_KEY)):
+            membership = memberships.filter(project__slug=slug).first() if slug else None
+            if membership is not None:
+                break
+        membership = membership or memberships.order_by("project__name").first()
+        if membership is None:
+            return view(request, *args, **kwargs)
+        request.project, request.membership = membership.project, membership  # type: ignore[attr-defined]
+        request.session[LAST_PROJECT_KEY] = membership.project.slug
+        with timezone.override(zoneinfo.ZoneInfo(membership.project.time_zone)):
+            return view(request, *args, **kwargs)
+
+    return wrapper
 
 
 def _accounts(request: HttpRequest) -> list:
@@ -36,9 +72,10 @@ def _handset(request: HttpRequest, phone: str, accounts: list) -> dict:
     return handsets.ensure(phone)
 
 
-@login_required
+@in_panel_layout
 def phone_index(request: HttpRequest) -> HttpResponse:
     accounts = _accounts(request)
+    query = (request.GET.get("q") or "").strip()
     form = HandsetForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         phone = form.cleaned_data["phone"]
@@ -50,15 +87,23 @@ def phone_index(request: HttpRequest) -> HttpResponse:
     context = {
         "form": form,
         "accounts": accounts,
-        "phones": services.visible_handsets(request.user, accounts),
+        "query": query,
+        "phones": services.visible_handsets(request.user, accounts, query=query),
         "knobs": config.summary(),
         "webhooks": services.pending_webhooks(),
         "webhook_errors": store.recent_callback_errors(),
     }
+    if request.htmx and request.htmx.target == "handset-list":
+        response = render(request, "whatsapp/simulator/phone.html#handset-list", context)
+        # The search is in the address, so a shared or reloaded link shows the same list.
+        response["HX-Push-Url"] = reverse("simulator:phone") + (
+            f"?{urlencode({'q': query})}" if query else ""
+        )
+        return response
     return render(request, "whatsapp/simulator/phone.html", context, status=400 if form.errors else 200)
 
 
-@login_required
+@in_panel_layout
 def handset(request: HttpRequest, phone: str) -> HttpResponse:
     accounts = _accounts(request)
     device = _handset(request, phone, accounts)
@@ -89,7 +134,7 @@ def _chat_context(request: HttpRequest, account, device: dict, error: str = "") 
     }
 
 
-@login_required
+@in_panel_layout
 def chat(request: HttpRequest, phone: str, phone_number_id: str) -> HttpResponse:
     accounts = _accounts(request)
     account = _account(request, phone_number_id)
@@ -105,7 +150,7 @@ def chat(request: HttpRequest, phone: str, phone_number_id: str) -> HttpResponse
     return render(request, "whatsapp/simulator/chat.html", context)
 
 
-@login_required
+@in_panel_layout
 @require_POST
 def chat_send(request: HttpRequest, phone: str, phone_number_id: str) -> HttpResponse:
     """Everything the handset's user can do: type, tap a button, pick a list row, react, send media."""
@@ -153,7 +198,7 @@ def _may_review(user, account) -> bool:
     return membership is not None and membership.can(Role.MARKETER)
 
 
-@login_required
+@in_panel_layout
 def template_store(request: HttpRequest) -> HttpResponse:
     """Meta's side of templates: what the simulator holds per WABA, with review decisions to force."""
     accounts = _accounts(request)
@@ -172,6 +217,8 @@ def template_store(request: HttpRequest) -> HttpResponse:
                              callback_base=services.callback_base(request))  # fmt: skip
         flash.success(request, f"{template['name']} ({template['language']}) is now {status}; webhook sent.")
         return redirect("simulator:templates")
+    for waba_id in by_waba:
+        services.open_waba(waba_id)
     rows = store.all_wabas_templates(by_waba)
     for row in rows:
         row["accounts"] = by_waba[row["waba_id"]]
