@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import zoneinfo
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 
 from django.db.models import Count
 from django.db.models.functions import TruncDate
@@ -21,12 +21,16 @@ def messaging_provider(project: Project) -> Iterable[Metric | Series]:
     tz = zoneinfo.ZoneInfo(project.time_zone)
     today = timezone.now().astimezone(tz).date()
     first_day = today - timedelta(days=CHART_DAYS - 1)
+    # COUNT(*) over (project, created_at) only: an index-only scan of message_project_time from
+    # the chart's first local midnight. COUNT("id") would fetch every row of the window from
+    # the heap (wide rows: components, history), which at a million messages cost seconds.
     rows = (
         Message.objects.for_project(project)
-        .filter(created_at__gte=timezone.now() - timedelta(days=CHART_DAYS + 1))
+        .filter(created_at__gte=datetime.combine(first_day, time.min, tzinfo=tz))
         .annotate(day=TruncDate("created_at", tzinfo=tz))
         .values("day")
-        .annotate(n=Count("id"))
+        .annotate(n=Count("*"))
+        .order_by()
     )
     per_day = {row["day"]: row["n"] for row in rows}
     points = [

@@ -1,0 +1,48 @@
+"""How many subscribers carry each tag, for the tags page: exact while small, estimated beyond.
+
+Exactly, this reads every subscriber and every tag value of the project (eleven million rows at
+a million subscribers: seconds per view); above ``controlpanel.counting.EXACT_UP_TO`` rows the
+page shows PostgreSQL's estimates, marked "about".
+"""
+
+from __future__ import annotations
+
+from django.db.models import Count as CountOf
+from django.db.models import Q
+
+from controlpanel import counting
+from controlpanel.counting import Count
+from controlpanel.models import Project
+
+from . import tags as tagtypes
+from .models import ConsentState, Subscriber, TagDefinition, TagType, TagValue
+
+
+def _is_set(tag: tagtypes.BuiltinTag) -> Q:
+    if tag.type == TagType.BOOLEAN:  # the WhatsApp opt-in: "set" means opted in
+        return Q(whatsapp_consent=ConsentState.OPTED_IN)
+    if tag.type == TagType.DATETIME:
+        return Q(**{f"{tag.field}__isnull": False})
+    return Q(**{f"{tag.field}__isnull": False}) & ~Q(**{tag.field: ""})
+
+
+def builtin_usage(project: Project) -> dict[str, Count]:
+    """Subscribers with a value, per built-in tag field."""
+    subscribers = Subscriber.objects.for_project(project)
+    builtins = tagtypes.BUILTIN_TAGS.values()
+    if counting.is_large(subscribers):
+        return {t.field: counting.estimate(subscribers.filter(_is_set(t))) for t in builtins}
+    exact = subscribers.aggregate(**{t.field: CountOf("id", filter=_is_set(t)) for t in builtins})
+    return {field: Count(n) for field, n in exact.items()}
+
+
+def custom_usage(project: Project, definitions: list[TagDefinition]) -> dict[int, Count]:
+    """Subscribers (not values: a list tag has one row per item) per custom tag, by its pk."""
+    values = TagValue.objects.for_project(project)
+    if counting.is_large(values):
+        return {
+            d.pk: counting.estimate(values.filter(tag=d).values("subscriber").distinct()) for d in definitions
+        }
+    per_tag = values.values("tag").annotate(n=CountOf("subscriber", distinct=True))
+    exact = dict(per_tag.values_list("tag", "n"))
+    return {d.pk: Count(exact.get(d.pk, 0)) for d in definitions}
