@@ -170,7 +170,12 @@ _DRAMATIQ_MIDDLEWARE = [
 if DRAMATIQ_BROKER_URL.startswith(("redis://", "rediss://")):
     DRAMATIQ_BROKER = {
         "BROKER": "dramatiq.brokers.redis.RedisBroker",
-        "OPTIONS": {"url": DRAMATIQ_BROKER_URL},
+        # The prefix of the broker's Redis keys: a benchmark gives its run its own, so that
+        # nothing it leaves behind is consumed by a later worker on the same Redis database.
+        "OPTIONS": {
+            "url": DRAMATIQ_BROKER_URL,
+            "namespace": env.str("DRAMATIQ_NAMESPACE", default="dramatiq"),
+        },
         "MIDDLEWARE": _DRAMATIQ_MIDDLEWARE,
     }
 elif DRAMATIQ_BROKER_URL.startswith(("amqp://", "amqps://")):
