@@ -36,13 +36,31 @@ def builtin_usage(project: Project) -> dict[str, Count]:
     return {field: Count(n) for field, n in exact.items()}
 
 
+# Subscribers whose list-tag rows give the items per subscriber (probed through an index).
+LIST_SAMPLE = 1000
+
+
 def custom_usage(project: Project, definitions: list[TagDefinition]) -> dict[int, Count]:
     """Subscribers (not values: a list tag has one row per item) per custom tag, by its pk."""
     values = TagValue.objects.for_project(project)
     if counting.is_large(values):
-        return {
-            d.pk: counting.estimate(values.filter(tag=d).values("subscriber").distinct()) for d in definitions
-        }
+        return {d.pk: _estimated_usage(project, values.filter(tag=d), d) for d in definitions}
     per_tag = values.values("tag").annotate(n=CountOf("subscriber", distinct=True))
     exact = dict(per_tag.values_list("tag", "n"))
     return {d.pk: Count(exact.get(d.pk, 0)) for d in definitions}
+
+
+def _estimated_usage(project: Project, values, definition: TagDefinition) -> Count:
+    # The planner estimates rows well but DISTINCT subscribers badly (a third of the truth at a
+    # million subscribers). Other types have one row per subscriber; a list tag's rows are
+    # divided by its items per subscriber among the project's first subscribers.
+    rows = counting.estimate(values)
+    if definition.type != TagType.LIST or not rows:
+        return rows
+    sample = Subscriber.objects.for_project(project).order_by("pk").values("pk")[:LIST_SAMPLE]
+    seen = values.filter(subscriber__in=sample).aggregate(
+        rows=CountOf("pk"), people=CountOf("subscriber", distinct=True)
+    )
+    if not seen["people"]:
+        return rows
+    return Count(round(rows.value * seen["people"] / seen["rows"]), estimated=True)

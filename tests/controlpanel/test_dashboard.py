@@ -33,9 +33,12 @@ def usage(html: str, tag: str) -> str:
 @pytest.fixture
 def audience(project):
     city = TagDefinition.objects.create(project=project, name="city", type="string")
+    interests = TagDefinition.objects.create(project=project, name="interests", type="list")
     for n in range(8):
         s = SubscriberFactory(project=project, whatsapp_consent="opted_in" if n < 6 else "unknown")
         TagValue.objects.create(project=project, subscriber=s, tag=city, value_text="Berlin")
+        for item in ("food", "music"):
+            TagValue.objects.create(project=project, subscriber=s, tag=interests, value_text=item)
     return project
 
 
@@ -45,6 +48,7 @@ def test_small_project_shows_exact_counts(owner_client, audience):
     tags = owner_client.get(f"/p/{audience.slug}/subscribers/tags/").content.decode()
     assert "about" not in tags
     assert usage(tags, "city") == "8" and usage(tags, "WhatsApp opt-in") == "6"
+    assert usage(tags, "interests") == "8"
 
 
 @postgres_only
@@ -64,6 +68,7 @@ def test_large_project_shows_estimates_marked_about(owner_client, audience, monk
     assert whole_counts == []  # the table is never counted in full
     tags = owner_client.get(f"/p/{audience.slug}/subscribers/tags/").content.decode()
     assert usage(tags, "city").startswith("about ") and usage(tags, "Phone").startswith("about ")
+    assert usage(tags, "interests") == "about 8"  # people, not their 16 list items
 
 
 def test_sqlite_has_no_estimates_and_counts_exactly(owner_client, audience, monkeypatch):
@@ -81,6 +86,10 @@ def test_estimates_are_rounded_to_two_significant_digits(value, text):
     assert str(counting.Count(value)) == f"{value:,}"
 
 
+def chart(project) -> Series:
+    return next(item for item in messaging_provider(project) if isinstance(item, Series))
+
+
 def test_chart_counts_messages_per_local_day_from_the_index(project):
     project.time_zone = "Europe/Berlin"
     project.save()
@@ -93,8 +102,8 @@ def test_chart_counts_messages_per_local_day_from_the_index(project):
         message = Message.objects.create(project=project, subscriber=subscriber)
         Message.objects.filter(pk=message.pk).update(created_at=at)
     with CaptureQueriesContext(connection) as queries:
-        series = next(item for item in messaging_provider(project) if isinstance(item, Series))
-    assert series.points[0] == (first_day, 2)  # the message a second before midnight is not in the chart
+        points = chart(project).points
+    assert points[0] == (first_day, 2)  # the message a second before midnight is not in the chart
     sql = next(q["sql"] for q in queries if "campaigns_message" in q["sql"])
     # Only columns of message_project_time (project_id, created_at): an index-only scan.
     assert "COUNT(*)" in sql and '"campaigns_message"."id"' not in sql
@@ -104,3 +113,22 @@ def test_chart_counts_messages_per_local_day_from_the_index(project):
             cur.execute("EXPLAIN " + sql.replace("%", "%%"))
             plan = "\n".join(row[0] for row in cur.fetchall())
         assert "Index Only Scan using message_project_time" in plan, plan
+
+
+def test_later_views_count_only_todays_messages(project):
+    subscriber = SubscriberFactory(project=project)
+    old = Message.objects.create(project=project, subscriber=subscriber)
+    Message.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=3))
+    assert sum(n for _, n in chart(project).points) == 1
+    Message.objects.create(project=project, subscriber=subscriber)  # sent just now
+    with CaptureQueriesContext(connection) as queries:
+        points = chart(project).points
+    assert points[-1][1] == 1 and sum(n for _, n in points) == 2
+    counted = [q["sql"] for q in queries if "campaigns_message" in q["sql"]]
+    tz = ZoneInfo(project.time_zone)
+    today = timezone.now().astimezone(tz).date()
+    midnight = datetime(today.year, today.month, today.day, tzinfo=tz)
+    # As the databases print it: PostgreSQL in local time, SQLite in UTC.
+    bounds = {f"{m:%Y-%m-%d %H:%M:%S}" for m in (midnight, midnight.astimezone(ZoneInfo("UTC")))}
+    # One query, over today's rows only: the past days come from the cached counts.
+    assert len(counted) == 1 and any(b in counted[0] for b in bounds), counted
