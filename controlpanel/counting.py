@@ -53,3 +53,37 @@ def estimate(queryset: QuerySet) -> Count:
     if isinstance(plan, str):
         plan = json.loads(plan)
     return Count(int(plan[0]["Plan"]["Plan Rows"]), estimated=True)
+
+
+def estimate_per_value(queryset: QuerySet, column: str, values: list[int]) -> dict[int, Count] | None:
+    """Rows of ``queryset``'s table per value of ``column``, from the column's statistics.
+
+    For a column whose values each belong to one project (a tag definition's id), the planner's
+    estimate of ``project = p AND column = v`` multiplies two selectivities that are not
+    independent, which is wrong as soon as a second project has rows. The column's own
+    most-common-values list is right, and one catalog query answers every value at once, as
+    the planner would (frequency times the table's rows scaled to its current size). None when
+    ANALYZE has not described the column yet.
+    """
+    table = queryset.model._meta.db_table
+    with connections[queryset.db].cursor() as cur:
+        cur.execute(
+            """SELECT s.most_common_vals::text, s.most_common_freqs, s.null_frac, s.n_distinct,
+                      c.reltuples, c.relpages, pg_relation_size(c.oid) / current_setting('block_size')::int
+               FROM pg_class c JOIN pg_stats s ON s.schemaname = current_schema()
+                 AND s.tablename = c.relname AND s.attname = %s
+               WHERE c.oid = %s::regclass""",
+            [column, table],
+        )
+        row = cur.fetchone()
+    if row is None or row[4] <= 0:
+        return None
+    mcv_text, freqs, null_frac, n_distinct, reltuples, relpages, pages = row
+    total = reltuples * (pages / relpages if relpages else 1)
+    common = dict(
+        zip((int(v) for v in (mcv_text or "{}").strip("{}").split(",") if v), freqs or [], strict=True)
+    )
+    distinct = n_distinct if n_distinct >= 0 else -n_distinct * reltuples
+    rest = max(distinct - len(common), 1)
+    other = max(1.0 - null_frac - sum(common.values()), 0.0) / rest
+    return {v: Count(round(total * common.get(v, other)), estimated=True) for v in values}
