@@ -55,6 +55,49 @@ def estimate(queryset: QuerySet) -> Count:
     return Count(int(plan[0]["Plan"]["Plan Rows"]), estimated=True)
 
 
+@dataclass(frozen=True)
+class ColumnStats:
+    """What ANALYZE keeps about a column, and the table's rows scaled to its current size."""
+
+    rows: float
+    null_frac: float
+    common: dict[str, float]  # most common values (as text) and their shares of the rows
+    distinct: float
+
+    def share(self, value: object) -> float:
+        """The share of rows equal to ``value``, as the planner reckons it."""
+        if str(value) in self.common:
+            return self.common[str(value)]
+        rest = max(self.distinct - len(self.common), 1)
+        return max(1.0 - self.null_frac - sum(self.common.values()), 0.0) / rest
+
+
+def column_stats(queryset: QuerySet, columns: list[str]) -> dict[str, ColumnStats]:
+    """The statistics of ``columns`` of ``queryset``'s table, in one catalog query.
+
+    Columns ANALYZE has not described yet are missing from the answer.
+    """
+    with connections[queryset.db].cursor() as cur:
+        cur.execute(
+            """SELECT s.attname, s.null_frac, s.most_common_vals::text::text[], s.most_common_freqs,
+                      s.n_distinct, c.reltuples, c.relpages,
+                      pg_relation_size(c.oid) / current_setting('block_size')::int
+               FROM pg_class c JOIN pg_stats s ON s.schemaname = current_schema()
+                 AND s.tablename = c.relname AND s.attname = ANY(%s)
+               WHERE c.oid = %s::regclass AND c.reltuples > 0""",
+            [columns, queryset.model._meta.db_table],
+        )
+        found = cur.fetchall()
+    stats = {}
+    for column, null_frac, values, freqs, n_distinct, reltuples, relpages, pages in found:
+        rows = reltuples * (pages / relpages if relpages else 1)
+        distinct = n_distinct if n_distinct >= 0 else -n_distinct * reltuples
+        stats[column] = ColumnStats(
+            rows, null_frac, dict(zip(values or [], freqs or [], strict=True)), distinct
+        )
+    return stats
+
+
 def estimate_per_value(queryset: QuerySet, column: str, values: list[int]) -> dict[int, Count] | None:
     """Rows of ``queryset``'s table per value of ``column``, from the column's statistics.
 
@@ -62,28 +105,9 @@ def estimate_per_value(queryset: QuerySet, column: str, values: list[int]) -> di
     estimate of ``project = p AND column = v`` multiplies two selectivities that are not
     independent, which is wrong as soon as a second project has rows. The column's own
     most-common-values list is right, and one catalog query answers every value at once, as
-    the planner would (frequency times the table's rows scaled to its current size). None when
-    ANALYZE has not described the column yet.
+    the planner would. None when ANALYZE has not described the column yet.
     """
-    table = queryset.model._meta.db_table
-    with connections[queryset.db].cursor() as cur:
-        cur.execute(
-            """SELECT s.most_common_vals::text, s.most_common_freqs, s.null_frac, s.n_distinct,
-                      c.reltuples, c.relpages, pg_relation_size(c.oid) / current_setting('block_size')::int
-               FROM pg_class c JOIN pg_stats s ON s.schemaname = current_schema()
-                 AND s.tablename = c.relname AND s.attname = %s
-               WHERE c.oid = %s::regclass""",
-            [column, table],
-        )
-        row = cur.fetchone()
-    if row is None or row[4] <= 0:
+    stats = column_stats(queryset, [column]).get(column)
+    if stats is None:
         return None
-    mcv_text, freqs, null_frac, n_distinct, reltuples, relpages, pages = row
-    total = reltuples * (pages / relpages if relpages else 1)
-    common = dict(
-        zip((int(v) for v in (mcv_text or "{}").strip("{}").split(",") if v), freqs or [], strict=True)
-    )
-    distinct = n_distinct if n_distinct >= 0 else -n_distinct * reltuples
-    rest = max(distinct - len(common), 1)
-    other = max(1.0 - null_frac - sum(common.values()), 0.0) / rest
-    return {v: Count(round(total * common.get(v, other)), estimated=True) for v in values}
+    return {v: Count(round(stats.rows * stats.share(v)), estimated=True) for v in values}

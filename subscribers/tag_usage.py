@@ -31,13 +31,37 @@ def builtin_usage(project: Project) -> dict[str, Count]:
     subscribers = Subscriber.objects.for_project(project)
     builtins = tagtypes.BUILTIN_TAGS.values()
     if counting.is_large(subscribers):
-        return {t.field: counting.estimate(subscribers.filter(_is_set(t))) for t in builtins}
+        return _estimated_builtin_usage(project, subscribers)
     exact = subscribers.aggregate(**{t.field: CountOf("id", filter=_is_set(t)) for t in builtins})
     return {field: Count(n) for field, n in exact.items()}
 
 
+def _estimated_builtin_usage(project: Project, subscribers) -> dict[str, Count]:
+    # One catalog query instead of an EXPLAIN per tag: the project's share of the table times
+    # each column's share of set values, as the planner would multiply them.
+    builtins = tagtypes.BUILTIN_TAGS.values()
+    stats = counting.column_stats(subscribers, ["project_id", *(t.field for t in builtins)])
+    if "project_id" not in stats:
+        return {t.field: counting.estimate(subscribers.filter(_is_set(t))) for t in builtins}
+    rows = stats["project_id"].rows * stats["project_id"].share(project.pk)
+    usage = {}
+    for t in builtins:
+        column = stats.get(t.field)
+        if column is None:
+            usage[t.field] = counting.estimate(subscribers.filter(_is_set(t)))
+            continue
+        if t.type == TagType.BOOLEAN:
+            share = column.share(ConsentState.OPTED_IN)
+        elif t.type == TagType.DATETIME:
+            share = 1.0 - column.null_frac
+        else:
+            share = 1.0 - column.null_frac - column.common.get("", 0.0)
+        usage[t.field] = Count(round(rows * share), estimated=True)
+    return usage
+
+
 # Subscribers whose list-tag rows give the items per subscriber (probed through an index).
-LIST_SAMPLE = 1000
+LIST_SAMPLE = 200
 
 
 def custom_usage(project: Project, definitions: list[TagDefinition]) -> dict[int, Count]:
