@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import dramatiq
 import pytest
@@ -27,6 +31,7 @@ LONG_JOBS = [
     scrub_import_files,
     scrub_webhook_bodies,
 ]
+ROOT = Path(__file__).resolve().parents[2]
 SHORT_JOBS = [deliver_message, process_webhooks, record_heartbeat, sweep_stuck_messages, sweep_webhooks]
 
 
@@ -92,3 +97,22 @@ def test_busy_long_queue_does_not_delay_a_send(embedded, monkeypatch, settings):
     finally:
         release.set()
     broker.join("long", timeout=20_000)
+
+
+def test_redis_broker_keys_take_the_configured_namespace(tmp_path):
+    # A benchmark gives its run a namespace of its own and deletes those keys at the end.
+    probe = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.DRAMATIQ_BROKER['OPTIONS'])"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "EMBEDDED", "REDIS_URL"}}
+    env.update(
+        DJANGO_SETTINGS_MODULE="controlpanel.settings",
+        VAR_DIR=str(tmp_path / "var"),
+        DRAMATIQ_BROKER_URL="redis://127.0.0.1:6379/15",
+    )
+    default = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True)
+    env["DRAMATIQ_NAMESPACE"] = "bench-run-1"
+    own = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert "'namespace': 'dramatiq'" in default.stdout, default.stderr
+    assert "'namespace': 'bench-run-1'" in own.stdout, own.stderr
