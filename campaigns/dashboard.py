@@ -10,6 +10,7 @@ from django.db.models.functions import TruncDate
 from django.urls import reverse
 from django.utils import timezone
 
+from controlpanel import counting
 from controlpanel.dashboard import Metric, Series
 from controlpanel.models import Project
 
@@ -53,7 +54,7 @@ def messaging_provider(project: Project) -> Iterable[Metric | Series]:
     last_7 = sum(n for day, n in points if day > today - timedelta(days=7))
     yield Metric(
         "Messages, last 7 days",
-        last_7,
+        counting.Count(last_7),
         hint=f"in {project.time_zone}",
         url=reverse("campaigns:list", args=[project.slug]),
         order=30,
