@@ -3,7 +3,8 @@
 Defaults: 1,000,000 subscribers (German mobile numbers, 60 % WhatsApp opted in), about 11
 tag values each over 20 custom tags of every type, 10,000,000 events of 20 names with JSON
 attributes over the last year (skewed to recent), and the consent ledger rows that go with the
-opt-ins. Rows are generated in Python and streamed with ``COPY`` (psycopg 3); the bulk tables'
+opt-ins, and 1,000,000 outbound WhatsApp messages (``--messages``) sent by broadcast campaigns
+every few days over the year to the opted-in subscribers of the time. Rows are generated in Python and streamed with ``COPY`` (psycopg 3); the bulk tables'
 secondary indexes and constraints are dropped for the load and rebuilt from their own
 definitions in the same transaction, so an interrupted run leaves the schema untouched.
 Afterwards the tables are ``VACUUM ANALYZE``d (index-only scans need the visibility map).
@@ -12,11 +13,13 @@ Afterwards the tables are ``VACUUM ANALYZE``d (index-only scans need the visibil
     FIELD_ENCRYPTION_KEY=... .venv/bin/python bench/generate_audience.py [--reset]
 
 The output is deterministic for a given ``--seed`` apart from UUIDs and "now".
+``--messages-only`` replaces just the messages of an existing audience (seconds, not minutes).
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import os
 import random
 import sys
@@ -366,6 +369,105 @@ def delete_audience(cur, project: Project, *, truncate: bool) -> None:
         cur.execute(f"DELETE FROM {table} WHERE project_id = %s", [project.pk])  # noqa: S608
 
 
+MESSAGE_STATUSES = [("read", 45), ("delivered", 40), ("sent", 5), ("failed", 7), ("skipped", 3)]
+CAMPAIGN_TEMPLATES = ["spring_sale", "weekend_deals", "new_menu", "loyalty_bonus", "order_reminder"]
+
+
+def copy_messages(
+    cur, project_id: int, n_messages: int, rng: random.Random, clock: Clock, timer: Timer
+) -> None:
+    """Replace the project's outbound messages with ``n_messages`` rows of broadcast campaigns.
+
+    A campaign every three days over the year goes to a sample of the subscribers opted in and
+    signed up by then (later campaigns reach more people, as an audience grows); each row moves
+    through sent/delivered/read like a real send, and ids follow ``created_at``.
+    """
+    table = "campaigns_message"
+    drops, creates = table_ddl(cur, table)
+    cur.execute(f"DELETE FROM {table} WHERE project_id = %s", [project_id])  # noqa: S608
+    cur.execute("SET CONSTRAINTS ALL IMMEDIATE")  # pending FK checks block the DROP INDEX below
+    for stmt in drops:
+        cur.execute(stmt)
+    cur.execute(
+        """SELECT id, EXTRACT(EPOCH FROM now() - created_at)::float8 FROM subscribers_subscriber
+           WHERE project_id = %s AND whatsapp_consent = 'opted_in' ORDER BY created_at""",
+        [project_id],
+    )
+    audience = cur.fetchall()  # oldest first: those signed up before a moment form a prefix
+    if not audience or n_messages <= 0:
+        for stmt in creates:
+            cur.execute(stmt)
+        return
+    day = 86400
+    moments = [day * (1 + 3 * k + rng.random()) for k in range(122)]  # seconds before now, newest first
+    older = [-age for _, age in audience]  # ascending
+    reach = [bisect.bisect_left(older, -t) for t in moments]  # how many had signed up by then
+    weight = sum(reach)
+    first = next_ids(cur, table, n_messages)
+    statuses = rng.choices([s for s, _ in MESSAGE_STATUSES], [w for _, w in MESSAGE_STATUSES], k=n_messages)
+    written = 0
+    with cur.copy(
+        f"COPY {table} (id, project_id, public_id, subscriber_id, channel, status, kind, template_name, "
+        "template_language, components, body, marketing, wamid, reason, error_code, error_title, "
+        "error_details, pricing_category, pricing_type, billable, attempts, history, created_at, "
+        "updated_at, sending_at, sent_at, delivered_at, read_at, failed_at) FROM STDIN"
+    ) as copy:
+        w = Writer(copy)
+        # Oldest campaign first, so ids follow time as they do in production.
+        for k in range(len(moments) - 1, -1, -1):
+            size = n_messages - written if k == 0 else round(n_messages * reach[k] / weight)
+            size = min(size, reach[k])
+            at = moments[k]
+            template = CAMPAIGN_TEMPLATES[k % len(CAMPAIGN_TEMPLATES)]
+            for j, index in enumerate(sorted(rng.sample(range(reach[k]), size))):
+                mid = first + written
+                status = statuses[written]
+                sent_age = at - j / 80  # the number's throughput: 80 messages a second
+                created = clock.text(sent_age + 1)
+                sent = delivered = read = failed = "\\N"
+                updated = created
+                wamid, code, reason = f"wamid.bench{mid}", "\\N", ""
+                if status == "skipped":
+                    wamid, reason = "\\N", "Opted out after the campaign was launched."
+                elif status == "failed":
+                    failed = updated = clock.text(sent_age - 2)
+                    code = "131026"
+                else:
+                    sent = updated = clock.text(sent_age)
+                    if status in ("delivered", "read"):
+                        delivered = updated = clock.text(sent_age - 3)
+                    if status == "read":
+                        read = updated = clock.text(sent_age - 3 - 600 * rng.random())
+                w.add(
+                    f"{mid}\t{project_id}\t{uuid.UUID(bytes=os.urandom(16), version=4)}\t{audience[index][0]}\t"
+                    f"whatsapp\t{status}\ttemplate\t{template}\tde\t[]\tHallo! Unsere Angebote der Woche.\tt\t"
+                    f"{wamid}\t{reason}\t{code}\t\t\tmarketing\tregular\tt\t1\t[]\t{created}\t"
+                    f"{updated}\t{created}\t{sent}\t{delivered}\t{read}\t{failed}\n"
+                )
+                written += 1
+        w.flush()
+    timer.step(f"COPY {written:,} messages of {len(moments)} campaigns")
+    for stmt in creates:
+        cur.execute(stmt)
+    timer.step(f"rebuilt {len(creates)} indexes/constraints of {table}")
+
+
+def generate_messages(args: argparse.Namespace) -> None:
+    """``--messages-only``: new messages for the audience a previous run generated."""
+    project = Project.objects.filter(slug=args.project_slug).first()
+    if project is None:
+        sys.exit(f"No project {args.project_slug!r}: run without --messages-only first.")
+    timer = Timer()
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SET LOCAL maintenance_work_mem = '1GB'")
+        copy_messages(
+            cur, project.pk, args.messages, random.Random(args.seed), Clock(datetime.now(UTC), 366), timer
+        )
+    with connection.cursor() as cur:
+        cur.execute("VACUUM (ANALYZE) campaigns_message")
+    timer.step("VACUUM (ANALYZE)")
+
+
 def generate(args: argparse.Namespace) -> None:
     rng = random.Random(args.seed)
     n_subs, n_events = args.subscribers, args.events
@@ -547,9 +649,15 @@ def generate(args: argparse.Namespace) -> None:
             for stmt in ddl[table][1]:
                 cur.execute(stmt)
             timer.step(f"rebuilt {len(ddl[table][1])} indexes/constraints of {table}")
+        copy_messages(cur, pid, args.messages, rng, clock, timer)
 
     with connection.cursor() as cur:
-        for table in [*BULK_TABLES, "subscribers_tagdefinition", "subscribers_eventdefinition"]:
+        for table in [
+            *BULK_TABLES,
+            "subscribers_tagdefinition",
+            "subscribers_eventdefinition",
+            "campaigns_message",
+        ]:
             cur.execute(f"VACUUM (ANALYZE) {table}")
         timer.step("VACUUM (ANALYZE)")
         cur.execute("SELECT pg_size_pretty(pg_database_size(current_database()))")
@@ -563,11 +671,18 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--project-slug", default="bench")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--messages", type=int, default=1_000_000, help="outbound WhatsApp messages")
+    parser.add_argument(
+        "--messages-only", action="store_true", help="replace only the messages of the existing project"
+    )
     parser.add_argument("--reset", action="store_true", help="replace the project if it exists")
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         sys.exit("The benchmark needs PostgreSQL: set DATABASE_URL.")
-    generate(args)
+    if args.messages_only:
+        generate_messages(args)
+    else:
+        generate(args)
 
 
 if __name__ == "__main__":

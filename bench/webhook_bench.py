@@ -2,13 +2,19 @@
 
 What it does, all on 127.0.0.1:
 1. creates (or resets) the database given by DATABASE_URL, a project, a WhatsApp account and
-   ``--messages`` outbox rows with wamids;
+   one outbox row with a wamid per three bodies;
 2. writes unique signed status bodies (sent, delivered, read for each message) to a data file;
 3. starts granian serving controlpanel.wsgi with the Redis broker (no workers yet);
 4. drives wrk at each rate in ``--rates`` for ``--seconds`` (a Lua script paces each connection
    and sends every body once), recording acknowledged requests and latency percentiles;
 5. checks that every acknowledged body is stored exactly once, then runs a worker to process
    them and checks that every delivery was processed once and every message ended as "read".
+
+It cleans up after itself: the bodies (hundreds of MB) live in a temporary directory removed at
+the end, and the server's broker keys live under a Redis namespace of this run
+(``DRAMATIQ_NAMESPACE``), deleted at the end, so no later worker on that Redis database consumes
+this run's processing kicks. ``--wait-load L`` first waits (at most 20 minutes) for the
+1-minute load average to drop below L.
 
 Usage (see docs/benchmarks.md):
   DATABASE_URL=postgres://postgres@127.0.0.1:5432/wcp_webhook SECRET_KEY=bench \
@@ -19,6 +25,7 @@ Usage (see docs/benchmarks.md):
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import signal
@@ -26,11 +33,17 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+
+import benchlib
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlpanel.settings")
+# This run's broker keys: the server inherits it, and the end of the run deletes them.
+NAMESPACE = os.environ["DRAMATIQ_NAMESPACE"] = f"webhook-bench-{uuid.uuid4().hex[:12]}"
 
 LUA = r"""
 -- An open-loop schedule: each wrk thread hands out request slots `interval` ms apart, so the
@@ -153,33 +166,55 @@ def prepare(messages: int):
     return account, wamids
 
 
-def write_bodies(path: Path, wamids: list[str], count: int, secret: str) -> int:
+def signed_bodies(wamids: list[str], secret: str) -> Iterator[str]:
     """Unique signed bodies: for message i, sent then delivered then read (in rounds, so statuses interleave)."""
     from whatsapp.signature import sign
 
-    written = 0
     base_ts = 1_750_000_000
-    with path.open("w") as f:
-        for step, state in enumerate(("sent", "delivered", "read")):
-            for i, wamid in enumerate(wamids):
-                if written >= count:
-                    return written
-                wa_id = f"49151{i:08d}"
-                payload = {
-                    "object": "whatsapp_business_account",
-                    "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
-                        "messaging_product": "whatsapp",
-                        "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
-                        "contacts": [{"profile": {"name": "Bench"}, "wa_id": wa_id, "user_id": f"DE.{i}"}],
-                        "statuses": [{"id": wamid, "status": state, "timestamp": str(base_ts + step * 10 + i % 7),
-                                      "recipient_id": wa_id,
-                                      "pricing": {"billable": True, "pricing_model": "PMP", "type": "regular",
-                                                  "category": "marketing"}}]}}]}],
-                }  # fmt: skip
-                body = json.dumps(payload, separators=(",", ":")).encode()
-                f.write(sign(body, secret) + "\t" + body.decode() + "\n")
-                written += 1
-    return written
+    for step, state in enumerate(("sent", "delivered", "read")):
+        for i, wamid in enumerate(wamids):
+            wa_id = f"49151{i:08d}"
+            payload = {
+                "object": "whatsapp_business_account",
+                "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+                    "contacts": [{"profile": {"name": "Bench"}, "wa_id": wa_id, "user_id": f"DE.{i}"}],
+                    "statuses": [{"id": wamid, "status": state, "timestamp": str(base_ts + step * 10 + i % 7),
+                                  "recipient_id": wa_id,
+                                  "pricing": {"billable": True, "pricing_model": "PMP", "type": "regular",
+                                              "category": "marketing"}}]}}]}],
+            }  # fmt: skip
+            body = json.dumps(payload, separators=(",", ":")).encode()
+            yield sign(body, secret) + "\t" + body.decode() + "\n"
+
+
+def ensure_database() -> None:
+    """Create the database DATABASE_URL names if it does not exist yet (the docstring promises it)."""
+    import psycopg
+    from django.db import connection
+
+    params = connection.get_connection_params()
+    name = params.pop("dbname")
+    with psycopg.connect(**{**params, "dbname": "postgres"}, autocommit=True) as admin:
+        if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
+            admin.execute(f'CREATE DATABASE "{name}"')
+
+
+def delete_broker_keys() -> int:
+    """Remove this run's Dramatiq keys (queued processing kicks) from Redis."""
+    from django.conf import settings
+
+    if not settings.DRAMATIQ_BROKER_URL.startswith("redis"):
+        return 0
+    import redis
+
+    client = redis.Redis.from_url(settings.DRAMATIQ_BROKER_URL)
+    keys = list(client.scan_iter(match=f"{NAMESPACE}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+    return len(keys)
 
 
 def wait_http(url: str, seconds: float = 30) -> None:
@@ -196,6 +231,56 @@ def wait_http(url: str, seconds: float = 30) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
+def drive(args, account, wamids, rates, per_level, tmp: Path) -> list[dict]:
+    """Write each level's bodies, start granian, run wrk per level; the server is stopped on exit."""
+    from django.db import connection
+
+    bodies = signed_bodies(wamids, account.app_secret)
+    level_files = []
+    for n, count in enumerate(per_level):
+        # Each level gets its own slice of unique bodies.
+        level_files.append(tmp / f"level-{n}.tsv")
+        with level_files[-1].open("w") as dst:
+            dst.writelines(itertools.islice(bodies, count))
+    script = tmp / "bench.lua"
+    script.write_text(LUA)
+    connection.close()
+    if args.wait_load:
+        benchlib.wait_for_load(args.wait_load)
+    print(f"load average {benchlib.load_average()} at the start", flush=True)
+
+    env = {**os.environ, "WEBHOOK_GROUP_COMMIT": "true", "LOG_LEVEL": "WARNING", "ALLOWED_HOSTS": "127.0.0.1"}
+    server = subprocess.Popen(
+        [str(ROOT / ".venv/bin/granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(args.port),
+         "--workers", str(args.granian_workers), "--blocking-threads", str(args.granian_threads),
+         "--log-level", "warning", *args.granian_extra.split(), "controlpanel.wsgi:application"],
+        cwd=ROOT, env=env, start_new_session=True,
+    )  # fmt: skip
+    results = []
+    try:
+        wait_http(f"http://127.0.0.1:{args.port}/healthz")
+        url = f"http://127.0.0.1:{args.port}/webhooks/whatsapp/{account.public_id}/"
+        for rate, level_file in zip(rates, level_files, strict=True):
+            # Each wrk thread offers rate / threads requests per second on a fixed schedule.
+            interval_ms = args.wrk_threads * 1000 / rate
+            out = subprocess.run(
+                ["wrk", "-t", str(args.wrk_threads), "-c", str(args.connections), "-d", f"{args.seconds}s",
+                 "--timeout", "5s", "-s", str(script), url, "--", str(level_file), f"{interval_ms:.4f}",
+                 str(args.wrk_threads)],
+                capture_output=True, text=True, timeout=args.seconds + 60,
+            )  # fmt: skip
+            summary = json.loads(out.stdout.strip().splitlines()[-1])
+            summary["target_rate"] = rate
+            summary["achieved_rate"] = round(summary["requests"] / (summary["duration_us"] / 1e6), 1)
+            results.append(summary)
+            print(json.dumps(summary), flush=True)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    print(f"load average {benchlib.load_average()} at the end", flush=True)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -209,6 +294,7 @@ def main() -> None:
     parser.add_argument("--granian-extra", default="", help="more granian options, e.g. '--http 1 --no-ws'")
     parser.add_argument("--port", type=int, default=8777)
     parser.add_argument("--no-process", action="store_true", help="skip draining the stored deliveries")
+    parser.add_argument("--wait-load", type=float, default=0, help="first wait (<= 20 min) for a lower load")
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
     # 20% more bodies than the target needs, so no level runs out of unique bodies.
@@ -226,54 +312,19 @@ def main() -> None:
 
     messages = (total + 2) // 3
     print(f"preparing {messages} messages and {total} signed bodies ...", flush=True)
+    ensure_database()
     account, wamids = prepare(messages)
-    tmp = Path(tempfile.mkdtemp(prefix="webhook-bench-"))
-    bodies = tmp / "bodies.tsv"
-    write_bodies(bodies, wamids, total, account.app_secret)
-    script = tmp / "bench.lua"
-    script.write_text(LUA)
-    connection.close()
-
-    env = {**os.environ, "WEBHOOK_GROUP_COMMIT": "true", "LOG_LEVEL": "WARNING", "ALLOWED_HOSTS": "127.0.0.1"}
-    server = subprocess.Popen(
-        [str(ROOT / ".venv/bin/granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(args.port),
-         "--workers", str(args.granian_workers), "--blocking-threads", str(args.granian_threads),
-         "--log-level", "warning", *args.granian_extra.split(), "controlpanel.wsgi:application"],
-        cwd=ROOT, env=env, start_new_session=True,
-    )  # fmt: skip
-    results = []
     try:
-        wait_http(f"http://127.0.0.1:{args.port}/healthz")
-        url = f"http://127.0.0.1:{args.port}/webhooks/whatsapp/{account.public_id}/"
-        offset_file = bodies
-        sent_before = 0
-        for rate, count in zip(rates, per_level, strict=True):
-            # Each level gets its own slice of unique bodies.
-            level_file = tmp / f"level-{rate}.tsv"
-            with offset_file.open() as src, level_file.open("w") as dst:
-                for i, line in enumerate(src):
-                    if i >= sent_before + count:
-                        break
-                    if i >= sent_before:
-                        dst.write(line)
-            # Each wrk thread offers rate / threads requests per second on a fixed schedule.
-            interval_ms = args.wrk_threads * 1000 / rate
-            out = subprocess.run(
-                ["wrk", "-t", str(args.wrk_threads), "-c", str(args.connections), "-d", f"{args.seconds}s",
-                 "--timeout", "5s", "-s", str(script), url, "--", str(level_file), f"{interval_ms:.4f}",
-                 str(args.wrk_threads)],
-                capture_output=True, text=True, timeout=args.seconds + 60,
-            )  # fmt: skip
-            summary = json.loads(out.stdout.strip().splitlines()[-1])
-            summary["target_rate"] = rate
-            summary["achieved_rate"] = round(summary["requests"] / (summary["duration_us"] / 1e6), 1)
-            results.append(summary)
-            sent_before += count
-            print(json.dumps(summary), flush=True)
+        # The bodies take hundreds of MB: gone with the directory, whatever happens.
+        with tempfile.TemporaryDirectory(prefix="webhook-bench-") as tmp:
+            results = drive(args, account, wamids, rates, per_level, Path(tmp))
+        report(args, account, results)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        print(f"removed {delete_broker_keys()} broker keys of namespace {NAMESPACE}", flush=True)
 
+
+def report(args, account, results: list[dict]) -> None:
+    """Compare acknowledged with stored deliveries, then (unless --no-process) process them all."""
     from whatsapp.models import WebhookDelivery
 
     acknowledged = sum(r["requests"] - r["errors_status"] for r in results)

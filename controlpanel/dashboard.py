@@ -12,13 +12,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
+from .counting import Count
 from .models import Project
 
 
 @dataclass(frozen=True)
 class Metric:
     label: str
-    value: int | str
+    value: int | str | Count  # a Count says whether it is an estimate ("about")
     hint: str = ""
     url: str = ""
     order: int = 100

@@ -170,7 +170,12 @@ _DRAMATIQ_MIDDLEWARE = [
 if DRAMATIQ_BROKER_URL.startswith(("redis://", "rediss://")):
     DRAMATIQ_BROKER = {
         "BROKER": "dramatiq.brokers.redis.RedisBroker",
-        "OPTIONS": {"url": DRAMATIQ_BROKER_URL},
+        # The prefix of the broker's Redis keys: a benchmark gives its run its own, so that
+        # nothing it leaves behind is consumed by a later worker on the same Redis database.
+        "OPTIONS": {
+            "url": DRAMATIQ_BROKER_URL,
+            "namespace": env.str("DRAMATIQ_NAMESPACE", default="dramatiq"),
+        },
         "MIDDLEWARE": _DRAMATIQ_MIDDLEWARE,
     }
 elif DRAMATIQ_BROKER_URL.startswith(("amqp://", "amqps://")):
@@ -189,6 +194,13 @@ else:
         "MIDDLEWARE": _DRAMATIQ_MIDDLEWARE,
     }
 DRAMATIQ_WORKER_THREADS = env.int("DRAMATIQ_WORKER_THREADS", default=4)
+# Every queue an actor names. Long jobs (imports, attribute index builds, erasure scrubs) have
+# their own, so a worker busy with one never delays sends, webhook processing, heartbeats or
+# sweepers: production runs `rundramatiq --queues long` apart; `manage.py serve` gives the long
+# queue threads of its own.
+DRAMATIQ_LONG_QUEUE = "long"
+DRAMATIQ_QUEUES = ["default", "send", "webhooks", DRAMATIQ_LONG_QUEUE]
+DRAMATIQ_LONG_WORKER_THREADS = env.int("DRAMATIQ_LONG_WORKER_THREADS", default=1)
 # Shared state for rate limits and throttles; Redis when configured, else local memory.
 REDIS_URL = env.str(
     "REDIS_URL",

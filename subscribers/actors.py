@@ -8,7 +8,7 @@ from . import imports
 
 
 @dramatiq.actor(
-    queue_name="default",
+    queue_name="long",
     max_retries=3,
     min_backoff=5_000,
     time_limit=2 * 60 * 60 * 1000,
@@ -33,7 +33,7 @@ def fail_import_job(message: dict, retry_info: dict) -> None:
     )
 
 
-@dramatiq.actor(queue_name="default", max_retries=3, min_backoff=10_000, time_limit=6 * 60 * 60 * 1000)
+@dramatiq.actor(queue_name="long", max_retries=3, min_backoff=10_000, time_limit=6 * 60 * 60 * 1000)
 def build_attribute_index(index_id: int) -> None:
     """Build an event attribute index (CONCURRENTLY: may take minutes on millions of events)."""
     from . import attribute_indexes
@@ -41,7 +41,8 @@ def build_attribute_index(index_id: int) -> None:
     attribute_indexes.build(index_id)
 
 
-@dramatiq.actor(queue_name="default", max_retries=3, min_backoff=10_000)
+# DROP INDEX CONCURRENTLY waits for every transaction that might use the index.
+@dramatiq.actor(queue_name="long", max_retries=3, min_backoff=10_000)
 def drop_attribute_index(index_id: int) -> None:
     from . import attribute_indexes
 
@@ -63,7 +64,7 @@ def pump_feed(consumer: str) -> None:
 
 
 @dramatiq.actor(
-    queue_name="default",
+    queue_name="long",
     max_retries=3,
     min_backoff=5_000,
     time_limit=60 * 60 * 1000,
@@ -82,3 +83,9 @@ def fail_bulk_job(message: dict, retry_info: dict) -> None:
     from . import bulk
 
     bulk.fail_bulk_job(job_id=message["args"][0])
+
+
+@dramatiq.actor(queue_name="long", max_retries=5, min_backoff=10_000, time_limit=60 * 60 * 1000)
+def scrub_import_files(project_id: int, identifiers: list[str]) -> None:
+    """GDPR: remove an erased subscriber's rows from the project's import files (reads every file)."""
+    imports.scrub_import_files(project_id=project_id, identifiers=identifiers)

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.db.models import Count, Q
+from django.db.models import Count as CountOf
+from django.db.models import Q
 from django.urls import reverse
 
+from controlpanel import counting
 from controlpanel.dashboard import ChecklistStep, Metric
 from controlpanel.models import Project
 
@@ -12,15 +14,19 @@ from .models import ConsentState, Subscriber
 
 
 def audience_provider(project: Project) -> Iterable[Metric | ChecklistStep]:
-    counts = Subscriber.objects.for_project(project).aggregate(
-        total=Count("id"), opted_in=Count("id", filter=Q(whatsapp_consent=ConsentState.OPTED_IN))
-    )
+    subscribers = Subscriber.objects.for_project(project)
+    opted_in = Q(whatsapp_consent=ConsentState.OPTED_IN)
+    if counting.is_large(subscribers):
+        total, reachable = counting.estimate(subscribers), counting.estimate(subscribers.filter(opted_in))
+    else:
+        exact = subscribers.aggregate(total=CountOf("id"), opted_in=CountOf("id", filter=opted_in))
+        total, reachable = counting.Count(exact["total"]), counting.Count(exact["opted_in"])
     url = reverse("subscribers:list", args=[project.slug])
-    yield Metric("Subscribers", counts["total"], url=url, order=10)
-    yield Metric("WhatsApp opted in", counts["opted_in"], hint="may receive marketing", url=url, order=20)
+    yield Metric("Subscribers", total, url=url, order=10)
+    yield Metric("WhatsApp opted in", reachable, hint="may receive marketing", url=url, order=20)
     yield ChecklistStep(
         title="Add subscribers",
-        done=counts["total"] > 0,
+        done=bool(total),
         url=url,
         hint="Phone numbers with opt-in: from the panel, a CSV file or the API.",
         order=20,

@@ -68,21 +68,37 @@ LAST = [
 CITIES = ["Berlin", "Hamburg", "München", "Köln", "Frankfurt", "Leipzig"]
 CUISINES = ["asian", "italian", "german", "indian", "mexican"]
 INTERESTS = ["sushi", "pizza", "vegan", "desserts", "wine", "delivery", "pickup"]
+# What demo customers wrote on WhatsApp, with the normalized text whatsapp.processing stores.
+INBOUND = [
+    "Hallo! Habt ihr heute offen?",
+    "Wann kommt meine Bestellung?",
+    "Danke, war super lecker!",
+    "Gibt es das Angebot noch?",
+    "PROMO",
+]
 
 
 @transaction.atomic
 def seed_demo_audience(project: Project, *, size: int = 240, seed: int = 7) -> int:
     """Create ``size`` demo subscribers with tags, consent and a few months of events.
 
-    Does nothing when the project has subscribers already, so running it again is harmless.
+    The data holds what the product's own writers would have written: everyone signed up before
+    their events and consent; an opt-in has its ledger row at the time on the subscriber; a
+    "last inbound" time is the time of their latest ``WhatsAppReceived`` event, so the
+    conversation shows what they wrote. Does nothing when the project has subscribers already,
+    so running it again is harmless.
     """
     if Subscriber.objects.for_project(project).exists():
         return 0
     rng = random.Random(seed)  # noqa: S311 - demo data, not secrets
     now = timezone.now()
     people = []
+    joined_at, consented_at = [], []
     for i in range(size):
         opted_in = rng.random() < 0.7
+        # Before every event (up to 90 days back) and opt-in (up to 200 days back) below.
+        joined_at.append(now - timedelta(days=rng.randint(201, 400)))
+        consented_at.append(now - timedelta(days=rng.randint(1, 200), minutes=rng.randint(0, 1440)))
         people.append(
             Subscriber(
                 project=project,
@@ -93,7 +109,7 @@ def seed_demo_audience(project: Project, *, size: int = 240, seed: int = 7) -> i
                 country="DE",
                 time_zone="Europe/Berlin",
                 whatsapp_consent=ConsentState.OPTED_IN if opted_in else ConsentState.UNKNOWN,
-                whatsapp_consent_at=now - timedelta(days=rng.randint(1, 200)) if opted_in else None,
+                whatsapp_consent_at=consented_at[i] if opted_in else None,
                 last_inbound_at=now - timedelta(hours=rng.randint(1, 24 * 20))
                 if rng.random() < 0.3
                 else None,
@@ -101,6 +117,9 @@ def seed_demo_audience(project: Project, *, size: int = 240, seed: int = 7) -> i
         )
     people = Subscriber.objects.bulk_create(people)
     people = list(Subscriber.objects.for_project(project).order_by("id"))
+    for person, joined in zip(people, joined_at, strict=True):
+        person.created_at = joined  # auto_now_add: set by bulk_create to "now", kept by bulk_update
+    Subscriber.objects.bulk_update(people, ["created_at"], batch_size=2000)
 
     tags = {
         name: TagDefinition.objects.get_or_create(project=project, name=name, defaults={"type": type_})[0]
@@ -162,6 +181,26 @@ def seed_demo_audience(project: Project, *, size: int = 240, seed: int = 7) -> i
                     attributes={"screen": rng.choice(["home", "menu", "cart", "offers"])},
                 )
             )
+        if person.last_inbound_at is not None:
+            # A short chat whose latest message is the one that set last_inbound_at.
+            for k in range(rng.randint(1, 3), 0, -1):
+                text = rng.choice(INBOUND)
+                message_id = f"wamid.demo{person.pk}x{k}"
+                events.append(
+                    Event(
+                        project=project,
+                        subscriber=person,
+                        name="WhatsAppReceived",
+                        occurred_at=person.last_inbound_at - timedelta(minutes=7 * (k - 1)),
+                        attributes={
+                            "text": text,
+                            "normalized_text": text.strip(" .!?").upper(),
+                            "type": "text",
+                            "message_id": message_id,
+                        },
+                        dedup_key=f"wa:{message_id}",  # as whatsapp.processing keys them
+                    )
+                )
         if person.whatsapp_consent == ConsentState.OPTED_IN:
             consents.append(
                 ConsentChange(
@@ -177,5 +216,10 @@ def seed_demo_audience(project: Project, *, size: int = 240, seed: int = 7) -> i
     tagtypes.hold_definitions(d.pk for d in tags.values())  # as every writer of tag values does
     TagValue.objects.bulk_create(values, batch_size=2000)
     Event.objects.bulk_create(events, batch_size=2000)
-    ConsentChange.objects.bulk_create(consents, batch_size=2000)
+    consents = ConsentChange.objects.bulk_create(consents, batch_size=2000)
+    # created_at is auto_now_add, which bulk_create overwrites with "now": the ledger must say
+    # when the person agreed, the time the subscriber row carries.
+    for change in consents:
+        change.created_at = change.subscriber.whatsapp_consent_at
+    ConsentChange.objects.bulk_update(consents, ["created_at"], batch_size=2000)
     return len(people)

@@ -41,7 +41,7 @@ from controlpanel.models import Project, Role
 from controlpanel.services import Actor
 from controlpanel.tenancy import project_view
 
-from . import attribute_indexes, bulk
+from . import attribute_indexes, bulk, tag_usage
 from . import events as eventdefs
 from . import tags as tagtypes
 from .errors import InvalidInput
@@ -1140,41 +1140,22 @@ def tag_list(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"Tag “{definition.name}” ({definition.get_type_display()}) created.")
             return redirect("subscribers:tags", project.slug)
-    subscribers = Subscriber.objects.for_project(project)
-    builtin_usage = subscribers.aggregate(
-        **{
-            f"n_{t.field}": Count("id", filter=_builtin_set(t))
-            for t in tagtypes.BUILTIN_TAGS.values()
-            if t.type != TagType.BOOLEAN
-        },
-        n_whatsapp_consent=Count("id", filter=Q(whatsapp_consent=ConsentState.OPTED_IN)),
-    )
-    usage = dict(
-        TagValue.objects.for_project(project)
-        .values("tag")
-        .annotate(n=Count("subscriber", distinct=True))
-        .values_list("tag", "n")
-    )
+    builtin_usage = tag_usage.builtin_usage(project)
     builtin_rows = [
         {
             "name": t.name,
             "type": TagType(t.type).label,
-            "usage": builtin_usage[f"n_{t.field}"],
+            "usage": builtin_usage[t.field],
             "writable": t.writable,
         }
         for t in tagtypes.BUILTIN_TAGS.values()
     ]
     custom = list(TagDefinition.objects.for_project(project))
+    usage = tag_usage.custom_usage(project, custom)
     for d in custom:
-        d.usage = usage.get(d.pk, 0)
+        d.usage = usage[d.pk]
     context = {"tab": "tags", "form": form, "builtin_rows": builtin_rows, "custom": custom}
     return render(request, "subscribers/tags.html", context)
-
-
-def _builtin_set(tag: tagtypes.BuiltinTag) -> Q:
-    if tag.type == TagType.DATETIME:
-        return Q(**{f"{tag.field}__isnull": False})
-    return Q(**{f"{tag.field}__isnull": False}) & ~Q(**{tag.field: ""})
 
 
 @project_view(section="subscribers")

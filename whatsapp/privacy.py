@@ -75,7 +75,7 @@ def scrub_deliveries(project_id: int, identifiers: tuple[str, ...]) -> int:
     return changed
 
 
-@dramatiq.actor(queue_name="default", max_retries=5, time_limit=600_000)
+@dramatiq.actor(queue_name="long", max_retries=5, time_limit=600_000)
 def scrub_webhook_bodies(project_id: int, identifiers: list[str]) -> None:
     scrub_deliveries(project_id, tuple(identifiers))
 

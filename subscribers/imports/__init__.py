@@ -45,6 +45,7 @@ from .files import (
     readable,
 )
 from .gctuning import _fewer_collections, _FewerCollections
+from .gdpr import scrub_import_files
 from .jobs import choose_undecodable_rows, create_import, discard_import, preview, start_import
 from .mapping import PROFILE_TARGETS, TARGET_LABELS, auto_targets, clean_mapping
 from .phone_numbers import fast_phone
@@ -94,6 +95,7 @@ __all__ = [
     "read_records",
     "readable",
     "run_import",
+    "scrub_import_files",
     "start_import",
     "writer_count",
 ]

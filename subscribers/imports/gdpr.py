@@ -20,14 +20,22 @@ from .files import UNDECODABLE, readable, text_encoding
 
 @receiver(subscriber_erased, dispatch_uid="subscribers.imports.scrub_erased")
 def scrub_erased_subscriber(sender, payload: SubscriberErased, **kwargs) -> None:
+    # Reading every import file of the project is a worker's job, not the erasing request's.
+    from ..actors import scrub_import_files as scrub_actor
+
+    scrub_actor.send(payload.project_id, list(payload.identifiers))
+
+
+def scrub_import_files(*, project_id: int, identifiers: list[str] | tuple[str, ...]) -> None:
     """Remove every row that names the erased subscriber from the project's import files.
 
     Covers finished jobs' rejected-rows reports and the source files of jobs not started yet.
+    Idempotent: a second run finds nothing left to remove.
     """
-    identifiers = {i.strip().lower() for i in payload.identifiers if i and i.strip()}
+    identifiers = {i.strip().lower() for i in identifiers if i and i.strip()}
     if not identifiers:
         return
-    project = Project.objects.filter(pk=payload.project_id).first()
+    project = Project.objects.filter(pk=project_id).first()
     if project is None:
         return
     phones = {i for i in identifiers if i.startswith("+")}

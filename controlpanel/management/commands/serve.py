@@ -18,6 +18,24 @@ from dramatiq.brokers.stub import StubBroker
 from controlpanel import scheduler
 
 
+def start_workers(broker: dramatiq.Broker) -> list[dramatiq.Worker]:
+    """Worker threads for every queue: the long queue's own, and the rest's.
+
+    One worker over all queues would let a few imports or index builds take every thread
+    while sends, webhooks and heartbeats wait; two whitelisted workers keep them apart, as
+    production's separate `rundramatiq --queues` processes do.
+    """
+    long_queue = settings.DRAMATIQ_LONG_QUEUE
+    short = set(settings.DRAMATIQ_QUEUES) - {long_queue}
+    workers = [
+        dramatiq.Worker(broker, queues=short, worker_threads=settings.DRAMATIQ_WORKER_THREADS),
+        dramatiq.Worker(broker, queues={long_queue}, worker_threads=settings.DRAMATIQ_LONG_WORKER_THREADS),
+    ]
+    for worker in workers:
+        worker.start()
+    return workers
+
+
 class Command(BaseCommand):
     help = "Serve the panel together with in-process workers and the scheduler."
 
@@ -36,10 +54,7 @@ class Command(BaseCommand):
         broker = dramatiq.get_broker()
         in_process = isinstance(broker, StubBroker)
         run_workers = options["workers"] == "yes" or (options["workers"] == "auto" and in_process)
-        worker = None
-        if run_workers:
-            worker = dramatiq.Worker(broker, worker_threads=settings.DRAMATIQ_WORKER_THREADS)
-            worker.start()
+        workers = start_workers(broker) if run_workers else []
         background = None
         if not options["no_scheduler"]:
             background = scheduler.build(blocking=False)
@@ -57,6 +72,6 @@ class Command(BaseCommand):
         finally:
             if background is not None:
                 background.shutdown(wait=False)
-            if worker is not None:
+            for worker in workers:
                 worker.stop(timeout=5_000)
             self.stdout.write("Stopped.")
