@@ -618,7 +618,7 @@ def template_fields(template: MessageTemplate, data: Mapping[str, str] | None = 
                     examples = button.get("example") or []
                     example = str(examples[0]) if examples else ""
                     # Meta's example is the whole URL; the parameter is only the part after the prefix.
-                    prefix = f.help.split("{{")[0]
+                    prefix = placeholders.link_prefix(f.help)
                     f.example = example[len(prefix) :] if prefix and example.startswith(prefix) else example
             elif key == "body" and template.category == "AUTHENTICATION":
                 f = TemplateField(key, name, "text", "Verification code", help="The one-time code to send.")

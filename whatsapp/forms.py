@@ -63,7 +63,7 @@ class ConnectionForm(forms.ModelForm):
             "base_url": "Meta's Graph API, or the simulator's.",
             "throughput_mps": "80 by default; Meta raises it up to 1,000 for some numbers.",
             "phone_number_id": "Not the phone number itself: the id shown next to it in the API setup.",
-            "graph_version": "Graph API version, e.g. v23.0.",
+            "graph_version": "e.g. v23.0; Meta supports each version for about two years.",
         }
 
     def __init__(self, *args, **kwargs):

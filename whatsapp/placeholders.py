@@ -84,6 +84,13 @@ def fill(text: str, values: Mapping[str, str]) -> str:
     return TOKEN.sub(replace, text or "")
 
 
+def link_prefix(url: str) -> str:
+    """A link's fixed part, before its parameter: Meta's sample of a link button is the whole
+    address, a send passes only what replaces the parameter."""
+    found = tokens(url)
+    return url[: found[0].start] if found else url
+
+
 def browser_grammar() -> dict[str, str]:
     """The same patterns for JavaScript (``new RegExp(source, "g")``): the sources are written in
     the subset of regular expressions that Python and JavaScript read alike."""

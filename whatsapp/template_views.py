@@ -199,7 +199,7 @@ def _preview_button(button: dict[str, Any], category: str) -> PreviewButton:
     if kind == "URL":
         url = str(button.get("url") or "")
         examples = button.get("example") or []
-        if "{{" in url and examples:
+        if placeholders.tokens(url) and examples:
             url = str(examples[0] if isinstance(examples, list) else examples)
         return PreviewButton("url", text, url)
     if kind == "PHONE_NUMBER":
@@ -460,8 +460,9 @@ def copy_data(template: MessageTemplate) -> QueryDict:
         url = str(button.get("url") or "")
         example = button.get("example") or ""
         example = str(example[0] if example else "") if isinstance(example, list) else str(example)
-        if kind == "URL" and url.endswith("{{1}}") and example.startswith(url[: -len("{{1}}")]):
-            example = example[len(url) - len("{{1}}") :]
+        prefix = placeholders.link_prefix(url)
+        if kind == "URL" and prefix != url and example.startswith(prefix):
+            example = example[len(prefix) :]
         row = {"type": kind, "text": str(button.get("text") or ""), "url": url, "example": example,
                "phone_number": str(button.get("phone_number") or "")}  # fmt: skip
         for name in BUTTON_INPUTS:

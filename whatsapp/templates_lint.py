@@ -692,7 +692,7 @@ def template_parameters(
             if isinstance(examples, str):
                 examples = [examples]
             if examples:
-                prefix = url.split("{{", 1)[0]
+                prefix = placeholders.link_prefix(url)
                 sample = str(examples[0])
                 sample = sample[len(prefix) :] if sample.startswith(prefix) else sample
             found.append(Parameter(key, f"{label} (link)", "1", sample))

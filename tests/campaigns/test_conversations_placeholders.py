@@ -129,3 +129,28 @@ def test_the_window_closes_24_hours_after_the_last_message_everywhere(account, s
     subscriber.save()
     assert policy.window_open(subscriber, now)
     assert list(audience(account.project, window_tree, now=now)) == [subscriber]
+
+
+def test_a_links_sample_loses_the_fixed_part_however_the_parameter_is_spaced(account):
+    from whatsapp.template_views import copy_data
+
+    template = make_template(
+        account,
+        components=[
+            {"type": "BODY", "text": "Your order ships."},
+            {
+                "type": "BUTTONS",
+                "buttons": [
+                    {
+                        "type": "URL",
+                        "text": "Track",
+                        "url": "https://x.test/o/{{ 1 }}",
+                        "example": ["https://x.test/o/8812"],
+                    }
+                ],
+            },
+        ],
+    )
+    assert copy_data(template).getlist("button_example") == ["8812"]
+    (field,) = template_fields(template)
+    assert field.example == "8812"
