@@ -220,10 +220,13 @@ def test_every_quote_left_open_is_one_rejected_line_even_at_the_end_of_the_file(
 
 
 def test_erasure_scrubs_a_pending_file_that_does_not_decode_and_keeps_its_other_bytes(
-    project, owner, django_capture_on_commit_callbacks
+    project, owner, django_capture_on_commit_callbacks, monkeypatch
 ):
-    from subscribers import services
+    from subscribers import actors, services
     from tests.factories import SubscriberFactory
+
+    # The scrub runs in a worker (tests/subscribers/test_queues.py); here it runs at once.
+    monkeypatch.setattr(actors.scrub_import_files, "send", actors.scrub_import_files.fn)
 
     ada = SubscriberFactory(project=project, phone="+4915112345678")
     kept = "+4915112345690,Ayşe\n".encode() + b"+4915112345691,J\xfcrgen\n"
