@@ -44,6 +44,7 @@ from django.db import DatabaseError, connection, transaction  # noqa: E402
 from controlpanel.models import Project, User  # noqa: E402
 from controlpanel.services import create_project  # noqa: E402
 from subscribers.models import EventDefinition, TagDefinition  # noqa: E402
+from subscribers.textfold import fold  # noqa: E402
 
 OWNER_EMAIL = "bench-owner@example.com"
 CHUNK = 1 << 20  # bytes per COPY write
@@ -567,10 +568,10 @@ def generate(args: argparse.Namespace) -> None:
 
         # --- tag values: one row per value, one per list item ------------------------------
         first_tag_value = next_ids(cur, "subscribers_tagvalue", n_subs * (len(TAGS) + len(INTERESTS)))
-        nulls = ["\\N"] * 5
+        nulls = ["\\N"] * 6
         with cur.copy(
             "COPY subscribers_tagvalue (id, project_id, subscriber_id, tag_id, value_text, value_number, "
-            "value_bool, value_date, value_datetime) FROM STDIN"
+            "value_bool, value_date, value_datetime, value_folded) FROM STDIN"
         ) as copy:
             w = Writer(copy)
             next_id = first_tag_value
@@ -594,6 +595,8 @@ def generate(args: argparse.Namespace) -> None:
                     for value in values:
                         cols = nulls.copy()
                         cols[column] = str(value)
+                        if column == 0:
+                            cols[5] = fold(cols[0])  # what TagValue.save() derives
                         w.add(f"{next_id}\t{pid}\t{sid}\t{tag_id}\t" + "\t".join(cols) + "\n")
                         next_id += 1
             w.flush()
@@ -635,10 +638,11 @@ def generate(args: argparse.Namespace) -> None:
                 base = hour * 3600
                 for i, name, sec in zip(who[hour], what[hour], second[hour], strict=True):
                     at = clock.text(base + sec)
-                    # Every generated text is short, so the facets equal the attributes.
+                    # Every generated text is short and its keys lower case: the facets are the
+                    # attributes folded, and folding the JSON text folds just its texts.
                     attrs = factories[name](rng)
                     w.add(
-                        f"{event_id}\t{pid}\t{first_sub + i}\t{names[name]}\t{at}\t{at}\t{attrs}\t{attrs}\t\\N\n"
+                        f"{event_id}\t{pid}\t{first_sub + i}\t{names[name]}\t{at}\t{at}\t{attrs}\t{fold(attrs)}\t\\N\n"
                     )
                     event_id += 1
                 who[hour] = what[hour] = second[hour] = None

@@ -101,7 +101,7 @@ RULES = [
         """
         SELECT count(*) FROM (
             SELECT v.subscriber_id FROM subscribers_tagvalue v
-            WHERE v.tag_id = %(tag_city)s AND v.value_text = 'Berlin'
+            WHERE v.tag_id = %(tag_city)s AND v.value_folded = 'berlin'
           INTERSECT
             SELECT e.subscriber_id FROM subscribers_event e
             WHERE e.project_id = %(project)s AND e.name = 'OrderPlaced'
@@ -199,15 +199,14 @@ def compiled_sql(project: Project, text: str) -> tuple[str, int]:
     return last_query(lambda: segments.count(project, segments.parse_rule(text)))
 
 
-def sample_sql(project: Project, text: str) -> str:
-    """The sample request's query, as ``segment_views.segment_sample`` builds it."""
+def sample_sql(project: Project, text: str) -> list[str]:
+    """The sample request's queries, as ``segment_views.segment_sample`` sends them: the newest
+    matches (their ids, then their rows) and how many matches are reachable on WhatsApp."""
     checked = segments.validate_rule(project, segments.parse_rule(text))
-    audience = (
-        segments.audience(project, checked)
-        .order_by("-created_at", "-id")
-        .only("public_id", "name", "phone", "bsuid", "whatsapp_consent", "created_at")
-    )
-    return last_query(lambda: list(audience[:SAMPLE_SIZE]))[0]
+    with CaptureQueriesContext(connection) as newest:
+        segments.newest(project, checked, limit=SAMPLE_SIZE)
+    reachable, _ = last_query(lambda: segments.reachable_count(project, checked))
+    return [q["sql"] for q in newest.captured_queries[-2:]] + [reachable]
 
 
 @contextmanager
@@ -299,8 +298,9 @@ class Bench:
             run_sql(sql)  # warm, like every measurement
             self.plans.append((f"({rule.key}) compiled count [{variant.key}]", f"{sql}\n\n{explain(sql)}"))
             if "sample" in self.args.paths:
-                sql = sample_sql(self.project, rule.text)
-                self.plans.append((f"({rule.key}) sample query [{variant.key}]", f"{sql}\n\n{explain(sql)}"))
+                for i, sql in enumerate(sample_sql(self.project, rule.text), 1):
+                    title = f"({rule.key}) sample query {i} [{variant.key}]"
+                    self.plans.append((title, f"{sql}\n\n{explain(sql)}"))
 
     def http_phase(self, variant: Variant) -> None:
         """The API and the builder (preview, then its sample request), through granian."""

@@ -122,7 +122,16 @@
     return ops.some(([o]) => o === op) ? op : ops.length ? ops[0][0] : "eq";
   }
 
+  // Texts compare without case and accents ("asian" finds "Asian", "koln" finds "Köln");
+  // "match case" ("match_case": true, eq_cs in the text form) compares them exactly.
+  const TEXT_OPS = new Set(["eq", "noteq", "in", "notin", "contains", "startswith"]);
+
+  function matchesCase(type, op) {
+    return (type === "string" || type === "list") && TEXT_OPS.has(op);
+  }
+
   function fitValue(holder, type, op) {
+    if (!matchesCase(type, op)) delete holder.match_case;
     if (op === "any" || op === "none") {
       delete holder.value;
     } else if (op === "between") {
@@ -302,7 +311,23 @@
       select(`${path}:op`, "Operator", ops, node.op, (op) => { node.op = op; fitValue(node, type, op); changed(true); },
         { class: "form-select form-select-sm sb-operator" }),
       ...valueControls(node, type, node.op, path),
+      ...matchCase(node, type, path),
     ];
+  }
+
+  function matchCase(holder, type, key) {
+    if (!matchesCase(type, holder.op)) return [];
+    const box = el("input", { type: "checkbox", class: "form-check-input", "data-key": `${key}:match_case`,
+      "data-testid": "match-case", checked: holder.match_case === true });
+    box.addEventListener("change", () => {
+      if (box.checked) holder.match_case = true;
+      else delete holder.match_case;
+      changed();
+    });
+    return [el("label", { class: "form-check form-check-inline mb-0 small sb-match-case",
+      title: "Compare upper and lower case and accents exactly" }, [
+      box, el("span", { class: "form-check-label", text: "match case" }),
+    ])];
   }
 
   function tagControls(node, path) {
@@ -405,6 +430,7 @@
         select(`${key}:op`, "Operator", ops, cond.op, (op) => { cond.op = op; fitValue(cond, type, op); changed(true); },
           { class: "form-select form-select-sm sb-operator" }),
         ...valueControls(cond, type, cond.op, key),
+        ...matchCase(cond, type, key),
         button("×", "Remove this attribute condition", () => { node.where.splice(i, 1); changed(true); },
           "btn btn-sm btn-ghost-danger sb-remove"),
       ]));

@@ -9,7 +9,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from controlpanel.models import Role
-from subscribers.models import Segment
+from subscribers.models import ConsentState, Segment, Subscriber
 from subscribers.services import record_event, set_tags
 from tests.factories import PASSWORD, MembershipFactory, ProjectFactory, SubscriberFactory
 
@@ -38,17 +38,22 @@ def condition(page, n):
     return page.locator("[data-testid=condition]").nth(n)
 
 
-def test_build_the_asian_food_segment_and_watch_the_count(page, settings):
+def log_in_to_seeded_project(page, settings):
+    """The Alpha Foods project with the seed's customers, and its marketer logged in."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     project = ProjectFactory(name="Alpha Foods", slug="alpha")
     marketer = MembershipFactory(project=project, role=Role.MARKETER).user
     seed(project)
-
     page.goto("/accounts/login/")
     page.fill("input[name=username]", marketer.email)
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url("**/p/alpha/")
+    return project
+
+
+def test_build_the_asian_food_segment_and_watch_the_count(page, settings):
+    project = log_in_to_seeded_project(page, settings)
 
     page.goto("/p/alpha/segments/")
     page.click("[data-testid=new-segment]")
@@ -102,15 +107,7 @@ def test_build_the_asian_food_segment_and_watch_the_count(page, settings):
 
 
 def test_syntax_errors_in_the_text_box_show_their_position(page, settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    project = ProjectFactory(name="Alpha Foods", slug="alpha")
-    marketer = MembershipFactory(project=project, role=Role.MARKETER).user
-    seed(project)
-    page.goto("/accounts/login/")
-    page.fill("input[name=username]", marketer.email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/p/alpha/")
+    project = log_in_to_seeded_project(page, settings)
 
     page.goto("/p/alpha/segments/new/")
     page.fill("[data-testid=rule-text]", 'T("city" eq "Berlin")')
@@ -136,3 +133,35 @@ def test_syntax_errors_in_the_text_box_show_their_position(page, settings):
     assert Segment.objects.get(project=project).rule["value"] == "Munich"
     # The refused save answers 422, which Chromium logs; nothing else may show up.
     assert [p for p in page.console_problems if "status of 422" not in p] == []
+
+
+def test_match_case_and_whatsapp_reachability(page, settings):
+    project = log_in_to_seeded_project(page, settings)
+    # Two of the six Berliners opted in; one of them has no number (a BSUID only).
+    berliners = Subscriber.objects.filter(project=project, tag_values__value_text="Berlin").order_by("pk")
+    Subscriber.objects.filter(project=project).update(whatsapp_consent=ConsentState.UNKNOWN)
+    berliners.filter(pk__in=[b.pk for b in berliners[:2]]).update(whatsapp_consent=ConsentState.OPTED_IN)
+    Subscriber.objects.filter(pk=berliners[1].pk).update(phone=None, bsuid="DE.4711")
+
+    page.goto("/p/alpha/segments/new/")
+    page.get_by_role("button", name="Add a condition").click()
+    condition(page, 0).locator("[data-testid=tag-select]").select_option("city")
+    condition(page, 0).get_by_label("value", exact=True).fill("BERLIN")
+    count = page.locator("[data-testid=audience-count]")
+    expect(count).to_have_attribute("data-count", "6")  # case does not matter ...
+    expect(page.locator("[data-testid=audience-reachable]")).to_have_attribute("data-reachable", "1")
+    expect(page.locator("[data-testid=audience-reachable]")).to_contain_text(
+        "1 of them reachable on WhatsApp"
+    )
+    expect(page.locator("[data-testid=sample-unreachable]")).to_have_count(5)
+    condition(page, 0).locator("[data-testid=match-case]").check()  # ... unless it should
+    expect(count).to_have_attribute("data-count", "0")
+    expect(page.locator("[data-testid=rule-text]")).to_have_value('T("city", eq_cs, "BERLIN")')
+    page.fill("[data-testid=rule-text]", 'T("city", eq_cs, "Berlin")')
+    expect(count).to_have_attribute("data-count", "6")
+    expect(condition(page, 0).locator("[data-testid=match-case]")).to_be_checked()
+    condition(page, 0).get_by_label("Operator").focus()  # the text box, focused, is not overwritten
+    condition(page, 0).get_by_label("Operator").select_option("any")
+    expect(condition(page, 0).locator("[data-testid=match-case]")).to_have_count(0)
+    expect(page.locator("[data-testid=rule-text]")).to_have_value('T("city", any)')
+    assert page.console_problems == []
