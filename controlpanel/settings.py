@@ -219,6 +219,8 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_USERNAME_FORM_FIELD = "username"
+# Throttle on the account as stored (lower-case), not as typed.
+AXES_USERNAME_CALLABLE = "controlpanel.auth.axes_username"
 # Behind a proxy, trust its X-Forwarded-For only when told to.
 AXES_IPWARE_PROXY_COUNT = env.int("PROXY_COUNT", default=0) or None
 AXES_IPWARE_META_PRECEDENCE_ORDER = (
