@@ -3,7 +3,8 @@
 Each app adds its router in its ``AppConfig.ready()`` (see ``register_router``),
 so this module never imports the apps below it. Every request authenticates with
 ``Authorization: Bearer <key>``; the key decides the project, never the body.
-Errors are JSON ``{"code", "message", "field"?}``.
+Errors are JSON ``{"code", "message", "field"?}``, also those no endpoint answers
+(unknown routes, wrong methods, bodies too large, server errors): see controlpanel.middleware.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI, Router, Schema
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
@@ -49,9 +53,37 @@ api = NinjaAPI(
 )
 
 
+API_PREFIX = "/api/v1"
+
+# Largest request body in bytes per path prefix under /api/v1 (see register_body_limit); every
+# other route takes at most DATA_UPLOAD_MAX_MEMORY_SIZE.
+BODY_LIMITS: dict[str, int] = {}
+
+
 def register_router(prefix: str, router: Router) -> None:
     """Mount an app's router under ``/api/v1/<prefix>``; call from ``AppConfig.ready``."""
     api.add_router(prefix, router)
+
+
+def register_body_limit(prefix: str, max_bytes: int) -> None:
+    """Let the routes under ``/api/v1/<prefix>`` (e.g. ``"/imports"``) take bodies of up to
+    ``max_bytes`` instead of DATA_UPLOAD_MAX_MEMORY_SIZE, larger or smaller; call from
+    ``AppConfig.ready``. A JSON body is read into memory whole, a multipart file is streamed to
+    disk by Django: large uploads should be multipart."""
+    BODY_LIMITS[prefix] = max_bytes
+
+
+def body_limit(path: str) -> int | None:
+    """The largest body the route at ``path`` (a full /api/v1/ path) takes; None: no limit."""
+    route = path.removeprefix(API_PREFIX)
+    prefixes = [p for p in BODY_LIMITS if route == p or route.startswith(p.rstrip("/") + "/")]
+    if prefixes:
+        return BODY_LIMITS[max(prefixes, key=len)]
+    return settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+
+
+def too_large(max_bytes: int | None) -> str:
+    return f"The request body is larger than this endpoint takes ({max_bytes} bytes at most)."
 
 
 def error(request, status: int, code: str, message: str, field: str | None = None):
@@ -85,7 +117,17 @@ def on_not_found(request, exc):
 
 @api.exception_handler(HttpError)
 def on_http_error(request, exc: HttpError):
+    if exc.status_code == 400 and exc.__cause__ is not None:
+        # django-ninja's "Cannot parse request body": say what is wrong with it.
+        return error(request, 400, "invalid_json", f"The request body is not valid JSON: {exc.__cause__}")
     return error(request, exc.status_code, getattr(exc, "code", "error"), str(exc))
+
+
+@api.exception_handler(RequestDataTooBig)
+def on_body_too_large(request, exc):
+    # Django counts a multipart body's form fields (not its files) against DATA_UPLOAD_MAX_MEMORY_SIZE
+    # as it parses them; the middleware refuses every other body too large before it is read.
+    return error(request, 413, "payload_too_large", too_large(body_limit(request.path_info)))
 
 
 class ApiError(HttpError):
@@ -112,6 +154,7 @@ def api_root(request):
     }
 
 
+@csrf_exempt  # a POST to an unknown route is a 404, not Django's HTML CSRF page
 def not_found(request, path: str = ""):
     """Unknown /api/v1/ paths answer JSON, like the rest of the API."""
     return JsonResponse({"code": "not_found", "message": f"No API endpoint at {request.path}."}, status=404)
