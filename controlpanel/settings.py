@@ -313,9 +313,16 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Query strings may carry hub.verify_token or access_token: redacted on every line we print.
+    "filters": {"redact": {"()": "controlpanel.logfilters.RedactSecrets"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Request lines: Django's development server (`manage.py serve`) and granian's access log
+        # (when enabled with --access-log, in the worker that loaded this configuration) print
+        # through our handler instead of their own unfiltered ones.
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "granian.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.db.backends": {"level": "WARNING"},
         # 403/404 are answers, not incidents; 5xx are still logged with their traceback.
         "django.request": {"level": "ERROR"},
