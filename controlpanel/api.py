@@ -10,6 +10,7 @@ Errors are JSON ``{"code", "message", "field"?}``, also those no endpoint answer
 from __future__ import annotations
 
 from datetime import datetime
+from http import HTTPStatus
 from uuid import UUID
 
 from django.conf import settings
@@ -41,7 +42,48 @@ class ErrorOut(Schema):
     field: str | None = None
 
 
-api = NinjaAPI(
+# What every operation may answer besides its own responses, documented once here rather than on
+# each endpoint: (applies to, status, description).
+COMMON_ERRORS = [
+    ("body", 400, "The body is not valid JSON (`invalid_json`)."),
+    ("auth", 401, "No valid API key (`unauthorized`)."),
+    ("path", 404, "Not in the API key's project (an id in the path or a reference in the body)."),
+    ("body", 413, "The body is larger than this endpoint takes (`payload_too_large`)."),
+    ("input", 422, "Invalid input: `validation_error` or a more specific code, with the `field` at fault."),
+]
+
+
+class Api(NinjaAPI):
+    def get_openapi_schema(self, **kwargs):
+        schema = super().get_openapi_schema(**kwargs)
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas.setdefault(
+            "ErrorOut", ErrorOut.model_json_schema(ref_template="#/components/schemas/{model}")
+        )
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                add_common_errors(operation)
+        return schema
+
+
+def add_common_errors(operation: dict) -> None:
+    params = {p["in"] for p in operation.get("parameters", ())}
+    applies = {
+        "body": "requestBody" in operation,
+        "auth": bool(operation.get("security")),
+        "path": "path" in params,
+        "input": bool(params) or "requestBody" in operation,
+    }
+    ref = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+    for kind, status, description in COMMON_ERRORS:
+        if applies[kind]:
+            response = operation["responses"].setdefault(str(status), {"content": ref})
+            # ninja describes declared responses by their reason phrase; say what they mean instead.
+            if response.get("description") in (None, HTTPStatus(status).phrase):
+                response["description"] = description
+
+
+api = Api(
     title="WhatsApp Control Panel API",
     version="1",
     description=(
