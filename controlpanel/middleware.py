@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from .api import API_PREFIX, body_limit, too_large
@@ -52,7 +53,7 @@ def check_body_size(request: HttpRequest) -> JsonResponse | None:
     limit = body_limit(request.path_info)
     if limit is not None and length > limit:
         return JsonResponse({"code": "payload_too_large", "message": too_large(limit)}, status=413)
-    default = body_limit("")
+    default = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     if length and (default is None or length > default) and not is_multipart(request):
         # The route takes more than Django's HttpRequest.body allows (DATA_UPLOAD_MAX_MEMORY_SIZE)
         # and its size was checked above: read it here, where Django's own check does not run.

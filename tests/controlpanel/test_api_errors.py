@@ -102,16 +102,12 @@ def test_an_invalid_content_length_is_json_400(api_client):
 
 
 def test_a_server_error_under_the_api_is_json_500(api_client, monkeypatch):
-    from subscribers import api as subscribers_api
-
-    def broken(*args, **kwargs):
+    def broken(**kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(subscribers_api, "clean_subscriber_data", broken)
+    monkeypatch.setattr(api_module, "ProjectOut", broken)
     api_client.raise_request_exception = False
-    response = api_client.post(
-        "/api/v1/subscribers", {"phone": "+4915112345678"}, content_type="application/json"
-    )
+    response = api_client.get("/api/v1/project")
     body = error_body(response, 500)
     assert body["code"] == "server_error"
     assert "boom" not in body["message"]
