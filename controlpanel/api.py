@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from http import HTTPStatus
+from typing import Any
 from uuid import UUID
 
 from django.conf import settings
@@ -20,6 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI, Router, Schema
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
+from ninja.parser import Parser
 from ninja.security import HttpBearer
 
 from .models import ApiKey, Project
@@ -51,6 +53,48 @@ COMMON_ERRORS = [
     ("body", 413, "The body is larger than this endpoint takes (`payload_too_large`)."),
     ("input", 422, "Invalid input: `validation_error` or a more specific code, with the `field` at fault."),
 ]
+
+
+class UnstorableText(ValueError):
+    """A text the database cannot store: PostgreSQL refuses the NUL character in every text column."""
+
+    def __init__(self, field: str):
+        self.field = field
+        super().__init__(f"{field}: a text may not contain the NUL character (\\u0000).")
+
+
+def find_nul(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first key or text in a parsed JSON value that holds a NUL, else None."""
+    if isinstance(value, str):
+        return (path or "body") if "\x00" in value else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        where = f"{path}.{key}" if path else str(key)
+        if isinstance(key, str) and "\x00" in key:
+            return where
+        found = find_nul(item, where)
+        if found:
+            return found
+    return None
+
+
+class ApiParser(Parser):
+    """JSON bodies and query strings, refused with a 422 naming the field when they hold a text no
+    database column takes, instead of a 500 from PostgreSQL wherever the text is written or looked up."""
+
+    def parse_body(self, request: HttpRequest) -> Any:
+        data = super().parse_body(request)
+        field = find_nul(data)
+        if field:
+            raise UnstorableText(field)
+        return data
+
+    def parse_querydict(self, data, list_fields, request):
+        parsed = super().parse_querydict(data, list_fields, request)
+        field = find_nul(parsed)
+        if field:
+            raise UnstorableText(field)
+        return parsed
 
 
 class Api(NinjaAPI):
@@ -91,6 +135,7 @@ api = Api(
         "(or `manage.py create_api_key <slug>`). Errors are `{code, message, field?}`."
     ),
     auth=ApiKeyAuth(),
+    parser=ApiParser(),
     urls_namespace="api",
 )
 
@@ -159,10 +204,18 @@ def on_not_found(request, exc):
 
 @api.exception_handler(HttpError)
 def on_http_error(request, exc: HttpError):
+    if isinstance(exc.__cause__, UnstorableText):
+        # django-ninja wraps whatever parse_body raises in its 400 "Cannot parse request body".
+        return on_unstorable_text(request, exc.__cause__)
     if exc.status_code == 400 and exc.__cause__ is not None:
         # django-ninja's "Cannot parse request body": say what is wrong with it.
         return error(request, 400, "invalid_json", f"The request body is not valid JSON: {exc.__cause__}")
     return error(request, exc.status_code, getattr(exc, "code", "error"), str(exc))
+
+
+@api.exception_handler(UnstorableText)
+def on_unstorable_text(request, exc: UnstorableText):
+    return error(request, 422, "invalid_text", str(exc), exc.field)
 
 
 @api.exception_handler(RequestDataTooBig)

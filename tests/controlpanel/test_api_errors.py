@@ -117,3 +117,29 @@ def test_pages_outside_the_api_keep_their_html_errors(client):
     response = client.get("/no/such/page")
     assert response.status_code == 404
     assert response["Content-Type"].startswith("text/html")
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "field"),
+    [
+        ("/api/v1/subscribers", {"phone": "+4915112345678", "name": "a\x00b"}, "name"),
+        ("/api/v1/subscribers", {"phone": "+4915112345678", "tags": {"city": "a\x00"}}, "tags.city"),
+        (
+            "/api/v1/subscribers/bulk",
+            {"subscribers": [{"phone": "+4915112345678", "name": "\x00"}]},
+            "subscribers.0.name",
+        ),
+        ("/api/v1/events", {"subscriber": {"external_id": "x\x00"}, "name": "X"}, "subscriber.external_id"),
+        ("/api/v1/segments", {"name": "a\x00", "rule": "R(whatsapp)"}, "name"),
+    ],
+)
+def test_a_nul_character_is_a_422_naming_the_field(api_client, path, payload, field):
+    # PostgreSQL refuses NUL in text columns: these were 500s there (and stored as is on SQLite).
+    response = api_client.post(path, json.dumps(payload), content_type="application/json")
+    body = error_body(response, 422)
+    assert (body["code"], body["field"]) == ("invalid_text", field)
+
+
+def test_a_nul_character_in_a_query_is_a_422(api_client):
+    body = error_body(api_client.get("/api/v1/subscribers", {"external_id": "a\x00b"}), 422)
+    assert (body["code"], body["field"]) == ("invalid_text", "external_id")
