@@ -46,6 +46,8 @@ def check_body_size(request: HttpRequest) -> JsonResponse | None:
     raw = request.META.get("CONTENT_LENGTH") or "0"
     try:
         length = int(raw)
+        if length < 0:
+            raise ValueError(raw)
     except ValueError:
         return JsonResponse(
             {"code": "bad_request", "message": f"Invalid Content-Length {raw!r}."}, status=400
@@ -54,7 +56,7 @@ def check_body_size(request: HttpRequest) -> JsonResponse | None:
     if limit is not None and length > limit:
         return JsonResponse({"code": "payload_too_large", "message": too_large(limit)}, status=413)
     default = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    if length and (default is None or length > default) and not is_multipart(request):
+    if default is not None and length > default and not is_multipart(request):
         # The route takes more than Django's HttpRequest.body allows (DATA_UPLOAD_MAX_MEMORY_SIZE)
         # and its size was checked above: read it here, where Django's own check does not run.
         request._body = request.read()

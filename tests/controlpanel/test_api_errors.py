@@ -94,9 +94,10 @@ def test_a_route_may_take_larger_bodies_than_the_default(api_client, settings, m
     assert error_body(response, 413)["code"] == "payload_too_large"
 
 
-def test_an_invalid_content_length_is_json_400(api_client):
+@pytest.mark.parametrize("length", ["lots", "-1"])
+def test_an_invalid_content_length_is_json_400(api_client, length):
     response = api_client.post(
-        "/api/v1/subscribers", "{}", content_type="application/json", CONTENT_LENGTH="lots"
+        "/api/v1/subscribers", "{}", content_type="application/json", CONTENT_LENGTH=length
     )
     assert error_body(response, 400)["code"] == "bad_request"
 
