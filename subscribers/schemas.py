@@ -15,6 +15,9 @@ from uuid import UUID
 from ninja import Schema
 from pydantic import ConfigDict, Field, SkipValidation, model_validator
 
+from .events import ATTRIBUTE_NAME_RE, EVENT_NAME_RE, MAX_ATTRIBUTES
+from .tags import TAG_NAME_RE
+
 MAX_BATCH = 1000
 
 
@@ -66,6 +69,7 @@ class SubscriberIn(StrictSchema):
         "values must fit that type. null removes the tag. Dates and date-times without an offset are "
         "the project's local time (its time zone, GET /project).",
         examples=[{"city": "Berlin", "orders": 3, "vip": True, "birthday": "1990-05-17"}],
+        **limits(propertyNames={"pattern": TAG_NAME_RE.pattern}),
     )
     whatsapp_opt_in: OptInIn | None = Field(
         None,
@@ -88,6 +92,7 @@ class SubscriberPatch(StrictSchema):
         None,
         description="Tags to set; a tag not mentioned is kept, a tag set to null is removed. Dates and "
         "date-times without an offset are the project's local time.",
+        **limits(propertyNames={"pattern": TAG_NAME_RE.pattern}),
     )
 
 
@@ -177,7 +182,7 @@ class EventIn(StrictSchema):
     name: str = Field(
         description="Event name, e.g. OrderPlaced.",
         examples=["OrderPlaced"],
-        **limits(pattern=r"^[A-Za-z][\w.:-]{0,63}$"),
+        **limits(pattern=EVENT_NAME_RE.pattern),
     )
     attributes: dict[str, Any] | None = Field(
         None,
@@ -185,7 +190,7 @@ class EventIn(StrictSchema):
         "its first occurrence; later values must fit them. Dates and date-times without an offset are "
         "the project's local time.",
         examples=[{"cuisine": "asian", "amount": 23.5}],
-        **limits(maxProperties=50),
+        **limits(maxProperties=MAX_ATTRIBUTES, propertyNames={"pattern": ATTRIBUTE_NAME_RE.pattern}),
     )
     occurred_at: datetime | None = Field(
         None,

@@ -61,6 +61,8 @@ def test_constraints_the_services_check_are_in_the_document(document):
     event = schemas["EventIn"]["properties"]
     assert event["name"]["pattern"].startswith("^[A-Za-z]")
     assert event["attributes"]["maxProperties"] == 50
+    assert "pattern" in event["attributes"]["propertyNames"]
+    assert "pattern" in subscriber["tags"]["propertyNames"]
     assert schemas["SubscriberBatchIn"]["properties"]["subscribers"]["maxItems"] == 1000
     assert schemas["SegmentIn"]["properties"]["name"]["maxLength"] == 120
 
