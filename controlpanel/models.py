@@ -13,6 +13,8 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from . import countries
@@ -28,13 +30,18 @@ COUNTRY_CHOICES = sorted(
 )
 
 
+def normalize_login(email: str) -> str:
+    """The one spelling of an account's email: stored, looked up and throttled on (django-axes)."""
+    return email.strip().lower()
+
+
 class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
 
     def _create_user(self, email: str, password: str | None, **extra) -> User:
         if not email:
             raise ValueError("An email address is required.")
-        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        user = self.model(email=normalize_login(email), **extra)
         user.set_password(password)
         user.save(using=self._db)
         return user
@@ -49,8 +56,8 @@ class UserManager(BaseUserManager["User"]):
         return self._create_user(email, password, **extra)
 
     def get_by_natural_key(self, username: str) -> User:
-        # Emails are stored lower-cased; log-ins should not depend on case.
-        return self.get(email__iexact=username)
+        # Emails are stored lower-cased (a constraint says so); log-ins do not depend on case.
+        return self.get(email=normalize_login(username))
 
 
 class User(AbstractBaseUser, PermissionsMixin):
@@ -70,9 +77,19 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     class Meta:
         ordering = ["email"]
+        constraints = [
+            # With every email lower-case, the unique index is case-insensitive as well: no second
+            # account "T6@example.com" beside "t6@example.com" for a log-in to be ambiguous between.
+            models.CheckConstraint(condition=Q(email=Lower("email")), name="user_email_lower_case"),
+        ]
 
     def __str__(self) -> str:
         return self.email
+
+    def clean(self) -> None:
+        # The admin's forms reach the model here, not through the manager.
+        super().clean()
+        self.email = normalize_login(self.email)
 
     def get_full_name(self) -> str:
         return self.name or self.email

@@ -92,6 +92,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before everything that may read a body or answer an error in HTML: /api/v1/ answers JSON.
+    "controlpanel.middleware.ApiErrorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -231,6 +233,8 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_USERNAME_FORM_FIELD = "username"
+# Throttle on the account as stored (lower-case), not as typed.
+AXES_USERNAME_CALLABLE = "controlpanel.auth.axes_username"
 # Behind a proxy, trust its X-Forwarded-For only when told to.
 AXES_IPWARE_PROXY_COUNT = env.int("PROXY_COUNT", default=0) or None
 AXES_IPWARE_META_PRECEDENCE_ORDER = (
@@ -321,9 +325,16 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Query strings may carry hub.verify_token or access_token: redacted on every line we print.
+    "filters": {"redact": {"()": "controlpanel.logfilters.RedactSecrets"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Request lines: Django's development server (`manage.py serve`) and granian's access log
+        # (when enabled with --access-log, in the worker that loaded this configuration) print
+        # through our handler instead of their own unfiltered ones.
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "granian.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.db.backends": {"level": "WARNING"},
         # 403/404 are answers, not incidents; 5xx are still logged with their traceback.
         "django.request": {"level": "ERROR"},

@@ -24,7 +24,8 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("webhooks/whatsapp/", include("whatsapp.webhook_urls")),
     path("api/v1/", api.urls),
-    re_path(r"^api/v1/(?P<path>.*)$", api_not_found),
+    # Not ".*": a path with a newline (%0A) is an unknown route too, not an HTML 404.
+    re_path(r"^api/v1/(?P<path>[\s\S]*)$", api_not_found),
     path("favicon.ico", views.favicon),
     path("admin/", admin.site.urls),
 ]

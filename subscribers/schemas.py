@@ -15,7 +15,17 @@ from uuid import UUID
 from ninja import Schema
 from pydantic import ConfigDict, Field, SkipValidation, model_validator
 
+from .events import ATTRIBUTE_NAME_RE, EVENT_NAME_RE, MAX_ATTRIBUTES
+from .tags import TAG_NAME_RE
+
 MAX_BATCH = 1000
+
+
+def limits(**constraints: Any) -> dict[str, Any]:
+    """JSON-schema constraints that the services check (with their own error codes and messages),
+    shown in the OpenAPI document without pydantic checking them first."""
+    return {"json_schema_extra": constraints}
+
 
 ConsentStateName = Literal["unknown", "opted_in", "opted_out"]
 
@@ -39,18 +49,27 @@ class SubscriberIn(StrictSchema):
         "country. Stored and returned as E.164.",
         examples=["+4915112345678"],
     )
-    external_id: str | None = Field(None, description="Your own user id (unique per project).")
-    name: str | None = None
-    email: str | None = None
-    language: str | None = Field(None, description="BCP 47 code, e.g. de or pt_BR.")
-    country: str | None = Field(None, description="ISO 3166-1 alpha-2 code, e.g. DE.")
-    timezone: str | None = Field(None, description="IANA time zone, e.g. Europe/Berlin.")
+    external_id: str | None = Field(
+        None, description="Your own user id (unique per project).", **limits(maxLength=200)
+    )
+    name: str | None = Field(None, **limits(maxLength=200))
+    # The column's length: the services check the address's form, not its length.
+    email: str | None = Field(None, max_length=254)
+    language: str | None = Field(None, description="BCP 47 code, e.g. de or pt_BR.", **limits(maxLength=16))
+    country: str | None = Field(
+        None, description="ISO 3166-1 alpha-2 code, e.g. DE.", **limits(pattern=r"^\s*([A-Za-z]{2})?\s*$")
+    )
+    timezone: str | None = Field(
+        None, description="IANA time zone, e.g. Europe/Berlin.", **limits(maxLength=64)
+    )
     tags: dict[str, Any] | None = Field(
         None,
         description="Tag name to value. A new tag name is created with the type of its first value "
         "(string, integer, decimal, boolean, list of strings; 'YYYY-MM-DD' makes a date tag); later "
-        "values must fit that type. null removes the tag.",
+        "values must fit that type. null removes the tag. Dates and date-times without an offset are "
+        "the project's local time (its time zone, GET /project).",
         examples=[{"city": "Berlin", "orders": 3, "vip": True, "birthday": "1990-05-17"}],
+        **limits(propertyNames={"pattern": TAG_NAME_RE.pattern}),
     )
     whatsapp_opt_in: OptInIn | None = Field(
         None,
@@ -61,14 +80,19 @@ class SubscriberIn(StrictSchema):
 
 class SubscriberPatch(StrictSchema):
     phone: str | None = Field(None, description="A new phone number; must not belong to another subscriber.")
-    external_id: str | None = Field(None, description="A new external id; null removes it.")
-    name: str | None = None
-    email: str | None = None
-    language: str | None = None
-    country: str | None = None
-    timezone: str | None = None
+    external_id: str | None = Field(
+        None, description="A new external id; null removes it.", **limits(maxLength=200)
+    )
+    name: str | None = Field(None, **limits(maxLength=200))
+    email: str | None = Field(None, max_length=254)
+    language: str | None = Field(None, **limits(maxLength=16))
+    country: str | None = Field(None, **limits(pattern=r"^\s*([A-Za-z]{2})?\s*$"))
+    timezone: str | None = Field(None, **limits(maxLength=64))
     tags: dict[str, Any] | None = Field(
-        None, description="Tags to set; a tag not mentioned is kept, a tag set to null is removed."
+        None,
+        description="Tags to set; a tag not mentioned is kept, a tag set to null is removed. Dates and "
+        "date-times without an offset are the project's local time.",
+        **limits(propertyNames={"pattern": TAG_NAME_RE.pattern}),
     )
 
 
@@ -162,15 +186,23 @@ class EventIn(StrictSchema):
         description="An existing subscriber of the project, by exactly one of id, phone or external_id.",
         examples=[{"phone": "+4915112345678"}],
     )
-    name: str = Field(description="Event name, e.g. OrderPlaced.", examples=["OrderPlaced"])
+    name: str = Field(
+        description="Event name, e.g. OrderPlaced.",
+        examples=["OrderPlaced"],
+        **limits(pattern=EVENT_NAME_RE.pattern),
+    )
     attributes: dict[str, Any] | None = Field(
         None,
         description="Attribute name to single value. A new custom event (or attribute) takes the types of "
-        "its first occurrence; later values must fit them.",
+        "its first occurrence; later values must fit them. Dates and date-times without an offset are "
+        "the project's local time.",
         examples=[{"cuisine": "asian", "amount": 23.5}],
+        **limits(maxProperties=MAX_ATTRIBUTES, propertyNames={"pattern": ATTRIBUTE_NAME_RE.pattern}),
     )
     occurred_at: datetime | None = Field(
-        None, description="ISO 8601; without an offset it is UTC. Defaults to now."
+        None,
+        description="ISO 8601; a time without an offset is the project's local time (its time zone, "
+        "GET /project). Defaults to now.",
     )
     dedup_key: str | None = Field(
         None,

@@ -18,6 +18,22 @@ from controlpanel.services import Actor
 from whatsapp.models import META_GRAPH_URL, WhatsAppAccount
 from whatsapp.services import save_connection
 
+SIMULATOR_PATH = "/simulator/graph"
+
+
+def public_url(given: str, account: WhatsAppAccount | None) -> tuple[str, str]:
+    """This panel's base URL, and what it was guessed from when nobody said it.
+
+    A wrong port here points the simulator's Graph URL, and so its webhook calls, at nothing.
+    """
+    if given or settings.PUBLIC_BASE_URL:
+        return (given or settings.PUBLIC_BASE_URL).rstrip("/"), ""
+    if account is not None and account.base_url.endswith(SIMULATOR_PATH):
+        return account.base_url.removesuffix(SIMULATOR_PATH), "the connection's simulator URL"
+    host = os.environ.get("HOST", "")
+    host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host  # noqa: S104 - a bind address is no URL
+    return f"http://{host}:{os.environ.get('PORT', '8000')}", "HOST and PORT, as `manage.py serve` reads them"
+
 
 class Command(BaseCommand):
     help = "Connect a project to WhatsApp (Meta's Cloud API, or the built-in simulator with --simulator)."
@@ -38,17 +54,27 @@ class Command(BaseCommand):
             default="",
             help="Graph API base URL (default: Meta's; with --simulator: <PUBLIC_BASE_URL>/simulator/graph).",
         )
-        parser.add_argument("--public-url", default="", help="This panel's URL, for the printed webhook URL.")
+        parser.add_argument(
+            "--public-url",
+            default="",
+            help="This panel's URL, for the printed webhook URL and the simulator "
+            "(default: PUBLIC_BASE_URL, else http://$HOST:$PORT as `manage.py serve` reads them).",
+        )
 
     def handle(self, *args, slug: str, **o) -> None:
         project = Project.objects.filter(slug=slug).first()
         if project is None:
             raise CommandError(f"No project with the slug {slug!r}.")
-        public = (o["public_url"] or settings.PUBLIC_BASE_URL or "http://127.0.0.1:8000").rstrip("/")
         account = WhatsAppAccount.objects.for_project(project).order_by("created_at").first()
+        public, guessed_from = public_url(o["public_url"], account)
+        if guessed_from:
+            self.stderr.write(
+                f"PUBLIC_BASE_URL is not set: using {public} ({guessed_from}); "
+                "pass --public-url if the panel is served elsewhere."
+            )
         if o["simulator"]:
             fields = {
-                "base_url": o["base_url"] or f"{public}/simulator/graph",
+                "base_url": o["base_url"] or f"{public}{SIMULATOR_PATH}",
                 "waba_id": o["waba_id"]
                 or (account.waba_id if account else str(10**14 + secrets.randbelow(10**14))),
                 "phone_number_id": o["phone_number_id"]

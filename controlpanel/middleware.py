@@ -1,0 +1,84 @@
+"""Answers under /api/v1/ that no endpoint gives: bodies too large, and JSON for every error.
+
+Django and django-ninja answer some errors themselves, in HTML or plain text: a 405 for a wrong
+method, the 400 of a body Django refuses, the 500 page. API callers parse JSON, so every error
+under /api/v1/ is the API's ``{"code", "message"}`` shape (README "API").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from .api import API_PREFIX, body_limit, too_large
+
+GENERIC_ERRORS = {
+    400: ("bad_request", "The request could not be read."),
+    401: ("unauthorized", "A valid API key is required (Authorization: Bearer <key>)."),
+    403: ("forbidden", "This request is not allowed."),
+    404: ("not_found", "No API endpoint here."),
+    413: ("payload_too_large", "The request body is too large."),
+    429: ("too_many_requests", "Too many requests; try again later."),
+    500: ("server_error", "Something went wrong on our side; it has been logged."),
+}
+# Headers that mean something to a client whatever the body says.
+KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
+
+
+class ApiErrorsMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info != API_PREFIX and not request.path_info.startswith(API_PREFIX + "/"):
+            return self.get_response(request)
+        refused = check_body_size(request)
+        if refused is not None:
+            return refused
+        return as_json_error(self.get_response(request))
+
+
+def check_body_size(request: HttpRequest) -> JsonResponse | None:
+    """Refuse a body larger than its route takes from its Content-Length, before anything reads it
+    (nor authenticates the caller: a 20 MB body is refused for what it is)."""
+    raw = request.META.get("CONTENT_LENGTH") or "0"
+    try:
+        length = int(raw)
+        if length < 0:
+            raise ValueError(raw)
+    except ValueError:
+        return JsonResponse(
+            {"code": "bad_request", "message": f"Invalid Content-Length {raw!r}."}, status=400
+        )
+    limit = body_limit(request.path_info)
+    if limit is not None and length > limit:
+        return JsonResponse({"code": "payload_too_large", "message": too_large(limit)}, status=413)
+    default = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if default is not None and length > default and not is_multipart(request):
+        # The route takes more than Django's HttpRequest.body allows (DATA_UPLOAD_MAX_MEMORY_SIZE)
+        # and its size was checked above: read it here, where Django's own check does not run.
+        request._body = request.read()
+    return None
+
+
+def is_multipart(request: HttpRequest) -> bool:
+    # Django streams multipart files to disk without reading the whole body into memory.
+    return request.content_type.startswith("multipart/")
+
+
+def as_json_error(response: HttpResponse) -> HttpResponse:
+    if response.status_code < 400 or response.get("Content-Type", "").startswith("application/json"):
+        return response
+    status = response.status_code
+    if status == 405:
+        allowed = response.get("Allow", "")
+        code, message = "method_not_allowed", f"This endpoint answers {allowed or 'no method'}."
+    else:
+        code, message = GENERIC_ERRORS.get(status, ("error", response.reason_phrase))
+    json = JsonResponse({"code": code, "message": message}, status=status)
+    for header in KEPT_HEADERS:
+        if header in response:
+            json[header] = response[header]
+    return json
