@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('controlpanel', '0001_initial'),
+        ('controlpanel', '0002_user_email_lower_case'),
     ]
 
     operations = [
