@@ -266,10 +266,9 @@ def segment_sample(request: HttpRequest) -> HttpResponse:
         count = int(request.GET.get("count", ""))
     except (ValueError, RecursionError, InvalidInput):  # the URL is anyone's to edit
         return HttpResponse("", status=400)
-    sample = segments.newest(request.project, checked, limit=SAMPLE_SIZE)
+    sample, reachable = segments.sample(request.project, checked, limit=SAMPLE_SIZE)
     for subscriber in sample:
         subscriber.unreachable = _why_unreachable(subscriber)
-    reachable = segments.reachable_count(request.project, checked)
     context = {"sample": sample, "count": count, "reachable": reachable}
     return render(request, "subscribers/segment_builder.html#segment-sample", context)
 

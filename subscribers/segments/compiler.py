@@ -104,31 +104,40 @@ def count(project: Project, tree: Any, *, now: datetime | None = None) -> int:
     return compiler.count(part)
 
 
-def newest(project: Project, tree: Any, *, limit: int, now: datetime | None = None) -> list[Subscriber]:
-    """The ``limit`` newest subscribers matching ``tree``, newest first.
+def sample(
+    project: Project, tree: Any, *, limit: int, now: datetime | None = None
+) -> tuple[list[Subscriber], int]:
+    """The ``limit`` newest subscribers matching ``tree`` (newest first), and how many of all the
+    matches are reachable on WhatsApp (``REACHABLE_ON_WHATSAPP``): the builder's second request.
 
-    When the rule is a set of ids (tags, events and their set algebra), the largest ids are
-    taken from the set before any subscriber row is read: ids grow with ``created_at`` (both are
-    given at creation), so they are the newest, and PostgreSQL no longer fetches (or, when it
-    overestimates the set, scans) every matching subscriber to sort them (docs/benchmarks.md:
-    238 -> 39 ms for "Asian food in Berlin" with its attribute index). Other rules walk the
-    newest subscribers (``subscriber_project_created``) until ``limit`` match.
+    When the rule is a set of ids (tags, events and their set algebra), the set is evaluated
+    once, its largest ids first: ids grow with ``created_at`` (both are given at creation), so
+    the first ``limit`` are the newest, and no subscriber row is read to sort them (it was a
+    scan of every subscriber when PostgreSQL overestimated the set, docs/benchmarks.md). A set
+    of up to PROBE_LIMIT ids is read whole and its reachable members counted by primary key;
+    a larger one is counted by a join. Other rules walk the newest subscribers
+    (``subscriber_project_created``) until ``limit`` match.
     """
     compiler, part = _compile(project, tree, now)
     rows = Subscriber.objects.for_project(project)
     if part.q is not None or part.negated:
-        return list(rows.filter(compiler.as_q(part)).order_by("-created_at", "-id")[:limit])
+        matching = rows.filter(compiler.as_q(part))
+        newest = list(matching.order_by("-created_at", "-id")[:limit])
+        return newest, matching.filter(REACHABLE_ON_WHATSAPP).count()
     ids = part.ids
     column = ids.query.values_select[0]
     if not ids.query.combinator:
         ids = ids.distinct()  # event rows repeat their subscriber
-    top = [row[column] for row in ids.order_by(f"-{column}")[:limit]]
-    return sorted(rows.filter(pk__in=top), key=lambda s: s.pk, reverse=True)
+    top = [row[column] for row in ids.order_by(f"-{column}")[: max(limit, PROBE_LIMIT) + 1]]
+    newest = sorted(rows.filter(pk__in=top[:limit]), key=lambda s: s.pk, reverse=True)
+    reachable = rows.filter(REACHABLE_ON_WHATSAPP)
+    if len(top) <= PROBE_LIMIT:
+        return newest, reachable.filter(pk__in=top).count()
+    return newest, reachable.filter(pk__in=ids.order_by()).count()
 
 
-def reachable_count(project: Project, tree: Any, *, now: datetime | None = None) -> int:
-    """How many of the subscribers matching ``tree`` a WhatsApp campaign could reach now."""
-    return audience(project, tree, now=now).filter(REACHABLE_ON_WHATSAPP).count()
+# Ids the builder's sample reads into memory at most (a parameter each; SQLite allows 32,766).
+PROBE_LIMIT = 20_000
 
 
 # Opted in, with a number to send to (a subscriber known by a BSUID only has none).

@@ -386,7 +386,11 @@ def test_builder_json_nested_too_deep_is_an_error_not_a_crash(owner_client, proj
     assert "not valid JSON" in body
 
 
-def test_the_sample_says_how_many_are_reachable_and_marks_who_is_not(owner_client, project, people):
+@pytest.mark.parametrize("probe_limit", [20_000, 2], ids=["ids-read-whole", "ids-joined"])
+def test_the_sample_says_how_many_are_reachable_and_marks_who_is_not(
+    owner_client, project, people, monkeypatch, probe_limit
+):
+    monkeypatch.setattr("subscribers.segments.compiler.PROBE_LIMIT", probe_limit)
     people[0].whatsapp_consent = ConsentState.UNKNOWN
     people[0].save()
     people[1].whatsapp_consent = ConsentState.OPTED_OUT
