@@ -84,7 +84,12 @@ class ApiParser(Parser):
 
     def parse_body(self, request: HttpRequest) -> Any:
         data = super().parse_body(request)
-        field = find_nul(data)
+        # The items of a batch ({"subscribers": [...]}, {"events": [...]}) are left to the services'
+        # text cleaner, which refuses a NUL per item: the good items of the batch are kept.
+        scanned = (
+            {k: v for k, v in data.items() if not isinstance(v, list)} if isinstance(data, dict) else data
+        )
+        field = find_nul(scanned)
         if field:
             raise UnstorableText(field)
         return data
@@ -121,7 +126,10 @@ def add_common_errors(operation: dict) -> None:
     ref = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
     for kind, status, description in COMMON_ERRORS:
         if applies[kind]:
-            response = operation["responses"].setdefault(str(status), {"content": ref})
+            responses = operation["responses"]
+            # ninja keys the responses it declares by int: one status, one key in the document.
+            key = status if status in responses else str(status)
+            response = responses.setdefault(key, {"content": ref})
             # ninja describes declared responses by their reason phrase; say what they mean instead.
             if response.get("description") in (None, HTTPStatus(status).phrase):
                 response["description"] = description

@@ -71,14 +71,14 @@ def test_add_edit_tag_inline_opt_out_and_timeline(page, settings):
     country.get_by_role("link", name="Cancel").click()
     page.wait_for_selector("[data-testid=tag-row][data-tag=Country] [data-testid=tag-value]")
 
-    # Opt out with a reason: a ledger row, and an Unsubscribed event on the timeline.
+    # Opt out with a reason: a ledger row, and the Unsubscribed event on the timeline.
     page.fill("#opt-out-evidence", "Replied STOP on the phone")
     page.click("[data-testid=opt-out-form] button")
     page.wait_for_load_state()
     assert "Opted out" in page.locator("[data-testid=consent]").inner_text()
     assert "Replied STOP on the phone" in page.locator("[data-testid=consent-history]").inner_text()
     events = page.locator("[data-testid=timeline] tbody tr")
-    assert "Unsubscribed" in events.nth(0).inner_text()  # newest first
+    assert "Opted out of WhatsApp" in events.nth(0).inner_text()  # newest first, in words
     assert "Subscribed" in events.last.inner_text()
 
     subscriber = Subscriber.objects.get(project=project)

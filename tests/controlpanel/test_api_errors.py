@@ -125,11 +125,6 @@ def test_pages_outside_the_api_keep_their_html_errors(client):
     [
         ("/api/v1/subscribers", {"phone": "+4915112345678", "name": "a\x00b"}, "name"),
         ("/api/v1/subscribers", {"phone": "+4915112345678", "tags": {"city": "a\x00"}}, "tags.city"),
-        (
-            "/api/v1/subscribers/bulk",
-            {"subscribers": [{"phone": "+4915112345678", "name": "\x00"}]},
-            "subscribers.0.name",
-        ),
         ("/api/v1/events", {"subscriber": {"external_id": "x\x00"}, "name": "X"}, "subscriber.external_id"),
         ("/api/v1/segments", {"name": "a\x00", "rule": "R(whatsapp)"}, "name"),
     ],
@@ -139,6 +134,17 @@ def test_a_nul_character_is_a_422_naming_the_field(api_client, path, payload, fi
     response = api_client.post(path, json.dumps(payload), content_type="application/json")
     body = error_body(response, 422)
     assert (body["code"], body["field"]) == ("invalid_text", field)
+
+
+def test_a_nul_character_in_a_batch_is_that_items_error_and_the_others_are_kept(api_client):
+    items = [{"phone": "+4915112345678", "name": "\x00"}, {"phone": "+4915112345679", "name": "Bo"}]
+    response = api_client.post(
+        "/api/v1/subscribers/bulk", json.dumps({"subscribers": items}), content_type="application/json"
+    )
+    assert response.status_code == 200
+    bad, good = response.json()["results"]
+    assert (bad["error"]["code"], bad["error"]["field"]) == ("invalid_text", "name")
+    assert good["status"] == "created"
 
 
 def test_a_nul_character_in_a_query_is_a_422(api_client):

@@ -83,7 +83,8 @@ def test_embedded_run_serves_logs_in_runs_workers_and_stops(tmp_path):
         start_new_session=True,
     )
     try:
-        assert wait_for_health(base + "/healthz", proc) == {"status": "ok", "database": "ok", "broker": "ok"}
+        health = wait_for_health(base + "/healthz", proc)
+        assert health == {"status": "ok", "database": "ok", "broker": "ok", "event_feed": {}}
 
         session = requests.Session()
         login = session.get(base + "/accounts/login/", timeout=5)

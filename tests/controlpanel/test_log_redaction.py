@@ -24,12 +24,16 @@ def printed(logger_name: str):
     handlers = [h for h in handlers if h.get_name() == "console"]
     assert handlers, f"{logger_name} prints through no configured handler"
     out = io.StringIO()
-    old = [h.setStream(out) for h in handlers]
+    # Swapped directly, not with setStream(): that flushes the old stream, which may be a
+    # capture an earlier test closed (the console handler keeps the stderr it was made with).
+    old = [h.stream for h in handlers]
+    for handler in handlers:
+        handler.stream = out
     try:
         yield out
     finally:
         for handler, stream in zip(handlers, old, strict=True):
-            handler.setStream(stream)
+            handler.stream = stream
 
 
 @pytest.mark.parametrize("path", [VERIFY, GRAPH])

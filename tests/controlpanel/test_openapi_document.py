@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from controlpanel.services import Actor, create_api_key
@@ -87,3 +89,17 @@ def test_an_email_longer_than_its_column_is_a_422_not_a_server_error(client, pro
     )
     assert response.status_code == 422
     assert response.json()["field"] == "email"
+
+
+def test_each_status_is_listed_once_per_operation(client):
+    """Swagger UI refuses a document whose responses repeat a key (ninja's 401 beside our "401")."""
+    duplicates = []
+
+    def no_repeats(pairs):
+        keys = [key for key, _ in pairs]
+        if len(keys) != len(set(keys)):
+            duplicates.append(keys)
+        return dict(pairs)
+
+    json.loads(client.get("/api/v1/openapi.json").content, object_pairs_hook=no_repeats)
+    assert duplicates == []

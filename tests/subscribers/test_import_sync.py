@@ -105,7 +105,8 @@ def test_another_projects_import_is_404(client, project):
     assert _get(client, other, f"/imports/{response.json()['id']}").status_code == 404
 
 
-def test_command_imports_in_the_embedded_mode_and_prints_the_counts(project, tmp_path):
+def test_command_imports_in_the_embedded_mode_and_prints_the_counts(project, tmp_path, settings):
+    settings.DRAMATIQ_BROKER_URL = ""  # the embedded mode: no broker, the command runs the import
     path = tmp_path / "people.csv"
     path.write_text(CSV, encoding="utf-8")
     out = io.StringIO()

@@ -461,3 +461,16 @@ def test_the_handset_only_links_web_urls(client, account, subscriber, member):
     page = client.get(chat_url(account)).content.decode()
     assert "javascript:" not in page
     assert "Your &lt;b&gt;photo&lt;/b&gt;" in page
+
+
+def test_opening_the_phone_page_starts_this_processs_webhook_delivery(client, owner, monkeypatch):
+    """A handset's first message reaches the webhook without waiting for some Graph API call."""
+    from django.urls import reverse
+
+    from whatsapp.simulator import callbacks
+
+    started = []
+    monkeypatch.setattr(callbacks, "ensure_pump", lambda: started.append(True))
+    client.force_login(owner)
+    assert client.get(reverse("simulator:phone")).status_code == 200
+    assert started

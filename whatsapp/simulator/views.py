@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 from controlpanel.models import Membership, Role
 from controlpanel.views import LAST_PROJECT_KEY
 
-from . import config, handsets, services, store, templates
+from . import callbacks, config, handsets, services, store, templates
 from . import render as chat_render
 from .forms import HandsetForm, InboundForm
 
@@ -37,6 +37,10 @@ def in_panel_layout(view: Callable[..., HttpResponse]) -> Callable[..., HttpResp
     @login_required
     @wraps(view)
     def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        # What a handset sends is delivered to the webhook by this process's threads: start them
+        # here too, not only on the first Graph API call (a fresh server's first "PROMO" waited
+        # until something called the Graph API).
+        callbacks.ensure_pump()
         memberships = Membership.objects.filter(user=request.user).select_related("project")
         membership = None
         for slug in (request.GET.get("project"), request.session.get(LAST_PROJECT_KEY)):
