@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from .. import tags as tagtypes
 from ..models import ConsentChannel, ConsentSource, ConsentState, ImportJob, ImportStatus
+from ..services import NewEvent, subscribed_event, unsubscribed_event
 from .files import ImportFileError
 from .mapping import PROFILE_TARGETS
 from .reports import ReportWriter
@@ -337,6 +338,25 @@ class Applier:
                 ledger.append(self._ledger(target["id"], row, now))
         if ledger:
             store.insert_consent(ledger)
+        # The events the services record for the same changes (upsert_subscriber,
+        # change_consent), in this chunk's transaction: a resumed or retried chunk records them
+        # once, and a row that changes nothing records nothing.
+        events: list[NewEvent] = [
+            subscribed_event(subscriber_id=ids_by_phone[row.phone], source=ConsentSource.IMPORT, at=now)
+            for row in inserted_rows
+        ]
+        events += [
+            unsubscribed_event(
+                subscriber_id=r["subscriber_id"],
+                channel=ConsentChannel.WHATSAPP,
+                source=ConsentSource.IMPORT,
+                at=now,
+            )
+            for r in ledger
+            if r["state"] == ConsentState.OPTED_OUT
+        ]
+        if events:
+            store.insert_events(events)
 
         out.updated = len(updates)
         out.unchanged = len(matched) - len(updates)
