@@ -143,8 +143,8 @@ class Applier:
                 return
             except IntegrityError:
                 # Someone else (the API, a panel user) wrote one of these subscribers meanwhile:
-                # the plan is stale. Plan the chunk again against the committed state, once.
-                report.truncate_to(chunk.first_index)
+                # the plan is stale. Plan the chunk again against the committed state, once (its
+                # rejected rows rolled back with it).
                 self._reload_counts()
                 if attempt == 2:
                     raise
