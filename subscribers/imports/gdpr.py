@@ -58,11 +58,24 @@ def scrub_import_files(*, project_id: int, identifiers: list[str] | tuple[str, .
             )
             _replace(job, "file", cleaned, status=ImportStatus.UPLOADED)
     # The rejected rows of imports still running: their report is written from these later.
-    for rejection in ImportRejection.objects.filter(job__project=project).select_related("job"):
-        delimiter = rejection.job.mapping["file"]["delimiter"]
-        cells = next(csv.reader([bytes(rejection.row).decode("utf-8")], delimiter=delimiter))[2:]
-        if _mentions(cells, identifiers, phones, project.default_country):
-            rejection.delete()
+    rejections = ImportRejection.objects.filter(job__project=project)
+    delimiters = {
+        pk: mapping["file"]["delimiter"]
+        for pk, mapping in ImportJob.objects.filter(pk__in=rejections.values("job_id")).values_list(
+            "pk", "mapping"
+        )
+    }
+    named = [
+        pk
+        for pk, job_id, row in rejections.values_list("pk", "job_id", "row").iterator(chunk_size=2000)
+        if _mentions(
+            next(csv.reader([bytes(row).decode("utf-8")], delimiter=delimiters[job_id]))[2:],
+            identifiers,
+            phones,
+            project.default_country,
+        )
+    ]
+    ImportRejection.objects.filter(pk__in=named).delete()
 
 
 def _replace(job: ImportJob, field: str, cleaned: str | None, **still) -> None:
