@@ -647,6 +647,24 @@ def test_the_threaded_pipeline_imports_like_the_inline_one(settings, tmp_path, m
     assert ConsentChange.objects.for_project(project).count() == 23
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_events_of_an_import_reach_the_durable_feed(settings, tmp_path, monkeypatch):
+    from subscribers import feed
+    from tests.factories import MembershipFactory
+
+    settings.MEDIA_ROOT = tmp_path / "feed"
+    monkeypatch.setattr(imports, "CHUNK_SIZE", 2)
+    member = MembershipFactory()
+    cursor = feed.ensure_cursor("import-test")  # a consumer that starts before the import
+    lines = ["phone,consent"] + [f"+49151123456{n:02d},{'no' if n % 2 else 'yes'}" for n in range(5)]
+    do_import(member.project, member.user, "\n".join(lines) + "\n", evidence="Form")
+    read = feed.read((cursor.position_txid, cursor.position_event_id), 100)
+    assert sorted((e.subscriber.phone, e.name) for e in read) == sorted(
+        [(f"+49151123456{n:02d}", "Subscribed") for n in range(5)]
+        + [(f"+49151123456{n:02d}", "Unsubscribed") for n in (1, 3)]
+    )
+
+
 MIXED = (
     # existing subscribers (created below) are updated, moved, conflict; new ones are created
     ["phone,external_id,name,tier,consent"]
