@@ -124,6 +124,7 @@ def _instrument(imports) -> dict[str, float]:
         "delete_tag_values",
         "insert_tag_values",
         "insert_consent",
+        "insert_events",
     ):
         timed(imports.PostgresStore, name, name)
     timed(imports.Applier, "apply", "apply (whole chunk, with commit)")
@@ -195,15 +196,14 @@ def _drop(project) -> None:
     collects rows in Python."""
     from django.db import connection, transaction
 
-    from subscribers.imports.reports import work_path
     from subscribers.models import ImportJob
 
     for job in ImportJob.objects.for_project(project):
-        # A run that was interrupted leaves its source file and work file behind.
+        # A run that was interrupted leaves its source file behind (its rejected rows go with
+        # the job).
         for f in (job.file, job.report):
             if f and f.name:
                 f.storage.delete(f.name)
-        work_path(job).unlink(missing_ok=True)
     with transaction.atomic(), connection.cursor() as cur:
         for table in (
             "subscribers_tagvalue",

@@ -60,6 +60,7 @@ from .services import (
     export_subscriber,
     record_event,
     record_events,
+    subscribed_event,
     tags_of,
     update_subscriber,
     upsert_subscriber,
@@ -411,7 +412,7 @@ class SubscriberBatch:
         record_events(
             project=self.project,
             events=[
-                NewEvent(p.subscriber.pk, "Subscribed", {"source": str(ConsentSource.API)}, now) for p in new
+                subscribed_event(subscriber_id=p.subscriber.pk, source=ConsentSource.API, at=now) for p in new
             ],
         )
 

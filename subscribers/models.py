@@ -445,6 +445,26 @@ class ImportJob(models.Model):
         return f"{self.original_name} ({self.status})"
 
 
+class ImportRejection(models.Model):
+    """A rejected row of an import that has not ended, committed with its chunk.
+
+    In the database, not a worker's local file, so that a run resumed on another machine still
+    has the rejected rows of the chunks before; turned into the job's report file at the end.
+    """
+
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="+", db_index=False)
+    index = models.PositiveIntegerField()  # the record's index in the file
+    # The report's CSV line (line, reason, cells) in UTF-8: a cell may hold a NUL, which
+    # PostgreSQL's text and jsonb refuse.
+    row = models.BinaryField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "index"], name="importrejection_job_index")]
+
+    def __str__(self) -> str:
+        return f"rejected record {self.index} of import {self.job_id}"
+
+
 class FeedCursor(models.Model):
     """How far one consumer of the event feed has come (see ``subscribers.feed``).
 

@@ -207,9 +207,8 @@ def upsert_subscriber(
         )
         status = "updated" if status == "unchanged" else status
     if status == "created":
-        record_event(
-            project=project, subscriber=subscriber, name="Subscribed", attributes={"source": str(source)}
-        )
+        item = subscribed_event(subscriber_id=subscriber.pk, source=source)
+        _record_one(project, item, _clean_event(project, item))
     return subscriber, status
 
 
@@ -562,12 +561,8 @@ def change_consent(
         actor_label=actor.display[:200],
     )
     if state == ConsentState.OPTED_OUT:
-        record_event(
-            project=subscriber.project,
-            subscriber=subscriber,
-            name="Unsubscribed",
-            attributes={"channel": str(channel), "source": str(source)},
-        )
+        item = unsubscribed_event(subscriber_id=subscriber.pk, channel=channel, source=source)
+        _record_one(subscriber.project, item, _clean_event(subscriber.project, item))
     return change
 
 
@@ -580,6 +575,18 @@ class NewEvent:
     attributes: dict[str, Any] | None = None
     occurred_at: datetime | None = None  # naive: the project's local time; None: now
     dedup_key: str | None = None
+
+
+def subscribed_event(*, subscriber_id: int, source: ConsentSource, at: datetime | None = None) -> NewEvent:
+    """The event of a subscriber being created, whichever path creates them (API, bulk, import)."""
+    return NewEvent(subscriber_id, "Subscribed", {"source": str(source)}, at)
+
+
+def unsubscribed_event(
+    *, subscriber_id: int, channel: ConsentChannel, source: ConsentSource, at: datetime | None = None
+) -> NewEvent:
+    """The event of an opt-out written to the consent ledger, whichever path writes it."""
+    return NewEvent(subscriber_id, "Unsubscribed", {"channel": str(channel), "source": str(source)}, at)
 
 
 @dataclass(frozen=True)

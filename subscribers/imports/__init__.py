@@ -10,16 +10,19 @@ Three steps, each a service:
 3. :func:`run_import` (called by the actor) reads the file in chunks. Each chunk is validated in
    Python (phones, profile fields, tag types, consent, duplicates inside the file), then applied
    set-based in one transaction: existing subscribers fetched in one query, new ones bulk
-   inserted, changed ones bulk updated, tag values diffed in bulk, ledger rows bulk inserted.
+   inserted, changed ones bulk updated, tag values diffed in bulk, ledger rows and events bulk
+   inserted.
    On PostgreSQL the inserts stream through COPY.
 
 Idempotency and restarts: rows whose values are already stored are "unchanged" and touch
 nothing (not even ``updated_at``), so importing a file twice changes nothing. Each chunk commits
-together with the job's checkpoint (``processed_rows`` and the counts); the rejected rows of a
-chunk are appended to a work file before that commit. A re-run resumes after the last committed
-chunk and trims the work file to it, so a crashed job ends in the same state as an uninterrupted
-one. A run owns the job through ``started_at`` (its claim token): a newer run takes over, and the
-older one stops at its next checkpoint.
+together with the job's checkpoint (``processed_rows`` and the counts), its rejected rows
+(ImportRejection) and its events (``Subscribed``, ``Unsubscribed``, as the services record them).
+A re-run, on any machine, resumes after the last committed chunk, so a crashed job ends in the
+same state as an uninterrupted one. Files go through the storage API only (no local paths): the
+web process and the workers may run on different machines. A run owns the job through
+``started_at`` (its claim token): a newer run takes over, and the older one stops at its next
+checkpoint.
 
 The modules, in the order a file goes through them: ``files`` (encoding, delimiter, records),
 ``mapping`` (column targets), ``jobs`` (the services of steps 1 and 2), ``pipeline`` (step 3),

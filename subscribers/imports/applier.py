@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from .. import tags as tagtypes
 from ..models import ConsentChannel, ConsentSource, ConsentState, ImportJob, ImportStatus
+from ..services import NewEvent, subscribed_event, unsubscribed_event
 from .files import ImportFileError
 from .mapping import PROFILE_TARGETS
 from .reports import ReportWriter
@@ -142,8 +143,8 @@ class Applier:
                 return
             except IntegrityError:
                 # Someone else (the API, a panel user) wrote one of these subscribers meanwhile:
-                # the plan is stale. Plan the chunk again against the committed state, once.
-                report.truncate_to(chunk.first_index)
+                # the plan is stale. Plan the chunk again against the committed state, once (its
+                # rejected rows rolled back with it).
                 self._reload_counts()
                 if attempt == 2:
                     raise
@@ -337,6 +338,20 @@ class Applier:
                 ledger.append(self._ledger(target["id"], row, now))
         if ledger:
             store.insert_consent(ledger)
+        # The events the services record for the same changes (upsert_subscriber,
+        # change_consent), in this chunk's transaction: a resumed or retried chunk records them
+        # once, and a row that changes nothing records nothing.
+        # Templates from the services' constructors; _for_each puts in each subscriber.
+        subscribed = subscribed_event(subscriber_id=0, source=ConsentSource.IMPORT, at=now)
+        unsubscribed = unsubscribed_event(
+            subscriber_id=0, channel=ConsentChannel.WHATSAPP, source=ConsentSource.IMPORT, at=now
+        )
+        events = _for_each(subscribed, [ids_by_phone[row.phone] for row in inserted_rows])
+        events += _for_each(
+            unsubscribed, [r["subscriber_id"] for r in ledger if r["state"] == ConsentState.OPTED_OUT]
+        )
+        if events:
+            store.insert_events(events)
 
         out.updated = len(updates)
         out.unchanged = len(matched) - len(updates)
@@ -353,3 +368,9 @@ class Applier:
             "actor_label": self.actor_label,
             "created_at": now,
         }
+
+
+def _for_each(template: NewEvent, subscriber_ids: list[int]) -> list[NewEvent]:
+    """``template`` for each subscriber, all sharing its one attributes dict: the store encodes
+    the attributes and facets once per dict, not once per event (a million-row import)."""
+    return [NewEvent(sid, template.name, template.attributes, template.occurred_at) for sid in subscriber_ids]

@@ -37,7 +37,6 @@ from .files import (
     text_reader,
 )
 from .mapping import CONSENT_VALUES, auto_targets, clean_mapping
-from .reports import work_path
 
 PREVIEW_ROWS = 10
 
@@ -235,7 +234,6 @@ def discard_import(*, job: ImportJob, actor: Actor) -> None:
         job.delete()
     _delete_file(job.file)
     _delete_file(job.report)
-    work_path(job).unlink(missing_ok=True)
 
 
 def _delete_file(f) -> None:

@@ -15,7 +15,7 @@ from ..models import ImportJob, ImportStatus
 from .applier import Applier, _Superseded
 from .files import ImportFileError, job_records, open_text
 from .gctuning import _fewer_collections
-from .reports import ReportWriter, finish_report
+from .reports import ReportWriter, drop_rejections, finish_report
 from .validation import Chunk, Rejection, Row, Validator
 from .writers import InlineSink, ThreadedSink
 
@@ -134,6 +134,7 @@ def _finish(job: ImportJob, token: datetime, report: ReportWriter) -> None:
         )
         if not updated:
             return
+        drop_rejections(job)
         source = job.file.name
         job.refresh_from_db()
         job.file.name = source
@@ -169,4 +170,5 @@ def fail_import(*, job_id: int, error: str) -> None:
     ImportJob.objects.filter(pk=job.pk).update(
         status=ImportStatus.FAILED, error=error[:2000], finished_at=timezone.now(), report=report_name
     )
+    drop_rejections(job)
     _delete_source(job)

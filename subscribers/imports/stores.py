@@ -3,6 +3,7 @@ binary COPY."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -11,11 +12,14 @@ import psycopg
 from django.db import connection
 from django.db.backends.utils import CursorWrapper
 from django.db.models import Q
+from django.utils import timezone
 
 from controlpanel.models import Project
 
+from ..facets import facets_of
 from ..ids import uuid7s
-from ..models import ConsentChange, Subscriber, TagValue
+from ..models import ConsentChange, Event, Subscriber, TagValue
+from ..services import NewEvent
 from ..tags import VALUE_COLUMNS
 from ..textfold import fold_tag_text
 
@@ -83,6 +87,25 @@ class Store:
     def insert_consent(self, rows: list[dict[str, Any]]) -> None:
         ConsentChange.objects.bulk_create(
             [ConsentChange(project_id=self.project.pk, **r) for r in rows], batch_size=2000
+        )
+
+    def insert_events(self, events: list[NewEvent]) -> None:
+        """Events built by the services' own constructors (their attributes need no validation),
+        each with an aware ``occurred_at``. No in-process announcement: consumers read the
+        durable feed, which has every row however it was written."""
+        pid = self.project.pk
+        Event.objects.bulk_create(
+            [
+                Event(
+                    project_id=pid,
+                    subscriber_id=e.subscriber_id,
+                    name=e.name,
+                    attributes=e.attributes,
+                    occurred_at=e.occurred_at,
+                )
+                for e in events
+            ],
+            batch_size=2000,
         )
 
 
@@ -217,6 +240,20 @@ class PostgresStore(Store):
                     )
                 )
 
+    def insert_events(self, events: list[NewEvent]) -> None:
+        pid = self.project.pk
+        received_at = timezone.now()  # what the model's auto_now_add would set
+        # (attributes, facets) in jsonb's binary form, per attributes dict (by identity: the
+        # events of a chunk share a few); facets as Event.save() and bulk_create() derive them.
+        encoded: dict[int, tuple[bytes, bytes]] = {}
+        with connection.cursor() as cur, _copy(cur, "subscribers_event", _EVENT_COPY) as copy:
+            for e in events:
+                pair = encoded.get(id(e.attributes))
+                if pair is None:
+                    attrs = e.attributes or {}
+                    pair = encoded[id(e.attributes)] = (_jsonb(attrs), _jsonb(facets_of(attrs)))
+                copy.write_row((pid, e.subscriber_id, e.name, e.occurred_at, received_at, *pair))
+
 
 # (column, PostgreSQL type) of each COPY. Binary COPY: the server does not parse text into
 # timestamps, UUIDs and numerics (three timestamps and a UUID per subscriber).
@@ -264,8 +301,26 @@ _CONSENT_COPY = (
     ("created_at", "timestamptz"),
 )
 
+# id and feed_txid take their column defaults (the feed's transaction id, see feed.py).
+_EVENT_COPY = (
+    ("project_id", "int8"),
+    ("subscriber_id", "int8"),
+    ("name", "text"),
+    ("occurred_at", "timestamptz"),
+    ("received_at", "timestamptz"),
+    # jsonb, sent as already encoded bytes (see _jsonb): the server reads the column's binary
+    # input; "bytea" only tells psycopg to pass the bytes through unchanged.
+    ("attributes", "bytea"),
+    ("facets", "bytea"),
+)
+
 # The jsonb dumper serializes a Python value: "[]" as a str would be stored as a JSON string.
 _NO_DEVICES: list[str] = []
+
+
+def _jsonb(value: Any) -> bytes:
+    """``value`` in jsonb's binary input format: a version byte (1), then the JSON text."""
+    return b"\x01" + json.dumps(value).encode()
 
 
 def _binding_cursor() -> psycopg.Cursor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -16,13 +17,17 @@ from subscribers.errors import InvalidInput
 from subscribers.imports import pipeline
 from subscribers.models import (
     ConsentChange,
+    ConsentChannel,
+    ConsentSource,
+    ConsentState,
+    Event,
     ImportJob,
     ImportStatus,
     Subscriber,
     TagDefinition,
     TagValue,
 )
-from subscribers.services import tags_of
+from subscribers.services import SubscriberData, change_consent, tags_of, upsert_subscriber
 from tests.factories import ProjectFactory, SubscriberFactory
 
 
@@ -112,6 +117,7 @@ def snapshot(project) -> dict:
         "subscribers": subs,
         "tag_values": sorted(TagValue.objects.for_project(project).values_list("id", flat=True)),
         "ledger": ConsentChange.objects.for_project(project).count(),
+        "events": sorted(Event.objects.for_project(project).values_list("id", flat=True)),
     }
 
 
@@ -255,6 +261,76 @@ def test_consent_column_writes_ledger_rows_once(project, user):
     assert Subscriber.objects.get(project=project, phone="+4915112345678").whatsapp_consent == "opted_out"
 
 
+def events_of(project) -> list[tuple]:
+    return sorted(
+        (phone, name, json.dumps(attributes, sort_keys=True), json.dumps(facets, sort_keys=True))
+        for phone, name, attributes, facets in Event.objects.for_project(project).values_list(
+            "subscriber__phone", "name", "attributes", "facets"
+        )
+    )
+
+
+def ledger_of(project) -> list[tuple]:
+    return sorted(
+        ConsentChange.objects.for_project(project).values_list(
+            "subscriber__phone", "channel", "state", "source", "evidence", "actor_user_id", "actor_label"
+        )
+    )
+
+
+def test_an_import_records_the_events_and_ledger_rows_the_services_record(project, user):
+    # The same two changes through the services (as the API makes them, with the import's
+    # source) and through an import: one new person opting in, one known person opting out.
+    by_services = ProjectFactory()
+    actor = Actor(user=user)
+    for p in (project, by_services):
+        SubscriberFactory(project=p, phone="+4915112345600", whatsapp_consent="opted_in")
+    upsert_subscriber(
+        project=by_services,
+        data=SubscriberData(phone="+4915112345601", opt_in_evidence="Web form"),
+        actor=actor,
+        source=ConsentSource.IMPORT,
+    )
+    change_consent(
+        subscriber=Subscriber.objects.get(project=by_services, phone="+4915112345600"),
+        channel=ConsentChannel.WHATSAPP,
+        state=ConsentState.OPTED_OUT,
+        source=ConsentSource.IMPORT,
+        evidence="",
+        actor=actor,
+    )
+
+    content = "phone,consent,evidence\n+4915112345601,yes,Web form\n+4915112345600,no,\n"
+    job = do_import(project, user, content)
+
+    assert (job.created_count, job.updated_count) == (1, 1)
+    assert events_of(project) == events_of(by_services)
+    assert events_of(project) == [
+        (
+            "+4915112345600",
+            "Unsubscribed",
+            '{"channel": "whatsapp", "source": "import"}',
+            '{"channel": "whatsapp", "source": "import"}',
+        ),
+        ("+4915112345601", "Subscribed", '{"source": "import"}', '{"source": "import"}'),
+    ]
+    assert ledger_of(project) == ledger_of(by_services)
+    # The events happened when the import wrote the change, as the services' happen when they do.
+    opted_out = Subscriber.objects.get(project=project, phone="+4915112345600")
+    assert (
+        Event.objects.get(project=project, name="Unsubscribed").occurred_at == opted_out.whatsapp_consent_at
+    )
+
+    again = do_import(project, user, content)
+    assert again.unchanged_count == 2
+    assert Event.objects.for_project(project).count() == 2
+
+
+def test_an_import_of_a_new_person_opting_out_records_both_events(project, user):
+    do_import(project, user, "phone,consent\n+4915112345601,no\n")
+    assert [name for _, name, _, _ in events_of(project)] == ["Subscribed", "Unsubscribed"]
+
+
 def test_an_opt_in_without_any_evidence_is_rejected(project, user):
     job = upload(
         project, user, "phone,consent,evidence\n+4915112345678,yes,\n+4915112345679,yes,Paper form\n"
@@ -353,6 +429,9 @@ def test_a_crashed_job_resumes_and_ends_in_the_same_state(project, user, monkeyp
     assert Subscriber.objects.for_project(project).count() == 10
     assert TagValue.objects.for_project(project).count() == 10
     assert ConsentChange.objects.for_project(project).count() == 10
+    # The events committed with their chunk: the retry records the third chunk's, once.
+    assert events_of(project) == events_of(reference_project)
+    assert len(events_of(project)) == 10
 
 
 def test_running_a_finished_job_again_does_nothing(project, user):
@@ -439,6 +518,9 @@ def test_erasing_a_subscriber_scrubs_import_reports(
     ada = Subscriber.objects.get(project=project, phone="+4915112345678")
     with django_capture_on_commit_callbacks(execute=True):
         services.erase_subscriber(subscriber=ada, actor=Actor(user=user))
+    # The cleaned copies replace the files under new names (a bucket has no rename).
+    job.refresh_from_db()
+    pending.refresh_from_db()
     assert [r["name"] for r in report_rows(job)] == ["Bob twice"]
     with pending.file.open("rb") as f:
         remaining = f.read().decode()
@@ -565,6 +647,24 @@ def test_the_threaded_pipeline_imports_like_the_inline_one(settings, tmp_path, m
     assert ConsentChange.objects.for_project(project).count() == 23
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_events_of_an_import_reach_the_durable_feed(settings, tmp_path, monkeypatch):
+    from subscribers import feed
+    from tests.factories import MembershipFactory
+
+    settings.MEDIA_ROOT = tmp_path / "feed"
+    monkeypatch.setattr(imports, "CHUNK_SIZE", 2)
+    member = MembershipFactory()
+    cursor = feed.ensure_cursor("import-test")  # a consumer that starts before the import
+    lines = ["phone,consent"] + [f"+49151123456{n:02d},{'no' if n % 2 else 'yes'}" for n in range(5)]
+    do_import(member.project, member.user, "\n".join(lines) + "\n", evidence="Form")
+    read = feed.read((cursor.position_txid, cursor.position_event_id), 100)
+    assert sorted((e.subscriber.phone, e.name) for e in read) == sorted(
+        [(f"+49151123456{n:02d}", "Subscribed") for n in range(5)]
+        + [(f"+49151123456{n:02d}", "Unsubscribed") for n in (1, 3)]
+    )
+
+
 MIXED = (
     # existing subscribers (created below) are updated, moved, conflict; new ones are created
     ["phone,external_id,name,tier,consent"]
@@ -606,7 +706,7 @@ def final_state(project) -> set:
     ledger = sorted(
         ConsentChange.objects.for_project(project).values_list("subscriber__phone", "state", "evidence")
     )
-    return subs, tuple(ledger)
+    return subs, tuple(ledger), tuple(events_of(project))
 
 
 def job_counts(job):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -149,11 +147,12 @@ def test_a_finished_import_can_be_deleted_with_its_files(marketer_client, projec
     )
     imports.run_import(job_id=job.pk)
     job.refresh_from_db()
-    report_path = job.report.path
+    storage, report = job.report.storage, job.report.name
+    assert storage.exists(report)
     response = marketer_client.post(reverse("subscribers:import_delete", args=[project.slug, job.public_id]))
     assert response.status_code == 302
     assert not ImportJob.objects.filter(pk=job.pk).exists()
-    assert not Path(report_path).exists()
+    assert not storage.exists(report)
     assert Subscriber.objects.filter(project=project).count() == 1  # imported people stay
 
 
