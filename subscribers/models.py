@@ -268,7 +268,14 @@ class Event(models.Model):
     objects = EventQuerySet.as_manager()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["project", "dedup_key"], name="event_unique_dedup")]
+        constraints = [
+            # Partial: most events have no key, and a full index took a write per event for them.
+            models.UniqueConstraint(
+                fields=["project", "dedup_key"],
+                condition=Q(dedup_key__isnull=False),
+                name="event_unique_dedup",
+            )
+        ]
         indexes = [
             # Segment conditions: an index-only scan yields the subscribers, and carries the
             # facets so that attribute filters need no heap reads either (INCLUDE is

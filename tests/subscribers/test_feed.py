@@ -145,7 +145,7 @@ def test_an_event_committed_after_a_later_one_is_not_skipped(seen):
     A cursor on the event id alone would pass A's event while A was still open and never see it.
     """
     subscriber = SubscriberFactory()
-    a_inserted, b_committed = threading.Event(), threading.Event()
+    a_inserted, release_a = threading.Event(), threading.Event()
     ids = {}
 
     def slow_writer():
@@ -153,19 +153,19 @@ def test_an_event_committed_after_a_later_one_is_not_skipped(seen):
             with transaction.atomic():
                 ids["a"] = _record(subscriber, "A").pk
                 a_inserted.set()
-                assert b_committed.wait(10)
+                assert release_a.wait(10)
         finally:
             connection.close()
 
     writer = threading.Thread(target=slow_writer)
     writer.start()
     assert a_inserted.wait(10)
-    ids["b"] = _record(subscriber, "B").pk
-    b_committed.set()
+    ids["b"] = _record(subscriber, "B").pk  # committed
     assert ids["a"] < ids["b"]
     # While A is open nothing after it is handed out: B waits behind A.
     feed.pump("test-consumer")
     assert seen == []
+    release_a.set()
     writer.join(10)
     feed.pump("test-consumer")
     assert [name for _, name in seen] == ["A", "B"]
