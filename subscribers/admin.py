@@ -21,6 +21,7 @@ from .models import (
     FeedCursor,
     FeedFailure,
     ImportJob,
+    ImportRejection,
     Segment,
     Subscriber,
     TagDefinition,
@@ -374,6 +375,26 @@ class BulkJobAdmin(admin.ModelAdmin):
     list_filter = ["status", "action", "project"]
     readonly_fields = [f.name for f in BulkJob._meta.fields if f.name != "subscriber_ids"]
     exclude = ["subscriber_ids"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ImportRejection)
+class ImportRejectionAdmin(admin.ModelAdmin):
+    """Rejected rows of imports still running (they become the job's report when it ends). Read-only."""
+
+    list_display = ["job", "index", "line"]
+    raw_id_fields = ["job"]
+    exclude = ["row"]
+    readonly_fields = ["job", "index", "line"]
+
+    @admin.display(description="Rejected row")
+    def line(self, rejection: ImportRejection) -> str:
+        return bytes(rejection.row).decode("utf-8", errors="replace")[:500]
 
     def has_add_permission(self, request) -> bool:
         return False
