@@ -131,7 +131,10 @@ def test_chart_counts_messages_per_local_day_from_the_index(project):
     assert "COUNT(*)" in sql and '"campaigns_message"."id"' not in sql
     if connection.vendor == "postgresql":
         with connection.cursor() as cur:
-            cur.execute("SET LOCAL enable_seqscan = off")
+            # A three-row table gives the planner no reason to prefer any index: leave it only the
+            # scans that read nothing but an index, and see that this index can answer alone.
+            for scan in ("seqscan", "indexscan", "bitmapscan"):
+                cur.execute(f"SET LOCAL enable_{scan} = off")
             cur.execute("EXPLAIN " + sql.replace("%", "%%"))
             plan = "\n".join(row[0] for row in cur.fetchall())
         assert "Index Only Scan using message_project_time" in plan, plan
