@@ -28,6 +28,16 @@ class Description:
 
 Describer = Callable[[Event], Description]
 CHANNEL_NAMES = {"whatsapp": "WhatsApp", "email": "email", "push": "push"}
+# Where a consent change or sign-up came from (ConsentSource values, and "whatsapp" for people who
+# first wrote to the business), in the words the timeline uses.
+SOURCE_NAMES = {
+    "panel": "the control panel",
+    "import": "a CSV import",
+    "api": "the API",
+    "keyword": "an inbound keyword",
+    "meta_preference": "Meta's preference webhook",
+    "whatsapp": "a WhatsApp message",
+}
 _describers: dict[str, Describer] = {}
 
 
@@ -87,7 +97,7 @@ def describe_consent(event: Event) -> Description:
         title = f"Subscribed ({channel})" if attributes.get("channel") else "Subscribed"
     else:
         title = f"Opted out of {channel}"
-    return Description(title=title, detail=f"via {source}" if source else "")
+    return Description(title=title, detail=f"via {SOURCE_NAMES.get(source, source)}" if source else "")
 
 
 register(["Subscribed", "Unsubscribed"], describe_consent)

@@ -72,3 +72,22 @@ def test_subscriber_page_shows_words_not_wamids(client, member_of, project):
     assert WAMID not in html
     assert len(re.findall(r'data-testid="timeline-entry"', html)) == 1
     assert re.findall(r'data-testid="timeline-step">(\w+)', html) == ["Delivered", "Read"]
+
+
+def test_consent_events_say_where_they_came_from_in_words(project):
+    subscriber = SubscriberFactory(project=project)
+    services.record_event(
+        project=project, subscriber=subscriber, name="Subscribed", attributes={"source": "whatsapp"}
+    )
+    services.record_event(
+        project=project,
+        subscriber=subscriber,
+        name="Unsubscribed",
+        attributes={"channel": "whatsapp", "source": "import"},
+        occurred_at=timezone.now() + timedelta(seconds=1),
+    )
+    events = Event.objects.filter(subscriber=subscriber).order_by("-occurred_at")
+    assert [(e.title, e.detail) for e in entries(events)] == [
+        ("Opted out of WhatsApp", "via a CSV import"),
+        ("Subscribed", "via a WhatsApp message"),
+    ]
