@@ -8,9 +8,9 @@ class SubscribersConfig(AppConfig):
         from django.db.backends.signals import connection_created
 
         from controlpanel import dashboard, demo, health, scheduler
-        from controlpanel.api import register_router
+        from controlpanel.api import register_body_limit, register_router
 
-        from . import api, import_api, imports, segment_api  # noqa: F401  (imports connects its erasure receiver)
+        from . import api, import_api, imports, segment_api
         from .dashboard import audience_provider
         from .demo import seed_demo_audience
         from .textfold import register_sqlite_functions
@@ -21,6 +21,8 @@ class SubscribersConfig(AppConfig):
         register_router("", api.router)
         register_router("/segments", segment_api.router)
         register_router("", import_api.router)
+        # A CSV upload is multipart (streamed to disk), as large as an import may be, plus its form.
+        register_body_limit("/imports", imports.max_bytes() + 1024 * 1024)
         scheduler.periodic("event-feed", 1, _pump_consumers)
         health.register_detail("event_feed", _feed_lags)
 

@@ -136,3 +136,13 @@ def test_imported_text_tags_match_segments_without_case_or_accents(project):
     run_import_job.fn(job.pk)
     assert count(project, parse_rule('T("city", eq, "BERLIN")')) == 1
     assert count(project, parse_rule('T("city", eq, "koln")')) == 1
+
+
+def test_a_file_larger_than_a_json_body_may_be_is_accepted(client, project, settings):
+    """The API refuses JSON bodies over DATA_UPLOAD_MAX_MEMORY_SIZE; a CSV upload may be far larger."""
+    rows = [f"+4915{100000000 + i},Person {i}" for i in range(2_000)]
+    content = "Phone,Name\n" + "\n".join(rows) + "\n"
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = len(content) // 2
+    response = _post(client, project, content=content)
+    assert response.status_code == 202, response.content
+    assert response.json()["total_rows"] == 2_000
