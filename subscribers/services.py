@@ -208,7 +208,7 @@ def upsert_subscriber(
         status = "updated" if status == "unchanged" else status
     if status == "created":
         item = subscribed_event(subscriber_id=subscriber.pk, source=source)
-        _record_one(project, item, _clean_event(project, item))
+        _record(project, item)
     return subscriber, status
 
 
@@ -562,7 +562,7 @@ def change_consent(
     )
     if state == ConsentState.OPTED_OUT:
         item = unsubscribed_event(subscriber_id=subscriber.pk, channel=channel, source=source)
-        _record_one(subscriber.project, item, _clean_event(subscriber.project, item))
+        _record(subscriber.project, item)
     return change
 
 
@@ -629,7 +629,11 @@ def record_event(
     The single form of :func:`record_events`: the same validation, the same row.
     """
     item = NewEvent(subscriber.pk, name, attributes, occurred_at, dedup_key or None)
-    return _record_one(project, item, _clean_event(project, item)).event
+    return _record(project, item).event
+
+
+def _record(project: Project, item: NewEvent) -> Recorded:
+    return _record_one(project, item, _clean_event(project, item))
 
 
 def _record_one(project: Project, item: NewEvent, clean: _CleanEvent) -> Recorded:
