@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
 from controlpanel.models import Project, TenantQuerySet
-from subscribers.models import Subscriber
-from whatsapp.models import MessageTemplate, WhatsAppAccount
+from subscribers.models import Segment, Subscriber
+from whatsapp.models import MessageTemplate, TemplateCategory, WhatsAppAccount
 
 
 class Channel(models.TextChoices):
@@ -50,6 +51,185 @@ class MessageKind(models.TextChoices):
     TEXT = "text", "Text"
 
 
+class CampaignPurpose(models.TextChoices):
+    PROMOTION = "promotion", "Promotion"
+    TRANSACTIONAL = "transactional", "Transactional notice"
+    REMINDER = "reminder", "Service reminder"
+    VERIFICATION = "verification", "Verification code"
+
+
+# The Meta template category each purpose must use (a promotion in a utility template is a policy breach).
+PURPOSE_CATEGORY = {
+    CampaignPurpose.PROMOTION: TemplateCategory.MARKETING,
+    CampaignPurpose.TRANSACTIONAL: TemplateCategory.UTILITY,
+    CampaignPurpose.REMINDER: TemplateCategory.UTILITY,
+    CampaignPurpose.VERIFICATION: TemplateCategory.AUTHENTICATION,
+}
+
+
+class CampaignStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    SCHEDULED = "scheduled", "Scheduled"  # launched; the audience is snapshotted at the scheduled time
+    RUNNING = "running", "Sending"
+    PAUSED = "paused", "Paused"  # by a person, or by itself on an account-level error (status_reason)
+    COMPLETED = "completed", "Completed"  # every recipient is terminal
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class AudienceKind(models.TextChoices):
+    SEGMENT = "segment", "A saved segment"
+    RULE = "rule", "A rule"
+    EVERYONE = "everyone", "Everyone opted in"
+    LIST = "list", "An uploaded list of phones"
+
+
+class ScheduleKind(models.TextChoices):
+    NOW = "now", "Now"
+    AT = "at", "At a date and time"
+    LOCAL_TIME = "local_time", "At a local time in each subscriber's time zone"
+
+
+class PassedLocalTime(models.TextChoices):
+    SEND_NOW = "send_now", "Send right away"
+    NEXT_DAY = "next_day", "Send at that time the next day"
+    SKIP = "skip", "Skip those subscribers"
+
+
+class CampaignQuerySet(TenantQuerySet):
+    pass
+
+
+class Campaign(models.Model):
+    """A template broadcast to an audience. Launch snapshots its recipients into the outbox."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="campaigns")
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=200)
+    purpose = models.CharField(max_length=20, choices=CampaignPurpose.choices, default=CampaignPurpose.PROMOTION)
+    status = models.CharField(max_length=12, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT)
+    status_reason = models.TextField(blank=True, help_text="Why it paused itself, in plain words.")
+    account = models.ForeignKey(
+        WhatsAppAccount, null=True, blank=True, on_delete=models.SET_NULL, related_name="campaigns"
+    )
+    # The template by name; one language, or a language group (the same name in several languages,
+    # each recipient getting the one matching their language, else the fallback).
+    template_name = models.CharField(max_length=512, blank=True)
+    languages = models.JSONField(default=list, blank=True, help_text='e.g. ["de", "en_US"]')
+    fallback_language = models.CharField(max_length=16, blank=True)
+    # What launch saw of each language's template: {"de": {"id": 1, "category": ..., "components": [...],
+    # "parameter_format": ...}}. Sending uses the snapshot, so editing or deleting a template later
+    # does not break a running campaign.
+    templates_snapshot = models.JSONField(default=dict, blank=True)
+    # Liquid per placeholder, keyed like policy.template_parameters: {"body": {"1": "{{ tags.first_name }}"}}.
+    bindings = models.JSONField(default=dict, blank=True)
+    header_media_url = models.URLField(max_length=2000, blank=True)
+    audience_kind = models.CharField(max_length=10, choices=AudienceKind.choices, default=AudienceKind.SEGMENT)
+    segment = models.ForeignKey(Segment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    rule = models.JSONField(default=dict, blank=True, help_text="The audience rule (the segment's, at launch).")
+    schedule_kind = models.CharField(max_length=12, choices=ScheduleKind.choices, default=ScheduleKind.NOW)
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    local_time = models.TimeField(null=True, blank=True)
+    fallback_time_zone = models.CharField(max_length=64, blank=True)
+    passed_local_time = models.CharField(
+        max_length=10, choices=PassedLocalTime.choices, default=PassedLocalTime.NEXT_DAY
+    )
+    throttle_mps = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Messages per second; empty means the number's limit."
+    )
+    audience_size = models.PositiveIntegerField(null=True, blank=True, help_text="Recipients at launch.")
+    estimated_cost = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    launched_at = models.DateTimeField(null=True, blank=True)
+    snapshot_at = models.DateTimeField(null=True, blank=True, help_text="When the outbox rows were written.")
+    paused_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = CampaignQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["project", "-created_at"], name="campaign_project_time"),
+            models.Index(
+                fields=["status", "scheduled_at"],
+                condition=Q(status__in=["scheduled", "running"]),
+                name="campaign_active",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def category(self) -> str:
+        return PURPOSE_CATEGORY[CampaignPurpose(self.purpose)]
+
+    @property
+    def marketing(self) -> bool:
+        return self.category == TemplateCategory.MARKETING
+
+
+class CampaignRecipient(models.Model):
+    """A phone or external id given for a campaign: an uploaded list, or per-recipient values by API.
+
+    ``values`` become ``{{ values.<name> }}`` in bindings. With the LIST audience these rows are the
+    audience; with any other audience they only add values to whoever is in it.
+    """
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="given_recipients")
+    key = models.CharField(max_length=200, help_text="E.164 phone, or an external id")
+    values = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["campaign", "key"], name="campaign_recipient_unique_key")]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class SendingPolicy(models.Model):
+    """Per-project limits on marketing: frequency cap and quiet hours (transactional bypasses both)."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="sending_policy")
+    cap_messages = models.PositiveIntegerField(
+        null=True, blank=True, help_text="At most this many marketing messages per subscriber..."
+    )
+    cap_days = models.PositiveIntegerField(default=7, help_text="...in this many days (campaigns and journeys).")
+    quiet_start = models.TimeField(null=True, blank=True, help_text="Quiet hours start (subscriber's time).")
+    quiet_end = models.TimeField(null=True, blank=True, help_text="Quiet hours end; held messages go then.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Sending policy of {self.project}"
+
+
+class RateCardEntry(models.Model):
+    """Meta's price of one delivered template message, per category and recipient country.
+
+    Seeded with Meta's published rates, editable per project. Country "" is the "rest of world" row.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="rate_card")
+    category = models.CharField(max_length=20)
+    country = models.CharField(max_length=2, blank=True)
+    price = models.DecimalField(max_digits=10, decimal_places=4)
+    currency = models.CharField(max_length=3, default="USD")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "category", "country"], name="rate_card_unique_entry")
+        ]
+        ordering = ["category", "country"]
+
+    def __str__(self) -> str:
+        return f"{self.category} {self.country or 'other'}: {self.price} {self.currency}"
+
+
 class MessageQuerySet(TenantQuerySet):
     pass
 
@@ -60,6 +240,9 @@ class Message(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="messages")
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="messages")
+    campaign = models.ForeignKey(
+        Campaign, null=True, blank=True, on_delete=models.CASCADE, related_name="messages"
+    )
     channel = models.CharField(max_length=10, choices=Channel.choices, default=Channel.WHATSAPP)
     status = models.CharField(max_length=10, choices=MessageStatus.choices, default=MessageStatus.QUEUED)
     account = models.ForeignKey(
@@ -85,6 +268,12 @@ class Message(models.Model):
     pricing_type = models.CharField(max_length=40, blank=True)
     billable = models.BooleanField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # Not before: a schedule, a local time, quiet hours, a 131049 retry in 24 h, a backoff.
+    send_after = models.DateTimeField(null=True, blank=True)
+    # Per-recipient values for bindings ({{ values.x }}), from the API or a campaign's given recipients.
+    values = models.JSONField(default=dict, blank=True)
+    replied_at = models.DateTimeField(null=True, blank=True, help_text="First inbound within 72 h of the send.")
+    clicked_at = models.DateTimeField(null=True, blank=True, help_text="First quick-reply button press.")
     history = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -100,7 +289,13 @@ class Message(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["project", "idempotency_key"], name="message_unique_idempotency_key"
-            )
+            ),
+            # A launch re-run adds nobody twice.
+            models.UniqueConstraint(
+                fields=["campaign", "subscriber"],
+                condition=Q(campaign__isnull=False),
+                name="message_unique_campaign_subscriber",
+            ),
         ]
         indexes = [
             models.Index(fields=["project", "created_at"], name="message_project_time"),
@@ -108,6 +303,12 @@ class Message(models.Model):
             models.Index(
                 fields=["status", "sending_at"], condition=Q(status="sending"), name="message_sending"
             ),
+            # What the dispatcher and the sweeps read: queued rows due now, per account.
+            models.Index(
+                fields=["account", "send_after", "id"], condition=Q(status="queued"), name="message_queued"
+            ),
+            models.Index(fields=["status"], condition=Q(status="unknown"), name="message_unknown"),
+            models.Index(fields=["campaign", "status"], name="message_campaign_status"),
         ]
 
     def __str__(self) -> str:
