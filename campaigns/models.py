@@ -105,7 +105,9 @@ class Campaign(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="campaigns")
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     name = models.CharField(max_length=200)
-    purpose = models.CharField(max_length=20, choices=CampaignPurpose.choices, default=CampaignPurpose.PROMOTION)
+    purpose = models.CharField(
+        max_length=20, choices=CampaignPurpose.choices, default=CampaignPurpose.PROMOTION
+    )
     status = models.CharField(max_length=12, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT)
     status_reason = models.TextField(blank=True, help_text="Why it paused itself, in plain words.")
     account = models.ForeignKey(
@@ -123,9 +125,13 @@ class Campaign(models.Model):
     # Liquid per placeholder, keyed like policy.template_parameters: {"body": {"1": "{{ tags.first_name }}"}}.
     bindings = models.JSONField(default=dict, blank=True)
     header_media_url = models.URLField(max_length=2000, blank=True)
-    audience_kind = models.CharField(max_length=10, choices=AudienceKind.choices, default=AudienceKind.SEGMENT)
+    audience_kind = models.CharField(
+        max_length=10, choices=AudienceKind.choices, default=AudienceKind.SEGMENT
+    )
     segment = models.ForeignKey(Segment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    rule = models.JSONField(default=dict, blank=True, help_text="The audience rule (the segment's, at launch).")
+    rule = models.JSONField(
+        default=dict, blank=True, help_text="The audience rule (the segment's, at launch)."
+    )
     schedule_kind = models.CharField(max_length=12, choices=ScheduleKind.choices, default=ScheduleKind.NOW)
     scheduled_at = models.DateTimeField(null=True, blank=True)
     local_time = models.TimeField(null=True, blank=True)
@@ -185,7 +191,9 @@ class CampaignRecipient(models.Model):
     values = models.JSONField(default=dict, blank=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["campaign", "key"], name="campaign_recipient_unique_key")]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "key"], name="campaign_recipient_unique_key")
+        ]
 
     def __str__(self) -> str:
         return self.key
@@ -198,7 +206,9 @@ class SendingPolicy(models.Model):
     cap_messages = models.PositiveIntegerField(
         null=True, blank=True, help_text="At most this many marketing messages per subscriber..."
     )
-    cap_days = models.PositiveIntegerField(default=7, help_text="...in this many days (campaigns and journeys).")
+    cap_days = models.PositiveIntegerField(
+        default=7, help_text="...in this many days (campaigns and journeys)."
+    )
     quiet_start = models.TimeField(null=True, blank=True, help_text="Quiet hours start (subscriber's time).")
     quiet_end = models.TimeField(null=True, blank=True, help_text="Quiet hours end; held messages go then.")
     updated_at = models.DateTimeField(auto_now=True)
@@ -272,7 +282,9 @@ class Message(models.Model):
     send_after = models.DateTimeField(null=True, blank=True)
     # Per-recipient values for bindings ({{ values.x }}), from the API or a campaign's given recipients.
     values = models.JSONField(default=dict, blank=True)
-    replied_at = models.DateTimeField(null=True, blank=True, help_text="First inbound within 72 h of the send.")
+    replied_at = models.DateTimeField(
+        null=True, blank=True, help_text="First inbound within 72 h of the send."
+    )
     clicked_at = models.DateTimeField(null=True, blank=True, help_text="First quick-reply button press.")
     history = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

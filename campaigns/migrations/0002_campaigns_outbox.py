@@ -7,157 +7,356 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('campaigns', '0001_initial'),
-        ('controlpanel', '0003_country_names'),
-        ('subscribers', '0014_event_dedup_key_partial_index'),
-        ('whatsapp', '0004_delivery_malformed'),
+        ("campaigns", "0001_initial"),
+        ("controlpanel", "0003_country_names"),
+        ("subscribers", "0014_event_dedup_key_partial_index"),
+        ("whatsapp", "0004_delivery_malformed"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='CampaignRecipient',
+            name="CampaignRecipient",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(help_text='E.164 phone, or an external id', max_length=200)),
-                ('values', models.JSONField(blank=True, default=dict)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.CharField(help_text="E.164 phone, or an external id", max_length=200)),
+                ("values", models.JSONField(blank=True, default=dict)),
             ],
         ),
         migrations.CreateModel(
-            name='RateCardEntry',
+            name="RateCardEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('category', models.CharField(max_length=20)),
-                ('country', models.CharField(blank=True, max_length=2)),
-                ('price', models.DecimalField(decimal_places=4, max_digits=10)),
-                ('currency', models.CharField(default='USD', max_length=3)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("category", models.CharField(max_length=20)),
+                ("country", models.CharField(blank=True, max_length=2)),
+                ("price", models.DecimalField(decimal_places=4, max_digits=10)),
+                ("currency", models.CharField(default="USD", max_length=3)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['category', 'country'],
+                "ordering": ["category", "country"],
             },
         ),
         migrations.CreateModel(
-            name='SendingPolicy',
+            name="SendingPolicy",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('cap_messages', models.PositiveIntegerField(blank=True, help_text='At most this many marketing messages per subscriber...', null=True)),
-                ('cap_days', models.PositiveIntegerField(default=7, help_text='...in this many days (campaigns and journeys).')),
-                ('quiet_start', models.TimeField(blank=True, help_text="Quiet hours start (subscriber's time).", null=True)),
-                ('quiet_end', models.TimeField(blank=True, help_text='Quiet hours end; held messages go then.', null=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "cap_messages",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="At most this many marketing messages per subscriber...",
+                        null=True,
+                    ),
+                ),
+                (
+                    "cap_days",
+                    models.PositiveIntegerField(
+                        default=7, help_text="...in this many days (campaigns and journeys)."
+                    ),
+                ),
+                (
+                    "quiet_start",
+                    models.TimeField(
+                        blank=True, help_text="Quiet hours start (subscriber's time).", null=True
+                    ),
+                ),
+                (
+                    "quiet_end",
+                    models.TimeField(
+                        blank=True, help_text="Quiet hours end; held messages go then.", null=True
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
         ),
         migrations.AddField(
-            model_name='message',
-            name='clicked_at',
-            field=models.DateTimeField(blank=True, help_text='First quick-reply button press.', null=True),
+            model_name="message",
+            name="clicked_at",
+            field=models.DateTimeField(blank=True, help_text="First quick-reply button press.", null=True),
         ),
         migrations.AddField(
-            model_name='message',
-            name='replied_at',
-            field=models.DateTimeField(blank=True, help_text='First inbound within 72 h of the send.', null=True),
+            model_name="message",
+            name="replied_at",
+            field=models.DateTimeField(
+                blank=True, help_text="First inbound within 72 h of the send.", null=True
+            ),
         ),
         migrations.AddField(
-            model_name='message',
-            name='send_after',
+            model_name="message",
+            name="send_after",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='message',
-            name='values',
+            model_name="message",
+            name="values",
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.CreateModel(
-            name='Campaign',
+            name="Campaign",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
-                ('name', models.CharField(max_length=200)),
-                ('purpose', models.CharField(choices=[('promotion', 'Promotion'), ('transactional', 'Transactional notice'), ('reminder', 'Service reminder'), ('verification', 'Verification code')], default='promotion', max_length=20)),
-                ('status', models.CharField(choices=[('draft', 'Draft'), ('scheduled', 'Scheduled'), ('running', 'Sending'), ('paused', 'Paused'), ('completed', 'Completed'), ('cancelled', 'Cancelled')], default='draft', max_length=12)),
-                ('status_reason', models.TextField(blank=True, help_text='Why it paused itself, in plain words.')),
-                ('template_name', models.CharField(blank=True, max_length=512)),
-                ('languages', models.JSONField(blank=True, default=list, help_text='e.g. ["de", "en_US"]')),
-                ('fallback_language', models.CharField(blank=True, max_length=16)),
-                ('templates_snapshot', models.JSONField(blank=True, default=dict)),
-                ('bindings', models.JSONField(blank=True, default=dict)),
-                ('header_media_url', models.URLField(blank=True, max_length=2000)),
-                ('audience_kind', models.CharField(choices=[('segment', 'A saved segment'), ('rule', 'A rule'), ('everyone', 'Everyone opted in'), ('list', 'An uploaded list of phones')], default='segment', max_length=10)),
-                ('rule', models.JSONField(blank=True, default=dict, help_text="The audience rule (the segment's, at launch).")),
-                ('schedule_kind', models.CharField(choices=[('now', 'Now'), ('at', 'At a date and time'), ('local_time', "At a local time in each subscriber's time zone")], default='now', max_length=12)),
-                ('scheduled_at', models.DateTimeField(blank=True, null=True)),
-                ('local_time', models.TimeField(blank=True, null=True)),
-                ('fallback_time_zone', models.CharField(blank=True, max_length=64)),
-                ('passed_local_time', models.CharField(choices=[('send_now', 'Send right away'), ('next_day', 'Send at that time the next day'), ('skip', 'Skip those subscribers')], default='next_day', max_length=10)),
-                ('throttle_mps', models.PositiveIntegerField(blank=True, help_text="Messages per second; empty means the number's limit.", null=True)),
-                ('audience_size', models.PositiveIntegerField(blank=True, help_text='Recipients at launch.', null=True)),
-                ('estimated_cost', models.DecimalField(blank=True, decimal_places=4, max_digits=14, null=True)),
-                ('currency', models.CharField(blank=True, max_length=3)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('launched_at', models.DateTimeField(blank=True, null=True)),
-                ('snapshot_at', models.DateTimeField(blank=True, help_text='When the outbox rows were written.', null=True)),
-                ('paused_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('account', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='campaigns', to='whatsapp.whatsappaccount')),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='campaigns', to='controlpanel.project')),
-                ('segment', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='subscribers.segment')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("public_id", models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
+                ("name", models.CharField(max_length=200)),
+                (
+                    "purpose",
+                    models.CharField(
+                        choices=[
+                            ("promotion", "Promotion"),
+                            ("transactional", "Transactional notice"),
+                            ("reminder", "Service reminder"),
+                            ("verification", "Verification code"),
+                        ],
+                        default="promotion",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("draft", "Draft"),
+                            ("scheduled", "Scheduled"),
+                            ("running", "Sending"),
+                            ("paused", "Paused"),
+                            ("completed", "Completed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="draft",
+                        max_length=12,
+                    ),
+                ),
+                (
+                    "status_reason",
+                    models.TextField(blank=True, help_text="Why it paused itself, in plain words."),
+                ),
+                ("template_name", models.CharField(blank=True, max_length=512)),
+                ("languages", models.JSONField(blank=True, default=list, help_text='e.g. ["de", "en_US"]')),
+                ("fallback_language", models.CharField(blank=True, max_length=16)),
+                ("templates_snapshot", models.JSONField(blank=True, default=dict)),
+                ("bindings", models.JSONField(blank=True, default=dict)),
+                ("header_media_url", models.URLField(blank=True, max_length=2000)),
+                (
+                    "audience_kind",
+                    models.CharField(
+                        choices=[
+                            ("segment", "A saved segment"),
+                            ("rule", "A rule"),
+                            ("everyone", "Everyone opted in"),
+                            ("list", "An uploaded list of phones"),
+                        ],
+                        default="segment",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "rule",
+                    models.JSONField(
+                        blank=True, default=dict, help_text="The audience rule (the segment's, at launch)."
+                    ),
+                ),
+                (
+                    "schedule_kind",
+                    models.CharField(
+                        choices=[
+                            ("now", "Now"),
+                            ("at", "At a date and time"),
+                            ("local_time", "At a local time in each subscriber's time zone"),
+                        ],
+                        default="now",
+                        max_length=12,
+                    ),
+                ),
+                ("scheduled_at", models.DateTimeField(blank=True, null=True)),
+                ("local_time", models.TimeField(blank=True, null=True)),
+                ("fallback_time_zone", models.CharField(blank=True, max_length=64)),
+                (
+                    "passed_local_time",
+                    models.CharField(
+                        choices=[
+                            ("send_now", "Send right away"),
+                            ("next_day", "Send at that time the next day"),
+                            ("skip", "Skip those subscribers"),
+                        ],
+                        default="next_day",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "throttle_mps",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="Messages per second; empty means the number's limit.",
+                        null=True,
+                    ),
+                ),
+                (
+                    "audience_size",
+                    models.PositiveIntegerField(blank=True, help_text="Recipients at launch.", null=True),
+                ),
+                (
+                    "estimated_cost",
+                    models.DecimalField(blank=True, decimal_places=4, max_digits=14, null=True),
+                ),
+                ("currency", models.CharField(blank=True, max_length=3)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("launched_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "snapshot_at",
+                    models.DateTimeField(
+                        blank=True, help_text="When the outbox rows were written.", null=True
+                    ),
+                ),
+                ("paused_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "account",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="campaigns",
+                        to="whatsapp.whatsappaccount",
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="campaigns",
+                        to="controlpanel.project",
+                    ),
+                ),
+                (
+                    "segment",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="subscribers.segment",
+                    ),
+                ),
             ],
         ),
         migrations.AddField(
-            model_name='message',
-            name='campaign',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='messages', to='campaigns.campaign'),
+            model_name="message",
+            name="campaign",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="messages",
+                to="campaigns.campaign",
+            ),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(condition=models.Q(('status', 'queued')), fields=['account', 'send_after', 'id'], name='message_queued'),
+            model_name="message",
+            index=models.Index(
+                condition=models.Q(("status", "queued")),
+                fields=["account", "send_after", "id"],
+                name="message_queued",
+            ),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(condition=models.Q(('status', 'unknown')), fields=['status'], name='message_unknown'),
+            model_name="message",
+            index=models.Index(
+                condition=models.Q(("status", "unknown")), fields=["status"], name="message_unknown"
+            ),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(fields=['campaign', 'status'], name='message_campaign_status'),
+            model_name="message",
+            index=models.Index(fields=["campaign", "status"], name="message_campaign_status"),
         ),
         migrations.AddConstraint(
-            model_name='message',
-            constraint=models.UniqueConstraint(condition=models.Q(('campaign__isnull', False)), fields=('campaign', 'subscriber'), name='message_unique_campaign_subscriber'),
+            model_name="message",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("campaign__isnull", False)),
+                fields=("campaign", "subscriber"),
+                name="message_unique_campaign_subscriber",
+            ),
         ),
         migrations.AddField(
-            model_name='campaignrecipient',
-            name='campaign',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='given_recipients', to='campaigns.campaign'),
+            model_name="campaignrecipient",
+            name="campaign",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="given_recipients",
+                to="campaigns.campaign",
+            ),
         ),
         migrations.AddField(
-            model_name='ratecardentry',
-            name='project',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='rate_card', to='controlpanel.project'),
+            model_name="ratecardentry",
+            name="project",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="rate_card",
+                to="controlpanel.project",
+            ),
         ),
         migrations.AddField(
-            model_name='sendingpolicy',
-            name='project',
-            field=models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='sending_policy', to='controlpanel.project'),
+            model_name="sendingpolicy",
+            name="project",
+            field=models.OneToOneField(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="sending_policy",
+                to="controlpanel.project",
+            ),
         ),
         migrations.AddIndex(
-            model_name='campaign',
-            index=models.Index(fields=['project', '-created_at'], name='campaign_project_time'),
+            model_name="campaign",
+            index=models.Index(fields=["project", "-created_at"], name="campaign_project_time"),
         ),
         migrations.AddIndex(
-            model_name='campaign',
-            index=models.Index(condition=models.Q(('status__in', ['scheduled', 'running'])), fields=['status', 'scheduled_at'], name='campaign_active'),
+            model_name="campaign",
+            index=models.Index(
+                condition=models.Q(("status__in", ["scheduled", "running"])),
+                fields=["status", "scheduled_at"],
+                name="campaign_active",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='campaignrecipient',
-            constraint=models.UniqueConstraint(fields=('campaign', 'key'), name='campaign_recipient_unique_key'),
+            model_name="campaignrecipient",
+            constraint=models.UniqueConstraint(
+                fields=("campaign", "key"), name="campaign_recipient_unique_key"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='ratecardentry',
-            constraint=models.UniqueConstraint(fields=('project', 'category', 'country'), name='rate_card_unique_entry'),
+            model_name="ratecardentry",
+            constraint=models.UniqueConstraint(
+                fields=("project", "category", "country"), name="rate_card_unique_entry"
+            ),
         ),
     ]
