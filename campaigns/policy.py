@@ -42,14 +42,16 @@ def refusal_for_text(subscriber: Subscriber) -> str:
 def refusal_for_template(subscriber: Subscriber, template: MessageTemplate) -> str:
     if template.status != TemplateStatus.APPROVED:
         return f"Template {template.name} ({template.language}) is {template.status.lower()}, not approved."
-    if (
-        template.category == TemplateCategory.MARKETING
-        and subscriber.whatsapp_consent != ConsentState.OPTED_IN
-    ):
+    return consent_refusal(subscriber, template.category)
+
+
+def consent_refusal(subscriber: Subscriber, category: str) -> str:
+    """Why this subscriber may not get a template of ``category`` now, or ""."""
+    if category == TemplateCategory.MARKETING and subscriber.whatsapp_consent != ConsentState.OPTED_IN:
         return "Marketing needs WhatsApp opt-in, and this subscriber has not opted in."
     if subscriber.whatsapp_consent == ConsentState.OPTED_OUT:
         return "The subscriber opted out of WhatsApp messages."
-    if not subscriber.phone and template.category == TemplateCategory.AUTHENTICATION:
+    if not subscriber.phone and category == TemplateCategory.AUTHENTICATION:
         return "Authentication templates need a phone number, not a business-scoped user id."
     return ""
 
