@@ -32,7 +32,6 @@ import re
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from liquid import Environment
@@ -401,8 +400,8 @@ def _typed(type_: str, rows: list[tuple]) -> Any:
         case "integer":
             return int(number)
         case "decimal":
-            # 12.50000000 -> 12.5, 100.00000000 -> 100 (not 1E+2)
-            return Decimal(format(number.normalize(), "f"))
+            # A float, as Liquid's math filters and comparisons know floats (not Decimal).
+            return float(number)
         case "boolean":
             return boolean
         case "date":
