@@ -547,7 +547,7 @@ def _template_problems(campaign: Campaign) -> list[str]:
             continue
         if template.status != TemplateStatus.APPROVED:
             problems.append(
-                f"Template {campaign.template_name} ({code}) is {template.get_status_display().lower()}, "
+                f"Template {campaign.template_name} ({code}) is {_status_label(template.status)}, "
                 "not approved by Meta."
             )
             continue
@@ -563,8 +563,13 @@ def _template_problems(campaign: Campaign) -> list[str]:
             problems.append(f"{err.message}" + (f" ({code})" if len(campaign.languages) > 1 else ""))
         media = [n for n in expected.get("header", []) if n in MEDIA_PARAMETERS]
         if media and not campaign.header_media_url:
-            problems.append(f"The template's header shows a {media[0]}: give the header media URL.")
+            article = "an" if media[0][0] in "aeiou" else "a"
+            problems.append(f"The template's header shows {article} {media[0]}: give the header media URL.")
     return list(dict.fromkeys(problems))
+
+
+def _status_label(status: str) -> str:
+    return TemplateStatus(status).label.lower() if status in TemplateStatus.values else status.lower()
 
 
 def _audience_problems(campaign: Campaign) -> list[str]:

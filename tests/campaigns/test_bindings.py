@@ -65,7 +65,9 @@ def test_output_is_stripped_and_text_with_a_missing_value_is_not_empty():
 
 
 def test_assigned_variables_do_not_leak_into_the_next_binding():
-    renderer = Renderer({"body": {"1": "{% assign values = 'leak' %}ok", "2": "{{ values.order_id | upcase }}"}})
+    renderer = Renderer(
+        {"body": {"1": "{% assign values = 'leak' %}ok", "2": "{{ values.order_id | upcase }}"}}
+    )
     assert renderer.render(context(values={"order_id": "a-1"})) == {"body": {"1": "ok", "2": "A-1"}}
 
 
@@ -100,7 +102,9 @@ def test_cpu_budget_stops_a_slow_binding(monkeypatch):
 def test_python_objects_expose_no_attributes():
     # Only item lookup: a date's methods or dunder attributes are not reachable.
     renderer = Renderer({"body": {"1": "{{ tags.birthday.year }}{{ tags.birthday.__class__ }}-"}})
-    assert renderer.render(context(tags=bindings.TagValues(birthday=date(1990, 5, 17)))) == {"body": {"1": "-"}}
+    assert renderer.render(context(tags=bindings.TagValues(birthday=date(1990, 5, 17)))) == {
+        "body": {"1": "-"}
+    }
 
 
 # --- checking ---------------------------------------------------------------------------------
@@ -242,5 +246,7 @@ def test_contexts_read_only_the_tags_asked_for(django_assert_num_queries):
     with django_assert_num_queries(3):
         contexts = contexts_for(project, [subscriber.pk], tag_names={"City"})
     assert contexts[subscriber.pk]["tags"]["city"] == "Berlin"
-    assert bindings.tag_names_used({"body": {"1": "{{ tags.City }}", "2": "{{ subscriber.name }}"}}) == {"city"}
+    assert bindings.tag_names_used({"body": {"1": "{{ tags.City }}", "2": "{{ subscriber.name }}"}}) == {
+        "city"
+    }
     assert bindings.tag_names_used({"body": {"1": "{% for t in tags %}{{ t }}{% endfor %}"}}) is None
