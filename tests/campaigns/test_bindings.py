@@ -26,6 +26,11 @@ def test_default_filter_fills_a_missing_name():
     renderer = Renderer({"body": {"1": '{{ subscriber.name | default: "Kunde" }}'}})
     assert renderer.render(context(subscriber={"name": ""})) == {"body": {"1": "Kunde"}}
     assert renderer.render(context(subscriber={"name": "Anna"})) == {"body": {"1": "Anna"}}
+    assert renderer.render(context()) == {"body": {"1": "Kunde"}}  # no such key at all
+    assert Renderer({"body": {"1": "{{ tags.missing | upcase }}"}}).render(context()) == Skip(
+        "{{ tags.missing | upcase }} is empty for this subscriber (body {{1}}), and WhatsApp refuses empty "
+        'placeholders. Give it a fallback, e.g. {{ tags.first_name | default: "there" }}.'
+    )
 
 
 def test_tags_values_and_filters():
