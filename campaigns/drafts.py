@@ -104,7 +104,7 @@ def _languages(
         if not _LANGUAGE.match(code):
             raise InvalidInput(f"{code!r} is not a language code (e.g. de, en_US, pt_BR).", field="languages")
         codes.setdefault(normalize(code), code)
-    template_name = data.template_name.strip()
+    template_name = (data.template_name or "").strip()
     if account is not None and template_name:
         existing = {
             normalize(code): code
@@ -144,7 +144,7 @@ def _bindings(
 ) -> dict[str, dict[str, str]]:
     bindings = data.bindings or {}
     templates = _templates_by_language(
-        project, account, data.template_name.strip(), languages, approved=False
+        project, account, (data.template_name or "").strip(), languages, approved=False
     )
     expected: dict[str, list[str]] = {}
     authentication = False

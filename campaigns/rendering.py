@@ -5,8 +5,9 @@ here, a batch at a time, when a sender has claimed them. Rows sent one by one (c
 confirmations) carry their components already and are not rendered again.
 
 A batch costs a fixed number of queries whatever its size: its campaigns (unless the rows
-carry them), and per project the subscribers, the tag definitions and the tag values the
-bindings read (``bindings.contexts_for``). Each campaign's bindings are compiled once per
+carry them), which of their snapshotted templates still exist, and per project the
+subscribers, the tag definitions and the tag values the bindings read
+(``bindings.contexts_for``). The rows must have ``values`` loaded (not deferred). Each campaign's bindings are compiled once per
 batch and each language's template prepared once; a message then costs a dictionary lookup
 or a small Liquid render per placeholder (bench/render_bench.py).
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from subscribers.errors import InvalidInput
@@ -162,8 +163,8 @@ class CampaignRendering:
         plan = self.plan(language)
         if plan is None:
             return Skip(
-                f"No approved template {self.campaign.template_name} in {language or 'any language'} "
-                "was recorded for this campaign."
+                f"Template {self.campaign.template_name or '(none chosen)'} has no approved version in "
+                f"{language or 'any language'}."
             )
         values = self.renderer.render(context)
         if isinstance(values, Skip):
@@ -201,6 +202,12 @@ def render_batch(messages: Sequence[Message]) -> dict[int, Rendered | Skip]:
     if missing:
         campaigns.update(Campaign.objects.in_bulk(missing))
     renderings = {pk: CampaignRendering(c) for pk, c in campaigns.items()}
+    # The snapshot outlives its template: a deleted one is sent as snapshotted, without a link
+    # to the row (Message.template would point nowhere).
+    snapshot_ids = {
+        entry.get("id") for c in campaigns.values() for entry in (c.templates_snapshot or {}).values()
+    } - {None}
+    existing = set(MessageTemplate.objects.filter(pk__in=snapshot_ids).values_list("pk", flat=True))
     results: dict[int, Rendered | Skip] = {}
     by_project: dict[int, list[Message]] = {}
     for message in rows:
@@ -221,5 +228,8 @@ def render_batch(messages: Sequence[Message]) -> dict[int, Rendered | Skip]:
                 results[message.pk] = Skip("The subscriber was deleted.")
             else:
                 # A subscriber may be in two campaigns of one batch, each with its own values.
-                results[message.pk] = rendering.render({**context, "values": message.values or {}})
+                outcome = rendering.render({**context, "values": message.values or {}})
+                if isinstance(outcome, Rendered) and outcome.template_id not in existing:
+                    outcome = replace(outcome, template_id=None)
+                results[message.pk] = outcome
     return results
