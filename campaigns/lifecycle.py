@@ -183,7 +183,7 @@ def _skip_queued(campaign: Campaign, now: datetime) -> int:
         history = "json_insert(history, '$[#]', json(%s))"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {table} SET status = %s, reason = %s, updated_at = %s, {history} "  # noqa: S608
+            f"UPDATE {table} SET status = %s, reason = %s, updated_at = %s, history = {history} "  # noqa: S608
             "WHERE campaign_id = %s AND status = %s",
             [
                 MessageStatus.SKIPPED.value,
