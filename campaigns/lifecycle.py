@@ -41,7 +41,7 @@ VERBS = {"launch": "launched", "pause": "paused", "resume": "resumed", "cancel":
 
 def _locked(campaign: Campaign, action: str) -> Campaign:
     """The campaign row, locked for this transaction; InvalidInput when ``action`` does not apply."""
-    rows = Campaign.objects.select_for_update().select_related("project", "account", "segment")
+    rows = Campaign.objects.select_for_update(of=("self",)).select_related("project", "account", "segment")
     current = rows.get(pk=campaign.pk)
     if current.status not in ALLOWED_FROM[action]:
         raise InvalidInput(
@@ -221,7 +221,7 @@ def start_due(now: datetime | None = None) -> int:
 
 @transaction.atomic
 def _start(campaign_id: int) -> bool:
-    rows = Campaign.objects.select_for_update().select_related("project", "account", "segment")
+    rows = Campaign.objects.select_for_update(of=("self",)).select_related("project", "account", "segment")
     campaign = rows.get(pk=campaign_id)
     if campaign.status != CampaignStatus.SCHEDULED:
         return False
