@@ -10,6 +10,7 @@ class CampaignsConfig(AppConfig):
 
         from .actors import sweep_stuck_messages
         from .dashboard import messaging_provider
+        from .launch_actors import start_due_campaigns
         from .services import (
             on_inbound_received,
             on_sending_resumed,
@@ -23,3 +24,5 @@ class CampaignsConfig(AppConfig):
         sending_resumed.connect(on_sending_resumed, dispatch_uid="campaigns-requeue-on-resume")
         inbound_received.connect(on_inbound_received, dispatch_uid="campaigns-consent-confirmation")
         scheduler.periodic("sweep-stuck-messages", 60, lambda: sweep_stuck_messages.send())
+        # Launched campaigns whose time has come get their audience snapshotted (lifecycle.start_due).
+        scheduler.periodic("start-due-campaigns", 5, lambda: start_due_campaigns.send())

@@ -1,0 +1,360 @@
+"""The audience snapshot: one ``INSERT ... SELECT`` of outbox rows for every recipient of a campaign.
+
+Launch writes one ``Message`` per recipient in a single statement, never a Python loop per row
+(design section 4): the audience comes from the segment compiler's id query (or a rule, everyone
+opted in, the uploaded list), and what can be decided in SQL is decided there, as ``skipped``
+rows with the reason a marketer reads (sendpolicy's words): no number, opted out, no opt-in
+(marketing), frequency cap (marketing), a local send time that had passed. ``send_after`` carries
+the schedule: a fixed time, or a local time per subscriber time zone, computed in Python for the
+few distinct zones and applied with a ``CASE``. The unique (campaign, subscriber) index and
+``ON CONFLICT DO NOTHING`` make a re-run add nobody twice.
+
+``plan`` is shared with preflight.py, so the counts shown before launch are the rows launch writes.
+The SQL is plain enough for PostgreSQL and SQLite alike; the few differences are in ``_uuid_sql``
+and ``_json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import timezone as dt_timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.db import connection
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+
+from subscribers.errors import InvalidInput
+from subscribers.models import ConsentState, Subscriber
+from subscribers.segments import compiler
+from subscribers.segments.text import parse_rule
+from whatsapp.models import TemplateCategory
+
+from . import sendpolicy
+from .models import (
+    AudienceKind,
+    Campaign,
+    CampaignRecipient,
+    Channel,
+    Message,
+    MessageKind,
+    MessageStatus,
+    PassedLocalTime,
+    ScheduleKind,
+    SendingPolicy,
+)
+
+# The subscriber columns the snapshot and preflight read from the audience query.
+AUDIENCE_COLUMNS = (
+    "id", "phone", "wa_id", "bsuid", "external_id", "whatsapp_consent", "time_zone", "country",
+)  # fmt: skip
+# The earliest local time on Earth is UTC+14: a local-time campaign's snapshot runs when the first
+# zone reaches its hour.
+EARLIEST_OFFSET = dt_timezone(timedelta(hours=14))
+
+# Exclusion codes (preflight's keys) -> the reason launch writes on the skipped row.
+REASONS = {
+    "missing_number": sendpolicy.NO_NUMBER,
+    "opted_out": sendpolicy.OPTED_OUT,
+    "no_opt_in": sendpolicy.NO_OPT_IN,
+    "capped": sendpolicy.CAPPED,
+    "local_time_passed": sendpolicy.LOCAL_TIME_PASSED,
+}
+
+
+def q(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+@dataclass
+class Condition:
+    code: str
+    sql: str
+    params: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    """The audience of a campaign as SQL: a FROM clause (alias ``s`` for the subscriber columns),
+    the ordered skip conditions (the first that holds is the reason), ``send_after`` and ``values``."""
+
+    from_sql: str
+    from_params: list[Any]
+    conditions: list[Condition]
+    send_after_sql: str
+    send_after_params: list[Any]
+    values_sql: str
+    values_params: list[Any]
+
+    def reason_case(self, labels: dict[str, str], extra: list[Condition] = ()) -> tuple[str, list[Any]]:
+        """``CASE WHEN <condition> THEN <label> ... END``: NULL when the recipient is sent to."""
+        conditions = [*self.conditions, *extra]
+        if not conditions:
+            return "NULL", []
+        sql, params = ["CASE"], []
+        for condition in conditions:
+            sql.append(f"WHEN {condition.sql} THEN %s")
+            params += [*condition.params, labels[condition.code]]
+        sql.append("ELSE NULL END")
+        return " ".join(sql), params
+
+
+def audience(campaign: Campaign) -> QuerySet[Subscriber]:
+    """The campaign's audience as a query of the project's subscribers (not yet filtered by policy)."""
+    project = campaign.project
+    rows = Subscriber.objects.for_project(project)
+    if campaign.audience_kind == AudienceKind.EVERYONE:
+        return rows.filter(whatsapp_consent=ConsentState.OPTED_IN)
+    if campaign.audience_kind == AudienceKind.LIST:
+        if campaign.pk is None:
+            return rows.none()
+        keys = CampaignRecipient.objects.filter(campaign=campaign).values("key")
+        return rows.filter(Q(phone__in=keys) | Q(external_id__in=keys))
+    tree = campaign.rule or None
+    if not tree and campaign.audience_kind == AudienceKind.SEGMENT and campaign.segment is not None:
+        tree = campaign.segment.rule
+    if isinstance(tree, str):
+        tree = parse_rule(tree)
+    if not tree:
+        field_name = "segment" if campaign.audience_kind == AudienceKind.SEGMENT else "rule"
+        raise InvalidInput(
+            "The campaign has no audience: choose a segment or write a rule.", field=field_name
+        )
+    return compiler.audience(project, tree)
+
+
+def plan(campaign: Campaign, now: datetime, *, extra_columns: Sequence[str] = ()) -> Plan:
+    """The campaign's audience and skip conditions as SQL, as of ``now``; ``extra_columns`` are
+    further subscriber fields the caller reads from ``s``."""
+    project = campaign.project
+    columns = [*AUDIENCE_COLUMNS, *(c for c in extra_columns if c not in AUDIENCE_COLUMNS)]
+    audience_sql, audience_params = audience(campaign).order_by().values(*columns).query.sql_with_params()
+    from_sql = f"({audience_sql}) s"
+    from_params = list(audience_params)
+    conditions: list[Condition] = []
+    marketing = campaign.marketing
+    if campaign.category == TemplateCategory.AUTHENTICATION:
+        conditions.append(Condition("missing_number", "s.phone IS NULL"))
+    else:
+        conditions.append(Condition("missing_number", "s.phone IS NULL AND s.wa_id = '' AND s.bsuid IS NULL"))
+    conditions.append(Condition("opted_out", "s.whatsapp_consent = %s", [ConsentState.OPTED_OUT.value]))
+    if marketing:
+        conditions.append(Condition("no_opt_in", "s.whatsapp_consent <> %s", [ConsentState.OPTED_IN.value]))
+        sending_policy = SendingPolicy.objects.filter(project=project).first()
+        if sending_policy is not None and sending_policy.cap_messages is not None:
+            capped = (
+                Message.objects.filter(project=project)
+                .filter(sendpolicy.counts_toward_cap(sendpolicy.cap_window(sending_policy, now)))
+                .order_by()
+                .values("subscriber_id")
+                .annotate(n=Count("id"))
+                .filter(n__gte=sending_policy.cap_messages)
+                .values("subscriber_id")
+            )
+            capped_sql, capped_params = capped.query.sql_with_params()
+            from_sql += f" LEFT JOIN ({capped_sql}) capped ON capped.subscriber_id = s.id"
+            from_params += list(capped_params)
+            conditions.append(Condition("capped", "capped.subscriber_id IS NOT NULL"))
+    send_after_sql, send_after_params = _ts("NULL"), []
+    if campaign.schedule_kind == ScheduleKind.AT and campaign.scheduled_at is not None:
+        send_after_sql, send_after_params = _ts("%s"), [_datetime(campaign.scheduled_at)]
+    elif campaign.schedule_kind == ScheduleKind.LOCAL_TIME and campaign.local_time is not None:
+        times, passed = local_send_times(campaign, _distinct_zones(audience_sql, audience_params), now)
+        send_after_sql, send_after_params = _zone_case(times)
+        if passed:
+            placeholders = ", ".join(["%s"] * len(passed))
+            skip = Condition("local_time_passed", f"s.time_zone IN ({placeholders})", sorted(passed))
+            conditions.append(skip)
+    empty_sql, empty_params = _json_param({})
+    values_sql, values_params = empty_sql, empty_params
+    if campaign.pk is not None and CampaignRecipient.objects.filter(campaign=campaign).exists():
+        recipients = q(CampaignRecipient._meta.db_table)
+        from_sql += (
+            f" LEFT JOIN {recipients} rp ON rp.campaign_id = %s AND rp.{q('key')} = s.phone"
+            f" LEFT JOIN {recipients} rx ON rx.campaign_id = %s AND rx.{q('key')} = s.external_id"
+        )
+        from_params += [campaign.pk, campaign.pk]
+        values_sql = f"COALESCE(rp.{q('values')}, rx.{q('values')}, {empty_sql})"
+        values_params = list(empty_params)
+    return Plan(
+        from_sql=from_sql,
+        from_params=from_params,
+        conditions=conditions,
+        send_after_sql=send_after_sql,
+        send_after_params=send_after_params,
+        values_sql=values_sql,
+        values_params=values_params,
+    )
+
+
+def snapshot(campaign: Campaign) -> int:
+    """Write the campaign's outbox rows in one ``INSERT ... SELECT``; returns how many were written.
+
+    Idempotent: a recipient who has a row already is not added again (0 on a re-run). Call it in
+    the transaction that moves the campaign on (lifecycle.start_due), so a crash leaves neither.
+    """
+    now = timezone.now()
+    p = plan(campaign, now)
+    reason_sql, reason_params = p.reason_case(_reason_labels(campaign))
+    queued = [{"status": MessageStatus.QUEUED.value, "at": now.isoformat(), "note": "campaign launch"}]
+    skipped = [{"status": MessageStatus.SKIPPED.value, "at": now.isoformat(), "note": "campaign launch"}]
+    queued_sql, queued_params = _json_param(queued)
+    skipped_sql, skipped_params = _json_param(skipped)
+    explicit: dict[str, tuple[str, list[Any]]] = {
+        "project_id": ("%s", [campaign.project_id]),
+        "public_id": (_uuid_sql(), []),
+        "subscriber_id": ("t.id", []),
+        "campaign_id": ("%s", [campaign.pk]),
+        "channel": ("%s", [Channel.WHATSAPP.value]),
+        "status": (
+            "CASE WHEN t.reason IS NULL THEN %s ELSE %s END",
+            [MessageStatus.QUEUED.value, MessageStatus.SKIPPED.value],
+        ),
+        "account_id": ("%s", [campaign.account_id]),
+        "kind": ("%s", [MessageKind.TEMPLATE.value]),
+        "template_name": ("%s", [campaign.template_name]),
+        "marketing": ("%s", [campaign.marketing]),
+        "reason": ("COALESCE(t.reason, '')", []),
+        "send_after": ("CASE WHEN t.reason IS NULL THEN t.send_after ELSE NULL END", []),
+        "values": ("t.vals", []),
+        "history": (
+            f"CASE WHEN t.reason IS NULL THEN {queued_sql} ELSE {skipped_sql} END",
+            [*queued_params, *skipped_params],
+        ),
+        "created_at": ("%s", [_datetime(now)]),
+        "updated_at": ("%s", [_datetime(now)]),
+    }
+    columns, expressions, params = [], [], []
+    for model_field in Message._meta.concrete_fields:
+        if model_field.primary_key:
+            continue
+        columns.append(q(model_field.column))
+        if model_field.attname in explicit:
+            sql, field_params = explicit[model_field.attname]
+        else:
+            # Any other column gets its model default (NULL, "", 0, [] ...), so a field added to
+            # Message later does not break the snapshot.
+            sql, field_params = "%s", [model_field.get_db_prep_save(model_field.get_default(), connection)]
+        expressions.append(sql)
+        params += field_params
+    inner = (
+        f"SELECT s.id AS id, {reason_sql} AS reason, {p.send_after_sql} AS send_after, {p.values_sql} AS vals"  # noqa: S608
+        f" FROM {p.from_sql}"
+    )
+    inner_params = [*reason_params, *p.send_after_params, *p.values_params, *p.from_params]
+    # "WHERE 1 = 1": SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT (parsing ambiguity).
+    sql = (
+        f"INSERT INTO {q(Message._meta.db_table)} ({', '.join(columns)}) "  # noqa: S608
+        f"SELECT {', '.join(expressions)} FROM ({inner}) t WHERE 1 = 1 ON CONFLICT DO NOTHING"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, *inner_params])
+        return max(cursor.rowcount, 0)
+
+
+def _reason_labels(campaign: Campaign) -> dict[str, str]:
+    labels = dict(REASONS)
+    if campaign.category == TemplateCategory.AUTHENTICATION:
+        labels["missing_number"] = sendpolicy.NEEDS_PHONE
+    return labels
+
+
+# ---- schedules -------------------------------------------------------------------------------
+
+
+def fallback_zone(campaign: Campaign) -> tzinfo:
+    return sendpolicy.zone(campaign.fallback_time_zone or campaign.project.time_zone, ZoneInfo("UTC"))
+
+
+def local_day(campaign: Campaign, now: datetime) -> date:
+    """The day of a local-time campaign: the scheduled date (in the fallback zone), else today there."""
+    return (campaign.scheduled_at or now).astimezone(fallback_zone(campaign)).date()
+
+
+def due_at(campaign: Campaign, now: datetime) -> datetime:
+    """When a launched campaign's snapshot is due."""
+    if campaign.schedule_kind == ScheduleKind.AT and campaign.scheduled_at is not None:
+        return campaign.scheduled_at
+    if campaign.schedule_kind == ScheduleKind.LOCAL_TIME and campaign.local_time is not None:
+        return datetime.combine(local_day(campaign, now), campaign.local_time, tzinfo=EARLIEST_OFFSET)
+    return campaign.launched_at or now
+
+
+def local_send_times(
+    campaign: Campaign, zone_names: list[str], now: datetime
+) -> tuple[dict[str, datetime | None], set[str]]:
+    """For each time zone name (as stored on subscribers), when its recipients get the message, and
+    the names where the local time had passed and ``passed_local_time`` is "skip".
+
+    Empty or unknown names use the fallback zone. A passed time is sent now (None: no wait), the
+    next day at that time, or skipped.
+    """
+    fallback = fallback_zone(campaign)
+    day = local_day(campaign, now)
+    times: dict[str, datetime | None] = {}
+    passed: set[str] = set()
+    for name in [*zone_names, ""]:
+        at = datetime.combine(day, campaign.local_time, tzinfo=sendpolicy.zone(name, fallback))
+        if at < now:
+            if campaign.passed_local_time == PassedLocalTime.SKIP:
+                passed.add(name)
+                at = None
+            elif campaign.passed_local_time == PassedLocalTime.NEXT_DAY:
+                at = datetime.combine(day + timedelta(days=1), campaign.local_time, tzinfo=at.tzinfo)
+            else:
+                at = None
+        times[name] = at.astimezone(UTC) if at is not None else None
+    if "" not in zone_names:
+        passed.discard("")
+    return times, passed
+
+
+def _distinct_zones(audience_sql: str, audience_params: Any) -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT DISTINCT s.time_zone FROM ({audience_sql}) s", list(audience_params))  # noqa: S608
+        return sorted(row[0] or "" for row in cursor.fetchall())
+
+
+def _zone_case(times: dict[str, datetime | None]) -> tuple[str, list[Any]]:
+    sql, params = ["CASE s.time_zone"], []
+    for name, at in times.items():
+        if name == "":
+            continue
+        sql.append(f"WHEN %s THEN {_ts('%s')}")
+        params += [name, _datetime(at)]
+    # The fallback zone: empty names, and a name that appeared after the distinct query.
+    sql.append(f"ELSE {_ts('%s')} END")
+    params.append(_datetime(times[""]))
+    if len(sql) == 2:
+        return _ts("%s"), [_datetime(times[""])]
+    return " ".join(sql), params
+
+
+# ---- vendor details --------------------------------------------------------------------------
+
+
+def _datetime(value: datetime | None) -> Any:
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def _ts(sql: str) -> str:
+    """A timestamp expression typed for PostgreSQL (a bare NULL or parameter in a subquery is text)."""
+    return f"CAST({sql} AS timestamptz)" if connection.vendor == "postgresql" else sql
+
+
+def _uuid_sql() -> str:
+    if connection.vendor == "postgresql":
+        return "gen_random_uuid()"
+    # SQLite stores UUIDField as 32 hex digits.
+    return "lower(hex(randomblob(16)))"
+
+
+def _json_param(value: Any) -> tuple[str, list[Any]]:
+    """A JSON constant as SQL and its parameter (jsonb on PostgreSQL, text on SQLite)."""
+    if connection.vendor == "postgresql":
+        return "CAST(%s AS jsonb)", [json.dumps(value)]
+    return "%s", [json.dumps(value)]

@@ -1,0 +1,305 @@
+"""A campaign's life: launch, the audience snapshot at its time, pause, resume, cancel, test sends.
+
+Each action locks the campaign row, checks the transition, writes it and an audit entry in one
+transaction. Lifecycle changes act on the campaign and on ``queued`` rows only (ADR 0005): a
+paused or cancelled campaign's rows are never claimed, because the sender's claim joins the
+campaign's status, so "pause" needs no write to the outbox and "resume" continues where it stopped.
+
+The snapshot (one INSERT ... SELECT, fanout.py) runs in an actor, not in the request: the
+scheduler calls ``start_due`` every few seconds and a "send now" launch kicks it on commit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from controlpanel.services import SYSTEM, Actor, record_audit
+from subscribers.errors import InvalidInput
+from subscribers.models import Subscriber
+from subscribers.phones import normalize_phone
+from whatsapp.models import AccountStatus, MessageTemplate
+
+from . import fanout, pricing, sendpolicy, services
+from .models import AudienceKind, Campaign, CampaignStatus, Message, MessageStatus, ScheduleKind
+from .outcomes import Skip
+
+logger = logging.getLogger(__name__)
+
+ALLOWED_FROM = {
+    "launch": {CampaignStatus.DRAFT},
+    "pause": {CampaignStatus.SCHEDULED, CampaignStatus.RUNNING},
+    "resume": {CampaignStatus.PAUSED},
+    "cancel": {CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.RUNNING, CampaignStatus.PAUSED},
+}
+VERBS = {"launch": "launched", "pause": "paused", "resume": "resumed", "cancel": "cancelled"}
+
+
+def _locked(campaign: Campaign, action: str) -> Campaign:
+    """The campaign row, locked for this transaction; InvalidInput when ``action`` does not apply."""
+    rows = Campaign.objects.select_for_update(of=("self",)).select_related("project", "account", "segment")
+    current = rows.get(pk=campaign.pk)
+    if current.status not in ALLOWED_FROM[action]:
+        raise InvalidInput(
+            f"A {current.get_status_display().lower()} campaign cannot be {VERBS[action]}.",
+            field="status",
+            code="invalid_transition",
+        )
+    return current
+
+
+# ---- seams to slice core (drafts.py, rendering.py): one place each ----------------------------
+
+
+def _launch_problems(campaign: Campaign) -> list[str]:
+    from . import drafts
+
+    return drafts.launch_problems(campaign)
+
+
+def _snapshot_templates(campaign: Campaign) -> dict:
+    from . import drafts
+
+    return drafts.snapshot_templates(campaign)
+
+
+def _render_for(campaign: Campaign, subscriber: Subscriber):
+    """What ``campaign`` sends to ``subscriber`` (rendering.Rendered), or a Skip with the reason."""
+    from .rendering import render_batch
+
+    probe = Message(
+        project=campaign.project,
+        subscriber=subscriber,
+        campaign=campaign,
+        account=campaign.account,
+        template_name=campaign.template_name,
+        marketing=campaign.marketing,
+    )
+    return render_batch([probe])[probe.pk]
+
+
+# ---- actions ---------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def launch(*, campaign: Campaign, actor: Actor) -> Campaign:
+    """Draft -> scheduled: refuses (InvalidInput, nothing written) with every reason launch_problems
+    gives. Stores what launch saw: the templates and the segment's rule, so editing or deleting
+    them later does not change the campaign. The audience is snapshotted by ``start_due`` at the
+    scheduled time, right after commit for "now". Not idempotent: a second launch is refused."""
+    current = _locked(campaign, "launch")
+    problems = _launch_problems(current)
+    if problems:
+        raise InvalidInput(" ".join(problems), code="not_launchable")
+    now = timezone.now()
+    current.templates_snapshot = _snapshot_templates(current) or current.templates_snapshot
+    if current.audience_kind == AudienceKind.SEGMENT and current.segment is not None:
+        current.rule = current.segment.rule
+    current.status = CampaignStatus.SCHEDULED
+    current.launched_at = now
+    current.status_reason = ""
+    current.save(
+        update_fields=["templates_snapshot", "rule", "status", "launched_at", "status_reason", "updated_at"]
+    )
+    record_audit(
+        project=current.project,
+        actor=actor,
+        action="campaign.launch",
+        obj=current,
+        changes={"schedule": current.schedule_kind, "due_at": fanout.due_at(current, now).isoformat()},
+    )
+    if current.schedule_kind == ScheduleKind.NOW:
+        from .launch_actors import start_due_campaigns
+
+        transaction.on_commit(lambda: start_due_campaigns.send())
+    return current
+
+
+@transaction.atomic
+def pause(*, campaign: Campaign, actor: Actor) -> Campaign:
+    """Scheduled or running -> paused: nothing more is claimed (the claim joins the status)."""
+    current = _locked(campaign, "pause")
+    current.status = CampaignStatus.PAUSED
+    current.paused_at = timezone.now()
+    current.save(update_fields=["status", "paused_at", "updated_at"])
+    record_audit(project=current.project, actor=actor, action="campaign.pause", obj=current)
+    return current
+
+
+@transaction.atomic
+def resume(*, campaign: Campaign, actor: Actor) -> Campaign:
+    """Paused -> running (scheduled again when its audience was not snapshotted yet). Whatever paused
+    it, a person resumes it; the account must be able to send, else it would pause again at once."""
+    current = _locked(campaign, "resume")
+    account = current.account
+    if account is None:
+        raise InvalidInput("The campaign's WhatsApp account was removed.", field="account", code="no_account")
+    if account.status == AccountStatus.SUSPENDED:
+        raise InvalidInput(
+            f"Sending is stopped for {account}: {account.status_reason} Resume the account first.",
+            field="account",
+            code="account_stopped",
+        )
+    previous_reason = current.status_reason
+    current.status = CampaignStatus.RUNNING if current.snapshot_at else CampaignStatus.SCHEDULED
+    current.status_reason = ""
+    current.paused_at = None
+    current.save(update_fields=["status", "status_reason", "paused_at", "updated_at"])
+    changes = {"paused_because": previous_reason} if previous_reason else {}
+    record_audit(project=current.project, actor=actor, action="campaign.resume", obj=current, changes=changes)
+    return current
+
+
+@transaction.atomic
+def cancel(*, campaign: Campaign, actor: Actor) -> Campaign:
+    """-> cancelled, for good: its queued rows become skipped ("campaign cancelled") in one UPDATE.
+    Rows a sender already claimed finish; nothing else goes."""
+    current = _locked(campaign, "cancel")
+    now = timezone.now()
+    skipped = _skip_queued(current, now)
+    current.status = CampaignStatus.CANCELLED
+    current.finished_at = now
+    current.save(update_fields=["status", "finished_at", "updated_at"])
+    record_audit(
+        project=current.project,
+        actor=actor,
+        action="campaign.cancel",
+        obj=current,
+        changes={"skipped": skipped},
+    )
+    return current
+
+
+def _skip_queued(campaign: Campaign, now: datetime) -> int:
+    entry = {"status": MessageStatus.SKIPPED.value, "at": now.isoformat(), "note": "campaign cancelled"}
+    table = connection.ops.quote_name(Message._meta.db_table)
+    if connection.vendor == "postgresql":
+        history = "history || jsonb_build_array(CAST(%s AS jsonb))"
+    else:
+        history = "json_insert(history, '$[#]', json(%s))"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET status = %s, reason = %s, updated_at = %s, history = {history} "  # noqa: S608
+            "WHERE campaign_id = %s AND status = %s",
+            [
+                MessageStatus.SKIPPED.value,
+                sendpolicy.CANCELLED,
+                connection.ops.adapt_datetimefield_value(now),
+                json.dumps(entry),
+                campaign.pk,
+                MessageStatus.QUEUED.value,
+            ],
+        )
+        return cursor.rowcount
+
+
+def start_due(now: datetime | None = None) -> int:
+    """Snapshot the audience of every launched campaign whose time has come; scheduled -> running.
+
+    The scheduler tick (every few seconds) and a "now" launch call it through an actor. Safe to run
+    twice at once: each campaign is started under its row lock, and only while still scheduled.
+    Returns how many campaigns started.
+    """
+    now = now or timezone.now()
+    started = 0
+    # Few rows: the scheduled campaigns of every project (partial index campaign_active).
+    for campaign in Campaign.objects.filter(status=CampaignStatus.SCHEDULED).select_related("project"):
+        if fanout.due_at(campaign, now) > now:
+            continue
+        try:
+            if _start(campaign.pk):
+                started += 1
+        except Exception:
+            # One broken campaign must not hold up the others; the next tick tries it again.
+            logger.exception("campaign %s: snapshot failed", campaign.pk)
+    return started
+
+
+@transaction.atomic
+def _start(campaign_id: int) -> bool:
+    rows = Campaign.objects.select_for_update(of=("self",)).select_related("project", "account", "segment")
+    campaign = rows.get(pk=campaign_id)
+    if campaign.status != CampaignStatus.SCHEDULED:
+        return False
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            written = fanout.snapshot(campaign)
+    except InvalidInput as exc:
+        # The rule no longer compiles (a tag it names was deleted): a person must look at it.
+        campaign.status = CampaignStatus.PAUSED
+        campaign.paused_at = now
+        campaign.status_reason = f"The audience could not be computed: {exc.message}"
+        campaign.save(update_fields=["status", "paused_at", "status_reason", "updated_at"])
+        record_audit(
+            project=campaign.project,
+            actor=SYSTEM,
+            action="campaign.pause",
+            obj=campaign,
+            changes={"reason": campaign.status_reason},
+        )
+        return False
+    campaign.audience_size = Message.objects.filter(campaign=campaign).count()
+    cost, currency = pricing.estimate_queued(campaign)
+    campaign.estimated_cost, campaign.currency = cost, currency
+    campaign.status = CampaignStatus.RUNNING
+    campaign.snapshot_at = now
+    campaign.save(
+        update_fields=["audience_size", "estimated_cost", "currency", "status", "snapshot_at", "updated_at"]
+    )
+    record_audit(
+        project=campaign.project,
+        actor=SYSTEM,
+        action="campaign.start",
+        obj=campaign,
+        changes={"audience_size": campaign.audience_size, "written": written},
+    )
+    return True
+
+
+@transaction.atomic
+def test_send(*, campaign: Campaign, phone: str, actor: Actor) -> Message:
+    """Send what ``campaign`` would send to the subscriber with ``phone``, now, as a single message
+    (no campaign row, so it does not count in the campaign's figures). It bypasses nothing:
+    consent and the template's state are checked as for any send, and a refusal says why
+    (InvalidInput). The phone must be a subscriber of the project (the simulator's handsets are)."""
+    project = campaign.project
+    e164 = normalize_phone(phone, project.default_country, field="phone")
+    subscriber = Subscriber.objects.for_project(project).filter(phone=e164).first()
+    if subscriber is None:
+        raise InvalidInput(
+            f"No subscriber of this project has the number {e164}: add them first.",
+            field="phone",
+            code="unknown",
+        )
+    rendered = _render_for(campaign, subscriber)
+    if isinstance(rendered, Skip):
+        raise InvalidInput(f"Not sent to {e164}: {rendered.reason}", field="phone", code="refused")
+    template = MessageTemplate.objects.for_project(project).filter(pk=rendered.template_id).first()
+    if template is None:
+        raise InvalidInput(
+            f"The template {campaign.template_name} no longer exists.", field="template_name", code="refused"
+        )
+    try:
+        message = services.send_whatsapp(
+            project=project,
+            subscriber=subscriber,
+            actor=actor,
+            template=template,
+            components=rendered.components,
+            account=campaign.account,
+        )
+    except services.SendRefused as exc:
+        raise InvalidInput(f"Not sent to {e164}: {exc}", field="phone", code="refused") from None
+    record_audit(
+        project=project,
+        actor=actor,
+        action="campaign.test_send",
+        obj=campaign,
+        changes={"phone": e164, "message": str(message.public_id), "language": rendered.language},
+    )
+    return message
