@@ -31,7 +31,9 @@ DEFAULT_HORIZON = 2.0  # seconds ahead a batch may reserve slots
 @dataclass(frozen=True)
 class Reservation:
     delays: list[float]  # seconds from now until each granted slot, ascending
-    retry_after: float  # when asking again may grant more (seconds from now); 0 if all were granted
+    # When to ask again (seconds from now; 0 if all were granted): once half the horizon is free
+    # again, so that the next call gets a batch's worth, not a slot or two.
+    retry_after: float
 
 
 class MemoryLimiter:
@@ -90,7 +92,7 @@ class MemoryLimiter:
             retry_after = 0.0
             if len(slots) < n:
                 next_at = max(k / limit, tat if throttled else 0.0)
-                retry_after = max(next_at - horizon - now, 0.05)
+                retry_after = max(next_at - horizon / 2 - now, 0.05)
             return Reservation([max(s / limit - now, 0.0) for s in slots], retry_after)
 
     def back_off(self, number: str, seconds: float) -> None:
@@ -151,7 +153,7 @@ local retry = 0
 if granted < n then
   local next_at = k / limit
   if throttled and tat > next_at then next_at = tat end
-  retry = math.max(next_at - horizon - now, 0.05)
+  retry = math.max(next_at - horizon / 2 - now, 0.05)
 end
 out[granted + 1] = tostring(math.floor(retry * 1e6))
 return out
