@@ -106,13 +106,16 @@ def _lease(where: str, params: list[Any], order: str, limit: int, lease: datetim
     if limit <= 0:
         return []
     lock = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    # A materialized CTE, not ``id IN (SELECT ... LIMIT ... FOR UPDATE SKIP LOCKED)``: PostgreSQL may
+    # rescan such a subquery for the outer UPDATE and then lease far more rows than the limit.
     sql = (
-        f"UPDATE {_q(MESSAGE)} SET send_after = %s "  # noqa: S608 - names from code
-        f"WHERE status = 'queued' AND id IN (SELECT id FROM {_q(MESSAGE)} "
-        f"WHERE status = 'queued' AND {where} ORDER BY {order} LIMIT %s{lock}) RETURNING id"
+        f"WITH picked AS MATERIALIZED (SELECT id FROM {_q(MESSAGE)} "  # noqa: S608 - names from code
+        f"WHERE status = 'queued' AND {where} ORDER BY {order} LIMIT %s{lock}) "
+        f"UPDATE {_q(MESSAGE)} SET send_after = %s "
+        f"WHERE status = 'queued' AND id IN (SELECT id FROM picked) RETURNING id"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [_dt(lease), *params, limit])
+        cursor.execute(sql, [*params, limit, _dt(lease)])
         return [row[0] for row in cursor.fetchall()]
 
 
