@@ -86,3 +86,14 @@ def complete_finished(campaign_ids: Iterable[int] | None = None) -> int:
     for campaign in finished:
         record_audit(project=campaign.project, actor=SYSTEM, action="campaign.complete", obj=campaign)
     return len(finished)
+
+
+def reopen(campaign_ids: Iterable[int]) -> int:
+    """completed -> running for campaigns a retry put a row back into the queue of (131049 webhooks).
+
+    complete_finished completes them again when that row is done. Paused and cancelled campaigns
+    are left alone.
+    """
+    return Campaign.objects.filter(pk__in=list(campaign_ids), status=CampaignStatus.COMPLETED).update(
+        status=CampaignStatus.RUNNING, finished_at=None, updated_at=timezone.now()
+    )

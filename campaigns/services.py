@@ -247,6 +247,7 @@ def apply_status(update: StatusUpdate) -> Message | None:
         if not fields:
             return message
         Message.objects.filter(pk=message.pk).update(**fields, updated_at=timezone.now())
+        _reopen_retried([(message, fields)])
         event = _status_event(message, update, fields)
         if event is not None:
             record_event(
@@ -321,8 +322,18 @@ def _apply_project_statuses(project_id: int, updates: list[StatusUpdate]) -> lis
         message.updated_at = now
         fields.add("updated_at")
     _update_changed(list(changed.values()))
+    _reopen_retried(list(changed.values()))
     _record_status_events(project_id, events)
     return [message for message, _ in changed.values()]
+
+
+def _reopen_retried(rows) -> None:
+    """A 131049 webhook queued a campaign row again (retry in 24 h): its campaign runs until then."""
+    campaign_ids = {m.campaign_id for m, fields in rows if m.campaign_id and m.status == MessageStatus.QUEUED}
+    if campaign_ids:
+        from .progress import reopen
+
+        reopen(campaign_ids)
 
 
 def _update_changed(rows: list[tuple[Message, set[str]]], *, where_status: str | None = None) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 
-import pytest
 from django.utils import timezone
 
 from campaigns import rendering
@@ -71,8 +70,7 @@ def render_all(messages):
     }
 
 
-@pytest.fixture
-def rendered(monkeypatch):
+def patch_render(monkeypatch) -> list[list[int]]:
     """render_batch is the core slice's; here every row renders (tests replace it to skip some)."""
     calls: list[list[int]] = []
 

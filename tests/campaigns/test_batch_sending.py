@@ -20,7 +20,13 @@ from tests.fakegraph import ok_answer
 from whatsapp import ratelimit
 from whatsapp.models import AccountStatus
 
-from .outbox import fill, make_campaign, rendered  # noqa: F401 - rendered is a fixture
+from .outbox import fill, make_campaign, patch_render
+
+
+@pytest.fixture
+def rendered(monkeypatch):
+    return patch_render(monkeypatch)
+
 
 ACTOR = Actor(label="test")
 
@@ -248,7 +254,9 @@ def test_single_send_is_kicked_straight_to_a_sender(
     from .conftest import params
 
     with django_capture_on_commit_callbacks(execute=True):
-        message = send_whatsapp(project=account.project, subscriber=subscriber, actor=ACTOR, template=template,
-                                components=params("a", "b"))  # fmt: skip
+        message = send_whatsapp(
+            project=account.project, subscriber=subscriber, actor=ACTOR, template=template,
+            components=params("a", "b"),
+        )  # fmt: skip
     assert enqueued == [([message.pk], None)]
     assert send_batch(*enqueued[0]) == {"sent": 1}
