@@ -250,6 +250,17 @@ def _claim(ids: Sequence[int], now: datetime, lease: datetime | None) -> list[in
         return [row[0] for row in cursor.fetchall()]
 
 
+def _release(ids: list[int], lease: datetime) -> None:
+    """Rows leased for this batch but not claimable (their campaign paused meanwhile, their account
+    stopped) are due again at once, so that a resume does not wait for the lease to run out."""
+    sql = (
+        f"UPDATE {_q(MESSAGE)} SET send_after = NULL "  # noqa: S608 - names from code
+        f"WHERE id IN ({', '.join(['%s'] * len(ids))}) AND status = 'queued' AND send_after = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*ids, _dt(lease)])
+
+
 @dataclass
 class _Row:
     message: Message
@@ -296,7 +307,10 @@ def send_batch(message_ids: Sequence[int], leased_until: str | None = None) -> d
     """
     now = timezone.now()
     lease = datetime.fromisoformat(leased_until) if leased_until else None
-    claimed = _claim(sorted({int(i) for i in message_ids}), now, lease)
+    ids = sorted({int(i) for i in message_ids})
+    claimed = _claim(ids, now, lease)
+    if lease is not None and len(claimed) < len(ids):
+        _release(sorted(set(ids) - set(claimed)), lease)
     if not claimed:
         return {}
     messages = list(
