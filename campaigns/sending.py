@@ -414,8 +414,10 @@ def _post_all(
 ) -> None:
     client = GraphClient(account)
     stop = threading.Event()  # set by a 130429 or an account-level error: post nothing more
-    futures: list[tuple[Message, Future]] = []
-    pool = _executor()
+    futures: list[tuple[Message, Future | None]] = []
+    # One message (an OTP, a reply) is posted on this thread: no hop, and the in-process simulator
+    # of the tests shares this thread's database connection. WHATSAPP_SEND_THREADS = 0: always.
+    pool = _executor() if len(slots) > 1 and _threads() > 0 else _Inline()
     for message, delay in slots:
         wait = start + delay - time.monotonic()
         if wait > 0:
@@ -453,6 +455,18 @@ def _post_all(
                 reason="",
                 attempts=message.attempts + 1,
             )
+
+
+class _Inline:
+    """The executor interface, running the call at once on the caller's thread."""
+
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # handed to the caller through the future, as a pool would
+            future.set_exception(exc)
+        return future
 
 
 class _NotPosted(Exception):
