@@ -8,7 +8,7 @@ class CampaignsConfig(AppConfig):
         from controlpanel import dashboard, scheduler
         from whatsapp.signals import inbound_received, sending_resumed, status_received, statuses_received
 
-        from .actors import sweep_stuck_messages
+        from .actors import dispatch_messages, sweep_stuck_messages
         from .dashboard import messaging_provider
         from .launch_actors import start_due_campaigns
         from .services import (
@@ -26,3 +26,5 @@ class CampaignsConfig(AppConfig):
         scheduler.periodic("sweep-stuck-messages", 60, lambda: sweep_stuck_messages.send())
         # Launched campaigns whose time has come get their audience snapshotted (lifecycle.start_due).
         scheduler.periodic("start-due-campaigns", 5, lambda: start_due_campaigns.send())
+        # Every second: due outbox rows go to the senders (durable: reads committed queued rows).
+        scheduler.periodic("dispatch-messages", 1, lambda: dispatch_messages.send())

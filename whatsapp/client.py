@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from django.conf import settings
 from requests.adapters import HTTPAdapter
 
 from .endpoints import same_origin
@@ -36,7 +37,9 @@ def _session(account: WhatsAppAccount) -> requests.Session:
             for stale in [k for k in _sessions if k[0] == account.pk]:
                 _sessions.pop(stale).close()
             session = requests.Session()
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+            # As many pooled connections as the sender has threads posting at once (campaigns.sending).
+            threads = int(getattr(settings, "WHATSAPP_SEND_THREADS", 64))
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(32, threads), max_retries=0)
             session.mount("https://", adapter)
             session.mount("http://", adapter)
             session.headers["Authorization"] = f"Bearer {account.access_token}"

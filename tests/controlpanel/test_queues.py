@@ -15,8 +15,8 @@ from django.conf import settings
 from django_dramatiq.utils import load_middleware
 from dramatiq.brokers.stub import StubBroker
 
-from campaigns import services as campaign_services
-from campaigns.actors import deliver_message, sweep_stuck_messages
+from campaigns import sending as campaign_sending
+from campaigns.actors import dispatch_messages, send_messages, sweep_stuck_messages
 from controlpanel.actors import record_heartbeat
 from controlpanel.management.commands.serve import start_workers
 from subscribers import imports
@@ -32,7 +32,14 @@ LONG_JOBS = [
     scrub_webhook_bodies,
 ]
 ROOT = Path(__file__).resolve().parents[2]
-SHORT_JOBS = [deliver_message, process_webhooks, record_heartbeat, sweep_stuck_messages, sweep_webhooks]
+SHORT_JOBS = [
+    send_messages,
+    dispatch_messages,
+    process_webhooks,
+    record_heartbeat,
+    sweep_stuck_messages,
+    sweep_webhooks,
+]
 
 
 def test_long_jobs_are_on_the_long_queue_and_every_queue_is_configured():
@@ -47,7 +54,7 @@ def test_long_jobs_are_on_the_long_queue_and_every_queue_is_configured():
 def embedded() -> Iterator[StubBroker]:
     """A fresh in-process broker with the two actors used here, and `manage.py serve`'s workers."""
     broker = StubBroker(middleware=[load_middleware(p) for p in settings.DRAMATIQ_BROKER["MIDDLEWARE"]])
-    actors = [scrub_import_files, deliver_message]
+    actors = [scrub_import_files, send_messages]
     originals = [actor.broker for actor in actors]
     for actor in actors:
         actor.broker = broker
@@ -85,14 +92,14 @@ def test_busy_long_queue_does_not_delay_a_send(embedded, monkeypatch, settings):
 
     sent = threading.Event()
     monkeypatch.setattr(imports, "scrub_import_files", slow_scrub)
-    monkeypatch.setattr(campaign_services, "deliver", lambda message_id: sent.set())
+    monkeypatch.setattr(campaign_sending, "send_batch", lambda message_ids, leased_until=None: sent.set())
     try:
         # More long jobs than the embedded mode has threads in all.
         for n in range(settings.DRAMATIQ_WORKER_THREADS + settings.DRAMATIQ_LONG_WORKER_THREADS + 1):
             scrub_import_files.send(n, ["x"])
         workers += start_workers(broker)
         assert started.acquire(timeout=10)  # a long job is running and holding its thread
-        deliver_message.send(1)
+        send_messages.send([1], None)
         assert sent.wait(10), "a send waited behind long jobs"
     finally:
         release.set()

@@ -147,8 +147,9 @@ def test_an_error_answer_of_the_simulator_fails_the_message(
     deliver(message.pk)
     message.refresh_from_db()
     account.refresh_from_db()
-    assert message.error_code == 132016
-    assert account.status == "suspended"  # a disabled template stops the account, as 5.4 says
+    assert message.error_code == 132016 and message.status == MessageStatus.FAILED
+    # A disabled template stops what sends it (campaigns of it pause), not the whole number.
+    assert account.status == "active"
 
 
 def test_typing_promo_on_the_phone_page_becomes_a_whatsapp_received_event(
