@@ -240,12 +240,7 @@ def campaign_stats(campaign: Campaign) -> CampaignStats:
     """Everything the campaign page and the API show about a campaign's rows; four queries."""
     rows = Message.objects.for_project(campaign.project_id).filter(campaign=campaign)
     by_status, replied, clicked = _status_counts(rows)
-    billable = (
-        _billable(rows)
-        .values("pricing_category")
-        .annotate(n=Count("*"))
-        .order_by("pricing_category")
-    )
+    billable = _billable(rows).values("pricing_category").annotate(n=Count("*")).order_by("pricing_category")
     return CampaignStats(
         by_status=by_status,
         replied=replied,
@@ -300,4 +295,7 @@ def sends_per_minute(
         .order_by()
     )
     per_minute = {row["minute"].replace(second=0, microsecond=0): row["n"] for row in grouped}
-    return [(start + timedelta(minutes=i), per_minute.get(start + timedelta(minutes=i), 0)) for i in range(minutes)]
+    return [
+        (start + timedelta(minutes=i), per_minute.get(start + timedelta(minutes=i), 0))
+        for i in range(minutes)
+    ]

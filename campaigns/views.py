@@ -284,7 +284,9 @@ def _lifecycle(request: HttpRequest, campaign_id: uuid.UUID, action: str, done: 
 @project_view(section="campaigns")
 @require_POST
 def campaign_pause(request: HttpRequest, campaign_id: uuid.UUID) -> HttpResponse:
-    return _lifecycle(request, campaign_id, "pause", "“{name}” is paused: nothing more is sent until you resume.")
+    return _lifecycle(
+        request, campaign_id, "pause", "“{name}” is paused: nothing more is sent until you resume."
+    )
 
 
 @project_view(section="campaigns")
@@ -296,7 +298,9 @@ def campaign_resume(request: HttpRequest, campaign_id: uuid.UUID) -> HttpRespons
 @project_view(section="campaigns")
 @require_POST
 def campaign_cancel(request: HttpRequest, campaign_id: uuid.UUID) -> HttpResponse:
-    return _lifecycle(request, campaign_id, "cancel", "“{name}” is cancelled: queued messages will not be sent.")
+    return _lifecycle(
+        request, campaign_id, "cancel", "“{name}” is cancelled: queued messages will not be sent."
+    )
 
 
 urlpatterns = [

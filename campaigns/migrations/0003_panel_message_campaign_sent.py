@@ -4,17 +4,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('campaigns', '0002_campaigns_outbox'),
-        ('controlpanel', '0003_country_names'),
-        ('subscribers', '0014_event_dedup_key_partial_index'),
-        ('whatsapp', '0004_delivery_malformed'),
+        ("campaigns", "0002_campaigns_outbox"),
+        ("controlpanel", "0003_country_names"),
+        ("subscribers", "0014_event_dedup_key_partial_index"),
+        ("whatsapp", "0004_delivery_malformed"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(condition=models.Q(('sent_at__isnull', False)), fields=['campaign', 'sent_at'], name='message_campaign_sent'),
+            model_name="message",
+            index=models.Index(
+                condition=models.Q(("sent_at__isnull", False)),
+                fields=["campaign", "sent_at"],
+                name="message_campaign_sent",
+            ),
         ),
     ]

@@ -224,7 +224,9 @@ def test_viewers_see_the_page_without_controls(client, viewer, project):
 
 def test_csv_export_streams_every_recipient_of_this_campaign(marketer_client, project):
     campaign = make_campaign(project)
-    add(campaign, "failed", 1, error_code=131026, reason="Undeliverable", subscriber={"name": "=HYPERLINK(1)"})
+    add(
+        campaign, "failed", 1, error_code=131026, reason="Undeliverable", subscriber={"name": "=HYPERLINK(1)"}
+    )
     add(campaign, "read", 2, sent_at=timezone.now())
     add(make_campaign(project, name="Other"), "sent", 3)
     response = marketer_client.get(reverse("campaigns:export", args=[project.slug, campaign.public_id]))
@@ -284,14 +286,18 @@ def test_buttons_call_the_lifecycle_service_with_the_user(client, member_of, pro
     user = member_of(Role.MARKETER)
     client.force_login(user)
     campaign = make_campaign(project)
-    response = client.post(reverse(f"campaigns:{action}", args=[project.slug, campaign.public_id]), follow=True)
+    response = client.post(
+        reverse(f"campaigns:{action}", args=[project.slug, campaign.public_id]), follow=True
+    )
     assert response.redirect_chain[-1][0] == detail_url(campaign)
     assert fake_lifecycle == [(action, campaign.pk, user)]
 
 
 def test_a_refused_action_is_explained(marketer_client, project, fake_lifecycle):
     campaign = make_campaign(project, name="refuse")
-    response = marketer_client.post(reverse("campaigns:pause", args=[project.slug, campaign.public_id]), follow=True)
+    response = marketer_client.post(
+        reverse("campaigns:pause", args=[project.slug, campaign.public_id]), follow=True
+    )
     assert "This campaign is already finished." in response.content.decode()
 
 

@@ -56,7 +56,16 @@ def test_counts_per_state_and_cumulative_funnel(campaign):
     assert (stats.failed, stats.skipped, stats.total) == (1, 2, 13)
     assert stats.processed == 8
     assert stats.delivery_rate == 60.0 and stats.read_rate == 33.3
-    assert [s for s, *_ in stats.bar] == ["read", "delivered", "sent", "unknown", "sending", "queued", "failed", "skipped"]
+    assert [s for s, *_ in stats.bar] == [
+        "read",
+        "delivered",
+        "sent",
+        "unknown",
+        "sending",
+        "queued",
+        "failed",
+        "skipped",
+    ]
     assert sum(pct for _, _, pct, _ in stats.bar) == pytest.approx(100)
     data = stats.as_dict()
     assert data["sent"] == 5 and data["total"] == 13 and data["clicked"] == 1
