@@ -227,7 +227,7 @@ def skip_groups(rows) -> list[SkipGroup]:
     return [SkipGroup(reason=row["reason"] or "No reason recorded.", count=row["n"]) for row in grouped]
 
 
-def _billable(rows):
+def billable_rows(rows):
     """Rows Meta charges for: reached Meta, with a pricing category, not marked free."""
     return (
         rows.filter(status__in=[MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ])
@@ -240,7 +240,9 @@ def campaign_stats(campaign: Campaign) -> CampaignStats:
     """Everything the campaign page and the API show about a campaign's rows; four queries."""
     rows = Message.objects.for_project(campaign.project_id).filter(campaign=campaign)
     by_status, replied, clicked = _status_counts(rows)
-    billable = _billable(rows).values("pricing_category").annotate(n=Count("*")).order_by("pricing_category")
+    billable = (
+        billable_rows(rows).values("pricing_category").annotate(n=Count("*")).order_by("pricing_category")
+    )
     return CampaignStats(
         by_status=by_status,
         replied=replied,
@@ -266,7 +268,7 @@ def status_counts(campaigns: Iterable[Campaign]) -> dict[int, CampaignStats]:
     for row in grouped:
         found[row["campaign_id"]].by_status[row["status"]] = row["n"]
     billable = (
-        _billable(Message.objects.filter(campaign_id__in=ids))
+        billable_rows(Message.objects.filter(campaign_id__in=ids))
         .values("campaign_id", "pricing_category")
         .annotate(n=Count("*"))
         .order_by("campaign_id", "pricing_category")

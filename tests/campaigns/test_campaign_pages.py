@@ -323,3 +323,46 @@ def test_pause_resume_cancel_with_the_real_lifecycle(marketer_client, project):
     campaign.refresh_from_db()
     assert campaign.status == "cancelled"
     assert {m.status for m in Message.objects.filter(pk__in=[m.pk for m in queued])} == {"skipped"}
+
+
+# --- the dashboard --------------------------------------------------------------------------------
+
+
+def test_dashboard_shows_today_and_month_sends_rates_billable_and_paused_campaigns(owner_client, project):
+    from datetime import datetime, time
+    from zoneinfo import ZoneInfo
+
+    from django.core.cache import cache
+
+    cache.clear()
+    campaign = make_campaign(project)
+    add(campaign, "read", 1, pricing_category="marketing")
+    add(campaign, "delivered", 1, pricing_category="marketing")
+    add(campaign, "sent", 2, pricing_category="utility")
+    add(campaign, "failed", 1)
+    tz = ZoneInfo(project.time_zone)
+    today = timezone.now().astimezone(tz).date()
+    earlier = add(campaign, "read", 1, pricing_category="marketing")[0]
+    if today.day > 1:  # an earlier day of this month counts for the month, not for today
+        first = datetime.combine(today.replace(day=1), time(12), tz)
+        Message.objects.filter(pk=earlier.pk).update(created_at=first)
+    make_campaign(
+        project,
+        name="Autumn",
+        status="paused",
+        status_reason="The template was paused by Meta for low quality.",
+    )
+    make_campaign(project, name="Held by hand", status="paused")
+
+    html = owner_client.get(reverse("controlpanel:dashboard", args=[project.slug])).content.decode()
+
+    def card(label: str) -> str:
+        return html.split(label)[1].split('class="card-body"')[0]
+
+    today_sent = 4 if today.day > 1 else 5
+    assert f">{today_sent}<" in card("Sent today")
+    assert ">5<" in card(f"Sent in {today:%B}")
+    assert "delivered 50.0 % · read 50.0 %" in card("Sent today")
+    assert "marketing 3 · utility 2" in card(f"Billable in {today:%B}")
+    assert "Campaign “Autumn” paused itself" in html and "low quality" in html
+    assert "Held by hand" not in html  # paused by a person: no alarm
