@@ -157,3 +157,57 @@ def test_dates_in_the_project_time_zone(owner_client, project, anna):
     Message.objects.filter(pk=m.pk).update(created_at=datetime(2026, 12, 2, 3, 0, tzinfo=ZoneInfo("UTC")))
     html = owner_client.get(url(project), {"until": "2026-12-01"}).content.decode()
     assert "late" in html and "2026-12-01 22:00:00" in html
+
+
+# --- messages to one person: from the subscriber page, and new conversations -------------------------
+
+
+def test_subscriber_page_has_a_send_message_button_for_marketers(client, member_of, viewer, project, anna):
+    from controlpanel.models import Role
+
+    page = reverse("subscribers:detail", args=[project.slug, anna.public_id])
+    thread = reverse("campaigns:conversation", args=[project.slug, anna.public_id])
+    client.force_login(member_of(Role.MARKETER))
+    html = client.get(page).content.decode()
+    assert f'href="{thread}" data-testid="send-message"' in html
+    client.force_login(viewer)
+    assert 'data-testid="send-message"' not in client.get(page).content.decode()
+
+
+def test_the_composer_opens_for_someone_never_written_to(owner_client, project, anna):
+    from whatsapp.models import WhatsAppAccount
+
+    WhatsAppAccount.objects.create(
+        project=project,
+        waba_id="1",
+        phone_number_id="2",
+        display_phone_number="15550001111",
+        access_token="t",
+    )
+    html = owner_client.get(
+        reverse("campaigns:conversation", args=[project.slug, anna.public_id])
+    ).content.decode()
+    # No inbound message, so no open window: the composer offers templates.
+    assert 'data-testid="composer" data-mode="template"' in html
+    assert "No messages yet." in html
+
+
+def test_conversation_search_offers_subscribers_without_a_conversation(owner_client, project, anna):
+    talked = SubscriberFactory(project=project, name="Annabel", phone="+4915112340002")
+    msg(project, talked, body="hello", kind="text")
+    SubscriberFactory(project=ProjectFactory(), name="Annika elsewhere")
+    conversations = reverse("campaigns:conversations", args=[project.slug])
+
+    html = owner_client.get(conversations, {"q": "Ann"}).content.decode()
+
+    starts = (
+        html.split('data-testid="start-conversation"')[1]
+        if 'data-testid="start-conversation"' in html
+        else ""
+    )
+    assert f'data-subscriber="{anna.public_id}"' in starts
+    assert str(talked.public_id) not in starts  # already has a conversation row above
+    assert "Annika" not in html
+    by_phone = owner_client.get(conversations, {"q": "0151 1234 0001"}).content.decode()
+    assert 'data-testid="start-row"' in by_phone and str(anna.public_id) in by_phone
+    assert 'data-testid="start-row"' not in owner_client.get(conversations).content.decode()
