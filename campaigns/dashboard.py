@@ -15,7 +15,7 @@ from controlpanel.dashboard import Alert, Metric, Series
 from controlpanel.models import Project
 
 from .models import Campaign, CampaignStatus, Message
-from .stats import CampaignStats, billable_rows
+from .stats import CampaignStats, fold, grouped_counts
 
 CHART_DAYS = 14
 # The month's earlier days change only by late delivered/read statuses: recounted every few minutes.
@@ -71,10 +71,7 @@ def _outcomes(project: Project, since: datetime, until: datetime | None = None) 
     if until is not None:
         rows = rows.filter(created_at__lt=until)
     outcome = CampaignStats()
-    for row in rows.values("status").annotate(n=Count("*")).order_by():
-        outcome.by_status[row["status"]] = row["n"]
-    for row in billable_rows(rows).values("pricing_category").annotate(n=Count("*")).order_by():
-        outcome.billable[row["pricing_category"]] = row["n"]
+    fold(grouped_counts(rows), lambda row: outcome)
     return outcome
 
 
