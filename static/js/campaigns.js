@@ -7,13 +7,12 @@ function drawChart() {
   const canvas = document.getElementById("campaign-chart");
   if (!data || !canvas || !window.Chart) return;
   const series = JSON.parse(data.textContent);
-  if (chart && chart.canvas === canvas) {
+  if (chart) {
     chart.data.labels = series.labels;
     chart.data.datasets[0].data = series.data;
     chart.update("none");
     return;
   }
-  if (chart) chart.destroy();
   chart = new window.Chart(canvas, {
     type: "bar",
     data: { labels: series.labels, datasets: [{ label: "Sends", data: series.data, backgroundColor: "#25d366" }] },
@@ -35,7 +34,7 @@ document.addEventListener("DOMContentLoaded", () => {
   hideNoJs(document);
 });
 
-// The live partial brings a new canvas: chart.js must bind to it again.
+// The live partial brings new numbers for the chart, whose canvas stays outside it.
 document.addEventListener("htmx:afterSwap", (event) => {
   hideNoJs(event.detail.elt.parentNode || document);
   drawChart();
