@@ -9,7 +9,7 @@ class CampaignsConfig(AppConfig):
         from whatsapp.signals import inbound_received, sending_resumed, status_received, statuses_received
 
         from .actors import dispatch_messages, sweep_stuck_messages
-        from .dashboard import messaging_provider
+        from .dashboard import messaging_provider, sending_provider
         from .launch_actors import start_due_campaigns
         from .services import (
             on_inbound_received,
@@ -19,6 +19,7 @@ class CampaignsConfig(AppConfig):
         )
 
         dashboard.register(messaging_provider)
+        dashboard.register(sending_provider)
         status_received.connect(on_status_received, dispatch_uid="campaigns-apply-status")
         statuses_received.connect(on_statuses_received, dispatch_uid="campaigns-apply-statuses")
         sending_resumed.connect(on_sending_resumed, dispatch_uid="campaigns-requeue-on-resume")

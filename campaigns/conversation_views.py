@@ -34,6 +34,7 @@ from .conversations import (
     approved_templates,
     build_components,
     conversation_page,
+    new_conversation_candidates,
     service_window,
     template_fields,
     template_preview,
@@ -89,6 +90,8 @@ def _list_context(request: HttpRequest, selected: Subscriber | None) -> dict:
         "q": q,
         "after": after,
         "page": page,
+        # On the first page of a search, people without a conversation yet: start one with them.
+        "candidates": new_conversation_candidates(project=request.project, q=q) if q and not after else [],
         "selected_id": selected_id,
         "today": today,
         "list_url": reverse("campaigns:conversations", args=[request.project.slug]),

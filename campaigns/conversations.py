@@ -327,6 +327,21 @@ def conversation_page(
     return ConversationPage(rows=rows, next_cursor=next_cursor, version=_digest([signature, next_cursor]))
 
 
+def new_conversation_candidates(*, project: Project, q: str, limit: int = 5) -> list[Subscriber]:
+    """Subscribers matching ``q`` (name, phone) with no WhatsApp message either way: threads to start.
+
+    The list only holds subscribers with messages; this lets a marketer write to anyone else.
+    """
+    q = q.strip()
+    if not q:
+        return []
+    has_messages = Exists(_inbound(project).filter(subscriber=OuterRef("pk"))) | Exists(
+        _outbound(project).filter(subscriber=OuterRef("pk"))
+    )
+    matching = _search(project, Subscriber.objects.for_project(project), q).exclude(has_messages)
+    return list(matching.order_by("name", "pk")[:limit])
+
+
 def _digest(value: Any) -> str:
     return hashlib.sha256(repr(value).encode()).hexdigest()[:20]
 

@@ -11,12 +11,15 @@ from django.urls import reverse
 from django.utils import timezone
 
 from controlpanel import counting
-from controlpanel.dashboard import Metric, Series
+from controlpanel.dashboard import Alert, Metric, Series
 from controlpanel.models import Project
 
-from .models import Message
+from .models import Campaign, CampaignStatus, Message
+from .stats import CampaignStats, fold, grouped_counts
 
 CHART_DAYS = 14
+# The month's earlier days change only by late delivered/read statuses: recounted every few minutes.
+PAST_DAYS_TTL = 600
 
 
 def _per_day(
@@ -60,3 +63,75 @@ def messaging_provider(project: Project) -> Iterable[Metric | Series]:
         order=30,
     )
     yield Series("Messages per day", points)
+
+
+def _outcomes(project: Project, since: datetime, until: datetime | None = None) -> CampaignStats:
+    """Messages created in [since, until) by state, and the billable ones per pricing category."""
+    rows = Message.objects.for_project(project).filter(created_at__gte=since)
+    if until is not None:
+        rows = rows.filter(created_at__lt=until)
+    outcome = CampaignStats()
+    fold(grouped_counts(rows), lambda row: outcome)
+    return outcome
+
+
+def _merged(a: CampaignStats, b: CampaignStats) -> CampaignStats:
+    merged = CampaignStats()
+    for source in (a, b):
+        for key, n in source.by_status.items():
+            merged.by_status[key] = merged.by_status.get(key, 0) + n
+        for key, n in source.billable.items():
+            merged.billable[key] = merged.billable.get(key, 0) + n
+    return merged
+
+
+def _rates(outcome: CampaignStats) -> str:
+    if not outcome.sent:
+        return "nothing sent"
+    delivered = f"{outcome.delivery_rate} %" if outcome.delivery_rate is not None else "—"
+    read = f"{outcome.read_rate} %" if outcome.read_rate is not None else "—"
+    return f"delivered {delivered} · read {read}"
+
+
+def sending_provider(project: Project) -> Iterable[Metric | Alert]:
+    """Today's and this month's sends with delivery and read rates, billable messages, paused campaigns."""
+    tz = zoneinfo.ZoneInfo(project.time_zone)
+    today = timezone.now().astimezone(tz).date()
+    midnight = datetime.combine(today, time.min, tz)
+    month_start = datetime.combine(today.replace(day=1), time.min, tz)
+    key = f"dashboard:month-outcomes:{project.public_id}:{project.time_zone}:{today.isoformat()}"
+    earlier = cache.get(key)
+    if earlier is None:
+        earlier = _outcomes(project, month_start, midnight) if month_start < midnight else CampaignStats()
+        cache.set(key, earlier, timeout=PAST_DAYS_TTL)
+    todays = _outcomes(project, midnight)
+    month = _merged(earlier, todays)
+    messages_url = reverse("campaigns:messages", args=[project.slug])
+    yield Metric("Sent today", todays.sent, hint=_rates(todays), url=messages_url, order=31)
+    yield Metric(
+        f"Sent in {today:%B}",
+        month.sent,
+        hint=_rates(month),
+        url=f"{messages_url}?since={month_start.date().isoformat()}",
+        order=32,
+    )
+    billable = " · ".join(f"{category} {n}" for category, n in sorted(month.billable.items()))
+    yield Metric(
+        f"Billable in {today:%B}",
+        sum(month.billable.values()),
+        hint=billable or "no billable messages",
+        order=33,
+    )
+    paused = (
+        Campaign.objects.for_project(project)
+        .filter(status=CampaignStatus.PAUSED)
+        .exclude(status_reason="")
+        .order_by("-paused_at", "-pk")
+        .only("public_id", "name", "status_reason")[:5]
+    )
+    for campaign in paused:
+        yield Alert(
+            title=f"Campaign “{campaign.name}” paused itself",
+            text=campaign.status_reason,
+            url=reverse("campaigns:detail", args=[project.slug, campaign.public_id]),
+        )

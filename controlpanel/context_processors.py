@@ -12,6 +12,7 @@ NAVIGATION = [
     ("Segments", "subscribers:segments", "filter", "segments"),
     ("Templates", "whatsapp:templates", "template", "templates"),
     ("Campaigns", "campaigns:list", "send", "campaigns"),
+    ("Messages", "campaigns:messages", "history", "messages"),
     ("Journeys", "journeys:list", "route", "journeys"),
     ("Conversations", "campaigns:conversations", "message", "conversations"),
     ("Settings", "controlpanel:settings", "settings", "settings"),

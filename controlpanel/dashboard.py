@@ -44,14 +44,24 @@ class ChecklistStep:
     order: int = 100
 
 
+@dataclass(frozen=True)
+class Alert:
+    """Something that needs a person now (a campaign paused by an account error), shown at the top."""
+
+    title: str
+    text: str
+    url: str = ""
+
+
 @dataclass
 class Dashboard:
     metrics: list[Metric] = field(default_factory=list)
     series: list[Series] = field(default_factory=list)
     checklist: list[ChecklistStep] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
 
 
-Provider = Callable[[Project], Iterable[Metric | Series | ChecklistStep]]
+Provider = Callable[[Project], Iterable[Metric | Series | ChecklistStep | Alert]]
 _providers: list[Provider] = []
 
 
@@ -72,6 +82,8 @@ def build(project: Project) -> Dashboard:
                     board.series.append(item)
                 case ChecklistStep():
                     board.checklist.append(item)
+                case Alert():
+                    board.alerts.append(item)
     board.metrics.sort(key=lambda m: m.order)
     board.checklist.sort(key=lambda s: s.order)
     return board

@@ -1,0 +1,287 @@
+"""What a campaign did so far: counts per state, the funnel, failures and skips, sends per minute.
+
+Read-only. Every function reads the outbox rows of one campaign (or a page of campaigns) with a
+fixed number of grouped queries, whatever the audience size:
+
+- counts per state, replies, clicks and billable messages per pricing category: one ``GROUP BY``
+  pass over the campaign's rows (``message_campaign_status`` index);
+- failures by Meta error code and skips by reason: grouped over the failed / skipped rows only;
+- sends per minute: the ``message_campaign_sent`` index (campaign, sent_at).
+
+Funnel counts are cumulative: a read message was also delivered and sent, so ``sent`` counts every
+row that reached Meta (sent, delivered, read), ``delivered`` every row that reached the phone.
+``by_status`` keeps the exact state of each row for the progress bar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+
+from django.db.models import Count, F, Max
+from django.db.models.functions import TruncMinute
+from django.utils import timezone
+
+from whatsapp.errors import ErrorKind, classify, explain
+
+from .models import Campaign, Message, MessageStatus
+
+# Rows that will not change state any more (read may still follow delivered, but nothing is sent).
+TERMINAL = (MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.FAILED, MessageStatus.SKIPPED)
+SKIP_GROUPS = 20
+FAILURE_GROUPS = 20
+
+WHAT_TO_DO = {
+    ErrorKind.TRANSIENT: "Retried automatically with backoff; nothing to do unless it keeps happening.",
+    ErrorKind.RETRY_LATER: "Retried once automatically after 24 hours.",
+    ErrorKind.PERMANENT: "Not retried. Check these recipients' numbers or the template's parameters.",
+    ErrorKind.ACCOUNT: "The campaign pauses itself. Fix the account or template in Meta, then resume.",
+}
+
+
+@dataclass(frozen=True)
+class FailureGroup:
+    code: int | None
+    count: int
+    explanation: str
+    what_to_do: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class SkipGroup:
+    reason: str
+    count: int
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(100 * part / whole, 1) if whole else None
+
+
+@dataclass
+class CampaignStats:
+    by_status: dict[str, int] = field(default_factory=dict)
+    replied: int = 0
+    clicked: int = 0
+    failures: list[FailureGroup] = field(default_factory=list)
+    skips: list[SkipGroup] = field(default_factory=list)
+    # Billable messages per Meta pricing category, from the status webhooks' pricing object.
+    billable: dict[str, int] = field(default_factory=dict)
+
+    def _n(self, *states: str) -> int:
+        return sum(self.by_status.get(s, 0) for s in states)
+
+    @property
+    def queued(self) -> int:
+        return self._n(MessageStatus.QUEUED)
+
+    @property
+    def sending(self) -> int:
+        return self._n(MessageStatus.SENDING)
+
+    @property
+    def unknown(self) -> int:
+        return self._n(MessageStatus.UNKNOWN)
+
+    @property
+    def sent(self) -> int:
+        return self._n(MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ)
+
+    @property
+    def delivered(self) -> int:
+        return self._n(MessageStatus.DELIVERED, MessageStatus.READ)
+
+    @property
+    def read(self) -> int:
+        return self._n(MessageStatus.READ)
+
+    @property
+    def failed(self) -> int:
+        return self._n(MessageStatus.FAILED)
+
+    @property
+    def skipped(self) -> int:
+        return self._n(MessageStatus.SKIPPED)
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_status.values())
+
+    @property
+    def processed(self) -> int:
+        """Rows the send path is done with (sent or beyond, failed, skipped)."""
+        return self.sent + self.failed + self.skipped
+
+    @property
+    def progress(self) -> float:
+        return round(100 * self.processed / self.total, 1) if self.total else 0.0
+
+    @property
+    def delivery_rate(self) -> float | None:
+        """Delivered of sent, in percent; None before anything was sent."""
+        return _rate(self.delivered, self.sent)
+
+    @property
+    def read_rate(self) -> float | None:
+        """Read of delivered, in percent."""
+        return _rate(self.read, self.delivered)
+
+    @property
+    def reply_rate(self) -> float | None:
+        return _rate(self.replied, self.delivered)
+
+    @property
+    def bar(self) -> list[tuple[str, int, float, float]]:
+        """(state, count, percent of total, offset percent) for a stacked progress bar, pipeline order."""
+        order = ["read", "delivered", "sent", "unknown", "sending", "queued", "failed", "skipped"]
+        total, offset, parts = self.total, 0.0, []
+        for state in order:
+            n = self._n(state)
+            if n:
+                parts.append((state, n, 100 * n / total, offset))
+                offset += 100 * n / total
+        return parts
+
+    @property
+    def funnel(self) -> list[tuple[str, int, float]]:
+        """(step, count, percent of the audience) from the audience down to replies."""
+        total = self.total
+        steps = [
+            ("Audience", total),
+            ("Sent", self.sent),
+            ("Delivered", self.delivered),
+            ("Read", self.read),
+            ("Replied", self.replied),
+        ]
+        return [(label, n, 100 * n / total if total else 0.0) for label, n in steps]
+
+    def as_dict(self) -> dict:
+        return {
+            "queued": self.queued,
+            "sending": self.sending,
+            "sent": self.sent,
+            "delivered": self.delivered,
+            "read": self.read,
+            "replied": self.replied,
+            "clicked": self.clicked,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "unknown": self.unknown,
+            "total": self.total,
+            "delivery_rate": self.delivery_rate,
+            "read_rate": self.read_rate,
+            "failures": [asdict(f) for f in self.failures],
+            "skips": [asdict(s) for s in self.skips],
+            "billable": dict(self.billable),
+        }
+
+
+BILLED_STATES = {MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ}
+
+
+def fold(grouped: Iterable[dict], into: Callable[[dict], CampaignStats]) -> None:
+    """Add rows of ``grouped_counts`` to the stats ``into(row)`` picks (one per campaign, or one)."""
+    for row in grouped:
+        stats = into(row)
+        status, category = row["status"], row["pricing_category"]
+        stats.by_status[status] = stats.by_status.get(status, 0) + row["n"]
+        stats.replied += row["replied"]
+        stats.clicked += row["clicked"]
+        # Meta charges what reached it, with a pricing category, unless the webhook said free.
+        if status in BILLED_STATES and category and row["billable"] is not False:
+            stats.billable[category] = stats.billable.get(category, 0) + row["n"]
+
+
+def grouped_counts(rows, *keys: str):
+    """One pass over ``rows``: counts per state and pricing category, with replies and clicks.
+
+    The few groups (states x categories) are folded into counts, rates and billable messages in
+    Python: one scan of the rows instead of one per figure.
+    """
+    return (
+        rows.values(*keys, "status", "pricing_category", "billable")
+        .annotate(n=Count("*"), replied=Count("replied_at"), clicked=Count("clicked_at"))
+        .order_by()
+    )
+
+
+def failure_groups(rows) -> list[FailureGroup]:
+    """Failed rows grouped by Meta error code (None: failed before reaching Meta), biggest first."""
+    grouped = (
+        rows.filter(status=MessageStatus.FAILED)
+        .values("error_code")
+        .annotate(n=Count("*"), title=Max("error_title"), reason=Max("reason"))
+        .order_by("-n", F("error_code").asc(nulls_last=True))[:FAILURE_GROUPS]
+    )
+    groups = []
+    for row in grouped:
+        code = row["error_code"]
+        kind = classify(code) if code is not None else ErrorKind.PERMANENT
+        groups.append(
+            FailureGroup(
+                code=code,
+                count=row["n"],
+                explanation=explain(code, row["title"] or row["reason"] or "")
+                if code is not None
+                else (row["reason"] or "Failed before reaching Meta."),
+                what_to_do=WHAT_TO_DO[kind],
+                kind=str(kind),
+            )
+        )
+    return groups
+
+
+def skip_groups(rows) -> list[SkipGroup]:
+    grouped = (
+        rows.filter(status=MessageStatus.SKIPPED)
+        .values("reason")
+        .annotate(n=Count("*"))
+        .order_by("-n", "reason")[:SKIP_GROUPS]
+    )
+    return [SkipGroup(reason=row["reason"] or "No reason recorded.", count=row["n"]) for row in grouped]
+
+
+def campaign_stats(campaign: Campaign) -> CampaignStats:
+    """Everything the campaign page and the API show about a campaign's rows; three queries."""
+    rows = Message.objects.for_project(campaign.project_id).filter(campaign=campaign)
+    stats = CampaignStats(failures=failure_groups(rows), skips=skip_groups(rows))
+    fold(grouped_counts(rows), lambda row: stats)
+    return stats
+
+
+def status_counts(campaigns: Iterable[Campaign]) -> dict[int, CampaignStats]:
+    """Counts per state and billable messages for a page of campaigns, in one grouped query."""
+    ids = [c.pk for c in campaigns]
+    found: dict[int, CampaignStats] = {pk: CampaignStats() for pk in ids}
+    if ids:
+        fold(
+            grouped_counts(Message.objects.filter(campaign_id__in=ids), "campaign_id"),
+            lambda row: found[row["campaign_id"]],
+        )
+    return found
+
+
+def sends_per_minute(
+    campaign: Campaign, minutes: int = 60, now: datetime | None = None
+) -> list[tuple[datetime, int]]:
+    """Messages that reached Meta in each of the last ``minutes`` minutes, oldest first, zeros included.
+
+    Counted by ``sent_at`` (set when Meta accepted the message), so a later delivered or read status
+    does not move a send to another minute.
+    """
+    now = (now or timezone.now()).replace(second=0, microsecond=0)
+    start = now - timedelta(minutes=minutes - 1)
+    grouped = (
+        Message.objects.for_project(campaign.project_id)
+        .filter(campaign=campaign, sent_at__gte=start)
+        .annotate(minute=TruncMinute("sent_at"))
+        .values("minute")
+        .annotate(n=Count("*"))
+        .order_by()
+    )
+    per_minute = {row["minute"].replace(second=0, microsecond=0): row["n"] for row in grouped}
+    return [
+        (start + timedelta(minutes=i), per_minute.get(start + timedelta(minutes=i), 0))
+        for i in range(minutes)
+    ]
