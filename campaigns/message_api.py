@@ -51,6 +51,7 @@ KEY_PATTERN = re.compile(r"[\x21-\x7e]+")
 KEY_PREFIX = "api:"
 COMPONENT_TYPES = ("header", "body", "button")
 MAX_COMPONENTS = 20
+BUTTON_INDEXES = {str(i) for i in range(10)}
 MAX_VALUES = 50
 
 
@@ -478,10 +479,8 @@ def clean_components(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
             raise InvalidInput(f"{where}.parameters must be a list of objects.", field=f"{where}.parameters")
         if ctype.lower() == "button":
             index = component.get("index")
-            if isinstance(index, bool) or not (
-                (isinstance(index, int) and 0 <= index < 10)
-                or (isinstance(index, str) and index in "0123456789" and index)
-            ):
+            # Meta takes the index as a number or a string of one (pywa sends an int); 10 buttons at most.
+            if isinstance(index, bool) or str(index) not in BUTTON_INDEXES:
                 raise InvalidInput(
                     f"{where}.index must be the button's position, 0 to 9.", field=f"{where}.index"
                 )

@@ -216,7 +216,7 @@ def test_a_refused_send_keeps_no_auto_registered_subscriber(api, account):
             {
                 "phone": "+4915112345678",
                 "template": order_update(
-                    components=[{"type": "button", "sub_type": "url", "index": "x", "parameters": []}]
+                    components=[{"type": "button", "sub_type": "url", "index": "01", "parameters": []}]
                 ),
             },
             "template.components.0.index",
