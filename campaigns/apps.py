@@ -6,8 +6,10 @@ class CampaignsConfig(AppConfig):
 
     def ready(self) -> None:
         from controlpanel import dashboard, scheduler
+        from controlpanel.api import register_router
         from whatsapp.signals import inbound_received, sending_resumed, status_received, statuses_received
 
+        from . import engagement, message_api
         from .actors import dispatch_messages, sweep_stuck_messages
         from .dashboard import messaging_provider, sending_provider
         from .launch_actors import start_due_campaigns
@@ -24,6 +26,8 @@ class CampaignsConfig(AppConfig):
         statuses_received.connect(on_statuses_received, dispatch_uid="campaigns-apply-statuses")
         sending_resumed.connect(on_sending_resumed, dispatch_uid="campaigns-requeue-on-resume")
         inbound_received.connect(on_inbound_received, dispatch_uid="campaigns-consent-confirmation")
+        inbound_received.connect(engagement.on_inbound_received, dispatch_uid="campaigns-engagement")
+        register_router("/messages", message_api.router)
         scheduler.periodic("sweep-stuck-messages", 60, lambda: sweep_stuck_messages.send())
         # Launched campaigns whose time has come get their audience snapshotted (lifecycle.start_due).
         scheduler.periodic("start-due-campaigns", 5, lambda: start_due_campaigns.send())

@@ -270,6 +270,9 @@ class Message(models.Model):
     marketing = models.BooleanField(default=False, help_text="Marketing messages need WhatsApp opt-in.")
     wamid = models.CharField(max_length=200, null=True, blank=True, unique=True)
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    # SHA-256 of the normalised API request that used idempotency_key: the same key with another
+    # request is refused instead of answered with a message that does not match it.
+    request_hash = models.CharField(max_length=64, blank=True, default="")
     reason = models.TextField(blank=True, help_text="Why it was skipped or failed, in plain words.")
     error_code = models.IntegerField(null=True, blank=True)
     error_title = models.CharField(max_length=300, blank=True)

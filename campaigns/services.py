@@ -29,7 +29,35 @@ logger = logging.getLogger(__name__)
 
 
 class SendRefused(Exception):
-    """A policy says no; the message is not created. ``str()`` is the reason for humans."""
+    """A policy says no; the message is not created. ``str()`` is the reason for humans.
+
+    ``code`` is machine-readable for the API (``send_refused`` unless a more specific one fits).
+    """
+
+    def __init__(self, message: str, *, code: str = "send_refused"):
+        super().__init__(message)
+        self.code = code
+
+
+class IdempotencyConflict(SendRefused):
+    """The idempotency key was used before for a different request: answering with that earlier
+    message would tell the caller something was sent that they did not ask for."""
+
+    def __init__(self, message: str):
+        super().__init__(message, code="idempotency_conflict")
+
+
+def idempotent_message(project: Project, idempotency_key: str, request_hash: str = "") -> Message | None:
+    """The message sent earlier with this key, or None. Raises IdempotencyConflict when it was sent
+    for another request (``request_hash`` given and different from the stored one)."""
+    existing = Message.objects.for_project(project).filter(idempotency_key=idempotency_key).first()
+    if existing is not None and request_hash and existing.request_hash != request_hash:
+        raise IdempotencyConflict(
+            f"The idempotency key {idempotency_key!r} was already used for a different request "
+            f"(message {existing.public_id}). Use a new key for a new message, or repeat the "
+            "original request exactly to get its message back."
+        )
+    return existing
 
 
 def _history(status: str, note: str = "", at: datetime | None = None) -> dict[str, str]:
@@ -58,18 +86,22 @@ def send_whatsapp(
     text: str | None = None,
     account: WhatsAppAccount | None = None,
     idempotency_key: str | None = None,
+    request_hash: str = "",
+    values: dict[str, Any] | None = None,
 ) -> Message:
     """Queue one template or text message for a subscriber; a worker sends it.
 
     Refuses (SendRefused, nothing written) when a policy forbids it: opted out,
     no opt-in for marketing, free-form text outside the 24-hour window, template
     not approved, parameters not fitting the template. With ``idempotency_key``
-    the same key returns the same message instead of sending twice.
+    the same key returns the same message instead of sending twice; with
+    ``request_hash`` too (the API's), a key reused for another request raises
+    IdempotencyConflict. ``values`` are kept with the message (what bindings read).
     """
     if subscriber.project_id != project.pk:
         raise SendRefused("The subscriber belongs to another project.")
     if idempotency_key:
-        existing = Message.objects.for_project(project).filter(idempotency_key=idempotency_key).first()
+        existing = idempotent_message(project, idempotency_key, request_hash)
         if existing is not None:
             return existing
     account = account or (template.account if template else None) or default_account(project)
@@ -82,9 +114,10 @@ def send_whatsapp(
     if template is not None:
         if template.account_id != account.pk:
             raise SendRefused("The template belongs to another WhatsApp account.")
-        reason = policy.refusal_for_template(subscriber, template) or policy.parameter_mismatch(
-            template, components or []
-        )
+        reason = policy.refusal_for_template(subscriber, template)
+        mismatch = "" if reason else policy.parameter_mismatch(template, components or [])
+        if mismatch:
+            raise SendRefused(mismatch, code="parameter_mismatch")
     else:
         body = (text or "").strip()
         reason = policy.refusal_for_text(subscriber) or ("" if body else "The message is empty.")
@@ -109,10 +142,16 @@ def send_whatsapp(
                 else render_template(template, components or []),
                 marketing=bool(template and template.category == TemplateCategory.MARKETING),
                 idempotency_key=idempotency_key or None,
+                request_hash=request_hash if idempotency_key else "",
+                values=values or {},
                 history=[_history(MessageStatus.QUEUED, f"by {actor.display}")],
             )
     except IntegrityError:
-        return Message.objects.for_project(project).get(idempotency_key=idempotency_key)
+        # A concurrent call with the same key won the insert: answer as if it had come first.
+        existing = idempotent_message(project, idempotency_key, request_hash) if idempotency_key else None
+        if existing is None:
+            raise
+        return existing
     from .sending import kick_one
 
     kick_one(message.pk)  # the dispatcher's tick sends it anyway if this broker message is lost

@@ -8,8 +8,10 @@ class WhatsappConfig(AppConfig):
 
     def ready(self) -> None:
         from controlpanel import demo, scheduler
+        from controlpanel.api import register_router
         from subscribers.signals import subscriber_erased
 
+        from . import template_api
         from .actors import sweep_webhooks
         from .demo import connect_to_simulator
         from .privacy import on_subscriber_erased
@@ -19,6 +21,7 @@ class WhatsappConfig(AppConfig):
         subscriber_erased.connect(on_subscriber_erased, dispatch_uid="whatsapp-scrub-deliveries")
         demo.register(connect_to_simulator, order=20)
         register_descriptions()
+        register_router("/templates", template_api.router)
         # Safety net for deliveries whose processing message was lost (e.g. a broker restart).
         scheduler.periodic("sweep-webhooks", 15, lambda: sweep_webhooks.send())
         # Approvals, pauses and quality change at Meta even when a webhook is missed.

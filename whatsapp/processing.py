@@ -409,6 +409,7 @@ def handle_inbound(account: WhatsAppAccount, message: dict, contacts: list[dict]
         button_payload=attributes.get("button_payload", ""),
         timestamp=when,
         consent_change=consent_change,
+        context_message_id=attributes.get("context_message_id", ""),
     )
     signals.append(lambda: inbound_received.send(sender=None, message=payload))
 

@@ -38,6 +38,9 @@ class InboundMessage:
     timestamp: datetime
     # "opted_out" / "opted_in" when this message changed consent by keyword or stop button, else "".
     consent_change: str = ""
+    # The wamid this message answers (``context.id``: a quick-reply press names the template's
+    # message; a reaction names the message reacted to), else "".
+    context_message_id: str = ""
 
 
 # send(sender=None, update=StatusUpdate(...), in_batch=...); sent inside the processing
