@@ -9,14 +9,11 @@ for unknown references) with the ``{code, message, field}`` body.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q
-from django.utils import timezone
 from ninja import Router, Status
 from pydantic import ValidationError
 
@@ -26,15 +23,14 @@ from controlpanel.services import Actor
 
 from . import tags as tagtypes
 from .errors import InvalidInput
+from .imports.stores import Store
 from .models import (
-    ConsentChange,
     ConsentChannel,
     ConsentSource,
     ConsentState,
     Event,
     Subscriber,
     TagDefinition,
-    TagValue,
 )
 from .phones import normalize_phone
 from .schemas import (
@@ -60,11 +56,12 @@ from .services import (
     export_subscriber,
     record_event,
     record_events,
-    subscribed_event,
+    subscriber_item,
     tags_of,
     update_subscriber,
     upsert_subscriber,
 )
+from .upsert import KEY_FIELDS, PROFILE_COLUMNS, DefinitionGone, Item, match, upsert_subscribers
 
 router = Router(tags=["subscribers"])
 
@@ -155,151 +152,102 @@ def upsert(request, payload: SubscriberIn):
     return Status(201 if status == "created" else 200, body)
 
 
-class _DefinitionGone(Exception):
-    """A tag definition that a batch writes values of was deleted after it was planned."""
-
-
-@dataclass
-class Planned:
-    """One bulk item checked against the batch's snapshot, ready to be written with the others."""
-
-    index: int
-    data: SubscriberData
-    subscriber: Subscriber | None  # None: a new subscriber
-    profile: dict[str, str]  # changed fields of an existing subscriber
-    tags: list[tuple[TagDefinition, Any]]  # value None removes the tag
-    is_new: bool = False
+# What the bulk form compares items with (every profile field), and the public id to answer with.
+SNAPSHOT_FIELDS = (*dict.fromkeys((*KEY_FIELDS, *PROFILE_COLUMNS)), "public_id")
 
 
 class SubscriberBatch:
     """Applies bulk items in order, with the outcome of calling upsert_subscriber for each.
 
-    An item whose phone, external id and subscriber no earlier item of the batch touched is
-    checked against a snapshot read once per batch; if it only creates a subscriber or changes
-    profile fields and custom tags, it is written together with the others like it (a few
-    statements per batch instead of ~15 per item), and if it changes nothing, nothing is
-    written. Every other item (identity changes, opt-ins of existing subscribers, built-in tags,
-    repeats within the batch) goes through upsert_subscriber after the collected ones are
-    written, so it sees them.
+    Items that name no phone, external id or subscriber that an earlier item of the batch named
+    are collected and applied together by the bulk form of the upsert (subscribers.upsert: a few
+    statements per batch instead of ~15 per item); an item that repeats one of them first writes
+    the collected ones, then goes through the single form, so it sees them. Both forms apply the
+    same rules. Items that a snapshot of the batch shows to be a conflict or an unknown external id
+    go through the single form too, in their own savepoint, so that the tag definitions they
+    would create are rolled back with them.
     """
 
     def __init__(self, project: Project, actor: Actor):
         self.project, self.actor = project, actor
         self.definitions: dict[str, TagDefinition] | None = None
-        self.pending: list[Planned] = []
+        self.pending: list[tuple[int, SubscriberData, Item]] = []
         self.results: dict[int, dict[str, Any]] = {}
-        self.by_phone: dict[str, Subscriber] = {}
-        self.by_external_id: dict[str, Subscriber] = {}
-        self.tag_rows: dict[tuple[int, int], list[TagValue]] = {}
+        self.snapshot: list[dict[str, Any]] = []
+        self.snapshot_fresh = False
 
     def run(self, items: list[tuple[int, SubscriberData]]) -> dict[int, dict[str, Any]]:
         self.load_existing(items)
+        by_phone = {e["phone"]: e for e in self.snapshot if e["phone"]}
+        by_external = {e["external_id"]: e for e in self.snapshot if e["external_id"]}
         touched: set[tuple[str, Any]] = set()  # identities named by earlier items of the batch
         for index, data in items:
-            identities = self.identities(data)
+            found = (by_phone.get(data.phone), by_external.get(data.external_id))
+            identities = {("subscriber", e["id"]) for e in found if e is not None} | {
+                key for key in (("phone", data.phone), ("external_id", data.external_id)) if key[1]
+            }
             first_touch = not identities & touched
             touched |= identities
-            if first_touch:
+            if first_touch and self.plain(data, by_phone, by_external):
                 try:
-                    planned = self.plan(index, data)
+                    item = self.item(data)
                 except InvalidInput as exc:
-                    self.results[index] = {"index": index, "error": exc.as_dict()}
+                    self.error(index, exc)
                     continue
-                if planned is not None:
-                    self.pending.append(planned)
-                    continue
+                self.pending.append((index, data, item))
+                continue
             self.flush()
             self.upsert_one(index, data)
         self.flush()
         return self.results
 
     def load_existing(self, items: list[tuple[int, SubscriberData]]) -> None:
-        phones = [d.phone for _, d in items if d.phone]
-        external_ids = [d.external_id for _, d in items if d.external_id]
-        existing = Subscriber.objects.for_project(self.project).filter(
-            Q(phone__in=phones) | Q(external_id__in=external_ids)
+        self.snapshot = Store(self.project).fetch_subscribers(
+            [d.phone for _, d in items if d.phone],
+            [d.external_id for _, d in items if d.external_id],
+            SNAPSHOT_FIELDS,
         )
-        for subscriber in existing:
-            if subscriber.phone:
-                self.by_phone[subscriber.phone] = subscriber
-            if subscriber.external_id:
-                self.by_external_id[subscriber.external_id] = subscriber
-        if any(d.tags for _, d in items):
-            for row in TagValue.objects.for_project(self.project).filter(subscriber__in=existing):
-                self.tag_rows.setdefault((row.subscriber_id, row.tag_id), []).append(row)
+        self.snapshot_fresh = True
 
-    def identities(self, data: SubscriberData) -> set[tuple[str, Any]]:
-        """What an item may touch: its phone and external id, and the subscribers they name now."""
-        found = {self.by_phone.get(data.phone), self.by_external_id.get(data.external_id)} - {None}
-        return {("subscriber", s.pk) for s in found} | {
-            key for key in (("phone", data.phone), ("external_id", data.external_id)) if key[1]
-        }
+    def fresh_snapshot(self) -> list[dict[str, Any]] | None:
+        """The snapshot, for the first write of the batch only (later ones read again)."""
+        fresh, self.snapshot_fresh = self.snapshot_fresh, False
+        return self.snapshot if fresh else None
 
-    def plan(self, index: int, data: SubscriberData) -> Planned | None:
-        """The item's writes if it is plain, else None (upsert_subscriber will apply it)."""
-        if data.phone:
-            subscriber = self.by_phone.get(data.phone)
-            if subscriber is None and data.external_id in self.by_external_id:
-                return None  # the phone of a known external id changes
-        else:
-            subscriber = self.by_external_id.get(data.external_id)
-            if subscriber is None:
-                return None  # upsert_subscriber explains that a phone is needed
-        if subscriber is not None:
-            if data.external_id and subscriber.external_id != data.external_id:
-                return None
-            if data.opt_in_evidence and subscriber.whatsapp_consent != ConsentState.OPTED_IN:
-                return None
-        tags = self.plan_tags(data.tags)
-        if tags is None:
-            return None
-        if subscriber is None:
-            return Planned(index, data, None, data.profile, tags, is_new=True)
-        profile = {k: v for k, v in data.profile.items() if getattr(subscriber, k) != v}
-        changed_tags = [
-            (definition, value)
-            for definition, value in tags
-            if not tagtypes.same_values(
-                self.tag_rows.get((subscriber.pk, definition.pk), []), definition.type, value
-            )
-        ]
-        return Planned(index, data, subscriber, profile, changed_tags)
+    @staticmethod
+    def plain(data: SubscriberData, by_phone: dict, by_external: dict) -> bool:
+        """Whether the snapshot says the item applies without error (see the class)."""
+        try:
+            match(Item(phone=data.phone, external_id=data.external_id), {}, by_phone, by_external)
+        except InvalidInput:
+            return False
+        return True
 
-    def plan_tags(self, tags: dict[str, Any]) -> list[tuple[TagDefinition, Any]] | None:
-        """Typed values of custom tags, creating new definitions like set_tags; None: built-in tags."""
-        if not tags:
-            return []
+    def item(self, data: SubscriberData) -> Item:
+        if not data.tags:
+            return subscriber_item(self.project, data)
         if self.definitions is None:
             self.definitions = tagtypes.definitions(self.project)
-        checked: dict[str, tuple[str, str | None, Any, Any]] = {}
-        tz = ZoneInfo(self.project.time_zone)  # a datetime without an offset is the project's
-        for raw_name, raw_value in tags.items():
-            name = tagtypes.validate_tag_name(str(raw_name))
-            if tagtypes.builtin(name) or name.lower() in checked:
-                return None
-            known = self.definitions.get(name.lower())
-            if raw_value is None:
-                checked[name.lower()] = (name, None, None, None)
-                continue
-            type_ = known.type if known else tagtypes.infer_type(raw_value)
-            checked[name.lower()] = (name, type_, raw_value, tagtypes.coerce(name, type_, raw_value, tz=tz))
-        planned = [(self.definitions[key], c[3]) for key, c in checked.items() if key in self.definitions]
-        new = [c for key, c in checked.items() if key not in self.definitions and c[2] is not None]
-        tagtypes.check_new_definitions(
-            self.project, {c[0].lower() for c in new}, existing=len(self.definitions)
-        )
-        if new:
-            with transaction.atomic():  # definitions of an item that turns out invalid roll back
-                for name, type_, raw_value, value in new:
-                    definition = tagtypes.get_or_create_definition(
-                        self.project, name, raw_value, limits_checked=True
-                    )
-                    if definition.type != type_:  # another request defined it meanwhile
-                        value = tagtypes.coerce(definition.name, definition.type, raw_value, tz=tz)
-                    planned.append((definition, value))
-        for definition, _ in planned:
-            self.definitions[definition.name.lower()] = definition
-        return planned
+        if all(str(name).strip().lower() in self.definitions for name in data.tags):
+            return subscriber_item(self.project, data, known=self.definitions)
+        # New definitions, in a savepoint: those of an item with a bad tag roll back with it.
+        try:
+            with transaction.atomic():
+                return subscriber_item(self.project, data, known=self.definitions)
+        except InvalidInput:
+            self.definitions = None  # it may hold definitions now rolled back
+            raise
+
+    def error(self, index: int, exc: InvalidInput) -> None:
+        self.results[index] = {"index": index, "error": exc.as_dict()}
+
+    def done(self, index: int, public_id: Any, status: str) -> None:
+        self.results[index] = {
+            "index": index,
+            "id": public_id,
+            "status": status,
+            "changed": status != "unchanged",
+        }
 
     def upsert_one(self, index: int, data: SubscriberData) -> None:
         try:
@@ -308,113 +256,41 @@ class SubscriberBatch:
                 project=self.project, data=data, actor=self.actor, source=ConsentSource.API
             )
         except InvalidInput as exc:
-            self.results[index] = {"index": index, "error": exc.as_dict()}
+            self.error(index, exc)
             return
         finally:
+            self.snapshot_fresh = False
             if data.tags:
-                self.definitions = None  # set_tags may have created some
-        self.results[index] = {
-            "index": index,
-            "id": subscriber.public_id,
-            "status": status,
-            "changed": status != "unchanged",
-        }
+                self.definitions = None  # it may have created some
+        self.done(index, subscriber.public_id, status)
 
     def flush(self) -> None:
-        """Write the collected items as upsert_subscriber would, a few statements for all."""
+        """Apply the collected items with the bulk form, a few statements for all."""
         pending, self.pending = self.pending, []
         if not pending:
             return
         try:
             with transaction.atomic():
-                self.write(pending)
-        except (IntegrityError, _DefinitionGone):
+                applied = upsert_subscribers(
+                    project=self.project,
+                    items=[item for _, _, item in pending],
+                    source=ConsentSource.API,
+                    actor=self.actor,
+                    fields=SNAPSHOT_FIELDS,
+                    existing=self.fresh_snapshot(),
+                )
+        except (IntegrityError, DefinitionGone):
             # Another request created one of these phones or external ids meanwhile, or deleted
             # a tag: one by one, each item finds (or defines again) what it needs.
             self.definitions = None
-            for planned in pending:
-                self.upsert_one(planned.index, planned.data)
+            for index, data, _ in pending:
+                self.upsert_one(index, data)
             return
-        for planned in pending:
-            changed = planned.is_new or bool(planned.profile or planned.tags)
-            self.results[planned.index] = {
-                "index": planned.index,
-                "id": planned.subscriber.public_id,
-                "status": "created" if planned.is_new else "updated" if changed else "unchanged",
-                "changed": changed,
-            }
-
-    def write(self, pending: list[Planned]) -> None:
-        # As set_tags: removing a value (None) of a tag deleted meanwhile needs no hold.
-        used = {definition.pk for p in pending for definition, value in p.tags if value is not None}
-        if used - tagtypes.hold_definitions(used):
-            raise _DefinitionGone
-        now = timezone.now()
-        new = [p for p in pending if p.is_new]
-        opted_in, unknown = ConsentState.OPTED_IN, ConsentState.UNKNOWN
-        created = Subscriber.objects.bulk_create(
-            [
-                Subscriber(
-                    project=self.project,
-                    phone=p.data.phone,
-                    external_id=p.data.external_id,
-                    whatsapp_consent=opted_in if p.data.opt_in_evidence else unknown,
-                    whatsapp_consent_at=now if p.data.opt_in_evidence else None,
-                    **p.profile,
-                )
-                for p in new
-            ]
-        )
-        for planned, subscriber in zip(new, created, strict=True):
-            planned.subscriber = subscriber
-        updates: dict[tuple[str, ...], list[Subscriber]] = {}
-        for p in pending:
-            if not p.is_new and p.profile:
-                for key, value in p.profile.items():
-                    setattr(p.subscriber, key, value)
-                p.subscriber.updated_at = now
-                updates.setdefault(tuple(sorted(p.profile)), []).append(p.subscriber)
-        for fields, subscribers in updates.items():
-            Subscriber.objects.bulk_update(subscribers, [*fields, "updated_at"])
-        stale = [
-            row.pk
-            for p in pending
-            for definition, _ in p.tags
-            for row in self.tag_rows.get((p.subscriber.pk, definition.pk), [])
-        ]
-        if stale:
-            TagValue.objects.filter(pk__in=stale).delete()
-        TagValue.objects.bulk_create(
-            [
-                TagValue(project=self.project, subscriber=p.subscriber, tag=definition, **columns)
-                for p in pending
-                for definition, value in p.tags
-                if value is not None
-                for columns in tagtypes.value_columns(definition.type, value)
-            ]
-        )
-        ConsentChange.objects.bulk_create(
-            [
-                ConsentChange(
-                    project=self.project,
-                    subscriber=p.subscriber,
-                    channel=ConsentChannel.WHATSAPP,
-                    state=ConsentState.OPTED_IN,
-                    source=ConsentSource.API,
-                    evidence=p.data.opt_in_evidence,
-                    actor_user=self.actor.user,
-                    actor_label=self.actor.display[:200],
-                )
-                for p in new
-                if p.data.opt_in_evidence
-            ]
-        )
-        record_events(
-            project=self.project,
-            events=[
-                subscribed_event(subscriber_id=p.subscriber.pk, source=ConsentSource.API, at=now) for p in new
-            ],
-        )
+        for (index, _, _), result in zip(pending, applied.results, strict=True):
+            if result.error is not None:
+                self.error(index, result.error)
+            else:
+                self.done(index, result.public_id, result.status)
 
 
 @router.post(

@@ -17,6 +17,7 @@ from controlpanel.services import Actor, record_audit
 
 from . import events as eventdefs
 from . import tags as tagtypes
+from . import upsert
 from .errors import InvalidInput
 from .models import (
     ConsentChange,
@@ -131,85 +132,52 @@ def find_subscriber(project: Project, *, phone: str | None, external_id: str | N
     by_phone = qs.filter(phone=phone).first() if phone else None
     by_external = qs.filter(external_id=external_id).first() if external_id else None
     if by_phone and by_external and by_phone.pk != by_external.pk:
-        raise InvalidInput(
-            f"Phone {phone} and external id {external_id!r} belong to two different subscribers.",
-            field="external_id",
-            code="conflict",
-        )
+        raise upsert.conflict(phone, external_id)
     return by_phone or by_external
+
+
+def subscriber_item(
+    project: Project, data: SubscriberData, *, known: dict[str, TagDefinition] | None = None
+) -> upsert.Item:
+    """API or panel input as the upsert's Item: tags typed (new definitions made, within the
+    limits), built-in tags folded into the profile and external id. ``known``: all of the
+    project's definitions, kept up to date (the bulk API reads them once per batch)."""
+    profile = dict(data.profile)
+    external_id = data.external_id
+    tags: dict[int, tuple[tuple, ...]] = {}
+    planned = plan_tags(project=project, tags=data.tags, from_text=data.tags_are_text, known=known)
+    for target, value in planned:
+        if isinstance(target, tagtypes.BuiltinTag):
+            if target.field == "external_id":
+                external_id = clean_external_id(value) or external_id
+            else:
+                profile[target.field] = clean_profile({target.field: value or ""})[target.field]
+        else:
+            tags[target.pk] = tagtypes.value_tuples(target.type, value) if value is not None else ()
+    evidence = data.opt_in_evidence
+    return upsert.Item(
+        phone=data.phone,
+        external_id=external_id,
+        profile=profile,
+        tags=tags,
+        consent=ConsentState.OPTED_IN if evidence else None,
+        evidence=evidence or "",
+    )
 
 
 @transaction.atomic
 def upsert_subscriber(
     *, project: Project, data: SubscriberData, actor: Actor, source: ConsentSource = ConsentSource.API
 ) -> tuple[Subscriber, UpsertStatus]:
-    """Create or update a subscriber by phone (or external id), with tags and opt-in.
+    """Create or update a subscriber by phone (or external id), with tags and opt-in: the rules
+    of subscribers.upsert, as the bulk API, the import and WhatsApp inbound apply them.
 
     Idempotent: the same input twice leaves the same state, the second call says "unchanged".
     Raises InvalidInput, with nothing written, for any bad field or tag.
     """
-    subscriber = find_subscriber(project, phone=data.phone, external_id=data.external_id)
-    if subscriber is None:
-        if not data.phone:
-            raise InvalidInput(
-                f"No subscriber has the external id {data.external_id!r}; "
-                "a phone number is needed to create one.",
-                field="phone",
-                code="not_found",
-            )
-        subscriber = Subscriber(
-            project=project, phone=data.phone, external_id=data.external_id, **data.profile
-        )
-        try:
-            with transaction.atomic():
-                subscriber.save()
-        except IntegrityError:
-            raise InvalidInput(
-                "That subscriber was just created by another request; retry.", code="conflict"
-            ) from None
-        status: UpsertStatus = "created"
-    else:
-        changed = []
-        if data.phone and subscriber.phone != data.phone:
-            if (
-                Subscriber.objects.for_project(project)
-                .filter(phone=data.phone)
-                .exclude(pk=subscriber.pk)
-                .exists()
-            ):
-                raise InvalidInput(
-                    f"Another subscriber has the phone {data.phone}.", field="phone", code="conflict"
-                )
-            subscriber.phone = data.phone
-            changed.append("phone")
-        if data.external_id and subscriber.external_id != data.external_id:
-            subscriber.external_id = data.external_id
-            changed.append("external_id")
-        for key, value in data.profile.items():
-            if getattr(subscriber, key) != value:
-                setattr(subscriber, key, value)
-                changed.append(key)
-        if changed:
-            subscriber.save(update_fields=[*changed, "updated_at"])
-        status = "updated" if changed else "unchanged"
-    if data.tags and set_tags(
-        project=project, subscriber=subscriber, tags=data.tags, from_text=data.tags_are_text
-    ):
-        status = "updated" if status == "unchanged" else status
-    if data.opt_in_evidence and subscriber.whatsapp_consent != ConsentState.OPTED_IN:
-        change_consent(
-            subscriber=subscriber,
-            channel=ConsentChannel.WHATSAPP,
-            state=ConsentState.OPTED_IN,
-            source=source,
-            evidence=data.opt_in_evidence,
-            actor=actor,
-        )
-        status = "updated" if status == "unchanged" else status
-    if status == "created":
-        item = subscribed_event(subscriber_id=subscriber.pk, source=source)
-        _record(project, item)
-    return subscriber, status
+    item = subscriber_item(project, data)
+    subscriber_id, status = upsert.upsert_subscriber(project=project, item=item, source=source, actor=actor)
+    return Subscriber.objects.get(pk=subscriber_id), status
 
 
 @transaction.atomic
@@ -223,9 +191,27 @@ def set_tags(
     limits of tags.check_new_definitions. A date and time without an offset is the project's
     local time, whoever calls (actors included).
     """
+    planned = plan_tags(project=project, tags=tags, from_text=from_text)
+    return _write_tags(project, subscriber, planned)
+
+
+def plan_tags(
+    *,
+    project: Project,
+    tags: dict[str, Any],
+    from_text: bool = False,
+    known: dict[str, TagDefinition] | None = None,
+) -> list[tuple[TagDefinition | tagtypes.BuiltinTag, Any]]:
+    """Each tag's definition (made if new) and typed value (None: remove), in the caller's
+    transaction; InvalidInput names the tag. ``known``: all of the project's definitions by
+    lower-cased name, if the caller has them (new ones are added)."""
+    if not tags:
+        return []
     tz = zoneinfo.ZoneInfo(project.time_zone)
     named = [(tagtypes.validate_tag_name(str(raw_name)), raw_value) for raw_name, raw_value in tags.items()]
-    known = tagtypes.definitions(project, names=[name for name, _ in named])
+    cached = known is not None
+    if known is None:
+        known = tagtypes.definitions(project, names=[name for name, _ in named])
     tagtypes.check_new_definitions(
         project,
         {
@@ -235,6 +221,7 @@ def set_tags(
             and name.lower() not in known
             and not _removes(raw_value, from_text=from_text)
         },
+        existing=len(known) if cached else None,
     )
     planned: list[tuple[TagDefinition | tagtypes.BuiltinTag, Any]] = []
     for name, raw_value in named:
@@ -264,8 +251,10 @@ def set_tags(
             if from_text
             else tagtypes.coerce(definition.name, definition.type, raw_value, tz=tz)
         )
+        if cached:
+            known[definition.name.lower()] = definition
         planned.append((definition, value))
-    return _write_tags(project, subscriber, planned)
+    return planned
 
 
 def _removes(raw_value: Any, *, from_text: bool) -> bool:
@@ -576,14 +565,20 @@ class NewEvent:
     occurred_at: datetime | None = None  # naive: the project's local time; None: now
     dedup_key: str | None = None
 
+    def for_subscriber(self, subscriber_id: int) -> NewEvent:
+        """This event for another subscriber, sharing the attributes dict (the COPY store
+        encodes each dict once: a million-row import records one Subscribed per row)."""
+        return NewEvent(subscriber_id, self.name, self.attributes, self.occurred_at, self.dedup_key)
 
-def subscribed_event(*, subscriber_id: int, source: ConsentSource, at: datetime | None = None) -> NewEvent:
-    """The event of a subscriber being created, whichever path creates them (API, bulk, import)."""
+
+def subscribed_event(*, subscriber_id: int, source: str, at: datetime | None = None) -> NewEvent:
+    """The event of a subscriber being created, whichever path creates them (API, bulk, import,
+    WhatsApp inbound: ``source`` is a ConsentSource or "whatsapp")."""
     return NewEvent(subscriber_id, "Subscribed", {"source": str(source)}, at)
 
 
 def unsubscribed_event(
-    *, subscriber_id: int, channel: ConsentChannel, source: ConsentSource, at: datetime | None = None
+    *, subscriber_id: int, channel: ConsentChannel, source: str, at: datetime | None = None
 ) -> NewEvent:
     """The event of an opt-out written to the consent ledger, whichever path writes it."""
     return NewEvent(subscriber_id, "Unsubscribed", {"channel": str(channel), "source": str(source)}, at)
@@ -657,11 +652,12 @@ def _record_one(project: Project, item: NewEvent, clean: _CleanEvent) -> Recorde
                 raise
             # A concurrent request recorded the same key between our check and our insert.
             return Recorded(Event.objects.for_project(project).get(dedup_key=item.dedup_key), True)
-        _announce(project, [event])
+        announce(project, [event])
     return Recorded(event, False)
 
 
-def _announce(project: Project, events: list[Event]) -> None:
+def announce(project: Project, events: list[Event]) -> None:
+    """Tell in-process listeners about these events once the transaction commits."""
     # A hint for in-process listeners only: consumers that must not miss an event read the
     # durable feed (subscribers.feed), which does not depend on this.
     payloads = [EventRecorded(project.pk, e.subscriber_id, e.pk, e.name, e.occurred_at) for e in events]
@@ -730,7 +726,7 @@ def record_events(*, project: Project, events: list[NewEvent]) -> list[Recorded 
         for index, item, _ in cleaned:
             if results[index] is None:  # a repeat of a key recorded earlier in this batch
                 results[index] = Recorded(results[batch[item.dedup_key]].event, True)  # type: ignore[union-attr]
-        _announce(project, [row for _, row in new])
+        announce(project, [row for _, row in new])
     return results  # type: ignore[return-value]
 
 

@@ -21,8 +21,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from controlpanel.services import Actor
+from subscribers.errors import InvalidInput
 from subscribers.models import ConsentChannel, ConsentSource, ConsentState, Event, Subscriber
-from subscribers.services import change_consent, record_event
+from subscribers.services import NewEvent, change_consent, record_events
+from subscribers.upsert import Item, phone_from_wa_id, upsert_subscriber
 
 from .models import MessageTemplate, PhoneNumberEvent, WebhookDelivery, WhatsAppAccount
 from .schemas import MalformedBody, parse_envelope
@@ -261,44 +263,29 @@ def _status_update(account: WhatsAppAccount, status: dict) -> StatusUpdate:
     )
 
 
-def find_or_create_contact(
-    account: WhatsAppAccount, *, wa_id: str, bsuid: str, profile_name: str
-) -> Subscriber:
-    """The subscriber behind a WhatsApp user, created on first contact (consent unknown)."""
-    project = account.project
-    phone = f"+{wa_id}" if wa_id.isdigit() else None
-    lookup = Q()
-    if bsuid:
-        lookup |= Q(bsuid=bsuid)
-    if phone:
-        lookup |= Q(phone=phone)
-    subscriber = (
-        Subscriber.objects.for_project(project).filter(lookup).order_by("-bsuid").first() if lookup else None
+# What WhatsApp tells us about a user only fills blanks: a marketer's name and number win.
+WHATSAPP_FILLS = frozenset({"phone", "name"})
+
+
+def find_or_create_contact(account: WhatsAppAccount, *, wa_id: str, bsuid: str, profile_name: str) -> int:
+    """The id of the subscriber behind a WhatsApp user, created on first contact (consent unknown).
+
+    Through the one upsert (subscribers.upsert) with the rules every path applies: the BSUID
+    names the subscriber first, then the phone (the WhatsApp id, normalized as every path
+    normalizes phones); Meta's ids are kept current, the profile name and the number only fill
+    blanks; a new subscriber records ``Subscribed`` with source "whatsapp".
+    """
+    item = Item(
+        phone=phone_from_wa_id(wa_id),
+        wa_id=wa_id,
+        bsuid=bsuid or None,
+        profile={"name": profile_name[:200]} if profile_name else {},
+        fills=WHATSAPP_FILLS,
     )
-    if subscriber is None:
-        subscriber = Subscriber.objects.create(
-            project=project, phone=phone, wa_id=wa_id, bsuid=bsuid or None, name=profile_name[:200]
-        )
-        record_event(
-            project=project, subscriber=subscriber, name="Subscribed", attributes={"source": "whatsapp"}
-        )
-        return subscriber
-    changed = []
-    if wa_id and subscriber.wa_id != wa_id:
-        subscriber.wa_id = wa_id
-        changed.append("wa_id")
-    if bsuid and subscriber.bsuid != bsuid:
-        subscriber.bsuid = bsuid
-        changed.append("bsuid")
-    if phone and not subscriber.phone:
-        subscriber.phone = phone
-        changed.append("phone")
-    if profile_name and not subscriber.name:
-        subscriber.name = profile_name[:200]
-        changed.append("name")
-    if changed:
-        subscriber.save(update_fields=[*changed, "updated_at"])
-    return subscriber
+    subscriber_id, _ = upsert_subscriber(
+        project=account.project, item=item, source="whatsapp", actor=WHATSAPP
+    )
+    return subscriber_id
 
 
 def _contact_for(message: dict, contacts: list[dict]) -> dict:
@@ -377,30 +364,27 @@ def handle_inbound(account: WhatsAppAccount, message: dict, contacts: list[dict]
     if not wa_id and not bsuid:
         logger.warning("inbound message %s without sender id", message_id)
         return
-    subscriber = find_or_create_contact(
+    subscriber_id = find_or_create_contact(
         account, wa_id=wa_id, bsuid=bsuid, profile_name=str((contact.get("profile") or {}).get("name") or "")
     )
     when = _ts(message.get("timestamp"))
     attributes = inbound_attributes(message)
-    event = record_event(
-        project=project,
-        subscriber=subscriber,
-        name="WhatsAppReceived",
-        attributes=attributes,
-        occurred_at=when,
-        dedup_key=dedup_key,
-    )
+    received = NewEvent(subscriber_id, "WhatsAppReceived", attributes, when, dedup_key)
+    recorded = record_events(project=project, events=[received])[0]
+    if isinstance(recorded, InvalidInput):
+        raise recorded
+    event = recorded.event
     # The 24-hour window runs from the latest message; an old retry must not move it back.
-    Subscriber.objects.filter(pk=subscriber.pk).filter(
+    Subscriber.objects.filter(pk=subscriber_id).filter(
         Q(last_inbound_at__isnull=True) | Q(last_inbound_at__lt=when)
     ).update(last_inbound_at=when)
     consent_change = ""
     if message.get("type") != "system":
-        consent_change = _apply_keywords(account, subscriber, message, attributes, when)
+        consent_change = _apply_keywords(account, subscriber_id, message, attributes, when)
     payload = InboundMessage(
         project_id=project.pk,
         account_id=account.pk,
-        subscriber_id=subscriber.pk,
+        subscriber_id=subscriber_id,
         event_id=event.pk,
         message_id=message_id,
         type=attributes["type"],
@@ -415,7 +399,7 @@ def handle_inbound(account: WhatsAppAccount, message: dict, contacts: list[dict]
 
 
 def _apply_keywords(
-    account: WhatsAppAccount, subscriber: Subscriber, message: dict, attributes: dict, when: datetime
+    account: WhatsAppAccount, subscriber_id: int, message: dict, attributes: dict, when: datetime
 ) -> str:
     """Apply opt-out/opt-in keywords and stop buttons; returns the new state if consent changed."""
     word = attributes["normalized_text"]
@@ -434,7 +418,7 @@ def _apply_keywords(
     else:
         return ""
     change = change_consent(
-        subscriber=subscriber,
+        subscriber=Subscriber.objects.select_related("project").get(pk=subscriber_id),
         channel=ConsentChannel.WHATSAPP,
         state=state,
         source=ConsentSource.KEYWORD,
@@ -452,7 +436,7 @@ def handle_user_preference(account: WhatsAppAccount, pref: dict, contacts: list[
         return
     wa_id = str(pref.get("wa_id") or "")
     contact = next((c for c in contacts if c.get("wa_id") == wa_id), contacts[0] if contacts else {})
-    subscriber = find_or_create_contact(
+    subscriber_id = find_or_create_contact(
         account,
         wa_id=wa_id,
         bsuid=str(pref.get("user_id") or contact.get("user_id") or ""),
@@ -461,7 +445,7 @@ def handle_user_preference(account: WhatsAppAccount, pref: dict, contacts: list[
     when = _ts(pref.get("timestamp"))
     detail = str(pref.get("detail") or value)
     change_consent(
-        subscriber=subscriber,
+        subscriber=Subscriber.objects.select_related("project").get(pk=subscriber_id),
         channel=ConsentChannel.WHATSAPP,
         state=state,
         source=ConsentSource.META_PREFERENCE,

@@ -6,14 +6,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
+
+from controlpanel.services import Actor
 
 from .. import tags as tagtypes
-from ..models import ConsentChannel, ConsentSource, ConsentState, ImportJob, ImportStatus
-from ..services import NewEvent, subscribed_event, unsubscribed_event
+from ..models import ConsentSource, ImportJob, ImportStatus
+from ..upsert import upsert_subscribers
 from .files import ImportFileError
 from .mapping import PROFILE_TARGETS
 from .reports import ReportWriter
@@ -26,6 +26,7 @@ class _Superseded(Exception):
 
 
 # Columns read of matched subscribers: what rows are compared with (plus the mapped profile fields).
+# Fewer than upsert.KEY_FIELDS: rows have no WhatsApp ids and only the mapped profile fields.
 KEY_FIELDS = ("id", "phone", "external_id", "whatsapp_consent")
 
 
@@ -100,8 +101,8 @@ class Applier:
         self.project = job.project
         self.token = token
         self.tags = tags
-        self.actor_user_id = job.created_by_id
-        self.actor_label = (job.created_by.email if job.created_by else "CSV import")[:200]
+        # Ledger rows name the person who started the import.
+        self.actor = Actor(user=job.created_by, label="" if job.created_by else "CSV import")
         self.counts = {
             "created": job.created_count,
             "updated": job.updated_count,
@@ -192,185 +193,34 @@ class Applier:
     def _apply_rows(
         self, rows: list[Row], *, new_only: bool = False, existing: list[Existing] | None = None
     ) -> tuple[Applied, list[Row], list[Existing]]:
-        """Write ``rows``; with ``new_only`` only those matching no subscriber, returning the rest.
+        """Write ``rows`` through the bulk upsert (COPY on PostgreSQL); with ``new_only`` only those
+        matching no subscriber, returning the rest.
 
         ``existing``: the stored subscribers that the rows' keys match, if already read in this
         transaction. Returns them too, for the second pass over the rest.
         """
-        store = store_for(self.project)
-        now = timezone.now()
+        done = upsert_subscribers(
+            project=self.project,
+            items=rows,
+            source=ConsentSource.IMPORT,
+            actor=self.actor,
+            store=store_for(self.project),
+            fields=self.fields,
+            existing=existing,
+            new_only=new_only,
+            hold_tags=False,  # held for the whole chunk (_hold_tags)
+        )
+        if done.moved:
+            self.turns.moved = True
         out = Applied()
-        rest: list[Row] = []
-        if existing is None:
-            phones = [r.phone for r in rows if r.phone]
-            externals = [r.external_id for r in rows if r.external_id]
-            existing = store.fetch_subscribers(phones, externals, self.fields)
-        by_phone = {e["phone"]: e for e in existing if e["phone"]}
-        by_external = {e["external_id"]: e for e in existing if e["external_id"]}
-
-        inserts: list[dict[str, Any]] = []
-        inserted_rows: list[Row] = []
-        updates: dict[int, dict[str, Any]] = {}
-        matched: list[tuple[Row, Existing]] = []
-        for row in rows:
-            p = by_phone.get(row.phone) if row.phone else None
-            x = by_external.get(row.external_id) if row.external_id else None
-            if new_only and (p is not None or x is not None or row.phone is None):
-                rest.append(row)
-                continue
-            if p is not None and x is not None and p["id"] != x["id"]:
-                out.rejections.append(
-                    Rejection(
-                        row.index,
-                        row.line,
-                        f"The phone {row.phone} and the external id {row.external_id!r} belong to two "
-                        "different subscribers.",
-                        row.cells,
-                    )
-                )
-                continue
-            target = p or x
-            if target is None:
-                if row.phone is None:
-                    out.rejections.append(
-                        Rejection(
-                            row.index,
-                            row.line,
-                            f"No subscriber has the external id {row.external_id!r}, and without a "
-                            "phone number no new one can be created.",
-                            row.cells,
-                        )
-                    )
-                    continue
-                consent = row.consent or ConsentState.UNKNOWN
-                inserts.append(
-                    {
-                        "phone": row.phone,
-                        "external_id": row.external_id,
-                        "name": row.profile.get("name", ""),
-                        "email": row.profile.get("email", ""),
-                        "language": row.profile.get("language", ""),
-                        "country": row.profile.get("country", ""),
-                        "time_zone": row.profile.get("time_zone", ""),
-                        "whatsapp_consent": consent,
-                        "whatsapp_consent_at": now if row.consent else None,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                )
-                inserted_rows.append(row)
-                continue
-            # Matched by external id with another phone: the row moves the subscriber to it
-            # (the phone is free: had another subscriber it, that would be a conflict above).
-            changes: dict[str, Any] = {}
-            if row.phone and target["phone"] != row.phone:
-                changes["phone"] = row.phone
-                self.turns.moved = True
-            if row.external_id and target["external_id"] != row.external_id:
-                changes["external_id"] = row.external_id
-                self.turns.moved = True
-            for key, value in row.profile.items():
-                if target[key] != value:
-                    changes[key] = value
-            if row.consent and target["whatsapp_consent"] != row.consent:
-                changes["whatsapp_consent"] = row.consent
-                changes["whatsapp_consent_at"] = now
-            if changes:
-                updates[target["id"]] = changes
-            matched.append((row, target))
-
-        ids_by_phone = store.insert_subscribers(inserts) if inserts else {}
-        out.created = len(inserts)
-
-        # Tag values: new subscribers get theirs inserted; existing ones are diffed.
-        tag_inserts: list[tuple] = []
-        for row in inserted_rows:
-            sid = ids_by_phone[row.phone]
-            for tag_id, values in row.tags.items():
-                tag_inserts.extend((sid, tag_id, *value) for value in values)
-        tag_deletes: list[int] = []
-        tag_changed: set[int] = set()
-        matched_with_tags = [(row, target) for row, target in matched if row.tags]
-        if matched_with_tags:
-            # (subscriber, tag) -> [(row id, value tuple)]. Stored numbers carry the column's 8
-            # decimal places; Decimals compare by value, so 5 == 5.00000000.
-            stored: dict[tuple[int, int], list[tuple[int, tuple]]] = {}
-            for r in store.fetch_tag_values([t["id"] for _, t in matched_with_tags], list(self.tags())):
-                key = (r[1], r[2])
-                entry = (r[0], r[3:])
-                if key in stored:
-                    stored[key].append(entry)
-                else:
-                    stored[key] = [entry]
-            no_values: list[tuple[int, tuple]] = []
-            for row, target in matched_with_tags:
-                sid = target["id"]
-                for tag_id, wanted in row.tags.items():
-                    have = stored.get((sid, tag_id), no_values)
-                    if len(have) == len(wanted) and (
-                        (len(have) == 1 and have[0][1] == wanted[0])
-                        or tagtypes.stored_tuples([v for _, v in have]) == wanted
-                    ):
-                        continue
-                    tag_deletes.extend(rid for rid, _ in have)
-                    tag_inserts.extend((sid, tag_id, *value) for value in wanted)
-                    tag_changed.add(sid)
-
-        # Subscriber updates: one statement per set of changed columns (usually one or two).
-        for sid in tag_changed:
-            updates.setdefault(sid, {})
-        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        for sid, changes in updates.items():
-            groups.setdefault(tuple(sorted(changes)), []).append({**changes, "id": sid, "updated_at": now})
-        for fields, group in groups.items():
-            store.update_subscribers(group, [*fields, "updated_at"])
-        if tag_deletes:
-            store.delete_tag_values(tag_deletes)
-        if tag_inserts:
-            store.insert_tag_values(tag_inserts)
-
-        ledger = []
-        for row in inserted_rows:
-            if row.consent:
-                ledger.append(self._ledger(ids_by_phone[row.phone], row, now))
-        for row, target in matched:
-            if "whatsapp_consent" in updates.get(target["id"], {}):
-                ledger.append(self._ledger(target["id"], row, now))
-        if ledger:
-            store.insert_consent(ledger)
-        # The events the services record for the same changes (upsert_subscriber,
-        # change_consent), in this chunk's transaction: a resumed or retried chunk records them
-        # once, and a row that changes nothing records nothing.
-        # Templates from the services' constructors; _for_each puts in each subscriber.
-        subscribed = subscribed_event(subscriber_id=0, source=ConsentSource.IMPORT, at=now)
-        unsubscribed = unsubscribed_event(
-            subscriber_id=0, channel=ConsentChannel.WHATSAPP, source=ConsentSource.IMPORT, at=now
-        )
-        events = _for_each(subscribed, [ids_by_phone[row.phone] for row in inserted_rows])
-        events += _for_each(
-            unsubscribed, [r["subscriber_id"] for r in ledger if r["state"] == ConsentState.OPTED_OUT]
-        )
-        if events:
-            store.insert_events(events)
-
-        out.updated = len(updates)
-        out.unchanged = len(matched) - len(updates)
-        return out, rest, existing
-
-    def _ledger(self, subscriber_id: int, row: Row, now: datetime) -> dict[str, Any]:
-        return {
-            "subscriber_id": subscriber_id,
-            "channel": ConsentChannel.WHATSAPP,
-            "state": row.consent,
-            "source": ConsentSource.IMPORT,
-            "evidence": row.evidence,
-            "actor_user_id": self.actor_user_id,
-            "actor_label": self.actor_label,
-            "created_at": now,
-        }
-
-
-def _for_each(template: NewEvent, subscriber_ids: list[int]) -> list[NewEvent]:
-    """``template`` for each subscriber, all sharing its one attributes dict: the store encodes
-    the attributes and facets once per dict, not once per event (a million-row import)."""
-    return [NewEvent(sid, template.name, template.attributes, template.occurred_at) for sid in subscriber_ids]
+        for result in done.results:
+            if result.error is not None:
+                row = result.item
+                out.rejections.append(Rejection(row.index, row.line, result.error.message, row.cells))
+            elif result.status == "created":
+                out.created += 1
+            elif result.status == "updated":
+                out.updated += 1
+            else:
+                out.unchanged += 1
+        return out, done.rest, done.existing

@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from django.db import connection
@@ -19,7 +20,7 @@ from controlpanel.models import Project
 from ..facets import facets_of
 from ..ids import uuid7s
 from ..models import ConsentChange, Event, Subscriber, TagValue
-from ..services import NewEvent
+from ..services import NewEvent, announce
 from ..tags import VALUE_COLUMNS
 from ..textfold import fold_tag_text
 
@@ -33,11 +34,17 @@ class Store:
         self.project = project
 
     def fetch_subscribers(
-        self, phones: list[str], external_ids: list[str], fields: tuple[str, ...]
+        self,
+        phones: list[str],
+        external_ids: list[str],
+        fields: tuple[str, ...],
+        bsuids: list[str] | None = None,
     ) -> list[Existing]:
         q = Q(phone__in=phones) if phones else Q(pk__in=[])
         if external_ids:
             q |= Q(external_id__in=external_ids)
+        if bsuids:
+            q |= Q(bsuid__in=bsuids)
         return list(Subscriber.objects.for_project(self.project).filter(q).values(*fields))
 
     def fetch_tag_values(self, subscriber_ids: list[int], tag_ids: list[int]) -> list[tuple]:
@@ -50,17 +57,17 @@ class Store:
             )
         )
 
-    def insert_subscribers(self, rows: list[dict[str, Any]]) -> dict[str, int]:
-        """Insert new subscribers; return their ids by phone (new ones always have a phone)."""
+    def insert_subscribers(self, rows: list[dict[str, Any]]) -> list[tuple[int, UUID]]:
+        """Insert new subscribers; return their (id, public id) in the order of ``rows``."""
         objs = [Subscriber(project=self.project, **r) for r in rows]
         Subscriber.objects.bulk_create(objs, batch_size=1000)
         if all(o.pk for o in objs):
-            return {o.phone: o.pk for o in objs}
-        return dict(
-            Subscriber.objects.for_project(self.project)
-            .filter(phone__in=[o.phone for o in objs])
-            .values_list("phone", "id")
-        )
+            return [(o.pk, o.public_id) for o in objs]
+        # A backend without RETURNING: new subscribers have a phone or a BSUID, both unique.
+        mine = Subscriber.objects.for_project(self.project)
+        by_phone = dict(mine.filter(phone__in=[o.phone for o in objs if o.phone]).values_list("phone", "id"))
+        by_bsuid = dict(mine.filter(bsuid__in=[o.bsuid for o in objs if o.bsuid]).values_list("bsuid", "id"))
+        return [(by_phone[o.phone] if o.phone else by_bsuid[o.bsuid], o.public_id) for o in objs]
 
     def update_subscribers(self, rows: list[dict[str, Any]], fields: list[str]) -> None:
         """Set ``fields`` (all given in every row, with "id") on these subscribers."""
@@ -91,10 +98,11 @@ class Store:
 
     def insert_events(self, events: list[NewEvent]) -> None:
         """Events built by the services' own constructors (their attributes need no validation),
-        each with an aware ``occurred_at``. No in-process announcement: consumers read the
-        durable feed, which has every row however it was written."""
+        each with an aware ``occurred_at``. Consumers read the durable feed, which has every row
+        however it was written; the in-process hint (services.announce) is only sent here, for
+        the small batches of the API and inbound processing."""
         pid = self.project.pk
-        Event.objects.bulk_create(
+        rows = Event.objects.bulk_create(
             [
                 Event(
                     project_id=pid,
@@ -107,6 +115,7 @@ class Store:
             ],
             batch_size=2000,
         )
+        announce(self.project, rows)
 
 
 class PostgresStore(Store):
@@ -118,11 +127,15 @@ class PostgresStore(Store):
     # project grows (see _Statistics). The tag condition is
     # written "tag_id + 0" so that only the (subscriber, tag) index can serve the lookup.
     def fetch_subscribers(
-        self, phones: list[str], external_ids: list[str], fields: tuple[str, ...]
+        self,
+        phones: list[str],
+        external_ids: list[str],
+        fields: tuple[str, ...],
+        bsuids: list[str] | None = None,
     ) -> list[Existing]:
         found: dict[int, tuple] = {}
         with _binding_cursor() as cur:
-            for column, keys in (("phone", phones), ("external_id", external_ids)):
+            for column, keys in (("phone", phones), ("external_id", external_ids), ("bsuid", bsuids)):
                 if keys:
                     cur.execute(self.lookup_sql(column, fields), [keys, self.project.pk], binary=True)
                     found.update((r[0], r) for r in cur.fetchall())
@@ -163,7 +176,7 @@ class PostgresStore(Store):
             )
             return cur.fetchall()
 
-    def insert_subscribers(self, rows: list[dict[str, Any]]) -> dict[str, int]:
+    def insert_subscribers(self, rows: list[dict[str, Any]]) -> list[tuple[int, UUID]]:
         pid = self.project.pk
         with connection.cursor() as cur:
             # Ids drawn from the table's own sequence up front: COPY can then carry them, and no
@@ -174,16 +187,17 @@ class PostgresStore(Store):
                 [len(rows)],
             )
             ids = [r[0] for r in cur.fetchall()]
+            public_ids = uuid7s(len(rows))
             with _copy(cur, "subscribers_subscriber", _SUBSCRIBER_COPY) as copy:
-                for n, (r, public_id) in enumerate(zip(rows, uuid7s(len(rows)), strict=True)):
+                for n, (r, public_id) in enumerate(zip(rows, public_ids, strict=True)):
                     copy.write_row(
                         (
                             ids[n],
                             pid,
                             public_id,
                             r["phone"],
-                            "",
-                            None,
+                            r["wa_id"],
+                            r["bsuid"],
                             r["external_id"],
                             r["name"],
                             r["email"],
@@ -197,7 +211,7 @@ class PostgresStore(Store):
                             r["updated_at"],
                         )
                     )
-        return {r["phone"]: ids[n] for n, r in enumerate(rows)}
+        return list(zip(ids, public_ids, strict=True))
 
     def update_subscribers(self, rows: list[dict[str, Any]], fields: list[str]) -> None:
         casts = {"whatsapp_consent_at": "timestamptz[]", "updated_at": "timestamptz[]"}

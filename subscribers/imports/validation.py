@@ -13,24 +13,19 @@ from django.core.validators import validate_email
 from .. import tags as tagtypes
 from ..errors import InvalidInput
 from ..models import ConsentState, ImportJob
+from ..upsert import Item
 from .files import ImportFileError
 from .mapping import _FORMULA_START, CONSENT_NO_CHANGE, CONSENT_VALUES
 from .phone_numbers import fast_phone
 
 
-@dataclass
-class Row:
-    """A validated row, ready to apply."""
+@dataclass(kw_only=True)
+class Row(Item):
+    """A validated row, ready to apply: the upsert's Item with where it came from."""
 
     index: int  # 0-based position among the file's records
     line: int
     cells: list[str]
-    phone: str | None
-    external_id: str | None
-    profile: dict[str, str]
-    tags: dict[int, tuple[tuple, ...]]  # tag id -> value tuples (see tags.value_tuples)
-    consent: str | None
-    evidence: str
 
 
 @dataclass
