@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("campaigns", "0002_campaigns_outbox"),
+        ("campaigns", "0004_engine_dispatch_indexes"),
         ("controlpanel", "0003_country_names"),
         ("subscribers", "0014_event_dedup_key_partial_index"),
         ("whatsapp", "0004_delivery_malformed"),
