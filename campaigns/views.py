@@ -26,6 +26,7 @@ from controlpanel.services import Actor
 from controlpanel.tenancy import project_view
 from subscribers.errors import InvalidInput
 
+from . import lifecycle
 from .models import Campaign, CampaignStatus, Message, MessageStatus
 from .stats import campaign_stats, sends_per_minute, status_counts
 
@@ -268,9 +269,6 @@ def campaign_export(request: HttpRequest, campaign_id: uuid.UUID) -> StreamingHt
 
 
 def _lifecycle(request: HttpRequest, campaign_id: uuid.UUID, action: str, done: str) -> HttpResponse:
-    # Imported here: lifecycle.py belongs to the launch slice and may not exist in every build.
-    from . import lifecycle
-
     campaign = _campaign(request, campaign_id)
     try:
         getattr(lifecycle, action)(campaign=campaign, actor=Actor(user=request.user))
