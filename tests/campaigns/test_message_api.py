@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 import types
 import uuid
@@ -60,8 +61,6 @@ def auth_template(account):
 
 def send(api, body, key=None):
     headers = {"HTTP_IDEMPOTENCY_KEY": key} if key is not None else {}
-    import json
-
     return api.client.post(
         "/api/v1/messages", json.dumps(body), content_type="application/json", **api.headers, **headers
     )
