@@ -68,18 +68,19 @@ def _snapshot_templates(campaign: Campaign) -> dict:
 
 
 def _render_for(campaign: Campaign, subscriber: Subscriber):
-    """What ``campaign`` sends to ``subscriber`` (rendering.Rendered), or a Skip with the reason."""
-    from .rendering import render_batch
+    """What ``campaign`` sends to ``subscriber`` (rendering.Rendered), or a Skip with the reason.
 
-    probe = Message(
-        project=campaign.project,
-        subscriber=subscriber,
-        campaign=campaign,
-        account=campaign.account,
-        template_name=campaign.template_name,
-        marketing=campaign.marketing,
-    )
-    return render_batch([probe])[probe.pk]
+    A draft has no template snapshot yet: it renders with the templates as they are now, as
+    launch would snapshot them (InvalidInput when a language has no approved template).
+    """
+    from .bindings import contexts_for
+    from .drafts import snapshot_templates
+    from .rendering import CampaignRendering
+
+    templates = campaign.templates_snapshot or snapshot_templates(campaign)
+    given = campaign.given_recipients.filter(key__in=[subscriber.phone, subscriber.external_id]).first()
+    context = contexts_for(campaign.project, [subscriber.pk])[subscriber.pk]
+    return CampaignRendering(campaign, templates).render({**context, "values": given.values if given else {}})
 
 
 # ---- actions ---------------------------------------------------------------------------------

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-import types
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
 
-import campaigns
+from campaigns import bindings
 from campaigns.models import Campaign, Message, MessageKind, MessageStatus
-from campaigns.outcomes import Skip
 from campaigns.services import apply_status
-from subscribers.errors import InvalidInput
 from subscribers.models import ConsentState, Event, Subscriber
 from tests.factories import ProjectFactory, SubscriberFactory
 from tests.subscribers.test_api_subscribers import ApiClient, key_for
@@ -24,11 +19,6 @@ from whatsapp.models import WhatsAppAccount
 from whatsapp.signals import StatusUpdate
 
 from .conftest import make_template, params
-
-BINDINGS_READY = importlib.util.find_spec("campaigns.bindings") is not None
-needs_bindings = pytest.mark.skipif(
-    not BINDINGS_READY, reason="campaigns.bindings (slice core) is not merged yet; runs once it is"
-)
 
 # What a copy-code authentication template looks like once synced: Meta returns the OTP button as URL.
 AUTH_COMPONENTS = [
@@ -378,41 +368,21 @@ def test_a_replay_answers_even_when_the_send_would_now_be_refused(api, subscribe
 
 @pytest.fixture
 def fake_liquid(monkeypatch):
-    """campaigns.bindings as contracts.md defines it, reduced to `{{ values.<name> }}` and literals,
-    so the API's part of the bindings path is tested before (and apart from) the Liquid slice."""
+    """Records what the API hands to the real campaigns.bindings (the expected placeholders and the
+    values per recipient), so the wiring is checked as well as the rendered result."""
     calls = {}
-    module = types.ModuleType("campaigns.bindings")
+    real_check, real_contexts = bindings.check_bindings, bindings.contexts_for
 
-    def check_bindings(bindings, expected):
+    def check_bindings(given, expected, **kwargs):
         calls["expected"] = expected
-        for key, names in expected.items():
-            for name in names:
-                if name not in bindings.get(key, {}):
-                    raise InvalidInput("missing", field=f"bindings.{key}.{name}")
+        return real_check(given, expected, **kwargs)
 
-    def contexts_for(project, subscriber_ids, values=None, event=None):
+    def contexts_for(project, subscriber_ids, values=None, event=None, **kwargs):
         calls["contexts"] = (project, list(subscriber_ids), values)
-        return {sid: {"values": (values or {}).get(sid, {})} for sid in subscriber_ids}
+        return real_contexts(project, subscriber_ids, values, event, **kwargs)
 
-    class Renderer:
-        def __init__(self, bindings):
-            self.bindings = bindings
-
-        def render(self, context):
-            out = {}
-            for key, names in self.bindings.items():
-                for name, source in names.items():
-                    value = source
-                    if source.startswith("{{ values."):
-                        value = str(context["values"].get(source[len("{{ values.") : -3], ""))
-                    if not value.strip():
-                        return Skip(f"{source} is empty for this subscriber")
-                    out.setdefault(key, {})[name] = value
-            return out
-
-    module.check_bindings, module.contexts_for, module.Renderer = check_bindings, contexts_for, Renderer
-    monkeypatch.setitem(sys.modules, "campaigns.bindings", module)
-    monkeypatch.setattr(campaigns, "bindings", module, raising=False)
+    monkeypatch.setattr(bindings, "check_bindings", check_bindings)
+    monkeypatch.setattr(bindings, "contexts_for", contexts_for)
     return calls
 
 
@@ -490,7 +460,6 @@ def test_binding_problems_name_the_binding(api, subscriber, template, fake_liqui
     assert not Message.objects.exists()
 
 
-@needs_bindings
 def test_liquid_bindings_with_fallbacks_and_tags(api, subscriber, template):
     subscriber.name = ""
     subscriber.save()
@@ -510,7 +479,6 @@ def test_liquid_bindings_with_fallbacks_and_tags(api, subscriber, template):
     assert response.json()["rendered"]["body"] == "Hi Kunde, your order AB12 is on its way."
 
 
-@needs_bindings
 def test_liquid_binding_that_renders_empty_is_refused(api, subscriber, template):
     bindings = {"body": {"1": "{{ tags.first_name }}", "2": "x"}, "button:0": {"1": "x"}}
     response = send(
@@ -521,7 +489,6 @@ def test_liquid_binding_that_renders_empty_is_refused(api, subscriber, template)
     assert not Message.objects.exists()
 
 
-@needs_bindings
 def test_liquid_syntax_error_names_the_placeholder(api, subscriber, template):
     bindings = {"body": {"1": "{{ subscriber.name ", "2": "x"}, "button:0": {"1": "x"}}
     response = send(
