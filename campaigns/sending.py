@@ -418,43 +418,51 @@ def _post_all(
     # One message (an OTP, a reply) is posted on this thread: no hop, and the in-process simulator
     # of the tests shares this thread's database connection. WHATSAPP_SEND_THREADS = 0: always.
     pool = _executor() if len(slots) > 1 and _threads() > 0 else _Inline()
-    for message, delay in slots:
-        wait = start + delay - time.monotonic()
-        if wait > 0:
-            time.sleep(wait)  # until a slot this batch holds: at most the limiter's horizon
-        if stop.is_set():
-            futures.append((message, None))
-            continue
-        futures.append((message, pool.submit(_post, client, message, stop)))
-    for message, future in futures:
-        if future is None:
-            _not_posted(batch, message, account)
-            continue
-        try:
-            result = future.result()
-        except AmbiguousSendError as exc:
-            # Maybe sent, maybe not: never resend blindly. A status webhook with our callback id settles it.
-            batch.finish(
-                message,
-                MessageStatus.UNKNOWN,
-                str(exc),
-                reason=exc.explanation,
-                attempts=message.attempts + 1,
-            )
-        except GraphError as exc:
-            _failed(batch, message, account, exc)
-        except _NotPosted:
-            _not_posted(batch, message, account)
-        else:
-            batch.finish(
-                message,
-                MessageStatus.SENT,
-                f"accepted by Meta ({result.message_status})",
-                wamid=result.wamid,
-                sent_at=timezone.now(),
-                reason="",
-                attempts=message.attempts + 1,
-            )
+    try:
+        for message, delay in slots:
+            wait = start + delay - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)  # until a slot this batch holds: at most the limiter's horizon
+            if stop.is_set():
+                futures.append((message, None))
+                continue
+            futures.append((message, pool.submit(_post, client, message, stop)))
+    finally:
+        # Even when this loop is interrupted (a time limit), every submitted POST gets its outcome
+        # recorded: a row given back to the queue after it may have been posted would be sent twice.
+        for message, future in futures:
+            _record(batch, account, message, future)
+
+
+def _record(batch: _Batch, account: WhatsAppAccount, message: Message, future: Future | None) -> None:
+    if future is None:
+        _not_posted(batch, message, account)
+        return
+    try:
+        result = future.result()
+    except _NotPosted:
+        _not_posted(batch, message, account)
+    except AmbiguousSendError as exc:
+        # Maybe sent, maybe not: never resend blindly. A status webhook with our callback id settles it.
+        batch.finish(message, MessageStatus.UNKNOWN, str(exc), reason=exc.explanation,
+                     attempts=message.attempts + 1)  # fmt: skip
+    except GraphError as exc:
+        _failed(batch, message, account, exc)
+    except Exception as exc:  # a bug or an odd library error after the POST may have left: not resent
+        logger.exception("send of message %s ended in an unexpected error", message.pk)
+        batch.finish(message, MessageStatus.UNKNOWN, f"unexpected error: {type(exc).__name__}",
+                     reason="Sending ended in an unexpected error; it may or may not have reached Meta.",
+                     attempts=message.attempts + 1)  # fmt: skip
+    else:
+        batch.finish(
+            message,
+            MessageStatus.SENT,
+            f"accepted by Meta ({result.message_status})",
+            wamid=result.wamid,
+            sent_at=timezone.now(),
+            reason="",
+            attempts=message.attempts + 1,
+        )
 
 
 class _Inline:

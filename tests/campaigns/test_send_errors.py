@@ -237,3 +237,10 @@ def test_crash_after_claim_leaves_sending_the_sweeper_makes_it_unknown_and_it_en
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.COMPLETED
     assert graph.calls == []
+
+
+def test_an_unexpected_error_after_the_post_may_have_left_is_unknown_not_resent(graph, fast, rendered):
+    [message] = fill(make_campaign(fast), 1)
+    graph.raise_exc = ValueError("a library bug after the request went out")
+    assert send_batch([message.pk]) == {"unknown": 1}
+    assert send_batch([message.pk]) == {} and len(graph.calls) == 1
