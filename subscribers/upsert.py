@@ -137,6 +137,8 @@ def match(
         raise conflict(item.phone, item.external_id)
     target = p or x
     if target is None and not item.phone and not item.bsuid:
+        if not item.external_id:
+            raise InvalidInput("A phone number (or a WhatsApp user id) is required.", field="phone")
         raise InvalidInput(
             f"No subscriber has the external id {item.external_id!r}, and without a phone number "
             "no new one can be created.",
