@@ -137,6 +137,8 @@ def match(
         raise conflict(item.phone, item.external_id)
     target = p or x
     if target is None and not item.phone and not item.bsuid:
+        if not item.external_id:
+            raise InvalidInput("A phone number (or a WhatsApp user id) is required.", field="phone")
         raise InvalidInput(
             f"No subscriber has the external id {item.external_id!r}, and without a phone number "
             "no new one can be created.",
@@ -345,17 +347,16 @@ def upsert_subscribers(
     ]
     if ledger:
         store.insert_consent(ledger)
-    # Templates from the services' constructors, shared by every event of this call: the COPY
-    # store encodes the attributes once per dict, not once per event (a million-row import).
-    subscribed = subscribed_event(subscriber_id=0, source=source, at=now)
-    unsubscribed = unsubscribed_event(subscriber_id=0, channel=ConsentChannel.WHATSAPP, source=source, at=now)
-    events = [subscribed.for_subscriber(r.subscriber_id) for r in inserted]
-    events += [
-        unsubscribed.for_subscriber(row["subscriber_id"])
-        for row in ledger
-        if row["state"] == ConsentState.OPTED_OUT
-    ]
-    if events:
+    opted_out = [row["subscriber_id"] for row in ledger if row["state"] == ConsentState.OPTED_OUT]
+    if inserted or opted_out:
+        # Templates from the services' constructors, shared by every event of this call: the COPY
+        # store encodes the attributes once per dict, not once per event (a million-row import).
+        subscribed = subscribed_event(subscriber_id=0, source=source, at=now)
+        unsubscribed = unsubscribed_event(
+            subscriber_id=0, channel=ConsentChannel.WHATSAPP, source=source, at=now
+        )
+        events = [subscribed.for_subscriber(r.subscriber_id) for r in inserted]
+        events += [unsubscribed.for_subscriber(sid) for sid in opted_out]
         store.insert_events(events)
     return out
 

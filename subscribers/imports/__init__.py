@@ -9,10 +9,10 @@ Three steps, each a service:
 2. :func:`start_import` saves the column mapping and enqueues the job after commit.
 3. :func:`run_import` (called by the actor) reads the file in chunks. Each chunk is validated in
    Python (phones, profile fields, tag types, consent, duplicates inside the file), then applied
-   set-based in one transaction: existing subscribers fetched in one query, new ones bulk
-   inserted, changed ones bulk updated, tag values diffed in bulk, ledger rows and events bulk
-   inserted.
-   On PostgreSQL the inserts stream through COPY.
+   in one transaction by the bulk form of the one subscriber upsert (subscribers.upsert, which
+   the API and WhatsApp inbound use too): existing subscribers fetched in one query, new ones
+   bulk inserted, changed ones bulk updated, tag values diffed in bulk, ledger rows and events
+   bulk inserted. On PostgreSQL the upsert's store streams the inserts through COPY.
 
 Idempotency and restarts: rows whose values are already stored are "unchanged" and touch
 nothing (not even ``updated_at``), so importing a file twice changes nothing. Each chunk commits
@@ -27,7 +27,7 @@ checkpoint.
 The modules, in the order a file goes through them: ``files`` (encoding, delimiter, records),
 ``mapping`` (column targets), ``jobs`` (the services of steps 1 and 2), ``pipeline`` (step 3),
 ``validation`` with ``phone_numbers``, ``writers`` (inline or threaded), ``applier`` (a chunk's
-transaction), ``stores`` (ORM and COPY), ``reports`` (rejected rows), ``gctuning``, and
+transaction), ``stores`` (the upsert's ORM and COPY stores), ``reports`` (rejected rows), ``gctuning``, and
 ``gdpr`` (erasure scrubs import files).
 """
 

@@ -187,7 +187,7 @@ class PostgresStore(Store):
                 [len(rows)],
             )
             ids = [r[0] for r in cur.fetchall()]
-            public_ids = uuid7s(len(rows))
+            public_ids = list(uuid7s(len(rows)))
             with _copy(cur, "subscribers_subscriber", _SUBSCRIBER_COPY) as copy:
                 for n, (r, public_id) in enumerate(zip(rows, public_ids, strict=True)):
                     copy.write_row(
