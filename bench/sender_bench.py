@@ -5,7 +5,7 @@ CPU milliseconds per message of this process, and the busiest 1-second window th
 
     export DATABASE_URL=postgres://postgres@127.0.0.1:5432/wcp_bench SECRET_KEY=bench FIELD_ENCRYPTION_KEY=...
     .venv/bin/python manage.py migrate
-    .venv/bin/python bench/send_bench.py --messages 5000 --limit 1000 --latency 0.2 --workers 8
+    .venv/bin/python bench/sender_bench.py --messages 5000 --limit 1000 --latency 0.2 --workers 8
 
 It creates its own project (slug ``send-bench-<random>``) and deletes it at the end. Rendering is
 a stand-in (the campaign's body with the phone), so what is measured is the send path itself:
