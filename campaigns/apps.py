@@ -8,7 +8,7 @@ class CampaignsConfig(AppConfig):
         from controlpanel import dashboard, scheduler
         from whatsapp.signals import inbound_received, sending_resumed, status_received, statuses_received
 
-        from .actors import sweep_stuck_messages
+        from .actors import dispatch_messages, sweep_stuck_messages
         from .dashboard import messaging_provider
         from .services import (
             on_inbound_received,
@@ -23,3 +23,5 @@ class CampaignsConfig(AppConfig):
         sending_resumed.connect(on_sending_resumed, dispatch_uid="campaigns-requeue-on-resume")
         inbound_received.connect(on_inbound_received, dispatch_uid="campaigns-consent-confirmation")
         scheduler.periodic("sweep-stuck-messages", 60, lambda: sweep_stuck_messages.send())
+        # Every second: due outbox rows go to the senders (durable: reads committed queued rows).
+        scheduler.periodic("dispatch-messages", 1, lambda: dispatch_messages.send())

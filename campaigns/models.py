@@ -319,6 +319,18 @@ class Message(models.Model):
             models.Index(
                 fields=["account", "send_after", "id"], condition=Q(status="queued"), name="message_queued"
             ),
+            # The dispatcher's scans: a running campaign's due rows, and single sends per account, each
+            # a range on send_after that paused campaigns' or held rows do not fill.
+            models.Index(
+                fields=["campaign", "send_after", "id"],
+                condition=Q(status="queued"),
+                name="message_campaign_due",
+            ),
+            models.Index(
+                fields=["account", "send_after", "id"],
+                condition=Q(status="queued", campaign__isnull=True),
+                name="message_single_due",
+            ),
             models.Index(fields=["status"], condition=Q(status="unknown"), name="message_unknown"),
             models.Index(fields=["campaign", "status"], name="message_campaign_status"),
         ]

@@ -10,16 +10,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from controlpanel.models import Project
 from controlpanel.services import Actor
 from subscribers.models import ConsentState, Subscriber
 from subscribers.services import NewEvent, record_event, record_events
-from whatsapp import placeholders, ratelimit
-from whatsapp.client import GraphClient
-from whatsapp.errors import AccountError, AmbiguousSendError, ErrorKind, GraphError, PermanentError, explain
+from whatsapp import placeholders
+from whatsapp.errors import ErrorKind, GraphError, explain, retry_delay
 from whatsapp.models import AccountStatus, MessageTemplate, TemplateCategory, WhatsAppAccount
 from whatsapp.signals import InboundMessage, StatusUpdate
 
@@ -27,8 +26,6 @@ from . import policy
 from .models import PROGRESS, Channel, Message, MessageKind, MessageStatus
 
 logger = logging.getLogger(__name__)
-STUCK_AFTER = timedelta(minutes=10)
-MAX_ATTEMPTS = 5
 
 
 class SendRefused(Exception):
@@ -116,9 +113,9 @@ def send_whatsapp(
             )
     except IntegrityError:
         return Message.objects.for_project(project).get(idempotency_key=idempotency_key)
-    from .actors import deliver_message
+    from .sending import kick_one
 
-    transaction.on_commit(lambda: deliver_message.send(message.pk))
+    kick_one(message.pk)  # the dispatcher's tick sends it anyway if this broker message is lost
     return message
 
 
@@ -138,151 +135,15 @@ def render_template(template: MessageTemplate, components: list[dict[str, Any]])
     return placeholders.fill(body, values)
 
 
-def claim(message_id: int) -> Message | None:
-    """queued -> sending, if nobody else has it. Exactly one worker wins."""
-    now = timezone.now()
-    claimed = Message.objects.filter(pk=message_id, status=MessageStatus.QUEUED).update(
-        status=MessageStatus.SENDING, sending_at=now, attempts=F("attempts") + 1
-    )
-    if not claimed:
-        return None
-    return Message.objects.select_related("subscriber", "account", "template").get(pk=message_id)
-
-
-def _finish(message: Message, status: str, note: str, **fields) -> None:
-    history = [*message.history, _history(status, note)]
-    Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
-        status=status, history=history, updated_at=timezone.now(), **fields
-    )
-
-
 def deliver(message_id: int) -> str:
-    """Send a queued message to Meta. Idempotent: a second run finds it claimed and does nothing.
+    """Send one queued message now, through the batch path (sending.send_batch with one id).
 
-    Returns the resulting status. Transient errors put it back in the queue (the
-    actor retries with backoff); permanent ones fail it with Meta's explanation;
-    account-level ones stop the account and leave the message queued.
+    Returns the status it ended in, or "not-queued" when it was not ours to send. Idempotent:
+    a second run finds it claimed and does nothing.
     """
-    message = claim(message_id)
-    if message is None:
-        return "not-queued"
-    account, subscriber = message.account, message.subscriber
-    if account is None:
-        _finish(message, MessageStatus.SKIPPED, "no account", reason="The WhatsApp account was removed.")
-        return MessageStatus.SKIPPED
-    if account.status == AccountStatus.SUSPENDED:
-        _finish(message, MessageStatus.QUEUED, "account suspended", reason=account.status_reason)
-        return MessageStatus.QUEUED
-    # State may have changed since the message was queued (an opt-out, a paused template).
-    if message.kind == MessageKind.TEXT:
-        reason = policy.refusal_for_text(subscriber)
-    elif message.template is None:
-        reason = "The template was deleted."
-    else:
-        message.template.refresh_from_db()
-        reason = policy.refusal_for_template(subscriber, message.template)
-    if reason:
-        _finish(message, MessageStatus.SKIPPED, "policy", reason=reason)
-        return MessageStatus.SKIPPED
-    try:
-        ratelimit.acquire(account.phone_number_id, account.throughput_mps)
-        client = GraphClient(account)
-        if message.kind == MessageKind.TEXT:
-            result = client.send_text(
-                to=_recipient(subscriber), body=message.body, callback_data=message.callback_data
-            )
-        else:
-            result = client.send_template(
-                to=_recipient(subscriber),
-                name=message.template_name,
-                language=message.template_language,
-                components=message.components,
-                callback_data=message.callback_data,
-            )
-    except ratelimit.ThrottleTimeout:
-        _finish(message, MessageStatus.QUEUED, "throttled")
-        raise
-    except AmbiguousSendError as exc:
-        # Maybe sent, maybe not: never resend blindly. A status webhook with our callback id settles it.
-        _finish(message, MessageStatus.UNKNOWN, str(exc), reason=exc.explanation)
-        return MessageStatus.UNKNOWN
-    except GraphError as exc:
-        return _failed(message, account, exc)
-    _finish(
-        message,
-        MessageStatus.SENT,
-        f"accepted by Meta ({result.message_status})",
-        wamid=result.wamid,
-        sent_at=timezone.now(),
-        reason="",
-    )
-    return MessageStatus.SENT
+    from .sending import send_one
 
-
-def _failed(message: Message, account: WhatsAppAccount, exc: GraphError) -> str:
-    error_fields = {"error_code": exc.code, "error_title": exc.title[:300], "error_details": exc.details}
-    if isinstance(exc, AccountError):
-        WhatsAppAccount.objects.filter(pk=account.pk).update(
-            status=AccountStatus.SUSPENDED, status_reason=f"{exc.explanation} (Meta error {exc.code})"
-        )
-        _finish(
-            message,
-            MessageStatus.QUEUED,
-            f"account stopped: {exc.code}",
-            reason=exc.explanation,
-            **error_fields,
-        )
-        return MessageStatus.QUEUED
-    if (
-        isinstance(exc, PermanentError)
-        or message.attempts >= MAX_ATTEMPTS
-        or exc.kind == ErrorKind.RETRY_LATER
-    ):
-        _finish(
-            message,
-            MessageStatus.FAILED,
-            f"error {exc.code}",
-            reason=exc.explanation,
-            failed_at=timezone.now(),
-            **error_fields,
-        )
-        return MessageStatus.FAILED
-    _finish(
-        message, MessageStatus.QUEUED, f"retry after error {exc.code}", reason=exc.explanation, **error_fields
-    )
-    raise exc  # the actor's retry middleware backs off and tries again
-
-
-REQUEUE_AFTER = timedelta(minutes=2)
-
-
-def requeue_waiting(*, account: WhatsAppAccount | None = None, older_than: timedelta = REQUEUE_AFTER) -> int:
-    """Give queued messages to workers again: their broker message was lost, or their account was stopped.
-
-    Safe to run any time: a worker only sends what it manages to claim.
-    """
-    from .actors import deliver_message
-
-    waiting = Message.objects.filter(status=MessageStatus.QUEUED, account__status=AccountStatus.ACTIVE)
-    if account is not None:
-        waiting = waiting.filter(account=account)
-    else:
-        waiting = waiting.filter(updated_at__lt=timezone.now() - older_than)
-    ids = list(waiting.values_list("id", flat=True)[:10_000])
-    for message_id in ids:
-        deliver_message.send(message_id)
-    return len(ids)
-
-
-def sweep_stuck(*, older_than: timedelta = STUCK_AFTER) -> int:
-    """Messages left in `sending` by a crash become `unknown`; a status webhook may settle them later."""
-    cutoff = timezone.now() - older_than
-    stuck = list(
-        Message.objects.filter(status=MessageStatus.SENDING, sending_at__lt=cutoff).only("id", "history")
-    )
-    for message in stuck:
-        _finish(message, MessageStatus.UNKNOWN, "worker stopped while sending")
-    return len(stuck)
+    return send_one(message_id)
 
 
 STATUS_EVENTS = {"delivered": "WhatsAppDelivered", "read": "WhatsAppRead", "failed": "WhatsAppFailed"}
@@ -313,7 +174,12 @@ def _status_changes(message: Message, update: StatusUpdate) -> dict[str, Any]:
     current = message.status
     new_status = None
     if update.status == "failed":
-        if current not in (MessageStatus.FAILED, MessageStatus.READ, MessageStatus.SKIPPED):
+        if current not in (
+            MessageStatus.FAILED,
+            MessageStatus.READ,
+            MessageStatus.SKIPPED,
+            MessageStatus.QUEUED,
+        ):
             new_status = MessageStatus.FAILED
             error = GraphError.from_webhook(update.errors[0]) if update.errors else GraphError(None)
             fields.update(
@@ -322,6 +188,11 @@ def _status_changes(message: Message, update: StatusUpdate) -> dict[str, Any]:
                 error_details=error.details,
                 reason=explain(error.code, error.title),
             )
+            if error.kind == ErrorKind.RETRY_LATER and message.error_code != error.code:
+                # 131049 arrives here, after Meta accepted the POST: one more try after 24 h (never
+                # sooner), then failed for good; the code on the row says the retry was had.
+                new_status = MessageStatus.QUEUED
+                fields["send_after"] = timezone.now() + timedelta(seconds=retry_delay(error.code, 1))
     elif (
         update.status in ("sent", "delivered", "read")
         and current in PROGRESS
@@ -376,6 +247,7 @@ def apply_status(update: StatusUpdate) -> Message | None:
         if not fields:
             return message
         Message.objects.filter(pk=message.pk).update(**fields, updated_at=timezone.now())
+        _reopen_retried([(message, fields)])
         event = _status_event(message, update, fields)
         if event is not None:
             record_event(
@@ -450,11 +322,21 @@ def _apply_project_statuses(project_id: int, updates: list[StatusUpdate]) -> lis
         message.updated_at = now
         fields.add("updated_at")
     _update_changed(list(changed.values()))
+    _reopen_retried(list(changed.values()))
     _record_status_events(project_id, events)
     return [message for message, _ in changed.values()]
 
 
-def _update_changed(rows: list[tuple[Message, set[str]]]) -> None:
+def _reopen_retried(rows) -> None:
+    """A 131049 webhook queued a campaign row again (retry in 24 h): its campaign runs until then."""
+    campaign_ids = {m.campaign_id for m, fields in rows if m.campaign_id and m.status == MessageStatus.QUEUED}
+    if campaign_ids:
+        from .progress import reopen
+
+        reopen(campaign_ids)
+
+
+def _update_changed(rows: list[tuple[Message, set[str]]], *, where_status: str | None = None) -> None:
     """Write each message's changed fields in one UPDATE (a few on SQLite, for its parameter limit).
 
     What QuerySet.bulk_update writes, one CASE per column keyed by id, but only the
@@ -462,7 +344,8 @@ def _update_changed(rows: list[tuple[Message, set[str]]]) -> None:
     text: bulk_update resolves an ORM expression per message and column, which took
     three quarters of the time of a status batch. Values are prepared by their fields
     as save() prepares them; the CASE is cast to the column type where the backend
-    needs it, as bulk_update does.
+    needs it, as bulk_update does. With ``where_status`` only rows still in that status change
+    (the sender writes back only what a status webhook has not moved meanwhile).
     """
     qn = connection.ops.quote_name
     meta = Message._meta
@@ -490,10 +373,14 @@ def _update_changed(rows: list[tuple[Message, set[str]]]) -> None:
                 case = f"CAST({case} AS {field.cast_db_type(connection)})"
             assignments.append(f"{column} = {case}")
         params += [message.pk for message, _ in chunk]
+        condition = ""
+        if where_status is not None:
+            condition = f" AND {qn(meta.get_field('status').column)} = %s"
+            params.append(where_status)
         with connection.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {qn(meta.db_table)} SET {', '.join(assignments)} "  # noqa: S608 - names from code
-                f"WHERE {pk} IN ({', '.join(['%s'] * len(chunk))})",
+                f"WHERE {pk} IN ({', '.join(['%s'] * len(chunk))}){condition}",
                 params,
             )
 
@@ -561,6 +448,7 @@ def on_inbound_received(sender, message: InboundMessage, **kwargs) -> None:
 
 
 def on_sending_resumed(sender, account_id: int, **kwargs) -> None:
-    account = WhatsAppAccount.objects.filter(pk=account_id).first()
-    if account is not None:
-        requeue_waiting(account=account)
+    """The account's waiting rows go out at the next dispatcher tick; kick it so it is now."""
+    from .sending import kick
+
+    kick()

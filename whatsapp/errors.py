@@ -20,6 +20,13 @@ ACCOUNT_CODES = {
     0, 3, 10, 190, 368, 130497, 131031, 131042, 131045, 131048, 131064, 132001, 132015, 132016, 133010,
 }  # fmt: skip
 # Permission errors 200-299 are account-level too (see classify).
+# Account-level errors that concern one template, not the number: only what sends it must stop.
+TEMPLATE_CODES = {132001, 132015, 132016}
+# How long a sender waits before retrying a transient error, by code (seconds for attempt 1, 2, ...).
+# 131056 is Meta's pair limit: 4^X seconds for that recipient only; 131057 is a <= 1 min maintenance.
+PAIR_RATE_CODE = 131056
+THROUGHPUT_CODE = 130429
+RETRY_LATER_SECONDS = 24 * 3600 + 60  # 131049: "wait at least 24 h", and a minute to be sure
 
 # Plain-language explanations for the panel, by code.
 EXPLANATIONS = {
@@ -88,6 +95,24 @@ def classify(code: int | None) -> ErrorKind:
         return ErrorKind.PERMANENT
     # An unknown 4xx-style code: do not hammer Meta with it.
     return ErrorKind.PERMANENT
+
+
+def template_level(code: int | None) -> bool:
+    """An account-level error about the template sent (paused, disabled, gone), not the number."""
+    return code in TEMPLATE_CODES
+
+
+def retry_delay(code: int | None, attempt: int) -> float:
+    """Seconds to wait before sending again after the ``attempt``-th transient failure (1-based)."""
+    attempt = max(attempt, 1)
+    if code == PAIR_RATE_CODE:
+        return float(4 ** (attempt - 1))
+    if code == 131057:
+        return 60.0
+    if code in RETRY_LATER_CODES:
+        return float(RETRY_LATER_SECONDS)
+    # Network errors, 5xx, 130429 and the rest: 2, 8, 32, 128 s ... capped at 10 minutes.
+    return float(min(2 * 4 ** (attempt - 1), 600))
 
 
 def explain(code: int | None, fallback: str = "") -> str:

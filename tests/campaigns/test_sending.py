@@ -7,12 +7,12 @@ import requests
 from django.utils import timezone
 
 from campaigns.models import Message, MessageStatus
-from campaigns.services import SendRefused, deliver, send_whatsapp, sweep_stuck
+from campaigns.sending import sweep_stuck
+from campaigns.services import SendRefused, deliver, send_whatsapp
 from controlpanel.services import Actor
 from subscribers.models import ConsentState
 from tests.factories import SubscriberFactory
 from tests.fakegraph import error_answer, ok_answer
-from whatsapp.errors import TransientError
 from whatsapp.models import AccountStatus, WhatsAppAccount
 
 from .conftest import make_template, params
@@ -111,15 +111,22 @@ def test_permanent_error_fails_with_metas_explanation(graph, account, subscriber
     assert "number of template parameters" in message.reason
 
 
-def test_transient_error_requeues_and_raises_for_retry(graph, account, subscriber, template):
-    graph.answer = error_answer(130429, status=429)
+def make_due(message):
+    Message.objects.filter(pk=message.pk).update(send_after=timezone.now() - timedelta(seconds=1))
+
+
+def test_transient_error_requeues_with_backoff_and_is_sent_when_due(graph, account, subscriber, template):
+    graph.answer = error_answer(131000, status=500)
     message = queue(account, subscriber, template, "a", "b")
-    with pytest.raises(TransientError):
-        deliver(message.pk)
+    assert deliver(message.pk) == MessageStatus.QUEUED
     message.refresh_from_db()
     assert message.status == MessageStatus.QUEUED and message.attempts == 1
+    assert message.send_after > timezone.now() and message.error_code == 131000
+    assert deliver(message.pk) == "not-queued"  # not before its backoff
     graph.answer = ok_answer
+    make_due(message)
     assert deliver(message.pk) == MessageStatus.SENT
+    assert len(graph.calls) == 2
 
 
 def test_account_error_stops_the_account_and_keeps_the_message(graph, account, subscriber, template):
@@ -143,8 +150,7 @@ def test_network_error_after_post_is_unknown_never_resent(graph, account, subscr
 def test_connection_refused_is_retried(graph, account, subscriber, template):
     graph.raise_exc = requests.ConnectionError("refused")
     message = queue(account, subscriber, template, "a", "b")
-    with pytest.raises(TransientError):
-        deliver(message.pk)
+    assert deliver(message.pk) == MessageStatus.QUEUED
     assert Message.objects.get().status == MessageStatus.QUEUED
 
 
@@ -178,31 +184,29 @@ def test_text_to_an_opted_out_subscriber_only_after_they_wrote_again(graph, acco
     assert send_whatsapp(project=account.project, subscriber=subscriber, actor=ACTOR, text="How can we help?")
 
 
-def test_resuming_an_account_hands_waiting_messages_to_workers(
+def test_resuming_an_account_kicks_the_dispatcher_and_the_waiting_message_goes(
     graph, account, subscriber, template, monkeypatch, django_capture_on_commit_callbacks
 ):
     from campaigns import actors
+    from campaigns.sending import dispatch
     from whatsapp.services import resume_sending
 
     graph.answer = error_answer(190, status=401, message="Access token expired")
     message = queue(account, subscriber, template, "a", "b")
     deliver(message.pk)
-    sent = []
-    monkeypatch.setattr(actors.deliver_message, "send", lambda message_id: sent.append(message_id))
+    assert dispatch() == 0  # a stopped account's rows wait
+    kicked, sent = [], []
+    monkeypatch.setattr(actors.dispatch_messages, "send", lambda: kicked.append(1))
+    monkeypatch.setattr(actors.send_messages, "send", lambda ids, lease: sent.append((ids, lease)))
     account.refresh_from_db()
     with django_capture_on_commit_callbacks(execute=True):
         resume_sending(account=account, actor=ACTOR)
-    assert sent == [message.pk]
+    assert kicked == [1]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert dispatch() == 1
+    [(ids, lease)] = sent
+    assert ids == [message.pk]
     graph.answer = ok_answer
-    assert deliver(message.pk) == MessageStatus.SENT
+    from campaigns.sending import send_batch
 
-
-def test_lost_worker_messages_are_requeued_by_the_sweep(graph, account, subscriber, template, monkeypatch):
-    from campaigns import actors
-    from campaigns.services import requeue_waiting
-
-    message = queue(account, subscriber, template, "a", "b")
-    Message.objects.filter(pk=message.pk).update(updated_at=timezone.now() - timedelta(minutes=10))
-    sent = []
-    monkeypatch.setattr(actors.deliver_message, "send", lambda message_id: sent.append(message_id))
-    assert requeue_waiting() == 1 and sent == [message.pk]
+    assert send_batch(ids, lease) == {"sent": 1}

@@ -1,0 +1,584 @@
+"""The batched sender: dispatcher tick, batch claim, send slots, concurrent POSTs, bulk write-back.
+
+Design section 4 and ADR 0005. The flow of one outbox row:
+
+1. ``dispatch`` (every second, and kicked after a launch) leases due ``queued`` rows by moving their
+   ``send_after`` a minute ahead (``LEASE``) in one UPDATE ... RETURNING (FOR UPDATE SKIP LOCKED on
+   PostgreSQL) and puts their ids on the ``send`` queue, a few hundred per broker message. A lost
+   broker message only delays: the rows are due again when the lease runs out. It leases about
+   ``LOOKAHEAD`` seconds of the number's throughput at a time, so rows do not wait on the broker
+   for slots that are not there.
+2. ``send_batch`` claims them with one conditional UPDATE (``queued -> sending``, only rows that are
+   due or carry this lease, only of running campaigns or none, only of active accounts); what it
+   did not get belongs to someone else. Loads what sending needs in one query, asks
+   ``sendpolicy.decide`` and ``rendering.render_batch``, reserves send slots for the whole batch
+   (``whatsapp.ratelimit``), POSTs concurrently on a thread pool, and writes every row back in one
+   UPDATE that only touches rows still ``sending`` (a status webhook may have been faster).
+3. A crash between a POST and the write-back leaves rows ``sending``; ``sweep_stuck`` moves them to
+   ``unknown`` and a status webhook with our ``biz_opaque_callback_data`` settles them. Nothing is
+   resent blindly.
+
+Errors (reference 5.4): transient -> queued again with backoff in ``send_after`` (up to
+MAX_ATTEMPTS); 131049 -> one retry after 24 h, then failed; permanent -> failed with Meta's code and
+explanation; account-level -> the account stops (AccountStatus.SUSPENDED) and its running campaigns
+pause themselves (progress.pause_for_error); template-level (paused, disabled, missing) -> the
+campaigns sending that template pause, single sends of it fail. Rows of a stop go back to queued.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from whatsapp import ratelimit
+from whatsapp.client import GraphClient, SendResult
+from whatsapp.errors import (
+    THROUGHPUT_CODE,
+    AmbiguousSendError,
+    ErrorKind,
+    GraphError,
+    retry_delay,
+    template_level,
+)
+from whatsapp.models import AccountStatus, TemplateStatus, WhatsAppAccount
+
+from . import progress, rendering, sendpolicy
+from .models import Campaign, CampaignStatus, Message, MessageKind, MessageStatus
+from .outcomes import Hold, Skip
+
+logger = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=1)
+BATCH_SIZE = 200  # ids per broker message
+LOOKAHEAD = 2.0  # seconds of a number's throughput the dispatcher keeps leased or in flight
+STUCK_AFTER = timedelta(minutes=10)
+MAX_ATTEMPTS = 6  # POSTs that ended in a transient error; the next one fails the row
+NUMBER_BACKOFF = 2.0  # seconds a whole number pauses after Meta's 130429
+
+
+def _threads() -> int:
+    return int(getattr(settings, "WHATSAPP_SEND_THREADS", 64))
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    # One pool per process: HTTP only, no database work happens on its threads.
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=_threads(), thread_name_prefix="wa-send")
+        return _pool
+
+
+# --- dispatcher --------------------------------------------------------------------------------
+
+
+def _q(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def _dt(value: datetime | None) -> Any:
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+MESSAGE = Message._meta.db_table
+CAMPAIGN = Campaign._meta.db_table
+ACCOUNT = WhatsAppAccount._meta.db_table
+
+
+def _lease(where: str, params: list[Any], order: str, limit: int, lease: datetime) -> list[int]:
+    """Move ``send_after`` of up to ``limit`` queued rows matching ``where`` to ``lease``; their ids."""
+    if limit <= 0:
+        return []
+    lock = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    # A materialized CTE, not ``id IN (SELECT ... LIMIT ... FOR UPDATE SKIP LOCKED)``: PostgreSQL may
+    # rescan such a subquery for the outer UPDATE and then lease far more rows than the limit.
+    sql = (
+        f"WITH picked AS MATERIALIZED (SELECT id FROM {_q(MESSAGE)} "  # noqa: S608 - names from code
+        f"WHERE status = 'queued' AND {where} ORDER BY {order} LIMIT %s{lock}) "
+        f"UPDATE {_q(MESSAGE)} SET send_after = %s "
+        f"WHERE status = 'queued' AND id IN (SELECT id FROM picked) RETURNING id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, limit, _dt(lease)])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _lease_due(scope: str, params: list[Any], limit: int, now: datetime, lease: datetime) -> list[int]:
+    # Two statements instead of one OR, so that each is a range scan of a (.., send_after, id) index:
+    # rows due since a time first (held, retried, expired leases), then rows with no time at all.
+    ids = _lease(f"{scope} AND send_after <= %s", [*params, _dt(now)], "send_after, id", limit, lease)
+    return ids + _lease(f"{scope} AND send_after IS NULL", params, "id", limit - len(ids), lease)
+
+
+def _in_flight(account_id: int, now: datetime) -> int:
+    """Rows of the account leased but not yet claimed, plus rows being sent right now."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT (SELECT COUNT(*) FROM {_q(MESSAGE)} WHERE status = 'queued' AND account_id = %s "  # noqa: S608
+            f"AND send_after > %s AND send_after <= %s) + (SELECT COUNT(*) FROM {_q(MESSAGE)} "
+            f"WHERE status = 'sending' AND account_id = %s AND sending_at > %s)",
+            [account_id, _dt(now), _dt(now + LEASE), account_id, _dt(now - LEASE)],
+        )
+        return int(cursor.fetchone()[0])
+
+
+def dispatch(now: datetime | None = None) -> int:
+    """Lease due queued rows and put them on the ``send`` queue in batches; returns rows leased.
+
+    Due: ``send_after`` empty or past; the row's campaign running (or no campaign); its account
+    active and not backed off after a 130429. Single sends (API, composer, confirmations) go first,
+    then the running campaigns of the account share what is left of its throughput, each at most
+    at its own throttle. Safe to run concurrently and twice: a row is leased by one dispatcher.
+    """
+    now = now or timezone.now()
+    lease = now + LEASE
+    batches: list[list[int]] = []
+    accounts = list(
+        WhatsAppAccount.objects.filter(status=AccountStatus.ACTIVE).only(
+            "id", "phone_number_id", "throughput_mps"
+        )
+    )
+    campaigns: dict[int, list[Campaign]] = defaultdict(list)
+    for campaign in (
+        Campaign.objects.filter(status=CampaignStatus.RUNNING, account__status=AccountStatus.ACTIVE)
+        .only("id", "account_id", "throttle_mps")
+        .order_by("id")
+    ):
+        campaigns[campaign.account_id].append(campaign)
+    with transaction.atomic():
+        for account in accounts:
+            if ratelimit.backed_off(account.phone_number_id) > 0:
+                continue
+            budget = math.ceil(max(account.throughput_mps, 1) * LOOKAHEAD) - _in_flight(account.pk, now)
+            if budget <= 0:
+                continue
+            singles = _lease_due("account_id = %s AND campaign_id IS NULL", [account.pk], budget, now, lease)
+            batches += _chunks(singles)
+            budget -= len(singles)
+            running = campaigns.get(account.pk, [])
+            for i, campaign in enumerate(running):
+                if budget <= 0:
+                    break
+                share = math.ceil(budget / (len(running) - i))  # what the earlier ones left is shared on
+                if campaign.throttle_mps:
+                    share = min(share, math.ceil(campaign.throttle_mps * LOOKAHEAD))
+                ids = _lease_due("campaign_id = %s", [campaign.pk], share, now, lease)
+                batches += _chunks(ids)
+                budget -= len(ids)
+        # Rows whose account was removed: the batch skips them with the reason.
+        batches += _chunks(
+            _lease_due(
+                "account_id IS NULL AND (campaign_id IS NULL OR EXISTS (SELECT 1 FROM "  # noqa: S608 - names from code
+                f"{_q(CAMPAIGN)} c WHERE c.id = campaign_id AND c.status = 'running'))",
+                [],
+                BATCH_SIZE,
+                now,
+                lease,
+            )
+        )
+        if batches:
+            token = lease.isoformat()
+            transaction.on_commit(lambda: _enqueue(batches, token))
+    return sum(len(b) for b in batches)
+
+
+def _chunks(ids: list[int]) -> list[list[int]]:
+    return [ids[i : i + BATCH_SIZE] for i in range(0, len(ids), BATCH_SIZE)]
+
+
+def _enqueue(batches: list[list[int]], token: str) -> None:
+    from .actors import send_messages
+
+    for batch in batches:
+        send_messages.send(batch, token)
+
+
+def kick() -> None:
+    """Run the dispatcher soon (after the current transaction commits): a launch, a resume."""
+    from .actors import dispatch_messages
+
+    transaction.on_commit(lambda: dispatch_messages.send())
+
+
+def kick_one(message_id: int) -> None:
+    """Send one fresh row without waiting for the next tick (OTPs, replies); the tick is the fallback."""
+    from .actors import send_messages
+
+    transaction.on_commit(lambda: send_messages.send([message_id], None))
+
+
+# --- one batch ---------------------------------------------------------------------------------
+
+
+def _claim(ids: Sequence[int], now: datetime, lease: datetime | None) -> list[int]:
+    """queued -> sending for the rows of ``ids`` this worker may send now; the others are not ours."""
+    if not ids:
+        return []
+    due = "send_after IS NULL OR send_after <= %s"
+    params: list[Any] = [_dt(now), _dt(now), _dt(now)]
+    if lease is not None:
+        due += " OR send_after = %s"
+        params.append(_dt(lease))
+    sql = (
+        f"UPDATE {_q(MESSAGE)} SET status = 'sending', sending_at = %s, updated_at = %s "  # noqa: S608
+        f"WHERE id IN ({', '.join(['%s'] * len(ids))}) AND status = 'queued' AND ({due}) "
+        f"AND (campaign_id IS NULL OR EXISTS (SELECT 1 FROM {_q(CAMPAIGN)} c "
+        f"WHERE c.id = campaign_id AND c.status = 'running')) "
+        f"AND (account_id IS NULL OR EXISTS (SELECT 1 FROM {_q(ACCOUNT)} a "
+        f"WHERE a.id = account_id AND a.status = 'active')) RETURNING id"
+    )
+    # The placeholders in order: SET (2), the id list, the due test.
+    params = [params[0], params[1], *ids, *params[2:]]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _release(ids: list[int], lease: datetime) -> None:
+    """Rows leased for this batch but not claimable (their campaign paused meanwhile, their account
+    stopped) are due again at once, so that a resume does not wait for the lease to run out."""
+    sql = (
+        f"UPDATE {_q(MESSAGE)} SET send_after = NULL "  # noqa: S608 - names from code
+        f"WHERE id IN ({', '.join(['%s'] * len(ids))}) AND status = 'queued' AND send_after = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*ids, _dt(lease)])
+
+
+@dataclass
+class _Row:
+    message: Message
+    fields: set[str] = field(default_factory=set)
+
+    def set(self, **values: Any) -> None:
+        for name, value in values.items():
+            setattr(self.message, name, value)
+            self.fields.add(name)
+
+
+@dataclass
+class _Batch:
+    now: datetime
+    rows: dict[int, _Row]
+    counts: Counter = field(default_factory=Counter)
+    stopped_accounts: dict[int, GraphError] = field(default_factory=dict)
+    paused_templates: dict[tuple[int, str], GraphError] = field(default_factory=dict)
+
+    def finish(self, message: Message, status: str, note: str, **values: Any) -> None:
+        from .services import _history
+
+        row = self.rows[message.pk]
+        row.set(status=status, history=[*message.history, _history(status, note, self.now)], **values)
+        self.counts[status] += 1
+
+    def requeue(self, message: Message, until: datetime | None, note: str = "", **values: Any) -> None:
+        """Back to queued, not before ``until``; with a note in the history when it says something."""
+        from .services import _history
+
+        row = self.rows[message.pk]
+        if note:
+            values["history"] = [*message.history, _history(MessageStatus.QUEUED, note, self.now)]
+        row.set(status=MessageStatus.QUEUED, send_after=until, **values)
+        self.counts["requeued"] += 1
+
+
+def send_batch(message_ids: Sequence[int], leased_until: str | None = None) -> dict[str, int]:
+    """Claim, decide, render, send and write back a batch of outbox rows; counts by outcome.
+
+    Safe to run twice and concurrently: only rows this call claims are sent, and a row is
+    claimed once. ``leased_until`` is the dispatcher's lease token: rows it leased are claimable
+    although their ``send_after`` lies ahead; without it only due rows are.
+    """
+    now = timezone.now()
+    lease = datetime.fromisoformat(leased_until) if leased_until else None
+    ids = sorted({int(i) for i in message_ids})
+    claimed = _claim(ids, now, lease)
+    if lease is not None and len(claimed) < len(ids):
+        _release(sorted(set(ids) - set(claimed)), lease)
+    if not claimed:
+        return {}
+    messages = list(
+        Message.objects.filter(pk__in=claimed)
+        .select_related("subscriber", "account", "template", "campaign")
+        .order_by("pk")
+    )
+    batch = _Batch(now=now, rows={m.pk: _Row(m) for m in messages})
+    try:
+        sendable = _prepare(batch, messages)
+        _send(batch, sendable)
+    finally:
+        # Whatever happened above, every claimed row is written back: sent, failed, skipped, or queued
+        # again. A row that had no outcome (an exception before its POST) goes back to the queue.
+        for row in batch.rows.values():
+            if "status" not in row.fields:
+                batch.requeue(row.message, None)
+        _write_back(batch)
+    _after(batch)
+    return dict(batch.counts)
+
+
+def _prepare(batch: _Batch, messages: list[Message]) -> list[Message]:
+    """The rows to POST now; every other row gets its outcome here (skip, hold, requeue)."""
+    candidates = []
+    for message in messages:
+        account = message.account
+        if account is None:
+            batch.finish(
+                message, MessageStatus.SKIPPED, "no account", reason="The WhatsApp account was removed."
+            )
+        elif (
+            message.campaign_id is None and message.kind == MessageKind.TEMPLATE and not _template_ok(message)
+        ):
+            reason = (
+                "The template was deleted."
+                if message.template is None
+                else f"Template {message.template.name} ({message.template.language}) is "
+                f"{message.template.status.lower()}, not approved."
+            )
+            batch.finish(message, MessageStatus.SKIPPED, "policy", reason=reason)
+        else:
+            candidates.append(message)
+    decisions = sendpolicy.decide(candidates, batch.now) if candidates else {}
+    campaign_rows = [m for m in candidates if m.campaign_id is not None and m.pk not in decisions]
+    rendered = rendering.render_batch(campaign_rows) if campaign_rows else {}
+    sendable = []
+    for message in candidates:
+        outcome = decisions.get(message.pk) or rendered.get(message.pk)
+        if isinstance(outcome, Skip):
+            batch.finish(message, MessageStatus.SKIPPED, "policy", reason=outcome.reason)
+        elif isinstance(outcome, Hold):
+            batch.requeue(message, outcome.until, f"held: {outcome.reason}")
+        else:
+            if outcome is not None:  # Rendered: what this row sends, kept as the record of what was sent
+                batch.rows[message.pk].set(
+                    template_id=outcome.template_id,
+                    template_name=outcome.template_name,
+                    template_language=outcome.language,
+                    components=outcome.components,
+                    body=outcome.body,
+                )
+            elif message.campaign_id is not None:
+                batch.finish(message, MessageStatus.SKIPPED, "render", reason="Nothing to send was rendered.")
+                continue
+            sendable.append(message)
+    return sendable
+
+
+def _template_ok(message: Message) -> bool:
+    return message.template is not None and message.template.status == TemplateStatus.APPROVED
+
+
+def _send(batch: _Batch, sendable: list[Message]) -> None:
+    """Reserve slots per account (and campaign throttle), then POST at those slots on the pool."""
+    groups: dict[tuple[int, int | None], list[Message]] = defaultdict(list)
+    for message in sendable:
+        throttle = message.campaign.throttle_mps if message.campaign_id else None
+        stream = message.campaign_id if throttle and throttle < message.account.throughput_mps else None
+        groups[(message.account_id, stream)].append(message)
+    for (_, stream), messages in groups.items():
+        account = messages[0].account
+        number = account.phone_number_id
+        reservation = ratelimit.reserve(
+            number,
+            account.throughput_mps,
+            len(messages),
+            stream=f"campaign:{stream}" if stream else "",
+            stream_rate=messages[0].campaign.throttle_mps if stream else None,
+        )
+        start = time.monotonic()
+        granted = messages[: len(reservation.delays)]
+        later = batch.now + timedelta(seconds=reservation.retry_after)
+        for message in messages[len(granted) :]:
+            batch.requeue(message, later)  # no slot within the horizon: back in line, no sleeping
+        _post_all(batch, account, list(zip(granted, reservation.delays, strict=True)), start)
+
+
+def _post_all(
+    batch: _Batch, account: WhatsAppAccount, slots: list[tuple[Message, float]], start: float
+) -> None:
+    client = GraphClient(account)
+    stop = threading.Event()  # set by a 130429 or an account-level error: post nothing more
+    futures: list[tuple[Message, Future]] = []
+    pool = _executor()
+    for message, delay in slots:
+        wait = start + delay - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)  # until a slot this batch holds: at most the limiter's horizon
+        if stop.is_set():
+            futures.append((message, None))
+            continue
+        futures.append((message, pool.submit(_post, client, message, stop)))
+    for message, future in futures:
+        if future is None:
+            _not_posted(batch, message, account)
+            continue
+        try:
+            result = future.result()
+        except AmbiguousSendError as exc:
+            # Maybe sent, maybe not: never resend blindly. A status webhook with our callback id settles it.
+            batch.finish(
+                message,
+                MessageStatus.UNKNOWN,
+                str(exc),
+                reason=exc.explanation,
+                attempts=message.attempts + 1,
+            )
+        except GraphError as exc:
+            _failed(batch, message, account, exc)
+        except _NotPosted:
+            _not_posted(batch, message, account)
+        else:
+            batch.finish(
+                message,
+                MessageStatus.SENT,
+                f"accepted by Meta ({result.message_status})",
+                wamid=result.wamid,
+                sent_at=timezone.now(),
+                reason="",
+                attempts=message.attempts + 1,
+            )
+
+
+class _NotPosted(Exception):
+    pass
+
+
+def _post(client: GraphClient, message: Message, stop: threading.Event) -> SendResult:
+    if stop.is_set():
+        raise _NotPosted
+    subscriber = message.subscriber
+    to = subscriber.phone or subscriber.wa_id or subscriber.bsuid or ""
+    try:
+        if message.kind == MessageKind.TEXT:
+            return client.send_text(to=to, body=message.body, callback_data=message.callback_data)
+        return client.send_template(
+            to=to,
+            name=message.template_name,
+            language=message.template_language,
+            components=message.components,
+            callback_data=message.callback_data,
+        )
+    except GraphError as exc:
+        if exc.code == THROUGHPUT_CODE or (exc.kind == ErrorKind.ACCOUNT and not template_level(exc.code)):
+            stop.set()
+        raise
+
+
+def _not_posted(batch: _Batch, message: Message, account: WhatsAppAccount) -> None:
+    """A row the batch stopped before posting (throughput back-off, account stopped): queue it again."""
+    wait = ratelimit.backed_off(account.phone_number_id)
+    batch.requeue(message, batch.now + timedelta(seconds=wait) if wait else None)
+
+
+def _failed(batch: _Batch, message: Message, account: WhatsAppAccount, exc: GraphError) -> None:
+    errors = {"error_code": exc.code, "error_title": exc.title[:300], "error_details": exc.details}
+    attempts = message.attempts + 1
+    kind = exc.kind
+    if kind == ErrorKind.ACCOUNT:
+        if template_level(exc.code):
+            if message.campaign_id is not None:
+                batch.paused_templates[(account.pk, message.campaign.template_name)] = exc
+                batch.requeue(
+                    message, None, f"campaign paused: error {exc.code}", reason=exc.explanation, **errors
+                )
+            else:
+                batch.finish(message, MessageStatus.FAILED, f"error {exc.code}", reason=exc.explanation,
+                             failed_at=timezone.now(), attempts=attempts, **errors)  # fmt: skip
+            return
+        batch.stopped_accounts[account.pk] = exc
+        batch.requeue(message, None, f"account stopped: error {exc.code}", reason=exc.explanation, **errors)
+        return
+    if kind == ErrorKind.RETRY_LATER and message.error_code != exc.code:
+        # 131049: Meta wants at least 24 h; one more try, then it fails (the code stays on the row).
+        until = batch.now + timedelta(seconds=retry_delay(exc.code, attempts))
+        batch.requeue(message, until, f"retry in 24 h after error {exc.code}", reason=exc.explanation,
+                      attempts=attempts, **errors)  # fmt: skip
+        return
+    if kind == ErrorKind.TRANSIENT and attempts < MAX_ATTEMPTS:
+        if exc.code == THROUGHPUT_CODE:
+            ratelimit.back_off(account.phone_number_id, NUMBER_BACKOFF)
+        until = batch.now + timedelta(seconds=retry_delay(exc.code, attempts))
+        batch.requeue(message, until, f"retry after error {exc.code or 'network'}", reason=exc.explanation,
+                      attempts=attempts, **errors)  # fmt: skip
+        return
+    batch.finish(message, MessageStatus.FAILED, f"error {exc.code}", reason=exc.explanation,
+                 failed_at=timezone.now(), attempts=attempts, **errors)  # fmt: skip
+
+
+def _write_back(batch: _Batch) -> None:
+    """Every claimed row in one UPDATE, only where it is still ``sending`` (a webhook may have won)."""
+    from .services import _update_changed
+
+    rows = []
+    for row in batch.rows.values():
+        row.set(updated_at=timezone.now())
+        rows.append((row.message, row.fields))
+    _update_changed(rows, where_status=MessageStatus.SENDING)
+
+
+def _after(batch: _Batch) -> None:
+    """Stops for account- and template-level errors; campaigns whose rows are all done complete."""
+    for account_id, exc in batch.stopped_accounts.items():
+        reason = f"{exc.explanation} (Meta error {exc.code})"
+        WhatsAppAccount.objects.filter(pk=account_id).update(
+            status=AccountStatus.SUSPENDED, status_reason=reason
+        )
+        progress.pause_for_error(account_id=account_id, reason=exc.explanation, code=exc.code)
+    for (account_id, template_name), exc in batch.paused_templates.items():
+        progress.pause_for_error(
+            account_id=account_id, reason=exc.explanation, code=exc.code, template_name=template_name
+        )
+    campaign_ids = {row.message.campaign_id for row in batch.rows.values() if row.message.campaign_id}
+    if campaign_ids:
+        progress.complete_finished(campaign_ids)
+
+
+def send_one(message_id: int) -> str:
+    """Send one queued row now through the batch path; its status afterwards ("not-queued" if not ours)."""
+    counts = send_batch([message_id])
+    if not counts:
+        return "not-queued"
+    return Message.objects.values_list("status", flat=True).get(pk=message_id)
+
+
+# --- sweeper -----------------------------------------------------------------------------------
+
+
+def sweep_stuck(*, older_than: timedelta = STUCK_AFTER, limit: int = 10_000) -> int:
+    """Rows left ``sending`` by a crash become ``unknown``; a status webhook may settle them later."""
+    from .services import _history, _update_changed
+
+    now = timezone.now()
+    stuck = list(
+        Message.objects.filter(status=MessageStatus.SENDING, sending_at__lt=now - older_than)
+        .only("id", "history")
+        .order_by("id")[:limit]
+    )
+    for message in stuck:
+        message.status = MessageStatus.UNKNOWN
+        message.history = [
+            *message.history,
+            _history(MessageStatus.UNKNOWN, "worker stopped while sending", now),
+        ]
+        message.updated_at = now
+    if stuck:
+        _update_changed(
+            [(m, {"status", "history", "updated_at"}) for m in stuck], where_status=MessageStatus.SENDING
+        )
+    return len(stuck)

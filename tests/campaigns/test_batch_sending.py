@@ -1,0 +1,262 @@
+"""The batch path: the dispatcher leases due rows, a sender claims a batch once, sends it concurrently
+within the number's slots, and writes every row back in one statement."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from campaigns import actors, rendering, sending, sendpolicy
+from campaigns.models import CampaignStatus, Message, MessageStatus
+from campaigns.outcomes import Hold, Skip
+from campaigns.sending import dispatch, send_batch
+from controlpanel.services import Actor
+from tests.fakegraph import ok_answer
+from whatsapp import ratelimit
+from whatsapp.models import AccountStatus
+
+from .outbox import fill, make_campaign, patch_render
+
+
+@pytest.fixture
+def rendered(monkeypatch):
+    return patch_render(monkeypatch)
+
+
+ACTOR = Actor(label="test")
+
+
+@pytest.fixture
+def enqueued(monkeypatch):
+    """What the dispatcher puts on the broker: (ids, lease token) per batch."""
+    sent: list[tuple[list[int], str | None]] = []
+    monkeypatch.setattr(actors.send_messages, "send", lambda ids, lease: sent.append((ids, lease)))
+    return sent
+
+
+@pytest.fixture
+def fast(account):
+    account.throughput_mps = 1000
+    account.save()
+    return account
+
+
+def run_dispatch(capture, now=None) -> int:
+    with capture(execute=True):
+        return dispatch(now)
+
+
+def statuses() -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for status in Message.objects.values_list("status", flat=True):
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+def test_dispatcher_leases_due_rows_of_running_campaigns_in_batches(
+    fast, enqueued, django_capture_on_commit_callbacks
+):
+    running = make_campaign(fast)
+    rows = fill(running, 450)
+    paused = make_campaign(fast, status=CampaignStatus.PAUSED)
+    fill(paused, 30)
+    later = fill(running, 5, send_after=timezone.now() + timedelta(hours=1))  # quiet hours, a retry
+    assert run_dispatch(django_capture_on_commit_callbacks) == 450
+    assert [len(ids) for ids, _ in enqueued] == [200, 200, 50]
+    leased = {i for ids, _ in enqueued for i in ids}
+    assert leased == {r.pk for r in rows}
+    assert not leased & {r.pk for r in later}
+    # The lease moved send_after ahead: a second tick leases nothing twice...
+    lease = enqueued[0][1]
+    assert Message.objects.filter(pk=rows[0].pk, send_after=sending.datetime.fromisoformat(lease)).exists()
+    enqueued.clear()
+    assert run_dispatch(django_capture_on_commit_callbacks) == 0
+    # ...until the lease runs out (the broker message was lost): then they come back.
+    assert run_dispatch(django_capture_on_commit_callbacks, timezone.now() + sending.LEASE * 2) == 450
+
+
+def test_dispatcher_leases_what_the_number_can_send_soon_singles_first(
+    account, subscriber, template, enqueued, django_capture_on_commit_callbacks
+):
+    from campaigns.services import send_whatsapp
+
+    from .conftest import params
+
+    campaign = make_campaign(account)  # account limit: 80/s
+    fill(campaign, 400)
+    single = send_whatsapp(project=account.project, subscriber=subscriber, actor=ACTOR, template=template,
+                           components=params("a", "b"))  # fmt: skip
+    assert run_dispatch(django_capture_on_commit_callbacks) == 80 * sending.LOOKAHEAD
+    assert enqueued[0][0] == [single.pk]  # transactional single sends go first
+    # In flight counts: the next tick leases nothing until those are sent.
+    assert run_dispatch(django_capture_on_commit_callbacks) == 0
+
+
+def test_throttled_campaign_gets_its_throttle_not_the_numbers_limit(
+    fast, enqueued, django_capture_on_commit_callbacks
+):
+    campaign = make_campaign(fast, throttle_mps=10)
+    fill(campaign, 100)
+    assert run_dispatch(django_capture_on_commit_callbacks) == 10 * sending.LOOKAHEAD
+
+
+def test_dispatcher_skips_stopped_and_backed_off_numbers(fast, enqueued, django_capture_on_commit_callbacks):
+    fill(make_campaign(fast), 10)
+    ratelimit.back_off(fast.phone_number_id, 5)
+    assert run_dispatch(django_capture_on_commit_callbacks) == 0
+    ratelimit._limiter.cache_clear()
+    fast.status = AccountStatus.SUSPENDED
+    fast.save()
+    assert run_dispatch(django_capture_on_commit_callbacks) == 0
+    fast.status = AccountStatus.ACTIVE
+    fast.save()
+    assert run_dispatch(django_capture_on_commit_callbacks) == 10
+
+
+def test_a_batch_is_claimed_once_and_sent_with_a_fixed_number_of_queries(
+    graph, fast, rendered, django_assert_max_num_queries
+):
+    campaign = make_campaign(fast)
+    rows = fill(campaign, 122)
+    with CaptureQueriesContext(connection) as one:
+        assert send_batch([rows[-1].pk]) == {"sent": 1}
+    rows = rows[:120]
+    ids = [r.pk for r in rows]
+    # claim, load, write back, completion check (in a savepoint): the same for 120 rows as for 1.
+    with django_assert_max_num_queries(len(one)):
+        assert send_batch(ids) == {"sent": 120}
+    assert len(one) <= 6
+    assert send_batch(ids) == {}  # a second delivery of the same broker message sends nothing
+    assert len(graph.calls) == 121
+    assert {c[2]["to"] for c in graph.calls[1:]} == {r.subscriber.phone.lstrip("+") for r in rows}
+    sent = Message.objects.get(pk=rows[0].pk)
+    assert sent.status == MessageStatus.SENT and sent.wamid.startswith("wamid.FAKE")
+    assert sent.attempts == 1 and sent.sent_at is not None and sent.body.startswith("Hello +49")
+    assert sent.components[0]["parameters"][0]["text"] == sent.subscriber.phone
+    assert [h["status"] for h in sent.history] == ["queued", "sent"]
+    callbacks = {c[2]["biz_opaque_callback_data"] for c in graph.calls}
+    assert callbacks == {f"m:{m.public_id}" for m in Message.objects.filter(status=MessageStatus.SENT)}
+
+
+def test_posts_go_out_concurrently(graph, fast, rendered):
+    rows = fill(make_campaign(fast), 40)
+
+    def slow(request_json):
+        time.sleep(0.1)
+        return ok_answer(request_json)
+
+    graph.answer = slow
+    started = time.monotonic()
+    assert send_batch([r.pk for r in rows]) == {"sent": 40}
+    # One after another that would be 4 s.
+    assert time.monotonic() - started < 1.5
+
+
+def test_rows_beyond_the_granted_slots_go_back_without_an_attempt(graph, account, rendered):
+    rows = fill(make_campaign(account), 250)  # 80/s: about 160 slots within the horizon
+    before = timezone.now()
+    counts = send_batch([r.pk for r in rows])
+    assert counts["sent"] + counts["requeued"] == 250 and 150 <= counts["sent"] <= 170
+    waiting = Message.objects.filter(status=MessageStatus.QUEUED)
+    assert waiting.count() == counts["requeued"]
+    # They come back when half the horizon is free again, a batch's worth of slots.
+    assert all(m.send_after > before + timedelta(seconds=0.5) and m.attempts == 0 for m in waiting)
+
+
+def test_a_stale_broker_message_does_not_claim_rows_that_wait(graph, fast, rendered):
+    rows = fill(make_campaign(fast), 3, send_after=timezone.now() + timedelta(hours=24))  # a 131049 retry
+    old_lease = (timezone.now() - timedelta(minutes=5)).isoformat()
+    assert send_batch([r.pk for r in rows], old_lease) == {}
+    assert graph.calls == []
+
+
+def test_policy_and_rendering_decide_before_anything_is_posted(graph, fast, monkeypatch):
+    rows = fill(make_campaign(fast), 4)
+    until = timezone.now() + timedelta(hours=8)
+    monkeypatch.setattr(
+        sendpolicy,
+        "decide",
+        lambda messages, now: {rows[0].pk: Hold(until, "quiet hours"), rows[1].pk: Skip("Capped.")},
+    )
+
+    def render(messages):
+        from .outbox import render_all
+
+        assert rows[0].pk not in {m.pk for m in messages}  # held rows are not rendered
+        out = render_all(messages)
+        out[rows[2].pk] = Skip("No first name and no default.")
+        return out
+
+    monkeypatch.setattr(rendering, "render_batch", render)
+    assert send_batch([r.pk for r in rows]) == {"requeued": 1, "skipped": 2, "sent": 1}
+    held = Message.objects.get(pk=rows[0].pk)
+    assert held.status == MessageStatus.QUEUED and held.send_after == until
+    assert "quiet hours" in held.history[-1]["note"]
+    assert Message.objects.get(pk=rows[1].pk).reason == "Capped."
+    assert Message.objects.get(pk=rows[2].pk).reason == "No first name and no default."
+    assert len(graph.calls) == 1
+
+
+def test_paused_campaign_rows_are_not_claimed(graph, fast, rendered):
+    campaign = make_campaign(fast, status=CampaignStatus.PAUSED)
+    rows = fill(campaign, 5)
+    assert send_batch([r.pk for r in rows]) == {}
+    assert graph.calls == [] and statuses() == {"queued": 5}
+
+
+def test_a_status_webhook_faster_than_the_write_back_wins(graph, fast, rendered, monkeypatch):
+    rows = fill(make_campaign(fast), 2)
+    real = sending._post_all
+
+    def then_webhook(batch, account, slots, start):
+        real(batch, account, slots, start)
+        Message.objects.filter(pk=rows[0].pk).update(status=MessageStatus.DELIVERED)
+
+    monkeypatch.setattr(sending, "_post_all", then_webhook)
+    send_batch([r.pk for r in rows])
+    assert Message.objects.get(pk=rows[0].pk).status == MessageStatus.DELIVERED  # not set back to sent
+    assert Message.objects.get(pk=rows[1].pk).status == MessageStatus.SENT
+
+
+def test_an_exception_before_posting_puts_the_claimed_rows_back(graph, fast, monkeypatch):
+    rows = fill(make_campaign(fast), 3)
+
+    def broken(messages):
+        raise RuntimeError("template snapshot unreadable")
+
+    monkeypatch.setattr(rendering, "render_batch", broken)
+    with pytest.raises(RuntimeError):
+        send_batch([r.pk for r in rows])
+    assert statuses() == {"queued": 3} and graph.calls == []
+
+
+def test_campaign_completes_when_every_row_is_terminal(graph, fast, rendered):
+    campaign = make_campaign(fast)
+    rows = fill(campaign, 3)
+    send_batch([r.pk for r in rows[:2]])
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.RUNNING
+    send_batch([rows[2].pk])
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.COMPLETED and campaign.finished_at is not None
+
+
+def test_single_send_is_kicked_straight_to_a_sender(
+    graph, account, subscriber, template, enqueued, django_capture_on_commit_callbacks
+):
+    from campaigns.services import send_whatsapp
+
+    from .conftest import params
+
+    with django_capture_on_commit_callbacks(execute=True):
+        message = send_whatsapp(
+            project=account.project, subscriber=subscriber, actor=ACTOR, template=template,
+            components=params("a", "b"),
+        )  # fmt: skip
+    assert enqueued == [([message.pk], None)]
+    assert send_batch(*enqueued[0]) == {"sent": 1}
