@@ -7,6 +7,7 @@ import itertools
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 from django.core.management import call_command
@@ -294,3 +295,13 @@ def test_the_standalone_wsgi_app_runs_no_middleware():
     assert out.returncode == 0, out.stderr
     # The handler calls the view directly: no middleware wraps it.
     assert out.stdout.split() == ["whatsapp.simulator.standalone_urls", "BaseHandler._get_response", "[]"]
+
+
+def test_database_probes_run_on_a_few_threads_of_their_own(settings):
+    from whatsapp.simulator import dbthreads
+
+    settings.SIMULATOR_DB_THREADS = 0
+    assert dbthreads.run(lambda: threading.current_thread().name) == threading.current_thread().name
+    settings.SIMULATOR_DB_THREADS = 2
+    names = {dbthreads.run(lambda: threading.current_thread().name) for _ in range(20)}
+    assert names and all(n.startswith("simulator-db") for n in names) and len(names) <= 2

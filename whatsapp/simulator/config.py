@@ -24,6 +24,8 @@ DEFAULTS = {
     # Seconds a looked-up account (token decrypted once) is reused; runsimulator sets it, the panel
     # keeps 0 so that a token changed in the admin counts at once.
     "SIMULATOR_ACCOUNT_CACHE_SECONDS": "0",
+    # > 0: database probes of a request run on this many threads per process (bounded connections).
+    "SIMULATOR_DB_THREADS": "0",
     # false: accepted messages queue no status webhooks (a load test of the send path alone).
     "SIMULATOR_STATUS_WEBHOOKS": "true",
 }
@@ -87,6 +89,13 @@ def latency_seconds() -> float:
 
 def account_cache_seconds() -> float:
     return _seconds("SIMULATOR_ACCOUNT_CACHE_SECONDS")
+
+
+def db_threads() -> int:
+    try:
+        return max(0, min(32, int(raw("SIMULATOR_DB_THREADS"))))
+    except ValueError:
+        return 0
 
 
 def status_webhooks() -> bool:

@@ -18,7 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from whatsapp.models import WhatsAppAccount
 
-from . import callbacks, config, messages, services, store, templates
+from . import callbacks, config, dbthreads, messages, services, store, templates
 from .errors import ApiError, trace_id
 
 MAX_PAGE = 1000
@@ -88,7 +88,7 @@ def _account_of_number(phone_number_id: str) -> WhatsAppAccount | None:
         hit = _by_number.get(phone_number_id)
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
-    account = WhatsAppAccount.objects.filter(phone_number_id=phone_number_id).first()
+    account = dbthreads.run(lambda: WhatsAppAccount.objects.filter(phone_number_id=phone_number_id).first())
     if ttl and account is not None:
         _by_number[phone_number_id] = (time.monotonic() + ttl, account)
     return account

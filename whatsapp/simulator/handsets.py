@@ -14,7 +14,7 @@ from django.db import connection
 from subscribers.models import Subscriber
 from whatsapp.models import WhatsAppAccount
 
-from . import callbacks, store
+from . import callbacks, dbthreads, store
 from .errors import webhook_error
 
 
@@ -72,7 +72,7 @@ def ensure(
         return handset
     return store.ensure_handset(
         phone,
-        name=name or profile_name(phone, project_id=project_id),
+        name=name or dbthreads.run(profile_name, phone, project_id=project_id),
         user_id=bsuid_for(phone),
         created_by=created_by,
     )

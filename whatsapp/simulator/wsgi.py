@@ -12,6 +12,7 @@ import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlpanel.settings")
 os.environ.setdefault("SIMULATOR_ACCOUNT_CACHE_SECONDS", "5")
+os.environ.setdefault("SIMULATOR_DB_THREADS", "4")
 django.setup(set_prefix=False)
 
 from django.conf import settings  # noqa: E402 - after setup, like every WSGI module
@@ -19,6 +20,10 @@ from django.core.handlers.wsgi import WSGIHandler  # noqa: E402
 
 settings.ROOT_URLCONF = "whatsapp.simulator.standalone_urls"
 settings.MIDDLEWARE = []  # read by WSGIHandler() below, once
+# Request threads close whatever connection a rare path opened (template listing, sent.json): only
+# the few database threads (dbthreads) keep one, so 128 request threads are not 128 connections.
+for alias in settings.DATABASES:
+    settings.DATABASES[alias]["CONN_MAX_AGE"] = 0
 
 application = WSGIHandler()
 

@@ -61,6 +61,7 @@ class Command(BaseCommand):
         os.environ["SIMULATOR_CALLBACK_THREADS"] = str(max(1, webhook_threads))
         os.environ["SIMULATOR_DELIVER_CALLBACKS"] = "true"
         os.environ.setdefault("SIMULATOR_ACCOUNT_CACHE_SECONDS", "5")
+        os.environ.setdefault("SIMULATOR_DB_THREADS", "4")
         if no_webhooks:
             os.environ["SIMULATOR_STATUS_WEBHOOKS"] = "false"
         self.stdout.write(
