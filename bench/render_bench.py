@@ -62,14 +62,21 @@ def main() -> None:
         "parameter_format": "POSITIONAL",
         "components": [
             {"type": "BODY", "text": "Hi {{1}}, your order from {{2}} is on its way."},
-            {"type": "BUTTONS", "buttons": [{"type": "URL", "text": "Track", "url": "https://x.test/o/{{1}}"}]},
+            {
+                "type": "BUTTONS",
+                "buttons": [{"type": "URL", "text": "Track", "url": "https://x.test/o/{{1}}"}],
+            },
         ],
     }
     contexts = [
         {
             "subscriber": {"name": f"Person {n}", "language": "en", "phone": f"+49151{n:08d}"},
             "tags": TagValues(
-                first_name=f"Anna{n}", city="berlin", vip=n % 7 == 0, hobbies=["chess", "tango"], language="en"
+                first_name=f"Anna{n}",
+                city="berlin",
+                vip=n % 7 == 0,
+                hobbies=["chess", "tango"],
+                language="en",
             ),
             "values": {"order_id": f"SKB-{n}"},
             "event": {},

@@ -7,9 +7,10 @@ confirmations) carry their components already and are not rendered again.
 A batch costs a fixed number of queries whatever its size: its campaigns (unless the rows
 carry them), which of their snapshotted templates still exist, and per project the
 subscribers, the tag definitions and the tag values the bindings read
-(``bindings.contexts_for``). The rows must have ``values`` loaded (not deferred). Each campaign's bindings are compiled once per
-batch and each language's template prepared once; a message then costs a dictionary lookup
-or a small Liquid render per placeholder (bench/render_bench.py).
+(``bindings.contexts_for``). The rows must have ``values`` loaded (not deferred). Each
+campaign's bindings are compiled once per batch and each language's template prepared once; a
+message then costs a dictionary lookup or a small Liquid render per placeholder
+(bench/render_bench.py).
 
 The Meta send components are built by the composer's rules (``conversations.build_components``:
 named parameters carry their ``parameter_name``, media headers go by ``link``, a link button's
