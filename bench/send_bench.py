@@ -17,9 +17,8 @@ Two modes, both on 127.0.0.1 against PostgreSQL (a database of your own whose na
     the CPU milliseconds per message of each process group (workers, simulator, PostgreSQL,
     Redis, web when ``--webhooks``), the throttle check (no 1-second window of the simulator's
     acceptance times above the account's limit, the average of the full seconds against it),
-    the 130429 answers, and duplicates from ``/simulator/sent.json``. With slice engine's
-    ``campaigns.sending.dispatch`` present, this process ticks it like the scheduler does; else
-    each row is its own ``deliver_message`` broker message (the one-message path).
+    the 130429 answers, and duplicates from ``/simulator/sent.json``. This process ticks
+    ``campaigns.sending.dispatch`` every 0.2 s, as the scheduler does every second.
 
 The machine is shared: the 1-minute load average is printed beside every figure.
 
@@ -427,23 +426,11 @@ def run_simulator(args) -> None:
 
 
 # --- mode: the whole pipeline -----------------------------------------------------------------------
-def engine_dispatch() -> Callable[[], int] | None:
-    """Slice engine's dispatcher tick, when it is there; None on the one-message path."""
-    try:
-        from campaigns import sending
-    except ImportError:
-        return None
-    return getattr(sending, "dispatch", None)
+def engine_dispatch() -> Callable[[], int]:
+    """Slice engine's dispatcher tick (campaigns.sending.dispatch), run here as the scheduler would."""
+    from campaigns import sending
 
-
-def kick_one_by_one(project) -> int:
-    from campaigns.actors import deliver_message
-    from campaigns.models import Message
-
-    ids = list(Message.objects.filter(project=project, status="queued").values_list("id", flat=True))
-    for message_id in ids:
-        deliver_message.send(message_id)
-    return len(ids)
+    return sending.dispatch
 
 
 @dataclass
@@ -518,9 +505,6 @@ def run_pipeline_once(args, processes: int, latency_ms: int, state_root: Path) -
         with simulator(port=sim_port, callback=callback, workers=args.sim_workers, threads=args.sim_threads,
                        latency_ms=latency_ms, webhooks=args.webhooks, extra_env=env) as sim:  # fmt: skip
             dispatch = engine_dispatch()
-            if dispatch is None:
-                kicked = kick_one_by_one(project)  # before the workers start: the queue is full
-                log(f"one-message path: {kicked:,} deliver_message broker messages")
             meters = {
                 "workers": CpuMeter(lambda: tree(workers)()),
                 "simulator": CpuMeter(tree(sim)),
@@ -537,12 +521,11 @@ def run_pipeline_once(args, processes: int, latency_ms: int, state_root: Path) -
             started = time.perf_counter()
             deadline = started + args.timeout
             while time.perf_counter() < deadline:
-                if dispatch is not None:
-                    dispatch()
+                dispatch()
                 counts = status_counts(project)
                 if not counts.get("queued") and not counts.get("sending"):
                     break
-                time.sleep(0.2 if dispatch is not None else 0.5)
+                time.sleep(0.2)
             run.seconds = time.perf_counter() - started
             for meter in meters.values():
                 meter.stop()  # the workers' CPU is read while they still run
@@ -584,7 +567,7 @@ def run_pipeline(args) -> None:
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
-        f"# send_bench pipeline ({'engine dispatch' if engine_dispatch() else 'one-message path'})\n\n"
+        "# send_bench pipeline (campaigns.sending.dispatch)\n\n"
         f"limit {args.limit}/s, worker threads {args.threads}, simulator {args.sim_workers} x "
         f"{args.sim_threads}, webhooks {'on' if args.webhooks else 'off'}\n\n{report}\n"
     )
