@@ -305,3 +305,29 @@ def test_database_probes_run_on_a_few_threads_of_their_own(settings):
     settings.SIMULATOR_DB_THREADS = 2
     names = {dbthreads.run(lambda: threading.current_thread().name) for _ in range(20)}
     assert names and all(n.startswith("simulator-db") for n in names) and len(names) <= 2
+
+
+def test_a_database_thread_reconnects_after_the_server_went_away(settings, monkeypatch):
+    # The chaos run restarts PostgreSQL: the simulator's database threads kept a dead connection
+    # and answered HTTP 500 to every send until they were restarted.
+    from django.db import OperationalError
+
+    from whatsapp.simulator import dbthreads
+
+    settings.SIMULATOR_DB_THREADS = 1
+    calls: list[bool] = []
+    closed: list[bool] = []
+
+    class Connection:
+        def close(self) -> None:
+            closed.append(True)
+
+    def probe() -> str:
+        calls.append(True)
+        if len(calls) == 1:
+            raise OperationalError("the connection is closed")
+        return "fresh"
+
+    monkeypatch.setattr(dbthreads, "connection", Connection())
+    assert dbthreads.run(probe) == "fresh"
+    assert len(calls) == 2 and closed == [True]

@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from django.db import InterfaceError, OperationalError, connection
+
 from . import config
 
 _lock = threading.Lock()
@@ -28,8 +30,18 @@ def _pool(size: int) -> ThreadPoolExecutor:
         return _executor[1]
 
 
+def _probe[T](fn: Callable[..., T], *args, **kwargs) -> T:
+    """On a database thread, which no request cycle tidies: a connection broken by a restarted
+    server is dropped here and the read-only probe tried once more on a fresh one."""
+    try:
+        return fn(*args, **kwargs)
+    except (OperationalError, InterfaceError):
+        connection.close()
+        return fn(*args, **kwargs)
+
+
 def run[T](fn: Callable[..., T], *args, **kwargs) -> T:
     size = config.db_threads()
     if not size:
         return fn(*args, **kwargs)
-    return _pool(size).submit(fn, *args, **kwargs).result()
+    return _pool(size).submit(_probe, fn, *args, **kwargs).result()
