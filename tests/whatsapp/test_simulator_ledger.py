@@ -267,17 +267,19 @@ def test_runsimulator_serves_its_own_wsgi_app_under_granian(db, monkeypatch):
         "DELIVER_CALLBACKS",
         "ACCOUNT_CACHE_SECONDS",
         "STATUS_WEBHOOKS",
+        "DB_THREADS",
     )
     for name in names:
         monkeypatch.setenv(f"SIMULATOR_{name}", "")  # recorded: restored (or removed) at teardown
-    monkeypatch.delenv("SIMULATOR_STATUS_WEBHOOKS")
-    monkeypatch.delenv("SIMULATOR_ACCOUNT_CACHE_SECONDS")
+    for name in ("STATUS_WEBHOOKS", "ACCOUNT_CACHE_SECONDS", "DB_THREADS"):
+        monkeypatch.delenv(f"SIMULATOR_{name}")  # unset, so that the command's defaults show
     call_command("runsimulator", "--workers", "2", "--threads", "100", "--no-webhooks")
     assert started["target"] == "whatsapp.simulator.wsgi:application"
     assert started["workers"] == 2 and started["blocking_threads"] == 100 and started["served"]
     assert str(started["interface"]).lower().endswith("wsgi")
     assert os.environ["SIMULATOR_STATUS_WEBHOOKS"] == "false"
     assert os.environ["SIMULATOR_ACCOUNT_CACHE_SECONDS"] == "5"
+    assert os.environ["SIMULATOR_DB_THREADS"] == "4"
 
 
 def test_the_standalone_wsgi_app_runs_no_middleware():
