@@ -48,6 +48,16 @@ the handset reads when its chat is opened), ``SIMULATOR_FAILURE_RATE`` (0.0),
 ``SIMULATOR_CALLBACK_BASE`` (""), ``SIMULATOR_CALLBACK_THREADS`` (2),
 ``SIMULATOR_DELIVER_CALLBACKS`` (true; tests turn the background delivery off and call
 ``callbacks.deliver_due`` themselves), ``SIMULATOR_STATE_DIR`` (``VAR_DIR/simulator``).
+Fault injection for load and chaos tests: ``SIMULATOR_THROTTLE_ERROR_RATE`` (0.0: sends answered
+130429 although under the limit), ``SIMULATOR_SERVER_ERROR_RATE`` (0.0: sends answered HTTP 500
+with code 2), ``SIMULATOR_LATENCY_MS`` (0: added to every Graph API call); refused sends accept
+nothing. Load-test shortcuts that ``runsimulator`` turns on: ``SIMULATOR_ACCOUNT_CACHE_SECONDS``
+(5; the panel 0), ``SIMULATOR_DB_THREADS`` (4; the panel 0), ``SIMULATOR_STATUS_WEBHOOKS``
+(``--no-webhooks``: false).
+
+The ledger: ``GET sent.json?phone_number_id=<id>`` (the number's bearer token, or a member logged
+in) answers ``{"accepted": N, "recipients": {"<wa_id>": count}}``, every message the simulator
+accepted by recipient; ``sent/`` shows it in the panel with the refused sends (see ``ledger``).
 
 State (templates, handsets, chats, 24-hour windows, the send log for the throughput limit and the
 outbox of webhook callbacks) lives in one SQLite file, see ``store``.

@@ -17,6 +17,17 @@ DEFAULTS = {
     "SIMULATOR_CALLBACK_THREADS": "2",
     "SIMULATOR_DELIVER_CALLBACKS": "true",
     "SIMULATOR_STATE_DIR": "",
+    # Fault injection for load and chaos tests (reference 5.4 says how a sender must react).
+    "SIMULATOR_THROTTLE_ERROR_RATE": "0.0",  # sends answered 130429 although under the limit
+    "SIMULATOR_SERVER_ERROR_RATE": "0.0",  # sends answered HTTP 500, nothing accepted
+    "SIMULATOR_LATENCY_MS": "0",  # added to every Graph API call, like Meta's round trip
+    # Seconds a looked-up account (token decrypted once) is reused; runsimulator sets it, the panel
+    # keeps 0 so that a token changed in the admin counts at once.
+    "SIMULATOR_ACCOUNT_CACHE_SECONDS": "0",
+    # > 0: database probes of a request run on this many threads per process (bounded connections).
+    "SIMULATOR_DB_THREADS": "0",
+    # false: accepted messages queue no status webhooks (a load test of the send path alone).
+    "SIMULATOR_STATUS_WEBHOOKS": "true",
 }
 
 
@@ -55,6 +66,40 @@ def failure_rate() -> float:
 
 def duplicate_rate() -> float:
     return _fraction("SIMULATOR_DUPLICATE_RATE")
+
+
+def throttle_error_rate() -> float:
+    return _fraction("SIMULATOR_THROTTLE_ERROR_RATE")
+
+
+def server_error_rate() -> float:
+    return _fraction("SIMULATOR_SERVER_ERROR_RATE")
+
+
+def _seconds(name: str, scale: float = 1.0) -> float:
+    try:
+        return max(0.0, float(raw(name)) / scale)
+    except ValueError:
+        return 0.0
+
+
+def latency_seconds() -> float:
+    return _seconds("SIMULATOR_LATENCY_MS", 1000.0)
+
+
+def account_cache_seconds() -> float:
+    return _seconds("SIMULATOR_ACCOUNT_CACHE_SECONDS")
+
+
+def db_threads() -> int:
+    try:
+        return max(0, min(32, int(raw("SIMULATOR_DB_THREADS"))))
+    except ValueError:
+        return 0
+
+
+def status_webhooks() -> bool:
+    return raw("SIMULATOR_STATUS_WEBHOOKS").lower() not in ("0", "false", "no", "off")
 
 
 def approval_seconds() -> float:
@@ -100,4 +145,7 @@ def summary() -> dict[str, str]:
         "Duplicate webhooks": f"{duplicate_rate():.0%}",
         "Template review": f"{approval_seconds():g} s",
         "Undeliverable numbers (131026)": ", ".join(f"+{p}…" for p in undeliverable_prefixes()) or "none",
+        "Injected 130429 (throughput)": f"{throttle_error_rate():.1%}",
+        "Injected HTTP 500": f"{server_error_rate():.1%}",
+        "Added latency per call": f"{latency_seconds() * 1000:g} ms",
     }

@@ -11,6 +11,7 @@ ERROR_DOCS = "https://developers.facebook.com/docs/whatsapp/cloud-api/support/er
 
 # Titles as Meta words them (the part after "(#code) " in a sync answer, ``title`` in webhooks).
 TITLES = {
+    2: "Service temporarily unavailable",
     100: "Invalid parameter",
     190: "Invalid OAuth access token - Cannot parse access token",
     130429: "Rate limit hit",

@@ -6,6 +6,8 @@ import base64
 import functools
 import hmac
 import json
+import random
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -16,7 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from whatsapp.models import WhatsAppAccount
 
-from . import callbacks, messages, services, store, templates
+from . import callbacks, config, dbthreads, messages, services, store, templates
 from .errors import ApiError, trace_id
 
 MAX_PAGE = 1000
@@ -36,6 +38,9 @@ def graph_view(view: Callable) -> Callable:
     @functools.wraps(view)
     def wrapper(request: HttpRequest, version: str, **kwargs) -> JsonResponse:
         callbacks.ensure_pump()
+        latency = config.latency_seconds()
+        if latency:
+            time.sleep(latency)  # Meta's round trip; a sender must keep enough calls in flight
         try:
             return _answer(view(request, version=version, **kwargs), version)
         except ApiError as exc:
@@ -68,9 +73,30 @@ def _unknown_object(request: HttpRequest, node: str, token: str) -> ApiError:
     )
 
 
+_by_number: dict[str, tuple[float, WhatsAppAccount]] = {}
+
+
+def _account_of_number(phone_number_id: str) -> WhatsAppAccount | None:
+    """The account of a number; reused for SIMULATOR_ACCOUNT_CACHE_SECONDS under load.
+
+    Loading an account decrypts its token and app secret (Fernet), a large part of a send's
+    CPU in a load test; ``runsimulator`` therefore keeps it a few seconds. A changed token then
+    counts after that many seconds, as a rotated token does at Meta after a while.
+    """
+    ttl = config.account_cache_seconds()
+    if ttl:
+        hit = _by_number.get(phone_number_id)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+    account = dbthreads.run(lambda: WhatsAppAccount.objects.filter(phone_number_id=phone_number_id).first())
+    if ttl and account is not None:
+        _by_number[phone_number_id] = (time.monotonic() + ttl, account)
+    return account
+
+
 def _number(request: HttpRequest, phone_number_id: str) -> WhatsAppAccount:
     token = _token(request)
-    account = WhatsAppAccount.objects.filter(phone_number_id=phone_number_id).first()
+    account = _account_of_number(phone_number_id)
     if account is None:
         raise _unknown_object(request, phone_number_id, token)
     if not _matches(account, token):
@@ -111,9 +137,24 @@ def send_messages(request: HttpRequest, version: str, phone_number_id: str) -> d
     if request.method != "POST":
         raise ApiError(100, f"Unsupported {request.method.lower()} request.")
     account = _number(request, phone_number_id)
+    _injected_fault(account)
     return messages.send(
         account=account, payload=_json_body(request), callback_base=services.callback_base(request)
     )
+
+
+def _injected_fault(account: WhatsAppAccount) -> None:
+    """SIMULATOR_SERVER_ERROR_RATE / SIMULATOR_THROTTLE_ERROR_RATE: refuse a send, accept nothing."""
+    server, throttle = config.server_error_rate(), config.throttle_error_rate()
+    if not (server or throttle):
+        return
+    draw = random.random()  # noqa: S311 - a simulation
+    if draw < server:
+        store.record_refusal(account.phone_number_id, 2, 500, time.time())
+        raise ApiError(2, "Service temporarily unavailable", 500)
+    if draw < server + throttle:
+        store.record_refusal(account.phone_number_id, 130429, 429, time.time())
+        raise ApiError(130429, http_status=429)
 
 
 def _cursor(seq: int) -> str:

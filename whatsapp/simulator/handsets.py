@@ -9,11 +9,12 @@ import time
 from typing import Any
 
 import phonenumbers
+from django.db import connection
 
 from subscribers.models import Subscriber
 from whatsapp.models import WhatsAppAccount
 
-from . import callbacks, store
+from . import callbacks, dbthreads, store
 from .errors import webhook_error
 
 
@@ -36,8 +37,23 @@ def bsuid_for(phone: str) -> str:
     return f"{region}.{number:020d}"[:24]
 
 
-def profile_name(phone: str) -> str:
-    """The name a subscriber with this phone has somewhere, else a neutral one."""
+def profile_name(phone: str, *, project_id: int | None = None) -> str:
+    """The name the business (``project_id``) has for this phone, else any project's, else a neutral one.
+
+    With the project the lookup is one probe of the (project, phone) unique index, written as
+    plain SQL: every new recipient of a load test comes through here, and building the ORM query
+    cost more CPU than running it. Without the project (a handset opened on the phone page) the
+    phone alone can only use the trigram index, 15 ms at a million subscribers: fine for a click,
+    never on the send path.
+    """
+    if project_id is not None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT name FROM subscribers_subscriber WHERE project_id = %s AND phone = %s AND name <> ''",
+                [project_id, f"+{phone}"],
+            )
+            row = cursor.fetchone()
+        return row[0] if row else f"User {phone[-4:]}"
     name = (
         Subscriber.objects.filter(phone=f"+{phone}")
         .exclude(name="")
@@ -48,12 +64,17 @@ def profile_name(phone: str) -> str:
     return name or f"User {phone[-4:]}"
 
 
-def ensure(phone: str, *, name: str = "", created_by: int | None = None) -> dict[str, Any]:
+def ensure(
+    phone: str, *, name: str = "", created_by: int | None = None, project_id: int | None = None
+) -> dict[str, Any]:
     handset = store.get_handset(phone)
     if handset is not None and (handset["name"] or not name):
         return handset
     return store.ensure_handset(
-        phone, name=name or profile_name(phone), user_id=bsuid_for(phone), created_by=created_by
+        phone,
+        name=name or dbthreads.run(profile_name, phone, project_id=project_id),
+        user_id=bsuid_for(phone),
+        created_by=created_by,
     )
 
 

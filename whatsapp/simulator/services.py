@@ -207,7 +207,7 @@ def send_inbound(
     *, account: WhatsAppAccount, phone: str, kind: str, callback_base: str, **fields: str
 ) -> dict[str, Any]:
     """The handset ``phone`` sends a message of ``kind`` (see handsets.build) to the account's number."""
-    handset = handsets.ensure(phone)
+    handset = handsets.ensure(phone, project_id=account.project_id)
     message = handsets.build(kind, account=account, handset=handset, **fields)
     return handsets.send_inbound(account=account, phone=phone, message=message, callback_base=callback_base)
 

@@ -94,6 +94,13 @@ CREATE TABLE IF NOT EXISTS send_log (
     at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS send_log_number ON send_log (phone_number_id, at);
+CREATE TABLE IF NOT EXISTS refusals (
+    phone_number_id TEXT NOT NULL,
+    code INTEGER NOT NULL,
+    http_status INTEGER NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS refusals_number ON refusals (phone_number_id, at);
 CREATE TABLE IF NOT EXISTS callbacks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     due_at REAL NOT NULL,
@@ -456,9 +463,58 @@ def take_send_slot(phone_number_id: str, limit: int, now: float | None = None) -
             "SELECT count(*) FROM send_log WHERE phone_number_id = ? AND at > ?", (phone_number_id, now - 1.0)
         ).fetchone()[0]
         if used >= limit:
+            record_refusal(phone_number_id, 130429, 429, now, tx)
             return False
         tx.execute("INSERT INTO send_log (phone_number_id, at) VALUES (?, ?)", (phone_number_id, now))
         return True
+
+
+def record_refusal(
+    phone_number_id: str, code: int, http_status: int, at: float, conn: sqlite3.Connection | None = None
+) -> None:
+    """A send answered with an error and not accepted (throughput, injected faults), for the ledger page."""
+    if conn is None:
+        with transaction() as tx:
+            record_refusal(phone_number_id, code, http_status, at, tx)
+        return
+    conn.execute(
+        "INSERT INTO refusals (phone_number_id, code, http_status, at) VALUES (?, ?, ?, ?)",
+        (phone_number_id, code, http_status, at),
+    )
+
+
+def refusals(phone_number_id: str) -> dict[int, int]:
+    rows = connection().execute(
+        "SELECT code, count(*) FROM refusals WHERE phone_number_id = ? GROUP BY code ORDER BY code",
+        (phone_number_id,),
+    )
+    return {int(code): int(n) for code, n in rows}
+
+
+# --- the ledger: what the simulator accepted -------------------------------------------------
+def ledger(phone_number_id: str) -> tuple[int, dict[str, int]]:
+    """(messages accepted from the number, how many each recipient got): proof of "no duplicates".
+
+    Every accepted business message is a row of ``messages`` (written in the same transaction
+    that answers 200), so the ledger is those rows; refused sends never get one.
+    """
+    rows = connection().execute(
+        "SELECT phone, count(*) FROM messages WHERE phone_number_id = ? AND direction = 'business'"
+        " GROUP BY phone",
+        (phone_number_id,),
+    )
+    recipients = {phone: int(n) for phone, n in rows}
+    return sum(recipients.values()), recipients
+
+
+def accepted_per_second(phone_number_id: str) -> dict[int, int]:
+    """Accepted messages of the number per whole second (epoch seconds), for throttle checks."""
+    rows = connection().execute(
+        "SELECT CAST(created_at AS INTEGER) AS second, count(*) FROM messages"
+        " WHERE phone_number_id = ? AND direction = 'business' GROUP BY second ORDER BY second",
+        (phone_number_id,),
+    )
+    return {int(second): int(n) for second, n in rows}
 
 
 # --- chats ---------------------------------------------------------------------------------

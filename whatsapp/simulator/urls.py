@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from . import graph_views, views
+from . import graph_views, ledger, views
 
 app_name = "simulator"
 
@@ -24,8 +24,13 @@ graph_patterns = [
     re_path(r"^graph/(?P<path>.*)$", graph_views.unknown, name="graph_unknown"),
 ]
 
+# The ledger of accepted messages: served by the standalone simulator too (load tests read it).
+ledger_patterns = [path("sent.json", ledger.sent_json, name="sent_json")]
+
 urlpatterns = [
     *graph_patterns,
+    *ledger_patterns,
+    path("sent/", ledger.sent_page, name="sent"),
     path("phone/", views.phone_index, name="phone"),
     path("phone/<str:phone>/", views.handset, name="handset"),
     path("phone/<str:phone>/<str:phone_number_id>/", views.chat, name="chat"),

@@ -1,8 +1,9 @@
-"""`manage.py runsimulator --port 9000`: the Cloud API simulator alone, e.g. for load tests.
+"""`manage.py runsimulator --port 9000`: the Cloud API simulator alone, a load-test tool.
 
-Serves only /simulator/graph/... (same database and state file as the panel, so the accounts and
-templates are the same). Webhooks go to --callback-base (the panel's URL). With --workers > 1 it
-runs under granian with that many processes; otherwise Django's threaded server.
+Serves only /simulator/graph/... and the ledger /simulator/sent.json (same database and state file
+as the panel, so the accounts and templates are the same) under granian (``whatsapp.simulator.wsgi``:
+no middleware, accounts cached), never Django's threaded development server. Webhooks go to
+--callback-base (the panel's URL); --no-webhooks queues none (the send path alone).
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ import os
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.core.servers.basehttp import get_internal_wsgi_application, run
 
-from whatsapp.simulator import callbacks, config
+from whatsapp.simulator import config
 
 
 class Command(BaseCommand):
-    help = "Run the WhatsApp Cloud API simulator standalone (Graph API endpoints only)."
+    help = "Run the WhatsApp Cloud API simulator standalone (Graph API endpoints and the ledger only)."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
@@ -30,36 +30,54 @@ class Command(BaseCommand):
             help="Base URL of the panel that receives the webhooks (default: PUBLIC_BASE_URL or :8000).",
         )
         parser.add_argument("--webhook-threads", type=int, default=config.callback_threads())
-        parser.add_argument("--workers", type=int, default=1, help="Processes (granian) for load tests.")
+        parser.add_argument(
+            "--no-webhooks", action="store_true", help="Queue no status webhooks (load tests of sending)."
+        )
+        parser.add_argument("--workers", type=int, default=1, help="granian worker processes.")
+        parser.add_argument(
+            "--threads",
+            type=int,
+            default=64,
+            help="Request threads per worker: calls in flight at once (with 200 ms latency, 1,000 "
+            "messages/s need about 200 across the workers).",
+        )
 
     def handle(
-        self, *args, host: str, port: int, callback_base: str, webhook_threads: int, workers: int, **o
+        self,
+        *args,
+        host: str,
+        port: int,
+        callback_base: str,
+        webhook_threads: int,
+        no_webhooks: bool,
+        workers: int,
+        threads: int,
+        **o,
     ):
         if not callback_base.startswith(("http://", "https://")):
             raise CommandError("--callback-base must be an http(s) URL, e.g. http://127.0.0.1:8000")
-        # Environment, not settings: granian's worker processes read them too.
+        # Environment, not settings: granian's worker processes read them.
         os.environ["SIMULATOR_CALLBACK_BASE"] = callback_base.rstrip("/")
         os.environ["SIMULATOR_CALLBACK_THREADS"] = str(max(1, webhook_threads))
         os.environ["SIMULATOR_DELIVER_CALLBACKS"] = "true"
+        os.environ.setdefault("SIMULATOR_ACCOUNT_CACHE_SECONDS", "5")
+        os.environ.setdefault("SIMULATOR_DB_THREADS", "4")
+        if no_webhooks:
+            os.environ["SIMULATOR_STATUS_WEBHOOKS"] = "false"
         self.stdout.write(
             f"Cloud API simulator on http://{host}:{port}/simulator/graph/ "
-            f"(webhooks to {callback_base}, state in {config.state_dir()}). Ctrl-C stops it."
+            f"(webhooks {'off' if no_webhooks else f'to {callback_base}'}, state in {config.state_dir()}, "
+            f"{workers} worker(s) x {threads} threads). Ctrl-C stops it."
         )
-        if workers > 1:
-            from granian import Granian
+        from granian import Granian
+        from granian.constants import Interfaces
 
-            Granian(
-                "whatsapp.simulator.wsgi:application",
-                address=host,
-                port=port,
-                interface="wsgi",
-                workers=workers,
-                blocking_threads=8,
-            ).serve()
-            return
-        settings.ROOT_URLCONF = "whatsapp.simulator.standalone_urls"
-        callbacks.ensure_pump()  # webhooks left over from a previous run go out now
-        try:
-            run(host, port, get_internal_wsgi_application(), threading=True)
-        except KeyboardInterrupt:
-            self.stdout.write("Stopped.")
+        Granian(
+            "whatsapp.simulator.wsgi:application",
+            address=host,
+            port=port,
+            interface=Interfaces.WSGI,
+            workers=max(1, workers),
+            blocking_threads=max(1, threads),
+            log_access=False,
+        ).serve()
