@@ -52,7 +52,7 @@ def _locked(campaign: Campaign, action: str) -> Campaign:
     return current
 
 
-# ---- seams to slice core (drafts.py, rendering.py): one place each ----------------------------
+# ---- what lifecycle asks of drafts and rendering: one function each, so tests can replace them --
 
 
 def _launch_problems(campaign: Campaign) -> list[str]:

@@ -435,7 +435,6 @@ def components_from_bindings(
     values: dict[str, Any],
 ) -> list[dict[str, Any]]:
     """Render the Liquid bindings for this one subscriber into Meta's send components."""
-    # Imported here: the Liquid module lands with the campaign slice that owns it (campaigns.bindings).
     from . import bindings as liquid
 
     expected = policy.template_parameters(template)

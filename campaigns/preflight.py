@@ -96,7 +96,7 @@ class Preflight:
 
 
 def _required_fields(campaign: Campaign):
-    """Seam to slice core: what recipients must have for bindings without a ``default``."""
+    """What recipients must have for the bindings without a ``default`` (one place, for tests)."""
     from .bindings import required_fields
 
     return required_fields(campaign.bindings or {})

@@ -1,4 +1,4 @@
-"""Campaign objects for the launch slice's tests (fan-out, send policy, lifecycle, preflight, pricing)."""
+"""Campaign objects for the launch tests (fan-out, send policy, lifecycle, preflight, pricing)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Campaign outbox rows for the sender's tests, without the launch slice: rows as fanout writes them
+"""Campaign outbox rows for the sender's tests, as fanout writes them
 (no content), and a stand-in for rendering.render_batch that fills them from the campaign."""
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def render_all(messages):
 
 
 def patch_render(monkeypatch) -> list[list[int]]:
-    """render_batch is the core slice's; here every row renders (tests replace it to skip some)."""
+    """A stand-in for render_batch: every row renders (tests replace it to skip some)."""
     calls: list[list[int]] = []
 
     def render(messages):

@@ -1,7 +1,7 @@
 """Launch, the snapshot at its time, pause, resume, cancel, test sends.
 
-drafts.launch_problems / snapshot_templates and rendering come from slice core: they are replaced
-here through lifecycle's seams (one function each), so these tests cover lifecycle alone.
+drafts.launch_problems / snapshot_templates are replaced here through lifecycle's seams (one
+function each), so these tests cover lifecycle alone; test_campaign_flow.py runs them for real.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def actor():
 
 @pytest.fixture(autouse=True)
 def core(monkeypatch):
-    """Slice core's answers: launchable, and the templates it snapshots."""
+    """What drafts would answer: launchable, and the templates it snapshots."""
     problems: list[str] = []
     monkeypatch.setattr(lifecycle, "_launch_problems", lambda campaign: list(problems))
     monkeypatch.setattr(lifecycle, "_snapshot_templates", lambda campaign: dict(SNAPSHOT))

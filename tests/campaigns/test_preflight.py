@@ -1,4 +1,5 @@
-"""Preflight numbers. bindings.required_fields (slice core) is replaced through preflight's seam."""
+"""Preflight numbers. bindings.required_fields is replaced through preflight's seam here; the
+end-to-end flow (test_campaign_flow.py) runs the real one."""
 
 from __future__ import annotations
 
