@@ -404,3 +404,28 @@ def test_a_refused_launch_says_why_and_changes_nothing(marketer_client, project,
     assert 'data-testid="launch-errors"' in text(response) and "not approved by Meta" in text(response)
     draft.refresh_from_db()
     assert draft.status == CampaignStatus.DRAFT
+
+
+def test_a_language_group_gives_each_recipient_their_language(
+    marketer_client, project, account, promo, people
+):
+    german = [dict(c) for c in PROMO_COMPONENTS]
+    german[1] = {"type": "BODY", "text": "Hallo {{1}}, mit Code {{2}} gibt es 20% Rabatt."}
+    make_template(account, name="autumn_promo", language="de", category="MARKETING", components=german)
+    data = form(audience_kind="everyone", languages=["en_US", "de"], fallback_language="en_US", fields_for="")
+    html = text(marketer_client.post(preview_url(project), data, **HTMX))
+    assert 'name="fallback_language"' in html and html.count('name="languages"') == 2
+    assert 'data-testid="audience-size">4<' in html  # everyone opted in
+    assert "Hallo Cem Kaya, mit Code AUTUMN20" in html  # language de
+    assert "Hi Elsewhere, use code AUTUMN20" in html  # language en: the fallback
+    marketer_client.post(new_url(project), {**data, "action": "save"})
+    campaign = Campaign.objects.get()
+    assert (sorted(campaign.languages), campaign.fallback_language) == (["de", "en_US"], "en_US")
+
+
+def test_a_bad_phone_in_an_uploaded_file_names_its_row(marketer_client, project, promo):
+    upload = SimpleUploadedFile("phones.csv", b"phone\n+4915112300001\n12\n")
+    response = marketer_client.post(new_url(project), {**form(audience_kind="list"), "phones_file": upload})
+    assert response.status_code == 400
+    assert re.search(r'data-field="phones_file">.*Row 3: ', text(response))
+    assert Campaign.objects.count() == 0
