@@ -32,7 +32,7 @@ from subscribers.segments import compiler
 
 from . import drafts, lifecycle
 from .forms import CampaignForm
-from .models import AudienceKind, Campaign, CampaignStatus
+from .models import AudienceKind, Campaign, CampaignRecipient, CampaignStatus
 from .preflight import EXCLUSIONS, preflight
 from .views import audience_label
 
@@ -80,6 +80,8 @@ def _live(form: CampaignForm) -> dict[str, Any]:
     try:
         campaign = drafts.build_campaign(project=form.project, data=form.to_input(preview=True))
         live["audience_count"] = audience_count(campaign)
+        if form.kept_saved_list and campaign.audience_kind == AudienceKind.LIST:
+            live["audience_count"] = CampaignRecipient.objects.filter(campaign=form.campaign).count()
         live["previews"] = drafts.preview(campaign, count=PREVIEW_COUNT)
         live["problems"] = drafts.launch_problems(campaign)
     except InvalidInput as err:

@@ -37,6 +37,7 @@ from .models import (
 BINDING_PREFIX = "bindings."
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # ~1M phones; a bigger list goes through the API
 UNTITLED = "(untitled)"
+PREVIEW_SAMPLE = 100  # saved phones a live preview reads to find three recipients
 # InvalidInput.field of drafts.py -> the input it is about, when the names differ.
 SERVICE_FIELDS = {"recipients": "phones", "status": None}
 
@@ -314,8 +315,10 @@ class CampaignForm(forms.Form):
         still empty renders anyway (the name is asked for on save)."""
         data = self.cleaned_data
         recipients = data.get("recipients")
+        self.kept_saved_list = recipients is None and self.campaign is not None
         if recipients is None:
-            recipients = self._saved_recipients()
+            # A preview needs a few of a kept list (the sample), not all of a million phones.
+            recipients = self._saved_recipients(limit=PREVIEW_SAMPLE if preview else None)
         bindings: dict[str, dict[str, str]] = {}
         for item in self.placeholders:
             if item.value.strip():
@@ -341,16 +344,12 @@ class CampaignForm(forms.Form):
             throttle_mps=data.get("throttle_mps"),
         )
 
-    def _saved_recipients(self) -> list[tuple[str, dict]]:
+    def _saved_recipients(self, limit: int | None = None) -> list[tuple[str, dict]]:
         # A draft's list (or values given by API) stays unless a new list is given.
         if self.campaign is None:
             return []
-        return [
-            (key, values)
-            for key, values in CampaignRecipient.objects.filter(campaign=self.campaign)
-            .order_by("id")
-            .values_list("key", "values")
-        ]
+        rows = CampaignRecipient.objects.filter(campaign=self.campaign).order_by("id")
+        return list(rows.values_list("key", "values")[:limit])
 
     def add_service_error(self, err: InvalidInput) -> None:
         """Put a drafts.py error next to its input (or above the form when it has none)."""

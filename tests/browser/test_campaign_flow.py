@@ -90,7 +90,8 @@ def test_compose_preview_test_send_launch_and_watch(page, live_server, simulator
     page.select_option("select[name=segment]", label="English speakers")
     preview = page.locator("[data-testid=preview]:visible [data-testid=preview-body]")
     preview.filter(has_text="AUTUMN20").wait_for()
-    page.wait_for_function("() => document.querySelectorAll('[data-testid=preview]:not([hidden])').length === 1")
+    # One phone at a time; the tabs switch between the three recipients.
+    page.wait_for_function("() => document.querySelectorAll('[data-preview]:not([hidden])').length === 1")
     assert page.locator("[data-testid=audience-size]").inner_text() == "3"
     assert page.locator("[data-testid=preview]").count() == 3
     shown = {preview.inner_text()}

@@ -313,6 +313,9 @@ def test_a_list_of_phones_typed_and_uploaded(marketer_client, project, promo, pe
     edit_url = reverse("campaigns:edit", args=[project.slug, campaign.public_id])
     page = text(marketer_client.get(edit_url))
     assert "3 phones saved with this draft" in page
+    kept = {**form(audience_kind="list"), "campaign": str(campaign.public_id)}
+    live = text(marketer_client.post(preview_url(project), kept, **HTMX))
+    assert 'data-testid="audience-size">3<' in live and "Hi Cem Kaya" in live
     marketer_client.post(edit_url, {**form(audience_kind="list", name="Renamed"), "action": "save"})
     assert CampaignRecipient.objects.filter(campaign=campaign).count() == 3
     bad = marketer_client.post(edit_url, {**form(audience_kind="list", phones="+4915112300001\nnot a phone")})
@@ -429,3 +432,12 @@ def test_a_bad_phone_in_an_uploaded_file_names_its_row(marketer_client, project,
     assert response.status_code == 400
     assert re.search(r'data-field="phones_file">.*Row 3: ', text(response))
     assert Campaign.objects.count() == 0
+
+
+def test_preflight_warns_when_the_audience_exceeds_the_messaging_tier(
+    marketer_client, project, account, draft
+):
+    account.messaging_tier = "TIER_2"
+    account.save()
+    html = text(marketer_client.get(reverse("campaigns:preflight", args=[project.slug, draft.public_id])))
+    assert re.search(r'data-testid="pf-warning">The audience \(3 recipients\) exceeds the number', html)
