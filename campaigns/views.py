@@ -184,6 +184,10 @@ def campaign_detail(request: HttpRequest, campaign_id: uuid.UUID) -> HttpRespons
         context.update(_live(campaign))
         # Status 286 stops htmx polling; the last render still swaps in.
         response = render(request, f"{PAGE}#campaign-live", context, status=200 if context["live"] else 286)
+        if request.GET.get("shown", campaign.status) != campaign.status:
+            # Launched, paused by an error, completed: the heading's badge and buttons outside this
+            # part are stale, so the whole page reloads (htmx honours HX-Refresh on any status).
+            response["HX-Refresh"] = "true"
     elif target == "campaign-recipients":
         context.update(_recipients(request, campaign))
         response = render(request, f"{PAGE}#campaign-recipients", context)

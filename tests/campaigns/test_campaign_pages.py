@@ -168,6 +168,17 @@ def test_live_partial_polls_while_running_and_stops_when_finished(owner_client, 
     assert "every 2s" not in response.content.decode()
 
 
+def test_live_partial_reloads_the_page_when_the_status_changed(owner_client, project):
+    campaign = make_campaign(project, status="scheduled")
+    html = owner_client.get(detail_url(campaign)).content.decode()
+    assert "?shown=scheduled" in html
+    same = owner_client.get(detail_url(campaign), {"shown": "scheduled"}, **HTMX_LIVE)
+    assert "HX-Refresh" not in same.headers
+    Campaign.objects.filter(pk=campaign.pk).update(status="running")  # the snapshot ran
+    changed = owner_client.get(detail_url(campaign), {"shown": "scheduled"}, **HTMX_LIVE)
+    assert changed.headers["HX-Refresh"] == "true"
+
+
 def test_recipients_filter_by_state_and_link_to_the_timeline(owner_client, project):
     campaign = make_campaign(project)
     failed = add(campaign, "failed", 1, error_code=131026, reason="Undeliverable")[0]
