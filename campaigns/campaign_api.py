@@ -14,12 +14,14 @@ reason in ``problems``).
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import UTC, datetime, time
 from decimal import Decimal
 from typing import Any, Literal
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from django.core import signing
+from django.utils import timezone
 from ninja import Field, Query, Router, Schema, Status
 from pydantic import ConfigDict
 
@@ -32,6 +34,7 @@ from whatsapp.models import WhatsAppAccount
 
 from . import drafts, lifecycle, pricing, stats
 from .drafts import CampaignInput
+from .message_api import _surrogate_at
 from .models import AudienceKind, Campaign, CampaignStatus, ScheduleKind
 from .preflight import EXCLUSIONS
 from .preflight import preflight as run_preflight
@@ -555,10 +558,19 @@ def api_field(field: str | None, origins: list[str]) -> str | None:
     return field
 
 
-def _check_schedule(payload: CampaignIn) -> None:
+def _check_schedule(project: Project, payload: CampaignIn) -> None:
     schedule = payload.schedule
     if schedule is None:
         return
+    if schedule.at is not None:
+        at = schedule.at
+        try:
+            # What the database stores: UTC. At the ends of the calendar the shift overflows.
+            (
+                at if timezone.is_aware(at) else timezone.make_aware(at, ZoneInfo(project.time_zone))
+            ).astimezone(UTC)
+        except (OverflowError, ValueError):
+            raise InvalidInput("The send time is out of range.", field="schedule.at") from None
     if schedule.kind == ScheduleKind.AT and schedule.at is None:
         raise InvalidInput("Give the date and time to send (schedule.at).", field="schedule.at")
     if schedule.kind == ScheduleKind.LOCAL_TIME and not schedule.local_time:
@@ -574,8 +586,20 @@ def _check_schedule(payload: CampaignIn) -> None:
             ) from None
 
 
+def _check_storable(payload: Schema) -> None:
+    """No database stores a lone surrogate ("\\ud800" in JSON): a 422 naming the field, not a 500."""
+    data = payload.model_dump()
+    for name, value in data.items():
+        found = _surrogate_at(value, name)
+        if found:
+            raise InvalidInput(
+                f"{found}: not a valid Unicode text (a lone surrogate).", field=found, code="invalid_text"
+            )
+
+
 def _write(request, payload: CampaignIn, campaign: Campaign | None = None) -> Campaign:
-    _check_schedule(payload)
+    _check_storable(payload)
+    _check_schedule(request.project, payload)
     data, origins = campaign_input(request.project, payload)
     try:
         if campaign is None:
@@ -776,5 +800,6 @@ def test_send(request, campaign_id: UUID, payload: TestSendIn):
     counted in the campaign's figures). Consent and the template's state are checked as for any
     send; a refusal says why (422)."""
     campaign = get_campaign(request.project, campaign_id)
+    _check_storable(payload)
     message = lifecycle.test_send(campaign=campaign, phone=payload.phone, actor=request.actor)
     return Status(201, {"message_id": message.public_id, "status": message.status})

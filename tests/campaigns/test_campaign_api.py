@@ -332,3 +332,20 @@ def test_test_send_sends_one_message_outside_the_figures(api, account, sale, sub
     assert message.campaign is None and message.subscriber == subscriber
     unknown = api.post(f"/campaigns/{campaign_id}/test-send", {"phone": "+4915100000000"})
     assert (unknown.status_code, unknown.json()["field"]) == (422, "phone")
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"schedule": {"kind": "at", "at": "0001-01-01T00:00:00+14:00"}}, "schedule.at"),
+        ({"schedule": {"kind": "at", "at": "9999-12-31T23:59:59-14:00"}}, "schedule.at"),
+        ({"name": "\ud800"}, "name"),
+        ({"phones": ["+4915112345678", "\ud800"]}, "phones.1"),
+        ({"values": {"+4915112345678": {"a": "\ud800"}}}, "values.+4915112345678.a"),
+        ({"bindings": {"body": {"1": "\ud800"}}}, "bindings.body.1"),
+        ({"template": {"name": "\ud800", "language": "de"}}, "template.name"),
+    ],
+)
+def test_texts_and_times_no_database_stores_are_refused_by_field(api, account, sale, extra, field):
+    response = api.post("/campaigns", draft(**extra))
+    assert (response.status_code, response.json()["field"]) == (422, field)
