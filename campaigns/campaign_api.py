@@ -682,6 +682,14 @@ def update_campaign(request, campaign_id: UUID, payload: CampaignIn):
     """Replaces every setting of a draft (and its `phones` and `values`) with the body; a 409
     `not_draft` once it was launched."""
     campaign = get_campaign(request.project, campaign_id)
+    if campaign.status != CampaignStatus.DRAFT:
+        # Before the body's checks: no fix to the body makes a launched campaign editable.
+        raise ApiError(
+            409,
+            "not_draft",
+            f"This campaign is {campaign.get_status_display().lower()}: only drafts can be changed.",
+            field="status",
+        )
     _write(request, payload, campaign)
     return campaign_out(get_campaign(request.project, campaign_id))
 
@@ -753,13 +761,6 @@ def launch(request, campaign_id: UUID):
     the campaign runs. Recorded in the audit log. Refused with every reason (422 `not_launchable`,
     `problems`) when something is missing; 409 when it is not a draft."""
     campaign = get_campaign(request.project, campaign_id)
-    if campaign.status != CampaignStatus.DRAFT:
-        raise ApiError(
-            409,
-            "invalid_transition",
-            f"A {campaign.get_status_display().lower()} campaign cannot be launched.",
-            field="status",
-        )
     try:
         lifecycle.launch(campaign=campaign, actor=request.actor)
     except InvalidInput as exc:
@@ -801,5 +802,7 @@ def test_send(request, campaign_id: UUID, payload: TestSendIn):
     send; a refusal says why (422)."""
     campaign = get_campaign(request.project, campaign_id)
     _check_storable(payload)
+    if not campaign.template_name:
+        raise InvalidInput("Choose the campaign's template first.", field="template.name", code="no_template")
     message = lifecycle.test_send(campaign=campaign, phone=payload.phone, actor=request.actor)
     return Status(201, {"message_id": message.public_id, "status": message.status})

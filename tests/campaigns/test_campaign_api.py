@@ -193,6 +193,9 @@ def test_update_replaces_a_draft_and_refuses_once_launched(api, account, sale, s
     Campaign.objects.update(status=CampaignStatus.RUNNING)
     response = api._send("put", f"/campaigns/{created['id']}", draft(name="Again"))
     assert (response.status_code, response.json()["code"]) == (409, "not_draft")
+    # no fix to the body would help: 409 before the body's own errors
+    response = api._send("put", f"/campaigns/{created['id']}", draft(name="Again", rule="T("))
+    assert (response.status_code, response.json()["code"]) == (409, "not_draft")
     assert Campaign.objects.get().name == "Renamed"
 
 
@@ -332,6 +335,10 @@ def test_test_send_sends_one_message_outside_the_figures(api, account, sale, sub
     assert message.campaign is None and message.subscriber == subscriber
     unknown = api.post(f"/campaigns/{campaign_id}/test-send", {"phone": "+4915100000000"})
     assert (unknown.status_code, unknown.json()["field"]) == (422, "phone")
+    unfinished = api.post("/campaigns", {"name": "No template yet"}).json()["id"]
+    refused = api.post(f"/campaigns/{unfinished}/test-send", {"phone": subscriber.phone})
+    assert (refused.status_code, refused.json()["field"]) == (422, "template.name")
+    assert Message.objects.count() == 1
 
 
 @pytest.mark.parametrize(
