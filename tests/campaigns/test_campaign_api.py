@@ -356,3 +356,28 @@ def test_test_send_sends_one_message_outside_the_figures(api, account, sale, sub
 def test_texts_and_times_no_database_stores_are_refused_by_field(api, account, sale, extra, field):
     response = api.post("/campaigns", draft(**extra))
     assert (response.status_code, response.json()["field"]) == (422, field)
+
+
+def test_the_openapi_document_describes_the_campaigns_api(client, db):
+    document = client.get("/api/v1/openapi.json").json()
+    paths, schemas = document["paths"], document["components"]["schemas"]
+    create = paths["/api/v1/campaigns"]["post"]
+    assert set(create["requestBody"]["content"]["application/json"]["examples"]) == {
+        "segment",
+        "language_group",
+        "phones",
+    }
+    assert {"get", "post"} <= set(paths["/api/v1/campaigns"])
+    for action in ("launch", "pause", "resume", "cancel"):
+        assert "409" in paths[f"/api/v1/campaigns/{{campaign_id}}/{action}"]["post"]["responses"]
+    launch_422 = paths["/api/v1/campaigns/{campaign_id}/launch"]["post"]["responses"]["422"]
+    assert launch_422["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/LaunchRefusedOut"
+    }
+    assert "problems" in schemas["LaunchRefusedOut"]["properties"]
+    fields = schemas["CampaignIn"]["properties"]
+    assert fields["name"]["maxLength"] == 200
+    throttle = next(s for s in fields["throttle_mps"]["anyOf"] if s.get("type") == "integer")
+    assert (throttle["minimum"], throttle["maximum"]) == (1, 1000)
+    reasons = schemas["ExcludedOut"]["properties"]["reason"]["enum"]
+    assert "capped" in reasons and "missing_binding" in reasons
