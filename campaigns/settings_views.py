@@ -1,7 +1,8 @@
 """Settings -> Sending: the frequency cap, quiet hours and the editable rate card.
 
-One page with three forms, each posting to its own URL and redirecting back (the page works
-without JavaScript); an invalid form re-renders the page with its errors. Every write goes through
+One page, one URL, three forms (cap and quiet hours, the rate card, a reset), told apart by
+their ``form`` field; each posts and redirects back (the page works without JavaScript), and an
+invalid form re-renders the page with its errors. Every write goes through
 ``policy_settings`` (its limits, its audit entry). Members see the page; admins change it.
 """
 
@@ -15,7 +16,6 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path
-from django.views.decorators.http import require_POST
 
 from controlpanel.countries import NAMES as COUNTRY_NAMES
 from controlpanel.models import Role
@@ -202,9 +202,16 @@ def _service_error(form: forms.Form, exc: InvalidInput) -> None:
 
 @project_view(section="settings", write=Role.ADMIN)
 def sending_settings(request: HttpRequest) -> HttpResponse:
-    """The page; its POST saves the frequency cap and quiet hours."""
+    """The page; a POST saves the form its ``form`` field names: the policy, the rates, or a reset."""
     if request.method != "POST":
         return _page(request)
+    which = request.POST.get("form", "policy")
+    if which == "rates":
+        return _save_rates(request)
+    if which == "reset":
+        policy_settings.reset_rate_card(project=request.project, actor=_actor(request))
+        messages.success(request, f"Rate card reset to Meta's rates of {pricing.RATES_EFFECTIVE:%d %B %Y}.")
+        return redirect("campaigns:settings_sending", request.project.slug)
     form = PolicyForm(request.POST)
     if form.is_valid():
         try:
@@ -219,9 +226,7 @@ def sending_settings(request: HttpRequest) -> HttpResponse:
     return _page(request, policy_form=form, status=422)
 
 
-@project_view(section="settings", write=Role.ADMIN)
-@require_POST
-def rate_card_save(request: HttpRequest) -> HttpResponse:
+def _save_rates(request: HttpRequest) -> HttpResponse:
     entries = _entries(request.project)
     form = RateCardForm(request.POST, entries=entries)
     if form.is_valid():
@@ -242,16 +247,6 @@ def rate_card_save(request: HttpRequest) -> HttpResponse:
     return _page(request, rate_form=form, status=422)
 
 
-@project_view(section="settings", write=Role.ADMIN)
-@require_POST
-def rate_card_reset(request: HttpRequest) -> HttpResponse:
-    policy_settings.reset_rate_card(project=request.project, actor=_actor(request))
-    messages.success(request, f"Rate card reset to Meta's rates of {pricing.RATES_EFFECTIVE:%d %B %Y}.")
-    return redirect("campaigns:settings_sending", request.project.slug)
-
-
 urlpatterns = [
     path("settings/sending/", sending_settings, name="settings_sending"),
-    path("settings/sending/rates/", rate_card_save, name="rate_card_save"),
-    path("settings/sending/rates/reset/", rate_card_reset, name="rate_card_reset"),
 ]

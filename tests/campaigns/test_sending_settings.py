@@ -17,8 +17,12 @@ from subscribers.errors import InvalidInput
 ACTOR = Actor(label="test")
 
 
-def url(project, name="settings_sending"):
-    return reverse(f"campaigns:{name}", args=[project.slug])
+def url(project):
+    return reverse("campaigns:settings_sending", args=[project.slug])
+
+
+def post_rates(client, project, data):
+    return client.post(url(project), {**data, "form": "rates"})
 
 
 def price(project, category, country) -> Decimal | None:
@@ -46,8 +50,8 @@ def test_outsider_gets_404_viewer_reads_and_cannot_write(client, project, outsid
     assert page.status_code == 200
     assert "Only admins and owners change the sending settings." in page.content.decode()
     client.force_login(member_of(Role.MARKETER))
-    for name in ("settings_sending", "rate_card_save", "rate_card_reset"):
-        assert client.post(url(project, name), {"cap_days": "7"}).status_code == 403
+    for form in ("policy", "rates", "reset"):
+        assert client.post(url(project), {"form": form, "cap_days": "7"}).status_code == 403
     assert not SendingPolicy.objects.exists()
 
 
@@ -94,7 +98,7 @@ def test_editing_adding_and_removing_rates(owner_client, project):
         project,
         **{"price-marketing-DE": "0.2000", "remove-FR": "on", "new_country": "AT", "new-marketing": "0.1100"},
     )
-    response = owner_client.post(url(project, "rate_card_save"), data)
+    response = post_rates(owner_client, project, data)
     assert response.status_code == 302, response.content.decode()[:2000]
     assert price(project, "marketing", "DE") == Decimal("0.2000")
     assert price(project, "marketing", "FR") is None and price(project, "utility", "FR") is None
@@ -109,13 +113,11 @@ def test_editing_adding_and_removing_rates(owner_client, project):
 
 
 def test_the_other_countries_price_is_required_and_errors_rerender(owner_client, project):
-    response = owner_client.post(
-        url(project, "rate_card_save"), grid(project, **{"price-marketing-other": ""})
-    )
+    response = post_rates(owner_client, project, grid(project, **{"price-marketing-other": ""}))
     assert response.status_code == 422
-    response = owner_client.post(url(project, "rate_card_save"), grid(project, **{"price-utility-DE": "-1"}))
+    response = post_rates(owner_client, project, grid(project, **{"price-utility-DE": "-1"}))
     assert response.status_code == 422
-    response = owner_client.post(url(project, "rate_card_save"), grid(project, new_country="AT"))
+    response = post_rates(owner_client, project, grid(project, new_country="AT"))
     assert response.status_code == 422
     assert "Give at least one price for the new country." in response.content.decode()
     assert not AuditEntry.objects.filter(action="rate_card.update").exists()
@@ -123,11 +125,9 @@ def test_the_other_countries_price_is_required_and_errors_rerender(owner_client,
 
 
 def test_currency_relabels_the_card_and_reset_restores_the_seed(owner_client, project):
-    owner_client.post(
-        url(project, "rate_card_save"), grid(project, currency="eur", **{"price-marketing-DE": "0.3"})
-    )
+    post_rates(owner_client, project, grid(project, currency="eur", **{"price-marketing-DE": "0.3"}))
     assert set(RateCardEntry.objects.filter(project=project).values_list("currency", flat=True)) == {"EUR"}
-    assert owner_client.post(url(project, "rate_card_reset")).status_code == 302
+    assert owner_client.post(url(project), {"form": "reset"}).status_code == 302
     assert price(project, "marketing", "DE") == Decimal("0.1365")
     assert set(RateCardEntry.objects.filter(project=project).values_list("currency", flat=True)) == {"USD"}
     assert AuditEntry.objects.filter(project=project, action="rate_card.reset").count() == 1
