@@ -6,10 +6,10 @@ class CampaignsConfig(AppConfig):
 
     def ready(self) -> None:
         from controlpanel import dashboard, scheduler
-        from controlpanel.api import register_router
+        from controlpanel.api import register_body_limit, register_router
         from whatsapp.signals import inbound_received, sending_resumed, status_received, statuses_received
 
-        from . import engagement, message_api
+        from . import campaign_api, engagement, message_api
         from .actors import dispatch_messages, sweep_stuck_messages
         from .dashboard import messaging_provider, sending_provider
         from .launch_actors import start_due_campaigns
@@ -28,6 +28,9 @@ class CampaignsConfig(AppConfig):
         inbound_received.connect(on_inbound_received, dispatch_uid="campaigns-consent-confirmation")
         inbound_received.connect(engagement.on_inbound_received, dispatch_uid="campaigns-engagement")
         register_router("/messages", message_api.router)
+        register_router("/campaigns", campaign_api.router)
+        # A campaign body may carry a list of phones and per-recipient values (MAX_PHONES of them).
+        register_body_limit("/campaigns", campaign_api.MAX_BODY_BYTES)
         scheduler.periodic("sweep-stuck-messages", 60, lambda: sweep_stuck_messages.send())
         # Launched campaigns whose time has come get their audience snapshotted (lifecycle.start_due).
         scheduler.periodic("start-due-campaigns", 5, lambda: start_due_campaigns.send())
