@@ -69,7 +69,7 @@ NUMBER_BACKOFF = 2.0  # seconds a whole number pauses after Meta's 130429
 
 
 def _threads() -> int:
-    return int(getattr(settings, "WHATSAPP_SEND_THREADS", 64))
+    return settings.WHATSAPP_SEND_THREADS
 
 
 _pool: ThreadPoolExecutor | None = None

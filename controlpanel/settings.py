@@ -364,6 +364,9 @@ SIMULATOR_ENABLED = env.bool("SIMULATOR_ENABLED", default=EMBEDDED)
 WHATSAPP_EXTRA_BASE_URLS = env.list("WHATSAPP_EXTRA_BASE_URLS", default=[])
 # Minutes between template syncs with Meta (webhooks usually report changes sooner).
 WHATSAPP_TEMPLATE_SYNC_MINUTES = env.int("WHATSAPP_TEMPLATE_SYNC_MINUTES", default=15)
+# Concurrent Graph API calls per sender process (campaigns/sending.py): at Meta's ~200 ms a call,
+# 64 threads carry about 300 messages/s per process; the per-number limit is enforced apart.
+WHATSAPP_SEND_THREADS = env.int("WHATSAPP_SEND_THREADS", default=64)
 # Limits on names users create by sending data (subscribers/tags.py, subscribers/events.py): each
 # tag is an export column and a row of the tags page, each event attribute a facet of the builder.
 TAGS_NEW_PER_REQUEST = env.int("TAGS_NEW_PER_REQUEST", default=100)

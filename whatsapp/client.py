@@ -38,7 +38,7 @@ def _session(account: WhatsAppAccount) -> requests.Session:
                 _sessions.pop(stale).close()
             session = requests.Session()
             # As many pooled connections as the sender has threads posting at once (campaigns.sending).
-            threads = int(getattr(settings, "WHATSAPP_SEND_THREADS", 64))
+            threads = settings.WHATSAPP_SEND_THREADS
             adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(32, threads), max_retries=0)
             session.mount("https://", adapter)
             session.mount("http://", adapter)
