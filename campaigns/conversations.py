@@ -163,7 +163,7 @@ class ConversationPage:
     version: str
 
 
-def _parse_list_cursor(raw: str | None) -> tuple[datetime, int] | None:
+def parse_list_cursor(raw: str | None) -> tuple[datetime, int] | None:
     """(time, subscriber pk) from "2026-01-02T03:04:05+00:00|17"; None for anything else."""
     if not raw or "|" not in raw:
         return None
@@ -302,7 +302,7 @@ def conversation_page(
     """
     now = now or timezone.now()
     size = max(1, min(size, LIST_MAX))
-    cursor = _parse_list_cursor(after)
+    cursor = parse_list_cursor(after)
     q = q.strip()
     floor = None
     if q:

@@ -29,6 +29,7 @@ from subscribers.errors import InvalidInput
 from subscribers.models import Subscriber
 from subscribers.phones import normalize_phone
 
+from .conversations import parse_list_cursor
 from .models import Campaign, Channel, Message, MessageStatus
 
 PAGE = "campaigns/history.html"
@@ -143,21 +144,10 @@ def history_rows(project: Project, filters: HistoryFilters) -> QuerySet[Message]
     return rows
 
 
-def _cursor(raw: str | None) -> tuple[datetime, int] | None:
-    if not raw or "|" not in raw:
-        return None
-    at, _, pk = raw.rpartition("|")
-    try:
-        when = datetime.fromisoformat(at)
-        return (when if timezone.is_aware(when) else timezone.make_aware(when, timezone.UTC)), int(pk)
-    except ValueError:
-        return None
-
-
 def history_page(project: Project, filters: HistoryFilters, after: str | None = None):
     """One page of messages, newest first, and the cursor of the next page (None at the end)."""
     rows = history_rows(project, filters)
-    cursor = _cursor(after)
+    cursor = parse_list_cursor(after)  # "time|id", as the conversation list pages
     if cursor is not None:
         at, pk = cursor
         rows = rows.filter(Q(created_at__lt=at) | Q(created_at=at, pk__lt=pk))

@@ -236,12 +236,13 @@ def test_csv_export_streams_every_recipient_of_this_campaign(marketer_client, pr
     response = marketer_client.get(reverse("campaigns:export", args=[project.slug, campaign.public_id]))
     assert response.status_code == 200 and response.streaming
     assert response["Content-Type"].startswith("text/csv")
-    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode("utf-8-sig"))))
     assert len(rows) == 3
     assert sorted(r["status"] for r in rows) == ["failed", "read", "read"]
     failed = next(r for r in rows if r["status"] == "failed")
     assert failed["error_code"] == "131026" and failed["reason"] == "Undeliverable"
     assert failed["name"] == "'=HYPERLINK(1)"  # no formula injection in spreadsheets
+    assert {r["phone"] for r in rows} >= {failed["phone"]} and failed["phone"].startswith("+")  # data, kept
 
 
 def test_csv_export_needs_the_marketer_role(client, viewer, project):
