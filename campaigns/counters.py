@@ -178,12 +178,17 @@ def apply_moves(moves: Iterable[tuple[RowState | None, RowState | None]]) -> Non
 def returned_states(returned: Iterable[tuple[Any, ...]], status: str) -> dict[int, RowState]:
     """id -> state of the campaign rows a conditional UPDATE returned, with ``status``.
 
-    ``returned``: ``(id, campaign_id, pricing_category, billable, replied, clicked)`` per row, the
+    ``returned``: ``(id, campaign_id, pricing_category, billable, replied_at, clicked_at)`` per row, the
     statement's ``RETURNING`` (of columns it does not change, so they hold before and after).
     """
     return {
         pk: RowState(
-            campaign_id, str(status), category or "", is_free(billable), bool(replied), bool(clicked)
+            campaign_id,
+            str(status),
+            category or "",
+            is_free(billable),
+            replied is not None,
+            clicked is not None,
         )
         for pk, campaign_id, category, billable, replied, clicked in returned
         if campaign_id is not None
@@ -198,7 +203,9 @@ def status_moves(
 
 
 # The RETURNING columns status_moves reads.
-RETURNING = "id, campaign_id, pricing_category, billable, replied_at IS NOT NULL, clicked_at IS NOT NULL"
+# Raw columns, tested in Python: SQLite 3.40 returns wrong values for ``replied_at IS NOT NULL`` in a
+# RETURNING clause (always 1 here), so no expressions there.
+RETURNING = "id, campaign_id, pricing_category, billable, replied_at, clicked_at"
 
 
 # --- recount -----------------------------------------------------------------------------------
@@ -239,9 +246,7 @@ def current(campaign_ids: Iterable[int]) -> tuple[dict, dict]:
         if c.n or c.replied or c.clicked
     }
     minutes = {
-        (m.campaign_id, minute_of(m.minute)): m.n
-        for m in CampaignMinute.objects.filter(campaign_id__in=ids)
-        if m.n
+        (m.campaign_id, m.minute): m.n for m in CampaignMinute.objects.filter(campaign_id__in=ids) if m.n
     }
     return groups, minutes
 

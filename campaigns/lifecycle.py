@@ -192,8 +192,7 @@ def _skip_queued(campaign: Campaign, now: datetime) -> int:
     update = (
         f"UPDATE {table} SET status = %s, reason = %s, updated_at = %s, history = {history} "  # noqa: S608
         "WHERE campaign_id = %s AND status = %s "
-        "RETURNING pricing_category AS c, billable IS FALSE AS f, replied_at IS NOT NULL AS r, "
-        "clicked_at IS NOT NULL AS k"
+        "RETURNING pricing_category, billable, replied_at, clicked_at"
     )
     params = [
         MessageStatus.SKIPPED.value,
@@ -206,14 +205,18 @@ def _skip_queued(campaign: Campaign, now: datetime) -> int:
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(
-                f"WITH moved AS ({update}) SELECT c, f, COUNT(*), COUNT(*) FILTER (WHERE r), "  # noqa: S608
-                "COUNT(*) FILTER (WHERE k) FROM moved GROUP BY c, f",
+                f"WITH moved AS ({update}) SELECT pricing_category, billable IS FALSE, COUNT(*), "  # noqa: S608
+                "COUNT(replied_at), COUNT(clicked_at) FROM moved GROUP BY 1, 2",
                 params,
             )
             groups = cursor.fetchall()
         else:
+            # Raw columns: SQLite 3.40 gets ``x IS NOT NULL`` wrong in RETURNING (counters.RETURNING).
             cursor.execute(update, params)
-            seen = Counter(cursor.fetchall())
+            seen = Counter(
+                (c or "", counters.is_free(b), r is not None, k is not None)
+                for c, b, r, k in cursor.fetchall()
+            )
             groups = [(c, f, n, n if r else 0, n if k else 0) for (c, f, r, k), n in seen.items()]
     delta = counters.Delta()
     for category, free, n, replied, clicked in groups:
