@@ -16,7 +16,10 @@ Design section 4 and ADR 0005. The flow of one outbox row:
    UPDATE that only touches rows still ``sending`` (a status webhook may have been faster).
 3. A crash between a POST and the write-back leaves rows ``sending``; ``sweep_stuck`` moves them to
    ``unknown`` and a status webhook with our ``biz_opaque_callback_data`` settles them. Nothing is
-   resent blindly.
+   resent blindly: only a campaign row no webhook settled within ``UNKNOWN_RESEND_AFTER`` is queued
+   again, once (``resend_unknown``).
+4. Every statement that moves campaign rows also updates their counters in its transaction
+   (counters.py): the claim, the write-back and the sweeper from their ``RETURNING``.
 
 Errors (reference 5.4): transient -> queued again with backoff in ``send_after`` (up to
 MAX_ATTEMPTS); 131049 -> one retry after 24 h, then failed; permanent -> failed with Meta's code and

@@ -364,6 +364,10 @@ SIMULATOR_ENABLED = env.bool("SIMULATOR_ENABLED", default=EMBEDDED)
 WHATSAPP_EXTRA_BASE_URLS = env.list("WHATSAPP_EXTRA_BASE_URLS", default=[])
 # Minutes between template syncs with Meta (webhooks usually report changes sooner).
 WHATSAPP_TEMPLATE_SYNC_MINUTES = env.int("WHATSAPP_TEMPLATE_SYNC_MINUTES", default=15)
+# Seconds a campaign row left "unknown" (a worker died between its claim and its commit) waits for
+# the status webhook that settles it before it is sent again, once (campaigns/sending.py). A webhook
+# outage longer than this can send such a message twice; shorter finishes campaigns sooner.
+UNKNOWN_RESEND_AFTER = env.int("UNKNOWN_RESEND_AFTER", default=3600)
 # Limits on names users create by sending data (subscribers/tags.py, subscribers/events.py): each
 # tag is an export column and a row of the tags page, each event attribute a facet of the builder.
 TAGS_NEW_PER_REQUEST = env.int("TAGS_NEW_PER_REQUEST", default=100)
