@@ -109,4 +109,22 @@ class Migration(migrations.Migration):
             },
         ),
         migrations.RunPython(backfill, migrations.RunPython.noop),
+        migrations.AddIndex(
+            model_name="message",
+            index=models.Index(
+                condition=models.Q(("status", "failed")),
+                fields=["campaign", "error_code"],
+                include=("project", "error_title", "reason"),
+                name="message_campaign_failed",
+            ),
+        ),
+        migrations.AddIndex(
+            model_name="message",
+            index=models.Index(
+                condition=models.Q(("status", "skipped")),
+                fields=["campaign", "reason"],
+                include=("project",),
+                name="message_campaign_skipped",
+            ),
+        ),
     ]
