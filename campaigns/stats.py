@@ -6,7 +6,7 @@ Read-only, a fixed number of small queries whatever the audience size:
   ``CampaignCounter`` rows (a few dozen at most), which every writer of its outbox rows keeps in
   the same transaction (counters.py). Counting a million rows on read cost ~0.6 s of CPU per page;
 - failures by Meta error code and skips by reason: grouped over the failed / skipped rows only
-  (``message_campaign_status`` index), a few percent of the audience;
+  (index-only scans of ``message_campaign_failed`` / ``message_campaign_skipped``), a few percent;
 - sends per minute: the ``CampaignMinute`` rows of the last hour.
 
 Funnel counts are cumulative: a read message was also delivered and sent, so ``sent`` counts every
