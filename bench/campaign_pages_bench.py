@@ -38,6 +38,7 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.urls import reverse  # noqa: E402
 
+from campaigns import counters  # noqa: E402
 from campaigns.models import Campaign, Message  # noqa: E402
 from controlpanel.models import Membership, Project, Role  # noqa: E402
 
@@ -59,7 +60,7 @@ MESSAGES_SQL = """
 INSERT INTO campaigns_message
   (project_id, public_id, subscriber_id, campaign_id, channel, status, kind, template_name,
    template_language, components, body, marketing, wamid, reason, error_code, error_title,
-   error_details, pricing_category, pricing_type, billable, attempts, values, history,
+   error_details, pricing_category, pricing_type, billable, attempts, values, history, request_hash,
    created_at, updated_at, sent_at, delivered_at, read_at, failed_at, replied_at, clicked_at)
 SELECT %(project)s, gen_random_uuid(), s.id, %(campaign)s, 'whatsapp', st.status, 'template', 'spring_promo',
        'de', '[]'::jsonb, 'Hallo ' || s.name || ', 20 %% auf alles bis Sonntag!', true,
@@ -73,7 +74,7 @@ SELECT %(project)s, gen_random_uuid(), s.id, %(campaign)s, 'whatsapp', st.status
        CASE WHEN st.status IN ('sent', 'delivered', 'read') THEN 'marketing' ELSE '' END,
        CASE WHEN st.status IN ('sent', 'delivered', 'read') THEN 'regular' ELSE '' END,
        CASE WHEN st.status IN ('sent', 'delivered', 'read') THEN true END,
-       1, '{}'::jsonb, '[]'::jsonb,
+       1, '{}'::jsonb, '[]'::jsonb, '',
        now() - interval '2 hours' + (s.id %% 3600) * interval '1 second',
        now(),
        CASE WHEN st.status IN ('sent', 'delivered', 'read', 'failed')
@@ -97,10 +98,10 @@ SINGLES_SQL = """
 INSERT INTO campaigns_message
   (project_id, public_id, subscriber_id, channel, status, kind, template_name, template_language,
    components, body, marketing, reason, error_title, error_details, pricing_category, pricing_type,
-   attempts, values, history, created_at, updated_at, sent_at, delivered_at)
+   attempts, values, history, request_hash, created_at, updated_at, sent_at, delivered_at)
 SELECT %(project)s, gen_random_uuid(), s.id, 'whatsapp', 'delivered', 'text', '', '', '[]'::jsonb,
        'Ihre Bestellung ist unterwegs.', false, '', '', '', 'utility', 'regular', 1, '{}'::jsonb,
-       '[]'::jsonb, now() - (s.id %% 86400) * interval '1 second', now(), now(), now()
+       '[]'::jsonb, '', now() - (s.id %% 86400) * interval '1 second', now(), now(), now()
 FROM subscribers_subscriber s WHERE s.project_id = %(project)s AND s.id %% 20 = 0
 """
 
@@ -111,6 +112,7 @@ def fill(n: int) -> tuple[Project, Campaign]:
     campaign = Campaign.objects.filter(project=project, name="Spring sale").first()
     if campaign is not None and Message.objects.filter(campaign=campaign).count() == n:
         print(f"reusing {n:,} messages of {SLUG}")
+        counters.recount([campaign.pk])
         return project, campaign
     started = time.perf_counter()
     with connection.cursor() as cur:
@@ -137,8 +139,16 @@ def fill(n: int) -> tuple[Project, Campaign]:
             )
             cur.execute(SINGLES_SQL, {"project": project.pk})
             print(f"  {cur.rowcount:,} single messages at {time.perf_counter() - started:.1f} s", flush=True)
+        # The rows were written behind the writers' back: their counters as the writers would keep them.
+        counters.recount([campaign.pk])
+        print(f"  counters recounted at {time.perf_counter() - started:.1f} s", flush=True)
     with connection.cursor() as cur:
-        for table in ("subscribers_subscriber", "campaigns_message", "campaigns_campaign"):
+        for table in (
+            "subscribers_subscriber",
+            "campaigns_message",
+            "campaigns_campaign",
+            "campaigns_campaigncounter",
+        ):
             cur.execute(f"VACUUM ANALYZE {table}")
     print(f"filled and vacuumed in {time.perf_counter() - started:.1f} s", flush=True)
     return project, campaign

@@ -9,7 +9,8 @@
   the funnel counts them apart, and a "Stop promotions" tap is no answer to the marketer's text.
 
 This runs in the webhook's processing transaction at thousands of inbound messages a second, so
-each inbound costs exactly one UPDATE (a subquery picks the row), whatever happens. Replays are
+each inbound costs exactly one UPDATE (a subquery picks the row), whatever happens, plus one
+counter upsert when it marked a campaign's row. Replays are
 harmless: the processing skips inbound messages it has seen, and both timestamps are only set
 when still empty.
 """
@@ -19,10 +20,12 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+from django.db import connection, transaction
 from django.db.models import Q, Subquery
 
 from whatsapp.signals import InboundMessage
 
+from . import counters
 from .models import Channel, Message, MessageStatus
 
 REPLY_WINDOW = timedelta(hours=72)
@@ -59,9 +62,7 @@ def _record_reply(message: InboundMessage) -> int:
         .values("id")[:1]
     )
     # Only the most recent message can take the reply: if it has one already, nothing changes.
-    return Message.objects.filter(pk=Subquery(latest), replied_at__isnull=True).update(
-        replied_at=message.timestamp
-    )
+    return _mark(Message.objects.filter(pk=Subquery(latest), replied_at__isnull=True), "replied_at", message)
 
 
 def _record_click(message: InboundMessage) -> int:
@@ -72,12 +73,34 @@ def _record_click(message: InboundMessage) -> int:
             return 0
         answered = Q(public_id=public_id)
     # The subscriber too: a wamid or payload in someone else's inbound marks nothing of theirs.
-    return Message.objects.filter(
+    rows = Message.objects.filter(
         answered,
         project_id=message.project_id,
         subscriber_id=message.subscriber_id,
         clicked_at__isnull=True,
-    ).update(clicked_at=message.timestamp)
+    )
+    return _mark(rows, "clicked_at", message)
+
+
+def _mark(rows, column: str, inbound: InboundMessage) -> int:
+    """Set ``column`` to the inbound's time on ``rows`` (at most one) in one UPDATE ... RETURNING,
+    and count it for its campaign (counters.py) in the same transaction."""
+    ids_sql, ids_params = rows.values("id").query.sql_with_params()
+    table = connection.ops.quote_name(Message._meta.db_table)
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET {column} = %s WHERE id IN ({ids_sql}) "  # noqa: S608 - names from code
+            "RETURNING campaign_id, status, pricing_category, billable",
+            [connection.ops.adapt_datetimefield_value(inbound.timestamp), *ids_params],
+        )
+        marked = cursor.fetchall()
+        delta = counters.Delta()
+        for campaign_id, status, category, billable in marked:
+            if campaign_id is not None:
+                one = {"replied_at": "replied", "clicked_at": "clicked"}[column]
+                delta.add(campaign_id, status, category, counters.is_free(billable), **{one: 1})
+        delta.apply()
+    return len(marked)
 
 
 def _payload_message_id(payload: str) -> uuid.UUID | None:

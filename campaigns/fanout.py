@@ -34,7 +34,7 @@ from subscribers.segments import compiler
 from subscribers.segments.text import parse_rule
 from whatsapp.models import TemplateCategory
 
-from . import sendpolicy
+from . import counters, sendpolicy
 from .models import (
     AudienceKind,
     Campaign,
@@ -251,9 +251,26 @@ def snapshot(campaign: Campaign) -> int:
         f"INSERT INTO {q(Message._meta.db_table)} ({', '.join(columns)}) "  # noqa: S608
         f"SELECT {', '.join(expressions)} FROM ({inner}) t WHERE 1 = 1 ON CONFLICT DO NOTHING"
     )
+    # The counters (counters.py) in the same transaction: on PostgreSQL from the statement's own
+    # RETURNING, grouped (no second pass over the rows); SQLite has no INSERT in a CTE, so there the
+    # campaign is recounted, exact too because nothing else writes a campaign's rows before it runs.
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, *inner_params])
-        return max(cursor.rowcount, 0)
+        if connection.vendor != "postgresql":
+            cursor.execute(sql, [*params, *inner_params])
+            written = max(cursor.rowcount, 0)
+            if written:
+                counters.recount([campaign.pk])
+            return written
+        cursor.execute(
+            f"WITH written AS ({sql} RETURNING status) SELECT status, COUNT(*) FROM written GROUP BY status",  # noqa: S608
+            [*params, *inner_params],
+        )
+        groups = cursor.fetchall()
+    delta = counters.Delta()
+    for status, n in groups:
+        delta.add(campaign.pk, status, n=n)
+    delta.apply()
+    return sum(n for _, n in groups)
 
 
 def _reason_labels(campaign: Campaign) -> dict[str, str]:

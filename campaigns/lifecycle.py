@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from datetime import datetime
 
 from django.db import connection, transaction
@@ -24,7 +25,7 @@ from subscribers.models import Subscriber
 from subscribers.phones import normalize_phone
 from whatsapp.models import AccountStatus, MessageTemplate
 
-from . import fanout, pricing, sendpolicy, services
+from . import counters, fanout, pricing, sendpolicy, services
 from .models import AudienceKind, Campaign, CampaignStatus, Message, MessageStatus, ScheduleKind
 from .outcomes import Skip
 
@@ -176,26 +177,61 @@ def cancel(*, campaign: Campaign, actor: Actor) -> Campaign:
 
 
 def _skip_queued(campaign: Campaign, now: datetime) -> int:
+    """queued -> skipped for the campaign's rows, and the counters by what the UPDATE moved.
+
+    A sender may claim rows meanwhile, so the counter change comes from the statement itself:
+    on PostgreSQL a data-modifying CTE groups its RETURNING; SQLite has no such CTE, but it
+    returns the moved rows' groups to count here (SQLite holds small projects).
+    """
     entry = {"status": MessageStatus.SKIPPED.value, "at": now.isoformat(), "note": "campaign cancelled"}
     table = connection.ops.quote_name(Message._meta.db_table)
     if connection.vendor == "postgresql":
         history = "history || jsonb_build_array(CAST(%s AS jsonb))"
     else:
         history = "json_insert(history, '$[#]', json(%s))"
+    update = (
+        f"UPDATE {table} SET status = %s, reason = %s, updated_at = %s, history = {history} "  # noqa: S608
+        "WHERE campaign_id = %s AND status = %s "
+        "RETURNING pricing_category, billable, replied_at, clicked_at"
+    )
+    params = [
+        MessageStatus.SKIPPED.value,
+        sendpolicy.CANCELLED,
+        connection.ops.adapt_datetimefield_value(now),
+        json.dumps(entry),
+        campaign.pk,
+        MessageStatus.QUEUED.value,
+    ]
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET status = %s, reason = %s, updated_at = %s, history = {history} "  # noqa: S608
-            "WHERE campaign_id = %s AND status = %s",
-            [
-                MessageStatus.SKIPPED.value,
-                sendpolicy.CANCELLED,
-                connection.ops.adapt_datetimefield_value(now),
-                json.dumps(entry),
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"WITH moved AS ({update}) SELECT pricing_category, billable IS FALSE, COUNT(*), "  # noqa: S608
+                "COUNT(replied_at), COUNT(clicked_at) FROM moved GROUP BY 1, 2",
+                params,
+            )
+            groups = cursor.fetchall()
+        else:
+            # Raw columns: SQLite 3.40 gets ``x IS NOT NULL`` wrong in RETURNING (counters.RETURNING).
+            cursor.execute(update, params)
+            seen = Counter(
+                (c or "", counters.is_free(b), r is not None, k is not None)
+                for c, b, r, k in cursor.fetchall()
+            )
+            groups = [(c, f, n, n if r else 0, n if k else 0) for (c, f, r, k), n in seen.items()]
+    delta = counters.Delta()
+    for category, free, n, replied, clicked in groups:
+        for status, sign in ((MessageStatus.QUEUED, -1), (MessageStatus.SKIPPED, 1)):
+            delta.add(
                 campaign.pk,
-                MessageStatus.QUEUED.value,
-            ],
-        )
-        return cursor.rowcount
+                status,
+                category,
+                bool(free),
+                n=sign * n,
+                replied=sign * replied,
+                clicked=sign * clicked,
+            )
+    delta.apply()
+    return sum(n for _, _, n, _, _ in groups)
 
 
 def start_due(now: datetime | None = None) -> int:

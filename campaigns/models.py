@@ -336,6 +336,20 @@ class Message(models.Model):
             ),
             models.Index(fields=["status"], condition=Q(status="unknown"), name="message_unknown"),
             models.Index(fields=["campaign", "status"], name="message_campaign_status"),
+            # Failures by code and skips by reason on the campaign page: index-only scans of the
+            # failed / skipped rows (a few percent of a campaign), not their heap pages.
+            models.Index(
+                fields=["campaign", "error_code"],
+                include=["project", "error_title", "reason"],
+                condition=Q(status="failed"),
+                name="message_campaign_failed",
+            ),
+            models.Index(
+                fields=["campaign", "reason"],
+                include=["project"],
+                condition=Q(status="skipped"),
+                name="message_campaign_skipped",
+            ),
             # Sends per minute on the campaign page: only rows that reached Meta.
             models.Index(
                 fields=["campaign", "sent_at"],
@@ -351,3 +365,45 @@ class Message(models.Model):
     def callback_data(self) -> str:
         """What we send as biz_opaque_callback_data: status webhooks carry it back."""
         return f"m:{self.public_id}"
+
+
+class CampaignCounter(models.Model):
+    """How many of a campaign's rows are in one (status, pricing category, free) group, with replies
+    and clicks among them. Kept by every writer of a campaign row's state in the same transaction
+    (campaigns/counters.py), so the campaign page reads a handful of these instead of counting rows.
+
+    ``free``: Meta's pricing said ``billable: false``; a boolean, not the row's nullable ``billable``,
+    because NULLs never conflict in a unique index and ``ON CONFLICT`` needs them to.
+    """
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="+", db_index=False)
+    status = models.CharField(max_length=10, choices=MessageStatus.choices)
+    pricing_category = models.CharField(max_length=40, blank=True)
+    free = models.BooleanField(default=False)
+    n = models.BigIntegerField(default=0)
+    replied = models.BigIntegerField(default=0)
+    clicked = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "status", "pricing_category", "free"], name="campaign_counter_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id} {self.status}/{self.pricing_category or '-'}: {self.n}"
+
+
+class CampaignMinute(models.Model):
+    """Rows of a campaign that reached Meta in one minute (by ``sent_at``), for the sends chart."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="+", db_index=False)
+    minute = models.DateTimeField()
+    n = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["campaign", "minute"], name="campaign_minute_key")]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id} {self.minute:%H:%M}: {self.n}"

@@ -9,20 +9,25 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from controlpanel.services import SYSTEM, record_audit
 
+from . import counters
 from .models import Campaign, CampaignStatus, Message, MessageStatus
 
-# A row left ``unknown`` (a crash between the POST and the commit) waits this long for the status
-# webhook that settles it; after that it no longer keeps its campaign running. It stays ``unknown``
-# (a late webhook still settles it) and is never resent: zero duplicates beats a tidy count.
-# An hour covers Meta's usual webhook latency many times over (seconds), not a webhook outage of
-# ours (Meta retries for 7 days): the campaign page then shows how many are unknown.
-UNKNOWN_GRACE = timedelta(hours=1)
+
+def unknown_resend_after() -> timedelta:
+    """How long a row left ``unknown`` (a crash between the claim and the commit) waits for the
+    status webhook that settles it. Meta sends ``sent`` within seconds of accepting a message, so
+    after this the sweeper queues it again, once (sending.resend_unknown); the second time it is
+    left ``unknown`` and no longer keeps its campaign running. Longer is safer against a webhook
+    outage of ours (a duplicate), shorter finishes campaigns sooner. Setting UNKNOWN_RESEND_AFTER
+    (seconds, default an hour)."""
+    return timedelta(seconds=getattr(settings, "UNKNOWN_RESEND_AFTER", 3600))
 
 
 @transaction.atomic
@@ -60,8 +65,10 @@ def pause_for_error(
 
 
 def _unfinished(now) -> Q:
+    # An unknown row within the wait is settled by a webhook or queued again by the sweeper; after
+    # it (the sweeper ran first in its actor), only a row sent again once before is still unknown.
     return Q(status__in=[MessageStatus.QUEUED, MessageStatus.SENDING]) | Q(
-        status=MessageStatus.UNKNOWN, sending_at__gt=now - UNKNOWN_GRACE
+        status=MessageStatus.UNKNOWN, sending_at__gt=now - unknown_resend_after()
     )
 
 
@@ -69,7 +76,7 @@ def _unfinished(now) -> Q:
 def complete_finished(campaign_ids: Iterable[int] | None = None) -> int:
     """running -> completed for campaigns whose every row is terminal; returns how many completed.
 
-    Terminal: sent, delivered, read, failed, skipped, and ``unknown`` older than UNKNOWN_GRACE.
+    Terminal: sent, delivered, read, failed, skipped, and ``unknown`` older than unknown_resend_after().
     Only campaigns whose audience was snapshotted: a running campaign without rows yet is not done.
     """
     now = timezone.now()
@@ -85,6 +92,8 @@ def complete_finished(campaign_ids: Iterable[int] | None = None) -> int:
     )
     for campaign in finished:
         record_audit(project=campaign.project, actor=SYSTEM, action="campaign.complete", obj=campaign)
+    # The figures a finished campaign keeps showing: rebuilt from its rows once (counters.py).
+    counters.recount([c.pk for c in finished])
     return len(finished)
 
 

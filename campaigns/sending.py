@@ -16,7 +16,10 @@ Design section 4 and ADR 0005. The flow of one outbox row:
    UPDATE that only touches rows still ``sending`` (a status webhook may have been faster).
 3. A crash between a POST and the write-back leaves rows ``sending``; ``sweep_stuck`` moves them to
    ``unknown`` and a status webhook with our ``biz_opaque_callback_data`` settles them. Nothing is
-   resent blindly.
+   resent blindly: only a campaign row no webhook settled within ``UNKNOWN_RESEND_AFTER`` is queued
+   again, once (``resend_unknown``).
+4. Every statement that moves campaign rows also updates their counters in its transaction
+   (counters.py): the claim, the write-back and the sweeper from their ``RETURNING``.
 
 Errors (reference 5.4): transient -> queued again with backoff in ``send_after`` (up to
 MAX_ATTEMPTS); 131049 -> one retry after 24 h, then failed; permanent -> failed with Meta's code and
@@ -27,6 +30,7 @@ campaigns sending that template pause, single sends of it fail. Rows of a stop g
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
@@ -34,12 +38,14 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import BooleanField
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from whatsapp import ratelimit
@@ -54,7 +60,7 @@ from whatsapp.errors import (
 )
 from whatsapp.models import AccountStatus, TemplateStatus, WhatsAppAccount
 
-from . import progress, rendering, sendpolicy
+from . import counters, progress, rendering, sendpolicy
 from .models import Campaign, CampaignStatus, Message, MessageKind, MessageStatus
 from .outcomes import Hold, Skip
 
@@ -241,13 +247,16 @@ def _claim(ids: Sequence[int], now: datetime, lease: datetime | None) -> list[in
         f"AND (campaign_id IS NULL OR EXISTS (SELECT 1 FROM {_q(CAMPAIGN)} c "
         f"WHERE c.id = campaign_id AND c.status = 'running')) "
         f"AND (account_id IS NULL OR EXISTS (SELECT 1 FROM {_q(ACCOUNT)} a "
-        f"WHERE a.id = account_id AND a.status = 'active')) RETURNING id"
+        f"WHERE a.id = account_id AND a.status = 'active')) RETURNING {counters.RETURNING}"
     )
     # The placeholders in order: SET (2), the id list, the due test.
     params = [params[0], params[1], *ids, *params[2:]]
-    with connection.cursor() as cursor:
+    # The claim and its counter change commit together (the counters are exact at every commit).
+    with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return [row[0] for row in cursor.fetchall()]
+        claimed = cursor.fetchall()
+        counters.apply_moves(counters.status_moves(claimed, MessageStatus.QUEUED, MessageStatus.SENDING))
+    return [row[0] for row in claimed]
 
 
 def _release(ids: list[int], lease: datetime) -> None:
@@ -265,6 +274,11 @@ def _release(ids: list[int], lease: datetime) -> None:
 class _Row:
     message: Message
     fields: set[str] = field(default_factory=set)
+    # The minute of sent_at when claimed (a 131049 retry was sent before): the write-back moves it.
+    sent_minute: datetime | None = None
+
+    def __post_init__(self) -> None:
+        self.sent_minute = counters.minute_of(self.message.sent_at)
 
     def set(self, **values: Any) -> None:
         for name, value in values.items():
@@ -551,7 +565,19 @@ def _write_back(batch: _Batch) -> None:
     for row in batch.rows.values():
         row.set(updated_at=timezone.now())
         rows.append((row.message, row.fields))
-    _update_changed(rows, where_status=MessageStatus.SENDING)
+    # The rows and their counter change in one transaction. Only the rows the UPDATE changed count
+    # (RETURNING): a row a webhook moved meanwhile was counted by that webhook.
+    with transaction.atomic():
+        changed = _update_changed(rows, where_status=MessageStatus.SENDING, returning=counters.RETURNING)
+        moves = []
+        for pk, old in counters.returned_states(changed, MessageStatus.SENDING).items():
+            row = batch.rows[pk]
+            # The write-back sets sent_at too (the sends chart): from the minute it had when claimed
+            # (a 131049 retry was sent before) to the new one.
+            old = replace(old, sent_minute=row.sent_minute)
+            moves.append((old, replace(old, status=row.message.status,
+                                       sent_minute=counters.minute_of(row.message.sent_at))))  # fmt: skip
+        counters.apply_moves(moves)
 
 
 def _after(batch: _Batch) -> None:
@@ -583,7 +609,11 @@ def send_one(message_id: int) -> str:
 
 
 def sweep_stuck(*, older_than: timedelta = STUCK_AFTER, limit: int = 10_000) -> int:
-    """Rows left ``sending`` by a crash become ``unknown``; a status webhook may settle them later."""
+    """Rows left ``sending`` by a crash become ``unknown``; a status webhook may settle them later.
+
+    Campaign rows still ``unknown`` after ``UNKNOWN_RESEND_AFTER`` go back to ``queued`` once
+    (``resend_unknown``). Returns the rows moved to ``unknown``.
+    """
     from .services import _history, _update_changed
 
     now = timezone.now()
@@ -600,7 +630,73 @@ def sweep_stuck(*, older_than: timedelta = STUCK_AFTER, limit: int = 10_000) -> 
         ]
         message.updated_at = now
     if stuck:
-        _update_changed(
-            [(m, {"status", "history", "updated_at"}) for m in stuck], where_status=MessageStatus.SENDING
-        )
+        with transaction.atomic():
+            changed = _update_changed(
+                [(m, {"status", "history", "updated_at"}) for m in stuck],
+                where_status=MessageStatus.SENDING,
+                returning=counters.RETURNING,
+            )
+            counters.apply_moves(counters.status_moves(changed, MessageStatus.SENDING, MessageStatus.UNKNOWN))
+    resend_unknown(now=now, limit=limit)
     return len(stuck)
+
+
+RESEND_NOTE = "no status webhook: sent again"
+
+
+def _resent_before() -> RawSQL:
+    """True for a row whose history has RESEND_NOTE: it was sent again once already."""
+    if connection.vendor == "postgresql":
+        return RawSQL("history @> %s::jsonb", [json.dumps([{"note": RESEND_NOTE}])], BooleanField())
+    return RawSQL(
+        "EXISTS (SELECT 1 FROM json_each(history) WHERE json_extract(value, '$.note') = %s)",
+        [RESEND_NOTE],
+        BooleanField(),
+    )
+
+
+def resend_unknown(*, now: datetime | None = None, limit: int = 10_000) -> int:
+    """Campaign rows ``unknown`` for ``UNKNOWN_RESEND_AFTER`` without a status webhook: queued again, once.
+
+    A message Meta accepted gets a ``sent`` status webhook within seconds, which settles its row;
+    a row still ``unknown`` an hour later was most likely never posted (a worker killed between its
+    claim and the POSTs), so it goes back to the queue and every recipient ends terminal. The cost:
+    if our webhooks were down longer than that, a posted message is sent twice. Only once per row
+    (a history note marks it): the second time it stays ``unknown`` and counts as done. Single
+    sends (OTPs, replies) are not resent: an hour late is worse than not at all. Rows of cancelled
+    campaigns stay as they are; a completed campaign runs again for its rows sent again.
+    """
+    from .services import _history, _update_changed
+
+    now = now or timezone.now()
+    rows = list(
+        Message.objects.filter(
+            status=MessageStatus.UNKNOWN,
+            campaign__isnull=False,
+            sending_at__lt=now - progress.unknown_resend_after(),
+        )
+        .exclude(campaign__status=CampaignStatus.CANCELLED)
+        .exclude(_resent_before())
+        .only("id", "history", "campaign_id")
+        .order_by("id")[:limit]
+    )
+    for message in rows:
+        message.status = MessageStatus.QUEUED
+        message.send_after = None
+        message.reason = ""
+        message.history = [*message.history, _history(MessageStatus.QUEUED, RESEND_NOTE, now)]
+        message.updated_at = now
+    if not rows:
+        return 0
+    with transaction.atomic():
+        changed = _update_changed(
+            [(m, {"status", "send_after", "reason", "history", "updated_at"}) for m in rows],
+            where_status=MessageStatus.UNKNOWN,
+            returning=counters.RETURNING,
+        )
+        counters.apply_moves(counters.status_moves(changed, MessageStatus.UNKNOWN, MessageStatus.QUEUED))
+        progress.reopen({campaign_id for _, campaign_id, *_ in changed})
+    if changed:
+        kick()
+    logger.info("%d unknown campaign rows queued again after no status webhook", len(changed))
+    return len(changed)

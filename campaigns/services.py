@@ -22,7 +22,7 @@ from whatsapp.errors import ErrorKind, GraphError, explain, retry_delay
 from whatsapp.models import AccountStatus, MessageTemplate, TemplateCategory, WhatsAppAccount
 from whatsapp.signals import InboundMessage, StatusUpdate
 
-from . import policy
+from . import counters, policy
 from .models import PROGRESS, Channel, Message, MessageKind, MessageStatus
 
 logger = logging.getLogger(__name__)
@@ -286,6 +286,7 @@ def apply_status(update: StatusUpdate) -> Message | None:
         if not fields:
             return message
         Message.objects.filter(pk=message.pk).update(**fields, updated_at=timezone.now())
+        counters.apply_moves([(counters.state(message), counters.state(message, **fields))])
         _reopen_retried([(message, fields)])
         event = _status_event(message, update, fields)
         if event is not None:
@@ -332,6 +333,8 @@ def _apply_project_statuses(project_id: int, updates: list[StatusUpdate]) -> lis
     )
     by_wamid = {m.wamid: m for m in messages if m.wamid}
     by_public_id = {m.public_id: m for m in messages}
+    # As locked: what the counters count of each row before this batch (campaigns/counters.py).
+    before = {m.pk: counters.state(m) for m in messages if m.campaign_id is not None}
     changed: dict[int, tuple[Message, set[str]]] = {}
     # dedup key -> (message, name, attributes, occurred_at); the first wins, as with record_event.
     events: dict[str, tuple[Message, str, dict, datetime]] = {}
@@ -361,6 +364,7 @@ def _apply_project_statuses(project_id: int, updates: list[StatusUpdate]) -> lis
         message.updated_at = now
         fields.add("updated_at")
     _update_changed(list(changed.values()))
+    counters.apply_moves((before[m.pk], counters.state(m)) for m, _ in changed.values() if m.pk in before)
     _reopen_retried(list(changed.values()))
     _record_status_events(project_id, events)
     return [message for message, _ in changed.values()]
@@ -375,7 +379,9 @@ def _reopen_retried(rows) -> None:
         reopen(campaign_ids)
 
 
-def _update_changed(rows: list[tuple[Message, set[str]]], *, where_status: str | None = None) -> None:
+def _update_changed(
+    rows: list[tuple[Message, set[str]]], *, where_status: str | None = None, returning: str = ""
+) -> list[tuple]:
     """Write each message's changed fields in one UPDATE (a few on SQLite, for its parameter limit).
 
     What QuerySet.bulk_update writes, one CASE per column keyed by id, but only the
@@ -384,7 +390,8 @@ def _update_changed(rows: list[tuple[Message, set[str]]], *, where_status: str |
     three quarters of the time of a status batch. Values are prepared by their fields
     as save() prepares them; the CASE is cast to the column type where the backend
     needs it, as bulk_update does. With ``where_status`` only rows still in that status change
-    (the sender writes back only what a status webhook has not moved meanwhile).
+    (the sender writes back only what a status webhook has not moved meanwhile). With
+    ``returning`` (SQL column expressions) the changed rows' values of them are returned.
     """
     qn = connection.ops.quote_name
     meta = Message._meta
@@ -392,6 +399,7 @@ def _update_changed(rows: list[tuple[Message, set[str]]], *, where_status: str |
     names = sorted(set().union(*(fields for _, fields in rows)))
     # As many messages as the backend takes parameters for (two per column): all on PostgreSQL.
     batch_size = max(connection.ops.bulk_batch_size(["pk", "pk", *names], rows), 1)
+    returned: list[tuple] = []
     for chunk in itertools.batched(rows, batch_size):
         assignments, params = [], []
         for name in names:
@@ -419,9 +427,13 @@ def _update_changed(rows: list[tuple[Message, set[str]]], *, where_status: str |
         with connection.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {qn(meta.db_table)} SET {', '.join(assignments)} "  # noqa: S608 - names from code
-                f"WHERE {pk} IN ({', '.join(['%s'] * len(chunk))}){condition}",
+                f"WHERE {pk} IN ({', '.join(['%s'] * len(chunk))}){condition}"
+                + (f" RETURNING {returning}" if returning else ""),
                 params,
             )
+            if returning:
+                returned += cursor.fetchall()
+    return returned
 
 
 def _record_status_events(project_id: int, events: dict[str, tuple[Message, str, dict, datetime]]) -> None:

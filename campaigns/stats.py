@@ -1,26 +1,20 @@
 """What a campaign did so far: counts per state, the funnel, failures and skips, sends per minute.
 
-Read-only. Every function reads the outbox rows of one campaign (or a page of campaigns) with a
-fixed number of grouped queries, whatever the audience size:
+Read-only, a fixed number of small queries whatever the audience size:
 
-- counts per state, replies, clicks and billable messages per pricing category: one ``GROUP BY``
-  pass over the campaign's rows (``message_campaign_status`` index);
-- failures by Meta error code and skips by reason: grouped over the failed / skipped rows only;
-- sends per minute: the ``message_campaign_sent`` index (campaign, sent_at).
+- counts per state, replies, clicks and billable messages per pricing category: the campaign's
+  ``CampaignCounter`` rows (a few dozen at most), which every writer of its outbox rows keeps in
+  the same transaction (counters.py). Counting a million rows on read cost ~0.6 s of CPU per page;
+- failures by Meta error code and skips by reason: grouped over the failed / skipped rows only
+  (index-only scans of ``message_campaign_failed`` / ``message_campaign_skipped``), a few percent;
+- sends per minute: the ``CampaignMinute`` rows of the last hour.
 
 Funnel counts are cumulative: a read message was also delivered and sent, so ``sent`` counts every
 row that reached Meta (sent, delivered, read), ``delivered`` every row that reached the phone.
 ``by_status`` keeps the exact state of each row for the progress bar.
 
-Scale: counting on read costs one pass over the campaign's rows. At a million rows in one campaign
-that is a parallel seq scan of ~280 MB, about 0.6 s of CPU per page (bench/campaign_pages_bench.py):
-far over the 150 ms target. The fix is a counter table kept by the writers, not a faster count:
-``CampaignCounter(campaign, status, pricing_category, n, replied, clicked)`` plus per-minute send
-counts, each writer (fanout's INSERT ... SELECT, the claim, the write-back, status webhooks,
-cancel, the sweeper) adding its batch's deltas in its own transaction with one
-``INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n`` (keys sorted, so batches cannot
-deadlock), and ``campaign_stats`` reading a handful of rows; a recount reconciles it when a
-campaign completes. Those writers belong to the launch and engine slices, so it lands with them.
+``grouped_counts`` still counts rows, for figures over rows of many campaigns and single sends
+(the dashboard's day).
 """
 
 from __future__ import annotations
@@ -30,12 +24,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 from django.db.models import Count, F, Max
-from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
 from whatsapp.errors import ErrorKind, classify, explain
 
-from .models import Campaign, Message, MessageStatus
+from .counters import minute_of
+from .models import Campaign, CampaignCounter, CampaignMinute, Message, MessageStatus
 
 # Rows that will not change state any more (read may still follow delivered, but nothing is sent).
 TERMINAL = (MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.FAILED, MessageStatus.SKIPPED)
@@ -252,23 +246,30 @@ def skip_groups(rows) -> list[SkipGroup]:
     return [SkipGroup(reason=row["reason"] or "No reason recorded.", count=row["n"]) for row in grouped]
 
 
+def counter_rows(campaign_ids: Iterable[int]):
+    """The counter groups of campaigns, in the shape ``fold`` reads (``billable`` from ``free``)."""
+    return (
+        {**row, "billable": not row.pop("free")}
+        for row in CampaignCounter.objects.filter(campaign_id__in=list(campaign_ids)).values(
+            "campaign_id", "status", "pricing_category", "free", "n", "replied", "clicked"
+        )
+    )
+
+
 def campaign_stats(campaign: Campaign) -> CampaignStats:
     """Everything the campaign page and the API show about a campaign's rows; three queries."""
     rows = Message.objects.for_project(campaign.project_id).filter(campaign=campaign)
     stats = CampaignStats(failures=failure_groups(rows), skips=skip_groups(rows))
-    fold(grouped_counts(rows), lambda row: stats)
+    fold(counter_rows([campaign.pk]), lambda row: stats)
     return stats
 
 
 def status_counts(campaigns: Iterable[Campaign]) -> dict[int, CampaignStats]:
-    """Counts per state and billable messages for a page of campaigns, in one grouped query."""
+    """Counts per state and billable messages for a page of campaigns, in one query of counters."""
     ids = [c.pk for c in campaigns]
     found: dict[int, CampaignStats] = {pk: CampaignStats() for pk in ids}
     if ids:
-        fold(
-            grouped_counts(Message.objects.filter(campaign_id__in=ids), "campaign_id"),
-            lambda row: found[row["campaign_id"]],
-        )
+        fold(counter_rows(ids), lambda row: found[row["campaign_id"]])
     return found
 
 
@@ -278,20 +279,17 @@ def sends_per_minute(
     """Messages that reached Meta in each of the last ``minutes`` minutes, oldest first, zeros included.
 
     Counted by ``sent_at`` (set when Meta accepted the message), so a later delivered or read status
-    does not move a send to another minute.
+    does not move a send to another minute; from the counters the send path keeps per minute.
     """
     now = (now or timezone.now()).replace(second=0, microsecond=0)
     start = now - timedelta(minutes=minutes - 1)
-    grouped = (
-        Message.objects.for_project(campaign.project_id)
-        .filter(campaign=campaign, sent_at__gte=start)
-        .annotate(minute=TruncMinute("sent_at"))
-        .values("minute")
-        .annotate(n=Count("*"))
-        .order_by()
-    )
-    per_minute = {row["minute"].replace(second=0, microsecond=0): row["n"] for row in grouped}
+    per_minute = {
+        minute_of(minute): n
+        for minute, n in CampaignMinute.objects.filter(
+            campaign=campaign, minute__gte=start, minute__lte=now
+        ).values_list("minute", "n")
+    }
     return [
-        (start + timedelta(minutes=i), per_minute.get(start + timedelta(minutes=i), 0))
+        (start + timedelta(minutes=i), per_minute.get(minute_of(start + timedelta(minutes=i)), 0))
         for i in range(minutes)
     ]

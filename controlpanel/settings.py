@@ -367,6 +367,10 @@ WHATSAPP_TEMPLATE_SYNC_MINUTES = env.int("WHATSAPP_TEMPLATE_SYNC_MINUTES", defau
 # Concurrent Graph API calls per sender process (campaigns/sending.py): at Meta's ~200 ms a call,
 # 64 threads carry about 300 messages/s per process; the per-number limit is enforced apart.
 WHATSAPP_SEND_THREADS = env.int("WHATSAPP_SEND_THREADS", default=64)
+# Seconds a campaign row left "unknown" (a worker died between its claim and its commit) waits for
+# the status webhook that settles it before it is sent again, once (campaigns/sending.py). A webhook
+# outage longer than this can send such a message twice; shorter finishes campaigns sooner.
+UNKNOWN_RESEND_AFTER = env.int("UNKNOWN_RESEND_AFTER", default=3600)
 # Limits on names users create by sending data (subscribers/tags.py, subscribers/events.py): each
 # tag is an export column and a row of the tags page, each event attribute a facet of the builder.
 TAGS_NEW_PER_REQUEST = env.int("TAGS_NEW_PER_REQUEST", default=100)

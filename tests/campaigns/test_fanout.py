@@ -68,7 +68,7 @@ def test_marketing_snapshot_decides_consent_in_sql_and_writes_one_row_each(accou
     assert row.template_name == "winter_sale"
     assert row.history[0]["status"] == "queued"
     assert len({m.public_id for m in got.values()}) == 4
-    inserts = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("INSERT")]
+    inserts = [q["sql"] for q in queries.captured_queries if 'INSERT INTO "campaigns_message"' in q["sql"]]
     assert len(inserts) == 1
 
 

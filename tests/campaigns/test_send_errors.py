@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from campaigns import sending
 from campaigns.models import CampaignStatus, Message, MessageStatus
-from campaigns.progress import UNKNOWN_GRACE, complete_finished
+from campaigns.progress import complete_finished, unknown_resend_after
 from campaigns.sending import MAX_ATTEMPTS, send_batch, sweep_stuck
 from campaigns.services import apply_statuses
 from controlpanel.models import AuditEntry
@@ -232,7 +232,7 @@ def test_crash_after_claim_leaves_sending_the_sweeper_makes_it_unknown_and_it_en
     assert sweep_stuck() == 1 and sweep_stuck() == 0
     assert row(message).status == MessageStatus.UNKNOWN
     assert complete_finished() == 0  # waits for its webhook a while...
-    Message.objects.filter(pk=message.pk).update(sending_at=timezone.now() - UNKNOWN_GRACE * 2)
+    Message.objects.filter(pk=message.pk).update(sending_at=timezone.now() - unknown_resend_after() * 2)
     assert complete_finished() == 1  # ...then no longer keeps the campaign running
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.COMPLETED

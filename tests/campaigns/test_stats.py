@@ -9,6 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from campaigns import counters
 from campaigns.models import Campaign, Message
 from campaigns.stats import campaign_stats, sends_per_minute, status_counts
 from tests.factories import ProjectFactory, SubscriberFactory
@@ -19,7 +20,7 @@ def make_campaign(project, **kw) -> Campaign:
 
 
 def add(campaign, status: str, n: int = 1, **kw) -> list[Message]:
-    return [
+    rows = [
         Message.objects.create(
             project=campaign.project,
             subscriber=SubscriberFactory(project=campaign.project),
@@ -29,6 +30,9 @@ def add(campaign, status: str, n: int = 1, **kw) -> list[Message]:
         )
         for _ in range(n)
     ]
+    # Rows written here, not by the send path: the counters the page reads are rebuilt from them.
+    counters.recount([campaign.pk])
+    return rows
 
 
 @pytest.fixture
