@@ -107,7 +107,8 @@ def setup(state_dir: Path) -> None:
 
 
 def ensure_audience(subscribers: int, *, limit: int, sim_port: int):
-    """The project, its simulator account (limit ``limit``/s) and ``subscribers`` opted-in subscribers."""
+    """The project, its simulator account (limit ``limit``/s), its templates and at least ``subscribers``
+    subscribers (added opted in; a campaign run then opts in exactly its audience: ``set_audience``)."""
     from django.db import connection
 
     from campaigns.models import SendingPolicy
