@@ -1,9 +1,17 @@
-"""Chaos: a large send while workers are SIGKILLed, Redis and PostgreSQL restart (issue 9, "Reliability").
+"""Chaos: a large campaign while workers are SIGKILLed, Redis and PostgreSQL restart (issue 9, "Reliability").
 
 The production stack on 127.0.0.1: granian serving the panel (status webhooks come back to it),
 the standalone simulator (status webhooks on, optional fault injection), ``rundramatiq`` workers
 under a supervisor loop (dramatiq stops all its processes when one dies, so the loop starts them
-again, as systemd would), and ``runscheduler`` (dispatcher tick every second, sweeper).
+again, as systemd would), and ``runscheduler`` (audience snapshots every 5 s, dispatcher tick every
+second, sweeper every minute).
+
+The send is a promotion to ``--recipients`` subscribers, created and launched as a person does
+(``send_bench.launch_campaign``: ``drafts.create_campaign`` with the simulator's marketing template
+``autumn_promo`` and a Liquid binding, to a saved segment or with ``--audience everyone`` to
+everyone opted in, then ``lifecycle.launch``); the scheduler's ``lifecycle.start_due`` snapshots
+the audience and the dispatcher hands the rows to the ``send_messages`` workers. ``--source outbox``
+sends that many queued one-message rows instead (no campaign, no snapshot, no rendering).
 
 During the run: every ``--kill-every`` seconds one worker process gets SIGKILL (``--kills`` times);
 after a third of the kills Redis restarts, after two thirds PostgreSQL restarts. The restarts use
@@ -11,15 +19,18 @@ instances of this run's own (``redis-server`` on a free port; a PostgreSQL clust
 ``pg_createcluster`` and restarted with ``pg_ctlcluster ... restart``), never the shared ones.
 
 Then the checks:
-- every recipient's row is terminal (sent, delivered, read, failed, skipped or unknown);
+- every recipient's row is terminal (sent, delivered, read, failed, skipped or unknown) and the
+  campaign completed;
 - nobody received two accepted messages: the simulator's ledger (``/simulator/sent.json``);
 - rows a kill left ``sending`` are swept to ``unknown`` (the sweep runs with a short age here, as if
   its ten minutes had passed) and settled by the status webhooks that carry their
-  ``biz_opaque_callback_data``; an ``unknown`` row that stays so must be one the simulator never
-  accepted (its recipient has no accepted message): nothing is resent blindly.
+  ``biz_opaque_callback_data``. Where the sweeper queues a row again that stayed ``unknown`` with no
+  status webhook for ``UNKNOWN_RESEND_AFTER`` (default an hour; ``--resend-after`` seconds here, for
+  this process and, through the environment, for the workers and the scheduler), the report counts
+  those rows; an ``unknown`` row that stays so must be one the simulator never accepted (its
+  recipient has no accepted message): nothing is resent blindly.
 
-The send is ``--recipients`` outbox rows (one-message rows; the campaign path lands with slice
-launch's ``lifecycle.launch``). ``tests/campaigns/test_chaos_reduced.py`` runs ``chaos()`` small.
+``tests/campaigns/test_chaos_reduced.py`` runs ``chaos()`` small.
 
 Usage (about 3 minutes per 100,000 rows at 1,000/s, plus setup):
   SECRET_KEY=bench FIELD_ENCRYPTION_KEY=Jx9Yk0aZ3jv0zS0QqMuFqk2b7vO2TzD6pGQ1m0yQF3E= \\
@@ -59,6 +70,9 @@ class ChaosConfig:
     processes: int = 2
     threads: int = 8
     limit: int = 1000
+    source: str = "campaign"  # or "outbox": one-message rows, no campaign
+    audience: str = "segment"  # or "everyone" (opted in)
+    resend_after: int = 30  # UNKNOWN_RESEND_AFTER, seconds: an hour would outlast the run
     restart_redis: Callable[[], None] | None = None
     restart_postgres: Callable[[], None] | None = None
     faults: dict[str, str] = field(default_factory=dict)  # SIMULATOR_* knobs, e.g. 5 % 130429
@@ -67,19 +81,31 @@ class ChaosConfig:
 
 @dataclass
 class ChaosReport:
+    source: str = "campaign"
     rows: int = 0
     kills: int = 0
     restarts: list[str] = field(default_factory=list)
     seconds: float = 0.0
     by_state: dict[str, int] = field(default_factory=dict)
+    campaign: str = "-"  # the campaign's status at the end; "-" for one-message rows
     accepted: int = 0
     duplicates: dict[str, int] = field(default_factory=dict)
     swept_to_unknown: int = 0
-    unknown_settled: int = 0
+    unknown_settled: int = 0  # unknown, then settled by a status webhook
+    resend: bool = False  # whether the sweeper queues unknown rows again (sending.RESEND_NOTE exists)
+    requeued: int = 0  # unknown rows the sweeper queued again after UNKNOWN_RESEND_AFTER
     unknown_left: int = 0
     unknown_left_accepted: int = 0  # unknown rows whose recipient the simulator did accept: must be 0
     not_terminal: int = 0
     sent_not_accepted: int = 0  # rows we call sent that the simulator never accepted: must be 0
+
+    @property
+    def campaign_done(self) -> bool:
+        # Without the resend, an unknown row the simulator never accepted keeps its campaign running
+        # for progress.UNKNOWN_GRACE (an hour): nothing to hold against the run.
+        if self.source != "campaign" or self.campaign == "completed":
+            return True
+        return not self.resend and self.unknown_left > 0
 
     @property
     def ok(self) -> bool:
@@ -88,17 +114,19 @@ class ChaosReport:
             and not self.duplicates
             and not self.unknown_left_accepted
             and not self.sent_not_accepted
+            and self.campaign_done
         )
 
     def text(self) -> str:
+        requeued = f"{self.requeued}" if self.resend else "n/a (no UNKNOWN_RESEND_AFTER)"
         return (
-            f"{self.rows:,} rows, {self.kills} SIGKILLs, restarts {self.restarts or 'none'}, "
-            f"{self.seconds:.0f} s; by state {self.by_state}; simulator accepted {self.accepted:,}, "
-            f"recipients with 2+ accepted messages {len(self.duplicates)}; swept sending -> unknown "
-            f"{self.swept_to_unknown}, settled by webhooks {self.unknown_settled}, unknown left "
-            f"{self.unknown_left} (of them accepted by the simulator: {self.unknown_left_accepted}); "
-            f"not terminal {self.not_terminal}; marked sent but never accepted {self.sent_not_accepted}"
-            f" -> {'OK' if self.ok else 'FAILED'}"
+            f"{self.source}: {self.rows:,} rows, {self.kills} SIGKILLs, restarts {self.restarts or 'none'}, "
+            f"{self.seconds:.0f} s; by state {self.by_state}; campaign {self.campaign}; simulator accepted "
+            f"{self.accepted:,}, recipients with 2+ accepted messages {len(self.duplicates)}; swept sending "
+            f"-> unknown {self.swept_to_unknown}, settled by webhooks {self.unknown_settled}, queued again "
+            f"{requeued}, unknown left {self.unknown_left} (of them accepted by the simulator: "
+            f"{self.unknown_left_accepted}); not terminal {self.not_terminal}; marked sent but never "
+            f"accepted {self.sent_not_accepted} -> {'OK' if self.ok else 'FAILED'}"
         )
 
 
@@ -126,15 +154,61 @@ def _counts(project) -> dict[str, int]:
     return send_bench.status_counts(project)
 
 
-def chaos(cfg: ChaosConfig, env: dict[str, str]) -> ChaosReport:
-    """Run the scenario against the database of this process (Django set up) and the broker in ``env``."""
+def _resend_note() -> str | None:
+    """The history note of a row the sweeper queued again (``sending.RESEND_NOTE``), None where the
+    sweeper does not do that (then unknown rows wait for a webhook only)."""
     from campaigns import sending
+
+    return getattr(sending, "RESEND_NOTE", None)
+
+
+def _unknown_waiting(project, note: str | None) -> int:
+    """Unknown rows a webhook or the resend may still move; with the resend, a row queued again once
+    and left unknown again is final."""
     from campaigns.models import Message
 
-    report = ChaosReport()
+    rows = Message.objects.filter(project=project, status="unknown")
+    if note:
+        rows = rows.exclude(history__contains=[{"note": note}])
+    return rows.count()
+
+
+def _sweep(report: ChaosReport) -> None:
+    """The sweeper, with the ten minutes of ``STUCK_AFTER`` shortened (the run has no ten minutes)."""
+    from campaigns import sending
+
+    report.swept_to_unknown += sending.sweep_stuck(older_than=timedelta(seconds=20))
+    resend = getattr(sending, "resend_unknown", None)
+    if resend is not None:
+        resend()  # where sweep_stuck already calls it, this finds nothing more
+
+
+def chaos(cfg: ChaosConfig, env: dict[str, str]) -> ChaosReport:
+    """Run the scenario against the database of this process (Django set up) and the broker in ``env``."""
+    from django.test import override_settings
+
+    # The resend wait, short: for the sweeps this process runs and, through the environment, for the
+    # scheduler's and workers' (settings read UNKNOWN_RESEND_AFTER from there where they know it).
+    with override_settings(UNKNOWN_RESEND_AFTER=cfg.resend_after):
+        return _chaos(cfg, {**env, "UNKNOWN_RESEND_AFTER": str(cfg.resend_after)})
+
+
+def _chaos(cfg: ChaosConfig, env: dict[str, str]) -> ChaosReport:
+    from django.db import connection
+
+    from campaigns import progress
+    from campaigns.models import Campaign, Message
+
+    report = ChaosReport(source=cfg.source)
+    note = _resend_note()
+    report.resend = note is not None
     sim_port, web_port = free_port(), free_port()
     project, account = send_bench.ensure_audience(cfg.recipients, limit=cfg.limit, sim_port=sim_port)
-    report.rows = send_bench.reset_outbox(project, account, cfg.recipients)
+    campaign = None
+    if cfg.source == "outbox":
+        report.rows = send_bench.reset_outbox(project, account, cfg.recipients)
+    else:
+        send_bench.clear_outbox(project)
     callback = f"http://{HOST}:{web_port}"
     env = {**env, "SIMULATOR_DELAYS_MS": "200,400,-1", **cfg.faults}
     web = start("chaos-web", [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", HOST, "--port",
@@ -150,6 +224,12 @@ def chaos(cfg: ChaosConfig, env: dict[str, str]) -> ChaosReport:
         wait_http(callback + "/")
         workers.ensure()
         started = time.monotonic()
+        if cfg.source == "campaign":
+            # Launched while the stack runs: the scheduler's start_due snapshots it within seconds.
+            campaign = send_bench.launch_campaign(
+                project, account, audience=cfg.audience, recipients=cfg.recipients, name="Chaos promotion"
+            )
+            log(f"campaign {campaign.pk} launched to {cfg.recipients:,} recipients ({cfg.audience})")
         next_kill = float("inf")  # from the first row sent on: a kill while workers boot proves nothing
         deadline = started + cfg.timeout
         while time.monotonic() < deadline:
@@ -179,28 +259,30 @@ def chaos(cfg: ChaosConfig, env: dict[str, str]) -> ChaosReport:
                     log("PostgreSQL restarted")
             try:
                 counts = _counts(project)
+                snapshotted = (
+                    campaign is None
+                    or Campaign.objects.filter(pk=campaign.pk, snapshot_at__isnull=False).exists()
+                )
+                waiting = _unknown_waiting(project, note) if note else 0
             except Exception as exc:  # PostgreSQL restarting: ask again
                 log(f"counting failed ({type(exc).__name__}), retrying")
-                from django.db import connection
-
                 connection.close()
                 time.sleep(1)
                 continue
             if next_kill == float("inf") and counts.get("sent"):
                 next_kill = time.monotonic() + 0.5
-            if not counts.get("queued") and report.kills >= cfg.kills:
-                if not counts.get("sending"):
+            if snapshotted and not counts.get("queued") and report.kills >= cfg.kills:
+                if not counts.get("sending") and not waiting:
                     break
-                # What a kill left `sending` stays so: the sweeper's ten minutes, shortened.
+                # What a kill left `sending` stays so, an unknown row waits for its webhook or the resend.
                 time.sleep(5)
-                report.swept_to_unknown += sending.sweep_stuck(older_than=timedelta(seconds=20))
+                _sweep(report)
             time.sleep(1)
         report.seconds = time.monotonic() - started
         # Status webhooks of accepted rows arrive within seconds; give them time to settle the unknown ones.
         settle_deadline = time.monotonic() + 60
         while time.monotonic() < settle_deadline:
-            left = Message.objects.filter(project=project, status="unknown").count()
-            if not left:
+            if not _unknown_waiting(project, note):
                 break
             time.sleep(2)
         book = send_bench.ledger(sim_port)
@@ -211,12 +293,22 @@ def chaos(cfg: ChaosConfig, env: dict[str, str]) -> ChaosReport:
     counts = _counts(project)
     report.by_state = counts
     report.not_terminal = sum(n for state, n in counts.items() if state not in TERMINAL)
+    if campaign is not None:
+        progress.complete_finished([campaign.pk])  # what the sweeper's actor does every minute
+        campaign.refresh_from_db()
+        report.campaign = campaign.status
+        report.rows = campaign.audience_size or 0
     report.accepted = book["accepted"]
     report.duplicates = {phone: n for phone, n in book["recipients"].items() if n > 1}
     left = Message.objects.filter(project=project, status="unknown").select_related("subscriber")
     report.unknown_left = left.count()
-    # A row's history keeps every state it passed: swept to unknown, then settled by a webhook.
+    # A row's history keeps every state it passed: swept to unknown, then settled by a webhook (or
+    # queued again by the sweeper, then sent).
     was_unknown = Message.objects.filter(project=project, history__contains=[{"status": "unknown"}])
+    if note:
+        requeued = Message.objects.filter(project=project, history__contains=[{"note": note}])
+        report.requeued = requeued.count()
+        was_unknown = was_unknown.exclude(history__contains=[{"note": note}])
     report.unknown_settled = was_unknown.exclude(status="unknown").count()
     accepted_phones = set(book["recipients"])
     report.unknown_left_accepted = sum(1 for m in left if m.subscriber.phone.lstrip("+") in accepted_phones)
@@ -307,6 +399,11 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--limit", type=int, default=1000)
+    parser.add_argument("--source", choices=["campaign", "outbox"], default="campaign",
+                        help="a launched campaign (default) or queued one-message rows")  # fmt: skip
+    parser.add_argument("--audience", choices=["segment", "everyone"], default="segment")
+    parser.add_argument("--resend-after", type=int, default=30,
+                        help="UNKNOWN_RESEND_AFTER in seconds for this run (the sweeper's resend wait)")  # fmt: skip
     parser.add_argument("--no-postgres-restart", action="store_true")
     parser.add_argument("--no-redis-restart", action="store_true")
     parser.add_argument("--faults", action="store_true", help="simulator: 5 %% 130429, 1 %% HTTP 500, 200 ms")
@@ -338,6 +435,9 @@ def main() -> None:
             processes=args.processes,
             threads=args.threads,
             limit=args.limit,
+            source=args.source,
+            audience=args.audience,
+            resend_after=args.resend_after,
             restart_redis=None if args.no_redis_restart else redis.restart,
             restart_postgres=None if args.no_postgres_restart else cluster.restart,
             faults=faults,

@@ -12,13 +12,23 @@ Two modes, both on 127.0.0.1 against PostgreSQL (a database of your own whose na
 
 ``pipeline``
     Production mode: the Redis broker, ``rundramatiq --processes P`` for each P of
-    ``--processes`` (1,2,4), the standalone simulator with each ``--latency`` (0,200 ms),
-    ``--recipients`` queued outbox rows. Reports the rate end to end and in the steady middle,
-    the CPU milliseconds per message of each process group (workers, simulator, PostgreSQL,
-    Redis, web when ``--webhooks``), the throttle check (no 1-second window of the simulator's
-    acceptance times above the account's limit, the average of the full seconds against it),
-    the 130429 answers, and duplicates from ``/simulator/sent.json``. This process ticks
-    ``campaigns.sending.dispatch`` every 0.2 s, as the scheduler does every second.
+    ``--processes`` (1,2,4), the standalone simulator with each ``--latency`` (0,200 ms).
+    ``--source campaign`` (the default) sends a promotion of ``--recipients`` subscribers the way
+    a person does: ``drafts.create_campaign`` (the simulator's ``autumn_promo``, a marketing
+    template with a Liquid binding per recipient) to a saved segment (``--audience segment``,
+    "reachable on WhatsApp") or to everyone opted in (``--audience everyone``), ``lifecycle.launch``,
+    the audience snapshot by ``lifecycle.start_due``, then the dispatcher and the ``send_messages``
+    workers (claim, policy, render, POST, write-back). The first ``--recipients`` subscribers of
+    the project are the opted-in ones, so both audiences are exactly that many.
+    ``--source outbox`` replaces the campaign by ``--recipients`` queued one-message rows (no
+    campaign, no rendering): the send path alone.
+    Reports the rate end to end (launch to the last row, snapshot included) and in the steady
+    middle, the seconds from the launch until the audience's rows are committed, the CPU
+    milliseconds per message of each process group (workers, simulator, PostgreSQL, Redis, web
+    when ``--webhooks``), the throttle check (no 1-second window of the simulator's acceptance
+    times above the account's limit, the average of the full seconds against it), the 130429
+    answers, duplicates from ``/simulator/sent.json`` and whether the campaign completed. This process ticks ``campaigns.lifecycle.start_due`` and
+    ``campaigns.sending.dispatch`` every 0.2 s, as the scheduler does every 5 s and every second.
 
 The machine is shared: the 1-minute load average is printed beside every figure.
 
@@ -30,6 +40,7 @@ Usage (see bench/README.md and docs/benchmarks.md):
   .venv/bin/python bench/send_bench.py simulator --messages 20000 --root /work/main   # before
   .venv/bin/python bench/send_bench.py simulator --messages 20000                     # after
   .venv/bin/python bench/send_bench.py pipeline --recipients 30000 --processes 1,2,4 --latency 0,200
+  .venv/bin/python bench/send_bench.py pipeline --source outbox ...                   # no campaign
 """
 
 from __future__ import annotations
@@ -62,6 +73,9 @@ WABA = "990000000000001"
 NUMBER = "990000000000002"
 DISPLAY = "15550009900"
 TERMINAL = ("sent", "delivered", "read", "failed", "skipped", "unknown")
+PROMO = "autumn_promo"  # the simulator's demo marketing template: "Hi {{1}}, ... code {{2}} ..."
+SEGMENT = "Send bench: reachable on WhatsApp"
+REACHABLE = {"type": "reachability", "channel": "whatsapp"}  # opted in, with a phone
 
 
 def log(text: str) -> None:
@@ -93,9 +107,11 @@ def setup(state_dir: Path) -> None:
 
 
 def ensure_audience(subscribers: int, *, limit: int, sim_port: int):
-    """The project, its simulator account (limit ``limit``/s) and ``subscribers`` opted-in subscribers."""
+    """The project, its simulator account (limit ``limit``/s), its templates and at least ``subscribers``
+    subscribers (added opted in; a campaign run then opts in exactly its audience: ``set_audience``)."""
     from django.db import connection
 
+    from campaigns.models import SendingPolicy
     from controlpanel.models import Project
     from subscribers.models import Subscriber
     from whatsapp.models import MessageTemplate, WhatsAppAccount
@@ -131,20 +147,105 @@ def ensure_audience(subscribers: int, *, limit: int, sim_port: int):
                 [project.pk, have + 1, subscribers],
             )
             cur.execute("ANALYZE subscribers_subscriber")
-    hello = services.HELLO_WORLD
-    services.seed_templates(waba_id=WABA, definitions=[hello])
-    MessageTemplate.objects.update_or_create(
-        account=account,
-        name=hello["name"],
-        language=hello["language"],
-        defaults={
-            "project": project,
-            "category": hello["category"],
-            "status": "APPROVED",
-            "components": hello["components"],
-        },
-    )
+    # hello_world for one-message rows, autumn_promo (marketing, two body parameters) for campaigns:
+    # approved at the simulator and in the panel's template list alike.
+    for definition in (services.HELLO_WORLD, promo_template()):
+        services.seed_templates(waba_id=WABA, definitions=[definition])
+        MessageTemplate.objects.update_or_create(
+            account=account,
+            name=definition["name"],
+            language=definition["language"],
+            defaults={
+                "project": project,
+                "category": definition["category"],
+                "status": "APPROVED",
+                "components": definition["components"],
+            },
+        )
+    # A frequency cap or quiet hours left by someone would skip or hold this run's promotion.
+    SendingPolicy.objects.filter(project=project).delete()
     return project, account
+
+
+def promo_template() -> dict:
+    from whatsapp.simulator import services
+
+    return next(t for t in services.DEMO_TEMPLATES if t["name"] == PROMO)
+
+
+def set_audience(project, recipients: int) -> int:
+    """The project's first ``recipients`` subscribers (by id) opted in, every later one not.
+
+    One UPDATE that touches only rows whose consent differs, so a run of the same size writes
+    nothing. Both campaign audiences ("everyone opted in" and the segment of subscribers
+    reachable on WhatsApp) are then exactly these. Returns how many are opted in.
+    """
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(
+            """
+            WITH ranked AS (
+                SELECT id, CASE WHEN row_number() OVER (ORDER BY id) <= %s THEN 'opted_in' ELSE 'unknown' END
+                    AS consent
+                FROM subscribers_subscriber WHERE project_id = %s
+            )
+            UPDATE subscribers_subscriber s SET whatsapp_consent = r.consent
+            FROM ranked r WHERE s.id = r.id AND s.whatsapp_consent <> r.consent
+            """,
+            [recipients, project.pk],
+        )
+        if cur.rowcount:
+            cur.execute("ANALYZE subscribers_subscriber")
+        cur.execute(
+            "SELECT count(*) FROM subscribers_subscriber WHERE project_id = %s AND whatsapp_consent = 'opted_in'",
+            [project.pk],
+        )
+        return cur.fetchone()[0]
+
+
+def clear_outbox(project) -> None:
+    """Remove the project's outbox rows and campaigns of earlier runs (the rows in one DELETE)."""
+    from django.db import connection
+
+    from campaigns.models import Campaign
+
+    with connection.cursor() as cur:
+        cur.execute("DELETE FROM campaigns_message WHERE project_id = %s", [project.pk])
+    # Few rows, and what hangs off them (given recipients, figures) goes with them.
+    Campaign.objects.filter(project=project).delete()
+
+
+def launch_campaign(project, account, *, audience: str, recipients: int, name: str = "Send bench promotion"):
+    """A promotion to the first ``recipients`` subscribers, created and launched through the services a
+    person's clicks call; the audience snapshot is left to ``lifecycle.start_due`` (the scheduler)."""
+    from campaigns import drafts, lifecycle
+    from campaigns.models import AudienceKind, CampaignPurpose
+    from controlpanel.services import Actor
+    from subscribers.models import Segment
+    from subscribers.segments.service import save_segment
+
+    actor = Actor(label="send bench")
+    opted_in = set_audience(project, recipients)
+    if opted_in != recipients:
+        sys.exit(f"the project has {opted_in:,} subscribers to opt in, not {recipients:,}")
+    clear_outbox(project)
+    segment = None
+    if audience == "segment":
+        existing = Segment.objects.filter(project=project, name=SEGMENT).first()
+        segment = save_segment(project=project, name=SEGMENT, rule=REACHABLE, actor=actor, segment=existing)
+    data = drafts.CampaignInput(
+        name=name,
+        purpose=CampaignPurpose.PROMOTION,
+        account=account,
+        template_name=PROMO,
+        languages=[promo_template()["language"]],
+        bindings={"body": {"1": '{{ subscriber.name | default: "there" }}', "2": "BENCH20"}},
+        audience_kind=AudienceKind.SEGMENT if segment is not None else AudienceKind.EVERYONE,
+        segment=segment,
+    )
+    campaign = drafts.create_campaign(project=project, actor=actor, data=data)
+    return lifecycle.launch(campaign=campaign, actor=actor)
 
 
 def reset_outbox(project, account, recipients: int) -> int:
@@ -154,17 +255,17 @@ def reset_outbox(project, account, recipients: int) -> int:
     from whatsapp.models import MessageTemplate
 
     template = MessageTemplate.objects.get(account=account, name="hello_world")
+    clear_outbox(project)
     with connection.cursor() as cur:
-        cur.execute("DELETE FROM campaigns_message WHERE project_id = %s", [project.pk])
         cur.execute(
             """
             INSERT INTO campaigns_message (public_id, channel, status, kind, template_name, template_language,
                 components, body, marketing, reason, error_title, error_details, pricing_category,
                 pricing_type, attempts, history, created_at, updated_at, project_id, subscriber_id,
-                "values", account_id, template_id)
+                "values", request_hash, account_id, template_id)
             SELECT gen_random_uuid(), 'whatsapp', 'queued', 'template', 'hello_world', 'en_US', '[]'::jsonb,
                 'Welcome and congratulations!!', false, '', '', '', '', '', 0, '[]'::jsonb, now(), now(),
-                %s, s.id, '{}'::jsonb, %s, %s
+                %s, s.id, '{}'::jsonb, '', %s, %s
             FROM subscribers_subscriber s WHERE s.project_id = %s ORDER BY s.id LIMIT %s
             """,
             [project.pk, account.pk, template.pk, project.pk, recipients],
@@ -426,19 +527,27 @@ def run_simulator(args) -> None:
 
 
 # --- mode: the whole pipeline -----------------------------------------------------------------------
-def engine_dispatch() -> Callable[[], int]:
-    """Slice engine's dispatcher tick (campaigns.sending.dispatch), run here as the scheduler would."""
-    from campaigns import sending
+def scheduler_tick() -> Callable[[], None]:
+    """What ``runscheduler`` runs for sending, called here every 0.2 s: the audience snapshot of a
+    due campaign (``lifecycle.start_due``, every 5 s there; it answers at once when nothing is
+    due) and the dispatcher (``sending.dispatch``, every second there)."""
+    from campaigns import lifecycle, sending
 
-    return sending.dispatch
+    def tick() -> None:
+        lifecycle.start_due()
+        sending.dispatch()
+
+    return tick
 
 
 @dataclass
 class PipelineRun:
+    source: str
     processes: int
     latency_ms: int
     recipients: int
     seconds: float = 0.0
+    snapshot_seconds: float = 0.0  # launch until the audience's rows are committed (0.2 s polls)
     steady_rate: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
     cpu_ms: dict[str, float] = field(default_factory=dict)
@@ -446,22 +555,26 @@ class PipelineRun:
     refused: dict[int, int] = field(default_factory=dict)
     accepted: int = 0
     duplicates: int = 0
+    campaign: str = "-"  # the campaign's status at the end ("completed"), "-" for outbox rows
     load: str = ""
 
     def row(self) -> str:
         cpu = ", ".join(f"{k} {v:.2f}" for k, v in self.cpu_ms.items())
         rate = self.recipients / self.seconds if self.seconds else 0.0
+        snapshot = f"{self.snapshot_seconds:.1f}" if self.source == "campaign" else "-"
         return (
-            f"| {self.processes} | {self.latency_ms} | {self.recipients:,} | {rate:,.0f} | {self.steady_rate:,.0f} "
-            f"| {cpu} | {self.throttle.get('busiest_window', 0):.0f} | {self.throttle.get('share', 0):.0%} "
-            f"| {self.refused or '-'} | {self.accepted:,} | {self.duplicates} | {self.counts} | {self.load} |"
+            f"| {self.source} | {self.processes} | {self.latency_ms} | {self.recipients:,} | {rate:,.0f} "
+            f"| {self.steady_rate:,.0f} | {snapshot} | {cpu} | {self.throttle.get('busiest_window', 0):.0f} "
+            f"| {self.throttle.get('share', 0):.0%} | {self.refused or '-'} | {self.accepted:,} | {self.duplicates} "
+            f"| {self.counts} | {self.campaign} | {self.load} |"
         )
 
 
 HEAD = (
-    "| worker processes | latency ms | rows | msg/s end to end | msg/s steady | CPU ms/msg | busiest 1-s window "
-    "| avg of limit | refused | accepted | duplicates | rows by state | load 1-min before/after |\n"
-    "|---:|---:|---:|---:|---:|---|---:|---:|---|---:|---:|---|---|"
+    "| source | worker processes | latency ms | rows | msg/s end to end | msg/s steady | launch to rows s | CPU ms/msg "
+    "| busiest 1-s window | avg of limit | refused | accepted | duplicates | rows by state | campaign "
+    "| load 1-min before/after |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---:|---:|---|---|---|"
 )
 
 
@@ -482,6 +595,8 @@ def steady_rate(project) -> float:
 
 
 def run_pipeline_once(args, processes: int, latency_ms: int, state_root: Path) -> PipelineRun:
+    from campaigns import progress
+    from campaigns.models import Campaign, CampaignStatus
     from whatsapp.simulator import store
 
     state_dir = state_root / f"p{processes}-l{latency_ms}"
@@ -489,8 +604,13 @@ def run_pipeline_once(args, processes: int, latency_ms: int, state_root: Path) -
     store.close()
     sim_port = free_port()
     project, account = ensure_audience(args.recipients, limit=args.limit, sim_port=sim_port)
-    written = reset_outbox(project, account, args.recipients)
-    run = PipelineRun(processes, latency_ms, written)
+    campaign = None
+    if args.source == "outbox":
+        written = reset_outbox(project, account, args.recipients)
+    else:
+        clear_outbox(project)  # the rows come with the snapshot, after the launch below
+        written = args.recipients
+    run = PipelineRun(args.source, processes, latency_ms, written)
     env = {**os.environ, "SIMULATOR_STATE_DIR": str(state_dir)}
     web = None
     callback = f"http://{HOST}:{free_port()}"
@@ -504,7 +624,7 @@ def run_pipeline_once(args, processes: int, latency_ms: int, state_root: Path) -
             callback = sink
         with simulator(port=sim_port, callback=callback, workers=args.sim_workers, threads=args.sim_threads,
                        latency_ms=latency_ms, webhooks=args.webhooks, extra_env=env) as sim:  # fmt: skip
-            dispatch = engine_dispatch()
+            tick = scheduler_tick()
             meters = {
                 "workers": CpuMeter(lambda: tree(workers)()),
                 "simulator": CpuMeter(tree(sim)),
@@ -516,14 +636,26 @@ def run_pipeline_once(args, processes: int, latency_ms: int, state_root: Path) -
             load_before = load()
             workers = start("workers", [sys.executable, "manage.py", "rundramatiq", "--processes", str(processes),
                                         "--threads", str(args.threads)], env)  # fmt: skip
+            # The workers are up before the clock starts: their boot is not the pipeline's rate.
+            wait_workers(workers, processes)
             for meter in meters.values():
                 meter.start()
             started = time.perf_counter()
+            if args.source == "campaign":
+                campaign = launch_campaign(
+                    project, account, audience=args.audience, recipients=args.recipients
+                )
             deadline = started + args.timeout
             while time.perf_counter() < deadline:
-                dispatch()
+                tick()
                 counts = status_counts(project)
-                if not counts.get("queued") and not counts.get("sending"):
+                snapshotted = (
+                    campaign is None
+                    or Campaign.objects.filter(pk=campaign.pk, snapshot_at__isnull=False).exists()
+                )
+                if snapshotted and campaign is not None and not run.snapshot_seconds:
+                    run.snapshot_seconds = time.perf_counter() - started
+                if snapshotted and not counts.get("queued") and not counts.get("sending"):
                     break
                 time.sleep(0.2)
             run.seconds = time.perf_counter() - started
@@ -536,6 +668,15 @@ def run_pipeline_once(args, processes: int, latency_ms: int, state_root: Path) -
             run.accepted = book["accepted"]
             run.duplicates = sum(1 for n in book["recipients"].values() if n > 1)
     stop(web)
+    if campaign is not None:
+        progress.complete_finished([campaign.pk])
+        campaign.refresh_from_db()
+        run.recipients = campaign.audience_size or 0
+        run.campaign = campaign.status
+        if campaign.status != CampaignStatus.COMPLETED:
+            log(
+                f"campaign {campaign.pk} is {campaign.status}: {campaign.status_reason or 'rows not terminal'}"
+            )
     per = 1000 / max(
         1, run.counts.get("sent", 0) + run.counts.get("delivered", 0) + run.counts.get("read", 0)
     )
@@ -546,6 +687,19 @@ def run_pipeline_once(args, processes: int, latency_ms: int, state_root: Path) -
     log(HEAD.splitlines()[0])
     log(run.row())
     return run
+
+
+def wait_workers(workers: subprocess.Popen, processes: int, seconds: float = 120) -> None:
+    """Until rundramatiq's ``processes`` worker processes run (a parent plus its children)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if workers.poll() is not None:
+            raise RuntimeError("rundramatiq exited; see var/bench/send-workers.log")
+        if len(tree(workers)()) > processes:
+            time.sleep(2)  # imports done, consumers connecting
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"rundramatiq did not start {processes} processes within {seconds:.0f} s")
 
 
 def run_pipeline(args) -> None:
@@ -567,7 +721,7 @@ def run_pipeline(args) -> None:
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
-        "# send_bench pipeline (campaigns.sending.dispatch)\n\n"
+        "# send_bench pipeline\n\n"
         f"limit {args.limit}/s, worker threads {args.threads}, simulator {args.sim_workers} x "
         f"{args.sim_threads}, webhooks {'on' if args.webhooks else 'off'}\n\n{report}\n"
     )
@@ -589,6 +743,10 @@ def main() -> None:
     sim.add_argument("--no-webhooks", action="store_true")
     sim.add_argument("--settle", type=float, default=3.0, help="seconds for the last webhooks")
     pipe = sub.add_parser("pipeline", help="the send path end to end")
+    pipe.add_argument("--source", choices=["campaign", "outbox"], default="campaign",
+                      help="a launched campaign (default) or queued one-message rows")  # fmt: skip
+    pipe.add_argument("--audience", choices=["segment", "everyone"], default="segment",
+                      help="the campaign's audience: a saved segment or everyone opted in")  # fmt: skip
     pipe.add_argument("--recipients", type=int, default=30_000)
     pipe.add_argument("--processes", default="1,2,4")
     pipe.add_argument("--threads", type=int, default=8, help="threads per worker process")
