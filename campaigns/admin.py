@@ -13,7 +13,16 @@ from subscribers.admin import EstimatedCountPaginator
 from subscribers.errors import InvalidInput
 
 from . import lifecycle, policy_settings
-from .models import Campaign, CampaignRecipient, CampaignStatus, Message, RateCardEntry, SendingPolicy
+from .models import (
+    Campaign,
+    CampaignCounter,
+    CampaignMinute,
+    CampaignRecipient,
+    CampaignStatus,
+    Message,
+    RateCardEntry,
+    SendingPolicy,
+)
 
 
 class ReadOnlyFieldsMixin:
@@ -137,6 +146,31 @@ class CampaignRecipientAdmin(ReadOnlyFieldsMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class _CounterAdmin(ReadOnlyFieldsMixin, admin.ModelAdmin):
+    """Figures the writers keep (campaigns/counters.py); `manage.py recount_campaigns` rebuilds them."""
+
+    raw_id_fields = ["campaign"]
+    list_select_related = ["campaign"]
+    search_fields = ["campaign__name"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(CampaignCounter)
+class CampaignCounterAdmin(_CounterAdmin):
+    list_display = ["campaign", "status", "pricing_category", "free", "n", "replied", "clicked"]
+    list_filter = ["status"]
+
+
+@admin.register(CampaignMinute)
+class CampaignMinuteAdmin(_CounterAdmin):
+    list_display = ["campaign", "minute", "n"]
 
 
 class SendingPolicyForm(forms.ModelForm):
