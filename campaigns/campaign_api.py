@@ -27,6 +27,7 @@ from pydantic import ConfigDict
 
 from controlpanel.api import ApiError, ErrorOut
 from controlpanel.models import Project
+from subscribers import tags
 from subscribers.errors import InvalidInput
 from subscribers.models import Segment
 from subscribers.segments.text import RuleSyntaxError, parse_rule, rule_to_text
@@ -34,7 +35,6 @@ from whatsapp.models import WhatsAppAccount
 
 from . import drafts, lifecycle, pricing, stats
 from .drafts import CampaignInput
-from .message_api import _surrogate_at
 from .models import AudienceKind, Campaign, CampaignStatus, ScheduleKind
 from .preflight import EXCLUSIONS
 from .preflight import preflight as run_preflight
@@ -588,13 +588,8 @@ def _check_schedule(project: Project, payload: CampaignIn) -> None:
 
 def _check_storable(payload: Schema) -> None:
     """No database stores a lone surrogate ("\\ud800" in JSON): a 422 naming the field, not a 500."""
-    data = payload.model_dump()
-    for name, value in data.items():
-        found = _surrogate_at(value, name)
-        if found:
-            raise InvalidInput(
-                f"{found}: not a valid Unicode text (a lone surrogate).", field=found, code="invalid_text"
-            )
+    for name, value in payload.model_dump().items():
+        tags.clean_tree(value, field=name)
 
 
 def _write(request, payload: CampaignIn, campaign: Campaign | None = None) -> Campaign:

@@ -29,6 +29,7 @@ from pydantic import ConfigDict
 from controlpanel.api import ApiError, ErrorOut, api, error
 from controlpanel.models import Project
 from controlpanel.services import Actor
+from subscribers import tags
 from subscribers.errors import InvalidInput
 from subscribers.models import ConsentSource, Subscriber
 from subscribers.phones import normalize_phone
@@ -319,34 +320,11 @@ def check_shape(payload: MessageIn) -> None:
         )
 
 
-def _surrogate_at(value: Any, path: str) -> str | None:
-    """The dotted path of the first text holding a lone UTF-16 surrogate ("\\ud800" in JSON), else None."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return path
-        return None
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for key, item in items:
-        where = f"{path}.{key}"
-        if isinstance(key, str) and _surrogate_at(key, where):
-            return where
-        found = _surrogate_at(item, where)
-        if found:
-            return found
-    return None
-
-
 def check_storable(payload: MessageIn) -> None:
     """No database stores a lone surrogate (PostgreSQL refuses it in text and jsonb): a 422, not a 500."""
     for name in ("text", "values", "template"):
         value = getattr(payload, name)
-        found = _surrogate_at(value.model_dump() if isinstance(value, Schema) else value, name)
-        if found:
-            raise InvalidInput(
-                f"{found}: not a valid Unicode text (a lone surrogate).", field=found, code="invalid_text"
-            )
+        tags.clean_tree(value.model_dump() if isinstance(value, Schema) else value, field=name)
 
 
 def recipient(project: Project, payload: MessageIn, actor: Actor) -> Subscriber:

@@ -92,6 +92,20 @@ def clean_text(value: str, *, field: str, what: str) -> str:
     return value
 
 
+def clean_tree(value: Any, *, field: str) -> None:
+    """``clean_text`` for every key and text of a JSON value (an API body's free-form part):
+    InvalidInput naming the dotted path of the first text no database can store."""
+    if isinstance(value, str):
+        clean_text(value, field=field, what=field)
+        return
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        where = f"{field}.{key}"
+        if isinstance(key, str):
+            clean_text(key, field=where, what=where)
+        clean_tree(item, field=where)
+
+
 def parse_bool(name: str, text: str, *, field: str | None = None) -> bool:
     """true/false, yes/no, ja/nein, 1/0 in any case; anything else is an error naming the value."""
     lowered = text.strip().lower()
