@@ -1,0 +1,39 @@
+"""Inbound keywords: one folding rule for matching, collisions and the opt-out words.
+
+"hilfe", "Hilfe!", " HILFE" and "Hílfe." are one keyword: case- and accent-insensitive, and
+punctuation and spaces around the text do not count. Matching (``matches``) and collision checks
+(``services``) both fold with :func:`fold`, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from whatsapp.models import WhatsAppAccount
+
+
+def reserved_keywords(project_id: int) -> dict[str, str]:
+    """Folded opt-in and opt-out words of the project's numbers -> what claims them.
+
+    The platform answers these itself (consent), so a journey may not claim them.
+    """
+    reserved: dict[str, str] = {}
+    for account in WhatsAppAccount.objects.filter(project_id=project_id):
+        for word in account.opt_out_words():
+            reserved[fold(word)] = f"opt-out keyword of {account}"
+        for word in account.opt_in_words():
+            reserved[fold(word)] = f"opt-in keyword of {account}"
+    return reserved
+
+
+def fold(text: str) -> str:
+    """Lower-cased, accents removed, inner whitespace collapsed, surrounding punctuation stripped."""
+    decomposed = unicodedata.normalize("NFKD", text or "")
+    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+    words = " ".join(plain.split())
+    start, end = 0, len(words)
+    while start < end and not words[start].isalnum():
+        start += 1
+    while end > start and not words[end - 1].isalnum():
+        end -= 1
+    return words[start:end]
