@@ -39,6 +39,4 @@ def bump_many(deltas: Mapping[tuple[int, int, str, str], int]) -> None:
 
 
 def read(journey_id: int) -> dict[tuple[str, str], int]:
-    return {
-        (row.step_id, row.key): row.n for row in JourneyStat.objects.filter(journey_id=journey_id)
-    }
+    return {(row.step_id, row.key): row.n for row in JourneyStat.objects.filter(journey_id=journey_id)}

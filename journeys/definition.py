@@ -173,8 +173,12 @@ def _settings(raw: Any, problems: list[Problem]) -> Settings:
             problems.append(Problem(None, "settings.goal", "A goal needs an event and a window such as P7D."))
         else:
             goal = Goal(g["event"], list(g.get("conditions") or []), window, bool(g.get("exit", False)))
-    return Settings(reentry=reentry, reentry_gap=gap, goal=goal,
-                    fallback_time_zone=str(raw.get("fallback_time_zone") or "UTC"))
+    return Settings(
+        reentry=reentry,
+        reentry_gap=gap,
+        goal=goal,
+        fallback_time_zone=str(raw.get("fallback_time_zone") or "UTC"),
+    )
 
 
 def _check_graph(steps: dict[str, Step], problems: list[Problem]) -> None:
@@ -182,8 +186,13 @@ def _check_graph(steps: dict[str, Step], problems: list[Problem]) -> None:
     for step in steps.values():
         for outlet, target in step.outlets.items():
             if target is not None and target not in steps:
-                problems.append(Problem(step.id, f"next.{outlet}" if outlet != "next" else "next",
-                                        f"There is no step {target!r}."))
+                problems.append(
+                    Problem(
+                        step.id,
+                        f"next.{outlet}" if outlet != "next" else "next",
+                        f"There is no step {target!r}.",
+                    )
+                )
     state: dict[str, int] = {}
 
     def visit(step_id: str, path: list[str]) -> None:
@@ -194,7 +203,7 @@ def _check_graph(steps: dict[str, Step], problems: list[Problem]) -> None:
             if state.get(target) == 1:
                 problems.append(Problem(step_id, "next", f"Going to {target!r} makes a loop."))
             elif target not in state:
-                visit(target, path + [target])
+                visit(target, [*path, target])
         state[step_id] = 2
 
     for step_id in steps:

@@ -62,9 +62,7 @@ def enter(
     ]
     JourneyRun.objects.bulk_create(runs, ignore_conflicts=True)
     started = list(
-        JourneyRun.objects.filter(
-            journey=journey, entry_key__in=[r.entry_key for r in runs], entered_at=now
-        )
+        JourneyRun.objects.filter(journey=journey, entry_key__in=[r.entry_key for r in runs], entered_at=now)
     )
     if started and not dry_run:
         counters.bump(journey.project_id, journey.pk, {("", "entered"): len(started)})
@@ -98,6 +96,8 @@ def _allowed(
             capped = capped.filter(entered_at__gt=now - settings.entry_cap_period)
         blocked |= {
             row["subscriber_id"]
-            for row in capped.values("subscriber_id").annotate(n=Count("id")).filter(n__gte=settings.entry_cap)
+            for row in capped.values("subscriber_id")
+            .annotate(n=Count("id"))
+            .filter(n__gte=settings.entry_cap)
         }
     return [a for a in unique if a.subscriber_id not in blocked]

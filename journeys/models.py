@@ -50,7 +50,9 @@ class Journey(models.Model):
     status_reason = models.TextField(blank=True)
     # The editable definition (JSON as in docs/journeys.md, plus "ui" positions for the canvas).
     definition = models.JSONField(default=dict, blank=True)
-    version = models.PositiveIntegerField(default=0, help_text="Newest activated version; 0: never activated.")
+    version = models.PositiveIntegerField(
+        default=0, help_text="Newest activated version; 0: never activated."
+    )
     # Denormalised from the definition at save time, for the feed consumer and collision checks:
     # the event names that start this journey and the folded keywords it claims.
     entry_kinds = models.JSONField(default=list, blank=True)
@@ -73,9 +75,7 @@ class Journey(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["project", "-created_at"], name="journey_project_time"),
-            models.Index(
-                fields=["next_entry_at"], condition=Q(status="active"), name="journey_next_entry"
-            ),
+            models.Index(fields=["next_entry_at"], condition=Q(status="active"), name="journey_next_entry"),
         ]
 
     def __str__(self) -> str:
@@ -100,6 +100,9 @@ class JourneyVersion(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["journey", "number"], name="journey_version_unique_number")
         ]
+
+    def __str__(self) -> str:
+        return f"{self.journey_id} v{self.number}"
 
 
 class RunState(models.TextChoices):
@@ -130,7 +133,9 @@ class JourneyRun(models.Model):
     state = models.CharField(max_length=8, choices=RunState.choices, default=RunState.READY)
     step_id = models.CharField(max_length=64, help_text="The step it is at (or left the journey from).")
     wake_at = models.DateTimeField(null=True, blank=True)
-    waiting_events = models.JSONField(default=list, blank=True, help_text="Event names a wait step waits for.")
+    waiting_events = models.JSONField(
+        default=list, blank=True, help_text="Event names a wait step waits for."
+    )
     lease_until = models.DateTimeField(null=True, blank=True)
     # What steps read: the entry event ({"name", "attributes", "id"}), API values, A/B variants,
     # the wamid of the last message sent (quick-reply branches), the event that woke the run.
@@ -170,6 +175,9 @@ class JourneyRun(models.Model):
             models.Index(fields=["journey", "subscriber", "-entered_at"], name="journey_run_subscriber"),
         ]
 
+    def __str__(self) -> str:
+        return f"run {self.public_id} at {self.step_id} ({self.state})"
+
 
 class JourneyRunStep(models.Model):
     """A run's visit to a step: written once when the step starts, finished when it leaves it.
@@ -186,6 +194,7 @@ class JourneyRunStep(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     outlet = models.CharField(max_length=64, blank=True, help_text="The branch it left by.")
     message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
     # What happened, for the run's timeline and the dry run: the rendered text, the webhook's
     # answer, the tags set, the reason a message was skipped.
     detail = models.JSONField(default=dict, blank=True)
@@ -195,11 +204,16 @@ class JourneyRunStep(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "step_id"], name="journey_run_step_unique")]
         indexes = [
-            models.Index(fields=["message"], condition=Q(message__isnull=False), name="journey_run_step_message")
+            models.Index(
+                fields=["message"], condition=Q(message__isnull=False), name="journey_run_step_message"
+            )
         ]
 
+    def __str__(self) -> str:
+        return f"{self.run_id}:{self.step_id}"
 
-class JourneyStat(models.Model):
+
+class JourneyStat(models.Model):  # noqa: DJ008 - counters, shown in tables
     """Counters per journey and step, moved by deltas in the transaction that did the work.
 
     ``key`` is one of ``entered``, ``sent``, ``delivered``, ``read``, ``clicked``, ``failed``,
@@ -217,9 +231,7 @@ class JourneyStat(models.Model):
     objects = TenantQuerySet.as_manager()
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["journey", "step_id", "key"], name="journey_stat_key")
-        ]
+        constraints = [models.UniqueConstraint(fields=["journey", "step_id", "key"], name="journey_stat_key")]
 
 
 class StartRequestStatus(models.TextChoices):
@@ -228,7 +240,7 @@ class StartRequestStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-class JourneyStartRequest(models.Model):
+class JourneyStartRequest(models.Model):  # noqa: DJ008
     """``POST /api/v1/journeys/{id}/start`` (and ``/drop``): accepted at once, carried out by an actor."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
@@ -236,7 +248,9 @@ class JourneyStartRequest(models.Model):
     journey = models.ForeignKey(Journey, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     action = models.CharField(max_length=8, default="start")  # start | drop
     payload = models.JSONField(default=dict)
-    status = models.CharField(max_length=8, choices=StartRequestStatus.choices, default=StartRequestStatus.QUEUED)
+    status = models.CharField(
+        max_length=8, choices=StartRequestStatus.choices, default=StartRequestStatus.QUEUED
+    )
     result = models.JSONField(default=dict, blank=True, help_text="entered / skipped by reason / errors")
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)

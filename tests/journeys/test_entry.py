@@ -63,10 +63,17 @@ def test_any_time_keeps_the_minimum_gap(project):
 
 def test_parse_names_step_and_field():
     with pytest.raises(DefinitionError) as caught:
-        parse({"name": "x", "entry": {"type": "api"}, "steps": [{"id": "a", "type": "nope"},
-                                                                   {"id": "b", "type": "exit"}]})
+        parse(
+            {
+                "name": "x",
+                "entry": {"type": "api"},
+                "steps": [{"id": "a", "type": "nope"}, {"id": "b", "type": "exit"}],
+            }
+        )
     assert caught.value.problems[0].as_dict() == {
-        "step": "a", "field": "type", "message": "Unknown step type 'nope'."
+        "step": "a",
+        "field": "type",
+        "message": "Unknown step type 'nope'.",
     }
     assert parse_duration("PT1H") == timedelta(hours=1)
     assert parse_duration("P1DT2H") == timedelta(days=1, hours=2)
