@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
@@ -31,11 +29,10 @@ from .models import (
     TagValue,
 )
 from .phones import normalize_phone
+from .profile import clean_profile
 from .signals import EventRecorded, SubscriberErased, event_recorded, subscriber_erased
 
 UpsertStatus = Literal["created", "updated", "unchanged"]
-PROFILE_FIELDS = ("name", "email", "language", "country", "time_zone")
-_PROFILE_API_FIELDS = {"time_zone": "timezone"}
 MAX_EXTERNAL_ID = 200
 
 
@@ -49,41 +46,6 @@ class SubscriberData:
     tags: dict[str, Any] = field(default_factory=dict)
     tags_are_text: bool = False  # CSV cells and form fields: parse text into each tag's type
     opt_in_evidence: str | None = None
-
-
-def clean_profile(values: dict[str, Any]) -> dict[str, str]:
-    """Check and normalize name, email, language, country and time zone."""
-    out: dict[str, str] = {}
-    for key in PROFILE_FIELDS:
-        if key not in values or values[key] is None:
-            continue
-        value = tagtypes.clean_text(
-            str(values[key]).strip(),
-            field=_PROFILE_API_FIELDS.get(key, key),
-            what=key.capitalize().replace("_", " "),
-        )
-        if key == "email" and value:
-            try:
-                validate_email(value)
-            except ValidationError:
-                raise InvalidInput(f"{value!r} is not an email address.", field="email") from None
-            value = value.lower()
-        elif key == "country" and value:
-            if len(value) != 2 or not value.isalpha():
-                raise InvalidInput(f"Country {value!r} must be a two-letter code like DE.", field="country")
-            value = value.upper()
-        elif key == "time_zone" and value and value not in zoneinfo.available_timezones():
-            raise InvalidInput(
-                f"Unknown time zone {value!r}; use a name like Europe/Berlin.", field="timezone"
-            )
-        elif key == "language" and len(value) > 16:
-            raise InvalidInput(
-                f"Language {value!r} is too long; use a code like de or pt_BR.", field="language"
-            )
-        elif key == "name" and len(value) > 200:
-            raise InvalidInput("The name is longer than 200 characters.", field="name")
-        out[key] = value
-    return out
 
 
 def clean_external_id(value: Any) -> str | None:

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import zoneinfo
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
-
-from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 
 from .. import tags as tagtypes
 from ..errors import InvalidInput
 from ..models import ConsentState, ImportJob
+from ..profile import clean_profile_value
 from ..upsert import Item
 from .files import ImportFileError
 from .mapping import _FORMULA_START, CONSENT_NO_CHANGE, CONSENT_VALUES
@@ -42,11 +39,6 @@ class Chunk:
     end_index: int
     rows: list[Row] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
-
-
-@cache
-def _time_zones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
 
 
 class Validator:
@@ -133,7 +125,7 @@ class Validator:
                 elif target == "consent_evidence":
                     evidence = text
                 else:
-                    profile[target] = _clean_profile_value(target, text)
+                    profile[target] = clean_profile_value(target, text)
             except InvalidInput as exc:
                 errors.append(exc.message)
         if consent == ConsentState.OPTED_IN and not (evidence or self.default_evidence):
@@ -192,27 +184,3 @@ class Validator:
             elif target == "external_id":
                 external_id = text
         self.remember(line, phone, external_id)
-
-
-def _clean_profile_value(target: str, text: str) -> str:
-    if target == "email":
-        try:
-            validate_email(text)
-        except ValidationError:
-            raise InvalidInput(f"{text!r} is not an email address.") from None
-        return text.lower()
-    if target == "country":
-        if len(text) != 2 or not text.isalpha() or not text.isascii():
-            raise InvalidInput(f"Country {text!r} must be a two-letter code like DE.")
-        return text.upper()
-    if target == "time_zone":
-        if text not in _time_zones():
-            raise InvalidInput(f"Unknown time zone {text!r}; use a name like Europe/Berlin.")
-        return text
-    if target == "language":
-        if len(text) > 16:
-            raise InvalidInput(f"Language {text!r} is too long; use a code like de or pt_BR.")
-        return text
-    if len(text) > 200:
-        raise InvalidInput("The name is longer than 200 characters.")
-    return text
