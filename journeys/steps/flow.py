@@ -234,7 +234,7 @@ class WaitEventStep:
 
         data = visit.step.data
         until = visit.record.entered_at + (_duration(data.get("timeout")) or timedelta(0))
-        if visit.event is not None:
+        if visit.event is not None and not _after(visit.event, until):
             outlet = self._matching(visit, visit.event)
             if outlet:
                 visit.record.detail = {**visit.record.detail, "event": visit.event}
@@ -260,6 +260,15 @@ class WaitEventStep:
                     continue
             return f"event{i + 1}"
         return None
+
+
+def _after(event: dict[str, Any], until: datetime) -> bool:
+    """The event happened after the timeout (it reached us late): the timeout wins."""
+    try:
+        occurred = datetime.fromisoformat(str(event.get("occurred_at")))
+    except ValueError:
+        return False
+    return occurred.tzinfo is not None and occurred > until
 
 
 def _conditions():
