@@ -394,3 +394,41 @@ def test_the_actor_drains_until_nothing_is_due(project, monkeypatch):
     assert actors.drain(limit=2) == 5
     assert actors.drain(limit=2) == 0
     assert JourneyRun.objects.filter(state=RunState.WAITING).count() == 5
+
+
+class Poison:
+    """A pure step whose query fails for subscribers named "poison" (on PostgreSQL that aborts the
+    whole batch transaction, which the engine then advances run by run)."""
+
+    type = "test_poison"
+    label = "Poison"
+    channel = ""
+    pure = True
+
+    def check(self, data, ctx):
+        return []
+
+    def outlets(self, data):
+        return steps.next_only(data)
+
+    def run(self, visit):
+        if visit.subscriber.name == "poison":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT * FROM no_such_table_here")
+        return Go("next")
+
+
+def test_a_database_error_in_one_run_does_not_hold_the_batch_back(project):
+    steps.register(Poison())
+    try:
+        journey = make_journey(project, [{"id": "p", "type": "test_poison", "next": None}])
+        subs = [SubscriberFactory(project=project, name=name) for name in ("a", "poison", "b")]
+        runs = start(journey, subs)
+        assert engine.tick(now=T0) == 3
+        states = {r.subscriber_id: r for r in JourneyRun.objects.filter(pk__in=[r.pk for r in runs])}
+        assert [states[s.pk].state for s in subs] == [RunState.DONE, RunState.READY, RunState.DONE]
+        poisoned = states[subs[1].pk]
+        assert poisoned.attempts == 1 and poisoned.lease_until is None and poisoned.last_error
+        assert counters.read(journey.pk)[("p", "passed:next")] == 2
+    finally:
+        steps._registry.pop("test_poison")
