@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-from benchlib import ROOT, setup_django
+from benchlib import ROOT, process_cpu, setup_django
 
 SLUG = "journey-bench"
 THEN = {
@@ -33,7 +33,10 @@ THEN = {
         {
             "id": "ab",
             "type": "ab_split",
-            "variants": [{"name": "A", "percent": 50, "next": "bye"}, {"name": "B", "percent": 50, "next": "bye"}],
+            "variants": [
+                {"name": "A", "percent": 50, "next": "bye"},
+                {"name": "B", "percent": 50, "next": "bye"},
+            ],
         },
         {"id": "bye", "type": "exit"},
     ],
@@ -99,13 +102,19 @@ def _waiting_runs(journey, n: int) -> None:
 
 
 def _worker(batch: int) -> None:
+    from django.db import connection
+
     from journeys import engine
 
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
     ticks = 0
     while engine.tick(limit=batch):
         ticks += 1
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(f"{ticks} {usage.ru_utime + usage.ru_stime:.2f}", flush=True)
+    # The PostgreSQL backend serving this worker runs on this machine: its CPU from /proc.
+    print(f"{ticks} {usage.ru_utime + usage.ru_stime:.2f} {process_cpu([backend]):.2f}", flush=True)
 
 
 def _measure(journey, n: int, workers: int, batch: int) -> dict:
@@ -131,6 +140,8 @@ def _measure(journey, n: int, workers: int, batch: int) -> dict:
         "runs_per_s": round(n / elapsed),
         "batches": sum(int(o[0]) for o in outputs),
         "worker_cpu_s": round(sum(float(o[1]) for o in outputs), 1),
+        "postgres_cpu_s": round(sum(float(o[2]) for o in outputs), 1),
+        "cpu_ms_per_run": round(1000 * sum(float(o[1]) + float(o[2]) for o in outputs) / n, 3),
         "visits_ok": visits <= n * steps and done == n,
         "load_before": round(load, 1),
         "load_after": round(os.getloadavg()[0], 1),
