@@ -395,7 +395,10 @@ class _Batch:
             exc_info=True,
         )
         if run.attempts >= MAX_ATTEMPTS:
-            definition = self.definition(run, journey)
+            try:
+                definition = self.definition(run, journey)
+            except Exception:  # the version itself cannot be read: end the run all the same
+                definition = parse({"name": "-", "entry": {"type": "api"}, "steps": []})
             errors: Counter[tuple[int, int, str, str]] = Counter()
 
             def count(step_id: str, key: str) -> None:

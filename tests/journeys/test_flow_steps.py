@@ -269,3 +269,31 @@ def test_an_event_that_happened_after_the_timeout_takes_the_timeout(project, con
     engine.wake_for_events([_event(sub, "A", T0 + timedelta(hours=2))])
     run.refresh_from_db()
     assert JourneyRunStep.objects.get(run=run).outlet == "timeout"
+
+
+def test_local_time_rules():
+    from datetime import time
+
+    from journeys import timezones
+
+    berlin = timezones.zone("Europe/Berlin")
+    assert timezones.zone("Not/AZone", "Asia/Tokyo").key == "Asia/Tokyo"
+    assert timezones.zone("", "nonsense").key == "UTC"
+    # Silent 21:00-08:00 spans midnight; 20:59 Berlin is outside, 23:00 inside until 08:00.
+    assert timezones.silent_until(datetime(2026, 1, 5, 19, 59, tzinfo=UTC), time(21), time(8), berlin) is None
+    assert timezones.silent_until(
+        datetime(2026, 1, 5, 22, 0, tzinfo=UTC), time(21), time(8), berlin
+    ) == datetime(2026, 1, 6, 7, 0, tzinfo=UTC)
+    assert (
+        timezones.silent_until(datetime(2026, 1, 5, 10, 30, tzinfo=UTC), time(12), time(14), berlin) is None
+    )
+    assert timezones.silent_until(
+        datetime(2026, 1, 5, 11, 30, tzinfo=UTC), time(12), time(14), berlin
+    ) == datetime(2026, 1, 5, 13, 0, tzinfo=UTC)
+    # 02:30 does not exist in Berlin on 29 March 2026: it is taken as 03:30 CEST (01:30 UTC).
+    assert timezones.at_local(datetime(2026, 3, 29).date(), time(2, 30), berlin) == datetime(
+        2026, 3, 29, 1, 30, tzinfo=UTC
+    )
+    assert timezones.parse_instant("2026-05-01", berlin) == datetime(2026, 4, 30, 22, 0, tzinfo=UTC)
+    assert timezones.parse_instant("2026-05-01T10:00:00Z", berlin) == datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
+    assert timezones.parse_instant("soon", berlin) is None
