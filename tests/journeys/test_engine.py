@@ -432,3 +432,14 @@ def test_a_database_error_in_one_run_does_not_hold_the_batch_back(project):
         assert counters.read(journey.pk)[("p", "passed:next")] == 2
     finally:
         steps._registry.pop("test_poison")
+
+
+def test_ending_a_run_of_a_never_journey_keeps_the_subscriber_out(project):
+    journey = make_journey(project, WAIT_THEN_EXIT, reentry="never")
+    sub = SubscriberFactory(project=project)
+    (run,) = start(journey, [sub])
+    engine.tick(now=T0)
+    engine.exit_runs(journey=journey, reason="stopped", now=T0)
+    run.refresh_from_db()
+    assert (run.state, run.exclusive) == (RunState.DONE, "1")
+    assert start(journey, [sub], now=T0 + timedelta(days=1)) == []
