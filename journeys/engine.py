@@ -27,7 +27,7 @@ import copy
 import logging
 import random
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -278,7 +278,18 @@ class _Batch:
         run.lease_until = None
         self.touched[run.pk] = run
 
-    def _walk(self, run, journey, wake, stats, new, changed, created, protect) -> None:
+    def _walk(
+        self,
+        run: JourneyRun,
+        journey: Journey,
+        wake: Wake,
+        stats: Counter[tuple[int, int, str, str]],
+        new: list[JourneyRunStep],
+        changed: list[JourneyRunStep],
+        created: list[tuple[int, str]],
+        protect: Callable[[], None],
+    ) -> None:
+        """The advance loop (ADR 0007): at each step get or make its visit, run it, follow Go."""
         definition = self.definition(run, journey)
         subscriber = self.subscribers[run.subscriber_id]
         dry = run.dry_run
@@ -373,7 +384,9 @@ class _Batch:
         # MAX_MOVES steps without a wait: the next tick goes on from here.
         run.state, run.wake_at, run.waiting_events = RunState.READY, self.now, []
 
-    def _done(self, run: JourneyRun, definition: Definition, reason: str, count) -> None:
+    def _done(
+        self, run: JourneyRun, definition: Definition, reason: str, count: Callable[[str, str], None]
+    ) -> None:
         run.state = RunState.DONE
         run.exited_at = self.now
         run.exit_reason = reason[:40]
