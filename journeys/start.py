@@ -158,8 +158,9 @@ def carry_out(*, request_id: str | uuid.UUID) -> JourneyStartRequest | None:
         try:
             request.result = _start(request) if request.action == "start" else _drop(request)
             request.status = StartRequestStatus.DONE
-        except StartRefused as exc:
-            # The journey was paused or stopped after the request was accepted.
+        except (StartRefused, InvalidInput) as exc:
+            # The journey was paused or stopped after the request was accepted, or the rule no
+            # longer compiles (a tag it names was deleted): a person must look, a retry would not help.
             request.result = {"error": {"code": exc.code, "message": exc.message}}
             request.status = StartRequestStatus.FAILED
         request.finished_at = timezone.now()
