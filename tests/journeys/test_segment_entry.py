@@ -235,3 +235,25 @@ def test_schedule_clears_the_next_firing_of_a_journey_that_is_not_active(project
     assert schedule(journey) is None
     journey.refresh_from_db()
     assert journey.next_entry_at is None
+
+
+def test_activating_schedules_the_firing_and_resuming_does_not_fire_a_once_entry_again(project):
+    from controlpanel.services import Actor
+    from journeys import services
+
+    SubscriberFactory(project=project, country="DE")
+    actor = Actor(label="test")
+    data = {
+        "name": "Germans",
+        "entry": {"type": "segment", "rule": GERMANS},
+        "steps": [{"id": "bye", "type": "exit"}],
+    }
+    journey = services.create_journey(project=project, data=data, actor=actor)
+    assert journey.next_entry_at is None
+    journey = services.activate(journey=journey, actor=actor)
+    assert journey.next_entry_at == journey.activated_at
+    assert fire_due(now=timezone.now()) == 1
+    journey = services.pause(journey=journey, actor=actor)
+    journey = services.resume(journey=journey, actor=actor)
+    journey.refresh_from_db()
+    assert journey.next_entry_at is None and fire_due(now=timezone.now()) == 0

@@ -257,3 +257,10 @@ def test_a_rule_that_stopped_compiling_fails_the_request_instead_of_retrying_for
     start.carry_out(request_id=request.public_id)
     request.refresh_from_db()
     assert request.status == "failed" and "city" in request.result["error"]["message"]
+
+
+def test_the_endpoints_are_in_the_openapi_document(client):
+    paths = client.get("/api/v1/openapi.json").json()["paths"]
+    assert {"post"} <= set(paths["/api/v1/journeys/{journey_id}/start"])
+    assert {"post"} <= set(paths["/api/v1/journeys/drop"])
+    assert {"get"} <= set(paths["/api/v1/journeys/requests/{request_id}"])
