@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.db.models import QuerySet
 
@@ -243,7 +244,7 @@ def _values_source(arrivals: Sequence[Arrival], now: datetime) -> tuple[str, lis
         params += [
             arrival.subscriber_id,
             arrival.entry_key[:ENTRY_KEY_MAX],
-            json.dumps(arrival.context or {}),
+            json.dumps(arrival.context or {}, cls=DjangoJSONEncoder),
             _datetime(now),
         ]
     # VALUES names its columns column1.. on both PostgreSQL and SQLite.
@@ -291,7 +292,7 @@ def _json_sql() -> str:
 
 
 def _json(value: Any) -> tuple[str, list[Any]]:
-    return _json_sql(), [json.dumps(value)]
+    return _json_sql(), [json.dumps(value, cls=DjangoJSONEncoder)]
 
 
 def _uuid_sql() -> str:

@@ -205,3 +205,16 @@ def test_thousands_of_arrivals_enter_in_chunks_each_once(project, monkeypatch):
     assert len(runs) == 20  # each subscriber once, with the first arrival
     assert {r.context["event"]["n"] for r in runs} == {0}
     assert counters.read(journey.pk)[("", "entered")] == 20
+
+
+def test_an_event_context_with_dates_and_ids_is_stored_as_json(project):
+    journey = _journey(project)
+    sub = SubscriberFactory(project=project)
+    now = timezone.now()
+    event = {
+        "event": {"name": "OrderPlaced", "occurred_at": now, "id": sub.public_id, "attributes": {"n": 1}}
+    }
+    [run] = enter(journey, [Arrival(sub.pk, "event:9", event)], now=now)
+    run.refresh_from_db()
+    assert run.context["event"]["occurred_at"].startswith(now.strftime("%Y-%m-%dT%H:%M:%S"))
+    assert run.context["event"]["id"] == str(sub.public_id) and run.context["event"]["attributes"] == {"n": 1}
