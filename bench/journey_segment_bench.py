@@ -98,7 +98,7 @@ def main() -> None:
                             " exclusive, dry_run, entered_at, exit_reason, converted_step, attempts,"
                             " last_error, updated_at)"
                             " SELECT s.project_id, gen_random_uuid(), %s, 1, s.id, 'ready', 'bye', now(),"
-                            " '[]', '{}', 'segment:x:' || s.id::text, '1', false, now(), '', '', 0, '', now()"
+                            " '[]', '{}', 'segment:20261207T000000Z:' || s.id::text, '1', false, now(), '', '', 0, '', now()"
                             " FROM subscribers_subscriber s WHERE s.project_id = %s",
                             [journey.pk, project.pk],
                         )
