@@ -259,3 +259,39 @@ def test_activating_schedules_the_firing_and_resuming_does_not_fire_a_once_entry
     journey = services.resume(journey=journey, actor=actor)
     journey.refresh_from_db()
     assert journey.next_entry_at is None and fire_due(now=timezone.now()) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_journey_another_worker_is_firing_is_skipped_not_waited_for():
+    from django.db import connection, connections, transaction
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SKIP LOCKED needs PostgreSQL (SQLite serialises writers)")
+    import threading
+
+    project = ProjectFactory()
+    SubscriberFactory(project=project, country="DE")
+    busy = _journey(project, {"type": "segment", "rule": GERMANS})
+    free = _journey(project, {"type": "segment", "rule": GERMANS})
+    locked, release = threading.Event(), threading.Event()
+
+    def other_worker():
+        try:
+            with transaction.atomic():
+                Journey.objects.select_for_update().get(pk=busy.pk)
+                locked.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=other_worker)
+    thread.start()
+    try:
+        assert locked.wait(10)
+        assert fire_due(now=timezone.now()) == 1  # at once, without waiting for the lock
+        assert _entered(free) and not _entered(busy)
+    finally:
+        release.set()
+        thread.join()
+    assert fire_due(now=timezone.now()) == 1
+    assert _entered(busy)
