@@ -98,9 +98,10 @@ def enter_audience(
     wake_at_sql: tuple[str, Sequence[Any]] | str | None = None,
     context: dict[str, Any] | None = None,
 ) -> int:
-    """Enter every subscriber of ``subscriber_ids_query`` (a query of one column of subscriber ids,
-    e.g. ``compiler.audience(project, rule).values("id")``) in one statement; returns how many
-    entered. The entry key is ``entry_key_prefix`` + the subscriber id, so running it again (a
+    """Enter every subscriber of ``subscriber_ids_query`` (a query of one column of subscriber ids
+    of the journey's project, e.g. ``compiler.audience(project, rule).values("id")``: the caller
+    scopes it, as both callers do by starting from ``for_project``) in one statement; returns how
+    many entered. The entry key is ``entry_key_prefix`` + the subscriber id, so running it again (a
     firing re-run after a crash, an API request retried) enters nobody twice.
 
     ``wake_at_sql``: when each run should first be looked at, an SQL expression (with its
@@ -120,7 +121,8 @@ def enter_audience(
         wake_sql, wake_params = _timestamp("%s"), [_datetime(now)]
     else:
         # The wake-up time reads the subscriber row (its time zone).
-        with_sql, from_sql = "", f"{q(Subscriber._meta.db_table)} s WHERE s.id IN ({ids_sql})"
+        with_sql = ""
+        from_sql = f"{q(Subscriber._meta.db_table)} s WHERE s.project_id = %s AND s.id IN ({ids_sql})"
         wake_sql, wake_params = _timestamp(wake_at_sql[0]), list(wake_at_sql[1])
     context_sql, context_params = _json(context or {})
     source = (
@@ -130,7 +132,7 @@ def enter_audience(
     if with_sql:
         params = [*ids_params, entry_key_prefix, *context_params, *wake_params]
     else:
-        params = [entry_key_prefix, *context_params, *wake_params, *ids_params]
+        params = [entry_key_prefix, *context_params, *wake_params, journey.project_id, *ids_params]
     with transaction.atomic():
         _lock_if_counted(journey, definition.settings, False)
         entered = _insert_runs(journey, definition, source, params, now=now, dry_run=False, returning=False)
