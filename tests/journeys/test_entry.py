@@ -218,3 +218,63 @@ def test_an_event_context_with_dates_and_ids_is_stored_as_json(project):
     run.refresh_from_db()
     assert run.context["event"]["occurred_at"].startswith(now.strftime("%Y-%m-%dT%H:%M:%S"))
     assert run.context["event"]["id"] == str(sub.public_id) and run.context["event"]["attributes"] == {"n": 1}
+
+
+def _race(first, second) -> None:
+    """Run ``first`` in a transaction that stays open until ``second`` (another connection) has
+    started, then commit it; PostgreSQL only."""
+    import threading
+    import time
+
+    from django.db import connections, transaction
+
+    started = threading.Event()
+
+    def hold():
+        try:
+            with transaction.atomic():
+                first()
+                started.set()
+                time.sleep(1.5)  # second() is running against the open transaction meanwhile
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert started.wait(20)
+        second()
+    finally:
+        thread.join()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_entries_racing_for_one_subscriber_start_one_run():
+    if connection.vendor != "postgresql":
+        pytest.skip("two writers at once need PostgreSQL")
+    journey = _journey(ProjectFactory())
+    sub = SubscriberFactory(project=journey.project)
+    now = timezone.now()
+    results = []
+    _race(
+        lambda: results.append(enter(journey, [Arrival(sub.pk, "event:1")], now=now)),
+        lambda: results.append(enter(journey, [Arrival(sub.pk, "event:2")], now=now)),
+    )
+    assert sorted(len(r) for r in results) == [0, 1]
+    assert JourneyRun.objects.filter(journey=journey).count() == 1
+    assert counters.read(journey.pk)[("", "entered")] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_entries_racing_under_a_cap_do_not_both_slip_under_it(monkeypatch):
+    if connection.vendor != "postgresql":
+        pytest.skip("two writers at once need PostgreSQL")
+    journey = _journey(ProjectFactory(), reentry="any_time")
+    _with_settings(monkeypatch, journey, entry_cap=1, entry_cap_period=None)
+    sub = SubscriberFactory(project=journey.project)
+    now = timezone.now()
+    _race(
+        lambda: enter(journey, [Arrival(sub.pk, "event:1")], now=now),
+        lambda: enter(journey, [Arrival(sub.pk, "event:2")], now=now),
+    )
+    assert JourneyRun.objects.filter(journey=journey).count() == 1
