@@ -6,12 +6,19 @@ class JourneysConfig(AppConfig):
 
     def ready(self) -> None:
         from controlpanel import scheduler
+        from controlpanel.api import register_router
+
+        from . import start_api
+        from .entry_actors import fire_segment_entries
 
         # Step types register themselves at import (journeys/steps/__init__.py).
         from .steps import flow  # noqa: F401
 
+        # The start router first: its literal paths (/drop, /requests/...) resolve before /{id}.
+        register_router("/journeys", start_api.router)
         # Every second: due runs (timers, ready runs) are advanced. Durable: reads committed runs.
         scheduler.periodic("advance-journeys", 1, _advance_journeys)
+        scheduler.periodic("journey-segment-entries", 5, lambda: fire_segment_entries.send())
 
 
 def _advance_journeys() -> None:

@@ -15,7 +15,7 @@ from django.utils import timezone
 from controlpanel.models import Project
 from controlpanel.services import Actor, record_audit
 
-from . import keywords
+from . import keywords, segment_entry
 from .definition import Definition, DefinitionError, parse
 from .models import Journey, JourneyStatus, JourneyVersion
 from .steps import Problem
@@ -104,6 +104,8 @@ def activate(*, journey: Journey, actor: Actor) -> Journey:
     journey.status = JourneyStatus.ACTIVE
     journey.activated_at = timezone.now()
     journey.save()
+    # Segment entries: when the next one fires (entries slice; once-entries fire once only).
+    segment_entry.schedule(journey)
     record_audit(
         project=journey.project,
         actor=actor,
