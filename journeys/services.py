@@ -373,7 +373,7 @@ def activate_journey(*, journey: Journey, actor: Actor, move_runs: bool = False)
     """
     # Lock order: project, then journey (every activation of the project queues on the first).
     Project.objects.select_for_update().filter(pk=journey.project_id).first()
-    journey = Journey.objects.select_for_update().select_related("project").get(pk=journey.pk)
+    journey = Journey.objects.select_for_update().get(pk=journey.pk)
     if journey.status == JourneyStatus.STOPPED:
         raise JourneyRefused("A stopped journey cannot be activated again; clone it.")
     if journey.status == JourneyStatus.ACTIVE:
