@@ -18,7 +18,7 @@ import re
 import uuid
 import zoneinfo
 from dataclasses import dataclass, field, replace
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -120,12 +120,16 @@ class Step:
 
 @dataclass(frozen=True)
 class Schedule:
-    """When a segment entry fires. ``kind``: ``now`` (once, at activation), ``at`` (once, at
-    ``at``), ``recurring`` (every ``every`` at ``time``). ``local_time``: the time is read in each
-    subscriber's zone (the journey's fallback zone for those without one); ``at`` is then naive."""
+    """When a segment entry fires (``segment_entry.next_firing`` computes the moments).
+
+    ``kind``: ``now`` (once, at activation), ``at`` (once, at ``at``), ``local`` (once, at
+    ``time`` in each subscriber's zone, on ``day`` or the next day it is ahead everywhere),
+    ``recurring`` (every ``every`` at ``time``, from ``day``; ``local_time``: in each subscriber's
+    zone, else the journey's)."""
 
     kind: str
     at: datetime | None = None
+    day: date | None = None
     every: timedelta | None = None
     time: time | None = None
     local_time: bool = False
@@ -529,55 +533,71 @@ _SCHEDULE_KEYS = frozenset({"at", "local_time", "every", "time"})
 
 
 def _schedule(raw: Any, where: str, problems: list[Problem]) -> Schedule | None:
+    """The forms ``segment_entry.next_firing`` reads (docs/journeys.md):
+
+    ``{}``: once, at activation; ``{"at": date-time}``: once then (no offset: the journey's zone);
+    ``{"local_time": "09:00", "at"?: date}``: once, at 09:00 in each subscriber's zone;
+    ``{"every": "P1D"|"P2W", "time": "09:00" | "local_time": "09:00", "at"?: first day}``: recurring.
+    """
     if raw is None:
         return Schedule("now")
     if not isinstance(raw, dict):
-        problems.append(_at(where, 'A schedule is a JSON object ({} for "now").'))
+        problems.append(_at(where, 'A schedule is a JSON object ({} for "once, now").'))
         return None
     before = len(problems)
     for key in raw:
         if key not in _SCHEDULE_KEYS:
             problems.append(_at(f"{where}.{str(key)[:64]}", "Unknown field of a schedule."))
-    local = raw.get("local_time", False)
-    if not isinstance(local, bool):
-        problems.append(_at(f"{where}.local_time", "true or false."))
-        local = False
-    at = None
-    if raw.get("at") is not None:
-        at = _datetime(raw["at"])
-        if at is None:
-            problems.append(_at(f"{where}.at", "An ISO date and time, e.g. 2026-12-24T09:00:00+01:00."))
-        elif local and at.tzinfo is not None:
-            problems.append(
-                _at(f"{where}.at", "With local_time the time has no offset: each subscriber's zone.")
-            )
+    clocks: dict[str, time | None] = {}
+    for key in ("time", "local_time"):
+        if raw.get(key) is not None:
+            clocks[key] = parse_clock(raw[key])
+            if clocks[key] is None:
+                problems.append(_at(f"{where}.{key}", 'A time of day "HH:MM", e.g. "09:00".'))
+    if "time" in clocks and "local_time" in clocks:
+        problems.append(_at(f"{where}.time", "Give time (the journey's zone) or local_time, not both."))
+    local = clocks.get("local_time")
     every = None
     if raw.get("every") is not None:
         every = parse_duration(raw["every"])
         if every is None or every <= timedelta(0) or every % timedelta(days=1) or every > MAX_DURATION:
             problems.append(_at(f"{where}.every", "Whole days or weeks, e.g. P1D, P3D or P2W."))
-            every = None
-    clock = None
-    if raw.get("time") is not None:
-        clock = parse_clock(raw["time"])
-        if clock is None:
-            problems.append(_at(f"{where}.time", 'A time of day "HH:MM", e.g. "09:00".'))
-    if raw.get("every") is not None:
-        if raw.get("at") is not None:
-            problems.append(_at(f"{where}.at", "Give at (once) or every (recurring), not both."))
-        if raw.get("time") is None:
+        if not clocks:
             problems.append(_at(f"{where}.time", 'A recurring entry fires at a time of day "HH:MM".'))
-    elif raw.get("time") is not None:
-        problems.append(_at(f"{where}.time", "A time of day goes with every (recurring)."))
-    elif local and raw.get("at") is None:
-        problems.append(_at(f"{where}.at", "local_time needs the date and time (at) to read locally."))
+    elif "time" in clocks:
+        problems.append(_at(f"{where}.time", "A time of day goes with every (recurring); once: use at."))
+    at = day = None
+    if raw.get("at") is not None:
+        if every is not None or local is not None:
+            # The first day (a date; a date-time's day counts).
+            day = _date(raw["at"])
+            if day is None:
+                problems.append(_at(f"{where}.at", "The day, e.g. 2026-12-24."))
+        else:
+            at = _datetime(raw["at"])
+            if at is None:
+                problems.append(_at(f"{where}.at", "An ISO date and time, e.g. 2026-12-24T09:00:00+01:00."))
     if len(problems) > before:
         return None
     if every is not None:
-        return Schedule("recurring", every=every, time=clock, local_time=local)
+        return Schedule(
+            "recurring", day=day, every=every, time=clocks.get("time") or local, local_time=local is not None
+        )
+    if local is not None:
+        return Schedule("local", day=day, time=local, local_time=True)
     if at is not None:
-        return Schedule("at", at=at, local_time=local)
+        return Schedule("at", at=at)
     return Schedule("now")
+
+
+def _date(value: Any) -> date | None:
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        moment = _datetime(value)
+        return moment.date() if moment is not None else None
 
 
 def _datetime(value: Any) -> datetime | None:

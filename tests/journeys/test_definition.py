@@ -4,7 +4,7 @@ anything but DefinitionError."""
 from __future__ import annotations
 
 import copy
-from datetime import datetime, time, timedelta
+from datetime import date, time, timedelta
 from typing import Any
 
 import pytest
@@ -324,17 +324,33 @@ def test_good_conditions_of_every_op():
 def test_segment_entries_and_their_schedules():
     segment = "3f0c1a52-6a3e-4b8e-9f43-6b1d2a9c7e10"
 
-    def entry(**extra):
-        return parse(promo(entry={"type": "segment", **extra})).entries[0]
+    def schedule(**given):
+        return parse(promo(entry={"type": "segment", "segment": segment, **given})).entries[0].schedule
 
-    assert entry(segment=segment).schedule.kind == "now"
-    assert entry(rule='E("OrderPlaced", gte, 1)', schedule={}).schedule.kind == "now"
-    once = entry(segment=segment, schedule={"at": "2026-12-24T09:00:00+01:00"}).schedule
+    assert schedule().kind == "now"
+    assert parse(promo(entry={"type": "segment", "rule": 'E("OrderPlaced", gte, 1)', "schedule": {}}))
+    once = schedule(schedule={"at": "2026-12-24T09:00:00+01:00"})
     assert (once.kind, once.at.isoformat()) == ("at", "2026-12-24T09:00:00+01:00")
-    local = entry(segment=segment, schedule={"at": "2026-12-24T09:00", "local_time": True}).schedule
-    assert (local.kind, local.local_time, local.at) == ("at", True, datetime(2026, 12, 24, 9, 0))
-    weekly = entry(segment=segment, schedule={"every": "P2W", "time": "09:30"}).schedule
-    assert (weekly.kind, weekly.every, weekly.time) == ("recurring", timedelta(weeks=2), time(9, 30))
+    local = schedule(schedule={"local_time": "09:00", "at": "2026-12-24"})
+    assert (local.kind, local.local_time, local.day, local.time) == (
+        "local",
+        True,
+        date(2026, 12, 24),
+        time(9),
+    )
+    assert schedule(schedule={"local_time": "09:00"}).day is None
+    weekly = schedule(schedule={"every": "P2W", "time": "09:30"})
+    assert (weekly.kind, weekly.every, weekly.time, weekly.local_time) == (
+        "recurring",
+        timedelta(weeks=2),
+        time(9, 30),
+        False,
+    )
+    daily_local = schedule(schedule={"every": "P1D", "local_time": "08:00", "at": "2027-01-01"})
+    assert (daily_local.local_time, daily_local.day) == (True, date(2027, 1, 1))
+
+
+ALL = {"type": "segment", "rule": "ALL"}
 
 
 @pytest.mark.parametrize(
@@ -345,28 +361,19 @@ def test_segment_entries_and_their_schedules():
         ({"type": "segment", "segment": "not-a-uuid"}, "entry.segment"),
         ({"type": "segment", "rule": "E(("}, "entry.rule"),
         ({"type": "segment", "rule": 5}, "entry.rule"),
-        ({"type": "segment", "rule": "ALL", "schedule": "daily"}, "entry.schedule"),
-        ({"type": "segment", "rule": "ALL", "schedule": {"at": "tomorrow"}}, "entry.schedule.at"),
+        ({**ALL, "schedule": "daily"}, "entry.schedule"),
+        ({**ALL, "schedule": {"at": "tomorrow"}}, "entry.schedule.at"),
+        ({**ALL, "schedule": {"every": "P1DT2H", "time": "09:00"}}, "entry.schedule.every"),
+        ({**ALL, "schedule": {"every": "P1D"}}, "entry.schedule.time"),
+        ({**ALL, "schedule": {"time": "09:00"}}, "entry.schedule.time"),
+        ({**ALL, "schedule": {"every": "P1D", "time": "25:00"}}, "entry.schedule.time"),
+        ({**ALL, "schedule": {"local_time": True}}, "entry.schedule.local_time"),
+        ({**ALL, "schedule": {"local_time": "09:00", "at": "soon"}}, "entry.schedule.at"),
         (
-            {"type": "segment", "rule": "ALL", "schedule": {"every": "P1DT2H", "time": "09:00"}},
-            "entry.schedule.every",
-        ),
-        ({"type": "segment", "rule": "ALL", "schedule": {"every": "P1D"}}, "entry.schedule.time"),
-        ({"type": "segment", "rule": "ALL", "schedule": {"time": "09:00"}}, "entry.schedule.time"),
-        (
-            {"type": "segment", "rule": "ALL", "schedule": {"every": "P1D", "time": "25:00"}},
+            {**ALL, "schedule": {"every": "P1D", "time": "09:00", "local_time": "09:00"}},
             "entry.schedule.time",
         ),
-        ({"type": "segment", "rule": "ALL", "schedule": {"local_time": True}}, "entry.schedule.at"),
-        (
-            {
-                "type": "segment",
-                "rule": "ALL",
-                "schedule": {"at": "2026-12-24T09:00+01:00", "local_time": True},
-            },
-            "entry.schedule.at",
-        ),
-        ({"type": "segment", "rule": "ALL", "schedule": {"cron": "* * *"}}, "entry.schedule.cron"),
+        ({**ALL, "schedule": {"cron": "* * *"}}, "entry.schedule.cron"),
     ],
 )
 def test_segment_entry_problems(entry, field):
