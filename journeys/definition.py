@@ -639,16 +639,31 @@ def _condition_problems(condition: Any, where: str, step: str | None) -> list[Pr
         if key not in ("attribute", "op", "value")
     ]
     attribute = condition.get("attribute")
-    if not isinstance(attribute, str) or not attribute.strip() or len(attribute) > 100:
-        problems.append(Problem(step, f"{where}.attribute", "Name the attribute (at most 100 characters)."))
+    if not isinstance(attribute, str) or not attribute.strip() or len(attribute) > 64:
+        problems.append(Problem(step, f"{where}.attribute", "Name the attribute (1-64 characters)."))
     op = condition.get("op")
     if not isinstance(op, str) or op not in OPS:
         problems.append(Problem(step, f"{where}.op", "One of " + ", ".join(OPS) + "."))
         return problems
-    problem = _value_problem(op, condition.get("value", _MISSING))
+    problem = _value_problem(op, condition.get("value", _MISSING)) or _matcher_problem(condition)
     if problem:
         problems.append(Problem(step, f"{where}.value", problem))
     return problems
+
+
+def _matcher_problem(condition: dict[str, Any]) -> str | None:
+    """What the matcher itself refuses (``conditions.check``: e.g. a regex feature its linear-time
+    engine does not run), so nothing passes here that cannot match there."""
+    try:
+        from .conditions import check
+    except ImportError:  # the messaging slice's module, not merged yet
+        return None
+    try:
+        found = check([condition])
+    except Exception:
+        logger.exception("conditions.check raised")
+        return "This condition could not be checked."
+    return found[0].removeprefix("condition 1: ")[:300] if found else None
 
 
 _MISSING = object()
@@ -662,23 +677,40 @@ def _value_problem(op: str, value: Any) -> str | None:
     if value is _MISSING:
         return "Give a value."
     if op in ("eq", "ne"):
-        if isinstance(value, dict | list):
-            return "A text, a number, true, false or null."
-        return "At most 1,000 characters." if isinstance(value, str) and len(value) > MAX_TEXT else None
+        values = value if isinstance(value, list) else [value]
+        if not values or any(v is None or isinstance(v, dict | list) for v in values):
+            return "A text, a number, true or false (or a list of them)."
+        if len(values) > MAX_KEYWORDS or any(isinstance(v, str) and len(v) > MAX_TEXT for v in values):
+            return f"At most {MAX_KEYWORDS} values of at most 1,000 characters."
+        return None
     if op in _TEXT_OPS:
-        if not isinstance(value, str) or not value.strip():
-            return "A text that is not empty."
-        return "At most 1,000 characters." if len(value) > MAX_TEXT else None
+        values = value if isinstance(value, list) else [value]
+        if not values or any(not isinstance(v, str) or not v.strip() for v in values):
+            return "A text that is not empty (or a list of them)."
+        if len(values) > MAX_KEYWORDS or any(len(v) > 200 for v in values):
+            return f"At most {MAX_KEYWORDS} texts of at most 200 characters."
+        return None
     if op == "keyword":
         return _keyword_problem(value)
     if op == "regex":
         return _regex_problem(value)
     if op in _ORDER_OPS:
-        if isinstance(value, bool) or not (isinstance(value, int | float) or _datetime(value) is not None):
+        if isinstance(value, bool) or not (isinstance(value, int | float) or _orderable_text(value)):
             return "A number, or an ISO date or date-time."
         if isinstance(value, float) and value != value:  # NaN compares false with everything
             return "A number, or an ISO date or date-time."
     return None
+
+
+def _orderable_text(value: Any) -> bool:
+    """A number written as text, or an ISO date / date-time (compared as text)."""
+    if not isinstance(value, str) or len(value) > 40:
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return _datetime(value) is not None or _date(value) is not None
+    return True
 
 
 def _keyword_problem(value: Any) -> str | None:

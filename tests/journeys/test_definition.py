@@ -294,6 +294,9 @@ def test_entries_need_a_known_type_and_an_event_name():
         ({"attribute": "n", "op": "gt", "value": True}, "value"),
         ({"attribute": "n", "op": "eq"}, "value"),
         ({"attribute": "n", "op": "eq", "value": {"a": 1}}, "value"),
+        ({"attribute": "n", "op": "eq", "value": None}, "value"),
+        ({"attribute": "n", "op": "eq", "value": [1, [2]]}, "value"),
+        ({"attribute": "a" * 65, "op": "eq", "value": 1}, "attribute"),
         ({"attribute": "n", "op": "exists", "value": "yes"}, "value"),
         ({"attribute": "n", "op": "eq", "value": 1, "case": True}, "case"),
     ],
@@ -314,7 +317,9 @@ def test_good_conditions_of_every_op():
         {"attribute": "total", "op": "gte", "value": 10},
         {"attribute": "at", "op": "lt", "value": "2026-12-24"},
         {"attribute": "cuisine", "op": "eq", "value": "asian"},
-        {"attribute": "cuisine", "op": "ne", "value": None},
+        {"attribute": "cuisine", "op": "ne", "value": ["thai", "indian"]},
+        {"attribute": "text", "op": "contains", "value": ["sushi", "maki"]},
+        {"attribute": "total", "op": "lt", "value": "100.5"},
         {"attribute": "coupon", "op": "exists", "value": False},
         {"attribute": "coupon", "op": "exists"},
     ]
@@ -583,3 +588,25 @@ def test_fuzz_junk_anywhere_in_a_good_journey(path, junk):
     elif isinstance(node, list) and node:
         node[path[-1] % len(node)] = junk
     _check(data)
+
+
+def test_what_the_matcher_refuses_is_a_problem_here(monkeypatch):
+    import sys
+    import types
+
+    # stand-in until messaging lands: conditions.check refuses what its regex engine cannot run
+    fake = types.SimpleNamespace(
+        check=lambda conditions: (
+            ["condition 1: back-references are not supported."]
+            if "\\1" in str(conditions[0].get("value"))
+            else []
+        )
+    )
+    monkeypatch.setitem(sys.modules, "journeys.conditions", fake)
+    data = promo()
+    data["entry"]["conditions"] = [{"attribute": "text", "op": "regex", "value": r"(a)\1"}]
+    assert problems_of(data) == [
+        {"step": None, "field": "entry.conditions[0].value", "message": "back-references are not supported."}
+    ]
+    data["entry"]["conditions"][0]["value"] = "(a)b"
+    parse(data)
