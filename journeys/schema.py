@@ -61,7 +61,7 @@ STEP_SCHEMAS: dict[str, dict[str, Any]] = {
         {
             "template": _obj(
                 {"name": {"type": "string", "minLength": 1}, "language": {"type": "string", "minLength": 1}},
-                ("name",),
+                ("name", "language"),
             ),
             "bindings": {
                 "type": "object",
@@ -173,7 +173,7 @@ STEP_SCHEMAS: dict[str, dict[str, Any]] = {
                 "items": _obj(
                     {
                         "name": {"type": "string", "minLength": 1, "maxLength": 64},
-                        "percent": {"type": "integer", "minimum": 0, "maximum": 100},
+                        "percent": {"type": "integer", "minimum": 1, "maximum": 100},
                         "next": TARGET,
                     },
                     ("name", "percent"),

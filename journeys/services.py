@@ -280,9 +280,14 @@ def _uuid_or_none(text: str):
 
 
 def _merge(found: list[Problem], extra: list[Problem]) -> list[Problem]:
-    """``found`` plus the ``extra`` problems on a (step, field) nothing in ``found`` names yet."""
-    named = {(p.step, p.field) for p in found}
-    return found + [p for p in extra if (p.step, p.field) not in named]
+    """``found`` plus the ``extra`` problems on a step field nothing in ``found`` names yet (by its
+    first part: the step module's "template" and our "template.name" are one problem)."""
+
+    def key(p: Problem) -> tuple[str | None, str]:
+        return (p.step, p.field.split(".", 1)[0])
+
+    named = {key(p) for p in found}
+    return found + [p for p in extra if key(p) not in named]
 
 
 # --- validation ----------------------------------------------------------------------------------
