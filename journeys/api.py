@@ -21,7 +21,7 @@ from uuid import UUID
 
 from django.core import signing
 from django.http import HttpRequest
-from ninja import Body, Field, Query, Router, Schema, Status
+from ninja import Field, Query, Router, Schema, Status
 
 from controlpanel.api import ApiError, ErrorOut
 from controlpanel.models import Project
@@ -52,7 +52,10 @@ class ProblemOut(Schema):
 
 
 class InvalidJourneyOut(ErrorOut):
-    problems: list[ProblemOut] = Field(description="Every problem found, each with its step and field.")
+    problems: list[ProblemOut] = Field(
+        default_factory=list,
+        description="With `invalid_journey`: every problem found, each with its step and field.",
+    )
 
 
 class ActivationOut(Schema):
@@ -165,6 +168,15 @@ def journey_out(journey: Journey) -> dict[str, Any]:
     }
 
 
+def _journey_body(request: HttpRequest) -> Any:
+    """The body as JSON of any shape: ``parse`` judges it, so a list or a number is a 422
+    ``invalid_journey`` like any other bad journey."""
+    try:
+        return json.loads(request.body or b"null")
+    except (ValueError, RecursionError):
+        raise ApiError(400, "invalid_json", "The request body is not valid JSON.") from None
+
+
 def _options(request: HttpRequest, allowed: dict[str, type]) -> dict[str, Any]:
     """An optional small JSON body ({"move_runs": true}, {"name": "..."}); empty: no options."""
     if not request.body.strip():
@@ -233,11 +245,11 @@ def _optional_body(properties: dict[str, Any]) -> dict[str, Any]:
 WRITE = {422: InvalidJourneyOut}
 
 
-@router.get("/schema", response={200: dict[str, Any]}, auth=None, summary="The journey JSON Schema")
+@router.get("/schema", response={200: dict[str, Any]}, summary="The journey JSON Schema")
 def get_schema(request):
     """The JSON Schema (draft 2020-12) of the journey JSON, with every step type. It describes the
     shape; the API still checks what a schema cannot (outlets that exist, no loops, templates,
-    keyword collisions) and answers those as 422 `invalid_journey`. No API key needed."""
+    keyword collisions) and answers those as 422 `invalid_journey`."""
     return journey_schema()
 
 
@@ -247,12 +259,14 @@ def get_schema(request):
     summary="Create a journey (a draft)",
     openapi_extra=JOURNEY_BODY,
 )
-def create_journey(request, payload: dict[str, Any] = Body(...)):  # noqa: B008 - ninja's body marker
+def create_journey(request):
     """Saves a draft: nothing runs until `POST /journeys/{id}/activate`. A draft may be unfinished;
     `problems` in the answer lists what activation still needs. 422 `invalid_journey` with every
     problem (step and field) when the JSON is not a journey."""
     try:
-        journey = services.create_journey(project=request.project, data=payload, actor=request.actor)
+        journey = services.create_journey(
+            project=request.project, data=_journey_body(request), actor=request.actor
+        )
     except DefinitionError as exc:
         return invalid(exc.problems)
     return Status(201, journey_out(journey))
@@ -293,13 +307,14 @@ def get_journey_detail(request, journey_id: UUID):
     summary="Replace a journey's definition",
     openapi_extra=JOURNEY_BODY,
 )
-def update_journey(request, journey_id: UUID, payload: dict[str, Any] = Body(...)):  # noqa: B008
+def update_journey(request, journey_id: UUID):
     """Replaces the definition of a draft or paused journey (409 for an active one: pause it
     first). Runs of a paused journey stay where they are; `activate` or `resume` decide whether
     they move to the new version."""
     journey = get_journey(request.project, journey_id)
+    data = _journey_body(request)
     try:
-        journey = services.update_journey(journey=journey, data=payload, actor=request.actor)
+        journey = services.update_journey(journey=journey, data=data, actor=request.actor)
     except services.JourneyRefused as exc:
         raise _refused(exc) from None
     except DefinitionError as exc:
@@ -466,13 +481,15 @@ def export(request, journey_id: UUID):
     summary="Import a journey (a draft)",
     openapi_extra=JOURNEY_BODY,
 )
-def import_journey(request, payload: dict[str, Any] = Body(...)):  # noqa: B008
+def import_journey(request):
     """Creates a draft from an export (or any journey JSON). A structure that is not a journey is
     refused (422, nothing written). References this project does not have (a segment id, a
     template) do not refuse the import: the draft is written and `problems` names each one per step
     and field; they block activation until fixed."""
     try:
-        journey = services.import_journey(project=request.project, data=payload, actor=request.actor)
+        journey = services.import_journey(
+            project=request.project, data=_journey_body(request), actor=request.actor
+        )
     except DefinitionError as exc:
         return invalid(exc.problems)
     return Status(201, journey_out(journey))
