@@ -37,7 +37,7 @@ _DURATION = re.compile(
 )
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 MAX_STEPS = 200
-MAX_ENTRIES = 10
+MAX_ENTRIES = 20  # the keyword shortcut writes one entry per regex or partial keyword (up to 20)
 MAX_CONDITIONS = 20
 MAX_KEYWORDS = 100
 MAX_REGEX = 500

@@ -366,7 +366,6 @@ def activate(*, journey: Journey, actor: Actor, move_runs: bool = False) -> Jour
     return activate_journey(journey=journey, actor=actor, move_runs=move_runs).journey
 
 
-@transaction.atomic
 def activate_journey(*, journey: Journey, actor: Actor, move_runs: bool = False) -> Activation:
     """Draft or paused -> active. DefinitionError with every problem (keyword collisions included)
     when the definition may not run; JourneyRefused for a stopped journey.
@@ -376,6 +375,11 @@ def activate_journey(*, journey: Journey, actor: Actor, move_runs: bool = False)
     with the same type moves to it (set-based), the others stay. Runs a worker holds right now
     (lease not passed) stay. Idempotent: activating an active journey changes nothing.
     """
+    return _activate(journey=journey, actor=actor, move_runs=move_runs, action="journey.activate")
+
+
+@transaction.atomic
+def _activate(*, journey: Journey, actor: Actor, move_runs: bool, action: str) -> Activation:
     # Lock order: project, then journey (every activation of the project queues on the first).
     Project.objects.select_for_update().filter(pk=journey.project_id).first()
     journey = Journey.objects.select_for_update().get(pk=journey.pk)
@@ -409,7 +413,7 @@ def activate_journey(*, journey: Journey, actor: Actor, move_runs: bool = False)
     record_audit(
         project=journey.project,
         actor=actor,
-        action="journey.activate",
+        action=action,
         obj=journey,
         changes={"version": journey.version, "moved_runs": moved, "stayed_runs": stayed},
     )
@@ -483,7 +487,7 @@ def resume_journey(*, journey: Journey, actor: Actor, move_runs: bool = False) -
     current = Journey.objects.select_for_update().get(pk=journey.pk)
     if current.status != JourneyStatus.PAUSED:
         raise JourneyRefused("Only a paused journey can be resumed.")
-    return activate_journey(journey=current, actor=actor, move_runs=move_runs)
+    return _activate(journey=current, actor=actor, move_runs=move_runs, action="journey.resume")
 
 
 @transaction.atomic

@@ -278,6 +278,15 @@ def test_entries_need_a_known_type_and_an_event_name():
     assert fields(listed) == {(None, "entries[1].event")}
 
 
+def test_up_to_twenty_entries():
+    entry = {"type": "event", "event": "WhatsAppReceived"}
+    listed = promo(entries=[entry] * 20)
+    del listed["entry"]
+    assert len(parse(listed).entries) == 20
+    listed["entries"].append(entry)
+    assert fields(listed) == {(None, "entries")}
+
+
 @pytest.mark.parametrize(
     ("condition", "field"),
     [

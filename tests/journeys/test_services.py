@@ -300,8 +300,15 @@ def test_runs_stay_on_their_version_unless_moved_where_their_step_still_exists(p
     assert (outcome.version, outcome.new_version, outcome.moved, outcome.stayed) == (2, True, 1, 2)
     versions = dict(JourneyRun.objects.values_list("pk", "version"))
     assert versions == {at_wait.pk: 2, at_offer.pk: 1, leased.pk: 1, finished.pk: 1}
-    entry = AuditEntry.objects.filter(action="journey.activate").order_by("-id").first()
+    entry = AuditEntry.objects.filter(action="journey.resume").get()
     assert entry.changes == {"version": 2, "moved_runs": 1, "stayed_runs": 2}
+    assert actions(journey) == [
+        "journey.create",
+        "journey.activate",
+        "journey.pause",
+        "journey.update",
+        "journey.resume",
+    ]
 
 
 def test_without_move_runs_every_live_run_stays(project):
