@@ -306,7 +306,29 @@ def validate_with_warnings(journey: Journey) -> tuple[list[Problem], list[Proble
         problems = list(exc.problems)
     problems = _merge(problems, missing_references(journey.project, data, strict=True))
     collisions, warnings = _collisions(journey, data)
-    return problems + collisions, warnings
+    return problems + collisions, _catch_all(data) + warnings
+
+
+def _catch_all(data: Any) -> list[Problem]:
+    """A warning for an inbound entry without a text condition: every message a subscriber writes
+    (answers to other journeys' buttons, STOP) would start this journey."""
+    if not isinstance(data, dict):
+        return []
+    listed = isinstance(data.get("entries"), list)
+    entries = data["entries"] if listed else [data.get("entry")]
+    warnings = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or entry.get("type") != "event" or entry.get("event") != INBOUND_EVENT:
+            continue
+        conditions = entry.get("conditions")
+        if not conditions:
+            where = f"entries[{i}].conditions" if listed else "entry.conditions"
+            warnings.append(
+                Problem(
+                    None, where, "Every inbound message would start this journey: add a keyword condition."
+                )
+            )
+    return warnings
 
 
 def validate(journey: Journey) -> list[Problem]:

@@ -173,6 +173,16 @@ def test_loose_conditions_warn_but_do_not_block(project):
     assert services.validate_with_warnings(unrelated) == ([], [])
 
 
+def test_an_inbound_entry_without_conditions_warns(project):
+    data = keyword_journey("All", "x")
+    data["entry"]["conditions"] = []
+    problems, warnings = services.validate_with_warnings(make(project, data))
+    assert problems == []
+    assert [(w.field, w.message) for w in warnings] == [
+        ("entry.conditions", "Every inbound message would start this journey: add a keyword condition.")
+    ]
+
+
 def test_a_keyword_taken_by_another_journeys_loose_condition_warns(project):
     make(project, keyword_journey("Catch-all", "pro", op="contains"), JourneyStatus.ACTIVE)
     mine = make(project, keyword_journey("Mine", "promo"))
