@@ -659,7 +659,8 @@ def _matcher_problem(condition: dict[str, Any]) -> str | None:
     except ImportError:  # the messaging slice's module, not merged yet
         return None
     try:
-        found = check([condition])
+        # The attribute is judged above: the matcher is asked about the op and value only.
+        found = check([{"attribute": "a", "op": condition.get("op"), "value": condition.get("value")}])
     except Exception:
         logger.exception("conditions.check raised")
         return "This condition could not be checked."

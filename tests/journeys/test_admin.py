@@ -33,6 +33,7 @@ def _act(client, action: str, *journeys):
 
 
 def test_journey_pages_show_the_definition_pretty_printed_and_read_only(operator, project):
+    approved_template(project)
     journey = services.create_journey(project=project, data=PROMO, actor=ACTOR)
     listing = operator.get(reverse("admin:journeys_journey_changelist"), {"status__exact": "draft"})
     assert listing.status_code == 200 and "PROMO keyword" in listing.content.decode()

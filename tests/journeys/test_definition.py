@@ -398,11 +398,15 @@ def test_with_a_project_the_segment_must_be_one_of_its_own(project):
     from subscribers.models import Segment
 
     other = Segment.objects.create(project=project, name="VIP", rule={"type": "all"})
-    entry = {"type": "segment", "segment": str(other.public_id)}
-    parse(promo(entry=entry), project=project)
+    data = {
+        "name": "VIP",
+        "entry": {"type": "segment", "segment": str(other.public_id)},
+        "steps": [{"id": "bye", "type": "exit"}],
+    }
+    parse(data, project=project)
     from tests.factories import ProjectFactory
 
-    assert fields(promo(entry=entry), project=ProjectFactory()) == {(None, "entry.segment")}
+    assert fields(data, project=ProjectFactory()) == {(None, "entry.segment")}
 
 
 # --- settings ------------------------------------------------------------------------------------

@@ -74,9 +74,10 @@ def approved_template(project, name: str = "follow_up_offer") -> MessageTemplate
 
 
 def make(project, data, status=JourneyStatus.DRAFT) -> Journey:
+    # The WhatsApp step refuses a template the project does not have, in drafts too.
+    approved_template(project)
     journey = services.create_journey(project=project, data=data, actor=ACTOR)
     if status != JourneyStatus.DRAFT:
-        approved_template(project)
         journey = services.activate(journey=journey, actor=ACTOR)
     if status == JourneyStatus.PAUSED:
         journey = services.pause(journey=journey, actor=ACTOR)
@@ -247,23 +248,17 @@ def template_journey(template: str, segment: str | None = None) -> dict:
 
 
 def test_validation_wants_templates_that_exist_and_are_approved(project):
-    account = WhatsAppAccount.objects.create(
-        project=project, waba_id="1", phone_number_id="pn-2", display_phone_number="1555"
-    )
     journey = make(project, template_journey("follow_up_offer"))
-    assert [(p.step, p.field) for p in services.validate(journey)] == [("offer", "template.name")]
-    template = MessageTemplate.objects.create(
-        project=project,
-        account=account,
-        name="follow_up_offer",
-        language="de",
-        category="MARKETING",
-        status="PENDING",
-    )
-    assert "not approved (pending)" in services.validate(journey)[0].message
-    template.status = "APPROVED"
-    template.save()
     assert services.validate(journey) == []
+    template = MessageTemplate.objects.get()
+    template.status = "PENDING"
+    template.save()
+    problems = services.validate(journey)
+    assert [p.step for p in problems] == ["offer"] and "pending" in problems[0].message
+    template.delete()
+    problems = services.validate(journey)
+    assert [p.step for p in problems] == ["offer"]
+    assert "There is no template follow_up_offer (de)" in problems[0].message
 
 
 # --- activation and versions ---------------------------------------------------------------------
@@ -347,7 +342,6 @@ def test_pause_resume_stop_and_their_refusals(project, engine_stand_in):
         services.pause(journey=journey, actor=ACTOR)
     with pytest.raises(JourneyRefused):
         services.resume(journey=journey, actor=ACTOR)
-    approved_template(project)
     services.activate(journey=journey, actor=ACTOR)
     run = live_run(Journey.objects.get(pk=journey.pk), "wait")
     services.pause(journey=journey, actor=ACTOR)
