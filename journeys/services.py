@@ -449,14 +449,11 @@ def _move_runs(journey: Journey, definition: Definition, *, move: bool) -> tuple
     moved = 0
     if move:
         now = timezone.now()
-        # Same step id and type: a run waiting at a wait step must find a wait step. One UPDATE
-        # per step type (a journey has at most 200 steps, a handful of types).
-        by_type: dict[str, list[str]] = {}
-        for step in definition.steps.values():
-            by_type.setdefault(step.type, []).append(step.id)
         from .versions import definition_of
 
-        for number in set(older.values_list("version", flat=True)):
+        # Same step id and same type: a run waiting at a wait step must find a wait step there.
+        # One UPDATE per older version still walked (a handful), not one per run.
+        for number in older.order_by().values_list("version", flat=True).distinct():
             try:
                 old = definition_of(journey, number)
             except (JourneyVersion.DoesNotExist, DefinitionError):
