@@ -409,12 +409,17 @@ def _activate(*, journey: Journey, actor: Actor, move_runs: bool, action: str) -
         raise JourneyRefused("A stopped journey cannot be activated again; clone it.")
     if journey.status == JourneyStatus.ACTIVE:
         return Activation(journey, journey.version, new_version=False)
-    problems = validate(journey)
-    if problems:
-        raise DefinitionError(problems)
-    definition = parse(journey.definition, project=journey.project, strict=True)
     latest = JourneyVersion.objects.filter(journey=journey).order_by("-number").first()
     new_version = latest is None or latest.definition != journey.definition
+    # Resuming what was validated and frozen: its runs walk it already, so only what another
+    # journey may have changed since (a keyword) is checked; a template Meta paused meanwhile is
+    # the send step's to skip with the reason, not a reason to keep the brake on.
+    problems = validate(journey) if new_version else _collisions(journey, journey.definition)[0]
+    if problems:
+        raise DefinitionError(problems)
+    definition = parse(
+        journey.definition, project=journey.project if new_version else None, strict=new_version
+    )
     if new_version:
         number = (latest.number if latest else 0) + 1
         JourneyVersion.objects.create(

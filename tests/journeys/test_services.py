@@ -287,6 +287,17 @@ def test_activation_freezes_a_version_only_when_the_definition_changed(project):
     assert JourneyVersion.objects.count() == 1
 
 
+def test_resuming_an_unchanged_journey_does_not_trip_over_a_template_paused_meanwhile(project):
+    journey = make(project, PROMO, JourneyStatus.PAUSED)
+    MessageTemplate.objects.update(status="PAUSED")
+    assert services.validate(journey)  # an edit would have to fix it ...
+    assert services.resume(journey=journey, actor=ACTOR).status == JourneyStatus.ACTIVE  # ... a resume not
+    services.pause(journey=journey, actor=ACTOR)
+    services.update_journey(journey=journey, data={**PROMO, "name": "edited"}, actor=ACTOR)
+    with pytest.raises(DefinitionError):
+        services.resume(journey=journey, actor=ACTOR)
+
+
 def test_runs_stay_on_their_version_unless_moved_where_their_step_still_exists(project):
     journey = make(project, PROMO, JourneyStatus.ACTIVE)
     at_wait = live_run(journey, "wait")
