@@ -470,18 +470,11 @@ def _entries(data: dict[str, Any], problems: list[Problem], *, project, strict: 
     return tuple(entries)
 
 
-def audience_problems(
-    data: dict[str, Any], where: str, *, project=None, strict: bool = False, step: str | None = None
-) -> list[Problem]:
-    """``segment`` (a saved segment's public id) or ``rule`` (a rule tree, or its text form), not
-    both; with a project, the segment must be one of its segments and the rule valid there. Shared
-    by segment entries and the segment split step."""
-    return _audience_problems(data, where, project=project, strict=strict, step=step)
-
-
 def _audience_problems(
     entry: dict[str, Any], where: str, *, project, strict: bool, step: str | None = None
 ) -> list[Problem]:
+    """``segment`` (a saved segment's public id) or ``rule`` (a rule tree, or its text form), not
+    both; with a project, the segment must be one of its segments and the rule valid there."""
     segment, rule = entry.get("segment"), entry.get("rule")
     prefix = f"{where}." if where else ""
     if (segment is None) == (rule is None):
