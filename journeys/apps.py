@@ -8,7 +8,7 @@ class JourneysConfig(AppConfig):
         from controlpanel import scheduler
         from controlpanel.api import register_router
 
-        from . import start_api
+        from . import api, start_api
         from .entry_actors import fire_segment_entries
 
         # Step types register themselves at import (journeys/steps/__init__.py).
@@ -16,6 +16,7 @@ class JourneysConfig(AppConfig):
 
         # The start router first: its literal paths (/drop, /requests/...) resolve before /{id}.
         register_router("/journeys", start_api.router)
+        register_router("/journeys", api.router)
         # Every second: due runs (timers, ready runs) are advanced. Durable: reads committed runs.
         scheduler.periodic("advance-journeys", 1, _advance_journeys)
         scheduler.periodic("journey-segment-entries", 5, lambda: fire_segment_entries.send())
