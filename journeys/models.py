@@ -173,6 +173,15 @@ class JourneyRun(models.Model):
             ),
             models.Index(fields=["journey", "state", "step_id"], name="journey_run_step"),
             models.Index(fields=["journey", "subscriber", "-entered_at"], name="journey_run_subscriber"),
+            # The statistics page's daily series (journeys/stats.py): range scans of a window.
+            models.Index(
+                fields=["journey", "entered_at"], condition=Q(dry_run=False), name="journey_run_entered"
+            ),
+            models.Index(
+                fields=["journey", "converted_at"],
+                condition=Q(converted_at__isnull=False, dry_run=False),
+                name="journey_run_converted",
+            ),
         ]
 
     def __str__(self) -> str:
