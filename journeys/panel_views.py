@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import uuid
+from datetime import datetime
 from types import ModuleType
 from typing import Any
 
@@ -338,6 +339,17 @@ def _search(request: HttpRequest) -> list[Subscriber]:
     return list(found.only("public_id", "name", "phone", "external_id")[:SEARCH_SIZE])
 
 
+def _clock(run: JourneyRun | None) -> datetime | None:
+    """The run's simulated clock (``context["clock"]``, ISO text), for showing in the project's zone."""
+    raw = (run.context or {}).get("clock") if run is not None else None
+    if isinstance(raw, datetime):
+        return raw
+    try:
+        return datetime.fromisoformat(str(raw)) if raw else None
+    except ValueError:
+        return None
+
+
 def _dryrun_context(
     request: HttpRequest, journey: Journey, run: JourneyRun | None, fire_form: FireEventForm | None = None
 ) -> dict[str, Any]:
@@ -350,7 +362,7 @@ def _dryrun_context(
         "engine_missing": module is None,
         "visits": visits,
         "path": _path(_run_definition(journey, run), run, visits),
-        "clock": (run.context or {}).get("clock") if run else None,
+        "clock": _clock(run),
         "fire_form": fire_form or FireEventForm(initial={"run": run.public_id if run else None}),
         "url": reverse("journeys:dryrun", args=[slug, journey.public_id]),
         "start_url": reverse("journeys:dryrun_start", args=[slug, journey.public_id]),
