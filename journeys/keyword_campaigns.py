@@ -410,6 +410,23 @@ def hilfe_definition(menu: MessageTemplate) -> dict[str, Any]:
     }
 
 
+def example_initial(project: Project, key: str) -> dict[str, Any]:
+    """The shortcut form filled in as an example would be (the list's example links open it so);
+    empty for an example the form cannot express (HILFE branches per button: its card creates it)."""
+    if key != "promo":
+        return {}
+    offer = offer_template(project)
+    initial: dict[str, Any] = {
+        "name": "PROMO keyword",
+        "keywords": "promo",
+        "match": "exact",
+        "reply": "Danke! Dein Code: SUSHI20",
+    }
+    if offer:
+        initial.update(template=f"{offer.name}|{offer.language}", delay_amount=1, delay_unit="hours")
+    return initial
+
+
 @transaction.atomic
 def create_example(*, project: Project, key: str, actor: Actor) -> Journey:
     """A draft journey from a built-in example (activation is the marketer's step, in the builder).

@@ -139,6 +139,58 @@ class KeywordCampaignForm(forms.Form):
         )
 
 
+def parse_attributes(text: str) -> dict[str, str]:
+    """``key=value`` lines -> attributes; ValidationError naming each bad line."""
+    attributes: dict[str, str] = {}
+    problems = []
+    for number, line in enumerate((text or "").splitlines(), 1):
+        if not line.strip():
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            problems.append(f"Line {number}: write name=value, e.g. text=PROMO.")
+            continue
+        attributes[key.strip()] = value.strip()
+    if len(attributes) > 50:
+        problems.append("At most 50 attributes.")
+    if problems:
+        raise forms.ValidationError(problems)
+    return attributes
+
+
+def _event_name(name: str) -> str:
+    try:
+        return validate_event_name(name)
+    except InvalidInput as exc:
+        raise forms.ValidationError(exc.message) from None
+
+
+class StartDryRunForm(forms.Form):
+    """Who walks the journey, on which definition, entering with which event (a keyword journey's
+    reply needs the inbound message that opened the window)."""
+
+    subscriber = forms.UUIDField(
+        error_messages={"required": "Pick a subscriber of this project to run the journey for."}
+    )
+    source = forms.ChoiceField(
+        choices=[("draft", "the saved draft"), ("active", "the active version")], required=False
+    )
+    event_name = forms.CharField(max_length=64, required=False)
+    event_attributes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def clean_event_name(self) -> str:
+        name = self.cleaned_data.get("event_name", "").strip()
+        return _event_name(name) if name else ""
+
+    def clean_event_attributes(self) -> dict[str, str]:
+        return parse_attributes(self.cleaned_data.get("event_attributes") or "")
+
+    @property
+    def event(self) -> dict[str, object] | None:
+        name = self.cleaned_data.get("event_name")
+        return {"name": name, "attributes": self.cleaned_data.get("event_attributes") or {}} if name else None
+
+
 class FireEventForm(forms.Form):
     """An event for a dry run: a name and attributes, one ``key=value`` per line."""
 
@@ -151,24 +203,7 @@ class FireEventForm(forms.Form):
     )
 
     def clean_name(self) -> str:
-        try:
-            return validate_event_name(self.cleaned_data["name"])
-        except InvalidInput as exc:
-            raise forms.ValidationError(exc.message) from None
+        return _event_name(self.cleaned_data["name"])
 
     def clean_attributes(self) -> dict[str, str]:
-        attributes: dict[str, str] = {}
-        problems = []
-        for number, line in enumerate((self.cleaned_data.get("attributes") or "").splitlines(), 1):
-            if not line.strip():
-                continue
-            key, sep, value = line.partition("=")
-            if not sep or not key.strip():
-                problems.append(f"Line {number}: write name=value, e.g. text=PROMO.")
-                continue
-            attributes[key.strip()] = value.strip()
-        if len(attributes) > 50:
-            problems.append("At most 50 attributes.")
-        if problems:
-            raise forms.ValidationError(problems)
-        return attributes
+        return parse_attributes(self.cleaned_data.get("attributes") or "")

@@ -12,6 +12,7 @@ for, so these pages load even where it is missing; the page then says so instead
 from __future__ import annotations
 
 import importlib
+import inspect
 import uuid
 from datetime import datetime
 from types import ModuleType
@@ -34,7 +35,7 @@ from subscribers.models import Subscriber
 from . import keyword_campaigns, services
 from .definition import DefinitionError
 from .models import Journey, JourneyRun, JourneyStatus, RunState
-from .panel_forms import FireEventForm, KeywordCampaignForm
+from .panel_forms import FireEventForm, KeywordCampaignForm, StartDryRunForm
 from .stats import journey_stats, shown_definition
 from .steps import Problem
 
@@ -128,9 +129,13 @@ def keyword_new(request: HttpRequest) -> HttpResponse:
         form = KeywordCampaignForm(request.GET or None, project=project)
         if _target(request) == "keyword-bindings":
             return render(request, f"{KEYWORD_PAGE}#keyword-bindings", _keyword_context(request, form))
-        if request.GET:
-            form = KeywordCampaignForm(initial=request.GET.dict(), project=project)
-        return render(request, KEYWORD_PAGE, _keyword_context(request, form))
+        example = request.GET.get("example", "")
+        form = KeywordCampaignForm(
+            initial=keyword_campaigns.example_initial(project, example), project=project
+        )
+        context = _keyword_context(request, form)
+        context["chosen_example"] = example
+        return render(request, KEYWORD_PAGE, context)
     form = KeywordCampaignForm(request.POST, project=project)
     activate = request.POST.get("action") == "activate"
     if form.is_valid():
@@ -147,6 +152,14 @@ def keyword_new(request: HttpRequest) -> HttpResponse:
                 messages.success(request, f"“{journey.name}” is active: it answers its keywords from now on.")
             else:
                 messages.success(request, f"“{journey.name}” is saved as a draft.")
+                # What would block activation later (a keyword taken meanwhile, a template not
+                # approved yet) is said now, not when the marketer presses Activate.
+                blocking = services.validate(journey)
+                if blocking:
+                    messages.warning(
+                        request,
+                        "Before it can be activated: " + "; ".join(p.message for p in blocking),
+                    )
             return redirect(_list_url(request))
     return render(request, KEYWORD_PAGE, _keyword_context(request, form), status=400)
 
@@ -350,13 +363,47 @@ def _clock(run: JourneyRun | None) -> datetime | None:
         return None
 
 
+def entry_event(definition: dict[str, Any]) -> tuple[str, str]:
+    """The event a dry run enters with by default: the journey's first event entry, its attributes
+    from its conditions (a keyword journey: ``text=<first keyword>``); ("", "") for other entries."""
+    entries = definition.get("entries")
+    entries = entries if isinstance(entries, list) else [definition.get("entry")]
+    for entry in entries:
+        if (
+            not isinstance(entry, dict)
+            or entry.get("type") != "event"
+            or not isinstance(entry.get("event"), str)
+        ):
+            continue
+        lines = []
+        for condition in entry.get("conditions") or []:
+            if not isinstance(condition, dict) or condition.get("op") not in (
+                "eq",
+                "keyword",
+                "contains",
+                "starts_with",
+            ):
+                continue
+            value = condition.get("value")
+            value = value[0] if isinstance(value, list) and value else value
+            if isinstance(value, str | int | float) and isinstance(condition.get("attribute"), str):
+                lines.append(f"{condition['attribute']}={value}")
+        return entry["event"], "\n".join(lines)
+    return "", ""
+
+
 def _dryrun_context(
     request: HttpRequest, journey: Journey, run: JourneyRun | None, fire_form: FireEventForm | None = None
 ) -> dict[str, Any]:
     module = _dryrun_module()
     slug = request.project.slug
     visits = _visits(module, run) if run is not None else []
+    event_name, event_attributes = entry_event(
+        journey.definition if isinstance(journey.definition, dict) else {}
+    )
     return {
+        "event_name": event_name,
+        "event_attributes": event_attributes,
         "journey": journey,
         "run": run,
         "engine_missing": module is None,
@@ -374,11 +421,16 @@ def _dryrun_context(
     }
 
 
-def _dryrun_answer(request: HttpRequest, journey: Journey, run: JourneyRun, **extra: Any) -> HttpResponse:
+def _dryrun_answer(
+    request: HttpRequest, journey: Journey, run: JourneyRun, *, notice: str = "", **extra: Any
+) -> HttpResponse:
     """htmx: the run's partial; a plain POST: back to the page showing the run."""
     if _target(request) == "dryrun-run":
         context = _dryrun_context(request, journey, run, **extra)
+        context["notice"] = notice
         return render(request, f"{DRYRUN_PAGE}#dryrun-run", context, status=200)
+    if notice:
+        messages.info(request, notice)
     if extra.get("fire_form") is not None:
         context = _dryrun_context(request, journey, run, **extra)
         context.update(subscribers=_search(request), handsets=_handsets(request), query="")
@@ -407,45 +459,63 @@ def dryrun_page(request: HttpRequest, journey_id: uuid.UUID) -> HttpResponse:
     return response
 
 
+def _start_refused(request: HttpRequest, journey: Journey, problem: str) -> HttpResponse:
+    if _target(request) == "dryrun-run":
+        context = _dryrun_context(request, journey, None)
+        context["start_error"] = problem
+        return render(request, f"{DRYRUN_PAGE}#dryrun-run", context)
+    messages.error(request, problem)
+    return redirect(reverse("journeys:dryrun", args=[request.project.slug, journey.public_id]))
+
+
+def _start_kwargs(module: ModuleType, event: dict[str, Any] | None) -> dict[str, Any]:
+    """``event=`` (the entry event the run starts with) where the engine's ``start`` takes it.
+
+    A keyword journey's first reply goes only inside the window its inbound message opened; a dry
+    run started without that message shows the reply taking the "outside the window" branch.
+    """
+    if event is None:
+        return {}
+    try:
+        accepted = inspect.signature(module.start).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {"event": event} if "event" in accepted else {}
+
+
 @project_view(section="journeys")
 @require_POST
 def dryrun_start(request: HttpRequest, journey_id: uuid.UUID) -> HttpResponse:
-    """Start a dry run for one subscriber of this project, on the saved draft or the active version."""
+    """Start a dry run for one subscriber of this project, on the saved draft or the active version,
+    entering with the given event (prefilled from the journey's event entry)."""
     journey = _journey(request, journey_id)
     module = _dryrun_module()
+    if module is None:
+        return _start_refused(request, journey, "The dry run engine is not installed in this version.")
+    form = StartDryRunForm(request.POST)
     subscriber = None
-    try:
-        subscriber_id = uuid.UUID(request.POST.get("subscriber", ""))
-    except ValueError:
-        subscriber_id = None
-    if subscriber_id is not None:
-        subscriber = Subscriber.objects.for_project(request.project).filter(public_id=subscriber_id).first()
-    url = reverse("journeys:dryrun", args=[request.project.slug, journey.public_id])
-    if subscriber is None or module is None:
-        problem = (
-            "The dry run engine is not installed in this version."
-            if module is None
-            else "Pick a subscriber of this project to run the journey for."
+    if form.is_valid():
+        subscriber = (
+            Subscriber.objects.for_project(request.project)
+            .filter(public_id=form.cleaned_data["subscriber"])
+            .first()
         )
-        if _target(request) == "dryrun-run":
-            context = _dryrun_context(request, journey, None)
-            context["start_error"] = problem
-            return render(request, f"{DRYRUN_PAGE}#dryrun-run", context)
-        messages.error(request, problem)
-        return redirect(url)
-    use_draft = request.POST.get("source", "draft") == "draft" or not journey.version
+        if subscriber is None:
+            form.add_error("subscriber", "Pick a subscriber of this project to run the journey for.")
+    if not form.is_valid() or subscriber is None:
+        return _start_refused(request, journey, " ".join(m for ms in form.errors.values() for m in ms))
+    use_draft = form.cleaned_data["source"] != "active" or not journey.version
     try:
         run = module.start(
-            journey=journey, subscriber=subscriber, definition=journey.definition if use_draft else None
+            journey=journey,
+            subscriber=subscriber,
+            definition=journey.definition if use_draft else None,
+            **_start_kwargs(module, form.event),
         )
     except DefinitionError as exc:
-        problem = "The journey cannot run yet: " + "; ".join(map(problem_text, exc.problems))
-        if _target(request) == "dryrun-run":
-            context = _dryrun_context(request, journey, None)
-            context["start_error"] = problem
-            return render(request, f"{DRYRUN_PAGE}#dryrun-run", context)
-        messages.error(request, problem)
-        return redirect(url)
+        return _start_refused(
+            request, journey, "The journey cannot run yet: " + "; ".join(map(problem_text, exc.problems))
+        )
     return _dryrun_answer(request, journey, run)
 
 
@@ -463,9 +533,10 @@ def dryrun_forward(request: HttpRequest, journey_id: uuid.UUID) -> HttpResponse:
     """Move the run's simulated clock to its next wake and advance it."""
     journey = _journey(request, journey_id)
     module, run = _posted_run(request, journey)
-    module.fast_forward(run)
+    moved = module.fast_forward(run)
     run.refresh_from_db()
-    return _dryrun_answer(request, journey, run)
+    notice = "" if moved else "Nothing to fast-forward: the run waits for an event, or it is done."
+    return _dryrun_answer(request, journey, run, notice=notice)
 
 
 @project_view(section="journeys")
@@ -477,6 +548,11 @@ def dryrun_fire(request: HttpRequest, journey_id: uuid.UUID) -> HttpResponse:
     form = FireEventForm(request.POST)
     if not form.is_valid():
         return _dryrun_answer(request, journey, run, fire_form=form)
-    module.fire(run, form.cleaned_data["name"], form.cleaned_data["attributes"])
+    name = form.cleaned_data["name"]
+    moved = module.fire(run, name, form.cleaned_data["attributes"])
     run.refresh_from_db()
-    return _dryrun_answer(request, journey, run)
+    notice = ""
+    if not moved:
+        waits_for = ", ".join(run.waiting_events or []) or "no event"
+        notice = f"{name} moved nothing: the run waits for {waits_for} (and the step's conditions)."
+    return _dryrun_answer(request, journey, run, notice=notice)

@@ -84,8 +84,9 @@ def _walk(run: JourneyRun, step_id: str | None, clock: datetime) -> None:
     run.save()
 
 
-def _start(*, journey, subscriber, definition=None) -> JourneyRun:
+def _start(*, journey, subscriber, definition=None, event=None) -> JourneyRun:
     now = timezone.now()
+    entry = {"event": {**event, "occurred_at": now.isoformat()}} if event else {}
     run = JourneyRun.objects.create(
         project_id=journey.project_id,
         journey=journey,
@@ -95,7 +96,7 @@ def _start(*, journey, subscriber, definition=None) -> JourneyRun:
         entry_key=f"dry:{now.timestamp()}:{subscriber.pk}",
         dry_run=True,
         entered_at=now,
-        context={"definition": definition or journey.definition, "clock": now.isoformat()},
+        context={"definition": definition or journey.definition, "clock": now.isoformat(), **entry},
     )
     first = run.context["definition"]["steps"][0]["id"]
     _walk(run, first, now)
@@ -112,7 +113,7 @@ def _fast_forward(run: JourneyRun) -> list:
     return list(run.steps.order_by("entered_at", "pk"))
 
 
-def _fire(run: JourneyRun, name: str, attributes: dict[str, Any]) -> None:
+def _fire(run: JourneyRun, name: str, attributes: dict[str, Any]) -> list:
     step = _steps_of(run).get(run.step_id) or {}
     target = (step.get("buttons") or {}).get(attributes.get("button_text", ""))
     if run.state == RunState.WAITING and name == "WhatsAppReceived" and target:
@@ -120,6 +121,8 @@ def _fire(run: JourneyRun, name: str, attributes: dict[str, Any]) -> None:
         outlet = f"button:{attributes['button_text']}"
         JourneyRunStep.objects.filter(run=run, step_id=run.step_id).update(outlet=outlet, finished_at=clock)
         _walk(run, target, clock)
+        return _timeline(run)
+    return []
 
 
 def _timeline(run: JourneyRun) -> list[JourneyRunStep]:

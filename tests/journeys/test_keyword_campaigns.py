@@ -93,13 +93,22 @@ def test_keywords_are_split_deduplicated_by_folding_and_refused_per_item():
         kc.parse_keywords(" , ", match="exact")
 
 
-def test_create_saves_a_draft_claiming_the_folded_keyword(project):
+@pytest.fixture
+def offer(project):
+    account = _account(project)
+    return MessageTemplate.objects.create(
+        project=project, account=account, name="follow_up_offer", language="de", category="MARKETING",
+        status="APPROVED", components=[{"type": "BODY", "text": "Noch hungrig?"}],
+    )  # fmt: skip
+
+
+def test_create_saves_a_draft_claiming_the_folded_keyword(project, offer):
     journey = kc.create_keyword_campaign(project=project, spec=PROMO, actor=SYSTEM)
     assert journey.status == JourneyStatus.DRAFT
     assert journey.keywords == ["promo"] and journey.entry_events == ["WhatsAppReceived"]
 
 
-def test_save_and_activate_writes_nothing_when_activation_is_blocked(project, monkeypatch):
+def test_save_and_activate_writes_nothing_when_activation_is_blocked(project, offer, monkeypatch):
     # stand-in until definition lands: its validate reports keyword collisions like this
     problem = Problem(None, "entry.conditions", "PROMO is already claimed by journey 'Promo 2'.")
     monkeypatch.setattr(services, "validate", lambda journey: [problem])
@@ -109,7 +118,7 @@ def test_save_and_activate_writes_nothing_when_activation_is_blocked(project, mo
     assert not Journey.objects.filter(project=project).exists()
 
 
-def test_save_and_activate_activates(project, monkeypatch):
+def test_save_and_activate_activates(project, offer, monkeypatch):
     monkeypatch.setattr(services, "validate", lambda journey: [])  # templates are checked by messaging's step
     journey = kc.create_keyword_campaign(project=project, spec=PROMO, actor=SYSTEM, activate=True)
     assert journey.status == JourneyStatus.ACTIVE and journey.version == 1
