@@ -102,7 +102,8 @@ def _rate(part: int, whole: int) -> float | None:
 
 
 def unique_subscribers(journey: Journey) -> int:
-    key = f"journeys:unique:{journey.pk}"
+    # Keyed by the public id: integer ids can come back (a test database, a restored dump).
+    key = f"journeys:unique:{journey.public_id}"
     found = cache.get(key)
     if found is None:
         found = (
@@ -135,7 +136,7 @@ def daily_series(journey: Journey, days: int = SERIES_DAYS) -> dict[str, list]:
     first = today - timedelta(days=days - 1)
     midnight = datetime.combine(today, time.min, tzinfo=tz)
     start = datetime.combine(first, time.min, tzinfo=tz)
-    key = f"journeys:daily:{journey.pk}:{tz}:{first.isoformat()}:{today.isoformat()}"
+    key = f"journeys:daily:{journey.public_id}:{tz}:{first.isoformat()}:{today.isoformat()}"
     closed = cache.get(key)
     if closed is None:
         closed = {

@@ -24,7 +24,7 @@ from tests.browser.test_simulator_phone import simulator  # noqa: F401  (fixture
 from tests.factories import PASSWORD, MembershipFactory, ProjectFactory, SubscriberFactory
 from tests.journeys.panel_standins import install_dryrun, register_step_standins
 from whatsapp import services as wa_services
-from whatsapp.models import WhatsAppAccount
+from whatsapp.models import MessageTemplate, WhatsAppAccount
 from whatsapp.simulator import services as sim_services
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -174,7 +174,22 @@ def test_dry_run_lights_up_the_path(page, live_server, monkeypatch):
     install_dryrun(monkeypatch)
     project = ProjectFactory(name="Alpha Foods", slug="alpha")
     marketer = MembershipFactory(project=project, role=Role.MARKETER).user
-    SubscriberFactory(project=project, name="Ana Lima", phone="+4915123456789")
+    # Ana wrote to the number a minute ago: the window the reply needs is open.
+    SubscriberFactory(
+        project=project, name="Ana Lima", phone="+4915123456789", last_inbound_at=timezone.now()
+    )
+    account = WhatsAppAccount.objects.create(
+        project=project, waba_id="w1", phone_number_id="p1", access_token="t", app_secret="s"
+    )
+    MessageTemplate.objects.create(
+        project=project,
+        account=account,
+        name="follow_up_offer",
+        language="de",
+        category="MARKETING",
+        status="APPROVED",
+        components=[{"type": "BODY", "text": "Noch hungrig? Heute 20 % auf Sushi."}],
+    )
     SubscriberFactory(project=project, name="Ben Ott")
     journey = services.create_journey(
         project=project,
@@ -214,6 +229,6 @@ def test_dry_run_lights_up_the_path(page, live_server, monkeypatch):
     page.click("[data-testid=fast-forward]")
     page.locator("[data-testid=dryrun-state]", has_text="Done").wait_for()
     assert page.locator("[data-testid=path-step][aria-current=step]").count() == 0
-    assert "follow_up_offer" in page.locator("[data-step=offer]").inner_text()
+    assert "Noch hungrig?" in page.locator("[data-step=offer]").inner_text()
     shot(page, "dryrun-done")
     assert page.console_problems == []

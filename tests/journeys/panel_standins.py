@@ -18,6 +18,7 @@ from django.utils import timezone
 from journeys import steps
 from journeys.definition import parse_duration
 from journeys.models import JourneyRun, JourneyRunStep, RunState
+from whatsapp.models import MessageTemplate
 
 
 class _StandInStep:
@@ -69,7 +70,13 @@ def _walk(run: JourneyRun, step_id: str | None, clock: datetime) -> None:
         if step["type"] == "whatsapp_text":
             visit.detail = {"would_send": step["text"]}
         elif step["type"] == "whatsapp_template":
-            visit.detail = {"would_send": f"template {step['template']['name']}"}
+            template = MessageTemplate.objects.filter(
+                project_id=run.project_id,
+                name=step["template"]["name"],
+                language=step["template"]["language"],
+            ).first()
+            body = next((c.get("text", "") for c in template.components if c.get("type") == "BODY"), "")
+            visit.detail = {"template": template.name, "body": body, "outcome": "would_send"}
         if step["type"] == "wait" or (step["type"] == "whatsapp_template" and step.get("buttons")):
             visit.save()
             run.state = RunState.WAITING

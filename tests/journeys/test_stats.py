@@ -146,7 +146,7 @@ def test_daily_series_counts_entries_and_conversions_per_local_day(project):
     # Today is counted live; closed days come from the cache.
     _run(journey, sub, entered=now)
     JourneyRun.objects.filter(entered_at__lt=now - timedelta(hours=23)).delete()
-    cache.delete(f"journeys:unique:{journey.pk}")
+    cache.delete(f"journeys:unique:{journey.public_id}")
     again = journey_stats(journey)["daily"]
     assert again["entered"][-1] == 2 and again["entered"][-2] == 2
 
