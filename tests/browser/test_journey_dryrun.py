@@ -167,6 +167,7 @@ def test_statistics_page_draws_its_chart(page, live_server, settings):
     )
     shot(page, "stats")
     assert page.console_problems == []
+    page.goto("about:blank")  # stop polling before the live server goes away
 
 
 def test_dry_run_lights_up_the_path(page, live_server, monkeypatch):
