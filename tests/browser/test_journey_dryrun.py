@@ -80,8 +80,12 @@ def test_keyword_shortcut_creates_promo_with_a_follow_up(page, live_server, simu
     shot(page, "keyword")
     page.click("[data-testid=save-draft]")
     page.wait_for_url("**/p/alpha/journeys/")
-    # The list itself is the builder slice's page; its message names the new journey.
-    assert "PROMO weekend" in page.locator("body").inner_text()
+    # The list is the builder slice's page: its message names the new journey, and once the
+    # builder's list is merged, so does its row.
+    assert "PROMO weekend" in page.locator("#messages").inner_text()
+    rows = page.locator("[data-testid=journey-name]")
+    if rows.count():
+        assert rows.filter(has_text="PROMO weekend").count() == 1
     journey = Journey.objects.get(project=project)
     steps = journey.definition["steps"]
     assert [s["type"] for s in steps] == ["whatsapp_text", "wait", "whatsapp_template"]
