@@ -182,6 +182,13 @@ class JourneyRun(models.Model):
                 condition=Q(converted_at__isnull=False, dry_run=False),
                 name="journey_run_converted",
             ),
+            # Live runs per step (stats.step_counts: the canvas and the statistics page poll it):
+            # an index-only count of the live runs alone, whatever the number of finished ones.
+            models.Index(
+                fields=["journey", "step_id"],
+                condition=Q(dry_run=False) & ~Q(state="done"),
+                name="journey_run_live",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -8,7 +8,7 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
-from journeys import counters
+from journeys import counters, stats
 from journeys.models import Journey, JourneyRun, JourneyStatus, JourneyVersion, RunState
 from journeys.stats import journey_stats, step_counts
 from tests.factories import SubscriberFactory
@@ -128,7 +128,8 @@ def test_a_draft_shows_its_own_steps_and_no_rate(project):
     assert stats["entered"] == 0 and stats["conversion_rate"] is None and stats["exits"] == []
 
 
-def test_daily_series_counts_entries_and_conversions_per_local_day(project):
+def test_daily_series_counts_entries_and_conversions_per_local_day(project, monkeypatch):
+    monkeypatch.setattr(stats, "TODAY_TTL", 0)  # today's bar uncached here; closed days stay cached
     journey = _journey(project)
     sub = SubscriberFactory(project=project)
     now = timezone.now()
@@ -149,6 +150,17 @@ def test_daily_series_counts_entries_and_conversions_per_local_day(project):
     cache.delete(f"journeys:unique:{journey.public_id}")
     again = journey_stats(journey)["daily"]
     assert again["entered"][-1] == 2 and again["entered"][-2] == 2
+
+
+def test_todays_bar_is_counted_at_most_once_a_minute(project):
+    journey = _journey(project)
+    sub = SubscriberFactory(project=project)
+    _run(journey, sub)
+    assert stats.daily_series(journey)["entered"][-1] == 1
+    _run(journey, sub)
+    assert stats.daily_series(journey)["entered"][-1] == 1
+    cache.clear()
+    assert stats.daily_series(journey)["entered"][-1] == 2
 
 
 def test_stats_take_a_fixed_number_of_queries(project, django_assert_max_num_queries):
