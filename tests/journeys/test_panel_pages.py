@@ -456,3 +456,37 @@ def test_dryrun_says_so_when_the_engine_is_missing(project, marketer_client, mon
         _dry_url(journey, "dryrun_start"), {"subscriber": sub.public_id}, headers=HX_RUN
     ).content.decode()
     assert "not installed" in page and not JourneyRun.objects.exists()
+
+
+def test_stats_page_takes_a_fixed_number_of_queries(project, marketer_client, django_assert_max_num_queries):
+    journey = _journey(project, JourneyStatus.ACTIVE)
+    for i in range(30):
+        JourneyRun.objects.create(
+            project=project, journey=journey, version=1, subscriber=SubscriberFactory(project=project),
+            state=RunState.WAITING, step_id="wait", entry_key=f"e{i}", entered_at=timezone.now(),
+        )  # fmt: skip
+    marketer_client.get(_stats_url(journey))  # session, caches
+    with django_assert_max_num_queries(8):
+        assert marketer_client.get(_stats_url(journey)).status_code == 200
+
+
+@pytest.fixture
+def simulator(settings, tmp_path):
+    from whatsapp.simulator import store
+
+    settings.SIMULATOR_ENABLED = True
+    settings.SIMULATOR_STATE_DIR = str(tmp_path / "simulator")
+    yield
+    store.close()
+
+
+def test_dryrun_offers_the_simulator_handsets_of_the_project(project, marketer_client, simulator):
+    WhatsAppAccount.objects.create(
+        project=project, waba_id="w9", phone_number_id="p9", access_token="t", app_secret="s",
+        base_url="http://testserver/simulator/graph",
+    )  # fmt: skip
+    SubscriberFactory(project=project, name="Ana Handset", phone="+4915123456789")
+    SubscriberFactory(project=ProjectFactory(), name="Not Mine", phone="+4915123456780")
+    page = marketer_client.get(_dry_url(_journey(project))).content.decode()
+    handsets = page.split('data-testid="dryrun-handsets"', 1)[1].split("</div>", 1)[0]
+    assert "Ana Handset" in handsets and "Not Mine" not in handsets
