@@ -173,6 +173,22 @@ class JourneyRun(models.Model):
             ),
             models.Index(fields=["journey", "state", "step_id"], name="journey_run_step"),
             models.Index(fields=["journey", "subscriber", "-entered_at"], name="journey_run_subscriber"),
+            # The statistics page's daily series (journeys/stats.py): range scans of a window.
+            models.Index(
+                fields=["journey", "entered_at"], condition=Q(dry_run=False), name="journey_run_entered"
+            ),
+            models.Index(
+                fields=["journey", "converted_at"],
+                condition=Q(converted_at__isnull=False, dry_run=False),
+                name="journey_run_converted",
+            ),
+            # Live runs per step (stats.step_counts: the canvas and the statistics page poll it):
+            # an index-only count of the live runs alone, whatever the number of finished ones.
+            models.Index(
+                fields=["journey", "step_id"],
+                condition=Q(dry_run=False) & ~Q(state="done"),
+                name="journey_run_live",
+            ),
         ]
 
     def __str__(self) -> str:
