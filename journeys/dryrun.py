@@ -31,9 +31,19 @@ def clock(run: JourneyRun) -> datetime:
 
 
 @transaction.atomic
-def start(*, journey: Journey, subscriber: Any, definition: dict[str, Any] | None = None) -> JourneyRun:
+def start(
+    *,
+    journey: Journey,
+    subscriber: Any,
+    definition: dict[str, Any] | None = None,
+    event: dict[str, Any] | None = None,
+) -> JourneyRun:
     """Start a dry run of ``journey`` (its active version, or ``definition``: a draft, parsed now:
-    DefinitionError when it is not valid) for ``subscriber`` and walk it to its first wait."""
+    DefinitionError when it is not valid) for ``subscriber`` and walk it to its first wait.
+
+    ``event`` (``{"name", "attributes"}``) is the entry event as the feed would hand it to a real
+    run: steps read ``{{ event.<attribute> }}`` from it, and an inbound message opens the window.
+    """
     if subscriber.project_id != journey.project_id:
         raise ValueError("The subscriber belongs to another project.")
     now = timezone.now()
@@ -43,6 +53,13 @@ def start(*, journey: Journey, subscriber: Any, definition: dict[str, Any] | Non
     parsed = parse(draft) if draft is not None else None
     key = f"dry:{uuid.uuid4()}"
     context: dict[str, Any] = {"clock": now.isoformat()}
+    if event is not None:
+        context["event"] = {
+            "id": None,
+            "name": str(event.get("name") or ""),
+            "attributes": dict(event.get("attributes") or {}),
+            "occurred_at": now.isoformat(),
+        }
     run = None
     if parsed is None:
         # The one entry path; dry runs are exempt from the re-entry rule only where it refuses.

@@ -4,18 +4,12 @@ Thin views: resolve the project (``project_view``) -> the journey by public id i
 a form -> a service (``keyword_campaigns``, ``services``, ``dryrun``) -> the page or its partial.
 Partials are named like the DOM ids they replace and swapped with ``outerHTML``; every htmx form
 has an ``action`` and works as a plain POST that redirects back.
-
-The dry run module (``journeys/dryrun.py``, engine slice) is imported when a dry run is asked
-for, so these pages load even where it is missing; the page then says so instead of failing.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import uuid
 from datetime import datetime
-from types import ModuleType
 from typing import Any
 
 from django.conf import settings
@@ -32,7 +26,7 @@ from controlpanel.services import Actor
 from controlpanel.tenancy import project_view
 from subscribers.models import Subscriber
 
-from . import keyword_campaigns, services
+from . import dryrun, keyword_campaigns, services
 from .definition import DefinitionError
 from .models import Journey, JourneyRun, JourneyStatus, RunState
 from .panel_forms import FireEventForm, KeywordCampaignForm, StartDryRunForm
@@ -214,13 +208,6 @@ def journey_stats_page(request: HttpRequest, journey_id: uuid.UUID) -> HttpRespo
 # --- dry run ------------------------------------------------------------------------------------------
 
 
-def _dryrun_module() -> ModuleType | None:
-    try:
-        return importlib.import_module("journeys.dryrun")
-    except ImportError:
-        return None
-
-
 def _run(request: HttpRequest, journey: Journey, run_id: Any) -> JourneyRun | None:
     try:
         public_id = uuid.UUID(str(run_id))
@@ -240,12 +227,10 @@ def _field(item: Any, name: str, default: Any = None) -> Any:
     return getattr(item, name, default)
 
 
-def _visits(module: ModuleType | None, run: JourneyRun) -> list[dict[str, Any]]:
+def _visits(run: JourneyRun) -> list[dict[str, Any]]:
     """The run's visits in order, as the template reads them (``timeline`` may give rows or dicts)."""
-    if module is None:
-        return []
     visits = []
-    for item in module.timeline(run):
+    for item in dryrun.timeline(run):
         detail = _field(item, "detail") or {}
         visits.append(
             {
@@ -395,9 +380,8 @@ def entry_event(definition: dict[str, Any]) -> tuple[str, str]:
 def _dryrun_context(
     request: HttpRequest, journey: Journey, run: JourneyRun | None, fire_form: FireEventForm | None = None
 ) -> dict[str, Any]:
-    module = _dryrun_module()
     slug = request.project.slug
-    visits = _visits(module, run) if run is not None else []
+    visits = _visits(run) if run is not None else []
     event_name, event_attributes = entry_event(
         journey.definition if isinstance(journey.definition, dict) else {}
     )
@@ -406,7 +390,6 @@ def _dryrun_context(
         "event_attributes": event_attributes,
         "journey": journey,
         "run": run,
-        "engine_missing": module is None,
         "visits": visits,
         "path": _path(_run_definition(journey, run), run, visits),
         "clock": _clock(run),
@@ -468,30 +451,12 @@ def _start_refused(request: HttpRequest, journey: Journey, problem: str) -> Http
     return redirect(reverse("journeys:dryrun", args=[request.project.slug, journey.public_id]))
 
 
-def _start_kwargs(module: ModuleType, event: dict[str, Any] | None) -> dict[str, Any]:
-    """``event=`` (the entry event the run starts with) where the engine's ``start`` takes it.
-
-    A keyword journey's first reply goes only inside the window its inbound message opened; a dry
-    run started without that message shows the reply taking the "outside the window" branch.
-    """
-    if event is None:
-        return {}
-    try:
-        accepted = inspect.signature(module.start).parameters
-    except (TypeError, ValueError):
-        return {}
-    return {"event": event} if "event" in accepted else {}
-
-
 @project_view(section="journeys")
 @require_POST
 def dryrun_start(request: HttpRequest, journey_id: uuid.UUID) -> HttpResponse:
     """Start a dry run for one subscriber of this project, on the saved draft or the active version,
     entering with the given event (prefilled from the journey's event entry)."""
     journey = _journey(request, journey_id)
-    module = _dryrun_module()
-    if module is None:
-        return _start_refused(request, journey, "The dry run engine is not installed in this version.")
     form = StartDryRunForm(request.POST)
     subscriber = None
     if form.is_valid():
@@ -506,11 +471,11 @@ def dryrun_start(request: HttpRequest, journey_id: uuid.UUID) -> HttpResponse:
         return _start_refused(request, journey, " ".join(m for ms in form.errors.values() for m in ms))
     use_draft = form.cleaned_data["source"] != "active" or not journey.version
     try:
-        run = module.start(
+        run = dryrun.start(
             journey=journey,
             subscriber=subscriber,
             definition=journey.definition if use_draft else None,
-            **_start_kwargs(module, form.event),
+            event=form.event,
         )
     except DefinitionError as exc:
         return _start_refused(
@@ -519,12 +484,11 @@ def dryrun_start(request: HttpRequest, journey_id: uuid.UUID) -> HttpResponse:
     return _dryrun_answer(request, journey, run)
 
 
-def _posted_run(request: HttpRequest, journey: Journey) -> tuple[ModuleType, JourneyRun]:
-    module = _dryrun_module()
+def _posted_run(request: HttpRequest, journey: Journey) -> JourneyRun:
     run = _run(request, journey, request.POST.get("run", ""))
-    if run is None or module is None:
+    if run is None:
         raise Http404("No such dry run of this journey.")
-    return module, run
+    return run
 
 
 @project_view(section="journeys")
@@ -532,8 +496,8 @@ def _posted_run(request: HttpRequest, journey: Journey) -> tuple[ModuleType, Jou
 def dryrun_forward(request: HttpRequest, journey_id: uuid.UUID) -> HttpResponse:
     """Move the run's simulated clock to its next wake and advance it."""
     journey = _journey(request, journey_id)
-    module, run = _posted_run(request, journey)
-    moved = module.fast_forward(run)
+    run = _posted_run(request, journey)
+    moved = dryrun.fast_forward(run)
     run.refresh_from_db()
     notice = "" if moved else "Nothing to fast-forward: the run waits for an event, or it is done."
     return _dryrun_answer(request, journey, run, notice=notice)
@@ -544,12 +508,12 @@ def dryrun_forward(request: HttpRequest, journey_id: uuid.UUID) -> HttpResponse:
 def dryrun_fire(request: HttpRequest, journey_id: uuid.UUID) -> HttpResponse:
     """Deliver an event (name + attributes) to the dry run, as if the subscriber did it now."""
     journey = _journey(request, journey_id)
-    module, run = _posted_run(request, journey)
+    run = _posted_run(request, journey)
     form = FireEventForm(request.POST)
     if not form.is_valid():
         return _dryrun_answer(request, journey, run, fire_form=form)
     name = form.cleaned_data["name"]
-    moved = module.fire(run, name, form.cleaned_data["attributes"])
+    moved = dryrun.fire(run, name, form.cleaned_data["attributes"])
     run.refresh_from_db()
     notice = ""
     if not moved:
