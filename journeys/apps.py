@@ -6,4 +6,4 @@ class JourneysConfig(AppConfig):
 
     def ready(self) -> None:
         # Step types register themselves at import (journeys/steps/__init__.py).
-        from .steps import flow  # noqa: F401
+        from .steps import flow, whatsapp  # noqa: F401
