@@ -6,4 +6,7 @@ class JourneysConfig(AppConfig):
 
     def ready(self) -> None:
         # Step types register themselves at import (journeys/steps/__init__.py).
-        from .steps import flow, whatsapp  # noqa: F401
+        from . import consumer
+        from .steps import flow, webhook, whatsapp  # noqa: F401
+
+        consumer.register()
