@@ -193,7 +193,9 @@ class WhatsAppTemplateStep:
             return problems
         template = find_template(ctx.project, name, language)
         if template is None:
-            problems.append(Problem(step, "template.name", f"There is no template {name} ({language})."))
+            # A draft may name a template that is not synced yet; activation needs it.
+            if ctx.strict:
+                problems.append(Problem(step, "template.name", f"There is no template {name} ({language})."))
             return problems
         if ctx.strict and template.status != TemplateStatus.APPROVED:
             problems.append(

@@ -163,8 +163,9 @@ def test_template_check_names_template_bindings_and_buttons(project, account):
     problems = {(p.field, p.message) for p in kind.check({**MENU, "buttons": {"Nope": None}}, strict)}
     assert ("template", "Template support_menu (de) is pending.") in problems
     assert any(f == "buttons.Nope" and "Support, Angebote" in m for f, m in problems)
-    missing = kind.check({**MENU, "template": {"name": "nope", "language": "de"}}, strict)
-    assert [p.field for p in missing] == ["template.name"]
+    missing = {**MENU, "template": {"name": "nope", "language": "de"}}
+    assert [p.message for p in kind.check(missing, strict)] == ["There is no template nope (de)."]
+    assert kind.check(missing, CheckContext(project=project, definition={}, strict=False)) == []
     bad = kind.check({**MENU, "bindings": {"body.1": "{{ customer.name }}"}}, CheckContext(None, {}))
     assert bad and "customer" in bad[0].message
     unbound = kind.check({**MENU, "bindings": {"body.1": "x"}}, strict)
