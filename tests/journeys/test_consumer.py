@@ -272,3 +272,39 @@ def test_a_batch_of_500_events_costs_a_handful_of_queries(project, engine, djang
         consumer.handle(events)
     assert JourneyRun.objects.filter(converted_at__isnull=False).count() == 10
     assert counters.read(journey.pk)[("a", "read")] == 10
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_inbound_promo_enters_and_its_reply_goes_inside_the_window_it_opened(project, engine):
+    """Inbound processing -> the feed -> an entry -> the reply step: the window is open for the reply."""
+    from django.db import transaction
+
+    from journeys.steps import Go
+    from journeys.steps import get as step_type
+    from tests.journeys.helpers import make_account, visit
+    from whatsapp.processing import handle_inbound
+
+    account = make_account(project)
+    feed.ensure_cursor(consumer.CONSUMER)
+    reply = {"id": "reply", "type": "whatsapp_text", "text": "Danke! Dein Code: SUSHI20"}
+    make_journey(project, [reply], entry=PROMO_ENTRY)
+    inbound = {
+        "from": "4915112345678",
+        "id": "wamid.IN1",
+        "timestamp": str(int(timezone.now().timestamp())),
+        "type": "text",
+        "text": {"body": "Promo!"},
+    }
+    with transaction.atomic():
+        handle_inbound(account, inbound, [{"wa_id": "4915112345678", "profile": {"name": "Eva"}}], [])
+    assert pump() >= 1
+    run = JourneyRun.objects.get()
+    assert run.context["event"]["attributes"]["text"] == "Promo!"
+    with transaction.atomic():
+        outcome = step_type("whatsapp_text").run(visit(run, "reply", now=timezone.now()))
+    assert outcome == Go("next")
+    message = Message.objects.get(subscriber_id=run.subscriber_id)
+    assert (
+        message.body == "Danke! Dein Code: SUSHI20"
+        and message.idempotency_key == f"journey:{run.public_id}:reply"
+    )
