@@ -90,6 +90,22 @@ def render_context(visit: Visit) -> dict[str, Any] | None:
     return contexts.get(subscriber.pk)
 
 
+def _already_sent(visit: Visit) -> bool:
+    """The outbox row of this run and step exists although the visit row does not say so (its
+    detail was overwritten by a stale copy): adopt it, send and count nothing."""
+    message = (
+        Message.objects.filter(project_id=visit.journey.project_id, idempotency_key=idempotency_key(visit))
+        .only("id", "public_id")
+        .first()
+    )
+    if message is None:
+        return False
+    visit.record.message = message
+    visit.record.detail.update(outcome="sent", message=str(message.public_id))
+    _save(visit)
+    return True
+
+
 def _skip(visit: Visit, reason: str) -> Outcome:
     visit.record.detail.update(outcome="skipped", reason=reason)
     visit.count("skipped")
@@ -304,6 +320,8 @@ class WhatsAppTemplateStep:
             detail.update(outcome="would_send", components=components)
             _save(visit)
             return
+        if _already_sent(visit):
+            return
         if template.category == TemplateCategory.MARKETING and _capped(visit):
             _skip(visit, CAPPED)
             return
@@ -435,6 +453,8 @@ class WhatsAppTextStep:
         if visit.dry_run:
             detail.update(outcome="would_send")
             _save(visit)
+            return Go("next")
+        if _already_sent(visit):
             return Go("next")
         try:
             message = send_whatsapp(

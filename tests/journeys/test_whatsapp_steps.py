@@ -71,6 +71,7 @@ def test_template_is_rendered_and_queued_once_per_run_and_step(project, template
     third = visit(run, "menu", now=now)
     step_type("whatsapp_template").run(third)
     assert Message.objects.count() == 1 and third.record.message_id == message.pk
+    assert third.stats == {} and third.record.detail["outcome"] == "sent"  # not counted twice
 
 
 def test_a_refusal_is_skipped_with_its_reason_and_the_run_goes_on(project, template):
