@@ -8,12 +8,16 @@ class JourneysConfig(AppConfig):
         from controlpanel import scheduler
         from controlpanel.api import register_router
 
-        from . import api, start_api
+        from . import api, consumer, start_api
         from .entry_actors import fire_segment_entries
 
-        # Step types register themselves at import (journeys/steps/__init__.py).
-        from .steps import flow  # noqa: F401
+        # Step types register themselves at import (journeys/steps/__init__.py); a channel is
+        # one module here.
+        from .steps import flow, webhook, whatsapp  # noqa: F401
 
+        # The durable event feed hands every event to the journeys consumer (entries, wakes,
+        # message statuses, goals).
+        consumer.register()
         # The start router first: its literal paths (/drop, /requests/...) resolve before /{id}.
         register_router("/journeys", start_api.router)
         register_router("/journeys", api.router)

@@ -8,6 +8,7 @@ punctuation and spaces around the text do not count. Matching (``matches``) and 
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 
 from whatsapp.models import WhatsAppAccount
 
@@ -37,3 +38,18 @@ def fold(text: str) -> str:
     while end > start and not words[end - 1].isalnum():
         end -= 1
     return words[start:end]
+
+
+def matches(text: str, keywords: Iterable[str] | str) -> bool:
+    """Is ``text`` (an inbound message) one of ``keywords``, both folded? Nothing matches "" or "!!"."""
+    folded = fold(text)
+    if not folded:
+        return False
+    if isinstance(keywords, str):
+        keywords = [keywords]
+    return any(folded == fold(keyword) for keyword in keywords)
+
+
+def claimed_by(text: str, claims: dict[str, str]) -> str | None:
+    """What claims ``text`` in ``claims`` (folded keyword -> owner: ``reserved_keywords``), or None."""
+    return claims.get(fold(text)) if fold(text) else None

@@ -1,0 +1,448 @@
+"""The webhook step: POST JSON to a marketer's URL, branch on ``success`` or ``failure``.
+
+The HTTP call is made by an actor (``call_webhook``), never inside the engine's transaction: a
+receiver that answers in 30 s (times 6 attempts) would hold the engine's batch, its row locks and
+a database connection for minutes. So the step renders the body, writes it into its visit row
+and returns ``Wait(deadline)``; after commit the actor posts, writes the answer into the visit
+row and pulls the run's ``wake_at`` to now (only while the run still waits at this step); the
+tick then calls the step again, which reads the answer and leaves by ``success`` (2xx) or
+``failure``. The run's position is still moved by the engine alone; the actor only moves the
+timer earlier. Durable: if the actor's message is lost or its worker dies, the deadline passes,
+the step sends the call again (at most ``MAX_DISPATCHES`` times) and then leaves by ``failure``.
+
+Every attempt carries ``Idempotency-Key: <run public id>:<step id>``: a receiver that keeps
+keys does the work once, however many attempts reach it. ``timeout_seconds`` 1-30 (default 10)
+per attempt; ``retries`` 0-5 (default 2) more attempts on a network error, 408, 429 or 5xx, with
+backoff 1, 2, 4, 8, 16 s (a dramatiq message with a delay, not a sleeping worker).
+
+SSRF (design section 3): http/https only, no credentials in the URL, and every address the host
+resolves to must be a global unicast address (no loopback, private, link-local incl. the cloud
+metadata address 169.254.169.254, shared, reserved or multicast ranges), checked right before each
+attempt. Redirects are not followed (a 3xx is a failure that names the target), so a public URL
+cannot bounce the call to an internal one. Residual risk, said plainly: the check resolves the
+name and ``requests`` resolves it again to connect, so a DNS server answering a public address
+first and a private one a moment later (rebinding with TTL 0) is not stopped here; an egress
+firewall is the real fence. ``JOURNEY_WEBHOOK_ALLOWED_HOSTS`` (a setting, default empty) names
+hosts an operator allows although they resolve privately (an internal CRM).
+
+Headers from the definition are sent but never copied into the visit row (they may carry a
+receiver's token); the rendered body and the answer (status, 2,000 characters) are kept there
+for the run's timeline.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit
+
+import dramatiq
+import requests
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from liquid.exceptions import LiquidError
+
+from campaigns import bindings as campaign_bindings
+
+from ..models import JourneyRun, JourneyRunStep, RunState
+from . import CheckContext, Go, Outcome, Problem, Visit, Wait, register
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 10
+DEFAULT_RETRIES = 2
+MAX_TIMEOUT = 30
+MAX_RETRIES = 5
+BACKOFF = (1, 2, 4, 8, 16)  # seconds before the 2nd, 3rd, ... attempt
+SLACK = timedelta(seconds=60)  # for the broker and a busy worker, on top of the calls' own time
+MAX_DISPATCHES = 3
+MAX_BODY = 64 * 1024  # bytes of the rendered JSON body
+MAX_ANSWER = 2_000  # characters of the receiver's answer kept in the visit row
+RETRYABLE_STATUS = {408, 425, 429}
+FORBIDDEN_HEADERS = {"host", "content-length", "idempotency-key", "transfer-encoding", "connection"}
+USER_AGENT = "wcp-journeys/1 (+webhook step)"
+
+
+# --- SSRF --------------------------------------------------------------------------------------
+
+
+class UnsafeURL(ValueError):
+    pass
+
+
+def _allowed_hosts() -> set[str]:
+    return {h.lower() for h in getattr(settings, "JOURNEY_WEBHOOK_ALLOWED_HOSTS", ()) or ()}
+
+
+def _resolve(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to (a seam for tests: they never reach DNS)."""
+    return [info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+
+
+def _unsafe_address(text: str) -> str:
+    try:
+        address = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return f"{text} is not an address"
+    mapped = getattr(address, "ipv4_mapped", None)
+    if mapped is not None:
+        address = mapped
+    if not address.is_global or address.is_multicast:
+        return f"{address} is not a public address"
+    return ""
+
+
+def _shape_problem(url: Any) -> str:
+    """What is wrong with the URL as written (no DNS), or ""."""
+    if not isinstance(url, str) or not url.strip():
+        return "Give the URL to POST to."
+    if len(url) > 2_000:
+        return "At most 2,000 characters."
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return "Not a valid URL."
+    if parts.scheme not in ("http", "https"):
+        return "Only http:// and https:// URLs."
+    if not parts.hostname:
+        return "The URL has no host."
+    if parts.username or parts.password:
+        return "No user or password in the URL: send credentials in a header."
+    if port == 0:
+        return "Not a valid port."
+    host = parts.hostname.lower()
+    if host in _allowed_hosts():
+        return ""
+    if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
+        return f"{host} is not a public host."
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return ""
+    problem = _unsafe_address(host)
+    return f"{problem}: webhooks may only call public hosts." if problem else ""
+
+
+def check_url(url: str) -> None:
+    """UnsafeURL unless ``url`` is http(s) and every address of its host is public."""
+    problem = _shape_problem(url)
+    if problem:
+        raise UnsafeURL(problem)
+    parts = urlsplit(url.strip())
+    host = parts.hostname.lower()
+    if host in _allowed_hosts():
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        addresses = _resolve(host, port)
+    except OSError as err:
+        raise UnsafeURL(f"{host} does not resolve ({err.strerror or err}).") from None
+    if not addresses:
+        raise UnsafeURL(f"{host} does not resolve.")
+    for address in addresses:
+        problem = _unsafe_address(address)
+        if problem:
+            raise UnsafeURL(f"{host} resolves to {problem}: webhooks may only call public hosts.")
+
+
+# --- the body ----------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=512)
+def _template(source: str):
+    return campaign_bindings.ENV.from_string(source)
+
+
+def _liquid_problem(value: Any, where: str, depth: int = 0) -> str:
+    if depth > 10:
+        return f"{where}: nested too deeply."
+    if isinstance(value, str):
+        if "{{" in value or "{%" in value:
+            try:
+                _template(value)
+            except LiquidError as err:
+                return f"{where}: not valid Liquid: {str(err).splitlines()[0]}"
+        return ""
+    if isinstance(value, dict):
+        return next((p for k, v in value.items() if (p := _liquid_problem(v, f"{where}.{k}", depth + 1))), "")
+    if isinstance(value, list):
+        return next(
+            (p for i, v in enumerate(value) if (p := _liquid_problem(v, f"{where}[{i}]", depth + 1))), ""
+        )
+    return ""
+
+
+def render_body(value: Any, context: dict[str, Any]) -> Any:
+    """The body with Liquid in its strings rendered for one subscriber (keys are left as written)."""
+    if isinstance(value, str):
+        if "{{" not in value and "{%" not in value:
+            return value
+        return _template(value).render(**context)
+    if isinstance(value, dict):
+        return {k: render_body(v, context) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_body(v, context) for v in value]
+    return value
+
+
+def _settings(data: dict[str, Any]) -> tuple[int, int]:
+    timeout = data.get("timeout_seconds", DEFAULT_TIMEOUT)
+    retries = data.get("retries", DEFAULT_RETRIES)
+    timeout = timeout if isinstance(timeout, int) and 1 <= timeout <= MAX_TIMEOUT else DEFAULT_TIMEOUT
+    retries = retries if isinstance(retries, int) and 0 <= retries <= MAX_RETRIES else DEFAULT_RETRIES
+    return timeout, retries
+
+
+def budget(data: dict[str, Any]) -> timedelta:
+    """How long all attempts of one dispatch may take, with slack: the step's deadline."""
+    timeout, retries = _settings(data)
+    return timedelta(seconds=timeout * (retries + 1) + sum(BACKOFF[:retries])) + SLACK
+
+
+# --- the step ----------------------------------------------------------------------------------
+
+
+def idempotency_key(run: JourneyRun, step_id: str) -> str:
+    return f"{run.public_id}:{step_id}"
+
+
+class WebhookStep:
+    type = "webhook"
+    label = "Webhook"
+    channel = ""
+
+    def outlets(self, data: dict[str, Any]) -> dict[str, str | None]:
+        return {"success": data.get("success"), "failure": data.get("failure")}
+
+    def check(self, data: dict[str, Any], ctx: CheckContext) -> list[Problem]:
+        step = str(data.get("id"))
+        problems = []
+        url_problem = _shape_problem(data.get("url"))
+        if url_problem:
+            problems.append(Problem(step, "url", url_problem))
+        headers = data.get("headers")
+        if headers is not None:
+            if not isinstance(headers, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) and k.strip() for k, v in headers.items()
+            ):
+                problems.append(Problem(step, "headers", 'Headers are names and texts: {"X-Token": "..."}.'))
+            elif forbidden := sorted(k for k in headers if k.lower() in FORBIDDEN_HEADERS):
+                problems.append(Problem(step, "headers", f"{', '.join(forbidden)} cannot be set here."))
+        body = data.get("body")
+        if body is not None:
+            try:
+                size = len(json.dumps(body).encode())
+            except (TypeError, ValueError):
+                size = -1
+            if size < 0:
+                problems.append(Problem(step, "body", "The body must be JSON."))
+            elif size > MAX_BODY:
+                problems.append(Problem(step, "body", f"At most {MAX_BODY // 1024} KB."))
+            elif problem := _liquid_problem(body, "body"):
+                problems.append(Problem(step, "body", problem))
+        timeout = data.get("timeout_seconds", DEFAULT_TIMEOUT)
+        if not (isinstance(timeout, int) and not isinstance(timeout, bool) and 1 <= timeout <= MAX_TIMEOUT):
+            problems.append(Problem(step, "timeout_seconds", f"Whole seconds from 1 to {MAX_TIMEOUT}."))
+        retries = data.get("retries", DEFAULT_RETRIES)
+        if not (isinstance(retries, int) and not isinstance(retries, bool) and 0 <= retries <= MAX_RETRIES):
+            problems.append(Problem(step, "retries", f"From 0 to {MAX_RETRIES}."))
+        return problems
+
+    def run(self, visit: Visit) -> Outcome:
+        detail = visit.record.detail
+        result = detail.get("result")
+        if isinstance(result, dict):
+            return Go("success" if result.get("ok") else "failure")
+        data = visit.step.data
+        if "body" not in detail:
+            from .whatsapp import render_context
+
+            context = render_context(visit) or {"subscriber": {}, "tags": {}, "values": {}, "event": {}}
+            try:
+                body = render_body(data.get("body", {}), context)
+            except LiquidError as err:
+                return self._finish_now(visit, f"The body could not be rendered: {str(err).splitlines()[0]}")
+            detail["body"] = body
+            if visit.dry_run:
+                detail.update(outcome="would_post", url=data.get("url"))
+                detail["result"] = {"ok": True, "dry_run": True}
+                _save(visit)
+                return Go("success")
+            return self._dispatch(visit)
+        deadline = parse_datetime(detail.get("deadline") or "")
+        if deadline is not None and visit.now < deadline:
+            return Wait(deadline)
+        if detail.get("dispatches", 0) < MAX_DISPATCHES:
+            return self._dispatch(visit)
+        return self._finish_now(visit, "No answer was recorded: the call did not complete in time.")
+
+    def _dispatch(self, visit: Visit) -> Outcome:
+        detail = visit.record.detail
+        deadline = visit.now + budget(visit.step.data)
+        detail.update(dispatches=detail.get("dispatches", 0) + 1, deadline=deadline.isoformat())
+        _save(visit)
+        record_id = visit.record.pk
+        transaction.on_commit(lambda: call_webhook.send(record_id))
+        return Wait(deadline)
+
+    def _finish_now(self, visit: Visit, error: str) -> Outcome:
+        visit.record.detail["result"] = {"ok": False, "error": error}
+        _save(visit)
+        return Go("failure")
+
+
+def _save(visit: Visit) -> None:
+    if visit.record.pk:
+        visit.record.save(update_fields=["detail"])
+
+
+register(WebhookStep())
+
+
+# --- the call (outside any transaction) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Answer:
+    ok: bool
+    retryable: bool
+    status: int | None = None
+    text: str = ""
+    error: str = ""
+
+    def as_dict(self, attempt: int, at: datetime) -> dict[str, Any]:
+        out: dict[str, Any] = {"ok": self.ok, "attempts": attempt, "at": at.isoformat()}
+        if self.status is not None:
+            out["status"] = self.status
+        if self.text:
+            out["answer"] = self.text
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+def _session() -> requests.Session:
+    """A fresh session per call (a seam for tests: they mount a fake adapter)."""
+    session = requests.Session()
+    session.trust_env = False  # no proxy from the environment: the SSRF check is about the real target
+    return session
+
+
+def post(url: str, *, body: Any, headers: dict[str, str], key: str, timeout: int) -> Answer:
+    """One attempt. Never raises: the answer says whether another attempt may help."""
+    try:
+        check_url(url)
+    except UnsafeURL as err:
+        return Answer(ok=False, retryable=False, error=str(err))
+    payload = json.dumps(body, separators=(",", ":"), default=str).encode()
+    sent_headers = {
+        **{k: v for k, v in headers.items() if k.lower() not in FORBIDDEN_HEADERS},
+        "Content-Type": "application/json",
+        "Idempotency-Key": key,
+        "User-Agent": USER_AGENT,
+    }
+    try:
+        with _session() as session:
+            response = session.post(
+                url.strip(),
+                data=payload,
+                headers=sent_headers,
+                timeout=(min(timeout, 5), timeout),
+                allow_redirects=False,
+                stream=True,
+            )
+            # Only the start of the answer is kept: a receiver answering gigabytes costs nothing.
+            chunks, size = [], 0
+            for chunk in response.iter_content(chunk_size=4096):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size >= MAX_ANSWER * 4:
+                    break
+            response.close()
+            text = b"".join(chunks).decode(response.encoding or "utf-8", errors="replace")[:MAX_ANSWER]
+    except requests.Timeout:
+        return Answer(ok=False, retryable=True, error=f"No answer within {timeout} s.")
+    except requests.RequestException as err:
+        return Answer(ok=False, retryable=True, error=f"{type(err).__name__}: could not reach the host.")
+    status = response.status_code
+    if 200 <= status < 300:
+        return Answer(ok=True, retryable=False, status=status, text=text)
+    if 300 <= status < 400:
+        target = response.headers.get("Location", "")
+        return Answer(
+            ok=False, retryable=False, status=status, error=f"Redirects are not followed (to {target[:200]})."
+        )
+    return Answer(
+        ok=False,
+        retryable=status >= 500 or status in RETRYABLE_STATUS,
+        status=status,
+        text=text,
+        error=f"The host answered {status}.",
+    )
+
+
+@dramatiq.actor(queue_name="default", max_retries=0, time_limit=60_000)
+def call_webhook(visit_id: int) -> None:
+    """Make the next attempt of a webhook visit. Safe to run twice: a visit with a result is left alone,
+    and the receiver dedupes by the Idempotency-Key header."""
+    attempt_webhook(visit_id)
+
+
+def attempt_webhook(visit_id: int, *, now: datetime | None = None) -> Answer | None:
+    from ..versions import definition_of
+
+    record = JourneyRunStep.objects.select_related("run__journey").filter(pk=visit_id).first()
+    if record is None or "result" in record.detail:
+        return None
+    run = record.run
+    if run.state == RunState.DONE or run.step_id != record.step_id or run.dry_run:
+        return None
+    step = definition_of(run.journey, run.version).steps.get(record.step_id)
+    if step is None:
+        return None
+    data = step.data
+    timeout, retries = _settings(data)
+    attempt = int(record.detail.get("attempts", 0)) + 1
+    headers = data.get("headers") if isinstance(data.get("headers"), dict) else {}
+    answer = post(
+        str(data.get("url") or ""),
+        body=record.detail.get("body", {}),
+        headers=headers,
+        key=idempotency_key(run, record.step_id),
+        timeout=timeout,
+    )
+    at = now or timezone.now()
+    if answer.ok or not answer.retryable or attempt > retries:
+        _finish(record.pk, run.pk, answer.as_dict(attempt, at), at)
+    else:
+        JourneyRunStep.objects.filter(pk=record.pk).update(detail={**record.detail, "attempts": attempt})
+        call_webhook.send_with_options(args=(visit_id,), delay=BACKOFF[attempt - 1] * 1000)
+    return answer
+
+
+def _finish(record_id: int, run_id: int, result: dict[str, Any], now: datetime) -> None:
+    with transaction.atomic():
+        record = JourneyRunStep.objects.select_for_update().filter(pk=record_id).first()
+        if record is None or "result" in record.detail:
+            return  # a second dispatch finished first
+        record.detail = {**record.detail, "result": result, "attempts": result["attempts"]}
+        record.save(update_fields=["detail"])
+        # Only the timer moves, and only while the run still waits here: the engine advances it.
+        woken = JourneyRun.objects.filter(
+            pk=run_id, state=RunState.WAITING, step_id=record.step_id, wake_at__gt=now
+        ).update(wake_at=now)
+    if woken:
+        from .. import engine
+
+        kick = getattr(engine, "kick", None)
+        if kick is not None:
+            kick()

@@ -1,0 +1,481 @@
+"""WhatsApp steps: send a template (a branch per quick-reply button), send a text (24 h window).
+
+Both send through the campaigns' outbox (``campaigns.services.send_whatsapp``), so consent,
+template approval, the sender's rate limit, the frequency cap and quiet hours are the ones every
+campaign obeys: the sender asks ``sendpolicy.decide`` for every row it claims, journey rows
+included (a marketing template held by quiet hours goes when they end, never dropped).
+
+Once per run and step: the outbox row carries ``idempotency_key = journey:<run>:<step>`` and is
+written in the engine's transaction with the run's move; the visit row (``visit.record``) keeps
+the message and the outcome, so a step called again (a retry after a crash, a wake) never sends
+a second time.
+
+A refusal (opted out, no opt-in for marketing, template not approved, a binding empty for this
+subscriber, frequency cap reached) sends nothing: the visit's ``detail`` says why
+(``{"outcome": "skipped", "reason": ...}``), the step counts ``skipped`` and the run goes on by
+``next``. The marketer sees the reason in the run's timeline and the skipped count on the step;
+a run that stopped at a refusal would hide the rest of the journey (a reminder, a goal) for a
+reason that is often temporary. Journeys that must not go on add a reachability split first.
+
+Rendering reuses the campaigns' bindings (``campaigns.bindings``: the same sandbox, CPU budget and
+names: ``subscriber``, ``tags``, ``values`` from the API start, ``event`` = the attributes of the
+event that started the run) and the campaigns' template plan (``campaigns.rendering``), so a
+journey and a campaign build Meta's components one way.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from liquid.exceptions import LiquidError
+
+from campaigns import bindings as campaign_bindings
+from campaigns import policy
+from campaigns.drafts import snapshot_entry
+from campaigns.models import Message, SendingPolicy
+from campaigns.outcomes import Skip
+from campaigns.rendering import TemplatePlan
+from campaigns.sendpolicy import CAPPED, cap_window, counts_toward_cap
+from campaigns.services import SendRefused, send_whatsapp
+from controlpanel.services import Actor
+from subscribers import window
+from subscribers.errors import InvalidInput
+from whatsapp.models import MessageTemplate, TemplateCategory, TemplateStatus
+
+from ..definition import parse_duration
+from ..keywords import fold
+from . import CheckContext, Go, Outcome, Problem, Visit, Wait, register
+
+BUTTON_EVENTS = ("WhatsAppReceived", "WhatsAppButtonClicked")
+DEFAULT_BUTTON_TIMEOUT = "P1D"
+MAX_TEXT = 4_096
+RECEIVED = "WhatsAppReceived"
+
+
+def idempotency_key(visit: Visit) -> str:
+    return f"journey:{visit.run.public_id}:{visit.step.id}"
+
+
+def _actor(visit: Visit) -> Actor:
+    return Actor(label=f"journey {visit.journey.name}"[:200])
+
+
+def _save(visit: Visit) -> None:
+    """The visit's outcome commits with the run's move (the engine's transaction)."""
+    if visit.record.pk:
+        visit.record.save(update_fields=["detail", "message"])
+
+
+def _event(visit: Visit) -> dict[str, Any]:
+    event = (visit.run.context or {}).get("event")
+    return event if isinstance(event, dict) else {}
+
+
+def render_context(visit: Visit) -> dict[str, Any] | None:
+    """What bindings see for this run; None when the subscriber is gone."""
+    subscriber = visit.subscriber
+    values = (visit.run.context or {}).get("values") or {}
+    attributes = _event(visit).get("attributes") or {}
+    contexts = campaign_bindings.contexts_for(
+        visit.journey.project,
+        [subscriber.pk],
+        values={subscriber.pk: values if isinstance(values, dict) else {}},
+        event=attributes if isinstance(attributes, dict) else {},
+    )
+    return contexts.get(subscriber.pk)
+
+
+def _already_sent(visit: Visit) -> bool:
+    """The outbox row of this run and step exists although the visit row does not say so (its
+    detail was overwritten by a stale copy): adopt it, send and count nothing."""
+    message = (
+        Message.objects.filter(project_id=visit.journey.project_id, idempotency_key=idempotency_key(visit))
+        .only("id", "public_id")
+        .first()
+    )
+    if message is None:
+        return False
+    visit.record.message = message
+    visit.record.detail.update(outcome="sent", message=str(message.public_id))
+    _save(visit)
+    return True
+
+
+def _skip(visit: Visit, reason: str) -> Outcome:
+    visit.record.detail.update(outcome="skipped", reason=reason)
+    visit.count("skipped")
+    _save(visit)
+    return Go("next")
+
+
+# --- whatsapp_template ---------------------------------------------------------------------------
+
+
+def shape_bindings(raw: Any) -> dict[str, dict[str, Any]]:
+    """Bindings as campaigns keep them (``{"body": {"1": ...}}``); the flat form of the journey JSON
+    (``{"body.1": ..., "button:0.1": ...}``, the composer's input names) is accepted too."""
+    if isinstance(raw, dict) and raw and all(isinstance(v, str) for v in raw.values()):
+        nested: dict[str, dict[str, Any]] = {}
+        for key, source in raw.items():
+            component, _, name = str(key).partition(".")
+            nested.setdefault(component, {})[name or "1"] = source
+        return nested
+    return campaign_bindings.shape_bindings(raw)
+
+
+@lru_cache(maxsize=256)
+def _renderer(bindings_json: str) -> campaign_bindings.Renderer:
+    # Versions never change, so a step's bindings are compiled once per process.
+    return campaign_bindings.Renderer(json.loads(bindings_json))
+
+
+def quick_replies(template: MessageTemplate) -> list[str]:
+    """The texts of the template's quick-reply buttons, in order."""
+    for component in template.components or []:
+        if isinstance(component, dict) and str(component.get("type", "")).upper() == "BUTTONS":
+            return [
+                str(b.get("text") or "")
+                for b in component.get("buttons") or []
+                if isinstance(b, dict) and str(b.get("type", "")).upper() == "QUICK_REPLY"
+            ]
+    return []
+
+
+def find_template(project, name: str, language: str) -> MessageTemplate | None:
+    """The project's template by name and language (the oldest account's, when several have it)."""
+    return (
+        MessageTemplate.objects.for_project(project)
+        .filter(name=name, language=language)
+        .order_by("account__created_at", "pk")
+        .first()
+    )
+
+
+class WhatsAppTemplateStep:
+    type = "whatsapp_template"
+    label = "Send WhatsApp template"
+    channel = "whatsapp"
+
+    def outlets(self, data: dict[str, Any]) -> dict[str, str | None]:
+        outlets: dict[str, str | None] = {"next": data.get("next")}
+        buttons = data.get("buttons")
+        if isinstance(buttons, dict):
+            for text, target in buttons.items():
+                outlets[f"button:{text}"] = target if isinstance(target, str) else None
+        return outlets
+
+    def check(self, data: dict[str, Any], ctx: CheckContext) -> list[Problem]:
+        step = str(data.get("id"))
+        problems: list[Problem] = []
+        template_ref = data.get("template")
+        name = language = ""
+        if not isinstance(template_ref, dict):
+            problems.append(Problem(step, "template", "Choose a template: {name, language}."))
+        else:
+            name, language = template_ref.get("name"), template_ref.get("language")
+            if not isinstance(name, str) or not name.strip():
+                problems.append(Problem(step, "template.name", "Choose a template."))
+                name = ""
+            if not isinstance(language, str) or not language.strip():
+                problems.append(Problem(step, "template.language", "Choose the template's language."))
+                language = ""
+        try:
+            bindings = shape_bindings(data.get("bindings"))
+            campaign_bindings.compile_bindings(bindings)
+        except InvalidInput as err:
+            problems.append(Problem(step, err.field or "bindings", err.message))
+            bindings = None
+        media = data.get("header_media_url")
+        if media not in (None, "") and not (isinstance(media, str) and media.startswith("https://")):
+            problems.append(Problem(step, "header_media_url", "A public https:// link to the header's file."))
+        buttons = data.get("buttons")
+        if buttons is not None and not (
+            isinstance(buttons, dict)
+            and all(isinstance(k, str) and k for k in buttons)
+            and all(v is None or isinstance(v, str) for v in buttons.values())
+        ):
+            problems.append(
+                Problem(step, "buttons", 'Buttons map a button text to a step: {"Yes": "thanks"}.')
+            )
+            buttons = None
+        if buttons and parse_duration(data.get("button_timeout", DEFAULT_BUTTON_TIMEOUT)) is None:
+            problems.append(Problem(step, "button_timeout", "An ISO 8601 duration such as P1D."))
+        if ctx.project is None or not name or not language:
+            return problems
+        template = find_template(ctx.project, name, language)
+        if template is None:
+            # A draft may name a template that is not synced yet; activation needs it.
+            if ctx.strict:
+                problems.append(Problem(step, "template.name", f"There is no template {name} ({language})."))
+            return problems
+        if ctx.strict and template.status != TemplateStatus.APPROVED:
+            problems.append(
+                Problem(step, "template", f"Template {name} ({language}) is {template.status.lower()}.")
+            )
+        if bindings is not None:
+            try:
+                campaign_bindings.check_bindings(
+                    bindings, policy.template_parameters(template), partial=not ctx.strict
+                )
+            except InvalidInput as err:
+                problems.append(Problem(step, err.field or "bindings", err.message))
+        if buttons:
+            replies = quick_replies(template)
+            for text in buttons:
+                if text not in replies:
+                    known = ", ".join(replies) or "none"
+                    problems.append(
+                        Problem(
+                            step,
+                            f"buttons.{text}",
+                            f"{name} has no quick-reply button {text!r} (its quick replies: {known}).",
+                        )
+                    )
+        return problems
+
+    def run(self, visit: Visit) -> Outcome:
+        data = visit.step.data
+        detail = visit.record.detail
+        buttons = data.get("buttons") if isinstance(data.get("buttons"), dict) else {}
+        if "outcome" not in detail:
+            self._send(visit)
+            if detail["outcome"] == "skipped" or not buttons:
+                return Go("next")
+            timeout = parse_duration(data.get("button_timeout", DEFAULT_BUTTON_TIMEOUT)) or timedelta(days=1)
+            detail["buttons_until"] = (visit.now + timeout).isoformat()
+            _save(visit)
+            return Wait(visit.now + timeout, BUTTON_EVENTS)
+        # Called again: woken by an event or the timer, or a retry after the send committed.
+        if detail["outcome"] == "skipped" or not buttons:
+            return Go("next")
+        until = parse_datetime(detail.get("buttons_until") or "") or visit.now
+        if visit.event is not None:
+            pressed = self._pressed(visit, visit.event, list(buttons))
+            if pressed is not None:
+                detail["button"] = pressed
+                _save(visit)
+                return Go(f"button:{pressed}")
+        if visit.now >= until:
+            return Go("next")
+        return Wait(until, BUTTON_EVENTS)
+
+    def _pressed(self, visit: Visit, event: dict[str, Any], buttons: list[str]) -> str | None:
+        """The configured button this event presses on this step's message, if it does."""
+        attributes = event.get("attributes") or {}
+        answered = str(attributes.get("context_message_id") or "")
+        if event.get("name") == "WhatsAppButtonClicked":
+            answered = answered or str(attributes.get("message_id") or "")
+        if not visit.dry_run:
+            # Only a reply to this step's message: a button of an older message (another journey,
+            # a campaign) must not move this run.
+            wamid = (
+                Message.objects.filter(pk=visit.record.message_id).values_list("wamid", flat=True).first()
+                if visit.record.message_id
+                else None
+            )
+            if not wamid or answered != wamid:
+                return None
+        typed = [fold(str(attributes.get(k) or "")) for k in ("button_text", "button_payload")]
+        for text in buttons:
+            if fold(text) and fold(text) in typed:
+                return text
+        return None
+
+    def _send(self, visit: Visit) -> None:
+        data = visit.step.data
+        detail = visit.record.detail
+        ref = data.get("template") or {}
+        name, language = str(ref.get("name") or ""), str(ref.get("language") or "")
+        project = visit.journey.project
+        template = find_template(project, name, language)
+        if template is None:
+            _skip(visit, f"Template {name} ({language}) does not exist in this project.")
+            return
+        context = render_context(visit)
+        if context is None:
+            _skip(visit, "The subscriber was deleted.")
+            return
+        try:
+            renderer = _renderer(json.dumps(shape_bindings(data.get("bindings")), sort_keys=True))
+        except InvalidInput as err:
+            _skip(visit, f"The step's bindings are invalid: {err.message}")
+            return
+        values = renderer.render(context)
+        if isinstance(values, Skip):
+            _skip(visit, values.reason)
+            return
+        plan = TemplatePlan(snapshot_entry(template), str(data.get("header_media_url") or ""))
+        components = plan.components(values)
+        if isinstance(components, Skip):
+            _skip(visit, components.reason)
+            return
+        body = plan.display(values).body
+        detail.update(template=template.name, language=template.language, body=body)
+        if visit.dry_run:
+            detail.update(outcome="would_send", components=components)
+            _save(visit)
+            return
+        if _already_sent(visit):
+            return
+        if template.category == TemplateCategory.MARKETING and _capped(visit):
+            _skip(visit, CAPPED)
+            return
+        try:
+            message = send_whatsapp(
+                project=project,
+                subscriber=visit.subscriber,
+                actor=_actor(visit),
+                template=template,
+                components=components,
+                idempotency_key=idempotency_key(visit),
+                values=(visit.run.context or {}).get("values") or {},
+            )
+        except SendRefused as err:
+            _skip(visit, str(err))
+            return
+        visit.record.message = message
+        detail.update(outcome="sent", message=str(message.public_id))
+        visit.count("sent")
+        _save(visit)
+
+
+def _capped(visit: Visit) -> bool:
+    """The subscriber already got the project's most marketing messages in its cap window.
+
+    Asked before the outbox row is written, so the visit says "skipped: frequency cap" at once;
+    the sender's ``sendpolicy.decide`` still has the last word at send time (same definition,
+    ``counts_toward_cap``).
+    """
+    sending_policy = SendingPolicy.objects.filter(project_id=visit.journey.project_id).first()
+    if sending_policy is None or sending_policy.cap_messages is None:
+        return False
+    sent = (
+        Message.objects.filter(project_id=visit.journey.project_id, subscriber_id=visit.subscriber.pk)
+        .filter(counts_toward_cap(cap_window(sending_policy, timezone.now())))
+        .count()
+    )
+    return sent >= sending_policy.cap_messages
+
+
+# --- whatsapp_text -------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=256)
+def _text_template(source: str):
+    return campaign_bindings.ENV.from_string(source)
+
+
+def _text_problems(source: Any) -> str:
+    if not isinstance(source, str) or not source.strip():
+        return "Write the message."
+    if len(source) > MAX_TEXT:
+        return f"A WhatsApp text may have at most {MAX_TEXT:,} characters."
+    try:
+        template = _text_template(source)
+    except LiquidError as err:
+        return f"The text is not valid Liquid: {str(err).splitlines()[0]}"
+    for root in template.analyze(include_partials=False).globals:
+        if root not in campaign_bindings.ROOTS:
+            return f"The text uses “{root}”, which does not exist: use subscriber, tags, values or event."
+    return ""
+
+
+def render_text(source: str, context: dict[str, Any]) -> str | Skip:
+    """The text for one subscriber (bindings' sandbox, output limit and CPU budget), or why not."""
+    try:
+        text = _text_template(source).render(**context).strip()
+    except LiquidError as err:
+        return Skip(f"The text could not be rendered for this subscriber: {str(err).splitlines()[0]}")
+    if not text:
+        return Skip("The text is empty for this subscriber.")
+    if len(text) > MAX_TEXT:
+        return Skip(f"The text is longer than {MAX_TEXT:,} characters for this subscriber.")
+    return text
+
+
+def _window_open(visit: Visit) -> bool:
+    """Inside the 24 h window (``subscribers.window``, the rule the send policy applies).
+
+    A keyword reply is sent because of the inbound message that started the run: the inbound
+    processing writes that event and ``last_inbound_at`` in one transaction, and the feed hands
+    the event out only after it committed, so the window is open by the time the run gets here.
+    The subscriber of the visit may have been loaded before that commit: when it looks closed
+    and the run was started by an inbound message, ``last_inbound_at`` is read again. A dry run
+    has no real inbound message: its entry event, fired by hand on the simulated clock, counts
+    as one.
+    """
+    subscriber = visit.subscriber
+    if window.is_open(subscriber.last_inbound_at, visit.now):
+        return True
+    event = _event(visit)
+    if event.get("name") != RECEIVED:
+        return False
+    if visit.dry_run:
+        occurred = event.get("occurred_at")
+        at = parse_datetime(occurred) if isinstance(occurred, str) else occurred
+        return isinstance(at, datetime) and window.is_open(at, visit.now)
+    subscriber.refresh_from_db(fields=["last_inbound_at"])
+    return window.is_open(subscriber.last_inbound_at, visit.now)
+
+
+class WhatsAppTextStep:
+    type = "whatsapp_text"
+    label = "Send WhatsApp text"
+    channel = "whatsapp"
+
+    def outlets(self, data: dict[str, Any]) -> dict[str, str | None]:
+        return {"next": data.get("next"), "outside_window": data.get("outside_window")}
+
+    def check(self, data: dict[str, Any], ctx: CheckContext) -> list[Problem]:
+        problem = _text_problems(data.get("text"))
+        return [Problem(str(data.get("id")), "text", problem)] if problem else []
+
+    def run(self, visit: Visit) -> Outcome:
+        detail = visit.record.detail
+        if "outcome" in detail:  # called again after the send committed: never twice
+            return Go("outside_window" if detail["outcome"] == "outside_window" else "next")
+        if not _window_open(visit):
+            detail.update(outcome="outside_window")
+            _save(visit)
+            return Go("outside_window")
+        context = render_context(visit)
+        if context is None:
+            return _skip(visit, "The subscriber was deleted.")
+        text = render_text(str(visit.step.data.get("text") or ""), context)
+        if isinstance(text, Skip):
+            return _skip(visit, text.reason)
+        detail.update(body=text)
+        if visit.dry_run:
+            detail.update(outcome="would_send")
+            _save(visit)
+            return Go("next")
+        if _already_sent(visit):
+            return Go("next")
+        try:
+            message = send_whatsapp(
+                project=visit.journey.project,
+                subscriber=visit.subscriber,
+                actor=_actor(visit),
+                text=text,
+                idempotency_key=idempotency_key(visit),
+            )
+        except SendRefused as err:
+            if not policy.window_open(visit.subscriber):  # closed between our look and the send
+                detail.update(outcome="outside_window")
+                _save(visit)
+                return Go("outside_window")
+            return _skip(visit, str(err))
+        visit.record.message = message
+        detail.update(outcome="sent", message=str(message.public_id))
+        visit.count("sent")
+        _save(visit)
+        return Go("next")
+
+
+register(WhatsAppTemplateStep())
+register(WhatsAppTextStep())
