@@ -43,7 +43,7 @@ from campaigns.models import MessageStatus
 from subscribers import feed
 from subscribers.models import Event
 
-from . import conditions, counters
+from . import conditions, counters, engine
 from .definition import Definition, Goal
 from .entry import Arrival, enter
 from .models import Journey, JourneyRun, JourneyRunStep, JourneyStatus, RunState
@@ -92,22 +92,8 @@ def handle(events: Sequence[Event]) -> None:
         _kick()
 
 
-def _engine():
-    """``journeys.engine``, or None while the engine slice is not merged (this branch alone)."""
-    try:
-        from . import engine  # imported late: the engine imports steps that import this app's models
-    except ModuleNotFoundError as err:
-        if err.name != "journeys.engine":
-            raise
-        logger.warning("journeys consumer: no journeys.engine module; runs are not woken")
-        return None
-    return engine
-
-
 def _kick() -> None:
-    kick = getattr(_engine(), "kick", None)
-    if kick is not None:
-        kick()  # a tick right after commit: a keyword reply goes now, not at the next scheduler tick
+    engine.kick()  # a tick right after commit: a keyword reply goes now, not at the next scheduler tick
 
 
 def _load_journeys(events: Sequence[Event]) -> _Journeys:
@@ -179,9 +165,7 @@ def _enter(events: Sequence[Event], journeys: _Journeys, now: datetime) -> int:
 
 
 def _wake(events: Sequence[Event]) -> None:
-    engine = _engine()
-    if engine is not None:
-        engine.wake_for_events(events)
+    engine.wake_for_events(events)
 
 
 # --- c) message statuses and clicks --------------------------------------------------------------
@@ -297,9 +281,7 @@ def _convert(events: Sequence[Event], journeys: _Journeys, now: datetime) -> Non
     counters.bump_many(deltas)
     leaving = [run for run, _, goal in converted.values() if goal.exit and run.state != RunState.DONE]
     if leaving:
-        engine = _engine()
-        if engine is not None:
-            engine.exit_runs(runs=leaving, reason="goal", now=now)
+        engine.exit_runs(runs=leaving, reason="goal", now=now)
 
 
 def _goal(journey: Journey, version: int) -> Goal | None:
