@@ -31,14 +31,12 @@ Everything it made (project, subscribers, events, journeys, runs, cursor) is rem
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import os
 import signal
 import subprocess
 import sys
 import time
-import types
 from datetime import timedelta
 from pathlib import Path
 
@@ -51,45 +49,6 @@ EVENT = "BenchPing"
 CONSUMER = "journeys"
 
 
-def engine_mode() -> str:
-    from journeys.steps import get as step_type
-
-    if importlib.util.find_spec("journeys.engine") is not None and step_type("wait_event") is not None:
-        return "real"
-    return "stand-in"
-
-
-def install_standin() -> None:
-    """stand-in until engine lands: move woken runs with one UPDATE per event name (set-based)."""
-    from django.db import connection
-
-    import journeys
-
-    def wake_for_events(events) -> int:
-        by_name: dict[str, set[int]] = {}
-        for event in events:
-            by_name.setdefault(event.name, set()).add(event.subscriber_id)
-        moved = 0
-        with connection.cursor() as cursor:
-            for name, subscriber_ids in by_name.items():
-                cursor.execute(
-                    "UPDATE journeys_journeyrun SET state = 'done', exit_reason = 'completed', "
-                    "exited_at = clock_timestamp(), updated_at = clock_timestamp() "
-                    "WHERE state = 'waiting' AND NOT dry_run AND subscriber_id = ANY(%s) "
-                    "AND waiting_events ? %s",
-                    [list(subscriber_ids), name],
-                )
-                moved += cursor.rowcount
-        return moved
-
-    module = types.ModuleType("journeys.engine")
-    module.wake_for_events = wake_for_events
-    module.exit_runs = lambda **kwargs: 0
-    module.kick = lambda: None
-    sys.modules["journeys.engine"] = module
-    journeys.engine = module
-
-
 def _definition(name: str, steps: list[dict], **extra) -> dict:
     return {
         "name": name,
@@ -100,7 +59,7 @@ def _definition(name: str, steps: list[dict], **extra) -> dict:
     }
 
 
-def setup(count: int, mode: str) -> tuple[int, int]:
+def setup(count: int) -> tuple[int, int]:
     """The project, ``count`` subscribers, the journey with one waiting run each, two decoys."""
     from django.db import transaction
     from django.utils import timezone
@@ -120,10 +79,7 @@ def setup(count: int, mode: str) -> tuple[int, int]:
     )
     ids = list(Subscriber.objects.filter(project=project).order_by("pk").values_list("pk", flat=True)[:count])
     never = [{"attribute": "kind", "op": "eq", "value": "never"}]
-    if mode == "real":
-        wait_steps = [{"id": "wait", "type": "wait_event", "events": [{"event": EVENT}], "timeout": "P1D"}]
-    else:
-        wait_steps = [{"id": "wait", "type": "exit"}]  # the stand-in moves runs without reading steps
+    wait_steps = [{"id": "wait", "type": "wait_event", "events": [{"event": EVENT}], "timeout": "P1D"}]
     definitions = {
         "bench wait": _definition("bench wait", wait_steps),
         "bench decoy entry": {
@@ -173,20 +129,17 @@ def setup(count: int, mode: str) -> tuple[int, int]:
         ],
         batch_size=5_000,
     )
-    if mode == "real":
-        # The engine finds each run's visit of the wait step (it wrote it when the run arrived).
-        from journeys.models import JourneyRunStep
+    # The engine finds each run's visit of the wait step (it wrote it when the run arrived).
+    from journeys.models import JourneyRunStep
 
-        runs = JourneyRun.objects.filter(journey=main).values_list("pk", flat=True)
-        JourneyRunStep.objects.bulk_create(
-            [
-                JourneyRunStep(
-                    project=project, run_id=pk, step_id="wait", step_type="wait_event", entered_at=now
-                )
-                for pk in runs
-            ],
-            batch_size=5_000,
-        )
+    runs = JourneyRun.objects.filter(journey=main).values_list("pk", flat=True)
+    JourneyRunStep.objects.bulk_create(
+        [
+            JourneyRunStep(project=project, run_id=pk, step_id="wait", step_type="wait_event", entered_at=now)
+            for pk in runs
+        ],
+        batch_size=5_000,
+    )
     return project.pk, main.pk
 
 
@@ -241,12 +194,10 @@ def produce(rate: int, seconds: float, per_transaction: int, writer: str) -> Non
     print(f"written {written}", flush=True)
 
 
-def consume(mode: str) -> None:
+def consume() -> None:
     """Pump the journeys consumer until killed, as the pump_feed actor and the scheduler's tick do."""
     from subscribers import feed
 
-    if mode == "stand-in":
-        install_standin()
     while True:
         tick = time.monotonic()
         if not feed.pump(CONSUMER, seconds=10):
@@ -349,16 +300,15 @@ def main() -> None:
 
     if args.wait_load is not None:
         benchlib.wait_for_load(args.wait_load)
-    mode = engine_mode()
     count = int(args.rate * args.seconds)
     cleanup()
     t0 = time.monotonic()
-    project_id, journey_id = setup(count, mode)
-    print(f"engine: {mode}; {count} waiting runs set up in {time.monotonic() - t0:.1f} s", flush=True)
+    project_id, journey_id = setup(count)
+    print(f"{count} waiting runs set up in {time.monotonic() - t0:.1f} s", flush=True)
     FeedCursor.objects.filter(consumer=CONSUMER).delete()
     feed.ensure_cursor(CONSUMER)  # from the end: only this run's events
     try:
-        consumer = _spawn("consume", mode)
+        consumer = _spawn("consume")
         time.sleep(3)  # Django start of the consumer, before the clock runs
         producer = _spawn(
             "produce", str(args.rate), str(args.seconds), str(args.per_transaction), args.writer
@@ -374,7 +324,6 @@ def main() -> None:
         consumer.send_signal(signal.SIGTERM)
         consumer.wait()
         result = {
-            "engine": mode,
             "writer": args.writer,
             "events": written,
             "rate/s": round(written / span),
@@ -398,6 +347,6 @@ if __name__ == "__main__":
         if sys.argv[1] == "produce":
             produce(int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
         else:
-            consume(sys.argv[2])
+            consume()
     else:
         main()

@@ -562,7 +562,7 @@ def wake_for_events(events: Sequence[Any]) -> int:
 def exit_runs(
     *,
     journey: Journey | None = None,
-    runs: QuerySet[JourneyRun] | None = None,
+    runs: QuerySet[JourneyRun] | Sequence[JourneyRun] | None = None,
     reason: str,
     now: datetime | None = None,
 ) -> int:
@@ -575,6 +575,8 @@ def exit_runs(
     if journey is None and runs is None:
         raise ValueError("exit_runs needs a journey or runs")
     now = now or timezone.now()
+    if runs is not None and not isinstance(runs, QuerySet):
+        runs = JourneyRun.objects.filter(pk__in=[run.pk for run in runs])  # the consumer's run objects
     scope = runs if runs is not None else JourneyRun.objects.all()
     if journey is not None:
         scope = scope.filter(journey_id=journey.pk)

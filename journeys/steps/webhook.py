@@ -441,8 +441,6 @@ def _finish(record_id: int, run_id: int, result: dict[str, Any], now: datetime) 
             pk=run_id, state=RunState.WAITING, step_id=record.step_id, wake_at__gt=now
         ).update(wake_at=now)
     if woken:
-        from .. import engine
+        from .. import engine  # late: the engine imports the step registry this module is part of
 
-        kick = getattr(engine, "kick", None)
-        if kick is not None:
-            kick()
+        engine.kick()

@@ -8,16 +8,15 @@ from django.urls import reverse
 from controlpanel.models import AuditEntry, User
 from journeys import services
 from journeys.models import Journey, JourneyStartRequest, JourneyStatus, RunState
-from tests.journeys.test_definition import PROMO, stand_in_steps  # noqa: F401
-from tests.journeys.test_services import (  # noqa: F401
+from tests.journeys.test_definition import PROMO
+from tests.journeys.test_services import (
     ACTOR,
     approved_template,
-    engine_stand_in,
     keyword_journey,
     live_run,
 )
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("stand_in_steps", "engine_stand_in")]
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture

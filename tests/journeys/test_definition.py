@@ -15,16 +15,13 @@ from journeys import steps as registry
 from journeys.definition import Definition, DefinitionError, parse, parse_duration
 from journeys.steps import Go, Problem, next_only
 
-# --- stand-ins -----------------------------------------------------------------------------------
-# stand-in until engine (steps/flow.py) and messaging (steps/whatsapp.py, steps/webhook.py) land:
-# the outlets of ADR 0007 with no configuration checks. Registered only for types nobody has
-# registered, and removed after the test, so the real modules win once they are merged.
 
+class _TestStep:
+    """A step type of the tests' own, registered by the tests that need an odd check."""
 
-class _StandIn:
     channel = ""
 
-    def __init__(self, type_: str, outlets):
+    def __init__(self, type_: str, outlets=next_only):
         self.type = self.label = type_
         self._outlets = outlets
 
@@ -37,56 +34,6 @@ class _StandIn:
     def run(self, visit):
         return Go("next")
 
-
-def _button_outlets(data):
-    outlets = {"next": data.get("next")}
-    buttons = data.get("buttons")
-    if isinstance(buttons, dict):
-        outlets.update({f"button:{text}": target for text, target in buttons.items()})
-    return outlets
-
-
-def _event_outlets(data):
-    events = data.get("events") if isinstance(data.get("events"), list) else []
-    outlets = {f"event{i + 1}": e.get("next") for i, e in enumerate(events) if isinstance(e, dict)}
-    return {**outlets, "timeout": data.get("timeout_next", data.get("next"))}
-
-
-def _variant_outlets(data):
-    variants = data.get("variants") if isinstance(data.get("variants"), list) else []
-    return {
-        v["name"]: v.get("next") for v in variants if isinstance(v, dict) and isinstance(v.get("name"), str)
-    }
-
-
-def _keys(*names):
-    return lambda data: {name: data.get(name) for name in names}
-
-
-STAND_INS = {
-    "whatsapp_template": _button_outlets,
-    "whatsapp_text": _keys("next", "outside_window"),
-    "wait": next_only,
-    "wait_event": _event_outlets,
-    "segment_split": _keys("yes", "no"),
-    "reachability": _keys("yes", "no"),
-    "ab_split": _variant_outlets,
-    "update_tags": next_only,
-    "webhook": _keys("success", "failure"),
-}
-
-
-@pytest.fixture
-def stand_in_steps():
-    added = [name for name in STAND_INS if registry.get(name) is None]
-    for name in added:
-        registry.register(_StandIn(name, STAND_INS[name]))
-    yield
-    for name in added:
-        registry._registry.pop(name, None)
-
-
-pytestmark = pytest.mark.usefixtures("stand_in_steps")
 
 PROMO = {
     "name": "PROMO keyword",
@@ -223,7 +170,7 @@ def test_strict_needs_a_step_and_a_draft_does_not():
 
 
 def test_a_step_check_that_raises_becomes_a_problem_of_that_step():
-    class Broken(_StandIn):
+    class Broken(_TestStep):
         def check(self, data, ctx):
             return data["missing"].strip()  # a bug in a step module
 
@@ -238,7 +185,7 @@ def test_a_step_check_that_raises_becomes_a_problem_of_that_step():
 
 
 def test_step_module_problems_are_tagged_with_the_step():
-    class Picky(_StandIn):
+    class Picky(_TestStep):
         def check(self, data, ctx):
             return [Problem(None, "text", "Write something.")] if ctx.strict else []
 
@@ -603,23 +550,16 @@ def test_fuzz_junk_anywhere_in_a_good_journey(path, junk):
     _check(data)
 
 
-def test_what_the_matcher_refuses_is_a_problem_here(monkeypatch):
-    import sys
-    import types
-
-    # stand-in until messaging lands: conditions.check refuses what its regex engine cannot run
-    fake = types.SimpleNamespace(
-        check=lambda conditions: (
-            ["condition 1: back-references are not supported."]
-            if "\\1" in str(conditions[0].get("value"))
-            else []
-        )
-    )
-    monkeypatch.setitem(sys.modules, "journeys.conditions", fake)
+def test_what_the_matcher_refuses_is_a_problem_here():
     data = promo()
     data["entry"]["conditions"] = [{"attribute": "text", "op": "regex", "value": r"(a)\1"}]
     assert problems_of(data) == [
-        {"step": None, "field": "entry.conditions[0].value", "message": "back-references are not supported."}
+        {
+            "step": None,
+            "field": "entry.conditions[0].value",
+            "message": "Regular expressions here may not use back-references (\\1): they cannot be "
+            "matched in bounded time.",
+        }
     ]
     data["entry"]["conditions"][0]["value"] = "(a)b"
     parse(data)

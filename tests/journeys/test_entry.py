@@ -86,21 +86,8 @@ def test_parse_names_step_and_field():
 # ---- the set-based rules: entry cap, audiences, dry runs --------------------------------------
 
 
-def _with_settings(monkeypatch, journey, **changes):
-    """stand-in until definition lands: the foundation's parser does not read entry_cap yet, so the
-    parsed settings are given the cap here (the SQL under test reads Definition.settings)."""
-    from dataclasses import replace
-
-    from journeys import entry as entry_module
-
-    parsed = entry_module.definition_of(journey, journey.version)
-    patched = replace(parsed, settings=replace(parsed.settings, **changes))
-    monkeypatch.setattr(entry_module, "definition_of", lambda j, n: patched if j.pk == journey.pk else parsed)
-
-
-def test_entry_cap_counts_entries_within_the_period(project, monkeypatch):
-    journey = _journey(project, reentry="any_time")
-    _with_settings(monkeypatch, journey, entry_cap=2, entry_cap_period=timedelta(days=1))
+def test_entry_cap_counts_entries_within_the_period(project):
+    journey = _journey(project, reentry="any_time", entry_cap={"count": 2, "period": "P1D"})
     sub = SubscriberFactory(project=project)
     now = timezone.now()
     assert len(enter(journey, [Arrival(sub.pk, "a")], now=now)) == 1
@@ -111,9 +98,8 @@ def test_entry_cap_counts_entries_within_the_period(project, monkeypatch):
     assert counters.read(journey.pk)[("", "entered")] == 3
 
 
-def test_entry_cap_holds_for_an_audience_too(project, monkeypatch):
-    journey = _journey(project, reentry="any_time")
-    _with_settings(monkeypatch, journey, entry_cap=1, entry_cap_period=None)
+def test_entry_cap_holds_for_an_audience_too(project):
+    journey = _journey(project, reentry="any_time", entry_cap={"count": 1})
     capped, fresh = SubscriberFactory(project=project), SubscriberFactory(project=project)
     now = timezone.now()
     enter(journey, [Arrival(capped.pk, "event:1")], now=now)
@@ -266,11 +252,10 @@ def test_two_entries_racing_for_one_subscriber_start_one_run():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_entries_racing_under_a_cap_do_not_both_slip_under_it(monkeypatch):
+def test_two_entries_racing_under_a_cap_do_not_both_slip_under_it():
     if connection.vendor != "postgresql":
         pytest.skip("two writers at once need PostgreSQL")
-    journey = _journey(ProjectFactory(), reentry="any_time")
-    _with_settings(monkeypatch, journey, entry_cap=1, entry_cap_period=None)
+    journey = _journey(ProjectFactory(), reentry="any_time", entry_cap={"count": 1})
     sub = SubscriberFactory(project=journey.project)
     now = timezone.now()
     _race(

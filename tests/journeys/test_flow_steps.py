@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-import types
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
 
-import journeys
 from campaigns.models import Message
 from journeys import counters, engine
 from journeys.definition import DefinitionError, parse
@@ -22,23 +19,6 @@ from tests.factories import SubscriberFactory
 from tests.journeys.test_engine import T0, _event, make_journey, start
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def conditions_standin(monkeypatch):
-    """# stand-in until messaging lands: journeys.conditions.matches with eq only."""
-    module = types.ModuleType("journeys.conditions")
-
-    def matches(conditions, attributes):
-        return all(
-            c["attribute"] in attributes and attributes[c["attribute"]] == c["value"] for c in conditions
-        )
-
-    module.matches = matches
-    module.check = lambda conditions: []
-    monkeypatch.setitem(sys.modules, "journeys.conditions", module)
-    monkeypatch.setattr(journeys, "conditions", module, raising=False)
-    return module
 
 
 def _walk(journey, sub, now=T0, context=None) -> JourneyRun:
@@ -100,7 +80,7 @@ def test_wait_until_a_date_tag_with_an_offset(project):
     assert run.wake_at == datetime(2026, 3, 10, 8, 0, tzinfo=UTC)  # midnight Berlin + 9 h
 
 
-def test_wait_event_branches_by_event_conditions_and_times_out(project, conditions_standin):
+def test_wait_event_branches_by_event_conditions_and_times_out(project):
     journey = make_journey(
         project,
         [
@@ -133,7 +113,7 @@ def test_wait_event_branches_by_event_conditions_and_times_out(project, conditio
     assert counters.read(journey.pk)[("w", "passed:timeout")] == 1
 
 
-def test_wait_event_of_step_only_takes_events_about_that_steps_message(project, conditions_standin):
+def test_wait_event_of_step_only_takes_events_about_that_steps_message(project):
     journey = make_journey(
         project,
         [
@@ -259,7 +239,7 @@ def test_step_checks_name_the_step_and_field():
     } <= fields
 
 
-def test_an_event_that_happened_after_the_timeout_takes_the_timeout(project, conditions_standin):
+def test_an_event_that_happened_after_the_timeout_takes_the_timeout(project):
     journey = make_journey(
         project,
         [{"id": "w", "type": "wait_event", "events": [{"event": "A", "next": None}], "timeout": "PT1H"}],

@@ -20,11 +20,11 @@ from journeys.definition import parse
 from journeys.models import Journey, JourneyStatus, RunState
 from journeys.schema import journey_schema
 from tests.factories import ProjectFactory
-from tests.journeys.test_definition import PROMO, stand_in_steps  # noqa: F401
-from tests.journeys.test_services import approved_template, engine_stand_in, keyword_journey, live_run  # noqa: F401
+from tests.journeys.test_definition import PROMO
+from tests.journeys.test_services import approved_template, keyword_journey, live_run
 from tests.subscribers.test_api_subscribers import key_for
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("stand_in_steps", "engine_stand_in")]
+pytestmark = pytest.mark.django_db
 
 
 class Api:

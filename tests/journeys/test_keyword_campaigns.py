@@ -9,8 +9,6 @@ from journeys import keyword_campaigns as kc
 from journeys import services
 from journeys.definition import DefinitionError
 from journeys.models import Journey, JourneyStatus
-from journeys.steps import Problem
-from tests.journeys.panel_standins import register_step_standins
 from whatsapp.models import MessageTemplate, WhatsAppAccount
 
 PROMO = kc.KeywordCampaign(
@@ -20,11 +18,6 @@ PROMO = kc.KeywordCampaign(
     reply="Danke! Dein Code: SUSHI20",
     follow_up=kc.FollowUp("follow_up_offer", "de", delay_amount=1, delay_unit="hours"),
 )
-
-
-@pytest.fixture(autouse=True)
-def _steps():
-    register_step_standins()  # stand-in until messaging, engine land
 
 
 def _without_ui(definition: dict) -> dict:
@@ -108,14 +101,13 @@ def test_create_saves_a_draft_claiming_the_folded_keyword(project, offer):
     assert journey.keywords == ["promo"] and journey.entry_events == ["WhatsAppReceived"]
 
 
-def test_save_and_activate_writes_nothing_when_activation_is_blocked(project, offer, monkeypatch):
-    # stand-in until definition lands: its validate reports keyword collisions like this
-    problem = Problem(None, "entry.conditions", "PROMO is already claimed by journey 'Promo 2'.")
-    monkeypatch.setattr(services, "validate", lambda journey: [problem])
+def test_save_and_activate_writes_nothing_when_activation_is_blocked(project, offer):
+    first = kc.create_keyword_campaign(project=project, spec=PROMO, actor=SYSTEM, activate=True)
+    Journey.objects.filter(pk=first.pk).update(name="Promo 2")
     with pytest.raises(DefinitionError) as caught:
         kc.create_keyword_campaign(project=project, spec=PROMO, actor=SYSTEM, activate=True)
-    assert caught.value.problems == [problem]
-    assert not Journey.objects.filter(project=project).exists()
+    assert any("claimed by journey 'Promo 2'" in p.message for p in caught.value.problems)
+    assert list(Journey.objects.filter(project=project).values_list("name", flat=True)) == ["Promo 2"]
 
 
 def test_save_and_activate_activates(project, offer, monkeypatch):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-
 import pytest
 from django.urls import reverse
 from django.utils import timezone
@@ -13,7 +11,6 @@ from journeys import counters, services
 from journeys.models import Journey, JourneyRun, JourneyStatus, JourneyVersion, RunState
 from journeys.steps import Problem
 from tests.factories import ProjectFactory, SubscriberFactory
-from tests.journeys.panel_standins import install_dryrun, register_step_standins
 from whatsapp.models import MessageTemplate, WhatsAppAccount
 
 pytestmark = pytest.mark.django_db
@@ -37,11 +34,6 @@ PROMO = {
         },
     ],
 }
-
-
-@pytest.fixture(autouse=True)
-def _steps():
-    register_step_standins()  # stand-in until messaging, engine land
 
 
 @pytest.fixture
@@ -190,12 +182,6 @@ def test_a_collision_blocks_activation_names_the_other_journey_and_saves_nothing
 ):
     other = _journey(project, JourneyStatus.ACTIVE, definition={**PROMO, "name": "Promo 2"})
     Journey.objects.filter(pk=other.pk).update(keywords=["promo"])
-    if not hasattr(services, "validate_with_warnings"):
-        # stand-in until definition lands: its validate reports keyword collisions like this
-        collision = Problem(
-            None, "entry.conditions[0].value", "PROMO is already claimed by journey 'Promo 2'."
-        )
-        monkeypatch.setattr(services, "validate", lambda journey: [collision])
     response = marketer_client.post(_keyword_url(project), {**FORM, "action": "activate"})
     assert response.status_code == 400
     page = response.content.decode()
@@ -325,7 +311,6 @@ def test_dryrun_page_outsider_404_viewer_reads_without_controls(project, client,
 
 
 def test_dryrun_walks_the_draft_step_by_step(project, marketer_client, monkeypatch):
-    module = install_dryrun(monkeypatch)
     _template(project, name="o", body="Noch hungrig?")
     journey = _journey(project)
     # The window is open (a real keyword journey's inbound message opened it).
@@ -343,8 +328,7 @@ def test_dryrun_walks_the_draft_step_by_step(project, marketer_client, monkeypat
     assert response.status_code == 200 and page.lstrip().startswith('<div id="dryrun-run"')
     run = JourneyRun.objects.get(journey=journey)
     assert run.dry_run and run.state == RunState.WAITING and run.step_id == "wait"
-    if "event" in inspect.signature(module.start).parameters:
-        assert run.context["event"]["attributes"] == {"text": "Promo!"}
+    assert run.context["event"]["attributes"] == {"text": "Promo!"}
     assert "Dein Code: SUSHI20" in page and 'aria-current="step"' in page
     assert 'data-testid="fast-forward"' in page
     response = marketer_client.post(
@@ -360,7 +344,6 @@ def test_dryrun_walks_the_draft_step_by_step(project, marketer_client, monkeypat
 
 
 def test_dryrun_fire_taps_a_button_and_bad_attributes_come_back(project, marketer_client, monkeypatch):
-    install_dryrun(monkeypatch)
     template = _template(project, name="m", body="Wobei helfen?")
     buttons = {"type": "BUTTONS", "buttons": [{"type": "QUICK_REPLY", "text": "Lieferung"}]}
     MessageTemplate.objects.filter(pk=template.pk).update(
@@ -416,7 +399,6 @@ def test_dryrun_fire_taps_a_button_and_bad_attributes_come_back(project, markete
 
 
 def test_dryrun_refuses_other_projects_subscribers_and_runs(project, marketer_client, monkeypatch):
-    install_dryrun(monkeypatch)
     journey = _journey(project)
     stranger = SubscriberFactory(project=ProjectFactory())
     page = marketer_client.post(
@@ -443,19 +425,6 @@ def test_dryrun_search_finds_subscribers_of_this_project_only(project, marketer_
     page = response.content.decode()
     assert page.lstrip().startswith('<div id="dryrun-subscribers"')
     assert "Ana Lima" in page and "Ben Ott" not in page and "Ana Other" not in page
-
-
-def test_dryrun_says_so_when_the_engine_is_missing(project, marketer_client, monkeypatch):
-    import sys
-
-    monkeypatch.setitem(sys.modules, "journeys.dryrun", None)  # import fails as before the engine lands
-    journey = _journey(project)
-    assert 'data-testid="engine-missing"' in marketer_client.get(_dry_url(journey)).content.decode()
-    sub = SubscriberFactory(project=project)
-    page = marketer_client.post(
-        _dry_url(journey, "dryrun_start"), {"subscriber": sub.public_id}, headers=HX_RUN
-    ).content.decode()
-    assert "not installed" in page and not JourneyRun.objects.exists()
 
 
 def test_stats_page_takes_a_fixed_number_of_queries(project, marketer_client, django_assert_max_num_queries):

@@ -4,17 +4,14 @@ clone, export and import; each writes an audit entry and stays inside its projec
 from __future__ import annotations
 
 import copy
-import sys
 import threading
 import time
-import types
 from datetime import timedelta
 
 import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
-import journeys
 from controlpanel.models import AuditEntry
 from controlpanel.services import Actor
 from journeys import services
@@ -23,32 +20,12 @@ from journeys.models import Journey, JourneyRun, JourneyStatus, JourneyVersion, 
 from journeys.services import JourneyRefused
 from subscribers.models import Segment
 from tests.factories import ProjectFactory, SubscriberFactory
-from tests.journeys.test_definition import PROMO, stand_in_steps  # noqa: F401
+from tests.journeys.test_definition import PROMO
 from whatsapp.models import MessageTemplate, WhatsAppAccount
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("stand_in_steps")]
+pytestmark = pytest.mark.django_db
 
 ACTOR = Actor(label="test")
-
-
-@pytest.fixture
-def engine_stand_in(monkeypatch):
-    """stand-in until engine lands: exit_runs ends live runs set-based, as ADR 0007 says."""
-    try:
-        from journeys import engine  # noqa: F401
-    except ImportError:
-        calls = []
-
-        def exit_runs(*, journey=None, runs=None, reason: str, now=None) -> int:
-            calls.append((journey, reason))
-            live = JourneyRun.objects.filter(journey=journey).exclude(state=RunState.DONE)
-            return live.update(state=RunState.DONE, exit_reason=reason, exited_at=timezone.now())
-
-        module = types.SimpleNamespace(exit_runs=exit_runs, calls=calls)
-        monkeypatch.setitem(sys.modules, "journeys.engine", module)
-        monkeypatch.setattr(journeys, "engine", module, raising=False)
-        return module
-    return None
 
 
 def keyword_journey(name: str, *words: str, op: str = "keyword") -> dict:
@@ -141,7 +118,7 @@ def test_a_keyword_of_an_active_or_paused_journey_blocks_and_names_it(project):
     assert Journey.objects.get(pk=mine.pk).status == JourneyStatus.DRAFT
 
 
-def test_another_projects_keyword_and_a_stopped_journey_do_not_collide(project, engine_stand_in):
+def test_another_projects_keyword_and_a_stopped_journey_do_not_collide(project):
     make(ProjectFactory(), keyword_journey("Theirs", "promo"), JourneyStatus.ACTIVE)
     stopped = make(project, keyword_journey("Stopped", "promo"), JourneyStatus.ACTIVE)
     services.stop(journey=stopped, actor=ACTOR)
@@ -196,7 +173,7 @@ def test_a_keyword_taken_by_another_journeys_loose_condition_warns(project):
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks need PostgreSQL")
 @pytest.mark.django_db(transaction=True)
-def test_two_activations_racing_for_one_keyword_let_one_win(stand_in_steps, monkeypatch):  # noqa: F811
+def test_two_activations_racing_for_one_keyword_let_one_win(monkeypatch):
     checked = services.validate
 
     def slow_validate(journey):
@@ -347,7 +324,7 @@ def test_a_type_change_under_the_same_id_does_not_move_a_run(project):
     assert services.resume_journey(journey=journey, actor=ACTOR, move_runs=True).moved == 0
 
 
-def test_pause_resume_stop_and_their_refusals(project, engine_stand_in):
+def test_pause_resume_stop_and_their_refusals(project):
     journey = make(project, PROMO)
     with pytest.raises(JourneyRefused):
         services.pause(journey=journey, actor=ACTOR)

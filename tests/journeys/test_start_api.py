@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-import types
 import uuid
 
 import pytest
@@ -38,24 +35,6 @@ def post(api, monkeypatch, django_capture_on_commit_callbacks):
         return response
 
     return post
-
-
-@pytest.fixture
-def engine_exit_runs(monkeypatch):
-    """stand-in until engine lands: journeys.engine.exit_runs ends runs as the engine rules say
-    (done, exit reason, exclusive cleared). Used only when the real engine is not there."""
-    if importlib.util.find_spec("journeys.engine") is not None:
-        return
-    module = types.ModuleType("journeys.engine")
-
-    def exit_runs(*, journey=None, runs=None, reason: str, now=None) -> int:
-        runs = runs if runs is not None else JourneyRun.objects.filter(journey=journey)
-        return runs.exclude(state=RunState.DONE).update(
-            state=RunState.DONE, exit_reason=reason, exited_at=now or timezone.now(), exclusive=None
-        )
-
-    module.exit_runs = exit_runs
-    monkeypatch.setitem(sys.modules, "journeys.engine", module)
 
 
 def _journey(project, entries=None, status=JourneyStatus.ACTIVE, **settings) -> Journey:
@@ -204,7 +183,7 @@ def test_a_journey_paused_before_the_request_is_carried_out_fails_it_in_plain_wo
     assert not JourneyRun.objects.exists()
 
 
-def test_drop_ends_live_runs_in_one_journey_or_in_all(api, project, post, engine_exit_runs):
+def test_drop_ends_live_runs_in_one_journey_or_in_all(api, project, post):
     first, second = _journey(project), _journey(project)
     alice, bob = SubscriberFactory.create_batch(2, project=project)
     now = timezone.now()

@@ -12,7 +12,6 @@ from journeys import counters, stats
 from journeys.models import Journey, JourneyRun, JourneyStatus, JourneyVersion, RunState
 from journeys.stats import journey_stats, step_counts
 from tests.factories import SubscriberFactory
-from tests.journeys.panel_standins import register_step_standins
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +34,6 @@ DEFINITION = {
 
 @pytest.fixture(autouse=True)
 def _clean():
-    register_step_standins()  # stand-in until messaging, engine land
     cache.clear()
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
-import types
 from datetime import timedelta
 
 import pytest
@@ -13,7 +11,6 @@ import requests
 from django.utils import timezone
 from requests.adapters import BaseAdapter
 
-import journeys
 from journeys.models import JourneyRun, RunState
 from journeys.steps import CheckContext, Go, Wait, webhook
 from journeys.steps import get as step_type
@@ -105,13 +102,13 @@ def sent(monkeypatch):
 
 @pytest.fixture
 def engine(monkeypatch):
-    # stand-in until engine lands: only kick() is used by the webhook actor.
-    module = types.ModuleType("journeys.engine")
-    module.kicks = []
-    module.kick = lambda: module.kicks.append(1)
-    monkeypatch.setitem(sys.modules, "journeys.engine", module)
-    monkeypatch.setattr(journeys, "engine", module, raising=False)
-    return module
+    """The real engine, with kick() counted (the actor wakes the run; the tick moves it)."""
+    from journeys import engine as real
+
+    kicks: list[int] = []
+    monkeypatch.setattr(real, "kick", lambda: kicks.append(1))
+    monkeypatch.setattr(real, "kicks", kicks, raising=False)
+    return real
 
 
 def _started(project, django_capture_on_commit_callbacks, sent, *, now):
