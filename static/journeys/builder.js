@@ -424,13 +424,15 @@
       const from = [...svg.classList].find((c) => c.startsWith("node_out_node-"));
       const out = [...svg.classList].find((c) => /^output_\d+$/.test(c));
       const id = from ? from.slice("node_out_node-".length) : null;
-      const step = nodes.get(Number(id)) || nodes.get(id);
+      const step = nodes.get(Number(id));
+      const fromEntry = Number(id) === entryNode;
       let text = svg.querySelector("text.jb-passed");
-      if (!show || !step || !out) {
+      if (!show || !(step || fromEntry) || !out) {
         text?.remove();
         return;
       }
-      const name = (outletNames.get(Number(id)) || outletNames.get(id) || [])[Number(out.slice(7)) - 1];
+      // The entry's wire carries everyone who entered the journey.
+      const name = fromEntry ? "entered" : (outletNames.get(Number(id)) || [])[Number(out.slice(7)) - 1];
       const path = svg.querySelector("path.main-path");
       if (!name || !path) return;
       if (!text) {
@@ -444,7 +446,7 @@
       text.setAttribute("x", String(point.x));
       text.setAttribute("y", String(point.y - 6));
       text.setAttribute("data-outlet", name);
-      text.textContent = String((counts[step.id] || {})[`passed:${name}`] || 0);
+      text.textContent = String((fromEntry ? (counts[""] || {}).entered : (counts[step.id] || {})[`passed:${name}`]) || 0);
     });
   }
 
@@ -461,13 +463,13 @@
     const steps = Array.isArray(definition.steps) ? definition.steps : [];
     steps.forEach((raw, i) => {
       const step = JSON.parse(JSON.stringify(raw));
-      const x = Number.isFinite(step.ui?.x) ? step.ui.x : 320 + (i % 4) * 300;
-      const y = Number.isFinite(step.ui?.y) ? step.ui.y : 60 + Math.floor(i / 4) * 220;
+      const x = Number.isFinite(step.ui?.x) ? step.ui.x : 330 + (i % 3) * 290;
+      const y = Number.isFinite(step.ui?.y) ? step.ui.y : 60 + Math.floor(i / 3) * 200;
       addStepNode(step, x, y);
     });
     const first = [...nodes.keys()][0];
     const firstStep = first ? nodes.get(first) : null;
-    addEntryNode(firstStep?.ui ? Math.max(10, firstStep.ui.x - 290) : 20, firstStep?.ui ? firstStep.ui.y : 60);
+    addEntryNode(firstStep?.ui ? firstStep.ui.x - 290 : 40, firstStep?.ui ? firstStep.ui.y : 60);
     for (const [id, step] of nodes) {
       (outletNames.get(id) || []).forEach((name, i) => {
         const target = nodeOf(getTarget(step, name));
@@ -607,8 +609,15 @@
 
   // ---- the side panel -----------------------------------------------------------------------------
 
-  function markFields(container, stepId, global = false) {
-    const mine = problems.filter((p) => (global ? !p.step : p.step === stepId));
+  // Problems of the journey as a whole go to the entry panel or the settings panel by field.
+  const ENTRY_FIELD = /^(entry|entries)/;
+
+  function markFields(container, stepId, global = null) {
+    const mine = problems.filter((p) => {
+      if (!global) return p.step === stepId;
+      if (p.step) return false;
+      return global === "entry" ? ENTRY_FIELD.test(p.field || "") : !ENTRY_FIELD.test(p.field || "");
+    });
     const shown = new Set();
     container.querySelectorAll("[data-field]").forEach((input) => {
       if (!input.matches("input, select, textarea")) return;
@@ -637,7 +646,7 @@
     }
     const fieldset = el("fieldset", { disabled: READONLY }, body);
     panel.replaceChildren(fieldset);
-    if (what === "entry" || what === "settings") markFields(panel, null, true);
+    if (what === "entry" || what === "settings") markFields(panel, null, what);
     else markFields(panel, nodes.get(what).id);
     document.querySelectorAll(".drawflow-node.jb-open").forEach((n) => n.classList.remove("jb-open"));
     const nodeId = what === "entry" ? entryNode : typeof what === "number" ? what : null;
@@ -1071,11 +1080,17 @@
 
   // ---- palette, drag and drop, events -------------------------------------------------------------
 
+  // A step added by a click goes to the right of the step open in the panel (the usual "and
+  // then"), or under everything when that would leave the visible part of the canvas.
   function nextFreeSpot() {
     const data = editor.export().drawflow.Home.data;
-    const ys = Object.values(data).map((n) => n.pos_y);
-    const xs = Object.values(data).map((n) => n.pos_x);
-    return { x: xs.length ? Math.max(...xs) + 300 : 320, y: ys.length ? Math.min(...ys) : 60 };
+    const all = Object.values(data);
+    const width = canvas.clientWidth / editor.zoom;
+    const left = -editor.canvas_x / editor.zoom;
+    const from = typeof openNode === "number" ? data[openNode] : entryNode !== null ? data[entryNode] : null;
+    if (from && from.pos_x + 290 + 240 <= left + width) return { x: from.pos_x + 290, y: from.pos_y };
+    const bottom = all.length ? Math.max(...all.map((n) => n.pos_y)) : 0;
+    return { x: Math.max(left + 40, 40), y: all.length ? bottom + 170 : 60 };
   }
 
   function newStep(type, x, y) {
@@ -1101,7 +1116,7 @@
       ...DATA.types.map((t) =>
         el("button", {
           type: "button",
-          class: `jb-palette-item btn btn-sm w-100 mb-1${t.channel ? ` jb-channel-${t.channel}` : ""}`,
+          class: `jb-palette-item btn btn-sm${t.channel ? ` jb-channel-${t.channel}` : ""}`,
           draggable: READONLY ? "false" : "true",
           disabled: READONLY,
           "data-type": t.type,
