@@ -52,7 +52,16 @@ def actor(request: HttpRequest) -> Actor:
 
 
 def problem_text(exc: DefinitionError) -> str:
-    return " ".join(f"{p.step + ': ' if p.step else ''}{p.message}" for p in exc.problems[:5])
+    return describe(exc.problems)
+
+
+def describe(problems: list[Any]) -> str:
+    """The first few problems in words (``Problem`` objects or their dicts)."""
+    found = []
+    for p in problems[:5]:
+        step, message = (p.get("step"), p.get("message")) if isinstance(p, dict) else (p.step, p.message)
+        found.append(f"{step + ': ' if step else ''}{message}")
+    return " ".join(found)
 
 
 def _url_or_none(name: str, *args: Any) -> str | None:
@@ -187,9 +196,14 @@ def journey_import(request: HttpRequest) -> HttpResponse:
         messages.error(request, f"“{upload.name}” is not a JSON file.")
         return back
     try:
-        journey = services.import_journey(project=request.project, data=data, actor=actor(request))
+        imported = services.import_journey(project=request.project, data=data, actor=actor(request))
     except DefinitionError as exc:
         messages.error(request, f"“{upload.name}” is not a journey we can import: {problem_text(exc)}")
         return back
+    # The service may hand back what it could not resolve in this project (segments, templates)
+    # along with the draft: the marketer fixes those in the builder.
+    journey, missing = imported if isinstance(imported, tuple) else (imported, [])
     messages.success(request, f"Imported “{journey.name}” as a draft.")
+    if missing:
+        messages.warning(request, f"To fix before activating: {describe(list(missing))}")
     return redirect("journeys:builder", request.project.slug, journey.public_id)

@@ -598,6 +598,11 @@
       const response = await fetch(DATA.urls.counts, { headers: { Accept: "application/json" }, credentials: "same-origin" });
       if (!response.ok) return;
       const body = await response.json();
+      // Paused, resumed or stopped elsewhere: the buttons and the read-only state must follow.
+      if (body.status && body.status !== DATA.journey.status && !dirty) {
+        window.location.reload();
+        return;
+      }
       counts = body.counts || {};
       for (const id of nodes.keys()) renderNode(id);
       renderEntryNode();
