@@ -48,6 +48,22 @@ def _readonly_reason(request: HttpRequest, journey: Journey) -> str:
     return ""
 
 
+PROBE = "__builder_probe__"
+
+
+def _outlet_key(kind: steps.StepType, outlet: str) -> str:
+    """The JSON key that holds a fixed outlet's target: mostly the outlet's name, but a wait for
+    an event keeps its duration in ``timeout`` and the timeout's target in ``timeout_next``. Asked
+    of the step type itself, so the canvas never writes a target over a setting."""
+    for candidate in (outlet, f"{outlet}_next"):
+        try:
+            if kind.outlets({candidate: PROBE}).get(outlet) == PROBE:
+                return candidate
+        except Exception:  # a step module's bug must not take the whole builder down
+            break
+    return outlet
+
+
 def _step_types() -> list[dict[str, Any]]:
     """The palette: every registered type with its outlets when nothing is configured yet."""
     found = []
@@ -56,7 +72,15 @@ def _step_types() -> list[dict[str, Any]]:
             fixed = list(kind.outlets({}))
         except Exception:  # a step module's bug must not take the whole builder down
             fixed = ["next"]
-        found.append({"type": kind.type, "label": kind.label, "channel": kind.channel, "outlets": fixed})
+        found.append(
+            {
+                "type": kind.type,
+                "label": kind.label,
+                "channel": kind.channel,
+                "outlets": fixed,
+                "outlet_keys": {name: key for name in fixed if (key := _outlet_key(kind, name)) != name},
+            }
+        )
     return sorted(found, key=lambda t: (t["channel"] != "whatsapp", t["type"] == "exit", t["label"]))
 
 

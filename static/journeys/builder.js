@@ -199,7 +199,13 @@
     if (ev && Array.isArray(step.events)) return step.events[+ev[1] - 1]?.next ?? null;
     const variant = Array.isArray(step.variants) ? step.variants.find((v) => v && v.name === name) : null;
     if (variant) return variant.next ?? null;
-    return step[name] ?? null;
+    return step[outletKey(step, name)] ?? null;
+  }
+
+  // Where a fixed outlet's target is written (the server asked the step type: "timeout" of a
+  // wait for an event is a duration, its target is "timeout_next").
+  function outletKey(step, name) {
+    return TYPES.get(step.type)?.outlet_keys?.[name] || name;
   }
 
   function setTarget(step, name, target) {
@@ -217,7 +223,7 @@
       variant.next = target;
       return;
     }
-    step[name] = target;
+    step[outletKey(step, name)] = target;
   }
 
   // ---- the canvas ---------------------------------------------------------------------------------
@@ -378,7 +384,7 @@
       const kw = keywordsOf(entry);
       return kw.words.length ? `${entry.event || "?"} “${kw.words.join("”, “")}”` : entry.event || "an event";
     }
-    if (entry.type === "segment") return `segment ${DATA.segments.find((s) => s.id === entry.segment)?.name || "?"}`;
+    if (entry.type === "segment") return entry.segment ? `segment ${DATA.segments.find((s) => s.id === entry.segment)?.name || "(deleted)"}` : "a segment (pick one)";
     return "API";
   }
 
@@ -396,26 +402,34 @@
     if (box) box.dataset.outlets = String(names.length);
   }
 
-  // The node's outputs follow its outlets; wires are kept by outlet name across the change.
+  // The node's outputs follow its outlets. The step JSON always holds the targets (every wire
+  // drawn or removed writes them), so the outputs are rebuilt from it: a renamed variant or a
+  // removed event keeps the wires of the outlets that remain.
+  let rebuilding = false;
+
   function syncOutputs(id) {
     const step = nodes.get(id);
     const want = outletsOf(step);
     const have = outletNames.get(id) || [];
-    if (want.join("\u0000") === have.join("\u0000")) return labelOutputs(id);
-    const targets = {};
-    have.forEach((name, i) => {
-      const c = connectionsOf(id, `output_${i + 1}`)[0];
-      if (c) targets[name] = c.node;
-    });
-    for (let i = have.length; i >= 1; i--) editor.removeNodeOutput(id, `output_${i}`);
-    want.forEach(() => editor.addNodeOutput(id));
-    outletNames.set(id, want);
-    want.forEach((name, i) => {
-      if (targets[name]) editor.addConnection(id, targets[name], `output_${i + 1}`, "input_1");
-    });
+    rebuilding = true;
+    try {
+      for (let i = have.length; i >= 1; i--) editor.removeNodeOutput(id, `output_${i}`);
+      want.forEach(() => editor.addNodeOutput(id));
+      outletNames.set(id, want);
+      want.forEach((name, i) => {
+        const target = nodeOf(getTarget(step, name));
+        if (target !== null) editor.addConnection(id, target, `output_${i + 1}`, "input_1");
+      });
+    } finally {
+      rebuilding = false;
+    }
     labelOutputs(id);
     editor.updateConnectionNodes(`node-${id}`);
     labelConnections();
+  }
+
+  function outletAt(id, outputClass) {
+    return (outletNames.get(Number(id)) || [])[Number(String(outputClass).slice(7)) - 1];
   }
 
   function labelConnections() {
@@ -734,6 +748,15 @@
   // -- forms per step type: each returns the panel's fields; edits write into the step object.
 
   function templateForm(id, step) {
+    // Bindings are edited in the flat form of the journey JSON ({"body.1": ...}); the nested form
+    // campaigns keep ({"body": {"1": ...}}) is flattened once.
+    if (step.bindings && Object.values(step.bindings).some((v) => v && typeof v === "object")) {
+      step.bindings = Object.fromEntries(
+        Object.entries(step.bindings).flatMap(([component, names]) =>
+          names && typeof names === "object" ? Object.entries(names).map(([n, src]) => [`${component}.${n}`, src]) : [[component, names]],
+        ),
+      );
+    }
     const chosen = TEMPLATES.find((t) => t.name === step.template?.name && t.language === step.template?.language);
     const select = options(
       el("select", {
@@ -881,7 +904,7 @@
       ]),
     );
     parts.unshift(el("div", { class: "jb-section", text: "Variants (sticky per subscriber)" }));
-    parts.push(el("div", { class: `small mb-2 ${total === 100 ? "text-secondary" : "text-danger"}`, text: `Together: ${total} % (must be 100 %)` }));
+    parts.push(el("div", { class: `small mb-2 ${total === 100 ? "text-secondary" : "text-danger"}`, text: total === 100 ? "Together: 100 %" : `Together: ${total} %, must be 100 %` }));
     if (step.variants.length < 5) {
       parts.push(el("button", { type: "button", class: "btn btn-sm mb-2", text: "+ variant", onclick: () => { step.variants.push({ name: String.fromCharCode(65 + step.variants.length), percent: 0, next: null }); changed(id, { outlets: true, redraw: true }); } }));
     }
@@ -1160,10 +1183,19 @@
     for (const c of connectionsOf(output_id, output_class)) {
       if (String(c.node) !== String(input_id)) editor.removeSingleConnection(output_id, c.node, output_class, "input_1");
     }
+    const step = nodes.get(Number(output_id));
+    const name = outletAt(output_id, output_class);
+    if (!rebuilding && step && name) setTarget(step, name, nodes.get(Number(input_id))?.id ?? null);
     markDirty();
     labelConnectionsSoon();
   });
-  editor.on("connectionRemoved", () => { markDirty(); labelConnectionsSoon(); });
+  editor.on("connectionRemoved", ({ output_id, input_id, output_class }) => {
+    const step = nodes.get(Number(output_id));
+    const name = outletAt(output_id, output_class);
+    if (!rebuilding && step && name && getTarget(step, name) === nodes.get(Number(input_id))?.id) setTarget(step, name, null);
+    markDirty();
+    labelConnectionsSoon();
+  });
   editor.on("nodeMoved", () => { markDirty(); labelConnectionsSoon(); });
   editor.on("mouseMove", labelConnectionsSoon);
   editor.on("nodeRemoved", (id) => {
@@ -1180,7 +1212,15 @@
 
   // Drawflow deletes the selected node on the Delete key anywhere in the document: typing in the
   // side panel must not reach it.
-  for (const box of [panel, statusBox]) box.addEventListener("keydown", (e) => e.stopPropagation());
+  for (const box of [panel, statusBox]) {
+    box.addEventListener("keydown", (e) => {
+      e.stopPropagation();
+      if ((e.ctrlKey || e.metaKey) && e.key === "s" && !READONLY) {
+        e.preventDefault();
+        run("save");
+      }
+    });
+  }
   document.addEventListener("keydown", (e) => {
     if ((e.ctrlKey || e.metaKey) && e.key === "s" && !READONLY) {
       e.preventDefault();
@@ -1212,6 +1252,9 @@
   renderPalette();
   load();
   closePanel();
+  // Drawing the saved wires is not a change.
+  dirty = false;
+  statusBox.className = "alert d-none";
   if (showCounts()) setInterval(poll, 3000);
   root.dataset.ready = "true";
   // For tests and the curious: the JSON the canvas would save now.

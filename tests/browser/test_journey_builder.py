@@ -115,6 +115,15 @@ def node(page, step_id: str):
     return page.locator(".drawflow-node", has=page.locator(f"[data-step='{step_id}']"))
 
 
+def wire(select, step_id: str) -> None:
+    """Pick the step ``step_id`` in an outlet's "where it goes" select (labels carry the type's label)."""
+    value = select.evaluate(
+        "(el, id) => [...el.options].find(o => o.textContent.startsWith(id + ' ('))?.value", step_id
+    )
+    assert value, f"no option for {step_id}"
+    select.select_option(value)
+
+
 def build_promo(page) -> Journey:
     """Build the PROMO flow on a new journey's canvas and activate it (after the collision is gone)."""
     page.goto("/p/alpha/journeys/")
@@ -154,9 +163,7 @@ def build_promo(page) -> Journey:
         "() => document.querySelectorAll('svg.connection').length === 2"
     )  # entry -> reply, reply -> wait
     node(page, "wait").locator(".jb-node-summary").click()
-    page.locator("[data-testid=outlet-target][data-outlet=next]").select_option(
-        label="template (WhatsApp template)"
-    )
+    wire(page.locator("[data-testid=outlet-target][data-outlet=next]"), "template")
     page.wait_for_function("() => document.querySelectorAll('svg.connection').length === 3")
 
     page.get_by_test_id("open-settings").click()
@@ -304,3 +311,61 @@ def test_promo_from_the_phone_moves_the_counters(page, live_server, simulator, w
     assert page.locator("svg.connection text.jb-passed[data-outlet=next]").first.inner_text() in ("0", "1")
     handset.locator("[data-testid=bubble]", has_text="SUSHI20").wait_for(timeout=20_000)
     shot(page, "counting")
+
+
+def test_branches_follow_the_step_configuration(page, live_server, simulator, step_types):  # noqa: F811
+    """Outlets are the step's configuration: one per awaited event and per variant; wires survive
+    a removed event or a renamed variant, and the timeout's target never overwrites its duration."""
+    _, marketer = setup_project(live_server)
+    login(page, marketer)
+    page.goto("/p/alpha/journeys/")
+    page.get_by_test_id("new-journey").click()
+    page.locator("#journey-builder[data-ready=true]").wait_for()
+    palette = page.locator("[data-testid=palette-item]")
+    for label, step_id in (("Exit", "exit"), ("WhatsApp text", "reply"), ("Wait for event", "wait_for")):
+        palette.filter(has_text=label).click()
+        node(page, step_id).wait_for()
+        if step_id == "reply":
+            page.get_by_test_id("text-input").fill("Danke!")
+    outputs = node(page, "wait_for").locator(".outputs .output")
+    assert [o.get_attribute("data-outlet") for o in outputs.all()] == ["event1", "timeout"]
+
+    panel = page.get_by_test_id("side-panel")
+    panel.get_by_role("button", name="+ event").click()
+    panel.locator("input[data-field='events[1].event']").fill("WhatsAppButtonClicked")
+    assert [o.get_attribute("data-label") for o in outputs.all()] == [
+        "WhatsAppRead",
+        "WhatsAppButtonClicked",
+        "not happened",
+    ]
+    wire(panel.locator("[data-testid=outlet-target][data-outlet=event2]"), "reply")
+    wire(panel.locator("[data-testid=outlet-target][data-outlet=timeout]"), "exit")
+    panel.locator("input[data-field=timeout]").fill("2")
+    panel.locator(".jb-duration select").last.select_option("D")
+    # Removing the first event: the second one (now event1) keeps its wire to the reply.
+    panel.get_by_role("button", name="Remove this event").first.click()
+    assert [o.get_attribute("data-outlet") for o in outputs.all()] == ["event1", "timeout"]
+
+    palette.filter(has_text="A/B split").click()
+    node(page, "split").wait_for()
+    wire(panel.locator("[data-testid=outlet-target][data-outlet=B]"), "exit")
+    panel.locator("input[data-field='variants[1].name']").fill("Control")
+    panel.locator("input[data-field='variants[1].name']").dispatch_event("change")
+    panel.get_by_role("button", name="+ variant").click()
+    split_outputs = node(page, "split").locator(".outputs .output")
+    assert [o.get_attribute("data-outlet") for o in split_outputs.all()] == ["A", "Control", "C"]
+
+    page.get_by_test_id("save").click()
+    page.get_by_test_id("builder-status").filter(has_text="Saved.").wait_for()
+    steps = {
+        s["id"]: s for s in Journey.objects.get(project__slug="alpha", status="draft").definition["steps"]
+    }
+    wait_for = steps["wait_for"]
+    assert [(e["event"], e["next"]) for e in wait_for["events"]] == [("WhatsAppButtonClicked", "reply")]
+    assert wait_for["timeout"] == "P2D" and wait_for["timeout_next"] == "exit"
+    assert [(v["name"], v["next"]) for v in steps["split"]["variants"]] == [
+        ("A", None),
+        ("Control", "exit"),
+        ("C", None),
+    ]
+    shot(page, "branches")

@@ -50,16 +50,39 @@ PROMO = {
 
 
 # --- stand-in until the engine and messaging slices land ------------------------------------------
-# Minimal step types with the ADR 0007 outlets, registered only where the real module has not
-# registered the type. The integrator removes this block once journeys/steps/{flow,whatsapp}.py
-# define wait, whatsapp_text and whatsapp_template.
+# Minimal step types with the ADR 0007 outlets (and the engine's ``timeout_next``), registered only
+# where the real module has not registered the type. The integrator removes this block once
+# journeys/steps/{flow,whatsapp,webhook}.py are merged.
+
+
+def _fixed(*names: str, keys: dict[str, str] | None = None):
+    return lambda data: {name: data.get((keys or {}).get(name, name)) for name in names}
+
+
+def _template_outlets(data: dict[str, Any]) -> dict[str, str | None]:
+    found: dict[str, str | None] = {"next": data.get("next")}
+    for text, target in (data.get("buttons") or {}).items():
+        found[f"button:{text}"] = target
+    return found
+
+
+def _wait_event_outlets(data: dict[str, Any]) -> dict[str, str | None]:
+    found = {f"event{i + 1}": e.get("next") for i, e in enumerate(data.get("events") or [])}
+    found["timeout"] = data.get("timeout_next")  # "timeout" itself is the duration
+    return found
+
+
+def _ab_outlets(data: dict[str, Any]) -> dict[str, str | None]:
+    return {
+        str(v["name"]): v.get("next")
+        for v in data.get("variants") or []
+        if isinstance(v, dict) and v.get("name")
+    }
 
 
 class _StandInStep:
-    channel = ""
-
-    def __init__(self, type_: str, label: str, channel: str = ""):
-        self.type, self.label, self.channel = type_, label, channel
+    def __init__(self, type_: str, label: str, outlets, channel: str = ""):
+        self.type, self.label, self.channel, self._outlets = type_, label, channel, outlets
 
     def check(self, data: dict[str, Any], ctx: CheckContext) -> list[Problem]:
         found = []
@@ -80,21 +103,21 @@ class _StandInStep:
         return found
 
     def outlets(self, data: dict[str, Any]) -> dict[str, str | None]:
-        found: dict[str, str | None] = {"next": data.get("next")}
-        if self.type == "whatsapp_text":
-            found["outside_window"] = data.get("outside_window")
-        for text, target in (data.get("buttons") or {}).items():
-            found[f"button:{text}"] = target
-        return found
+        return self._outlets(data)
 
     def run(self, visit):  # pragma: no cover - the engine is not part of these tests
         return Go("next")
 
 
 STAND_INS = [
-    _StandInStep("whatsapp_template", "WhatsApp template", "whatsapp"),
-    _StandInStep("whatsapp_text", "WhatsApp text", "whatsapp"),
-    _StandInStep("wait", "Wait"),
+    _StandInStep("whatsapp_template", "Send WhatsApp template", _template_outlets, "whatsapp"),
+    _StandInStep("whatsapp_text", "Send WhatsApp text", _fixed("next", "outside_window"), "whatsapp"),
+    _StandInStep("wait", "Wait", _fixed("next")),
+    _StandInStep("wait_event", "Wait for event", _wait_event_outlets),
+    _StandInStep("segment_split", "Segment split", _fixed("yes", "no")),
+    _StandInStep("ab_split", "A/B split", _ab_outlets),
+    _StandInStep("update_tags", "Update tags", _fixed("next")),
+    _StandInStep("webhook", "Webhook", _fixed("success", "failure")),
 ]
 
 
@@ -273,6 +296,10 @@ def test_builder_page_hands_the_canvas_registry_templates_and_segments(owner_cli
     assert {"whatsapp_text", "wait", "whatsapp_template", "exit"} <= set(palette)
     assert palette["whatsapp_text"]["outlets"] == ["next", "outside_window"]
     assert palette["exit"]["outlets"] == []
+    # The canvas writes the timeout's target where the step type reads it, not over the duration.
+    assert palette["wait_event"]["outlets"] == ["timeout"]
+    assert palette["wait_event"]["outlet_keys"] == {"timeout": "timeout_next"}
+    assert palette["whatsapp_text"]["outlet_keys"] == {}
     assert palette["whatsapp_text"]["channel"] == "whatsapp"
     assert [t["name"] for t in data["templates"]] == ["follow_up_offer"]  # approved only
     template = data["templates"][0]
