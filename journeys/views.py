@@ -31,11 +31,11 @@ MAX_IMPORT_BYTES = 1_000_000
 # What a new journey starts as: an API entry (it starts nobody until someone calls the API or
 # the marketer picks another entry), no steps yet.
 BLANK = {"name": "New journey", "entry": {"type": "api"}, "settings": {"reentry": "after_exit"}, "steps": []}
-# list/builder action name -> (service, message once done)
+# list/builder action -> the message once done (the service of the same name does it)
 LIFECYCLE = {
-    "pause": (services.pause, "paused: its subscribers hold where they are"),
-    "resume": (services.resume, "resumed"),
-    "stop": (services.stop, "stopped"),
+    "pause": "paused: its subscribers hold where they are",
+    "resume": "resumed",
+    "stop": "stopped",
 }
 
 
@@ -143,9 +143,15 @@ def journey_action(request: HttpRequest, journey_id: uuid.UUID, action: str) -> 
     journey = get_journey(request, journey_id)
     if action not in LIFECYCLE:
         raise Http404("No such action.")
-    service, done = LIFECYCLE[action]
+    service, done = getattr(services, action), LIFECYCLE[action]
+    options = {}
+    if action == "resume" and request.POST.get("move_runs"):
+        # Subscribers already in the journey go on in the edited version where their step is
+        # still there; without it they finish on the version they started on.
+        options["move_runs"] = True
+        done = "resumed; subscribers already in it moved to the new version where their step still exists"
     try:
-        service(journey=journey, actor=actor(request))
+        service(journey=journey, actor=actor(request), **options)
     except services.JourneyRefused as exc:
         messages.error(request, exc.message)
     except DefinitionError as exc:  # resuming an edited journey validates it first

@@ -272,6 +272,24 @@ def test_pause_resume_and_stop_from_the_list(owner_client, project, step_types):
     assert page.redirect_chain[-1][0] == url("list", project=project)
 
 
+def test_resume_from_the_builder_can_move_live_runs_to_the_new_version(owner_client, project, monkeypatch):
+    journey = journey_of(project, status=JourneyStatus.PAUSED, version=1)
+    seen = []
+
+    def resume(*, journey, actor, move_runs=False):  # stand-in until the definition slice lands
+        seen.append(move_runs)
+        return journey
+
+    monkeypatch.setattr(services, "resume", resume)
+    page = owner_client.get(url("builder", journey))
+    assert b'data-testid="move-runs"' in page.content and b'data-testid="resume"' in page.content
+    response = owner_client.post(url("resume", journey), {"next": "builder", "move_runs": "1"}, follow=True)
+    assert response.redirect_chain[-1][0] == url("builder", journey)
+    assert "moved to the new version" in response.content.decode()
+    owner_client.post(url("resume", journey), {"next": "builder"})
+    assert seen == [True, False]
+
+
 def _actor():
     from controlpanel.services import Actor
 
