@@ -43,6 +43,7 @@ PROMO = {
             "id": "offer",
             "type": "whatsapp_template",
             "template": {"name": "follow_up_offer", "language": "de"},
+            "bindings": {"body.1": "{{ subscriber.name }}"},
             "next": None,
         },
     ],
