@@ -317,7 +317,8 @@ def test_promo_from_the_phone_moves_the_counters(page, live_server, simulator, w
         page.wait_for_timeout(700)
     # The run waits an hour at the wait step; the wire reply -> wait counted one passage.
     node(page, "wait").locator("[data-count=waiting]").filter(has_text="1").wait_for(timeout=10_000)
-    assert page.locator("svg.connection text.jb-passed[data-outlet=next]").first.inner_text() in ("0", "1")
+    passed = page.locator("svg.connection text.jb-passed[data-outlet=next]").first.text_content()
+    assert passed in ("0", "1")
     handset.locator("[data-testid=bubble]", has_text="SUSHI20").wait_for(timeout=20_000)
     shot(page, "counting")
 

@@ -91,7 +91,7 @@ class _StandInStep:
             found.append(Problem(data.get("id"), "duration", "Say how long to wait."))
         if self.type == "whatsapp_text" and not str(data.get("text") or "").strip():
             found.append(Problem(data.get("id"), "text", "Write the message."))
-        if self.type == "whatsapp_template" and ctx.strict:
+        if self.type == "whatsapp_template":
             template = data.get("template") or {}
             approved = MessageTemplate.objects.filter(
                 project=ctx.project,
@@ -101,6 +101,8 @@ class _StandInStep:
             ).exists()
             if not approved:
                 found.append(Problem(data.get("id"), "template.name", "Pick an approved template."))
+            elif ctx.strict and not (data.get("bindings") or {}).get("body.1"):
+                found.append(Problem(data.get("id"), "bindings.body.1", "Bind body {{1}}."))
         return found
 
     def outlets(self, data: dict[str, Any]) -> dict[str, str | None]:
@@ -347,6 +349,7 @@ def test_an_active_journey_is_read_only_with_pause_it_first(owner_client, projec
 
 
 def test_save_writes_the_canvas_json_through_the_service(owner_client, project, step_types):
+    approved_template(project)
     journey = journey_of(project, data={"name": "Draft", "entry": {"type": "api"}, "steps": []})
     response = post_json(owner_client, url("builder_save", journey), PROMO)
     assert response.status_code == 200, response.content
@@ -382,18 +385,31 @@ def test_save_answers_400_to_a_body_that_is_not_a_definition(owner_client, proje
     assert response.json()["message"]
 
 
+def unbound() -> dict[str, Any]:
+    """PROMO with its template's placeholder not bound yet: a draft may be saved, not activated."""
+    data = json.loads(json.dumps(PROMO))
+    del data["steps"][2]["bindings"]
+    return data
+
+
 def test_validate_lists_what_blocks_activation(owner_client, project, step_types):
-    journey = journey_of(project)  # the template does not exist in this project
-    response = post_json(owner_client, url("builder_validate", journey), PROMO)
+    approved_template(project)
+    journey = journey_of(project)
+    response = post_json(owner_client, url("builder_validate", journey), unbound())
     assert response.status_code == 200
     body = response.json()
-    assert {"step": "offer", "field": "template.name", "message": "Pick an approved template."} in body[
-        "problems"
-    ]
+    assert [(p["step"], p["field"]) for p in body["problems"]] == [("offer", "bindings.body.1")]
     assert "block activation" in body["message"]
-    approved_template(project)
+    assert Journey.objects.get(pk=journey.pk).definition == unbound()  # saved all the same
     body = post_json(owner_client, url("builder_validate", journey), PROMO).json()
     assert body["problems"] == [] and body["message"] == "Ready to activate."
+
+
+def test_a_draft_with_a_missing_template_is_not_saved(owner_client, project, step_types):
+    journey = journey_of(project, data=unbound())
+    response = post_json(owner_client, url("builder_save", journey), PROMO)
+    assert response.status_code == 422
+    assert [(p["step"], p["field"]) for p in response.json()["problems"]] == [("offer", "template.name")]
 
 
 def test_validate_passes_collisions_from_the_service_through(owner_client, project, monkeypatch, step_types):
@@ -418,12 +434,11 @@ def test_activate_saves_freezes_a_version_and_reloads(owner_client, project, ste
 
 
 def test_activate_with_problems_is_refused_and_names_them(owner_client, project, step_types):
-    journey = journey_of(project)
-    response = post_json(owner_client, url("builder_activate", journey), PROMO)
+    approved_template(project)
+    journey = journey_of(project, data=unbound())
+    response = post_json(owner_client, url("builder_activate", journey), unbound())
     assert response.status_code == 422
-    assert response.json()["problems"] == [
-        {"step": "offer", "field": "template.name", "message": "Pick an approved template."}
-    ]
+    assert [(p["step"], p["field"]) for p in response.json()["problems"]] == [("offer", "bindings.body.1")]
     assert Journey.objects.get(pk=journey.pk).status == JourneyStatus.DRAFT
 
 
@@ -476,6 +491,7 @@ def transfer_services(monkeypatch):
 
 
 def test_clone_export_and_import(owner_client, project, step_types, transfer_services):
+    approved_template(project)
     journey = journey_of(project, status=JourneyStatus.ACTIVE, version=1)
     response = owner_client.post(url("clone", journey))
     copy = Journey.objects.for_project(project).exclude(pk=journey.pk).get()
