@@ -892,6 +892,12 @@
     return [field("Reachable on", options(el("select", { class: "form-select form-select-sm", onchange: (e) => { step.channel = e.target.value; changed(id); } }), [["whatsapp", "WhatsApp (opted in)"]], step.channel), "channel")];
   }
 
+  // A variant added or removed shares the 100 % out again (each 1-100, together 100).
+  function evenly(variants) {
+    const share = Math.floor(100 / variants.length);
+    variants.forEach((v, i) => { v.percent = share + (i < 100 - share * variants.length ? 1 : 0); });
+  }
+
   function abForm(id, step) {
     if (!Array.isArray(step.variants) || !step.variants.length) step.variants = [{ name: "A", percent: 50, next: null }, { name: "B", percent: 50, next: null }];
     const total = step.variants.reduce((n, v) => n + (Number(v.percent) || 0), 0);
@@ -900,13 +906,13 @@
         el("input", { class: "form-control", value: v.name, "aria-label": "Variant name", "data-field": `variants[${i}].name`, onchange: (e) => { v.name = e.target.value.trim(); changed(id, { outlets: true }); } }),
         el("input", { class: "form-control", type: "number", min: "0", max: "100", value: v.percent ?? "", "aria-label": "Percent", "data-field": `variants[${i}].percent`, onchange: (e) => { v.percent = Number(e.target.value); changed(id, { redraw: true }); labelOutputs(id); } }),
         el("span", { class: "input-group-text", text: "%" }),
-        step.variants.length > 2 ? el("button", { type: "button", class: "btn", text: "×", "aria-label": "Remove variant", onclick: () => { step.variants.splice(i, 1); changed(id, { outlets: true, redraw: true }); } }) : null,
+        step.variants.length > 2 ? el("button", { type: "button", class: "btn", text: "×", "aria-label": "Remove variant", onclick: () => { step.variants.splice(i, 1); evenly(step.variants); changed(id, { outlets: true, redraw: true }); } }) : null,
       ]),
     );
     parts.unshift(el("div", { class: "jb-section", text: "Variants (sticky per subscriber)" }));
     parts.push(el("div", { class: `small mb-2 ${total === 100 ? "text-secondary" : "text-danger"}`, text: total === 100 ? "Together: 100 %" : `Together: ${total} %, must be 100 %` }));
     if (step.variants.length < 5) {
-      parts.push(el("button", { type: "button", class: "btn btn-sm mb-2", text: "+ variant", onclick: () => { step.variants.push({ name: String.fromCharCode(65 + step.variants.length), percent: 0, next: null }); changed(id, { outlets: true, redraw: true }); } }));
+      parts.push(el("button", { type: "button", class: "btn btn-sm mb-2", text: "+ variant", onclick: () => { step.variants.push({ name: String.fromCharCode(65 + step.variants.length), percent: 0, next: null }); evenly(step.variants); changed(id, { outlets: true, redraw: true }); } }));
     }
     return parts;
   }

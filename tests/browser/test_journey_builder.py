@@ -332,7 +332,7 @@ def test_branches_follow_the_step_configuration(page, live_server, simulator, st
     page.get_by_test_id("new-journey").click()
     page.locator("#journey-builder[data-ready=true]").wait_for()
     palette = page.locator("[data-testid=palette-item]")
-    for label, step_id in (("Exit", "exit"), ("WhatsApp text", "reply"), ("Wait for event", "wait_for")):
+    for label, step_id in (("Wait for event", "wait_for"), ("WhatsApp text", "reply"), ("Exit", "exit")):
         palette.filter(has_text=label).click()
         node(page, step_id).wait_for()
         if step_id == "reply":
@@ -340,14 +340,12 @@ def test_branches_follow_the_step_configuration(page, live_server, simulator, st
     outputs = node(page, "wait_for").locator(".outputs .output")
     assert [o.get_attribute("data-outlet") for o in outputs.all()] == ["event1", "timeout"]
 
+    node(page, "wait_for").locator(".jb-node-summary").click()
     panel = page.get_by_test_id("side-panel")
     panel.get_by_role("button", name="+ event").click()
     panel.locator("input[data-field='events[1].event']").fill("WhatsAppButtonClicked")
-    assert [o.get_attribute("data-label") for o in outputs.all()] == [
-        "WhatsAppRead",
-        "WhatsAppButtonClicked",
-        "not happened",
-    ]
+    labels = [o.get_attribute("data-label") for o in outputs.all()]
+    assert labels == ["WhatsAppRead", "WhatsAppButtonClicked", "not happened"]
     wire(panel.locator("[data-testid=outlet-target][data-outlet=event2]"), "reply")
     wire(panel.locator("[data-testid=outlet-target][data-outlet=timeout]"), "exit")
     panel.locator("input[data-field=timeout]").fill("2")
@@ -364,6 +362,9 @@ def test_branches_follow_the_step_configuration(page, live_server, simulator, st
     panel.get_by_role("button", name="+ variant").click()
     split_outputs = node(page, "split").locator(".outputs .output")
     assert [o.get_attribute("data-outlet") for o in split_outputs.all()] == ["A", "Control", "C"]
+    # Every step reachable from the first one: the reply goes on to the split.
+    node(page, "reply").locator(".jb-node-summary").click()
+    wire(panel.locator("[data-testid=outlet-target][data-outlet=next]"), "split")
 
     page.get_by_test_id("save").click()
     page.get_by_test_id("builder-status").filter(has_text="Saved.").wait_for()
@@ -373,9 +374,7 @@ def test_branches_follow_the_step_configuration(page, live_server, simulator, st
     wait_for = steps["wait_for"]
     assert [(e["event"], e["next"]) for e in wait_for["events"]] == [("WhatsAppButtonClicked", "reply")]
     assert wait_for["timeout"] == "P2D" and wait_for["timeout_next"] == "exit"
-    assert [(v["name"], v["next"]) for v in steps["split"]["variants"]] == [
-        ("A", None),
-        ("Control", "exit"),
-        ("C", None),
-    ]
+    variants = [(v["name"], v["percent"], v["next"]) for v in steps["split"]["variants"]]
+    assert variants == [("A", 34, None), ("Control", 33, "exit"), ("C", 33, None)]
+    assert steps["reply"]["next"] == "split"
     shot(page, "branches")
