@@ -39,6 +39,18 @@ LIFECYCLE = {
 }
 
 
+def _resumed(activation: services.Activation) -> str:
+    """Say which version subscribers already in the journey walk now (the issue asks the panel to)."""
+    if not activation.new_version:
+        return "resumed"
+    said = f"resumed as version {activation.version}"
+    if activation.moved:
+        said += f"; {activation.moved} subscriber(s) in it moved to the new version"
+    if activation.stayed:
+        said += f"; {activation.stayed} stay on the version they started on (their step changed or is gone)"
+    return said
+
+
 def get_journey(request: HttpRequest, journey_id: uuid.UUID) -> Journey:
     """The project's journey by public id; another project's is "not found" like a missing one."""
     journey = Journey.objects.for_project(request.project).filter(public_id=journey_id).first()
@@ -143,15 +155,18 @@ def journey_action(request: HttpRequest, journey_id: uuid.UUID, action: str) -> 
     journey = get_journey(request, journey_id)
     if action not in LIFECYCLE:
         raise Http404("No such action.")
-    service, done = getattr(services, action), LIFECYCLE[action]
-    options = {}
-    if action == "resume" and request.POST.get("move_runs"):
-        # Subscribers already in the journey go on in the edited version where their step is
-        # still there; without it they finish on the version they started on.
-        options["move_runs"] = True
-        done = "resumed; subscribers already in it moved to the new version where their step still exists"
     try:
-        service(journey=journey, actor=actor(request), **options)
+        if action == "resume":
+            # With move_runs, subscribers already in the journey go on in the edited version
+            # where their step is still there; otherwise they finish on the version they began.
+            done = _resumed(
+                services.resume_journey(
+                    journey=journey, actor=actor(request), move_runs=bool(request.POST.get("move_runs"))
+                )
+            )
+        else:
+            getattr(services, action)(journey=journey, actor=actor(request))
+            done = LIFECYCLE[action]
     except services.JourneyRefused as exc:
         messages.error(request, exc.message)
     except DefinitionError as exc:  # resuming an edited journey validates it first

@@ -2,14 +2,13 @@
 text reply, a wait, a template), see the collision warning for a second PROMO journey, activate,
 send PROMO from the simulator phone and watch the step counters move.
 
-``test_build_promo_on_the_canvas_and_activate`` is the canvas: it runs on its own. The last part
-(``test_promo_from_the_phone_moves_the_counters``) needs the engine, the feed consumer and the
-WhatsApp steps of the other journey slices; it is skipped until they are merged.
+``test_build_promo_on_the_canvas_and_activate`` is the canvas; the last part
+(``test_promo_from_the_phone_moves_the_counters``) runs the real engine, feed consumer and
+WhatsApp steps behind it.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
 import time
@@ -19,12 +18,9 @@ import pytest
 from django.core.management import call_command
 
 from controlpanel.models import Role
-from journeys import keywords, services
 from journeys.models import Journey, JourneyStatus
-from journeys.steps import Problem
 from tests.browser.test_simulator_phone import simulator, workers  # noqa: F401  (fixtures)
 from tests.factories import PASSWORD, MembershipFactory, ProjectFactory
-from tests.journeys.test_builder_pages import step_types  # noqa: F401  (fixture: stand-in step types)
 from whatsapp import services as wa_services
 from whatsapp.models import WhatsAppAccount
 from whatsapp.simulator import services as sim_services
@@ -48,37 +44,6 @@ def _leave_the_builder(page):
     yield
     page.context.close()
     time.sleep(0.5)
-
-
-@pytest.fixture
-def collisions(monkeypatch):
-    """stand-in until the definition slice lands: keyword collisions in ``services.validate``.
-
-    Its validate names the active or paused journey that already claims a keyword; the foundation's
-    does not check collisions yet. Once ``validate_with_warnings`` exists (the definition slice),
-    the real check runs and this does nothing.
-    """
-    if hasattr(services, "validate_with_warnings"):
-        return
-    real = services.validate
-
-    def validate(journey):
-        problems = list(real(journey))
-        others = Journey.objects.filter(
-            project=journey.project, status__in=[JourneyStatus.ACTIVE, JourneyStatus.PAUSED]
-        ).exclude(pk=journey.pk)
-        for other in others:
-            for word in sorted(set(other.keywords) & {keywords.fold(k) for k in journey.keywords}):
-                problems.append(
-                    Problem(
-                        None,
-                        "entry.conditions",
-                        f"{word.upper()} is already claimed by journey '{other.name}'.",
-                    )
-                )
-        return problems
-
-    monkeypatch.setattr(services, "validate", validate)
 
 
 def setup_project(live_server):
@@ -233,7 +198,7 @@ def build_promo(page) -> Journey:
     return journey
 
 
-def test_build_promo_on_the_canvas_and_activate(page, live_server, simulator, step_types, collisions):  # noqa: F811
+def test_build_promo_on_the_canvas_and_activate(page, live_server, simulator):  # noqa: F811
     _, marketer = setup_project(live_server)
     login(page, marketer)
     build_promo(page)
@@ -241,7 +206,7 @@ def test_build_promo_on_the_canvas_and_activate(page, live_server, simulator, st
     assert [p for p in page.console_problems if "status of 422" not in p] == []
 
 
-def test_a_problem_is_shown_on_the_step_and_its_field(page, live_server, simulator, step_types):  # noqa: F811
+def test_a_problem_is_shown_on_the_step_and_its_field(page, live_server, simulator):  # noqa: F811
     _, marketer = setup_project(live_server)
     login(page, marketer)
     page.goto("/p/alpha/journeys/")
@@ -276,16 +241,7 @@ def test_a_problem_is_shown_on_the_step_and_its_field(page, live_server, simulat
     assert [s["id"] for s in steps] == ["reply"]
 
 
-ENGINE_READY = all(
-    importlib.util.find_spec(name) is not None
-    for name in ("journeys.engine", "journeys.consumer", "journeys.steps.whatsapp")
-)
-
-
-@pytest.mark.skipif(
-    not ENGINE_READY, reason="needs the engine, consumer and WhatsApp steps of the other journey slices"
-)
-def test_promo_from_the_phone_moves_the_counters(page, live_server, simulator, workers, collisions):  # noqa: F811
+def test_promo_from_the_phone_moves_the_counters(page, live_server, simulator, workers):  # noqa: F811
     from campaigns import sending
     from journeys import engine
     from subscribers import feed
@@ -323,7 +279,7 @@ def test_promo_from_the_phone_moves_the_counters(page, live_server, simulator, w
     shot(page, "counting")
 
 
-def test_branches_follow_the_step_configuration(page, live_server, simulator, step_types):  # noqa: F811
+def test_branches_follow_the_step_configuration(page, live_server, simulator):  # noqa: F811
     """Outlets are the step's configuration: one per awaited event and per variant; wires survive
     a removed event or a renamed variant, and the timeout's target never overwrites its duration."""
     _, marketer = setup_project(live_server)
