@@ -1,8 +1,7 @@
 """Journey pages in Chromium: the keyword shortcut form, the statistics page's chart and the dry run.
 
-The dry run runs on the engine's ``journeys/dryrun.py``; until the engine slice lands it runs on the
-stand-in in ``tests/journeys/panel_standins.py`` (install_dryrun returns the real module once it
-exists). Screenshots: SCREENSHOT_DIR=/tmp/shots writes journeys-<name>.png there.
+The dry run runs on the engine's ``journeys/dryrun.py``. Screenshots: SCREENSHOT_DIR=/tmp/shots
+writes journeys-<name>.png there.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ from journeys import counters, services
 from journeys.models import Journey, JourneyRun, JourneyStatus, JourneyVersion, RunState
 from tests.browser.test_simulator_phone import simulator  # noqa: F401  (fixture)
 from tests.factories import PASSWORD, MembershipFactory, ProjectFactory, SubscriberFactory
-from tests.journeys.panel_standins import install_dryrun, register_step_standins
 from whatsapp import services as wa_services
 from whatsapp.models import MessageTemplate, WhatsAppAccount
 from whatsapp.simulator import services as sim_services
@@ -33,11 +31,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def shot(page, name: str) -> None:
     if folder := os.environ.get("SCREENSHOT_DIR"):
         page.screenshot(path=str(Path(folder) / f"journeys-{name}.png"), full_page=True)
-
-
-@pytest.fixture(autouse=True)
-def _steps():
-    register_step_standins()  # stand-in until messaging, engine land
 
 
 def _log_in(page, user, slug: str) -> None:
@@ -174,9 +167,7 @@ def test_statistics_page_draws_its_chart(page, live_server, settings):
     page.goto("about:blank")  # stop polling before the live server goes away
 
 
-def test_dry_run_lights_up_the_path(page, live_server, monkeypatch):
-    # Runs on the engine's journeys/dryrun.py once merged; until then on the marked stand-in.
-    install_dryrun(monkeypatch)
+def test_dry_run_lights_up_the_path(page, live_server):
     project = ProjectFactory(name="Alpha Foods", slug="alpha")
     marketer = MembershipFactory(project=project, role=Role.MARKETER).user
     # Ana wrote to the number a minute ago: the window the reply needs is open.
