@@ -15,7 +15,7 @@ from subscribers.admin import EstimatedCountPaginator
 
 from . import services
 from .definition import DefinitionError
-from .models import Journey, JourneyRun, JourneyStartRequest
+from .models import Journey, JourneyRun, JourneyRunStep, JourneyStartRequest, JourneyStat, JourneyVersion
 
 
 class ReadOnlyMixin:
@@ -128,3 +128,41 @@ class JourneyStartRequestAdmin(ReadOnlyMixin, admin.ModelAdmin):
     search_fields = ["public_id"]
     list_select_related = ["project", "journey"]
     raw_id_fields = ["journey"]
+
+
+@admin.register(JourneyVersion)
+class JourneyVersionAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Frozen definitions: runs walk them, so they never change."""
+
+    list_display = ["journey", "number", "project", "created_at"]
+    list_filter = ["project"]
+    search_fields = ["journey__name", "journey__public_id"]
+    list_select_related = ["journey", "project"]
+    exclude = ["definition"]
+    extra_readonly = ["definition_pretty"]
+
+    @admin.display(description="Definition")
+    def definition_pretty(self, obj: JourneyVersion) -> str:
+        return _pretty(obj.definition)
+
+
+@admin.register(JourneyRunStep)
+class JourneyRunStepAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """A run's visits: what each step did (the message it queued, the webhook's answer)."""
+
+    list_display = ["run", "step_id", "step_type", "outlet", "entered_at", "finished_at"]
+    list_filter = ["step_type"]
+    search_fields = ["run__public_id", "step_id"]
+    raw_id_fields = ["run", "message"]
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+
+
+@admin.register(JourneyStat)
+class JourneyStatAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Counters moved by deltas with the work they count; read-only (ADR 0007)."""
+
+    list_display = ["journey", "step_id", "key", "n"]
+    list_filter = ["project"]
+    search_fields = ["journey__name", "step_id", "key"]
+    list_select_related = ["journey"]
