@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from campaigns.models import Message, MessageStatus
 from controlpanel.services import Actor
-from journeys import engine, services
+from journeys import counters, engine, services
 from journeys.models import Journey, JourneyRun, RunState
 from journeys.segment_entry import fire_due
 from subscribers import feed
@@ -283,6 +283,17 @@ def test_scenario_1_promo_reply_follow_up_no_second_run_and_hilfe_menu_branches(
     # Everybody got each message once.
     assert len(posts(graph)) == 4
     assert Message.objects.filter(subscriber=eva).count() == 4
+    # The builder's live counters saw the same path.
+    stats = counters.read(promo.pk)
+    assert stats[("", "entered")] == 1 and stats[("", "exited:completed")] == 1
+    assert (stats[("reply", "sent")], stats[("offer", "sent")], stats[("offer", "passed:next")]) == (1, 1, 1)
+    stats = counters.read(hilfe.pk)
+    assert (stats[("menu", "sent")], stats[("menu", "clicked")], stats[("menu", "passed:button:Mensch")]) == (
+        1,
+        1,
+        1,
+    )
+    assert ("order_help", "entered") not in stats and stats[("human", "sent")] == 1
 
 
 def test_scenario_1_a_tap_on_another_message_does_not_move_the_menu(client, account, graph):
@@ -469,6 +480,19 @@ def test_scenario_3_readers_and_tappers_get_a_thank_you_the_others_a_reminder_af
     run_queued()
     assert posted_to(graph, silent.phone) == ["order_feedback", "reminder"]
     assert len(posts(graph)) == 8
+    stats = counters.read(feedback.pk)
+    assert (stats[("offer", "sent")], stats[("offer", "delivered")], stats[("offer", "read")]) == (4, 4, 2)
+    assert stats[("offer", "clicked")] == 1
+    assert (stats[("read_or_not", "passed:event1")], stats[("read_or_not", "passed:event2")]) == (1, 1)
+    assert (
+        stats[("read_or_not", "passed:timeout")],
+        stats[("thanks", "sent")],
+        stats[("reminder", "sent")],
+    ) == (
+        2,
+        2,
+        2,
+    )
 
 
 # --- 4. a worker killed with SIGKILL in the middle -------------------------------------------------
@@ -479,14 +503,40 @@ from datetime import datetime
 import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlpanel.settings")
 django.setup()
-from journeys import engine
-original = engine._Batch.flush
-def flush(self):
-    original(self)  # every write of the batch is made (outbox rows included), inside its transaction
-    print("flushed", flush=True)
+
+def die_here():
+    # What this worker's transaction holds when it dies: outbox rows and runs (seen by it alone).
+    from campaigns.models import Message
+    from journeys.models import JourneyRun
+    print("ready to die", Message.objects.count(), JourneyRun.objects.count(), flush=True)
     time.sleep(300)  # SIGKILLed here, before the commit
-engine._Batch.flush = flush
-engine.tick(now=datetime.fromisoformat(sys.argv[1]))
+
+mode = sys.argv[1]
+if mode == "tick":
+    from journeys import engine
+    flush = engine._Batch.flush
+    def flush_and_die(self):
+        flush(self)  # every write of the batch is made (outbox rows included), inside its transaction
+        die_here()
+    engine._Batch.flush = flush_and_die
+    engine.tick(now=datetime.fromisoformat(sys.argv[2]))
+elif mode == "feed":
+    from journeys import consumer
+    from subscribers import feed
+    def handle_and_die(events):
+        consumer.handle(events)  # entries, wakes, sends queued, counters: all written, not committed
+        die_here()
+    feed.unregister(consumer.CONSUMER)
+    feed.register(consumer.CONSUMER, handle_and_die)
+    feed.process_batch(consumer.CONSUMER)
+elif mode == "segment":
+    from journeys import segment_entry
+    fire = segment_entry._fire
+    def fire_and_die(journey, now):
+        fire(journey, now)  # every member entered, inside the firing's transaction
+        die_here()
+    segment_entry._fire = fire_and_die
+    segment_entry.fire_due(now=datetime.fromisoformat(sys.argv[2]))
 """
 
 
@@ -496,11 +546,12 @@ def _database_url() -> str:
     return f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-def killed_worker(now) -> None:
-    """A worker that claims the due runs, advances them, writes every row, and dies by SIGKILL
-    before its commit."""
+def killed_worker(mode: str, now=None) -> tuple[int, int]:
+    """A worker (``mode``: the engine's tick, the feed consumer, the segment entry) that does all
+    its writes and dies by SIGKILL before its commit."""
+    args = [mode, now.isoformat()] if now is not None else [mode]
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, now.isoformat()],
+        [sys.executable, "-c", CHILD, *args],
         cwd=ROOT,
         env={**os.environ, "DATABASE_URL": _database_url()},
         stdout=subprocess.PIPE,
@@ -509,31 +560,52 @@ def killed_worker(now) -> None:
     )
     try:
         line = child.stdout.readline()
-        assert line.strip() == "flushed", child.stderr.read()
+        assert line.startswith("ready to die"), child.stderr.read()
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
     finally:
         if child.poll() is None:
             child.kill()
     assert child.returncode == -signal.SIGKILL
+    messages, runs = line.split()[-2:]
+    return int(messages), int(runs)
+
+
+def pump_after_kill() -> int:
+    """The next pump; PostgreSQL ends the killed worker's backend (and its locks) within moments."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        handled = feed.process_batch("journeys")
+        if handled:
+            return handled + pump()
+        time.sleep(0.2)
+    raise AssertionError("the feed stayed held after the worker died")
+
+
+def postgres_only() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("a second worker process with a transaction of its own: PostgreSQL")
 
 
 def test_scenario_4_workers_killed_mid_reply_and_mid_follow_up_send_nothing_twice(client, account, graph):
-    if connection.vendor != "postgresql":
-        pytest.skip("a second worker process with a transaction of its own: PostgreSQL")
+    postgres_only()
     project = account.project
     promo = journey(project, PROMO)
     people = [SubscriberFactory(project=project, phone=f"+49151123460{i:02d}") for i in range(6)]
     for sub in people:
         says(client, account, sub.phone, "Promo!")
-    pump()
+    # Killed while the consumer enters them: nobody entered, the feed position did not move.
+    assert killed_worker("feed") == (0, len(people))  # it had entered them all
+    assert not JourneyRun.objects.exists()
+    assert pump_after_kill() >= len(people)
     dramatiq.get_broker().flush_all()  # the kick is lost with the worker: only the killed one ticks
     assert JourneyRun.objects.filter(journey=promo, state=RunState.READY).count() == len(people)
 
     # Killed in the middle of the reply step: its outbox rows rolled back with it, the claim held.
     now = timezone.now()
-    killed_worker(now)
+    assert killed_worker("tick", now) == (len(people), len(people))  # it had queued every reply
     assert not Message.objects.exists()
+    assert JourneyRun.objects.count() == len(people)  # one run each, entered once
     assert set(JourneyRun.objects.values_list("state", "step_id")) == {(RunState.READY, "reply")}
     assert engine.tick(now=now + timedelta(seconds=5)) == 0  # still leased: nobody takes them
     assert engine.tick(now=now + engine.LEASE + timedelta(seconds=1)) == len(people)
@@ -543,7 +615,7 @@ def test_scenario_4_workers_killed_mid_reply_and_mid_follow_up_send_nothing_twic
 
     # An hour later: killed again, in the middle of the follow-up template.
     due = max(JourneyRun.objects.values_list("wake_at", flat=True))
-    killed_worker(due)
+    assert killed_worker("tick", due) == (2 * len(people), len(people))
     assert Message.objects.count() == len(people)  # the follow-up rows rolled back
     assert engine.tick(now=due + engine.LEASE + timedelta(seconds=1)) == len(people)
     send_due()
@@ -562,6 +634,97 @@ def test_scenario_4_workers_killed_mid_reply_and_mid_follow_up_send_nothing_twic
     assert not JourneyRun.objects.exclude(state=RunState.DONE).exists()
     assert not JourneyRun.objects.filter(lease_until__isnull=False).exists()
     assert len(posts(graph)) == 2 * len(people)
+
+
+def test_scenario_4_sushi_worker_killed_mid_segment_entry_and_mid_send(account, graph):
+    postgres_only()
+    project = account.project
+    make_template(
+        account, name="sushi_promo", components=[{"type": "BODY", "text": "Sushi-Woche: 20 % auf alles."}]
+    )
+    asian = SubscriberFactory.create_batch(5, project=project)
+    italian = SubscriberFactory.create_batch(3, project=project)
+    orders = [NewEvent(s.pk, "OrderPlaced", {"cuisine": "asian"}) for s in asian]
+    orders += [NewEvent(s.pk, "OrderPlaced", {"cuisine": "italian"}) for s in italian]
+    record_events(project=project, events=orders)
+    sushi = journey(
+        project,
+        {
+            "name": "Sushi promotion",
+            "entry": {"type": "segment", "rule": 'E("OrderPlaced", gte, 1, 30d, "cuisine" eq "asian")'},
+            "steps": [
+                {
+                    "id": "promo",
+                    "type": "whatsapp_template",
+                    "template": {"name": "sushi_promo", "language": "de"},
+                    "next": None,
+                }
+            ],
+        },
+    )
+    now = timezone.now() + timedelta(seconds=1)
+    assert killed_worker("segment", now) == (0, len(asian))  # the firing rolled back: nobody in, still due
+    assert not JourneyRun.objects.exists()
+    assert fire_due(now=now) == len(asian)
+    assert fire_due(now=now) == 0
+    assert killed_worker("tick", now) == (len(asian), len(asian))  # the sends rolled back, the runs leased
+    assert not Message.objects.exists()
+    assert engine.tick(now=now + engine.LEASE + timedelta(seconds=1)) == len(asian)
+    send_due()
+    run_queued()
+    assert Counter(body["to"] for body in posts(graph)) == {s.phone.lstrip("+"): 1 for s in asian}
+    assert set(sushi.runs.values_list("state", "exit_reason")) == {(RunState.DONE, "completed")}
+    assert sushi.runs.count() == len(asian)
+
+
+def test_scenario_4_wait_for_event_consumer_killed_mid_wake(client, account, graph):
+    postgres_only()
+    project = account.project
+    make_template(
+        account,
+        name="order_feedback",
+        category="UTILITY",
+        components=[
+            {"type": "BODY", "text": "Hat es geschmeckt?"},
+            {"type": "BUTTONS", "buttons": [{"type": "QUICK_REPLY", "text": "Ja"}]},
+        ],
+    )
+    for name in ("thank_you", "reminder"):
+        make_template(account, name=name, category="UTILITY", components=[{"type": "BODY", "text": name}])
+    feedback = journey(project, FEEDBACK)
+    readers = SubscriberFactory.create_batch(3, project=project)
+    silent = SubscriberFactory.create_batch(2, project=project)
+    people = [*readers, *silent]
+    record_events(project=project, events=[NewEvent(s.pk, "OrderPlaced", {}) for s in people])
+    pump()
+    run_queued()
+    offers = {s.pk: message_of(run_of(feedback, s), "offer") for s in people}
+    for sub in readers:
+        status(client, account, offers[sub.pk], "read")
+    # Killed while the consumer wakes the readers' runs and queues their thank-you.
+    assert killed_worker("feed") == (len(people) + len(readers), len(people))
+    assert not Message.objects.filter(template_name="thank_you").exists()
+    assert pump_after_kill() >= len(readers)
+    run_queued()
+    send_due()
+    # The day passes; a worker killed while sending the reminders; the next tick after the lease.
+    due = max(run_of(feedback, s).wake_at for s in silent)
+    held = killed_worker("tick", due + timedelta(seconds=1))
+    assert held == (len(people) + len(readers) + len(silent), len(people))  # it had queued the reminders
+    assert not Message.objects.filter(template_name="reminder").exists()
+    assert engine.tick(now=due + engine.LEASE + timedelta(seconds=2)) == len(silent)
+    run_queued()
+    send_due()
+    for sub in readers:
+        assert posted_to(graph, sub.phone) == ["order_feedback", "thank_you"]
+    for sub in silent:
+        assert posted_to(graph, sub.phone) == ["order_feedback", "reminder"]
+    per_step = Counter(Message.objects.values_list("idempotency_key", flat=True))
+    assert len(per_step) == 2 * len(people) and set(per_step.values()) == {1}
+    assert not feedback.runs.exclude(state=RunState.DONE).exists()
+    # The read counted once on the offer step although its first consumer batch died.
+    stats = counters.read(feedback.pk)
+    assert stats[("offer", "read")] == len(readers) and stats[("offer", "sent")] == len(people)
 
 
 def test_scenario_4_the_run_time_of_a_keyword_reply_is_one_pump_and_one_tick(client, account, graph):
