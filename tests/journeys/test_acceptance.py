@@ -316,6 +316,30 @@ def test_scenario_1_a_tap_on_another_message_does_not_move_the_menu(client, acco
     assert posted_to(graph, ben.phone) == ["support_menu"]
 
 
+def test_scenario_1_messages_that_came_while_the_workers_were_down_are_handled_once_in_order(
+    client, account, graph
+):
+    project = account.project
+    promo, hilfe = journey(project, PROMO), journey(project, HILFE)
+    eva, max_ = (SubscriberFactory(project=project, phone=f"+491511234510{i}") for i in range(2))
+    # Webhooks stored and processed, but no feed pump and no engine ran meanwhile.
+    says(client, account, eva.phone, "Promo!")
+    says(client, account, eva.phone, "promo")
+    says(client, account, eva.phone, "Hilfe")
+    says(client, account, max_.phone, "PROMO.")
+    dramatiq.get_broker().flush_all()
+    assert not JourneyRun.objects.exists()
+    # The workers come back: the feed hands everything out, the tick sends.
+    pump()
+    assert engine.tick() == 3
+    send_due()
+    assert JourneyRun.objects.filter(journey=promo).count() == 2
+    assert JourneyRun.objects.filter(journey=hilfe).count() == 1
+    assert run_of(promo, eva).context["event"]["attributes"]["text"] == "Promo!"  # the first one entered
+    assert sorted(posted_to(graph, eva.phone)) == ["Danke! Dein Code: SUSHI20", "support_menu"]
+    assert posted_to(graph, max_.phone) == ["Danke! Dein Code: SUSHI20"]
+
+
 # --- 2. sushi: a segment journey -----------------------------------------------------------------
 
 
