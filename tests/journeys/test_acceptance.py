@@ -751,7 +751,7 @@ def test_scenario_4_wait_for_event_consumer_killed_mid_wake(client, account, gra
     assert stats[("offer", "read")] == len(readers) and stats[("offer", "sent")] == len(people)
 
 
-def test_scenario_4_the_run_time_of_a_keyword_reply_is_one_pump_and_one_tick(client, account, graph):
+def test_scenario_1_a_keyword_reply_goes_within_one_pump_and_one_tick(client, account, graph):
     """The reply goes in the same breath as the inbound message: no scheduler tick is waited for."""
     promo = journey(account.project, PROMO)
     sub = SubscriberFactory(project=account.project, phone="+4915112345099")
