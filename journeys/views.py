@@ -19,6 +19,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST, require_safe
 
+from controlpanel.models import Role
 from controlpanel.services import Actor
 from controlpanel.tenancy import project_view
 
@@ -138,7 +139,7 @@ def journey_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-@project_view(section="journeys")
+@project_view(section="journeys", read=Role.MARKETER)  # POST only: nothing here for a viewer
 @require_POST
 def journey_new(request: HttpRequest) -> HttpResponse:
     name = (request.POST.get("name") or "").strip()[:200] or BLANK["name"]
@@ -199,7 +200,7 @@ def journey_export(request: HttpRequest, journey_id: uuid.UUID) -> HttpResponse:
     return response
 
 
-@project_view(section="journeys")
+@project_view(section="journeys", read=Role.MARKETER)  # POST only: nothing here for a viewer
 @require_POST
 def journey_import(request: HttpRequest) -> HttpResponse:
     """A JSON file exported from this or another project becomes a draft here."""
