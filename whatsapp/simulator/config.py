@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from django.conf import settings
+from django.core.signals import setting_changed
 
 DEFAULTS = {
     "SIMULATOR_DELAYS_MS": "300,800,1500",
@@ -31,11 +32,29 @@ DEFAULTS = {
 }
 
 
+# Read a score of times per simulated send: a Django setting that is not defined raises inside
+# LazySettings, and the environment encodes every key, about a fifth of a send's CPU in a load test.
+# Kept until a setting changes (tests) or ``clear_cache`` (runsimulator, after it sets the environment).
+_cache: dict[str, str] = {}
+
+
+def clear_cache(**_: object) -> None:
+    _cache.clear()
+
+
+setting_changed.connect(clear_cache, dispatch_uid="simulator-config-cache")
+
+
 def raw(name: str) -> str:
+    try:
+        return _cache[name]
+    except KeyError:
+        pass
     value = getattr(settings, name, None)
     if value is None:
         value = os.environ.get(name, DEFAULTS[name])
-    return str(value).strip()
+    _cache[name] = text = str(value).strip()
+    return text
 
 
 def delays_ms() -> tuple[int, int, int]:
