@@ -238,9 +238,15 @@ def send(*, account: WhatsAppAccount, payload: Any, callback_base: str, now: flo
         _length(callback_data, 0, 512, "biz_opaque_callback_data")
     if phone and phone == handsets.digits(account.display_phone_number):
         raise ApiError(131021, "The recipient is the sender's own phone number.")
+    # The recipient's handset before the clock is read: a new one's name is a database probe, and a
+    # send must take its throughput slot at the time it is stamped with (a stale time would count
+    # a window longer than a second).
+    handset, new_handset = _handset(account, phone, user_id, handset)
     now = time.time() if now is None else now
     wamid = handsets.new_wamid()
-    if not _accept(account, payload, kind, template, phone, user_id, handset, wamid, callback_base, now):
+    if not _accept(
+        account, payload, kind, template, phone, user_id, handset, new_handset, wamid, callback_base, now
+    ):
         raise ApiError(130429, http_status=429)
     contact: dict[str, str] = {"input": given}
     if phone:
@@ -257,6 +263,22 @@ def _pricing(category: str, in_window: bool) -> dict[str, Any]:
     return {"billable": not free, "pricing_model": "PMP", "type": kind, "category": category}
 
 
+def _handset(
+    account: WhatsAppAccount, phone: str, user_id: str, known: dict | None
+) -> tuple[dict, dict | None]:
+    """(the recipient's handset, the same if it is new and must be stored with the send, else None).
+
+    What ``handsets.ensure`` gives for a send (a known handset as it is; a new one named after the
+    business's subscriber), without writing: the send's one state transaction stores it."""
+    if phone and known is not None and known["phone"] == phone:
+        return known, None
+    if phone:
+        name = dbthreads.run(handsets.profile_name, phone, project_id=account.project_id)
+        new = {"phone": phone, "name": name, "user_id": handsets.bsuid_for(phone)}
+        return new, new
+    return {"phone": "", "name": "", "user_id": user_id}, None
+
+
 def _accept(
     account: WhatsAppAccount,
     payload: dict,
@@ -264,7 +286,8 @@ def _accept(
     template: dict | None,
     phone: str,
     user_id: str,
-    known: dict | None,
+    handset: dict,
+    new_handset: dict | None,
     wamid: str,
     callback_base: str,
     now: float,
@@ -273,7 +296,7 @@ def _accept(
     slot and, if there was one, store it in the handset's chat and queue its statuses.
 
     False when the number's last second was full (Meta's 130429): nothing is stored but the refusal.
-    ``known`` is the recipient's handset as ``_recipient`` read it (None: a new one)."""
+    ``new_handset``: the recipient's handset to store with the message (a new one), else None."""
     category = template["category"].lower() if template else "service"
     last = store.last_inbound(account.phone_number_id, phone) if phone else None
     in_window = last is not None and now - last < WINDOW_SECONDS
@@ -292,15 +315,6 @@ def _accept(
         plan = [("sent", sent_ms), ("delivered", delivered_ms)]
         if read_ms >= 0:
             plan.append(("read", read_ms))
-    new_handset = None
-    if phone and known is not None and known["phone"] == phone:
-        handset = known
-    elif phone:
-        # What handsets.ensure() stores for a new recipient, written in the send's transaction below.
-        name = dbthreads.run(handsets.profile_name, phone, project_id=account.project_id)
-        handset = new_handset = {"phone": phone, "name": name, "user_id": handsets.bsuid_for(phone)}
-    else:
-        handset = {"phone": "", "name": "", "user_id": user_id}
     conversation_id = hashlib.md5(  # noqa: S324 - an id, not security
         f"{account.phone_number_id}:{phone}:{category}:{int(now // 86400)}".encode()
     ).hexdigest()
