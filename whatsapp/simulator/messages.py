@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 from subscribers import window
@@ -238,14 +239,25 @@ def send(*, account: WhatsAppAccount, payload: Any, callback_base: str, now: flo
         _length(callback_data, 0, 512, "biz_opaque_callback_data")
     if phone and phone == handsets.digits(account.display_phone_number):
         raise ApiError(131021, "The recipient is the sender's own phone number.")
-    # The recipient's handset before the clock is read: a new one's name is a database probe, and a
-    # send must take its throughput slot at the time it is stamped with (a stale time would count
-    # a window longer than a second).
     handset, new_handset = _handset(account, phone, user_id, handset)
+    # The throughput slot is counted once the state file's lock is held (store.accept_send); a time
+    # given by a test counts the slot too.
+    clock = None if now is None else (lambda: now)
     now = time.time() if now is None else now
     wamid = handsets.new_wamid()
     if not _accept(
-        account, payload, kind, template, phone, user_id, handset, new_handset, wamid, callback_base, now
+        account,
+        payload,
+        kind,
+        template,
+        phone,
+        user_id,
+        handset,
+        new_handset,
+        wamid,
+        callback_base,
+        now,
+        clock,
     ):
         raise ApiError(130429, http_status=429)
     contact: dict[str, str] = {"input": given}
@@ -291,6 +303,7 @@ def _accept(
     wamid: str,
     callback_base: str,
     now: float,
+    clock: Callable[[], float] | None = None,
 ) -> bool:
     """Decide the fate of a message, then in one state transaction take the number's throughput
     slot and, if there was one, store it in the handset's chat and queue its statuses.
@@ -388,6 +401,7 @@ def _accept(
         message=message,
         callback_rows=callbacks.maybe_duplicate(rows),
         reaction=reaction,
+        clock=clock,
     )
     if accepted and rows:
         callbacks.wake()

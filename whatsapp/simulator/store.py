@@ -21,7 +21,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -482,14 +482,18 @@ def accept_send(
     message: dict[str, Any],
     callback_rows: list[dict[str, Any]],
     reaction: tuple[str, str] | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> bool:
     """One accepted send in one write transaction: the throughput slot (False, and the refusal
     recorded, when the last second holds ``limit`` sends already), the recipient's handset when it
     is new (as ``ensure_handset``), the message in its chat (the ledger) and its status webhooks.
 
-    One transaction instead of three: every write of a simulated send takes the file's lock."""
+    One transaction instead of three: every write of a simulated send takes the file's lock. The
+    slot is counted at ``clock()`` read once the lock is held (default: ``time.time``): a time read
+    before waiting for the lock would let later sends into this one's second and refuse it.
+    ``now`` stamps the handset."""
     with transaction() as tx:
-        if not _take_slot(tx, phone_number_id, limit, now):
+        if not _take_slot(tx, phone_number_id, limit, (clock or time.time)()):
             return False
         if new_handset is not None:
             tx.execute(
