@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from campaigns import actors, rendering, sending, sendpolicy
-from campaigns.models import CampaignStatus, Message, MessageStatus
+from campaigns.models import CampaignCounter, CampaignStatus, Message, MessageStatus
 from campaigns.outcomes import Hold, Skip
 from campaigns.sending import dispatch, send_batch
 from controlpanel.services import Actor
@@ -131,10 +131,10 @@ def test_a_batch_is_claimed_once_and_sent_with_a_fixed_number_of_queries(
     with django_assert_max_num_queries(len(one)):
         assert send_batch(ids) == {"sent": 120}
     # claim + its counters, load (the rows with their subscribers, then their accounts, templates and
-    # campaigns, one query each rather than one decrypt and JSON parse per row), write-back + counters
-    # and sends per minute, completion check.
+    # campaigns, one query each rather than one decrypt and JSON parse per row), "posting" marks (one
+    # per wave of slots), write-back + counters and sends per minute, completion check.
     statements = [q["sql"] for q in one.captured_queries if "SAVEPOINT" not in q["sql"]]
-    assert len(statements) <= 9
+    assert len(statements) <= 10
     assert send_batch(ids) == {}  # a second delivery of the same broker message sends nothing
     assert len(graph.calls) == 121
     assert {c[2]["to"] for c in graph.calls[1:]} == {r.subscriber.phone.lstrip("+") for r in rows}
@@ -264,3 +264,52 @@ def test_single_send_is_kicked_straight_to_a_sender(
         )  # fmt: skip
     assert enqueued == [([message.pk], None)]
     assert send_batch(*enqueued[0]) == {"sent": 1}
+
+
+def test_a_claimed_row_never_posted_is_queued_again_after_a_lease_posted_ones_become_unknown(fast, rendered):
+    from campaigns import counters
+
+    campaign = make_campaign(fast)
+    rows = fill(campaign, 3)
+    ids = [r.pk for r in rows]
+    now = timezone.now()
+    assert sending._claim(ids, now, None) == ids  # a worker claimed all three...
+    assert sending._mark_posting(ids[:1]) == {ids[0]}  # ...started posting the first, then died
+    assert sending.sweep_stuck() == 0  # within a lease nothing moves
+    later = now + sending.LEASE + timedelta(seconds=1)
+    assert sending.requeue_unposted(now=later) == 2
+    back = Message.objects.get(pk=ids[1])
+    assert back.status == MessageStatus.QUEUED and back.send_after is None
+    assert back.history[-1]["note"] == sending.UNPOSTED_NOTE
+    assert Message.objects.get(pk=ids[0]).status == MessageStatus.SENDING  # maybe posted: not resent
+    # The worker, had it lived, finds the rows taken back and posts only its own.
+    assert sending._mark_posting(ids) == {ids[0]}
+    # The maybe-posted row goes the old way after STUCK_AFTER: unknown, settled by a status webhook.
+    Message.objects.filter(pk=ids[0]).update(sending_at=now - sending.STUCK_AFTER * 2)
+    assert sending.sweep_stuck() == 1
+    assert Message.objects.get(pk=ids[0]).status == MessageStatus.UNKNOWN
+
+    def counted():
+        return {(c.status, c.n) for c in CampaignCounter.objects.filter(campaign=campaign) if c.n}
+
+    # fill() counts nothing, so the counters hold the moves alone: 3 claimed out of queued, 2 back in,
+    # 1 from sending to unknown.
+    assert counted() == {(MessageStatus.QUEUED, -1), (MessageStatus.UNKNOWN, 1)}
+    counters.recount([campaign.pk])
+    assert counted() == {(MessageStatus.QUEUED, 2), (MessageStatus.UNKNOWN, 1)}
+
+
+def test_rows_are_marked_posting_before_their_post(graph, fast, rendered, settings):
+    settings.WHATSAPP_SEND_THREADS = 0  # posted on this thread: the fake reads the test's database
+    rows = fill(make_campaign(fast), 5)
+    seen = []
+
+    def answer(request_json):
+        # At the moment of the POST its row is committed as posting: send_after cleared.
+        seen.append(Message.objects.filter(status=MessageStatus.SENDING, send_after__isnull=True).count())
+        return ok_answer(request_json)
+
+    graph.answer = answer
+    assert send_batch([r.pk for r in rows]) == {"sent": 5}
+    assert seen == [5] * 5  # one wave: all five marked before the first POST
+    assert sending.requeue_unposted(now=timezone.now() + sending.LEASE * 2) == 0

@@ -473,6 +473,9 @@ def _take_slot(tx: sqlite3.Connection, phone_number_id: str, limit: int, now: fl
     return True
 
 
+STAMPS = ("created_at", "sent_at", "delivered_at", "read_at", "failed_at")
+
+
 def accept_send(
     *,
     phone_number_id: str,
@@ -491,10 +494,17 @@ def accept_send(
     One transaction instead of three: every write of a simulated send takes the file's lock. The
     slot is counted at ``clock()`` read once the lock is held (default: ``time.time``): a time read
     before waiting for the lock would let later sends into this one's second and refuse it.
-    ``now`` stamps the handset."""
+    ``now`` stamps the handset; the message's times are moved to the slot's."""
     with transaction() as tx:
-        if not _take_slot(tx, phone_number_id, limit, (clock or time.time)()):
+        at = (clock or time.time)()
+        if not _take_slot(tx, phone_number_id, limit, at):
             return False
+        # The message is stamped with its slot's time (its status times move along), so that the
+        # ledger's acceptance times are the ones the throughput check counted.
+        shift = at - message["created_at"]
+        if shift:
+            message = {**message, **{k: message[k] + shift for k in STAMPS if message.get(k) is not None}}
+            callback_rows = [{**row, "due_at": row["due_at"] + shift} for row in callback_rows]
         if new_handset is not None:
             tx.execute(
                 "INSERT INTO handsets (phone, name, user_id, created_by, created_at) VALUES (?, ?, ?, ?, ?)"
