@@ -150,3 +150,14 @@ def test_without_a_configured_callback_base_django_builds_it(account, settings):
     settings.PUBLIC_BASE_URL = ""
     django_app = DjangoApp()
     assert call(fastpath.wrap(django_app), hello())[2] == b"django"
+
+
+def test_config_follows_the_environment_of_the_process(monkeypatch, tmp_path, settings):
+    from whatsapp.simulator import config
+
+    del settings.SIMULATOR_STATE_DIR  # the environment decides, as in a benchmark process
+    monkeypatch.setenv("SIMULATOR_STATE_DIR", str(tmp_path / "one"))
+    assert store.path() == tmp_path / "one" / "state.sqlite3"
+    monkeypatch.setenv("SIMULATOR_STATE_DIR", str(tmp_path / "two"))  # the next run of a benchmark
+    assert config.raw("SIMULATOR_STATE_DIR") == str(tmp_path / "two")
+    assert store.path() == tmp_path / "two" / "state.sqlite3"

@@ -33,9 +33,10 @@ DEFAULTS = {
 
 
 # Read a score of times per simulated send: a Django setting that is not defined raises inside
-# LazySettings, and the environment encodes every key, about a fifth of a send's CPU in a load test.
-# Kept until a setting changes (tests) or ``clear_cache`` (runsimulator, after it sets the environment).
-_cache: dict[str, str] = {}
+# LazySettings, about a fifth of a send's CPU in a load test. Kept per (name, value in the
+# environment), so a process that changes its environment (a benchmark pointing the state directory
+# elsewhere) reads the new value; cleared when a setting changes (tests).
+_cache: dict[tuple[str, str | None], str] = {}
 
 
 def clear_cache(**_: object) -> None:
@@ -46,14 +47,15 @@ setting_changed.connect(clear_cache, dispatch_uid="simulator-config-cache")
 
 
 def raw(name: str) -> str:
+    env = os.environ.get(name)
     try:
-        return _cache[name]
+        return _cache[name, env]
     except KeyError:
         pass
     value = getattr(settings, name, None)
     if value is None:
-        value = os.environ.get(name, DEFAULTS[name])
-    _cache[name] = text = str(value).strip()
+        value = env if env is not None else DEFAULTS[name]
+    _cache[name, env] = text = str(value).strip()
     return text
 
 
