@@ -161,21 +161,27 @@ class Sender:
         *,
         at: float = 0.0,
         cancel: threading.Event | None = None,
+        late: float | None = None,
     ) -> Future[SendResult]:
         """POST ``payload`` to ``url`` not before ``time.monotonic() == at``; a future of its result.
 
-        ``cancel`` set before the request is written: the future raises ``NotPosted``."""
+        The future raises ``NotPosted`` when ``cancel`` is set before the request is written, or
+        when the request could not be written within ``late`` seconds after ``at``."""
         body = json.dumps(payload, allow_nan=False).encode()
-        return asyncio.run_coroutine_threadsafe(self._post(url, token, body, at, cancel), self.loop)
+        return asyncio.run_coroutine_threadsafe(self._post(url, token, body, at, cancel, late), self.loop)
 
     async def _post(
-        self, url: str, token: str, body: bytes, at: float, cancel: threading.Event | None
+        self, url: str, token: str, body: bytes, at: float, cancel: threading.Event | None, late: float | None
     ) -> SendResult:
         wait = at - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)  # until the send slot the batch reserved for this message
         async with self.slots:
             if cancel is not None and cancel.is_set():
+                raise NotPosted
+            if late is not None and time.monotonic() - at > late:
+                # The loop was held up (a busy process): calls that should have gone out over the
+                # last moments would now leave together and crowd a second at Meta's end.
                 raise NotPosted
             origin_key, path = _split(url)
             origin = self.origins.get(origin_key)

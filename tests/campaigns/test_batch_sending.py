@@ -3,6 +3,7 @@ within the number's slots, and writes every row back in one statement."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 
@@ -17,6 +18,7 @@ from campaigns.outcomes import Hold, Skip
 from campaigns.sending import dispatch, send_batch
 from controlpanel.services import Actor
 from tests.fakegraph import ok_answer
+from whatsapp import client as wa_client
 from whatsapp import ratelimit
 from whatsapp.models import AccountStatus
 
@@ -313,3 +315,49 @@ def test_rows_are_marked_posting_before_their_post(graph, fast, rendered, settin
     assert send_batch([r.pk for r in rows]) == {"sent": 5}
     assert seen == [5] * 5  # one wave: all five marked before the first POST
     assert sending.requeue_unposted(now=timezone.now() + sending.LEASE * 2) == 0
+
+
+@pytest.fixture
+def local_meta(account, settings):
+    """A real HTTP server on 127.0.0.1 as Meta, reached by the lean client (no fake adapter mounted)."""
+    from tests.whatsapp.test_async_client import Server
+
+    server = Server()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings.REDIS_URL = ""
+    ratelimit._limiter.cache_clear()
+    wa_client._sessions.clear()  # a session cached by an earlier test may carry that test's fake adapter
+    account.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    account.save()
+    yield server
+    ratelimit._limiter.cache_clear()
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_batch_goes_out_on_the_lean_client_and_a_130429_stops_it(local_meta, account, rendered):
+    from tests.whatsapp.test_async_client import OK, plain
+
+    rows = fill(make_campaign(account), 6)
+    ids = [r.pk for r in rows]
+    local_meta.answer = lambda body: plain(200, {**OK, "messages": [{"id": f"wamid.L{body['to']}"}]})
+    assert send_batch(ids[:3]) == {"sent": 3}
+    sent = Message.objects.get(pk=ids[0])
+    assert sent.status == MessageStatus.SENT and sent.wamid == f"wamid.L{rows[0].subscriber.phone[1:]}"
+    assert (
+        local_meta.requests[0][0]
+        == f"POST /{account.graph_version}/{account.phone_number_id}/messages HTTP/1.1"
+    )
+    # 130429 on the first call: the batch posts nothing more (its slots 1 s apart at a limit of 2/s).
+    account.throughput_mps = 2
+    account.save()
+    ratelimit._limiter.cache_clear()  # the slots taken at the old limit mean other times at the new one
+    throttled = {"error": {"code": 130429, "message": "(#130429) Rate limit hit", "fbtrace_id": "T"}}
+    local_meta.answer = lambda body: plain(429, throttled)
+    assert send_batch(ids[3:]) == {"requeued": 3}
+    assert len(local_meta.requests) == 4
+    first, *others = Message.objects.filter(pk__in=ids[3:]).order_by("pk")
+    assert first.error_code == 130429 and first.attempts == 1
+    assert all(m.status == MessageStatus.QUEUED for m in [first, *others])
+    assert all(m.attempts == 0 and m.error_code is None for m in others)  # never posted
+    assert ratelimit.backed_off(account.phone_number_id) > 0

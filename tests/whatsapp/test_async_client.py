@@ -158,6 +158,15 @@ def test_cancelled_before_the_slot_nothing_is_written(lean, server):
     assert server.requests == []
 
 
+def test_a_call_held_up_past_its_slot_is_not_posted(lean, server):
+    # Its slot passed 0.5 s ago (a busy loop): it would crowd the second at Meta's end.
+    future = lean.post(url(server), "tok", {"to": "1"}, at=time.monotonic() - 0.5, late=0.025)
+    with pytest.raises(async_client.NotPosted):
+        future.result(timeout=5)
+    assert server.requests == []
+    assert post(lean, server, at=time.monotonic(), late=0.5).wamid == "wamid.OK1"
+
+
 def test_posts_wait_for_their_slot_time(lean, server):
     start = time.monotonic()
     futures = [lean.post(url(server), "tok", {"n": i}, at=start + 0.1 * i) for i in range(4)]
