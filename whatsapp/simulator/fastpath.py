@@ -81,7 +81,8 @@ def send(environ: dict[str, Any], version: str, phone_number_id: str, token: str
     finally:
         # Only a rare answer (an unknown number) reads the database on this thread; the signals that
         # close Django's connection after a request do not run here.
-        if connection.connection is not None:
+        # (Inside a transaction, i.e. a test calling this on its own thread, the connection is the test's.)
+        if connection.connection is not None and not connection.in_atomic_block:
             connection.close()
 
 
