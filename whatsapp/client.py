@@ -7,6 +7,7 @@ Meta's code, title, details and trace id. Tokens never appear in logs or errors.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -54,6 +55,61 @@ class SendResult:
     message_status: str
 
 
+def answer(status_code: int, content: bytes) -> dict[str, Any]:
+    """Meta's answer as a dict, or the typed GraphError it means (shared with ``async_client``)."""
+    try:
+        body = json.loads(content)
+    except ValueError:
+        body = None
+    if status_code >= 400 or (isinstance(body, dict) and "error" in body):
+        error = GraphError.from_response(status_code, body if isinstance(body, dict) else None)
+        if error.code is None and status_code >= 500:
+            error.title = error.title or f"HTTP {status_code} from Meta"
+        raise typed(error)
+    if not isinstance(body, dict):
+        raise TransientError(None, f"Unexpected answer from Meta (HTTP {status_code}).")
+    return body
+
+
+def send_result(body: dict[str, Any]) -> SendResult:
+    message = (body.get("messages") or [{}])[0]
+    contact = (body.get("contacts") or [{}])[0]
+    if not message.get("id"):
+        raise TransientError(None, "Meta accepted the request but returned no message id.")
+    return SendResult(
+        wamid=message["id"],
+        wa_id=str(contact.get("wa_id") or contact.get("user_id") or ""),
+        message_status=str(message.get("message_status") or "accepted"),
+    )
+
+
+def template_payload(
+    *, to: str, name: str, language: str, components: list[dict[str, Any]] | None, callback_data: str
+) -> dict[str, Any]:
+    template: dict[str, Any] = {"name": name, "language": {"code": language}}
+    if components:
+        template["components"] = components
+    return {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": to.lstrip("+"),
+        "type": "template",
+        "template": template,
+        "biz_opaque_callback_data": callback_data,
+    }
+
+
+def text_payload(*, to: str, body: str, callback_data: str, preview_url: bool = False) -> dict[str, Any]:
+    return {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": to.lstrip("+"),
+        "type": "text",
+        "text": {"body": body, "preview_url": preview_url},
+        "biz_opaque_callback_data": callback_data,
+    }
+
+
 class GraphClient:
     def __init__(self, account: WhatsAppAccount):
         self.account = account
@@ -69,31 +125,26 @@ class GraphClient:
         except requests.RequestException as exc:
             # E.g. a read timeout: the request may have been processed, so callers must not resend blindly.
             raise AmbiguousSendError(None, f"No answer from Meta ({type(exc).__name__}).") from None
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if response.status_code >= 400 or (isinstance(body, dict) and "error" in body):
-            error = GraphError.from_response(response.status_code, body if isinstance(body, dict) else None)
-            if error.code is None and response.status_code >= 500:
-                error.title = error.title or f"HTTP {response.status_code} from Meta"
-            raise typed(error)
-        if not isinstance(body, dict):
-            raise TransientError(None, f"Unexpected answer from Meta (HTTP {response.status_code}).")
-        return body
+        return answer(response.status_code, response.content)
 
     # --- messages -----------------------------------------------------------------
+    def messages_url(self) -> str:
+        return f"{self.account.graph_base}/{self.account.phone_number_id}/messages"
+
+    def fast_path_ok(self) -> bool:
+        """Whether ``async_client`` may post this account's messages instead of the session.
+
+        Only where the session would use the stock transport straight to Meta: not when a test
+        (or anything else) mounted another adapter on it, nor when the environment names a proxy
+        for Meta's host (the lean client speaks no proxy protocol)."""
+        url = self.messages_url()
+        adapter = self.session.get_adapter(url)
+        if type(adapter) is not HTTPAdapter:
+            return False
+        return not (self.session.trust_env and requests.utils.get_environ_proxies(url))
+
     def _send(self, payload: dict[str, Any]) -> SendResult:
-        body = self._request("POST", f"{self.account.phone_number_id}/messages", json=payload)
-        message = (body.get("messages") or [{}])[0]
-        contact = (body.get("contacts") or [{}])[0]
-        if not message.get("id"):
-            raise TransientError(None, "Meta accepted the request but returned no message id.")
-        return SendResult(
-            wamid=message["id"],
-            wa_id=str(contact.get("wa_id") or contact.get("user_id") or ""),
-            message_status=str(message.get("message_status") or "accepted"),
-        )
+        return send_result(self._request("POST", f"{self.account.phone_number_id}/messages", json=payload))
 
     def send_template(
         self,
@@ -104,31 +155,15 @@ class GraphClient:
         components: list[dict[str, Any]] | None = None,
         callback_data: str,
     ) -> SendResult:
-        template: dict[str, Any] = {"name": name, "language": {"code": language}}
-        if components:
-            template["components"] = components
         return self._send(
-            {
-                "messaging_product": "whatsapp",
-                "recipient_type": "individual",
-                "to": to.lstrip("+"),
-                "type": "template",
-                "template": template,
-                "biz_opaque_callback_data": callback_data,
-            }
+            template_payload(
+                to=to, name=name, language=language, components=components, callback_data=callback_data
+            )
         )
 
     def send_text(self, *, to: str, body: str, callback_data: str, preview_url: bool = False) -> SendResult:
-        return self._send(
-            {
-                "messaging_product": "whatsapp",
-                "recipient_type": "individual",
-                "to": to.lstrip("+"),
-                "type": "text",
-                "text": {"body": body, "preview_url": preview_url},
-                "biz_opaque_callback_data": callback_data,
-            }
-        )
+        payload = text_payload(to=to, body=body, callback_data=callback_data, preview_url=preview_url)
+        return self._send(payload)
 
     # --- account and templates -----------------------------------------------------
     def get_phone_number(self) -> dict[str, Any]:

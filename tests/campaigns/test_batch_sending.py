@@ -3,6 +3,7 @@ within the number's slots, and writes every row back in one statement."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 
@@ -12,11 +13,12 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from campaigns import actors, rendering, sending, sendpolicy
-from campaigns.models import CampaignStatus, Message, MessageStatus
+from campaigns.models import CampaignCounter, CampaignStatus, Message, MessageStatus
 from campaigns.outcomes import Hold, Skip
 from campaigns.sending import dispatch, send_batch
 from controlpanel.services import Actor
 from tests.fakegraph import ok_answer
+from whatsapp import client as wa_client
 from whatsapp import ratelimit
 from whatsapp.models import AccountStatus
 
@@ -130,9 +132,11 @@ def test_a_batch_is_claimed_once_and_sent_with_a_fixed_number_of_queries(
     # The same statements for 120 rows as for 1.
     with django_assert_max_num_queries(len(one)):
         assert send_batch(ids) == {"sent": 120}
-    # claim + its counters, load, write-back + counters and sends per minute, completion check.
+    # claim + its counters, load (the rows with their subscribers, then their accounts, templates and
+    # campaigns, one query each rather than one decrypt and JSON parse per row), "posting" marks (one
+    # per wave of slots), write-back + counters and sends per minute, completion check.
     statements = [q["sql"] for q in one.captured_queries if "SAVEPOINT" not in q["sql"]]
-    assert len(statements) <= 7
+    assert len(statements) <= 10
     assert send_batch(ids) == {}  # a second delivery of the same broker message sends nothing
     assert len(graph.calls) == 121
     assert {c[2]["to"] for c in graph.calls[1:]} == {r.subscriber.phone.lstrip("+") for r in rows}
@@ -262,3 +266,98 @@ def test_single_send_is_kicked_straight_to_a_sender(
         )  # fmt: skip
     assert enqueued == [([message.pk], None)]
     assert send_batch(*enqueued[0]) == {"sent": 1}
+
+
+def test_a_claimed_row_never_posted_is_queued_again_after_a_lease_posted_ones_become_unknown(fast, rendered):
+    from campaigns import counters
+
+    campaign = make_campaign(fast)
+    rows = fill(campaign, 3)
+    ids = [r.pk for r in rows]
+    now = timezone.now()
+    assert sending._claim(ids, now, None) == ids  # a worker claimed all three...
+    assert sending._mark_posting(ids[:1]) == {ids[0]}  # ...started posting the first, then died
+    assert sending.sweep_stuck() == 0  # within a lease nothing moves
+    later = now + sending.LEASE + timedelta(seconds=1)
+    assert sending.requeue_unposted(now=later) == 2
+    back = Message.objects.get(pk=ids[1])
+    assert back.status == MessageStatus.QUEUED and back.send_after is None
+    assert back.history[-1]["note"] == sending.UNPOSTED_NOTE
+    assert Message.objects.get(pk=ids[0]).status == MessageStatus.SENDING  # maybe posted: not resent
+    # The worker, had it lived, finds the rows taken back and posts only its own.
+    assert sending._mark_posting(ids) == {ids[0]}
+    # The maybe-posted row goes the old way after STUCK_AFTER: unknown, settled by a status webhook.
+    Message.objects.filter(pk=ids[0]).update(sending_at=now - sending.STUCK_AFTER * 2)
+    assert sending.sweep_stuck() == 1
+    assert Message.objects.get(pk=ids[0]).status == MessageStatus.UNKNOWN
+
+    def counted():
+        return {(c.status, c.n) for c in CampaignCounter.objects.filter(campaign=campaign) if c.n}
+
+    # fill() counts nothing, so the counters hold the moves alone: 3 claimed out of queued, 2 back in,
+    # 1 from sending to unknown.
+    assert counted() == {(MessageStatus.QUEUED, -1), (MessageStatus.UNKNOWN, 1)}
+    counters.recount([campaign.pk])
+    assert counted() == {(MessageStatus.QUEUED, 2), (MessageStatus.UNKNOWN, 1)}
+
+
+def test_rows_are_marked_posting_before_their_post(graph, fast, rendered, settings):
+    settings.WHATSAPP_SEND_THREADS = 0  # posted on this thread: the fake reads the test's database
+    rows = fill(make_campaign(fast), 5)
+    seen = []
+
+    def answer(request_json):
+        # At the moment of the POST its row is committed as posting: send_after cleared.
+        seen.append(Message.objects.filter(status=MessageStatus.SENDING, send_after__isnull=True).count())
+        return ok_answer(request_json)
+
+    graph.answer = answer
+    assert send_batch([r.pk for r in rows]) == {"sent": 5}
+    assert seen == [5] * 5  # one wave: all five marked before the first POST
+    assert sending.requeue_unposted(now=timezone.now() + sending.LEASE * 2) == 0
+
+
+@pytest.fixture
+def local_meta(account, settings):
+    """A real HTTP server on 127.0.0.1 as Meta, reached by the lean client (no fake adapter mounted)."""
+    from tests.whatsapp.test_async_client import Server
+
+    server = Server()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings.REDIS_URL = ""
+    ratelimit._limiter.cache_clear()
+    wa_client._sessions.clear()  # a session cached by an earlier test may carry that test's fake adapter
+    account.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    account.save()
+    yield server
+    ratelimit._limiter.cache_clear()
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_batch_goes_out_on_the_lean_client_and_a_130429_stops_it(local_meta, account, rendered):
+    from tests.whatsapp.test_async_client import OK, plain
+
+    rows = fill(make_campaign(account), 6)
+    ids = [r.pk for r in rows]
+    local_meta.answer = lambda body: plain(200, {**OK, "messages": [{"id": f"wamid.L{body['to']}"}]})
+    assert send_batch(ids[:3]) == {"sent": 3}
+    sent = Message.objects.get(pk=ids[0])
+    assert sent.status == MessageStatus.SENT and sent.wamid == f"wamid.L{rows[0].subscriber.phone[1:]}"
+    assert (
+        local_meta.requests[0][0]
+        == f"POST /{account.graph_version}/{account.phone_number_id}/messages HTTP/1.1"
+    )
+    # 130429 on the first call: the batch posts nothing more (its slots 1 s apart at a limit of 2/s).
+    account.throughput_mps = 2
+    account.save()
+    ratelimit._limiter.cache_clear()  # the slots taken at the old limit mean other times at the new one
+    throttled = {"error": {"code": 130429, "message": "(#130429) Rate limit hit", "fbtrace_id": "T"}}
+    local_meta.answer = lambda body: plain(429, throttled)
+    assert send_batch(ids[3:]) == {"requeued": 3}
+    assert len(local_meta.requests) == 4
+    first, *others = Message.objects.filter(pk__in=ids[3:]).order_by("pk")
+    assert first.error_code == 130429 and first.attempts == 1
+    assert all(m.status == MessageStatus.QUEUED for m in [first, *others])
+    assert all(m.attempts == 0 and m.error_code is None for m in others)  # never posted
+    assert ratelimit.backed_off(account.phone_number_id) > 0

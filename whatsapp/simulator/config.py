@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from django.conf import settings
+from django.core.signals import setting_changed
 
 DEFAULTS = {
     "SIMULATOR_DELAYS_MS": "300,800,1500",
@@ -31,11 +32,31 @@ DEFAULTS = {
 }
 
 
+# Read a score of times per simulated send: a Django setting that is not defined raises inside
+# LazySettings, about a fifth of a send's CPU in a load test. Kept per (name, value in the
+# environment), so a process that changes its environment (a benchmark pointing the state directory
+# elsewhere) reads the new value; cleared when a setting changes (tests).
+_cache: dict[tuple[str, str | None], str] = {}
+
+
+def clear_cache(**_: object) -> None:
+    _cache.clear()
+
+
+setting_changed.connect(clear_cache, dispatch_uid="simulator-config-cache")
+
+
 def raw(name: str) -> str:
+    env = os.environ.get(name)
+    try:
+        return _cache[name, env]
+    except KeyError:
+        pass
     value = getattr(settings, name, None)
     if value is None:
-        value = os.environ.get(name, DEFAULTS[name])
-    return str(value).strip()
+        value = env if env is not None else DEFAULTS[name]
+    _cache[name, env] = text = str(value).strip()
+    return text
 
 
 def delays_ms() -> tuple[int, int, int]:

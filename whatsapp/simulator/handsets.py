@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import secrets
 import time
@@ -27,8 +28,12 @@ def digits(value: str) -> str:
     return "".join(ch for ch in str(value or "") if ch.isdigit())
 
 
+@functools.lru_cache(maxsize=65_536)
 def bsuid_for(phone: str) -> str:
-    """A stable business-scoped user id like ``US.13491208655302741918`` (one per handset here)."""
+    """A stable business-scoped user id like ``US.13491208655302741918`` (one per handset here).
+
+    A pure function of the phone, cached: parsing the number for its region was a tenth of a
+    simulated send's CPU, twice per new recipient."""
     try:
         region = phonenumbers.region_code_for_number(phonenumbers.parse("+" + phone)) or "ZZ"
     except phonenumbers.NumberParseException:

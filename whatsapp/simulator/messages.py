@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 from subscribers import window
 from whatsapp.models import WhatsAppAccount
 
-from . import callbacks, config, handsets, store, templates
+from . import callbacks, config, dbthreads, handsets, store, templates
 from .errors import ApiError, webhook_error
 
 TYPES = ("text", "template", "interactive", "image", "video", "audio", "document", "sticker", "location",
@@ -129,7 +130,7 @@ def _template_for(account: WhatsAppAccount, body: dict) -> dict:
     code = str((language or {}).get("code") or "") if isinstance(language, dict) else ""
     _require(bool(name), 100, "The parameter template['name'] is required.")
     _require(bool(code), 100, "The parameter template['language']['code'] is required.")
-    template = store.find_template(account.waba_id, name, code)
+    template = _find_template(account.waba_id, name, code)
     if template is None:
         raise ApiError(132001, f"template name ({name}) does not exist in {code}")
     if template["status"] == "PAUSED":
@@ -144,9 +145,30 @@ def _template_for(account: WhatsAppAccount, body: dict) -> dict:
     return template
 
 
+_templates: dict[tuple[str, str, str], tuple[float, dict | None]] = {}
+
+
+def _find_template(waba_id: str, name: str, language: str) -> dict | None:
+    """The template as the store has it; under ``runsimulator`` kept as long as accounts are
+    (SIMULATOR_ACCOUNT_CACHE_SECONDS), so a load test reads it once every few seconds, not on every
+    send. A template paused or approved meanwhile counts after that many seconds (as at Meta, where
+    a status change also takes a moment to reach every server)."""
+    ttl = config.account_cache_seconds()
+    key = (waba_id, name, language)
+    if ttl:
+        hit = _templates.get(key)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+    template = store.find_template(waba_id, name, language)
+    if ttl:
+        _templates[key] = (time.monotonic() + ttl, template)
+    return template
+
+
 # --- recipient ----------------------------------------------------------------------------------
-def _recipient(payload: dict) -> tuple[str, str, str]:
-    """(input as given, wa_id digits, user_id) of the addressee; BSUID via ``recipient`` (reference 4.6)."""
+def _recipient(payload: dict) -> tuple[str, str, str, dict | None]:
+    """(input as given, wa_id digits, user_id, handset or None) of the addressee; BSUID via
+    ``recipient`` (reference 4.6)."""
     recipient_type = str(payload.get("recipient_type") or "individual")
     _require(
         recipient_type == "individual", 100, "recipient_type must be individual (groups are not simulated)."
@@ -158,13 +180,13 @@ def _recipient(payload: dict) -> tuple[str, str, str]:
         stripped = raw.replace("+", "").replace(" ", "").replace("-", "").replace("(", "").replace(")", "")
         _require(stripped.isdigit() and 7 <= len(phone) <= 15, 100, f"Invalid 'to' parameter: {raw!r}.")
         handset = store.get_handset(phone)
-        return raw, phone, handset["user_id"] if handset else handsets.bsuid_for(phone)
+        return raw, phone, handset["user_id"] if handset else handsets.bsuid_for(phone), handset
     user_id = str(payload.get("recipient") or "")
     _require(bool(user_id), 100, "The parameter to (or recipient) is required.")
     handset = store.handset_by_user_id(user_id)
     if handset is None:
-        return user_id, "", user_id
-    return user_id, handset["phone"], user_id
+        return user_id, "", user_id, None
+    return user_id, handset["phone"], user_id, handset
 
 
 # --- the endpoint -------------------------------------------------------------------------------
@@ -192,7 +214,7 @@ def send(*, account: WhatsAppAccount, payload: Any, callback_base: str, now: flo
         return mark_read(account, payload)
     kind = str(payload.get("type") or "text").lower()
     _require(kind in TYPES, 100, f'Param type must be one of {{{", ".join(TYPES)}}} - got "{kind}".')
-    given, phone, user_id = _recipient(payload)
+    given, phone, user_id, handset = _recipient(payload)
     _require(kind in payload, 100, f"The parameter {kind} is required.")
     body = payload[kind]
     if kind != "contacts":
@@ -217,11 +239,27 @@ def send(*, account: WhatsAppAccount, payload: Any, callback_base: str, now: flo
         _length(callback_data, 0, 512, "biz_opaque_callback_data")
     if phone and phone == handsets.digits(account.display_phone_number):
         raise ApiError(131021, "The recipient is the sender's own phone number.")
+    handset, new_handset = _handset(account, phone, user_id, handset)
+    # The throughput slot is counted once the state file's lock is held (store.accept_send); a time
+    # given by a test counts the slot too.
+    clock = None if now is None else (lambda: now)
     now = time.time() if now is None else now
-    if not store.take_send_slot(account.phone_number_id, max(1, account.throughput_mps), now):
-        raise ApiError(130429, http_status=429)
     wamid = handsets.new_wamid()
-    _accept(account, payload, kind, template, phone, user_id, wamid, callback_base, now)
+    if not _accept(
+        account,
+        payload,
+        kind,
+        template,
+        phone,
+        user_id,
+        handset,
+        new_handset,
+        wamid,
+        callback_base,
+        now,
+        clock,
+    ):
+        raise ApiError(130429, http_status=429)
     contact: dict[str, str] = {"input": given}
     if phone:
         contact["wa_id"] = phone
@@ -237,6 +275,22 @@ def _pricing(category: str, in_window: bool) -> dict[str, Any]:
     return {"billable": not free, "pricing_model": "PMP", "type": kind, "category": category}
 
 
+def _handset(
+    account: WhatsAppAccount, phone: str, user_id: str, known: dict | None
+) -> tuple[dict, dict | None]:
+    """(the recipient's handset, the same if it is new and must be stored with the send, else None).
+
+    What ``handsets.ensure`` gives for a send (a known handset as it is; a new one named after the
+    business's subscriber), without writing: the send's one state transaction stores it."""
+    if phone and known is not None and known["phone"] == phone:
+        return known, None
+    if phone:
+        name = dbthreads.run(handsets.profile_name, phone, project_id=account.project_id)
+        new = {"phone": phone, "name": name, "user_id": handsets.bsuid_for(phone)}
+        return new, new
+    return {"phone": "", "name": "", "user_id": user_id}, None
+
+
 def _accept(
     account: WhatsAppAccount,
     payload: dict,
@@ -244,11 +298,18 @@ def _accept(
     template: dict | None,
     phone: str,
     user_id: str,
+    handset: dict,
+    new_handset: dict | None,
     wamid: str,
     callback_base: str,
     now: float,
-) -> None:
-    """Decide the fate of an accepted message, store it in the handset's chat and queue its statuses."""
+    clock: Callable[[], float] | None = None,
+) -> bool:
+    """Decide the fate of a message, then in one state transaction take the number's throughput
+    slot and, if there was one, store it in the handset's chat and queue its statuses.
+
+    False when the number's last second was full (Meta's 130429): nothing is stored but the refusal.
+    ``new_handset``: the recipient's handset to store with the message (a new one), else None."""
     category = template["category"].lower() if template else "service"
     last = store.last_inbound(account.phone_number_id, phone) if phone else None
     in_window = last is not None and now - last < WINDOW_SECONDS
@@ -267,10 +328,6 @@ def _accept(
         plan = [("sent", sent_ms), ("delivered", delivered_ms)]
         if read_ms >= 0:
             plan.append(("read", read_ms))
-    if phone:
-        handset = handsets.ensure(phone, project_id=account.project_id)
-    else:
-        handset = {"phone": "", "name": "", "user_id": user_id}
     conversation_id = hashlib.md5(  # noqa: S324 - an id, not security
         f"{account.phone_number_id}:{phone}:{category}:{int(now // 86400)}".encode()
     ).hexdigest()
@@ -318,36 +375,37 @@ def _accept(
         stored_payload["_template"] = {
             key: template[key] for key in ("name", "language", "category", "parameter_format", "components")
         }
-    with store.transaction() as tx:
-        store.insert_message(
-            {
-                "wamid": wamid,
-                "phone_number_id": account.phone_number_id,
-                "phone": phone or user_id,
-                "direction": "business",
-                "type": kind,
-                "payload": stored_payload,
-                "created_at": now,
-                "sent_at": times.get("sent"),
-                "delivered_at": times.get("delivered"),
-                "read_at": times.get("read"),
-                "failed_at": times.get("failed"),
-                "error_code": error_code,
-                "error_title": webhook_error(error_code)["title"] if error_code else "",
-            },
-            tx,
-        )
-        if kind == "reaction":
-            tx.execute(
-                "UPDATE messages SET reaction = ? WHERE wamid = ? AND phone_number_id = ?",
-                (
-                    str(payload["reaction"].get("emoji") or ""),
-                    payload["reaction"]["message_id"],
-                    account.phone_number_id,
-                ),
-            )
-        callbacks.queue(callbacks.maybe_duplicate(rows), tx)
-    callbacks.wake()
+    message = {
+        "wamid": wamid,
+        "phone_number_id": account.phone_number_id,
+        "phone": phone or user_id,
+        "direction": "business",
+        "type": kind,
+        "payload": stored_payload,
+        "created_at": now,
+        "sent_at": times.get("sent"),
+        "delivered_at": times.get("delivered"),
+        "read_at": times.get("read"),
+        "failed_at": times.get("failed"),
+        "error_code": error_code,
+        "error_title": webhook_error(error_code)["title"] if error_code else "",
+    }
+    reaction = None
+    if kind == "reaction":
+        reaction = (str(payload["reaction"].get("emoji") or ""), str(payload["reaction"]["message_id"]))
+    accepted = store.accept_send(
+        phone_number_id=account.phone_number_id,
+        limit=max(1, account.throughput_mps),
+        now=now,
+        new_handset=new_handset,
+        message=message,
+        callback_rows=callbacks.maybe_duplicate(rows),
+        reaction=reaction,
+        clock=clock,
+    )
+    if accepted and rows:
+        callbacks.wake()
+    return accepted
 
 
 def read_on_open(*, account: WhatsAppAccount, phone: str, callback_base: str) -> int:

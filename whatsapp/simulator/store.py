@@ -21,7 +21,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -458,15 +458,68 @@ def take_send_slot(phone_number_id: str, limit: int, now: float | None = None) -
     """Record one message of the number unless ``limit`` were already recorded in the last second."""
     now = time.time() if now is None else now
     with transaction() as tx:
-        tx.execute("DELETE FROM send_log WHERE phone_number_id = ? AND at <= ?", (phone_number_id, now - 2.0))
-        used = tx.execute(
-            "SELECT count(*) FROM send_log WHERE phone_number_id = ? AND at > ?", (phone_number_id, now - 1.0)
-        ).fetchone()[0]
-        if used >= limit:
-            record_refusal(phone_number_id, 130429, 429, now, tx)
+        return _take_slot(tx, phone_number_id, limit, now)
+
+
+def _take_slot(tx: sqlite3.Connection, phone_number_id: str, limit: int, now: float) -> bool:
+    tx.execute("DELETE FROM send_log WHERE phone_number_id = ? AND at <= ?", (phone_number_id, now - 2.0))
+    used = tx.execute(
+        "SELECT count(*) FROM send_log WHERE phone_number_id = ? AND at > ?", (phone_number_id, now - 1.0)
+    ).fetchone()[0]
+    if used >= limit:
+        record_refusal(phone_number_id, 130429, 429, now, tx)
+        return False
+    tx.execute("INSERT INTO send_log (phone_number_id, at) VALUES (?, ?)", (phone_number_id, now))
+    return True
+
+
+STAMPS = ("created_at", "sent_at", "delivered_at", "read_at", "failed_at")
+
+
+def accept_send(
+    *,
+    phone_number_id: str,
+    limit: int,
+    now: float,
+    new_handset: dict[str, Any] | None,
+    message: dict[str, Any],
+    callback_rows: list[dict[str, Any]],
+    reaction: tuple[str, str] | None = None,
+    clock: Callable[[], float] | None = None,
+) -> bool:
+    """One accepted send in one write transaction: the throughput slot (False, and the refusal
+    recorded, when the last second holds ``limit`` sends already), the recipient's handset when it
+    is new (as ``ensure_handset``), the message in its chat (the ledger) and its status webhooks.
+
+    One transaction instead of three: every write of a simulated send takes the file's lock. The
+    slot is counted at ``clock()`` read once the lock is held (default: ``time.time``): a time read
+    before waiting for the lock would let later sends into this one's second and refuse it.
+    ``now`` stamps the handset; the message's times are moved to the slot's."""
+    with transaction() as tx:
+        at = (clock or time.time)()
+        if not _take_slot(tx, phone_number_id, limit, at):
             return False
-        tx.execute("INSERT INTO send_log (phone_number_id, at) VALUES (?, ?)", (phone_number_id, now))
-        return True
+        # The message is stamped with its slot's time (its status times move along), so that the
+        # ledger's acceptance times are the ones the throughput check counted.
+        shift = at - message["created_at"]
+        if shift:
+            message = {**message, **{k: message[k] + shift for k in STAMPS if message.get(k) is not None}}
+            callback_rows = [{**row, "due_at": row["due_at"] + shift} for row in callback_rows]
+        if new_handset is not None:
+            tx.execute(
+                "INSERT INTO handsets (phone, name, user_id, created_by, created_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (phone) DO UPDATE SET name = CASE WHEN handsets.name = '' THEN excluded.name"
+                " ELSE handsets.name END",
+                (new_handset["phone"], new_handset["name"], new_handset["user_id"], None, now),
+            )
+        insert_message(message, tx)
+        if reaction is not None:  # (emoji, the wamid reacted to): shown on that message in the chat
+            tx.execute(
+                "UPDATE messages SET reaction = ? WHERE wamid = ? AND phone_number_id = ?",
+                (reaction[0], reaction[1], phone_number_id),
+            )
+        add_callbacks(callback_rows, tx)
+    return True
 
 
 def record_refusal(

@@ -3,7 +3,8 @@
 A load-test tool, so it carries only what the Graph API needs: the simulator's URLs and no
 middleware at all (no sessions, CSRF, CSP, axes or whitenoise: every view here is csrf-exempt JSON
 behind a bearer token), and accounts kept a few seconds instead of decrypting the token on each
-request (``SIMULATOR_ACCOUNT_CACHE_SECONDS``).
+request (``SIMULATOR_ACCOUNT_CACHE_SECONDS``). The send route itself bypasses Django's request
+handling altogether (``fastpath``).
 """
 
 import os
@@ -25,7 +26,10 @@ settings.MIDDLEWARE = []  # read by WSGIHandler() below, once
 for alias in settings.DATABASES:
     settings.DATABASES[alias]["CONN_MAX_AGE"] = 0
 
-application = WSGIHandler()
+from whatsapp.simulator import fastpath  # noqa: E402
+
+# POST .../messages, every call of a load test, skips Django's request machinery (fastpath.py).
+application = fastpath.wrap(WSGIHandler())
 
 from whatsapp.simulator import callbacks  # noqa: E402
 

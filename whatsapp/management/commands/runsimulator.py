@@ -64,6 +64,7 @@ class Command(BaseCommand):
         os.environ.setdefault("SIMULATOR_DB_THREADS", "4")
         if no_webhooks:
             os.environ["SIMULATOR_STATUS_WEBHOOKS"] = "false"
+        config.clear_cache()  # values read before the lines above must not outlive them
         self.stdout.write(
             f"Cloud API simulator on http://{host}:{port}/simulator/graph/ "
             f"(webhooks {'off' if no_webhooks else f'to {callback_base}'}, state in {config.state_dir()}, "

@@ -1,0 +1,163 @@
+"""The standalone simulator's lean send route (simulator/fastpath.py) answers as the Django view does."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import pytest
+
+from tests.factories import ProjectFactory
+from whatsapp.models import WhatsAppAccount
+from whatsapp.simulator import fastpath, services, store
+
+TOKEN = "EAAG-fast-token"
+WABA = "702290129340398"
+NUMBER_ID = "706540352242922"
+
+
+@pytest.fixture(autouse=True)
+def simulator(settings, tmp_path):
+    settings.ROOT_URLCONF = "whatsapp.simulator.standalone_urls"
+    settings.SIMULATOR_STATE_DIR = str(tmp_path / "simulator")
+    settings.SIMULATOR_DELIVER_CALLBACKS = False
+    settings.SIMULATOR_DELAYS_MS = "0,0,0"
+    settings.SIMULATOR_FAILURE_RATE = 0
+    settings.SIMULATOR_CALLBACK_BASE = "http://panel.example"
+    yield
+    store.close()
+
+
+@pytest.fixture
+def account(db):
+    account = WhatsAppAccount.objects.create(
+        project=ProjectFactory(),
+        waba_id=WABA,
+        phone_number_id=NUMBER_ID,
+        display_phone_number="15550001234",
+        access_token=TOKEN,
+        app_secret="secret",
+    )
+    services.seed_templates(waba_id=WABA, definitions=[services.HELLO_WORLD])
+    return account
+
+
+class DjangoApp:
+    """Stands for Django's handler: records that a request fell through to it."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self._middleware_chain = "the handler's"
+
+    def __call__(self, environ, start_response):
+        self.calls.append(environ["PATH_INFO"])
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"django"]
+
+
+def call(app, body: bytes | dict, *, token: str | None = TOKEN, content_type="application/json", query="",
+         path=f"/simulator/graph/v23.0/{NUMBER_ID}/messages", method="POST"):  # fmt: skip
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "CONTENT_TYPE": content_type,
+        "CONTENT_LENGTH": str(len(raw)),
+        "wsgi.input": io.BytesIO(raw),
+    }
+    if token is not None:
+        environ["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    answer: dict = {}
+
+    def start_response(status, headers):
+        answer["status"], answer["headers"] = status, dict(headers)
+
+    out = b"".join(app(environ, start_response))
+    return answer["status"], answer["headers"], out
+
+
+def hello(to: str = "4915112345678") -> dict:
+    return {"messaging_product": "whatsapp", "to": to, "type": "template", "biz_opaque_callback_data": "cb-1",
+            "template": {"name": "hello_world", "language": {"code": "en_US"}}}  # fmt: skip
+
+
+def test_a_send_is_accepted_stored_with_its_webhooks_without_django(account):
+    django_app = DjangoApp()
+    app = fastpath.wrap(django_app)
+    status, headers, body = call(app, hello())
+    assert status == "200 OK" and django_app.calls == []
+    assert headers["facebook-api-version"] == "v23.0" and headers["x-fb-trace-id"].startswith("A")
+    answer = json.loads(body)
+    wamid = answer["messages"][0]["id"]
+    assert answer["contacts"] == [{"input": "4915112345678", "wa_id": "4915112345678"}]
+    assert store.ledger(NUMBER_ID) == (1, {"4915112345678": 1})
+    assert store.get_message(wamid)["payload"]["biz_opaque_callback_data"] == "cb-1"
+    assert store.get_handset("4915112345678")["user_id"]  # the new recipient's handset, same transaction
+    kinds = [row["kind"] for row in store.claim_callbacks(time.time() + 60, 10)]
+    assert kinds == ["sent", "delivered", "read"]
+    assert app._middleware_chain == "the handler's"  # attributes are the Django handler's
+
+
+@pytest.mark.parametrize(
+    ("token", "status", "code"),
+    [("wrong", "401 Unauthorized", 190), (TOKEN, "400 Bad Request", 100)],
+)
+def test_errors_have_metas_shape(account, token, status, code):
+    app = fastpath.wrap(DjangoApp())
+    body = hello() if token != TOKEN else b"{not json"
+    got, _, out = call(app, body, token=token)
+    assert got == status and json.loads(out)["error"]["code"] == code
+    assert store.ledger(NUMBER_ID) == (0, {})
+
+
+def test_the_throughput_limit_refuses_in_the_same_transaction(account):
+    account.throughput_mps = 2
+    account.save()
+    app = fastpath.wrap(DjangoApp())
+    statuses = [call(app, hello(f"49151123456{i:02d}"))[0] for i in range(3)]
+    assert statuses == ["200 OK", "200 OK", "429 Too Many Requests"]
+    assert store.ledger(NUMBER_ID)[0] == 2 and store.refusals(NUMBER_ID) == {130429: 1}
+    assert store.get_handset("4915112345602") is None  # refused: nothing of it stored
+
+
+def test_injected_faults_count_on_the_lean_path(account, settings):
+    settings.SIMULATOR_SERVER_ERROR_RATE = 1.0
+    status, _, out = call(fastpath.wrap(DjangoApp()), hello())
+    assert status == "500 Internal Server Error" and json.loads(out)["error"]["code"] == 2
+    assert store.refusals(NUMBER_ID) == {2: 1} and store.ledger(NUMBER_ID)[0] == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"content_type": "application/x-www-form-urlencoded"},
+        {"token": None, "query": f"access_token={TOKEN}"},
+        {"method": "GET"},
+        {"path": f"/simulator/graph/v23.0/{WABA}/message_templates"},
+    ],
+)
+def test_everything_else_goes_to_django(account, kwargs):
+    django_app = DjangoApp()
+    _, _, out = call(fastpath.wrap(django_app), hello(), **kwargs)
+    assert out == b"django" and len(django_app.calls) == 1
+    assert store.ledger(NUMBER_ID) == (0, {})
+
+
+def test_without_a_configured_callback_base_django_builds_it(account, settings):
+    settings.SIMULATOR_CALLBACK_BASE = ""
+    settings.PUBLIC_BASE_URL = ""
+    django_app = DjangoApp()
+    assert call(fastpath.wrap(django_app), hello())[2] == b"django"
+
+
+def test_config_follows_the_environment_of_the_process(monkeypatch, tmp_path, settings):
+    from whatsapp.simulator import config
+
+    del settings.SIMULATOR_STATE_DIR  # the environment decides, as in a benchmark process
+    monkeypatch.setenv("SIMULATOR_STATE_DIR", str(tmp_path / "one"))
+    assert store.path() == tmp_path / "one" / "state.sqlite3"
+    monkeypatch.setenv("SIMULATOR_STATE_DIR", str(tmp_path / "two"))  # the next run of a benchmark
+    assert config.raw("SIMULATOR_STATE_DIR") == str(tmp_path / "two")
+    assert store.path() == tmp_path / "two" / "state.sqlite3"

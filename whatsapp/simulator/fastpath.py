@@ -1,0 +1,118 @@
+"""The standalone simulator's send endpoint without Django's request machinery (load tests, issue 9).
+
+``POST /simulator/graph/<version>/<phone-number-id>/messages`` is every call of a load test; under
+granian, Django's WSGIHandler (request object, URL resolving, signals, JsonResponse) cost about as
+much CPU as the send itself. This WSGI callable answers that one route directly and hands every
+other request (templates, phone info, the ledger, form-encoded bodies, a token in the query
+string, no ``SIMULATOR_CALLBACK_BASE``) to Django unchanged. What it runs is the same code as the
+Django view: the account check (``graph_views``), the fault knobs and latency, and
+``messages.send`` (validation, acceptance, the chat, the status webhooks), so behaviour and error
+answers are the same; only the HTTP plumbing differs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.db import connection
+
+from . import callbacks, config, graph_views, messages, services
+from .errors import ApiError, trace_id
+
+SEND_PATH = re.compile(r"^/simulator/graph/(v\d+\.\d+)/([A-Za-z0-9_.-]+)/messages/?$")
+MAX_BODY = 1 << 20  # a send is a few hundred bytes; Meta refuses far smaller bodies than this
+
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+REASONS = {200: "200 OK", 400: "400 Bad Request", 401: "401 Unauthorized", 429: "429 Too Many Requests",
+           500: "500 Internal Server Error"}  # fmt: skip
+
+
+def _lean(environ: dict[str, Any]) -> tuple[str, str, str] | None:
+    """(version, phone number id, token) when this request can take the lean path, else None."""
+    if environ.get("REQUEST_METHOD") != "POST":
+        return None
+    match = SEND_PATH.match(environ.get("PATH_INFO", ""))
+    if match is None:
+        return None
+    content_type = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+    if content_type not in ("", "application/json"):
+        return None  # form-encoded sends: Django parses them
+    header = environ.get("HTTP_AUTHORIZATION", "")
+    if header[:7].lower() != "bearer " or environ.get("QUERY_STRING"):
+        return None  # a token in the query string: Django reads it
+    if not config.callback_base_override():
+        return None  # the webhook base comes from the request's host: Django builds it
+    return match.group(1), match.group(2), header[7:].strip()
+
+
+def _body(environ: dict[str, Any]) -> Any:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > MAX_BODY:
+        raise ApiError(100, "The request body is too large.")
+    raw = environ["wsgi.input"].read(length) if length > 0 else b""
+    try:
+        return json.loads(raw or b"{}")
+    except ValueError:
+        raise ApiError(100, "The request body could not be parsed as JSON.") from None
+
+
+def send(environ: dict[str, Any], version: str, phone_number_id: str, token: str) -> tuple[int, dict]:
+    """What ``graph_views.send_messages`` answers, as (HTTP status, JSON body)."""
+    callbacks.ensure_pump()
+    latency = config.latency_seconds()
+    if latency:
+        time.sleep(latency)  # Meta's round trip; a sender must keep enough calls in flight
+    try:
+        account = graph_views.account_for_token(phone_number_id, token, method="post")
+        graph_views.injected_fault(account)
+        payload = _body(environ)
+        return 200, messages.send(account=account, payload=payload, callback_base=services.callback_base())
+    except ApiError as exc:
+        return exc.http_status, exc.body()
+    finally:
+        # Only a rare answer (an unknown number) reads the database on this thread; the signals that
+        # close Django's connection after a request do not run here.
+        # (Inside a transaction, i.e. a test calling this on its own thread, the connection is the test's.)
+        if connection.connection is not None and not connection.in_atomic_block:
+            connection.close()
+
+
+class LeanSend:
+    """``django_app`` with the lean send route in front of it; any attribute is the Django handler's."""
+
+    def __init__(self, django_app: WSGIApp) -> None:
+        self.django_app = django_app
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.django_app, name)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        lean = _lean(environ)
+        if lean is None:
+            return self.django_app(environ, start_response)
+        version, number, token = lean
+        status, data = send(environ, version, number, token)
+        body = json.dumps(data, ensure_ascii=True).encode()
+        start_response(
+            REASONS.get(status, f"{status} Error"),
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+                ("facebook-api-version", version),
+                ("x-fb-trace-id", (data.get("error") or {}).get("fbtrace_id") or trace_id()),
+            ],
+        )
+        return [body]
+
+
+def wrap(django_app: WSGIApp) -> LeanSend:
+    return LeanSend(django_app)
