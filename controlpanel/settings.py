@@ -367,6 +367,9 @@ WHATSAPP_TEMPLATE_SYNC_MINUTES = env.int("WHATSAPP_TEMPLATE_SYNC_MINUTES", defau
 # Concurrent Graph API calls per sender process (campaigns/sending.py): at Meta's ~200 ms a call,
 # 64 threads carry about 300 messages/s per process; the per-number limit is enforced apart.
 WHATSAPP_SEND_THREADS = env.int("WHATSAPP_SEND_THREADS", default=64)
+# Calls in flight per sender process on the asyncio path that campaign batches take
+# (whatsapp/async_client.py): one event loop, kept-alive connections, no thread per call.
+WHATSAPP_SEND_CONNECTIONS = env.int("WHATSAPP_SEND_CONNECTIONS", default=256)
 # Seconds a campaign row left "unknown" (a worker died between its claim and its commit) waits for
 # the status webhook that settles it before it is sent again, once (campaigns/sending.py). A webhook
 # outage longer than this can send such a message twice; shorter finishes campaigns sooner.

@@ -236,6 +236,6 @@ def sender() -> Sender:
     global _sender
     with _lock:
         if _sender is None or _sender[0] != os.getpid():
-            limit = int(getattr(settings, "WHATSAPP_SEND_CONNECTIONS", 256) or 256)
+            limit = max(int(settings.WHATSAPP_SEND_CONNECTIONS), 1)
             _sender = (os.getpid(), Sender(max(1, limit)))
         return _sender[1]
