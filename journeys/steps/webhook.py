@@ -87,6 +87,9 @@ def _resolve(host: str, port: int) -> list[str]:
     return [info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
 
 
+_V4_EMBEDDING = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("::/96"))
+
+
 def _unsafe_address(text: str) -> str:
     try:
         address = ipaddress.ip_address(text.split("%", 1)[0])
@@ -95,6 +98,15 @@ def _unsafe_address(text: str) -> str:
     mapped = getattr(address, "ipv4_mapped", None)
     if mapped is not None:
         address = mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        # 6to4 (2002::/16), NAT64 (64:ff9b::/96) and IPv4-compatible (::/96) addresses carry an IPv4
+        # address that a relay or the stack may reach: 2002:7f00:1:: is "global" but means 127.0.0.1.
+        embedded = address.sixtofour or next(
+            (ipaddress.IPv4Address(int(address) & 0xFFFFFFFF) for net in _V4_EMBEDDING if address in net),
+            None,
+        )
+        if embedded is not None and (not embedded.is_global or embedded.is_multicast):
+            return f"{address} (embedding {embedded}) is not a public address"
     if not address.is_global or address.is_multicast:
         return f"{address} is not a public address"
     return ""
