@@ -525,6 +525,10 @@ def _rule_problems(rule: Any, where: str, *, project, step: str | None) -> list[
 _SCHEDULE_KEYS = frozenset({"at", "local_time", "every", "time"})
 
 
+# A firing in year 1 or 9999 overflows when moved to UTC (a 500 at activation): no real schedule is there.
+SCHEDULE_YEARS = (1970, 9000)
+
+
 def _schedule(raw: Any, where: str, problems: list[Problem]) -> Schedule | None:
     """The forms ``segment_entry.next_firing`` reads (docs/journeys.md):
 
@@ -564,12 +568,17 @@ def _schedule(raw: Any, where: str, problems: list[Problem]) -> Schedule | None:
         if every is not None or local is not None:
             # The first day (a date; a date-time's day counts).
             day = _date(raw["at"])
-            if day is None:
-                problems.append(_at(f"{where}.at", "The day, e.g. 2026-12-24."))
+            if day is None or not SCHEDULE_YEARS[0] <= day.year <= SCHEDULE_YEARS[1]:
+                problems.append(_at(f"{where}.at", "The day, e.g. 2026-12-24 (years 1970 to 9000)."))
         else:
             at = _datetime(raw["at"])
-            if at is None:
-                problems.append(_at(f"{where}.at", "An ISO date and time, e.g. 2026-12-24T09:00:00+01:00."))
+            if at is None or not SCHEDULE_YEARS[0] <= at.year <= SCHEDULE_YEARS[1]:
+                problems.append(
+                    _at(
+                        f"{where}.at",
+                        "An ISO date and time, e.g. 2026-12-24T09:00:00+01:00 (years 1970 to 9000).",
+                    )
+                )
     if len(problems) > before:
         return None
     if every is not None:

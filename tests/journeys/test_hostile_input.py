@@ -456,3 +456,36 @@ def test_the_keyword_form_with_odd_input_answers_without_a_500(owner_client, pro
     assert response.status_code in (200, 302, 400), response.status_code
     for journey in Journey.objects.for_project(project):
         assert "\x00" not in json.dumps(journey.definition)
+
+
+# --- dates at the edges of the calendar ------------------------------------------------------------
+
+GERMANS = {"type": "field", "field": "language", "op": "eq", "value": "de"}
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        {"at": "0001-01-01T00:00:00"},
+        {"at": "0001-01-01T00:00:00+05:00"},
+        {"at": "9999-12-31T23:59:59-05:00"},
+        {"local_time": "09:00", "at": "0001-01-01"},
+        {"local_time": "23:59", "at": "9999-12-31"},
+        {"every": "P1D", "time": "23:59", "at": "9999-12-31"},
+        {"every": "P1D", "local_time": "00:00", "at": "0001-01-01"},
+        {"every": "P1096D", "time": "09:00", "at": "9999-01-01"},
+    ],
+)
+def test_a_schedule_at_the_edge_of_the_calendar_is_refused_or_activates_never_a_500(api, schedule):
+    body = {
+        "name": "Edge",
+        "entry": {"type": "segment", "rule": GERMANS, "schedule": schedule},
+        "settings": {"reentry": "after_exit", "fallback_time_zone": "America/New_York"},
+        "steps": [{"id": "bye", "type": "exit"}],
+    }
+    response = api.post("", body)
+    if response.status_code == 422:
+        return
+    assert response.status_code == 201, response.content[:300]
+    response = api.post(f"/{response.json()['id']}/activate")
+    assert response.status_code in (200, 422), response.content[:300]
