@@ -252,8 +252,10 @@ def _text_problem(text: str) -> str | None:
 def _located(data: dict[str, Any], where: str, message: str) -> Problem:
     """The problem on the step whose JSON holds ``where`` (``steps[3].text`` -> step, ``text``)."""
     match = re.match(r"^steps\[(\d+)\]\.?(.*)$", where)
-    if match:
-        step = data["steps"][int(match.group(1))]
+    steps = data.get("steps")
+    # A top-level key may itself be spelled "steps[7]": only a real step of the list is looked up.
+    if match and isinstance(steps, list) and int(match.group(1)) < len(steps):
+        step = steps[int(match.group(1))]
         if isinstance(step, dict) and isinstance(step.get("id"), str) and STEP_ID.match(step["id"]):
             return Problem(step["id"], match.group(2)[:200], message)
     return _at(where[:200], message)

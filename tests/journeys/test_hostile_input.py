@@ -489,3 +489,38 @@ def test_a_schedule_at_the_edge_of_the_calendar_is_refused_or_activates_never_a_
     assert response.status_code == 201, response.content[:300]
     response = api.post(f"/{response.json()['id']}/activate")
     assert response.status_code in (200, 422), response.content[:300]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": "x", "steps[0]": "\x00"},
+        {"name": "x", "steps": {"a": 1}, "steps[0]": "\x00"},
+        {"name": "x", "steps": [], "steps[7].text": "\x00"},
+        {"name": "x", "steps": "abc", "steps[1]": "\ud800"},
+    ],
+)
+def test_a_top_level_key_that_looks_like_a_step_path_is_a_422(api, body):
+    response = api.post("", body)
+    assert response.status_code == 422, response.content[:300]
+    assert response.json()["problems"]
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        ("ui", {"x": 10**30, "y": -(10**30)}),
+        ("ui", {"x": 1e308, "y": -1e308}),
+        ("bindings", {"body.1": 10**30}),
+        ("next", 10**30),
+        ("id", 10**30),
+    ],
+)
+def test_huge_numbers_in_a_step_are_saved_or_refused_never_a_500(api, where):
+    key, value = where
+    body = copy.deepcopy(PROMO)
+    body["steps"][2][key] = value
+    response = api.post("", body)
+    assert response.status_code in (201, 422), response.content[:300]
+    if response.status_code == 201:
+        assert api.get(f"/{response.json()['id']}").status_code == 200
