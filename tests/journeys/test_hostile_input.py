@@ -524,3 +524,71 @@ def test_huge_numbers_in_a_step_are_saved_or_refused_never_a_500(api, where):
     assert response.status_code in (201, 422), response.content[:300]
     if response.status_code == 201:
         assert api.get(f"/{response.json()['id']}").status_code == 200
+
+
+# --- start and drop on an active journey (the request is carried out by the actor) ---------------
+
+
+@pytest.fixture
+def carry_out(monkeypatch, django_capture_on_commit_callbacks):
+    from journeys.entry_actors import carry_out_start_request
+
+    send = carry_out_start_request.fn
+    monkeypatch.setattr(carry_out_start_request, "send", lambda request_id: send(request_id))
+
+    def post(api, path, body=None, raw=None):
+        with django_capture_on_commit_callbacks(execute=True):
+            return api.post(path, body, raw=raw)
+
+    return post
+
+
+def _startable(project):
+    from tests.journeys.test_start_api import _journey
+
+    return _journey(project)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"rule": "(" * 5_000},
+        {"rule": "T(" * 3_000 + ")" * 3_000},
+        {"rule": 'T("city", eq, "' + "x" * 200_000 + '")'},
+        {"rule": 'T("city", regex, "(a+)+$")'},
+        {"rule": {"type": "and", "rules": "x"}},
+        {"rule": {"type": "group", "operator": "and", "children": [{}] * 50}},
+        {"subscribers": [{"id": 5}, {"phone": ["x"]}, {"external_id": {"a": 1}}, {}, {"id": "x" * 10_000}]},
+        {"subscribers": [{"phone": "+49" + "1" * 5_000}, {"id": str(uuid.uuid4()), "phone": "1"}]},
+        {"subscribers": [{"id": "1"}], "values": {"x": "y" * 200_000}},
+    ],
+)
+def test_start_with_hostile_rules_and_items_on_an_active_journey(api, project, carry_out, body):
+    journey = _startable(project)
+    response = carry_out(api, f"/{journey.public_id}/start", body)
+    assert response.status_code in (202, 422), response.content[:300]
+    if response.status_code == 202:
+        result = api.get(f"/requests/{response.json()['request_id']}")
+        assert result.status_code == 200
+        assert result.json()["status"] in ("done", "failed"), result.json()
+
+
+def test_deeply_nested_rule_tree_is_refused(api, project, carry_out):
+    journey = _startable(project)
+    rule: dict = {"type": "field", "field": "city", "op": "eq", "value": "x"}
+    for _ in range(400):
+        rule = {"type": "and", "rules": [rule]}
+    response = carry_out(api, f"/{journey.public_id}/start", {"rule": rule})
+    assert response.status_code in (400, 422), response.content[:300]
+
+
+def test_a_start_naming_only_unknown_subscribers_finishes_with_them_listed(api, project, carry_out):
+    journey = _startable(project)
+    stranger = SubscriberFactory(project=ProjectFactory())
+    body = {"subscribers": [{"id": str(stranger.public_id)}, {"phone": "12"}, {"id": 5}]}
+    response = carry_out(api, f"/{journey.public_id}/start", body)
+    assert response.status_code == 202
+    result = api.get(f"/requests/{response.json()['request_id']}").json()
+    assert result["status"] == "done" and result["result"]["entered"] == 0, result
+    assert str(stranger.public_id) not in json.dumps(result) or result["result"].get("unknown")
+    assert not JourneyRun.objects.exists()
