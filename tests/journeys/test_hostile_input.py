@@ -592,3 +592,39 @@ def test_a_start_naming_only_unknown_subscribers_finishes_with_them_listed(api, 
     assert result["status"] == "done" and result["result"]["entered"] == 0, result
     assert str(stranger.public_id) not in json.dumps(result) or result["result"].get("unknown")
     assert not JourneyRun.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "until",
+    [
+        "0001-01-01T00:00:00+05:00",
+        "9999-12-31T23:59:59-05:00",
+        "0001-01-01",
+        "9999-12-31T23:00:00",
+        "9999-12-31",
+    ],
+)
+def test_a_wait_until_the_edge_of_the_calendar_is_a_422_not_a_500(api, until):
+    body = copy.deepcopy(PROMO)
+    body["settings"] = {"reentry": "after_exit", "fallback_time_zone": "America/New_York"}
+    body["steps"][1] = {"id": "wait", "type": "wait", "until_date": until, "next": "offer"}
+    response = api.post("", body)
+    assert response.status_code == 422, response.content[:300]
+    assert response.json()["problems"][0]["step"] == "wait"
+
+
+@pytest.mark.parametrize(
+    "raw", ["9999-12-31", "9999-12-31T23:59:59+14:00", "0001-01-01T00:00:00+05:00", "0001-01-01"]
+)
+def test_an_event_date_at_the_edge_of_the_calendar_is_not_a_date_for_a_wait(raw):
+    """A wait until an event's or tag's date (plus up to 3 years of offset): the date comes from
+    outside; one the engine cannot add to or store is "not a date" (the run goes on), no crash."""
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from journeys import timezones
+
+    instant = timezones.parse_instant(raw, ZoneInfo("America/New_York"))
+    if instant is not None:
+        instant + timedelta(days=3 * 366)
+        instant - timedelta(days=3 * 366)
