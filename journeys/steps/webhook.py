@@ -35,6 +35,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import re
 import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -87,6 +88,8 @@ def _resolve(host: str, port: int) -> list[str]:
     return [info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_BREAK = re.compile(r"[\r\n]")
 _V4_EMBEDDING = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("::/96"))
 
 
@@ -247,6 +250,11 @@ class WebhookStep:
                 isinstance(k, str) and isinstance(v, str) and k.strip() for k, v in headers.items()
             ):
                 problems.append(Problem(step, "headers", 'Headers are names and texts: {"X-Token": "..."}.'))
+            elif not all(_HEADER_NAME.fullmatch(k) and not _BREAK.search(v) for k, v in headers.items()):
+                # requests refuses these only at call time (and the attempt would be retried as a
+                # network error): a name is an HTTP token, a value has no line break.
+                message = "A header name is letters, digits and -; no line breaks."
+                problems.append(Problem(step, "headers", message))
             elif forbidden := sorted(k for k in headers if k.lower() in FORBIDDEN_HEADERS):
                 problems.append(Problem(step, "headers", f"{', '.join(forbidden)} cannot be set here."))
         body = data.get("body")

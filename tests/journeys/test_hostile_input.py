@@ -628,3 +628,22 @@ def test_an_event_date_at_the_edge_of_the_calendar_is_not_a_date_for_a_wait(raw)
     if instant is not None:
         instant + timedelta(days=3 * 366)
         instant - timedelta(days=3 * 366)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Token": "a\r\nHost: 169.254.169.254"},
+        {"X-Token\r\nHost": "x"},
+        {"X Token": "x"},
+        {"X-Token:": "x"},
+        {"X-Token": "a\nb"},
+        {"X-Token\n": "x"},
+    ],
+)
+def test_webhook_headers_that_would_split_the_request_are_refused_at_save(api, headers):
+    body = webhook_journey("https://hooks.example.com/x")
+    body["steps"][0]["headers"] = headers
+    response = api.post("", body)
+    assert response.status_code == 422, response.content[:300]
+    assert response.json()["problems"][0]["field"] == "headers"
