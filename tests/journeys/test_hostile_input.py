@@ -647,3 +647,51 @@ def test_webhook_headers_that_would_split_the_request_are_refused_at_save(api, h
     response = api.post("", body)
     assert response.status_code == 422, response.content[:300]
     assert response.json()["problems"][0]["field"] == "headers"
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"cursor": "x" * 200},
+        {"cursor": "x" * 5_000},
+        {"cursor": "W10:1abc:forged"},
+        {"limit": "0"},
+        {"limit": str(10**30)},
+        {"limit": "1e3"},
+        {"status": "deleted"},
+        {"status": "\x00"},
+    ],
+)
+def test_list_with_forged_cursors_and_odd_filters_is_a_4xx(api, params):
+    response = api.get("", **params)
+    assert 400 <= response.status_code < 500, response.content[:300]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"format": "wcp-journey/999"}, {"format": 5}, {"format": {"a": 1}}, {"format": "x" * 10_000}],
+)
+def test_import_with_an_odd_format_marker_is_refused_or_imported_never_a_500(api, extra):
+    response = api.post("/import", {**PROMO, **extra})
+    assert response.status_code in (201, 422), response.content[:300]
+
+
+def test_dry_run_fire_with_odd_attributes_answers_without_a_500(owner_client, project):
+    journey = journey_of(project)
+    subscriber = SubscriberFactory(project=project)
+    owner_client.post(url("dryrun_start", journey), {"subscriber": str(subscriber.public_id)})
+    run = JourneyRun.objects.filter(dry_run=True).first()
+    if run is None:
+        pytest.skip("the dry run did not start (draft not runnable here)")
+    for attributes in [
+        "=",
+        "==\n=\n",
+        "a" * 100_000,
+        "\n".join(f"k{i}=v" for i in range(5_000)),
+        "text=\ud7ff",
+    ]:
+        response = owner_client.post(
+            url("dryrun_fire", journey),
+            {"run": str(run.public_id), "name": "WhatsAppReceived", "attributes": attributes},
+        )
+        assert response.status_code in (200, 302, 400), response.status_code
