@@ -695,3 +695,33 @@ def test_dry_run_fire_with_odd_attributes_answers_without_a_500(owner_client, pr
             {"run": str(run.public_id), "name": "WhatsAppReceived", "attributes": attributes},
         )
         assert response.status_code in (200, 302, 400), response.status_code
+
+
+def test_other_panel_writes_need_csrf_a_marketer_and_the_project(project, member_of, outsider):
+    journey = journey_of(project)
+    subscriber = SubscriberFactory(project=project)
+    writes = [
+        (
+            url("keyword_new", project=project),
+            {"name": "K", "keywords": "promo", "reply": "hi", "match": "exact"},
+        ),
+        (url("dryrun_start", journey), {"subscriber": str(subscriber.public_id)}),
+        (url("clone", journey), {}),
+        (url("stop", journey), {}),
+        (url("import", project=project), {}),
+    ]
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(member_of(Role.OWNER))
+    viewer = Client()
+    viewer.force_login(member_of(Role.VIEWER))
+    other = Client()
+    other.force_login(outsider)
+    for target, data in writes:
+        assert strict.post(target, data).status_code == 403, target
+        assert viewer.post(target, data).status_code == 403, target
+        assert other.post(target, data).status_code == 404, target
+    for name in ("stats", "dryrun", "export", "builder_counts"):
+        assert other.get(url(name, journey)).status_code == 404, name
+    assert Journey.objects.count() == 1 and not JourneyRun.objects.exists()
+    journey.refresh_from_db()
+    assert journey.status == JourneyStatus.DRAFT
