@@ -203,7 +203,7 @@ def _posted_definition(request: HttpRequest) -> dict[str, Any] | JsonResponse:
         return JsonResponse({"message": "The journey is too large to save (2 MB at most)."}, status=400)
     try:
         body = json.loads(request.body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # nested past the decoder's limit
         return JsonResponse({"message": "The builder sent something that is not JSON."}, status=400)
     if not isinstance(body, dict) or not isinstance(body.get("definition"), dict):
         return JsonResponse({"message": 'Send {"definition": {...}}.'}, status=400)

@@ -252,8 +252,10 @@ def _text_problem(text: str) -> str | None:
 def _located(data: dict[str, Any], where: str, message: str) -> Problem:
     """The problem on the step whose JSON holds ``where`` (``steps[3].text`` -> step, ``text``)."""
     match = re.match(r"^steps\[(\d+)\]\.?(.*)$", where)
-    if match:
-        step = data["steps"][int(match.group(1))]
+    steps = data.get("steps")
+    # A top-level key may itself be spelled "steps[7]": only a real step of the list is looked up.
+    if match and isinstance(steps, list) and int(match.group(1)) < len(steps):
+        step = steps[int(match.group(1))]
         if isinstance(step, dict) and isinstance(step.get("id"), str) and STEP_ID.match(step["id"]):
             return Problem(step["id"], match.group(2)[:200], message)
     return _at(where[:200], message)
@@ -525,6 +527,10 @@ def _rule_problems(rule: Any, where: str, *, project, step: str | None) -> list[
 _SCHEDULE_KEYS = frozenset({"at", "local_time", "every", "time"})
 
 
+# A firing in year 1 or 9999 overflows when moved to UTC (a 500 at activation): no real schedule is there.
+SCHEDULE_YEARS = (1970, 9000)
+
+
 def _schedule(raw: Any, where: str, problems: list[Problem]) -> Schedule | None:
     """The forms ``segment_entry.next_firing`` reads (docs/journeys.md):
 
@@ -564,12 +570,17 @@ def _schedule(raw: Any, where: str, problems: list[Problem]) -> Schedule | None:
         if every is not None or local is not None:
             # The first day (a date; a date-time's day counts).
             day = _date(raw["at"])
-            if day is None:
-                problems.append(_at(f"{where}.at", "The day, e.g. 2026-12-24."))
+            if day is None or not SCHEDULE_YEARS[0] <= day.year <= SCHEDULE_YEARS[1]:
+                problems.append(_at(f"{where}.at", "The day, e.g. 2026-12-24 (years 1970 to 9000)."))
         else:
             at = _datetime(raw["at"])
-            if at is None:
-                problems.append(_at(f"{where}.at", "An ISO date and time, e.g. 2026-12-24T09:00:00+01:00."))
+            if at is None or not SCHEDULE_YEARS[0] <= at.year <= SCHEDULE_YEARS[1]:
+                problems.append(
+                    _at(
+                        f"{where}.at",
+                        "An ISO date and time, e.g. 2026-12-24T09:00:00+01:00 (years 1970 to 9000).",
+                    )
+                )
     if len(problems) > before:
         return None
     if every is not None:

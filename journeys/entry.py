@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.core.exceptions import EmptyResultSet
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.db.models import QuerySet
@@ -111,7 +112,10 @@ def enter_audience(
     definition = _current(journey)
     if definition is None or definition.first is None:
         return 0
-    ids_sql, ids_params = subscriber_ids_query.order_by().query.sql_with_params()
+    try:
+        ids_sql, ids_params = subscriber_ids_query.order_by().query.sql_with_params()
+    except EmptyResultSet:  # pk__in=[] or .none() (an API start naming only unknown subscribers)
+        return 0
     if isinstance(wake_at_sql, str):
         wake_at_sql = (wake_at_sql, [])
     if wake_at_sql is None:

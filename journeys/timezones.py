@@ -81,9 +81,25 @@ def silent_until(now: datetime, start: time, end: time, tz: ZoneInfo) -> datetim
     return next_local_time(now, end, tz)
 
 
+# A wait's instant comes from outside (an event attribute, a tag); one near year 1 or 9999 cannot
+# be moved to UTC or have a 3-year offset added (OverflowError in the engine): it is "not a date".
+INSTANT_YEARS = (1000, 9000)  # a birthday in 1950 is a date
+
+
 def parse_instant(value: object, tz: ZoneInfo) -> datetime | None:
     """An ISO date or date-time as an aware instant: a date is its midnight in ``tz``, a date-time
-    without an offset is a wall time in ``tz``. None when it is not one."""
+    without an offset is a wall time in ``tz``. None when it is not one
+    (or lies outside the years 1000-9000)."""
+    try:
+        instant = _parse_instant(value, tz)
+    except OverflowError:
+        return None
+    if instant is not None and not INSTANT_YEARS[0] <= instant.year <= INSTANT_YEARS[1]:
+        return None
+    return instant
+
+
+def _parse_instant(value: object, tz: ZoneInfo) -> datetime | None:
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, date):

@@ -214,7 +214,7 @@ def journey_import(request: HttpRequest) -> HttpResponse:
         return back
     try:
         data = json.loads(upload.read().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # nested past the decoder's limit
         messages.error(request, f"“{upload.name}” is not a JSON file.")
         return back
     try:

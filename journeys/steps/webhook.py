@@ -35,6 +35,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import re
 import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -87,6 +88,11 @@ def _resolve(host: str, port: int) -> list[str]:
     return [info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_BREAK = re.compile(r"[\r\n]")
+_V4_EMBEDDING = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("::/96"))
+
+
 def _unsafe_address(text: str) -> str:
     try:
         address = ipaddress.ip_address(text.split("%", 1)[0])
@@ -95,6 +101,15 @@ def _unsafe_address(text: str) -> str:
     mapped = getattr(address, "ipv4_mapped", None)
     if mapped is not None:
         address = mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        # 6to4 (2002::/16), NAT64 (64:ff9b::/96) and IPv4-compatible (::/96) addresses carry an IPv4
+        # address that a relay or the stack may reach: 2002:7f00:1:: is "global" but means 127.0.0.1.
+        embedded = address.sixtofour or next(
+            (ipaddress.IPv4Address(int(address) & 0xFFFFFFFF) for net in _V4_EMBEDDING if address in net),
+            None,
+        )
+        if embedded is not None and (not embedded.is_global or embedded.is_multicast):
+            return f"{address} (embedding {embedded}) is not a public address"
     if not address.is_global or address.is_multicast:
         return f"{address} is not a public address"
     return ""
@@ -235,6 +250,11 @@ class WebhookStep:
                 isinstance(k, str) and isinstance(v, str) and k.strip() for k, v in headers.items()
             ):
                 problems.append(Problem(step, "headers", 'Headers are names and texts: {"X-Token": "..."}.'))
+            elif not all(_HEADER_NAME.fullmatch(k) and not _BREAK.search(v) for k, v in headers.items()):
+                # requests refuses these only at call time (and the attempt would be retried as a
+                # network error): a name is an HTTP token, a value has no line break.
+                message = "A header name is letters, digits and -; no line breaks."
+                problems.append(Problem(step, "headers", message))
             elif forbidden := sorted(k for k in headers if k.lower() in FORBIDDEN_HEADERS):
                 problems.append(Problem(step, "headers", f"{', '.join(forbidden)} cannot be set here."))
         body = data.get("body")
