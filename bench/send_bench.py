@@ -286,6 +286,8 @@ def status_counts(project) -> dict[str, int]:
 
 # --- processes ------------------------------------------------------------------------------------
 def start(name: str, cmd: list[str], env: dict[str, str], cwd: Path = ROOT) -> subprocess.Popen:
+    # The chaos test calls this without main(): on a fresh machine the log folder is not there yet.
+    benchlib.BENCH_DIR.mkdir(parents=True, exist_ok=True)
     out = open(benchlib.BENCH_DIR / f"send-{name}.log", "ab")  # noqa: SIM115 - lives as long as the child
     # A session of its own: stopping it (by its pid) stops its children, nothing else.
     return subprocess.Popen(
