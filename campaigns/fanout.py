@@ -28,6 +28,7 @@ from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
+from controlpanel.sql import insert_select_columns
 from subscribers.errors import InvalidInput
 from subscribers.models import ConsentState, Subscriber
 from subscribers.segments import compiler
@@ -228,19 +229,7 @@ def snapshot(campaign: Campaign) -> int:
         "created_at": ("%s", [_datetime(now)]),
         "updated_at": ("%s", [_datetime(now)]),
     }
-    columns, expressions, params = [], [], []
-    for model_field in Message._meta.concrete_fields:
-        if model_field.primary_key:
-            continue
-        columns.append(q(model_field.column))
-        if model_field.attname in explicit:
-            sql, field_params = explicit[model_field.attname]
-        else:
-            # Any other column gets its model default (NULL, "", 0, [] ...), so a field added to
-            # Message later does not break the snapshot.
-            sql, field_params = "%s", [model_field.get_db_prep_save(model_field.get_default(), connection)]
-        expressions.append(sql)
-        params += field_params
+    columns, expressions, params = insert_select_columns(Message, explicit)
     inner = (
         f"SELECT s.id AS id, {reason_sql} AS reason, {p.send_after_sql} AS send_after, {p.values_sql} AS vals"  # noqa: S608
         f" FROM {p.from_sql}"

@@ -37,6 +37,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.db.models import QuerySet
 
+from controlpanel.sql import insert_select_columns
 from subscribers.models import Subscriber
 
 from . import counters
@@ -216,18 +217,7 @@ def _insert_runs(
         "entered_at": ("%s", [_datetime(now)]),
         "updated_at": ("%s", [_datetime(now)]),
     }
-    columns, expressions, params = [], [], []
-    for model_field in JourneyRun._meta.concrete_fields:
-        if model_field.primary_key:
-            continue
-        columns.append(q(model_field.column))
-        if model_field.attname in explicit:
-            sql, field_params = explicit[model_field.attname]
-        else:
-            # Any other column gets its model default, so a field added later does not break entries.
-            sql, field_params = "%s", [model_field.get_db_prep_save(model_field.get_default(), connection)]
-        expressions.append(sql)
-        params += field_params
+    columns, expressions, params = insert_select_columns(JourneyRun, explicit)
     rules_sql, rules_params = ("1 = 1", []) if dry_run else entry_rules(journey, definition.settings, now)
     # "WHERE": SQLite needs one before ON CONFLICT in INSERT ... SELECT (parsing ambiguity).
     sql = (
