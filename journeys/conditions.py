@@ -26,13 +26,14 @@ from __future__ import annotations
 import logging
 import re
 import time
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from re import _constants as sre  # the parser's opcodes (Python 3.11+)
 from re import _parser as sre_parse
 from typing import Any
+
+from subscribers import textfold
 
 from .keywords import fold
 
@@ -261,7 +262,7 @@ class _Program:
 def _fold_char(code: int) -> str:
     """A pattern literal folded as ``keywords.fold`` folds text (accents off, case folded)."""
     ch = chr(code)
-    plain = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c)).casefold()
+    plain = textfold.fold(ch)
     return plain if len(plain) == 1 else ch.lower()
 
 

@@ -7,9 +7,9 @@ punctuation and spaces around the text do not count. Matching (``matches``) and 
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterable
 
+from subscribers import textfold
 from whatsapp.models import WhatsAppAccount
 
 
@@ -28,10 +28,9 @@ def reserved_keywords(project_id: int) -> dict[str, str]:
 
 
 def fold(text: str) -> str:
-    """Lower-cased, accents removed, inner whitespace collapsed, surrounding punctuation stripped."""
-    decomposed = unicodedata.normalize("NFKD", text or "")
-    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
-    words = " ".join(plain.split())
+    """The audience's folding (case and accents, ``subscribers.textfold``, as segments compare
+    texts), then inner whitespace collapsed and surrounding punctuation stripped."""
+    words = " ".join(textfold.fold(text or "").split())
     start, end = 0, len(words)
     while start < end and not words[start].isalnum():
         start += 1
