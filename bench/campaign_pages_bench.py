@@ -48,9 +48,9 @@ SLUG = "bench-campaigns"
 SUBSCRIBERS_SQL = """
 INSERT INTO subscribers_subscriber
   (project_id, public_id, phone, wa_id, name, email, language, country, time_zone,
-   whatsapp_consent, push_devices, created_at, updated_at)
+   whatsapp_consent, created_at, updated_at)
 SELECT %(project)s, gen_random_uuid(), '+49151' || lpad(g::text, 8, '0'), '49151' || lpad(g::text, 8, '0'),
-       'Bench ' || g, '', 'de', 'DE', '', 'opted_in', '[]'::jsonb, now(), now()
+       'Bench ' || g, '', 'de', 'DE', '', 'opted_in', now(), now()
 FROM generate_series(1, %(n)s) AS g
 """
 

@@ -159,12 +159,12 @@ def synthesize(n: int) -> str:
         cursor.execute(
             "INSERT INTO subscribers_subscriber (project_id, public_id, phone, wa_id, bsuid, external_id, name,"
             " email, language, country, time_zone, whatsapp_consent, whatsapp_consent_at, last_inbound_at,"
-            " push_devices, created_at, updated_at)"
+            " created_at, updated_at)"
             " SELECT %s, gen_random_uuid(), '+49151' || lpad(g::text, 8, '0'), '', NULL, NULL, 'Name ' || g,"
             " '', 'de', CASE WHEN g %% 10 = 0 THEN '' ELSE 'DE' END,"
             " (ARRAY['Europe/Berlin', 'Europe/Vienna', '', 'Europe/Istanbul'])[1 + g %% 4],"
             " CASE WHEN g %% 5 < 3 THEN 'opted_in' WHEN g %% 5 = 3 THEN 'unknown' ELSE 'opted_out' END,"
-            " NULL, NULL, '[]', now(), now() FROM generate_series(1, %s) g",
+            " NULL, NULL, now(), now() FROM generate_series(1, %s) g",
             [project.pk, n],
         )
         cursor.execute(

@@ -515,10 +515,11 @@ def generate(args: argparse.Namespace) -> None:
         # lowest id, as when they signed up one after another.
         created_age = sorted((year * rng.random() for _ in range(n_subs)), reverse=True)
         ledger: list[tuple[int, str, str]] = []
+        devices: list[tuple[int, str]] = []  # a fifth have an Android push device
         with cur.copy(
             "COPY subscribers_subscriber (id, project_id, public_id, phone, wa_id, bsuid, external_id, name, "
             "email, language, country, time_zone, whatsapp_consent, whatsapp_consent_at, last_inbound_at, "
-            "push_devices, created_at, updated_at) FROM STDIN"
+            "created_at, updated_at) FROM STDIN"
         ) as copy:
             w = Writer(copy)
             rand, urandom = rng.random, os.urandom
@@ -542,15 +543,28 @@ def generate(args: argparse.Namespace) -> None:
                     inbound = clock.text(min(age, 7 * 86400 * rand()))
                 else:
                     inbound = clock.text(age * rand())
-                push = f'[{{"platform": "android", "token": "tok-{sid}"}}]' if rand() < 0.2 else "[]"
+                if rand() < 0.2:
+                    devices.append((sid, created))
                 country = countries[i]
                 w.add(
                     f"{sid}\t{pid}\t{uuid.UUID(bytes=urandom(16), version=4)}\t{phone}\t{phone[1:]}\t\\N\t"
                     f"{external}\t{first} {last}\t{email}\t{languages[i]}\t{country}\t{TIME_ZONES[country]}\t"
-                    f"{consent}\t{consent_at}\t{inbound}\t{push}\t{created}\t{created}\n"
+                    f"{consent}\t{consent_at}\t{inbound}\t{created}\t{created}\n"
                 )
             w.flush()
         timer.step(f"COPY {n_subs:,} subscribers")
+
+        with cur.copy(
+            "COPY subscribers_device (project_id, public_id, subscriber_id, token, platform, app_version, "
+            "language, time_zone, push_enabled, created_at, last_seen_at, removed_reason) FROM STDIN"
+        ) as copy:
+            w = Writer(copy)
+            for sid, at in devices:
+                w.add(
+                    f"{pid}\t{uuid.UUID(bytes=urandom(16), version=4)}\t{sid}\ttok-{sid}\tandroid\t\t\t\tt\t{at}\t{at}\t\n"
+                )
+            w.flush()
+        timer.step(f"COPY {len(devices):,} push devices")
 
         first_consent = next_ids(cur, "subscribers_consentchange", len(ledger))
         with cur.copy(

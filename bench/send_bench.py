@@ -139,9 +139,9 @@ def ensure_audience(subscribers: int, *, limit: int, sim_port: int):
             cur.execute(
                 """
                 INSERT INTO subscribers_subscriber (public_id, phone, wa_id, name, email, language, country,
-                    time_zone, whatsapp_consent, push_devices, created_at, updated_at, project_id)
+                    time_zone, whatsapp_consent, created_at, updated_at, project_id)
                 SELECT gen_random_uuid(), '+49151' || lpad(i::text, 8, '0'), '49151' || lpad(i::text, 8, '0'),
-                    'Bench ' || i, '', 'de', 'DE', 'Europe/Berlin', 'opted_in', '[]'::jsonb, now(), now(), %s
+                    'Bench ' || i, '', 'de', 'DE', 'Europe/Berlin', 'opted_in', now(), now(), %s
                 FROM generate_series(%s, %s) AS i
                 """,
                 [project.pk, have + 1, subscribers],

@@ -269,6 +269,18 @@ class Message(models.Model):
     body = models.TextField(blank=True, help_text="Text message body, or the template rendered for display.")
     marketing = models.BooleanField(default=False, help_text="Marketing messages need WhatsApp opt-in.")
     wamid = models.CharField(max_length=200, null=True, blank=True, unique=True)
+    # Email and push: what goes out, rendered when the row is written (Liquid done), so the sender
+    # only adds tracking and transport: email {"subject", "preheader", "html", "text", "template"},
+    # push {"title", "body", "image", "link", "data", "template"} (campaigns/channels.py).
+    # db_default as well: raw INSERTs (benchmarks, the fan-out's column list) may leave them out.
+    content = models.JSONField(
+        default=dict, db_default=models.Value({}, output_field=models.JSONField()), blank=True
+    )
+    # The provider's id of an email or push (ESP message id, FCM message name): its webhooks name it.
+    provider_message_id = models.CharField(max_length=300, blank=True, default="", db_default="")
+    opened_at = models.DateTimeField(
+        null=True, blank=True, help_text="First open (email pixel, push opened)."
+    )
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     # SHA-256 of the normalised API request that used idempotency_key: the same key with another
     # request is refused instead of answered with a message that does not match it.
@@ -335,6 +347,18 @@ class Message(models.Model):
                 name="message_single_due",
             ),
             models.Index(fields=["status"], condition=Q(status="unknown"), name="message_unknown"),
+            # The email and push dispatcher's scan: due queued rows of those channels (no account).
+            models.Index(
+                fields=["channel", "send_after", "id"],
+                condition=Q(status="queued") & ~Q(channel="whatsapp"),
+                name="message_channel_due",
+            ),
+            # Provider webhooks (anymail's tracking, FCM) find their message by the provider's id.
+            models.Index(
+                fields=["project", "provider_message_id"],
+                condition=~Q(provider_message_id=""),
+                name="message_provider_id",
+            ),
             models.Index(fields=["campaign", "status"], name="message_campaign_status"),
             # Failures by code and skips by reason on the campaign page: index-only scans of the
             # failed / skipped rows (a few percent of a campaign), not their heap pages.

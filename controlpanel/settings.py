@@ -76,6 +76,8 @@ INSTALLED_APPS = [
     "subscribers",
     "whatsapp",
     "campaigns",
+    "mail",
+    "push",
     "journeys",
     "django.contrib.admin",
     "django.contrib.auth",

@@ -37,6 +37,9 @@ class ConsentSource(models.TextChoices):
     API = "api", "API"
     KEYWORD = "keyword", "Inbound keyword"
     META_PREFERENCE = "meta_preference", "Meta preference webhook"
+    UNSUBSCRIBE_LINK = "unsubscribe_link", "Unsubscribe link in an email"
+    EMAIL_PROVIDER = "email_provider", "Email provider (complaint)"
+    PUSH_DEVICE = "push_device", "Push device settings"
 
 
 class SubscriberQuerySet(TenantQuerySet):
@@ -68,7 +71,31 @@ class Subscriber(models.Model):
     last_inbound_at = models.DateTimeField(
         null=True, blank=True, help_text="Last inbound WhatsApp message: opens the 24-hour service window."
     )
-    push_devices = models.JSONField(default=list, blank=True, help_text="Push tokens with platform")
+    # Email: consent in the same ledger as WhatsApp (ConsentChange, channel "email"); an address
+    # that bounced hard or complained is undeliverable until the address changes.
+    # db_default as well: the import's COPY and the upsert's INSERT ... SELECT name their columns.
+    email_consent = models.CharField(
+        max_length=10,
+        choices=ConsentState.choices,
+        default=ConsentState.UNKNOWN,
+        db_default=ConsentState.UNKNOWN,
+    )
+    email_consent_at = models.DateTimeField(null=True, blank=True)
+    email_undeliverable_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the address bounced hard or complained; cleared when it changes.",
+    )
+    email_undeliverable_reason = models.CharField(max_length=300, blank=True, default="", db_default="")
+    # Push: the devices (subscribers.Device) are the OS-level permission; this is the person's own
+    # opt-out of push from us (the ledger, channel "push").
+    push_consent = models.CharField(
+        max_length=10,
+        choices=ConsentState.choices,
+        default=ConsentState.UNKNOWN,
+        db_default=ConsentState.UNKNOWN,
+    )
+    push_consent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -94,6 +121,58 @@ class Subscriber(models.Model):
 
     def __str__(self) -> str:
         return self.name or self.phone or self.bsuid or str(self.public_id)
+
+
+class DevicePlatform(models.TextChoices):
+    ANDROID = "android", "Android"
+    IOS = "ios", "iOS"
+    WEB = "web", "Web"
+
+
+class DeviceQuerySet(TenantQuerySet):
+    def active(self) -> DeviceQuerySet:
+        return self.filter(removed_at__isnull=True, push_enabled=True)
+
+
+class Device(models.Model):
+    """A push token of a subscriber's app install (FCM registration token).
+
+    Registered through ``POST /api/v1/devices``; a token FCM calls unregistered, or that the app
+    unregisters, keeps its row with ``removed_at`` set (statistics and the timeline still name it).
+    A subscriber is reachable by push when they have an active device and did not opt out of push.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="devices", db_index=False)
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="devices")
+    token = models.CharField(max_length=4096, help_text="The FCM registration token.")
+    platform = models.CharField(max_length=10, choices=DevicePlatform.choices)
+    app_version = models.CharField(max_length=64, blank=True)
+    language = models.CharField(max_length=16, blank=True)
+    time_zone = models.CharField(max_length=64, blank=True)
+    # The app's own notification permission ("Push Alerts Enabled" in Pushwoosh's words).
+    push_enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(auto_now=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+    removed_reason = models.CharField(max_length=200, blank=True)
+
+    objects = DeviceQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            # A token belongs to one install; registering it again moves it (another subscriber
+            # logged in on that phone).
+            models.UniqueConstraint(fields=["project", "token"], name="device_unique_token"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["subscriber"], condition=Q(removed_at__isnull=True), name="device_active_subscriber"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_platform_display()} device of {self.subscriber_id}"
 
 
 class TagType(models.TextChoices):

@@ -491,16 +491,19 @@ def change_consent(
         raise InvalidInput("Opting in needs evidence: how and when the person agreed.", field="evidence")
     tagtypes.clean_text(evidence or "", field="evidence", what="The evidence")
     locked = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
-    if channel == ConsentChannel.WHATSAPP:
-        if locked.whatsapp_consent == state:
-            return None
-        if at is not None and locked.whatsapp_consent_at is not None and at < locked.whatsapp_consent_at:
-            return None  # an older wish arriving late
-        now = timezone.now()
-        Subscriber.objects.filter(pk=locked.pk).update(
-            whatsapp_consent=state, whatsapp_consent_at=at or now, updated_at=now
-        )
-        subscriber.whatsapp_consent, subscriber.whatsapp_consent_at = state, at or now
+    # One rule for every channel: the state lives in <channel>_consent / <channel>_consent_at.
+    state_field, at_field = f"{channel}_consent", f"{channel}_consent_at"
+    if getattr(locked, state_field) == state:
+        return None
+    current_at = getattr(locked, at_field)
+    if at is not None and current_at is not None and at < current_at:
+        return None  # an older wish arriving late
+    now = timezone.now()
+    Subscriber.objects.filter(pk=locked.pk).update(
+        **{state_field: state, at_field: at or now, "updated_at": now}
+    )
+    setattr(subscriber, state_field, state)
+    setattr(subscriber, at_field, at or now)
     change = ConsentChange.objects.create(
         project_id=subscriber.project_id,
         subscriber=subscriber,
@@ -738,7 +741,21 @@ def export_subscriber(*, subscriber: Subscriber, actor: Actor) -> dict[str, Any]
         "timezone": subscriber.time_zone,
         "whatsapp_consent": subscriber.whatsapp_consent,
         "last_inbound_at": subscriber.last_inbound_at.isoformat() if subscriber.last_inbound_at else None,
-        "push_devices": subscriber.push_devices,
+        "email_consent": subscriber.email_consent,
+        "push_consent": subscriber.push_consent,
+        "devices": [
+            {
+                "id": str(d.public_id),
+                "platform": d.platform,
+                "app_version": d.app_version,
+                "language": d.language,
+                "time_zone": d.time_zone,
+                "push_enabled": d.push_enabled,
+                "created_at": d.created_at.isoformat(),
+                "removed_at": d.removed_at.isoformat() if d.removed_at else None,
+            }
+            for d in subscriber.devices.all()
+        ],
         "created_at": subscriber.created_at.isoformat(),
         "tags": tags_of(subscriber),
         "consent_history": [

@@ -206,7 +206,6 @@ class PostgresStore(Store):
                             r["time_zone"],
                             r["whatsapp_consent"],
                             r["whatsapp_consent_at"],
-                            _NO_DEVICES,
                             r["created_at"],
                             r["updated_at"],
                         )
@@ -286,7 +285,6 @@ _SUBSCRIBER_COPY = (
     ("time_zone", "text"),
     ("whatsapp_consent", "text"),
     ("whatsapp_consent_at", "timestamptz"),
-    ("push_devices", "jsonb"),
     ("created_at", "timestamptz"),
     ("updated_at", "timestamptz"),
 )
@@ -327,9 +325,6 @@ _EVENT_COPY = (
     ("attributes", "bytea"),
     ("facets", "bytea"),
 )
-
-# The jsonb dumper serializes a Python value: "[]" as a str would be stored as a JSON string.
-_NO_DEVICES: list[str] = []
 
 
 def _jsonb(value: Any) -> bytes:

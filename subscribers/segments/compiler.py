@@ -44,7 +44,7 @@ from operator import and_, or_
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.db.models import Count, Expression, F, Func, Q, QuerySet, Transform, Value
+from django.db.models import Count, Exists, Expression, F, Func, OuterRef, Q, QuerySet, Transform, Value
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import StrIndex, Substr
 from django.db.models.lookups import Exact, GreaterThan, In, StartsWith
@@ -55,7 +55,7 @@ from controlpanel.models import Project
 
 from .. import window as service_window
 from ..facets import FACET_TEXT
-from ..models import ConsentState, Event, Subscriber, TagType, TagValue
+from ..models import ConsentState, Device, Event, Subscriber, TagType, TagValue
 from ..textfold import Fold, fold
 from . import tree as t
 from .validate import Checker, Resolver, TagInfo
@@ -506,9 +506,17 @@ class Compiler:
             case "window":
                 return Q(last_inbound_at__gt=service_window.opened_after(self.now))
             case "email":
-                return ~Q(email="")
+                return (
+                    ~Q(email="")
+                    & Q(email_undeliverable_at__isnull=True)
+                    & ~Q(email_consent=ConsentState.OPTED_OUT)
+                )
             case "push":
-                return Q(push_devices__isnull=False) & ~Q(push_devices=[])
+                return ~Q(push_consent=ConsentState.OPTED_OUT) & Exists(
+                    Device.objects.filter(
+                        subscriber=OuterRef("pk"), removed_at__isnull=True, push_enabled=True
+                    )
+                )
         raise ValueError(channel)
 
 

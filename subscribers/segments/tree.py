@@ -110,8 +110,8 @@ FIELDS: dict[str, tuple[str, str, str]] = {
 REACHABILITY_CHANNELS: dict[str, str] = {
     "whatsapp": "WhatsApp opted in",
     "window": "inside the 24-hour service window",
-    "email": "has an email address",
-    "push": "has a push device",
+    "email": "reachable by email (an address that did not bounce, not opted out)",
+    "push": "reachable by push (an active device, not opted out)",
 }
 
 COUNT_OPS: dict[str, str] = {

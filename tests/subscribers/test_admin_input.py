@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from django.forms.models import model_to_dict
 from django.urls import reverse
@@ -26,7 +24,6 @@ def operator_client(client):
 
 def subscriber_form(subscriber, **changes):
     data = {k: v for k, v in model_to_dict(subscriber).items() if v is not None}
-    data["push_devices"] = json.dumps(data.get("push_devices", []))
     return SubscriberAdminForm(data={**data, **changes}, instance=subscriber)
 
 

@@ -832,9 +832,9 @@ def test_keyed_lookups_probe_the_unique_index_not_the_trigram_index(column, inde
     with connection.cursor() as cur:
         cur.execute(
             "INSERT INTO subscribers_subscriber (project_id, public_id, phone, wa_id, external_id, name, "
-            "email, language, country, time_zone, whatsapp_consent, push_devices, created_at, updated_at) "
+            "email, language, country, time_zone, whatsapp_consent, created_at, updated_at) "
             "SELECT %s, gen_random_uuid(), '+49151' || (10000000 + n * 4099 %% 89999999), '', "
-            "'ext-' || n, 'Name', '', '', '', '', 'unknown', '[]', now(), now() "
+            "'ext-' || n, 'Name', '', '', '', '', 'unknown', now(), now() "
             "FROM generate_series(1, %s) AS n",
             [project.pk, rows],
         )

@@ -13,7 +13,7 @@ import pytest
 
 from controlpanel.services import SYSTEM
 from subscribers.errors import InvalidInput
-from subscribers.models import ConsentState, Subscriber
+from subscribers.models import ConsentState, Device, Subscriber
 from subscribers.segments import audience, count, parse_rule, save_segment, validate_rule
 from subscribers.services import record_event, set_tags
 from tests.factories import ProjectFactory, SubscriberFactory
@@ -68,8 +68,8 @@ def world(project):
         email="alice@example.com",
         whatsapp_consent=ConsentState.OPTED_IN,
         last_inbound_at=NOW - timedelta(hours=2),
-        push_devices=[{"token": "t-1", "platform": "android"}],
     )
+    Device.objects.create(project=project, subscriber=alice, token="t-1", platform="android")
     bob = make_subscriber(
         project,
         "bob",

@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+
+
+class MailConfig(AppConfig):
+    name = "mail"
+    verbose_name = "Email"
+
+    def ready(self) -> None:
+        from campaigns import channels
+
+        from .transport import EmailTransport
+
+        channels.register(EmailTransport())
