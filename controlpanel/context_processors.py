@@ -14,6 +14,8 @@ NAVIGATION = [
     ("Campaigns", "campaigns:list", "send", "campaigns"),
     ("Messages", "campaigns:messages", "history", "messages"),
     ("Journeys", "journeys:list", "route", "journeys"),
+    ("Email", "mail:templates", "mail", "email"),
+    ("Push", "push:templates", "bell", "push"),
     ("Conversations", "campaigns:conversations", "message", "conversations"),
     ("Settings", "controlpanel:settings", "settings", "settings"),
 ]

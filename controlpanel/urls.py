@@ -12,6 +12,8 @@ project_patterns = [
     path("", include("subscribers.urls")),
     path("", include("whatsapp.urls")),
     path("", include("campaigns.urls")),
+    path("", include("mail.urls")),
+    path("", include("push.urls")),
     path("", include("journeys.urls")),
 ]
 
@@ -23,6 +25,10 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("healthz", views.healthz, name="healthz"),
     path("webhooks/whatsapp/", include("whatsapp.webhook_urls")),
+    # Email providers' delivery, bounce and complaint webhooks (django-anymail), per project.
+    path("webhooks/email/", include("mail.webhook_urls")),
+    # Signed open pixels, click redirects and one-click unsubscribes in the emails we send.
+    path("email/", include("mail.tracking_urls")),
     path("api/v1/", api.urls),
     # Not ".*": a path with a newline (%0A) is an unknown route too, not an HTML 404.
     re_path(r"^api/v1/(?P<path>[\s\S]*)$", api_not_found),
@@ -32,3 +38,5 @@ urlpatterns = [
 
 if settings.SIMULATOR_ENABLED:
     urlpatterns.append(path("simulator/", include("whatsapp.simulator.urls")))
+    # The push simulator: FCM's URL shape for the sender, a device page for people.
+    urlpatterns.append(path("simulator/", include("push.simulator.urls")))

@@ -8,6 +8,7 @@ class MailConfig(AppConfig):
     def ready(self) -> None:
         from campaigns import channels
 
+        from . import webhooks  # noqa: F401  (connects the provider webhooks' receivers)
         from .transport import EmailTransport
 
         channels.register(EmailTransport())

@@ -16,6 +16,7 @@ from .models import (
     ConsentChannel,
     ConsentSource,
     ConsentState,
+    Device,
     Event,
     EventDefinition,
     FeedCursor,
@@ -278,6 +279,23 @@ class ConsentChangeAdmin(BigTableAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(Device)
+class DeviceAdmin(BigTableAdmin, ReadOnlyAdmin):
+    """Push devices: the app registers and unregisters them through the API (its one write path)."""
+
+    list_display = [
+        "created_at",
+        "subscriber",
+        "platform",
+        "app_version",
+        "push_enabled",
+        "removed_at",
+        "project",
+    ]
+    list_filter = ["project", "platform", "push_enabled"]
+    exclude = ["token"]  # a credential to push to that phone
 
 
 @admin.register(Segment)

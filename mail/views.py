@@ -1,0 +1,13 @@
+"""Email pages of the panel. STAND-IN (foundation): slice "mail" builds them."""
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_safe
+
+from controlpanel.tenancy import project_view
+
+
+@project_view(section="email")
+@require_safe
+def templates(request: HttpRequest) -> HttpResponse:
+    return render(request, "mail/stand_in.html")
