@@ -31,10 +31,12 @@ def send_email(
     context: dict[str, Any] | None = None,
     values: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
+    origin: dict[str, str] | None = None,
 ) -> Message:
     """Queue one email (channel ``email``, ``content`` rendered) for ``subscriber``; the channel
     sender sends it. ``context``: the bindings context (a journey's, with ``event``); None: built
     from the subscriber and ``values``. Refuses (``SendRefused``, nothing written) when: no
     address, the address is undeliverable, opted out of email, marketing without email opt-in, a
-    part renders empty. Same ``idempotency_key`` -> the same message, nothing new."""
+    part renders empty. Same ``idempotency_key`` -> the same message, nothing new. ``origin`` ({"journey": <public id>, "step": <step id>}) is kept in
+    ``content["origin"]``: opens and clicks name it in their events."""
     raise NotImplementedError

@@ -31,9 +31,11 @@ def send_push(
     context: dict[str, Any] | None = None,
     values: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
+    origin: dict[str, str] | None = None,
 ) -> Message:
     """Queue one push (channel ``push``, ``content`` rendered) for ``subscriber``; the channel
     sender sends it to each of their active devices. Refuses (``SendRefused``, nothing written):
     no active device, opted out of push, a part renders empty. Same ``idempotency_key`` -> the same
-    message."""
+    message. ``origin`` ({"journey": <public id>, "step": <step id>}) is kept in
+    ``content["origin"]``: opens and clicks name it in their events."""
     raise NotImplementedError
