@@ -37,6 +37,7 @@ def send_email(
     sender sends it. ``context``: the bindings context (a journey's, with ``event``); None: built
     from the subscriber and ``values``. Refuses (``SendRefused``, nothing written) when: no
     address, the address is undeliverable, opted out of email, marketing without email opt-in, a
-    part renders empty. Same ``idempotency_key`` -> the same message, nothing new. ``origin`` ({"journey": <public id>, "step": <step id>}) is kept in
-    ``content["origin"]``: opens and clicks name it in their events."""
+    part renders empty. Same ``idempotency_key`` -> the same message, nothing new. ``origin``
+    ({"journey": <public id>, "step": <step id>}) is kept in ``content["origin"]``: opens and
+    clicks name it in their events."""
     raise NotImplementedError
