@@ -1,12 +1,14 @@
 """The email and push sender (campaigns/channel_sending.py): dispatcher, claim, transport outcomes,
-write-back, crashes and the sweeper, with a fake transport registered for each test."""
+write-back, crashes and the sweeper, with a fake transport registered for each test; and
+``sendpolicy.decide`` for those rows (consent of the row's channel, one cap and quiet hours)."""
 
 from __future__ import annotations
 
 import itertools
 import threading
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.conf import settings as django_settings
@@ -14,9 +16,10 @@ from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from campaigns import actors, channel_sending, channels, sending, sendpolicy
+from campaigns import actors, channel_policy, channel_sending, channels, sending, sendpolicy
 from campaigns.channels import Delivery
-from campaigns.models import Channel, Message, MessageKind, MessageStatus
+from campaigns.models import Channel, Message, MessageKind, MessageStatus, SendingPolicy
+from campaigns.outcomes import Hold
 from controlpanel import scheduler
 from subscribers.models import ConsentState, Device
 from tests.factories import ProjectFactory, SubscriberFactory
@@ -364,10 +367,11 @@ def test_a_mixed_batch_is_written_back_in_one_statement(project, email, enqueued
 
 
 def test_queries_per_batch_do_not_grow_with_its_size(project, email, push, enqueued, tick):
+    SendingPolicy.objects.create(project=project, cap_messages=5, cap_days=7)
+
     def queries_for(n: int) -> int:
-        rows(project, n)
+        rows(project, n, marketing=True)
         rows(project, n, Channel.PUSH, marketing=True)
-        Message.objects.filter(status="queued").update(status="queued")
         tick()
         with CaptureQueriesContext(connection) as queries:
             for ids, token in enqueued:
@@ -375,7 +379,9 @@ def test_queries_per_batch_do_not_grow_with_its_size(project, email, push, enque
         enqueued.clear()
         return len(queries)
 
-    assert queries_for(2) == queries_for(20)
+    small = queries_for(2)
+    assert small == queries_for(20)
+    assert Message.objects.filter(status="sent").count() == 44
 
 
 # --- claims and crashes --------------------------------------------------------------------------
@@ -517,3 +523,168 @@ def test_a_row_the_sweeper_took_back_meanwhile_is_not_sent_nor_written_back(proj
     assert channel_sending.send_batch([kept.pk, taken.pk]) == {"sent": 1}
     assert email.sent_ids == [kept.pk]
     assert fresh(taken).status == MessageStatus.SENDING  # the other worker's, untouched
+
+
+# --- policy: consent per channel, one cap and quiet hours across channels ------------------------
+
+# 21:30 UTC on a winter day: 22:30 in Berlin (quiet), 16:30 in New York (not quiet).
+NOW = datetime(2030, 1, 15, 21, 30, tzinfo=UTC)
+
+
+def claimed(subscriber, channel=Channel.EMAIL, *, marketing=True, **kw) -> Message:
+    """A row as the sender hands it to decide: claimed, subscriber loaded."""
+    message = Message.objects.create(
+        project=subscriber.project,
+        subscriber=subscriber,
+        channel=channel,
+        marketing=marketing,
+        kind=kw.pop("kind", MessageKind.TEMPLATE),
+        status=MessageStatus.SENDING,
+        sending_at=NOW,
+        **kw,
+    )
+    return Message.objects.select_related("subscriber").get(pk=message.pk)
+
+
+def went_out(subscriber, channel, *, at=NOW - timedelta(days=1), marketing=True) -> Message:
+    return Message.objects.create(
+        project=subscriber.project,
+        subscriber=subscriber,
+        channel=channel,
+        marketing=marketing,
+        status=MessageStatus.SENT,
+        sending_at=at,
+        sent_at=at,
+    )
+
+
+def reasons(messages) -> dict[int, str]:
+    return {pk: d.reason for pk, d in sendpolicy.decide(messages, NOW).items()}
+
+
+def test_email_rows_follow_the_email_consent_rules(project):
+    no_address = claimed(person(project, email=""))
+    bounced = claimed(person(project, email="b@example.com", email_undeliverable_at=NOW))
+    opted_out = claimed(person(project, email_consent=ConsentState.OPTED_OUT), marketing=False)
+    not_opted_in = claimed(person(project, email_consent=ConsentState.UNKNOWN))
+    notice = claimed(person(project, email_consent=ConsentState.UNKNOWN), marketing=False)
+    # WhatsApp's consent says nothing about email.
+    whatsapp_out = claimed(person(project, whatsapp_consent=ConsentState.OPTED_OUT))
+    assert reasons([no_address, bounced, opted_out, not_opted_in, notice, whatsapp_out]) == {
+        no_address.pk: channel_policy.NO_EMAIL,
+        bounced.pk: channel_policy.EMAIL_UNDELIVERABLE,
+        opted_out.pk: channel_policy.EMAIL_OPTED_OUT,
+        not_opted_in.pk: channel_policy.EMAIL_NO_OPT_IN,
+    }
+
+
+def test_push_rows_need_an_active_device_and_no_opt_out(project):
+    none = person(project)
+    removed = person(project)
+    device(removed, removed_at=NOW, removed_reason="UNREGISTERED")
+    disabled = person(project)
+    device(disabled, push_enabled=False)
+    opted_out = person(project, push_consent=ConsentState.OPTED_OUT)
+    device(opted_out)
+    reachable = person(project, whatsapp_consent=ConsentState.OPTED_OUT, email_consent=ConsentState.OPTED_OUT)
+    device(reachable)
+    device(reachable)
+    messages = [
+        claimed(s, Channel.PUSH, marketing=False) for s in (none, removed, disabled, opted_out, reachable)
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        decided = reasons(messages)
+    assert decided == {
+        messages[0].pk: channel_policy.NO_DEVICE,
+        messages[1].pk: channel_policy.NO_DEVICE,
+        messages[2].pk: channel_policy.NO_DEVICE,
+        messages[3].pk: channel_policy.PUSH_OPTED_OUT,
+    }
+    assert len(queries) == 1  # the devices of the whole batch, counted in one query
+
+
+def test_the_frequency_cap_counts_marketing_of_every_channel(project):
+    SendingPolicy.objects.create(project=project, cap_messages=2, cap_days=7)
+    anna = person(project)
+    device(anna)
+    went_out(anna, Channel.WHATSAPP)
+    went_out(anna, Channel.EMAIL)
+    went_out(anna, Channel.PUSH, marketing=False)  # transactional: does not count
+    went_out(anna, Channel.PUSH, at=NOW - timedelta(days=8))  # outside the window
+    capped = claimed(anna, Channel.PUSH)
+    notice = claimed(anna, Channel.EMAIL, marketing=False)
+    assert reasons([capped, notice]) == {capped.pk: sendpolicy.CAPPED}
+
+
+def test_two_channels_to_one_person_in_one_batch_share_the_cap(project):
+    SendingPolicy.objects.create(project=project, cap_messages=1, cap_days=7)
+    ben = person(project)
+    device(ben)
+    first, second = claimed(ben, Channel.EMAIL), claimed(ben, Channel.PUSH)
+    assert reasons([first, second]) == {second.pk: sendpolicy.CAPPED}
+
+
+def test_an_email_sent_counts_toward_a_later_whatsapp_promotion(project):
+    """The other direction: the WhatsApp sender's decide sees email rows as marketing sent."""
+    SendingPolicy.objects.create(project=project, cap_messages=1, cap_days=7)
+    cleo = person(project)
+    went_out(cleo, Channel.EMAIL)
+    promotion = claimed(cleo, Channel.WHATSAPP)
+    assert reasons([promotion]) == {promotion.pk: sendpolicy.CAPPED}
+
+
+def test_quiet_hours_hold_marketing_of_every_channel_in_the_subscribers_time(project):
+    SendingPolicy.objects.create(project=project, quiet_start=time(22, 0), quiet_end=time(8, 0))
+    berlin = person(project, time_zone="Europe/Berlin")
+    device(berlin)
+    new_york = person(project, time_zone="America/New_York")
+    mail, note, push_row = (
+        claimed(berlin, Channel.EMAIL),
+        claimed(berlin, Channel.EMAIL, marketing=False),
+        claimed(berlin, Channel.PUSH),
+    )
+    awake = claimed(new_york, Channel.EMAIL)
+    decided = sendpolicy.decide([mail, note, push_row, awake], NOW)
+    assert set(decided) == {mail.pk, push_row.pk}
+    for pk in (mail.pk, push_row.pk):
+        assert isinstance(decided[pk], Hold)
+        assert decided[pk].until == datetime(2030, 1, 16, 8, 0, tzinfo=ZoneInfo("Europe/Berlin"))
+
+
+# --- what the sender does with the answers -------------------------------------------------------
+
+
+def test_a_refused_row_is_skipped_with_its_reason_and_never_handed_over(project, email, enqueued, tick):
+    out = row(person(project, email_consent=ConsentState.OPTED_OUT))
+    ok = row(person(project, email="ok@example.com"))
+    tick()
+    [(ids, token)] = enqueued
+    assert channel_sending.send_batch(ids, token) == {"skipped": 1, "sent": 1}
+    assert email.sent_ids == [ok.pk]
+    skipped = Message.objects.get(pk=out.pk)
+    assert skipped.status == MessageStatus.SKIPPED and skipped.reason == channel_policy.EMAIL_OPTED_OUT
+    assert skipped.history[-1]["note"] == "policy"
+
+
+def test_a_row_held_by_quiet_hours_goes_when_they_end(project, push, enqueued, tick, monkeypatch):
+    SendingPolicy.objects.create(project=project, quiet_start=time(22, 0), quiet_end=time(8, 0))
+    dana = person(project, time_zone="Europe/Berlin")
+    device(dana)
+    held = row(dana, Channel.PUSH, marketing=True)
+    monkeypatch.setattr(timezone, "now", lambda: NOW)
+    tick()
+    [(ids, token)] = enqueued
+    assert channel_sending.send_batch(ids, token) == {"requeued": 1}
+    m = Message.objects.get(pk=held.pk)
+    morning = datetime(2030, 1, 16, 8, 0, tzinfo=ZoneInfo("Europe/Berlin"))
+    assert m.status == MessageStatus.QUEUED and m.send_after == morning and m.attempts == 0
+    assert m.history[-1]["note"].startswith("held: Quiet hours")
+    assert push.calls == []
+    enqueued.clear()
+    monkeypatch.setattr(timezone, "now", lambda: morning - timedelta(minutes=1))
+    assert tick() == 0  # not before its time
+    monkeypatch.setattr(timezone, "now", lambda: morning + timedelta(seconds=1))
+    assert tick() == 1
+    [(ids, token)] = enqueued
+    assert channel_sending.send_batch(ids, token) == {"sent": 1}
+    assert push.sent_ids == [held.pk]
