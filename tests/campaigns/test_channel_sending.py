@@ -94,23 +94,16 @@ def device(subscriber, **kw) -> Device:
     )
 
 
-def row(subscriber, channel=Channel.EMAIL, *, marketing=False, **kw) -> Message:
+def row(subscriber, channel=Channel.EMAIL, *, marketing=False, status=MessageStatus.QUEUED, **kw) -> Message:
+    """An outbox row as the send services write it (content rendered, kind template)."""
     content = (
         {"subject": "Your order", "preheader": "On its way", "html": "<p>Hi</p>", "text": "Hi"}
         if channel == Channel.EMAIL
         else {"title": "Your order", "body": "On its way", "data": {}}
     )
-    return Message.objects.create(
-        project=subscriber.project,
-        subscriber=subscriber,
-        channel=channel,
-        kind=MessageKind.TEMPLATE,
-        marketing=marketing,
-        content=content,
-        status=MessageStatus.QUEUED,
-        history=[{"status": "queued", "at": timezone.now().isoformat()}],
-        **kw,
-    )
+    fields = {"kind": MessageKind.TEMPLATE, "content": content, "history": [{"status": "queued"}], **kw}
+    fields.update(channel=channel, marketing=marketing, status=status)
+    return Message.objects.create(project=subscriber.project, subscriber=subscriber, **fields)
 
 
 _numbers = itertools.count()
@@ -403,6 +396,24 @@ def test_a_stale_token_does_not_send_a_row_early(project, email, enqueued):
     assert fresh(held).status == MessageStatus.QUEUED and email.calls == []
 
 
+def at_once(n: int, work: Callable[[], object]) -> None:
+    """``work`` on ``n`` threads (each its own connection), started together."""
+    barrier = threading.Barrier(n)
+
+    def run() -> None:
+        try:
+            barrier.wait()
+            work()
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_senders_send_each_row_once(email):
     if connection.vendor != "postgresql":
@@ -410,21 +421,8 @@ def test_two_concurrent_senders_send_each_row_once(email):
     project = ProjectFactory(time_zone="UTC")
     mails = rows(project, 40)
     ids = [m.pk for m in mails]
-    barrier = threading.Barrier(4)
     results: list[dict] = []
-
-    def sender():
-        try:
-            barrier.wait()
-            results.append(channel_sending.send_batch(ids))
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=sender) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    at_once(4, lambda: results.append(channel_sending.send_batch(ids)))
     assert sum(r.get("sent", 0) for r in results) == 40
     assert sorted(email.sent_ids) == sorted(ids)  # nobody got a second email
     assert set(Message.objects.values_list("status", flat=True)) == {"sent"}
@@ -444,20 +442,7 @@ def test_two_concurrent_dispatchers_lease_each_row_once(email, monkeypatch):
             leased.append(ids)
 
     monkeypatch.setattr(actors.send_channel_messages, "send", collect)
-    barrier = threading.Barrier(3)
-
-    def dispatcher():
-        try:
-            barrier.wait()
-            channel_sending.dispatch()
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=dispatcher) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    at_once(3, channel_sending.dispatch)
     all_ids = [pk for ids in leased for pk in ids]
     assert len(all_ids) == len(set(all_ids)) == 60
 
@@ -531,31 +516,14 @@ def test_a_row_the_sweeper_took_back_meanwhile_is_not_sent_nor_written_back(proj
 NOW = datetime(2030, 1, 15, 21, 30, tzinfo=UTC)
 
 
-def claimed(subscriber, channel=Channel.EMAIL, *, marketing=True, **kw) -> Message:
+def claimed(subscriber, channel=Channel.EMAIL, *, marketing=True) -> Message:
     """A row as the sender hands it to decide: claimed, subscriber loaded."""
-    message = Message.objects.create(
-        project=subscriber.project,
-        subscriber=subscriber,
-        channel=channel,
-        marketing=marketing,
-        kind=kw.pop("kind", MessageKind.TEMPLATE),
-        status=MessageStatus.SENDING,
-        sending_at=NOW,
-        **kw,
-    )
+    message = row(subscriber, channel, marketing=marketing, status=MessageStatus.SENDING, sending_at=NOW)
     return Message.objects.select_related("subscriber").get(pk=message.pk)
 
 
 def went_out(subscriber, channel, *, at=NOW - timedelta(days=1), marketing=True) -> Message:
-    return Message.objects.create(
-        project=subscriber.project,
-        subscriber=subscriber,
-        channel=channel,
-        marketing=marketing,
-        status=MessageStatus.SENT,
-        sending_at=at,
-        sent_at=at,
-    )
+    return row(subscriber, channel, marketing=marketing, status=MessageStatus.SENT, sending_at=at, sent_at=at)
 
 
 def reasons(messages) -> dict[int, str]:
