@@ -15,12 +15,15 @@ from django.conf import settings as django_settings
 from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from django_dramatiq.utils import load_middleware
+from dramatiq.brokers.stub import StubBroker
 
 from campaigns import actors, channel_policy, channel_sending, channels, sending, sendpolicy
 from campaigns.channels import Delivery
 from campaigns.models import Channel, Message, MessageKind, MessageStatus, SendingPolicy
 from campaigns.outcomes import Hold
 from controlpanel import scheduler
+from controlpanel.management.commands.serve import start_workers
 from subscribers.models import ConsentState, Device
 from tests.factories import ProjectFactory, SubscriberFactory
 
@@ -242,14 +245,27 @@ def test_kick_asks_for_one_dispatch_after_commit(monkeypatch, django_capture_on_
     assert kicks == [1]
 
 
-def test_the_tick_and_the_actors_are_wired_for_the_embedded_workers():
-    """`manage.py serve` runs workers over DRAMATIQ_QUEUES in process, the scheduler's jobs too."""
-    assert "dispatch-channel-messages" in {job.name for job in scheduler.jobs()}
-    assert next(j for j in scheduler.jobs() if j.name == "dispatch-channel-messages").seconds == 1
+def test_the_embedded_mode_ticks_and_runs_the_channel_actors(monkeypatch):
+    """`manage.py serve`: the scheduler's tick enqueues a dispatch, its workers run both actors."""
+    [job] = [j for j in scheduler.jobs() if j.name == "dispatch-channel-messages"]
+    assert job.seconds == 1
+    middleware = django_settings.DRAMATIQ_BROKER["MIDDLEWARE"]
+    broker = StubBroker(middleware=[load_middleware(path) for path in middleware])
     for actor in (actors.send_channel_messages, actors.dispatch_channel_messages):
-        assert actor.queue_name in django_settings.DRAMATIQ_QUEUES
-        assert actor.broker.get_actor(actor.actor_name) is actor
-    assert actors.send_channel_messages.queue_name == "send"
+        monkeypatch.setattr(actor, "broker", broker)
+        broker.declare_actor(actor)
+    ran = {"dispatch": threading.Event(), "send": threading.Event()}
+    monkeypatch.setattr(channel_sending, "dispatch", lambda: ran["dispatch"].set())
+    monkeypatch.setattr(channel_sending, "send_batch", lambda ids, lease=None: ran["send"].set())
+    workers = start_workers(broker)
+    try:
+        job.send()
+        actors.send_channel_messages.send([1], None)
+        assert ran["dispatch"].wait(10) and ran["send"].wait(10)
+    finally:
+        for worker in workers:
+            worker.stop(timeout=5_000)
+        broker.close()
 
 
 # --- outcomes ------------------------------------------------------------------------------------
