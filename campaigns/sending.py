@@ -823,6 +823,10 @@ def send_one(message_id: int) -> str:
 def sweep_stuck(*, older_than: timedelta = STUCK_AFTER, limit: int = 10_000) -> int:
     """Rows left ``sending`` by a crash become ``unknown``; a status webhook may settle them later.
 
+    Every channel's rows: the email and push sender marks rows "posting" as this one does
+    (channel_sending.py), so the same two steps hold for them (never posted: queued again; maybe
+    posted: ``unknown``, never resent, as they are no campaign's rows).
+
     Campaign rows still ``unknown`` after ``UNKNOWN_RESEND_AFTER`` go back to ``queued`` once
     (``resend_unknown``). Returns the rows moved to ``unknown``.
     """
