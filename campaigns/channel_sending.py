@@ -159,7 +159,8 @@ def send_batch(message_ids: Sequence[int], leased_until: str | None = None) -> d
                              reason=UNANSWERED, attempts=row.message.attempts + 1)  # fmt: skip
             else:
                 batch.requeue(row.message, None)
-        sending._write_back(batch)
+        if batch.rows:  # empty when the sweeper took every row back meanwhile
+            sending._write_back(batch)
     return dict(batch.counts)
 
 

@@ -508,22 +508,26 @@ def test_rows_handed_over_and_stuck_become_unknown_not_resent(project, email, en
     assert dispatch_and_send() == {}
 
 
-def test_a_row_the_sweeper_took_back_meanwhile_is_not_sent_nor_written_back(project, email, monkeypatch):
+@pytest.mark.parametrize("taken_back", ["one", "all"])
+def test_rows_the_sweeper_took_back_meanwhile_are_neither_sent_nor_written_back(
+    project, email, monkeypatch, taken_back
+):
     kept, taken = row(person(project)), row(person(project, email="b@example.com"))
+    gone = [taken.pk] if taken_back == "one" else [kept.pk, taken.pk]
     decide = sendpolicy.decide
 
-    def slow_decide(messages, now):
-        # Meanwhile the sweeper queued one row again and another worker claimed it.
-        Message.objects.filter(pk=taken.pk).update(status=MessageStatus.QUEUED)
-        Message.objects.filter(pk=taken.pk).update(status=MessageStatus.SENDING, send_after=None)
+    def stalled_decide(messages, now):
+        # The worker stalled past LEASE here, and the sweeper queued the rows again (requeue_unposted).
+        Message.objects.filter(pk__in=gone).update(status=MessageStatus.QUEUED, send_after=None)
         return decide(messages, now)
 
-    monkeypatch.setattr(sendpolicy, "decide", slow_decide)
-    real_mark = sending._mark_posting
-    monkeypatch.setattr(sending, "_mark_posting", lambda ids: real_mark(ids) - {taken.pk})
-    assert channel_sending.send_batch([kept.pk, taken.pk]) == {"sent": 1}
-    assert email.sent_ids == [kept.pk]
-    assert fresh(taken).status == MessageStatus.SENDING  # the other worker's, untouched
+    monkeypatch.setattr(sendpolicy, "decide", stalled_decide)
+    counts = channel_sending.send_batch([kept.pk, taken.pk])
+    assert email.sent_ids == ([kept.pk] if taken_back == "one" else [])
+    assert counts == ({"sent": 1} if taken_back == "one" else {})
+    for pk in gone:  # left as the sweeper wrote them: queued, for the next claim
+        m = Message.objects.get(pk=pk)
+        assert (m.status, m.attempts, len(m.history)) == (MessageStatus.QUEUED, 0, 1)
 
 
 # --- policy: consent per channel, one cap and quiet hours across channels ------------------------
