@@ -12,13 +12,14 @@ from controlpanel.services import Actor
 from subscribers.admin import EstimatedCountPaginator
 from subscribers.errors import InvalidInput
 
-from . import lifecycle, policy_settings
+from . import history_views, lifecycle, policy_settings
 from .models import (
     Campaign,
     CampaignCounter,
     CampaignMinute,
     CampaignRecipient,
     CampaignStatus,
+    Channel,
     Message,
     RateCardEntry,
     SendingPolicy,
@@ -44,13 +45,30 @@ class MessageAdmin(ReadOnlyFieldsMixin, admin.ModelAdmin):
     status), and messages are created through send_whatsapp, which checks the policy.
     """
 
-    list_display = ["public_id", "project", "subscriber", "channel", "status", "created_at"]
+    list_display = [
+        "public_id", "project", "subscriber", "channel", "subject", "status", "opened", "created_at",
+    ]  # fmt: skip
     list_filter = ["project", "channel", "status"]
-    search_fields = ["public_id", "subscriber__phone", "wamid"]
+    search_fields = ["public_id", "subscriber__phone", "subscriber__email", "wamid", "provider_message_id"]
     list_select_related = ["project", "subscriber"]
     raw_id_fields = ["subscriber", "campaign"]
     paginator = EstimatedCountPaginator
     show_full_result_count = False
+
+    def get_queryset(self, request):
+        rows = super().get_queryset(request).annotate(headline=history_views.headline())
+        if request.resolver_match and request.resolver_match.url_name.endswith("_changelist"):
+            # The list shows the subject, not the email's HTML: a page of mails stays small.
+            rows = rows.defer("content", "components", "history")
+        return rows
+
+    @admin.display(description="Subject / title")
+    def subject(self, obj: Message) -> str:
+        return obj.headline or ""
+
+    @admin.display(description="Opened", boolean=True)
+    def opened(self, obj: Message) -> bool | None:
+        return None if obj.channel == Channel.WHATSAPP else obj.opened_at is not None
 
 
 def _lifecycle_action(name: str, verb: str):

@@ -10,7 +10,7 @@ class CampaignsConfig(AppConfig):
         from whatsapp.signals import inbound_received, sending_resumed, status_received, statuses_received
 
         from . import campaign_api, engagement, message_api
-        from .actors import dispatch_messages, sweep_stuck_messages
+        from .actors import dispatch_channel_messages, dispatch_messages, sweep_stuck_messages
         from .dashboard import messaging_provider, sending_provider
         from .launch_actors import start_due_campaigns
         from .services import (
@@ -36,3 +36,5 @@ class CampaignsConfig(AppConfig):
         scheduler.periodic("start-due-campaigns", 5, lambda: start_due_campaigns.send())
         # Every second: due outbox rows go to the senders (durable: reads committed queued rows).
         scheduler.periodic("dispatch-messages", 1, lambda: dispatch_messages.send())
+        # The same for email and push rows (channel_sending.py); the sweeper above covers them too.
+        scheduler.periodic("dispatch-channel-messages", 1, lambda: dispatch_channel_messages.send())

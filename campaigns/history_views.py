@@ -2,9 +2,11 @@
 
 One page, newest first, keyset-paged by (created_at, id) over the ``message_project_time`` index so
 the page costs the same at a million messages as at ten. The search box takes a phone number (any
-format), a wamid or our message id; filters narrow by campaign, state, channel, marketing or
-transactional, and a date range in the project's time zone. Filters live in the URL (shareable);
-the table is the ``message-history`` partial, swapped by htmx.
+format), an email address, a wamid, our message id or a provider's id (an email's Message-ID, an
+FCM message name); filters narrow by campaign, state, channel, marketing or transactional, and a
+date range in the project's time zone. Filters live in the URL (shareable); the table is the
+``message-history`` partial, swapped by htmx. Email and push rows show their subject or title
+from ``content`` (read in SQL: an email's HTML is never loaded for the list).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from django.db.models import Q, QuerySet
+from django.db.models.fields.json import KT
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import path, reverse
@@ -105,11 +109,15 @@ def parse_filters(params) -> HistoryFilters:
 
 
 def _search(project: Project, rows: QuerySet[Message], q: str) -> QuerySet[Message]:
-    """A wamid, our message id, or a phone number (any format, or its digits)."""
+    """A wamid, our message id, a phone number (any format, or its digits), an email address, or
+    a provider's message id."""
     if q.startswith("wamid."):
         return rows.filter(wamid=q)
     with contextlib.suppress(ValueError):
         return rows.filter(public_id=uuid.UUID(q))
+    if "@" in q and " " not in q and not q.startswith("<"):
+        ids = Subscriber.objects.for_project(project).filter(email__iexact=q).values("pk")
+        return rows.filter(subscriber__in=ids) | rows.filter(provider_message_id=q)
     digits = re.sub(r"\D", "", q)
     if _PHONEISH.match(q) and len(digits) >= 6:
         phones = {f"+{digits}"}
@@ -118,8 +126,14 @@ def _search(project: Project, rows: QuerySet[Message], q: str) -> QuerySet[Messa
         # The subscriber ids first (the phone index), then their messages (message_subscriber_time).
         ids = Subscriber.objects.for_project(project).filter(phone__in=phones).values("pk")
         return rows.filter(subscriber__in=ids)
-    # Anything else matches nothing rather than scanning a million bodies for a substring.
-    return rows.none()
+    # Anything else is a provider's id (the ``message_provider_id`` index), never a substring scan
+    # of a million bodies.
+    return rows.filter(provider_message_id=q)
+
+
+def headline() -> Coalesce:
+    """An email's subject or a push's title, read from ``content`` in SQL (not its HTML)."""
+    return Coalesce(KT("content__subject"), KT("content__title"))
 
 
 def history_rows(project: Project, filters: HistoryFilters) -> QuerySet[Message]:
@@ -153,6 +167,11 @@ def history_page(project: Project, filters: HistoryFilters, after: str | None = 
         rows = rows.filter(Q(created_at__lt=at) | Q(created_at=at, pk__lt=pk))
     found = list(
         rows.select_related("subscriber", "campaign")
+        .annotate(
+            headline=headline(),
+            summary=Coalesce(KT("content__preheader"), KT("content__body")),
+            from_journey=KT("content__origin__journey"),
+        )
         .only(
             "public_id",
             "created_at",
@@ -164,8 +183,12 @@ def history_page(project: Project, filters: HistoryFilters, after: str | None = 
             "body",
             "marketing",
             "wamid",
+            "provider_message_id",
+            "opened_at",
+            "clicked_at",
             "reason",
             "error_code",
+            "error_title",
             "pricing_category",
             "subscriber__public_id",
             "subscriber__name",

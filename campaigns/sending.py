@@ -105,6 +105,9 @@ def _dt(value: datetime | None) -> Any:
 
 
 MESSAGE = Message._meta.db_table
+# Which sender a row belongs to: this one, or channel_sending's (email, push).
+WHATSAPP_ROWS = "channel = 'whatsapp'"
+CHANNEL_ROWS = "channel <> 'whatsapp'"
 CAMPAIGN = Campaign._meta.db_table
 ACCOUNT = WhatsAppAccount._meta.db_table
 
@@ -134,14 +137,15 @@ def _lease_due(scope: str, params: list[Any], limit: int, now: datetime, lease: 
     return ids + _lease(f"{scope} AND send_after IS NULL", params, "id", limit - len(ids), lease)
 
 
-def _in_flight(account_id: int, now: datetime) -> int:
-    """Rows of the account leased but not yet claimed, plus rows being sent right now."""
+def _in_flight(scope: str, params: list[Any], now: datetime) -> int:
+    """Rows matching ``scope`` (an account's, a channel's) leased but not yet claimed, plus rows
+    being sent right now."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT (SELECT COUNT(*) FROM {_q(MESSAGE)} WHERE status = 'queued' AND account_id = %s "  # noqa: S608
+            f"SELECT (SELECT COUNT(*) FROM {_q(MESSAGE)} WHERE status = 'queued' AND {scope} "  # noqa: S608
             f"AND send_after > %s AND send_after <= %s) + (SELECT COUNT(*) FROM {_q(MESSAGE)} "
-            f"WHERE status = 'sending' AND account_id = %s AND sending_at > %s)",
-            [account_id, _dt(now), _dt(now + LEASE), account_id, _dt(now - LEASE)],
+            f"WHERE status = 'sending' AND {scope} AND sending_at > %s)",
+            [*params, _dt(now), _dt(now + LEASE), *params, _dt(now - LEASE)],
         )
         return int(cursor.fetchone()[0])
 
@@ -173,7 +177,8 @@ def dispatch(now: datetime | None = None) -> int:
         for account in accounts:
             if ratelimit.backed_off(account.phone_number_id) > 0:
                 continue
-            budget = math.ceil(max(account.throughput_mps, 1) * LOOKAHEAD) - _in_flight(account.pk, now)
+            in_flight = _in_flight("account_id = %s", [account.pk], now)
+            budget = math.ceil(max(account.throughput_mps, 1) * LOOKAHEAD) - in_flight
             if budget <= 0:
                 continue
             singles = _lease_due("account_id = %s AND campaign_id IS NULL", [account.pk], budget, now, lease)
@@ -189,10 +194,11 @@ def dispatch(now: datetime | None = None) -> int:
                 ids = _lease_due("campaign_id = %s", [campaign.pk], share, now, lease)
                 batches += _chunks(ids)
                 budget -= len(ids)
-        # Rows whose account was removed: the batch skips them with the reason.
+        # WhatsApp rows whose account was removed: the batch skips them with the reason. (Email and
+        # push rows have no account either: channel_sending.dispatch sends those.)
         batches += _chunks(
             _lease_due(
-                "account_id IS NULL AND (campaign_id IS NULL OR EXISTS (SELECT 1 FROM "  # noqa: S608 - names from code
+                f"{WHATSAPP_ROWS} AND account_id IS NULL AND (campaign_id IS NULL OR EXISTS (SELECT 1 FROM "  # noqa: S608
                 f"{_q(CAMPAIGN)} c WHERE c.id = campaign_id AND c.status = 'running'))",
                 [],
                 BATCH_SIZE,
@@ -206,8 +212,8 @@ def dispatch(now: datetime | None = None) -> int:
     return sum(len(b) for b in batches)
 
 
-def _chunks(ids: list[int]) -> list[list[int]]:
-    return [ids[i : i + BATCH_SIZE] for i in range(0, len(ids), BATCH_SIZE)]
+def _chunks(ids: list[int], size: int = BATCH_SIZE) -> list[list[int]]:
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
 
 
 def _enqueue(batches: list[list[int]], token: str) -> None:
@@ -246,8 +252,10 @@ def _id_params(ids: Sequence[int]) -> list[Any]:
     return [list(ids)] if connection.vendor == "postgresql" else list(ids)
 
 
-def _claim(ids: Sequence[int], now: datetime, lease: datetime | None) -> list[int]:
-    """queued -> sending for the rows of ``ids`` this worker may send now; the others are not ours."""
+def _claim(ids: Sequence[int], now: datetime, lease: datetime | None, rows: str = WHATSAPP_ROWS) -> list[int]:
+    """queued -> sending for the rows of ``ids`` this worker may send now; the others are not ours.
+
+    ``rows``: the channels this sender sends (a WhatsApp batch never claims an email, and back)."""
     if not ids:
         return []
     due = "send_after IS NULL OR send_after <= %s"
@@ -257,7 +265,7 @@ def _claim(ids: Sequence[int], now: datetime, lease: datetime | None) -> list[in
         params.append(_dt(lease))
     sql = (
         f"UPDATE {_q(MESSAGE)} SET status = 'sending', sending_at = %s, updated_at = %s, "  # noqa: S608
-        f"send_after = %s WHERE {_id_in(ids)} AND status = 'queued' AND ({due}) "
+        f"send_after = %s WHERE {_id_in(ids)} AND status = 'queued' AND {rows} AND ({due}) "
         f"AND (campaign_id IS NULL OR EXISTS (SELECT 1 FROM {_q(CAMPAIGN)} c "
         f"WHERE c.id = campaign_id AND c.status = 'running')) "
         f"AND (account_id IS NULL OR EXISTS (SELECT 1 FROM {_q(ACCOUNT)} a "
@@ -814,6 +822,10 @@ def send_one(message_id: int) -> str:
 
 def sweep_stuck(*, older_than: timedelta = STUCK_AFTER, limit: int = 10_000) -> int:
     """Rows left ``sending`` by a crash become ``unknown``; a status webhook may settle them later.
+
+    Every channel's rows: the email and push sender marks rows "posting" as this one does
+    (channel_sending.py), so the same two steps hold for them (never posted: queued again; maybe
+    posted: ``unknown``, never resent, as they are no campaign's rows).
 
     Campaign rows still ``unknown`` after ``UNKNOWN_RESEND_AFTER`` go back to ``queued`` once
     (``resend_unknown``). Returns the rows moved to ``unknown``.

@@ -15,11 +15,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db.models import Count, Q
 
-from subscribers.models import ConsentState, Subscriber
+from subscribers.models import ConsentState, Device, Subscriber
 from whatsapp.models import TemplateCategory
 
-from . import policy
-from .models import PURPOSE_CATEGORY, Campaign, Message, MessageKind, MessageStatus, SendingPolicy
+from . import channel_policy, policy
+from .models import PURPOSE_CATEGORY, Campaign, Channel, Message, MessageKind, MessageStatus, SendingPolicy
 from .outcomes import Hold, Skip
 
 # Skip reasons, shared with fanout.py (SQL) so that "skipped by reason" groups one way whoever decided.
@@ -107,18 +107,21 @@ def decide(messages: Sequence[Message], now: datetime) -> dict[int, Hold | Skip]
     """The rows of ``messages`` that must not go now, by id; every other row is sent.
 
     ``messages`` come with ``subscriber`` loaded and are already claimed (``sending``). Consent is
-    checked for every row; frequency caps and quiet hours apply to marketing rows only
-    (transactional and verification messages bypass them, never an opt-out). Queries: one for
-    the sending policies of the batch's projects, one grouped count per project with a cap.
+    checked for every row, by the rules of its channel (WhatsApp here, email and push in
+    ``channel_policy``); frequency caps and quiet hours apply to marketing rows only, of every
+    channel alike (transactional and verification messages bypass them, never an opt-out).
+    Queries: one counting the active devices of the batch's push recipients, one for the sending
+    policies of the batch's projects, one grouped count per project with a cap.
     """
     decisions: dict[int, Hold | Skip] = {}
     marketing: list[Message] = []
     authentication = _authentication_campaigns(messages)
+    devices = _active_devices(messages)
     for message in messages:
-        reason = _consent_refusal(message, authentication)
+        reason = _consent_refusal(message, authentication, devices)
         if reason:
             decisions[message.pk] = Skip(reason)
-        elif message.marketing and message.kind == MessageKind.TEMPLATE:
+        elif message.marketing and _promotion(message):
             marketing.append(message)
     if not marketing:
         return decisions
@@ -197,8 +200,35 @@ def _authentication_campaigns(messages: Sequence[Message]) -> set[int]:
     return {pk for pk, purpose in purposes if PURPOSE_CATEGORY[purpose] == TemplateCategory.AUTHENTICATION}
 
 
-def _consent_refusal(message: Message, authentication: set[int]) -> str:
+def _promotion(message: Message) -> bool:
+    """Free-form WhatsApp text is a reply inside the service window, not a promotion; an email or a
+    push marked marketing is one whatever its kind."""
+    return message.kind == MessageKind.TEMPLATE or message.channel != Channel.WHATSAPP
+
+
+def _active_devices(messages: Sequence[Message]) -> dict[int, int]:
+    """Active push devices per subscriber of the batch's push rows: one grouped query, or none."""
+    push = [m for m in messages if m.channel == Channel.PUSH]
+    if not push:
+        return {}
+    grouped = (
+        Device.objects.filter(
+            project_id__in={m.project_id for m in push}, subscriber_id__in={m.subscriber_id for m in push}
+        )
+        .active()
+        .order_by()
+        .values("subscriber_id")
+        .annotate(n=Count("id"))
+    )
+    return {row["subscriber_id"]: row["n"] for row in grouped}
+
+
+def _consent_refusal(message: Message, authentication: set[int], devices: dict[int, int]) -> str:
     subscriber = message.subscriber
+    if message.channel == Channel.EMAIL:
+        return channel_policy.email_refusal(subscriber, marketing=message.marketing)
+    if message.channel == Channel.PUSH:
+        return channel_policy.push_refusal(subscriber, active_devices=devices.get(message.subscriber_id, 0))
     if message.kind == MessageKind.TEXT:
         return policy.refusal_for_text(subscriber)
     if message.campaign_id is not None:
