@@ -13,6 +13,7 @@ import hashlib
 import html as htmllib
 import re
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from django.core import signing
@@ -20,6 +21,9 @@ from django.urls import reverse
 from django.utils.html import escape
 
 from campaigns.models import Message
+from controlpanel.services import Actor
+from subscribers.models import ConsentChannel, ConsentSource, ConsentState
+from subscribers.services import change_consent
 from whatsapp.management.commands.connect_whatsapp import public_url
 
 OPEN, CLICK, UNSUBSCRIBE = "open", "click", "unsubscribe"
@@ -149,6 +153,25 @@ def instrument(html: str, message: Message) -> str:
         return html + extra
     at = ends[-1].start()
     return html[:at] + extra + html[at:]
+
+
+def opt_out(message: Message, *, source: ConsentSource, actor: Actor, at: datetime, what: str) -> None:
+    """Opt the recipient of ``message`` out of email (the ledger), with evidence naming ``what``
+    happened, to which email and when. Unchanged when they are already out."""
+    subject = str((message.content or {}).get("subject", ""))[:120]
+    sent = f"sent {message.sent_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if message.sent_at else "not sent"
+    change_consent(
+        subscriber=message.subscriber,
+        channel=ConsentChannel.EMAIL,
+        state=ConsentState.OPTED_OUT,
+        source=source,
+        evidence=(
+            f"{what}, for the email “{subject}” (message {message.public_id}, {sent}), "
+            f"at {at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC."
+        ),
+        actor=actor,
+        at=at,
+    )
 
 
 def headers(message: Message) -> dict[str, str]:

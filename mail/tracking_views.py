@@ -20,8 +20,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 from campaigns import channel_events
 from campaigns.models import Channel, Message
 from controlpanel.services import Actor
-from subscribers.models import ConsentChannel, ConsentSource, ConsentState
-from subscribers.services import change_consent
+from subscribers.models import ConsentSource
 
 from . import tracking
 
@@ -61,7 +60,9 @@ def clicked(request: HttpRequest, token: str) -> HttpResponse:
     public_id, url = read
     message = _email(public_id) if request.method == "GET" else None
     if message is not None:
-        channel_events.record(message, channel_events.CLICKED, attributes={"url": url}, dedup=tracking.click_dedup(url))
+        channel_events.record(
+            message, channel_events.CLICKED, attributes={"url": url}, dedup=tracking.click_dedup(url)
+        )
     # Only ever the URL inside the signature: a valid token whose message was deleted still goes
     # where the email said; an edited one never got here.
     return HttpResponseRedirect(url)
@@ -73,20 +74,12 @@ def _masked(address: str) -> str:
 
 
 def _unsubscribe(request: HttpRequest, message: Message, *, how: str) -> HttpResponse:
-    now = timezone.now()
-    subject = str((message.content or {}).get("subject", ""))[:120]
-    sent = f"sent {message.sent_at:%Y-%m-%d %H:%M} UTC" if message.sent_at else "not marked sent"
-    change_consent(
-        subscriber=message.subscriber,
-        channel=ConsentChannel.EMAIL,
-        state=ConsentState.OPTED_OUT,
+    tracking.opt_out(
+        message,
         source=ConsentSource.UNSUBSCRIBE_LINK,
-        evidence=(
-            f"Unsubscribe link ({how}) of the email “{subject}” (message {message.public_id}, "
-            f"{sent}), used {now:%Y-%m-%d %H:%M:%S} UTC."
-        ),
         actor=RECIPIENT,
-        at=now,
+        at=timezone.now(),
+        what=f"Unsubscribe link used ({how})",
     )
     return render(
         request,

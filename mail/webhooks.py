@@ -45,11 +45,10 @@ from controlpanel.models import Project
 from controlpanel.services import Actor
 from controlpanel.views import public_base_url
 from subscribers.email_status import mark_undeliverable
-from subscribers.models import ConsentChannel, ConsentSource, ConsentState
-from subscribers.services import change_consent
+from subscribers.models import ConsentSource
 
+from . import tracking
 from .models import EmailBackend, EmailSettings
-from .tracking import click_dedup
 
 # Amazon SES is missing on purpose: anymail's SES view needs boto3 (to confirm the SNS
 # subscription), which is not a dependency of this project.
@@ -111,7 +110,9 @@ def _provider_options(esp: str, email_settings: EmailSettings) -> dict[str, obje
         key = provider.get("webhook_signing_key") or provider.get("api_key")
         return {"webhook_signing_key": key} if key else {}
     if esp == EmailBackend.SENDGRID:
-        return {"tracking_webhook_verification_key": provider.get("tracking_webhook_verification_key") or None}
+        return {
+            "tracking_webhook_verification_key": provider.get("tracking_webhook_verification_key") or None
+        }
     return {}
 
 
@@ -195,7 +196,7 @@ def apply_event(message: Message, esp: str, event: AnymailTrackingEvent) -> None
     elif kind == EventType.CLICKED:
         url = _text(event.click_url, MAX_URL)
         channel_events.record(
-            message, channel_events.CLICKED, attributes={"url": url}, at=at, dedup=click_dedup(url)
+            message, channel_events.CLICKED, attributes={"url": url}, at=at, dedup=tracking.click_dedup(url)
         )
     elif kind == EventType.BOUNCED or (kind == EventType.REJECTED and event.reject_reason in HARD_REJECTIONS):
         channel_events.record(message, channel_events.BOUNCED, attributes=_bounce("hard", reason), at=at)
@@ -229,16 +230,10 @@ def _same_address(message: Message, event: AnymailTrackingEvent) -> bool:
 
 
 def _opt_out(message: Message, esp: str, at: datetime, what: str) -> None:
-    subject = _text((message.content or {}).get("subject"), 120)
-    change_consent(
-        subscriber=message.subscriber,
-        channel=ConsentChannel.EMAIL,
-        state=ConsentState.OPTED_OUT,
+    tracking.opt_out(
+        message,
         source=ConsentSource.EMAIL_PROVIDER,
-        evidence=(
-            f"{esp} reported {what} about the email “{subject}” (message {message.public_id}) "
-            f"at {at:%Y-%m-%d %H:%M:%S %Z}."
-        ),
         actor=Actor(label=esp),
         at=at,
+        what=f"{esp} reported {what}",
     )

@@ -65,7 +65,11 @@ def test_links_go_through_a_signed_redirect_and_the_rest_stay(project):
     assert len(clicks) == 3
     targets = [tracking.read_token(tracking.CLICK, path_of(h).split("/")[3])[1] for h in clicks]
     # The HTML entity is the HTML's; the redirect goes to the URL a browser would have followed.
-    assert targets == ["https://shop.example.com/sale?a=1&b=2", "http://example.org/", "HTTPS://EXAMPLE.NET/UP"]
+    assert targets == [
+        "https://shop.example.com/sale?a=1&b=2",
+        "http://example.org/",
+        "HTTPS://EXAMPLE.NET/UP",
+    ]
     assert "mailto:help@example.com" in links and "#top" in links and "tel:+49301234" in links
     assert "//evil.example/" in links
     assert tracking.unsubscribe_url(message) in links
@@ -103,7 +107,7 @@ def test_unsubscribe_headers_for_marketing_emails_only(project):
 
 def test_without_public_base_url_links_point_where_the_server_listens(project, settings, monkeypatch):
     settings.PUBLIC_BASE_URL = ""
-    monkeypatch.setenv("HOST", "0.0.0.0")
+    monkeypatch.setenv("HOST", "0.0.0.0")  # noqa: S104 - a bind address, as `serve` gets it
     monkeypatch.setenv("PORT", "9001")
 
     assert tracking.unsubscribe_url(email_message(project)).startswith("http://127.0.0.1:9001/email/u/")
@@ -137,7 +141,9 @@ def test_forged_or_edited_click_tokens_are_a_404_and_no_redirect(client, project
     good = path_of(tracking.click_url(message, "https://shop.example.com/"))
     token = good.split("/")[3]
     value, _, signature = token.rpartition(":")
-    evil = signing.Signer(salt="other").sign_object([tracking._short_id(message.public_id), "https://evil.example/"])
+    evil = signing.Signer(salt="other").sign_object(
+        [tracking._short_id(message.public_id), "https://evil.example/"]
+    )
     attempts = [
         f"/email/c/{value}:{signature[:-2]}xx/",  # signature edited
         f"/email/c/{evil.rpartition(':')[0]}:{signature}/",  # payload swapped, signature kept

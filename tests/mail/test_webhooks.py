@@ -69,7 +69,12 @@ def bounce(kind="HardBounce", email="ada@example.com"):
 
 
 def complaint():
-    return {**bounce("SpamComplaint"), "RecordType": "SpamComplaint", "Name": "Spam complaint", "Description": ""}
+    return {
+        **bounce("SpamComplaint"),
+        "RecordType": "SpamComplaint",
+        "Name": "Spam complaint",
+        "Description": "",
+    }
 
 
 def subscription_change():
@@ -117,7 +122,10 @@ def test_a_transient_failure_is_a_soft_bounce_that_marks_nothing(client, project
     assert message.subscriber.email_undeliverable_at is None
     # A hard bounce after the soft one is still recorded (another dedup key).
     post(client, project, bounce())
-    assert sorted(e.attributes["bounce"] for e in Event.objects.filter(name="EmailBounced")) == ["hard", "soft"]
+    assert sorted(e.attributes["bounce"] for e in Event.objects.filter(name="EmailBounced")) == [
+        "hard",
+        "soft",
+    ]
 
 
 def test_a_bounce_of_an_address_the_subscriber_no_longer_has_marks_nothing(client, project, message):
@@ -164,7 +172,11 @@ def test_replayed_webhooks_change_nothing(client, project, message):
         assert post(client, project, payload).status_code == 200
 
     subscriber.refresh_from_db()
-    assert (subscriber.email_undeliverable_at, subscriber.email_undeliverable_reason, subscriber.updated_at) == state
+    assert (
+        subscriber.email_undeliverable_at,
+        subscriber.email_undeliverable_reason,
+        subscriber.updated_at,
+    ) == state
     assert (Event.objects.count(), ConsentChange.objects.count()) == counts
 
 
@@ -183,7 +195,9 @@ def test_another_project_s_url_or_secret_reaches_nothing(client, project, messag
     other = ProjectFactory()
     EmailSettings.objects.create(project=other, webhook_secret="other:secret")
     # The same provider id in the other project (ids are only unique per ESP account).
-    theirs = email_message(other, provider_message_id=PROVIDER_ID, subscriber=SubscriberFactory(project=other))
+    theirs = email_message(
+        other, provider_message_id=PROVIDER_ID, subscriber=SubscriberFactory(project=other)
+    )
 
     wrong_secret = post(client, other, bounce(), secret=SECRET)
     no_settings = post(client, ProjectFactory(), bounce(), secret=SECRET)
@@ -209,10 +223,15 @@ def test_an_unknown_or_another_project_s_message_id_changes_nothing(client, proj
     assert theirs.delivered_at is None
 
 
-@pytest.mark.parametrize("body", ["not json", "[1, 2]", json.dumps({"RecordType": "Inbound", "FromFull": {}})])
+@pytest.mark.parametrize(
+    "body", ["not json", "[1, 2]", json.dumps({"RecordType": "Inbound", "FromFull": {}})]
+)
 def test_unreadable_payloads_are_a_400(client, project, message, body):
     response = client.post(
-        f"/webhooks/email/{project.public_id}/postmark/tracking/", data=body, content_type="application/json", **auth()
+        f"/webhooks/email/{project.public_id}/postmark/tracking/",
+        data=body,
+        content_type="application/json",
+        **auth(),
     )
 
     assert response.status_code == 400
@@ -261,7 +280,9 @@ def test_brevo_open_and_click(client, project, email_settings):
     base = {"email": "ada@example.com", "message-id": message.provider_message_id, "ts_epoch": 1764583200000}
 
     opened = post(client, project, {**base, "event": "unique_opened"}, esp="brevo")
-    clicked = post(client, project, {**base, "event": "click", "link": "https://shop.example.com/"}, esp="brevo")
+    clicked = post(
+        client, project, {**base, "event": "click", "link": "https://shop.example.com/"}, esp="brevo"
+    )
 
     assert opened.status_code == clicked.status_code == 200
     assert Event.objects.filter(name="EmailOpened").count() == 1
@@ -282,5 +303,8 @@ def test_the_settings_snippet_shows_one_url_per_provider_with_a_secret_made_once
     assert user and len(password) >= 32
     assert [e.url for e in context["webhook_endpoints"]] == [e.url for e in again["webhook_endpoints"]]
     postmark = next(e for e in context["webhook_endpoints"] if e.esp == "postmark")
-    assert postmark.url == f"https://{secret}@panel.example.com/webhooks/email/{project.public_id}/postmark/tracking/"
+    assert (
+        postmark.url
+        == f"https://{secret}@panel.example.com/webhooks/email/{project.public_id}/postmark/tracking/"
+    )
     assert postmark.url in html and "Mailgun" in html
