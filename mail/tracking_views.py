@@ -20,7 +20,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 from campaigns import channel_events
 from campaigns.models import Channel, Message
 from controlpanel.services import Actor
-from subscribers.models import ConsentSource
+from subscribers.models import ConsentSource, ConsentState
 
 from . import tracking
 
@@ -81,6 +81,10 @@ def _unsubscribe(request: HttpRequest, message: Message, *, how: str) -> HttpRes
         at=timezone.now(),
         what=f"Unsubscribe link used ({how})",
     )
+    return _done(request, message)
+
+
+def _done(request: HttpRequest, message: Message) -> HttpResponse:
     return render(
         request,
         "mail/unsubscribe_done.html",
@@ -108,6 +112,8 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         if request.POST.get("List-Unsubscribe") == "One-Click":
             return _unsubscribe(request, message, how="one-click, RFC 8058")
         return _confirmed(request, message)
+    if message.subscriber.email_consent == ConsentState.OPTED_OUT:
+        return _done(request, message)
     return render(
         request,
         "mail/unsubscribe.html",

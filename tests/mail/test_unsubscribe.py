@@ -77,6 +77,8 @@ def test_a_second_unsubscribe_writes_nothing_new(recipient, project):
     again = recipient.post(url, ONE_CLICK)
 
     assert again.status_code == 200
+    # Back on the page later: it says so instead of offering the button again.
+    assert b'data-testid="unsubscribed"' in recipient.get(url).content
     assert ConsentChange.objects.count() == 1
     assert Event.objects.filter(name="Unsubscribed").count() == 1
 

@@ -308,3 +308,20 @@ def test_the_settings_snippet_shows_one_url_per_provider_with_a_secret_made_once
         == f"https://{secret}@panel.example.com/webhooks/email/{project.public_id}/postmark/tracking/"
     )
     assert postmark.url in html and "Mailgun" in html
+
+
+# anymail still parses SendGrid's webhooks but warns that it no longer supports it officially.
+@pytest.mark.filterwarnings("ignore::anymail.exceptions.AnymailNotSupportedWarning")
+def test_sendgrid_batches_are_applied_in_one_request(client, project, email_settings):
+    first = email_message(project, provider_message_id="a1b2c3d4-0000-4000-8000-000000000001")
+    second = email_message(project, provider_message_id="a1b2c3d4-0000-4000-8000-000000000002")
+    batch = [
+        {"email": "ada@example.com", "timestamp": 1764583200, "event": "delivered",
+         "anymail_id": m.provider_message_id, "sg_event_id": f"ev-{n}", "sg_message_id": f"sg-{n}",
+         "smtp-id": f"<sg-{n}@example.com>"}
+        for n, m in enumerate((first, second))
+    ]  # fmt: skip
+
+    assert post(client, project, batch, esp="sendgrid").status_code == 200
+
+    assert Event.objects.filter(name="EmailDelivered").count() == 2
