@@ -37,6 +37,7 @@ _HREF = re.compile(
 )
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 _TRACKED_SCHEMES = ("http://", "https://")
+_URL_BLANKS = re.compile(r"[\t\n\r]")
 
 
 def _salt(purpose: str) -> str:
@@ -128,7 +129,9 @@ def instrument(html: str, message: Message) -> str:
 
     def rewrite(match: re.Match[str]) -> str:
         raw = match.group("dq") if match.group("dq") is not None else match.group("sq") or match.group("bare")
-        target = htmllib.unescape(raw).strip()
+        # As browsers read an href: entities decoded, tabs and line breaks dropped (a header
+        # value, the redirect's Location, may not contain them).
+        target = _URL_BLANKS.sub("", htmllib.unescape(raw)).strip()
         if (
             not target.lower().startswith(_TRACKED_SCHEMES)
             or target == unsubscribe

@@ -53,6 +53,7 @@ def test_links_go_through_a_signed_redirect_and_the_rest_stay(project):
         '<a href="https://shop.example.com/sale?a=1&amp;b=2">Sale</a>'
         "<a class=x href='http://example.org/'>Old</a>"
         "<A HREF=HTTPS://EXAMPLE.NET/UP>Up</A>"
+        '<a href="https://shop.example.com/line\n  break">Wrapped by an editor</a>'
         '<a href="mailto:help@example.com">Mail</a><a href="#top">Top</a><a href="tel:+49301234">Call</a>'
         '<a href="//evil.example/">Relative</a>'
         f'<a href="{tracking.unsubscribe_url(message)}">Unsubscribe</a>'
@@ -62,13 +63,14 @@ def test_links_go_through_a_signed_redirect_and_the_rest_stay(project):
 
     links = hrefs(out)
     clicks = [h for h in links if h.startswith(f"{BASE}/email/c/")]
-    assert len(clicks) == 3
+    assert len(clicks) == 4
     targets = [tracking.read_token(tracking.CLICK, path_of(h).split("/")[3])[1] for h in clicks]
     # The HTML entity is the HTML's; the redirect goes to the URL a browser would have followed.
     assert targets == [
         "https://shop.example.com/sale?a=1&b=2",
         "http://example.org/",
         "HTTPS://EXAMPLE.NET/UP",
+        "https://shop.example.com/line  break",  # as a browser reads it: no line break in a Location
     ]
     assert "mailto:help@example.com" in links and "#top" in links and "tel:+49301234" in links
     assert "//evil.example/" in links
