@@ -135,7 +135,7 @@ def tracking_webhook(request: HttpRequest, project_id: uuid.UUID, esp: str) -> H
     # One answer for an unknown project and a wrong secret: the URL is no oracle.
     if not secret or not constant_time_compare(get_request_basic_auth(request) or "", secret):
         response = _plain(401, "Missing or wrong credentials.")
-        # Some ESPs (Amazon SNS among them) send basic auth only after being challenged.
+        # Some HTTP clients send basic auth only after being challenged for it.
         response["WWW-Authenticate"] = 'Basic realm="email webhooks"'
         return response
     try:
