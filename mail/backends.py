@@ -191,4 +191,3 @@ def connection_for(email_settings: EmailSettings) -> BaseEmailBackend:
         ) from None
     except InvalidMailer as exc:
         raise ConnectionProblem(f"The {EmailBackend(backend).label} settings do not fit: {exc}") from None
-

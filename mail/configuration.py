@@ -36,8 +36,8 @@ def save_settings(*, project: Project, fields: dict[str, Any], actor: Actor) -> 
     the SMTP server changes (a password must not follow the account to another server). Provider
     settings are checked against the chosen ESP (InvalidInput naming the field). Audited with the
     names of the changed fields, never a secret's value."""
-    email_settings = (
-        EmailSettings.objects.for_project(project).select_for_update().first() or EmailSettings(project=project)
+    email_settings = EmailSettings.objects.for_project(project).select_for_update().first() or EmailSettings(
+        project=project
     )
     fields = {k: fields[k] for k in SETTINGS_FIELDS if k in fields}
     if (

@@ -33,7 +33,9 @@ class TemplateForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         parts = {name: cleaned.get(name) or "" for name in services.PARTS}
-        for field, message in services.template_errors(**parts, marketing=bool(cleaned.get("marketing"))).items():
+        for field, message in services.template_errors(
+            **parts, marketing=bool(cleaned.get("marketing"))
+        ).items():
             if field not in self.errors:
                 self.add_error(field, message)
         return cleaned
@@ -51,7 +53,9 @@ class TestSendForm(forms.Form):
         initial=SUBSCRIBER,
     )
     subscriber = forms.CharField(
-        label="Subscriber's email address", required=False, widget=forms.EmailInput(attrs={"autocomplete": "off"})
+        label="Subscriber's email address",
+        required=False,
+        widget=forms.EmailInput(attrs={"autocomplete": "off"}),
     )
     address = forms.EmailField(label="Address", required=False)
 

@@ -59,7 +59,9 @@ def template_errors(*, subject: str, preheader: str, html: str, text: str, marke
     errors: dict[str, str] = {}
     for part, source in parts.items():
         if len(source) > PART_LIMITS[part]:
-            errors[part] = f"{PART_LABELS[part]} has {len(source):,} characters; at most {PART_LIMITS[part]:,}."
+            errors[part] = (
+                f"{PART_LABELS[part]} has {len(source):,} characters; at most {PART_LIMITS[part]:,}."
+            )
             continue
         try:
             _compiled(part, source)
@@ -85,7 +87,9 @@ TEMPLATE_FIELDS = ("name", "marketing", *PARTS)
 
 
 @transaction.atomic
-def save_template(*, project: Project, template: EmailTemplate | None, fields: dict[str, Any]) -> EmailTemplate:
+def save_template(
+    *, project: Project, template: EmailTemplate | None, fields: dict[str, Any]
+) -> EmailTemplate:
     """Create (``template`` None) or update a template of ``project``; InvalidInput naming the field
     when a part is not valid Liquid, the subject is empty, there is no body, a marketing template
     has no unsubscribe link, or the name is taken."""
@@ -131,14 +135,17 @@ def render_email(template: EmailTemplate, context: dict[str, Any]) -> dict[str, 
         raise SendRefused("The subject is empty for this subscriber.", code="render_failed")
     if len(rendered["subject"]) > SUBJECT_LENGTH:
         raise SendRefused(
-            f"The subject is longer than {SUBJECT_LENGTH} characters for this subscriber.", code="render_failed"
+            f"The subject is longer than {SUBJECT_LENGTH} characters for this subscriber.",
+            code="render_failed",
         )
     if not rendered["html"] and not rendered["text"]:
         raise SendRefused("The email's body is empty for this subscriber.", code="render_failed")
     return rendered
 
 
-def context_for(project: Project, subscriber: Subscriber, values: dict[str, Any] | None = None) -> dict | None:
+def context_for(
+    project: Project, subscriber: Subscriber, values: dict[str, Any] | None = None
+) -> dict | None:
     """The bindings context of ``subscriber`` (None when gone or of another project)."""
     contexts = bindings.contexts_for(project, [subscriber.pk], values={subscriber.pk: values or {}})
     return contexts.get(subscriber.pk)

@@ -19,7 +19,10 @@ from .transport import settings_for
 
 
 def _page(
-    request: HttpRequest, form: SettingsForm | None = None, test_form: SettingsTestForm | None = None, status=200
+    request: HttpRequest,
+    form: SettingsForm | None = None,
+    test_form: SettingsTestForm | None = None,
+    status=200,
 ) -> HttpResponse:
     email_settings = settings_for(request.project)
     context = {
@@ -60,7 +63,9 @@ def settings_test(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return _page(request, test_form=form, status=422)
     to = form.cleaned_data["to"]
-    delivery = configuration.send_settings_test(project=request.project, to=to, actor=Actor(user=request.user))
+    delivery = configuration.send_settings_test(
+        project=request.project, to=to, actor=Actor(user=request.user)
+    )
     if delivery.ok:
         messages.success(request, f"Test email sent to {to}.")
     else:

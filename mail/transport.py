@@ -17,6 +17,7 @@ so that each gets its own answer. What an answer means (``campaigns.channels.Del
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
 import uuid
 from collections.abc import Sequence
@@ -187,10 +188,9 @@ def send_batch(backend: BaseEmailBackend, emails: Sequence[EmailMultiAlternative
             if isinstance(backend, SmtpBackend) and _lost(delivery):
                 break  # the connection is gone: the rest was never attempted
     finally:
-        try:
+        # Closing a broken connection may fail: the answers above stand.
+        with contextlib.suppress(smtplib.SMTPException, OSError):
             backend.close()
-        except (smtplib.SMTPException, OSError):
-            pass  # closing a broken connection: the answers above stand
     skipped = Delivery(ok=False, retry=True, error="Not attempted: the connection to the server was lost.")
     return deliveries + [skipped] * (len(emails) - len(deliveries))
 

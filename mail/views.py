@@ -56,7 +56,9 @@ def _edit(request: HttpRequest, template: EmailTemplate | None) -> HttpResponse:
     form = TemplateForm(request.POST or None, instance=template)
     if request.method == "POST" and form.is_valid():
         try:
-            saved = services.save_template(project=request.project, template=template, fields=form.cleaned_data)
+            saved = services.save_template(
+                project=request.project, template=template, fields=form.cleaned_data
+            )
         except InvalidInput as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         else:

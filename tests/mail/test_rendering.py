@@ -26,7 +26,8 @@ def _template(**parts) -> EmailTemplate:
 
 def test_html_escapes_subscriber_data_and_keeps_the_templates_markup():
     rendered = services.render_email(
-        _template(html='<p class="x">Hi {{ subscriber.name }}</p><a href="{{ unsubscribe_url }}">u</a>'), CONTEXT
+        _template(html='<p class="x">Hi {{ subscriber.name }}</p><a href="{{ unsubscribe_url }}">u</a>'),
+        CONTEXT,
     )
     assert rendered["html"] == (
         '<p class="x">Hi &lt;b&gt;Ann&lt;/b&gt; &amp; co</p><a href="https://x.example/u/1/">u</a>'
@@ -52,7 +53,9 @@ def test_an_empty_subject_refuses_with_the_reason():
 
 def test_a_part_that_fails_to_render_names_the_part():
     with pytest.raises(SendRefused, match="The text could not be rendered"):
-        services.render_email(_template(text="{{ values.n | divided_by: 0 }}"), {**CONTEXT, "values": {"n": 1}})
+        services.render_email(
+            _template(text="{{ values.n | divided_by: 0 }}"), {**CONTEXT, "values": {"n": 1}}
+        )
 
 
 def test_bindings_sandbox_applies_loops_are_bounded():
@@ -77,15 +80,21 @@ def test_template_errors_are_per_field():
 
 
 def test_a_marketing_template_needs_the_unsubscribe_link_and_a_body():
-    assert "unsubscribe" in services.template_errors(
-        subject="s", preheader="", html="<p>hi</p>", text="", marketing=True
-    )["html"]
+    assert (
+        "unsubscribe"
+        in services.template_errors(subject="s", preheader="", html="<p>hi</p>", text="", marketing=True)[
+            "html"
+        ]
+    )
     assert services.template_errors(subject="s", preheader="", html="", text="", marketing=False) == {
         "html": "Write the HTML, the text, or both."
     }
-    assert services.template_errors(
-        subject="s", preheader="", html='<a href="{{ unsubscribe_url }}">x</a>', text="", marketing=True
-    ) == {}
+    assert (
+        services.template_errors(
+            subject="s", preheader="", html='<a href="{{ unsubscribe_url }}">x</a>', text="", marketing=True
+        )
+        == {}
+    )
 
 
 def test_save_template_refuses_a_taken_name_and_bad_liquid(project):

@@ -27,7 +27,9 @@ def _subscriber(project, **fields):
 
 
 def _send(project, subscriber, template, **kwargs):
-    return services.send_email(project=project, subscriber=subscriber, template=template, actor=SYSTEM, **kwargs)
+    return services.send_email(
+        project=project, subscriber=subscriber, template=template, actor=SYSTEM, **kwargs
+    )
 
 
 @pytest.mark.parametrize(
@@ -57,8 +59,12 @@ def test_transactional_needs_no_opt_in(project, kicks, django_capture_on_commit_
     assert kicks == [1]
 
 
-def test_the_row_carries_the_rendered_content(project, kicks, django_capture_on_commit_callbacks, monkeypatch):
-    monkeypatch.setattr(tracking, "unsubscribe_url", lambda message: f"https://t.example/u/{message.public_id}/")
+def test_the_row_carries_the_rendered_content(
+    project, kicks, django_capture_on_commit_callbacks, monkeypatch
+):
+    monkeypatch.setattr(
+        tracking, "unsubscribe_url", lambda message: f"https://t.example/u/{message.public_id}/"
+    )
     subscriber = _subscriber(project, name="Ann <A>")
     template = EmailTemplateFactory(
         project=project,
@@ -68,7 +74,9 @@ def test_the_row_carries_the_rendered_content(project, kicks, django_capture_on_
         text="Hi {{ subscriber.name }}",
     )
     with django_capture_on_commit_callbacks(execute=True):
-        message = _send(project, subscriber, template, values={"order": "7"}, origin={"journey": "j", "step": "s"})
+        message = _send(
+            project, subscriber, template, values={"order": "7"}, origin={"journey": "j", "step": "s"}
+        )
     message.refresh_from_db()
     assert message.status == MessageStatus.QUEUED
     assert message.template_name == template.name and message.marketing is True

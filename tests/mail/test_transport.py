@@ -136,7 +136,9 @@ def test_smtp_sends_each_message_over_one_connection(project, smtp_server):
     assert handler.sessions == 1
     assert [r[1] for r in handler.received] == [["a@example.com"], ["b@example.com"]]
     parsed = email.message_from_bytes(handler.received[0][2])
-    assert parsed["Message-ID"] == deliveries[0].provider_message_id == f"<{messages[0].public_id}@shop.example>"
+    assert (
+        parsed["Message-ID"] == deliveries[0].provider_message_id == f"<{messages[0].public_id}@shop.example>"
+    )
     assert parsed.get_content_type() == "multipart/alternative"
 
 
@@ -159,7 +161,11 @@ def test_smtp_refusals_are_classified_per_message(project, smtp_server):
 def test_a_dropped_connection_before_data_retries_and_stops_the_batch(project, smtp_server):
     handler, port = smtp_server
     _smtp_settings(project, port)
-    messages = [_message(project, "a@example.com"), _message(project, "drop@example.com"), _message(project, "c@example.com")]
+    messages = [
+        _message(project, "a@example.com"),
+        _message(project, "drop@example.com"),
+        _message(project, "c@example.com"),
+    ]
     sent, dropped, rest = EmailTransport().send(project, messages)
     assert sent.ok
     assert not dropped.ok and dropped.retry and not dropped.unknown
@@ -176,7 +182,9 @@ def test_a_dropped_connection_during_data_is_unknown(project, smtp_server):
 
 def test_an_unreachable_server_retries_every_message(project):
     _smtp_settings(project, _free_port())
-    deliveries = EmailTransport().send(project, [_message(project, "a@example.com"), _message(project, "b@example.com")])
+    deliveries = EmailTransport().send(
+        project, [_message(project, "a@example.com"), _message(project, "b@example.com")]
+    )
     assert all(not d.ok and d.retry and "Could not connect" in d.error for d in deliveries)
 
 
@@ -219,7 +227,9 @@ def test_esp_answers_are_classified(project, monkeypatch, error, ok, retry, unkn
         if error is not None:
             raise error
         emails[0].anymail_status = AnymailStatus()
-        emails[0].anymail_status.set_recipient_status({"a@example.com": AnymailRecipientStatus("pm-1", "sent")})
+        emails[0].anymail_status.set_recipient_status(
+            {"a@example.com": AnymailRecipientStatus("pm-1", "sent")}
+        )
         return 1
 
     monkeypatch.setattr(Postmark, "send_messages", send_messages)
@@ -230,7 +240,9 @@ def test_esp_answers_are_classified(project, monkeypatch, error, ok, retry, unkn
 
 
 def test_provider_settings_must_fit_the_esp(project):
-    EmailSettings.objects.create(project=project, backend=EmailBackend.MAILGUN, provider_settings='{"token": "x"}')
+    EmailSettings.objects.create(
+        project=project, backend=EmailBackend.MAILGUN, provider_settings='{"token": "x"}'
+    )
     (delivery,) = EmailTransport().send(project, [_message(project, "a@example.com")])
     assert not delivery.ok and "Mailgun has no setting token" in delivery.error
 
