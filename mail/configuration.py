@@ -8,7 +8,7 @@ from django.db import transaction
 
 from campaigns.channels import Delivery
 from controlpanel.models import Project
-from controlpanel.services import Actor, record_audit
+from controlpanel.services import Actor, assign_changes, record_audit
 from subscribers.errors import InvalidInput
 
 from .backends import ANYMAIL_BACKENDS, ConnectionProblem, provider_options
@@ -59,13 +59,7 @@ def save_settings(*, project: Project, fields: dict[str, Any], actor: Actor) -> 
             raise InvalidInput(str(exc), field="provider_settings") from None
     if backend == EmailBackend.SMTP and not fields.get("smtp_host", email_settings.smtp_host):
         raise InvalidInput("Enter the SMTP server's host name.", field="smtp_host")
-    changed = []
-    for name, value in fields.items():
-        if name in SECRET_FIELDS and not value:
-            continue
-        if getattr(email_settings, name) != value:
-            setattr(email_settings, name, value)
-            changed.append(name)
+    changed = assign_changes(email_settings, fields, secrets=SECRET_FIELDS)
     creating = email_settings.pk is None
     if creating or changed:
         email_settings.save()

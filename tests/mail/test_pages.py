@@ -329,3 +329,11 @@ def test_send_test_email_shows_the_outcome_in_words(owner_client, project):
     assert AuditEntry.objects.filter(action="email_settings.tested").count() == 2
     response = owner_client.post(_url("settings_test", project), {"to": "nope"})
     assert response.status_code == 422
+
+
+def test_empty_pages_explain_themselves(marketer_client, project):
+    assert "No email templates yet" in marketer_client.get(_url("templates", project)).content.decode()
+    assert "The mailbox is empty" in marketer_client.get(_url("mailbox", project)).content.decode()
+    template = EmailTemplateFactory(project=project)
+    page = marketer_client.get(_url("template_preview", project, template.public_id)).content.decode()
+    assert "No subscriber has an email address yet" in page
