@@ -184,10 +184,10 @@ def connection_for(email_settings: EmailSettings) -> BaseEmailBackend:
     try:
         backend_class = import_string(ANYMAIL_BACKENDS[backend])
         return backend_class(alias=alias, **options)
-    except ImportError as exc:
+    except ImportError:  # anymail's AnymailImproperlyInstalled (boto3 for SES)
         raise ConnectionProblem(
-            f"{EmailBackend(backend).label} needs a library that is not installed ({exc.name}): "
-            f"install django-anymail[{backend.replace('_', '-')}]."
+            f"{EmailBackend(backend).label} needs a library that is not installed: "
+            f'pip install "django-anymail[{backend.replace("_", "-")}]".'
         ) from None
     except InvalidMailer as exc:
         raise ConnectionProblem(f"The {EmailBackend(backend).label} settings do not fit: {exc}") from None

@@ -264,3 +264,13 @@ def test_deliver_now_never_raises_for_bad_settings(project):
     email_message = transport.compose(settings_row, to="a@example.com", content=CONTENT)
     delivery = transport.deliver_now(settings_row, email_message)
     assert not delivery.ok and "not valid JSON" in delivery.error
+
+
+def test_a_missing_esp_library_is_a_plain_problem(project, monkeypatch):
+    def missing(path):
+        raise ImportError("boto3")
+
+    monkeypatch.setattr(backends, "import_string", missing)
+    settings_row = EmailSettings(project=project, backend=EmailBackend.AMAZON_SES, provider_settings="{}")
+    with pytest.raises(backends.ConnectionProblem, match=r'pip install "django-anymail\[amazon-ses\]"'):
+        backends.connection_for(settings_row)
