@@ -49,7 +49,6 @@ class TestSendForm(forms.Form):
             (SUBSCRIBER, "A subscriber (through the outbox: consent rules apply, tracked)"),
             (ADDRESS, "A typed address (at once, marked as a test, not tracked)"),
         ],
-        widget=forms.RadioSelect,
         initial=SUBSCRIBER,
     )
     subscriber = forms.CharField(
@@ -73,6 +72,7 @@ class SettingsForm(forms.ModelForm):
     smtp_password = forms.CharField(
         label="SMTP password",
         required=False,
+        max_length=1_000,
         strip=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text="Stored encrypted, never shown again. Empty: keep the stored one.",
@@ -80,6 +80,7 @@ class SettingsForm(forms.ModelForm):
     provider_settings = forms.CharField(
         label="Provider settings (JSON)",
         required=False,
+        max_length=10_000,
         widget=forms.Textarea(attrs={**CODE, "rows": 4, "autocomplete": "off"}),
         help_text='For an ESP, e.g. {"api_key": "...", "sender_domain": "mg.example.com"} (see '
         "docs/email.md for each provider's keys). Stored encrypted, never shown again. "
