@@ -18,6 +18,7 @@ so that each gets its own answer. What an answer means (``campaigns.channels.Del
 from __future__ import annotations
 
 import contextlib
+import logging
 import smtplib
 import uuid
 from collections.abc import Sequence
@@ -41,6 +42,7 @@ from .models import EmailSettings
 from .text import html_to_text
 
 ERROR_LENGTH = 300
+logger = logging.getLogger(__name__)
 
 
 def settings_for(project: Project) -> EmailSettings:
@@ -139,6 +141,12 @@ def _send_smtp(backend: SmtpBackend, email: EmailMultiAlternatives) -> Delivery:
                 ok=False, unknown=True, error=f"The connection failed while sending the message: {_text(exc)}"
             )
         return Delivery(ok=False, retry=True, error=f"The connection to the server failed: {_text(exc)}")
+    except Exception as exc:
+        # Earlier messages of the batch went out: raising would have the sender queue them again.
+        logger.exception("Sending email %s failed unexpectedly", email.extra_headers["Message-ID"])
+        if connection.data_started:
+            return Delivery(ok=False, unknown=True, error=f"Sending failed unexpectedly: {_text(exc)}")
+        return Delivery(ok=False, error_code="error", error=f"Sending failed unexpectedly: {_text(exc)}")
     return Delivery(ok=True, provider_message_id=email.extra_headers["Message-ID"])
 
 
@@ -159,6 +167,11 @@ def _send_esp(backend: BaseEmailBackend, email: EmailMultiAlternatives) -> Deliv
         return Delivery(ok=False, error_code=str(status), error=_text(exc))
     except AnymailError as exc:  # invalid address, a feature the ESP lacks
         return Delivery(ok=False, error_code="invalid", error=_text(exc))
+    except Exception as exc:
+        # The request may have reached the ESP, and earlier messages of the batch did: never
+        # raise (the sender would queue them all again), never resend this one blindly.
+        logger.exception("Sending email %s failed unexpectedly", email.extra_headers["Message-ID"])
+        return Delivery(ok=False, unknown=True, error=f"Sending failed unexpectedly: {_text(exc)}")
     status = email.anymail_status
     return Delivery(ok=True, provider_message_id=str(status.message_id or ""))
 
@@ -175,6 +188,8 @@ def send_batch(backend: BaseEmailBackend, emails: Sequence[EmailMultiAlternative
     try:
         backend.open()
     except (smtplib.SMTPException, OSError, requests.RequestException) as exc:
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            backend.close()  # a half-open connection (refused login) is not left behind
         reason = f"Could not connect to the email server: {_text(exc)}"
         if isinstance(exc, smtplib.SMTPAuthenticationError):
             reason = f"The email server refused the user name or password: {_text(exc)}"

@@ -274,3 +274,27 @@ def test_a_missing_esp_library_is_a_plain_problem(project, monkeypatch):
     settings_row = EmailSettings(project=project, backend=EmailBackend.AMAZON_SES, provider_settings="{}")
     with pytest.raises(backends.ConnectionProblem, match=r'pip install "django-anymail\[amazon-ses\]"'):
         backends.connection_for(settings_row)
+
+
+def test_an_unexpected_error_fails_one_message_and_keeps_the_batchs_answers(
+    project, smtp_server, monkeypatch
+):
+    handler, port = smtp_server
+    _smtp_settings(project, port)
+    real_send = backends.SmtpBackend._send
+
+    def send(self, email_message):
+        if email_message.to == ["bug@example.com"]:
+            raise RuntimeError("a bug")
+        return real_send(self, email_message)
+
+    monkeypatch.setattr(backends.SmtpBackend, "_send", send)
+    messages = [
+        _message(project, "a@example.com"),
+        _message(project, "bug@example.com"),
+        _message(project, "c@example.com"),
+    ]
+    first, bug, last = EmailTransport().send(project, messages)
+    assert first.ok and last.ok
+    assert not bug.ok and not bug.retry and not bug.unknown and "a bug" in bug.error
+    assert [r[1] for r in handler.received] == [["a@example.com"], ["c@example.com"]]
