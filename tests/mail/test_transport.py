@@ -298,3 +298,39 @@ def test_an_unexpected_error_fails_one_message_and_keeps_the_batchs_answers(
     assert first.ok and last.ok
     assert not bug.ok and not bug.retry and not bug.unknown and "a bug" in bug.error
     assert [r[1] for r in handler.received] == [["a@example.com"], ["c@example.com"]]
+
+
+@pytest.fixture
+def smtp_server_with_login():
+    from aiosmtpd.smtp import AuthResult
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        # handled=False: aiosmtpd answers a refusal with 535 itself.
+        ok = (auth_data.login, auth_data.password) == (b"user", b"s3cret")
+        return AuthResult(success=ok, handled=False)
+
+    handler = Handler()
+    port = _free_port()
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=port, authenticator=authenticator, auth_require_tls=False
+    )
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()
+
+
+def test_smtp_logs_in_with_the_stored_password(project, smtp_server_with_login):
+    handler, port = smtp_server_with_login
+    _smtp_settings(project, port, smtp_username="user", smtp_password="s3cret")
+    (delivery,) = EmailTransport().send(project, [_message(project, "a@example.com")])
+    assert delivery.ok and len(handler.received) == 1
+
+
+def test_a_refused_login_retries_with_the_reason(project, smtp_server_with_login):
+    handler, port = smtp_server_with_login
+    _smtp_settings(project, port, smtp_username="user", smtp_password="wrong")
+    (delivery,) = EmailTransport().send(project, [_message(project, "a@example.com")])
+    assert not delivery.ok and delivery.retry and "refused the user name or password" in delivery.error
+    assert handler.received == []
