@@ -47,9 +47,10 @@ def _env(part: str) -> Environment:
     return bindings.HTML_DOCUMENT_ENV if part == "html" else bindings.TEXT_DOCUMENT_ENV
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=128)
 def _compiled(part: str, source: str) -> BoundTemplate:
-    # A template's parts change only when it is saved: each source is parsed once per process.
+    # A template's parts change only when it is saved: each source is parsed once per process
+    # (128 parts: an HTML body may be 200 KB of source).
     return bindings.compile_document(source, env=_env(part), field=part, what=PART_LABELS[part], roots=ROOTS)
 
 

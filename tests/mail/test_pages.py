@@ -342,3 +342,8 @@ def test_empty_pages_explain_themselves(marketer_client, project):
     template = EmailTemplateFactory(project=project)
     page = marketer_client.get(_url("template_preview", project, template.public_id)).content.decode()
     assert "No subscriber has an email address yet" in page
+
+
+def test_the_project_settings_tabs_link_the_email_settings(owner_client, project):
+    page = owner_client.get(reverse("controlpanel:settings", args=[project.slug])).content.decode()
+    assert f'href="{_url("settings", project)}"' in page
