@@ -41,6 +41,9 @@ UNSUBSCRIBE_HINT = (
     "A marketing email needs an unsubscribe link: add {{ unsubscribe_url }} to the HTML, "
     'e.g. <a href="{{ unsubscribe_url }}">Unsubscribe</a>.'
 )
+UNSUBSCRIBE_TEXT_HINT = (
+    "A marketing email needs an unsubscribe link: add it to the text, e.g. Unsubscribe: {{ unsubscribe_url }}"
+)
 
 
 def _env(part: str) -> Environment:
@@ -72,8 +75,9 @@ def template_errors(*, subject: str, preheader: str, html: str, text: str, marke
         errors["subject"] = "Write a subject."
     if not html.strip() and not text.strip():
         errors.setdefault("html", "Write the HTML, the text, or both.")
-    if marketing and "unsubscribe_url" not in html + text and "html" not in errors:
-        errors["html"] = UNSUBSCRIBE_HINT
+    body = "html" if html.strip() else "text"
+    if marketing and "unsubscribe_url" not in html + text and body not in errors:
+        errors[body] = UNSUBSCRIBE_HINT if body == "html" else UNSUBSCRIBE_TEXT_HINT
     return errors
 
 
@@ -104,7 +108,11 @@ def save_template(
         raise InvalidInput(f"There is already a template named “{fields['name']}”.", field="name")
     for name, value in fields.items():
         setattr(template, name, value)
-    template.save()
+    try:
+        with transaction.atomic():
+            template.save()
+    except IntegrityError:  # the same name saved at the same moment
+        raise InvalidInput(f"There is already a template named “{fields['name']}”.", field="name") from None
     return template
 
 

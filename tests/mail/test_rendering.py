@@ -86,6 +86,10 @@ def test_a_marketing_template_needs_the_unsubscribe_link_and_a_body():
             "html"
         ]
     )
+    assert (
+        "to the text"
+        in services.template_errors(subject="s", preheader="", html="", text="Hi", marketing=True)["text"]
+    )
     assert services.template_errors(subject="s", preheader="", html="", text="", marketing=False) == {
         "html": "Write the HTML, the text, or both."
     }
