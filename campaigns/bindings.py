@@ -59,6 +59,7 @@ from .outcomes import Skip
 
 MAX_BINDING_LENGTH = 1_000  # characters of Liquid per placeholder
 OUTPUT_LIMIT = 4_096  # bytes one placeholder may render (Meta's whole body is 1,024 characters)
+DOCUMENT_OUTPUT_LIMIT = 262_144  # bytes one email part may render
 CPU_BUDGET = 0.05  # seconds of CPU per recipient (all placeholders); a normal render takes ~10 µs
 _BUDGET_EVERY = 256  # lookups between checks: reading the thread's CPU clock costs ~2 µs
 
@@ -121,8 +122,14 @@ class _BindingEnvironment(Environment):
     template_class = _BindingTemplate
 
 
-def _environment() -> Environment:
-    env = _BindingEnvironment()  # strict: unknown filters and bad syntax are errors
+class _DocumentEnvironment(_BindingEnvironment):
+    # A whole email body (mail.services), not one placeholder: the same sandbox and CPU budget,
+    # with room for an HTML document (Gmail clips a message at about 100 KB anyway).
+    output_stream_limit = DOCUMENT_OUTPUT_LIMIT
+
+
+def _environment(cls: type[Environment] = _BindingEnvironment, *, autoescape: bool = False) -> Environment:
+    env = cls(autoescape=autoescape)  # strict: unknown filters and bad syntax are errors
     # No loader and no tags that would use one: a binding cannot read files or other templates.
     for name in ("include", "render"):
         env.tags.pop(name, None)
@@ -130,6 +137,10 @@ def _environment() -> Environment:
 
 
 ENV = _environment()
+# Email parts: plain text (subject, preheader, text body) and HTML, where every output is escaped
+# (a subscriber's name "<b>" must not become markup; the template's own markup is kept).
+TEXT_DOCUMENT_ENV = _environment(_DocumentEnvironment)
+HTML_DOCUMENT_ENV = _environment(_DocumentEnvironment, autoescape=True)
 
 
 # --- compiling and checking ----------------------------------------------------------------
@@ -169,31 +180,45 @@ def compile_binding(source: Any, *, component: str, name: str) -> BoundTemplate:
             field=field_name,
             code="invalid_binding",
         )
+    return compile_document(source, env=ENV, field=field_name, what=f"The binding of {label}")
+
+
+def compile_document(
+    source: str, *, env: Environment, field: str, what: str, roots: Sequence[str] = ROOTS
+) -> BoundTemplate:
+    """Parse Liquid of ``env`` (ENV, or an email part's) and check the names it reads.
+
+    InvalidInput for ``field`` whose message starts with ``what`` ("The binding of body {{1}}",
+    "The subject") and names the position of the error. ``roots``: the top-level names the
+    context will have (email adds ``unsubscribe_url``).
+    """
     try:
-        template = ENV.from_string(source)
+        template = env.from_string(source)
     except LiquidError as err:
         where = ""
         if err.token is not None and err.token.start_index >= 0:
             where = f" at {_position(source, err.token.start_index)}"
         hint = ""
         if isinstance(err, LiquidSyntaxError) and "unexpected tag" in str(err.message):
-            hint = " (bindings may use output, if/unless/case, for, assign and capture)"
+            hint = " (Liquid here may use output, if/unless/case, for, assign and capture)"
         raise InvalidInput(
-            f"The binding of {label} is not valid Liquid{where}: {_error_message(err)}{hint}.",
-            field=field_name,
+            f"{what} is not valid Liquid{where}: {_error_message(err)}{hint}.",
+            field=field,
             code="invalid_binding",
         ) from None
-    _check_names(template, source, field_name, label)
+    _check_names(template, source, field, what, roots)
     return template
 
 
-def _check_names(template: BoundTemplate, source: str, field_name: str, label: str) -> None:
+def _check_names(
+    template: BoundTemplate, source: str, field_name: str, what: str, roots: Sequence[str]
+) -> None:
     """Refuse names a binding can never find: a typo would otherwise render empty for everyone."""
     analysis = template.analyze(include_partials=False)
     for filter_name, spans in analysis.filters.items():
         if filter_name not in ENV.filters:
             raise InvalidInput(
-                f"The binding of {label} is not valid Liquid at {_position(source, spans[0].index)}: "
+                f"{what} is not valid Liquid at {_position(source, spans[0].index)}: "
                 f"there is no filter “{filter_name}”.",
                 field=field_name,
                 code="invalid_binding",
@@ -201,10 +226,10 @@ def _check_names(template: BoundTemplate, source: str, field_name: str, label: s
     for root, variables in analysis.globals.items():
         var = variables[0]
         where = _position(source, var.span.index)
-        if root not in ROOTS:
+        if root not in roots:
             raise InvalidInput(
-                f"The binding of {label} uses “{root}” ({where}), which does not exist: use "
-                "subscriber, tags, values or event, e.g. {{ tags.first_name }}.",
+                f"{what} uses “{root}” ({where}), which does not exist: use "
+                f"{', '.join(roots[:-1])} or {roots[-1]}, e.g. {{{{ tags.first_name }}}}.",
                 field=field_name,
                 code="invalid_binding",
             )
@@ -217,7 +242,7 @@ def _check_names(template: BoundTemplate, source: str, field_name: str, label: s
                     and segments[1] not in SUBSCRIBER_FIELDS
                 ):
                     raise InvalidInput(
-                        f"The binding of {label} uses subscriber.{segments[1]} "
+                        f"{what} uses subscriber.{segments[1]} "
                         f"({_position(source, variable.span.index)}), which does not exist: a subscriber "
                         f"has {', '.join(SUBSCRIBER_FIELDS)}. Other data is in tags, e.g. "
                         f"{{{{ tags.{segments[1]} }}}}.",

@@ -73,6 +73,19 @@ def record_audit(
     )
 
 
+def assign_changes(obj: models.Model, fields: dict, *, secrets: tuple[str, ...] = ()) -> list[str]:
+    """Set ``fields`` on ``obj`` (not saved) and return the names whose value changed. An empty
+    value of a ``secrets`` field keeps the stored one (a settings form never shows it again)."""
+    changed = []
+    for name, value in fields.items():
+        if name in secrets and not value:
+            continue
+        if getattr(obj, name) != value:
+            setattr(obj, name, value)
+            changed.append(name)
+    return changed
+
+
 def unique_slug(name: str) -> str:
     base = slugify(name)[:50] or "project"
     slug, n = base, 2

@@ -19,8 +19,8 @@ class EmailTemplateAdmin(admin.ModelAdmin):
 
 @admin.register(MailboxMessage)
 class MailboxMessageAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "to", "subject", "project"]
-    list_filter = ["project"]
+    list_display = ["created_at", "to", "subject", "test", "project"]
+    list_filter = ["project", "test"]
     raw_id_fields = ["message"]
 
     def has_add_permission(self, request) -> bool:

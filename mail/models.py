@@ -94,6 +94,8 @@ class MailboxMessage(models.Model):
     html = models.TextField(blank=True)
     text = models.TextField(blank=True)
     headers = models.JSONField(default=dict, blank=True)
+    # A test send to a typed address from the template page: no outbox row, no tracking.
+    test = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = TenantQuerySet.as_manager()

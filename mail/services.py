@@ -1,25 +1,163 @@
-"""Writing email to the outbox: the one path for journeys, the panel's test send and the API.
+"""Email templates and writing email to the outbox: the one path for journeys, the panel and the API.
 
-STAND-IN (foundation): the signatures are the contract of ADR 0008; slice "mail" implements them.
+Liquid is ``campaigns.bindings``' (the same sandbox, CPU budget and names ``subscriber``,
+``tags``, ``values``, ``event``), plus ``unsubscribe_url`` (``mail.tracking``). The HTML body is
+rendered with autoescape, so a subscriber's data never becomes markup; subject, preheader and
+text are plain text. A template is checked when it is saved (``template_errors``, per field) and
+rendered when a message is written (``send_email``): the outbox row carries what goes out.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
-from campaigns.models import Message
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from liquid import Environment
+from liquid.exceptions import LiquidError
+from liquid.template import BoundTemplate
+
+from campaigns import bindings, channel_sending
+from campaigns.channel_policy import email_refusal
+from campaigns.channels import Delivery
+from campaigns.models import Channel, Message, MessageKind, MessageStatus
+from campaigns.services import SendRefused, idempotent_message
 from controlpanel.models import Project
 from controlpanel.services import Actor
+from subscribers.errors import InvalidInput
 from subscribers.models import Subscriber
 
+from . import tracking
 from .models import EmailTemplate
+from .transport import compose, deliver_now, settings_for
+
+ROOTS = (*bindings.ROOTS, "unsubscribe_url")
+SUBJECT_LENGTH = 998  # RFC 5322's line limit; the model's column
+PARTS = ("subject", "preheader", "html", "text")
+PART_LABELS = {"subject": "The subject", "preheader": "The preheader", "html": "The HTML", "text": "The text"}
+PART_LIMITS = {"subject": SUBJECT_LENGTH, "preheader": 255, "html": 200_000, "text": 100_000}
+UNSUBSCRIBE_HINT = (
+    "A marketing email needs an unsubscribe link: add {{ unsubscribe_url }} to the HTML, "
+    'e.g. <a href="{{ unsubscribe_url }}">Unsubscribe</a>.'
+)
+UNSUBSCRIBE_TEXT_HINT = (
+    "A marketing email needs an unsubscribe link: add it to the text, e.g. Unsubscribe: {{ unsubscribe_url }}"
+)
+
+
+def _env(part: str) -> Environment:
+    return bindings.HTML_DOCUMENT_ENV if part == "html" else bindings.TEXT_DOCUMENT_ENV
+
+
+@lru_cache(maxsize=128)
+def _compiled(part: str, source: str) -> BoundTemplate:
+    # A template's parts change only when it is saved: each source is parsed once per process
+    # (128 parts: an HTML body may be 200 KB of source).
+    return bindings.compile_document(source, env=_env(part), field=part, what=PART_LABELS[part], roots=ROOTS)
+
+
+def template_errors(*, subject: str, preheader: str, html: str, text: str, marketing: bool) -> dict[str, str]:
+    """What is wrong with a template's parts, by field (empty: it may be saved)."""
+    parts = {"subject": subject, "preheader": preheader, "html": html, "text": text}
+    errors: dict[str, str] = {}
+    for part, source in parts.items():
+        if len(source) > PART_LIMITS[part]:
+            errors[part] = (
+                f"{PART_LABELS[part]} has {len(source):,} characters; at most {PART_LIMITS[part]:,}."
+            )
+            continue
+        try:
+            _compiled(part, source)
+        except InvalidInput as exc:
+            errors[part] = exc.message
+    if not subject.strip() and "subject" not in errors:
+        errors["subject"] = "Write a subject."
+    if not html.strip() and not text.strip():
+        errors.setdefault("html", "Write the HTML, the text, or both.")
+    body = "html" if html.strip() else "text"
+    if marketing and "unsubscribe_url" not in html + text and body not in errors:
+        errors[body] = UNSUBSCRIBE_HINT if body == "html" else UNSUBSCRIBE_TEXT_HINT
+    return errors
+
+
+def _check(fields: dict[str, Any]) -> None:
+    errors = template_errors(**{k: fields[k] for k in (*PARTS, "marketing")})
+    if errors:
+        field, message = next(iter(errors.items()))
+        raise InvalidInput(message, field=field, code="invalid_template")
+
+
+TEMPLATE_FIELDS = ("name", "marketing", *PARTS)
+
+
+@transaction.atomic
+def save_template(
+    *, project: Project, template: EmailTemplate | None, fields: dict[str, Any]
+) -> EmailTemplate:
+    """Create (``template`` None) or update a template of ``project``; InvalidInput naming the field
+    when a part is not valid Liquid, the subject is empty, there is no body, a marketing template
+    has no unsubscribe link, or the name is taken."""
+    fields = {k: fields[k] for k in TEMPLATE_FIELDS}
+    _check(fields)
+    template = template or EmailTemplate(project=project)
+    if template.project_id != project.pk:
+        raise InvalidInput("The template belongs to another project.", field="name")
+    taken = EmailTemplate.objects.for_project(project).filter(name=fields["name"]).exclude(pk=template.pk)
+    if taken.exists():
+        raise InvalidInput(f"There is already a template named “{fields['name']}”.", field="name")
+    for name, value in fields.items():
+        setattr(template, name, value)
+    try:
+        with transaction.atomic():
+            template.save()
+    except IntegrityError:  # the same name saved at the same moment
+        raise InvalidInput(f"There is already a template named “{fields['name']}”.", field="name") from None
+    return template
+
+
+def _render(part: str, source: str, context: dict[str, Any]) -> str:
+    if not source:
+        return ""
+    try:
+        return _compiled(part, source).render(**context)
+    except InvalidInput as exc:  # saved before a rule existed, or edited in the admin
+        raise SendRefused(exc.message, code="invalid_template") from None
+    except LiquidError as exc:
+        raise SendRefused(
+            f"{PART_LABELS[part]} could not be rendered for this subscriber: {str(exc).splitlines()[0]}",
+            code="render_failed",
+        ) from None
 
 
 def render_email(template: EmailTemplate, context: dict[str, Any]) -> dict[str, str]:
     """``{"subject", "preheader", "html", "text"}`` rendered with Liquid (campaigns.bindings' sandbox
     and budget). Raises ``campaigns.services.SendRefused`` naming the field when a part fails to
     render or the subject renders empty."""
-    raise NotImplementedError
+    rendered = {part: _render(part, getattr(template, part), context) for part in PARTS}
+    # Header lines: a line break in a subscriber's data must not split the header.
+    for part in ("subject", "preheader"):
+        rendered[part] = " ".join(rendered[part].split())
+    rendered["html"] = rendered["html"].strip()
+    rendered["text"] = rendered["text"].strip()
+    if not rendered["subject"]:
+        raise SendRefused("The subject is empty for this subscriber.", code="render_failed")
+    if len(rendered["subject"]) > SUBJECT_LENGTH:
+        raise SendRefused(
+            f"The subject is longer than {SUBJECT_LENGTH} characters for this subscriber.",
+            code="render_failed",
+        )
+    if not rendered["html"] and not rendered["text"]:
+        raise SendRefused("The email's body is empty for this subscriber.", code="render_failed")
+    return rendered
+
+
+def context_for(
+    project: Project, subscriber: Subscriber, values: dict[str, Any] | None = None
+) -> dict | None:
+    """The bindings context of ``subscriber`` (None when gone or of another project)."""
+    contexts = bindings.contexts_for(project, [subscriber.pk], values={subscriber.pk: values or {}})
+    return contexts.get(subscriber.pk)
 
 
 def send_email(
@@ -40,4 +178,64 @@ def send_email(
     part renders empty. Same ``idempotency_key`` -> the same message, nothing new. ``origin``
     ({"journey": <public id>, "step": <step id>}) is kept in ``content["origin"]``: opens and
     clicks name it in their events."""
-    raise NotImplementedError
+    if subscriber.project_id != project.pk or template.project_id != project.pk:
+        raise SendRefused("The subscriber or the template belongs to another project.")
+    if idempotency_key:
+        existing = idempotent_message(project, idempotency_key)
+        if existing is not None:
+            return existing
+    reason = email_refusal(subscriber, marketing=template.marketing)
+    if reason:
+        raise SendRefused(reason)
+    if context is None:
+        context = context_for(project, subscriber, values)
+        if context is None:
+            raise SendRefused("The subscriber no longer exists.")
+    message = Message(
+        project=project,
+        subscriber=subscriber,
+        channel=Channel.EMAIL,
+        kind=MessageKind.TEMPLATE,
+        template_name=template.name,
+        marketing=template.marketing,
+        idempotency_key=idempotency_key or None,
+        values=values or {},
+        history=[
+            {"status": MessageStatus.QUEUED, "at": timezone.now().isoformat(), "note": f"by {actor.display}"}
+        ],
+    )
+    # The unsubscribe link names the message (its public id exists before the row is saved).
+    rendered = render_email(template, {**context, "unsubscribe_url": tracking.unsubscribe_url(message)})
+    message.content = {**rendered, "template": str(template.public_id)}
+    if origin:
+        message.content["origin"] = dict(origin)
+    try:
+        with transaction.atomic():
+            message.save()
+    except IntegrityError:
+        # A concurrent call with the same key won the insert: answer as if it had come first.
+        existing = idempotent_message(project, idempotency_key) if idempotency_key else None
+        if existing is None:
+            raise
+        return existing
+    transaction.on_commit(channel_sending.kick)
+    return message
+
+
+# What bindings see without a recipient (a test to a typed address in a project without one).
+EMPTY_CONTEXT: dict[str, Any] = {"subscriber": {}, "tags": {}, "values": {}, "event": {}}
+# Where ``{{ unsubscribe_url }}`` points in a preview and a test to a typed address: no message
+# exists to unsubscribe from.
+PREVIEW_UNSUBSCRIBE_URL = "#unsubscribe"
+
+
+def send_test(*, project: Project, template: EmailTemplate, to: str, context: dict[str, Any]) -> Delivery:
+    """Send ``template`` rendered with ``context`` to a typed address at once, through the project's
+    backend: no outbox row, no tracking, marked as a test in the mailbox. Raises SendRefused when
+    it does not render; a provider's refusal is the Delivery's ``error``."""
+    rendered = render_email(template, {**context, "unsubscribe_url": PREVIEW_UNSUBSCRIBE_URL})
+    rendered["subject"] = f"[Test] {rendered['subject']}"
+    email_settings = settings_for(project)
+    email = compose(email_settings, to=to, content=rendered)
+    email.mailbox_test = True
+    return deliver_now(email_settings, email)

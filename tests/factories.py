@@ -52,3 +52,15 @@ class SubscriberFactory(factory.django.DjangoModelFactory):
     phone = factory.Sequence(lambda n: f"+4915112{n:06d}")
     name = factory.Faker("name")
     whatsapp_consent = ConsentState.OPTED_IN
+
+
+class EmailTemplateFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "mail.EmailTemplate"
+
+    project = factory.SubFactory(ProjectFactory)
+    name = factory.Sequence(lambda n: f"email-{n}")
+    subject = "Hello {{ subscriber.name }}"
+    html = '<p>Hi {{ tags.first_name | default: "there" }}</p><a href="{{ unsubscribe_url }}">Unsubscribe</a>'
+    text = ""
+    marketing = True

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from controlpanel.models import Project
-from controlpanel.services import Actor, record_audit
+from controlpanel.services import Actor, assign_changes, record_audit
 
 from . import templates_lint as lint
 from .client import GraphClient
@@ -33,13 +33,7 @@ def save_connection(
         raise ValueError("account of another project")
     if "base_url" in fields and not allowed_base_url(fields["base_url"]):
         raise ValueError(f"base URL not allowed: {fields['base_url']}")
-    changed = []
-    for name, value in fields.items():
-        if name in SECRET_FIELDS and not value:
-            continue
-        if getattr(account, name) != value:
-            setattr(account, name, value)
-            changed.append(name)
+    changed = assign_changes(account, fields, secrets=SECRET_FIELDS)
     creating = account.pk is None
     if creating or changed:
         if any(name in SECRET_FIELDS for name in changed) and account.status == AccountStatus.SUSPENDED:
