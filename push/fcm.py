@@ -31,7 +31,7 @@ from google.auth.transport.requests import Request as AuthRequest
 from google.oauth2 import service_account
 
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
-SIMULATOR_TOKEN = "simulator"  # the push simulator's bearer: it has no OAuth
+SIMULATOR_TOKEN = "simulator"  # noqa: S105 (the push simulator's fixed bearer: it has no OAuth)
 SIMULATOR_PROJECT = "simulator"
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 20.0
@@ -161,7 +161,10 @@ def classify(response: httpx.Response) -> DeviceResult:
         return DeviceResult("removed", code=code, error=f"The device token is not valid ({message}).")
     if fcm_code in ("QUOTA_EXCEEDED", "UNAVAILABLE", "INTERNAL") or status in (429, 500, 502, 503, 504):
         return DeviceResult(
-            "retry", code=code, error=f"Firebase asked to try later ({message}).", retry_after=_retry_after(response)
+            "retry",
+            code=code,
+            error=f"Firebase asked to try later ({message}).",
+            retry_after=_retry_after(response),
         )
     words = SETTINGS_WORDS.get(fcm_code) or SETTINGS_WORDS.get(str(status))
     if words:
@@ -201,7 +204,9 @@ class FcmClient:
 
     def _run(self, ready: threading.Event) -> None:
         asyncio.set_event_loop(self.loop)
-        limits = httpx.Limits(max_connections=self.max_in_flight, max_keepalive_connections=self.max_in_flight)
+        limits = httpx.Limits(
+            max_connections=self.max_in_flight, max_keepalive_connections=self.max_in_flight
+        )
         timeout = httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT)
         self.client = httpx.AsyncClient(limits=limits, timeout=timeout, transport=self.transport)
         self.slots = asyncio.Semaphore(self.max_in_flight)
@@ -226,10 +231,14 @@ class FcmClient:
                 )
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 # Nothing was written: safe to send again later.
-                return DeviceResult("retry", code="CONNECT", error=f"Firebase could not be reached ({type(exc).__name__}).")
+                return DeviceResult(
+                    "retry", code="CONNECT", error=f"Firebase could not be reached ({type(exc).__name__})."
+                )
             except httpx.TransportError as exc:
                 # The request may have reached FCM (no answer, or the connection broke during it).
-                return DeviceResult("unknown", code="NO_ANSWER", error=f"No answer from Firebase ({type(exc).__name__}).")
+                return DeviceResult(
+                    "unknown", code="NO_ANSWER", error=f"No answer from Firebase ({type(exc).__name__})."
+                )
         return classify(response)
 
 

@@ -51,7 +51,10 @@ def liquid_problem(source: str) -> str:
             return f"There is no filter “{name}”."
     for root in analysis.globals:
         if root not in bindings.ROOTS:
-            return f"“{root}” does not exist: use subscriber, tags, values or event, e.g. {{{{ tags.first_name }}}}."
+            return (
+                f"“{root}” does not exist: use subscriber, tags, values or event, "
+                "e.g. {{ tags.first_name }}."
+            )
     return ""
 
 
@@ -93,7 +96,9 @@ def render_push(template: PushTemplate, context: dict[str, Any]) -> dict[str, An
         raise SendRefused("The push title and body are both empty for this subscriber.")
     if content["image"] and not content["image"].startswith("https://"):
         # FCM fetches the image on the device; Android and iOS load https only.
-        raise SendRefused(f"The push image URL must start with https:// (it rendered as {content['image']!r}).")
+        raise SendRefused(
+            f"The push image URL must start with https:// (it rendered as {content['image']!r})."
+        )
     return content
 
 
@@ -137,7 +142,9 @@ def send_push(
     reason = push_refusal(subscriber, active_devices=active_devices(project, subscriber))
     if reason:
         raise SendRefused(reason)
-    content = render_push(template, context if context is not None else render_context(project, subscriber, values))
+    content = render_push(
+        template, context if context is not None else render_context(project, subscriber, values)
+    )
     content["template"] = str(template.public_id) if template.pk is not None else ""
     content["origin"] = dict(origin or {})
     try:
@@ -225,5 +232,7 @@ def save_settings(
     push_settings.fcm_project_id = fcm_project_id
     push_settings.save()
     if changes:
-        record_audit(project=project, actor=actor, action="push.settings_changed", obj=push_settings, changes=changes)
+        record_audit(
+            project=project, actor=actor, action="push.settings_changed", obj=push_settings, changes=changes
+        )
     return push_settings

@@ -48,11 +48,17 @@ class PushTransport:
         owners: list[int] = []  # the message index of each request
         for index, message in enumerate(messages):
             for token in tokens.get(message.subscriber_id, []):
-                body = fcm.message_body(token, message.content or {}, str(message.public_id), marketing=message.marketing)
+                body = fcm.message_body(
+                    token, message.content or {}, str(message.public_id), marketing=message.marketing
+                )
                 requests.append(fcm.Request(url=url, bearer=bearer, body=body))
                 owners.append(index)
         results = fcm.client().send_all(requests)
-        dead = [r.body["message"]["token"] for r, res in zip(requests, results, strict=True) if res.kind == "removed"]
+        dead = [
+            r.body["message"]["token"]
+            for r, res in zip(requests, results, strict=True)
+            if res.kind == "removed"
+        ]
         if dead:
             devices.remove(project=project, tokens=dead, reason=_removed_reason(results))
         per_message: list[list[fcm.DeviceResult]] = [[] for _ in messages]
@@ -112,6 +118,10 @@ def _delivery(results: Sequence[fcm.DeviceResult]) -> Delivery:
     if worst.kind == "retry":
         waits = [r.retry_after for r in results if r.kind == "retry" and r.retry_after is not None]
         return Delivery(
-            ok=False, retry=True, retry_after=max(waits) if waits else None, error_code=worst.code, error=worst.error
+            ok=False,
+            retry=True,
+            retry_after=max(waits) if waits else None,
+            error_code=worst.code,
+            error=worst.error,
         )
     return Delivery(ok=False, unknown=worst.kind == "unknown", error_code=worst.code, error=worst.error)

@@ -195,7 +195,11 @@ def test_parse_service_account_refuses(service_account_json, change, words):
 @pytest.mark.django_db
 def test_save_settings_stores_the_key_and_audits_without_it(project, service_account_json):
     services.save_settings(
-        project=project, mode=PushMode.FCM, service_account_json=service_account_json, fcm_project_id="", actor=ACTOR
+        project=project,
+        mode=PushMode.FCM,
+        service_account_json=service_account_json,
+        fcm_project_id="",
+        actor=ACTOR,
     )
     stored = PushSettings.objects.get(project=project)
     assert stored.mode == PushMode.FCM
@@ -206,7 +210,11 @@ def test_save_settings_stores_the_key_and_audits_without_it(project, service_acc
     assert entry.changes["service_account"] == "fcm-sender@shop-app-1234.iam.gserviceaccount.com"
     # Saving again without a key keeps the stored one.
     services.save_settings(
-        project=project, mode=PushMode.FCM, service_account_json="", fcm_project_id="shop-app-1234", actor=ACTOR
+        project=project,
+        mode=PushMode.FCM,
+        service_account_json="",
+        fcm_project_id="shop-app-1234",
+        actor=ACTOR,
     )
     assert PushSettings.objects.get(project=project).service_account == service_account_json
 

@@ -47,8 +47,12 @@ class FakeFcm:
 
 
 def fcm_error(status: int, state: str, code: str | None, message: str = "oops", extra: list | None = None):
-    details = [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": code}] if code else []
-    return {"error": {"code": status, "message": message, "status": state, "details": details + (extra or [])}}
+    details = (
+        [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": code}] if code else []
+    )
+    return {
+        "error": {"code": status, "message": message, "status": state, "details": details + (extra or [])}
+    }
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +81,11 @@ def removed(monkeypatch):
 
 def _queue(project, subscriber, template, **values):
     return services.send_push(
-        project=project, subscriber=subscriber, template=template, actor=ACTOR, values=values or {"order": "1"}
+        project=project,
+        subscriber=subscriber,
+        template=template,
+        actor=ACTOR,
+        values=values or {"order": "1"},
     )
 
 
@@ -86,7 +94,9 @@ def test_the_push_transport_is_registered():
 
 
 @pytest.mark.django_db
-def test_simulator_mode_posts_fcm_shaped_requests_to_each_device(project, subscriber, template, fake, removed):
+def test_simulator_mode_posts_fcm_shaped_requests_to_each_device(
+    project, subscriber, template, fake, removed
+):
     template.image_url = "https://cdn.example.com/a.png"
     template.link = "https://shop.example.com/o/{{ values.order }}"
     template.data = {"order": "{{ values.order }}"}
@@ -96,7 +106,9 @@ def test_simulator_mode_posts_fcm_shaped_requests_to_each_device(project, subscr
     message = _queue(project, subscriber, template, order="7")
     [delivery] = PushTransport().send(project, [message])
     assert delivery.ok and delivery.provider_message_id == f"projects/p/messages/{first.token}"
-    assert {str(r.url) for r in fake.requests} == {"http://127.0.0.1:8000/simulator/fcm/v1/projects/simulator/messages:send"}
+    assert {str(r.url) for r in fake.requests} == {
+        "http://127.0.0.1:8000/simulator/fcm/v1/projects/simulator/messages:send"
+    }
     assert {r.headers["authorization"] for r in fake.requests} == {"Bearer simulator"}
     assert sorted(b["token"] for b in fake.bodies()) == sorted([first.token, second.token])
     body = fake.bodies()[0]
@@ -105,14 +117,20 @@ def test_simulator_mode_posts_fcm_shaped_requests_to_each_device(project, subscr
         "body": "Your order 7 is ready",
         "image": "https://cdn.example.com/a.png",
     }
-    assert body["data"] == {"order": "7", "link": "https://shop.example.com/o/7", "message_id": str(message.public_id)}
+    assert body["data"] == {
+        "order": "7",
+        "link": "https://shop.example.com/o/7",
+        "message_id": str(message.public_id),
+    }
     assert body["webpush"] == {"fcm_options": {"link": "https://shop.example.com/o/7"}}
     assert body["apns"]["fcm_options"] == {"image": "https://cdn.example.com/a.png"}
     assert removed == []
 
 
 @pytest.mark.django_db
-def test_devices_of_a_batch_are_read_in_one_query(project, template, fake, removed, django_assert_num_queries):
+def test_devices_of_a_batch_are_read_in_one_query(
+    project, template, fake, removed, django_assert_num_queries
+):
     messages = []
     for _ in range(5):
         device = DeviceFactory(subscriber=SubscriberFactory(project=project))
@@ -136,7 +154,12 @@ def test_unregistered_and_invalid_tokens_remove_the_devices_once_per_batch(proje
             "INVALID_ARGUMENT",
             "INVALID_ARGUMENT",
             "Invalid registration token",
-            [{"@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": [{"field": "message.token"}]}],
+            [
+                {
+                    "@type": "type.googleapis.com/google.rpc.BadRequest",
+                    "fieldViolations": [{"field": "message.token"}],
+                }
+            ],
         ),
         {},
     )
@@ -162,7 +185,11 @@ def test_one_accepting_device_is_enough(project, subscriber, template, fake, rem
 
 @pytest.mark.django_db
 def test_invalid_argument_about_the_payload_fails_without_removing(project, device, template, fake, removed):
-    fake.answers[device.token] = (400, fcm_error(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "Invalid JSON payload"), {})
+    fake.answers[device.token] = (
+        400,
+        fcm_error(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "Invalid JSON payload"),
+        {},
+    )
     [delivery] = PushTransport().send(project, [_queue(project, device.subscriber, template)])
     assert not delivery.ok and not delivery.retry and not delivery.unknown
     assert "Invalid JSON payload" in delivery.error
@@ -178,7 +205,9 @@ def test_invalid_argument_about_the_payload_fails_without_removing(project, devi
         (500, "INTERNAL", "INTERNAL", {"Retry-After": "5"}, 5.0),
     ],
 )
-def test_transient_errors_retry_honouring_retry_after(project, device, template, fake, removed, status, state, code, headers, after):
+def test_transient_errors_retry_honouring_retry_after(
+    project, device, template, fake, removed, status, state, code, headers, after
+):
     fake.answers[device.token] = (status, fcm_error(status, state, code), headers)
     [delivery] = PushTransport().send(project, [_queue(project, device.subscriber, template)])
     assert delivery.retry and not delivery.ok
@@ -196,7 +225,9 @@ def test_transient_errors_retry_honouring_retry_after(project, device, template,
         (403, "PERMISSION_DENIED", None, "Firebase Cloud Messaging API Admin"),
     ],
 )
-def test_settings_errors_fail_with_plain_words(project, device, template, fake, removed, status, state, code, words):
+def test_settings_errors_fail_with_plain_words(
+    project, device, template, fake, removed, status, state, code, words
+):
     fake.answers[device.token] = (status, fcm_error(status, state, code), {})
     [delivery] = PushTransport().send(project, [_queue(project, device.subscriber, template)])
     assert not delivery.ok and not delivery.retry and not delivery.unknown
@@ -205,7 +236,9 @@ def test_settings_errors_fail_with_plain_words(project, device, template, fake, 
 
 
 @pytest.mark.django_db
-def test_a_timeout_after_sending_is_unknown_a_connect_error_retries(project, subscriber, template, fake, removed):
+def test_a_timeout_after_sending_is_unknown_a_connect_error_retries(
+    project, subscriber, template, fake, removed
+):
     device = DeviceFactory(subscriber=subscriber)
     other = DeviceFactory(subscriber=SubscriberFactory(project=project))
     fake.answers[device.token] = httpx.ReadTimeout("slow")
@@ -253,7 +286,11 @@ class FakeTokenEndpoint(auth_transport.Request):
         assert url == "https://oauth2.googleapis.com/token"
         assert b"assertion=" in body  # the JWT signed with the service account's key
         data = (
-            {"access_token": f"ya29.token-{self.calls}", "expires_in": self.expires_in, "token_type": "Bearer"}
+            {
+                "access_token": f"ya29.token-{self.calls}",
+                "expires_in": self.expires_in,
+                "token_type": "Bearer",
+            }
             if self.status == 200
             else {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
         )
@@ -270,7 +307,11 @@ class FakeTokenEndpoint(auth_transport.Request):
 @pytest.fixture
 def firebase(project, service_account_json, monkeypatch):
     services.save_settings(
-        project=project, mode=PushMode.FCM, service_account_json=service_account_json, fcm_project_id="", actor=ACTOR
+        project=project,
+        mode=PushMode.FCM,
+        service_account_json=service_account_json,
+        fcm_project_id="",
+        actor=ACTOR,
     )
     endpoint = FakeTokenEndpoint()
     monkeypatch.setattr(fcm, "auth_request", lambda: endpoint)
@@ -279,12 +320,16 @@ def firebase(project, service_account_json, monkeypatch):
 
 
 @pytest.mark.django_db
-def test_firebase_mode_uses_the_oauth_token_cached_per_project(project, device, template, fake, removed, firebase):
+def test_firebase_mode_uses_the_oauth_token_cached_per_project(
+    project, device, template, fake, removed, firebase
+):
     message = _queue(project, device.subscriber, template)
     PushTransport().send(project, [message])
     PushTransport().send(project, [message])
     assert firebase.calls == 1
-    assert {str(r.url) for r in fake.requests} == {"https://fcm.example.test/v1/projects/shop-app-1234/messages:send"}
+    assert {str(r.url) for r in fake.requests} == {
+        "https://fcm.example.test/v1/projects/shop-app-1234/messages:send"
+    }
     assert {r.headers["authorization"] for r in fake.requests} == {"Bearer ya29.token-1"}
 
 
@@ -293,14 +338,18 @@ def test_the_token_is_refreshed_near_expiry(project, device, template, fake, rem
     message = _queue(project, device.subscriber, template)
     PushTransport().send(project, [message])
     _, credentials = fcm._credentials[project.pk]
-    credentials.expiry = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=60)  # google-auth: naive UTC
+    credentials.expiry = datetime.now(UTC).replace(tzinfo=None) + timedelta(
+        seconds=60
+    )  # google-auth: naive UTC
     PushTransport().send(project, [message])
     assert firebase.calls == 2
     assert fake.requests[-1].headers["authorization"] == "Bearer ya29.token-2"
 
 
 @pytest.mark.django_db
-def test_a_new_key_forgets_the_cached_token(project, device, template, fake, removed, firebase, service_account_json):
+def test_a_new_key_forgets_the_cached_token(
+    project, device, template, fake, removed, firebase, service_account_json
+):
     PushTransport().send(project, [_queue(project, device.subscriber, template)])
     info = json.loads(service_account_json) | {"private_key_id": "rotated"}
     PushSettings.objects.filter(project=project).update(service_account=json.dumps(info))
@@ -309,7 +358,9 @@ def test_a_new_key_forgets_the_cached_token(project, device, template, fake, rem
 
 
 @pytest.mark.django_db
-def test_google_refusing_the_key_fails_the_batch_with_words(project, device, template, fake, removed, firebase):
+def test_google_refusing_the_key_fails_the_batch_with_words(
+    project, device, template, fake, removed, firebase
+):
     firebase.status = 400
     [delivery] = PushTransport().send(project, [_queue(project, device.subscriber, template)])
     assert not delivery.ok and not delivery.retry
@@ -318,7 +369,9 @@ def test_google_refusing_the_key_fails_the_batch_with_words(project, device, tem
 
 
 @pytest.mark.django_db
-def test_google_unreachable_raises_so_the_sender_requeues(project, device, template, fake, removed, firebase, monkeypatch):
+def test_google_unreachable_raises_so_the_sender_requeues(
+    project, device, template, fake, removed, firebase, monkeypatch
+):
     def unreachable(*args, **kwargs):
         raise auth_exceptions.TransportError("connection refused")
 
