@@ -306,12 +306,11 @@ class FakeTokenEndpoint(auth_transport.Request):
 
 @pytest.fixture
 def firebase(project, service_account_json, monkeypatch):
-    services.save_settings(
+    PushSettings.objects.create(
         project=project,
         mode=PushMode.FCM,
-        service_account_json=service_account_json,
-        fcm_project_id="",
-        actor=ACTOR,
+        service_account=service_account_json,
+        fcm_project_id="shop-app-1234",
     )
     endpoint = FakeTokenEndpoint()
     monkeypatch.setattr(fcm, "auth_request", lambda: endpoint)
