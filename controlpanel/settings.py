@@ -342,6 +342,8 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
         "dramatiq": {"level": env.str("DRAMATIQ_LOG_LEVEL", default="WARNING")},
         "apscheduler": {"level": "WARNING"},
+        # httpx logs every request at INFO: one line per push device (push/fcm.py).
+        "httpx": {"level": "WARNING"},
         "axes": {"level": "WARNING"},
     },
 }

@@ -1,11 +1,14 @@
-"""The push transport against a fake FCM (``httpx.MockTransport``): no request leaves the process."""
+"""The push transport against a fake FCM: a local HTTP/1.1 server thread, no internet."""
 
 from __future__ import annotations
 
 import json
+import socket
+import threading
+import time
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import pytest
 from google.auth import exceptions as auth_exceptions
 from google.auth import transport as auth_transport
@@ -22,54 +25,76 @@ from tests.factories import SubscriberFactory
 from .conftest import DeviceFactory
 
 ACTOR = Actor(label="test")
+SLOW = "slow"  # an answer that never comes in time (READ_TIMEOUT is shortened)
+DROP = "drop"  # the connection closes without an answer
 
 
 class FakeFcm:
-    """Answers per token: ``answers[token] = (status, body, headers)`` or an exception to raise."""
+    """Answers per device token: ``answers[token] = (status, body, headers)``, SLOW or DROP;
+    FCM's success answer for the others. Records every request (path, headers, body)."""
 
     def __init__(self):
-        self.requests: list[httpx.Request] = []
+        self.requests: list[dict] = []
         self.answers: dict[str, object] = {}
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        token = json.loads(request.content)["message"]["token"]
-        answer = self.answers.get(token, (200, None, {}))
-        if isinstance(answer, Exception):
-            raise answer
-        status, body, headers = answer
-        if body is None:
-            body = {"name": f"projects/p/messages/{token}"}
-        return httpx.Response(status, json=body, headers=headers)
-
     def bodies(self) -> list[dict]:
-        return [json.loads(r.content)["message"] for r in self.requests]
+        return [r["body"]["message"] for r in self.requests]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as FCM
+
+    def do_POST(self):
+        fake: FakeFcm = self.server.fake
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        fake.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+        token = body["message"]["token"]
+        answer = fake.answers.get(token, (200, {"name": f"projects/p/messages/{token}"}, {}))
+        if answer == SLOW:
+            time.sleep(0.5)
+            return
+        if answer == DROP:
+            self.close_connection = True
+            return
+        status, payload, headers = answer
+        raw = json.dumps(payload).encode()
+        self.send_response(status)
+        for name, value in {"Content-Type": "application/json", **headers}.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, *args):
+        pass
 
 
 def fcm_error(status: int, state: str, code: str | None, message: str = "oops", extra: list | None = None):
-    details = (
-        [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": code}] if code else []
-    )
-    return {
-        "error": {"code": status, "message": message, "status": state, "details": details + (extra or [])}
-    }
+    details = [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": code}]
+    details = (details if code else []) + (extra or [])
+    return {"error": {"code": status, "message": message, "status": state, "details": details}}
 
 
 @pytest.fixture(scope="module")
-def _client():
-    holder = {}
-    client = fcm.FcmClient(8, transport=httpx.MockTransport(lambda request: holder["fake"](request)))
-    return holder, client
+def _server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
 
 
 @pytest.fixture
-def fake(_client, monkeypatch, settings):
-    holder, client = _client
-    holder["fake"] = FakeFcm()
+def fake(_server, monkeypatch, settings):
+    _server.fake = FakeFcm()
+    client = fcm.FcmClient(8)  # a fresh loop and pool per test: no connection outlives its test
     monkeypatch.setattr(fcm, "client", lambda: client)
-    settings.PUSH_SIMULATOR_URL = "http://127.0.0.1:8000/simulator/fcm"
-    settings.PUSH_FCM_URL = "https://fcm.example.test"
-    return holder["fake"]
+    monkeypatch.setattr(fcm, "READ_TIMEOUT", 0.2)
+    base = f"http://127.0.0.1:{_server.server_port}"
+    settings.PUSH_SIMULATOR_URL = f"{base}/simulator/fcm"
+    settings.PUSH_FCM_URL = f"{base}/fcm"
+    yield _server.fake
+    client.loop.call_soon_threadsafe(client.loop.stop)
 
 
 @pytest.fixture
@@ -106,10 +131,8 @@ def test_simulator_mode_posts_fcm_shaped_requests_to_each_device(
     message = _queue(project, subscriber, template, order="7")
     [delivery] = PushTransport().send(project, [message])
     assert delivery.ok and delivery.provider_message_id == f"projects/p/messages/{first.token}"
-    assert {str(r.url) for r in fake.requests} == {
-        "http://127.0.0.1:8000/simulator/fcm/v1/projects/simulator/messages:send"
-    }
-    assert {r.headers["authorization"] for r in fake.requests} == {"Bearer simulator"}
+    assert {r["path"] for r in fake.requests} == {"/simulator/fcm/v1/projects/simulator/messages:send"}
+    assert {r["headers"]["Authorization"] for r in fake.requests} == {"Bearer simulator"}
     assert sorted(b["token"] for b in fake.bodies()) == sorted([first.token, second.token])
     body = fake.bodies()[0]
     assert body["notification"] == {
@@ -236,25 +259,52 @@ def test_settings_errors_fail_with_plain_words(
 
 
 @pytest.mark.django_db
-def test_a_timeout_after_sending_is_unknown_a_connect_error_retries(
+def test_a_timeout_after_sending_is_unknown_a_broken_connection_retries(
     project, subscriber, template, fake, removed
 ):
     device = DeviceFactory(subscriber=subscriber)
     other = DeviceFactory(subscriber=SubscriberFactory(project=project))
-    fake.answers[device.token] = httpx.ReadTimeout("slow")
-    fake.answers[other.token] = httpx.ConnectError("refused")
+    fake.answers[device.token] = SLOW
+    fake.answers[other.token] = DROP
     unknown, retry = PushTransport().send(
         project, [_queue(project, subscriber, template), _queue(project, other.subscriber, template)]
     )
     assert unknown.unknown and not unknown.retry and not unknown.ok
+    assert unknown.error_code == "NO_ANSWER"
     assert retry.retry and not retry.unknown
+
+
+@pytest.mark.django_db
+def test_firebase_unreachable_retries(project, device, template, fake, removed, settings):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings.PUSH_SIMULATOR_URL = f"http://127.0.0.1:{port}/simulator/fcm"
+    [delivery] = PushTransport().send(project, [_queue(project, device.subscriber, template)])
+    assert delivery.retry and delivery.error_code == "CONNECT"
+
+
+@pytest.mark.django_db
+def test_connections_are_kept_alive_across_requests(project, template, fake, removed, monkeypatch):
+    opened = []
+    original = fcm._Connection.__init__
+
+    def counting(self, reader, writer):
+        opened.append(1)
+        original(self, reader, writer)
+
+    monkeypatch.setattr(fcm._Connection, "__init__", counting)
+    device = DeviceFactory(subscriber=SubscriberFactory(project=project))
+    for _ in range(3):
+        assert PushTransport().send(project, [_queue(project, device.subscriber, template)])[0].ok
+    assert len(opened) == 1 and len(fake.requests) == 3
 
 
 @pytest.mark.django_db
 def test_unknown_wins_over_retry_for_one_message(project, subscriber, template, fake, removed):
     slow = DeviceFactory(subscriber=subscriber)
     busy = DeviceFactory(subscriber=subscriber)
-    fake.answers[slow.token] = httpx.ReadTimeout("slow")
+    fake.answers[slow.token] = SLOW
     fake.answers[busy.token] = (503, fcm_error(503, "UNAVAILABLE", "UNAVAILABLE"), {})
     [delivery] = PushTransport().send(project, [_queue(project, subscriber, template)])
     assert delivery.unknown  # never resent blindly: the first device may have shown it
@@ -326,10 +376,8 @@ def test_firebase_mode_uses_the_oauth_token_cached_per_project(
     PushTransport().send(project, [message])
     PushTransport().send(project, [message])
     assert firebase.calls == 1
-    assert {str(r.url) for r in fake.requests} == {
-        "https://fcm.example.test/v1/projects/shop-app-1234/messages:send"
-    }
-    assert {r.headers["authorization"] for r in fake.requests} == {"Bearer ya29.token-1"}
+    assert {r["path"] for r in fake.requests} == {"/fcm/v1/projects/shop-app-1234/messages:send"}
+    assert {r["headers"]["Authorization"] for r in fake.requests} == {"Bearer ya29.token-1"}
 
 
 @pytest.mark.django_db
@@ -337,12 +385,11 @@ def test_the_token_is_refreshed_near_expiry(project, device, template, fake, rem
     message = _queue(project, device.subscriber, template)
     PushTransport().send(project, [message])
     _, credentials = fcm._credentials[project.pk]
-    credentials.expiry = datetime.now(UTC).replace(tzinfo=None) + timedelta(
-        seconds=60
-    )  # google-auth: naive UTC
+    # Within google-auth's refresh margin (its expiry is naive UTC).
+    credentials.expiry = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=60)
     PushTransport().send(project, [message])
     assert firebase.calls == 2
-    assert fake.requests[-1].headers["authorization"] == "Bearer ya29.token-2"
+    assert fake.requests[-1]["headers"]["Authorization"] == "Bearer ya29.token-2"
 
 
 @pytest.mark.django_db
