@@ -186,7 +186,8 @@ class PushSettingsForm(forms.Form):
         label="Project ID in simulator mode",
         required=False,
         max_length=200,
-        help_text="The simulator's FCM project ID (default “simulator”). A key sets it to the key's project.",
+        help_text="The simulator's FCM project ID (default “simulator”). In Firebase mode the key's "
+        "project is used.",
     )
 
     def clean(self) -> dict[str, Any]:

@@ -213,17 +213,19 @@ def save_settings(
     *, project: Project, mode: str, service_account_json: str, fcm_project_id: str, actor: Actor
 ) -> PushSettings:
     """Save the project's push settings, audited. An empty ``service_account_json`` keeps the stored
-    key; a new one (checked by the caller with ``parse_service_account``) replaces it and sets the
-    FCM project. Firebase mode needs a key. The audit entry names what changed, never the key."""
+    key; a new one replaces it. Firebase mode needs a key and sends to the key's project;
+    ``fcm_project_id`` is the simulator's project id (blank: "simulator"). The audit entry names
+    what changed, never the key."""
     push_settings, _ = PushSettings.objects.select_for_update().get_or_create(project=project)
     changes: dict[str, Any] = {}
     if service_account_json:
         info = parse_service_account(service_account_json)
         push_settings.service_account = service_account_json
-        fcm_project_id = info["project_id"]
         changes["service_account"] = info["client_email"]
-    if mode == PushMode.FCM and not push_settings.service_account:
-        raise ValueError("Firebase mode needs the service-account key of your Firebase project.")
+    if mode == PushMode.FCM:
+        if not push_settings.service_account:
+            raise ValueError("Firebase mode needs the service-account key of your Firebase project.")
+        fcm_project_id = json.loads(push_settings.service_account)["project_id"]
     if push_settings.mode != mode:
         changes["mode"] = [push_settings.mode, mode]
     if push_settings.fcm_project_id != fcm_project_id:

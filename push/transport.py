@@ -9,6 +9,7 @@ gone. Tokens FCM calls dead are removed once per batch through ``subscribers.dev
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from django.conf import settings
@@ -23,6 +24,8 @@ from subscribers.models import Device
 
 from . import fcm
 from .models import PushMode, PushSettings
+
+logger = logging.getLogger(__name__)
 
 # The order in which a message's device results speak for it when none was accepted.
 PRECEDENCE = ("unknown", "retry", "settings", "failed", "removed")
@@ -60,7 +63,12 @@ class PushTransport:
             if res.kind == "removed"
         ]
         if dead:
-            devices.remove(project=project, tokens=dead, reason=_removed_reason(results))
+            try:
+                devices.remove(project=project, tokens=dead, reason=_removed_reason(results))
+            except Exception:
+                # The pushes went out: raising would make the sender queue them again. The
+                # devices stay; FCM names them again on their next push.
+                logger.exception("Could not remove %d dead push devices of project %s", len(dead), project.pk)
         per_message: list[list[fcm.DeviceResult]] = [[] for _ in messages]
         for index, result in zip(owners, results, strict=True):
             per_message[index].append(result)

@@ -226,3 +226,15 @@ def test_save_settings_fcm_needs_a_key(project):
             project=project, mode=PushMode.FCM, service_account_json="", fcm_project_id="", actor=ACTOR
         )
     assert not PushSettings.objects.exists()
+
+
+@pytest.mark.django_db
+def test_back_to_firebase_sends_to_the_keys_project_again(project, service_account_json):
+    save = {"project": project, "service_account_json": "", "actor": ACTOR}
+    services.save_settings(
+        **save | {"service_account_json": service_account_json}, mode=PushMode.FCM, fcm_project_id=""
+    )
+    services.save_settings(**save, mode=PushMode.SIMULATOR, fcm_project_id="sim-1")
+    assert PushSettings.objects.get(project=project).fcm_project_id == "sim-1"
+    services.save_settings(**save, mode=PushMode.FCM, fcm_project_id="")
+    assert PushSettings.objects.get(project=project).fcm_project_id == "shop-app-1234"

@@ -433,3 +433,14 @@ def test_firebase_mode_without_a_key_fails_with_words(project, device, template,
     [delivery] = PushTransport().send(project, [_queue(project, device.subscriber, template)])
     assert not delivery.ok and "no service-account key" in delivery.error
     assert fake.requests == []
+
+
+@pytest.mark.django_db
+def test_a_failing_device_removal_does_not_resend_the_batch(project, device, template, fake, monkeypatch):
+    def broken(**kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(devices, "remove", broken)
+    fake.answers[device.token] = (404, fcm_error(404, "NOT_FOUND", "UNREGISTERED"), {})
+    [delivery] = PushTransport().send(project, [_queue(project, device.subscriber, template)])
+    assert not delivery.ok and delivery.error_code == "UNREGISTERED"  # answered, not raised
