@@ -7,7 +7,7 @@ once, instead of a thread and a connection set-up per request. The HTTP exchange
 streams with h11 (the parser under httpx) and nothing else: ``httpx.AsyncClient`` measured about
 1.5-2 ms of CPU per request here (its pool, anyio, its models), which alone would cap a worker
 below 1,000 pushes a second; this path costs a fraction of that (as ``whatsapp/async_client.py``
-found for Meta's calls).
+found for Meta's calls, whose connection pool this reuses).
 
 OAuth: the service account signs an assertion that google-auth trades for an access token at
 Google's token endpoint (through google-auth's requests transport). The token lives about an hour;
@@ -24,9 +24,7 @@ import asyncio
 import hashlib
 import json
 import os
-import ssl
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,12 +35,15 @@ from django.conf import settings
 from google.auth.transport.requests import Request as AuthRequest
 from google.oauth2 import service_account
 
+# The keep-alive pool of Meta's lean sender: connections per origin, LIFO, dropped when idle too
+# long or closed by the peer (connect failures raise TransientError). HTTP itself is h11's here.
+from whatsapp.async_client import _Connection, _Origin
+from whatsapp.errors import TransientError
+
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 SIMULATOR_TOKEN = "simulator"  # noqa: S105 (the push simulator's fixed bearer: it has no OAuth)
 SIMULATOR_PROJECT = "simulator"
-CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 20.0  # after the request was written: no answer by then -> unknown (maybe delivered)
-IDLE_SECONDS = 30.0  # a keep-alive connection unused longer than this is closed, not reused
 MAX_BODY = 1024 * 1024
 
 
@@ -198,102 +199,48 @@ class Request:
     body: dict[str, Any]
 
 
-class _Unreachable(Exception):
-    """Nothing was written: the connection could not be opened."""
-
-
-class _Connection:
-    __slots__ = ("http", "reader", "used", "writer")
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.http = h11.Connection(our_role=h11.CLIENT)
-        self.used = time.monotonic()
-
-    def reusable(self) -> bool:
-        return (
-            not self.writer.is_closing()
-            and not self.reader.at_eof()
-            and time.monotonic() - self.used < IDLE_SECONDS
-        )
-
-    async def exchange(
-        self, host: str, path: str, bearer: str, body: bytes
-    ) -> tuple[int, dict[str, str], bytes]:
-        """One POST and its whole answer: (status, headers by lower-case name, body)."""
-        http = self.http
-        self.writer.write(
-            http.send(
-                h11.Request(
-                    method="POST",
-                    target=path,
-                    headers=[
-                        ("Host", host),
-                        ("Authorization", f"Bearer {bearer}"),
-                        ("Content-Type", "application/json"),
-                        ("Content-Length", str(len(body))),
-                    ],
-                )
+async def _exchange(
+    conn: _Connection, host: str, path: str, bearer: str, body: bytes
+) -> tuple[int, dict[str, str], bytes, bool]:
+    """One POST on a kept-alive connection and its whole answer: (status, headers by lower-case
+    name, body, whether the connection may carry the next request). h11 keeps the state of this
+    one exchange; the socket outlives it."""
+    http = h11.Connection(our_role=h11.CLIENT)
+    conn.writer.write(
+        http.send(
+            h11.Request(
+                method="POST",
+                target=path,
+                headers=[
+                    ("Host", host),
+                    ("Authorization", f"Bearer {bearer}"),
+                    ("Content-Type", "application/json"),
+                    ("Content-Length", str(len(body))),
+                ],
             )
-            + http.send(h11.Data(data=body))
-            + http.send(h11.EndOfMessage())
         )
-        await self.writer.drain()
-        status, headers, parts, size = 0, {}, [], 0
-        while True:
-            event = http.next_event()
-            if event is h11.NEED_DATA:
-                http.receive_data(await self.reader.read(65536))
-            elif isinstance(event, h11.Response):
-                status = event.status_code
-                headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in event.headers}
-            elif isinstance(event, h11.Data):
-                size += len(event.data)
-                if size > MAX_BODY:
-                    raise h11.RemoteProtocolError("answer too large")
-                parts.append(event.data)
-            elif isinstance(event, h11.EndOfMessage):
-                return status, headers, b"".join(parts)
-            elif isinstance(event, h11.ConnectionClosed):
-                raise ConnectionResetError("closed before the answer")
-
-    def done(self) -> bool:
-        """Ready for the next request (both sides finished and kept the connection alive)."""
-        if self.http.our_state is h11.DONE and self.http.their_state is h11.DONE:
-            self.http.start_next_cycle()
-            self.used = time.monotonic()
-            return True
-        return False
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-class _Origin:
-    """Idle keep-alive connections to one scheme://host:port, newest first."""
-
-    def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        self.tls = parts.scheme == "https"
-        self.host = parts.hostname or ""
-        self.port = parts.port or (443 if self.tls else 80)
-        self.host_header = parts.netloc.rsplit("@", 1)[-1]
-        self.idle: list[_Connection] = []
-
-    async def connect(self) -> _Connection:
-        while self.idle:
-            conn = self.idle.pop()
-            if conn.reusable():
-                return conn
-            conn.close()
-        context = ssl.create_default_context() if self.tls else None
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port, ssl=context), CONNECT_TIMEOUT
-            )
-        except (OSError, TimeoutError, ssl.SSLError) as exc:
-            raise _Unreachable(type(exc).__name__) from None
-        return _Connection(reader, writer)
+        + http.send(h11.Data(data=body))
+        + http.send(h11.EndOfMessage())
+    )
+    await conn.writer.drain()
+    status, headers, parts, size = 0, {}, [], 0
+    while True:
+        event = http.next_event()
+        if event is h11.NEED_DATA:
+            http.receive_data(await conn.reader.read(65536))
+        elif isinstance(event, h11.Response):
+            status = event.status_code
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in event.headers}
+        elif isinstance(event, h11.Data):
+            size += len(event.data)
+            if size > MAX_BODY:
+                raise h11.RemoteProtocolError("answer too large")
+            parts.append(event.data)
+        elif isinstance(event, h11.EndOfMessage):
+            keep_alive = http.our_state is h11.DONE and http.their_state is h11.DONE
+            return status, headers, b"".join(parts), keep_alive
+        elif isinstance(event, h11.ConnectionClosed):
+            raise ConnectionResetError("closed before the answer")
 
 
 class FcmClient:
@@ -328,15 +275,16 @@ class FcmClient:
         parts = urlsplit(request.url)
         key = f"{parts.scheme}://{parts.netloc}"
         origin = self.origins.get(key) or self.origins.setdefault(key, _Origin(key))
+        host = origin.host_header.decode()
         body = json.dumps(request.body, separators=(",", ":")).encode()
         async with self.slots:
             try:
                 conn = await origin.connect()
-            except _Unreachable as exc:
-                return DeviceResult("retry", code="CONNECT", error=f"Firebase could not be reached ({exc}).")
+            except TransientError:  # nothing was written
+                return DeviceResult("retry", code="CONNECT", error="Firebase could not be reached.")
             try:
-                status, headers, raw = await asyncio.wait_for(
-                    conn.exchange(origin.host_header, parts.path, request.bearer, body), READ_TIMEOUT
+                status, headers, raw, keep_alive = await asyncio.wait_for(
+                    _exchange(conn, host, parts.path, request.bearer, body), READ_TIMEOUT
                 )
             except TimeoutError:
                 conn.close()
@@ -348,8 +296,8 @@ class FcmClient:
                 return DeviceResult(
                     "retry", code="CONNECTION", error=f"Firebase could not be reached ({type(exc).__name__})."
                 )
-            if conn.done():
-                origin.idle.append(conn)
+            if keep_alive:
+                origin.release(conn)
             else:
                 conn.close()
         return classify(status, headers, raw)
