@@ -105,6 +105,13 @@ def test_list_shows_templates_in_fixed_queries(marketer_client, project, django_
     assert b"foreign-template" not in page.content
 
 
+def test_new_page_and_settings_tab(owner_client, project):
+    page = owner_client.get(url(project, "new"))
+    assert page.status_code == 200 and 'name="data_text"' in page.content.decode()
+    general = owner_client.get(reverse("controlpanel:settings", args=[project.slug])).content.decode()
+    assert url(project, "settings") in general
+
+
 def test_create_template_with_data_rows(marketer_client, project):
     response = marketer_client.post(
         url(project, "new"), form_data(data_text="order={{ values.order }}\nscreen=orders", marketing="on")
