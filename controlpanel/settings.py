@@ -342,6 +342,8 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
         "dramatiq": {"level": env.str("DRAMATIQ_LOG_LEVEL", default="WARNING")},
         "apscheduler": {"level": "WARNING"},
+        # httpx logs every request at INFO: one line per push device (push/fcm.py).
+        "httpx": {"level": "WARNING"},
         "axes": {"level": "WARNING"},
     },
 }
@@ -382,3 +384,14 @@ TAGS_NEW_PER_REQUEST = env.int("TAGS_NEW_PER_REQUEST", default=100)
 TAGS_PER_PROJECT = env.int("TAGS_PER_PROJECT", default=500)
 EVENT_NAMES_PER_PROJECT = env.int("EVENT_NAMES_PER_PROJECT", default=500)
 EVENT_ATTRIBUTES_PER_EVENT = env.int("EVENT_ATTRIBUTES_PER_EVENT", default=200)
+
+# --- Push (push/fcm.py, push/transport.py) -----------------------------------
+# Firebase Cloud Messaging's API, and the push simulator's FCM-shaped base URL for projects in
+# simulator mode (the embedded server's own /simulator/fcm, as the WhatsApp simulator's base URL).
+PUSH_FCM_URL = env.str("PUSH_FCM_URL", default="https://fcm.googleapis.com")
+PUSH_SIMULATOR_URL = env.str(
+    "PUSH_SIMULATOR_URL", default=f"http://127.0.0.1:{env.int('PORT', default=8000)}/simulator/fcm"
+)
+# FCM requests in flight per sender process (one request per device token; ~100 ms each at FCM,
+# so 256 carry over 1,000 pushes a second).
+PUSH_SEND_CONNECTIONS = env.int("PUSH_SEND_CONNECTIONS", default=256)

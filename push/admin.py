@@ -7,6 +7,11 @@ from .models import PushSettings, PushTemplate, SimulatedPush
 class PushSettingsAdmin(admin.ModelAdmin):
     list_display = ["project", "mode", "fcm_project_id", "updated_at"]
     exclude = ["service_account"]  # the private key: set on the panel's settings page, never shown
+    # Changes go through the panel's settings page (push.services.save_settings: checked, audited).
+    readonly_fields = ["project", "mode", "fcm_project_id", "updated_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
 
 
 @admin.register(PushTemplate)

@@ -1,25 +1,114 @@
-"""Writing push to the outbox: the one path for journeys, the panel's test send and the API.
+"""Writing push to the outbox (the one path for journeys, the panel's test sends and the API), and
+a project's push settings.
 
-STAND-IN (foundation): the signatures are the contract of ADR 0008; slice "push" implements them.
+Rendering uses the campaigns' Liquid environment (``campaigns.bindings.ENV``: the same sandbox,
+output limit and CPU budget) and the same names (``subscriber``, ``tags``, ``values``, ``event``
+from ``bindings.contexts_for``), so a push template reads a subscriber the way a WhatsApp binding
+and a journey's text do. The content is rendered once, when the row is written: the transport only
+sends what ``Message.content`` holds.
 """
 
 from __future__ import annotations
 
+import json
+from functools import lru_cache
 from typing import Any
 
-from campaigns.models import Message
-from controlpanel.models import Project
-from controlpanel.services import Actor
-from subscribers.models import Subscriber
+from django.db import IntegrityError, transaction
+from liquid import BoundTemplate
+from liquid.exceptions import LiquidError
 
-from .models import PushTemplate
+from campaigns import bindings, channel_sending
+from campaigns.channel_policy import push_refusal
+from campaigns.models import Channel, Message, MessageKind, MessageStatus
+from campaigns.services import SendRefused, _history, idempotent_message
+from controlpanel.models import Project
+from controlpanel.services import Actor, record_audit
+from subscribers.models import Device, Subscriber
+
+from .models import PushMode, PushSettings, PushTemplate
+
+# The parts of a template in the order people read them, with the words errors use.
+FIELDS = {"title": "title", "body": "body", "image_url": "image URL", "link": "deep link"}
+# FCM refuses these data keys (they are its own) and keys starting with "google." or "gcm.".
+RESERVED_DATA_KEYS = frozenset({"from", "message_type", "collapse_key", "notification", "message_id", "link"})
+
+
+@lru_cache(maxsize=512)
+def _compiled(source: str) -> BoundTemplate:
+    return bindings.ENV.from_string(source)
+
+
+def liquid_problem(source: str) -> str:
+    """Why ``source`` cannot be a part of a push template, or "" (for the form, per field)."""
+    try:
+        template = _compiled(source)
+    except LiquidError as err:
+        return f"This is not valid Liquid: {str(err).splitlines()[0]}"
+    analysis = template.analyze(include_partials=False)
+    for name in analysis.filters:
+        if name not in bindings.ENV.filters:
+            return f"There is no filter “{name}”."
+    for root in analysis.globals:
+        if root not in bindings.ROOTS:
+            return (
+                f"“{root}” does not exist: use subscriber, tags, values or event, "
+                "e.g. {{ tags.first_name }}."
+            )
+    return ""
+
+
+def data_key_problem(key: str) -> str:
+    """Why FCM would refuse ``key`` in a message's data, or ""."""
+    if not key:
+        return "A data key may not be empty."
+    if key in RESERVED_DATA_KEYS or key.startswith(("google.", "gcm.")):
+        return f"“{key}” is reserved by Firebase or by us; choose another data key."
+    return ""
+
+
+def _render(source: str, context: dict[str, Any], label: str) -> str:
+    if not source:
+        return ""
+    try:
+        return _compiled(source).render(**context).strip()
+    except LiquidError as err:
+        raise SendRefused(
+            f"The push {label} could not be rendered for this subscriber: {str(err).splitlines()[0]}"
+        ) from None
 
 
 def render_push(template: PushTemplate, context: dict[str, Any]) -> dict[str, Any]:
     """``{"title", "body", "image", "link", "data"}`` rendered with Liquid (data values too).
     Raises ``campaigns.services.SendRefused`` naming the field when a part fails or the title
     and body both render empty."""
-    raise NotImplementedError
+    content: dict[str, Any] = {
+        "title": _render(template.title, context, "title"),
+        "body": _render(template.body, context, "body"),
+        "image": _render(template.image_url, context, "image URL"),
+        "link": _render(template.link, context, "deep link"),
+        "data": {
+            str(key): _render(str(value), context, f"data value “{key}”")
+            for key, value in (template.data or {}).items()
+        },
+    }
+    if not content["title"] and not content["body"]:
+        raise SendRefused("The push title and body are both empty for this subscriber.")
+    if content["image"] and not content["image"].startswith("https://"):
+        # FCM fetches the image on the device; Android and iOS load https only.
+        raise SendRefused(
+            f"The push image URL must start with https:// (it rendered as {content['image']!r})."
+        )
+    return content
+
+
+def render_context(project: Project, subscriber: Subscriber, values: dict[str, Any] | None) -> dict[str, Any]:
+    context = bindings.contexts_for(project, [subscriber.pk], values={subscriber.pk: values or {}})
+    return context.get(subscriber.pk) or {}
+
+
+def active_devices(project: Project, subscriber: Subscriber) -> int:
+    return Device.objects.for_project(project).active().filter(subscriber=subscriber).count()
 
 
 def send_push(
@@ -37,5 +126,115 @@ def send_push(
     sender sends it to each of their active devices. Refuses (``SendRefused``, nothing written):
     no active device, opted out of push, a part renders empty. Same ``idempotency_key`` -> the same
     message. ``origin`` ({"journey": <public id>, "step": <step id>}) is kept in
-    ``content["origin"]``: opens and clicks name it in their events."""
-    raise NotImplementedError
+    ``content["origin"]``: opens and clicks name it in their events.
+
+    ``template`` may be unsaved (the settings page's test push): the row then names no template.
+    ``context`` is what Liquid sees; without it, the subscriber's (``bindings.contexts_for``) with
+    ``values``."""
+    if subscriber.project_id != project.pk:
+        raise SendRefused("The subscriber belongs to another project.")
+    if template.pk is not None and template.project_id != project.pk:
+        raise SendRefused("The push template belongs to another project.")
+    if idempotency_key:
+        existing = idempotent_message(project, idempotency_key)
+        if existing is not None:
+            return existing
+    reason = push_refusal(subscriber, active_devices=active_devices(project, subscriber))
+    if reason:
+        raise SendRefused(reason)
+    content = render_push(
+        template, context if context is not None else render_context(project, subscriber, values)
+    )
+    content["template"] = str(template.public_id) if template.pk is not None else ""
+    content["origin"] = dict(origin or {})
+    try:
+        with transaction.atomic():
+            message = Message.objects.create(
+                project=project,
+                subscriber=subscriber,
+                channel=Channel.PUSH,
+                kind=MessageKind.TEMPLATE,
+                template_name=template.name,
+                body="\n".join(part for part in (content["title"], content["body"]) if part),
+                content=content,
+                marketing=template.marketing,
+                idempotency_key=idempotency_key or None,
+                values=values or {},
+                history=[_history(MessageStatus.QUEUED, f"by {actor.display}")],
+            )
+    except IntegrityError:
+        # A concurrent call with the same key won the insert: answer as if it had come first.
+        existing = idempotent_message(project, idempotency_key) if idempotency_key else None
+        if existing is None:
+            raise
+        return existing
+    # The sender's tick sends it anyway if this hint is lost.
+    transaction.on_commit(channel_sending.kick)
+    return message
+
+
+# --- settings ------------------------------------------------------------------------------
+
+
+def parse_service_account(raw: str) -> dict[str, Any]:
+    """The service-account JSON as a dict; ``ValueError`` in plain words when it cannot sign FCM's
+    OAuth assertion (not JSON, another kind of key, no project, a private key that does not parse)."""
+    from google.oauth2 import service_account
+
+    try:
+        info = json.loads(raw)
+    except ValueError:
+        raise ValueError("This is not JSON: paste the whole file Firebase downloaded.") from None
+    if not isinstance(info, dict) or info.get("type") != "service_account":
+        raise ValueError('This is not a service-account key (its "type" must be "service_account").')
+    for key in ("project_id", "client_email", "private_key"):
+        if not isinstance(info.get(key), str) or not info[key].strip():
+            raise ValueError(f'The service account has no "{key}".')
+    try:
+        service_account.Credentials.from_service_account_info(info)
+    except (ValueError, TypeError, IndexError):
+        raise ValueError("The private key of the service account does not parse.") from None
+    return info
+
+
+def service_account_summary(push_settings: PushSettings | None) -> dict[str, str]:
+    """What the panel may show of the stored key: the account's email and project, never the key."""
+    if push_settings is None or not push_settings.service_account:
+        return {}
+    try:
+        info = json.loads(push_settings.service_account)
+    except ValueError:
+        return {}
+    return {"client_email": str(info.get("client_email", "")), "project_id": str(info.get("project_id", ""))}
+
+
+@transaction.atomic
+def save_settings(
+    *, project: Project, mode: str, service_account_json: str, fcm_project_id: str, actor: Actor
+) -> PushSettings:
+    """Save the project's push settings, audited. An empty ``service_account_json`` keeps the stored
+    key; a new one replaces it. Firebase mode needs a key and sends to the key's project;
+    ``fcm_project_id`` is the simulator's project id (blank: "simulator"). The audit entry names
+    what changed, never the key."""
+    push_settings, _ = PushSettings.objects.select_for_update().get_or_create(project=project)
+    changes: dict[str, Any] = {}
+    if service_account_json:
+        info = parse_service_account(service_account_json)
+        push_settings.service_account = service_account_json
+        changes["service_account"] = info["client_email"]
+    if mode == PushMode.FCM:
+        if not push_settings.service_account:
+            raise ValueError("Firebase mode needs the service-account key of your Firebase project.")
+        fcm_project_id = json.loads(push_settings.service_account)["project_id"]
+    if push_settings.mode != mode:
+        changes["mode"] = [push_settings.mode, mode]
+    if push_settings.fcm_project_id != fcm_project_id:
+        changes["fcm_project_id"] = [push_settings.fcm_project_id, fcm_project_id]
+    push_settings.mode = mode
+    push_settings.fcm_project_id = fcm_project_id
+    push_settings.save()
+    if changes:
+        record_audit(
+            project=project, actor=actor, action="push.settings_changed", obj=push_settings, changes=changes
+        )
+    return push_settings
