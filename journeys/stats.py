@@ -253,9 +253,11 @@ def journey_stats(journey: Journey) -> dict[str, Any]:
                 "channel": channel,
                 "label": CHANNEL_LABELS.get(channel, channel),
                 **totals,
+                # Besides sent: each with its share of the sent messages.
                 "counters": [
-                    {"key": key, "label": label, "n": totals[key]}
+                    {"key": key, "label": label, "n": totals[key], "rate": _rate(totals[key], totals["sent"])}
                     for key, label in CHANNEL_COUNTERS.get(channel, ())
+                    if key != "sent"
                 ],
                 "open_rate": _rate(totals["opened"], totals["sent"]),
                 "delivery_rate": _rate(totals["delivered"], totals["sent"]),
