@@ -9,37 +9,26 @@ on this step and ``wait_event``'s ``of_step`` matches.
 
 from __future__ import annotations
 
-from typing import Any
-
 from campaigns import channel_policy
-from campaigns.models import Message
-from mail import services as mail_services
+from mail import services
 from mail.models import EmailTemplate
-from subscribers.models import Subscriber
 
 from . import register
 from .flow import register_reachability
 from .outbox import ChannelTemplateStep
 
-
-class SendEmailStep(ChannelTemplateStep):
-    type = "send_email"
-    label = "Send email"
-    channel = "email"
-    noun = "email template"
-    model = EmailTemplate
-    summary_fields = ("subject", "preheader", "text")
-
-    def render(self, template: Any, context: dict[str, Any]) -> dict[str, Any]:
-        return mail_services.render_email(template, context)
-
-    def send(self, **kwargs: Any) -> Message:
-        return mail_services.send_email(**kwargs)
-
-    def refusal(self, subscriber: Subscriber, *, marketing: bool) -> str:
-        return channel_policy.email_refusal(subscriber, marketing=marketing)
-
-
-SEND_EMAIL = register(SendEmailStep())
-# Email is reachable: an address that did not bounce, not opted out.
+SEND_EMAIL = register(
+    ChannelTemplateStep(
+        type="send_email",
+        label="Send email",
+        channel="email",
+        noun="email template",
+        model=EmailTemplate,
+        summary_fields=("subject", "preheader", "text"),
+        render=lambda template, context: services.render_email(template, context),
+        send=lambda **kwargs: services.send_email(**kwargs),
+        refusal=lambda subscriber, marketing: channel_policy.email_refusal(subscriber, marketing=marketing),
+    )
+)
+# Reachable by email: an address that did not bounce, not opted out.
 register_reachability("email", SEND_EMAIL.reachable)

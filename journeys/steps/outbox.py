@@ -19,6 +19,8 @@ the model, the service and the consent words (``campaigns.channel_policy``).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import models
@@ -140,9 +142,17 @@ def find_by_reference(model: type[models.Model], project: Any, reference: str) -
     return by_id or templates.filter(name=reference).first()
 
 
+@dataclass(frozen=True)
 class ChannelTemplateStep:
     """Send the project's template of a channel (email, push); ``{"template": <name or public id>,
-    "next": <step>}``. A channel module fills in the class attributes below."""
+    "next": <step>}``. A channel module makes one with its model, service and consent words.
+
+    ``render(template, context) -> content`` raises SendRefused naming the part that failed;
+    ``send(**kwargs) -> Message`` is the channel's send service (one outbox row, or SendRefused
+    with nothing written); ``refusal(subscriber, marketing)`` is why the channel may not reach the
+    subscriber now (``campaigns.channel_policy``'s words), or "". The channel module passes
+    functions that look its service up when called, so the service module stays the one place.
+    """
 
     type: str
     label: str
@@ -150,23 +160,13 @@ class ChannelTemplateStep:
     noun: str  # "email template": how problems and skips name the template
     model: type[models.Model]
     summary_fields: tuple[str, ...]  # the rendered parts a dry run shows
-
-    # The channel's service, looked up when called (the channel module owns the import).
-    def render(self, template: Any, context: dict[str, Any]) -> dict[str, Any]:
-        """The content for ``context``; raises SendRefused naming the part that failed."""
-        raise NotImplementedError
-
-    def send(self, **kwargs: Any) -> Message:
-        """The channel's send service: one outbox row, or SendRefused with nothing written."""
-        raise NotImplementedError
-
-    def refusal(self, subscriber: Subscriber, *, marketing: bool) -> str:
-        """Why the channel may not reach ``subscriber`` now (channel_policy's words), or ""."""
-        raise NotImplementedError
+    render: Callable[[Any, dict[str, Any]], dict[str, Any]]
+    send: Callable[..., Message]
+    refusal: Callable[[Subscriber, bool], str]
 
     def reachable(self, subscriber: Subscriber) -> bool:
         """The reachability step's test: the channel's consent words for a transactional message."""
-        return not self.refusal(subscriber, marketing=False)
+        return not self.refusal(subscriber, False)
 
     def outlets(self, data: dict[str, Any]) -> dict[str, str | None]:
         return next_only(data)
@@ -249,7 +249,7 @@ class ChannelTemplateStep:
 
     def _dry_run(self, visit: Visit, template: Any, context: dict[str, Any]) -> None:
         """What it would send to this subscriber, or why it would not; nothing is written."""
-        reason = self.refusal(visit.subscriber, marketing=template.marketing)
+        reason = self.refusal(visit.subscriber, template.marketing)
         if reason:
             skip(visit, reason)
             return

@@ -53,65 +53,49 @@ def render_push(template, context: dict[str, Any]) -> dict[str, Any]:
     return {**content, "image": template.image_url, "link": template.link, "data": dict(template.data)}
 
 
-def _write(*, channel, project, subscriber, template, content, refusal, idempotency_key, origin, values):
-    if subscriber.project_id != project.pk:
-        raise SendRefused("The subscriber belongs to another project.")
-    if refusal:
-        raise SendRefused(refusal)
-    content = {**content, "template": str(template.public_id)}
-    if origin:
-        content["origin"] = dict(origin)
-    return Message.objects.create(
-        project=project,
-        subscriber=subscriber,
-        channel=channel,
-        status=MessageStatus.QUEUED,
-        marketing=template.marketing,
-        content=content,
-        idempotency_key=idempotency_key,
-        values=values or {},
-    )
+def _sender(channel: str, render, refusal_of):
+    """A send service of ``channel``: the same key -> the same row; a refusal -> SendRefused and
+    nothing written; else one queued row with the rendered content, the template and the origin."""
+
+    def send(
+        *, project, subscriber, template, actor, context=None, values=None, idempotency_key=None, origin=None
+    ) -> Message:
+        existing = idempotency_key and idempotent_message(project, idempotency_key)
+        if existing:
+            return existing
+        if subscriber.project_id != project.pk:
+            raise SendRefused("The subscriber belongs to another project.")
+        refusal = refusal_of(subscriber, template)
+        if refusal:
+            raise SendRefused(refusal)
+        content = {**render(template, context or {}), "template": str(template.public_id)}
+        if origin:
+            content["origin"] = dict(origin)
+        return Message.objects.create(
+            project=project,
+            subscriber=subscriber,
+            channel=channel,
+            status=MessageStatus.QUEUED,
+            marketing=template.marketing,
+            content=content,
+            idempotency_key=idempotency_key,
+            values=values or {},
+        )
+
+    return send
 
 
-def send_email(
-    *, project, subscriber, template, actor, context=None, values=None, idempotency_key=None, origin=None
-) -> Message:
-    existing = idempotency_key and idempotent_message(project, idempotency_key)
-    if existing:
-        return existing
-    refusal = channel_policy.email_refusal(subscriber, marketing=template.marketing)
-    return _write(
-        channel=Channel.EMAIL,
-        project=project,
-        subscriber=subscriber,
-        template=template,
-        content={} if refusal else render_email(template, context or {}),
-        refusal=refusal,
-        idempotency_key=idempotency_key,
-        origin=origin,
-        values=values,
-    )
+def _push_refusal(subscriber, template) -> str:
+    devices = Device.objects.filter(project_id=subscriber.project_id, subscriber=subscriber).active().count()
+    return channel_policy.push_refusal(subscriber, active_devices=devices)
 
 
-def send_push(
-    *, project, subscriber, template, actor, context=None, values=None, idempotency_key=None, origin=None
-) -> Message:
-    existing = idempotency_key and idempotent_message(project, idempotency_key)
-    if existing:
-        return existing
-    devices = Device.objects.filter(project=project, subscriber=subscriber).active().count()
-    refusal = channel_policy.push_refusal(subscriber, active_devices=devices)
-    return _write(
-        channel=Channel.PUSH,
-        project=project,
-        subscriber=subscriber,
-        template=template,
-        content={} if refusal else render_push(template, context or {}),
-        refusal=refusal,
-        idempotency_key=idempotency_key,
-        origin=origin,
-        values=values,
-    )
+send_email = _sender(
+    Channel.EMAIL,
+    render_email,
+    lambda subscriber, template: channel_policy.email_refusal(subscriber, marketing=template.marketing),
+)
+send_push = _sender(Channel.PUSH, render_push, _push_refusal)
 
 
 @pytest.fixture

@@ -171,6 +171,18 @@ def test_without_channels_silent_hours_hold_every_send_step(project):
     assert run.state == RunState.WAITING and not Message.objects.exists()
 
 
+def _opened(step_id: str, event: str, *, of_step: str, timeout: str, otherwise: str) -> dict:
+    """Wait for the open of ``of_step``'s message (the run leaves), else go on to ``otherwise``."""
+    events = [{"event": event, "of_step": of_step, "next": None}]
+    return {
+        "id": step_id,
+        "type": "wait_event",
+        "events": events,
+        "timeout": timeout,
+        "timeout_next": otherwise,
+    }
+
+
 def test_the_omnichannel_flow_falls_back_from_push_to_email_to_whatsapp(project):
     """Push, wait 1 h for PushOpened; unopened: email, wait 1 d for EmailOpened; the email opened:
     the run leaves without the WhatsApp message."""
@@ -179,21 +191,9 @@ def test_the_omnichannel_flow_falls_back_from_push_to_email_to_whatsapp(project)
     steps = [
         {**CHAIN, "push": "push", "email": "mail", "whatsapp": "whatsapp", "none": None},
         {"id": "push", "type": "send_push", "template": "push", "next": "wait_push"},
-        {
-            "id": "wait_push",
-            "type": "wait_event",
-            "events": [{"event": "PushOpened", "of_step": "push", "next": None}],
-            "timeout": "PT1H",
-            "timeout_next": "mail",
-        },
+        _opened("wait_push", "PushOpened", of_step="push", timeout="PT1H", otherwise="mail"),
         {"id": "mail", "type": "send_email", "template": "mail", "next": "wait_mail"},
-        {
-            "id": "wait_mail",
-            "type": "wait_event",
-            "events": [{"event": "EmailOpened", "of_step": "mail", "next": None}],
-            "timeout": "P1D",
-            "timeout_next": "whatsapp",
-        },
+        _opened("wait_mail", "EmailOpened", of_step="mail", timeout="P1D", otherwise="whatsapp"),
         {"id": "whatsapp", "type": "exit"},
     ]
     journey = make_journey(project, steps)
