@@ -410,7 +410,7 @@ class ReachabilityStep:
     def check(self, data: dict[str, Any], ctx: CheckContext) -> list[Problem]:
         sid = data.get("id")
         known = ", ".join(sorted(REACHABILITY))
-        if "channels" not in data:
+        if data.get("channels") is None:
             if not isinstance(data.get("channel"), str) or data["channel"] not in REACHABILITY:
                 return [Problem(sid, "channel", f"One of {known}.")]
             return []

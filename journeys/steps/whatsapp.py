@@ -55,6 +55,7 @@ from .outbox import (
     entry_event,
     idempotency_key,
     render_context,
+    run_values,
     save,
     sent,
     skip,
@@ -286,7 +287,7 @@ class WhatsAppTemplateStep:
                 template=template,
                 components=components,
                 idempotency_key=idempotency_key(visit),
-                values=(visit.run.context or {}).get("values") or {},
+                values=run_values(visit),
             )
         except SendRefused as err:
             skip(visit, str(err))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -18,7 +19,7 @@ from journeys.steps import Go, Wait
 from journeys.steps import get as step_type
 from mail.models import EmailTemplate
 from push.models import PushTemplate
-from subscribers.models import ConsentState, Device
+from subscribers.models import ConsentState, Device, Event
 from tests.factories import SubscriberFactory
 from tests.journeys.channel_fakes import channel_services  # noqa: F401 - a fixture
 from tests.journeys.helpers import make_journey, make_run, visit
@@ -305,6 +306,24 @@ def test_push_opened_counts_on_the_push_step_and_other_messages_count_nothing(pr
     consumer.handle([channel_events.record(message, channel_events.OPENED)])  # the same event again
     assert counters.read(journey.pk)[("send", "opened")] == 1
     assert JourneyRunStep.objects.get(step_id="send").detail["counted"] == ["delivered", "opened"]
+
+
+def test_an_event_naming_no_message_of_ours_counts_nothing(project, email_template):
+    sub = _reachable(project)
+    journey, _, _ = _sent(project, "send_email", email_template, sub)
+    before = counters.read(journey.pk)
+    hostile = [
+        Event.objects.create(
+            project=project,
+            subscriber=sub,
+            name="EmailOpened",
+            attributes=attributes,
+            occurred_at=timezone.now(),
+        )
+        for attributes in ({"message": "not-a-uuid"}, {"message": str(uuid.uuid4())}, {"message": ""}, {})
+    ]
+    consumer.handle(hostile)
+    assert counters.read(journey.pk) == before
 
 
 def test_the_stats_show_the_channels_counters(project, email_template, push_template):
