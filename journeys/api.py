@@ -410,8 +410,9 @@ def stop(request, journey_id: UUID):
 @router.get("/{uuid:journey_id}/stats", response={200: dict[str, Any]}, summary="A journey's figures")
 def journey_stats(request, journey_id: UUID):
     """Entries, unique subscribers, in the journey now, goal conversions and rate, exits by reason,
-    messages per channel, and per step: entered, waiting now, sent, delivered, read, clicked,
-    converted, exited and the number who passed each outlet. From counters: cheap at any size."""
+    messages per channel, and per step: entered, waiting now, the channel's message counters (sent,
+    delivered, read, opened, clicked, bounced, failed, skipped), converted, exited and the number
+    who passed each outlet. From counters: cheap at any size."""
     journey = get_journey(request.project, journey_id)
     figures = getattr(stats, "journey_stats", None)
     if figures is not None:

@@ -13,7 +13,7 @@ class JourneysConfig(AppConfig):
 
         # Step types register themselves at import (journeys/steps/__init__.py); a channel is
         # one module here.
-        from .steps import flow, webhook, whatsapp  # noqa: F401
+        from .steps import email, flow, push, webhook, whatsapp  # noqa: F401
 
         # The durable event feed hands every event to the journeys consumer (entries, wakes,
         # message statuses, goals).

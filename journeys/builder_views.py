@@ -1,8 +1,9 @@
 """The journey builder: a Drawflow canvas over the journey JSON, and the JSON endpoints it calls.
 
 The page hands the canvas everything it draws from in one ``json_script`` (the definition, the
-step types of the registry with their fixed outlets, the project's approved templates with their
-placeholders and quick-reply buttons, segments, tags, events). The canvas turns its state back
+step types of the registry with their fixed outlets and counters, the project's approved templates
+with their placeholders and quick-reply buttons, its email and push templates, segments, tags,
+events). The canvas turns its state back
 into the journey JSON (positions in each step's ``"ui"``) and posts it; every write goes through
 ``journeys.services``, so the builder, the API and imports share one set of rules. Problems come
 back as ``{"step", "field", "message"}`` and are shown on the step and on the field.
@@ -22,8 +23,11 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
+from campaigns.channel_events import EVENT_NAMES as CHANNEL_EVENT_NAMES
 from controlpanel.models import Role
 from controlpanel.tenancy import project_view
+from mail.models import EmailTemplate
+from push.models import PushTemplate
 from subscribers.models import EventDefinition, Segment, TagDefinition
 from whatsapp import templates_lint as lint
 from whatsapp.models import MessageTemplate, TemplateStatus
@@ -35,6 +39,7 @@ from .steps import Problem
 from .views import actor, get_journey
 
 MAX_BODY_BYTES = 2_000_000
+CHANNEL_EVENTS = tuple(CHANNEL_EVENT_NAMES.values())  # EmailOpened, PushOpened... (wait_event, goals)
 EDITABLE = (JourneyStatus.DRAFT, JourneyStatus.PAUSED)
 
 
@@ -79,6 +84,8 @@ def _step_types() -> list[dict[str, Any]]:
                 "channel": kind.channel,
                 "outlets": fixed,
                 "outlet_keys": {name: key for name in fixed if (key := _outlet_key(kind, name)) != name},
+                # The counters its node shows besides entered/waiting/converted/exited.
+                "counters": [list(pair) for pair in stats.CHANNEL_COUNTERS.get(kind.channel, ())],
             }
         )
     return sorted(found, key=lambda t: (t["channel"] != "whatsapp", t["type"] == "exit", t["label"]))
@@ -141,6 +148,23 @@ def _templates(project) -> list[dict[str, Any]]:
     return found
 
 
+def _channel_templates(project) -> dict[str, list[dict[str, Any]]]:
+    """The project's email and push templates for the send steps' pickers (the step keeps the
+    public id: a renamed template stays chosen)."""
+    return {
+        "email": [
+            {"id": str(t.public_id), "name": t.name, "marketing": t.marketing, "preview": t.subject[:200]}
+            for t in EmailTemplate.objects.for_project(project).only(
+                "public_id", "name", "marketing", "subject"
+            )
+        ],
+        "push": [
+            {"id": str(t.public_id), "name": t.name, "marketing": t.marketing, "preview": t.title[:200]}
+            for t in PushTemplate.objects.for_project(project).only("public_id", "name", "marketing", "title")
+        ],
+    }
+
+
 def _builder_data(request: HttpRequest, journey: Journey) -> dict[str, Any]:
     project = request.project
     slug = project.slug
@@ -156,6 +180,8 @@ def _builder_data(request: HttpRequest, journey: Journey) -> dict[str, Any]:
         "readonly": _readonly_reason(request, journey),
         "types": _step_types(),
         "templates": _templates(project),
+        "channel_templates": _channel_templates(project),
+        "channels": [[channel, label] for channel, label in stats.CHANNEL_LABELS.items()],
         "segments": [
             {"id": str(s.public_id), "name": s.name}
             for s in Segment.objects.for_project(project).only("public_id", "name").order_by("name")
@@ -170,6 +196,7 @@ def _builder_data(request: HttpRequest, journey: Journey) -> dict[str, Any]:
                 "WhatsAppRead",
                 "WhatsAppFailed",
                 "WhatsAppButtonClicked",
+                *CHANNEL_EVENTS,
             }
             | set(EventDefinition.objects.for_project(project).values_list("name", flat=True))
         ),

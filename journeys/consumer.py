@@ -11,9 +11,13 @@ b) **wakes**: runs waiting for one of the events are advanced (``engine.wake_for
 c) **message statuses**: ``WhatsAppDelivered`` / ``WhatsAppRead`` / ``WhatsAppFailed`` (attribute
    ``message_id``, the wamid) and quick-reply presses (``WhatsAppReceived`` answering a message,
    ``WhatsAppButtonClicked``) count ``delivered`` / ``read`` / ``failed`` / ``clicked`` on the
-   step that sent that message, once per message: the visit row keeps the keys it counted
-   (``detail["counted"]``), so a second press, or a status seen twice, counts nothing. A read
-   message was delivered even when Meta's delivered status never came: it counts both.
+   step that sent that message; ``EmailDelivered`` / ``EmailOpened`` / ``EmailClicked`` /
+   ``EmailBounced`` / ``PushOpened`` (attribute ``message``, the message's public id) count
+   ``delivered`` / ``opened`` / ``clicked`` / ``bounced`` (a hard bounce also ``failed``: it
+   fails the row). Once per message and key: the visit row keeps the keys it counted
+   (``detail["counted"]``), so a second press, a second open, or a status seen twice, counts
+   nothing. A read or opened message was delivered even when no delivery report came: it
+   counts both.
 d) **goals**: an event that is a journey's conversion goal (name and conditions) within the
    goal's window after a run entered (measured from the entry event's time for event entries,
    so a consumer lagging behind cannot push the start after the goal) converts that run once:
@@ -23,13 +27,14 @@ d) **goals**: an event that is a journey's conversion goal (name and conditions)
    Paused journeys still convert (the purchase happened); dry runs never do.
 
 Queries per batch: one for the journeys, the entry path's few per journey that someone enters,
-the engine's wake, one select and one update for statuses, two selects and one update for goals,
-and the counters (one upsert per journey touched).
+the engine's wake, a select per naming (wamid, public id) and one update for statuses, two
+selects and one update for goals, and the counters (one upsert per journey touched).
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,6 +58,15 @@ logger = logging.getLogger(__name__)
 
 CONSUMER = "journeys"
 STATUS_KEYS = {"WhatsAppDelivered": "delivered", "WhatsAppRead": "read", "WhatsAppFailed": "failed"}
+# Email and push (campaigns.channel_events): an open or a click implies the message arrived.
+CHANNEL_KEYS = {
+    "EmailDelivered": ("delivered",),
+    "EmailOpened": ("delivered", "opened"),
+    "EmailClicked": ("delivered", "clicked"),
+    "EmailBounced": ("bounced",),
+    "PushOpened": ("delivered", "opened"),
+}
+BY_WAMID, BY_PUBLIC_ID = "wamid", "public_id"
 SENT_STATUSES = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ)
 
 
@@ -171,42 +185,78 @@ def _wake(events: Sequence[Event]) -> None:
 # --- c) message statuses and clicks --------------------------------------------------------------
 
 
-def _message_key(event: Event) -> tuple[str, str] | None:
-    """(wamid, counter key) an event tells about a message we sent, or None."""
+def _message_keys(event: Event) -> tuple[str, str, list[str]] | None:
+    """(how the event names the message, the name, counter keys) for an event about a message we
+    sent, or None. WhatsApp names it by wamid; email and push (``campaigns.channel_events``) by
+    the message's public id (attribute ``message``)."""
     attributes = event.attributes if isinstance(event.attributes, dict) else {}
+    if event.name in CHANNEL_KEYS:
+        message = attributes.get("message")
+        keys = list(CHANNEL_KEYS[event.name])
+        if event.name == "EmailBounced" and attributes.get("bounce", "hard") == "hard":
+            keys.append("failed")  # a hard bounce fails the row (channel_events), as WhatsAppFailed does
+        return (BY_PUBLIC_ID, str(message), keys) if message else None
     if event.name in STATUS_KEYS:
         wamid = attributes.get("message_id")
-        return (str(wamid), STATUS_KEYS[event.name]) if wamid else None
+        # A read message was delivered even when Meta's delivered status never came.
+        keys = ["delivered", "read"] if STATUS_KEYS[event.name] == "read" else [STATUS_KEYS[event.name]]
+        return (BY_WAMID, str(wamid), keys) if wamid else None
     pressed = attributes.get("button_text") or attributes.get("button_payload")
     if event.name == "WhatsAppReceived" and pressed and attributes.get("context_message_id"):
-        return str(attributes["context_message_id"]), "clicked"
+        return BY_WAMID, str(attributes["context_message_id"]), ["clicked"]
     if event.name == "WhatsAppButtonClicked" and attributes.get("message_id"):
-        return str(attributes["message_id"]), "clicked"
+        return BY_WAMID, str(attributes["message_id"]), ["clicked"]
     return None
 
 
-def _count_message_events(events: Sequence[Event]) -> None:
-    keyed = [(event.project_id, key) for event in events if (key := _message_key(event)) is not None]
-    if not keyed:
-        return
+Keyed = list[tuple[int, tuple[str, str, list[str]]]]  # (project id, (by, message name, keys))
+
+
+def _visits_of(keyed: Keyed, by: str) -> dict[tuple[int, str], JourneyRunStep]:
+    """(project id, message name) -> the visit that sent it, for the messages named ``by``; one
+    query. Locked: the engine may be writing the same visit's detail (a button branch) meanwhile."""
+    names = {name for _, (how, name, _) in keyed if how == by}
+    if not names:
+        return {}
+    column = "message__wamid" if by == BY_WAMID else "message__public_id"
+    if by == BY_PUBLIC_ID:
+        names = {name for name in names if _is_uuid(name)}
     visits = (
         JourneyRunStep.objects.filter(
-            project_id__in={project for project, _ in keyed},
-            message__wamid__in={wamid for _, (wamid, _) in keyed},
+            project_id__in={project for project, _ in keyed}, **{f"{column}__in": names}
         )
         .select_related("run", "message")
-        # Locked: the engine may be writing the same visit's detail (a button branch) meanwhile.
         .select_for_update(of=("self",))
     )
-    by_wamid = {(v.project_id, v.message.wamid): v for v in visits if not v.run.dry_run}
+    return {
+        (v.project_id, str(v.message.wamid if by == BY_WAMID else v.message.public_id)): v
+        for v in visits
+        if not v.run.dry_run
+    }
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _count_message_events(events: Sequence[Event]) -> None:
+    keyed = [(event.project_id, key) for event in events if (key := _message_keys(event)) is not None]
+    if not keyed:
+        return
+    found = {by: _visits_of(keyed, by) for by in (BY_WAMID, BY_PUBLIC_ID)}
     deltas: dict[tuple[int, int, str, str], int] = defaultdict(int)
     changed: dict[int, JourneyRunStep] = {}
-    for project_id, (wamid, key) in keyed:
-        record = by_wamid.get((project_id, wamid))
+    for project_id, (by, name, keys) in keyed:
+        record = found[by].get((project_id, name))
         if record is None:
             continue
+        # Once per message and key: a replayed event, a second open, or a status seen twice
+        # counts nothing (the visit row keeps what it counted).
         counted = record.detail.setdefault("counted", [])
-        keys = ["delivered", "read"] if key == "read" else [key]
         for one in keys:
             if one in counted:
                 continue

@@ -48,6 +48,7 @@ MAX_DURATION = timedelta(days=3 * 366)  # a wait, window or gap longer than this
 TOP_KEYS = frozenset(
     {"name", "description", "entry", "entries", "settings", "steps", "ui", "format", "$schema"}
 )
+CHANNELS = ("whatsapp", "email", "push")  # what silent hours may name (the send steps' channels)
 SETTINGS_KEYS = frozenset(
     {"reentry", "reentry_gap", "entry_cap", "silent_hours", "fallback_time_zone", "goal"}
 )
@@ -157,6 +158,7 @@ class Settings:
     entry_cap: int | None = None  # at most this many entries per subscriber ...
     entry_cap_period: timedelta | None = None  # ... within this period (None: ever)
     silent_hours: tuple[str, str] | None = None  # ("21:00", "08:00") in the subscriber's zone
+    silent_channels: tuple[str, ...] | None = None  # the send steps silent hours hold; None: all
     fallback_time_zone: str = "UTC"
     goal: Goal | None = None
 
@@ -764,7 +766,7 @@ def _settings(raw: Any, problems: list[Problem]) -> Settings:
         reentry = "after_exit"
     gap = _duration_setting(raw.get("reentry_gap"), "settings.reentry_gap", problems)
     cap, cap_period = _entry_cap(raw.get("entry_cap"), problems)
-    silent = _silent_hours(raw.get("silent_hours"), problems)
+    silent, silent_channels = _silent_hours(raw.get("silent_hours"), problems)
     zone = raw.get("fallback_time_zone")
     if zone is None:
         zone = "UTC"
@@ -777,6 +779,7 @@ def _settings(raw: Any, problems: list[Problem]) -> Settings:
         entry_cap=cap,
         entry_cap_period=cap_period,
         silent_hours=silent,
+        silent_channels=silent_channels,
         fallback_time_zone=zone,
         goal=_goal(raw.get("goal"), problems),
     )
@@ -809,15 +812,17 @@ def _entry_cap(raw: Any, problems: list[Problem]) -> tuple[int | None, timedelta
     return count, period
 
 
-def _silent_hours(raw: Any, problems: list[Problem]) -> tuple[str, str] | None:
+def _silent_hours(raw: Any, problems: list[Problem]) -> tuple[tuple[str, str] | None, tuple[str, ...] | None]:
+    """The silent hours (start, end) and the channels they hold (None: every channel)."""
     if raw is None:
-        return None
+        return None, None
     if not isinstance(raw, dict):
         problems.append(_at("settings.silent_hours", 'Silent hours are {"start": "21:00", "end": "08:00"}.'))
-        return None
+        return None, None
     for key in raw:
-        if key not in ("start", "end"):
+        if key not in ("start", "end", "channels"):
             problems.append(_at(f"settings.silent_hours.{str(key)[:64]}", "Unknown field."))
+    channels = _silent_channels(raw.get("channels"), problems)
     bounds = []
     for key in ("start", "end"):
         clock = parse_clock(raw.get(key))
@@ -825,11 +830,25 @@ def _silent_hours(raw: Any, problems: list[Problem]) -> tuple[str, str] | None:
             problems.append(_at(f"settings.silent_hours.{key}", 'A time of day "HH:MM", e.g. "21:00".'))
         bounds.append(clock)
     if None in bounds:
-        return None
+        return None, None
     if bounds[0] == bounds[1]:
         problems.append(_at("settings.silent_hours.end", "The end differs from the start."))
+        return None, None
+    return (raw["start"].strip(), raw["end"].strip()), channels
+
+
+def _silent_channels(raw: Any, problems: list[Problem]) -> tuple[str, ...] | None:
+    if raw is None:
         return None
-    return (raw["start"].strip(), raw["end"].strip())
+    if not isinstance(raw, list) or not raw:
+        problems.append(
+            _at("settings.silent_hours.channels", f"A list of the channels to hold: {', '.join(CHANNELS)}.")
+        )
+        return None
+    for i, channel in enumerate(raw):
+        if not isinstance(channel, str) or channel not in CHANNELS:
+            problems.append(_at(f"settings.silent_hours.channels[{i}]", f"One of {', '.join(CHANNELS)}."))
+    return tuple(dict.fromkeys(c for c in raw if isinstance(c, str) and c in CHANNELS))
 
 
 def _goal(raw: Any, problems: list[Problem]) -> Goal | None:

@@ -29,7 +29,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
@@ -310,7 +310,7 @@ class _Batch:
             first = record is None or record.finished_at is not None
             if record is None:
                 if kind.channel:
-                    held = _silent_until(definition, subscriber, self.now)
+                    held = _silent_until(definition, subscriber, self.now, kind.channel)
                     if held is not None:
                         # Not entered inside silent hours: looked at again when they end.
                         run.state, run.wake_at, run.waiting_events = RunState.WAITING, held, []
@@ -487,26 +487,18 @@ def bulk_set(model: type[Any], objs: Sequence[Any], fields: Sequence[str], *, ch
             cursor.execute(sql, params)
 
 
-def _silent_hours(definition: Definition) -> tuple[time, time] | None:
-    value: Any = definition.settings.silent_hours
-    if value is None:
-        # The definition slice parses silent_hours into Settings; until then read the JSON.
-        raw = (definition.raw.get("settings") or {}) if isinstance(definition.raw, dict) else {}
-        value = raw.get("silent_hours") if isinstance(raw, dict) else None
-    if isinstance(value, dict):
-        value = (value.get("start"), value.get("end"))
-    if not isinstance(value, list | tuple) or len(value) != 2:
+def _silent_until(definition: Definition, subscriber: Any, now: datetime, channel: str) -> datetime | None:
+    """When the silent hours that hold a send step of ``channel`` now end; None: it may go."""
+    settings = definition.settings
+    if settings.silent_hours is None:
         return None
-    start, end = timezones.parse_hhmm(value[0]), timezones.parse_hhmm(value[1])
-    return (start, end) if start is not None and end is not None else None
-
-
-def _silent_until(definition: Definition, subscriber: Any, now: datetime) -> datetime | None:
-    hours = _silent_hours(definition)
-    if hours is None:
+    if settings.silent_channels is not None and channel not in settings.silent_channels:
         return None
-    tz = timezones.zone(subscriber.time_zone, definition.settings.fallback_time_zone)
-    return timezones.silent_until(now, hours[0], hours[1], tz)
+    start, end = (timezones.parse_hhmm(bound) for bound in settings.silent_hours)
+    if start is None or end is None:
+        return None
+    tz = timezones.zone(subscriber.time_zone, settings.fallback_time_zone)
+    return timezones.silent_until(now, start, end, tz)
 
 
 # --- events --------------------------------------------------------------------------------------

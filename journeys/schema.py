@@ -5,16 +5,16 @@ entry, setting and step type of ADR 0007. ``definition.parse`` stays the judge: 
 say that an outlet names an existing step, that the graph has no loop, that a template exists or
 that a keyword is free; those problems come back from the API as 422 with the step and field.
 
-A step type registered later (email, push with issue 11) describes its own fields with an
-optional ``json_schema() -> dict`` on the step type; without one it is listed with its id and
-type only, so a new channel never needs an edit here.
+A step type registered by its own module (``send_email``, ``send_push``) describes its own fields
+with an optional ``json_schema() -> dict`` on the step type; without one it is listed with its id
+and type only, so a new channel never needs an edit here.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .definition import MAX_CONDITIONS, MAX_ENTRIES, MAX_STEPS, OPS, REENTRY
+from .definition import CHANNELS, MAX_CONDITIONS, MAX_ENTRIES, MAX_STEPS, OPS, REENTRY
 from .steps import types as registered_types
 
 SCHEMA_ID = "https://schemas.wcp.local/journey/1.json"
@@ -156,12 +156,31 @@ STEP_SCHEMAS: dict[str, dict[str, Any]] = {
         ),
         "oneOf": [{"required": ["segment"]}, {"required": ["rule"]}],
     },
-    "reachability": _step(
-        "reachability",
-        "`yes` when the subscriber can be reached on the channel (whatsapp: a number and no opt-out).",
-        {"channel": {"enum": ["whatsapp", "email", "push"]}, "yes": TARGET, "no": TARGET},
-        ("channel",),
-    ),
+    "reachability": {
+        **_step(
+            "reachability",
+            "Where the subscriber can be reached now (whatsapp: a number and no opt-out; email: an "
+            "address that did not bounce and no opt-out; push: an active device and no opt-out). "
+            "One `channel`: leaves by `yes` or `no`. A `channels` list (omnichannel fallbacks): "
+            "leaves by the first listed channel that reaches the subscriber (the key named like "
+            "the channel holds its target), else by `none`.",
+            {
+                "channel": {"enum": list(CHANNELS)},
+                "yes": TARGET,
+                "no": TARGET,
+                "channels": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": len(CHANNELS),
+                    "uniqueItems": True,
+                    "items": {"enum": list(CHANNELS)},
+                },
+                **dict.fromkeys(CHANNELS, TARGET),
+                "none": TARGET,
+            },
+        ),
+        "oneOf": [{"required": ["channel"]}, {"required": ["channels"]}],
+    },
     "ab_split": _step(
         "ab_split",
         "A/B/n split, sticky per subscriber; percents sum to 100. Leaves by the variant's name.",
@@ -282,7 +301,19 @@ def _settings() -> dict[str, Any]:
             "entry_cap": _obj(
                 {"count": {"type": "integer", "minimum": 1}, "period": _ref("duration")}, ("count",)
             ),
-            "silent_hours": _obj({"start": _ref("clock"), "end": _ref("clock")}, ("start", "end")),
+            "silent_hours": _obj(
+                {
+                    "start": _ref("clock"),
+                    "end": _ref("clock"),
+                    "channels": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {"enum": list(CHANNELS)},
+                        "description": "The send steps they hold; missing: every channel.",
+                    },
+                },
+                ("start", "end"),
+            ),
             "fallback_time_zone": {"type": "string", "description": "IANA zone, e.g. Europe/Berlin."},
             "goal": _obj(
                 {

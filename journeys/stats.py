@@ -2,9 +2,9 @@
 
 Cheap by construction, whatever the number of runs:
 
-- entries, conversions, exits by reason and everything per step (sent, delivered, read, clicked,
-  failed, skipped, passed by outlet) are ``JourneyStat`` counters: one indexed read of a few dozen
-  rows (their writers keep them in the transaction that did the work, counters.py);
+- entries, conversions, exits by reason and everything per step (sent, delivered, read, opened,
+  clicked, bounced, failed, skipped, passed by outlet) are ``JourneyStat`` counters: one indexed
+  read of a few dozen rows (their writers keep them in the transaction that did the work, counters.py);
 - "in journey now" and "waiting" per step: one grouped count over the partial index
   ``journey_run_live`` (journey, step_id of live, non-dry runs), index-only. It grows with the runs
   *live now*, not with all runs ever;
@@ -43,7 +43,14 @@ from .steps import get as step_type
 UNIQUE_TTL = 300
 TODAY_TTL = 60  # today's bar of the chart may lag a minute; the counters above it do not
 SERIES_DAYS = 14
-MESSAGE_KEYS = ("sent", "delivered", "read", "clicked", "failed", "skipped")
+MESSAGE_KEYS = ("sent", "delivered", "read", "opened", "clicked", "bounced", "failed", "skipped")
+# What a send step of each channel shows (the builder's badges, the statistics page), in order;
+# failed and skipped are shown beside them on the statistics page.
+CHANNEL_COUNTERS: dict[str, tuple[tuple[str, str], ...]] = {
+    "whatsapp": (("sent", "sent"), ("delivered", "delivered"), ("read", "read"), ("clicked", "clicked")),
+    "email": (("sent", "sent"), ("opened", "opened"), ("clicked", "clicked"), ("bounced", "bounced")),
+    "push": (("sent", "sent"), ("opened", "opened")),
+}
 EXIT_LABELS = {
     "completed": "Reached the end of a branch",
     "exit_step": "Exit step",
@@ -216,6 +223,10 @@ def journey_stats(journey: Journey) -> dict[str, Any]:
                 "type": type_,
                 "label": registered.label if registered else (type_.replace("_", " ") or "removed step"),
                 "channel": channel,
+                "counters": [
+                    {"key": key, "label": label, "n": c.get(key, 0)}
+                    for key, label in CHANNEL_COUNTERS.get(channel, ())
+                ],
                 "removed": step_id not in known,
                 "entered": visits,
                 "waiting": c.get("waiting", 0),
@@ -242,6 +253,13 @@ def journey_stats(journey: Journey) -> dict[str, Any]:
                 "channel": channel,
                 "label": CHANNEL_LABELS.get(channel, channel),
                 **totals,
+                # Besides sent: each with its share of the sent messages.
+                "counters": [
+                    {"key": key, "label": label, "n": totals[key], "rate": _rate(totals[key], totals["sent"])}
+                    for key, label in CHANNEL_COUNTERS.get(channel, ())
+                    if key != "sent"
+                ],
+                "open_rate": _rate(totals["opened"], totals["sent"]),
                 "delivery_rate": _rate(totals["delivered"], totals["sent"]),
                 "read_rate": _rate(totals["read"], totals["delivered"]),
             }

@@ -181,9 +181,10 @@ class WaitEventStep:
     """Wait for one of up to three events (each with conditions), or go on by ``timeout``.
 
     ``events: [{event, conditions, of_step, next}]``: the first listed event that matches leaves
-    by ``event1``..``event3``. ``of_step``: only events about the message that step sent (their
-    attribute ``message_id`` or ``context_message_id`` is its wamid; a step that sent nothing is
-    never matched; a dry run has no wamids and ignores ``of_step``). ``timeout`` (ISO duration,
+    by ``event1``..``event3``. ``of_step``: only events about the message that step sent in this
+    run (a WhatsApp status or reply naming its wamid, an email or push open or click naming the
+    message, ``_about``; a step that sent nothing is never matched; a dry run sends nothing and
+    ignores ``of_step``). ``timeout`` (ISO duration,
     from the moment the run arrived) leaves by the outlet ``timeout``, whose target is the key
     ``timeout_next`` (``timeout`` itself holds the duration).
     """
@@ -251,13 +252,8 @@ class WaitEventStep:
                 continue
             if item.get("conditions") and not _conditions().matches(item["conditions"], attributes):
                 continue
-            if item.get("of_step") and not visit.dry_run:
-                wamid = _wamid_of(visit, item["of_step"])
-                if not wamid or wamid not in (
-                    attributes.get("message_id"),
-                    attributes.get("context_message_id"),
-                ):
-                    continue
+            if item.get("of_step") and not visit.dry_run and not _about(visit, item["of_step"], attributes):
+                continue
             return f"event{i + 1}"
         return None
 
@@ -286,15 +282,32 @@ def _condition_problems(conditions: list[Any]) -> list[str]:
     return list(check(conditions))
 
 
-def _wamid_of(visit: Visit, step_id: str) -> str:
+def _about(visit: Visit, step_id: str, attributes: dict[str, Any]) -> bool:
+    """The event is about the message ``step_id`` sent in this run.
+
+    WhatsApp statuses and replies name the message by its wamid (``message_id``,
+    ``context_message_id``); email and push opens and clicks by its public id (``message``) and,
+    without one, by the ``journey`` and ``step`` that wrote it (``campaigns.channel_events``).
+    A step that sent nothing in this run is about no event.
+    """
     from ..models import JourneyRunStep
 
     row = (
         JourneyRunStep.objects.filter(run_id=visit.run.pk, step_id=step_id, message__isnull=False)
-        .values_list("message__wamid", flat=True)
+        .values_list("message__wamid", "message__public_id")
         .first()
     )
-    return row or ""
+    if row is None:
+        return False
+    wamid, public_id = row
+    if wamid and wamid in (attributes.get("message_id"), attributes.get("context_message_id")):
+        return True
+    if attributes.get("message"):
+        return str(attributes["message"]) == str(public_id)
+    return (
+        str(attributes.get("journey") or "") == str(visit.journey.public_id)
+        and str(attributes.get("step") or "") == step_id
+    )
 
 
 # --- segment_split -------------------------------------------------------------------------------
@@ -374,12 +387,19 @@ def register_reachability(channel: str, test: Callable[[Subscriber], bool]) -> N
 
 
 class ReachabilityStep:
-    """``yes`` when the subscriber can be reached on ``channel`` now, else ``no``.
+    """Where the subscriber can be reached now, in one of two forms.
 
-    WhatsApp: the subscriber has a phone number and has not opted out (unknown consent counts as
-    reachable: transactional and utility templates may go; a marketing template still needs an
-    opt-in, which the send step checks and records as a skip). A subscriber known only by a
-    business-scoped user id has no number and is not reachable by a journey's first message.
+    Single channel: ``{"channel": "email", "yes": ..., "no": ...}`` leaves by ``yes`` or ``no``.
+    Chained (omnichannel fallbacks): ``{"channels": ["push", "email", "whatsapp"], "push": ...,
+    "email": ..., "whatsapp": ..., "none": ...}`` leaves by the first listed channel that reaches
+    the subscriber, else by ``none``.
+
+    The tests are the channels' (``register_reachability``). WhatsApp: the subscriber has a phone
+    number and has not opted out (unknown consent counts as reachable: transactional and utility
+    templates may go; a marketing template still needs an opt-in, which the send step checks and
+    records as a skip). A subscriber known only by a business-scoped user id has no number and is
+    not reachable by a journey's first message. Email: an address that did not bounce, no
+    opt-out; push: an active device, no opt-out (``campaigns.channel_policy``).
     """
 
     type = "reachability"
@@ -388,16 +408,49 @@ class ReachabilityStep:
     pure = True
 
     def check(self, data: dict[str, Any], ctx: CheckContext) -> list[Problem]:
-        if data.get("channel") not in REACHABILITY:
-            return [Problem(data.get("id"), "channel", f"One of {', '.join(sorted(REACHABILITY))}.")]
-        return []
+        sid = data.get("id")
+        known = ", ".join(sorted(REACHABILITY))
+        if data.get("channels") is None:
+            if not isinstance(data.get("channel"), str) or data["channel"] not in REACHABILITY:
+                return [Problem(sid, "channel", f"One of {known}.")]
+            return []
+        if data.get("channel") is not None:
+            return [Problem(sid, "channel", "Give either one channel (yes/no) or a list of channels.")]
+        channels = data["channels"]
+        if not isinstance(channels, list) or not 1 <= len(channels) <= len(REACHABILITY):
+            return [Problem(sid, "channels", f"List the channels to try in order ({known}).")]
+        problems = []
+        for i, channel in enumerate(channels):
+            if not isinstance(channel, str) or channel not in REACHABILITY:
+                problems.append(Problem(sid, f"channels[{i}]", f"One of {known}."))
+            elif channel in channels[:i]:
+                problems.append(Problem(sid, f"channels[{i}]", f"{channel} is listed twice."))
+        return problems
 
     def outlets(self, data: dict[str, Any]) -> dict[str, str | None]:
-        return {"yes": data.get("yes"), "no": data.get("no")}
+        channels = _chained(data)
+        if channels is None:
+            return {"yes": data.get("yes"), "no": data.get("no")}
+        return {**{channel: data.get(channel) for channel in channels}, "none": data.get("none")}
 
     def run(self, visit: Visit) -> Outcome:
-        test = REACHABILITY.get(str(visit.step.data.get("channel")))
-        return Go("yes" if test is not None and test(visit.subscriber) else "no")
+        channels = _chained(visit.step.data)
+        if channels is None:
+            test = REACHABILITY.get(str(visit.step.data.get("channel")))
+            return Go("yes" if test is not None and test(visit.subscriber) else "no")
+        for channel in channels:
+            test = REACHABILITY.get(channel)
+            if test is not None and test(visit.subscriber):
+                return Go(channel)
+        return Go("none")
+
+
+def _chained(data: dict[str, Any]) -> list[str] | None:
+    """The channels of the chained form, in order (known ones, once each), or None: single form."""
+    channels = data.get("channels")
+    if not isinstance(channels, list):
+        return None
+    return list(dict.fromkeys(c for c in channels if isinstance(c, str) and c in REACHABILITY))
 
 
 # --- ab_split ------------------------------------------------------------------------------------

@@ -30,19 +30,17 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from liquid.exceptions import LiquidError
 
 from campaigns import bindings as campaign_bindings
 from campaigns import policy
 from campaigns.drafts import snapshot_entry
-from campaigns.models import Message, SendingPolicy
+from campaigns.models import Message
 from campaigns.outcomes import Skip
 from campaigns.rendering import TemplatePlan
-from campaigns.sendpolicy import CAPPED, cap_window, counts_toward_cap
+from campaigns.sendpolicy import CAPPED
 from campaigns.services import SendRefused, send_whatsapp
-from controlpanel.services import Actor
 from subscribers import window
 from subscribers.errors import InvalidInput
 from whatsapp.models import MessageTemplate, TemplateCategory, TemplateStatus
@@ -50,67 +48,23 @@ from whatsapp.models import MessageTemplate, TemplateCategory, TemplateStatus
 from ..definition import parse_duration
 from ..keywords import fold
 from . import CheckContext, Go, Outcome, Problem, Visit, Wait, register
+from .outbox import (
+    actor,
+    already_sent,
+    capped,
+    entry_event,
+    idempotency_key,
+    render_context,
+    run_values,
+    save,
+    sent,
+    skip,
+)
 
 BUTTON_EVENTS = ("WhatsAppReceived", "WhatsAppButtonClicked")
 DEFAULT_BUTTON_TIMEOUT = "P1D"
 MAX_TEXT = 4_096
 RECEIVED = "WhatsAppReceived"
-
-
-def idempotency_key(visit: Visit) -> str:
-    return f"journey:{visit.run.public_id}:{visit.step.id}"
-
-
-def _actor(visit: Visit) -> Actor:
-    return Actor(label=f"journey {visit.journey.name}"[:200])
-
-
-def _save(visit: Visit) -> None:
-    """The visit's outcome commits with the run's move (the engine's transaction)."""
-    if visit.record.pk:
-        visit.record.save(update_fields=["detail", "message"])
-
-
-def _event(visit: Visit) -> dict[str, Any]:
-    event = (visit.run.context or {}).get("event")
-    return event if isinstance(event, dict) else {}
-
-
-def render_context(visit: Visit) -> dict[str, Any] | None:
-    """What bindings see for this run; None when the subscriber is gone."""
-    subscriber = visit.subscriber
-    values = (visit.run.context or {}).get("values") or {}
-    attributes = _event(visit).get("attributes") or {}
-    contexts = campaign_bindings.contexts_for(
-        visit.journey.project,
-        [subscriber.pk],
-        values={subscriber.pk: values if isinstance(values, dict) else {}},
-        event=attributes if isinstance(attributes, dict) else {},
-    )
-    return contexts.get(subscriber.pk)
-
-
-def _already_sent(visit: Visit) -> bool:
-    """The outbox row of this run and step exists although the visit row does not say so (its
-    detail was overwritten by a stale copy): adopt it, send and count nothing."""
-    message = (
-        Message.objects.filter(project_id=visit.journey.project_id, idempotency_key=idempotency_key(visit))
-        .only("id", "public_id")
-        .first()
-    )
-    if message is None:
-        return False
-    visit.record.message = message
-    visit.record.detail.update(outcome="sent", message=str(message.public_id))
-    _save(visit)
-    return True
-
-
-def _skip(visit: Visit, reason: str) -> Outcome:
-    visit.record.detail.update(outcome="skipped", reason=reason)
-    visit.count("skipped")
-    _save(visit)
-    return Go("next")
 
 
 # --- whatsapp_template ---------------------------------------------------------------------------
@@ -248,7 +202,7 @@ class WhatsAppTemplateStep:
                 return Go("next")
             timeout = parse_duration(data.get("button_timeout", DEFAULT_BUTTON_TIMEOUT)) or timedelta(days=1)
             detail["buttons_until"] = (visit.now + timeout).isoformat()
-            _save(visit)
+            save(visit)
             return Wait(visit.now + timeout, BUTTON_EVENTS)
         # Called again: woken by an event or the timer, or a retry after the send committed.
         if detail["outcome"] == "skipped" or not buttons:
@@ -258,7 +212,7 @@ class WhatsAppTemplateStep:
             pressed = self._pressed(visit, visit.event, list(buttons))
             if pressed is not None:
                 detail["button"] = pressed
-                _save(visit)
+                save(visit)
                 return Go(f"button:{pressed}")
         if visit.now >= until:
             return Go("next")
@@ -294,72 +248,51 @@ class WhatsAppTemplateStep:
         project = visit.journey.project
         template = find_template(project, name, language)
         if template is None:
-            _skip(visit, f"Template {name} ({language}) does not exist in this project.")
+            skip(visit, f"Template {name} ({language}) does not exist in this project.")
             return
         context = render_context(visit)
         if context is None:
-            _skip(visit, "The subscriber was deleted.")
+            skip(visit, "The subscriber was deleted.")
             return
         try:
             renderer = _renderer(json.dumps(shape_bindings(data.get("bindings")), sort_keys=True))
         except InvalidInput as err:
-            _skip(visit, f"The step's bindings are invalid: {err.message}")
+            skip(visit, f"The step's bindings are invalid: {err.message}")
             return
         values = renderer.render(context)
         if isinstance(values, Skip):
-            _skip(visit, values.reason)
+            skip(visit, values.reason)
             return
         plan = TemplatePlan(snapshot_entry(template), str(data.get("header_media_url") or ""))
         components = plan.components(values)
         if isinstance(components, Skip):
-            _skip(visit, components.reason)
+            skip(visit, components.reason)
             return
         body = plan.display(values).body
         detail.update(template=template.name, language=template.language, body=body)
         if visit.dry_run:
             detail.update(outcome="would_send", components=components)
-            _save(visit)
+            save(visit)
             return
-        if _already_sent(visit):
+        if already_sent(visit):
             return
-        if template.category == TemplateCategory.MARKETING and _capped(visit):
-            _skip(visit, CAPPED)
+        if template.category == TemplateCategory.MARKETING and capped(visit):
+            skip(visit, CAPPED)
             return
         try:
             message = send_whatsapp(
                 project=project,
                 subscriber=visit.subscriber,
-                actor=_actor(visit),
+                actor=actor(visit),
                 template=template,
                 components=components,
                 idempotency_key=idempotency_key(visit),
-                values=(visit.run.context or {}).get("values") or {},
+                values=run_values(visit),
             )
         except SendRefused as err:
-            _skip(visit, str(err))
+            skip(visit, str(err))
             return
-        visit.record.message = message
-        detail.update(outcome="sent", message=str(message.public_id))
-        visit.count("sent")
-        _save(visit)
-
-
-def _capped(visit: Visit) -> bool:
-    """The subscriber already got the project's most marketing messages in its cap window.
-
-    Asked before the outbox row is written, so the visit says "skipped: frequency cap" at once;
-    the sender's ``sendpolicy.decide`` still has the last word at send time (same definition,
-    ``counts_toward_cap``).
-    """
-    sending_policy = SendingPolicy.objects.filter(project_id=visit.journey.project_id).first()
-    if sending_policy is None or sending_policy.cap_messages is None:
-        return False
-    sent = (
-        Message.objects.filter(project_id=visit.journey.project_id, subscriber_id=visit.subscriber.pk)
-        .filter(counts_toward_cap(cap_window(sending_policy, timezone.now())))
-        .count()
-    )
-    return sent >= sending_policy.cap_messages
+        sent(visit, message)
 
 
 # --- whatsapp_text -------------------------------------------------------------------------------
@@ -412,7 +345,7 @@ def _window_open(visit: Visit) -> bool:
     subscriber = visit.subscriber
     if window.is_open(subscriber.last_inbound_at, visit.now):
         return True
-    event = _event(visit)
+    event = entry_event(visit)
     if event.get("name") != RECEIVED:
         return False
     if visit.dry_run:
@@ -441,39 +374,36 @@ class WhatsAppTextStep:
             return Go("outside_window" if detail["outcome"] == "outside_window" else "next")
         if not _window_open(visit):
             detail.update(outcome="outside_window")
-            _save(visit)
+            save(visit)
             return Go("outside_window")
         context = render_context(visit)
         if context is None:
-            return _skip(visit, "The subscriber was deleted.")
+            return skip(visit, "The subscriber was deleted.")
         text = render_text(str(visit.step.data.get("text") or ""), context)
         if isinstance(text, Skip):
-            return _skip(visit, text.reason)
+            return skip(visit, text.reason)
         detail.update(body=text)
         if visit.dry_run:
             detail.update(outcome="would_send")
-            _save(visit)
+            save(visit)
             return Go("next")
-        if _already_sent(visit):
+        if already_sent(visit):
             return Go("next")
         try:
             message = send_whatsapp(
                 project=visit.journey.project,
                 subscriber=visit.subscriber,
-                actor=_actor(visit),
+                actor=actor(visit),
                 text=text,
                 idempotency_key=idempotency_key(visit),
             )
         except SendRefused as err:
             if not policy.window_open(visit.subscriber):  # closed between our look and the send
                 detail.update(outcome="outside_window")
-                _save(visit)
+                save(visit)
                 return Go("outside_window")
-            return _skip(visit, str(err))
-        visit.record.message = message
-        detail.update(outcome="sent", message=str(message.public_id))
-        visit.count("sent")
-        _save(visit)
+            return skip(visit, str(err))
+        sent(visit, message)
         return Go("next")
 
 

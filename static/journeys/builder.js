@@ -16,6 +16,11 @@
   const READONLY = Boolean(DATA.readonly);
   const TYPES = new Map(DATA.types.map((t) => [t.type, t]));
   const TEMPLATES = DATA.templates;
+  const CHANNEL_TEMPLATES = DATA.channel_templates || { email: [], push: [] };
+  const CHANNELS = DATA.channels || [["whatsapp", "WhatsApp"], ["email", "Email"], ["push", "Push"]];
+  const CHANNEL_LABEL = Object.fromEntries(CHANNELS);
+  // A send step of a channel: its templates in DATA.channel_templates, its step key "template".
+  const CHANNEL_STEPS = { send_email: "email", send_push: "push" };
   const CSRF = document.querySelector("[name=csrfmiddlewaretoken]")?.value || csrfFromBody();
   const panel = document.getElementById("jb-panel");
   const statusBox = document.getElementById("jb-status");
@@ -47,17 +52,15 @@
     timeout: "not happened",
     success: "success",
     failure: "failure",
+    none: "none reachable",
   };
-  const COUNT_KEYS = [
-    ["entered", "entered"],
-    ["waiting", "waiting"],
-    ["sent", "sent"],
-    ["delivered", "delivered"],
-    ["read", "read"],
-    ["clicked", "clicked"],
-    ["converted", "converted"],
-    ["exited", "exited"],
-  ];
+  // Every node shows these; a send step adds its channel's counters (the type's "counters").
+  const FLOW_COUNT_KEYS = [["entered", "entered"], ["waiting", "waiting"]];
+  const END_COUNT_KEYS = [["converted", "converted"], ["exited", "exited"]];
+
+  function countKeys(type) {
+    return [...FLOW_COUNT_KEYS, ...(type?.counters || []), ...END_COUNT_KEYS];
+  }
 
   // ---- state ------------------------------------------------------------------------------------
 
@@ -172,6 +175,8 @@
   // ---- outlets ------------------------------------------------------------------------------------
 
   function outletsOf(step) {
+    // The chained reachability: one outlet per listed channel, then "none".
+    if (step.type === "reachability" && Array.isArray(step.channels)) return [...step.channels, "none"];
     const type = TYPES.get(step.type);
     const names = [];
     if (Array.isArray(step.events)) step.events.forEach((_, i) => names.push(`event${i + 1}`));
@@ -239,7 +244,7 @@
   }
 
   function newStepId(type) {
-    const base = { whatsapp_template: "template", whatsapp_text: "reply", wait_event: "wait_for", segment_split: "segment", ab_split: "split", update_tags: "tags" }[type] || type;
+    const base = { whatsapp_template: "template", whatsapp_text: "reply", send_email: "email", send_push: "push", wait_event: "wait_for", segment_split: "segment", reachability: "reach", ab_split: "split", update_tags: "tags" }[type] || type;
     const taken = new Set([...nodes.values()].map((s) => s.id));
     if (!taken.has(base)) return base;
     for (let i = 2; ; i++) if (!taken.has(`${base}_${i}`)) return `${base}_${i}`;
@@ -276,7 +281,11 @@
       case "segment_split":
         return DATA.segments.find((s) => s.id === step.segment)?.name || (step.segment ? "A deleted segment" : "Pick a segment");
       case "reachability":
-        return `reachable on ${step.channel || "whatsapp"}`;
+        if (Array.isArray(step.channels)) return step.channels.length ? `first of ${step.channels.map((c) => CHANNEL_LABEL[c] || c).join(" → ")}` : "Pick channels";
+        return `reachable on ${CHANNEL_LABEL[step.channel] || step.channel || "WhatsApp"}`;
+      case "send_email":
+      case "send_push":
+        return channelTemplate(step)?.name || (step.template ? `“${step.template}” (missing)` : "Pick a template");
       case "ab_split":
         return (step.variants || []).map((v) => `${v.name} ${v.percent ?? "?"} %`).join(" / ") || "Add variants";
       case "update_tags": {
@@ -343,7 +352,7 @@
           ? el(
               "dl",
               { class: "jb-counts", "data-testid": "step-counts" },
-              COUNT_KEYS.filter(([key]) => !(["sent", "delivered", "read", "clicked"].includes(key) && !type?.channel)).flatMap(([key, label]) => [
+              countKeys(type).flatMap(([key, label]) => [
                 el("dt", { text: label }),
                 el("dd", { "data-count": key, text: String(c[key] || 0) }),
               ]),
@@ -887,9 +896,77 @@
     return [field("Is the subscriber in", options(el("select", { class: "form-select form-select-sm", onchange: (e) => { step.segment = e.target.value; changed(id); } }), [["", "— pick a segment"], ...DATA.segments.map((s) => [s.id, s.name])], step.segment), "segment")];
   }
 
+  // The step keeps the template's public id (a renamed template stays chosen); a name typed into
+  // the JSON is found too.
+  function channelTemplate(step) {
+    const list = CHANNEL_TEMPLATES[CHANNEL_STEPS[step.type]] || [];
+    return list.find((t) => t.id === step.template) || list.find((t) => t.name === step.template) || null;
+  }
+
+  function channelTemplateForm(id, step) {
+    const channel = CHANNEL_STEPS[step.type];
+    const list = CHANNEL_TEMPLATES[channel] || [];
+    const chosen = channelTemplate(step);
+    const select = options(
+      el("select", { class: "form-select form-select-sm", "data-testid": "channel-template-select", onchange: (e) => { step.template = e.target.value; changed(id, { redraw: true }); } }),
+      [["", list.length ? `— pick a ${channel} template` : `— no ${channel} template in this project`], ...list.map((t) => [t.id, `${t.name}${t.marketing ? "" : " (transactional)"}`])],
+      chosen ? chosen.id : "",
+    );
+    const parts = [field("Template", select, "template", step.template && !chosen ? `“${step.template}” is not a ${channel} template of this project.` : null)];
+    if (chosen?.preview) parts.push(el("div", { class: "jb-template-body small text-secondary mb-2", text: chosen.preview }));
+    parts.push(el("small", { class: "form-hint mb-2 d-block", text: "Rendered with {{ subscriber.* }}, {{ tags.* }}, {{ event.* }} (the entry event) and {{ values.* }}. Someone it may not reach is skipped with the reason; the run goes on." }));
+    return parts;
+  }
+
   function reachabilityForm(id, step) {
-    if (!step.channel) step.channel = "whatsapp";
-    return [field("Reachable on", options(el("select", { class: "form-select form-select-sm", onchange: (e) => { step.channel = e.target.value; changed(id); } }), [["whatsapp", "WhatsApp (opted in)"]], step.channel), "channel")];
+    const chained = Array.isArray(step.channels);
+    if (!chained && !step.channel) step.channel = "whatsapp";
+    const mode = options(
+      el("select", {
+        class: "form-select form-select-sm",
+        "data-testid": "reachability-mode",
+        onchange: (e) => {
+          const outlets = outletsOf(step);
+          for (const name of outlets) setTarget(step, name, null);
+          if (e.target.value === "chain") {
+            delete step.channel; delete step.yes; delete step.no;
+            step.channels = CHANNELS.map(([c]) => c);
+          } else {
+            for (const c of step.channels || []) delete step[c];
+            delete step.channels; delete step.none;
+            step.channel = "whatsapp";
+          }
+          changed(id, { outlets: true, redraw: true });
+        },
+      }),
+      [["one", "One channel: yes or no"], ["chain", "The first reachable channel, in order"]],
+      chained ? "chain" : "one",
+    );
+    const parts = [field("Check", mode, null)];
+    if (!chained) {
+      parts.push(field("Reachable on", options(el("select", { class: "form-select form-select-sm", onchange: (e) => { step.channel = e.target.value; changed(id); } }), CHANNELS, step.channel), "channel"));
+      return parts;
+    }
+    // The order: tick the channels to try, move them up; each listed channel is an outlet.
+    const rows = CHANNELS.map(([c, label]) => {
+      const at = step.channels.indexOf(c);
+      return el("div", { class: "jb-row input-group input-group-sm mb-1", "data-channel": c }, [
+        el("label", { class: "input-group-text" }, [
+          el("input", { class: "form-check-input m-0", type: "checkbox", checked: at >= 0, "aria-label": `Try ${label}`, onchange: (e) => {
+            if (e.target.checked) step.channels.push(c);
+            else { setTarget(step, c, null); step.channels = step.channels.filter((x) => x !== c); delete step[c]; }
+            changed(id, { outlets: true, redraw: true });
+          } }),
+        ]),
+        el("span", { class: "form-control", text: at >= 0 ? `${at + 1}. ${label}` : label }),
+        at > 0 ? el("button", { type: "button", class: "btn", text: "↑", "aria-label": `Try ${label} earlier`, onclick: () => {
+          step.channels.splice(at, 1); step.channels.splice(at - 1, 0, c);
+          changed(id, { outlets: true, redraw: true });
+        } }) : null,
+      ]);
+    });
+    parts.push(field("Try in this order", el("div", { "data-testid": "reachability-channels" }, rows), "channels", "The run leaves by the first channel that reaches the subscriber, else by “none reachable”."));
+    return parts;
   }
 
   // A variant added or removed shares the 100 % out again (each 1-100, together 100).
@@ -983,6 +1060,8 @@
     wait_event: waitEventForm,
     segment_split: segmentForm,
     reachability: reachabilityForm,
+    send_email: channelTemplateForm,
+    send_push: channelTemplateForm,
     ab_split: abForm,
     update_tags: tagsForm,
     webhook: webhookForm,
@@ -1091,6 +1170,19 @@
         el("span", { class: "input-group-text", text: "to" }),
         el("input", { class: "form-control", type: "time", value: silent.end || "", "aria-label": "To", "data-field": "settings.silent_hours.end", oninput: (e) => { s.silent_hours = { ...(s.silent_hours || {}), end: e.target.value }; if (!s.silent_hours.start && !s.silent_hours.end) delete s.silent_hours; markDirty(); } }),
       ]), "settings.silent_hours", "Sends wait until the silent hours end; nobody is dropped."),
+      field("Silent hours hold", el("div", { "data-testid": "silent-channels" }, CHANNELS.map(([c, label]) =>
+        el("label", { class: "form-check form-check-inline" }, [
+          el("input", { class: "form-check-input", type: "checkbox", checked: !Array.isArray(silent.channels) || silent.channels.includes(c), "data-field": "settings.silent_hours.channels", onchange: (e) => {
+            if (!s.silent_hours) s.silent_hours = {};
+            const held = new Set(Array.isArray(s.silent_hours.channels) ? s.silent_hours.channels : CHANNELS.map(([x]) => x));
+            if (e.target.checked) held.add(c); else held.delete(c);
+            // Every channel is the default: the key is written only for a narrower choice.
+            if (held.size === CHANNELS.length) delete s.silent_hours.channels;
+            else s.silent_hours.channels = CHANNELS.map(([x]) => x).filter((x) => held.has(x));
+            markDirty();
+          } }),
+          el("span", { class: "form-check-label", text: label }),
+        ]))), "settings.silent_hours.channels", "Send steps of an unticked channel go during silent hours."),
       field("Fallback time zone", textInput(s.fallback_time_zone || "", (v) => set("fallback_time_zone", v), { placeholder: "UTC" }), "settings.fallback_time_zone", "For subscribers without a time zone."),
       el("div", { class: "jb-section mt-3", text: "Conversion goal" }),
       el("label", { class: "form-check" }, [
@@ -1131,6 +1223,7 @@
     const step = { id: newStepId(type), type };
     if (type === "wait") step.duration = "PT1H";
     if (type === "reachability") step.channel = "whatsapp";
+    if (CHANNEL_STEPS[type]) step.template = CHANNEL_TEMPLATES[CHANNEL_STEPS[type]]?.[0]?.id || "";
     if (type === "wait_event") {
       step.events = [{ event: "WhatsAppRead", conditions: [], next: null }];
       step.timeout = "P1D";

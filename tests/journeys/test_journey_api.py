@@ -308,6 +308,8 @@ def test_the_schema_is_served_and_is_a_valid_2020_12_schema(api):
     assert types >= {
         "whatsapp_template",
         "whatsapp_text",
+        "send_email",
+        "send_push",
         "wait",
         "wait_event",
         "segment_split",
@@ -391,6 +393,8 @@ def test_every_docs_example_validates_against_the_schema_and_parses():
     assert documented == {
         "whatsapp_template",
         "whatsapp_text",
+        "send_email",
+        "send_push",
         "wait",
         "wait_event",
         "segment_split",
