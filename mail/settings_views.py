@@ -12,7 +12,7 @@ from controlpanel.services import Actor
 from controlpanel.tenancy import project_view
 from subscribers.errors import InvalidInput
 
-from . import configuration
+from . import configuration, webhooks
 from .forms import SettingsForm, SettingsTestForm
 from .models import EmailSettings
 from .transport import settings_for
@@ -33,6 +33,9 @@ def _page(
         "has_provider_settings": bool(email_settings.provider_settings),
         "tab": "settings",
     }
+    if email_settings.pk:
+        # The provider webhooks' URLs carry a secret made on first view: only once settings exist.
+        context.update(webhooks.webhook_context(request, email_settings))
     return render(request, "mail/settings.html", context, status=status)
 
 

@@ -21,10 +21,9 @@ from mail.models import EmailTemplate
 from push.models import PushTemplate
 from subscribers.models import ConsentState, Device, Event
 from tests.factories import SubscriberFactory
-from tests.journeys.channel_fakes import channel_services  # noqa: F401 - a fixture
 from tests.journeys.helpers import make_journey, make_run, visit
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("channel_services")]
+pytestmark = pytest.mark.django_db
 
 ENTRY_EVENT = {"id": 7, "name": "CartAbandoned", "attributes": {"item": "sushi box"}}
 
@@ -245,7 +244,7 @@ def test_check_names_the_step_and_field_of_a_missing_or_broken_template(
     strict = _problems(project, [{"id": "c", "type": "send_email", "template": "cart_reminder"}], strict=True)
     assert list(strict) == [("c", "template")]
     assert strict[("c", "template")].startswith(
-        "cart_reminder does not render: The subject could not be rendered"
+        "cart_reminder does not render: The subject is not valid Liquid"
     )
     # A draft is not rendered: it may be saved while the template is being fixed.
     parse(
