@@ -128,7 +128,9 @@ def test_an_outlet_of_the_chain_must_name_an_existing_step():
 
 
 def test_silent_hours_hold_only_the_channels_they_name(project):
-    EmailTemplate.objects.create(project=project, name="mail", subject="Hi", html="<p>Hi</p>", marketing=False)
+    EmailTemplate.objects.create(
+        project=project, name="mail", subject="Hi", html="<p>Hi</p>", marketing=False
+    )
     PushTemplate.objects.create(project=project, name="push", title="Hi", body="there", marketing=False)
     journey = make_journey(
         project,
@@ -186,7 +188,9 @@ def test_the_omnichannel_flow_falls_back_from_push_to_email_to_whatsapp(project)
     """Push, wait 1 h for PushOpened; unopened: email, wait 1 d for EmailOpened; the email opened:
     the run leaves without the WhatsApp message."""
     PushTemplate.objects.create(project=project, name="push", title="Hi", body="there")
-    EmailTemplate.objects.create(project=project, name="mail", subject="Hi", html="<p>Hi {{ unsubscribe_url }}</p>")
+    EmailTemplate.objects.create(
+        project=project, name="mail", subject="Hi", html="<p>Hi {{ unsubscribe_url }}</p>"
+    )
     steps = [
         {**CHAIN, "push": "push", "email": "mail", "whatsapp": "whatsapp", "none": None},
         {"id": "push", "type": "send_push", "template": "push", "next": "wait_push"},
