@@ -60,11 +60,11 @@ class DeviceIn(StrictSchema):
         '`{"external_id": "crm-4711"}`.'
     )
     token: str = Field(
-        description="The FCM registration token (printable, no spaces). Registering a known token "
+        description="The FCM registration token (visible ASCII, no spaces). Registering a known token "
         "again refreshes that device, moves it to this subscriber, or re-activates it.",
         min_length=1,
         max_length=devices.TOKEN_MAX,
-        pattern=r"^\S+$",
+        pattern=devices.TOKEN_PATTERN,
     )
     platform: Literal["android", "ios", "web"]
     app_version: str = Field("", max_length=devices.APP_VERSION_MAX, examples=["4.2.0"])
@@ -76,7 +76,7 @@ class DeviceIn(StrictSchema):
 
 
 class UnregisterIn(StrictSchema):
-    token: str = Field(min_length=1, max_length=devices.TOKEN_MAX, pattern=r"^\S+$")
+    token: str = Field(min_length=1, max_length=devices.TOKEN_MAX, pattern=devices.TOKEN_PATTERN)
 
 
 class DeviceOut(Schema):

@@ -28,7 +28,7 @@ class OpenedIn(Schema):
         description="The FCM token of the device it was opened on; named in the event when known.",
         min_length=1,
         max_length=devices.TOKEN_MAX,
-        pattern=r"^\S+$",
+        pattern=devices.TOKEN_PATTERN,
     )
 
 
