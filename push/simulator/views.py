@@ -125,10 +125,12 @@ def devices(request: HttpRequest) -> HttpResponse:
             app_version="push simulator",
             time_zone=subscriber.time_zone,
         )
-        device_service.register(
+        device, _ = device_service.register(
             project=request.project, subscriber=subscriber, data=data, actor=Actor(user=request.user)
         )
-        flash.success(request, f"A simulated {data.platform} device now receives {subscriber}'s pushes.")
+        flash.success(
+            request, f"A simulated {device.get_platform_display()} device now receives {subscriber}'s pushes."
+        )
         return redirect(page_url(request))
     if request.htmx and request.GET.get("v") is not None:
         if request.GET["v"] == version(request):
