@@ -14,44 +14,18 @@ from typing import Literal
 from uuid import UUID
 
 from ninja import Field, Query, Router, Schema, Status
-from pydantic import ConfigDict, StrictBool, model_validator
+from pydantic import StrictBool
 
 from controlpanel.api import ApiError, ErrorOut
 from controlpanel.models import Project
-from subscribers import devices
+from subscribers import devices, tags
 from subscribers.models import Device, Subscriber
 from subscribers.phones import normalize_phone
-from subscribers.schemas import SubscriberIdOut
+from subscribers.schemas import StrictSchema, SubscriberIdOut, SubscriberRef
 
 router = Router(tags=["devices"])
 
 MAX_LIST = 200
-
-
-class StrictSchema(Schema):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SubscriberRef(StrictSchema):
-    """Exactly one of the three."""
-
-    id: UUID | None = Field(None, description="The subscriber's id.")
-    phone: str | None = Field(
-        None,
-        description="Without a leading + it is a number of the project's country.",
-        examples=["+4915112345678"],
-        json_schema_extra={"maxLength": 40},
-    )
-    external_id: str | None = Field(
-        None, description="Your own user id.", json_schema_extra={"minLength": 1, "maxLength": 200}
-    )
-
-    @model_validator(mode="after")
-    def one_key(self) -> SubscriberRef:
-        given = [name for name in ("id", "phone", "external_id") if getattr(self, name) is not None]
-        if len(given) != 1:
-            raise ValueError('name the subscriber by exactly one of "id", "phone" or "external_id"')
-        return self
 
 
 class DeviceIn(StrictSchema):
@@ -128,7 +102,8 @@ def find_subscriber(project: Project, ref: SubscriberRef) -> Subscriber:
         key, value = "phone", normalize_phone(ref.phone, project.default_country, field="subscriber.phone")
         found = subscribers.filter(phone=value).first()
     else:
-        key, value = "external_id", (ref.external_id or "").strip()
+        key = "external_id"
+        value = tags.clean_text((ref.external_id or "").strip(), field="subscriber.external_id", what=key)
         found = subscribers.filter(external_id=value).first() if value else None
     if found is None:
         raise ApiError(

@@ -8,20 +8,18 @@ from datetime import datetime
 from uuid import UUID
 
 from ninja import Field, Router, Schema
-from pydantic import ConfigDict
 
 from campaigns import channel_events
 from campaigns.models import Channel, Message
 from controlpanel.api import ApiError, ErrorOut
 from subscribers import devices
 from subscribers.models import Device
+from subscribers.schemas import StrictSchema
 
 router = Router(tags=["push"])
 
 
-class OpenedIn(Schema):
-    model_config = ConfigDict(extra="forbid")
-
+class OpenedIn(StrictSchema):
     message: UUID = Field(description="The push's message id: the `message_id` of its FCM `data`.")
     token: str | None = Field(
         None,

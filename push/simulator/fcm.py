@@ -16,6 +16,7 @@ one INSERT stores the push; no session, no CSRF, no template.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any
 
@@ -24,6 +25,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from subscribers import devices, tags
+from subscribers.errors import InvalidInput
 from subscribers.models import Device
 
 from ..models import SimulatedPush
@@ -75,7 +78,11 @@ def check_message(message: Any) -> str:
     if "topic" in message or "condition" in message:
         raise invalid("The push simulator delivers to registration tokens only.", "message.token")
     token = message.get("token")
-    if not isinstance(token, str) or not token.strip():
+    if (
+        not isinstance(token, str)
+        or len(token) > devices.TOKEN_MAX
+        or not re.fullmatch(devices.TOKEN_PATTERN, token)
+    ):
         raise invalid("The registration token is not a valid FCM registration token", "message.token")
     notification = message.get("notification")
     if notification is not None:
@@ -102,6 +109,10 @@ def check_message(message: Any) -> str:
     for key in ("android", "apns", "webpush", "fcm_options"):
         if message.get(key) is not None and not isinstance(message[key], dict):
             raise invalid(f"Invalid value at 'message.{key}': expected an object.", f"message.{key}")
+    try:  # stored as JSON: no database takes a NUL or a lone surrogate
+        tags.clean_tree(message, field="message")
+    except InvalidInput as exc:
+        raise invalid(exc.message, exc.field or "message") from None
     return token
 
 

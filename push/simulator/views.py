@@ -7,6 +7,7 @@ starts with ``sim-``; adding one registers it through ``subscribers.devices.regi
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable
 from functools import wraps
@@ -30,6 +31,7 @@ from ..models import SimulatedPush
 from . import opens
 from .forms import DeviceForm
 
+SLUG = re.compile(r"[-a-zA-Z0-9_]+")
 TOKEN_PREFIX = "sim-"  # noqa: S105 - marks simulated devices, not a secret
 PUSHES_PER_DEVICE = 20
 SUGGESTED_SUBSCRIBERS = 50
@@ -43,7 +45,8 @@ def for_project(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse
     @wraps(view)
     def wrapper(request: HttpRequest) -> HttpResponse:
         slug = request.GET.get("project") or request.session.get(LAST_PROJECT_KEY) or ""
-        return checked(request, slug)
+        # Not a slug (a NUL, say): no project has it, and no query should be made with it.
+        return checked(request, slug if SLUG.fullmatch(slug) else "-")
 
     wrapper.nav_section = "push-simulator"  # type: ignore[attr-defined]
     return wrapper
@@ -142,10 +145,11 @@ def devices(request: HttpRequest) -> HttpResponse:
 @for_project
 @require_POST
 def open_push(request: HttpRequest) -> HttpResponse:
+    name = request.POST.get("push", "")
+    if "\x00" in name:
+        raise Http404("No such push.")
     push = (
-        SimulatedPush.objects.filter(project=request.project, fcm_name=request.POST.get("push", ""))
-        .select_related("project")
-        .first()
+        SimulatedPush.objects.filter(project=request.project, fcm_name=name).select_related("project").first()
     )
     if push is None:
         raise Http404("No such push.")

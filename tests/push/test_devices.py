@@ -220,6 +220,8 @@ def test_an_unknown_subscriber_is_a_404(api, ana, subscriber):
         ({"subscriber": {"phone": "+4915112345678", "external_id": "crm-1"}}, "subscriber"),
         ({"subscriber": {}}, "subscriber"),
         ({"subscriber": {"phone": "12"}}, "subscriber.phone"),
+        ({"subscriber": {"external_id": "\ud800"}}, "subscriber.external_id"),
+        ({"time_zone": "\ud800"}, "time_zone"),
         ({"surprise": 1}, "surprise"),
     ],
 )

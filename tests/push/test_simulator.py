@@ -128,6 +128,13 @@ def test_a_token_without_an_active_device_is_unregistered(client, project, ana, 
         ({"notification": {"title": "x"}}, "message.token"),
         (fcm_message(token=""), "message.token"),
         (fcm_message(token=12), "message.token"),
+        (fcm_message(token="sim ana"), "message.token"),
+        (fcm_message(token="sim-\x00"), "message.token"),
+        ({**fcm_message(), "data": {"k": "v\x00"}}, "message.data.k"),
+        (
+            {**fcm_message(), "android": {"notification": {"title": "\ud800"}}},
+            "message.android.notification.title",
+        ),
         ({**fcm_message(), "data": {"count": 3}}, "message.data[count].value"),
         ({**fcm_message(), "data": {"flag": True}}, "message.data[flag].value"),
         ({**fcm_message(), "data": ["a"]}, "message.data"),
@@ -187,6 +194,7 @@ def test_the_page_needs_a_login_and_a_membership(client, project, outsider):
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
     client.force_login(outsider)
     assert client.get(page(project)).status_code == 404
+    assert client.get(reverse("push_simulator:devices") + "?project=a%00b").status_code == 404
 
 
 def test_a_viewer_sees_the_devices_but_adds_none(client, project, viewer, ana):
@@ -301,6 +309,7 @@ def test_another_projects_push_is_not_found_and_viewers_cannot_open(client, proj
     client.force_login(member_of(Role.OWNER))
     url = reverse("push_simulator:open") + f"?project={project.slug}"
     assert client.post(url, {"push": SimulatedPush.objects.get().fcm_name}).status_code == 404
+    assert client.post(url, {"push": "projects/x\x00"}).status_code == 404
     client.force_login(viewer)
     assert client.post(url, {"push": SimulatedPush.objects.get().fcm_name}).status_code == 403
 
