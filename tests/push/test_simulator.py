@@ -6,6 +6,8 @@ import re
 import uuid
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from campaigns.models import Message
@@ -218,6 +220,24 @@ def test_adding_a_device_registers_a_sim_token(owner_client, project, ana):
     assert added.token.startswith("sim-") and added.platform == "ios" and added.subscriber == ana
     unknown = owner_client.post(page(project), {"subscriber": "nobody@example.com", "platform": "ios"})
     assert unknown.status_code == 400 and b"No subscriber with this phone" in unknown.content
+
+
+def test_the_page_reads_the_same_number_of_queries_for_more_devices_and_pushes(
+    owner_client, client, project, ana
+):
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert owner_client.get(page(project)).status_code == 200
+        return len(captured)
+
+    device(project, ana)
+    send(client, fcm(fcm_message()))
+    few = queries()
+    for n in range(3):
+        device(project, SubscriberFactory(project=project), token=f"sim-{n}")
+        send(client, fcm(fcm_message(f"sim-{n}")))
+        send(client, fcm(fcm_message(f"sim-{n}")))
+    assert queries() == few
 
 
 def test_pushes_are_shown_newest_first_and_the_poll_answers_204_until_something_changes(
