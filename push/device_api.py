@@ -42,7 +42,13 @@ class DeviceIn(StrictSchema):
     )
     platform: Literal["android", "ios", "web"]
     app_version: str = Field("", max_length=devices.APP_VERSION_MAX, examples=["4.2.0"])
-    language: str = Field("", max_length=devices.LANGUAGE_MAX, description="de, pt-BR ...", examples=["de"])
+    language: str = Field(
+        "",
+        max_length=devices.LANGUAGE_MAX,
+        pattern=devices.LANGUAGE_PATTERN,
+        description="A code like de, pt-BR or pt_BR.",
+        examples=["de"],
+    )
     time_zone: str = Field("", max_length=64, description="An IANA zone name.", examples=["Europe/Berlin"])
     push_enabled: StrictBool = Field(
         True, description="The app's notification permission: a device without it gets no push."

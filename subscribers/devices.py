@@ -34,7 +34,8 @@ APP_VERSION_MAX = 64
 LANGUAGE_MAX = 16
 # BCP 47-ish: a language subtag and optional region/script/variant subtags ("de", "pt-BR",
 # "zh_Hant_TW"); apps send both separators.
-LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*")
+# "" (not given) matches too.
+LANGUAGE_PATTERN = r"^(?:[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*)?$"
 UNREGISTERED_BY_APP = "unregistered by the app"
 
 
@@ -59,7 +60,7 @@ def clean_device_data(data: DeviceData) -> DeviceData:
         raise InvalidInput(f"Platform must be one of {', '.join(DevicePlatform.values)}.", field="platform")
     app_version = _text(data.app_version, "app_version", "The app version", APP_VERSION_MAX)
     language = _text(data.language, "language", "The language", LANGUAGE_MAX)
-    if language and not LANGUAGE.fullmatch(language):
+    if not re.fullmatch(LANGUAGE_PATTERN, language):
         raise InvalidInput(f"Language {language!r} is not a code like de, pt-BR or pt_BR.", field="language")
     time_zone = _text(data.time_zone, "time_zone", "The time zone", 64)
     if time_zone and time_zone not in time_zones():
