@@ -7,6 +7,7 @@ starts with ``sim-``; adding one registers it through ``subscribers.devices.regi
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 from collections.abc import Callable
@@ -14,7 +15,8 @@ from functools import wraps
 from urllib.parse import urlencode
 
 from django.contrib import messages as flash
-from django.db.models import Count, Max, Q
+from django.db.models import Count, F, Max, Q, Window
+from django.db.models.functions import RowNumber
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -34,6 +36,7 @@ from .forms import DeviceForm
 SLUG = re.compile(r"[-a-zA-Z0-9_]+")
 TOKEN_PREFIX = "sim-"  # noqa: S105 - marks simulated devices, not a secret
 PUSHES_PER_DEVICE = 20
+MAX_PHONES = 24
 SUGGESTED_SUBSCRIBERS = 50
 
 
@@ -56,32 +59,44 @@ def page_url(request: HttpRequest) -> str:
     return reverse("push_simulator:devices") + "?" + urlencode({"project": request.project.slug})
 
 
-def simulated_devices(request: HttpRequest):
-    return Device.objects.for_project(request.project).filter(token__startswith=TOKEN_PREFIX)
+def shown_devices(request: HttpRequest) -> tuple[list[Device], int]:
+    """The newest simulated devices (at most MAX_PHONES) and how many there are in all."""
+    simulated = Device.objects.for_project(request.project).filter(token__startswith=TOKEN_PREFIX)
+    rows = list(simulated.select_related("subscriber").order_by("-created_at", "-pk")[: MAX_PHONES + 1])
+    total = len(rows) if len(rows) <= MAX_PHONES else simulated.count()
+    return rows[:MAX_PHONES], total
 
 
-def version(request: HttpRequest) -> str:
-    """Changes when a device or push is added or a push is opened: the poll answers 204 otherwise."""
-    pushes = SimulatedPush.objects.filter(project=request.project, token__startswith=TOKEN_PREFIX).aggregate(
+def pushes_of(request: HttpRequest, rows: list[Device]):
+    return SimulatedPush.objects.filter(project=request.project, token__in=[d.token for d in rows])
+
+
+def version(request: HttpRequest, rows: list[Device]) -> str:
+    """Changes when a device is added, re-registered or removed, or a push arrives or is opened:
+    the poll answers 204 otherwise (one query besides the devices')."""
+    pushes = pushes_of(request, rows).aggregate(
         last=Max("pk"), opened=Count("pk", filter=Q(opened_at__isnull=False))
     )
-    shown = simulated_devices(request).aggregate(n=Count("pk"), last=Max("last_seen_at"))
-    stamp = shown["last"].timestamp() if shown["last"] else 0
-    return f"{shown['n']}.{stamp}.{pushes['last'] or 0}.{pushes['opened']}"
+    stamps = sorted(f"{d.pk}:{d.last_seen_at.timestamp()}:{d.removed_at is not None}" for d in rows)
+    seen = hashlib.sha256(" ".join(stamps).encode()).hexdigest()[:16]
+    return f"{seen}.{pushes['last'] or 0}.{pushes['opened']}"
 
 
-def phones(request: HttpRequest) -> list[dict]:
-    """Each simulated device with its newest pushes, newest first (two queries)."""
-    rows = list(simulated_devices(request).select_related("subscriber").order_by("-created_at", "-pk"))
-    by_token: dict[str, list[SimulatedPush]] = {d.token: [] for d in rows}
-    pushes = SimulatedPush.objects.filter(project=request.project, token__in=list(by_token)).order_by(
-        "-received_at", "-pk"
+def phones(request: HttpRequest, rows: list[Device]) -> list[dict]:
+    """Each device with its newest pushes (at most PUSHES_PER_DEVICE each, in one query)."""
+    newest = Window(
+        RowNumber(), partition_by=[F("token")], order_by=[F("received_at").desc(), F("pk").desc()]
     )
+    pushes = (
+        pushes_of(request, rows)
+        .annotate(rank=newest)
+        .filter(rank__lte=PUSHES_PER_DEVICE)
+        .order_by("-received_at", "-pk")
+    )
+    by_token: dict[str, list[dict]] = {d.token: [] for d in rows}
     for push in pushes:
-        shown = by_token[push.token]
-        if len(shown) < PUSHES_PER_DEVICE:
-            shown.append(push)
-    return [{"device": d, "pushes": [notification(p) for p in by_token[d.token]]} for d in rows]
+        by_token[push.token].append(notification(push))
+    return [{"device": d, "pushes": by_token[d.token]} for d in rows]
 
 
 def notification(push: SimulatedPush) -> dict:
@@ -101,11 +116,13 @@ def notification(push: SimulatedPush) -> dict:
 def render_page(
     request: HttpRequest, form: DeviceForm, *, partial: bool = False, error: str = "", status: int = 200
 ) -> HttpResponse:
+    rows, total = shown_devices(request)
     context = {
         "form": form,
         "error": error,
-        "phones": phones(request),
-        "version": version(request),
+        "phones": phones(request, rows),
+        "hidden": total - len(rows),
+        "version": version(request, rows),
         "page_url": page_url(request),
         "suggestions": Subscriber.objects.for_project(request.project)
         .order_by("-created_at")
@@ -136,7 +153,7 @@ def devices(request: HttpRequest) -> HttpResponse:
         )
         return redirect(page_url(request))
     if request.htmx and request.GET.get("v") is not None:
-        if request.GET["v"] == version(request):
+        if request.GET["v"] == version(request, shown_devices(request)[0]):
             return HttpResponse(status=204)  # nothing new: htmx keeps what is shown
         return render_page(request, form, partial=True)
     return render_page(request, form)

@@ -14,7 +14,7 @@ from campaigns.models import Message
 from controlpanel.models import ApiKey, Role
 from controlpanel.services import Actor, create_api_key, revoke_api_key
 from push.models import SimulatedPush, SimulatorKey
-from push.simulator import opens
+from push.simulator import opens, views
 from subscribers import devices
 from subscribers.models import Device, Event
 from tests.factories import ProjectFactory, SubscriberFactory
@@ -256,6 +256,19 @@ def test_pushes_are_shown_newest_first_and_the_poll_answers_204_until_something_
     changed = owner_client.get(page(project) + f"&v={version}", headers={"HX-Request": "true"})
     assert changed.status_code == 200 and b"https://cdn.example/s.png" in changed.content
     assert b"<html" not in changed.content  # the list only
+
+
+def test_a_device_shows_its_newest_pushes_and_a_removal_reaches_the_poll(owner_client, client, project, ana):
+    registered = device(project, ana)
+    for n in range(views.PUSHES_PER_DEVICE + 2):
+        send(client, fcm(fcm_message() | {"notification": {"title": f"Push {n:02d}"}}))
+    html = owner_client.get(page(project)).content.decode()
+    assert html.count('data-testid="push"') == views.PUSHES_PER_DEVICE
+    assert "Push 21" in html and "Push 01" not in html
+    version = re.search(r"v=([^\"&]+)\"", html).group(1)
+    devices.unregister(project=project, device_ids=[registered.pk])
+    polled = owner_client.get(page(project) + f"&v={version}", headers={"HX-Request": "true"})
+    assert polled.status_code == 200 and b"unregistered by the app" in polled.content
 
 
 def test_open_reports_through_the_api_and_records_push_opened_once(owner_client, client, project, ana):
