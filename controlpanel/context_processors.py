@@ -21,11 +21,11 @@ NAVIGATION = [
 ]
 
 
-def _simulator_url() -> str:
+def _simulator_url(name: str = "simulator:phone") -> str:
     if not settings.SIMULATOR_ENABLED:
         return ""
     try:
-        return reverse("simulator:phone")
+        return reverse(name)
     except NoReverseMatch:  # enabled after the URLconf was loaded
         return ""
 
@@ -50,6 +50,8 @@ def navigation(request) -> dict:
     return {
         # The phone pages keep the project's navigation and time zone (whatsapp.simulator.views).
         "simulator_url": _simulator_url() and f"{_simulator_url()}?project={project.slug}",
+        "push_simulator_url": (push := _simulator_url("push_simulator:devices"))
+        and f"{push}?project={project.slug}",
         "nav_items": items,
         "nav_projects": Project.objects.for_user(request.user).only("name", "slug"),
         "can_write": membership.can(Role.MARKETER),

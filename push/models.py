@@ -72,3 +72,19 @@ class SimulatedPush(models.Model):
 
     def __str__(self) -> str:
         return self.fcm_name
+
+
+class SimulatorKey(models.Model):
+    """The API key the push simulator's "Open" button uses to report opens through the public API,
+    as an app would. Created once per project with the API key service (label "Push simulator");
+    the plaintext is kept encrypted so it can be sent again (an ``ApiKey`` stores only a hash)."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="push_simulator_key")
+    api_key = models.ForeignKey("controlpanel.ApiKey", on_delete=models.CASCADE, related_name="+")
+    secret = EncryptedTextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"Push simulator key of {self.project}"
