@@ -29,7 +29,7 @@ from .models import (
     TagValue,
 )
 from .phones import normalize_phone
-from .profile import clean_profile
+from .profile import address_reset, clean_profile
 from .signals import EventRecorded, SubscriberErased, event_recorded, subscriber_erased
 
 UpsertStatus = Literal["created", "updated", "unchanged"]
@@ -46,6 +46,8 @@ class SubscriberData:
     tags: dict[str, Any] = field(default_factory=dict)
     tags_are_text: bool = False  # CSV cells and form fields: parse text into each tag's type
     opt_in_evidence: str | None = None
+    email_consent: ConsentState | None = None  # None: leave as it is
+    email_evidence: str = ""
 
 
 def clean_external_id(value: Any) -> str | None:
@@ -85,7 +87,29 @@ def clean_subscriber_data(project: Project, raw: dict[str, Any]) -> SubscriberDa
         data.opt_in_evidence = tagtypes.clean_text(
             str(evidence).strip(), field="whatsapp_opt_in.evidence", what="The evidence"
         )
+    email_consent = raw.get("email_consent")
+    if email_consent is not None:
+        data.email_consent, data.email_evidence = clean_consent_input(email_consent, field="email_consent")
     return data
+
+
+def clean_consent_input(raw: Any, *, field: str) -> tuple[ConsentState, str]:
+    """``{"state": "opted_in"|"opted_out", "evidence": ...}`` of an API body: the state and the
+    evidence, which an opt-in needs (as ``change_consent`` requires it)."""
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"{field} must be an object with state and evidence.", field=field)
+    state = raw.get("state")
+    if state not in (ConsentState.OPTED_IN, ConsentState.OPTED_OUT):
+        raise InvalidInput(f"{field}.state must be opted_in or opted_out.", field=f"{field}.state")
+    evidence = tagtypes.clean_text(
+        str(raw.get("evidence") or "").strip(), field=f"{field}.evidence", what="The evidence"
+    )
+    if state == ConsentState.OPTED_IN and not evidence:
+        raise InvalidInput(
+            f"Opting in to {field.removesuffix('_consent')} needs evidence: how and when the person agreed.",
+            field=f"{field}.evidence",
+        )
+    return ConsentState(state), evidence
 
 
 def find_subscriber(project: Project, *, phone: str | None, external_id: str | None) -> Subscriber | None:
@@ -124,6 +148,8 @@ def subscriber_item(
         tags=tags,
         consent=ConsentState.OPTED_IN if evidence else None,
         evidence=evidence or "",
+        email_consent=data.email_consent,
+        email_evidence=data.email_evidence,
     )
 
 
@@ -268,6 +294,8 @@ def _write_tags(
             )
         changed = True
     if profile_changes:
+        if "email" in profile_changes:
+            profile_changes.update(address_reset())
         for key, value in profile_changes.items():
             setattr(subscriber, key, value)
         subscriber.save(update_fields=[*profile_changes, "updated_at"])
@@ -334,9 +362,14 @@ def update_subscriber(
             changed.append(key)
     opt_in = changes.get("whatsapp_opt_in")
     if changed:
+        written = list(changed)
+        if "email" in changed:
+            for key, value in address_reset().items():
+                setattr(subscriber, key, value)
+                written.append(key)
         try:
             with transaction.atomic():
-                subscriber.save(update_fields=[*changed, "updated_at"])
+                subscriber.save(update_fields=[*written, "updated_at"])
         except IntegrityError:
             raise InvalidInput(
                 "Another subscriber just took this phone or external id; retry.", code="conflict"
