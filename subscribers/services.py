@@ -761,6 +761,7 @@ def erase_subscriber(*, subscriber: Subscriber, actor: Actor) -> None:
 
 def export_subscriber(*, subscriber: Subscriber, actor: Actor) -> dict[str, Any]:
     """GDPR access: everything we hold about one subscriber, JSON-ready. Audited."""
+    devices = list(subscriber.devices.order_by("id"))
     data = {
         "id": str(subscriber.public_id),
         "phone": subscriber.phone,
@@ -775,7 +776,16 @@ def export_subscriber(*, subscriber: Subscriber, actor: Actor) -> dict[str, Any]
         "whatsapp_consent": subscriber.whatsapp_consent,
         "last_inbound_at": subscriber.last_inbound_at.isoformat() if subscriber.last_inbound_at else None,
         "email_consent": subscriber.email_consent,
+        "email_undeliverable": (
+            {
+                "at": subscriber.email_undeliverable_at.isoformat(),
+                "reason": subscriber.email_undeliverable_reason,
+            }
+            if subscriber.email_undeliverable_at
+            else None
+        ),
         "push_consent": subscriber.push_consent,
+        "active_devices": sum(1 for d in devices if d.removed_at is None and d.push_enabled),
         "devices": [
             {
                 "id": str(d.public_id),
@@ -787,7 +797,7 @@ def export_subscriber(*, subscriber: Subscriber, actor: Actor) -> dict[str, Any]
                 "created_at": d.created_at.isoformat(),
                 "removed_at": d.removed_at.isoformat() if d.removed_at else None,
             }
-            for d in subscriber.devices.all()
+            for d in devices
         ],
         "created_at": subscriber.created_at.isoformat(),
         "tags": tags_of(subscriber),

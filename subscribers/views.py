@@ -259,7 +259,9 @@ SORTS: dict[str, SortKey] = {
     "name": SortKey("Name A to Z", "name", descending=False),
     "last_inbound": SortKey("Wrote to us lately", "last_inbound_at", descending=True, only_set=True),
 }
-FILTER_PARAMS = ("q", "consent", "tag", "value", "segment", "sort")
+FILTER_PARAMS = ("q", "consent", "email_consent", "tag", "value", "segment", "sort")
+# Filter parameter -> the consent column it filters.
+CONSENT_FILTERS = {"consent": "whatsapp_consent", "email_consent": "email_consent"}
 _PHONEISH = re.compile(r"^[\d\s()+./-]+$")
 
 
@@ -267,6 +269,7 @@ _PHONEISH = re.compile(r"^[\d\s()+./-]+$")
 class ListFilters:
     q: str = ""
     consent: str = ""
+    email_consent: str = ""
     tag: str = ""
     value: str = ""
     segment: str = ""
@@ -278,13 +281,16 @@ class ListFilters:
         f = cls(**{p: (data.get(p) or "").strip() for p in FILTER_PARAMS})
         if f.sort not in SORTS:
             f.sort = "newest"
-        if f.consent and f.consent not in ConsentState.values:
-            f.errors["consent"] = f"Unknown consent state {f.consent!r}."
+        for param in CONSENT_FILTERS:
+            state = getattr(f, param)
+            if state and state not in ConsentState.values:
+                f.errors[param] = f"Unknown consent state {state!r}."
         return f
 
     @property
     def active(self) -> bool:
-        return any(getattr(self, p) for p in ("q", "consent", "tag", "segment")) or SORTS[self.sort].only_set
+        filters = ("q", *CONSENT_FILTERS, "tag", "segment")
+        return any(getattr(self, p) for p in filters) or SORTS[self.sort].only_set
 
     def params(self, **extra: str) -> dict[str, str]:
         out = {p: getattr(self, p) for p in FILTER_PARAMS if getattr(self, p)}
@@ -389,8 +395,10 @@ def filtered_subscribers(project: Project, f: ListFilters, segments: dict) -> Qu
         qs = qs.filter(**{f"{key.field}__isnull": False})
     if f.q:
         qs = _search(project, qs, f.q)
-    if f.consent and "consent" not in f.errors:
-        qs = qs.filter(whatsapp_consent=f.consent)
+    for param, column in CONSENT_FILTERS.items():
+        state = getattr(f, param)
+        if state and param not in f.errors:
+            qs = qs.filter(**{column: state})
     if f.tag:
         try:
             qs = qs.filter(*_tag_conditions(project, f.tag, f.value))

@@ -122,6 +122,9 @@ _HEADER_TARGETS = {
     "createdat": "",
     "updatedat": "",
     "lastinboundat": "",
+    "emailundeliverableat": "",
+    "pushconsent": "",
+    "pushdevices": "",
 }
 
 
