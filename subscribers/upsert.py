@@ -359,15 +359,15 @@ def upsert_subscribers(
 
     ledger: list[dict[str, Any]] = []
     for channel, attr, evidence in CONSENTS:
-        ledger += [
-            _ledger(r.subscriber_id, channel, getattr(r.item, attr), getattr(r.item, evidence), source, actor, now)
-            for r in inserted
-            if getattr(r.item, attr)
-        ]
-        ledger += [
-            _ledger(target["id"], channel, getattr(item, attr), getattr(item, evidence), source, actor, now)
+        written = [(r.subscriber_id, r.item) for r in inserted if getattr(r.item, attr)]
+        written += [
+            (target["id"], item)
             for item, target, _ in matched
             if f"{channel}_consent" in updates.get(target["id"], ())
+        ]
+        ledger += [
+            _ledger(sid, channel, getattr(item, attr), getattr(item, evidence), source, actor, now)
+            for sid, item in written
         ]
     if ledger:
         store.insert_consent(ledger)

@@ -64,6 +64,7 @@ from .models import (
     ConsentChannel,
     ConsentSource,
     ConsentState,
+    Device,
     Event,
     Segment,
     Subscriber,
@@ -694,7 +695,17 @@ def _detail_context(
         "tag_form": tag_form or TagAddForm(),
         "tag_names": _tag_names(project),
         "consent_form": consent_form or ConsentForm(),
+        # "<channel>:<state>" of a consent form that came back with errors: the page refills it.
+        "posted_consent": (
+            f"{consent_form.data.get('channel') or ConsentChannel.WHATSAPP}:{consent_form.data.get('state')}"
+            if consent_form is not None
+            else ""
+        ),
         "consent_history": ConsentChange.objects.for_project(project).filter(subscriber=subscriber)[:100],
+        # Active devices (no removed_at) first, then the latest removed.
+        "devices": Device.objects.for_project(project)
+        .filter(subscriber=subscriber)
+        .order_by(F("removed_at").desc(nulls_first=True), "-last_seen_at"),
         "window_until": window_until if window_until and window_until > timezone.now() else None,
         "timeline": timeline,
         "timeline_entries": timeline_entries(timeline.rows),
@@ -826,6 +837,14 @@ def subscriber_tag_add(request: HttpRequest, subscriber_id: uuid.UUID) -> HttpRe
     return render(request, "subscribers/subscriber_detail.html", context)
 
 
+# Where the detail page shows each channel's consent (the WhatsApp card keeps its old anchor).
+CONSENT_ANCHORS = {
+    ConsentChannel.WHATSAPP: "subscriber-consent",
+    ConsentChannel.EMAIL: "channel-email",
+    ConsentChannel.PUSH: "channel-push",
+}
+
+
 @project_view(section="subscribers")
 @require_POST
 @in_project_time_zone
@@ -834,10 +853,11 @@ def subscriber_consent(request: HttpRequest, subscriber_id: uuid.UUID) -> HttpRe
     form = ConsentForm(request.POST)
     if form.is_valid():
         state = ConsentState(form.cleaned_data["state"])
+        channel = form.cleaned_data["channel"]
         try:
             change = change_consent(
                 subscriber=subscriber,
-                channel=ConsentChannel.WHATSAPP,
+                channel=channel,
                 state=state,
                 source=ConsentSource.PANEL,
                 evidence=form.cleaned_data["evidence"],
@@ -849,8 +869,10 @@ def subscriber_consent(request: HttpRequest, subscriber_id: uuid.UUID) -> HttpRe
             if change is None:
                 messages.info(request, f"Already {state.label.lower()}; nothing changed.")
             else:
-                messages.success(request, f"WhatsApp consent: {state.label.lower()}. Recorded in the ledger.")
-            return redirect(_detail_url(subscriber, "subscriber-consent"))
+                messages.success(
+                    request, f"{channel.label} consent: {state.label.lower()}. Recorded in the ledger."
+                )
+            return redirect(_detail_url(subscriber, CONSENT_ANCHORS[channel]))
     context = _detail_context(request, subscriber, consent_form=form)
     return render(request, "subscribers/subscriber_detail.html", context)
 

@@ -69,6 +69,7 @@ def parse_consent(text: str) -> ConsentState | None:
         raise InvalidInput(f"Consent {text!r} is not one of yes, no, true, false, 1, 0, opted_in, opted_out.")
     return consent
 
+
 _HEADER_TARGETS = {
     "phone": "phone",
     "phonenumber": "phone",
