@@ -261,8 +261,11 @@ SORTS: dict[str, SortKey] = {
     "last_inbound": SortKey("Wrote to us lately", "last_inbound_at", descending=True, only_set=True),
 }
 FILTER_PARAMS = ("q", "consent", "email_consent", "tag", "value", "segment", "sort")
-# Filter parameter -> the consent column it filters.
-CONSENT_FILTERS = {"consent": "whatsapp_consent", "email_consent": "email_consent"}
+# Filter parameter -> the consent column it filters, and its label on the list.
+CONSENT_FILTERS = {
+    "consent": ("whatsapp_consent", "WhatsApp consent"),
+    "email_consent": ("email_consent", "Email consent"),
+}
 _PHONEISH = re.compile(r"^[\d\s()+./-]+$")
 
 
@@ -396,7 +399,7 @@ def filtered_subscribers(project: Project, f: ListFilters, segments: dict) -> Qu
         qs = qs.filter(**{f"{key.field}__isnull": False})
     if f.q:
         qs = _search(project, qs, f.q)
-    for param, column in CONSENT_FILTERS.items():
+    for param, (column, _) in CONSENT_FILTERS.items():
         state = getattr(f, param)
         if state and param not in f.errors:
             qs = qs.filter(**{column: state})
@@ -457,6 +460,10 @@ def subscriber_list(request: HttpRequest) -> HttpResponse:
         "page": page,
         "sorts": SORTS,
         "consent_states": ConsentState.choices,
+        "consent_filters": [
+            {"param": param, "label": label, "value": getattr(f, param), "error": f.errors.get(param)}
+            for param, (_, label) in CONSENT_FILTERS.items()
+        ],
         "segments": segments,
         "segments_available": _segment_audience() is not None,
         "tag_names": _tag_names(project),

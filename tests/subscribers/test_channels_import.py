@@ -16,13 +16,10 @@ from tests.factories import SubscriberFactory
 from tests.subscribers.test_import import do_import, report_rows, run, upload
 
 
-@pytest.fixture(autouse=True)
-def _media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
 @pytest.fixture
-def user(owner):
+def user(owner, settings, tmp_path):
+    """The importing user; uploads go to a temporary media root."""
+    settings.MEDIA_ROOT = tmp_path / "media"
     return owner
 
 
@@ -98,19 +95,15 @@ def test_both_consent_columns_in_one_file(project, user):
 
 
 def test_an_imported_new_address_clears_the_undeliverable_mark(project, user):
-    kept = SubscriberFactory(
-        project=project,
-        phone="+4915112345678",
-        email="same@example.com",
-        email_undeliverable_at=timezone.now() - timedelta(days=1),
-        email_undeliverable_reason="bounced",
-    )
-    moved = SubscriberFactory(
-        project=project,
-        phone="+4915112345679",
-        email="old@example.com",
-        email_undeliverable_at=timezone.now() - timedelta(days=1),
-        email_undeliverable_reason="bounced",
+    kept, moved = (
+        SubscriberFactory(
+            project=project,
+            phone=phone,
+            email=email,
+            email_undeliverable_at=timezone.now() - timedelta(days=1),
+            email_undeliverable_reason="bounced",
+        )
+        for phone, email in (("+4915112345678", "same@example.com"), ("+4915112345679", "old@example.com"))
     )
     job = do_import(
         project, user, "phone,email\n+4915112345678,same@example.com\n+4915112345679,new@example.com\n"
@@ -126,9 +119,9 @@ def test_an_imported_new_address_clears_the_undeliverable_mark(project, user):
     )
 
 
-def test_the_mapping_page_offers_email_consent(client, owner, project):
-    client.force_login(owner)
-    job = upload(project, owner, "phone,newsletter\n+4915112345678,yes\n")
+def test_the_mapping_page_offers_email_consent(client, user, project):
+    client.force_login(user)
+    job = upload(project, user, "phone,newsletter\n+4915112345678,yes\n")
     html = client.get(
         reverse("subscribers:import_detail", args=[project.slug, job.public_id])
     ).content.decode()
