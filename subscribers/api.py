@@ -371,7 +371,8 @@ def get(request, id: UUID):
 def patch(request, id: UUID, payload: SubscriberPatch):
     """Only the fields in the body change. `tags` merge into the existing ones; a tag set to null is
     removed. A new phone must be a valid number no other subscriber has (else 422 / 409); a profile
-    field set to null or "" is cleared. Nothing is written when any field or tag is invalid.
+    field set to null or "" is cleared; a new email address clears `email_undeliverable`. Nothing is
+    written when any field or tag is invalid.
     """
     subscriber = get_subscriber(request.project, id)
     subscriber, _ = update_subscriber(

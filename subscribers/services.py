@@ -321,9 +321,10 @@ def update_subscriber(
     """Edit one subscriber (API PATCH, the panel's edit form): only the keys present change.
 
     Keys as in the API: phone, external_id, name, email, language, country, timezone, tags
-    (merged; None removes one) and whatsapp_opt_in ({"evidence": ...}). A phone cannot be
-    removed, a phone or external id of another subscriber is a conflict (the error carries
-    that subscriber as ``other``). All or nothing. Returns the subscriber as saved and the
+    (merged; None removes one) and whatsapp_opt_in ({"evidence": ...}). A changed email address
+    is no longer undeliverable (``profile.address_reset``). A phone cannot be removed, a phone or
+    external id of another subscriber is a conflict (the error carries that subscriber as
+    ``other``). All or nothing. Returns the subscriber as saved and the
     names of what changed; audited when anything did.
     """
     subscriber = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
