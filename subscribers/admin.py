@@ -28,6 +28,7 @@ from .models import (
     TagDefinition,
     TagValue,
 )
+from .profile import address_reset
 from .services import change_consent, clean_new_tag, clean_profile, create_tag, delete_tag, erase_subscriber
 from .tags import clean_text
 
@@ -168,6 +169,12 @@ class SubscriberAdmin(admin.ModelAdmin):
         "external_id",
         "whatsapp_consent",
         "whatsapp_consent_at",
+        "email_consent",
+        "email_consent_at",
+        "email_undeliverable_at",
+        "email_undeliverable_reason",
+        "push_consent",
+        "push_consent_at",
         "last_inbound_at",
         "created_at",
         "updated_at",
@@ -180,6 +187,9 @@ class SubscriberAdmin(admin.ModelAdmin):
 
     @transaction.atomic
     def save_model(self, request, obj: Subscriber, form, change: bool) -> None:
+        if "email" in form.changed_data:
+            for key, value in address_reset().items():
+                setattr(obj, key, value)
         super().save_model(request, obj, form, change)
         state = form.cleaned_data.get("consent")
         if state:

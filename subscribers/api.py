@@ -34,6 +34,7 @@ from .models import (
 )
 from .phones import normalize_phone
 from .schemas import (
+    ChannelName,
     ConsentIn,
     EventBatchIn,
     EventBatchOut,
@@ -120,6 +121,16 @@ def subscriber_out(subscriber: Subscriber) -> dict[str, Any]:
         "tags": tags_of(subscriber),
         "whatsapp_consent": subscriber.whatsapp_consent,
         "whatsapp_consent_at": subscriber.whatsapp_consent_at,
+        "email_consent": subscriber.email_consent,
+        "email_consent_at": subscriber.email_consent_at,
+        "email_undeliverable": (
+            {"at": subscriber.email_undeliverable_at, "reason": subscriber.email_undeliverable_reason}
+            if subscriber.email_undeliverable_at
+            else None
+        ),
+        "push_consent": subscriber.push_consent,
+        "push_consent_at": subscriber.push_consent_at,
+        "devices": subscriber.devices.active().count(),
         "last_inbound_at": subscriber.last_inbound_at,
         "created_at": subscriber.created_at,
         "updated_at": subscriber.updated_at,
@@ -142,7 +153,8 @@ def upsert(request, payload: SubscriberIn):
     Fields left out are kept; tags are merged (a tag set to null is removed). A phone that is not a
     real number is a 422 with `field: "phone"`; a tag value of the wrong type is a 422 naming the tag
     and its type; phone and external id of two different subscribers is a 409. `whatsapp_opt_in` records
-    an opt-in in the consent ledger (source `api`) and needs `evidence`.
+    an opt-in in the consent ledger (source `api`) and needs `evidence`; `email_consent` records an
+    email opt-in (with `evidence`) or opt-out the same way.
     """
     data = clean_subscriber_data(request.project, payload.model_dump(exclude_unset=True))
     subscriber, status = upsert_subscriber(
@@ -347,7 +359,7 @@ def lookup(request, phone: str | None = None, external_id: str | None = None):
     summary="Get a subscriber",
 )
 def get(request, id: UUID):
-    """The subscriber with all tags and the WhatsApp consent state."""
+    """The subscriber with all tags, its consent on each channel and its active push devices."""
     return subscriber_out(get_subscriber(request.project, id))
 
 
@@ -359,7 +371,8 @@ def get(request, id: UUID):
 def patch(request, id: UUID, payload: SubscriberPatch):
     """Only the fields in the body change. `tags` merge into the existing ones; a tag set to null is
     removed. A new phone must be a valid number no other subscriber has (else 422 / 409); a profile
-    field set to null or "" is cleared. Nothing is written when any field or tag is invalid.
+    field set to null or "" is cleared; a new email address clears `email_undeliverable`. Nothing is
+    written when any field or tag is invalid.
     """
     subscriber = get_subscriber(request.project, id)
     subscriber, _ = update_subscriber(
@@ -371,11 +384,21 @@ def patch(request, id: UUID, payload: SubscriberPatch):
     return subscriber_out(subscriber)
 
 
-def _consent(request, id: UUID, state: ConsentState, payload: ConsentIn | None) -> dict[str, Any]:
+def _consent(
+    request, id: UUID, state: ConsentState, payload: ConsentIn | None, channel: ChannelName | None
+) -> dict[str, Any]:
+    body_channel = payload.channel if payload else None
+    if channel and body_channel and channel != body_channel:
+        raise ApiError(
+            422,
+            "validation_error",
+            f"The query names the channel {channel!r}, the body {body_channel!r}; give one.",
+            "channel",
+        )
     subscriber = get_subscriber(request.project, id)
     change_consent(
         subscriber=subscriber,
-        channel=ConsentChannel.WHATSAPP,
+        channel=ConsentChannel(channel or body_channel or ConsentChannel.WHATSAPP),
         state=state,
         source=ConsentSource.API,
         evidence=payload.evidence if payload else "",
@@ -387,26 +410,28 @@ def _consent(request, id: UUID, state: ConsentState, payload: ConsentIn | None) 
 @router.post(
     "/subscribers/{id}/opt-in",
     response={200: SubscriberOut, **NOT_FOUND},
-    summary="Record a WhatsApp opt-in",
+    summary="Record an opt-in (WhatsApp, email or push)",
 )
-def opt_in(request, id: UUID, payload: ConsentIn):
+def opt_in(request, id: UUID, payload: ConsentIn, channel: ChannelName | None = None):
     """Writes a row to the consent ledger (source `api`, with your evidence and the API key as actor)
-    and marks the subscriber opted in to WhatsApp marketing. `evidence` is required (422 without).
-    Opting in a subscriber who is already opted in changes nothing.
+    and marks the subscriber opted in to marketing on `channel` (`whatsapp` when not given, in the
+    body or the query). `evidence` is required (422 without). Opting in a subscriber who is already
+    opted in changes nothing.
     """
-    return _consent(request, id, ConsentState.OPTED_IN, payload)
+    return _consent(request, id, ConsentState.OPTED_IN, payload, channel)
 
 
 @router.post(
     "/subscribers/{id}/opt-out",
     response={200: SubscriberOut, **NOT_FOUND},
-    summary="Record a WhatsApp opt-out",
+    summary="Record an opt-out (WhatsApp, email or push)",
 )
-def opt_out(request, id: UUID, payload: ConsentIn | None = None):
+def opt_out(request, id: UUID, payload: ConsentIn | None = None, channel: ChannelName | None = None):
     """Writes a row to the consent ledger (source `api`) and an `Unsubscribed` event; the subscriber
-    gets no more WhatsApp marketing. `evidence` is optional. Opting out twice changes nothing.
+    gets no more marketing on `channel` (`whatsapp` when not given, in the body or the query).
+    `evidence` is optional. Opting out twice changes nothing.
     """
-    return _consent(request, id, ConsentState.OPTED_OUT, payload)
+    return _consent(request, id, ConsentState.OPTED_OUT, payload, channel)
 
 
 @router.delete(

@@ -13,11 +13,11 @@ from decimal import Decimal
 from itertools import batched
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 
 from controlpanel.models import Project
 
-from .models import ConsentChange, Subscriber, TagDefinition, TagType, TagValue
+from .models import ConsentChange, Device, Subscriber, TagDefinition, TagType, TagValue
 
 CHUNK_SIZE = 2000
 SUBSCRIBER_COLUMNS = (
@@ -30,9 +30,14 @@ SUBSCRIBER_COLUMNS = (
     "country",
     "time_zone",
     "whatsapp_consent",
+    "email_consent",
+    "email_undeliverable_at",
+    "push_consent",
     "created_at",
     "last_inbound_at",
 )
+# After the columns: the active push devices (a count; the devices are GET /api/v1/devices).
+DEVICES_COLUMN = "push_devices"
 CONSENT_COLUMNS = (
     "subscriber_id",
     "phone",
@@ -107,7 +112,7 @@ def subscriber_rows(project: Project, subscribers: QuerySet[Subscriber]) -> Iter
     """The header, then one row per subscriber of ``subscribers`` (already scoped to ``project``)."""
     definitions = list(TagDefinition.objects.for_project(project).order_by("name"))
     position = {d.pk: i for i, d in enumerate(definitions)}
-    yield [*SUBSCRIBER_COLUMNS, *(d.name for d in definitions)]
+    yield [*SUBSCRIBER_COLUMNS, DEVICES_COLUMN, *(d.name for d in definitions)]
     rows = (
         subscribers.filter(project=project)
         .order_by("id")
@@ -115,6 +120,14 @@ def subscriber_rows(project: Project, subscribers: QuerySet[Subscriber]) -> Iter
         .iterator(chunk_size=CHUNK_SIZE)
     )
     for batch in batched(rows, CHUNK_SIZE):
+        devices = dict(
+            Device.objects.active()
+            .filter(subscriber_id__in=[r[0] for r in batch])
+            .order_by()
+            .values("subscriber_id")
+            .annotate(n=Count("id"))
+            .values_list("subscriber_id", "n")
+        )
         tags: dict[int, list[list[Any]]] = {}
         if definitions:
             values = (
@@ -129,7 +142,11 @@ def subscriber_rows(project: Project, subscribers: QuerySet[Subscriber]) -> Iter
         empty = [[] for _ in definitions]
         for sid, *fields_ in batch:
             cells = tags.get(sid, empty)
-            yield [*fields_, *(_tag_cell(d.type, cells[i]) for i, d in enumerate(definitions))]
+            yield [
+                *fields_,
+                devices.get(sid, 0),
+                *(_tag_cell(d.type, cells[i]) for i, d in enumerate(definitions)),
+            ]
 
 
 def consent_rows(project: Project) -> Iterator[list[Any]]:

@@ -13,7 +13,7 @@ from django.utils import timezone
 from controlpanel.models import COUNTRY_CHOICES, TIME_ZONE_CHOICES
 
 from .errors import InvalidInput
-from .models import ConsentState, TagType
+from .models import ConsentChannel, ConsentState, TagType
 
 # InvalidInput.field (API names) -> form field names.
 SERVICE_FIELDS = {
@@ -83,6 +83,8 @@ class SubscriberForm(forms.Form):
 
 
 class ConsentForm(forms.Form):
+    # The panel's forms name their channel; a form without one is WhatsApp's (as it always was).
+    channel = forms.ChoiceField(choices=ConsentChannel.choices, required=False)
     state = forms.ChoiceField(
         choices=[(ConsentState.OPTED_IN, "Opt in"), (ConsentState.OPTED_OUT, "Opt out")]
     )
@@ -92,6 +94,7 @@ class ConsentForm(forms.Form):
         cleaned = super().clean()
         if cleaned.get("state") == ConsentState.OPTED_IN and not (cleaned.get("evidence") or "").strip():
             self.add_error("evidence", "Opting in needs evidence: how and when the person agreed.")
+        cleaned["channel"] = ConsentChannel(cleaned.get("channel") or ConsentChannel.WHATSAPP)
         return cleaned
 
 

@@ -74,9 +74,10 @@ def import_out(job: ImportJob, *, with_report: bool = False) -> dict[str, Any]:
 
 MAPPING_HELP = (
     "Optional JSON object from column header to target: `phone`, `external_id`, `name`, `email`, "
-    "`language`, `country`, `time_zone`, `consent`, `consent_evidence`, `tag:<existing tag>`, "
-    '`new:<new tag name>`, or `""` to leave the column out. Without it, columns named like a field or '
-    "an existing tag map themselves (as the panel guesses) and other columns are left out."
+    "`language`, `country`, `time_zone`, `consent` (WhatsApp), `email_consent`, `consent_evidence`, "
+    '`tag:<existing tag>`, `new:<new tag name>`, or `""` to leave the column out. Without it, columns '
+    "named like a field or an existing tag map themselves (as the panel guesses) and other columns "
+    "are left out."
 )
 
 

@@ -66,7 +66,7 @@ def import_upload(request: HttpRequest) -> HttpResponse:
 
 def _target_choices(project) -> list[tuple[str, list[tuple[str, str]]]]:
     fields = [(t, imports.TARGET_LABELS[t]) for t in ("phone", "external_id", *imports.PROFILE_TARGETS)]
-    consent = [(t, imports.TARGET_LABELS[t]) for t in ("consent", "consent_evidence")]
+    consent = [(t, imports.TARGET_LABELS[t]) for t in (*imports.CONSENT_TARGETS, "consent_evidence")]
     tags = [
         (f"tag:{d.name}", f"Tag: {d.name} ({d.get_type_display().lower()})")
         for d in tagtypes.definitions(project).values()
@@ -74,7 +74,7 @@ def _target_choices(project) -> list[tuple[str, list[tuple[str, str]]]]:
     return [
         ("", [("", "Ignore this column"), ("new", "New tag")]),
         ("Subscriber", fields),
-        ("WhatsApp opt-in", consent),
+        ("Consent", consent),
         ("Existing tags", sorted(tags, key=lambda c: c[1].lower())),
     ]
 

@@ -56,6 +56,12 @@ def clean_profile_value(key: str, text: str) -> str:
     return value
 
 
+def address_reset() -> dict[str, Any]:
+    """The columns to write with a changed email address: a new address has not bounced, so it
+    is no longer undeliverable (ADR 0008). Every writer of ``email`` adds these to its update."""
+    return {"email_undeliverable_at": None, "email_undeliverable_reason": ""}
+
+
 def clean_profile(values: dict[str, Any]) -> dict[str, str]:
     """The profile fields present in ``values`` (None: absent), checked and normalised."""
     return {

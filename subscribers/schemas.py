@@ -42,6 +42,23 @@ class OptInIn(StrictSchema):
     )
 
 
+ChannelName = Literal["whatsapp", "email", "push"]
+
+
+class ChannelConsentIn(StrictSchema):
+    state: Literal["opted_in", "opted_out"]
+    evidence: str = Field(
+        "",
+        description="How and when the person agreed (required to opt in) or withdrew (optional).",
+        examples=["Ticked the newsletter box at checkout on 2026-01-31"],
+    )
+
+
+class UndeliverableOut(Schema):
+    at: datetime = Field(description="When the address bounced hard or complained.")
+    reason: str
+
+
 class SubscriberIn(StrictSchema):
     phone: str | None = Field(
         None,
@@ -76,6 +93,11 @@ class SubscriberIn(StrictSchema):
         description="Record a WhatsApp opt-in; evidence is required.",
         examples=[{"evidence": "Ticked the WhatsApp box at checkout on 2026-01-31"}],
     )
+    email_consent: ChannelConsentIn | None = Field(
+        None,
+        description="Record an email opt-in (evidence required) or opt-out in the consent ledger.",
+        examples=[{"state": "opted_in", "evidence": "Ticked the newsletter box at checkout on 2026-01-31"}],
+    )
 
 
 class SubscriberPatch(StrictSchema):
@@ -102,6 +124,9 @@ class ConsentIn(StrictSchema):
         description="How and when the person agreed (required to opt in) or withdrew (optional).",
         examples=["Replied STOP on 2026-02-01"],
     )
+    channel: ChannelName | None = Field(
+        None, description="The channel the consent is for (default whatsapp); also a query parameter."
+    )
 
 
 class SubscriberOut(Schema):
@@ -118,6 +143,14 @@ class SubscriberOut(Schema):
     tags: dict[str, Any] = Field(description="Built-in tags (Name, Language, ...) and custom tags.")
     whatsapp_consent: ConsentStateName
     whatsapp_consent_at: datetime | None
+    email_consent: ConsentStateName
+    email_consent_at: datetime | None
+    email_undeliverable: UndeliverableOut | None = Field(
+        description="Set when the address bounced hard or complained; null when it can take mail."
+    )
+    push_consent: ConsentStateName
+    push_consent_at: datetime | None
+    devices: int = Field(description="Active push devices (the list: GET /devices).")
     last_inbound_at: datetime | None
     created_at: datetime
     updated_at: datetime

@@ -29,7 +29,7 @@ from .models import (
     TagValue,
 )
 from .phones import normalize_phone
-from .profile import clean_profile
+from .profile import address_reset, clean_profile
 from .signals import EventRecorded, SubscriberErased, event_recorded, subscriber_erased
 
 UpsertStatus = Literal["created", "updated", "unchanged"]
@@ -46,6 +46,8 @@ class SubscriberData:
     tags: dict[str, Any] = field(default_factory=dict)
     tags_are_text: bool = False  # CSV cells and form fields: parse text into each tag's type
     opt_in_evidence: str | None = None
+    email_consent: ConsentState | None = None  # None: leave as it is
+    email_evidence: str = ""
 
 
 def clean_external_id(value: Any) -> str | None:
@@ -85,7 +87,29 @@ def clean_subscriber_data(project: Project, raw: dict[str, Any]) -> SubscriberDa
         data.opt_in_evidence = tagtypes.clean_text(
             str(evidence).strip(), field="whatsapp_opt_in.evidence", what="The evidence"
         )
+    email_consent = raw.get("email_consent")
+    if email_consent is not None:
+        data.email_consent, data.email_evidence = clean_consent_input(email_consent, field="email_consent")
     return data
+
+
+def clean_consent_input(raw: Any, *, field: str) -> tuple[ConsentState, str]:
+    """``{"state": "opted_in"|"opted_out", "evidence": ...}`` of an API body: the state and the
+    evidence, which an opt-in needs (as ``change_consent`` requires it)."""
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"{field} must be an object with state and evidence.", field=field)
+    state = raw.get("state")
+    if state not in (ConsentState.OPTED_IN, ConsentState.OPTED_OUT):
+        raise InvalidInput(f"{field}.state must be opted_in or opted_out.", field=f"{field}.state")
+    evidence = tagtypes.clean_text(
+        str(raw.get("evidence") or "").strip(), field=f"{field}.evidence", what="The evidence"
+    )
+    if state == ConsentState.OPTED_IN and not evidence:
+        raise InvalidInput(
+            f"Opting in to {field.removesuffix('_consent')} needs evidence: how and when the person agreed.",
+            field=f"{field}.evidence",
+        )
+    return ConsentState(state), evidence
 
 
 def find_subscriber(project: Project, *, phone: str | None, external_id: str | None) -> Subscriber | None:
@@ -124,6 +148,8 @@ def subscriber_item(
         tags=tags,
         consent=ConsentState.OPTED_IN if evidence else None,
         evidence=evidence or "",
+        email_consent=data.email_consent,
+        email_evidence=data.email_evidence,
     )
 
 
@@ -268,6 +294,8 @@ def _write_tags(
             )
         changed = True
     if profile_changes:
+        if "email" in profile_changes:
+            profile_changes.update(address_reset())
         for key, value in profile_changes.items():
             setattr(subscriber, key, value)
         subscriber.save(update_fields=[*profile_changes, "updated_at"])
@@ -293,9 +321,10 @@ def update_subscriber(
     """Edit one subscriber (API PATCH, the panel's edit form): only the keys present change.
 
     Keys as in the API: phone, external_id, name, email, language, country, timezone, tags
-    (merged; None removes one) and whatsapp_opt_in ({"evidence": ...}). A phone cannot be
-    removed, a phone or external id of another subscriber is a conflict (the error carries
-    that subscriber as ``other``). All or nothing. Returns the subscriber as saved and the
+    (merged; None removes one) and whatsapp_opt_in ({"evidence": ...}). A changed email address
+    is no longer undeliverable (``profile.address_reset``). A phone cannot be removed, a phone or
+    external id of another subscriber is a conflict (the error carries that subscriber as
+    ``other``). All or nothing. Returns the subscriber as saved and the
     names of what changed; audited when anything did.
     """
     subscriber = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
@@ -334,9 +363,14 @@ def update_subscriber(
             changed.append(key)
     opt_in = changes.get("whatsapp_opt_in")
     if changed:
+        written = list(changed)
+        if "email" in changed:
+            for key, value in address_reset().items():
+                setattr(subscriber, key, value)
+                written.append(key)
         try:
             with transaction.atomic():
-                subscriber.save(update_fields=[*changed, "updated_at"])
+                subscriber.save(update_fields=[*written, "updated_at"])
         except IntegrityError:
             raise InvalidInput(
                 "Another subscriber just took this phone or external id; retry.", code="conflict"
@@ -728,6 +762,7 @@ def erase_subscriber(*, subscriber: Subscriber, actor: Actor) -> None:
 
 def export_subscriber(*, subscriber: Subscriber, actor: Actor) -> dict[str, Any]:
     """GDPR access: everything we hold about one subscriber, JSON-ready. Audited."""
+    devices = list(subscriber.devices.order_by("id"))
     data = {
         "id": str(subscriber.public_id),
         "phone": subscriber.phone,
@@ -742,7 +777,16 @@ def export_subscriber(*, subscriber: Subscriber, actor: Actor) -> dict[str, Any]
         "whatsapp_consent": subscriber.whatsapp_consent,
         "last_inbound_at": subscriber.last_inbound_at.isoformat() if subscriber.last_inbound_at else None,
         "email_consent": subscriber.email_consent,
+        "email_undeliverable": (
+            {
+                "at": subscriber.email_undeliverable_at.isoformat(),
+                "reason": subscriber.email_undeliverable_reason,
+            }
+            if subscriber.email_undeliverable_at
+            else None
+        ),
         "push_consent": subscriber.push_consent,
+        "active_devices": sum(1 for d in devices if d.removed_at is None and d.push_enabled),
         "devices": [
             {
                 "id": str(d.public_id),
@@ -754,7 +798,7 @@ def export_subscriber(*, subscriber: Subscriber, actor: Actor) -> dict[str, Any]
                 "created_at": d.created_at.isoformat(),
                 "removed_at": d.removed_at.isoformat() if d.removed_at else None,
             }
-            for d in subscriber.devices.all()
+            for d in devices
         ],
         "created_at": subscriber.created_at.isoformat(),
         "tags": tags_of(subscriber),

@@ -1,11 +1,12 @@
 """The subscriber timeline in words: events described by the app that knows them, a message's statuses
 grouped into one line.
 
-The subscribers app knows events only as names and attributes. Apps below it (whatsapp, later
-email and push) register a describer for the events they record, from their ``AppConfig.ready()``;
-an event without one is shown by name with its attributes. A describer may give a ``group`` key:
-the events of one page of the timeline that share it (the delivered, read and failed statuses of
-one message) become one entry, at the place of the newest, with each status as a step.
+The subscribers app knows events only as names and attributes. Apps below it (whatsapp) register a
+describer for the events they record, from their ``AppConfig.ready()``; the email and push events
+are described at the end of this module. An event without one is shown by name with its
+attributes. A describer may give a ``group`` key: the events of one page of the timeline that
+share it (the delivered, read and failed statuses of one message) become one entry, at the place
+of the newest, with each status as a step.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ SOURCE_NAMES = {
     "api": "the API",
     "keyword": "an inbound keyword",
     "meta_preference": "Meta's preference webhook",
+    "unsubscribe_link": "the unsubscribe link in an email",
+    "email_provider": "a complaint to the email provider",
+    "push_device": "the push settings of a device",
     "whatsapp": "a WhatsApp message",
 }
 _describers: dict[str, Describer] = {}
@@ -101,3 +105,42 @@ def describe_consent(event: Event) -> Description:
 
 
 register(["Subscribed", "Unsubscribed"], describe_consent)
+
+
+# The events of an email or a push after it left (campaigns.channel_events records them, with the
+# message's public id in ``message``): event name -> (channel word, step label, badge tone). The
+# names are campaigns' EVENT_NAMES; the words stay here, as the subscribers app cannot import
+# campaigns.
+CHANNEL_STEPS = {
+    "EmailDelivered": ("Email", "Delivered", ""),
+    "EmailOpened": ("Email", "Opened", "success"),
+    "EmailClicked": ("Email", "Clicked", "success"),
+    "EmailBounced": ("Email", "Bounced", "danger"),
+    "EmailComplained": ("Email", "Marked as spam", "danger"),
+    "PushOpened": ("Push", "Opened", "success"),
+}
+
+
+def describe_channel_event(event: Event) -> Description:
+    """One entry per email or push: its subject (or title) when the event names it, each report
+    (delivered, opened, clicked, bounced) as a step, a clicked link or a bounce's reason below."""
+    attributes = event.attributes
+    channel, step, tone = CHANNEL_STEPS[event.name]
+    subject = attributes.get("subject") or attributes.get("title") or ""
+    title = f"{channel} “{subject}”" if subject else f"{channel} message"
+    if event.name == "EmailClicked":
+        detail = f"Clicked {attributes.get('url')}" if attributes.get("url") else ""
+    elif event.name == "EmailBounced":
+        kind = "Hard bounce" if attributes.get("bounce", "hard") == "hard" else "Soft bounce"
+        detail = f"{kind}: {attributes.get('reason') or 'no reason given'}"
+    elif event.name == "EmailComplained":
+        detail = "The recipient marked it as spam: no more email to this address."
+    else:
+        detail = ""
+    message = attributes.get("message") or ""
+    return Description(
+        title=title, detail=detail, step=step, tone=tone, group=f"{channel}:{message}" if message else ""
+    )
+
+
+register(CHANNEL_STEPS, describe_channel_event)

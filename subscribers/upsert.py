@@ -14,8 +14,9 @@ defined once, here:
 - update (:func:`plan_changes`): what an item gives overwrites what is stored, except the fields
   in ``Item.fills`` (WhatsApp's profile name and number), which only fill blanks: a marketer's
   data is never overwritten by a handset's.
-- consent: a state different from the stored one is written with a ledger row; an opt-out
-  records ``Unsubscribed``.
+- consent (WhatsApp and email): a state different from the stored one is written with a ledger
+  row of its channel; an opt-out records ``Unsubscribed``.
+- email: a changed address clears ``email_undeliverable_at``/``_reason`` (``profile.address_reset``).
 - events: a new subscriber records ``Subscribed`` with its source
   (``services.subscribed_event``), in the same transaction as the write.
 
@@ -39,6 +40,7 @@ from controlpanel.services import Actor
 from . import tags as tagtypes
 from .errors import InvalidInput
 from .models import ConsentChannel, ConsentState
+from .profile import address_reset
 
 if TYPE_CHECKING:
     from .imports.stores import Existing, Store
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
 Status = Literal["created", "updated", "unchanged"]
 # Columns of a matched subscriber that the rules compare with; the profile fields an item gives
 # are read in addition.
-KEY_FIELDS = ("id", "phone", "external_id", "bsuid", "wa_id", "name", "whatsapp_consent")
+KEY_FIELDS = ("id", "phone", "external_id", "bsuid", "wa_id", "name", "whatsapp_consent", "email_consent")
 PROFILE_COLUMNS = ("name", "email", "language", "country", "time_zone")
 
 
@@ -61,8 +63,10 @@ class Item:
     profile: dict[str, str] = field(default_factory=dict)
     # tag id -> value tuples (tags.value_tuples); () removes the tag's value.
     tags: dict[int, tuple[tuple, ...]] = field(default_factory=dict)
-    consent: str | None = None  # a ConsentState to write, None: leave as it is
+    consent: str | None = None  # a WhatsApp ConsentState to write, None: leave as it is
     evidence: str = ""
+    email_consent: str | None = None  # the same for email
+    email_evidence: str = ""
     # Fields ("phone", "name") that only fill blanks of an existing subscriber.
     fills: frozenset[str] = frozenset()
 
@@ -87,6 +91,14 @@ class Applied:
 
     def count(self, status: Status) -> int:
         return sum(1 for r in self.results if r.status == status)
+
+
+# (channel, Item attribute of its state, Item attribute of its evidence): the consents an item
+# can write; the subscriber's columns are <channel>_consent / <channel>_consent_at.
+CONSENTS = (
+    (ConsentChannel.WHATSAPP, "consent", "evidence"),
+    (ConsentChannel.EMAIL, "email_consent", "email_evidence"),
+)
 
 
 class DefinitionGone(Exception):
@@ -169,9 +181,13 @@ def plan_changes(item: Item, target: Existing, now, taken_phone: bool = False) -
     for key, value in item.profile.items():
         if target[key] != value and (key not in fills or not target[key]):
             changes[key] = value
-    if item.consent and target["whatsapp_consent"] != item.consent:
-        changes["whatsapp_consent"] = item.consent
-        changes["whatsapp_consent_at"] = now
+    if "email" in changes:
+        changes.update(address_reset())
+    for channel, attr, _ in CONSENTS:
+        state = getattr(item, attr)
+        if state and target[f"{channel}_consent"] != state:
+            changes[f"{channel}_consent"] = state
+            changes[f"{channel}_consent_at"] = now
     return changes
 
 
@@ -190,6 +206,8 @@ def new_row(item: Item, now) -> dict[str, Any]:
         "time_zone": profile.get("time_zone", ""),
         "whatsapp_consent": item.consent or ConsentState.UNKNOWN,
         "whatsapp_consent_at": now if item.consent else None,
+        "email_consent": item.email_consent or ConsentState.UNKNOWN,
+        "email_consent_at": now if item.email_consent else None,
         "created_at": now,
         "updated_at": now,
     }
@@ -339,35 +357,44 @@ def upsert_subscribers(
     for _, _, result in matched:
         result.status = "updated" if result.subscriber_id in updates else "unchanged"
 
-    ledger = [_ledger(r.subscriber_id, r.item, source, actor, now) for r in inserted if r.item.consent]
-    ledger += [
-        _ledger(target["id"], item, source, actor, now)
-        for item, target, _ in matched
-        if "whatsapp_consent" in updates.get(target["id"], ())
-    ]
+    ledger: list[dict[str, Any]] = []
+    for channel, attr, evidence in CONSENTS:
+        written = [(r.subscriber_id, r.item) for r in inserted if getattr(r.item, attr)]
+        written += [
+            (target["id"], item)
+            for item, target, _ in matched
+            if f"{channel}_consent" in updates.get(target["id"], ())
+        ]
+        ledger += [
+            _ledger(sid, channel, getattr(item, attr), getattr(item, evidence), source, actor, now)
+            for sid, item in written
+        ]
     if ledger:
         store.insert_consent(ledger)
-    opted_out = [row["subscriber_id"] for row in ledger if row["state"] == ConsentState.OPTED_OUT]
+    opted_out = [row for row in ledger if row["state"] == ConsentState.OPTED_OUT]
     if inserted or opted_out:
         # Templates from the services' constructors, shared by every event of this call: the COPY
         # store encodes the attributes once per dict, not once per event (a million-row import).
         subscribed = subscribed_event(subscriber_id=0, source=source, at=now)
-        unsubscribed = unsubscribed_event(
-            subscriber_id=0, channel=ConsentChannel.WHATSAPP, source=source, at=now
-        )
+        unsubscribed = {
+            channel: unsubscribed_event(subscriber_id=0, channel=channel, source=source, at=now)
+            for channel, _, _ in CONSENTS
+        }
         events = [subscribed.for_subscriber(r.subscriber_id) for r in inserted]
-        events += [unsubscribed.for_subscriber(sid) for sid in opted_out]
+        events += [unsubscribed[row["channel"]].for_subscriber(row["subscriber_id"]) for row in opted_out]
         store.insert_events(events)
     return out
 
 
-def _ledger(subscriber_id: int, item: Item, source: str, actor: Actor, now) -> dict[str, Any]:
+def _ledger(
+    subscriber_id: int, channel: str, state: str, evidence: str, source: str, actor: Actor, now
+) -> dict[str, Any]:
     return {
         "subscriber_id": subscriber_id,
-        "channel": ConsentChannel.WHATSAPP,
-        "state": item.consent,
+        "channel": channel,
+        "state": state,
         "source": source,
-        "evidence": item.evidence,
+        "evidence": evidence,
         "actor_user_id": actor.user.pk if actor.user is not None else None,
         "actor_label": actor.display[:200],
         "created_at": now,

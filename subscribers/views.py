@@ -64,6 +64,7 @@ from .models import (
     ConsentChannel,
     ConsentSource,
     ConsentState,
+    Device,
     Event,
     Segment,
     Subscriber,
@@ -259,7 +260,12 @@ SORTS: dict[str, SortKey] = {
     "name": SortKey("Name A to Z", "name", descending=False),
     "last_inbound": SortKey("Wrote to us lately", "last_inbound_at", descending=True, only_set=True),
 }
-FILTER_PARAMS = ("q", "consent", "tag", "value", "segment", "sort")
+FILTER_PARAMS = ("q", "consent", "email_consent", "tag", "value", "segment", "sort")
+# Filter parameter -> the consent column it filters, and its label on the list.
+CONSENT_FILTERS = {
+    "consent": ("whatsapp_consent", "WhatsApp consent"),
+    "email_consent": ("email_consent", "Email consent"),
+}
 _PHONEISH = re.compile(r"^[\d\s()+./-]+$")
 
 
@@ -267,6 +273,7 @@ _PHONEISH = re.compile(r"^[\d\s()+./-]+$")
 class ListFilters:
     q: str = ""
     consent: str = ""
+    email_consent: str = ""
     tag: str = ""
     value: str = ""
     segment: str = ""
@@ -278,13 +285,16 @@ class ListFilters:
         f = cls(**{p: (data.get(p) or "").strip() for p in FILTER_PARAMS})
         if f.sort not in SORTS:
             f.sort = "newest"
-        if f.consent and f.consent not in ConsentState.values:
-            f.errors["consent"] = f"Unknown consent state {f.consent!r}."
+        for param in CONSENT_FILTERS:
+            state = getattr(f, param)
+            if state and state not in ConsentState.values:
+                f.errors[param] = f"Unknown consent state {state!r}."
         return f
 
     @property
     def active(self) -> bool:
-        return any(getattr(self, p) for p in ("q", "consent", "tag", "segment")) or SORTS[self.sort].only_set
+        filters = ("q", *CONSENT_FILTERS, "tag", "segment")
+        return any(getattr(self, p) for p in filters) or SORTS[self.sort].only_set
 
     def params(self, **extra: str) -> dict[str, str]:
         out = {p: getattr(self, p) for p in FILTER_PARAMS if getattr(self, p)}
@@ -389,8 +399,10 @@ def filtered_subscribers(project: Project, f: ListFilters, segments: dict) -> Qu
         qs = qs.filter(**{f"{key.field}__isnull": False})
     if f.q:
         qs = _search(project, qs, f.q)
-    if f.consent and "consent" not in f.errors:
-        qs = qs.filter(whatsapp_consent=f.consent)
+    for param, (column, _) in CONSENT_FILTERS.items():
+        state = getattr(f, param)
+        if state and param not in f.errors:
+            qs = qs.filter(**{column: state})
     if f.tag:
         try:
             qs = qs.filter(*_tag_conditions(project, f.tag, f.value))
@@ -448,6 +460,10 @@ def subscriber_list(request: HttpRequest) -> HttpResponse:
         "page": page,
         "sorts": SORTS,
         "consent_states": ConsentState.choices,
+        "consent_filters": [
+            {"param": param, "label": label, "value": getattr(f, param), "error": f.errors.get(param)}
+            for param, (_, label) in CONSENT_FILTERS.items()
+        ],
         "segments": segments,
         "segments_available": _segment_audience() is not None,
         "tag_names": _tag_names(project),
@@ -686,7 +702,17 @@ def _detail_context(
         "tag_form": tag_form or TagAddForm(),
         "tag_names": _tag_names(project),
         "consent_form": consent_form or ConsentForm(),
+        # "<channel>:<state>" of a consent form that came back with errors: the page refills it.
+        "posted_consent": (
+            f"{consent_form.data.get('channel') or ConsentChannel.WHATSAPP}:{consent_form.data.get('state')}"
+            if consent_form is not None
+            else ""
+        ),
         "consent_history": ConsentChange.objects.for_project(project).filter(subscriber=subscriber)[:100],
+        # Active devices (no removed_at) first, then the latest removed.
+        "devices": Device.objects.for_project(project)
+        .filter(subscriber=subscriber)
+        .order_by(F("removed_at").desc(nulls_first=True), "-last_seen_at"),
         "window_until": window_until if window_until and window_until > timezone.now() else None,
         "timeline": timeline,
         "timeline_entries": timeline_entries(timeline.rows),
@@ -818,6 +844,14 @@ def subscriber_tag_add(request: HttpRequest, subscriber_id: uuid.UUID) -> HttpRe
     return render(request, "subscribers/subscriber_detail.html", context)
 
 
+# Where the detail page shows each channel's consent (the WhatsApp card keeps its old anchor).
+CONSENT_ANCHORS = {
+    ConsentChannel.WHATSAPP: "subscriber-consent",
+    ConsentChannel.EMAIL: "channel-email",
+    ConsentChannel.PUSH: "channel-push",
+}
+
+
 @project_view(section="subscribers")
 @require_POST
 @in_project_time_zone
@@ -826,10 +860,11 @@ def subscriber_consent(request: HttpRequest, subscriber_id: uuid.UUID) -> HttpRe
     form = ConsentForm(request.POST)
     if form.is_valid():
         state = ConsentState(form.cleaned_data["state"])
+        channel = form.cleaned_data["channel"]
         try:
             change = change_consent(
                 subscriber=subscriber,
-                channel=ConsentChannel.WHATSAPP,
+                channel=channel,
                 state=state,
                 source=ConsentSource.PANEL,
                 evidence=form.cleaned_data["evidence"],
@@ -841,8 +876,10 @@ def subscriber_consent(request: HttpRequest, subscriber_id: uuid.UUID) -> HttpRe
             if change is None:
                 messages.info(request, f"Already {state.label.lower()}; nothing changed.")
             else:
-                messages.success(request, f"WhatsApp consent: {state.label.lower()}. Recorded in the ledger.")
-            return redirect(_detail_url(subscriber, "subscriber-consent"))
+                messages.success(
+                    request, f"{channel.label} consent: {state.label.lower()}. Recorded in the ledger."
+                )
+            return redirect(_detail_url(subscriber, CONSENT_ANCHORS[channel]))
     context = _detail_context(request, subscriber, consent_form=form)
     return render(request, "subscribers/subscriber_detail.html", context)
 

@@ -50,7 +50,7 @@ from .files import (
 from .gctuning import _fewer_collections, _FewerCollections
 from .gdpr import scrub_import_files
 from .jobs import choose_undecodable_rows, create_import, discard_import, preview, start_import
-from .mapping import PROFILE_TARGETS, TARGET_LABELS, auto_targets, clean_mapping
+from .mapping import CONSENT_TARGETS, PROFILE_TARGETS, TARGET_LABELS, auto_targets, clean_mapping
 from .phone_numbers import fast_phone
 from .pipeline import fail_import, run_import, writer_count
 from .reports import ReportWriter, finish_report
@@ -63,6 +63,7 @@ CHUNK_SIZE = 10_000
 
 __all__ = [
     "CHUNK_SIZE",
+    "CONSENT_TARGETS",
     "ENCODING_LABELS",
     "PROFILE_TARGETS",
     "TARGET_LABELS",

@@ -27,7 +27,7 @@ class _Superseded(Exception):
 
 # Columns read of matched subscribers: what rows are compared with (plus the mapped profile fields).
 # Fewer than upsert.KEY_FIELDS: rows have no WhatsApp ids and only the mapped profile fields.
-KEY_FIELDS = ("id", "phone", "external_id", "whatsapp_consent")
+KEY_FIELDS = ("id", "phone", "external_id", "whatsapp_consent", "email_consent")
 
 
 @dataclass

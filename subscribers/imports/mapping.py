@@ -25,11 +25,15 @@ TARGET_LABELS = {
     "country": "Country",
     "time_zone": "Time zone",
     "consent": "WhatsApp consent",
+    "email_consent": "Email consent",
     "consent_evidence": "Consent evidence",
     "new": "New tag",
 }
 
-SINGLE_TARGETS = ("phone", "external_id", *PROFILE_TARGETS, "consent", "consent_evidence")
+# Columns of a consent state, by the channel they write (the evidence column serves both).
+CONSENT_TARGETS = ("consent", "email_consent")
+
+SINGLE_TARGETS = ("phone", "external_id", *PROFILE_TARGETS, *CONSENT_TARGETS, "consent_evidence")
 
 CONSENT_VALUES = {
     "yes": ConsentState.OPTED_IN,
@@ -52,6 +56,19 @@ _FORMULA_START = ("=", "+", "-", "@")
 
 # Our own export writes "unknown" for people who never answered: no change, not an error.
 CONSENT_NO_CHANGE = {"unknown"}
+
+
+def parse_consent(text: str) -> ConsentState | None:
+    """A consent cell (any consent column): the state to write, None for "no change"; an
+    InvalidInput naming the value otherwise."""
+    lowered = text.strip().lower()
+    if lowered in CONSENT_NO_CHANGE:
+        return None
+    consent = CONSENT_VALUES.get(lowered)
+    if consent is None:
+        raise InvalidInput(f"Consent {text!r} is not one of yes, no, true, false, 1, 0, opted_in, opted_out.")
+    return consent
+
 
 _HEADER_TARGETS = {
     "phone": "phone",
@@ -93,6 +110,9 @@ _HEADER_TARGETS = {
     "whatsappoptin": "consent",
     "whatsappconsent": "consent",
     "marketingconsent": "consent",
+    "emailconsent": "email_consent",
+    "emailoptin": "email_consent",
+    "newsletteroptin": "email_consent",
     "consentevidence": "consent_evidence",
     "optinevidence": "consent_evidence",
     "evidence": "consent_evidence",
@@ -103,6 +123,9 @@ _HEADER_TARGETS = {
     "createdat": "",
     "updatedat": "",
     "lastinboundat": "",
+    "emailundeliverableat": "",
+    "pushconsent": "",
+    "pushdevices": "",
 }
 
 
@@ -198,18 +221,18 @@ def clean_mapping(
             field="key",
         )
     default_evidence = (default_evidence or "").strip()
-    consent_column = next((i for i, c in enumerate(cleaned) if c["target"] == "consent"), None)
+    consent_columns = [i for i, c in enumerate(cleaned) if c["target"] in CONSENT_TARGETS]
     if (
-        consent_column is not None
+        consent_columns
         and "consent_evidence" not in seen
         and not default_evidence
-        and (opt_ins is None or opt_ins(consent_column))
+        and any(opt_ins is None or opt_ins(column) for column in consent_columns)
     ):
         raise InvalidInput(
             "Opt-ins need evidence: map a consent evidence column or describe how these people "
             "agreed (e.g. “Signed up in store, paper form 2025”).",
             field="default_evidence",
         )
-    if "consent_evidence" in seen and "consent" not in seen:
+    if "consent_evidence" in seen and not consent_columns:
         raise InvalidInput("A consent evidence column needs a consent column too.", field="key")
     return {"columns": cleaned, "key": key, "default_evidence": default_evidence}

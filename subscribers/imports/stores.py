@@ -206,6 +206,8 @@ class PostgresStore(Store):
                             r["time_zone"],
                             r["whatsapp_consent"],
                             r["whatsapp_consent_at"],
+                            r["email_consent"],
+                            r["email_consent_at"],
                             r["created_at"],
                             r["updated_at"],
                         )
@@ -213,7 +215,7 @@ class PostgresStore(Store):
         return list(zip(ids, public_ids, strict=True))
 
     def update_subscribers(self, rows: list[dict[str, Any]], fields: list[str]) -> None:
-        casts = {"whatsapp_consent_at": "timestamptz[]", "updated_at": "timestamptz[]"}
+        casts = dict.fromkeys(_TIMESTAMP_COLUMNS, "timestamptz[]")
         sets = ", ".join(f"{f} = u.{f}" for f in fields)
         arrays = ", ".join(f"%s::{casts.get(f, 'text[]')}" for f in fields)
         with connection.cursor() as cur:
@@ -285,9 +287,14 @@ _SUBSCRIBER_COPY = (
     ("time_zone", "text"),
     ("whatsapp_consent", "text"),
     ("whatsapp_consent_at", "timestamptz"),
+    ("email_consent", "text"),
+    ("email_consent_at", "timestamptz"),
     ("created_at", "timestamptz"),
     ("updated_at", "timestamptz"),
 )
+
+# Subscriber columns an update may set that are not text.
+_TIMESTAMP_COLUMNS = ("whatsapp_consent_at", "email_consent_at", "email_undeliverable_at", "updated_at")
 
 _TAG_VALUE_COPY = (
     ("project_id", "int8"),

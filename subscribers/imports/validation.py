@@ -12,7 +12,7 @@ from ..models import ConsentState, ImportJob
 from ..profile import clean_profile_value
 from ..upsert import Item
 from .files import ImportFileError
-from .mapping import _FORMULA_START, CONSENT_NO_CHANGE, CONSENT_VALUES
+from .mapping import _FORMULA_START, parse_consent
 from .phone_numbers import fast_phone
 
 
@@ -86,7 +86,7 @@ class Validator:
             return Rejection(
                 index, line, f"The row has {len(cells)} cells but the header has {width} columns.", cells
             )
-        phone = external_id = consent = None
+        phone = external_id = consent = email_consent = None
         evidence = ""
         profile: dict[str, str] = {}
         tags: dict[int, tuple[tuple, ...]] = {}
@@ -114,21 +114,17 @@ class Validator:
                         raise InvalidInput("The external id is longer than 200 characters.")
                     external_id = text
                 elif target == "consent":
-                    lowered = text.lower()
-                    if lowered not in CONSENT_NO_CHANGE:
-                        consent = CONSENT_VALUES.get(lowered)
-                        if consent is None:
-                            raise InvalidInput(
-                                f"Consent {text!r} is not one of yes, no, true, false, 1, 0, "
-                                "opted_in, opted_out."
-                            )
+                    consent = parse_consent(text)
+                elif target == "email_consent":
+                    email_consent = parse_consent(text)
                 elif target == "consent_evidence":
                     evidence = text
                 else:
                     profile[target] = clean_profile_value(target, text)
             except InvalidInput as exc:
                 errors.append(exc.message)
-        if consent == ConsentState.OPTED_IN and not (evidence or self.default_evidence):
+        opts_in = ConsentState.OPTED_IN in (consent, email_consent)
+        if opts_in and not (evidence or self.default_evidence):
             errors.append("Opting in needs evidence: this row's evidence cell is empty.")
         key_value = phone if self.key == "phone" else external_id
         if key_value is None and not errors:
@@ -164,7 +160,17 @@ class Validator:
             consent=consent,
             # The default evidence describes how people opted in; an opt-out keeps only its cell.
             evidence=(evidence or (self.default_evidence if consent == ConsentState.OPTED_IN else ""))[:5000],
+            email_consent=email_consent,
+            email_evidence=self.email_evidence(
+                evidence or (self.default_evidence if email_consent == ConsentState.OPTED_IN else "")
+            ),
         )
+
+    def email_evidence(self, evidence: str) -> str:
+        """The ledger's evidence of an email consent cell: the row's (or the default) evidence and
+        the file it came from, so an email opt-in can be traced to its list."""
+        source = f"CSV import “{self.job.original_name}”"
+        return (f"{evidence} ({source})" if evidence else source)[:5000]
 
     def remember(self, line: int, phone: str | None, external_id: str | None) -> None:
         if phone is not None:

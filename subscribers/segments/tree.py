@@ -105,6 +105,8 @@ FIELDS: dict[str, tuple[str, str, str]] = {
     "created_at": ("created_at", TagType.DATETIME, "First seen"),
     "last_inbound_at": ("last_inbound_at", TagType.DATETIME, "Last inbound message"),
     "whatsapp_consent": ("whatsapp_consent", CONSENT, "WhatsApp consent"),
+    "email_consent": ("email_consent", CONSENT, "Email consent"),
+    "push_consent": ("push_consent", CONSENT, "Push consent"),
 }
 
 REACHABILITY_CHANNELS: dict[str, str] = {

@@ -392,7 +392,9 @@ class Checker:
             case t.CONSENT:
                 if value not in t.CONSENT_VALUES:
                     raise self.fail(
-                        f"WhatsApp consent is one of {', '.join(t.CONSENT_VALUES)}, not {value!r}.", path
+                        f"{what[0].upper()}{what[1:]} is a consent state, one of "
+                        f"{', '.join(t.CONSENT_VALUES)}, not {value!r}.",
+                        path,
                     )
                 return value
         raise wrong

@@ -81,8 +81,12 @@ def test_exports_every_subscriber_with_one_column_per_tag(owner_client, project,
         "country",
         "time_zone",
         "whatsapp_consent",
+        "email_consent",
+        "email_undeliverable_at",
+        "push_consent",
         "created_at",
         "last_inbound_at",
+        "push_devices",
         "birthday",
         "interests",
         "orders",
@@ -219,7 +223,7 @@ def test_an_exported_file_imports_back_unchanged(owner_client, project, people, 
         project=project, upload=SimpleUploadedFile("export.csv", content), actor=Actor(user=owner)
     )
     targets = [c["target"] for c in job.mapping["columns"]]
-    assert targets[:11] == [
+    assert targets[:15] == [
         "",
         "phone",
         "external_id",
@@ -229,6 +233,10 @@ def test_an_exported_file_imports_back_unchanged(owner_client, project, people, 
         "country",
         "time_zone",
         "consent",
+        "email_consent",
+        "",
+        "",
+        "",
         "",
         "",
     ]

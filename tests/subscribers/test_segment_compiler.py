@@ -500,7 +500,7 @@ def test_segments_of_another_project_are_unknown(world):
         ('E("OrderPlaced", gte, 1, between "2026-02-01" and "2026-01-01")', "ends before it starts"),
         ('E("OrderPlaced", gte, 1, since "yesterday")', "needs a start date"),
         ('S("Nobody")', "Unknown segment 'Nobody'"),
-        ('F("whatsapp_consent", eq, "maybe")', "WhatsApp consent is one of"),
+        ('F("whatsapp_consent", eq, "maybe")', "Field 'whatsapp_consent' is a consent state, one of"),
     ],
 )
 def test_invalid_rules_name_the_problem(world, text, message):
