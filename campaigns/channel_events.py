@@ -41,9 +41,15 @@ MARKS = {OPENED: "opened_at", CLICKED: "clicked_at", DELIVERED: "delivered_at"}
 
 
 def origin_attributes(message: Message) -> dict[str, str]:
-    """``message``, and ``journey`` / ``step`` when a journey's step wrote it."""
+    """``message``, its subject (email) or title (push), and ``journey`` / ``step`` when a journey's
+    step wrote it."""
     attributes = {"message": str(message.public_id)}
-    origin = (message.content or {}).get("origin") if isinstance(message.content, dict) else None
+    content = message.content if isinstance(message.content, dict) else {}
+    # What the timeline names the message by: an email's subject, a push's title.
+    label_key = "subject" if message.channel == "email" else "title"
+    if isinstance(content.get(label_key), str) and content[label_key]:
+        attributes[label_key] = content[label_key][:200]
+    origin = content.get("origin")
     if isinstance(origin, dict):
         for key in ("journey", "step"):
             if origin.get(key):

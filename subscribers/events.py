@@ -32,9 +32,15 @@ DEFAULT_EVENTS: dict[str, dict[str, str]] = {
     "WhatsAppRead": {"message_id": S, "template": S, "campaign": S},
     "WhatsAppFailed": {"message_id": S, "template": S, "campaign": S, "error_code": INT, "error_title": S},
     "WhatsAppButtonClicked": {"message_id": S, "button_payload": S, "button_text": S},
-    "EmailOpened": {"message_id": S, "campaign": S},
-    "EmailClicked": {"message_id": S, "campaign": S, "url": S},
-    "PushOpened": {"message_id": S, "campaign": S},
+    # Email and push (campaigns.channel_events): "message" is our message's public id; "journey" and
+    # "step" name the journey step that sent it. message_id/campaign stay for apps that sent these
+    # names through the events API before the channels existed.
+    "EmailDelivered": {"message": S, "journey": S, "step": S, "subject": S},
+    "EmailOpened": {"message": S, "journey": S, "step": S, "subject": S, "message_id": S, "campaign": S},
+    "EmailClicked": {"message": S, "journey": S, "step": S, "subject": S, "url": S, "message_id": S, "campaign": S},
+    "EmailBounced": {"message": S, "journey": S, "step": S, "subject": S, "bounce": S, "reason": S},
+    "EmailComplained": {"message": S, "journey": S, "step": S, "subject": S},
+    "PushOpened": {"message": S, "journey": S, "step": S, "title": S, "device": S, "message_id": S, "campaign": S},
     "Subscribed": {"channel": S, "source": S},
     "Unsubscribed": {"channel": S, "source": S},
 }  # fmt: skip

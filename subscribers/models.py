@@ -162,8 +162,9 @@ class Device(models.Model):
     class Meta:
         constraints = [
             # A token belongs to one install; registering it again moves it (another subscriber
-            # logged in on that phone).
-            models.UniqueConstraint(fields=["project", "token"], name="device_unique_token"),
+            # logged in on that phone). Token first: the push simulator looks a token up without
+            # its project (ON CONFLICT (project, token) infers this index all the same).
+            models.UniqueConstraint(fields=["token", "project"], name="device_unique_token"),
         ]
         indexes = [
             models.Index(

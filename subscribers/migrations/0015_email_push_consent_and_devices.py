@@ -72,7 +72,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 'indexes': [models.Index(condition=models.Q(('removed_at__isnull', True)), fields=['subscriber'], name='device_active_subscriber')],
-                'constraints': [models.UniqueConstraint(fields=('project', 'token'), name='device_unique_token')],
+                'constraints': [models.UniqueConstraint(fields=('token', 'project'), name='device_unique_token')],
             },
         ),
     ]

@@ -292,6 +292,7 @@ def test_open_reports_through_the_api_and_records_push_opened_once(owner_client,
         "message": str(message.public_id),
         "journey": "j-1",
         "step": "s-1",
+        "title": "Sushi",
         "device": str(registered.public_id),
     }
     # The simulator's own key, created once and reused; the plaintext is stored encrypted.
