@@ -37,10 +37,14 @@ DEFAULT_EVENTS: dict[str, dict[str, str]] = {
     # names through the events API before the channels existed.
     "EmailDelivered": {"message": S, "journey": S, "step": S, "subject": S},
     "EmailOpened": {"message": S, "journey": S, "step": S, "subject": S, "message_id": S, "campaign": S},
-    "EmailClicked": {"message": S, "journey": S, "step": S, "subject": S, "url": S, "message_id": S, "campaign": S},
+    "EmailClicked": {
+        "message": S, "journey": S, "step": S, "subject": S, "url": S, "message_id": S, "campaign": S,
+    },
     "EmailBounced": {"message": S, "journey": S, "step": S, "subject": S, "bounce": S, "reason": S},
     "EmailComplained": {"message": S, "journey": S, "step": S, "subject": S},
-    "PushOpened": {"message": S, "journey": S, "step": S, "title": S, "device": S, "message_id": S, "campaign": S},
+    "PushOpened": {
+        "message": S, "journey": S, "step": S, "title": S, "device": S, "message_id": S, "campaign": S,
+    },
     "Subscribed": {"channel": S, "source": S},
     "Unsubscribed": {"channel": S, "source": S},
 }  # fmt: skip
