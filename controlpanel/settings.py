@@ -385,6 +385,12 @@ TAGS_PER_PROJECT = env.int("TAGS_PER_PROJECT", default=500)
 EVENT_NAMES_PER_PROJECT = env.int("EVENT_NAMES_PER_PROJECT", default=500)
 EVENT_ATTRIBUTES_PER_EVENT = env.int("EVENT_ATTRIBUTES_PER_EVENT", default=200)
 
+# --- Email and push sending (campaigns/channel_sending.py) -------------------------
+# Outbox rows per broker message, and batches in flight per channel (leased or sending).
+EMAIL_SEND_BATCH = env.int("EMAIL_SEND_BATCH", default=100)
+PUSH_SEND_BATCH = env.int("PUSH_SEND_BATCH", default=500)
+CHANNEL_SEND_IN_FLIGHT_BATCHES = env.int("CHANNEL_SEND_IN_FLIGHT_BATCHES", default=16)
+
 # --- Push (push/fcm.py, push/transport.py) -----------------------------------
 # Firebase Cloud Messaging's API, and the push simulator's FCM-shaped base URL for projects in
 # simulator mode (the embedded server's own /simulator/fcm, as the WhatsApp simulator's base URL).
