@@ -89,7 +89,8 @@ def edit(request: HttpRequest, public_id) -> HttpResponse:
     return _edit(request, _template(request, public_id))
 
 
-@project_view(section="push")
+# The editor's own preview (a POST of the form as typed): for those who may edit, as the editor is.
+@project_view(section="push", read=Role.MARKETER)
 @require_POST
 def preview(request: HttpRequest) -> HttpResponse:
     """The phone previews of the form as typed (htmx), without saving it."""
