@@ -19,9 +19,12 @@ ticks are called with a simulated ``now``: no test waits for a timer.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
+import threading
+import time
 from collections import Counter
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -39,6 +42,7 @@ from journeys import engine, services, stats
 from journeys.models import Journey, JourneyRun, JourneyStatus, RunState
 from mail import services as mail_services
 from mail.models import EmailSettings, EmailTemplate, MailboxMessage
+from push import fcm
 from push.models import PushTemplate, SimulatedPush
 from subscribers import feed
 from subscribers.models import ConsentChange, ConsentSource, ConsentState, Event, Subscriber
@@ -93,7 +97,32 @@ def run_queued() -> list[str]:
 
 
 @pytest.fixture
-def platform(settings, tmp_path, monkeypatch, live_server):
+def fcm_client(monkeypatch):
+    """A push client of this test's own (loop and keep-alive pool), its connections closed at the
+    end: a kept-alive connection holds a live server thread, and that thread's database session
+    would outlive the test."""
+    made = fcm.FcmClient(8)
+    monkeypatch.setattr(fcm, "client", lambda: made)
+    yield made
+
+    async def close() -> None:
+        for origin in made.origins.values():
+            for conn in origin.idle:
+                conn.close()
+                await conn.writer.wait_closed()
+
+    asyncio.run_coroutine_threadsafe(close(), made.loop).result(5)
+    made.loop.call_soon_threadsafe(made.loop.stop)
+    made.thread.join(5)
+    # The server threads those connections held end now, closing their database sessions.
+    deadline = time.monotonic() + 5
+    for thread in threading.enumerate():
+        if thread.name.endswith("(process_request_thread)"):
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+@pytest.fixture
+def platform(settings, tmp_path, monkeypatch, live_server, fcm_client):
     """Both simulators mounted, the push transport pointed at the live server's FCM-shaped URL, our
     Graph client talking to the WhatsApp simulator in process."""
     settings.SIMULATOR_ENABLED = True
@@ -106,6 +135,9 @@ def platform(settings, tmp_path, monkeypatch, live_server):
     settings.SIMULATOR_FAILURE_RATE = 0
     settings.SIMULATOR_DUPLICATE_RATE = 0
     settings.REDIS_URL = ""
+    # WhatsApp POSTs on this thread: the in-process simulator then uses the test's database session
+    # (a pool thread would open a session of its own that outlives the test).
+    settings.WHATSAPP_SEND_THREADS = 0
     ratelimit._limiter.cache_clear()
     real = wa_client._session
 
