@@ -64,6 +64,7 @@ ACTORS = (
     "dispatch_messages",
     "send_channel_messages",
     "dispatch_channel_messages",
+    "carry_out_start_request",
 )
 QUEUED: list[tuple[str, tuple, dict]] = []
 
@@ -76,8 +77,9 @@ def _queue(monkeypatch):
     """What the code enqueues for the workers, kept here (not on the broker: CI runs Redis)."""
     from campaigns import actors as campaign_actors
     from journeys import actors as journey_actors
+    from journeys import entry_actors
 
-    for module in (campaign_actors, journey_actors):
+    for module in (campaign_actors, journey_actors, entry_actors):
         for name in ACTORS:
             actor = getattr(module, name, None)
             if actor is not None:
