@@ -24,10 +24,12 @@ from push.models import PushTemplate, SimulatedPush
 from subscribers import feed
 from subscribers.models import ConsentState
 from tests.browser.test_journey_builder import login
+from tests.browser.test_push_simulator import add_device
 from tests.factories import MembershipFactory, ProjectFactory, SubscriberFactory
 from tests.journeys.test_omnichannel_acceptance import (  # noqa: F401 (fixtures)
     ACTOR,
     _queue,
+    _queue_channels,
     api,
     fcm_client,
     pump,
@@ -89,12 +91,7 @@ def test_a_journey_push_is_opened_on_the_simulated_device_and_takes_the_opened_b
     # A simulated phone for Ana, added on the device page.
     login(page, marketer)
     page.goto("/simulator/push/?project=alpha")
-    page.get_by_test_id("no-devices").wait_for()
-    page.fill("input[name=subscriber]", "+49 151 23456789")
-    page.select_option("select[name=platform]", "android")
-    page.get_by_test_id("add-device").click()
-    phone = page.locator("[data-testid=push-device]", has_text="Ana Lima")
-    phone.wait_for()
+    phone = add_device(page, "+49 151 23456789", "android", shows="Ana Lima")
 
     # The shop's backend starts the journey for her; the workers carry it out and send the push.
     key = create_api_key(project=project, name="shop", actor=ACTOR)[1]

@@ -29,7 +29,6 @@ from collections import Counter
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-import dramatiq
 import pytest
 from django.test import Client
 from django.utils import timezone
@@ -48,7 +47,7 @@ from subscribers import feed
 from subscribers.models import ConsentChange, ConsentSource, ConsentState, Event, Subscriber
 from subscribers.services import NewEvent, record_events, update_subscriber
 from tests.factories import SubscriberFactory
-from whatsapp import client as wa_client
+from tests.journeys.test_acceptance import QUEUED, _queue, run_queued  # noqa: F401 (_queue: autouse)
 from whatsapp import ratelimit
 from whatsapp.models import WhatsAppAccount
 from whatsapp.services import sync_templates
@@ -58,44 +57,25 @@ from whatsapp.simulator import store, testing
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ACTOR = Actor(label="acceptance test")
-ACTORS = (
-    "advance_journeys",
-    "send_messages",
-    "dispatch_messages",
-    "send_channel_messages",
-    "dispatch_channel_messages",
-    "carry_out_start_request",
-)
-QUEUED: list[tuple[str, tuple, dict]] = []
 
 
 # --- the platform in embedded mode ----------------------------------------------------------------
 
 
 @pytest.fixture(autouse=True)
-def _queue(monkeypatch):
-    """What the code enqueues for the workers, kept here (not on the broker: CI runs Redis)."""
-    from campaigns import actors as campaign_actors
-    from journeys import actors as journey_actors
+def _queue_channels(monkeypatch):
+    """Issue 10's ``_queue`` keeps what the code enqueues for the workers in ``QUEUED`` (not on
+    the broker: CI runs Redis) for ``run_queued``; this adds the channel sender's and the API
+    start's actors."""
+    from campaigns import actors
     from journeys import entry_actors
 
-    for module in (campaign_actors, journey_actors, entry_actors):
-        for name in ACTORS:
-            actor = getattr(module, name, None)
-            if actor is not None:
-                monkeypatch.setattr(actor, "send", lambda *a, _n=name, **k: QUEUED.append((_n, a, k)))
-    QUEUED.clear()
-    yield
-    QUEUED.clear()
-
-
-def run_queued() -> list[str]:
-    ran = []
-    while QUEUED:
-        name, args, kwargs = QUEUED.pop(0)
-        dramatiq.get_broker().get_actor(name).fn(*args, **kwargs)
-        ran.append(name)
-    return ran
+    for actor in (
+        actors.dispatch_channel_messages,
+        actors.send_channel_messages,
+        entry_actors.carry_out_start_request,
+    ):
+        monkeypatch.setattr(actor, "send", lambda *a, _n=actor.actor_name, **k: QUEUED.append((_n, a, k)))
 
 
 @pytest.fixture
@@ -141,14 +121,7 @@ def platform(settings, tmp_path, monkeypatch, live_server, fcm_client):
     # (a pool thread would open a session of its own that outlives the test).
     settings.WHATSAPP_SEND_THREADS = 0
     ratelimit._limiter.cache_clear()
-    real = wa_client._session
-
-    def session(account):
-        s = real(account)
-        s.mount("http://testserver", testing.DjangoAdapter())
-        return s
-
-    monkeypatch.setattr(wa_client, "_session", session)
+    testing.route_graph_client(monkeypatch)
     feed.ensure_cursor("journeys")  # before any event: a new consumer starts at the feed's end
     yield
     store.close()
