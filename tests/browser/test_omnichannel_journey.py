@@ -65,7 +65,7 @@ def embedded(request, settings, live_server):
     feed.ensure_cursor("journeys")
 
 
-def test_a_journey_push_is_opened_on_the_simulated_device_and_takes_the_opened_branch(page, embedded):
+def test_a_journey_push_is_opened_on_the_simulated_device_and_takes_the_opened_branch(embedded, page):
     project = ProjectFactory(name="Alpha Foods", slug="alpha")
     marketer = MembershipFactory(project=project, role=Role.MARKETER).user
     ana = SubscriberFactory(
