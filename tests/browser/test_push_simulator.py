@@ -28,6 +28,17 @@ def simulator(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+def add_device(page, subscriber: str, platform: str, *, shows: str):
+    """Add a simulated device on the (empty) device page; its phone, once shown with ``shows``."""
+    page.get_by_test_id("no-devices").wait_for()
+    page.fill("input[name=subscriber]", subscriber)
+    page.select_option("select[name=platform]", platform)
+    page.get_by_test_id("add-device").click()
+    phone = page.locator("[data-testid=push-device]", has_text=shows)
+    phone.wait_for()
+    return phone
+
+
 def test_a_push_arrives_on_the_simulated_device_and_open_records_push_opened(page, live_server, simulator):
     project = ProjectFactory(name="Alpha Foods", slug="alpha")
     marketer = MembershipFactory(project=project, role=Role.MARKETER).user
@@ -42,12 +53,7 @@ def test_a_push_arrives_on_the_simulated_device_and_open_records_push_opened(pag
     page.get_by_test_id("push-simulator").click()
     page.wait_for_url("**/simulator/push/?project=alpha")
     assert page.locator(".navbar .nav-link", has_text="Journeys").count() == 1  # the panel's layout
-    page.get_by_test_id("no-devices").wait_for()
-    page.fill("input[name=subscriber]", "+49 151 23456789")
-    page.select_option("select[name=platform]", "ios")
-    page.get_by_test_id("add-device").click()
-    phone = page.locator("[data-testid=push-device]", has_text="Ana Lima")
-    phone.wait_for()
+    phone = add_device(page, "+49 151 23456789", "ios", shows="Ana Lima")
     device = Device.objects.get(project=project)
     assert device.token.startswith("sim-") and device.subscriber == ana and device.platform == "ios"
 

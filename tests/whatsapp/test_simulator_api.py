@@ -478,17 +478,9 @@ def test_template_list_filters_and_fields(client, sim_account):
 
 
 def test_our_client_syncs_every_template_by_following_next(sim_account, monkeypatch):
-    from whatsapp import client as wa_client
     from whatsapp.services import sync_templates
 
-    real = wa_client._session
-
-    def session(account):
-        s = real(account)
-        s.mount("http://testserver", testing.DjangoAdapter())
-        return s
-
-    monkeypatch.setattr(wa_client, "_session", session)
+    testing.route_graph_client(monkeypatch)
     services.seed_templates(
         waba_id=WABA,
         definitions=[

@@ -40,16 +40,7 @@ def simulator(settings, tmp_path, monkeypatch):
     settings.PUBLIC_BASE_URL = ""
     settings.REDIS_URL = ""
     ratelimit._limiter.cache_clear()
-    real = wa_client._session
-
-    def session(account):
-        s = real(account)
-        s.mount(
-            "http://testserver", testing.DjangoAdapter()
-        )  # our GraphClient talks to the simulator in-process
-        return s
-
-    monkeypatch.setattr(wa_client, "_session", session)
+    testing.route_graph_client(monkeypatch)  # our GraphClient talks to the simulator in-process
     yield
     store.close()
 

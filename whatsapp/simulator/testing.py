@@ -3,6 +3,8 @@ shared because every call goes through Django's test client.
 
 - ``DjangoAdapter``: mount on a ``requests.Session`` (our GraphClient) for ``http://testserver``.
 - ``httpx_transport()``: an ``httpx.MockTransport`` for pywa's ``httpx.Client``.
+- ``route_graph_client(monkeypatch)``: our GraphClient's sessions reach the simulator at
+  ``http://testserver`` through ``DjangoAdapter``.
 - ``webhook_transport``: give to ``callbacks.deliver_due(transport=...)`` so signed webhooks reach
   the real webhook endpoint.
 """
@@ -70,3 +72,17 @@ def httpx_transport():
 
 def webhook_transport(url: str, body: bytes, headers: dict[str, str]) -> int:
     return call("POST", url, body, headers)[0]
+
+
+def route_graph_client(monkeypatch) -> None:
+    """Mount ``DjangoAdapter`` for ``http://testserver`` on every session our GraphClient opens."""
+    from whatsapp import client as wa_client
+
+    real = wa_client._session
+
+    def session(account):
+        s = real(account)
+        s.mount(f"http://{HOST}", DjangoAdapter())
+        return s
+
+    monkeypatch.setattr(wa_client, "_session", session)
