@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.db import transaction
@@ -28,6 +29,14 @@ SETTINGS_FIELDS = (
     "from_name",
     "reply_to",
 )
+# Written into an email header or an SMTP command: a line break (or another control character)
+# would start a header or a command of its own (Bcc:, RCPT TO:).
+ONE_LINE_FIELDS = {
+    "from_name": "The from name",
+    "smtp_host": "The SMTP host",
+    "smtp_username": "The SMTP user name",
+}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @transaction.atomic
@@ -40,6 +49,9 @@ def save_settings(*, project: Project, fields: dict[str, Any], actor: Actor) -> 
         project=project
     )
     fields = {k: fields[k] for k in SETTINGS_FIELDS if k in fields}
+    for name, label in ONE_LINE_FIELDS.items():
+        if _CONTROL.search(str(fields.get(name) or "")):
+            raise InvalidInput(f"{label} may not contain line breaks or control characters.", field=name)
     if (
         "smtp_host" in fields
         and email_settings.pk

@@ -7,6 +7,7 @@ from typing import Any
 
 from django import forms
 
+from controlpanel.forms import SecretTextarea
 from controlpanel.models import Project
 from subscribers.models import Subscriber
 
@@ -158,14 +159,6 @@ class TestSendForm(forms.Form):
         field.choices = [("", "—")] + [
             (str(s.public_id), recipient_label(s)) for s in field.queryset[: self.CHOICES]
         ]
-
-
-class SecretTextarea(forms.Textarea):
-    """A textarea that never renders its value back (as ``PasswordInput``): a pasted key that did
-    not validate is not echoed into the page."""
-
-    def format_value(self, value: Any) -> None:
-        return None
 
 
 class PushSettingsForm(forms.Form):

@@ -175,6 +175,11 @@ def send_push(
 
 # --- settings ------------------------------------------------------------------------------
 
+# google-auth POSTs the signed assertion to the key's ``token_uri``: any other URL would have this
+# server send requests (a blind SSRF, with a grant signed by the key) wherever a pasted key says.
+# The second is what keys made before 2019 name.
+GOOGLE_TOKEN_URIS = ("https://oauth2.googleapis.com/token", "https://accounts.google.com/o/oauth2/token")
+
 
 def parse_service_account(raw: str) -> dict[str, Any]:
     """The service-account JSON as a dict; ``ValueError`` in plain words when it cannot sign FCM's
@@ -190,6 +195,8 @@ def parse_service_account(raw: str) -> dict[str, Any]:
     for key in ("project_id", "client_email", "private_key"):
         if not isinstance(info.get(key), str) or not info[key].strip():
             raise ValueError(f'The service account has no "{key}".')
+    if info.get("token_uri") not in GOOGLE_TOKEN_URIS:
+        raise ValueError(f"The key's \"token_uri\" must be Google's token endpoint ({GOOGLE_TOKEN_URIS[0]}).")
     try:
         service_account.Credentials.from_service_account_info(info)
     except (ValueError, TypeError, IndexError):
