@@ -19,6 +19,7 @@ from push import services
 from push.models import PushSettings, PushTemplate
 from subscribers.models import Device
 from tests.factories import ProjectFactory, SubscriberFactory
+from tests.mail.test_hostile_input import LIQUID_DOUBLING, LIQUID_LOOP
 from tests.push.conftest import DeviceFactory, PushTemplateFactory
 
 pytestmark = pytest.mark.django_db
@@ -290,13 +291,7 @@ def test_an_image_that_renders_to_http_is_refused_at_send(project, ana):
     assert not Message.objects.exists()
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        "{% for i in (1..100000000) %}x{% endfor %}",
-        "{% assign a = 'xxxxxxxxxx' %}{% for i in (1..30) %}{% assign a = a | append: a %}{% endfor %}{{ a }}",
-    ],
-)
+@pytest.mark.parametrize("body", [LIQUID_LOOP, LIQUID_DOUBLING])
 def test_liquid_that_loops_or_explodes_is_bounded_in_the_preview(marketer_client, project, ana, body):
     DeviceFactory(subscriber=ana)
     response = marketer_client.post(url(project, "preview"), form_data(body=body))
