@@ -449,3 +449,72 @@ def test_a_subscribers_line_break_never_splits_the_subject_header(project):
         transport.settings_for(project), to="ana@example.com", content=message.content, message=message
     )
     assert "Bcc" not in {k for k, _ in email.message().items()}
+
+
+# --- the subscriber API's email fields -------------------------------------------------------------
+
+
+@pytest.fixture
+def api_auth(project):
+    from controlpanel.services import create_api_key
+
+    _, raw = create_api_key(project=project, name="crm", actor=Actor(label="t"))
+    return {"Authorization": f"Bearer {raw}"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"email": "ana@example.com\r\nBcc: victim@example.com"},
+        {"email": "Ana <ana@example.com>"},
+        {"email": "ana@example.com, eve@example.com"},
+        {"email": "a\x00@example.com"},
+        {"email": 5},
+        {"email": ["ana@example.com"]},
+        {"email_consent": {"state": "opted_in"}},
+        {"email_consent": {"state": "opted_in", "evidence": "   "}},
+        {"email_consent": {"state": "yes", "evidence": "x"}},
+        {"email_consent": "opted_in"},
+        {"email_consent": {"state": "opted_in", "evidence": "x\x00"}},
+        {"email_consent": {"state": "opted_in", "evidence": ["x"]}},
+        {"email_consent": {"state": "opted_in", "evidence": "x", "source": "unsubscribe_link"}},
+    ],
+)
+def test_bad_email_fields_in_the_subscriber_api_are_422_and_write_nothing(client, project, api_auth, body):
+    from subscribers.models import Subscriber
+
+    response = client.post(
+        "/api/v1/subscribers",
+        json.dumps({"phone": "+4915112345678", **body}),
+        content_type="application/json",
+        headers=api_auth,
+    )
+    assert response.status_code == 422, response.content[:300]
+    assert not Subscriber.objects.filter(project=project).exists()
+
+
+def test_email_consent_of_another_projects_subscriber_is_a_404(client, project, api_auth):
+    stranger = SubscriberFactory(project=ProjectFactory(), email="s@example.com")
+    before = stranger.email_consent
+    for action in ("opt-in", "opt-out"):
+        response = client.post(
+            f"/api/v1/subscribers/{stranger.public_id}/{action}?channel=email",
+            json.dumps({"evidence": "form"}),
+            content_type="application/json",
+            headers=api_auth,
+        )
+        assert response.status_code == 404
+    stranger.refresh_from_db()
+    assert stranger.email_consent == before
+
+
+@pytest.mark.parametrize("channel", ["sms", "EMAIL", "email\x00", ""])
+def test_an_unknown_consent_channel_is_a_422(client, project, api_auth, channel):
+    subscriber = SubscriberFactory(project=project, email="s@example.com")
+    response = client.post(
+        f"/api/v1/subscribers/{subscriber.public_id}/opt-out",
+        json.dumps({"evidence": "x", "channel": channel}),
+        content_type="application/json",
+        headers=api_auth,
+    )
+    assert response.status_code == 422

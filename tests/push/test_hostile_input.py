@@ -366,3 +366,77 @@ def test_a_huge_key_file_is_refused(owner_client, project, size):
     response = owner_client.post(url(project, "settings"), {"mode": "fcm", "service_account_file": upload})
     assert response.status_code in (200, 422)
     assert "service_account_file" in response.context["form"].errors
+
+
+# --- the push simulator ----------------------------------------------------------------------------
+
+SEND = "/simulator/fcm/v1/projects/simulator/messages:send"
+
+
+@pytest.fixture
+def simulator(settings):
+    settings.SIMULATOR_ENABLED = True
+    settings.ROOT_URLCONF = "push.simulator.full_urls"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"[]",
+        b"{",
+        DEEP,
+        b'{"message": null}',
+        b'{"message": {"token": 5}}',
+        b'{"message": {"token": "sim-ana", "data": {"k": 1}}}',
+        b'{"message": {"token": "sim-ana", "data": '
+        + json.dumps({f"k{i}": "v" for i in range(10_000)}).encode()
+        + b', "notification": {"title": ["x"]}}}',
+        b'{"message": {"token": "sim-ana", "notification": {"title": "\\u0000"}}}',
+        b'{"message": {"token": "sim-ana", "notification": {"title": "\\ud800"}}}',
+        b'{"message": {"token": "sim-ana", "android": 1e999}}',
+        b'{"message": {"token": "sim-ana"}, "validate_only": 123456789012345678901234567890}',
+    ],
+)
+def test_the_fcm_simulator_answers_garbage_with_fcm_errors(simulator, project, ana, body):
+    from push.models import SimulatedPush
+
+    DeviceFactory(subscriber=ana, token="sim-ana")
+    client = Client(raise_request_exception=False)
+    response = client.post(SEND, body, content_type="application/json", headers={"Authorization": "Bearer x"})
+    assert response.status_code == 400, (response.status_code, response.content[:300])
+    assert response.json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert not SimulatedPush.objects.exists()
+
+
+def test_the_simulator_page_escapes_pushes_and_opens_only_its_projects_pushes(
+    simulator, client, project, ana, member_of
+):
+    from push.models import SimulatedPush
+
+    DeviceFactory(subscriber=ana, token="sim-ana")
+    ana.name = SCRIPT
+    ana.save()
+    body = {
+        "message": {
+            "token": "sim-ana",
+            "notification": {"title": SCRIPT, "body": SCRIPT},
+            "data": {"link": "javascript:alert(1)", "message_id": str(uuid.uuid4())},
+        }
+    }
+    sent = Client().post(
+        SEND, json.dumps(body), content_type="application/json", headers={"Authorization": "Bearer x"}
+    )
+    assert sent.status_code == 200
+    theirs = SimulatedPush.objects.create(
+        project=ProjectFactory(), fcm_name="projects/simulator/messages/theirs", token="sim-x", payload={}
+    )
+    client.force_login(member_of(Role.MARKETER))
+    page = client.get("/simulator/push/", {"project": project.slug}).content.decode()
+    assert SCRIPT not in page and 'href="javascript:' not in page
+    assert (
+        client.post(f"/simulator/push/open/?project={project.slug}", {"push": theirs.fcm_name}).status_code
+        == 404
+    )
+    theirs.refresh_from_db()
+    assert theirs.opened_at is None
