@@ -188,7 +188,7 @@ def parse_service_account(raw: str) -> dict[str, Any]:
 
     try:
         info = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the decoder goes
         raise ValueError("This is not JSON: paste the whole file Firebase downloaded.") from None
     if not isinstance(info, dict) or info.get("type") != "service_account":
         raise ValueError('This is not a service-account key (its "type" must be "service_account").')

@@ -518,3 +518,26 @@ def test_an_unknown_consent_channel_is_a_422(client, project, api_auth, channel)
         headers=api_auth,
     )
     assert response.status_code == 422
+
+
+@pytest.mark.parametrize(
+    "provider",
+    [
+        "[]",
+        "5",
+        '{"api_key": 5}',
+        '{"api_key": ["k"]}',
+        '{"api_key": "k", "evil_option": "x"}',
+        '{"sender_domain": "mg.example.com"}',
+        "[" * 9_000,
+        '{"api_key": ' + "[" * 9_000,
+        '{"api_key": "k\\u0000"}',
+        '{"api_key": "\\ud800"}',
+    ],
+)
+def test_bad_provider_settings_are_a_form_error(owner_client, project, provider):
+    response = owner_client.post(
+        _url("settings", project), {**SETTINGS, "backend": "mailgun", "provider_settings": provider}
+    )
+    assert response.status_code == 422
+    assert not EmailSettings.objects.filter(project=project).exists()

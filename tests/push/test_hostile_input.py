@@ -440,3 +440,22 @@ def test_the_simulator_page_escapes_pushes_and_opens_only_its_projects_pushes(
     )
     theirs.refresh_from_db()
     assert theirs.opened_at is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[" * 100_000, '{"type": "service_account", "x": ' + "[" * 100_000, "\x00", '{"type": 5}', "1e999999"],
+)
+def test_a_pasted_key_that_is_not_a_key_is_a_form_error(owner_client, project, text):
+    response = owner_client.post(url(project, "settings"), {"mode": "fcm", "service_account_text": text})
+    assert response.status_code in (200, 422)
+    assert response.context["form"].errors
+    assert not PushSettings.objects.filter(project=project).exclude(service_account="").exists()
+
+
+@pytest.mark.parametrize("data_text", ['{"a": ' + "[" * 100_000, '{"a": "' + "x" * 1_000_000 + '"}'])
+def test_data_nested_or_huge_is_a_form_error(marketer_client, project, data_text):
+    response = marketer_client.post(url(project, "new"), form_data(data_text=data_text))
+    assert response.status_code in (200, 422)
+    assert response.context["form"].errors
+    assert not PushTemplate.objects.exists()
