@@ -541,3 +541,31 @@ def test_bad_provider_settings_are_a_form_error(owner_client, project, provider)
     )
     assert response.status_code == 422
     assert not EmailSettings.objects.filter(project=project).exists()
+
+
+def test_an_esp_refusal_shows_no_api_key_in_the_page_or_the_audit(owner_client, project, monkeypatch):
+    import requests
+
+    key = "key-0123456789SECRET"
+    owner_client.post(
+        _url("settings", project),
+        {**SETTINGS, "backend": "mailgun", "provider_settings": json.dumps({"api_key": key})},
+    )
+    assert EmailSettings.objects.get(project=project).backend == "mailgun"
+
+    def refused(self, method, url, **kwargs):
+        # What an ESP answers a bad key with, echoing the credentials it got (worst case).
+        response = requests.Response()
+        response.status_code = 401
+        response.url = url
+        response._content = json.dumps({"message": f"Invalid key {kwargs.get('auth')}"}).encode()
+        response.request = requests.Request(method, url).prepare()
+        return response
+
+    monkeypatch.setattr(requests.Session, "request", refused)
+    page = owner_client.post(_url("settings_test", project), {"to": "me@example.com"}, follow=True)
+    assert page.status_code == 200
+    assert "not sent" in page.content.decode()
+    audit = json.dumps(list(AuditEntry.objects.filter(project=project).values("changes")), default=str)
+    assert key not in audit, audit
+    assert key not in page.content.decode()
