@@ -569,3 +569,12 @@ def test_an_esp_refusal_shows_no_api_key_in_the_page_or_the_audit(owner_client, 
     audit = json.dumps(list(AuditEntry.objects.filter(project=project).values("changes")), default=str)
     assert key not in audit, audit
     assert key not in page.content.decode()
+
+
+def test_an_oversized_webhook_body_is_refused_not_a_500(hooked, settings):
+    project, secret = hooked
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    body = json.dumps({**POSTMARK_BOUNCE, "Description": "x" * 20_000})
+    client = Client(raise_request_exception=False)
+    response = client.post(_webhook(project), body, content_type="application/json", headers=_auth(secret))
+    assert 400 <= response.status_code < 500

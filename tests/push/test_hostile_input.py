@@ -459,3 +459,25 @@ def test_data_nested_or_huge_is_a_form_error(marketer_client, project, data_text
     assert response.status_code in (200, 422)
     assert response.context["form"].errors
     assert not PushTemplate.objects.exists()
+
+
+def test_viewers_neither_add_simulated_devices_nor_open_pushes(simulator, client, project, ana, viewer):
+    from push.models import SimulatedPush
+
+    DeviceFactory(subscriber=ana, token="sim-ana")
+    push = SimulatedPush.objects.create(
+        project=project, fcm_name="projects/simulator/messages/1", token="sim-ana", payload={}
+    )
+    client.force_login(viewer)
+    assert client.get("/simulator/push/", {"project": project.slug}).status_code == 200
+    added = client.post(f"/simulator/push/?project={project.slug}", {"subscriber": str(ana.public_id)})
+    assert added.status_code == 403
+    assert (
+        client.post(f"/simulator/push/open/?project={project.slug}", {"push": push.fcm_name}).status_code
+        == 403
+    )
+    assert Device.objects.filter(project=project).count() == 1
+    template = PushTemplateFactory(project=project)
+    sent = client.post(url(project, "test_send", template.public_id), {"subscriber": str(ana.public_id)})
+    assert sent.status_code == 403
+    assert not Message.objects.exists()
