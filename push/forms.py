@@ -127,6 +127,9 @@ class PushTemplateForm(forms.ModelForm):
         image = (cleaned.get("image_url") or "").strip()
         if image and not image.startswith(("https://", "{{", "{%")):
             self.add_error("image_url", "The image URL must start with https://.")
+        link_problem = services.link_problem(cleaned.get("link") or "")
+        if link_problem and "link" not in self.errors:
+            self.add_error("link", link_problem)
         if not (cleaned.get("title") or "").strip() and not (cleaned.get("body") or "").strip():
             self.add_error("body", "Write a title or a body.")
         return cleaned

@@ -58,6 +58,21 @@ def liquid_problem(source: str) -> str:
     return ""
 
 
+# Schemes a tap must never open: an app that hands the link to a web view would run it.
+UNSAFE_LINK_SCHEMES = ("javascript:", "vbscript:", "data:", "file:")
+
+
+def link_problem(link: str) -> str:
+    """Why ``link`` may not be a push's deep link, or "". As browsers read a scheme: case and any
+    blank or control character in it ignored ("Java\tScript:")."""
+    scheme = "".join(ch for ch in link if ch > " ").lower()
+    if scheme.startswith(UNSAFE_LINK_SCHEMES):
+        return (
+            f"A deep link may not start with {scheme.split(':', 1)[0]}:; use your app's scheme or https://."
+        )
+    return ""
+
+
 def data_key_problem(key: str) -> str:
     """Why FCM would refuse ``key`` in a message's data, or ""."""
     if not key:
@@ -94,6 +109,10 @@ def render_push(template: PushTemplate, context: dict[str, Any]) -> dict[str, An
     }
     if not content["title"] and not content["body"]:
         raise SendRefused("The push title and body are both empty for this subscriber.")
+    if link_problem(content["link"]):
+        raise SendRefused(
+            f"The push deep link is refused for this subscriber: {link_problem(content['link'])}"
+        )
     if content["image"] and not content["image"].startswith("https://"):
         # FCM fetches the image on the device; Android and iOS load https only.
         raise SendRefused(

