@@ -578,3 +578,19 @@ def test_an_oversized_webhook_body_is_refused_not_a_500(hooked, settings):
     client = Client(raise_request_exception=False)
     response = client.post(_webhook(project), body, content_type="application/json", headers=_auth(secret))
     assert 400 <= response.status_code < 500
+
+
+@pytest.mark.parametrize("page", ["99999999999999999999999", "-1", "abc", "1e9", "\x00"])
+def test_any_mailbox_page_number_shows_a_page(owner_client, project, page):
+    MailboxMessage.objects.create(project=project, from_email="a@x", to="b@x", subject="s")
+    assert owner_client.get(_url("mailbox", project), {"page": page}).status_code == 200
+
+
+def test_panel_posts_need_the_csrf_token(project, owner):
+    template = EmailTemplateFactory(project=project)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(owner)
+    assert client.post(_url("template_delete", project, template.public_id)).status_code == 403
+    assert client.post(_url("settings", project), SETTINGS).status_code == 403
+    assert EmailTemplate.objects.filter(pk=template.pk).exists()
+    assert not EmailSettings.objects.filter(project=project).exists()
