@@ -594,3 +594,18 @@ def test_panel_posts_need_the_csrf_token(project, owner):
     assert client.post(_url("settings", project), SETTINGS).status_code == 403
     assert EmailTemplate.objects.filter(pk=template.pk).exists()
     assert not EmailSettings.objects.filter(project=project).exists()
+
+
+@pytest.mark.parametrize("timestamp", [10**20, -(10**20), 1e308, "soon", None, 253402300800, 1.5])
+def test_sendgrid_events_with_absurd_timestamps_are_a_4xx_or_applied(hooked, timestamp):
+    project, secret = hooked
+    email_row(project, provider_message_id="sg-1")
+    event = {"event": "open", "sg_message_id": "sg-1", "email": "ana@example.com", "timestamp": timestamp}
+    client = Client(raise_request_exception=False)
+    response = client.post(
+        _webhook(project, "sendgrid"),
+        json.dumps([event]),
+        content_type="application/json",
+        headers=_auth(secret),
+    )
+    assert response.status_code in (200, 400), response.content[:300]
