@@ -494,3 +494,15 @@ def test_viewers_neither_add_simulated_devices_nor_open_pushes(simulator, client
     sent = client.post(url(project, "test_send", template.public_id), {"subscriber": str(ana.public_id)})
     assert sent.status_code == 403
     assert not Message.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("header", "wait"),
+    [("1e400", None), ("nan", None), ("-5", 0.0), ("1e12", 3600.0), ("30", 30.0), ("Wed, 21 Oct 2015", None)],
+)
+def test_a_retry_after_no_datetime_can_hold_is_bounded(header, wait):
+    from push import fcm
+
+    result = fcm.classify(429, {"retry-after": header}, b"")
+    assert result.kind == "retry"
+    assert result.retry_after == wait
