@@ -506,3 +506,16 @@ def test_a_retry_after_no_datetime_can_hold_is_bounded(header, wait):
     result = fcm.classify(429, {"retry-after": header}, b"")
     assert result.kind == "retry"
     assert result.retry_after == wait
+
+
+def test_a_test_push_to_another_projects_subscriber_sends_nothing(marketer_client, project):
+    template = PushTemplateFactory(project=project)
+    stranger = SubscriberFactory(project=ProjectFactory())
+    DeviceFactory(subscriber=stranger)
+    response = marketer_client.post(
+        url(project, "test_send", template.public_id), {"subscriber": str(stranger.public_id)}
+    )
+    # The page comes back with "Choose a subscriber with an active push device."
+    page = marketer_client.get(response["Location"]).content.decode()
+    assert "Choose a subscriber" in page
+    assert not Message.objects.exists()
