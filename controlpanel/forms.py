@@ -1,9 +1,19 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib.auth import password_validation
 
 from .models import Project, Role, User
+
+
+class SecretTextarea(forms.Textarea):
+    """A textarea that never renders its value back (as ``PasswordInput``): a pasted key that did
+    not validate is not echoed into the page."""
+
+    def format_value(self, value: Any) -> None:
+        return None
 
 
 class ProjectForm(forms.ModelForm):

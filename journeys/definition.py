@@ -840,7 +840,9 @@ def _silent_hours(raw: Any, problems: list[Problem]) -> tuple[tuple[str, str] | 
 def _silent_channels(raw: Any, problems: list[Problem]) -> tuple[str, ...] | None:
     if raw is None:
         return None
-    if not isinstance(raw, list) or not raw:
+    # Each channel once, as reachability's list: a definition stores what was sent, so a list of
+    # 10,000 "email" would be kept (and shown) as such.
+    if not isinstance(raw, list) or not 1 <= len(raw) <= len(CHANNELS):
         problems.append(
             _at("settings.silent_hours.channels", f"A list of the channels to hold: {', '.join(CHANNELS)}.")
         )
@@ -848,6 +850,8 @@ def _silent_channels(raw: Any, problems: list[Problem]) -> tuple[str, ...] | Non
     for i, channel in enumerate(raw):
         if not isinstance(channel, str) or channel not in CHANNELS:
             problems.append(_at(f"settings.silent_hours.channels[{i}]", f"One of {', '.join(CHANNELS)}."))
+        elif channel in raw[:i]:
+            problems.append(_at(f"settings.silent_hours.channels[{i}]", f"{channel} is listed twice."))
     return tuple(dict.fromkeys(c for c in raw if isinstance(c, str) and c in CHANNELS))
 
 

@@ -9,6 +9,7 @@ same call with the project's options (an alias of its own: with an alias, Django
 from __future__ import annotations
 
 import json
+import re
 import smtplib
 from typing import Any
 
@@ -43,6 +44,20 @@ PROVIDER_KEYS: dict[str, tuple[set[str], set[str]]] = {
     EmailBackend.BREVO: ({"api_key"}, {"api_key"}),
 }
 MAILGUN_API_URLS = {"us": "https://api.mailgun.net/v3", "eu": "https://api.eu.mailgun.net/v3"}
+
+
+# Settings that end up in an email header, an SMTP command or an ESP's HTTP header: a line break
+# (or another control character) would start a header or a command of its own.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def is_one_line(value: str) -> bool:
+    """No control character, and text UTF-8 can carry (no lone surrogate)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return not _CONTROL.search(value)
 
 
 class ConnectionProblem(Exception):
@@ -122,7 +137,7 @@ def provider_options(backend: str, raw: str) -> dict[str, Any]:
     naming the key when they do not fit the ESP."""
     try:
         data = json.loads(raw or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the decoder goes
         raise ConnectionProblem("The provider settings are not valid JSON.") from None
     if not isinstance(data, dict):
         raise ConnectionProblem('The provider settings are a JSON object, e.g. {"api_key": "..."}.')
@@ -138,6 +153,9 @@ def provider_options(backend: str, raw: str) -> dict[str, Any]:
         raise ConnectionProblem(f"{label} needs {', '.join(missing)} in the provider settings.")
     if any(not isinstance(v, str) for v in data.values()):
         raise ConnectionProblem("Every provider setting is text.")
+    broken = sorted(k for k, v in data.items() if not is_one_line(v))
+    if broken:
+        raise ConnectionProblem(f"{', '.join(broken)} may not contain line breaks or control characters.")
     options: dict[str, Any] = {}
     if backend == EmailBackend.AMAZON_SES:
         session = {

@@ -11,7 +11,7 @@ from controlpanel.models import Project
 from controlpanel.services import Actor, assign_changes, record_audit
 from subscribers.errors import InvalidInput
 
-from .backends import ANYMAIL_BACKENDS, ConnectionProblem, provider_options
+from .backends import ANYMAIL_BACKENDS, ConnectionProblem, is_one_line, provider_options
 from .models import EmailBackend, EmailSettings
 from .transport import compose, deliver_now, settings_for
 
@@ -28,6 +28,12 @@ SETTINGS_FIELDS = (
     "from_name",
     "reply_to",
 )
+# Written into an email header or an SMTP command (no Bcc: or RCPT TO: smuggled in).
+ONE_LINE_FIELDS = {
+    "from_name": "The from name",
+    "smtp_host": "The SMTP host",
+    "smtp_username": "The SMTP user name",
+}
 
 
 @transaction.atomic
@@ -40,6 +46,9 @@ def save_settings(*, project: Project, fields: dict[str, Any], actor: Actor) -> 
         project=project
     )
     fields = {k: fields[k] for k in SETTINGS_FIELDS if k in fields}
+    for name, label in ONE_LINE_FIELDS.items():
+        if not is_one_line(str(fields.get(name) or "")):
+            raise InvalidInput(f"{label} may not contain line breaks or control characters.", field=name)
     if (
         "smtp_host" in fields
         and email_settings.pk

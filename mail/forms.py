@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django import forms
 
+from controlpanel.forms import SecretTextarea
+
 from . import services
 from .models import EmailBackend, EmailSettings, EmailTemplate, SmtpSecurity
 
@@ -81,7 +83,8 @@ class SettingsForm(forms.ModelForm):
         label="Provider settings (JSON)",
         required=False,
         max_length=10_000,
-        widget=forms.Textarea(attrs={**CODE, "rows": 4, "autocomplete": "off"}),
+        # Never rendered back: a rejected paste of API keys is not echoed into the page.
+        widget=SecretTextarea(attrs={**CODE, "rows": 4, "autocomplete": "off"}),
         help_text='For an ESP, e.g. {"api_key": "...", "sender_domain": "mg.example.com"} (see '
         "docs/email.md for each provider's keys). Stored encrypted, never shown again. "
         "Empty: keep the stored ones.",

@@ -18,6 +18,8 @@ so that each gets its own answer. What an answer means (``campaigns.channels.Del
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import logging
 import smtplib
 import uuid
@@ -210,13 +212,51 @@ def send_batch(backend: BaseEmailBackend, emails: Sequence[EmailMultiAlternative
     return deliveries + [skipped] * (len(emails) - len(deliveries))
 
 
+# The provider settings that are credentials (the others, a domain or a region, are not secret).
+SECRET_PROVIDER_KEYS = {
+    "api_key",
+    "server_token",
+    "access_key_id",
+    "secret_access_key",
+    "webhook_signing_key",
+    "tracking_webhook_verification_key",
+}
+
+
+def _secrets(email_settings: EmailSettings) -> list[str]:
+    try:
+        provider = json.loads(email_settings.provider_settings or "{}")
+    except (ValueError, RecursionError):
+        provider = {}
+    values = [email_settings.smtp_password]
+    if isinstance(provider, dict):
+        values += [str(v) for k, v in provider.items() if k in SECRET_PROVIDER_KEYS]
+    return [v for v in values if len(v) >= 4]
+
+
+def without_secrets(email_settings: EmailSettings, deliveries: list[Delivery]) -> list[Delivery]:
+    """``deliveries`` with the settings' password and keys cut out of their error words: those
+    words go to the outbox row, the audit and the page, and a server or an ESP may echo what it
+    was given."""
+    secrets = _secrets(email_settings)
+    if not secrets:
+        return deliveries
+    cleaned = []
+    for delivery in deliveries:
+        error = delivery.error
+        for secret in secrets:
+            error = error.replace(secret, "•••")
+        cleaned.append(delivery if error == delivery.error else dataclasses.replace(delivery, error=error))
+    return cleaned
+
+
 def deliver_now(email_settings: EmailSettings, email: EmailMultiAlternatives) -> Delivery:
     """Send one email at once (the settings' and a template's test send); never raises."""
     try:
         backend = connection_for(email_settings)
     except ConnectionProblem as exc:
         return Delivery(ok=False, error=str(exc))
-    return send_batch(backend, [email])[0]
+    return without_secrets(email_settings, send_batch(backend, [email]))[0]
 
 
 class EmailTransport:
@@ -232,4 +272,4 @@ class EmailTransport:
             compose(email_settings, to=m.subscriber.email, content=m.content or {}, message=m)
             for m in messages
         ]
-        return send_batch(backend, emails)
+        return without_secrets(email_settings, send_batch(backend, emails))

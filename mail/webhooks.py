@@ -148,8 +148,20 @@ def tracking_webhook(request: HttpRequest, project_id: uuid.UUID, esp: str) -> H
     except AnymailWebhookValidationFailure:
         return _plain(403, "Invalid signature.")
     # anymail's parsers assume the ESP's payload shapes (and refuse an inbound-mail payload with a
-    # configuration error); anything else is the caller's error, not ours.
-    except (AnymailError, AnymailConfigurationError, ValueError, LookupError, TypeError, AttributeError):
+    # configuration error); anything else is the caller's error, not ours. RecursionError: JSON
+    # nested deeper than the decoder goes; OverflowError, OSError: a Unix timestamp past what the
+    # platform's time_t holds.
+    except (
+        AnymailError,
+        AnymailConfigurationError,
+        ValueError,
+        LookupError,
+        TypeError,
+        AttributeError,
+        RecursionError,
+        OverflowError,
+        OSError,
+    ):
         return _plain(400, "The payload could not be read.")
     apply_events(email_settings.project, EmailBackend(esp).label, events)
     return _plain(200, "OK")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import os
 import threading
 from collections.abc import Sequence
@@ -45,6 +46,7 @@ SIMULATOR_TOKEN = "simulator"  # noqa: S105 (the push simulator's fixed bearer: 
 SIMULATOR_PROJECT = "simulator"
 READ_TIMEOUT = 20.0  # after the request was written: no answer by then -> unknown (maybe delivered)
 MAX_BODY = 1024 * 1024
+MAX_RETRY_AFTER = 3600.0  # seconds
 
 
 # --- OAuth -----------------------------------------------------------------------------------
@@ -140,9 +142,13 @@ SETTINGS_WORDS = {
 
 def _retry_after(headers: dict[str, str]) -> float | None:
     try:
-        return max(float(headers.get("retry-after", "")), 0.0)
+        seconds = float(headers.get("retry-after", ""))
     except ValueError:
         return None  # absent, or an HTTP date (FCM sends seconds): the sender's backoff
+    if not math.isfinite(seconds):
+        return None
+    # A wait past MAX_RETRY_AFTER (or one no datetime can hold) is a broken answer, not a plan.
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def classify(status: int, headers: dict[str, str], raw: bytes) -> DeviceResult:

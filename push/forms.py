@@ -7,6 +7,7 @@ from typing import Any
 
 from django import forms
 
+from controlpanel.forms import SecretTextarea
 from controlpanel.models import Project
 from subscribers.models import Subscriber
 
@@ -18,6 +19,9 @@ DATA_HELP = (
     "Values may use Liquid. <code>link</code> and <code>message_id</code> are added for you."
 )
 MAX_DATA_KEYS = 50
+# FCM refuses a message whose data is larger than 4 KB; a template's data is Liquid, which rarely
+# renders much longer than it is written.
+MAX_DATA_BYTES = 4096
 
 
 def parse_data(raw: str) -> dict[str, str]:
@@ -30,6 +34,8 @@ def parse_data(raw: str) -> dict[str, str]:
             data = json.loads(raw)
         except ValueError as exc:
             raise ValueError(f"This is not a JSON object: {exc}.") from None
+        except RecursionError:
+            raise ValueError("This is not a JSON object of strings: it is nested too deeply.") from None
         if not isinstance(data, dict):
             raise ValueError("Give a JSON object of strings.")
         for key, value in data.items():
@@ -49,6 +55,12 @@ def parse_data(raw: str) -> dict[str, str]:
             data[key] = value.strip()
     if len(data) > MAX_DATA_KEYS:
         raise ValueError(f"At most {MAX_DATA_KEYS} data keys.")
+    size = sum(
+        len(key.encode("utf-8", "replace")) + len(value.encode("utf-8", "replace"))
+        for key, value in data.items()
+    )
+    if size > MAX_DATA_BYTES:
+        raise ValueError(f"The data has {size:,} bytes; Firebase takes at most {MAX_DATA_BYTES:,}.")
     for key, value in data.items():
         problem = services.data_key_problem(key) or services.liquid_problem(value)
         if problem:
@@ -115,6 +127,9 @@ class PushTemplateForm(forms.ModelForm):
         image = (cleaned.get("image_url") or "").strip()
         if image and not image.startswith(("https://", "{{", "{%")):
             self.add_error("image_url", "The image URL must start with https://.")
+        link_problem = services.link_problem(cleaned.get("link") or "")
+        if link_problem and "link" not in self.errors:
+            self.add_error("link", link_problem)
         if not (cleaned.get("title") or "").strip() and not (cleaned.get("body") or "").strip():
             self.add_error("body", "Write a title or a body.")
         return cleaned
@@ -158,14 +173,6 @@ class TestSendForm(forms.Form):
         field.choices = [("", "—")] + [
             (str(s.public_id), recipient_label(s)) for s in field.queryset[: self.CHOICES]
         ]
-
-
-class SecretTextarea(forms.Textarea):
-    """A textarea that never renders its value back (as ``PasswordInput``): a pasted key that did
-    not validate is not echoed into the page."""
-
-    def format_value(self, value: Any) -> None:
-        return None
 
 
 class PushSettingsForm(forms.Form):

@@ -58,6 +58,21 @@ def liquid_problem(source: str) -> str:
     return ""
 
 
+# Schemes a tap must never open: an app that hands the link to a web view would run it.
+UNSAFE_LINK_SCHEMES = ("javascript:", "vbscript:", "data:", "file:")
+
+
+def link_problem(link: str) -> str:
+    """Why ``link`` may not be a push's deep link, or "". As browsers read a scheme: case and any
+    blank or control character in it ignored ("Java\tScript:")."""
+    scheme = "".join(ch for ch in link if ch > " ").lower()
+    if scheme.startswith(UNSAFE_LINK_SCHEMES):
+        return (
+            f"A deep link may not start with {scheme.split(':', 1)[0]}:; use your app's scheme or https://."
+        )
+    return ""
+
+
 def data_key_problem(key: str) -> str:
     """Why FCM would refuse ``key`` in a message's data, or ""."""
     if not key:
@@ -94,6 +109,10 @@ def render_push(template: PushTemplate, context: dict[str, Any]) -> dict[str, An
     }
     if not content["title"] and not content["body"]:
         raise SendRefused("The push title and body are both empty for this subscriber.")
+    if link_problem(content["link"]):
+        raise SendRefused(
+            f"The push deep link is refused for this subscriber: {link_problem(content['link'])}"
+        )
     if content["image"] and not content["image"].startswith("https://"):
         # FCM fetches the image on the device; Android and iOS load https only.
         raise SendRefused(
@@ -175,6 +194,11 @@ def send_push(
 
 # --- settings ------------------------------------------------------------------------------
 
+# google-auth POSTs the signed assertion to the key's ``token_uri``: any other URL would have this
+# server send requests (a blind SSRF, with a grant signed by the key) wherever a pasted key says.
+# The second is what keys made before 2019 name.
+GOOGLE_TOKEN_URIS = ("https://oauth2.googleapis.com/token", "https://accounts.google.com/o/oauth2/token")
+
 
 def parse_service_account(raw: str) -> dict[str, Any]:
     """The service-account JSON as a dict; ``ValueError`` in plain words when it cannot sign FCM's
@@ -183,13 +207,15 @@ def parse_service_account(raw: str) -> dict[str, Any]:
 
     try:
         info = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the decoder goes
         raise ValueError("This is not JSON: paste the whole file Firebase downloaded.") from None
     if not isinstance(info, dict) or info.get("type") != "service_account":
         raise ValueError('This is not a service-account key (its "type" must be "service_account").')
     for key in ("project_id", "client_email", "private_key"):
         if not isinstance(info.get(key), str) or not info[key].strip():
             raise ValueError(f'The service account has no "{key}".')
+    if info.get("token_uri") not in GOOGLE_TOKEN_URIS:
+        raise ValueError(f"The key's \"token_uri\" must be Google's token endpoint ({GOOGLE_TOKEN_URIS[0]}).")
     try:
         service_account.Credentials.from_service_account_info(info)
     except (ValueError, TypeError, IndexError):

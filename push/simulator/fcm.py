@@ -128,14 +128,17 @@ def parse(request: HttpRequest) -> tuple[dict[str, Any], bool]:
         body = json.loads(request.body or b"null")
     except RequestDataTooBig:
         raise invalid("Message is too big.", "message") from None
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the decoder goes
         raise FcmError(400, "INVALID_ARGUMENT", "Invalid JSON payload received.") from None
     if not isinstance(body, dict) or "message" not in body:
         raise invalid("Invalid value at 'message': a message is required.", "message")
     unknown = sorted(set(body) - {"message", "validate_only"})
     if unknown:
         raise invalid(f'Invalid JSON payload received. Unknown name "{unknown[0]}".')
-    return body["message"], body.get("validate_only") is True
+    validate_only = body.get("validate_only", False)
+    if not isinstance(validate_only, bool):  # FCM's field is a bool: a number is no "false"
+        raise invalid("Invalid value at 'validate_only' (TYPE_BOOL).", "validate_only")
+    return body["message"], validate_only
 
 
 @csrf_exempt  # FCM's URL shape: a bearer-token JSON endpoint, called by the push transport
