@@ -1,10 +1,10 @@
 """Email and push through the whole pipeline (issue 11, "Performance").
 
 ``email``: ``--messages`` emails to a local SMTP sink (aiosmtpd, its own process) through the
-project's SMTP settings. ``push``: ``--messages`` pushes to the push simulator (the app served by
-granian, its FCM-shaped URL) through the project's simulator settings. Both on PostgreSQL with the
-Redis broker, in a database of your own whose name contains ``bench``; the project ``channelbench``
-is reused and its outbox replaced.
+project's SMTP settings. ``push``: ``--messages`` pushes to the standalone push simulator
+(``push/simulator/wsgi.py`` served by granian, FCM's URL shape) through the project's simulator
+settings. Both on PostgreSQL with the Redis broker, in a database of your own whose name contains
+``bench``; the project ``channelbench`` is reused and its outbox replaced.
 
 Two phases, each timed:
 
@@ -221,13 +221,15 @@ def run_push(args) -> dict:
     base = f"http://{HOST}:{port}"
     os.environ["PUSH_SIMULATOR_URL"] = f"{base}/simulator/fcm"
     env = {**os.environ, "SIMULATOR_ENABLED": "true"}
+    # The standalone push simulator (push/simulator/wsgi.py: FCM's route, no panel middleware), as
+    # the WhatsApp benchmarks use the standalone Cloud API simulator.
     web = start("push-simulator", [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", HOST,
                                    "--port", str(port), "--workers", str(args.web_workers), "--blocking-threads",
-                                   "32", "controlpanel.wsgi:application"], env)  # fmt: skip
+                                   "32", "push.simulator.wsgi:application"], env)  # fmt: skip
     PushSettings.objects.update_or_create(project=project, defaults={"mode": PushMode.SIMULATOR})
     SimulatedPush.objects.filter(project=project).delete()
     try:
-        wait_http(f"{base}/healthz")
+        wait_http(f"{base}/simulator/fcm/")
         write_rate = write_phase(project, recipients(project, args.messages), "push")
         log(f"write: {write_rate:,.0f} rows/s")
 

@@ -116,36 +116,34 @@ def check_message(message: Any) -> str:
     return token
 
 
-def parse(request: HttpRequest) -> tuple[dict[str, Any], bool]:
-    """(message, validate_only) of a send request, or FcmError."""
-    if not request.headers.get("Authorization", "").lower().startswith("bearer "):
+def parse(body: bytes, authorization: str) -> tuple[dict[str, Any], bool]:
+    """(message, validate_only) of a send request's body, or FcmError."""
+    if not authorization.lower().startswith("bearer "):
         raise FcmError(
             401,
             "UNAUTHENTICATED",
             "Request is missing required authentication credential. Expected OAuth 2 access token.",
         )
     try:
-        body = json.loads(request.body or b"null")
-    except RequestDataTooBig:
-        raise invalid("Message is too big.", "message") from None
+        data = json.loads(body or b"null")
     except (ValueError, RecursionError):  # RecursionError: nested deeper than the decoder goes
         raise FcmError(400, "INVALID_ARGUMENT", "Invalid JSON payload received.") from None
-    if not isinstance(body, dict) or "message" not in body:
+    if not isinstance(data, dict) or "message" not in data:
         raise invalid("Invalid value at 'message': a message is required.", "message")
-    unknown = sorted(set(body) - {"message", "validate_only"})
+    unknown = sorted(set(data) - {"message", "validate_only"})
     if unknown:
         raise invalid(f'Invalid JSON payload received. Unknown name "{unknown[0]}".')
-    validate_only = body.get("validate_only", False)
+    validate_only = data.get("validate_only", False)
     if not isinstance(validate_only, bool):  # FCM's field is a bool: a number is no "false"
         raise invalid("Invalid value at 'validate_only' (TYPE_BOOL).", "validate_only")
-    return body["message"], validate_only
+    return data["message"], validate_only
 
 
-@csrf_exempt  # FCM's URL shape: a bearer-token JSON endpoint, called by the push transport
-@require_POST
-def send(request: HttpRequest, fcm_project: str) -> JsonResponse:
+def accept(body: bytes, authorization: str, fcm_project: str) -> tuple[int, dict[str, Any]]:
+    """What FCM answers to one send, as (HTTP status, JSON body): the Django view and the load
+    tests' lean WSGI path (``fastpath``) both answer through here."""
     try:
-        message, validate_only = parse(request)
+        message, validate_only = parse(body, authorization)
         token = check_message(message)
         project_id = (
             Device.objects.filter(token=token, removed_at__isnull=True, push_enabled=True)
@@ -156,9 +154,21 @@ def send(request: HttpRequest, fcm_project: str) -> JsonResponse:
         if project_id is None:
             raise unregistered()
     except FcmError as exc:
-        return JsonResponse(exc.body(), status=exc.http_status)
+        return exc.http_status, exc.body()
     if validate_only:  # FCM checks the request and sends nothing
-        return JsonResponse({"name": f"projects/{fcm_project}/messages/fake_message_id"})
+        return 200, {"name": f"projects/{fcm_project}/messages/fake_message_id"}
     name = f"projects/{fcm_project}/messages/{uuid.uuid4().hex}"
     SimulatedPush.objects.create(project_id=project_id, fcm_name=name, token=token, payload=message)
-    return JsonResponse({"name": name})
+    return 200, {"name": name}
+
+
+@csrf_exempt  # FCM's URL shape: a bearer-token JSON endpoint, called by the push transport
+@require_POST
+def send(request: HttpRequest, fcm_project: str) -> JsonResponse:
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        error = invalid("Message is too big.", "message")
+        return JsonResponse(error.body(), status=error.http_status)
+    status, data = accept(body, request.headers.get("Authorization", ""), fcm_project)
+    return JsonResponse(data, status=status)
