@@ -338,6 +338,11 @@ def test_send_test_email_shows_the_outcome_in_words(owner_client, project):
     assert response.status_code == 422
 
 
+def test_the_html_and_text_bodies_are_code_boxes(marketer_client, project):
+    page = marketer_client.get(_url("template_new", project)).content.decode()
+    assert page.count('class="form-control font-monospace"') == 2
+
+
 def test_empty_pages_explain_themselves(marketer_client, project):
     assert "No email templates yet" in marketer_client.get(_url("templates", project)).content.decode()
     assert "The mailbox is empty" in marketer_client.get(_url("mailbox", project)).content.decode()
