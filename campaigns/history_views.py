@@ -193,6 +193,7 @@ def history_page(project: Project, filters: HistoryFilters, after: str | None = 
             "subscriber__public_id",
             "subscriber__name",
             "subscriber__phone",
+            "subscriber__email",
             "subscriber__external_id",
             "campaign__public_id",
             "campaign__name",

@@ -285,11 +285,18 @@ def _path(definition: dict[str, Any], run: JourneyRun | None, visits: list[dict[
 
 
 def _outlets(step: dict[str, Any]) -> list[tuple[str, Any]]:
-    """Outlets as ADR 0007 writes them, read from the JSON (the registry may not know the type)."""
+    """Outlets as ADR 0007 writes them, read from the JSON (the registry may not know the type).
+
+    wait_event's ``timeout`` is its duration: its outlet is ``timeout_next``. A reachability chain
+    (ADR 0008) leaves by the name of each listed channel, else ``none``.
+    """
     found: list[tuple[str, Any]] = []
-    for key in ("next", "outside_window", "yes", "no", "timeout", "success", "failure"):
+    for key in ("next", "outside_window", "yes", "no", "timeout_next", "success", "failure"):
         if key in step:
-            found.append((key, step[key]))
+            found.append((key.removesuffix("_next"), step[key]))
+    chain = step.get("channels")
+    if isinstance(chain, list) and chain:
+        found += [(channel, step.get(channel)) for channel in (*chain, "none") if isinstance(channel, str)]
     for text, target in (step.get("buttons") or {}).items() if isinstance(step.get("buttons"), dict) else []:
         found.append((f"button “{text}”", target))
     for i, event in enumerate(step.get("events") or []):

@@ -48,17 +48,18 @@ class TestSendForm(forms.Form):
     to = forms.ChoiceField(
         label="Send to",
         choices=[
-            (SUBSCRIBER, "A subscriber (through the outbox: consent rules apply, tracked)"),
-            (ADDRESS, "A typed address (at once, marked as a test, not tracked)"),
+            (SUBSCRIBER, "A subscriber: through the outbox, consent rules apply, tracked"),
+            (ADDRESS, "Any address: sent at once, marked as a test, not tracked"),
         ],
         initial=SUBSCRIBER,
+        widget=forms.RadioSelect,
     )
     subscriber = forms.CharField(
         label="Subscriber's email address",
         required=False,
         widget=forms.EmailInput(attrs={"autocomplete": "off"}),
     )
-    address = forms.EmailField(label="Address", required=False)
+    address = forms.EmailField(label="Any address", required=False)
 
     def clean(self):
         cleaned = super().clean()

@@ -18,6 +18,8 @@ def widget(field: forms.BoundField) -> str:
         css = "form-control"
     if field.errors:
         css += " is-invalid"
+    # The widget's own classes (e.g. font-monospace on a code box) stay: attrs given here replace.
+    css = " ".join(dict.fromkeys([*css.split(), *w.attrs.get("class", "").split()]))
     return field.as_widget(attrs={"class": css})
 
 

@@ -683,7 +683,7 @@
 
   function closePanel() {
     openNode = null;
-    panel.replaceChildren(el("p", { class: "text-secondary", text: READONLY ? "Click a step to see how it is set up." : "Drag a step from the left onto the canvas, click it to set it up, and wire its outlets to the next steps." }));
+    panel.replaceChildren(el("p", { class: "text-secondary", text: READONLY ? "Click a step to see how it is set up." : "Drag a step from the palette above onto the canvas, click it to set it up, and wire its outlets to the next steps." }));
   }
 
   function changed(id, { outlets = false, redraw = false } = {}) {
@@ -907,12 +907,13 @@
     const channel = CHANNEL_STEPS[step.type];
     const list = CHANNEL_TEMPLATES[channel] || [];
     const chosen = channelTemplate(step);
+    const a = channel === "email" ? "an" : "a";
     const select = options(
       el("select", { class: "form-select form-select-sm", "data-testid": "channel-template-select", onchange: (e) => { step.template = e.target.value; changed(id, { redraw: true }); } }),
-      [["", list.length ? `— pick a ${channel} template` : `— no ${channel} template in this project`], ...list.map((t) => [t.id, `${t.name}${t.marketing ? "" : " (transactional)"}`])],
+      [["", list.length ? `— pick ${a} ${channel} template` : `— no ${channel} template in this project`], ...list.map((t) => [t.id, `${t.name}${t.marketing ? "" : " (transactional)"}`])],
       chosen ? chosen.id : "",
     );
-    const parts = [field("Template", select, "template", step.template && !chosen ? `“${step.template}” is not a ${channel} template of this project.` : null)];
+    const parts = [field("Template", select, "template", step.template && !chosen ? `“${step.template}” is not ${a} ${channel} template of this project.` : null)];
     if (chosen?.preview) parts.push(el("div", { class: "jb-template-body small text-secondary mb-2", text: chosen.preview }));
     parts.push(el("small", { class: "form-hint mb-2 d-block", text: "Rendered with {{ subscriber.* }}, {{ tags.* }}, {{ event.* }} (the entry event) and {{ values.* }}. Someone it may not reach is skipped with the reason; the run goes on." }));
     return parts;

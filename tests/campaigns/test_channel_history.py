@@ -60,6 +60,15 @@ def test_email_and_push_rows_show_subject_title_provider_id_and_opens(owner_clie
     assert reverse("campaigns:conversation", args=[project.slug, anna.public_id]) not in html
 
 
+def test_an_email_row_names_the_address_it_went_to(owner_client, project):
+    anna = SubscriberFactory(project=project, name="Anna", phone="+4915112340001", email="anna@example.com")
+    mail(project, anna)
+    push(project, anna)
+    html = owner_client.get(url(project), **HTMX).content.decode()
+    assert html.count('data-testid="history-address"') == 1 and "anna@example.com" in html
+    assert "+4915112340001" in html  # the push row keeps the phone
+
+
 def test_a_journeys_email_says_so(owner_client, project, anna):
     row = mail(project, anna)
     row.content["origin"] = {"journey": "4f6b9c1e-0000-4000-8000-000000000001", "step": "email-1"}

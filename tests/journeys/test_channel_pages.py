@@ -95,3 +95,11 @@ def test_the_statistics_page_shows_each_channels_counters(owner_client, project)
     assert 'data-testid="step-counter" data-key="bounced">bounced: 1<' in html
     assert 'data-testid="step-counter" data-key="opened">opened: 3<' in html
     assert 'data-testid="channel-counter" data-key="opened">opened: 1<' in html  # push
+
+
+def test_the_dry_run_path_lists_a_reachability_chains_ways_out(project, owner_client):
+    journey = _journey(project)
+    page = owner_client.get(
+        reverse("journeys:dryrun", args=[project.slug, journey.public_id])
+    ).content.decode()
+    assert "push → push" in page and "email → mail" in page and "none → end" in page

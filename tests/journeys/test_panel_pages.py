@@ -343,6 +343,15 @@ def test_dryrun_walks_the_draft_step_by_step(project, marketer_client, monkeypat
     assert "Nothing to fast-forward" in again.content.decode()
 
 
+def test_dryrun_path_shows_where_a_wait_for_an_event_times_out_to(project, marketer_client):
+    reply, _, offer = PROMO["steps"]
+    wait = {"id": "wait", "type": "wait_event", "events": [{"event": "WhatsAppRead"}], "timeout": "P1D"}
+    definition = {**PROMO, "steps": [reply, {**wait, "timeout_next": "offer"}, offer]}
+    page = marketer_client.get(_dry_url(_journey(project, definition=definition))).content.decode()
+    # wait_event's "timeout" is its duration; the branch's target is "timeout_next".
+    assert "timeout → offer" in page and "timeout → P1D" not in page
+
+
 def test_dryrun_fire_taps_a_button_and_bad_attributes_come_back(project, marketer_client, monkeypatch):
     template = _template(project, name="m", body="Wobei helfen?")
     buttons = {"type": "BUTTONS", "buttons": [{"type": "QUICK_REPLY", "text": "Lieferung"}]}

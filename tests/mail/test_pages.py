@@ -139,8 +139,10 @@ def test_preview_renders_real_recipients_in_a_sandboxed_frame(marketer_client, p
     subjects = [p["email"]["subject"] for p in response.context["previews"]]
     assert subjects == ["Hi Cy", "Hi Bob <b>", "Hi Ann"]
     # Escaped twice: once by Liquid's autoescape, once into the srcdoc attribute.
-    assert 'sandbox referrerpolicy="no-referrer"' in html
-    assert 'srcdoc="&lt;p&gt;Bob &amp;lt;b&amp;gt;&lt;/p&gt;"' in html
+    # No scripts, no same origin; links open in a new tab (the panel refuses to be framed).
+    assert 'sandbox="allow-popups allow-popups-to-escape-sandbox" referrerpolicy="no-referrer"' in html
+    base = "&lt;!DOCTYPE html&gt;&lt;base target=&quot;_blank&quot;&gt;"
+    assert f'srcdoc="{base}&lt;p&gt;Bob &amp;lt;b&amp;gt;&lt;/p&gt;"' in html
     csp = response.headers["Content-Security-Policy"]
     assert "'unsafe-inline'" in csp.split("style-src")[1].split(";")[0]
     assert "script-src 'self' 'nonce-" in csp
@@ -241,7 +243,7 @@ def test_mailbox_is_newest_first_paged_and_shows_one_email(
         headers={"X-A": "1"},
     )
     html = marketer_client.get(_url("mailbox_detail", project, mail.public_id)).content.decode()
-    assert 'srcdoc="&lt;p&gt;x&lt;/p&gt;"' in html and "X-A" in html
+    assert 'target=&quot;_blank&quot;&gt;&lt;p&gt;x&lt;/p&gt;"' in html and "X-A" in html
 
 
 # --- settings ----------------------------------------------------------------------------------
@@ -334,6 +336,11 @@ def test_send_test_email_shows_the_outcome_in_words(owner_client, project):
     assert AuditEntry.objects.filter(action="email_settings.tested").count() == 2
     response = owner_client.post(_url("settings_test", project), {"to": "nope"})
     assert response.status_code == 422
+
+
+def test_the_html_and_text_bodies_are_code_boxes(marketer_client, project):
+    page = marketer_client.get(_url("template_new", project)).content.decode()
+    assert page.count('class="form-control font-monospace"') == 2
 
 
 def test_empty_pages_explain_themselves(marketer_client, project):
