@@ -1,4 +1,4 @@
-"""The standalone push simulator's lean FCM route answers as the Django view does (push/simulator/fastpath.py)."""
+"""The standalone push simulator's lean FCM route answers as the Django view does (fastpath.py)."""
 
 from __future__ import annotations
 
