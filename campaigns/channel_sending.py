@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from controlpanel.models import Project
@@ -81,6 +81,8 @@ def dispatch(now: datetime | None = None) -> int:
     lease = now + LEASE
     batches: list[list[int]] = []
     with transaction.atomic():
+        if not _single_flight():
+            return 0
         for channel in channels.channels():
             budget = _in_flight_limit(channel) - sending._in_flight(_SCOPE, [channel], now)
             if budget > 0:
@@ -90,6 +92,22 @@ def dispatch(now: datetime | None = None) -> int:
             token = lease.isoformat()
             transaction.on_commit(lambda: _enqueue(batches, token))
     return sum(len(b) for b in batches)
+
+
+# pg_try_advisory_xact_lock's key: "chnl" in ASCII, the channel dispatcher's alone.
+DISPATCH_LOCK = 0x63686E6C
+
+
+def _single_flight() -> bool:
+    """One channel dispatch at a time (PostgreSQL; SQLite has one writer anyway). Measured: when
+    workers came back to a backlog of kicks, eight dispatches at once each scanned and sorted the
+    same 50,000 queued rows under FOR UPDATE SKIP LOCKED and the database spent 4 ms of CPU per
+    message. A dispatch that finds another running leaves: that one leases, the next tick the rest."""
+    if connection.vendor != "postgresql":
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [DISPATCH_LOCK])
+        return bool(cursor.fetchone()[0])
 
 
 def _enqueue(batches: list[list[int]], token: str) -> None:

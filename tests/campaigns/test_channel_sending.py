@@ -463,6 +463,26 @@ def test_two_concurrent_dispatchers_lease_each_row_once(email, monkeypatch):
     assert len(all_ids) == len(set(all_ids)) == 60
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_dispatch_leaves_while_another_runs(email, monkeypatch):
+    """Single flight: a backlog of kicks must not become many dispatches scanning the same rows."""
+    if connection.vendor != "postgresql":
+        pytest.skip("advisory locks are PostgreSQL's")
+    rows(ProjectFactory(time_zone="UTC"), 5)
+    monkeypatch.setattr(actors.send_channel_messages, "send", lambda ids, token: None)
+    other = connections.create_connection("default")
+    try:
+        other.set_autocommit(False)
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [channel_sending.DISPATCH_LOCK])
+        assert channel_sending.dispatch() == 0
+        assert not Message.objects.exclude(send_after=None).exists()
+        other.rollback()
+    finally:
+        other.close()
+    assert channel_sending.dispatch() == 5
+
+
 def test_rows_claimed_but_never_handed_over_are_queued_again_by_the_sweeper(
     project, email, enqueued, dispatch_and_send
 ):
