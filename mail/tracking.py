@@ -158,6 +158,13 @@ def instrument(html: str, message: Message) -> str:
     return html[:at] + extra + html[at:]
 
 
+def without_open_pixel(html: str) -> str:
+    """``html`` as the in-panel mailbox shows it: without the open pixel, so that a marketer
+    reading the email in the panel is not counted as the recipient opening it."""
+    prefix = reverse("mail_tracking:open", args=["TOKEN"]).split("TOKEN")[0]
+    return re.sub(rf'<img src="[^"]*{re.escape(prefix)}[^"]*"[^>]*>', "", html)
+
+
 def opt_out(message: Message, *, source: ConsentSource, actor: Actor, at: datetime, what: str) -> None:
     """Opt the recipient of ``message`` out of email (the ledger), with evidence naming ``what``
     happened, to which email and when. Unchanged when they are already out."""

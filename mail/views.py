@@ -25,7 +25,7 @@ from controlpanel.tenancy import project_view
 from subscribers.errors import InvalidInput
 from subscribers.models import Subscriber
 
-from . import services
+from . import services, tracking
 from .forms import TemplateForm, TestSendForm
 from .models import EmailTemplate, MailboxMessage
 
@@ -182,4 +182,5 @@ def mailbox_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     found = MailboxMessage.objects.for_project(request.project).filter(public_id=public_id).first()
     if found is None:
         raise Http404("No such email in this project's mailbox.")
-    return render(request, "mail/mailbox_detail.html", {"mail": found, "tab": "mailbox"})
+    html = tracking.without_open_pixel(found.html)
+    return render(request, "mail/mailbox_detail.html", {"mail": found, "html": html, "tab": "mailbox"})

@@ -354,3 +354,19 @@ def test_empty_pages_explain_themselves(marketer_client, project):
 def test_the_project_settings_tabs_link_the_email_settings(owner_client, project):
     page = owner_client.get(reverse("controlpanel:settings", args=[project.slug])).content.decode()
     assert f'href="{_url("settings", project)}"' in page
+
+
+def test_reading_an_email_in_the_mailbox_is_no_open(marketer_client, project):
+    """The mailbox shows the email as sent, minus its open pixel: a marketer reading it in the panel
+    is not the recipient opening it (the links still go through their tracking redirects)."""
+    from mail import tracking
+    from tests.mail.test_tracking import email_message
+
+    message = email_message(project)
+    html = tracking.instrument('<p><a href="https://shop.example/sale">Sale</a></p>', message)
+    assert tracking.open_url(message) in html
+    mail = MailboxMessage.objects.create(
+        project=project, message=message, from_email="a@x", to="b@x", subject="S", html=html
+    )
+    page = marketer_client.get(_url("mailbox_detail", project, mail.public_id)).content.decode()
+    assert "/email/o/" not in page and "/email/c/" in page
