@@ -31,7 +31,7 @@ def _page(
         "email_settings": email_settings,
         "has_password": bool(email_settings.smtp_password),
         "has_provider_settings": bool(email_settings.provider_settings),
-        "tab": "settings",
+        "tab": "email",
     }
     if email_settings.pk:
         # The provider webhooks' URLs carry a secret made on first view: only once settings exist.
@@ -39,7 +39,7 @@ def _page(
     return render(request, "mail/settings.html", context, status=status)
 
 
-@project_view(section="email", read=Role.ADMIN, write=Role.ADMIN)
+@project_view(section="settings", read=Role.ADMIN, write=Role.ADMIN)
 def email_settings(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return _page(request)
@@ -59,7 +59,7 @@ def email_settings(request: HttpRequest) -> HttpResponse:
     return _page(request, form=form, status=422)
 
 
-@project_view(section="email", read=Role.ADMIN, write=Role.ADMIN)
+@project_view(section="settings", read=Role.ADMIN, write=Role.ADMIN)
 @require_POST
 def settings_test(request: HttpRequest) -> HttpResponse:
     form = SettingsTestForm(request.POST)
