@@ -450,6 +450,11 @@ _SUBSCRIBER_COLUMNS = tuple(
 )
 
 
+def context_of(project: Project, subscriber: Subscriber, values: dict | None = None) -> dict | None:
+    """The render context of one subscriber (None when gone or of another project)."""
+    return contexts_for(project, [subscriber.pk], values={subscriber.pk: values or {}}).get(subscriber.pk)
+
+
 def contexts_for(
     project: Project,
     subscriber_ids: Sequence[int],

@@ -60,6 +60,22 @@ def idempotent_message(project: Project, idempotency_key: str, request_hash: str
     return existing
 
 
+def insert_once(message: Message, request_hash: str = "") -> Message:
+    """Write a new outbox row; when a concurrent call with the same idempotency key won the insert,
+    answer that call's row, as if it had come first. The one rule for every channel's send service
+    (``send_whatsapp``, ``mail.services.send_email``, ``push.services.send_push``)."""
+    try:
+        with transaction.atomic():
+            message.save(force_insert=True)
+    except IntegrityError:
+        key = message.idempotency_key
+        existing = idempotent_message(message.project, key, request_hash) if key else None
+        if existing is None:
+            raise
+        return existing
+    return message
+
+
 def _history(status: str, note: str = "", at: datetime | None = None) -> dict[str, str]:
     entry = {"status": status, "at": (at or timezone.now()).isoformat()}
     if note:
@@ -125,33 +141,26 @@ def send_whatsapp(
             reason = "A WhatsApp text may have at most 4,096 characters."
     if reason:
         raise SendRefused(reason)
-    try:
-        with transaction.atomic():
-            message = Message.objects.create(
-                project=project,
-                subscriber=subscriber,
-                channel=Channel.WHATSAPP,
-                account=account,
-                kind=MessageKind.TEMPLATE if template else MessageKind.TEXT,
-                template=template,
-                template_name=template.name if template else "",
-                template_language=template.language if template else "",
-                components=components or [],
-                body=(text or "").strip()
-                if template is None
-                else render_template(template, components or []),
-                marketing=bool(template and template.category == TemplateCategory.MARKETING),
-                idempotency_key=idempotency_key or None,
-                request_hash=request_hash if idempotency_key else "",
-                values=values or {},
-                history=[_history(MessageStatus.QUEUED, f"by {actor.display}")],
-            )
-    except IntegrityError:
-        # A concurrent call with the same key won the insert: answer as if it had come first.
-        existing = idempotent_message(project, idempotency_key, request_hash) if idempotency_key else None
-        if existing is None:
-            raise
-        return existing
+    message = insert_once(
+        Message(
+            project=project,
+            subscriber=subscriber,
+            channel=Channel.WHATSAPP,
+            account=account,
+            kind=MessageKind.TEMPLATE if template else MessageKind.TEXT,
+            template=template,
+            template_name=template.name if template else "",
+            template_language=template.language if template else "",
+            components=components or [],
+            body=(text or "").strip() if template is None else render_template(template, components or []),
+            marketing=bool(template and template.category == TemplateCategory.MARKETING),
+            idempotency_key=idempotency_key or None,
+            request_hash=request_hash if idempotency_key else "",
+            values=values or {},
+            history=[_history(MessageStatus.QUEUED, f"by {actor.display}")],
+        ),
+        request_hash,
+    )
     from .sending import kick_one
 
     kick_one(message.pk)  # the dispatcher's tick sends it anyway if this broker message is lost

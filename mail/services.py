@@ -22,7 +22,7 @@ from campaigns import bindings, channel_sending
 from campaigns.channel_policy import email_refusal
 from campaigns.channels import Delivery
 from campaigns.models import Channel, Message, MessageKind, MessageStatus
-from campaigns.services import SendRefused, idempotent_message
+from campaigns.services import SendRefused, idempotent_message, insert_once
 from controlpanel.models import Project
 from controlpanel.services import Actor
 from subscribers.errors import InvalidInput
@@ -156,8 +156,7 @@ def context_for(
     project: Project, subscriber: Subscriber, values: dict[str, Any] | None = None
 ) -> dict | None:
     """The bindings context of ``subscriber`` (None when gone or of another project)."""
-    contexts = bindings.contexts_for(project, [subscriber.pk], values={subscriber.pk: values or {}})
-    return contexts.get(subscriber.pk)
+    return bindings.context_of(project, subscriber, values)
 
 
 def send_email(
@@ -209,15 +208,7 @@ def send_email(
     message.content = {**rendered, "template": str(template.public_id)}
     if origin:
         message.content["origin"] = dict(origin)
-    try:
-        with transaction.atomic():
-            message.save()
-    except IntegrityError:
-        # A concurrent call with the same key won the insert: answer as if it had come first.
-        existing = idempotent_message(project, idempotency_key) if idempotency_key else None
-        if existing is None:
-            raise
-        return existing
+    message = insert_once(message)
     transaction.on_commit(channel_sending.kick)
     return message
 

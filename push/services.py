@@ -14,14 +14,14 @@ import json
 from functools import lru_cache
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from liquid import BoundTemplate
 from liquid.exceptions import LiquidError
 
 from campaigns import bindings, channel_sending
 from campaigns.channel_policy import push_refusal
 from campaigns.models import Channel, Message, MessageKind, MessageStatus
-from campaigns.services import SendRefused, _history, idempotent_message
+from campaigns.services import SendRefused, _history, idempotent_message, insert_once
 from controlpanel.models import Project
 from controlpanel.services import Actor, record_audit
 from subscribers.models import Device, Subscriber
@@ -122,8 +122,7 @@ def render_push(template: PushTemplate, context: dict[str, Any]) -> dict[str, An
 
 
 def render_context(project: Project, subscriber: Subscriber, values: dict[str, Any] | None) -> dict[str, Any]:
-    context = bindings.contexts_for(project, [subscriber.pk], values={subscriber.pk: values or {}})
-    return context.get(subscriber.pk) or {}
+    return bindings.context_of(project, subscriber, values) or {}
 
 
 def active_devices(project: Project, subscriber: Subscriber) -> int:
@@ -166,27 +165,21 @@ def send_push(
     )
     content["template"] = str(template.public_id) if template.pk is not None else ""
     content["origin"] = dict(origin or {})
-    try:
-        with transaction.atomic():
-            message = Message.objects.create(
-                project=project,
-                subscriber=subscriber,
-                channel=Channel.PUSH,
-                kind=MessageKind.TEMPLATE,
-                template_name=template.name,
-                body="\n".join(part for part in (content["title"], content["body"]) if part),
-                content=content,
-                marketing=template.marketing,
-                idempotency_key=idempotency_key or None,
-                values=values or {},
-                history=[_history(MessageStatus.QUEUED, f"by {actor.display}")],
-            )
-    except IntegrityError:
-        # A concurrent call with the same key won the insert: answer as if it had come first.
-        existing = idempotent_message(project, idempotency_key) if idempotency_key else None
-        if existing is None:
-            raise
-        return existing
+    message = insert_once(
+        Message(
+            project=project,
+            subscriber=subscriber,
+            channel=Channel.PUSH,
+            kind=MessageKind.TEMPLATE,
+            template_name=template.name,
+            body="\n".join(part for part in (content["title"], content["body"]) if part),
+            content=content,
+            marketing=template.marketing,
+            idempotency_key=idempotency_key or None,
+            values=values or {},
+            history=[_history(MessageStatus.QUEUED, f"by {actor.display}")],
+        )
+    )
     # The sender's tick sends it anyway if this hint is lost.
     transaction.on_commit(channel_sending.kick)
     return message
