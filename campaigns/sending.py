@@ -134,7 +134,10 @@ def _lease_due(scope: str, params: list[Any], limit: int, now: datetime, lease: 
     # Two statements instead of one OR, so that each is a range scan of a (.., send_after, id) index:
     # rows due since a time first (held, retried, expired leases), then rows with no time at all.
     ids = _lease(f"{scope} AND send_after <= %s", [*params, _dt(now)], "send_after, id", limit, lease)
-    return ids + _lease(f"{scope} AND send_after IS NULL", params, "id", limit - len(ids), lease)
+    # "send_after, id" although send_after is NULL in every row here: that order is the index's, so
+    # PostgreSQL reads the first rows of the range and stops. With "id" it read and sorted every
+    # queued row of the range, or walked the primary key through all sent rows (160 ms at 50,000).
+    return ids + _lease(f"{scope} AND send_after IS NULL", params, "send_after, id", limit - len(ids), lease)
 
 
 def _in_flight(scope: str, params: list[Any], now: datetime) -> int:

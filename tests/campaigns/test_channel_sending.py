@@ -229,6 +229,26 @@ def test_the_dispatch_scan_uses_the_channel_index(project, email, enqueued, tick
     assert "message_channel_due" in plan
 
 
+def test_the_lease_of_rows_without_a_time_reads_the_index_in_order(project, email, enqueued, tick):
+    """No Sort node and no walk of the primary key: the lease takes the first rows of the index's
+    range and stops (it read and sorted every queued row, or every sent row, before)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("EXPLAIN output of PostgreSQL")
+    rows(project, 3)
+    with CaptureQueriesContext(connection) as queries:
+        tick()
+    lease_sql = next(
+        q["sql"] for q in queries if "WITH picked" in q["sql"] and "send_after IS NULL" in q["sql"]
+    )
+    with connection.cursor() as cursor:
+        # Planner statistics that make the primary key's order look cheap, as a big outbox does.
+        cursor.execute("SET enable_sort = off")
+        cursor.execute(f"EXPLAIN {lease_sql}")
+        plan = "\n".join(r[0] for r in cursor.fetchall())
+        cursor.execute("SET enable_sort = on")
+    assert "message_channel_due" in plan and "Sort" not in plan and "pkey" not in plan
+
+
 def test_kick_asks_for_one_dispatch_after_commit(monkeypatch, django_capture_on_commit_callbacks):
     kicks: list[int] = []
     monkeypatch.setattr(actors.dispatch_channel_messages, "send", lambda: kicks.append(1))
