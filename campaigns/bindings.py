@@ -342,7 +342,8 @@ class RequiredFields:
         return bool(self.tags or self.subscriber_fields or self.values)
 
 
-_EMPTY_CONTEXT = {"subscriber": {}, "tags": {}, "values": {}, "event": {}}
+# What bindings see without a recipient (a sample render, a test to a typed address).
+EMPTY_CONTEXT = {"subscriber": {}, "tags": {}, "values": {}, "event": {}}
 
 
 def required_fields(bindings: dict[str, dict[str, str]]) -> RequiredFields:
@@ -356,7 +357,7 @@ def required_fields(bindings: dict[str, dict[str, str]]) -> RequiredFields:
     required = RequiredFields()
     for template in compile_bindings(bindings).values():
         try:
-            if _render_one(template, _EMPTY_CONTEXT).strip():
+            if _render_one(template, EMPTY_CONTEXT).strip():
                 continue
         except LiquidError:
             pass  # fails without data: it needs some, found below

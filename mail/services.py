@@ -152,13 +152,6 @@ def render_email(template: EmailTemplate, context: dict[str, Any]) -> dict[str, 
     return rendered
 
 
-def context_for(
-    project: Project, subscriber: Subscriber, values: dict[str, Any] | None = None
-) -> dict | None:
-    """The bindings context of ``subscriber`` (None when gone or of another project)."""
-    return bindings.context_of(project, subscriber, values)
-
-
 def send_email(
     *,
     project: Project,
@@ -187,7 +180,7 @@ def send_email(
     if reason:
         raise SendRefused(reason)
     if context is None:
-        context = context_for(project, subscriber, values)
+        context = bindings.context_of(project, subscriber, values)
         if context is None:
             raise SendRefused("The subscriber no longer exists.")
     message = Message(
@@ -213,8 +206,6 @@ def send_email(
     return message
 
 
-# What bindings see without a recipient (a test to a typed address in a project without one).
-EMPTY_CONTEXT: dict[str, Any] = {"subscriber": {}, "tags": {}, "values": {}, "event": {}}
 # Where ``{{ unsubscribe_url }}`` points in a preview and a test to a typed address: no message
 # exists to unsubscribe from.
 PREVIEW_UNSUBSCRIBE_URL = "#unsubscribe"

@@ -148,10 +148,10 @@ def template_test(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     else:
         address = form.cleaned_data["address"]
         subscriber = Subscriber.objects.for_project(project).exclude(email="").order_by("-created_at").first()
-        context = services.context_for(project, subscriber) if subscriber else None
+        context = bindings.context_of(project, subscriber) if subscriber else None
         try:
             delivery = services.send_test(
-                project=project, template=template, to=address, context=context or services.EMPTY_CONTEXT
+                project=project, template=template, to=address, context=context or bindings.EMPTY_CONTEXT
             )
         except SendRefused as exc:
             form.add_error("address", f"Not sent: {exc}")

@@ -121,10 +121,6 @@ def render_push(template: PushTemplate, context: dict[str, Any]) -> dict[str, An
     return content
 
 
-def render_context(project: Project, subscriber: Subscriber, values: dict[str, Any] | None) -> dict[str, Any]:
-    return bindings.context_of(project, subscriber, values) or {}
-
-
 def active_devices(project: Project, subscriber: Subscriber) -> int:
     return Device.objects.for_project(project).active().filter(subscriber=subscriber).count()
 
@@ -161,7 +157,7 @@ def send_push(
     if reason:
         raise SendRefused(reason)
     content = render_push(
-        template, context if context is not None else render_context(project, subscriber, values)
+        template, context if context is not None else bindings.context_of(project, subscriber, values) or {}
     )
     content["template"] = str(template.public_id) if template.pk is not None else ""
     content["origin"] = dict(origin or {})

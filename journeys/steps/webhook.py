@@ -286,7 +286,7 @@ class WebhookStep:
         if "body" not in detail:
             from .whatsapp import render_context
 
-            context = render_context(visit) or {"subscriber": {}, "tags": {}, "values": {}, "event": {}}
+            context = render_context(visit) or campaign_bindings.EMPTY_CONTEXT
             try:
                 body = render_body(data.get("body", {}), context)
             except LiquidError as err:
