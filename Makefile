@@ -7,7 +7,7 @@ PORT ?= 8000
 PYTHON ?= $(shell for p in python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) /usr/bin/python3.12; do \
 	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && { command -v "$$p"; break; }; done)
 
-.PHONY: run test lint format venv serve-production clean
+.PHONY: run test lint format venv serve-production clean messages
 
 $(BIN)/.installed: requirements.txt
 	@if [ ! -x $(BIN)/python ]; then \
@@ -28,6 +28,13 @@ run: venv
 ## test: the whole suite; DATABASE_URL picks the database (SQLite by default)
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## messages: find every translatable string (locale/<lang>/LC_MESSAGES/*.po) and compile the catalogs
+MESSAGES_IGNORE := -i .venv -i var -i tests -i bench -i static/vendor -i node_modules
+messages: venv
+	$(BIN)/python manage.py makemessages -a --add-location file --no-obsolete $(MESSAGES_IGNORE)
+	$(BIN)/python manage.py makemessages -a -d djangojs --add-location file --no-obsolete $(MESSAGES_IGNORE)
+	$(BIN)/python manage.py compilemessages $(MESSAGES_IGNORE)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -3,7 +3,9 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth import password_validation
+from django.utils.translation import gettext_lazy as _
 
 from .models import Project, Role, User
 
@@ -57,3 +59,17 @@ class SignupForm(forms.Form):
             except forms.ValidationError as exc:
                 self.add_error("password1", exc)
         return cleaned
+
+
+class ProfileForm(forms.ModelForm):
+    """A user's own name and panel language (empty language: the browser's)."""
+
+    class Meta:
+        model = User
+        fields = ["name", "language"]
+        labels = {"name": _("Your name"), "language": _("Panel language")}
+        help_texts = {"language": _("Without a choice the panel follows your browser's language.")}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["language"].choices = [("", _("Browser's language")), *settings.LANGUAGES]

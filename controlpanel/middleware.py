@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import translation
 
 from .api import API_PREFIX, body_limit, too_large
 
@@ -82,3 +83,22 @@ def as_json_error(response: HttpResponse) -> HttpResponse:
         if header in response:
             json[header] = response[header]
     return json
+
+
+class UserLanguageMiddleware:
+    """The panel in the language the user picked in their profile; without a pick, the browser's.
+
+    Runs after LocaleMiddleware (which activated the browser's language) and authentication; the
+    pick is a column of the user row that authentication loaded anyway, so this costs no query.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = getattr(request, "user", None)
+        language = getattr(user, "language", "") if user is not None and user.is_authenticated else ""
+        if language and language != request.LANGUAGE_CODE:
+            translation.activate(language)
+            request.LANGUAGE_CODE = language
+        return self.get_response(request)

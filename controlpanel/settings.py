@@ -98,9 +98,12 @@ MIDDLEWARE = [
     "controlpanel.middleware.ApiErrorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The browser's language (Accept-Language); the user's own pick replaces it below.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "controlpanel.middleware.UserLanguageMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
@@ -123,6 +126,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.template.context_processors.csp",
                 "django.contrib.auth.context_processors.auth",
+                "django.template.context_processors.i18n",
                 "django.contrib.messages.context_processors.messages",
                 "controlpanel.context_processors.navigation",
             ],
@@ -296,7 +300,15 @@ if env.bool("BEHIND_TLS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # --- Internationalisation ----------------------------------------------------
-LANGUAGE_CODE = "en-us"
+# The panel speaks English and German (docs: README "Languages"). A user's pick in their profile
+# wins (controlpanel.middleware.UserLanguageMiddleware), else the browser's Accept-Language, else
+# English. Catalogs live in locale/ (`make messages` updates and compiles them).
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("de", "Deutsch")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+# Our own date formats per language (controlpanel/formats/<lang>/formats.py): ISO-like in English,
+# 07.12.2026 in German; numbers group by the language's separators where a template asks for it.
+FORMAT_MODULE_PATH = ["controlpanel.formats"]
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True

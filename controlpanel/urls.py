@@ -1,8 +1,9 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django.views.i18n import JavaScriptCatalog
 
-from . import views
+from . import account_views, views
 from .api import api
 from .api import not_found as api_not_found
 
@@ -23,6 +24,9 @@ urlpatterns = [
     path("p/<slug:slug>/", include(project_patterns)),
     path("invite/<str:token>/", views.invitation_accept, name="invitation_accept"),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("account/profile/", account_views.profile, name="profile"),
+    # gettext() for the panel's scripts, in the request's language (locale/*/djangojs.po).
+    path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("healthz", views.healthz, name="healthz"),
     path("webhooks/whatsapp/", include("whatsapp.webhook_urls")),
     # Email providers' delivery, bounce and complaint webhooks (django-anymail), per project.

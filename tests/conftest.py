@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from django.utils import translation
 
 from controlpanel.models import Role
 from tests.factories import MembershipFactory, ProjectFactory
@@ -18,6 +19,15 @@ def _test_settings(settings):
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+
+
+@pytest.fixture(autouse=True)
+def _english_outside_requests():
+    # A request in German (Accept-Language: de) leaves German active in the test's thread; each
+    # test starts and ends in English so texts compared outside a request do not depend on order.
+    translation.activate("en")
+    yield
+    translation.activate("en")
 
 
 @pytest.fixture
