@@ -17,6 +17,7 @@ from django.core.mail import EmailMessage, InvalidMailer
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.backends.smtp import EmailBackend as DjangoSmtpBackend
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
 
 from controlpanel.models import Project
 
@@ -138,24 +139,30 @@ def provider_options(backend: str, raw: str) -> dict[str, Any]:
     try:
         data = json.loads(raw or "{}")
     except (ValueError, RecursionError):  # RecursionError: nested deeper than the decoder goes
-        raise ConnectionProblem("The provider settings are not valid JSON.") from None
+        raise ConnectionProblem(_("The provider settings are not valid JSON.")) from None
     if not isinstance(data, dict):
-        raise ConnectionProblem('The provider settings are a JSON object, e.g. {"api_key": "..."}.')
+        raise ConnectionProblem(_('The provider settings are a JSON object, e.g. {"api_key": "..."}.'))
     allowed, required = PROVIDER_KEYS[backend]
     label = EmailBackend(backend).label
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise ConnectionProblem(
-            f"{label} has no setting {', '.join(unknown)}; its settings are {', '.join(sorted(allowed))}."
+            _("%(provider)s has no setting %(unknown)s; its settings are %(allowed)s.")
+            % {"provider": label, "unknown": ", ".join(unknown), "allowed": ", ".join(sorted(allowed))}
         )
     missing = sorted(k for k in required if not str(data.get(k) or "").strip())
     if missing:
-        raise ConnectionProblem(f"{label} needs {', '.join(missing)} in the provider settings.")
+        raise ConnectionProblem(
+            _("%(provider)s needs %(keys)s in the provider settings.")
+            % {"provider": label, "keys": ", ".join(missing)}
+        )
     if any(not isinstance(v, str) for v in data.values()):
-        raise ConnectionProblem("Every provider setting is text.")
+        raise ConnectionProblem(_("Every provider setting is text."))
     broken = sorted(k for k, v in data.items() if not is_one_line(v))
     if broken:
-        raise ConnectionProblem(f"{', '.join(broken)} may not contain line breaks or control characters.")
+        raise ConnectionProblem(
+            _("%(field)s may not contain line breaks or control characters.") % {"field": ", ".join(broken)}
+        )
     options: dict[str, Any] = {}
     if backend == EmailBackend.AMAZON_SES:
         session = {
@@ -171,7 +178,7 @@ def provider_options(backend: str, raw: str) -> dict[str, Any]:
     if backend == EmailBackend.MAILGUN:
         region = data.get("region", "us")
         if region not in MAILGUN_API_URLS:
-            raise ConnectionProblem('Mailgun\'s region is "us" or "eu".')
+            raise ConnectionProblem(_('Mailgun\'s region is "us" or "eu".'))
         options["api_url"] = MAILGUN_API_URLS[region]
     options["timeout"] = ESP_TIMEOUT
     return options
@@ -187,7 +194,7 @@ def connection_for(email_settings: EmailSettings) -> BaseEmailBackend:
         return MailboxBackend(project=project, alias=alias)
     if backend == EmailBackend.SMTP:
         if not email_settings.smtp_host:
-            raise ConnectionProblem("No SMTP server is set: enter its host name in Email settings.")
+            raise ConnectionProblem(_("No SMTP server is set: enter its host name in Email settings."))
         return SmtpBackend(
             alias=alias,
             host=email_settings.smtp_host,
@@ -204,8 +211,14 @@ def connection_for(email_settings: EmailSettings) -> BaseEmailBackend:
         return backend_class(alias=alias, **options)
     except ImportError:  # anymail's AnymailImproperlyInstalled (boto3 for SES)
         raise ConnectionProblem(
-            f"{EmailBackend(backend).label} needs a library that is not installed: "
-            f'pip install "django-anymail[{backend.replace("_", "-")}]".'
+            _("%(provider)s needs a library that is not installed: %(command)s.")
+            % {
+                "provider": EmailBackend(backend).label,
+                "command": f'pip install "django-anymail[{backend.replace("_", "-")}]"',
+            }
         ) from None
     except InvalidMailer as exc:
-        raise ConnectionProblem(f"The {EmailBackend(backend).label} settings do not fit: {exc}") from None
+        raise ConnectionProblem(
+            _("The %(provider)s settings do not fit: %(error)s")
+            % {"provider": EmailBackend(backend).label, "error": exc}
+        ) from None

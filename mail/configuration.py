@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from campaigns.channels import Delivery
 from controlpanel.models import Project
@@ -30,9 +32,9 @@ SETTINGS_FIELDS = (
 )
 # Written into an email header or an SMTP command (no Bcc: or RCPT TO: smuggled in).
 ONE_LINE_FIELDS = {
-    "from_name": "The from name",
-    "smtp_host": "The SMTP host",
-    "smtp_username": "The SMTP user name",
+    "from_name": gettext_lazy("The from name"),
+    "smtp_host": gettext_lazy("The SMTP host"),
+    "smtp_username": gettext_lazy("The SMTP user name"),
 }
 
 
@@ -48,7 +50,10 @@ def save_settings(*, project: Project, fields: dict[str, Any], actor: Actor) -> 
     fields = {k: fields[k] for k in SETTINGS_FIELDS if k in fields}
     for name, label in ONE_LINE_FIELDS.items():
         if not is_one_line(str(fields.get(name) or "")):
-            raise InvalidInput(f"{label} may not contain line breaks or control characters.", field=name)
+            raise InvalidInput(
+                _("%(field)s may not contain line breaks or control characters.") % {"field": label},
+                field=name,
+            )
     if (
         "smtp_host" in fields
         and email_settings.pk
@@ -56,7 +61,7 @@ def save_settings(*, project: Project, fields: dict[str, Any], actor: Actor) -> 
         and fields["smtp_host"] != email_settings.smtp_host
         and not fields.get("smtp_password")
     ):
-        raise InvalidInput("Enter the password again: the SMTP server changed.", field="smtp_password")
+        raise InvalidInput(_("Enter the password again: the SMTP server changed."), field="smtp_password")
     backend = fields.get("backend", email_settings.backend)
     if backend in ANYMAIL_BACKENDS:
         stored = fields.get("provider_settings") or email_settings.provider_settings
@@ -67,7 +72,7 @@ def save_settings(*, project: Project, fields: dict[str, Any], actor: Actor) -> 
         except ConnectionProblem as exc:
             raise InvalidInput(str(exc), field="provider_settings") from None
     if backend == EmailBackend.SMTP and not fields.get("smtp_host", email_settings.smtp_host):
-        raise InvalidInput("Enter the SMTP server's host name.", field="smtp_host")
+        raise InvalidInput(_("Enter the SMTP server's host name."), field="smtp_host")
     changed = assign_changes(email_settings, fields, secrets=SECRET_FIELDS)
     creating = email_settings.pk is None
     if creating or changed:

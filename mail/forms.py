@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django import forms
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from controlpanel.forms import SecretTextarea
 
@@ -16,16 +18,22 @@ class TemplateForm(forms.ModelForm):
     class Meta:
         model = EmailTemplate
         fields = ["name", "subject", "preheader", "html", "text", "marketing"]
-        labels = {"html": "HTML body", "text": "Text body", "marketing": "Marketing email"}
+        labels = {"html": _("HTML body"), "text": _("Text body"), "marketing": _("Marketing email")}
         help_texts = {
-            "subject": "Liquid: {{ subscriber.name }}, {{ tags.first_name | default: 'there' }}, "
-            "{{ values.order_id }}, {{ event.total }}.",
-            "preheader": "The line the inbox shows after the subject (hidden in the email).",
-            "html": "Liquid with every output escaped. A marketing email needs "
-            '<code>&lt;a href="{{ unsubscribe_url }}"&gt;Unsubscribe&lt;/a&gt;</code>.',
-            "text": "Empty: a plain-text version of the HTML is sent.",
-            "marketing": "Needs email opt-in, carries the unsubscribe link and headers, counts toward "
-            "the frequency cap and waits for quiet hours. Off: transactional (receipts, notices).",
+            "subject": _(
+                "Liquid: {{ subscriber.name }}, {{ tags.first_name | default: 'there' }}, "
+                "{{ values.order_id }}, {{ event.total }}."
+            ),
+            "preheader": _("The line the inbox shows after the subject (hidden in the email)."),
+            "html": _(
+                "Liquid with every output escaped. A marketing email needs "
+                '<code>&lt;a href="{{ unsubscribe_url }}"&gt;Unsubscribe&lt;/a&gt;</code>.'
+            ),
+            "text": _("Empty: a plain-text version of the HTML is sent."),
+            "marketing": _(
+                "Needs email opt-in, carries the unsubscribe link and headers, counts toward "
+                "the frequency cap and waits for quiet hours. Off: transactional (receipts, notices)."
+            ),
         }
         widgets = {
             "html": forms.Textarea(attrs={**CODE, "rows": 16}),
@@ -46,49 +54,51 @@ class TemplateForm(forms.ModelForm):
 class TestSendForm(forms.Form):
     SUBSCRIBER, ADDRESS = "subscriber", "address"
     to = forms.ChoiceField(
-        label="Send to",
+        label=_("Send to"),
         choices=[
-            (SUBSCRIBER, "A subscriber: through the outbox, consent rules apply, tracked"),
-            (ADDRESS, "Any address: sent at once, marked as a test, not tracked"),
+            (SUBSCRIBER, _("A subscriber: through the outbox, consent rules apply, tracked")),
+            (ADDRESS, _("Any address: sent at once, marked as a test, not tracked")),
         ],
         initial=SUBSCRIBER,
         widget=forms.RadioSelect,
     )
     subscriber = forms.CharField(
-        label="Subscriber's email address",
+        label=_("Subscriber's email address"),
         required=False,
         widget=forms.EmailInput(attrs={"autocomplete": "off"}),
     )
-    address = forms.EmailField(label="Any address", required=False)
+    address = forms.EmailField(label=_("Any address"), required=False)
 
     def clean(self):
         cleaned = super().clean()
         which = cleaned.get("to")
         if which == self.SUBSCRIBER and not cleaned.get("subscriber"):
-            self.add_error("subscriber", "Enter the email address of a subscriber of this project.")
+            self.add_error("subscriber", gettext("Enter the email address of a subscriber of this project."))
         if which == self.ADDRESS and not cleaned.get("address") and "address" not in self.errors:
-            self.add_error("address", "Enter the address to send the test to.")
+            self.add_error("address", gettext("Enter the address to send the test to."))
         return cleaned
 
 
 class SettingsForm(forms.ModelForm):
     smtp_password = forms.CharField(
-        label="SMTP password",
+        label=_("SMTP password"),
         required=False,
         max_length=1_000,
         strip=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Stored encrypted, never shown again. Empty: keep the stored one.",
+        help_text=_("Stored encrypted, never shown again. Empty: keep the stored one."),
     )
     provider_settings = forms.CharField(
-        label="Provider settings (JSON)",
+        label=_("Provider settings (JSON)"),
         required=False,
         max_length=10_000,
         # Never rendered back: a rejected paste of API keys is not echoed into the page.
         widget=SecretTextarea(attrs={**CODE, "rows": 4, "autocomplete": "off"}),
-        help_text='For an ESP, e.g. {"api_key": "...", "sender_domain": "mg.example.com"} (see '
-        "docs/email.md for each provider's keys). Stored encrypted, never shown again. "
-        "Empty: keep the stored ones.",
+        help_text=_(
+            'For an ESP, e.g. {"api_key": "...", "sender_domain": "mg.example.com"} (see '
+            "docs/email.md for each provider's keys). Stored encrypted, never shown again. "
+            "Empty: keep the stored ones."
+        ),
     )
 
     class Meta:
@@ -104,16 +114,16 @@ class SettingsForm(forms.ModelForm):
             "smtp_username",
         ]
         labels = {
-            "backend": "Send with",
-            "from_email": "From address",
-            "from_name": "From name",
-            "reply_to": "Reply-To address",
-            "smtp_host": "SMTP host",
-            "smtp_port": "SMTP port",
-            "smtp_security": "SMTP security",
-            "smtp_username": "SMTP user name",
+            "backend": _("Send with"),
+            "from_email": _("From address"),
+            "from_name": _("From name"),
+            "reply_to": _("Reply-To address"),
+            "smtp_host": _("SMTP host"),
+            "smtp_port": _("SMTP port"),
+            "smtp_security": _("SMTP security"),
+            "smtp_username": _("SMTP user name"),
         }
-        help_texts = {"from_email": "Empty: the server's DEFAULT_FROM_EMAIL."}
+        help_texts = {"from_email": _("Empty: the server's DEFAULT_FROM_EMAIL.")}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -128,8 +138,8 @@ class SettingsForm(forms.ModelForm):
 
 def _port(value: int) -> None:
     if not 1 <= value <= 65535:
-        raise forms.ValidationError("A port is between 1 and 65535.")
+        raise forms.ValidationError(gettext("A port is between 1 and 65535."))
 
 
 class SettingsTestForm(forms.Form):
-    to = forms.EmailField(label="Send a test email to")
+    to = forms.EmailField(label=_("Send a test email to"))

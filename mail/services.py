@@ -14,6 +14,9 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from liquid import Environment
 from liquid.exceptions import LiquidError
 from liquid.template import BoundTemplate
@@ -35,13 +38,18 @@ from .transport import compose, deliver_now, settings_for
 ROOTS = (*bindings.ROOTS, "unsubscribe_url")
 SUBJECT_LENGTH = 998  # RFC 5322's line limit; the model's column
 PARTS = ("subject", "preheader", "html", "text")
-PART_LABELS = {"subject": "The subject", "preheader": "The preheader", "html": "The HTML", "text": "The text"}
+PART_LABELS = {
+    "subject": gettext_lazy("The subject"),
+    "preheader": gettext_lazy("The preheader"),
+    "html": gettext_lazy("The HTML"),
+    "text": gettext_lazy("The text"),
+}
 PART_LIMITS = {"subject": SUBJECT_LENGTH, "preheader": 255, "html": 200_000, "text": 100_000}
-UNSUBSCRIBE_HINT = (
+UNSUBSCRIBE_HINT = gettext_lazy(
     "A marketing email needs an unsubscribe link: add {{ unsubscribe_url }} to the HTML, "
     'e.g. <a href="{{ unsubscribe_url }}">Unsubscribe</a>.'
 )
-UNSUBSCRIBE_TEXT_HINT = (
+UNSUBSCRIBE_TEXT_HINT = gettext_lazy(
     "A marketing email needs an unsubscribe link: add it to the text, e.g. Unsubscribe: {{ unsubscribe_url }}"
 )
 
@@ -63,21 +71,23 @@ def template_errors(*, subject: str, preheader: str, html: str, text: str, marke
     errors: dict[str, str] = {}
     for part, source in parts.items():
         if len(source) > PART_LIMITS[part]:
-            errors[part] = (
-                f"{PART_LABELS[part]} has {len(source):,} characters; at most {PART_LIMITS[part]:,}."
-            )
+            errors[part] = _("%(part)s has %(count)s characters; at most %(limit)s.") % {
+                "part": PART_LABELS[part],
+                "count": number_format(len(source), force_grouping=True),
+                "limit": number_format(PART_LIMITS[part], force_grouping=True),
+            }
             continue
         try:
             _compiled(part, source)
         except InvalidInput as exc:
             errors[part] = exc.message
     if not subject.strip() and "subject" not in errors:
-        errors["subject"] = "Write a subject."
+        errors["subject"] = _("Write a subject.")
     if not html.strip() and not text.strip():
-        errors.setdefault("html", "Write the HTML, the text, or both.")
+        errors.setdefault("html", _("Write the HTML, the text, or both."))
     body = "html" if html.strip() else "text"
     if marketing and "unsubscribe_url" not in html + text and body not in errors:
-        errors[body] = UNSUBSCRIBE_HINT if body == "html" else UNSUBSCRIBE_TEXT_HINT
+        errors[body] = str(UNSUBSCRIBE_HINT if body == "html" else UNSUBSCRIBE_TEXT_HINT)
     return errors
 
 
@@ -102,17 +112,21 @@ def save_template(
     _check(fields)
     template = template or EmailTemplate(project=project)
     if template.project_id != project.pk:
-        raise InvalidInput("The template belongs to another project.", field="name")
+        raise InvalidInput(_("The template belongs to another project."), field="name")
     taken = EmailTemplate.objects.for_project(project).filter(name=fields["name"]).exclude(pk=template.pk)
     if taken.exists():
-        raise InvalidInput(f"There is already a template named “{fields['name']}”.", field="name")
+        raise InvalidInput(
+            _("There is already a template named “%(name)s”.") % {"name": fields["name"]}, field="name"
+        )
     for name, value in fields.items():
         setattr(template, name, value)
     try:
         with transaction.atomic():
             template.save()
     except IntegrityError:  # the same name saved at the same moment
-        raise InvalidInput(f"There is already a template named “{fields['name']}”.", field="name") from None
+        raise InvalidInput(
+            _("There is already a template named “%(name)s”.") % {"name": fields["name"]}, field="name"
+        ) from None
     return template
 
 
@@ -125,7 +139,8 @@ def _render(part: str, source: str, context: dict[str, Any]) -> str:
         raise SendRefused(exc.message, code="invalid_template") from None
     except LiquidError as exc:
         raise SendRefused(
-            f"{PART_LABELS[part]} could not be rendered for this subscriber: {str(exc).splitlines()[0]}",
+            _("%(part)s could not be rendered for this subscriber: %(error)s")
+            % {"part": PART_LABELS[part], "error": str(exc).splitlines()[0]},
             code="render_failed",
         ) from None
 
@@ -141,14 +156,15 @@ def render_email(template: EmailTemplate, context: dict[str, Any]) -> dict[str, 
     rendered["html"] = rendered["html"].strip()
     rendered["text"] = rendered["text"].strip()
     if not rendered["subject"]:
-        raise SendRefused("The subject is empty for this subscriber.", code="render_failed")
+        raise SendRefused(_("The subject is empty for this subscriber."), code="render_failed")
     if len(rendered["subject"]) > SUBJECT_LENGTH:
         raise SendRefused(
-            f"The subject is longer than {SUBJECT_LENGTH} characters for this subscriber.",
+            _("The subject is longer than %(limit)s characters for this subscriber.")
+            % {"limit": SUBJECT_LENGTH},
             code="render_failed",
         )
     if not rendered["html"] and not rendered["text"]:
-        raise SendRefused("The email's body is empty for this subscriber.", code="render_failed")
+        raise SendRefused(_("The email's body is empty for this subscriber."), code="render_failed")
     return rendered
 
 
@@ -171,7 +187,7 @@ def send_email(
     ({"journey": <public id>, "step": <step id>}) is kept in ``content["origin"]``: opens and
     clicks name it in their events."""
     if subscriber.project_id != project.pk or template.project_id != project.pk:
-        raise SendRefused("The subscriber or the template belongs to another project.")
+        raise SendRefused(_("The subscriber or the template belongs to another project."))
     if idempotency_key:
         existing = idempotent_message(project, idempotency_key)
         if existing is not None:
@@ -182,7 +198,7 @@ def send_email(
     if context is None:
         context = bindings.context_of(project, subscriber, values)
         if context is None:
-            raise SendRefused("The subscriber no longer exists.")
+            raise SendRefused(_("The subscriber no longer exists."))
     message = Message(
         project=project,
         subscriber=subscriber,

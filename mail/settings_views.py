@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from controlpanel.models import Role
@@ -54,7 +55,7 @@ def email_settings(request: HttpRequest) -> HttpResponse:
         except InvalidInput as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         else:
-            messages.success(request, "Email settings saved.")
+            messages.success(request, _("Email settings saved."))
             return redirect("mail:settings", request.project.slug)
     return _page(request, form=form, status=422)
 
@@ -70,7 +71,7 @@ def settings_test(request: HttpRequest) -> HttpResponse:
         project=request.project, to=to, actor=Actor(user=request.user)
     )
     if delivery.ok:
-        messages.success(request, f"Test email sent to {to}.")
+        messages.success(request, _("Test email sent to %(address)s.") % {"address": to})
     else:
-        messages.error(request, f"The test email was not sent: {delivery.error}")
+        messages.error(request, _("The test email was not sent: %(reason)s") % {"reason": delivery.error})
     return redirect("mail:settings", request.project.slug)

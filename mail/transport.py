@@ -33,6 +33,7 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.core.mail.backends.base import BaseEmailBackend
 from django.utils.html import escape
+from django.utils.translation import gettext as _
 
 from campaigns.channels import Delivery
 from campaigns.models import Message
@@ -116,8 +117,12 @@ def _text(value: object) -> str:
     return " ".join(str(value).split())[:ERROR_LENGTH]
 
 
+def _unexpected(exc: BaseException) -> str:
+    return _("Sending failed unexpectedly: %(error)s") % {"error": _text(exc)}
+
+
 def _by_smtp_code(code: int, text: object, what: str) -> Delivery:
-    words = f"{what}: {code} {_text(text)}"
+    words = f"{what}: {code} {_text(text)}"  # what: translated by the caller
     if 400 <= code < 500:
         return Delivery(ok=False, retry=True, error_code=str(code), error=words)
     return Delivery(ok=False, error_code=str(code), error=words)
@@ -130,39 +135,60 @@ def _send_smtp(backend: SmtpBackend, email: EmailMultiAlternatives) -> Delivery:
         backend.send_messages([email])
     except smtplib.SMTPRecipientsRefused as exc:
         code, text = next(iter(exc.recipients.values()))
-        return _by_smtp_code(code, text, "The server refused the recipient")
+        return _by_smtp_code(code, text, _("The server refused the recipient"))
     except smtplib.SMTPSenderRefused as exc:
-        return _by_smtp_code(exc.smtp_code, exc.smtp_error, "The server refused the sender address")
+        return _by_smtp_code(exc.smtp_code, exc.smtp_error, _("The server refused the sender address"))
     except smtplib.SMTPResponseException as exc:
-        return _by_smtp_code(exc.smtp_code, exc.smtp_error, "The server refused the message")
+        return _by_smtp_code(exc.smtp_code, exc.smtp_error, _("The server refused the message"))
     except ValueError as exc:  # an address Django cannot encode (prep_address)
         return Delivery(ok=False, error_code="invalid_address", error=_text(exc))
     except (smtplib.SMTPException, OSError) as exc:
         if connection.data_started:
             return Delivery(
-                ok=False, unknown=True, error=f"The connection failed while sending the message: {_text(exc)}"
+                ok=False,
+                unknown=True,
+                error=_("The connection failed while sending the message: %(error)s") % {"error": _text(exc)},
             )
-        return Delivery(ok=False, retry=True, error=f"The connection to the server failed: {_text(exc)}")
+        return Delivery(
+            ok=False,
+            retry=True,
+            error=_("The connection to the server failed: %(error)s") % {"error": _text(exc)},
+        )
     except Exception as exc:
         # Earlier messages of the batch went out: raising would have the sender queue them again.
         logger.exception("Sending email %s failed unexpectedly", email.extra_headers["Message-ID"])
         if connection.data_started:
-            return Delivery(ok=False, unknown=True, error=f"Sending failed unexpectedly: {_text(exc)}")
-        return Delivery(ok=False, error_code="error", error=f"Sending failed unexpectedly: {_text(exc)}")
+            return Delivery(ok=False, unknown=True, error=_unexpected(exc))
+        return Delivery(ok=False, error_code="error", error=_unexpected(exc))
     return Delivery(ok=True, provider_message_id=email.extra_headers["Message-ID"])
 
 
 def _send_esp(backend: BaseEmailBackend, email: EmailMultiAlternatives) -> Delivery:
-    esp = getattr(backend, "esp_name", "The provider")
+    esp = getattr(backend, "esp_name", None) or _("The provider")
     try:
         backend.send_messages([email])
     except AnymailRecipientsRefused as exc:
-        return Delivery(ok=False, error_code="rejected", error=f"{esp} rejected the recipient: {_text(exc)}")
+        return Delivery(
+            ok=False,
+            error_code="rejected",
+            error=_("%(provider)s rejected the recipient: %(error)s")
+            % {"provider": esp, "error": _text(exc)},
+        )
     except AnymailAPIError as exc:
         if isinstance(exc, requests.ConnectionError):
-            return Delivery(ok=False, retry=True, error=f"{esp} could not be reached: {_text(exc)}")
+            return Delivery(
+                ok=False,
+                retry=True,
+                error=_("%(provider)s could not be reached: %(error)s")
+                % {"provider": esp, "error": _text(exc)},
+            )
         if isinstance(exc, requests.Timeout):
-            return Delivery(ok=False, unknown=True, error=f"{esp} did not answer in time: {_text(exc)}")
+            return Delivery(
+                ok=False,
+                unknown=True,
+                error=_("%(provider)s did not answer in time: %(error)s")
+                % {"provider": esp, "error": _text(exc)},
+            )
         status = exc.status_code
         if status is None or status == 429 or status >= 500:
             return Delivery(ok=False, retry=True, error_code=str(status or ""), error=_text(exc))
@@ -173,7 +199,7 @@ def _send_esp(backend: BaseEmailBackend, email: EmailMultiAlternatives) -> Deliv
         # The request may have reached the ESP, and earlier messages of the batch did: never
         # raise (the sender would queue them all again), never resend this one blindly.
         logger.exception("Sending email %s failed unexpectedly", email.extra_headers["Message-ID"])
-        return Delivery(ok=False, unknown=True, error=f"Sending failed unexpectedly: {_text(exc)}")
+        return Delivery(ok=False, unknown=True, error=_unexpected(exc))
     status = email.anymail_status
     return Delivery(ok=True, provider_message_id=str(status.message_id or ""))
 
@@ -192,9 +218,11 @@ def send_batch(backend: BaseEmailBackend, emails: Sequence[EmailMultiAlternative
     except (smtplib.SMTPException, OSError, requests.RequestException) as exc:
         with contextlib.suppress(smtplib.SMTPException, OSError):
             backend.close()  # a half-open connection (refused login) is not left behind
-        reason = f"Could not connect to the email server: {_text(exc)}"
+        reason = _("Could not connect to the email server: %(error)s") % {"error": _text(exc)}
         if isinstance(exc, smtplib.SMTPAuthenticationError):
-            reason = f"The email server refused the user name or password: {_text(exc)}"
+            reason = _("The email server refused the user name or password: %(error)s") % {
+                "error": _text(exc)
+            }
         return [Delivery(ok=False, retry=True, error=reason) for _ in emails]
     send_one = _send_smtp if isinstance(backend, SmtpBackend) else _send_esp
     deliveries: list[Delivery] = []
@@ -208,7 +236,7 @@ def send_batch(backend: BaseEmailBackend, emails: Sequence[EmailMultiAlternative
         # Closing a broken connection may fail: the answers above stand.
         with contextlib.suppress(smtplib.SMTPException, OSError):
             backend.close()
-    skipped = Delivery(ok=False, retry=True, error="Not attempted: the connection to the server was lost.")
+    skipped = Delivery(ok=False, retry=True, error=_("Not attempted: the connection to the server was lost."))
     return deliveries + [skipped] * (len(emails) - len(deliveries))
 
 

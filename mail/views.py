@@ -15,6 +15,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.csp import CSP
+from django.utils.translation import gettext as _
 from django.views.decorators.csp import csp_override
 from django.views.decorators.http import require_POST, require_safe
 
@@ -41,7 +42,7 @@ EMAIL_FRAME_CSP = {
 def _template(request: HttpRequest, public_id: uuid.UUID) -> EmailTemplate:
     found = EmailTemplate.objects.for_project(request.project).filter(public_id=public_id).first()
     if found is None:
-        raise Http404("No such email template in this project.")
+        raise Http404(_("No such email template in this project."))
     return found
 
 
@@ -62,7 +63,7 @@ def _edit(request: HttpRequest, template: EmailTemplate | None) -> HttpResponse:
         except InvalidInput as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         else:
-            messages.success(request, f"Template “{saved.name}” saved.")
+            messages.success(request, _("Template “%(name)s” saved.") % {"name": saved.name})
             return redirect("mail:template_preview", request.project.slug, saved.public_id)
     status = 422 if request.method == "POST" else 200
     return render(request, "mail/template_form.html", {"form": form, "template": template}, status=status)
@@ -83,7 +84,7 @@ def template_edit(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
 def template_delete(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     template = _template(request, public_id)
     template.delete()  # sent messages keep their rendered content
-    messages.success(request, f"Template “{template.name}” deleted.")
+    messages.success(request, _("Template “%(name)s” deleted.") % {"name": template.name})
     return redirect("mail:templates", request.project.slug)
 
 
@@ -135,16 +136,22 @@ def template_test(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
         address = form.cleaned_data["subscriber"].strip()
         subscriber = Subscriber.objects.for_project(project).filter(email__iexact=address).first()
         if subscriber is None:
-            form.add_error("subscriber", f"No subscriber of {project.name} has the address {address}.")
+            form.add_error(
+                "subscriber",
+                _("No subscriber of %(project)s has the address %(address)s.")
+                % {"project": project.name, "address": address},
+            )
             return _preview_page(request, template, form, status=422)
         try:
             services.send_email(
                 project=project, subscriber=subscriber, template=template, actor=Actor(user=request.user)
             )
         except SendRefused as exc:
-            form.add_error("subscriber", f"Not sent: {exc}")
+            form.add_error("subscriber", _("Not sent: %(reason)s") % {"reason": exc})
             return _preview_page(request, template, form, status=422)
-        messages.success(request, f"Queued for {subscriber.email}; see Messages for its status.")
+        messages.success(
+            request, _("Queued for %(address)s; see Messages for its status.") % {"address": subscriber.email}
+        )
     else:
         address = form.cleaned_data["address"]
         subscriber = Subscriber.objects.for_project(project).exclude(email="").order_by("-created_at").first()
@@ -154,12 +161,12 @@ def template_test(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
                 project=project, template=template, to=address, context=context or bindings.EMPTY_CONTEXT
             )
         except SendRefused as exc:
-            form.add_error("address", f"Not sent: {exc}")
+            form.add_error("address", _("Not sent: %(reason)s") % {"reason": exc})
             return _preview_page(request, template, form, status=422)
         if not delivery.ok:
-            form.add_error("address", f"Not sent: {delivery.error}")
+            form.add_error("address", _("Not sent: %(reason)s") % {"reason": delivery.error})
             return _preview_page(request, template, form, status=422)
-        messages.success(request, f"Test email sent to {address}.")
+        messages.success(request, _("Test email sent to %(address)s.") % {"address": address})
     return redirect("mail:template_preview", project.slug, template.public_id)
 
 
@@ -181,6 +188,6 @@ def mailbox(request: HttpRequest) -> HttpResponse:
 def mailbox_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     found = MailboxMessage.objects.for_project(request.project).filter(public_id=public_id).first()
     if found is None:
-        raise Http404("No such email in this project's mailbox.")
+        raise Http404(_("No such email in this project's mailbox."))
     html = tracking.without_open_pixel(found.html)
     return render(request, "mail/mailbox_detail.html", {"mail": found, "html": html, "tab": "mailbox"})

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
+from django.utils.translation import gettext
 from ninja import Field, Query, Router, Schema, Status
 from pydantic import StrictBool
 
@@ -115,14 +116,16 @@ def find_subscriber(project: Project, ref: SubscriberRef) -> Subscriber:
         raise ApiError(
             404,
             "subscriber_not_found",
-            f"No subscriber with {key} {value} in this project.",
+            gettext("No subscriber with %(key)s %(value)s in this project.") % {"key": key, "value": value},
             field=f"subscriber.{key}",
         )
     return found
 
 
 def device_not_found(what: str, field: str) -> ApiError:
-    return ApiError(404, "device_not_found", f"No device with this {what} in this project.", field=field)
+    # ``what`` is a field name (id, token): it stays as it is in every language.
+    message = gettext("No device with this %(field)s in this project.") % {"field": what}
+    return ApiError(404, "device_not_found", message, field=field)
 
 
 @router.post(
@@ -146,7 +149,10 @@ def list_devices(request, filters: Query[DeviceListQuery]):
     subscriber = Subscriber.objects.for_project(project).filter(public_id=filters.subscriber).first()
     if subscriber is None:
         raise ApiError(
-            404, "subscriber_not_found", f"No subscriber {filters.subscriber} in this project.", "subscriber"
+            404,
+            "subscriber_not_found",
+            gettext("No subscriber %(id)s in this project.") % {"id": filters.subscriber},
+            "subscriber",
         )
     rows = list(
         Device.objects.for_project(project)

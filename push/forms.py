@@ -6,6 +6,9 @@ import json
 from typing import Any
 
 from django import forms
+from django.utils.formats import number_format
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from controlpanel.forms import SecretTextarea
 from controlpanel.models import Project
@@ -14,7 +17,7 @@ from subscribers.models import Subscriber
 from . import services
 from .models import PushMode, PushTemplate
 
-DATA_HELP = (
+DATA_HELP = _(
     "Key-value pairs for the app, one <code>key=value</code> per line, or a JSON object of strings. "
     "Values may use Liquid. <code>link</code> and <code>message_id</code> are added for you."
 )
@@ -33,14 +36,19 @@ def parse_data(raw: str) -> dict[str, str]:
         try:
             data = json.loads(raw)
         except ValueError as exc:
-            raise ValueError(f"This is not a JSON object: {exc}.") from None
+            raise ValueError(gettext("This is not a JSON object: %(error)s.") % {"error": exc}) from None
         except RecursionError:
-            raise ValueError("This is not a JSON object of strings: it is nested too deeply.") from None
+            raise ValueError(
+                gettext("This is not a JSON object of strings: it is nested too deeply.")
+            ) from None
         if not isinstance(data, dict):
-            raise ValueError("Give a JSON object of strings.")
+            raise ValueError(gettext("Give a JSON object of strings."))
         for key, value in data.items():
             if not isinstance(value, str):
-                raise ValueError(f"The value of “{key}” must be a string (FCM data values are strings).")
+                raise ValueError(
+                    gettext("The value of “%(key)s” must be a string (FCM data values are strings).")
+                    % {"key": key}
+                )
     else:
         data = {}
         for number, line in enumerate(raw.splitlines(), start=1):
@@ -48,19 +56,27 @@ def parse_data(raw: str) -> dict[str, str]:
                 continue
             key, sep, value = line.partition("=")
             if not sep:
-                raise ValueError(f"Line {number} has no “=”: write key=value.")
+                raise ValueError(gettext("Line %(number)s has no “=”: write key=value.") % {"number": number})
             key = key.strip()
             if key in data:
-                raise ValueError(f"Line {number} repeats the key “{key}”.")
+                raise ValueError(
+                    gettext("Line %(number)s repeats the key “%(key)s”.") % {"number": number, "key": key}
+                )
             data[key] = value.strip()
     if len(data) > MAX_DATA_KEYS:
-        raise ValueError(f"At most {MAX_DATA_KEYS} data keys.")
+        raise ValueError(gettext("At most %(count)s data keys.") % {"count": MAX_DATA_KEYS})
     size = sum(
         len(key.encode("utf-8", "replace")) + len(value.encode("utf-8", "replace"))
         for key, value in data.items()
     )
     if size > MAX_DATA_BYTES:
-        raise ValueError(f"The data has {size:,} bytes; Firebase takes at most {MAX_DATA_BYTES:,}.")
+        raise ValueError(
+            gettext("The data has %(size)s bytes; Firebase takes at most %(limit)s.")
+            % {
+                "size": number_format(size, force_grouping=True),
+                "limit": number_format(MAX_DATA_BYTES, force_grouping=True),
+            }
+        )
     for key, value in data.items():
         problem = services.data_key_problem(key) or services.liquid_problem(value)
         if problem:
@@ -74,13 +90,13 @@ def format_data(data: dict[str, str]) -> str:
 
 class PushTemplateForm(forms.ModelForm):
     image_url = forms.CharField(
-        label="Image URL",
+        label=_("Image URL"),
         required=False,
         max_length=2000,
-        help_text="https only; shown large on Android and iOS. May use Liquid.",
+        help_text=_("https only; shown large on Android and iOS. May use Liquid."),
     )
     data_text = forms.CharField(
-        label="Data", required=False, widget=forms.Textarea(attrs={"rows": 4}), help_text=DATA_HELP
+        label=_("Data"), required=False, widget=forms.Textarea(attrs={"rows": 4}), help_text=DATA_HELP
     )
 
     class Meta:
@@ -88,12 +104,16 @@ class PushTemplateForm(forms.ModelForm):
         fields = ["name", "title", "body", "image_url", "link", "data_text", "marketing"]
         widgets = {"body": forms.Textarea(attrs={"rows": 3})}
         help_texts = {
-            "title": "Liquid: {{ subscriber.name }}, {{ tags.city }}, {{ values.order_id }}, "
-            "{{ event.amount }}.",
-            "link": "Opened on tap: a deep link of your app (myapp://orders/{{ values.order_id }}) "
-            "or an https URL.",
-            "marketing": "Marketing pushes obey the frequency cap and quiet hours; transactional ones "
-            "do not.",
+            "title": _(
+                "Liquid: {{ subscriber.name }}, {{ tags.city }}, {{ values.order_id }}, {{ event.amount }}."
+            ),
+            "link": _(
+                "Opened on tap: a deep link of your app (myapp://orders/{{ values.order_id }}) "
+                "or an https URL."
+            ),
+            "marketing": _(
+                "Marketing pushes obey the frequency cap and quiet hours; transactional ones do not."
+            ),
         }
 
     def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
@@ -108,7 +128,7 @@ class PushTemplateForm(forms.ModelForm):
         name = self.cleaned_data["name"].strip()
         taken = PushTemplate.objects.for_project(self.project).filter(name=name).exclude(pk=self.instance.pk)
         if taken.exists():
-            raise forms.ValidationError("Another push template has this name.")
+            raise forms.ValidationError(gettext("Another push template has this name."))
         return name
 
     def clean_data_text(self) -> str:
@@ -126,12 +146,12 @@ class PushTemplateForm(forms.ModelForm):
                 self.add_error(field, problem)
         image = (cleaned.get("image_url") or "").strip()
         if image and not image.startswith(("https://", "{{", "{%")):
-            self.add_error("image_url", "The image URL must start with https://.")
+            self.add_error("image_url", gettext("The image URL must start with https://."))
         link_problem = services.link_problem(cleaned.get("link") or "")
         if link_problem and "link" not in self.errors:
             self.add_error("link", link_problem)
         if not (cleaned.get("title") or "").strip() and not (cleaned.get("body") or "").strip():
-            self.add_error("body", "Write a title or a body.")
+            self.add_error("body", gettext("Write a title or a body."))
         return cleaned
 
     def save(self, commit: bool = True) -> PushTemplate:
@@ -162,7 +182,7 @@ class TestSendForm(forms.Form):
     # Validated against every reachable subscriber of the project (another project's: "not a
     # choice"); the select offers the first CHOICES of them.
     subscriber = forms.ModelChoiceField(
-        queryset=Subscriber.objects.none(), to_field_name="public_id", label="Send a test to"
+        queryset=Subscriber.objects.none(), to_field_name="public_id", label=_("Send a test to")
     )
     CHOICES = 200
 
@@ -176,25 +196,29 @@ class TestSendForm(forms.Form):
 
 
 class PushSettingsForm(forms.Form):
-    mode = forms.ChoiceField(choices=PushMode.choices, widget=forms.RadioSelect)
+    mode = forms.ChoiceField(label=_("Mode"), choices=PushMode.choices, widget=forms.RadioSelect)
     service_account_file = forms.FileField(
-        label="Service-account key (JSON file)",
+        label=_("Service-account key (JSON file)"),
         required=False,
-        help_text="Firebase console → Project settings → Service accounts → Generate new private key.",
+        help_text=_("Firebase console → Project settings → Service accounts → Generate new private key."),
     )
     service_account_text = forms.CharField(
-        label="… or paste it",
+        label=_("… or paste it"),
         required=False,
         widget=SecretTextarea(attrs={"rows": 4, "autocomplete": "off", "spellcheck": "false"}),
-        help_text="Stored encrypted; afterwards only its email and project are shown. Leave empty to "
-        "keep the stored key.",
+        help_text=_(
+            "Stored encrypted; afterwards only its email and project are shown. Leave empty to "
+            "keep the stored key."
+        ),
     )
     fcm_project_id = forms.CharField(
-        label="Project ID in simulator mode",
+        label=_("Project ID in simulator mode"),
         required=False,
         max_length=200,
-        help_text="The simulator's FCM project ID (default “simulator”). In Firebase mode the key's "
-        "project is used.",
+        help_text=_(
+            "The simulator's FCM project ID (default “simulator”). In Firebase mode the key's "
+            "project is used."
+        ),
     )
 
     def clean(self) -> dict[str, Any]:
@@ -205,13 +229,13 @@ class PushSettingsForm(forms.Form):
             if upload.size > 64 * 1024:
                 self.add_error(
                     "service_account_file",
-                    "A service-account key is a few kilobytes; this file is too large.",
+                    gettext("A service-account key is a few kilobytes; this file is too large."),
                 )
                 return cleaned
             try:
                 raw = upload.read().decode("utf-8")
             except UnicodeDecodeError:
-                self.add_error("service_account_file", "This file is not a JSON text file.")
+                self.add_error("service_account_file", gettext("This file is not a JSON text file."))
                 return cleaned
         raw = raw.strip()
         if raw:

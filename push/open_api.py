@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
+from django.utils.translation import gettext
 from ninja import Field, Router, Schema
 
 from campaigns import channel_events
@@ -61,12 +62,22 @@ def push_opened(request, payload: OpenedIn):
         .first()
     )
     if message is None:
-        raise ApiError(404, "message_not_found", f"No push {payload.message} in this project.", "message")
+        raise ApiError(
+            404,
+            "message_not_found",
+            gettext("No push %(id)s in this project.") % {"id": payload.message},
+            "message",
+        )
     attributes = {}
     if payload.token is not None:
         device = Device.objects.for_project(project).filter(token=payload.token).only("public_id").first()
         if device is None:
-            raise ApiError(404, "device_not_found", "No device with this token in this project.", "token")
+            raise ApiError(
+                404,
+                "device_not_found",
+                gettext("No device with this %(field)s in this project.") % {"field": "token"},
+                "token",
+            )
         attributes["device"] = str(device.public_id)
     event = channel_events.record(message, channel_events.OPENED, attributes=attributes)
     message.refresh_from_db(fields=["opened_at"])

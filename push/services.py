@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 from django.db import transaction
+from django.utils.translation import gettext, gettext_lazy
 from liquid import BoundTemplate
 from liquid.exceptions import LiquidError
 
@@ -29,7 +30,12 @@ from subscribers.models import Device, Subscriber
 from .models import PushMode, PushSettings, PushTemplate
 
 # The parts of a template in the order people read them, with the words errors use.
-FIELDS = {"title": "title", "body": "body", "image_url": "image URL", "link": "deep link"}
+FIELDS = {
+    "title": gettext_lazy("title"),
+    "body": gettext_lazy("body"),
+    "image_url": gettext_lazy("image URL"),
+    "link": gettext_lazy("deep link"),
+}
 # FCM refuses these data keys (they are its own) and keys starting with "google." or "gcm.".
 RESERVED_DATA_KEYS = frozenset({"from", "message_type", "collapse_key", "notification", "message_id", "link"})
 
@@ -44,17 +50,17 @@ def liquid_problem(source: str) -> str:
     try:
         template = _compiled(source)
     except LiquidError as err:
-        return f"This is not valid Liquid: {str(err).splitlines()[0]}"
+        return gettext("This is not valid Liquid: %(error)s") % {"error": str(err).splitlines()[0]}
     analysis = template.analyze(include_partials=False)
     for name in analysis.filters:
         if name not in bindings.ENV.filters:
-            return f"There is no filter “{name}”."
+            return gettext("There is no filter “%(name)s”.") % {"name": name}
     for root in analysis.globals:
         if root not in bindings.ROOTS:
-            return (
-                f"“{root}” does not exist: use subscriber, tags, values or event, "
+            return gettext(
+                "“%(name)s” does not exist: use subscriber, tags, values or event, "
                 "e.g. {{ tags.first_name }}."
-            )
+            ) % {"name": root}
     return ""
 
 
@@ -67,29 +73,30 @@ def link_problem(link: str) -> str:
     blank or control character in it ignored ("Java\tScript:")."""
     scheme = "".join(ch for ch in link if ch > " ").lower()
     if scheme.startswith(UNSAFE_LINK_SCHEMES):
-        return (
-            f"A deep link may not start with {scheme.split(':', 1)[0]}:; use your app's scheme or https://."
-        )
+        return gettext("A deep link may not start with %(scheme)s:; use your app's scheme or https://.") % {
+            "scheme": scheme.split(":", 1)[0]
+        }
     return ""
 
 
 def data_key_problem(key: str) -> str:
     """Why FCM would refuse ``key`` in a message's data, or ""."""
     if not key:
-        return "A data key may not be empty."
+        return gettext("A data key may not be empty.")
     if key in RESERVED_DATA_KEYS or key.startswith(("google.", "gcm.")):
-        return f"“{key}” is reserved by Firebase or by us; choose another data key."
+        return gettext("“%(key)s” is reserved by Firebase or by us; choose another data key.") % {"key": key}
     return ""
 
 
-def _render(source: str, context: dict[str, Any], label: str) -> str:
+def _render(source: str, context: dict[str, Any], label: Any) -> str:
     if not source:
         return ""
     try:
         return _compiled(source).render(**context).strip()
     except LiquidError as err:
         raise SendRefused(
-            f"The push {label} could not be rendered for this subscriber: {str(err).splitlines()[0]}"
+            gettext("The push %(part)s could not be rendered for this subscriber: %(error)s")
+            % {"part": label, "error": str(err).splitlines()[0]}
         ) from None
 
 
@@ -98,25 +105,27 @@ def render_push(template: PushTemplate, context: dict[str, Any]) -> dict[str, An
     Raises ``campaigns.services.SendRefused`` naming the field when a part fails or the title
     and body both render empty."""
     content: dict[str, Any] = {
-        "title": _render(template.title, context, "title"),
-        "body": _render(template.body, context, "body"),
-        "image": _render(template.image_url, context, "image URL"),
-        "link": _render(template.link, context, "deep link"),
+        "title": _render(template.title, context, FIELDS["title"]),
+        "body": _render(template.body, context, FIELDS["body"]),
+        "image": _render(template.image_url, context, FIELDS["image_url"]),
+        "link": _render(template.link, context, FIELDS["link"]),
         "data": {
-            str(key): _render(str(value), context, f"data value “{key}”")
+            str(key): _render(str(value), context, gettext("data value “%(key)s”") % {"key": key})
             for key, value in (template.data or {}).items()
         },
     }
     if not content["title"] and not content["body"]:
-        raise SendRefused("The push title and body are both empty for this subscriber.")
+        raise SendRefused(gettext("The push title and body are both empty for this subscriber."))
     if link_problem(content["link"]):
         raise SendRefused(
-            f"The push deep link is refused for this subscriber: {link_problem(content['link'])}"
+            gettext("The push deep link is refused for this subscriber: %(reason)s")
+            % {"reason": link_problem(content["link"])}
         )
     if content["image"] and not content["image"].startswith("https://"):
         # FCM fetches the image on the device; Android and iOS load https only.
         raise SendRefused(
-            f"The push image URL must start with https:// (it rendered as {content['image']!r})."
+            gettext("The push image URL must start with https:// (it rendered as %(url)s).")
+            % {"url": repr(content["image"])}
         )
     return content
 
@@ -146,9 +155,9 @@ def send_push(
     ``context`` is what Liquid sees; without it, the subscriber's (``bindings.contexts_for``) with
     ``values``."""
     if subscriber.project_id != project.pk:
-        raise SendRefused("The subscriber belongs to another project.")
+        raise SendRefused(gettext("The subscriber belongs to another project."))
     if template.pk is not None and template.project_id != project.pk:
-        raise SendRefused("The push template belongs to another project.")
+        raise SendRefused(gettext("The push template belongs to another project."))
     if idempotency_key:
         existing = idempotent_message(project, idempotency_key)
         if existing is not None:
@@ -197,18 +206,21 @@ def parse_service_account(raw: str) -> dict[str, Any]:
     try:
         info = json.loads(raw)
     except (ValueError, RecursionError):  # RecursionError: nested deeper than the decoder goes
-        raise ValueError("This is not JSON: paste the whole file Firebase downloaded.") from None
+        raise ValueError(gettext("This is not JSON: paste the whole file Firebase downloaded.")) from None
     if not isinstance(info, dict) or info.get("type") != "service_account":
-        raise ValueError('This is not a service-account key (its "type" must be "service_account").')
+        raise ValueError(gettext('This is not a service-account key (its "type" must be "service_account").'))
     for key in ("project_id", "client_email", "private_key"):
         if not isinstance(info.get(key), str) or not info[key].strip():
-            raise ValueError(f'The service account has no "{key}".')
+            raise ValueError(gettext('The service account has no "%(key)s".') % {"key": key})
     if info.get("token_uri") not in GOOGLE_TOKEN_URIS:
-        raise ValueError(f"The key's \"token_uri\" must be Google's token endpoint ({GOOGLE_TOKEN_URIS[0]}).")
+        raise ValueError(
+            gettext("The key's \"token_uri\" must be Google's token endpoint (%(url)s).")
+            % {"url": GOOGLE_TOKEN_URIS[0]}
+        )
     try:
         service_account.Credentials.from_service_account_info(info)
     except (ValueError, TypeError, IndexError):
-        raise ValueError("The private key of the service account does not parse.") from None
+        raise ValueError(gettext("The private key of the service account does not parse.")) from None
     return info
 
 
@@ -239,7 +251,7 @@ def save_settings(
         changes["service_account"] = info["client_email"]
     if mode == PushMode.FCM:
         if not push_settings.service_account:
-            raise ValueError("Firebase mode needs the service-account key of your Firebase project.")
+            raise ValueError(gettext("Firebase mode needs the service-account key of your Firebase project."))
         fcm_project_id = json.loads(push_settings.service_account)["project_id"]
     if push_settings.mode != mode:
         changes["mode"] = [push_settings.mode, mode]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.http import require_POST, require_safe
 
 from campaigns import bindings
@@ -30,7 +31,7 @@ def _template(request: HttpRequest, public_id) -> PushTemplate:
     # One answer for "missing" and "another project's".
     template = PushTemplate.objects.for_project(request.project).filter(public_id=public_id).first()
     if template is None:
-        raise Http404("No such push template.")
+        raise Http404(gettext("No such push template."))
     return template
 
 
@@ -70,7 +71,7 @@ def _edit(request: HttpRequest, template: PushTemplate | None) -> HttpResponse:
     form = PushTemplateForm(request.POST or None, instance=template, project=request.project)
     if request.method == "POST" and form.is_valid():
         saved = form.save()
-        messages.success(request, f"Push template “{saved.name}” saved.")
+        messages.success(request, gettext("Push template “%(name)s” saved.") % {"name": saved.name})
         return redirect("push:edit", request.project.slug, saved.public_id)
     context = {"form": form, "template": template}
     if template is not None:
@@ -115,14 +116,14 @@ def preview(request: HttpRequest) -> HttpResponse:
 def delete(request: HttpRequest, public_id) -> HttpResponse:
     template = _template(request, public_id)
     template.delete()  # sent messages keep their content and template name
-    messages.success(request, f"Push template “{template.name}” deleted.")
+    messages.success(request, gettext("Push template “%(name)s” deleted.") % {"name": template.name})
     return redirect("push:templates", request.project.slug)
 
 
 def _send_test(request: HttpRequest, template: PushTemplate) -> None:
     form = TestSendForm(request.POST, project=request.project)
     if not form.is_valid():
-        messages.error(request, "Choose a subscriber with an active push device.")
+        messages.error(request, gettext("Choose a subscriber with an active push device."))
         return
     subscriber = form.cleaned_data["subscriber"]
     try:
@@ -130,9 +131,12 @@ def _send_test(request: HttpRequest, template: PushTemplate) -> None:
             project=request.project, subscriber=subscriber, template=template, actor=Actor(user=request.user)
         )
     except SendRefused as exc:
-        messages.error(request, f"Not sent: {exc}")
+        messages.error(request, gettext("Not sent: %(reason)s") % {"reason": exc})
     else:
-        messages.success(request, f"Test push queued for {recipient_label(subscriber)}.")
+        messages.success(
+            request,
+            gettext("Test push queued for %(recipient)s.") % {"recipient": recipient_label(subscriber)},
+        )
 
 
 @project_view(section="push")
@@ -162,7 +166,7 @@ def settings_page(request: HttpRequest) -> HttpResponse:
         except ValueError as exc:
             form.add_error("service_account_file", str(exc))
         else:
-            messages.success(request, "Push settings saved.")
+            messages.success(request, gettext("Push settings saved."))
             return redirect("push:settings", request.project.slug)
     return render(
         request,
@@ -178,13 +182,15 @@ def settings_page(request: HttpRequest) -> HttpResponse:
 
 TEST_PUSH = {
     "name": "Test push",
-    "title": "Test push",
-    "body": "Push works for {{ subscriber.name | default: 'you' }}.",
+    "title": gettext_lazy("Test push"),
+    "body": gettext_lazy("Push works for {{ subscriber.name | default: 'you' }}."),
 }
 
 
 @project_view(section="settings", read=Role.ADMIN, write=Role.ADMIN)
 @require_POST
 def settings_test(request: HttpRequest) -> HttpResponse:
-    _send_test(request, PushTemplate(project=request.project, marketing=False, **TEST_PUSH))
+    # The title and body in the admin's language: the test push is for them.
+    content = {key: str(value) for key, value in TEST_PUSH.items()}
+    _send_test(request, PushTemplate(project=request.project, marketing=False, **content))
     return redirect("push:settings", request.project.slug)

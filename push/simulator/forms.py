@@ -6,6 +6,8 @@ import contextlib
 
 from django import forms
 from django.db.models import Q
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from controlpanel.models import Project
 from subscribers.errors import InvalidInput
@@ -15,9 +17,11 @@ from subscribers.phones import normalize_phone
 
 class DeviceForm(forms.Form):
     subscriber = forms.CharField(
-        label="Subscriber", max_length=200, help_text="Their phone number, email or external id."
+        label=_("Subscriber"), max_length=200, help_text=_("Their phone number, email or external id.")
     )
-    platform = forms.ChoiceField(choices=DevicePlatform.choices, initial=DevicePlatform.ANDROID)
+    platform = forms.ChoiceField(
+        label=_("Platform"), choices=DevicePlatform.choices, initial=DevicePlatform.ANDROID
+    )
 
     def __init__(self, *args, project: Project, **kwargs):
         super().__init__(*args, **kwargs)
@@ -32,6 +36,7 @@ class DeviceForm(forms.Form):
         found = Subscriber.objects.for_project(self.project).filter(which).order_by("pk").first()
         if found is None:
             raise forms.ValidationError(
-                f"No subscriber with this phone, email or external id in {self.project}."
+                gettext("No subscriber with this phone, email or external id in %(project)s.")
+                % {"project": self.project}
             )
         return found

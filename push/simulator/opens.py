@@ -13,6 +13,7 @@ import httpx
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from controlpanel.models import Project
 from controlpanel.services import Actor, create_api_key
@@ -56,7 +57,9 @@ def report_open(push: SimulatedPush, *, base_url: str) -> OpenResult:
     """POST the open to the API at ``base_url``; on success the push shows "opened"."""
     message_id = message_id_of(push)
     if not message_id or push.project is None:
-        return OpenResult(False, "This push names no message of the platform (no message_id in its data).")
+        return OpenResult(
+            False, gettext("This push names no message of the platform (no message_id in its data).")
+        )
     key = api_key_for(push.project)
     url = base_url.rstrip("/") + reverse("api:push_opened")
     try:
@@ -67,12 +70,18 @@ def report_open(push: SimulatedPush, *, base_url: str) -> OpenResult:
                 headers={"Authorization": f"Bearer {key}"},
             )
     except httpx.HTTPError as exc:
-        return OpenResult(False, f"The API could not be reached at {url}: {exc}")
+        return OpenResult(
+            False, gettext("The API could not be reached at %(url)s: %(error)s") % {"url": url, "error": exc}
+        )
     if response.status_code != 200:
         try:
             words = response.json().get("message", "")
         except ValueError:
             words = response.text[:200]
-        return OpenResult(False, f"The API answered {response.status_code}: {words}")
+        return OpenResult(
+            False,
+            gettext("The API answered %(status)s: %(message)s")
+            % {"status": response.status_code, "message": words},
+        )
     SimulatedPush.objects.filter(pk=push.pk, opened_at__isnull=True).update(opened_at=timezone.now())
     return OpenResult(True)

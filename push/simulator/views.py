@@ -20,6 +20,7 @@ from django.db.models.functions import RowNumber
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext
 from django.views.decorators.http import require_POST
 
 from controlpanel.services import Actor
@@ -149,7 +150,9 @@ def devices(request: HttpRequest) -> HttpResponse:
             project=request.project, subscriber=subscriber, data=data, actor=Actor(user=request.user)
         )
         flash.success(
-            request, f"A simulated {device.get_platform_display()} device now receives {subscriber}'s pushes."
+            request,
+            gettext("A simulated %(platform)s device now receives %(subscriber)s's pushes.")
+            % {"platform": device.get_platform_display(), "subscriber": subscriber},
         )
         return redirect(page_url(request))
     if request.htmx and request.GET.get("v") is not None:
@@ -164,12 +167,12 @@ def devices(request: HttpRequest) -> HttpResponse:
 def open_push(request: HttpRequest) -> HttpResponse:
     name = request.POST.get("push", "")
     if "\x00" in name:
-        raise Http404("No such push.")
+        raise Http404(gettext("No such push."))
     push = (
         SimulatedPush.objects.filter(project=request.project, fcm_name=name).select_related("project").first()
     )
     if push is None:
-        raise Http404("No such push.")
+        raise Http404(gettext("No such push."))
     result = opens.report_open(push, base_url=callback_base(request))
     if request.htmx:
         form = DeviceForm(project=request.project)
