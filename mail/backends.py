@@ -30,6 +30,8 @@ from django.core.mail import EmailMessage, InvalidMailer
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.backends.smtp import EmailBackend as DjangoSmtpBackend
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from controlpanel.models import Project
 
@@ -208,18 +210,23 @@ def _check_ses(data: dict[str, str]) -> None:
     region = data.get("region_name") or ""
     if region and not AWS_REGION.fullmatch(region):
         raise ConnectionProblem(
-            f"Amazon SES's region_name is an AWS region such as eu-west-1, not {region!r}."
+            _("Amazon SES's region_name is an AWS region such as eu-west-1, not %(region)s.")
+            % {"region": repr(region)}
         )
     if bool(data.get("access_key_id")) != bool(data.get("secret_access_key")):
         raise ConnectionProblem(
-            "Amazon SES needs access_key_id and secret_access_key together "
-            "(or neither: then the server's own AWS credentials are used)."
+            _(
+                "Amazon SES needs access_key_id and secret_access_key together "
+                "(or neither: then the server's own AWS credentials are used)."
+            )
         )
     arn = data.get("sns_topic_arn") or ""
     if arn and not SNS_TOPIC_ARN.fullmatch(arn):
         raise ConnectionProblem(
-            "Amazon SES's sns_topic_arn is an SNS topic's ARN, "
-            "e.g. arn:aws:sns:eu-west-1:123456789012:email-events."
+            _(
+                "Amazon SES's sns_topic_arn is an SNS topic's ARN, "
+                "e.g. arn:aws:sns:eu-west-1:123456789012:email-events."
+            )
         )
 
 
@@ -259,29 +266,38 @@ def connection_for(email_settings: EmailSettings) -> BaseEmailBackend:
 
 # --- Amazon SES (anymail's SES v2 backend over boto3) -------------------------------------------
 
-SES = "Amazon SES"
 # Error codes of the SES v2 API (and the AWS query protocol's for credentials) in plain words.
 SES_CREDENTIALS = {
-    "UnrecognizedClientException": "Amazon SES does not know the access key ID: check access_key_id.",
-    "InvalidClientTokenId": "Amazon SES does not know the access key ID: check access_key_id.",
-    "SignatureDoesNotMatch": "Amazon SES refused the secret access key: check secret_access_key.",
-    "IncompleteSignature": "Amazon SES refused the secret access key: check secret_access_key.",
-    "ExpiredToken": "The AWS credentials have expired.",
-    "ExpiredTokenException": "The AWS credentials have expired.",
-    "AccessDenied": "The AWS access key may not send with Amazon SES: "
-    "its IAM policy needs ses:SendEmail and ses:SendRawEmail.",
-    "AccessDeniedException": "The AWS access key may not send with Amazon SES: "
-    "its IAM policy needs ses:SendEmail and ses:SendRawEmail.",
+    "UnrecognizedClientException": gettext_lazy(
+        "Amazon SES does not know the access key ID: check access_key_id."
+    ),
+    "InvalidClientTokenId": gettext_lazy("Amazon SES does not know the access key ID: check access_key_id."),
+    "SignatureDoesNotMatch": gettext_lazy(
+        "Amazon SES refused the secret access key: check secret_access_key."
+    ),
+    "IncompleteSignature": gettext_lazy("Amazon SES refused the secret access key: check secret_access_key."),
+    "ExpiredToken": gettext_lazy("The AWS credentials have expired."),
+    "ExpiredTokenException": gettext_lazy("The AWS credentials have expired."),
+    "AccessDenied": gettext_lazy(
+        "The AWS access key may not send with Amazon SES: "
+        "its IAM policy needs ses:SendEmail and ses:SendRawEmail."
+    ),
+    "AccessDeniedException": gettext_lazy(
+        "The AWS access key may not send with Amazon SES: "
+        "its IAM policy needs ses:SendEmail and ses:SendRawEmail."
+    ),
 }
 # Sending faster than the account's rate or past its daily quota: later may work.
 SES_THROTTLED = {"TooManyRequestsException", "Throttling", "ThrottlingException", "LimitExceededException"}
 SES_REASONS = {
-    "MessageRejected": "Amazon SES rejected the message",
-    "MailFromDomainNotVerifiedException": "Amazon SES has not verified the MAIL FROM domain",
-    "AccountSuspendedException": "Sending is suspended for this Amazon SES account",
-    "SendingPausedException": "Sending is paused for this Amazon SES account or configuration set",
-    "NotFoundException": "Amazon SES did not find it (is configuration_set_name right?)",
-    "BadRequestException": "Amazon SES refused the request",
+    "MessageRejected": gettext_lazy("Amazon SES rejected the message"),
+    "MailFromDomainNotVerifiedException": gettext_lazy("Amazon SES has not verified the MAIL FROM domain"),
+    "AccountSuspendedException": gettext_lazy("Sending is suspended for this Amazon SES account"),
+    "SendingPausedException": gettext_lazy(
+        "Sending is paused for this Amazon SES account or configuration set"
+    ),
+    "NotFoundException": gettext_lazy("Amazon SES did not find it (is configuration_set_name right?)"),
+    "BadRequestException": gettext_lazy("Amazon SES refused the request"),
 }
 
 
@@ -318,14 +334,15 @@ def ses_error(exc: Exception) -> SesAPIError:
         status = (exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
         if code in SES_THROTTLED:
             return SesAPIError(
-                f"Amazon SES is limiting this account's sending ({code}): {text}",
+                _("Amazon SES is limiting this account's sending (%(code)s): %(error)s")
+                % {"code": code, "error": text},
                 status_code=429,
                 ses_code=code,
             )
         if code in SES_CREDENTIALS:
             words = f"{SES_CREDENTIALS[code]} ({code}: {text})"
         else:
-            words = f"{SES_REASONS.get(code, 'Amazon SES refused the message')} ({code}): {text}"
+            words = f"{SES_REASONS.get(code, _('Amazon SES refused the message'))} ({code}): {text}"
         return SesAPIError(words, status_code=status if isinstance(status, int) else 400, ses_code=code)
     if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError, ProxyConnectionError)):
         # The transport says "Amazon SES could not be reached" / "did not answer in time" itself.
@@ -334,7 +351,7 @@ def ses_error(exc: Exception) -> SesAPIError:
         return SesNoAnswer(_one_line(exc), status_code=None)
     if isinstance(exc, NoCredentialsError):
         return SesAPIError(
-            "No AWS credentials: enter access_key_id and secret_access_key in the provider settings.",
+            _("No AWS credentials: enter access_key_id and secret_access_key in the provider settings."),
             status_code=None,
         )
     # Another botocore error (a bad parameter before sending, an unexpected answer): not sent.
