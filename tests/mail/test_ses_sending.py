@@ -153,7 +153,10 @@ def test_a_rejected_message_fails_with_ses_words(project, ses):
 def test_throttling_is_a_retry(project, ses, code, status):
     _settings(project)
     ses.add_client_error(
-        "send_email", service_error_code=code, service_message="Maximum sending rate exceeded."
+        "send_email",
+        service_error_code=code,
+        service_message="Maximum sending rate exceeded.",
+        http_status_code=status,
     )
     (delivery,) = EmailTransport().send(project, [_message(project)])
 
