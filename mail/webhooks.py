@@ -66,7 +66,7 @@ from subscribers.email_status import mark_undeliverable
 from subscribers.models import ConsentSource
 
 from . import tracking
-from .backends import ESP_TIMEOUT, provider_options
+from .backends import ConnectionProblem, provider_options
 from .models import EmailBackend, EmailSettings
 
 ESP_VIEWS: dict[str, type[AnymailCoreWebhookView]] = {
@@ -137,7 +137,7 @@ def _provider_options(esp: str, email_settings: EmailSettings) -> dict[str, obje
         # The project's AWS keys confirm the SNS subscription (in the topic's region).
         try:
             options = provider_options(esp, email_settings.provider_settings)
-        except Exception:  # settings that no longer fit: boto3's own credentials, if any
+        except ConnectionProblem:  # settings that no longer fit: boto3's own credentials, if any
             options = {}
         return {
             "session_params": options.get("session_params", {}),
@@ -233,13 +233,14 @@ SNS_SIGNED = {
 }
 SNS_HASHES = {"1": hashes.SHA1, "2": hashes.SHA256}
 MAX_CERTIFICATE = 16_384
+SNS_CERTIFICATE_TIMEOUT = 5  # seconds: SNS waits 15 for an answer, and the first one fetches it
 _certificates: dict[str, x509.Certificate] = {}
 _certificates_lock = threading.Lock()
 
 
 def _fetch_sns_certificate(url: str) -> bytes:
     """The PEM at ``url`` (an SNS signing certificate; the URL was checked to be SNS's)."""
-    response = requests.get(url, timeout=ESP_TIMEOUT, allow_redirects=False)
+    response = requests.get(url, timeout=SNS_CERTIFICATE_TIMEOUT, allow_redirects=False)
     response.raise_for_status()
     if len(response.content) > MAX_CERTIFICATE:
         raise ValueError("The signing certificate is too large.")
