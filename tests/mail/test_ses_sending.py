@@ -281,3 +281,36 @@ def test_ses_settings_are_saved_encrypted_and_make_a_connection(owner_client, pr
         "aws_access_key_id": KEY_ID,
         "aws_secret_access_key": SECRET,
     }
+
+
+def test_ses_words_follow_the_panel_language(owner_client, project, ses):
+    _settings(project)
+    ses.add_client_error(
+        "send_email",
+        service_error_code="UnrecognizedClientException",
+        service_message="bad",
+        http_status_code=403,
+    )
+    response = owner_client.post(
+        reverse("mail:settings_test", args=[project.slug]),
+        {"to": "me@example.com"},
+        follow=True,
+        HTTP_ACCEPT_LANGUAGE="de",
+    )
+    assert (
+        "Amazon SES kennt die Zugriffsschlüssel-ID nicht: Prüfen Sie access_key_id."
+        in response.content.decode()
+    )
+
+    data = {
+        "backend": "amazon_ses",
+        "smtp_port": "587",
+        "smtp_security": "starttls",
+        "provider_settings": json.dumps({**PROVIDER, "secret_access_key": ""}),
+    }
+    response = owner_client.post(
+        reverse("mail:settings", args=[project.slug]), data, HTTP_ACCEPT_LANGUAGE="de"
+    )
+    assert "Amazon SES braucht access_key_id und secret_access_key zusammen" in " ".join(
+        response.context["form"].errors["provider_settings"]
+    )
