@@ -13,11 +13,25 @@ import re
 import smtplib
 from typing import Any
 
+import requests
+from anymail.backends.amazon_ses import EmailBackend as AnymailSesBackend
+from anymail.exceptions import AnymailAPIError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ProxyConnectionError,
+    ReadTimeoutError,
+)
 from django.core.mail import EmailMessage, InvalidMailer
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.backends.smtp import EmailBackend as DjangoSmtpBackend
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from controlpanel.models import Project
 
@@ -27,7 +41,7 @@ SMTP_TIMEOUT = 20  # seconds per SMTP command: a dead server must not hold a sen
 ESP_TIMEOUT = 20  # seconds per ESP API request
 
 ANYMAIL_BACKENDS = {
-    EmailBackend.AMAZON_SES: "anymail.backends.amazon_ses.EmailBackend",
+    EmailBackend.AMAZON_SES: "mail.backends.AmazonSesBackend",
     EmailBackend.MAILGUN: "anymail.backends.mailgun.EmailBackend",
     EmailBackend.POSTMARK: "anymail.backends.postmark.EmailBackend",
     EmailBackend.SENDGRID: "anymail.backends.sendgrid.EmailBackend",
@@ -36,7 +50,7 @@ ANYMAIL_BACKENDS = {
 # The keys each ESP's provider settings may have (anymail's OPTIONS), and the required ones.
 PROVIDER_KEYS: dict[str, tuple[set[str], set[str]]] = {
     EmailBackend.AMAZON_SES: (
-        {"region_name", "access_key_id", "secret_access_key", "configuration_set_name"},
+        {"region_name", "access_key_id", "secret_access_key", "configuration_set_name", "sns_topic_arn"},
         set(),
     ),
     EmailBackend.MAILGUN: ({"api_key", "sender_domain", "region"}, {"api_key"}),
@@ -45,6 +59,9 @@ PROVIDER_KEYS: dict[str, tuple[set[str], set[str]]] = {
     EmailBackend.BREVO: ({"api_key"}, {"api_key"}),
 }
 MAILGUN_API_URLS = {"us": "https://api.mailgun.net/v3", "eu": "https://api.eu.mailgun.net/v3"}
+# An AWS region goes into the API's host name (email.<region>.amazonaws.com): only a region's shape.
+AWS_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}")
+SNS_TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z]{2}(-[a-z]+)+-[0-9]{1,2}:[0-9]{12}:[A-Za-z0-9_-]{1,256}")
 
 
 # Settings that end up in an email header, an SMTP command or an ESP's HTTP header: a line break
@@ -165,6 +182,7 @@ def provider_options(backend: str, raw: str) -> dict[str, Any]:
         )
     options: dict[str, Any] = {}
     if backend == EmailBackend.AMAZON_SES:
+        _check_ses(data)
         session = {
             "region_name": data.get("region_name"),
             "aws_access_key_id": data.get("access_key_id"),
@@ -173,6 +191,16 @@ def provider_options(backend: str, raw: str) -> dict[str, Any]:
         options["session_params"] = {k: v for k, v in session.items() if v}
         if data.get("configuration_set_name"):
             options["configuration_set_name"] = data["configuration_set_name"]
+        # One attempt per send, each with our timeout: boto3 would otherwise resend on a read
+        # timeout (a second email when the first was accepted) and wait minutes on a dead network.
+        # The outbox retries what is worth retrying.
+        options["client_params"] = {
+            "config": {
+                "connect_timeout": ESP_TIMEOUT,
+                "read_timeout": ESP_TIMEOUT,
+                "retries": {"mode": "standard", "total_max_attempts": 1},
+            }
+        }
         return options
     options.update({k: v for k, v in data.items() if k != "region"})
     if backend == EmailBackend.MAILGUN:
@@ -182,6 +210,30 @@ def provider_options(backend: str, raw: str) -> dict[str, Any]:
         options["api_url"] = MAILGUN_API_URLS[region]
     options["timeout"] = ESP_TIMEOUT
     return options
+
+
+def _check_ses(data: dict[str, str]) -> None:
+    region = data.get("region_name") or ""
+    if region and not AWS_REGION.fullmatch(region):
+        raise ConnectionProblem(
+            _("Amazon SES's region_name is an AWS region such as eu-west-1, not %(region)s.")
+            % {"region": repr(region)}
+        )
+    if bool(data.get("access_key_id")) != bool(data.get("secret_access_key")):
+        raise ConnectionProblem(
+            _(
+                "Amazon SES needs access_key_id and secret_access_key together "
+                "(or neither: then the server's own AWS credentials are used)."
+            )
+        )
+    arn = data.get("sns_topic_arn") or ""
+    if arn and not SNS_TOPIC_ARN.fullmatch(arn):
+        raise ConnectionProblem(
+            _(
+                "Amazon SES's sns_topic_arn is an SNS topic's ARN, "
+                "e.g. arn:aws:sns:eu-west-1:123456789012:email-events."
+            )
+        )
 
 
 def connection_for(email_settings: EmailSettings) -> BaseEmailBackend:
@@ -222,3 +274,122 @@ def connection_for(email_settings: EmailSettings) -> BaseEmailBackend:
             _("The %(provider)s settings do not fit: %(error)s")
             % {"provider": EmailBackend(backend).label, "error": exc}
         ) from None
+
+
+# --- Amazon SES (anymail's SES v2 backend over boto3) -------------------------------------------
+
+# Error codes of the SES v2 API (and the AWS query protocol's for credentials) in plain words.
+SES_CREDENTIALS = {
+    "UnrecognizedClientException": gettext_lazy(
+        "Amazon SES does not know the access key ID: check access_key_id."
+    ),
+    "InvalidClientTokenId": gettext_lazy("Amazon SES does not know the access key ID: check access_key_id."),
+    "SignatureDoesNotMatch": gettext_lazy(
+        "Amazon SES refused the secret access key: check secret_access_key."
+    ),
+    "IncompleteSignature": gettext_lazy("Amazon SES refused the secret access key: check secret_access_key."),
+    "ExpiredToken": gettext_lazy("The AWS credentials have expired."),
+    "ExpiredTokenException": gettext_lazy("The AWS credentials have expired."),
+    "AccessDenied": gettext_lazy(
+        "The AWS access key may not send with Amazon SES: "
+        "its IAM policy needs ses:SendEmail and ses:SendRawEmail."
+    ),
+    "AccessDeniedException": gettext_lazy(
+        "The AWS access key may not send with Amazon SES: "
+        "its IAM policy needs ses:SendEmail and ses:SendRawEmail."
+    ),
+}
+# Sending faster than the account's rate or past its daily quota: later may work.
+SES_THROTTLED = {"TooManyRequestsException", "Throttling", "ThrottlingException", "LimitExceededException"}
+SES_REASONS = {
+    "MessageRejected": gettext_lazy("Amazon SES rejected the message"),
+    "MailFromDomainNotVerifiedException": gettext_lazy("Amazon SES has not verified the MAIL FROM domain"),
+    "AccountSuspendedException": gettext_lazy("Sending is suspended for this Amazon SES account"),
+    "SendingPausedException": gettext_lazy(
+        "Sending is paused for this Amazon SES account or configuration set"
+    ),
+    "NotFoundException": gettext_lazy("Amazon SES did not find it (is configuration_set_name right?)"),
+    "BadRequestException": gettext_lazy("Amazon SES refused the request"),
+}
+
+
+def _one_line(value: object) -> str:
+    return " ".join(str(value or "").split())[:300]
+
+
+class SesAPIError(AnymailAPIError):
+    """An SES answer in plain words; ``status_code`` is what the transport classifies by (429 and 5xx:
+    retry; another 4xx: failed). ``ses_code`` is SES's own error code."""
+
+    def __init__(self, words: str, *, status_code: int | None, ses_code: str = "", **kwargs: Any) -> None:
+        super().__init__(words, status_code=status_code, **kwargs)
+        self.ses_code = ses_code
+
+    def __str__(self) -> str:  # anymail's would read a requests.Response boto3 does not have
+        return str(self.args[0])
+
+
+class SesUnreachable(SesAPIError, requests.ConnectionError):
+    """SES was never reached (no connection): the message was not sent, sending again is safe."""
+
+
+class SesNoAnswer(SesAPIError, requests.ReadTimeout):
+    """The request went out and no answer came: SES may have sent it (unknown, never resent blindly)."""
+
+
+def ses_error(exc: Exception) -> SesAPIError:
+    """A boto3 error of a send as the transport's kinds of failure, in plain words."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error") or {}
+        code = str(error.get("Code") or "")
+        text = _one_line(error.get("Message"))
+        status = (exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+        if code in SES_THROTTLED:
+            return SesAPIError(
+                _("Amazon SES is limiting this account's sending (%(code)s): %(error)s")
+                % {"code": code, "error": text},
+                status_code=429,
+                ses_code=code,
+            )
+        if code in SES_CREDENTIALS:
+            words = f"{SES_CREDENTIALS[code]} ({code}: {text})"
+        else:
+            words = f"{SES_REASONS.get(code, _('Amazon SES refused the message'))} ({code}): {text}"
+        return SesAPIError(words, status_code=status if isinstance(status, int) else 400, ses_code=code)
+    if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError, ProxyConnectionError)):
+        # The transport says "Amazon SES could not be reached" / "did not answer in time" itself.
+        return SesUnreachable(_one_line(exc), status_code=None)
+    if isinstance(exc, (ReadTimeoutError, ConnectionClosedError)):
+        return SesNoAnswer(_one_line(exc), status_code=None)
+    if isinstance(exc, NoCredentialsError):
+        return SesAPIError(
+            _("No AWS credentials: enter access_key_id and secret_access_key in the provider settings."),
+            status_code=None,
+        )
+    # Another botocore error (a bad parameter before sending, an unexpected answer): not sent.
+    return SesAPIError(f"Amazon SES: {_one_line(exc)}", status_code=400, ses_code=type(exc).__name__)
+
+
+class ConnectionOpenProblem(OSError):
+    """The SES client could not be made (a region boto3 does not know, no region at all)."""
+
+
+class AmazonSesBackend(AnymailSesBackend):
+    """anymail's SES v2 backend whose failures the transport can classify: throttling -> 429
+    (retry), SES's refusals -> their 4xx (failed), never reached -> connection error (retry), no
+    answer -> timeout (unknown); each with plain words."""
+
+    def open(self) -> bool:
+        try:
+            return bool(super().open())
+        except BotoCoreError as exc:
+            raise ConnectionOpenProblem(f"Amazon SES: {_one_line(exc)}") from None
+
+    def post_to_esp(self, payload: Any, message: Any) -> Any:
+        try:
+            return super().post_to_esp(payload, message)
+        except AnymailAPIError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, (BotoCoreError, ClientError)):
+                raise ses_error(cause) from cause
+            raise
