@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext
 
 from . import placeholders
 from .placeholders import NAMED, POSITIONAL, tokens
@@ -139,7 +139,9 @@ def check_parameters(text: str, *, parameter_format: str, where: str, field_name
     1..n without gaps, each once."""
     problems: list[Problem] = []
     # The texts below name the part ("the header"); ``where`` stays English for callers.
-    part = {"header": _("header"), "body": _("body")}.get(where, where)
+    part = {"header": pgettext("template part", "header"), "body": pgettext("template part", "body")}.get(
+        where, where
+    )
     found = tokens(text)
     leftover = placeholders.TOKEN.sub("", text or "")
     if "{{" in leftover or "}}" in leftover:
