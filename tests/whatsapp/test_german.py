@@ -173,3 +173,16 @@ def test_simulator_phone_page_in_german(client, account, settings):
     html = response.content.decode()
     assert "Simulierte Telefone" in html and "Neues Telefon" in html
     assert "Simulated handsets" not in html
+
+
+def test_meta_error_explanations_and_sync_summary_in_german():
+    from whatsapp.errors import explain
+    from whatsapp.services import SyncResult
+
+    with translation.override("de"):
+        assert explain(190).startswith("Das Zugriffstoken ist abgelaufen.")
+        assert explain(999999) == "Meta-Fehler 999999."
+        assert SyncResult(unchanged=1200).summary() == "keine Änderungen (1.200 Vorlagen)"
+        assert SyncResult(added=["a (de)"]).summary() == "1 hinzugefügt (a (de))"
+    assert explain(190).startswith("The access token expired.")  # workers and stored reasons: English
+    assert SyncResult(unchanged=1200).summary() == "no changes (1,200 templates)"
