@@ -490,8 +490,12 @@ def on_inbound_received(sender, message: InboundMessage, **kwargs) -> None:
     subscriber = Subscriber.objects.filter(pk=message.subscriber_id).first()
     if account is None or subscriber is None:
         return
+    from whatsapp import automatic_texts
+
     opted_out = message.consent_change == ConsentState.OPTED_OUT
-    text = account.opt_out_confirmation if opted_out else account.opt_in_confirmation
+    kind = automatic_texts.OPT_OUT if opted_out else automatic_texts.OPT_IN
+    # The subscriber's Language tag picks the project's text (exact, base language, English).
+    text = automatic_texts.text_for(account.project, kind, subscriber.language)
     if not text.strip():
         return
     try:

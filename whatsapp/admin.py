@@ -1,10 +1,19 @@
 from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from controlpanel.services import Actor
 
-from . import services
+from . import automatic_texts, services
 from .forms import ConnectionForm
-from .models import AccountStatus, MessageTemplate, PhoneNumberEvent, WebhookDelivery, WhatsAppAccount
+from .models import (
+    AccountStatus,
+    AutomaticText,
+    MessageTemplate,
+    PhoneNumberEvent,
+    WebhookDelivery,
+    WhatsAppAccount,
+)
 
 
 @admin.register(WhatsAppAccount)
@@ -45,13 +54,19 @@ class WhatsAppAccountAdmin(admin.ModelAdmin):
             actor=Actor(user=request.user),
         )
 
-    @admin.action(description="Resume sending (after fixing the account-level error)")
+    @admin.action(description=_("Resume sending (after fixing the account-level error)"))
     def resume_sending(self, request, queryset) -> None:
         resumed = 0
         for account in queryset.filter(status=AccountStatus.SUSPENDED).select_related("project"):
             services.resume_sending(account=account, actor=Actor(user=request.user))
             resumed += 1
-        self.message_user(request, f"Sending resumed for {resumed} account{'s' if resumed != 1 else ''}.")
+        self.message_user(
+            request,
+            ngettext(
+                "Sending resumed for %(count)s account.", "Sending resumed for %(count)s accounts.", resumed
+            )
+            % {"count": resumed},
+        )
 
 
 @admin.register(MessageTemplate)
@@ -88,3 +103,26 @@ class PhoneNumberEventAdmin(admin.ModelAdmin):
     list_display = ["created_at", "project", "account", "field", "summary"]
     list_filter = ["project", "field"]
     search_fields = ["summary"]
+
+
+@admin.register(AutomaticText)
+class AutomaticTextAdmin(admin.ModelAdmin):
+    """Edits go through automatic_texts.save_texts (limits, audit entry); new languages are added in
+    the panel (Settings → WhatsApp → Automatic replies)."""
+
+    list_display = ["project", "language", "kind", "text", "updated_at"]
+    list_filter = ["project", "kind", "language"]
+    search_fields = ["text", "project__slug"]
+    readonly_fields = ["project", "kind", "language", "updated_at"]
+    fields = ["project", "kind", "language", "text", "updated_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def save_model(self, request, obj: AutomaticText, form, change: bool) -> None:
+        automatic_texts.save_texts(
+            project=obj.project,
+            language=obj.language,
+            texts={obj.kind: obj.text},
+            actor=Actor(user=request.user),
+        )

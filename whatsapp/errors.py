@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
 
 class ErrorKind(StrEnum):
     TRANSIENT = "transient"  # retry the same message with backoff
@@ -28,56 +31,56 @@ PAIR_RATE_CODE = 131056
 THROUGHPUT_CODE = 130429
 RETRY_LATER_SECONDS = 24 * 3600 + 60  # 131049: "wait at least 24 h", and a minute to be sure
 
-# Plain-language explanations for the panel, by code.
+# Plain-language explanations for the panel, by code (in the active language; English in workers).
 EXPLANATIONS = {
-    0: "Meta rejected the access token. Create a new system-user token and update the connection.",
-    190: "The access token expired. Create a new system-user token and update the connection.",
-    3: "The app lacks a capability for this call. Check the app's WhatsApp product setup.",
-    10: "Permission denied. Give the system user access to this WhatsApp Business Account.",
-    4: "Too many API calls from this app; slowing down and retrying.",
-    80007: "The WhatsApp Business Account hit its API rate limit; retrying later.",
-    130429: "The number's throughput limit was exceeded; retrying slower.",
-    131056: "Too many messages to this person in a short time; retrying for them only.",
-    131048: "Meta restricted the number for spam (low quality). Sending is paused: check quality.",
-    131049: "Meta did not deliver this marketing message to keep engagement healthy; retry after 24 h.",
-    131064: "Messaging is limited because of template classification violations.",
-    368: "The number is temporarily blocked for policy violations.",
-    131031: "The business account is locked. Check Business Manager (e.g. the two-step PIN).",
-    130497: "The account may not message users in this country.",
-    2: "Meta's API is temporarily down; retrying.",
-    131000: "Meta reported an unknown error; retrying a few times.",
-    131016: "Meta's service is temporarily unavailable; retrying.",
-    131057: "The number is in maintenance (throughput upgrade); retrying in a minute.",
-    133004: "Meta's server is temporarily unavailable; retrying.",
-    33: "The phone number id does not exist (deleted or wrong).",
-    100: "Meta rejected a parameter of the request (a bug or bad recipient).",
-    131008: "A required parameter is missing.",
-    131009: "A parameter value is invalid.",
-    131021: "The recipient is the sender's own number.",
-    131026: "Undeliverable: the number is not on WhatsApp, or cannot receive this message.",
-    131042: "Payment problem on the WhatsApp Business Account. Sending is stopped until it is fixed.",
-    131045: "The phone number's registration is broken; register it again.",
-    131047: "More than 24 hours since the person last wrote: only templates may be sent.",
-    131050: "The person stopped marketing messages from you in WhatsApp.",
-    130472: "The person is in Meta's marketing experiment holdout.",
-    131051: "Unsupported message type.",
-    131052: "The inbound media could not be downloaded.",
-    131053: "Our media could not be uploaded (check the media URL).",
-    131037: "The display name is not approved yet.",
-    131062: "This message cannot be sent to a business-scoped user id; use the phone number.",
-    131063: "Marketing templates are disabled on the Cloud API for this account.",
-    132000: "The number of template parameters does not match the template.",
-    132001: "The template does not exist in this language, or is not approved.",
-    132005: "The filled-in template text is too long.",
-    132007: "A template parameter breaks the format rules (newlines, tabs, 4+ spaces).",
-    132008: "A template parameter value is invalid.",
-    132012: "A template parameter has the wrong format (named vs positional, URL suffix).",
-    132015: "The template is paused for low quality. Sending resumes when Meta approves it again.",
-    132016: "The template was disabled permanently for low quality.",
-    133010: "The phone number is not registered on the Cloud API.",
-    133016: "Too many register/deregister attempts; try later.",
-    135000: "Meta reported a generic user error.",
-    137000: "The recipient's identity key changed; resend without the key hash.",
+    0: _("Meta rejected the access token. Create a new system-user token and update the connection."),
+    190: _("The access token expired. Create a new system-user token and update the connection."),
+    3: _("The app lacks a capability for this call. Check the app's WhatsApp product setup."),
+    10: _("Permission denied. Give the system user access to this WhatsApp Business Account."),
+    4: _("Too many API calls from this app; slowing down and retrying."),
+    80007: _("The WhatsApp Business Account hit its API rate limit; retrying later."),
+    130429: _("The number's throughput limit was exceeded; retrying slower."),
+    131056: _("Too many messages to this person in a short time; retrying for them only."),
+    131048: _("Meta restricted the number for spam (low quality). Sending is paused: check quality."),
+    131049: _("Meta did not deliver this marketing message to keep engagement healthy; retry after 24 h."),
+    131064: _("Messaging is limited because of template classification violations."),
+    368: _("The number is temporarily blocked for policy violations."),
+    131031: _("The business account is locked. Check Business Manager (e.g. the two-step PIN)."),
+    130497: _("The account may not message users in this country."),
+    2: _("Meta's API is temporarily down; retrying."),
+    131000: _("Meta reported an unknown error; retrying a few times."),
+    131016: _("Meta's service is temporarily unavailable; retrying."),
+    131057: _("The number is in maintenance (throughput upgrade); retrying in a minute."),
+    133004: _("Meta's server is temporarily unavailable; retrying."),
+    33: _("The phone number id does not exist (deleted or wrong)."),
+    100: _("Meta rejected a parameter of the request (a bug or bad recipient)."),
+    131008: _("A required parameter is missing."),
+    131009: _("A parameter value is invalid."),
+    131021: _("The recipient is the sender's own number."),
+    131026: _("Undeliverable: the number is not on WhatsApp, or cannot receive this message."),
+    131042: _("Payment problem on the WhatsApp Business Account. Sending is stopped until it is fixed."),
+    131045: _("The phone number's registration is broken; register it again."),
+    131047: _("More than 24 hours since the person last wrote: only templates may be sent."),
+    131050: _("The person stopped marketing messages from you in WhatsApp."),
+    130472: _("The person is in Meta's marketing experiment holdout."),
+    131051: _("Unsupported message type."),
+    131052: _("The inbound media could not be downloaded."),
+    131053: _("Our media could not be uploaded (check the media URL)."),
+    131037: _("The display name is not approved yet."),
+    131062: _("This message cannot be sent to a business-scoped user id; use the phone number."),
+    131063: _("Marketing templates are disabled on the Cloud API for this account."),
+    132000: _("The number of template parameters does not match the template."),
+    132001: _("The template does not exist in this language, or is not approved."),
+    132005: _("The filled-in template text is too long."),
+    132007: _("A template parameter breaks the format rules (newlines, tabs, 4+ spaces)."),
+    132008: _("A template parameter value is invalid."),
+    132012: _("A template parameter has the wrong format (named vs positional, URL suffix)."),
+    132015: _("The template is paused for low quality. Sending resumes when Meta approves it again."),
+    132016: _("The template was disabled permanently for low quality."),
+    133010: _("The phone number is not registered on the Cloud API."),
+    133016: _("Too many register/deregister attempts; try later."),
+    135000: _("Meta reported a generic user error."),
+    137000: _("The recipient's identity key changed; resend without the key hash."),
 }
 
 
@@ -117,8 +120,9 @@ def retry_delay(code: int | None, attempt: int) -> float:
 
 def explain(code: int | None, fallback: str = "") -> str:
     if code is None:
-        return fallback or "Meta could not be reached."
-    return EXPLANATIONS.get(code) or (fallback or f"Meta error {code}.")
+        return fallback or gettext("Meta could not be reached.")
+    known = EXPLANATIONS.get(code)
+    return str(known) if known else (fallback or gettext("Meta error %(code)s.") % {"code": code})
 
 
 @dataclass

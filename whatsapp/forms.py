@@ -2,9 +2,27 @@ from __future__ import annotations
 
 from django import forms
 from django.conf import settings
+from django.utils.functional import lazy
+from django.utils.text import slugify
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
+from . import automatic_texts
 from .endpoints import allowed_base_url
 from .models import DEFAULT_OPT_IN_KEYWORDS, DEFAULT_OPT_OUT_KEYWORDS, META_GRAPH_URL, WhatsAppAccount
+
+
+def _keywords_help(effect: str, shown: str) -> str:
+    return gettext(
+        "Comma-separated; a message that is exactly one of these %(effect)s. "
+        "Empty: the defaults %(defaults)s."
+    ) % {
+        "effect": effect,
+        "defaults": shown,
+    }
+
+
+_keywords_help_lazy = lazy(_keywords_help, str)
 
 
 def _keywords_field(label: str, effect: str, defaults: list[str]) -> forms.CharField:
@@ -13,8 +31,7 @@ def _keywords_field(label: str, effect: str, defaults: list[str]) -> forms.CharF
     return forms.CharField(
         label=label,
         required=False,
-        help_text=f"Comma-separated; a message that is exactly one of these {effect}. "
-        f"Empty: the defaults {shown}.",
+        help_text=_keywords_help_lazy(effect, shown),
         widget=forms.TextInput(attrs={"placeholder": shown}),
     )
 
@@ -25,15 +42,17 @@ class ConnectionForm(forms.ModelForm):
     access_token = forms.CharField(
         required=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
-        help_text="A system-user token with whatsapp_business_messaging and whatsapp_business_management.",
+        label=_("Access token"),
+        help_text=_("A system-user token with whatsapp_business_messaging and whatsapp_business_management."),
     )
     app_secret = forms.CharField(
         required=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
-        help_text="From the Meta app's Settings → Basic; it signs the webhooks.",
+        label=_("App secret"),
+        help_text=_("From the Meta app's Settings → Basic; it signs the webhooks."),
     )
-    opt_out_keywords = _keywords_field("Opt-out keywords", "opts out", DEFAULT_OPT_OUT_KEYWORDS)
-    opt_in_keywords = _keywords_field("Opt-in keywords", "opts back in", DEFAULT_OPT_IN_KEYWORDS)
+    opt_out_keywords = _keywords_field(_("Opt-out keywords"), _("opts out"), DEFAULT_OPT_OUT_KEYWORDS)
+    opt_in_keywords = _keywords_field(_("Opt-in keywords"), _("opts back in"), DEFAULT_OPT_IN_KEYWORDS)
 
     class Meta:
         model = WhatsAppAccount
@@ -44,26 +63,22 @@ class ConnectionForm(forms.ModelForm):
             "graph_version",
             "base_url",
             "throughput_mps",
-            "opt_out_confirmation",
-            "opt_in_confirmation",
         ]
         labels = {
-            "waba_id": "WhatsApp Business Account id",
-            "phone_number_id": "Phone number id",
-            "display_phone_number": "Phone number",
-            "graph_version": "Graph API version",
-            "base_url": "Base URL",
-            "throughput_mps": "Throughput (messages per second)",
-            "opt_out_confirmation": "Opt-out confirmation",
-            "opt_in_confirmation": "Opt-in confirmation",
+            "waba_id": _("WhatsApp Business Account id"),
+            "phone_number_id": _("Phone number id"),
+            "display_phone_number": _("Phone number"),
+            "graph_version": _("Graph API version"),
+            "base_url": _("Base URL"),
+            "throughput_mps": _("Throughput (messages per second)"),
         }
         help_texts = {
-            "waba_id": "WABA id, in WhatsApp Manager → Account tools.",
-            "display_phone_number": "As people see it, e.g. +1 555 078 3881.",
-            "base_url": "Meta's Graph API, or the simulator's.",
-            "throughput_mps": "80 by default; Meta raises it up to 1,000 for some numbers.",
-            "phone_number_id": "Not the phone number itself: the id shown next to it in the API setup.",
-            "graph_version": "e.g. v23.0; Meta supports each version for about two years.",
+            "waba_id": _("WABA id, in WhatsApp Manager → Account tools."),
+            "display_phone_number": _("As people see it, e.g. +1 555 078 3881."),
+            "base_url": _("Meta's Graph API, or the simulator's."),
+            "throughput_mps": _("80 by default; Meta raises it up to 1,000 for some numbers."),
+            "phone_number_id": _("Not the phone number itself: the id shown next to it in the API setup."),
+            "graph_version": _("e.g. v23.0; Meta supports each version for about two years."),
         }
 
     def __init__(self, *args, **kwargs):
@@ -72,23 +87,22 @@ class ConnectionForm(forms.ModelForm):
         self.fields["access_token"].required = creating
         self.fields["app_secret"].required = creating
         if not creating:
-            self.fields["access_token"].help_text = "Stored encrypted; leave empty to keep it."
-            self.fields["app_secret"].help_text = "Stored encrypted; leave empty to keep it."
+            self.fields["access_token"].help_text = gettext("Stored encrypted; leave empty to keep it.")
+            self.fields["app_secret"].help_text = gettext("Stored encrypted; leave empty to keep it.")
             self.initial["opt_out_keywords"] = ", ".join(self.instance.opt_out_keywords or [])
             self.initial["opt_in_keywords"] = ", ".join(self.instance.opt_in_keywords or [])
 
     def clean_base_url(self) -> str:
         url = self.cleaned_data["base_url"].strip().rstrip("/")
         if not allowed_base_url(url):
-            raise forms.ValidationError(
-                f"Use Meta's Graph API ({META_GRAPH_URL})"
-                + (
-                    " or this panel's simulator (http://127.0.0.1:<port>/simulator/graph)"
-                    if settings.SIMULATOR_ENABLED
-                    else ""
+            if settings.SIMULATOR_ENABLED:
+                text = gettext(
+                    "Use Meta's Graph API (%(url)s) or this panel's simulator "
+                    "(http://127.0.0.1:<port>/simulator/graph); other hosts need WHATSAPP_EXTRA_BASE_URLS."
                 )
-                + "; other hosts need WHATSAPP_EXTRA_BASE_URLS."
-            )
+            else:
+                text = gettext("Use Meta's Graph API (%(url)s); other hosts need WHATSAPP_EXTRA_BASE_URLS.")
+            raise forms.ValidationError(text % {"url": META_GRAPH_URL})
         return url
 
     def clean(self):
@@ -103,29 +117,29 @@ class ConnectionForm(forms.ModelForm):
             if moved:
                 for secret in ("access_token", "app_secret"):
                     if not cleaned.get(secret):
-                        self.add_error(secret, "Enter it again: the endpoint or account changed.")
+                        self.add_error(secret, gettext("Enter it again: the endpoint or account changed."))
         return cleaned
 
     def clean_graph_version(self) -> str:
         version = self.cleaned_data["graph_version"].strip()
         if not version.startswith("v") or not version[1:].replace(".", "").isdigit():
-            raise forms.ValidationError("Use the form v23.0.")
+            raise forms.ValidationError(gettext("Use the form v23.0."))
         return version
 
     def clean_throughput_mps(self) -> int:
         value = self.cleaned_data["throughput_mps"]
         if not 1 <= value <= 1000:
-            raise forms.ValidationError("Meta allows 80 (default) up to 1,000 messages per second.")
+            raise forms.ValidationError(gettext("Meta allows 80 (default) up to 1,000 messages per second."))
         return value
 
     def clean_phone_number_id(self) -> str:
         value = self.cleaned_data["phone_number_id"].strip()
         if not value.isdigit():
-            raise forms.ValidationError("The phone number id is digits only.")
+            raise forms.ValidationError(gettext("The phone number id is digits only."))
         taken = WhatsAppAccount.objects.filter(phone_number_id=value).exclude(pk=self.instance.pk)
         if taken.exists():
             raise forms.ValidationError(
-                "This phone number id is already connected (maybe in another project)."
+                gettext("This phone number id is already connected (maybe in another project).")
             )
         return value
 
@@ -138,3 +152,44 @@ class ConnectionForm(forms.ModelForm):
 
     def clean_opt_in_keywords(self) -> list[str]:
         return self._words(self.cleaned_data.get("opt_in_keywords", ""))
+
+
+class AutomaticTextsForm(forms.Form):
+    """One language's automatic texts; ``language`` is asked only when adding a language."""
+
+    language = forms.CharField(
+        label=_("Language"),
+        max_length=16,
+        help_text=_("A language code as in the subscribers' Language tag, e.g. fr or pt_BR."),
+    )
+    opt_out_confirmation = forms.CharField(
+        label=_("Opt-out confirmation"),
+        required=False,
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=_("Sent after an opt-out keyword or stop button; empty sends nothing."),
+    )
+    opt_in_confirmation = forms.CharField(
+        label=_("Opt-in confirmation"),
+        required=False,
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=_("Sent after an opt-in keyword; empty sends nothing."),
+    )
+
+    def __init__(self, *args, adding: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        # One form per language on the page: ids must differ.
+        language = self.data.get("language") or self.initial.get("language") or ""
+        self.auto_id = "id_new_%s" if adding else f"id_{slugify(language)}_%s"
+        if not adding:
+            self.fields["language"].widget = forms.HiddenInput()
+
+    def clean_language(self) -> str:
+        try:
+            return automatic_texts.clean_language(self.cleaned_data["language"])
+        except ValueError:
+            raise forms.ValidationError(gettext("Use a language code such as fr, pt or pt_BR.")) from None
+
+    def texts(self) -> dict[str, str]:
+        return {name: self.cleaned_data[name] for name in ("opt_out_confirmation", "opt_in_confirmation")}

@@ -6,6 +6,7 @@ import secrets
 import uuid
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from controlpanel.fields import EncryptedTextField
 from controlpanel.models import Project, TenantQuerySet
@@ -20,54 +21,55 @@ def new_verify_token() -> str:
 
 
 class AccountStatus(models.TextChoices):
-    ACTIVE = "active", "Active"
+    ACTIVE = "active", _("Active")
     # Account-level errors (token, payment, policy) stop all sending until someone acts.
-    SUSPENDED = "suspended", "Sending stopped"
+    SUSPENDED = "suspended", _("Sending stopped")
 
 
 class WhatsAppAccount(models.Model):
     """One business phone number of a WhatsApp Business Account, connected to a project."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="whatsapp_accounts")
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="whatsapp_accounts", verbose_name=_("project")
+    )
     # Also the webhook URL's id: /webhooks/whatsapp/<public_id>/
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    waba_id = models.CharField("WABA id", max_length=40)
-    phone_number_id = models.CharField(max_length=40, unique=True)
-    display_phone_number = models.CharField(max_length=32, blank=True)
-    verified_name = models.CharField(max_length=200, blank=True)
-    access_token = EncryptedTextField(help_text="System-user access token; encrypted at rest.")
-    app_secret = EncryptedTextField(help_text="Meta app secret, signs webhooks; encrypted at rest.")
-    verify_token = models.CharField(max_length=64, default=new_verify_token)
-    graph_version = models.CharField(max_length=8, default="v23.0")
-    base_url = models.URLField(default=META_GRAPH_URL, help_text="Meta's Graph API, or the simulator's.")
-    throughput_mps = models.PositiveIntegerField(default=80, help_text="Messages per second (80 to 1,000).")
-    messaging_tier = models.CharField(max_length=40, blank=True)
-    quality_rating = models.CharField(max_length=20, blank=True)
-    status = models.CharField(max_length=10, choices=AccountStatus.choices, default=AccountStatus.ACTIVE)
-    status_reason = models.TextField(blank=True)
-    opt_out_keywords = models.JSONField(default=list, blank=True)
-    opt_in_keywords = models.JSONField(default=list, blank=True)
-    opt_out_confirmation = models.CharField(
-        max_length=1000,
-        blank=True,
-        default="You will not get marketing messages from us any more. Reply START to get them again.",
-        help_text="Sent after an opt-out keyword or stop button; empty sends nothing.",
+    public_id = models.UUIDField(_("public ID"), default=uuid.uuid4, unique=True, editable=False)
+    waba_id = models.CharField(_("WABA ID"), max_length=40)
+    phone_number_id = models.CharField(_("phone number ID"), max_length=40, unique=True)
+    display_phone_number = models.CharField(_("phone number"), max_length=32, blank=True)
+    verified_name = models.CharField(_("verified name"), max_length=200, blank=True)
+    access_token = EncryptedTextField(
+        _("access token"), help_text=_("System-user access token; encrypted at rest.")
     )
-    opt_in_confirmation = models.CharField(
-        max_length=1000,
-        blank=True,
-        default="Welcome back! You will get our news on WhatsApp again. Reply STOP to stop them.",
-        help_text="Sent after an opt-in keyword; empty sends nothing.",
+    app_secret = EncryptedTextField(
+        _("app secret"), help_text=_("Meta app secret, signs webhooks; encrypted at rest.")
     )
-    last_webhook_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    verify_token = models.CharField(_("verify token"), max_length=64, default=new_verify_token)
+    graph_version = models.CharField(_("Graph API version"), max_length=8, default="v23.0")
+    base_url = models.URLField(
+        _("base URL"), default=META_GRAPH_URL, help_text=_("Meta's Graph API, or the simulator's.")
+    )
+    throughput_mps = models.PositiveIntegerField(
+        _("throughput"), default=80, help_text=_("Messages per second (80 to 1,000).")
+    )
+    messaging_tier = models.CharField(_("messaging tier"), max_length=40, blank=True)
+    quality_rating = models.CharField(_("quality rating"), max_length=20, blank=True)
+    status = models.CharField(
+        _("status"), max_length=10, choices=AccountStatus.choices, default=AccountStatus.ACTIVE
+    )
+    status_reason = models.TextField(_("status reason"), blank=True)
+    opt_out_keywords = models.JSONField(_("opt-out keywords"), default=list, blank=True)
+    opt_in_keywords = models.JSONField(_("opt-in keywords"), default=list, blank=True)
+    last_webhook_at = models.DateTimeField(_("last webhook"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     objects = TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["display_phone_number"]
-        verbose_name = "WhatsApp account"
+        verbose_name = _("WhatsApp account")
+        verbose_name_plural = _("WhatsApp accounts")
 
     def __str__(self) -> str:
         return self.display_phone_number or self.phone_number_id
@@ -84,48 +86,52 @@ class WhatsAppAccount(models.Model):
 
 
 class TemplateStatus(models.TextChoices):
-    APPROVED = "APPROVED", "Approved"
-    PENDING = "PENDING", "Pending review"
-    REJECTED = "REJECTED", "Rejected"
-    PAUSED = "PAUSED", "Paused"
-    DISABLED = "DISABLED", "Disabled"
-    IN_APPEAL = "IN_APPEAL", "In appeal"
-    PENDING_DELETION = "PENDING_DELETION", "Pending deletion"
-    DELETED = "DELETED", "Deleted"
-    FLAGGED = "FLAGGED", "Flagged"
-    REINSTATED = "REINSTATED", "Reinstated"
-    LIMIT_EXCEEDED = "LIMIT_EXCEEDED", "Limit exceeded"
-    ARCHIVED = "ARCHIVED", "Archived"
-    LOCKED = "LOCKED", "Locked"
+    APPROVED = "APPROVED", _("Approved")
+    PENDING = "PENDING", _("Pending review")
+    REJECTED = "REJECTED", _("Rejected")
+    PAUSED = "PAUSED", _("Paused")
+    DISABLED = "DISABLED", _("Disabled")
+    IN_APPEAL = "IN_APPEAL", _("In appeal")
+    PENDING_DELETION = "PENDING_DELETION", _("Pending deletion")
+    DELETED = "DELETED", _("Deleted")
+    FLAGGED = "FLAGGED", _("Flagged")
+    REINSTATED = "REINSTATED", _("Reinstated")
+    LIMIT_EXCEEDED = "LIMIT_EXCEEDED", _("Limit exceeded")
+    ARCHIVED = "ARCHIVED", _("Archived")
+    LOCKED = "LOCKED", _("Locked")
 
 
 class TemplateCategory(models.TextChoices):
-    MARKETING = "MARKETING", "Marketing"
-    UTILITY = "UTILITY", "Utility"
-    AUTHENTICATION = "AUTHENTICATION", "Authentication"
+    MARKETING = "MARKETING", _("Marketing")
+    UTILITY = "UTILITY", _("Utility")
+    AUTHENTICATION = "AUTHENTICATION", _("Authentication")
 
 
 class MessageTemplate(models.Model):
     """A template as Meta knows it, synced from the WABA (and updated by status webhooks)."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
-    account = models.ForeignKey(WhatsAppAccount, on_delete=models.CASCADE, related_name="templates")
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    meta_id = models.CharField(max_length=40, blank=True)
-    name = models.CharField(max_length=512)
-    language = models.CharField(max_length=16)
-    category = models.CharField(max_length=20)
-    status = models.CharField(max_length=20)
-    quality_score = models.CharField(max_length=10, blank=True)
-    parameter_format = models.CharField(max_length=12, default="POSITIONAL")
-    components = models.JSONField(default=list)
-    rejected_reason = models.CharField(max_length=200, blank=True)
-    rejection_detail = models.TextField(blank=True)
-    previous_category = models.CharField(max_length=20, blank=True)
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="+", verbose_name=_("project")
+    )
+    account = models.ForeignKey(
+        WhatsAppAccount, on_delete=models.CASCADE, related_name="templates", verbose_name=_("account")
+    )
+    public_id = models.UUIDField(_("public ID"), default=uuid.uuid4, unique=True, editable=False)
+    meta_id = models.CharField(_("Meta ID"), max_length=40, blank=True)
+    name = models.CharField(_("name"), max_length=512)
+    language = models.CharField(_("language"), max_length=16)
+    category = models.CharField(_("category"), max_length=20)
+    status = models.CharField(_("status"), max_length=20)
+    quality_score = models.CharField(_("quality score"), max_length=10, blank=True)
+    parameter_format = models.CharField(_("parameter format"), max_length=12, default="POSITIONAL")
+    components = models.JSONField(_("components"), default=list)
+    rejected_reason = models.CharField(_("rejected reason"), max_length=200, blank=True)
+    rejection_detail = models.TextField(_("rejection detail"), blank=True)
+    previous_category = models.CharField(_("previous category"), max_length=20, blank=True)
     # Fields Meta sent that we do not model: kept, never fatal.
-    extra = models.JSONField(default=dict, blank=True)
-    synced_at = models.DateTimeField(null=True, blank=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    extra = models.JSONField(_("extra"), default=dict, blank=True)
+    synced_at = models.DateTimeField(_("synced"), null=True, blank=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     objects = TenantQuerySet.as_manager()
 
@@ -136,6 +142,8 @@ class MessageTemplate(models.Model):
             )
         ]
         ordering = ["name", "language"]
+        verbose_name = _("message template")
+        verbose_name_plural = _("message templates")
 
     def __str__(self) -> str:
         return f"{self.name} ({self.language})"
@@ -148,16 +156,20 @@ class WebhookDelivery(models.Model):
     Processing happens later in an actor and is idempotent.
     """
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
-    account = models.ForeignKey(WhatsAppAccount, on_delete=models.CASCADE, related_name="deliveries")
-    body_sha256 = models.CharField(max_length=64)
-    body = models.TextField()
-    received_at = models.DateTimeField()
-    processed_at = models.DateTimeField(null=True, blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    error = models.TextField(blank=True)
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="+", verbose_name=_("project")
+    )
+    account = models.ForeignKey(
+        WhatsAppAccount, on_delete=models.CASCADE, related_name="deliveries", verbose_name=_("account")
+    )
+    body_sha256 = models.CharField(_("body SHA-256"), max_length=64)
+    body = models.TextField(_("body"))
+    received_at = models.DateTimeField(_("received"))
+    processed_at = models.DateTimeField(_("processed"), null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    error = models.TextField(_("error"), blank=True)
     # Not Meta's shape (or not JSON): processed without effect, never retried, kept for admins.
-    malformed = models.BooleanField(default=False)
+    malformed = models.BooleanField(_("malformed"), default=False)
 
     objects = TenantQuerySet.as_manager()
 
@@ -181,7 +193,8 @@ class WebhookDelivery(models.Model):
                 name="delivery_malformed",
             ),
         ]
-        verbose_name_plural = "webhook deliveries"
+        verbose_name = _("webhook delivery")
+        verbose_name_plural = _("webhook deliveries")
 
     def __str__(self) -> str:
         return f"webhook {self.body_sha256[:12]} @ {self.received_at:%Y-%m-%d %H:%M:%S}"
@@ -190,13 +203,17 @@ class WebhookDelivery(models.Model):
 class PhoneNumberEvent(models.Model):
     """Account-level notices from Meta (quality, tier, account updates), for the settings page."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
-    account = models.ForeignKey(WhatsAppAccount, on_delete=models.CASCADE, related_name="notices")
-    field = models.CharField(max_length=60)
-    summary = models.CharField(max_length=300)
-    payload = models.JSONField(default=dict)
-    fingerprint = models.CharField(max_length=64)
-    created_at = models.DateTimeField(auto_now_add=True)
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="+", verbose_name=_("project")
+    )
+    account = models.ForeignKey(
+        WhatsAppAccount, on_delete=models.CASCADE, related_name="notices", verbose_name=_("account")
+    )
+    field = models.CharField(_("field"), max_length=60)
+    summary = models.CharField(_("summary"), max_length=300)
+    payload = models.JSONField(_("payload"), default=dict)
+    fingerprint = models.CharField(_("fingerprint"), max_length=64)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     objects = TenantQuerySet.as_manager()
 
@@ -205,6 +222,45 @@ class PhoneNumberEvent(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["account", "fingerprint"], name="notice_unique_content")
         ]
+        verbose_name = _("notice from Meta")
+        verbose_name_plural = _("notices from Meta")
 
     def __str__(self) -> str:
         return self.summary
+
+
+class AutomaticTextKind(models.TextChoices):
+    OPT_OUT_CONFIRMATION = "opt_out_confirmation", _("Opt-out confirmation")
+    OPT_IN_CONFIRMATION = "opt_in_confirmation", _("Opt-in confirmation")
+
+
+class AutomaticText(models.Model):
+    """A project's own wording of an automatic WhatsApp text in one language.
+
+    No row: the built-in default of that language (whatsapp.automatic_texts.DEFAULTS). A row with
+    an empty text: send nothing in that language. Written only through whatsapp.automatic_texts.
+    """
+
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="+", verbose_name=_("project")
+    )
+    kind = models.CharField(_("kind"), max_length=32, choices=AutomaticTextKind.choices)
+    # Normalised (campaigns.languages.normalize): "de", "en", "pt_br".
+    language = models.CharField(_("language"), max_length=16)
+    text = models.CharField(_("text"), max_length=1000, blank=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["language", "kind"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "kind", "language"], name="automatic_text_unique_language"
+            )
+        ]
+        verbose_name = _("automatic text")
+        verbose_name_plural = _("automatic texts")
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} ({self.language})"

@@ -8,6 +8,8 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.translation import gettext, ngettext, pgettext
 
 from controlpanel.models import Project
 from controlpanel.services import Actor, assign_changes, record_audit
@@ -98,13 +100,24 @@ class SyncResult:
     def summary(self) -> str:
         """ "2 added (a (en_US), b (de)), 1 removed (c (en_US))" or "no changes (3 templates)"."""
         if not self.changed:
-            return f"no changes ({self.unchanged:,} template{'s' if self.unchanged != 1 else ''})"
+            return ngettext(
+                "no changes (%(count)s template)", "no changes (%(count)s templates)", self.unchanged
+            ) % {"count": number_format(self.unchanged, force_grouping=True)}
         parts = []
-        for verb, names in (("added", self.added), ("updated", self.updated), ("removed", self.removed)):
+        for verb, names in (
+            (pgettext("templates", "%(count)s added (%(names)s)"), self.added),
+            (pgettext("templates", "%(count)s updated (%(names)s)"), self.updated),
+            (pgettext("templates", "%(count)s removed (%(names)s)"), self.removed),
+        ):
             if names:
                 shown = ", ".join(names[:NAMES_SHOWN])
-                more = f" and {len(names) - NAMES_SHOWN:,} more" if len(names) > NAMES_SHOWN else ""
-                parts.append(f"{len(names):,} {verb} ({shown}{more})")
+                if len(names) > NAMES_SHOWN:
+                    more = len(names) - NAMES_SHOWN
+                    shown = gettext("%(names)s and %(count)s more") % {
+                        "names": shown,
+                        "count": number_format(more, force_grouping=True),
+                    }
+                parts.append(verb % {"count": number_format(len(names), force_grouping=True), "names": shown})
         return ", ".join(parts)
 
 

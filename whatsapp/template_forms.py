@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from django import forms
 from django.http import QueryDict
+from django.utils.functional import lazy
+from django.utils.translation import get_language
+from django.utils.translation import gettext_lazy as _
 
 from . import templates_lint as lint
 
@@ -32,79 +35,117 @@ LANGUAGES = [
     ("vi", "Vietnamese"), ("zu", "Zulu"),
 ]  # fmt: skip
 
+
+def language_choices() -> list[tuple[str, str]]:
+    """Meta's languages named in the panel's language (babel), English names as they are."""
+    current = (get_language() or "en").split("-")[0]
+    if current == "en":
+        return LANGUAGES
+    from babel import Locale, UnknownLocaleError
+
+    try:
+        locale = Locale.parse(current)
+    except (UnknownLocaleError, ValueError):
+        return LANGUAGES
+    named = []
+    for code, name in LANGUAGES:
+        try:
+            shown = Locale.parse(code).get_display_name(locale) or name
+        except (UnknownLocaleError, ValueError):
+            shown = name
+        named.append((code, shown[:1].upper() + shown[1:]))
+    return named
+
+
 CATEGORY_CHOICES = [
-    (lint.MARKETING, "Marketing: offers, news, invitations"),
-    (lint.UTILITY, "Utility: about an order, booking or account"),
-    (lint.AUTHENTICATION, "Authentication: one-time passwords"),
+    (lint.MARKETING, _("Marketing: offers, news, invitations")),
+    (lint.UTILITY, _("Utility: about an order, booking or account")),
+    (lint.AUTHENTICATION, _("Authentication: one-time passwords")),
 ]
-FORMAT_CHOICES = [(lint.POSITIONAL, "Numbered {{1}}"), (lint.NAMED, "Named {{first_name}}")]
+FORMAT_CHOICES = [(lint.POSITIONAL, _("Numbered {{1}}")), (lint.NAMED, _("Named {{first_name}}"))]
 HEADER_CHOICES = [
-    ("", "None"),
-    ("TEXT", "Text"),
-    ("IMAGE", "Image"),
-    ("VIDEO", "Video"),
-    ("DOCUMENT", "Document"),
+    ("", _("None")),
+    ("TEXT", _("Text")),
+    ("IMAGE", _("Image")),
+    ("VIDEO", _("Video")),
+    ("DOCUMENT", _("Document")),
 ]
 BUTTON_CHOICES = [
-    ("QUICK_REPLY", "Quick reply"),
-    ("URL", "Link"),
-    ("PHONE_NUMBER", "Call"),
-    ("COPY_CODE", "Copy code"),
+    ("QUICK_REPLY", _("Quick reply")),
+    ("URL", _("Link")),
+    ("PHONE_NUMBER", _("Call")),
+    ("COPY_CODE", _("Copy code")),
 ]
-OTP_CHOICES = [("COPY_CODE", "Copy code"), ("ONE_TAP", "One-tap autofill (Android)")]
+OTP_CHOICES = [("COPY_CODE", _("Copy code")), ("ONE_TAP", _("One-tap autofill (Android)"))]
 BUTTON_INPUTS = ("type", "text", "url", "example", "phone_number")
+# A translated text with named values, translated when shown (form classes are built at import).
+_format = lazy(lambda text, values: str(text) % values, str)
 EXAMPLE_PREFIX = "example:"
 
 
 class TemplateForm(forms.Form):
     """Everything is optional here: templates_lint says what is missing, next to each field."""
 
-    account = forms.ChoiceField(label="WhatsApp number", required=False)
+    account = forms.ChoiceField(label=_("WhatsApp number"), required=False)
     name = forms.CharField(
+        label=_("Name"),
         required=False,
         max_length=lint.MAX_NAME,
-        help_text="Lowercase letters, digits and underscores, e.g. order_shipped.",
+        help_text=_("Lowercase letters, digits and underscores, e.g. order_shipped."),
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
     )
-    language = forms.ChoiceField(choices=LANGUAGES, initial="en_US", required=False)
-    category = forms.ChoiceField(choices=CATEGORY_CHOICES, initial=lint.MARKETING, required=False)
+    language = forms.ChoiceField(label=_("Language"), choices=LANGUAGES, initial="en_US", required=False)
+    category = forms.ChoiceField(
+        label=_("Category"), choices=CATEGORY_CHOICES, initial=lint.MARKETING, required=False
+    )
     parameter_format = forms.ChoiceField(
-        label="Parameters", choices=FORMAT_CHOICES, initial=lint.POSITIONAL, required=False
+        label=_("Parameters"), choices=FORMAT_CHOICES, initial=lint.POSITIONAL, required=False
     )
-    header_format = forms.ChoiceField(label="Header", choices=HEADER_CHOICES, required=False)
+    header_format = forms.ChoiceField(label=_("Header"), choices=HEADER_CHOICES, required=False)
     header_text = forms.CharField(
-        label="Header text",
+        label=_("Header text"),
         required=False,
-        help_text=f"Up to {lint.MAX_HEADER} characters and one parameter.",
+        help_text=_format(_("Up to %(limit)s characters and one parameter."), {"limit": lint.MAX_HEADER}),
     )
-    header_example = forms.CharField(label="Sample for the header's parameter", required=False)
+    header_example = forms.CharField(label=_("Sample for the header's parameter"), required=False)
     header_media = forms.CharField(
-        label="Sample file",
+        label=_("Sample file"),
         required=False,
-        help_text="An upload handle from Meta's resumable upload (4::…) or a link to the file.",
+        help_text=_("An upload handle from Meta's resumable upload (4::…) or a link to the file."),
     )
     body = forms.CharField(
+        label=_("Body"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 6}),
-        help_text=f"Up to {lint.MAX_BODY} characters. *bold*, _italic_, ~strikethrough~ work as in WhatsApp.",
+        help_text=_format(
+            _("Up to %(limit)s characters. *bold*, _italic_, ~strikethrough~ work as in WhatsApp."),
+            {"limit": lint.MAX_BODY},
+        ),
     )
-    footer = forms.CharField(required=False, help_text=f"Optional, up to {lint.MAX_FOOTER} characters.")
-    otp_type = forms.ChoiceField(label="Code button", choices=OTP_CHOICES, required=False)
+    footer = forms.CharField(
+        label=_("Footer"),
+        required=False,
+        help_text=_format(_("Optional, up to %(limit)s characters."), {"limit": lint.MAX_FOOTER}),
+    )
+    otp_type = forms.ChoiceField(label=_("Code button"), choices=OTP_CHOICES, required=False)
     otp_button_text = forms.CharField(
-        label="Button label", required=False, help_text="Optional; Meta's default is “Copy code”."
+        label=_("Button label"), required=False, help_text=_("Optional; Meta's default is “Copy code”.")
     )
     autofill_text = forms.CharField(
-        label="Autofill label", required=False, help_text="Optional; Meta's default is “Autofill”."
+        label=_("Autofill label"), required=False, help_text=_("Optional; Meta's default is “Autofill”.")
     )
-    package_name = forms.CharField(label="Android package name", required=False)
-    signature_hash = forms.CharField(label="App signature hash", required=False)
+    package_name = forms.CharField(label=_("Android package name"), required=False)
+    signature_hash = forms.CharField(label=_("App signature hash"), required=False)
     add_security_recommendation = forms.BooleanField(
-        label="Add “For your security, do not share this code.”", required=False, initial=True
+        label=_("Add “For your security, do not share this code.”"), required=False, initial=True
     )
     code_expiration_minutes = forms.IntegerField(
-        label="Code expires after (minutes)",
+        label=_("Code expires after (minutes)"),
         required=False,
-        help_text=f"Optional, 1 to {lint.MAX_EXPIRATION_MINUTES}; adds “This code expires in N minutes.”",
+        help_text=_format(
+            _("Optional, 1 to %(limit)s; adds “This code expires in N minutes.”"),
+            {"limit": lint.MAX_EXPIRATION_MINUTES},
+        ),
     )
 
     def __init__(self, data=None, *, accounts=(), **kwargs):
@@ -113,6 +154,7 @@ class TemplateForm(forms.Form):
         self.fields["account"].choices = [(str(a.public_id), str(a)) for a in self.accounts]
         if len(self.accounts) < 2:
             del self.fields["account"]
+        self.fields["language"].choices = language_choices()
 
     def mark_problems(self, problems: dict) -> None:
         """Tabler classes on every widget, marked invalid where a check found an error."""

@@ -22,6 +22,8 @@ from django.urls import path
 from django.utils.cache import patch_vary_headers
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from controlpanel.models import Role
 from controlpanel.services import Actor
@@ -44,9 +46,9 @@ STATUS_BADGES = {
     "LIMIT_EXCEEDED": "bg-orange-lt",
 }
 QUALITY = {
-    "GREEN": ("High", "bg-green"),
-    "YELLOW": ("Medium", "bg-yellow"),
-    "RED": ("Low", "bg-red"),
+    "GREEN": (pgettext_lazy("quality", "High"), "bg-green"),
+    "YELLOW": (pgettext_lazy("quality", "Medium"), "bg-yellow"),
+    "RED": (pgettext_lazy("quality", "Low"), "bg-red"),
 }
 HIDDEN_BY_DEFAULT = ("DELETED",)
 # A pending template's page asks for its status this often (the simulator decides in seconds,
@@ -77,7 +79,13 @@ def _accounts(request: HttpRequest) -> list[WhatsAppAccount]:
 def status_label(status: str) -> str:
     if status in TemplateStatus.values:
         return str(TemplateStatus(status).label)
-    return status.replace("_", " ").capitalize() or "Unknown"
+    return status.replace("_", " ").capitalize() or _("Unknown")
+
+
+def category_label(category: str) -> str:
+    if category in TemplateCategory.values:
+        return str(TemplateCategory(category).label)
+    return category.title()
 
 
 def _decorate(template: MessageTemplate) -> MessageTemplate:
@@ -85,7 +93,9 @@ def _decorate(template: MessageTemplate) -> MessageTemplate:
     template.status_label = status_label(template.status)  # type: ignore[attr-defined]
     # Meta's reason codes (INVALID_FORMAT, TAG_CONTENT_MISMATCH) in words.
     template.reason_label = template.rejected_reason.replace("_", " ").capitalize()  # type: ignore[attr-defined]
-    label, css = QUALITY.get(template.quality_score, ("Unknown", "bg-secondary"))
+    template.category_label = category_label(template.category)  # type: ignore[attr-defined]
+    template.previous_category_label = category_label(template.previous_category)  # type: ignore[attr-defined]
+    label, css = QUALITY.get(template.quality_score, (_("Unknown"), "bg-secondary"))
     template.quality_label, template.quality_css = label, css  # type: ignore[attr-defined]
     return template
 
@@ -193,9 +203,9 @@ def _preview_button(button: dict[str, Any], category: str) -> PreviewButton:
     if kind == "OTP" or (kind == "URL" and category == lint.AUTHENTICATION):
         if str(button.get("otp_type") or "").upper() == "ONE_TAP":
             return PreviewButton(
-                "autofill", str(button.get("autofill_text") or "Autofill"), "copy code fallback"
+                "autofill", str(button.get("autofill_text") or _("Autofill")), _("copy code fallback")
             )
-        return PreviewButton("copy", text or "Copy code", lint.AUTH_SAMPLE_CODE)
+        return PreviewButton("copy", text or _("Copy code"), lint.AUTH_SAMPLE_CODE)
     if kind == "URL":
         url = str(button.get("url") or "")
         examples = button.get("example") or []
@@ -207,7 +217,7 @@ def _preview_button(button: dict[str, Any], category: str) -> PreviewButton:
     if kind == "COPY_CODE":
         example = button.get("example")
         code = example[0] if isinstance(example, list) and example else example
-        return PreviewButton("copy", text or "Copy offer code", str(code or ""))
+        return PreviewButton("copy", text or _("Copy offer code"), str(code or ""))
     return PreviewButton("other", text or kind.replace("_", " ").title())
 
 
@@ -228,13 +238,13 @@ class Filters:
     def from_data(cls, data, languages: list[str]) -> Filters:
         f = cls(**{p: (data.get(p) or "").strip() for p in cls.PARAMS})
         if f.status and f.status not in TemplateStatus.values:
-            f.errors.append(f"Unknown status “{f.status}”.")
+            f.errors.append(_("Unknown status “%(status)s”.") % {"status": f.status})
             f.status = ""
         if f.category and f.category not in TemplateCategory.values:
-            f.errors.append(f"Unknown category “{f.category}”.")
+            f.errors.append(_("Unknown category “%(category)s”.") % {"category": f.category})
             f.category = ""
         if f.language and f.language not in languages:
-            f.errors.append(f"No template is in the language “{f.language}”.")
+            f.errors.append(_("No template is in the language “%(language)s”.") % {"language": f.language})
             f.language = ""
         return f
 
@@ -330,41 +340,44 @@ def template_detail(request: HttpRequest, template_id) -> HttpResponse:
 # --- create --------------------------------------------------------------------------------------
 
 FIELD_LABELS = {
-    "account": "WhatsApp number",
-    "name": "Name",
-    "language": "Language",
-    "category": "Category",
-    "parameter_format": "Parameters",
-    "header_format": "Header",
-    "header_text": "Header text",
-    "header_example": "Header sample",
-    "header_media": "Header sample file",
-    "body": "Body",
-    "footer": "Footer",
-    "buttons": "Buttons",
-    "otp_type": "Code button",
-    "otp_button_text": "Button label",
-    "autofill_text": "Autofill label",
-    "package_name": "Package name",
-    "signature_hash": "Signature hash",
-    "code_expiration_minutes": "Code expiry",
+    "account": gettext_lazy("WhatsApp number"),
+    "name": gettext_lazy("Name"),
+    "language": gettext_lazy("Language"),
+    "category": gettext_lazy("Category"),
+    "parameter_format": gettext_lazy("Parameters"),
+    "header_format": gettext_lazy("Header"),
+    "header_text": gettext_lazy("Header text"),
+    "header_example": gettext_lazy("Header sample"),
+    "header_media": gettext_lazy("Header sample file"),
+    "body": gettext_lazy("Body"),
+    "footer": gettext_lazy("Footer"),
+    "buttons": gettext_lazy("Buttons"),
+    "otp_type": gettext_lazy("Code button"),
+    "otp_button_text": gettext_lazy("Button label"),
+    "autofill_text": gettext_lazy("Autofill label"),
+    "package_name": gettext_lazy("Package name"),
+    "signature_hash": gettext_lazy("Signature hash"),
+    "code_expiration_minutes": gettext_lazy("Code expiry"),
 }
 
 
 def field_label(key: str) -> str:
     if key.startswith("example:"):
-        return f"Sample for {{{{{key.removeprefix('example:')}}}}}"
+        return _("Sample for %(parameter)s") % {"parameter": "{{" + key.removeprefix("example:") + "}}"}
     if key.startswith("button-"):
-        _, index, part = key.split("-", 2)
+        __, index, part = key.split("-", 2)
         names = {
-            "type": "type",
-            "text": "label",
-            "url": "address",
-            "example": "sample",
-            "phone_number": "number",
+            "type": _("Button %(number)s type"),
+            "text": _("Button %(number)s label"),
+            "url": _("Button %(number)s address"),
+            "example": _("Button %(number)s sample"),
+            "phone_number": _("Button %(number)s number"),
         }
-        return f"Button {int(index) + 1} {names.get(part, part)}"
-    return FIELD_LABELS.get(key, key)
+        number = int(index) + 1
+        if part in names:
+            return names[part] % {"number": number}
+        return _("Button %(number)s %(part)s") % {"number": number, "part": part}
+    return str(FIELD_LABELS.get(key, key))
 
 
 def _button_rows(form: TemplateForm, problems: dict[str, list[lint.Problem]]) -> list[dict[str, Any]]:
@@ -409,7 +422,7 @@ def _template_or_404(request: HttpRequest, public_id: str) -> MessageTemplate:
     try:
         key = uuid.UUID(str(public_id))
     except ValueError:
-        raise Http404("No such template.") from None
+        raise Http404(_("No such template.")) from None
     return get_object_or_404(MessageTemplate.objects.for_project(request.project), public_id=key)
 
 
@@ -502,7 +515,7 @@ def template_create(request: HttpRequest) -> HttpResponse:
         problems = []
     account = form.selected_account() if form.is_bound else accounts[0]
     if form.is_bound and account is None:
-        problems.append(lint.Problem("account", "Choose the WhatsApp number the template belongs to."))
+        problems.append(lint.Problem("account", _("Choose the WhatsApp number the template belongs to.")))
     if account is not None and draft.name and draft.language:
         taken = (
             MessageTemplate.objects.filter(account=account, name=draft.name, language=draft.language)
@@ -514,8 +527,15 @@ def template_create(request: HttpRequest) -> HttpResponse:
                 0,
                 lint.Problem(
                     "name",
-                    f"This number already has a template {draft.name} in {draft.language} "
-                    f"({taken.status.lower().replace('_', ' ')}); choose another name or language.",
+                    _(
+                        "This number already has a template %(name)s in %(language)s (%(status)s); "
+                        "choose another name or language."
+                    )
+                    % {
+                        "name": draft.name,
+                        "language": draft.language,
+                        "status": status_label(taken.status),
+                    },
                 ),
             )
     meta_error: GraphError | None = None
@@ -528,7 +548,8 @@ def template_create(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(
                 request,
-                f"{template.name} was sent to Meta for review: {status_label(template.status).lower()}.",
+                _("%(name)s was sent to Meta for review: %(status)s.")
+                % {"name": template.name, "status": status_label(template.status).lower()},
             )
             return redirect("whatsapp:template_detail", request.project.slug, template.public_id)
     show_problems = submitting or live or copied_from is not None

@@ -13,6 +13,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, pgettext
+
 from . import placeholders
 from .placeholders import NAMED, POSITIONAL, tokens
 
@@ -135,31 +138,46 @@ def check_parameters(text: str, *, parameter_format: str, where: str, field_name
     """Meta's rules for the parameters of one text: valid, one kind, the template's kind, numbered
     1..n without gaps, each once."""
     problems: list[Problem] = []
+    # The texts below name the part ("the header"); ``where`` stays English for callers.
+    part = {"header": pgettext("template part", "header"), "body": pgettext("template part", "body")}.get(
+        where, where
+    )
     found = tokens(text)
     leftover = placeholders.TOKEN.sub("", text or "")
     if "{{" in leftover or "}}" in leftover:
         problems.append(
-            Problem(field_name, f"The {where} has unmatched braces: write parameters as {{{{1}}}}.")
+            Problem(
+                field_name,
+                _("The %(part)s has unmatched braces: write parameters as {{1}}.") % {"part": part},
+            )
         )
     for token in found:
         if not token.kind:
             problems.append(
                 Problem(
                     field_name,
-                    f"{{{{{token.raw}}}}} is not a parameter: use {{{{1}}}}, {{{{2}}}} … "
-                    "or lowercase names with underscores like {{first_name}}.",
+                    _(
+                        "%(parameter)s is not a parameter: use {{1}}, {{2}} … "
+                        "or lowercase names with underscores like {{first_name}}."
+                    )
+                    % {"parameter": "{{" + token.raw + "}}"},
                 )
             )
         elif token.raw != token.name:
             problems.append(
-                Problem(field_name, f"Write {{{{{token.name}}}}} without spaces inside the braces.")
+                Problem(
+                    field_name,
+                    _("Write %(parameter)s without spaces inside the braces.")
+                    % {"parameter": "{{" + token.name + "}}"},
+                )
             )
     kinds = {t.kind for t in found if t.kind}
     if len(kinds) > 1:
         problems.append(
             Problem(
                 field_name,
-                f"The {where} mixes numbered ({{{{1}}}}) and named ({{{{first_name}}}}) parameters.",
+                _("The %(part)s mixes numbered ({{1}}) and named ({{first_name}}) parameters.")
+                % {"part": part},
             )
         )
         return problems
@@ -168,23 +186,33 @@ def check_parameters(text: str, *, parameter_format: str, where: str, field_name
             problems.append(
                 Problem(
                     field_name,
-                    f"The {where} uses numbered parameters but the template's parameter format is named: "
-                    "write {{first_name}}, or switch the format to numbered.",
+                    _(
+                        "The %(part)s uses numbered parameters but the template's parameter format is named: "
+                        "write {{first_name}}, or switch the format to numbered."
+                    )
+                    % {"part": part},
                 )
             )
         else:
             problems.append(
                 Problem(
                     field_name,
-                    f"The {where} uses named parameters but the template's parameter format is numbered: "
-                    "write {{1}}, {{2}} …, or switch the format to named.",
+                    _(
+                        "The %(part)s uses named parameters but the template's parameter format is numbered: "
+                        "write {{1}}, {{2}} …, or switch the format to named."
+                    )
+                    % {"part": part},
                 )
             )
         return problems
     names = [t.name for t in found if t.kind]
     for name in sorted({n for n in names if names.count(n) > 1}):
         problems.append(
-            Problem(field_name, f"{{{{{name}}}}} appears more than once; use each parameter once.")
+            Problem(
+                field_name,
+                _("%(parameter)s appears more than once; use each parameter once.")
+                % {"parameter": "{{" + name + "}}"},
+            )
         )
     if kinds == {POSITIONAL}:
         numbers = sorted({int(n) for n in names})
@@ -192,14 +220,16 @@ def check_parameters(text: str, *, parameter_format: str, where: str, field_name
         if numbers != expected:
             missing = sorted(set(range(1, max(numbers) + 1)) - set(numbers))
             detail = (
-                f"{{{{{missing[0]}}}}} is missing"
+                _("%(parameter)s is missing") % {"parameter": "{{" + str(missing[0]) + "}}"}
                 if missing
-                else f"{{{{{numbers[0]}}}}} cannot be used, numbering starts at {{{{1}}}}"
+                else _("%(parameter)s cannot be used, numbering starts at {{1}}")
+                % {"parameter": "{{" + str(numbers[0]) + "}}"}
             )
             problems.append(
                 Problem(
                     field_name,
-                    f"Number the {where}'s parameters {{{{1}}}}, {{{{2}}}} … without gaps: {detail}.",
+                    _("Number the %(part)s's parameters {{1}}, {{2}} … without gaps: %(detail)s.")
+                    % {"part": part, "detail": detail},
                 )
             )
     return problems
@@ -213,17 +243,18 @@ def check_placement(body: str) -> list[Problem]:
     if not valid:
         return problems
     if valid[0].start == 0:
-        problems.append(Problem("body", "The body may not start with a parameter; put words before it."))
+        problems.append(Problem("body", _("The body may not start with a parameter; put words before it.")))
     if valid[-1].end == len(text):
         problems.append(
-            Problem("body", "The body may not end with a parameter; put words (or a full stop) after it.")
+            Problem("body", _("The body may not end with a parameter; put words (or a full stop) after it."))
         )
     for left, right in itertools.pairwise(valid):
         if not text[left.end : right.start].strip():
             problems.append(
                 Problem(
                     "body",
-                    f"{left.text} and {right.text} stand next to each other; put words between them.",
+                    _("%(left)s and %(right)s stand next to each other; put words between them.")
+                    % {"left": left.text, "right": right.text},
                 )
             )
     words = [w for w in placeholders.TOKEN.sub(" ", text).split() if any(c.isalnum() for c in w)]
@@ -231,7 +262,7 @@ def check_placement(body: str) -> list[Problem]:
         problems.append(
             Problem(
                 "body",
-                "More parameters than fixed words: Meta often rejects such templates; add fixed words.",
+                _("More parameters than fixed words: Meta often rejects such templates; add fixed words."),
                 WARNING,
             )
         )
@@ -240,7 +271,13 @@ def check_placement(body: str) -> list[Problem]:
 
 def _length(problems: list[Problem], value: str, limit: int, field_name: str, label: str) -> None:
     if len(value) > limit:
-        problems.append(Problem(field_name, f"{label} is {len(value)} characters long; Meta allows {limit}."))
+        problems.append(
+            Problem(
+                field_name,
+                _("%(label)s is %(length)s characters long; Meta allows %(limit)s.")
+                % {"label": label, "length": len(value), "limit": limit},
+            )
+        )
 
 
 def _has_emoji(text: str) -> bool:
@@ -272,59 +309,64 @@ def errors(problems: list[Problem]) -> list[Problem]:
 def _lint_identity(draft: Draft) -> list[Problem]:
     problems = []
     if not draft.name:
-        problems.append(Problem("name", "Give the template a name."))
+        problems.append(Problem("name", _("Give the template a name.")))
     elif not _TEMPLATE_NAME.fullmatch(draft.name):
         problems.append(
-            Problem("name", "Use lowercase letters, digits and underscores only, e.g. order_shipped_v2.")
+            Problem("name", _("Use lowercase letters, digits and underscores only, e.g. order_shipped_v2."))
         )
-    _length(problems, draft.name, MAX_NAME, "name", "The name")
+    _length(problems, draft.name, MAX_NAME, "name", _("The name"))
     if not draft.language:
-        problems.append(Problem("language", "Choose the template's language."))
+        problems.append(Problem("language", _("Choose the template's language.")))
     elif not _LANGUAGE.fullmatch(draft.language):
-        problems.append(Problem("language", "Use a language code Meta knows, e.g. en_US, de or pt_BR."))
+        problems.append(Problem("language", _("Use a language code Meta knows, e.g. en_US, de or pt_BR.")))
     if draft.category not in CATEGORIES:
-        problems.append(Problem("category", "Choose marketing, utility or authentication."))
+        problems.append(Problem("category", _("Choose marketing, utility or authentication.")))
     if draft.parameter_format not in (POSITIONAL, NAMED):
-        problems.append(Problem("parameter_format", "Choose numbered or named parameters."))
+        problems.append(Problem("parameter_format", _("Choose numbered or named parameters.")))
     return problems
 
 
 def _lint_header(draft: Draft) -> list[Problem]:
     problems: list[Problem] = []
     if draft.header_format not in HEADER_FORMATS:
-        return [Problem("header_format", "Choose no header, text, image, video or document.")]
+        return [Problem("header_format", _("Choose no header, text, image, video or document."))]
     if draft.header_format == "TEXT":
         text = draft.header_text
         if not text.strip():
-            problems.append(Problem("header_text", "Write the header text, or choose no header."))
-        _length(problems, text, MAX_HEADER, "header_text", "The header")
+            problems.append(Problem("header_text", _("Write the header text, or choose no header.")))
+        _length(problems, text, MAX_HEADER, "header_text", _("The header"))
         if "\n" in text:
-            problems.append(Problem("header_text", "The header is one line: remove the line breaks."))
+            problems.append(Problem("header_text", _("The header is one line: remove the line breaks.")))
         if _has_emoji(text):
-            problems.append(Problem("header_text", "Meta does not allow emoji in a header."))
+            problems.append(Problem("header_text", _("Meta does not allow emoji in a header.")))
         problems += check_parameters(
             text, parameter_format=draft.parameter_format, where="header", field_name="header_text"
         )
         names = parameters(text)
         if len(names) > 1:
-            problems.append(Problem("header_text", "A header may have one parameter at most."))
+            problems.append(Problem("header_text", _("A header may have one parameter at most.")))
         if names and not draft.header_example.strip():
             problems.append(
-                Problem("header_example", f"Give a sample value for {{{{{names[0]}}}}} in the header.")
+                Problem(
+                    "header_example",
+                    _("Give a sample value for %(parameter)s in the header.")
+                    % {"parameter": "{{" + names[0] + "}}"},
+                )
             )
     elif draft.header_format in MEDIA_FORMATS:
         sample = draft.header_media.strip()
-        kind = draft.header_format.lower()
+        kind = {"IMAGE": _("image"), "VIDEO": _("video"), "DOCUMENT": _("document")}[draft.header_format]
         if not sample:
             problems.append(
                 Problem(
                     "header_media",
-                    f"Meta reviews a sample {kind}: give its upload handle (4::…) or a link to the file.",
+                    _("Meta reviews a sample %(kind)s: give its upload handle (4::…) or a link to the file.")
+                    % {"kind": kind},
                 )
             )
         elif sample.lower().startswith(("http://", "https://")) is False and " " in sample:
             problems.append(
-                Problem("header_media", "An upload handle has no spaces; a link starts with https://.")
+                Problem("header_media", _("An upload handle has no spaces; a link starts with https://."))
             )
     return problems
 
@@ -333,31 +375,36 @@ def _lint_body(draft: Draft) -> list[Problem]:
     problems: list[Problem] = []
     body = draft.body
     if not body.strip():
-        return [Problem("body", "Write the message body.")]
-    _length(problems, body, MAX_BODY, "body", "The body")
+        return [Problem("body", _("Write the message body."))]
+    _length(problems, body, MAX_BODY, "body", _("The body"))
     parameter_problems = check_parameters(
         body, parameter_format=draft.parameter_format, where="body", field_name="body"
     )
     problems += parameter_problems
     problems += check_placement(body)
     if "\n\n\n" in body:
-        problems.append(Problem("body", "More than one empty line in a row; Meta rejects that.", WARNING))
+        problems.append(Problem("body", _("More than one empty line in a row; Meta rejects that."), WARNING))
     if not parameter_problems:
         for name in parameters(body):
             if not draft.examples.get(name, "").strip():
-                problems.append(Problem(f"example:{name}", f"Give a sample value for {{{{{name}}}}}."))
+                problems.append(
+                    Problem(
+                        f"example:{name}",
+                        _("Give a sample value for %(parameter)s.") % {"parameter": "{{" + name + "}}"},
+                    )
+                )
             elif "\n" in draft.examples[name]:
-                problems.append(Problem(f"example:{name}", "Sample values are one line."))
+                problems.append(Problem(f"example:{name}", _("Sample values are one line.")))
     return problems
 
 
 def _lint_footer(draft: Draft) -> list[Problem]:
     problems: list[Problem] = []
-    _length(problems, draft.footer, MAX_FOOTER, "footer", "The footer")
+    _length(problems, draft.footer, MAX_FOOTER, "footer", _("The footer"))
     if tokens(draft.footer):
-        problems.append(Problem("footer", "A footer cannot have parameters."))
+        problems.append(Problem("footer", _("A footer cannot have parameters.")))
     if "\n" in draft.footer:
-        problems.append(Problem("footer", "The footer is one line: remove the line breaks."))
+        problems.append(Problem("footer", _("The footer is one line: remove the line breaks.")))
     return problems
 
 
@@ -365,21 +412,33 @@ def _lint_buttons(draft: Draft) -> list[Problem]:
     problems: list[Problem] = []
     buttons = draft.buttons
     if len(buttons) > MAX_BUTTONS:
-        problems.append(Problem("buttons", f"{len(buttons)} buttons; Meta allows {MAX_BUTTONS} at most."))
+        problems.append(
+            Problem(
+                "buttons",
+                _("%(count)s buttons; Meta allows %(limit)s at most.")
+                % {"count": len(buttons), "limit": MAX_BUTTONS},
+            )
+        )
     counts = {kind: sum(b.type == kind for b in buttons) for kind in BUTTON_TYPES}
     for kind, limit, label in (
-        ("URL", MAX_URL_BUTTONS, "link buttons"),
-        ("PHONE_NUMBER", MAX_PHONE_BUTTONS, "call buttons"),
-        ("COPY_CODE", MAX_COPY_CODE_BUTTONS, "copy-code buttons"),
+        ("URL", MAX_URL_BUTTONS, gettext_lazy("%(count)s link buttons; Meta allows %(limit)s.")),
+        ("PHONE_NUMBER", MAX_PHONE_BUTTONS, gettext_lazy("%(count)s call buttons; Meta allows %(limit)s.")),
+        (
+            "COPY_CODE",
+            MAX_COPY_CODE_BUTTONS,
+            gettext_lazy("%(count)s copy-code buttons; Meta allows %(limit)s."),
+        ),
     ):
         if counts[kind] > limit:
-            problems.append(Problem("buttons", f"{counts[kind]} {label}; Meta allows {limit}."))
+            problems.append(Problem("buttons", str(label) % {"count": counts[kind], "limit": limit}))
     quick = [b.type == "QUICK_REPLY" for b in buttons]
     # Quick replies must form one block, either before or after the other buttons.
     changes = sum(a != b for a, b in itertools.pairwise(quick))
     if changes > 1:
         problems.append(
-            Problem("buttons", "Keep the quick-reply buttons together, all before or all after the others.")
+            Problem(
+                "buttons", _("Keep the quick-reply buttons together, all before or all after the others.")
+            )
         )
     for index, button in enumerate(buttons):
         problems += _lint_button(draft, index, button)
@@ -390,56 +449,60 @@ def _lint_button(draft: Draft, index: int, button: Button) -> list[Problem]:
     problems: list[Problem] = []
     text_field = button_field(index, "text")
     if button.type not in BUTTON_TYPES:
-        return [Problem(button_field(index, "type"), "Choose quick reply, link, call or copy code.")]
+        return [Problem(button_field(index, "type"), _("Choose quick reply, link, call or copy code."))]
     if button.type != "COPY_CODE":
         if not button.text.strip():
-            problems.append(Problem(text_field, "Write the button's label."))
-        _length(problems, button.text, MAX_BUTTON_TEXT, text_field, "The label")
+            problems.append(Problem(text_field, _("Write the button's label.")))
+        _length(problems, button.text, MAX_BUTTON_TEXT, text_field, _("The label"))
         if tokens(button.text):
-            problems.append(Problem(text_field, "A button label cannot have parameters."))
+            problems.append(Problem(text_field, _("A button label cannot have parameters.")))
     if button.type == "URL":
         url_field = button_field(index, "url")
         url = button.url.strip()
         if not url:
-            problems.append(Problem(url_field, "Give the link's address."))
+            problems.append(Problem(url_field, _("Give the link's address.")))
         elif not url.lower().startswith(("https://", "http://")):
-            problems.append(Problem(url_field, "The address starts with https:// (or http://)."))
-        _length(problems, url, MAX_URL, url_field, "The address")
+            problems.append(Problem(url_field, _("The address starts with https:// (or http://).")))
+        _length(problems, url, MAX_URL, url_field, _("The address"))
         found = tokens(url)
         if found and (len(found) > 1 or found[0].name != "1" or not url.endswith("{{1}}")):
             problems.append(
-                Problem(url_field, "A link may have one parameter, {{1}}, at the very end of the address.")
+                Problem(url_field, _("A link may have one parameter, {{1}}, at the very end of the address."))
             )
         elif found and not button.example.strip():
             problems.append(
-                Problem(button_field(index, "example"), "Give a sample for the end of the address ({{1}}).")
+                Problem(
+                    button_field(index, "example"), _("Give a sample for the end of the address ({{1}}).")
+                )
             )
         elif found and " " in button.example.strip():
             problems.append(
-                Problem(button_field(index, "example"), "The sample is part of an address: no spaces.")
+                Problem(button_field(index, "example"), _("The sample is part of an address: no spaces."))
             )
     elif button.type == "PHONE_NUMBER":
         phone_field = button_field(index, "phone_number")
         number = re.sub(r"[\s()./-]", "", button.phone_number)
         if not number:
-            problems.append(Problem(phone_field, "Give the number to call, with country code."))
+            problems.append(Problem(phone_field, _("Give the number to call, with country code.")))
         elif not _PHONE.fullmatch(number):
             problems.append(
-                Problem(phone_field, "Write the number with its country code, e.g. +49 30 1234567.")
+                Problem(phone_field, _("Write the number with its country code, e.g. +49 30 1234567."))
             )
     elif button.type == "COPY_CODE":
         example_field = button_field(index, "example")
         code = button.example.strip()
         if draft.category != MARKETING:
             problems.append(
-                Problem(button_field(index, "type"), "Copy-code buttons are only for marketing templates.")
+                Problem(button_field(index, "type"), _("Copy-code buttons are only for marketing templates."))
             )
         if not code:
-            problems.append(Problem(example_field, "Give a sample coupon code, e.g. SUMMER25."))
+            problems.append(Problem(example_field, _("Give a sample coupon code, e.g. SUMMER25.")))
         elif len(code) > MAX_COUPON or not _COUPON.fullmatch(code):
             problems.append(
                 Problem(
-                    example_field, f"A coupon code is letters and digits, at most {MAX_COUPON} characters."
+                    example_field,
+                    _("A coupon code is letters and digits, at most %(limit)s characters.")
+                    % {"limit": MAX_COUPON},
                 )
             )
     return problems
@@ -449,11 +512,11 @@ def _lint_not_authentication(draft: Draft) -> list[Problem]:
     problems = []
     if draft.otp_type:
         problems.append(
-            Problem("otp_type", "One-time-password buttons are only for authentication templates.")
+            Problem("otp_type", _("One-time-password buttons are only for authentication templates."))
         )
     if draft.code_expiration_minutes is not None:
         problems.append(
-            Problem("code_expiration_minutes", "Only authentication templates have a code expiry.")
+            Problem("code_expiration_minutes", _("Only authentication templates have a code expiry."))
         )
     if draft.category == UTILITY:
         match = _PROMOTIONAL.search(" ".join([draft.header_text, draft.body, draft.footer]))
@@ -461,8 +524,11 @@ def _lint_not_authentication(draft: Draft) -> list[Problem]:
             problems.append(
                 Problem(
                     "category",
-                    f"“{match.group(0)}” sounds promotional: Meta may reject this utility template or "
-                    "approve it as marketing.",
+                    _(
+                        "“%(word)s” sounds promotional: Meta may reject this utility template or "
+                        "approve it as marketing."
+                    )
+                    % {"word": match.group(0)},
                     WARNING,
                 )
             )
@@ -472,50 +538,61 @@ def _lint_not_authentication(draft: Draft) -> list[Problem]:
 def _lint_authentication(draft: Draft) -> list[Problem]:
     problems = []
     if draft.header_format:
-        problems.append(Problem("header_format", "Authentication templates have no header."))
+        problems.append(Problem("header_format", _("Authentication templates have no header.")))
     if draft.body.strip():
         problems.append(
-            Problem("body", "Meta writes the body of authentication templates (“<code> is your verification "
-                    "code.”): leave it empty.")
-        )  # fmt: skip
+            Problem(
+                "body",
+                _(
+                    "Meta writes the body of authentication templates "
+                    "(“<code> is your verification code.”): leave it empty."
+                ),
+            )
+        )
     if draft.footer.strip():
         problems.append(
-            Problem("footer", "Authentication templates have no footer text; set the code expiry instead.")
+            Problem("footer", _("Authentication templates have no footer text; set the code expiry instead."))
         )
     if draft.buttons:
         problems.append(
             Problem(
-                "buttons", "Authentication templates have exactly one button: the one-time-password button."
+                "buttons",
+                _("Authentication templates have exactly one button: the one-time-password button."),
             )
         )
     if draft.otp_type not in OTP_TYPES:
         problems.append(
-            Problem("otp_type", "Choose how the code reaches the app: copy code or one-tap autofill.")
+            Problem("otp_type", _("Choose how the code reaches the app: copy code or one-tap autofill."))
         )
     for name, value in (("otp_button_text", draft.otp_button_text), ("autofill_text", draft.autofill_text)):
-        _length(problems, value, MAX_BUTTON_TEXT, name, "The label")
+        _length(problems, value, MAX_BUTTON_TEXT, name, _("The label"))
         if _has_emoji(value):
-            problems.append(Problem(name, "Authentication templates may not contain emoji."))
+            problems.append(Problem(name, _("Authentication templates may not contain emoji.")))
         if _URL_LIKE.search(value):
-            problems.append(Problem(name, "Authentication templates may not contain links."))
+            problems.append(Problem(name, _("Authentication templates may not contain links.")))
     if draft.otp_type == "ONE_TAP":
         if not draft.package_name.strip():
-            problems.append(Problem("package_name", "One-tap autofill needs the Android app's package name."))
+            problems.append(
+                Problem("package_name", _("One-tap autofill needs the Android app's package name."))
+            )
         elif not _PACKAGE.fullmatch(draft.package_name.strip()):
-            problems.append(Problem("package_name", "A package name looks like com.example.shop."))
+            problems.append(Problem("package_name", _("A package name looks like com.example.shop.")))
         if not draft.signature_hash.strip():
-            problems.append(Problem("signature_hash", "One-tap autofill needs the app's signing key hash."))
+            problems.append(
+                Problem("signature_hash", _("One-tap autofill needs the app's signing key hash."))
+            )
         elif not _SIGNATURE_HASH.fullmatch(draft.signature_hash.strip()):
             problems.append(
                 Problem(
-                    "signature_hash", "The app signature hash is 11 characters (letters, digits, + and /)."
+                    "signature_hash", _("The app signature hash is 11 characters (letters, digits, + and /).")
                 )
             )
     minutes = draft.code_expiration_minutes
     if minutes is not None and not 1 <= minutes <= MAX_EXPIRATION_MINUTES:
         problems.append(
             Problem(
-                "code_expiration_minutes", f"The code may expire after 1 to {MAX_EXPIRATION_MINUTES} minutes."
+                "code_expiration_minutes",
+                _("The code may expire after 1 to %(limit)s minutes.") % {"limit": MAX_EXPIRATION_MINUTES},
             )
         )
     return problems
@@ -666,25 +743,27 @@ def template_parameters(
         if fmt == "TEXT":
             samples = text_examples(header, "header")
             for name in _params_of(header.get("text") or "", parameter_format):
-                found.append(Parameter("header", "Header", name, samples.get(name, "")))
+                found.append(Parameter("header", _("Header"), name, samples.get(name, "")))
         elif fmt in (*MEDIA_FORMATS, "LOCATION"):
-            found.append(Parameter("header", "Header", fmt.lower(), media_sample(header)))
+            found.append(Parameter("header", _("Header"), fmt.lower(), media_sample(header)))
     body = _component(components, "BODY")
     if category == AUTHENTICATION:
-        found.append(Parameter("body", "Body", "1", AUTH_SAMPLE_CODE))
+        found.append(Parameter("body", _("Body"), "1", AUTH_SAMPLE_CODE))
     elif body:
         samples = text_examples(body, "body")
         for name in _params_of(body.get("text") or "", parameter_format):
-            found.append(Parameter("body", "Body", name, samples.get(name, "")))
+            found.append(Parameter("body", _("Body"), name, samples.get(name, "")))
     buttons = (_component(components, "BUTTONS") or {}).get("buttons") or []
     for index, button in enumerate(buttons if isinstance(buttons, list) else []):
         if not isinstance(button, dict):
             continue
         kind = str(button.get("type") or "").upper()
-        key, label = f"button:{index}", f"Button {index + 1}"
+        key, number = f"button:{index}", index + 1
         if kind == "URL" and placeholders.has_parameter(str(button.get("url") or "")):
             if category == AUTHENTICATION:
-                found.append(Parameter(key, f"{label} (code)", "1", AUTH_SAMPLE_CODE))
+                found.append(
+                    Parameter(key, _("Button %(number)s (code)") % {"number": number}, "1", AUTH_SAMPLE_CODE)
+                )
                 continue
             url = str(button.get("url") or "")
             sample = ""
@@ -695,9 +774,11 @@ def template_parameters(
                 prefix = placeholders.link_prefix(url)
                 sample = str(examples[0])
                 sample = sample[len(prefix) :] if sample.startswith(prefix) else sample
-            found.append(Parameter(key, f"{label} (link)", "1", sample))
+            found.append(Parameter(key, _("Button %(number)s (link)") % {"number": number}, "1", sample))
         elif kind in ("OTP", "COPY_CODE", "URL") and category == AUTHENTICATION:
-            found.append(Parameter(key, f"{label} (code)", "1", AUTH_SAMPLE_CODE))
+            found.append(
+                Parameter(key, _("Button %(number)s (code)") % {"number": number}, "1", AUTH_SAMPLE_CODE)
+            )
     return found
 
 

@@ -7,15 +7,17 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
+from django.utils.translation import get_language
+from django.utils.translation import gettext as _
 
 from controlpanel.models import Role
 from controlpanel.services import Actor
 from controlpanel.tenancy import project_view
 from controlpanel.views import public_base_url
 
-from . import services
+from . import automatic_texts, services
 from .errors import GraphError
-from .forms import ConnectionForm
+from .forms import AutomaticTextsForm, ConnectionForm
 from .models import PhoneNumberEvent, WebhookDelivery, WhatsAppAccount
 
 # The newest malformed webhook bodies shown on the settings page (the count covers all of them).
@@ -43,7 +45,7 @@ def connection(request: HttpRequest) -> HttpResponse:
         services.save_connection(
             project=request.project, account=account, fields=fields, actor=Actor(user=request.user)
         )
-        messages.success(request, "WhatsApp connection saved.")
+        messages.success(request, _("WhatsApp connection saved."))
         return redirect("whatsapp:connection", request.project.slug)
     context = {"form": form, "account": account, "tab": "whatsapp"}
     if account is not None:
@@ -69,12 +71,20 @@ def connection_test(request: HttpRequest) -> HttpResponse:
     try:
         info = services.check_connection(account)
     except GraphError as exc:
-        messages.error(request, f"Meta answered: {exc.explanation} ({exc.describe()})")
+        messages.error(
+            request,
+            _("Meta answered: %(explanation)s (%(detail)s)")
+            % {"explanation": exc.explanation, "detail": exc.describe()},
+        )
     else:
         name = info.get("verified_name") or info.get("display_phone_number") or account.phone_number_id
-        quality = info.get("quality_rating") or "unknown"
-        tier = info.get("messaging_limit_tier") or "unknown"
-        messages.success(request, f"Connected: {name}. Quality {quality}, messaging tier {tier}.")
+        quality = info.get("quality_rating") or _("unknown")
+        tier = info.get("messaging_limit_tier") or _("unknown")
+        messages.success(
+            request,
+            _("Connected: %(name)s. Quality %(quality)s, messaging tier %(tier)s.")
+            % {"name": name, "quality": quality, "tier": tier},
+        )
     return redirect("whatsapp:connection", request.project.slug)
 
 
@@ -83,7 +93,7 @@ def connection_resume(request: HttpRequest) -> HttpResponse:
     account = _account(request)
     if request.method == "POST" and account is not None:
         services.resume_sending(account=account, actor=Actor(user=request.user))
-        messages.success(request, "Sending resumed.")
+        messages.success(request, _("Sending resumed."))
     return redirect("whatsapp:connection", request.project.slug)
 
 
@@ -96,16 +106,79 @@ def templates_sync(request: HttpRequest) -> HttpResponse:
                 result = services.sync_templates(account=account)
             except GraphError as exc:
                 messages.error(
-                    request, f"Template sync of {account} failed: {exc.explanation} ({exc.describe()})"
+                    request,
+                    _("Template sync of %(account)s failed: %(explanation)s (%(detail)s)")
+                    % {"account": account, "explanation": exc.explanation, "detail": exc.describe()},
                 )
             else:
-                messages.success(request, f"Templates of {account} synced: {result.summary()}.")
+                messages.success(
+                    request,
+                    _("Templates of %(account)s synced: %(summary)s.")
+                    % {"account": account, "summary": result.summary()},
+                )
     return redirect("whatsapp:templates", request.project.slug)
+
+
+def language_name(code: str) -> str:
+    """A language code's name in the panel's language ("fr" -> "Französisch"), else the code."""
+    from babel import Locale, UnknownLocaleError
+
+    try:
+        name = Locale.parse(code).get_display_name(Locale.parse(get_language() or "en", sep="-"))
+    except (UnknownLocaleError, ValueError, TypeError):
+        return code
+    return name[:1].upper() + name[1:] if name else code
+
+
+@project_view(section="settings", read=Role.VIEWER, write=Role.ADMIN)
+def automatic_replies(request: HttpRequest) -> HttpResponse:
+    """The automatic WhatsApp texts per language: members read them, admins change them."""
+    invalid: AutomaticTextsForm | None = None
+    adding = request.POST.get("action") == "add"
+    if request.method == "POST":
+        actor = Actor(user=request.user)
+        if request.POST.get("action") == "reset":
+            try:
+                automatic_texts.reset_language(
+                    project=request.project, language=request.POST.get("language", ""), actor=actor
+                )
+            except ValueError:
+                pass
+            else:
+                messages.success(request, _("Automatic replies reset."))
+            return redirect("whatsapp:automatic_replies", request.project.slug)
+        form = AutomaticTextsForm(request.POST, adding=adding)
+        if form.is_valid():
+            automatic_texts.save_texts(
+                project=request.project,
+                language=form.cleaned_data["language"],
+                texts=form.texts(),
+                actor=actor,
+            )
+            messages.success(request, _("Automatic replies saved."))
+            return redirect("whatsapp:automatic_replies", request.project.slug)
+        invalid = form
+    languages = []
+    for entry in automatic_texts.languages_of(request.project):
+        if invalid is not None and not adding and invalid.data.get("language") == entry.language:
+            form = invalid
+        else:
+            form = AutomaticTextsForm(initial={"language": entry.language, **entry.texts})
+        languages.append({"entry": entry, "form": form, "name": language_name(entry.language)})
+    add_form = invalid if invalid is not None and adding else AutomaticTextsForm(adding=True)
+    context = {
+        "languages": languages,
+        "add_form": add_form,
+        "max_length": automatic_texts.MAX_LENGTH,
+        "tab": "whatsapp",
+    }
+    return render(request, "whatsapp/automatic_replies.html", context)
 
 
 urlpatterns = [
     path("settings/whatsapp/", connection, name="connection"),
     path("settings/whatsapp/test/", connection_test, name="connection_test"),
     path("settings/whatsapp/resume/", connection_resume, name="connection_resume"),
+    path("settings/whatsapp/automatic-replies/", automatic_replies, name="automatic_replies"),
     path("templates/sync/", templates_sync, name="templates_sync"),
 ]

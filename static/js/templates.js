@@ -56,7 +56,7 @@
     const caption = document.createElement("span");
     const code = document.createElement("code");
     code.textContent = `{{${name}}}`;
-    caption.append("Sample for ", code);
+    caption.append(pgettext("followed by a parameter", "Sample for") + " ", code);
     const input = document.createElement("input");
     input.className = "form-control";
     input.name = `example:${name}`;

@@ -54,6 +54,7 @@ def test_walk_finds_every_section():
         "subscribers:list",
         "subscribers:segments",
         "whatsapp:templates",
+        "whatsapp:automatic_replies",
         "campaigns:conversations",
         "campaigns:list",
         "journeys:list",

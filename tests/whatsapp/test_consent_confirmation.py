@@ -4,7 +4,8 @@ import time
 
 from campaigns.models import Message, MessageKind
 from subscribers.models import ConsentState, Subscriber
-from whatsapp.models import WebhookDelivery
+from whatsapp import automatic_texts
+from whatsapp.models import AutomaticText, WebhookDelivery
 from whatsapp.processing import process_pending
 
 from . import payloads as p
@@ -23,8 +24,8 @@ def test_stop_and_start_keywords_are_confirmed_once(client, account):
     deliver(client, account, now_text("STOP"))
     confirmations = list(Message.objects.order_by("id").values_list("kind", "body"))
     assert confirmations == [
-        (MessageKind.TEXT, account.opt_in_confirmation),
-        (MessageKind.TEXT, account.opt_out_confirmation),
+        (MessageKind.TEXT, automatic_texts.DEFAULTS["en"][automatic_texts.OPT_IN]),
+        (MessageKind.TEXT, automatic_texts.DEFAULTS["en"][automatic_texts.OPT_OUT]),
     ]
     assert Subscriber.objects.get().whatsapp_consent == ConsentState.OPTED_OUT
     WebhookDelivery.objects.update(processed_at=None)  # a replay confirms nothing again
@@ -33,8 +34,9 @@ def test_stop_and_start_keywords_are_confirmed_once(client, account):
 
 
 def test_no_confirmation_when_nothing_changed_or_switched_off(client, account):
-    account.opt_out_confirmation = ""
-    account.save()
+    AutomaticText.objects.create(
+        project=account.project, kind=automatic_texts.OPT_OUT, language="en", text=""
+    )
     deliver(client, account, now_text("STOP"))  # switched off
     deliver(client, account, now_text("STOP"))  # already opted out: no change, nothing to confirm
     deliver(client, account, now_text("Hello"))

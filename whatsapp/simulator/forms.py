@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import phonenumbers
 from django import forms
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from .handsets import KINDS
 
@@ -12,9 +14,11 @@ ACTIONS = ["text", "button", "button_reply", "list_reply", "reaction", "kind", "
 
 class HandsetForm(forms.Form):
     phone = forms.CharField(
-        label="Phone number", max_length=32, help_text="International format, e.g. +49 151 12345678"
+        label=gettext_lazy("Phone number"),
+        max_length=32,
+        help_text=gettext_lazy("International format, e.g. +49 151 12345678"),
     )
-    name = forms.CharField(label="Profile name", max_length=100, required=False)
+    name = forms.CharField(label=gettext_lazy("Profile name"), max_length=100, required=False)
 
     def clean_phone(self) -> str:
         raw = self.cleaned_data["phone"].strip()
@@ -22,10 +26,10 @@ class HandsetForm(forms.Form):
             number = phonenumbers.parse(raw if raw.startswith("+") else "+" + raw)
         except phonenumbers.NumberParseException:
             raise forms.ValidationError(
-                "Enter the number with its country code, e.g. +49 151 12345678."
+                _("Enter the number with its country code, e.g. +49 151 12345678.")
             ) from None
         if not phonenumbers.is_possible_number(number):
-            raise forms.ValidationError("This is not a possible phone number.")
+            raise forms.ValidationError(_("This is not a possible phone number."))
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164).lstrip("+")
 
 
@@ -43,13 +47,13 @@ class InboundForm(forms.Form):
         data = super().clean()
         action = data.get("action")
         if action == "text" and not (data.get("text") or "").strip():
-            raise forms.ValidationError("Type a message first.")
+            raise forms.ValidationError(_("Type a message first."))
         if action == "kind" and not data.get("kind"):
-            raise forms.ValidationError("Choose what to send.")
+            raise forms.ValidationError(_("Choose what to send."))
         if action in ("button", "button_reply", "list_reply") and not (
             data.get("payload") or data.get("text")
         ):
-            raise forms.ValidationError("The button has no payload.")
+            raise forms.ValidationError(_("The button has no payload."))
         if action in ("button", "button_reply", "list_reply", "reaction") and not data.get("context"):
-            raise forms.ValidationError("Which message was tapped is missing.")
+            raise forms.ValidationError(_("Which message was tapped is missing."))
         return data

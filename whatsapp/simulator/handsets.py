@@ -11,6 +11,7 @@ from typing import Any
 
 import phonenumbers
 from django.db import connection
+from django.utils.translation import gettext_lazy
 
 from subscribers.models import Subscriber
 from whatsapp.models import WhatsAppAccount
@@ -96,18 +97,18 @@ MEDIA = {
     "sticker": ("image/webp", {"animated": False}),
 }
 KINDS = {
-    "text": "Text",
-    "image": "Photo",
-    "video": "Video",
-    "audio": "Voice message",
-    "document": "Document",
-    "sticker": "Sticker",
-    "location": "Location",
-    "contacts": "Contact card",
-    "order": "Order from the catalog",
-    "referral": "Text from a click-to-WhatsApp ad",
-    "unsupported": "Unsupported message",
-    "system": "Changed phone number (system)",
+    "text": gettext_lazy("Text"),
+    "image": gettext_lazy("Photo"),
+    "video": gettext_lazy("Video"),
+    "audio": gettext_lazy("Voice message"),
+    "document": gettext_lazy("Document"),
+    "sticker": gettext_lazy("Sticker"),
+    "location": gettext_lazy("Location"),
+    "contacts": gettext_lazy("Contact card"),
+    "order": gettext_lazy("Order from the catalog"),
+    "referral": gettext_lazy("Text from a click-to-WhatsApp ad"),
+    "unsupported": gettext_lazy("Unsupported message"),
+    "system": gettext_lazy("Changed phone number (system)"),
 }
 
 

@@ -13,6 +13,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from controlpanel.models import Membership, Role
@@ -65,14 +66,14 @@ def _accounts(request: HttpRequest) -> list:
 def _account(request: HttpRequest, phone_number_id: str):
     account = next((a for a in _accounts(request) if a.phone_number_id == phone_number_id), None)
     if account is None:
-        raise Http404("No simulated business number with this id.")
+        raise Http404(_("No simulated business number with this id."))
     return account
 
 
 def _handset(request: HttpRequest, phone: str, accounts: list) -> dict:
     phone = handsets.digits(phone)
     if not phone or not services.can_open_handset(request.user, phone, accounts):
-        raise Http404("No such handset.")
+        raise Http404(_("No such handset."))
     return handsets.ensure(phone)
 
 
@@ -214,9 +215,9 @@ def template_store(request: HttpRequest) -> HttpResponse:
         status = TEMPLATE_ACTIONS.get(request.POST.get("action", ""))
         waba_accounts = by_waba.get(template["waba_id"], []) if template else []
         if template is None or status is None or not waba_accounts:
-            raise Http404("No such template.")
+            raise Http404(_("No such template."))
         if not any(_may_review(request.user, a) for a in waba_accounts):
-            return HttpResponse("Marketers and above may change template reviews.", status=403)
+            return HttpResponse(_("Marketers and above may change template reviews."), status=403)
         templates.set_status(template=template, status=status, accounts=waba_accounts,
                              callback_base=services.callback_base(request))  # fmt: skip
         flash.success(request, f"{template['name']} ({template['language']}) is now {status}; webhook sent.")
