@@ -97,6 +97,10 @@ def _attach_problems(form: KeywordCampaignForm, problems: list[Problem]) -> None
             form.add_error("keywords", problem.message)
         elif problem.step is None and problem.field == "name":
             form.add_error("name", problem.message)
+        elif problem.step == keyword_campaigns.REPLY and problem.field.startswith("texts."):
+            code = problem.field.removeprefix("texts.")
+            name = f"reply_{code}" if f"reply_{code}" in form.fields else "reply"
+            form.add_error(name, problem.message)
         elif problem.step in PROBLEM_FIELDS:
             form.add_error(PROBLEM_FIELDS[problem.step], f"{problem.field}: {problem.message}")
         else:

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from django.utils.translation import gettext_lazy
+
 from . import CheckContext, Exit, Go, Outcome, Problem, Visit, next_only, register
 
 if TYPE_CHECKING:
@@ -79,7 +81,7 @@ class WaitStep:
     """
 
     type = "wait"
-    label = "Wait"
+    label = gettext_lazy("Wait")
     channel = ""
     pure = True
 
@@ -190,7 +192,7 @@ class WaitEventStep:
     """
 
     type = "wait_event"
-    label = "Wait for event"
+    label = gettext_lazy("Wait for event")
     channel = ""
     pure = True
 
@@ -318,7 +320,7 @@ class SegmentSplitStep:
     ``rule`` now, else ``no``. A segment deleted since goes ``no`` (the detail says so)."""
 
     type = "segment_split"
-    label = "Segment split"
+    label = gettext_lazy("Segment split")
     channel = ""
     pure = True
 
@@ -403,7 +405,7 @@ class ReachabilityStep:
     """
 
     type = "reachability"
-    label = "Reachability check"
+    label = gettext_lazy("Reachability check")
     channel = ""
     pure = True
 
@@ -467,7 +469,7 @@ class AbSplitStep:
     the same variant every time they walk this journey (a hash of journey and subscriber)."""
 
     type = "ab_split"
-    label = "A/B split"
+    label = gettext_lazy("A/B split")
     channel = ""
     pure = True
 
@@ -528,7 +530,7 @@ class UpdateTagsStep:
     the detail holds what it would set."""
 
     type = "update_tags"
-    label = "Update tags"
+    label = gettext_lazy("Update tags")
     channel = ""
     pure = False  # writes tags
 
@@ -605,7 +607,7 @@ class UpdateTagsStep:
 
 class ExitStep:
     type = "exit"
-    label = "Exit"
+    label = gettext_lazy("Exit")
     channel = ""
     pure = True
 

@@ -49,6 +49,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext_lazy
 from liquid.exceptions import LiquidError
 
 from campaigns import bindings as campaign_bindings
@@ -232,7 +233,7 @@ def idempotency_key(run: JourneyRun, step_id: str) -> str:
 
 class WebhookStep:
     type = "webhook"
-    label = "Webhook"
+    label = gettext_lazy("Webhook")
     channel = ""
 
     def outlets(self, data: dict[str, Any]) -> dict[str, str | None]:

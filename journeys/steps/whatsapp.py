@@ -26,16 +26,20 @@ journey and a campaign build Meta's components one way.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from liquid.exceptions import LiquidError
 
 from campaigns import bindings as campaign_bindings
 from campaigns import policy
 from campaigns.drafts import snapshot_entry
+from campaigns.languages import language_picker, normalize
 from campaigns.models import Message
 from campaigns.outcomes import Skip
 from campaigns.rendering import TemplatePlan
@@ -64,6 +68,8 @@ from .outbox import (
 BUTTON_EVENTS = ("WhatsAppReceived", "WhatsAppButtonClicked")
 DEFAULT_BUTTON_TIMEOUT = "P1D"
 MAX_TEXT = 4_096
+MAX_TEXTS = 20  # translations of one text step
+LANGUAGE_CODE = re.compile(r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})?$")
 RECEIVED = "WhatsAppReceived"
 
 
@@ -76,7 +82,7 @@ def shape_bindings(raw: Any) -> dict[str, dict[str, Any]]:
     if isinstance(raw, dict) and raw and all(isinstance(v, str) for v in raw.values()):
         nested: dict[str, dict[str, Any]] = {}
         for key, source in raw.items():
-            component, _, name = str(key).partition(".")
+            component, _sep, name = str(key).partition(".")
             nested.setdefault(component, {})[name or "1"] = source
         return nested
     return campaign_bindings.shape_bindings(raw)
@@ -112,7 +118,7 @@ def find_template(project, name: str, language: str) -> MessageTemplate | None:
 
 class WhatsAppTemplateStep:
     type = "whatsapp_template"
-    label = "Send WhatsApp template"
+    label = gettext_lazy("Send WhatsApp template")
     channel = "whatsapp"
 
     def outlets(self, data: dict[str, Any]) -> dict[str, str | None]:
@@ -305,17 +311,61 @@ def _text_template(source: str):
 
 def _text_problems(source: Any) -> str:
     if not isinstance(source, str) or not source.strip():
-        return "Write the message."
+        return _("Write the message.")
     if len(source) > MAX_TEXT:
-        return f"A WhatsApp text may have at most {MAX_TEXT:,} characters."
+        return _("A WhatsApp text may have at most %(max)s characters.") % {"max": f"{MAX_TEXT:,}"}
     try:
         template = _text_template(source)
     except LiquidError as err:
-        return f"The text is not valid Liquid: {str(err).splitlines()[0]}"
+        return _("The text is not valid Liquid: %(error)s") % {"error": str(err).splitlines()[0]}
     for root in template.analyze(include_partials=False).globals:
         if root not in campaign_bindings.ROOTS:
-            return f"The text uses “{root}”, which does not exist: use subscriber, tags, values or event."
+            return _(
+                "The text uses “%(name)s”, which does not exist: use subscriber, tags, values or event."
+            ) % {"name": root}
     return ""
+
+
+def texts_problems(step: str, texts: Any) -> list[Problem]:
+    """The translations of a text (``{"de": "...", "en": "..."}``): language codes as keys, each a
+    text as ``text`` must be (Liquid, length)."""
+    if texts is None:
+        return []
+    if not isinstance(texts, dict):
+        return [Problem(step, "texts", _('Translations are {"de": "...", "en": "..."}.'))]
+    if len(texts) > MAX_TEXTS:
+        return [Problem(step, "texts", _("At most %(max)s translations.") % {"max": MAX_TEXTS})]
+    problems, seen = [], set()
+    for code, source in texts.items():
+        where = f"texts.{str(code)[:16]}"
+        if not isinstance(code, str) or not LANGUAGE_CODE.match(code):
+            problems.append(
+                Problem(
+                    step,
+                    where,
+                    _("“%(code)s” is not a language code (e.g. de, en or pt_BR).") % {"code": str(code)[:16]},
+                )
+            )
+            continue
+        if normalize(code) in seen:
+            problems.append(Problem(step, where, _("Two translations for %(code)s.") % {"code": code}))
+            continue
+        seen.add(normalize(code))
+        problem = _text_problems(source)
+        if problem:
+            problems.append(Problem(step, where, problem))
+    return problems
+
+
+def pick_text(text: str, texts: Any, language: str) -> str:
+    """The subscriber's text: the translation for their Language tag (exact, then the base
+    language, as campaigns pick a template language), else ``text``."""
+    if not isinstance(texts, dict) or not texts or not normalize(language):
+        return text
+    missing = "\x00"
+    code = language_picker([c for c in texts if isinstance(c, str)], missing)(language)
+    found = texts.get(code) if code != missing else None
+    return found if isinstance(found, str) and found.strip() else text
 
 
 def render_text(source: str, context: dict[str, Any]) -> str | Skip:
@@ -358,15 +408,17 @@ def _window_open(visit: Visit) -> bool:
 
 class WhatsAppTextStep:
     type = "whatsapp_text"
-    label = "Send WhatsApp text"
+    label = gettext_lazy("Send WhatsApp text")
     channel = "whatsapp"
 
     def outlets(self, data: dict[str, Any]) -> dict[str, str | None]:
         return {"next": data.get("next"), "outside_window": data.get("outside_window")}
 
     def check(self, data: dict[str, Any], ctx: CheckContext) -> list[Problem]:
+        step = str(data.get("id"))
         problem = _text_problems(data.get("text"))
-        return [Problem(str(data.get("id")), "text", problem)] if problem else []
+        problems = [Problem(step, "text", problem)] if problem else []
+        return problems + texts_problems(step, data.get("texts"))
 
     def run(self, visit: Visit) -> Outcome:
         detail = visit.record.detail
@@ -379,7 +431,9 @@ class WhatsAppTextStep:
         context = render_context(visit)
         if context is None:
             return skip(visit, "The subscriber was deleted.")
-        text = render_text(str(visit.step.data.get("text") or ""), context)
+        data = visit.step.data
+        source = pick_text(str(data.get("text") or ""), data.get("texts"), visit.subscriber.language)
+        text = render_text(source, context)
         if isinstance(text, Skip):
             return skip(visit, text.reason)
         detail.update(body=text)
