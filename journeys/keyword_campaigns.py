@@ -395,7 +395,7 @@ def ensure_simulator_template(project: Project, name: str) -> MessageTemplate | 
     simulator.open_waba(account.waba_id)
     simulator.seed_templates(waba_id=account.waba_id, definitions=[definition])
     stored = store.find_template(account.waba_id, name, definition["language"]) or {}
-    template, _ = MessageTemplate.objects.update_or_create(
+    template, _created = MessageTemplate.objects.update_or_create(
         account=account,
         name=name,
         language=definition["language"],

@@ -135,14 +135,14 @@ class WhatsAppTemplateStep:
         template_ref = data.get("template")
         name = language = ""
         if not isinstance(template_ref, dict):
-            problems.append(Problem(step, "template", "Choose a template: {name, language}."))
+            problems.append(Problem(step, "template", _("Choose a template: {name, language}.")))
         else:
             name, language = template_ref.get("name"), template_ref.get("language")
             if not isinstance(name, str) or not name.strip():
-                problems.append(Problem(step, "template.name", "Choose a template."))
+                problems.append(Problem(step, "template.name", _("Choose a template.")))
                 name = ""
             if not isinstance(language, str) or not language.strip():
-                problems.append(Problem(step, "template.language", "Choose the template's language."))
+                problems.append(Problem(step, "template.language", _("Choose the template's language.")))
                 language = ""
         try:
             bindings = shape_bindings(data.get("bindings"))
@@ -152,7 +152,9 @@ class WhatsAppTemplateStep:
             bindings = None
         media = data.get("header_media_url")
         if media not in (None, "") and not (isinstance(media, str) and media.startswith("https://")):
-            problems.append(Problem(step, "header_media_url", "A public https:// link to the header's file."))
+            problems.append(
+                Problem(step, "header_media_url", _("A public https:// link to the header's file."))
+            )
         buttons = data.get("buttons")
         if buttons is not None and not (
             isinstance(buttons, dict)
@@ -160,22 +162,34 @@ class WhatsAppTemplateStep:
             and all(v is None or isinstance(v, str) for v in buttons.values())
         ):
             problems.append(
-                Problem(step, "buttons", 'Buttons map a button text to a step: {"Yes": "thanks"}.')
+                Problem(step, "buttons", _('Buttons map a button text to a step: {"Yes": "thanks"}.'))
             )
             buttons = None
         if buttons and parse_duration(data.get("button_timeout", DEFAULT_BUTTON_TIMEOUT)) is None:
-            problems.append(Problem(step, "button_timeout", "An ISO 8601 duration such as P1D."))
+            problems.append(Problem(step, "button_timeout", _("An ISO 8601 duration such as P1D.")))
         if ctx.project is None or not name or not language:
             return problems
         template = find_template(ctx.project, name, language)
         if template is None:
             # A draft may name a template that is not synced yet; activation needs it.
             if ctx.strict:
-                problems.append(Problem(step, "template.name", f"There is no template {name} ({language})."))
+                problems.append(
+                    Problem(
+                        step,
+                        "template.name",
+                        _("There is no template %(name)s (%(language)s).")
+                        % {"name": name, "language": language},
+                    )
+                )
             return problems
         if ctx.strict and template.status != TemplateStatus.APPROVED:
             problems.append(
-                Problem(step, "template", f"Template {name} ({language}) is {template.status.lower()}.")
+                Problem(
+                    step,
+                    "template",
+                    _("Template %(name)s (%(language)s) is %(value)s.")
+                    % {"name": name, "language": language, "value": template.status.lower()},
+                )
             )
         if bindings is not None:
             try:
@@ -193,7 +207,8 @@ class WhatsAppTemplateStep:
                         Problem(
                             step,
                             f"buttons.{text}",
-                            f"{name} has no quick-reply button {text!r} (its quick replies: {known}).",
+                            _("%(name)s has no quick-reply button %(text)s (its quick replies: %(known)s).")
+                            % {"name": name, "text": repr(text), "known": known},
                         )
                     )
         return problems
