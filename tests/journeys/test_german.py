@@ -202,3 +202,8 @@ def test_lifecycle_messages_in_german(project, marketer_client):
     refused = marketer_client.post(url, follow=True, **DE).content.decode()
     assert "Nur eine aktive Journey kann pausiert werden." in refused
     services.stop(journey=journey, actor=SYSTEM)
+
+
+def test_the_builders_texts_are_in_the_german_javascript_catalog(client):
+    catalog = client.get("/jsi18n/", **DE).content.decode()
+    assert "Nachricht auf Deutsch" in catalog and "Bedingung entfernen" in catalog
