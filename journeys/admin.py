@@ -9,6 +9,7 @@ import json
 from django.contrib import admin, messages
 from django.contrib.admin.options import ActionLocation
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 
 from controlpanel.services import Actor
 from subscribers.admin import EstimatedCountPaginator
@@ -43,7 +44,17 @@ def _pretty(value) -> str:
     )
 
 
+STATUS_ACTIONS = {
+    "activate": (_("Activate the selected journeys"), _("%(count)s journey(s) activated.")),
+    "pause": (_("Pause the selected journeys"), _("%(count)s journey(s) paused.")),
+    "resume": (_("Resume the selected journeys"), _("%(count)s journey(s) resumed.")),
+    "stop": (_("Stop the selected journeys"), _("%(count)s journey(s) stopped.")),
+}
+
+
 def _status_action(name: str, verb: str):
+    description, done_text = STATUS_ACTIONS[name]
+
     def action(modeladmin, request, queryset) -> None:
         done, refused = 0, []
         actor = Actor(user=request.user)
@@ -57,14 +68,12 @@ def _status_action(name: str, verb: str):
             else:
                 done += 1
         if done:
-            modeladmin.message_user(request, f"{done} journey(s) {verb}.", messages.SUCCESS)
+            modeladmin.message_user(request, str(done_text) % {"count": done}, messages.SUCCESS)
         for line in refused:
             modeladmin.message_user(request, line, messages.WARNING)
 
     action.__name__ = f"{name}_journeys"
-    return admin.action(description=f"{name.capitalize()} the selected journeys", permissions=["status"])(
-        action
-    )
+    return admin.action(description=description, permissions=["status"])(action)
 
 
 @admin.register(Journey)
@@ -85,7 +94,7 @@ class JourneyAdmin(ReadOnlyMixin, admin.ModelAdmin):
         _status_action("stop", "stopped"),
     ]
 
-    @admin.display(description="Definition")
+    @admin.display(description=_("Definition"))
     def definition_pretty(self, obj: Journey) -> str:
         return _pretty(obj.definition)
 
@@ -141,7 +150,7 @@ class JourneyVersionAdmin(ReadOnlyMixin, admin.ModelAdmin):
     exclude = ["definition"]
     extra_readonly = ["definition_pretty"]
 
-    @admin.display(description="Definition")
+    @admin.display(description=_("Definition"))
     def definition_pretty(self, obj: JourneyVersion) -> str:
         return _pretty(obj.definition)
 

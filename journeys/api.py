@@ -21,6 +21,8 @@ from uuid import UUID
 
 from django.core import signing
 from django.http import HttpRequest
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from ninja import Field, Query, Router, Schema, Status
 
 from controlpanel.api import ApiError, ErrorOut
@@ -116,11 +118,15 @@ def _problems(problems: list[Problem]) -> list[dict[str, Any]]:
 def invalid(problems: list[Problem]) -> Status:
     count = len(problems)
     first = problems[0] if problems else None
-    where = f" ({first.step or 'journey'}: {first.field})" if first else ""
+    where = f" ({first.step or _('journey')}: {first.field})" if first else ""
     body = {
         "code": "invalid_journey",
-        "message": f"The journey has {count} problem{'s' if count != 1 else ''}{where}: "
-        f"{first.message if first else ''}",
+        "message": ngettext(
+            "The journey has %(count)s problem%(where)s: %(message)s",
+            "The journey has %(count)s problems%(where)s: %(message)s",
+            count,
+        )
+        % {"count": count, "where": where, "message": first.message if first else ""},
         "problems": _problems(problems),
     }
     return Status(422, body)
@@ -133,7 +139,9 @@ def _refused(exc: services.JourneyRefused) -> ApiError:
 def get_journey(project: Project, journey_id: UUID) -> Journey:
     journey = Journey.objects.for_project(project).filter(public_id=journey_id).first()
     if journey is None:
-        raise ApiError(404, "journey_not_found", f"No journey {journey_id} in this project.", field="id")
+        raise ApiError(
+            404, "journey_not_found", _("No journey %(id)s in this project.") % {"id": journey_id}, field="id"
+        )
     return journey
 
 
@@ -174,7 +182,7 @@ def _journey_body(request: HttpRequest) -> Any:
     try:
         return json.loads(request.body or b"null")
     except (ValueError, RecursionError):
-        raise ApiError(400, "invalid_json", "The request body is not valid JSON.") from None
+        raise ApiError(400, "invalid_json", _("The request body is not valid JSON.")) from None
 
 
 def _options(request: HttpRequest, allowed: dict[str, type]) -> dict[str, Any]:
@@ -184,12 +192,12 @@ def _options(request: HttpRequest, allowed: dict[str, type]) -> dict[str, Any]:
     try:
         data = json.loads(request.body)
     except (ValueError, RecursionError):
-        raise ApiError(400, "invalid_json", "The request body is not valid JSON.") from None
+        raise ApiError(400, "invalid_json", _("The request body is not valid JSON.")) from None
     if not isinstance(data, dict):
-        raise InvalidInput("The body is a JSON object.", field="body")
+        raise InvalidInput(_("The body is a JSON object."), field="body")
     for key, value in data.items():
         if key not in allowed:
-            raise InvalidInput(f"Unknown field {key[:40]!r}.", field=key[:64])
+            raise InvalidInput(_("Unknown field %(name)r.") % {"name": key[:40]}, field=key[:64])
         if value is not None and not isinstance(value, allowed[key]):
             raise InvalidInput(f"{key}: expected {allowed[key].__name__}.", field=key)
     return data
@@ -206,7 +214,13 @@ PROMO_EXAMPLE = {
     },
     "settings": {"reentry": "after_exit"},
     "steps": [
-        {"id": "reply", "type": "whatsapp_text", "text": "Danke! Dein Code: SUSHI20", "next": "wait"},
+        {
+            "id": "reply",
+            "type": "whatsapp_text",
+            "text": "Danke! Ihr Code: SUSHI20",
+            "texts": {"de": "Danke! Ihr Code: SUSHI20", "en": "Thank you! Your code: SUSHI20"},
+            "next": "wait",
+        },
         {"id": "wait", "type": "wait", "duration": "PT1H", "next": "offer"},
         {
             "id": "offer",
@@ -284,7 +298,7 @@ def list_journeys(request, filters: Query[ListFilters]):
         except signing.BadSignature:
             before = None
         if not isinstance(before, int) or isinstance(before, bool):
-            raise InvalidInput("This cursor is not one a page of this list returned.", field="cursor")
+            raise InvalidInput(_("This cursor is not one a page of this list returned."), field="cursor")
         journeys = journeys.filter(pk__lt=before)
     page = list(journeys.order_by("-pk")[: filters.limit + 1])
     rows = page[: filters.limit]
@@ -332,7 +346,7 @@ def _activation(request, journey_id: UUID, action: str):
         raise _refused(exc) from None
     except DefinitionError as exc:
         return invalid(exc.problems)
-    _, warnings = services.validate_with_warnings(outcome.journey)
+    _found, warnings = services.validate_with_warnings(outcome.journey)
     return {
         **journey_out(outcome.journey),
         "warnings": _problems(warnings),
@@ -461,7 +475,7 @@ def clone(request, journey_id: UUID):
     options = _options(request, {"name": str})
     name = options.get("name")
     if name is not None and len(name) > 200:
-        raise InvalidInput("At most 200 characters.", field="name")
+        raise InvalidInput(_("At most 200 characters."), field="name")
     try:
         copy = services.clone_journey(journey=journey, actor=request.actor, name=name)
     except DefinitionError as exc:

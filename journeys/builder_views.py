@@ -21,6 +21,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST, require_safe
 
 from campaigns.channel_events import EVENT_NAMES as CHANNEL_EVENT_NAMES
@@ -45,11 +46,11 @@ EDITABLE = (JourneyStatus.DRAFT, JourneyStatus.PAUSED)
 
 def _readonly_reason(request: HttpRequest, journey: Journey) -> str:
     if not request.membership.can(Role.MARKETER):
-        return "You can look at this journey; changing it needs the Marketer role."
+        return _("You can look at this journey; changing it needs the Marketer role.")
     if journey.status == JourneyStatus.ACTIVE:
-        return "This journey is active: pause it first to edit it."
+        return _("This journey is active: pause it first to edit it.")
     if journey.status == JourneyStatus.STOPPED:
-        return "This journey is stopped and can no longer change; clone it to build on it."
+        return _("This journey is stopped and can no longer change; clone it to build on it.")
     return ""
 
 
@@ -80,12 +81,14 @@ def _step_types() -> list[dict[str, Any]]:
         found.append(
             {
                 "type": kind.type,
-                "label": kind.label,
+                "label": str(kind.label),
                 "channel": kind.channel,
                 "outlets": fixed,
                 "outlet_keys": {name: key for name in fixed if (key := _outlet_key(kind, name)) != name},
                 # The counters its node shows besides entered/waiting/converted/exited.
-                "counters": [list(pair) for pair in stats.CHANNEL_COUNTERS.get(kind.channel, ())],
+                "counters": [
+                    [key, str(label)] for key, label in stats.CHANNEL_COUNTERS.get(kind.channel, ())
+                ],
             }
         )
     return sorted(found, key=lambda t: (t["channel"] != "whatsapp", t["type"] == "exit", t["label"]))
@@ -181,7 +184,7 @@ def _builder_data(request: HttpRequest, journey: Journey) -> dict[str, Any]:
         "types": _step_types(),
         "templates": _templates(project),
         "channel_templates": _channel_templates(project),
-        "channels": [[channel, label] for channel, label in stats.CHANNEL_LABELS.items()],
+        "channels": [[channel, str(label)] for channel, label in stats.CHANNEL_LABELS.items()],
         "segments": [
             {"id": str(s.public_id), "name": s.name}
             for s in Segment.objects.for_project(project).only("public_id", "name").order_by("name")
@@ -227,13 +230,13 @@ def _problems(problems: list[Problem]) -> list[dict[str, Any]]:
 def _posted_definition(request: HttpRequest) -> dict[str, Any] | JsonResponse:
     """The definition the canvas posted, or the 400 answer that says what is wrong with the body."""
     if len(request.body) > MAX_BODY_BYTES:
-        return JsonResponse({"message": "The journey is too large to save (2 MB at most)."}, status=400)
+        return JsonResponse({"message": _("The journey is too large to save (2 MB at most).")}, status=400)
     try:
         body = json.loads(request.body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):  # nested past the decoder's limit
-        return JsonResponse({"message": "The builder sent something that is not JSON."}, status=400)
+        return JsonResponse({"message": _("The builder sent something that is not JSON.")}, status=400)
     if not isinstance(body, dict) or not isinstance(body.get("definition"), dict):
-        return JsonResponse({"message": 'Send {"definition": {...}}.'}, status=400)
+        return JsonResponse({"message": _('Send {"definition": {...}}.')}, status=400)
     return body["definition"]
 
 
@@ -250,7 +253,7 @@ def _save(request: HttpRequest, journey: Journey) -> tuple[Journey, JsonResponse
         return journey, JsonResponse({"message": exc.message, "status": journey.status}, status=409)
     except DefinitionError as exc:
         return journey, JsonResponse(
-            {"message": "Not saved: fix the problems marked in red.", "problems": _problems(exc.problems)},
+            {"message": _("Not saved: fix the problems marked in red."), "problems": _problems(exc.problems)},
             status=422,
         )
     return journey, None
@@ -296,9 +299,9 @@ def builder_validate(request: HttpRequest, journey_id: uuid.UUID) -> JsonRespons
             "saved": True,
             "problems": _problems(problems),
             "warnings": [_warning_dict(w) for w in warnings],
-            "message": "Ready to activate."
+            "message": _("Ready to activate.")
             if not problems
-            else f"{len(problems)} problem(s) block activation.",
+            else _("%(count)s problem(s) block activation.") % {"count": len(problems)},
         }
     )
 
@@ -316,7 +319,7 @@ def builder_activate(request: HttpRequest, journey_id: uuid.UUID) -> JsonRespons
     except DefinitionError as exc:
         return JsonResponse(
             {
-                "message": "Not activated: fix the problems marked in red.",
+                "message": _("Not activated: fix the problems marked in red."),
                 "problems": _problems(exc.problems),
             },
             status=422,

@@ -33,6 +33,8 @@ from re import _constants as sre  # the parser's opcodes (Python 3.11+)
 from re import _parser as sre_parse
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 from subscribers import textfold
 
 from .keywords import fold
@@ -209,15 +211,17 @@ def _value_problem(op: str, value: Any) -> str:
     if op in ("keyword", "contains", "starts_with"):
         values = value if isinstance(value, list) else [value]
         if not values or not all(isinstance(v, str) for v in values):
-            return f"{op} takes a text or a list of texts."
+            return _("%(op)s takes a text or a list of texts.") % {"op": op}
         if any(len(v) > 200 for v in values):
-            return f"{op}: at most 200 characters per text."
+            return _("%(op)s: at most 200 characters per text.") % {"op": op}
         if not all(fold(v) for v in values):
-            return f"{op}: a text of only spaces or punctuation matches nothing (it folds to nothing)."
+            return _(
+                "%(op)s: a text of only spaces or punctuation matches nothing (it folds to nothing)."
+            ) % {"op": op}
         return ""
     if op == "regex":
         if not isinstance(value, str) or not value:
-            return "regex takes a regular expression."
+            return _("regex takes a regular expression.")
         try:
             _program(value)
         except RegexRefused as err:
@@ -225,10 +229,10 @@ def _value_problem(op: str, value: Any) -> str:
         return ""
     if op in ("gt", "gte", "lt", "lte"):
         if _number(value) is None and not isinstance(value, str):
-            return f"{op} takes a number (or a date as text)."
+            return _("%(op)s takes a number (or a date as text).") % {"op": op}
         return ""
     if value is None or isinstance(value, dict):
-        return f"{op} takes a text, a number, true/false or a list of them."
+        return _("%(op)s takes a text, a number, true/false or a list of them.") % {"op": op}
     return ""
 
 

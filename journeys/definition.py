@@ -22,6 +22,8 @@ from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 from .steps import CheckContext, Problem
 from .steps import get as step_type
 
@@ -176,7 +178,7 @@ class Definition:
 def parse(data: Any, *, project=None, strict: bool = False) -> Definition:
     """The definition in ``data``, or DefinitionError with every problem found."""
     if not isinstance(data, dict):
-        raise DefinitionError([_at("", "A journey is a JSON object.")])
+        raise DefinitionError([_at("", _("A journey is a JSON object."))])
     unstorable = _unstorable(data)
     if unstorable:
         # Nothing else is looked at: the other checks may assume plain JSON.
@@ -184,23 +186,23 @@ def parse(data: Any, *, project=None, strict: bool = False) -> Definition:
     problems: list[Problem] = []
     for key in data:
         if key not in TOP_KEYS:
-            problems.append(_at(str(key)[:64], f"Unknown field {_show(key)}."))
+            problems.append(_at(str(key)[:64], _("Unknown field %(key)s.") % {"key": _show(key)}))
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
-        problems.append(_at("name", "Give the journey a name."))
+        problems.append(_at("name", _("Give the journey a name.")))
     elif len(name) > 200:
-        problems.append(_at("name", "At most 200 characters."))
+        problems.append(_at("name", _("At most 200 characters.")))
     if data.get("description") is not None and (
         not isinstance(data["description"], str) or len(data["description"]) > 2000
     ):
-        problems.append(_at("description", "A text of at most 2,000 characters."))
+        problems.append(_at("description", _("A text of at most 2,000 characters.")))
     entries = _entries(data, problems, project=project, strict=strict)
     raw_settings = data.get("settings")
     settings = _settings({} if raw_settings is None else raw_settings, problems)
     steps = _steps(data, problems, project=project, strict=strict)
     _check_graph(steps, problems)
     if strict and not steps:
-        problems.append(_at("steps", "A journey needs at least one step."))
+        problems.append(_at("steps", _("A journey needs at least one step.")))
     if problems:
         raise DefinitionError(problems)
     first = next(iter(steps), None)
@@ -221,33 +223,33 @@ def _unstorable(data: dict[str, Any]) -> Problem | None:
         value, where, depth = stack.pop()
         nodes += 1
         if nodes > MAX_NODES or depth > MAX_DEPTH:
-            return _at(where, "The journey is too large or too deeply nested.")
+            return _at(where, _("The journey is too large or too deeply nested."))
         if isinstance(value, str):
             message = _text_problem(value)
             if message:
                 return _located(data, where, message)
         elif isinstance(value, float):
             if value != value or value in (float("inf"), float("-inf")):
-                return _located(data, where, "A number, not NaN or infinity.")
+                return _located(data, where, _("A number, not NaN or infinity."))
         elif isinstance(value, dict):
             for key, item in value.items():
                 if not isinstance(key, str) or _text_problem(key):
-                    return _located(data, where, "Keys are texts without NUL characters.")
+                    return _located(data, where, _("Keys are texts without NUL characters."))
                 stack.append((item, f"{where}.{key}" if where else key, depth + 1))
         elif isinstance(value, list):
             stack.extend((item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value))
         elif value is not None and not isinstance(value, bool | int):
-            return _located(data, where, "Not a JSON value.")
+            return _located(data, where, _("Not a JSON value."))
     return None
 
 
 def _text_problem(text: str) -> str | None:
     if "\x00" in text:
-        return "A text may not contain the NUL character."
+        return _("A text may not contain the NUL character.")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return "A text may not contain a lone surrogate."
+        return _("A text may not contain a lone surrogate.")
     return None
 
 
@@ -272,24 +274,32 @@ def _steps(data: dict[str, Any], problems: list[Problem], *, project, strict: bo
     if raw_steps is None:
         raw_steps = []
     if not isinstance(raw_steps, list):
-        problems.append(_at("steps", "Steps are a list."))
+        problems.append(_at("steps", _("Steps are a list.")))
         return steps
     if len(raw_steps) > MAX_STEPS:
         # Checking 10,000 steps one by one would answer 10,000 problems: one is enough.
-        problems.append(_at("steps", f"At most {MAX_STEPS} steps (there are {len(raw_steps)})."))
+        problems.append(
+            _at(
+                "steps",
+                _("At most %(max_steps)s steps (there are %(raw_steps)s).")
+                % {"max_steps": MAX_STEPS, "raw_steps": len(raw_steps)},
+            )
+        )
         return steps
     ctx = CheckContext(project=project, definition=data, strict=strict)
     for index, raw in enumerate(raw_steps):
         where = f"steps[{index}]"
         if not isinstance(raw, dict):
-            problems.append(_at(where, "A step is a JSON object."))
+            problems.append(_at(where, _("A step is a JSON object.")))
             continue
         step_id = raw.get("id")
         if not isinstance(step_id, str) or not STEP_ID.match(step_id):
-            problems.append(_at(f"{where}.id", "An id of 1-64 letters, digits, - or _."))
+            problems.append(_at(f"{where}.id", _("An id of 1-64 letters, digits, - or _.")))
             continue
         if step_id in steps:
-            problems.append(Problem(step_id, "id", f"Two steps are called {step_id!r}."))
+            problems.append(
+                Problem(step_id, "id", _("Two steps are called %(step_id)s.") % {"step_id": repr(step_id)})
+            )
             continue
         type_name = raw.get("type")
         kind = step_type(type_name) if isinstance(type_name, str) else None
@@ -311,7 +321,7 @@ def _ui_problems(step_id: str, ui: Any) -> list[Problem]:
     if not isinstance(ui, dict) or any(
         not isinstance(ui.get(axis), int | float) or isinstance(ui.get(axis), bool) for axis in ("x", "y")
     ):
-        return [Problem(step_id, "ui", 'The canvas position is {"x": number, "y": number}.')]
+        return [Problem(step_id, "ui", _('The canvas position is {"x": number, "y": number}.'))]
     return []
 
 
@@ -322,20 +332,20 @@ def _registry_check(kind, step_id: str, raw: dict[str, Any], ctx: CheckContext):
         found = list(kind.check(raw, ctx) or [])
     except Exception:
         logger.exception("journey step check of %s raised", kind.type)
-        found = [Problem(step_id, "", "This step's settings could not be read; check every field.")]
+        found = [Problem(step_id, "", _("This step's settings could not be read; check every field."))]
     problems = [p if p.step == step_id else replace(p, step=step_id) for p in found if isinstance(p, Problem)]
     try:
         raw_outlets = kind.outlets(raw)
         outlets = dict(raw_outlets) if isinstance(raw_outlets, dict) else {}
     except Exception:
         logger.exception("journey step outlets of %s raised", kind.type)
-        return [*problems, Problem(step_id, "next", "This step's branches could not be read.")], {}
+        return [*problems, Problem(step_id, "next", _("This step's branches could not be read."))], {}
     clean: dict[str, str | None] = {}
     for outlet, target in outlets.items():
         if target is not None and not isinstance(target, str):
             problems.append(
                 Problem(
-                    step_id, outlet_field(raw, str(outlet)), "A branch leads to a step id, or null to end."
+                    step_id, outlet_field(raw, str(outlet)), _("A branch leads to a step id, or null to end.")
                 )
             )
             target = None
@@ -372,7 +382,11 @@ def _check_graph(steps: dict[str, Step], problems: list[Problem]) -> None:
             if target is not None and target not in steps:
                 dangling = True
                 problems.append(
-                    Problem(step.id, outlet_field(step.data, outlet), f"There is no step {_show(target)}.")
+                    Problem(
+                        step.id,
+                        outlet_field(step.data, outlet),
+                        _("There is no step %(target)s.") % {"target": _show(target)},
+                    )
                 )
     # Iterative depth-first search (a recursive one would hit Python's limit on a long chain).
     state: dict[str, int] = {}  # 1: on the current path, 2: done
@@ -392,7 +406,8 @@ def _check_graph(steps: dict[str, Step], problems: list[Problem]) -> None:
                         Problem(
                             step_id,
                             outlet_field(steps[step_id].data, outlet),
-                            f"Going to {target!r} makes a loop: a journey runs one way.",
+                            _("Going to %(target)s makes a loop: a journey runs one way.")
+                            % {"target": repr(target)},
                         )
                     )
                 elif target not in state:
@@ -417,7 +432,12 @@ def _check_graph(steps: dict[str, Step], problems: list[Problem]) -> None:
     for step_id in steps:
         if step_id not in reached:
             problems.append(
-                Problem(step_id, "id", f"No branch leads to {step_id!r} from the first step {first!r}.")
+                Problem(
+                    step_id,
+                    "id",
+                    _("No branch leads to %(step_id)s from the first step %(first)s.")
+                    % {"step_id": repr(step_id), "first": repr(first)},
+                )
             )
 
 
@@ -432,45 +452,52 @@ _ENTRY_KEYS = {
 
 def _entries(data: dict[str, Any], problems: list[Problem], *, project, strict: bool) -> tuple[Entry, ...]:
     if data.get("entries") is not None and data.get("entry") is not None:
-        problems.append(_at("entries", "Give entry (one) or entries (a list), not both."))
+        problems.append(_at("entries", _("Give entry (one) or entries (a list), not both.")))
         return ()
     raw = data.get("entries")
     listed = raw is not None
     if raw is None:
         raw = [data["entry"]] if data.get("entry") is not None else []
     if not isinstance(raw, list) or not raw:
-        problems.append(_at("entry", "A journey needs an entry: an event, a segment or the API."))
+        problems.append(_at("entry", _("A journey needs an entry: an event, a segment or the API.")))
         return ()
     if len(raw) > MAX_ENTRIES:
-        problems.append(_at("entries", f"At most {MAX_ENTRIES} entries."))
+        problems.append(_at("entries", _("At most %(max_entries)s entries.") % {"max_entries": MAX_ENTRIES}))
         return ()
     entries = []
     for i, entry in enumerate(raw):
         where = f"entries[{i}]" if listed else "entry"
         if not isinstance(entry, dict):
-            problems.append(_at(where, "An entry is a JSON object."))
+            problems.append(_at(where, _("An entry is a JSON object.")))
             continue
         kind = entry.get("type")
         if not isinstance(kind, str) or kind not in ENTRY_TYPES:
-            problems.append(_at(f"{where}.type", "One of event, segment, api."))
+            problems.append(_at(f"{where}.type", _("One of event, segment, api.")))
             continue
         for key in entry:
             if key not in _ENTRY_KEYS[kind]:
-                problems.append(_at(f"{where}.{str(key)[:64]}", f"Unknown field of a {kind} entry."))
+                problems.append(
+                    _at(f"{where}.{str(key)[:64]}", _("Unknown field of a %(kind)s entry.") % {"kind": kind})
+                )
         schedule = None
         if kind == "event":
             event = entry.get("event")
             if not isinstance(event, str) or not event.strip():
-                problems.append(_at(f"{where}.event", "Name the event that starts the journey."))
+                problems.append(_at(f"{where}.event", _("Name the event that starts the journey.")))
             elif len(event) > MAX_EVENT_NAME:
-                problems.append(_at(f"{where}.event", f"At most {MAX_EVENT_NAME} characters."))
+                problems.append(
+                    _at(
+                        f"{where}.event",
+                        _("At most %(max_event_name)s characters.") % {"max_event_name": MAX_EVENT_NAME},
+                    )
+                )
             problems += check_conditions(entry.get("conditions"), f"{where}.conditions")
         elif kind == "segment":
             problems += _audience_problems(entry, where, project=project, strict=strict)
             schedule = _schedule(entry.get("schedule"), f"{where}.schedule", problems)
         entries.append(Entry(kind, entry, schedule))
     if sum(1 for e in entries if e.type == "api") > 1:
-        problems.append(_at("entries", "One api entry is enough."))
+        problems.append(_at("entries", _("One api entry is enough.")))
     return tuple(entries)
 
 
@@ -482,19 +509,25 @@ def _audience_problems(
     segment, rule = entry.get("segment"), entry.get("rule")
     prefix = f"{where}." if where else ""
     if (segment is None) == (rule is None):
-        return [Problem(step, f"{prefix}segment", "Give a segment or a rule (one of them).")]
+        return [Problem(step, f"{prefix}segment", _("Give a segment or a rule (one of them)."))]
     if segment is not None:
         try:
             segment_id = uuid.UUID(segment) if isinstance(segment, str) else None
         except ValueError:
             segment_id = None
         if segment_id is None:
-            return [Problem(step, f"{prefix}segment", "A segment's id (a UUID, as in GET /segments).")]
+            return [Problem(step, f"{prefix}segment", _("A segment's id (a UUID, as in GET /segments)."))]
         if project is not None:
             from subscribers.models import Segment
 
             if not Segment.objects.for_project(project).filter(public_id=segment_id).exists():
-                return [Problem(step, f"{prefix}segment", f"There is no segment {segment} in this project.")]
+                return [
+                    Problem(
+                        step,
+                        f"{prefix}segment",
+                        _("There is no segment %(segment)s in this project.") % {"segment": segment},
+                    )
+                ]
         return []
     return _rule_problems(rule, f"{prefix}rule", project=project, step=step)
 
@@ -505,24 +538,24 @@ def _rule_problems(rule: Any, where: str, *, project, step: str | None) -> list[
 
     if isinstance(rule, str):
         if len(rule) > 10_000:
-            return [Problem(step, where, "A rule of at most 10,000 characters.")]
+            return [Problem(step, where, _("A rule of at most 10,000 characters."))]
         try:
             rule = parse_rule(rule)
         except RuleSyntaxError as exc:
-            return [Problem(step, where, f"The rule is not valid: {exc}.")]
+            return [Problem(step, where, _("The rule is not valid: %(exc)s.") % {"exc": exc})]
         except (RecursionError, ValueError):
-            return [Problem(step, where, "The rule is not valid.")]
+            return [Problem(step, where, _("The rule is not valid."))]
     if not isinstance(rule, dict) or not isinstance(rule.get("type"), str):
-        return [Problem(step, where, 'A rule is a rule tree ({"type": ...}) or its text form.')]
+        return [Problem(step, where, _('A rule is a rule tree ({"type": ...}) or its text form.'))]
     if project is not None:
         from subscribers.segments.validate import validate_rule
 
         try:
             validate_rule(project, rule)
         except InvalidInput as exc:
-            return [Problem(step, where, f"The rule is not valid: {exc.message}")]
+            return [Problem(step, where, _("The rule is not valid: %(message)s") % {"message": exc.message})]
         except (RecursionError, TypeError, ValueError, AttributeError):
-            return [Problem(step, where, "The rule is not valid.")]
+            return [Problem(step, where, _("The rule is not valid."))]
     return []
 
 
@@ -543,44 +576,44 @@ def _schedule(raw: Any, where: str, problems: list[Problem]) -> Schedule | None:
     if raw is None:
         return Schedule("now")
     if not isinstance(raw, dict):
-        problems.append(_at(where, 'A schedule is a JSON object ({} for "once, now").'))
+        problems.append(_at(where, _('A schedule is a JSON object ({} for "once, now").')))
         return None
     before = len(problems)
     for key in raw:
         if key not in _SCHEDULE_KEYS:
-            problems.append(_at(f"{where}.{str(key)[:64]}", "Unknown field of a schedule."))
+            problems.append(_at(f"{where}.{str(key)[:64]}", _("Unknown field of a schedule.")))
     clocks: dict[str, time | None] = {}
     for key in ("time", "local_time"):
         if raw.get(key) is not None:
             clocks[key] = parse_clock(raw[key])
             if clocks[key] is None:
-                problems.append(_at(f"{where}.{key}", 'A time of day "HH:MM", e.g. "09:00".'))
+                problems.append(_at(f"{where}.{key}", _('A time of day "HH:MM", e.g. "09:00".')))
     if "time" in clocks and "local_time" in clocks:
-        problems.append(_at(f"{where}.time", "Give time (the journey's zone) or local_time, not both."))
+        problems.append(_at(f"{where}.time", _("Give time (the journey's zone) or local_time, not both.")))
     local = clocks.get("local_time")
     every = None
     if raw.get("every") is not None:
         every = parse_duration(raw["every"])
         if every is None or every <= timedelta(0) or every % timedelta(days=1) or every > MAX_DURATION:
-            problems.append(_at(f"{where}.every", "Whole days or weeks, e.g. P1D, P3D or P2W."))
+            problems.append(_at(f"{where}.every", _("Whole days or weeks, e.g. P1D, P3D or P2W.")))
         if not clocks:
-            problems.append(_at(f"{where}.time", 'A recurring entry fires at a time of day "HH:MM".'))
+            problems.append(_at(f"{where}.time", _('A recurring entry fires at a time of day "HH:MM".')))
     elif "time" in clocks:
-        problems.append(_at(f"{where}.time", "A time of day goes with every (recurring); once: use at."))
+        problems.append(_at(f"{where}.time", _("A time of day goes with every (recurring); once: use at.")))
     at = day = None
     if raw.get("at") is not None:
         if every is not None or local is not None:
             # The first day (a date; a date-time's day counts).
             day = _date(raw["at"])
             if day is None or not SCHEDULE_YEARS[0] <= day.year <= SCHEDULE_YEARS[1]:
-                problems.append(_at(f"{where}.at", "The day, e.g. 2026-12-24 (years 1970 to 9000)."))
+                problems.append(_at(f"{where}.at", _("The day, e.g. 2026-12-24 (years 1970 to 9000).")))
         else:
             at = _datetime(raw["at"])
             if at is None or not SCHEDULE_YEARS[0] <= at.year <= SCHEDULE_YEARS[1]:
                 problems.append(
                     _at(
                         f"{where}.at",
-                        "An ISO date and time, e.g. 2026-12-24T09:00:00+01:00 (years 1970 to 9000).",
+                        _("An ISO date and time, e.g. 2026-12-24T09:00:00+01:00 (years 1970 to 9000)."),
                     )
                 )
     if len(problems) > before:
@@ -627,9 +660,13 @@ def check_conditions(conditions: Any, where: str, *, step: str | None = None) ->
     if conditions is None:
         return []
     if not isinstance(conditions, list):
-        return [Problem(step, where, "Conditions are a list (all must hold).")]
+        return [Problem(step, where, _("Conditions are a list (all must hold)."))]
     if len(conditions) > MAX_CONDITIONS:
-        return [Problem(step, where, f"At most {MAX_CONDITIONS} conditions.")]
+        return [
+            Problem(
+                step, where, _("At most %(max_conditions)s conditions.") % {"max_conditions": MAX_CONDITIONS}
+            )
+        ]
     problems: list[Problem] = []
     for i, condition in enumerate(conditions):
         problems += _condition_problems(condition, f"{where}[{i}]", step)
@@ -638,15 +675,15 @@ def check_conditions(conditions: Any, where: str, *, step: str | None = None) ->
 
 def _condition_problems(condition: Any, where: str, step: str | None) -> list[Problem]:
     if not isinstance(condition, dict):
-        return [Problem(step, where, 'A condition is {"attribute", "op", "value"}.')]
+        return [Problem(step, where, _('A condition is {"attribute", "op", "value"}.'))]
     problems = [
-        Problem(step, f"{where}.{str(key)[:64]}", "Unknown field of a condition.")
+        Problem(step, f"{where}.{str(key)[:64]}", _("Unknown field of a condition."))
         for key in condition
         if key not in ("attribute", "op", "value")
     ]
     attribute = condition.get("attribute")
     if not isinstance(attribute, str) or not attribute.strip() or len(attribute) > 64:
-        problems.append(Problem(step, f"{where}.attribute", "Name the attribute (1-64 characters)."))
+        problems.append(Problem(step, f"{where}.attribute", _("Name the attribute (1-64 characters).")))
     op = condition.get("op")
     if not isinstance(op, str) or op not in OPS:
         problems.append(Problem(step, f"{where}.op", "One of " + ", ".join(OPS) + "."))
@@ -669,7 +706,7 @@ def _matcher_problem(condition: dict[str, Any]) -> str | None:
         found = check([{"attribute": "a", "op": condition.get("op"), "value": condition.get("value")}])
     except Exception:
         logger.exception("conditions.check raised")
-        return "This condition could not be checked."
+        return _("This condition could not be checked.")
     return found[0].removeprefix("condition 1: ")[:300] if found else None
 
 
@@ -682,20 +719,24 @@ def _value_problem(op: str, value: Any) -> str | None:
         ok = value is _MISSING or isinstance(value, bool)
         return None if ok else "true (is set) or false (is not set)."
     if value is _MISSING:
-        return "Give a value."
+        return _("Give a value.")
     if op in ("eq", "ne"):
         values = value if isinstance(value, list) else [value]
         if not values or any(v is None or isinstance(v, dict | list) for v in values):
-            return "A text, a number, true or false (or a list of them)."
+            return _("A text, a number, true or false (or a list of them).")
         if len(values) > MAX_KEYWORDS or any(isinstance(v, str) and len(v) > MAX_TEXT for v in values):
-            return f"At most {MAX_KEYWORDS} values of at most 1,000 characters."
+            return _("At most %(max_keywords)s values of at most 1,000 characters.") % {
+                "max_keywords": MAX_KEYWORDS
+            }
         return None
     if op in _TEXT_OPS:
         values = value if isinstance(value, list) else [value]
         if not values or any(not isinstance(v, str) or not v.strip() for v in values):
-            return "A text that is not empty (or a list of them)."
+            return _("A text that is not empty (or a list of them).")
         if len(values) > MAX_KEYWORDS or any(len(v) > 200 for v in values):
-            return f"At most {MAX_KEYWORDS} texts of at most 200 characters."
+            return _("At most %(max_keywords)s texts of at most 200 characters.") % {
+                "max_keywords": MAX_KEYWORDS
+            }
         return None
     if op == "keyword":
         return _keyword_problem(value)
@@ -703,9 +744,9 @@ def _value_problem(op: str, value: Any) -> str | None:
         return _regex_problem(value)
     if op in _ORDER_OPS:
         if isinstance(value, bool) or not (isinstance(value, int | float) or _orderable_text(value)):
-            return "A number, or an ISO date or date-time."
+            return _("A number, or an ISO date or date-time.")
         if isinstance(value, float) and value != value:  # NaN compares false with everything
-            return "A number, or an ISO date or date-time."
+            return _("A number, or an ISO date or date-time.")
     return None
 
 
@@ -725,26 +766,26 @@ def _keyword_problem(value: Any) -> str | None:
 
     words = value if isinstance(value, list) else [value]
     if not words:
-        return "Give at least one keyword."
+        return _("Give at least one keyword.")
     if len(words) > MAX_KEYWORDS:
-        return f"At most {MAX_KEYWORDS} keywords."
+        return _("At most %(max_keywords)s keywords.") % {"max_keywords": MAX_KEYWORDS}
     for word in words:
         if not isinstance(word, str) or len(word) > 200:
-            return "A keyword is a text of at most 200 characters."
+            return _("A keyword is a text of at most 200 characters.")
         if not fold(word):
-            return f"The keyword {_show(word)} has no letters or digits."
+            return _("The keyword %(word)s has no letters or digits.") % {"word": _show(word)}
     return None
 
 
 def _regex_problem(value: Any) -> str | None:
     if not isinstance(value, str) or not value:
-        return "A regular expression (text)."
+        return _("A regular expression (text).")
     if len(value) > MAX_REGEX:
-        return f"A regular expression of at most {MAX_REGEX} characters."
+        return _("A regular expression of at most %(max_regex)s characters.") % {"max_regex": MAX_REGEX}
     try:
         re.compile(value)
     except (re.error, RecursionError, OverflowError, ValueError) as exc:
-        return f"Not a valid regular expression: {str(exc)[:200]}."
+        return _("Not a valid regular expression: %(value)s.") % {"value": str(exc)[:200]}
     return None
 
 
@@ -753,16 +794,16 @@ def _regex_problem(value: Any) -> str | None:
 
 def _settings(raw: Any, problems: list[Problem]) -> Settings:
     if not isinstance(raw, dict):
-        problems.append(_at("settings", "Settings are a JSON object."))
+        problems.append(_at("settings", _("Settings are a JSON object.")))
         return Settings()
     for key in raw:
         if key not in SETTINGS_KEYS:
-            problems.append(_at(f"settings.{str(key)[:64]}", "Unknown setting."))
+            problems.append(_at(f"settings.{str(key)[:64]}", _("Unknown setting.")))
     reentry = raw.get("reentry", "after_exit")
     if reentry is None:
         reentry = "after_exit"
     if not isinstance(reentry, str) or reentry not in REENTRY:
-        problems.append(_at("settings.reentry", "One of never, after_exit, any_time."))
+        problems.append(_at("settings.reentry", _("One of never, after_exit, any_time.")))
         reentry = "after_exit"
     gap = _duration_setting(raw.get("reentry_gap"), "settings.reentry_gap", problems)
     cap, cap_period = _entry_cap(raw.get("entry_cap"), problems)
@@ -771,7 +812,7 @@ def _settings(raw: Any, problems: list[Problem]) -> Settings:
     if zone is None:
         zone = "UTC"
     elif not valid_time_zone(zone):
-        problems.append(_at("settings.fallback_time_zone", "An IANA time zone, e.g. Europe/Berlin."))
+        problems.append(_at("settings.fallback_time_zone", _("An IANA time zone, e.g. Europe/Berlin.")))
         zone = "UTC"
     return Settings(
         reentry=reentry,
@@ -790,7 +831,7 @@ def _duration_setting(value: Any, where: str, problems: list[Problem]) -> timede
         return None
     duration = parse_duration(value)
     if duration is None or duration <= timedelta(0) or duration > MAX_DURATION:
-        problems.append(_at(where, "An ISO 8601 duration such as PT1H, P1D or P2W (at most 3 years)."))
+        problems.append(_at(where, _("An ISO 8601 duration such as PT1H, P1D or P2W (at most 3 years).")))
         return None
     return duration
 
@@ -799,14 +840,14 @@ def _entry_cap(raw: Any, problems: list[Problem]) -> tuple[int | None, timedelta
     if raw is None:
         return None, None
     if not isinstance(raw, dict):
-        problems.append(_at("settings.entry_cap", 'The cap is {"count": N, "period": "P30D"}.'))
+        problems.append(_at("settings.entry_cap", _('The cap is {"count": N, "period": "P30D"}.')))
         return None, None
     for key in raw:
         if key not in ("count", "period"):
-            problems.append(_at(f"settings.entry_cap.{str(key)[:64]}", "Unknown field."))
+            problems.append(_at(f"settings.entry_cap.{str(key)[:64]}", _("Unknown field.")))
     count = raw.get("count")
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 1_000_000:
-        problems.append(_at("settings.entry_cap.count", "A whole number of entries, at least 1."))
+        problems.append(_at("settings.entry_cap.count", _("A whole number of entries, at least 1.")))
         count = None
     period = _duration_setting(raw.get("period"), "settings.entry_cap.period", problems)
     return count, period
@@ -817,22 +858,24 @@ def _silent_hours(raw: Any, problems: list[Problem]) -> tuple[tuple[str, str] | 
     if raw is None:
         return None, None
     if not isinstance(raw, dict):
-        problems.append(_at("settings.silent_hours", 'Silent hours are {"start": "21:00", "end": "08:00"}.'))
+        problems.append(
+            _at("settings.silent_hours", _('Silent hours are {"start": "21:00", "end": "08:00"}.'))
+        )
         return None, None
     for key in raw:
         if key not in ("start", "end", "channels"):
-            problems.append(_at(f"settings.silent_hours.{str(key)[:64]}", "Unknown field."))
+            problems.append(_at(f"settings.silent_hours.{str(key)[:64]}", _("Unknown field.")))
     channels = _silent_channels(raw.get("channels"), problems)
     bounds = []
     for key in ("start", "end"):
         clock = parse_clock(raw.get(key))
         if clock is None:
-            problems.append(_at(f"settings.silent_hours.{key}", 'A time of day "HH:MM", e.g. "21:00".'))
+            problems.append(_at(f"settings.silent_hours.{key}", _('A time of day "HH:MM", e.g. "21:00".')))
         bounds.append(clock)
     if None in bounds:
         return None, None
     if bounds[0] == bounds[1]:
-        problems.append(_at("settings.silent_hours.end", "The end differs from the start."))
+        problems.append(_at("settings.silent_hours.end", _("The end differs from the start.")))
         return None, None
     return (raw["start"].strip(), raw["end"].strip()), channels
 
@@ -844,14 +887,27 @@ def _silent_channels(raw: Any, problems: list[Problem]) -> tuple[str, ...] | Non
     # 10,000 "email" would be kept (and shown) as such.
     if not isinstance(raw, list) or not 1 <= len(raw) <= len(CHANNELS):
         problems.append(
-            _at("settings.silent_hours.channels", f"A list of the channels to hold: {', '.join(CHANNELS)}.")
+            _at(
+                "settings.silent_hours.channels",
+                _("A list of the channels to hold: %(value)s.") % {"value": ", ".join(CHANNELS)},
+            )
         )
         return None
     for i, channel in enumerate(raw):
         if not isinstance(channel, str) or channel not in CHANNELS:
-            problems.append(_at(f"settings.silent_hours.channels[{i}]", f"One of {', '.join(CHANNELS)}."))
+            problems.append(
+                _at(
+                    f"settings.silent_hours.channels[{i}]",
+                    _("One of %(value)s.") % {"value": ", ".join(CHANNELS)},
+                )
+            )
         elif channel in raw[:i]:
-            problems.append(_at(f"settings.silent_hours.channels[{i}]", f"{channel} is listed twice."))
+            problems.append(
+                _at(
+                    f"settings.silent_hours.channels[{i}]",
+                    _("%(channel)s is listed twice.") % {"channel": channel},
+                )
+            )
     return tuple(dict.fromkeys(c for c in raw if isinstance(c, str) and c in CHANNELS))
 
 
@@ -859,22 +915,22 @@ def _goal(raw: Any, problems: list[Problem]) -> Goal | None:
     if raw is None:
         return None
     if not isinstance(raw, dict):
-        problems.append(_at("settings.goal", 'A goal is {"event", "conditions", "window", "exit"}.'))
+        problems.append(_at("settings.goal", _('A goal is {"event", "conditions", "window", "exit"}.')))
         return None
     before = len(problems)
     for key in raw:
         if key not in ("event", "conditions", "window", "exit"):
-            problems.append(_at(f"settings.goal.{str(key)[:64]}", "Unknown field of a goal."))
+            problems.append(_at(f"settings.goal.{str(key)[:64]}", _("Unknown field of a goal.")))
     event = raw.get("event")
     if not isinstance(event, str) or not event.strip() or len(event) > MAX_EVENT_NAME:
-        problems.append(_at("settings.goal.event", "Name the event that counts as a conversion."))
+        problems.append(_at("settings.goal.event", _("Name the event that counts as a conversion.")))
     problems += check_conditions(raw.get("conditions"), "settings.goal.conditions")
     window_text = raw.get("window")
     window_text = "P7D" if window_text is None else window_text
     window = _duration_setting(window_text, "settings.goal.window", problems)
     exit_ = raw.get("exit", False)
     if not isinstance(exit_, bool):
-        problems.append(_at("settings.goal.exit", "true (leave the journey when reached) or false."))
+        problems.append(_at("settings.goal.exit", _("true (leave the journey when reached) or false.")))
     if len(problems) > before or window is None:
         return None
     return Goal(event.strip(), list(raw.get("conditions") or []), window, exit_)

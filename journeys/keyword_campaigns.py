@@ -26,6 +26,8 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from controlpanel.models import Project
 from controlpanel.services import Actor
@@ -36,10 +38,10 @@ from . import services
 from .models import Journey
 
 MATCHES = {
-    "exact": ("keyword", "Is exactly"),
-    "contains": ("contains", "Contains"),
-    "starts_with": ("starts_with", "Starts with"),
-    "regex": ("regex", "Matches the regular expression"),
+    "exact": ("keyword", gettext_lazy("Is exactly")),
+    "contains": ("contains", gettext_lazy("Contains")),
+    "starts_with": ("starts_with", gettext_lazy("Starts with")),
+    "regex": ("regex", gettext_lazy("Matches the regular expression")),
 }
 MAX_KEYWORDS = 20
 MAX_KEYWORD_LENGTH = 100
@@ -80,6 +82,9 @@ class KeywordCampaign:
     match: str
     reply: str
     follow_up: FollowUp | None = None
+    # The reply per language ({"de": ..., "en": ...}): the subscriber's Language tag picks one
+    # (exact, then base language); ``reply`` is the fallback.
+    replies: dict[str, str] = field(default_factory=dict)
 
 
 def parse_keywords(text: str, *, match: str) -> list[str]:
@@ -92,23 +97,32 @@ def parse_keywords(text: str, *, match: str) -> list[str]:
             continue
         folded = keyword_rules.fold(word)
         if len(word) > MAX_KEYWORD_LENGTH:
-            problems.append(f"“{word[:30]}…” is longer than {MAX_KEYWORD_LENGTH} characters.")
+            problems.append(
+                _("“%(word)s…” is longer than %(max)s characters.")
+                % {"word": word[:30], "max": MAX_KEYWORD_LENGTH}
+            )
         elif match == "regex":
             try:
                 re.compile(word)
             except re.error as exc:
-                problems.append(f"“{word}” is not a valid regular expression: {exc}.")
+                problems.append(
+                    _("“%(word)s” is not a valid regular expression: %(error)s.")
+                    % {"word": word, "error": exc}
+                )
                 continue
             words.append(word)
         elif not folded:
-            problems.append(f"“{word}” has no letters or digits: punctuation around a keyword is ignored.")
+            problems.append(
+                _("“%(word)s” has no letters or digits: punctuation around a keyword is ignored.")
+                % {"word": word}
+            )
         elif folded not in seen:
             seen.add(folded)
             words.append(word)
     if not words and not problems:
-        problems.append("Give at least one keyword, e.g. PROMO.")
+        problems.append(_("Give at least one keyword, e.g. PROMO."))
     if len(words) > MAX_KEYWORDS:
-        problems.append(f"At most {MAX_KEYWORDS} keywords.")
+        problems.append(_("At most %(max)s keywords.") % {"max": MAX_KEYWORDS})
     if problems:
         raise ShortcutError({"keywords": problems})
     return words
@@ -134,15 +148,12 @@ def _event_entry(op: str, value: Any) -> dict[str, Any]:
 
 def build_definition(spec: KeywordCampaign) -> dict[str, Any]:
     """The journey JSON of a keyword campaign (the issue's PROMO example has exactly this shape)."""
-    steps: list[dict[str, Any]] = [
-        {
-            "id": REPLY,
-            "type": "whatsapp_text",
-            "text": spec.reply,
-            "next": WAIT if spec.follow_up else None,
-            "ui": {"x": 60, "y": 60},
-        }
-    ]
+    reply: dict[str, Any] = {"id": REPLY, "type": "whatsapp_text", "text": spec.reply}
+    replies = {code: text for code, text in spec.replies.items() if text and text.strip()}
+    if replies:
+        reply["texts"] = replies
+    reply.update(next=WAIT if spec.follow_up else None, ui={"x": 60, "y": 60})
+    steps: list[dict[str, Any]] = [reply]
     if spec.follow_up:
         template: dict[str, Any] = {
             "id": FOLLOW_UP,
@@ -207,7 +218,7 @@ SIMULATOR_TEMPLATES: dict[str, dict[str, Any]] = {
         "category": "UTILITY",
         "components": [
             {"type": "HEADER", "format": "TEXT", "text": "Kundenservice"},
-            {"type": "BODY", "text": "Wobei können wir dir helfen? Wähle ein Thema."},
+            {"type": "BODY", "text": "Wobei können wir Ihnen helfen? Wählen Sie ein Thema."},
             {"type": "FOOTER", "text": "Antwort in wenigen Minuten"},
             {
                 "type": "BUTTONS",
@@ -224,17 +235,45 @@ SIMULATOR_TEMPLATES: dict[str, dict[str, Any]] = {
         "language": "de",
         "category": "MARKETING",
         "components": [
-            {"type": "BODY", "text": "Noch hungrig? Heute gibt es 20 % auf alle Sushi-Boxen, nur für dich."},
+            {"type": "BODY", "text": "Noch hungrig? Heute gibt es 20 % auf alle Sushi-Boxen, nur für Sie."},
             {"type": "FOOTER", "text": "Keine Werbung mehr? Antworte STOP"},
         ],
     },
 }
 
+# The examples' texts reach each subscriber in their language (the whatsapp_text step's ``texts``,
+# picked by the Language tag): German (formal, as the panel) and English; ``text``, the fallback
+# for any other or no language, is the German one, the language of the examples' templates.
+PROMO_REPLY = "Danke! Ihr Code: SUSHI20"
+PROMO_REPLIES = {"de": PROMO_REPLY, "en": "Thank you! Your code: SUSHI20"}
 HILFE_REPLIES = {
-    "Bestellung": "Deine Bestellungen findest du in der App unter „Meine Bestellungen“.",
-    "Lieferung": "Lieferungen kommen in der Regel innerhalb von 45 Minuten. Wir prüfen deine gerade.",
-    "Mitarbeiter": "Ein Mitarbeiter meldet sich hier in wenigen Minuten bei dir.",
+    "Bestellung": {
+        "de": "Ihre Bestellungen finden Sie in der App unter „Meine Bestellungen“.",
+        "en": "You will find your orders in the app under “My orders”.",
+    },
+    "Lieferung": {
+        "de": "Lieferungen kommen in der Regel innerhalb von 45 Minuten. Wir prüfen Ihre gerade.",
+        "en": "Deliveries usually arrive within 45 minutes. We are checking yours now.",
+    },
+    "Mitarbeiter": {
+        "de": "Ein Mitarbeiter meldet sich hier in wenigen Minuten bei Ihnen.",
+        "en": "A member of our team will reply here in a few minutes.",
+    },
 }
+HILFE_OTHER = {
+    "de": "Sie haben „{choice}“ gewählt. Wir melden uns gleich.",
+    "en": "You chose “{choice}”. We will be in touch shortly.",
+}
+
+
+def hilfe_replies(button: str) -> dict[str, str]:
+    """The answer to one button of the HILFE menu, per language."""
+    known = HILFE_REPLIES.get(button)
+    if known:
+        return dict(known)
+    # The button text goes into Liquid source: no braces, so no tag or output starts in it.
+    safe = button.replace("{", "(").replace("}", ")")
+    return {code: text.format(choice=safe) for code, text in HILFE_OTHER.items()}
 
 
 def _account(project: Project) -> WhatsAppAccount | None:
@@ -291,34 +330,47 @@ def examples(project: Project) -> list[Example]:
     offer, menu = offer_template(project), support_template(project)
     promo = Example(
         key="promo",
-        title="PROMO: instant code, offer an hour later",
-        description="“Promo!” gets the code SUSHI20 at once and a follow-up offer template one hour later.",
+        title=_("PROMO: instant code, offer an hour later"),
+        description=_(
+            "“Promo!” gets the code SUSHI20 at once and a follow-up offer template one hour later."
+        ),
         keywords=("promo",),
     )
     if offer:
-        promo.note = f"Follow-up template: {offer.name} ({offer.language})."
+        promo.note = _("Follow-up template: %(name)s (%(language)s).") % {
+            "name": offer.name,
+            "language": offer.language,
+        }
     elif simulator:
-        promo.note = f"Creates the approved template {PROMO_OFFER} on the simulator for the follow-up."
+        promo.note = _("Creates the approved template %(name)s on the simulator for the follow-up.") % {
+            "name": PROMO_OFFER
+        }
     else:
-        promo.note = "No approved marketing template without placeholders: the example replies only."
+        promo.note = _("No approved marketing template without placeholders: the example replies only.")
     hilfe = Example(
         key="hilfe",
-        title="HILFE: support menu with a branch per button",
-        description="“Hilfe” gets a quick-reply support menu; each button gets its own answer.",
+        title=_("HILFE: support menu with a branch per button"),
+        description=_("“Hilfe” gets a quick-reply support menu; each button gets its own answer."),
         keywords=("hilfe",),
     )
     if menu:
         buttons = ", ".join(_quick_replies(menu))
-        hilfe.note = f"Menu template: {menu.name} ({menu.language}), buttons {buttons}."
+        hilfe.note = _("Menu template: %(name)s (%(language)s), buttons %(buttons)s.") % {
+            "name": menu.name,
+            "language": menu.language,
+            "buttons": buttons,
+        }
     elif simulator:
-        hilfe.note = f"Creates the approved template {SUPPORT_MENU} (quick replies) on the simulator."
+        hilfe.note = _("Creates the approved template %(name)s (quick replies) on the simulator.") % {
+            "name": SUPPORT_MENU
+        }
     else:
         hilfe.ready = False
-        hilfe.note = (
-            f"Needs an approved template with quick-reply buttons: create “{SUPPORT_MENU}” under "
-            "Templates (body: “Wobei können wir dir helfen?”, quick replies Bestellung, Lieferung, "
+        hilfe.note = _(
+            "Needs an approved template with quick-reply buttons: create “%(name)s” under "
+            "Templates (body: “Wobei können wir Ihnen helfen?”, quick replies Bestellung, Lieferung, "
             "Mitarbeiter), wait for Meta's approval, then come back."
-        )
+        ) % {"name": SUPPORT_MENU}
     return [promo, hilfe]
 
 
@@ -343,7 +395,7 @@ def ensure_simulator_template(project: Project, name: str) -> MessageTemplate | 
     simulator.open_waba(account.waba_id)
     simulator.seed_templates(waba_id=account.waba_id, definitions=[definition])
     stored = store.find_template(account.waba_id, name, definition["language"]) or {}
-    template, _ = MessageTemplate.objects.update_or_create(
+    template, _created = MessageTemplate.objects.update_or_create(
         account=account,
         name=name,
         language=definition["language"],
@@ -372,8 +424,9 @@ def promo_definition(offer: MessageTemplate | None) -> dict[str, Any]:
         name="PROMO keyword",
         keywords=("promo",),
         match="exact",
-        reply="Danke! Dein Code: SUSHI20",
+        reply=PROMO_REPLY,
         follow_up=follow_up,
+        replies=dict(PROMO_REPLIES),
     )
     return build_definition(spec)
 
@@ -393,11 +446,13 @@ def hilfe_definition(menu: MessageTemplate) -> dict[str, Any]:
         }
     ]
     for i, text in enumerate(buttons):
+        replies = hilfe_replies(text)
         steps.append(
             {
                 "id": branch_ids[text],
                 "type": "whatsapp_text",
-                "text": HILFE_REPLIES.get(text, f"Du hast „{text}“ gewählt. Wir melden uns gleich."),
+                "text": replies["de"],
+                "texts": replies,
                 "next": None,
                 "ui": {"x": 420, "y": 40 + 160 * i},
             }
@@ -420,7 +475,9 @@ def example_initial(project: Project, key: str) -> dict[str, Any]:
         "name": "PROMO keyword",
         "keywords": "promo",
         "match": "exact",
-        "reply": "Danke! Dein Code: SUSHI20",
+        "reply": PROMO_REPLY,
+        "reply_de": PROMO_REPLIES["de"],
+        "reply_en": PROMO_REPLIES["en"],
     }
     if offer:
         initial.update(template=f"{offer.name}|{offer.language}", delay_amount=1, delay_unit="hours")
@@ -443,5 +500,5 @@ def create_example(*, project: Project, key: str, actor: Actor) -> Journey:
             raise ExampleUnavailable(example.note)
         data = hilfe_definition(menu)
     else:
-        raise ExampleUnavailable("There is no such example.")
+        raise ExampleUnavailable(_("There is no such example."))
     return services.create_journey(project=project, data=data, actor=actor)

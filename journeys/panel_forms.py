@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from campaigns.bindings import MEDIA_PARAMETERS
 from controlpanel.models import Project
@@ -14,7 +16,6 @@ from whatsapp import templates_lint as lint
 from whatsapp.models import MessageTemplate, TemplateStatus
 
 from .keyword_campaigns import (
-    DELAY_UNITS,
     MATCHES,
     MAX_REPLY_LENGTH,
     FollowUp,
@@ -24,33 +25,69 @@ from .keyword_campaigns import (
 )
 
 BINDING_PREFIX = "bindings."
+# The instant reply per language (the subscriber's Language tag picks; empty: the instant reply).
+REPLY_LANGUAGES = {"de": gettext_lazy("Reply in German"), "en": gettext_lazy("Reply in English")}
 
 
 class KeywordCampaignForm(forms.Form):
-    name = forms.CharField(max_length=200)
+    name = forms.CharField(max_length=200, label=gettext_lazy("Name"))
     keywords = forms.CharField(
         max_length=2000,
-        help_text="Comma separated, e.g. PROMO, Aktion. Case, accents and punctuation around them do not "
-        "count: “promo”, “Promo!” and “ PROMO” all match.",
+        label=gettext_lazy("Keywords"),
+        help_text=gettext_lazy(
+            "Comma separated, e.g. PROMO, Aktion. Case, accents and punctuation around them do not "
+            "count: “promo”, “Promo!” and “ PROMO” all match."
+        ),
     )
     match = forms.ChoiceField(
-        choices=[(key, label) for key, (_, label) in MATCHES.items()], initial="exact", label="Match"
+        choices=[(key, label) for key, (_op, label) in MATCHES.items()],
+        initial="exact",
+        label=gettext_lazy("Match"),
     )
     reply = forms.CharField(
         max_length=MAX_REPLY_LENGTH,
         widget=forms.Textarea(attrs={"rows": 3}),
-        label="Instant reply",
-        help_text="Sent at once as a text: the inbound message opened the 24-hour window. Liquid works, "
-        'e.g. {{ subscriber.name | default: "du" }} or {{ event.text }}.',
+        label=gettext_lazy("Instant reply"),
+        help_text=gettext_lazy(
+            "Sent at once as a text: the inbound message opened the 24-hour window. Liquid works, "
+            'e.g. {{ subscriber.name | default: "du" }} or {{ event.text }}.'
+        ),
+    )
+    reply_de = forms.CharField(
+        max_length=MAX_REPLY_LENGTH,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label=REPLY_LANGUAGES["de"],
+        help_text=gettext_lazy(
+            "For subscribers whose Language tag is German (de, de_AT …); empty: the instant reply."
+        ),
+    )
+    reply_en = forms.CharField(
+        max_length=MAX_REPLY_LENGTH,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label=REPLY_LANGUAGES["en"],
+        help_text=gettext_lazy(
+            "For subscribers whose Language tag is English (en, en_GB …); empty: the instant reply."
+        ),
     )
     template = forms.ChoiceField(
         required=False,
-        label="Follow-up template (optional)",
-        help_text="An approved template of this project, sent after the delay.",
+        label=gettext_lazy("Follow-up template (optional)"),
+        help_text=gettext_lazy("An approved template of this project, sent after the delay."),
     )
-    delay_amount = forms.IntegerField(min_value=1, max_value=365, initial=1, required=False, label="After")
+    delay_amount = forms.IntegerField(
+        min_value=1, max_value=365, initial=1, required=False, label=gettext_lazy("After")
+    )
     delay_unit = forms.ChoiceField(
-        choices=[(u, u) for u in DELAY_UNITS], initial="hours", required=False, label="Unit"
+        choices=[
+            ("minutes", gettext_lazy("minutes")),
+            ("hours", gettext_lazy("hours")),
+            ("days", gettext_lazy("days")),
+        ],
+        initial="hours",
+        required=False,
+        label=gettext_lazy("Unit"),
     )
 
     def __init__(self, *args: Any, project: Project, **kwargs: Any):
@@ -62,7 +99,7 @@ class KeywordCampaignForm(forms.Form):
             .filter(status=TemplateStatus.APPROVED)
             .order_by("name", "language")
         }
-        self.fields["template"].choices = [("", "No follow-up")] + [
+        self.fields["template"].choices = [("", _("No follow-up"))] + [
             (key, f"{t.name} ({t.language}) · {t.category.lower()}") for key, t in self.templates.items()
         ]
 
@@ -108,14 +145,17 @@ class KeywordCampaignForm(forms.Form):
                 for message in exc.errors["keywords"]:
                     self.add_error("keywords", message)
         if data.get("template") and data.get("delay_amount") is None:
-            self.add_error("delay_amount", "Say how long after the reply the template is sent.")
+            self.add_error("delay_amount", _("Say how long after the reply the template is sent."))
         missing = {}
         for item in self.placeholders():
             if not item["value"].strip():
-                missing[item["key"]] = [f"Bind {item['label']}, e.g. {item['example'] or 'a fixed text'}."]
+                missing[item["key"]] = [
+                    _("Bind %(label)s, e.g. %(example)s.")
+                    % {"label": item["label"], "example": item["example"] or _("a fixed text")}
+                ]
         if missing:
             self._binding_errors = missing
-            self.add_error(None, "Fill in every placeholder of the follow-up template.")
+            self.add_error(None, _("Fill in every placeholder of the follow-up template."))
         return data
 
     def to_spec(self) -> KeywordCampaign:
@@ -136,6 +176,7 @@ class KeywordCampaignForm(forms.Form):
             match=data["match"],
             reply=data["reply"],
             follow_up=follow_up,
+            replies={code: data.get(f"reply_{code}") or "" for code in REPLY_LANGUAGES},
         )
 
 
@@ -148,11 +189,11 @@ def parse_attributes(text: str) -> dict[str, str]:
             continue
         key, sep, value = line.partition("=")
         if not sep or not key.strip():
-            problems.append(f"Line {number}: write name=value, e.g. text=PROMO.")
+            problems.append(_("Line %(number)s: write name=value, e.g. text=PROMO.") % {"number": number})
             continue
         attributes[key.strip()] = value.strip()
     if len(attributes) > 50:
-        problems.append("At most 50 attributes.")
+        problems.append(_("At most 50 attributes."))
     if problems:
         raise forms.ValidationError(problems)
     return attributes
@@ -170,10 +211,11 @@ class StartDryRunForm(forms.Form):
     reply needs the inbound message that opened the window)."""
 
     subscriber = forms.UUIDField(
-        error_messages={"required": "Pick a subscriber of this project to run the journey for."}
+        error_messages={"required": gettext_lazy("Pick a subscriber of this project to run the journey for.")}
     )
     source = forms.ChoiceField(
-        choices=[("draft", "the saved draft"), ("active", "the active version")], required=False
+        choices=[("draft", gettext_lazy("the saved draft")), ("active", gettext_lazy("the active version"))],
+        required=False,
     )
     event_name = forms.CharField(max_length=64, required=False)
     event_attributes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
@@ -195,11 +237,12 @@ class FireEventForm(forms.Form):
     """An event for a dry run: a name and attributes, one ``key=value`` per line."""
 
     run = forms.UUIDField(widget=forms.HiddenInput)
-    name = forms.CharField(max_length=64, initial="WhatsAppReceived")
+    name = forms.CharField(max_length=64, initial="WhatsAppReceived", label=gettext_lazy("Name"))
     attributes = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
-        help_text="One attribute per line: text=PROMO, button_text=Lieferung.",
+        label=gettext_lazy("Attributes"),
+        help_text=gettext_lazy("One attribute per line: text=PROMO, button_text=Lieferung."),
     )
 
     def clean_name(self) -> str:

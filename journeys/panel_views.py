@@ -19,6 +19,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.utils.cache import patch_vary_headers
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from controlpanel.models import Role
@@ -78,12 +79,14 @@ def builder_url(slug: str, journey: Journey) -> str:
 
 
 def problem_text(problem: Problem) -> str:
-    where = f"step “{problem.step}”, " if problem.step else ""
-    return (
-        f"{where}{problem.field or 'journey'}: {problem.message}"
-        if where or problem.field
-        else problem.message
-    )
+    field = problem.field or _("journey")
+    if problem.step:
+        return _("step “%(step)s”, %(field)s: %(message)s") % {
+            "step": problem.step,
+            "field": field,
+            "message": problem.message,
+        }
+    return f"{field}: {problem.message}" if problem.field else problem.message
 
 
 # --- keyword campaign shortcut ---------------------------------------------------------------------
@@ -97,6 +100,10 @@ def _attach_problems(form: KeywordCampaignForm, problems: list[Problem]) -> None
             form.add_error("keywords", problem.message)
         elif problem.step is None and problem.field == "name":
             form.add_error("name", problem.message)
+        elif problem.step == keyword_campaigns.REPLY and problem.field.startswith("texts."):
+            code = problem.field.removeprefix("texts.")
+            name = f"reply_{code}" if f"reply_{code}" in form.fields else "reply"
+            form.add_error(name, problem.message)
         elif problem.step in PROBLEM_FIELDS:
             form.add_error(PROBLEM_FIELDS[problem.step], f"{problem.field}: {problem.message}")
         else:
@@ -143,16 +150,20 @@ def keyword_new(request: HttpRequest) -> HttpResponse:
             form.add_error(None, exc.message)
         else:
             if activate:
-                messages.success(request, f"“{journey.name}” is active: it answers its keywords from now on.")
+                messages.success(
+                    request,
+                    _("“%(name)s” is active: it answers its keywords from now on.") % {"name": journey.name},
+                )
             else:
-                messages.success(request, f"“{journey.name}” is saved as a draft.")
+                messages.success(request, _("“%(name)s” is saved as a draft.") % {"name": journey.name})
                 # What would block activation later (a keyword taken meanwhile, a template not
                 # approved yet) is said now, not when the marketer presses Activate.
                 blocking = services.validate(journey)
                 if blocking:
                     messages.warning(
                         request,
-                        "Before it can be activated: " + "; ".join(p.message for p in blocking),
+                        _("Before it can be activated: %(problems)s")
+                        % {"problems": "; ".join(p.message for p in blocking)},
                     )
             return redirect(_list_url(request))
     return render(request, KEYWORD_PAGE, _keyword_context(request, form), status=400)
@@ -169,10 +180,14 @@ def example_new(request: HttpRequest, key: str) -> HttpResponse:
         return redirect(_list_url(request))
     except DefinitionError as exc:
         messages.error(
-            request, "The example does not fit this project: " + "; ".join(map(problem_text, exc.problems))
+            request,
+            _("The example does not fit this project: %(problems)s")
+            % {"problems": "; ".join(map(problem_text, exc.problems))},
         )
         return redirect(_list_url(request))
-    messages.success(request, f"“{journey.name}” is saved as a draft: check it, then activate it.")
+    messages.success(
+        request, _("“%(name)s” is saved as a draft: check it, then activate it.") % {"name": journey.name}
+    )
     return redirect(builder_url(request.project.slug, journey))
 
 
@@ -298,13 +313,13 @@ def _outlets(step: dict[str, Any]) -> list[tuple[str, Any]]:
     if isinstance(chain, list) and chain:
         found += [(channel, step.get(channel)) for channel in (*chain, "none") if isinstance(channel, str)]
     for text, target in (step.get("buttons") or {}).items() if isinstance(step.get("buttons"), dict) else []:
-        found.append((f"button “{text}”", target))
+        found.append((_("button “%(text)s”") % {"text": text}, target))
     for i, event in enumerate(step.get("events") or []):
         if isinstance(event, dict):
             found.append((f"event{i + 1} ({event.get('event', '')})", event.get("next")))
     for variant in step.get("variants") or []:
         if isinstance(variant, dict):
-            found.append((f"variant {variant.get('name', '')}", variant.get("next")))
+            found.append((_("variant %(name)s") % {"name": variant.get("name", "")}, variant.get("next")))
     return found
 
 
@@ -473,7 +488,7 @@ def dryrun_start(request: HttpRequest, journey_id: uuid.UUID) -> HttpResponse:
             .first()
         )
         if subscriber is None:
-            form.add_error("subscriber", "Pick a subscriber of this project to run the journey for.")
+            form.add_error("subscriber", _("Pick a subscriber of this project to run the journey for."))
     if not form.is_valid() or subscriber is None:
         return _start_refused(request, journey, " ".join(m for ms in form.errors.values() for m in ms))
     use_draft = form.cleaned_data["source"] != "active" or not journey.version
@@ -486,7 +501,10 @@ def dryrun_start(request: HttpRequest, journey_id: uuid.UUID) -> HttpResponse:
         )
     except DefinitionError as exc:
         return _start_refused(
-            request, journey, "The journey cannot run yet: " + "; ".join(map(problem_text, exc.problems))
+            request,
+            journey,
+            _("The journey cannot run yet: %(problems)s")
+            % {"problems": "; ".join(map(problem_text, exc.problems))},
         )
     return _dryrun_answer(request, journey, run)
 
@@ -506,7 +524,7 @@ def dryrun_forward(request: HttpRequest, journey_id: uuid.UUID) -> HttpResponse:
     run = _posted_run(request, journey)
     moved = dryrun.fast_forward(run)
     run.refresh_from_db()
-    notice = "" if moved else "Nothing to fast-forward: the run waits for an event, or it is done."
+    notice = "" if moved else _("Nothing to fast-forward: the run waits for an event, or it is done.")
     return _dryrun_answer(request, journey, run, notice=notice)
 
 
@@ -524,6 +542,9 @@ def dryrun_fire(request: HttpRequest, journey_id: uuid.UUID) -> HttpResponse:
     run.refresh_from_db()
     notice = ""
     if not moved:
-        waits_for = ", ".join(run.waiting_events or []) or "no event"
-        notice = f"{name} moved nothing: the run waits for {waits_for} (and the step's conditions)."
+        waits_for = ", ".join(run.waiting_events or []) or _("no event")
+        notice = _("%(event)s moved nothing: the run waits for %(events)s (and the step's conditions).") % {
+            "event": name,
+            "events": waits_for,
+        }
     return _dryrun_answer(request, journey, run, notice=notice)

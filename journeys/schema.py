@@ -23,6 +23,7 @@ DRAFT = "https://json-schema.org/draft/2020-12/schema"
 _DURATION = r"^[Pp](\d+[Ww])?(\d+[Dd])?([Tt](\d+[Hh])?(\d+[Mm])?(\d+[Ss])?)?$"
 _SIGNED_DURATION = r"^-?[Pp](\d+[Ww])?(\d+[Dd])?([Tt](\d+[Hh])?(\d+[Mm])?(\d+[Ss])?)?$"
 _CLOCK = r"^([01]\d|2[0-3]):[0-5]\d$"
+_LANGUAGE = r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})?$"
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -88,9 +89,18 @@ STEP_SCHEMAS: dict[str, dict[str, Any]] = {
     ),
     "whatsapp_text": _step(
         "whatsapp_text",
-        "Send a text (Liquid) inside the 24 h service window; `outside_window` when it is closed.",
+        "Send a text (Liquid) inside the 24 h service window; `outside_window` when it is closed. "
+        "`texts`: the same text per language.",
         {
             "text": {"type": "string", "minLength": 1, "maxLength": 4096},
+            "texts": {
+                "type": "object",
+                "description": 'Translations by the subscriber\'s Language tag: {"de": "...", "en": "..."}; '
+                "exact locale, then base language (de_AT reads de), else `text`.",
+                "maxProperties": 20,
+                "propertyNames": {"pattern": _LANGUAGE},
+                "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 4096},
+            },
             "next": TARGET,
             "outside_window": TARGET,
         },
@@ -342,7 +352,7 @@ def journey_schema() -> dict[str, Any]:
                 "type": "object",
                 "properties": {"id": _ref("stepId"), "type": {"const": kind.type}, "ui": _ref("ui")},
                 "required": ["id", "type"],
-                "description": kind.label,
+                "description": str(kind.label),
             }
         )
     step_defs = {f"step_{name}": schema for name, schema in steps.items()}

@@ -21,6 +21,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from controlpanel.models import Project
 from controlpanel.services import Actor, record_audit
@@ -182,8 +183,8 @@ def _collisions(journey: Journey, data: Any) -> tuple[list[Problem], list[Proble
                     Problem(
                         None,
                         claim.field,
-                        f"This {claim.op.replace('_', ' ')} condition also takes {word.upper()}, "
-                        f"claimed by {owner}.",
+                        _("This %(op)s condition also takes %(word)s, claimed by %(owner)s.")
+                        % {"op": claim.op.replace("_", " "), "word": word.upper(), "owner": owner},
                     )
                 )
     # The other way round: another journey's loose condition takes one of my keywords.
@@ -198,8 +199,8 @@ def _collisions(journey: Journey, data: Any) -> tuple[list[Problem], list[Proble
                         Problem(
                             None,
                             "entry",
-                            f"Journey '{other.name}' has a {claim.op.replace('_', ' ')} condition that "
-                            f"also takes {word.upper()}.",
+                            _("Journey '%(name)s' has a %(op)s condition that also takes %(word)s.")
+                            % {"name": other.name, "op": claim.op.replace("_", " "), "word": word.upper()},
                         )
                     )
     return problems, warnings
@@ -248,7 +249,11 @@ def missing_references(project: Project, data: Any, *, strict: bool = False) -> 
         }
         for step, where, segment in wanted_segments:
             if str(_uuid_or_none(segment)) not in existing:
-                problems.append(Problem(step, where, f"There is no segment {segment[:40]} in this project."))
+                problems.append(
+                    Problem(
+                        step, where, _("There is no segment %(id)s in this project.") % {"id": segment[:40]}
+                    )
+                )
     if wanted_templates:
         rows = MessageTemplate.objects.for_project(project).filter(
             name__in=[name for _, _, name, _ in wanted_templates]
@@ -262,10 +267,21 @@ def missing_references(project: Project, data: Any, *, strict: bool = False) -> 
             )
             shown = f"{name} ({language})" if language else name
             if found is None:
-                problems.append(Problem(step, where, f"There is no template {shown[:80]} in this project."))
+                problems.append(
+                    Problem(
+                        step,
+                        where,
+                        _("There is no template %(name)s in this project.") % {"name": shown[:80]},
+                    )
+                )
             elif strict and found != TemplateStatus.APPROVED:
                 problems.append(
-                    Problem(step, where, f"The template {shown[:80]} is not approved ({found.lower()}).")
+                    Problem(
+                        step,
+                        where,
+                        _("The template %(name)s is not approved (%(status)s).")
+                        % {"name": shown[:80], "status": found.lower()},
+                    )
                 )
     return problems
 
@@ -325,7 +341,7 @@ def _catch_all(data: Any) -> list[Problem]:
             where = f"entries[{i}].conditions" if listed else "entry.conditions"
             warnings.append(
                 Problem(
-                    None, where, "Every inbound message would start this journey: add a keyword condition."
+                    None, where, _("Every inbound message would start this journey: add a keyword condition.")
                 )
             )
     return warnings
@@ -371,8 +387,8 @@ def update_journey(*, journey: Journey, data: dict[str, Any], actor: Actor) -> J
     journey = Journey.objects.select_for_update().get(pk=journey.pk)
     if journey.status not in (JourneyStatus.DRAFT, JourneyStatus.PAUSED):
         if journey.status == JourneyStatus.ACTIVE:
-            raise JourneyRefused("Pause the journey before you edit it.")
-        raise JourneyRefused("A stopped journey cannot be edited; clone it.")
+            raise JourneyRefused(_("Pause the journey before you edit it."))
+        raise JourneyRefused(_("A stopped journey cannot be edited; clone it."))
     definition = parse(data, project=journey.project)
     journey.definition = data
     journey.name = definition.name
@@ -406,7 +422,7 @@ def _activate(*, journey: Journey, actor: Actor, move_runs: bool, action: str) -
     Project.objects.select_for_update().filter(pk=journey.project_id).first()
     journey = Journey.objects.select_for_update().get(pk=journey.pk)
     if journey.status == JourneyStatus.STOPPED:
-        raise JourneyRefused("A stopped journey cannot be activated again; clone it.")
+        raise JourneyRefused(_("A stopped journey cannot be activated again; clone it."))
     if journey.status == JourneyStatus.ACTIVE:
         return Activation(journey, journey.version, new_version=False)
     latest = JourneyVersion.objects.filter(journey=journey).order_by("-number").first()
@@ -489,7 +505,7 @@ def pause(*, journey: Journey, actor: Actor) -> Journey:
     """Runs hold where they are (the engine claims runs of active journeys only); no entries."""
     journey = Journey.objects.select_for_update().get(pk=journey.pk)
     if journey.status != JourneyStatus.ACTIVE:
-        raise JourneyRefused("Only an active journey can be paused.")
+        raise JourneyRefused(_("Only an active journey can be paused."))
     journey.status = JourneyStatus.PAUSED
     journey.paused_at = timezone.now()
     journey.save()
@@ -508,7 +524,7 @@ def resume_journey(*, journey: Journey, actor: Actor, move_runs: bool = False) -
     Project.objects.select_for_update().filter(pk=journey.project_id).first()
     current = Journey.objects.select_for_update().get(pk=journey.pk)
     if current.status != JourneyStatus.PAUSED:
-        raise JourneyRefused("Only a paused journey can be resumed.")
+        raise JourneyRefused(_("Only a paused journey can be resumed."))
     return _activate(journey=current, actor=actor, move_runs=move_runs, action="journey.resume")
 
 
@@ -582,10 +598,16 @@ def import_journey(*, project: Project, data: Any, actor: Actor) -> Journey:
     block activation); the audit entry lists them too.
     """
     if not isinstance(data, dict):
-        raise DefinitionError([Problem(None, "", "A journey is a JSON object.")])
+        raise DefinitionError([Problem(None, "", _("A journey is a JSON object."))])
     fmt = data.get("format")
     if fmt is not None and fmt != EXPORT_FORMAT:
-        raise DefinitionError([Problem(None, "format", f"Only {EXPORT_FORMAT} exports can be imported.")])
+        raise DefinitionError(
+            [
+                Problem(
+                    None, "format", _("Only %(format)s exports can be imported.") % {"format": EXPORT_FORMAT}
+                )
+            ]
+        )
     data = {k: v for k, v in data.items() if k != "format"}
     definition = parse(data)  # structure only: references are this project's to fix
     missing = missing_references(project, data)

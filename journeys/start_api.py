@@ -14,6 +14,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 from django.http import HttpRequest
+from django.utils.translation import gettext as _
 from ninja import Field, Router, Schema, Status
 from pydantic import ConfigDict
 
@@ -88,7 +89,9 @@ class RequestOut(Schema):
 def _journey(request: HttpRequest, journey_id: UUID) -> Journey:
     journey = Journey.objects.for_project(request.project).filter(public_id=journey_id).first()
     if journey is None:
-        raise ApiError(404, "journey_not_found", f"No journey {journey_id} in this project.", field="id")
+        raise ApiError(
+            404, "journey_not_found", _("No journey %(id)s in this project.") % {"id": journey_id}, field="id"
+        )
     return journey
 
 
@@ -159,7 +162,10 @@ def get_request(request, request_id: UUID):
     )
     if item is None:
         raise ApiError(
-            404, "request_not_found", f"No journey request {request_id} in this project.", field="id"
+            404,
+            "request_not_found",
+            _("No journey request %(id)s in this project.") % {"id": request_id},
+            field="id",
         )
     return {
         "request_id": item.public_id,

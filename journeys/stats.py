@@ -35,6 +35,8 @@ from django.core.cache import cache
 from django.db.models import Count
 from django.db.models.functions import TruncDate
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from . import counters
 from .models import Journey, JourneyRun, JourneyVersion, RunState
@@ -47,19 +49,29 @@ MESSAGE_KEYS = ("sent", "delivered", "read", "opened", "clicked", "bounced", "fa
 # What a send step of each channel shows (the builder's badges, the statistics page), in order;
 # failed and skipped are shown beside them on the statistics page.
 CHANNEL_COUNTERS: dict[str, tuple[tuple[str, str], ...]] = {
-    "whatsapp": (("sent", "sent"), ("delivered", "delivered"), ("read", "read"), ("clicked", "clicked")),
-    "email": (("sent", "sent"), ("opened", "opened"), ("clicked", "clicked"), ("bounced", "bounced")),
-    "push": (("sent", "sent"), ("opened", "opened")),
+    "whatsapp": (
+        ("sent", pgettext_lazy("counter", "sent")),
+        ("delivered", pgettext_lazy("counter", "delivered")),
+        ("read", pgettext_lazy("counter", "read")),
+        ("clicked", pgettext_lazy("counter", "clicked")),
+    ),
+    "email": (
+        ("sent", pgettext_lazy("counter", "sent")),
+        ("opened", pgettext_lazy("counter", "opened")),
+        ("clicked", pgettext_lazy("counter", "clicked")),
+        ("bounced", pgettext_lazy("counter", "bounced")),
+    ),
+    "push": (("sent", pgettext_lazy("counter", "sent")), ("opened", pgettext_lazy("counter", "opened"))),
 }
 EXIT_LABELS = {
-    "completed": "Reached the end of a branch",
-    "exit_step": "Exit step",
-    "goal": "Reached the goal",
-    "stopped": "Journey stopped",
-    "dropped": "Dropped through the API",
-    "error": "Step failed 5 times",
+    "completed": _("Reached the end of a branch"),
+    "exit_step": _("Exit step"),
+    "goal": _("Reached the goal"),
+    "stopped": _("Journey stopped"),
+    "dropped": _("Dropped through the API"),
+    "error": _("Step failed 5 times"),
 }
-CHANNEL_LABELS = {"whatsapp": "WhatsApp", "email": "Email", "push": "Push"}
+CHANNEL_LABELS = {"whatsapp": "WhatsApp", "email": _("Email"), "push": _("Push")}
 
 
 def step_counts(journey: Journey) -> dict[str, dict[str, int]]:
@@ -193,7 +205,7 @@ def journey_stats(journey: Journey) -> dict[str, Any]:
         (
             {
                 "reason": key.split(":", 1)[1],
-                "label": EXIT_LABELS.get(key.split(":", 1)[1], key.split(":", 1)[1].replace("_", " ")),
+                "label": str(EXIT_LABELS.get(key.split(":", 1)[1], key.split(":", 1)[1].replace("_", " "))),
                 "count": n,
             }
             for key, n in overall.items()
@@ -221,10 +233,12 @@ def journey_stats(journey: Journey) -> dict[str, Any]:
             {
                 "id": step_id,
                 "type": type_,
-                "label": registered.label if registered else (type_.replace("_", " ") or "removed step"),
+                "label": str(registered.label)
+                if registered
+                else (type_.replace("_", " ") or str(_("removed step"))),
                 "channel": channel,
                 "counters": [
-                    {"key": key, "label": label, "n": c.get(key, 0)}
+                    {"key": key, "label": str(label), "n": c.get(key, 0)}
                     for key, label in CHANNEL_COUNTERS.get(channel, ())
                 ],
                 "removed": step_id not in known,
@@ -251,11 +265,16 @@ def journey_stats(journey: Journey) -> dict[str, Any]:
         "channels": [
             {
                 "channel": channel,
-                "label": CHANNEL_LABELS.get(channel, channel),
+                "label": str(CHANNEL_LABELS.get(channel, channel)),
                 **totals,
                 # Besides sent: each with its share of the sent messages.
                 "counters": [
-                    {"key": key, "label": label, "n": totals[key], "rate": _rate(totals[key], totals["sent"])}
+                    {
+                        "key": key,
+                        "label": str(label),
+                        "n": totals[key],
+                        "rate": _rate(totals[key], totals["sent"]),
+                    }
                     for key, label in CHANNEL_COUNTERS.get(channel, ())
                     if key != "sent"
                 ],

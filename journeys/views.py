@@ -17,6 +17,8 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.utils.text import slugify
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST, require_safe
 
 from controlpanel.models import Role
@@ -34,22 +36,30 @@ MAX_IMPORT_BYTES = 1_000_000
 BLANK = {"name": "New journey", "entry": {"type": "api"}, "settings": {"reentry": "after_exit"}, "steps": []}
 # list/builder action -> the message once done (the service of the same name does it)
 LIFECYCLE = {
-    "pause": "paused: its subscribers hold where they are",
-    "resume": "resumed",
-    "stop": "stopped",
+    "pause": gettext_lazy("“%(name)s” paused: its subscribers hold where they are."),
+    "resume": gettext_lazy("“%(name)s” resumed."),
+    "stop": gettext_lazy("“%(name)s” stopped."),
 }
 
 
-def _resumed(activation: services.Activation) -> str:
+def _resumed(activation: services.Activation, name: str) -> str:
     """Say which version subscribers already in the journey walk now (the issue asks the panel to)."""
     if not activation.new_version:
-        return "resumed"
-    said = f"resumed as version {activation.version}"
+        return str(LIFECYCLE["resume"]) % {"name": name}
+    said = _("“%(name)s” resumed as version %(version)s") % {"name": name, "version": activation.version}
     if activation.moved:
-        said += f"; {activation.moved} subscriber(s) in it moved to the new version"
+        said += "; " + ngettext(
+            "%(count)s subscriber in it moved to the new version",
+            "%(count)s subscribers in it moved to the new version",
+            activation.moved,
+        ) % {"count": activation.moved}
     if activation.stayed:
-        said += f"; {activation.stayed} stay on the version they started on (their step changed or is gone)"
-    return said
+        said += "; " + ngettext(
+            "%(count)s stays on the version they started on (their step changed or is gone)",
+            "%(count)s stay on the version they started on (their step changed or is gone)",
+            activation.stayed,
+        ) % {"count": activation.stayed}
+    return said + "."
 
 
 def get_journey(request: HttpRequest, journey_id: uuid.UUID) -> Journey:
@@ -127,11 +137,15 @@ def journey_list(request: HttpRequest) -> HttpResponse:
             "has_any": bool(rows) or before != "",
             "keyword_url": keyword_url,
             "examples": [
-                ("promo", "PROMO keyword", "Reply to “PROMO” at once, send an offer template an hour later."),
+                (
+                    "promo",
+                    _("PROMO keyword"),
+                    _("Reply to “PROMO” at once, send an offer template an hour later."),
+                ),
                 (
                     "hilfe",
-                    "HILFE support menu",
-                    "Answer “HILFE” with a quick-reply menu and a branch per button.",
+                    _("HILFE support menu"),
+                    _("Answer “HILFE” with a quick-reply menu and a branch per button."),
                 ),
             ],
             "statuses": JourneyStatus,
@@ -142,7 +156,7 @@ def journey_list(request: HttpRequest) -> HttpResponse:
 @project_view(section="journeys", read=Role.MARKETER)  # POST only: nothing here for a viewer
 @require_POST
 def journey_new(request: HttpRequest) -> HttpResponse:
-    name = (request.POST.get("name") or "").strip()[:200] or BLANK["name"]
+    name = (request.POST.get("name") or "").strip()[:200] or _("New journey")
     journey = services.create_journey(
         project=request.project, data={**BLANK, "name": name}, actor=actor(request)
     )
@@ -163,17 +177,22 @@ def journey_action(request: HttpRequest, journey_id: uuid.UUID, action: str) -> 
             done = _resumed(
                 services.resume_journey(
                     journey=journey, actor=actor(request), move_runs=bool(request.POST.get("move_runs"))
-                )
+                ),
+                journey.name,
             )
         else:
             getattr(services, action)(journey=journey, actor=actor(request))
-            done = LIFECYCLE[action]
+            done = str(LIFECYCLE[action]) % {"name": journey.name}
     except services.JourneyRefused as exc:
         messages.error(request, exc.message)
     except DefinitionError as exc:  # resuming an edited journey validates it first
-        messages.error(request, f"“{journey.name}” cannot resume: {problem_text(exc)}")
+        messages.error(
+            request,
+            _("“%(name)s” cannot resume: %(problems)s")
+            % {"name": journey.name, "problems": problem_text(exc)},
+        )
     else:
-        messages.success(request, f"“{journey.name}” {done}.")
+        messages.success(request, done)
     if request.POST.get("next") == "builder":
         return redirect("journeys:builder", request.project.slug, journey.public_id)
     return redirect("journeys:list", request.project.slug)
@@ -184,7 +203,9 @@ def journey_action(request: HttpRequest, journey_id: uuid.UUID, action: str) -> 
 def journey_clone(request: HttpRequest, journey_id: uuid.UUID) -> HttpResponse:
     journey = get_journey(request, journey_id)
     copy = services.clone_journey(journey=journey, actor=actor(request))
-    messages.success(request, f"“{copy.name}” is a draft copy of “{journey.name}”.")
+    messages.success(
+        request, _("“%(copy)s” is a draft copy of “%(name)s”.") % {"copy": copy.name, "name": journey.name}
+    )
     return redirect("journeys:builder", request.project.slug, copy.public_id)
 
 
@@ -207,25 +228,31 @@ def journey_import(request: HttpRequest) -> HttpResponse:
     back = redirect("journeys:list", request.project.slug)
     upload = request.FILES.get("file")
     if upload is None:
-        messages.error(request, "Choose a journey JSON file to import.")
+        messages.error(request, _("Choose a journey JSON file to import."))
         return back
     if upload.size > MAX_IMPORT_BYTES:
-        messages.error(request, "That file is larger than 1 MB; a journey export is much smaller.")
+        messages.error(request, _("That file is larger than 1 MB; a journey export is much smaller."))
         return back
     try:
         data = json.loads(upload.read().decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):  # nested past the decoder's limit
-        messages.error(request, f"“{upload.name}” is not a JSON file.")
+        messages.error(request, _("“%(file)s” is not a JSON file.") % {"file": upload.name})
         return back
     try:
         imported = services.import_journey(project=request.project, data=data, actor=actor(request))
     except DefinitionError as exc:
-        messages.error(request, f"“{upload.name}” is not a journey we can import: {problem_text(exc)}")
+        messages.error(
+            request,
+            _("“%(file)s” is not a journey we can import: %(problems)s")
+            % {"file": upload.name, "problems": problem_text(exc)},
+        )
         return back
     # The service may hand back what it could not resolve in this project (segments, templates)
     # along with the draft: the marketer fixes those in the builder.
     journey, missing = imported if isinstance(imported, tuple) else (imported, [])
-    messages.success(request, f"Imported “{journey.name}” as a draft.")
+    messages.success(request, _("Imported “%(name)s” as a draft.") % {"name": journey.name})
     if missing:
-        messages.warning(request, f"To fix before activating: {describe(list(missing))}")
+        messages.warning(
+            request, _("To fix before activating: %(problems)s") % {"problems": describe(list(missing))}
+        )
     return redirect("journeys:builder", request.project.slug, journey.public_id)

@@ -9,6 +9,8 @@ on this step and ``wait_event``'s ``of_step`` matches.
 
 from __future__ import annotations
 
+from django.utils.translation import gettext_lazy
+
 from campaigns import channel_policy
 from mail import services
 from mail.models import EmailTemplate
@@ -20,9 +22,9 @@ from .outbox import ChannelTemplateStep
 SEND_EMAIL = register(
     ChannelTemplateStep(
         type="send_email",
-        label="Send email",
+        label=gettext_lazy("Send email"),
         channel="email",
-        noun="email template",
+        noun=gettext_lazy("email template"),
         model=EmailTemplate,
         summary_fields=("subject", "preheader", "text"),
         render=lambda template, context: services.render_email(template, context),

@@ -18,6 +18,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
 from . import CheckContext, Exit, Go, Outcome, Problem, Visit, next_only, register
 
 if TYPE_CHECKING:
@@ -79,7 +82,7 @@ class WaitStep:
     """
 
     type = "wait"
-    label = "Wait"
+    label = gettext_lazy("Wait")
     channel = ""
     pure = True
 
@@ -91,28 +94,30 @@ class WaitStep:
         if len(given) != 1:
             return [
                 Problem(
-                    sid, "duration", "Give exactly one of duration, until_time, until_date, until_attribute."
+                    sid,
+                    "duration",
+                    _("Give exactly one of duration, until_time, until_date, until_attribute."),
                 )
             ]
         kind = given[0]
         value = data[kind]
         if kind == "duration" and (_duration(value) is None or _duration(value) <= timedelta(0)):
-            return [Problem(sid, "duration", "An ISO 8601 duration such as PT1H or P2D.")]
+            return [Problem(sid, "duration", _("An ISO 8601 duration such as PT1H or P2D."))]
         if kind == "until_time" and timezones.parse_hhmm(value) is None:
-            return [Problem(sid, "until_time", 'A time of day such as "09:00".')]
+            return [Problem(sid, "until_time", _('A time of day such as "09:00".'))]
         if kind == "until_date" and timezones.parse_instant(value, timezones.zone("UTC")) is None:
-            return [Problem(sid, "until_date", "An ISO 8601 date-time such as 2026-12-24T09:00:00+01:00.")]
+            return [Problem(sid, "until_date", _("An ISO 8601 date-time such as 2026-12-24T09:00:00+01:00."))]
         if kind == "until_attribute":
             if not isinstance(value, dict):
-                return [Problem(sid, "until_attribute", "An object with source, name and offset.")]
+                return [Problem(sid, "until_attribute", _("An object with source, name and offset."))]
             problems = []
             if value.get("source") not in ("tag", "event"):
-                problems.append(Problem(sid, "until_attribute.source", "One of tag, event."))
+                problems.append(Problem(sid, "until_attribute.source", _("One of tag, event.")))
             if not isinstance(value.get("name"), str) or not value["name"].strip():
-                problems.append(Problem(sid, "until_attribute.name", "Name the tag or event attribute."))
+                problems.append(Problem(sid, "until_attribute.name", _("Name the tag or event attribute.")))
             if value.get("offset") not in (None, "") and _signed_duration(value["offset"]) is None:
                 problems.append(
-                    Problem(sid, "until_attribute.offset", "An ISO 8601 duration, e.g. -P1D or PT2H.")
+                    Problem(sid, "until_attribute.offset", _("An ISO 8601 duration, e.g. -P1D or PT2H."))
                 )
             return problems
         return []
@@ -190,7 +195,7 @@ class WaitEventStep:
     """
 
     type = "wait_event"
-    label = "Wait for event"
+    label = gettext_lazy("Wait for event")
     channel = ""
     pure = True
 
@@ -199,26 +204,39 @@ class WaitEventStep:
         problems = []
         events = data.get("events")
         if not isinstance(events, list) or not 1 <= len(events) <= MAX_WAIT_EVENTS:
-            problems.append(Problem(sid, "events", f"List 1 to {MAX_WAIT_EVENTS} events to wait for."))
+            problems.append(
+                Problem(
+                    sid,
+                    "events",
+                    _("List 1 to %(max_wait_events)s events to wait for.")
+                    % {"max_wait_events": MAX_WAIT_EVENTS},
+                )
+            )
             events = []
         ids = _step_ids(ctx)
         for i, item in enumerate(events):
             where = f"events[{i}]"
             if not isinstance(item, dict):
-                problems.append(Problem(sid, where, "An object with event, conditions, of_step, next."))
+                problems.append(Problem(sid, where, _("An object with event, conditions, of_step, next.")))
                 continue
             if not isinstance(item.get("event"), str) or not item["event"].strip():
-                problems.append(Problem(sid, f"{where}.event", "Name the event."))
+                problems.append(Problem(sid, f"{where}.event", _("Name the event.")))
             conditions = item.get("conditions") or []
             if not isinstance(conditions, list):
-                problems.append(Problem(sid, f"{where}.conditions", "Conditions are a list."))
+                problems.append(Problem(sid, f"{where}.conditions", _("Conditions are a list.")))
             else:
                 problems += [Problem(sid, f"{where}.conditions", m) for m in _condition_problems(conditions)]
             of_step = item.get("of_step")
             if of_step not in (None, "") and (not isinstance(of_step, str) or (ids and of_step not in ids)):
-                problems.append(Problem(sid, f"{where}.of_step", f"There is no step {of_step!r}."))
+                problems.append(
+                    Problem(
+                        sid,
+                        f"{where}.of_step",
+                        _("There is no step %(of_step)s.") % {"of_step": repr(of_step)},
+                    )
+                )
         if _duration(data.get("timeout")) is None:
-            problems.append(Problem(sid, "timeout", "How long to wait: an ISO 8601 duration such as P1D."))
+            problems.append(Problem(sid, "timeout", _("How long to wait: an ISO 8601 duration such as P1D.")))
         return problems
 
     def outlets(self, data: dict[str, Any]) -> dict[str, str | None]:
@@ -318,7 +336,7 @@ class SegmentSplitStep:
     ``rule`` now, else ``no``. A segment deleted since goes ``no`` (the detail says so)."""
 
     type = "segment_split"
-    label = "Segment split"
+    label = gettext_lazy("Segment split")
     channel = ""
     pure = True
 
@@ -326,17 +344,17 @@ class SegmentSplitStep:
         sid = data.get("id")
         has_segment, has_rule = data.get("segment") not in (None, ""), data.get("rule") not in (None, {}, "")
         if has_segment == has_rule:
-            return [Problem(sid, "segment", "Pick a segment or write a rule (one of them).")]
+            return [Problem(sid, "segment", _("Pick a segment or write a rule (one of them)."))]
         if has_segment:
             try:
                 public_id = uuid.UUID(str(data["segment"]))
             except ValueError:
-                return [Problem(sid, "segment", "A segment id (UUID).")]
+                return [Problem(sid, "segment", _("A segment id (UUID)."))]
             if ctx.project is not None:
                 from subscribers.models import Segment
 
                 if not Segment.objects.for_project(ctx.project).filter(public_id=public_id).exists():
-                    return [Problem(sid, "segment", "There is no such segment in this project.")]
+                    return [Problem(sid, "segment", _("There is no such segment in this project."))]
             return []
         if ctx.project is not None:
             from subscribers.errors import InvalidInput
@@ -403,7 +421,7 @@ class ReachabilityStep:
     """
 
     type = "reachability"
-    label = "Reachability check"
+    label = gettext_lazy("Reachability check")
     channel = ""
     pure = True
 
@@ -412,19 +430,25 @@ class ReachabilityStep:
         known = ", ".join(sorted(REACHABILITY))
         if data.get("channels") is None:
             if not isinstance(data.get("channel"), str) or data["channel"] not in REACHABILITY:
-                return [Problem(sid, "channel", f"One of {known}.")]
+                return [Problem(sid, "channel", _("One of %(known)s.") % {"known": known})]
             return []
         if data.get("channel") is not None:
-            return [Problem(sid, "channel", "Give either one channel (yes/no) or a list of channels.")]
+            return [Problem(sid, "channel", _("Give either one channel (yes/no) or a list of channels."))]
         channels = data["channels"]
         if not isinstance(channels, list) or not 1 <= len(channels) <= len(REACHABILITY):
-            return [Problem(sid, "channels", f"List the channels to try in order ({known}).")]
+            return [
+                Problem(
+                    sid, "channels", _("List the channels to try in order (%(known)s).") % {"known": known}
+                )
+            ]
         problems = []
         for i, channel in enumerate(channels):
             if not isinstance(channel, str) or channel not in REACHABILITY:
-                problems.append(Problem(sid, f"channels[{i}]", f"One of {known}."))
+                problems.append(Problem(sid, f"channels[{i}]", _("One of %(known)s.") % {"known": known}))
             elif channel in channels[:i]:
-                problems.append(Problem(sid, f"channels[{i}]", f"{channel} is listed twice."))
+                problems.append(
+                    Problem(sid, f"channels[{i}]", _("%(channel)s is listed twice.") % {"channel": channel})
+                )
         return problems
 
     def outlets(self, data: dict[str, Any]) -> dict[str, str | None]:
@@ -467,7 +491,7 @@ class AbSplitStep:
     the same variant every time they walk this journey (a hash of journey and subscriber)."""
 
     type = "ab_split"
-    label = "A/B split"
+    label = gettext_lazy("A/B split")
     channel = ""
     pure = True
 
@@ -475,25 +499,39 @@ class AbSplitStep:
         sid = data.get("id")
         variants = data.get("variants")
         if not isinstance(variants, list) or not 2 <= len(variants) <= MAX_VARIANTS:
-            return [Problem(sid, "variants", f"Give 2 to {MAX_VARIANTS} variants.")]
+            return [
+                Problem(
+                    sid,
+                    "variants",
+                    _("Give 2 to %(max_variants)s variants.") % {"max_variants": MAX_VARIANTS},
+                )
+            ]
         problems, names, total = [], set(), 0
         for i, item in enumerate(variants):
             if not isinstance(item, dict):
-                problems.append(Problem(sid, f"variants[{i}]", "An object with name, percent and next."))
+                problems.append(Problem(sid, f"variants[{i}]", _("An object with name, percent and next.")))
                 continue
             name, percent = item.get("name"), item.get("percent")
             if not isinstance(name, str) or not name.strip() or len(name) > 64:
-                problems.append(Problem(sid, f"variants[{i}].name", "A name of 1-64 characters."))
+                problems.append(Problem(sid, f"variants[{i}].name", _("A name of 1-64 characters.")))
             elif name in names:
-                problems.append(Problem(sid, f"variants[{i}].name", f"Two variants are called {name!r}."))
+                problems.append(
+                    Problem(
+                        sid,
+                        f"variants[{i}].name",
+                        _("Two variants are called %(name)s.") % {"name": repr(name)},
+                    )
+                )
             else:
                 names.add(name)
             if isinstance(percent, bool) or not isinstance(percent, int) or not 0 < percent <= 100:
-                problems.append(Problem(sid, f"variants[{i}].percent", "A whole number from 1 to 100."))
+                problems.append(Problem(sid, f"variants[{i}].percent", _("A whole number from 1 to 100.")))
             else:
                 total += percent
         if not problems and total != 100:
-            problems.append(Problem(sid, "variants", f"The percents add up to {total}, not 100."))
+            problems.append(
+                Problem(sid, "variants", _("The percents add up to %(total)s, not 100.") % {"total": total})
+            )
         return problems
 
     def outlets(self, data: dict[str, Any]) -> dict[str, str | None]:
@@ -528,7 +566,7 @@ class UpdateTagsStep:
     the detail holds what it would set."""
 
     type = "update_tags"
-    label = "Update tags"
+    label = gettext_lazy("Update tags")
     channel = ""
     pure = False  # writes tags
 
@@ -540,11 +578,11 @@ class UpdateTagsStep:
         problems = []
         to_set, remove = data.get("set") or {}, data.get("remove") or []
         if not isinstance(to_set, dict):
-            return [Problem(sid, "set", "An object of tag: value.")]
+            return [Problem(sid, "set", _("An object of tag: value."))]
         if not isinstance(remove, list):
-            return [Problem(sid, "remove", "A list of tag names.")]
+            return [Problem(sid, "remove", _("A list of tag names."))]
         if not to_set and not remove:
-            problems.append(Problem(sid, "set", "Set or remove at least one tag."))
+            problems.append(Problem(sid, "set", _("Set or remove at least one tag.")))
         for name, value in to_set.items():
             try:
                 validate_tag_name(name)
@@ -553,10 +591,10 @@ class UpdateTagsStep:
             if isinstance(value, dict) and not (
                 set(value) == {"event_attribute"} and isinstance(value["event_attribute"], str)
             ):
-                problems.append(Problem(sid, f"set.{name}", 'A value or {"event_attribute": "<name>"}.'))
+                problems.append(Problem(sid, f"set.{name}", _('A value or {"event_attribute": "<name>"}.')))
         for i, name in enumerate(remove):
             if not isinstance(name, str):
-                problems.append(Problem(sid, f"remove[{i}]", "A tag name."))
+                problems.append(Problem(sid, f"remove[{i}]", _("A tag name.")))
                 continue
             try:
                 validate_tag_name(name)
@@ -605,7 +643,7 @@ class UpdateTagsStep:
 
 class ExitStep:
     type = "exit"
-    label = "Exit"
+    label = gettext_lazy("Exit")
     channel = ""
     pure = True
 

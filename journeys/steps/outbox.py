@@ -25,6 +25,7 @@ from typing import Any
 
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from campaigns import bindings as campaign_bindings
 from campaigns.models import Message, SendingPolicy
@@ -191,18 +192,31 @@ class ChannelTemplateStep:
         step = str(data.get("id"))
         reference = data.get("template")
         if not isinstance(reference, str) or not reference.strip():
-            return [Problem(step, "template", f"Choose an {self.noun}.")]
+            return [Problem(step, "template", _("Choose an %(noun)s.") % {"noun": self.noun})]
         if ctx.project is None:
             return []
         reference = reference.strip()
         template = find_by_reference(self.model, ctx.project, reference)
         if template is None:
-            return [Problem(step, "template", f"There is no {self.noun} {reference!r} in this project.")]
+            return [
+                Problem(
+                    step,
+                    "template",
+                    _("There is no %(noun)s %(reference)s in this project.")
+                    % {"noun": self.noun, "reference": repr(reference)},
+                )
+            ]
         if ctx.strict:
             try:
                 self.render(template, SAMPLE_CONTEXT)
             except SendRefused as err:
-                return [Problem(step, "template", f"{template.name} does not render: {err}")]
+                return [
+                    Problem(
+                        step,
+                        "template",
+                        _("%(name)s does not render: %(err)s") % {"name": template.name, "err": err},
+                    )
+                ]
         return []
 
     def run(self, visit: Visit) -> Outcome:

@@ -8,6 +8,8 @@ push sender sends it to the subscriber's active devices; the app (or the push si
 
 from __future__ import annotations
 
+from django.utils.translation import gettext_lazy
+
 from campaigns import channel_policy
 from push import services
 from push.models import PushTemplate
@@ -27,9 +29,9 @@ def refusal(subscriber: Subscriber, marketing: bool) -> str:
 SEND_PUSH = register(
     ChannelTemplateStep(
         type="send_push",
-        label="Send push",
+        label=gettext_lazy("Send push"),
         channel="push",
-        noun="push template",
+        noun=gettext_lazy("push template"),
         model=PushTemplate,
         summary_fields=("title", "body", "link"),
         render=lambda template, context: services.render_push(template, context),

@@ -49,6 +49,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from liquid.exceptions import LiquidError
 
 from campaigns import bindings as campaign_bindings
@@ -118,27 +120,27 @@ def _unsafe_address(text: str) -> str:
 def _shape_problem(url: Any) -> str:
     """What is wrong with the URL as written (no DNS), or ""."""
     if not isinstance(url, str) or not url.strip():
-        return "Give the URL to POST to."
+        return _("Give the URL to POST to.")
     if len(url) > 2_000:
-        return "At most 2,000 characters."
+        return _("At most 2,000 characters.")
     try:
         parts = urlsplit(url.strip())
         port = parts.port
     except ValueError:
-        return "Not a valid URL."
+        return _("Not a valid URL.")
     if parts.scheme not in ("http", "https"):
-        return "Only http:// and https:// URLs."
+        return _("Only http:// and https:// URLs.")
     if not parts.hostname:
-        return "The URL has no host."
+        return _("The URL has no host.")
     if parts.username or parts.password:
-        return "No user or password in the URL: send credentials in a header."
+        return _("No user or password in the URL: send credentials in a header.")
     if port == 0:
-        return "Not a valid port."
+        return _("Not a valid port.")
     host = parts.hostname.lower()
     if host in _allowed_hosts():
         return ""
     if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
-        return f"{host} is not a public host."
+        return _("%(host)s is not a public host.") % {"host": host}
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -179,13 +181,16 @@ def _template(source: str):
 
 def _liquid_problem(value: Any, where: str, depth: int = 0) -> str:
     if depth > 10:
-        return f"{where}: nested too deeply."
+        return _("%(where)s: nested too deeply.") % {"where": where}
     if isinstance(value, str):
         if "{{" in value or "{%" in value:
             try:
                 _template(value)
             except LiquidError as err:
-                return f"{where}: not valid Liquid: {str(err).splitlines()[0]}"
+                return _("%(where)s: not valid Liquid: %(value)s") % {
+                    "where": where,
+                    "value": str(err).splitlines()[0],
+                }
         return ""
     if isinstance(value, dict):
         return next((p for k, v in value.items() if (p := _liquid_problem(v, f"{where}.{k}", depth + 1))), "")
@@ -232,7 +237,7 @@ def idempotency_key(run: JourneyRun, step_id: str) -> str:
 
 class WebhookStep:
     type = "webhook"
-    label = "Webhook"
+    label = gettext_lazy("Webhook")
     channel = ""
 
     def outlets(self, data: dict[str, Any]) -> dict[str, str | None]:
@@ -249,14 +254,20 @@ class WebhookStep:
             if not isinstance(headers, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) and k.strip() for k, v in headers.items()
             ):
-                problems.append(Problem(step, "headers", 'Headers are names and texts: {"X-Token": "..."}.'))
+                problems.append(
+                    Problem(step, "headers", _('Headers are names and texts: {"X-Token": "..."}.'))
+                )
             elif not all(_HEADER_NAME.fullmatch(k) and not _BREAK.search(v) for k, v in headers.items()):
                 # requests refuses these only at call time (and the attempt would be retried as a
                 # network error): a name is an HTTP token, a value has no line break.
                 message = "A header name is letters, digits and -; no line breaks."
                 problems.append(Problem(step, "headers", message))
             elif forbidden := sorted(k for k in headers if k.lower() in FORBIDDEN_HEADERS):
-                problems.append(Problem(step, "headers", f"{', '.join(forbidden)} cannot be set here."))
+                problems.append(
+                    Problem(
+                        step, "headers", _("%(value)s cannot be set here.") % {"value": ", ".join(forbidden)}
+                    )
+                )
         body = data.get("body")
         if body is not None:
             try:
@@ -264,17 +275,27 @@ class WebhookStep:
             except (TypeError, ValueError):
                 size = -1
             if size < 0:
-                problems.append(Problem(step, "body", "The body must be JSON."))
+                problems.append(Problem(step, "body", _("The body must be JSON.")))
             elif size > MAX_BODY:
-                problems.append(Problem(step, "body", f"At most {MAX_BODY // 1024} KB."))
+                problems.append(
+                    Problem(step, "body", _("At most %(value)s KB.") % {"value": MAX_BODY // 1024})
+                )
             elif problem := _liquid_problem(body, "body"):
                 problems.append(Problem(step, "body", problem))
         timeout = data.get("timeout_seconds", DEFAULT_TIMEOUT)
         if not (isinstance(timeout, int) and not isinstance(timeout, bool) and 1 <= timeout <= MAX_TIMEOUT):
-            problems.append(Problem(step, "timeout_seconds", f"Whole seconds from 1 to {MAX_TIMEOUT}."))
+            problems.append(
+                Problem(
+                    step,
+                    "timeout_seconds",
+                    _("Whole seconds from 1 to %(max_timeout)s.") % {"max_timeout": MAX_TIMEOUT},
+                )
+            )
         retries = data.get("retries", DEFAULT_RETRIES)
         if not (isinstance(retries, int) and not isinstance(retries, bool) and 0 <= retries <= MAX_RETRIES):
-            problems.append(Problem(step, "retries", f"From 0 to {MAX_RETRIES}."))
+            problems.append(
+                Problem(step, "retries", _("From 0 to %(max_retries)s.") % {"max_retries": MAX_RETRIES})
+            )
         return problems
 
     def run(self, visit: Visit) -> Outcome:

@@ -26,16 +26,20 @@ journey and a campaign build Meta's components one way.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from liquid.exceptions import LiquidError
 
 from campaigns import bindings as campaign_bindings
 from campaigns import policy
 from campaigns.drafts import snapshot_entry
+from campaigns.languages import language_picker, normalize
 from campaigns.models import Message
 from campaigns.outcomes import Skip
 from campaigns.rendering import TemplatePlan
@@ -64,6 +68,8 @@ from .outbox import (
 BUTTON_EVENTS = ("WhatsAppReceived", "WhatsAppButtonClicked")
 DEFAULT_BUTTON_TIMEOUT = "P1D"
 MAX_TEXT = 4_096
+MAX_TEXTS = 20  # translations of one text step
+LANGUAGE_CODE = re.compile(r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})?$")
 RECEIVED = "WhatsAppReceived"
 
 
@@ -76,7 +82,7 @@ def shape_bindings(raw: Any) -> dict[str, dict[str, Any]]:
     if isinstance(raw, dict) and raw and all(isinstance(v, str) for v in raw.values()):
         nested: dict[str, dict[str, Any]] = {}
         for key, source in raw.items():
-            component, _, name = str(key).partition(".")
+            component, _sep, name = str(key).partition(".")
             nested.setdefault(component, {})[name or "1"] = source
         return nested
     return campaign_bindings.shape_bindings(raw)
@@ -112,7 +118,7 @@ def find_template(project, name: str, language: str) -> MessageTemplate | None:
 
 class WhatsAppTemplateStep:
     type = "whatsapp_template"
-    label = "Send WhatsApp template"
+    label = gettext_lazy("Send WhatsApp template")
     channel = "whatsapp"
 
     def outlets(self, data: dict[str, Any]) -> dict[str, str | None]:
@@ -129,14 +135,14 @@ class WhatsAppTemplateStep:
         template_ref = data.get("template")
         name = language = ""
         if not isinstance(template_ref, dict):
-            problems.append(Problem(step, "template", "Choose a template: {name, language}."))
+            problems.append(Problem(step, "template", _("Choose a template: {name, language}.")))
         else:
             name, language = template_ref.get("name"), template_ref.get("language")
             if not isinstance(name, str) or not name.strip():
-                problems.append(Problem(step, "template.name", "Choose a template."))
+                problems.append(Problem(step, "template.name", _("Choose a template.")))
                 name = ""
             if not isinstance(language, str) or not language.strip():
-                problems.append(Problem(step, "template.language", "Choose the template's language."))
+                problems.append(Problem(step, "template.language", _("Choose the template's language.")))
                 language = ""
         try:
             bindings = shape_bindings(data.get("bindings"))
@@ -146,7 +152,9 @@ class WhatsAppTemplateStep:
             bindings = None
         media = data.get("header_media_url")
         if media not in (None, "") and not (isinstance(media, str) and media.startswith("https://")):
-            problems.append(Problem(step, "header_media_url", "A public https:// link to the header's file."))
+            problems.append(
+                Problem(step, "header_media_url", _("A public https:// link to the header's file."))
+            )
         buttons = data.get("buttons")
         if buttons is not None and not (
             isinstance(buttons, dict)
@@ -154,22 +162,34 @@ class WhatsAppTemplateStep:
             and all(v is None or isinstance(v, str) for v in buttons.values())
         ):
             problems.append(
-                Problem(step, "buttons", 'Buttons map a button text to a step: {"Yes": "thanks"}.')
+                Problem(step, "buttons", _('Buttons map a button text to a step: {"Yes": "thanks"}.'))
             )
             buttons = None
         if buttons and parse_duration(data.get("button_timeout", DEFAULT_BUTTON_TIMEOUT)) is None:
-            problems.append(Problem(step, "button_timeout", "An ISO 8601 duration such as P1D."))
+            problems.append(Problem(step, "button_timeout", _("An ISO 8601 duration such as P1D.")))
         if ctx.project is None or not name or not language:
             return problems
         template = find_template(ctx.project, name, language)
         if template is None:
             # A draft may name a template that is not synced yet; activation needs it.
             if ctx.strict:
-                problems.append(Problem(step, "template.name", f"There is no template {name} ({language})."))
+                problems.append(
+                    Problem(
+                        step,
+                        "template.name",
+                        _("There is no template %(name)s (%(language)s).")
+                        % {"name": name, "language": language},
+                    )
+                )
             return problems
         if ctx.strict and template.status != TemplateStatus.APPROVED:
             problems.append(
-                Problem(step, "template", f"Template {name} ({language}) is {template.status.lower()}.")
+                Problem(
+                    step,
+                    "template",
+                    _("Template %(name)s (%(language)s) is %(value)s.")
+                    % {"name": name, "language": language, "value": template.status.lower()},
+                )
             )
         if bindings is not None:
             try:
@@ -187,7 +207,8 @@ class WhatsAppTemplateStep:
                         Problem(
                             step,
                             f"buttons.{text}",
-                            f"{name} has no quick-reply button {text!r} (its quick replies: {known}).",
+                            _("%(name)s has no quick-reply button %(text)s (its quick replies: %(known)s).")
+                            % {"name": name, "text": repr(text), "known": known},
                         )
                     )
         return problems
@@ -305,17 +326,61 @@ def _text_template(source: str):
 
 def _text_problems(source: Any) -> str:
     if not isinstance(source, str) or not source.strip():
-        return "Write the message."
+        return _("Write the message.")
     if len(source) > MAX_TEXT:
-        return f"A WhatsApp text may have at most {MAX_TEXT:,} characters."
+        return _("A WhatsApp text may have at most %(max)s characters.") % {"max": f"{MAX_TEXT:,}"}
     try:
         template = _text_template(source)
     except LiquidError as err:
-        return f"The text is not valid Liquid: {str(err).splitlines()[0]}"
+        return _("The text is not valid Liquid: %(error)s") % {"error": str(err).splitlines()[0]}
     for root in template.analyze(include_partials=False).globals:
         if root not in campaign_bindings.ROOTS:
-            return f"The text uses “{root}”, which does not exist: use subscriber, tags, values or event."
+            return _(
+                "The text uses “%(name)s”, which does not exist: use subscriber, tags, values or event."
+            ) % {"name": root}
     return ""
+
+
+def texts_problems(step: str, texts: Any) -> list[Problem]:
+    """The translations of a text (``{"de": "...", "en": "..."}``): language codes as keys, each a
+    text as ``text`` must be (Liquid, length)."""
+    if texts is None:
+        return []
+    if not isinstance(texts, dict):
+        return [Problem(step, "texts", _('Translations are {"de": "...", "en": "..."}.'))]
+    if len(texts) > MAX_TEXTS:
+        return [Problem(step, "texts", _("At most %(max)s translations.") % {"max": MAX_TEXTS})]
+    problems, seen = [], set()
+    for code, source in texts.items():
+        where = f"texts.{str(code)[:16]}"
+        if not isinstance(code, str) or not LANGUAGE_CODE.match(code):
+            problems.append(
+                Problem(
+                    step,
+                    where,
+                    _("“%(code)s” is not a language code (e.g. de, en or pt_BR).") % {"code": str(code)[:16]},
+                )
+            )
+            continue
+        if normalize(code) in seen:
+            problems.append(Problem(step, where, _("Two translations for %(code)s.") % {"code": code}))
+            continue
+        seen.add(normalize(code))
+        problem = _text_problems(source)
+        if problem:
+            problems.append(Problem(step, where, problem))
+    return problems
+
+
+def pick_text(text: str, texts: Any, language: str) -> str:
+    """The subscriber's text: the translation for their Language tag (exact, then the base
+    language, as campaigns pick a template language), else ``text``."""
+    if not isinstance(texts, dict) or not texts or not normalize(language):
+        return text
+    missing = "\x00"
+    code = language_picker([c for c in texts if isinstance(c, str)], missing)(language)
+    found = texts.get(code) if code != missing else None
+    return found if isinstance(found, str) and found.strip() else text
 
 
 def render_text(source: str, context: dict[str, Any]) -> str | Skip:
@@ -358,15 +423,17 @@ def _window_open(visit: Visit) -> bool:
 
 class WhatsAppTextStep:
     type = "whatsapp_text"
-    label = "Send WhatsApp text"
+    label = gettext_lazy("Send WhatsApp text")
     channel = "whatsapp"
 
     def outlets(self, data: dict[str, Any]) -> dict[str, str | None]:
         return {"next": data.get("next"), "outside_window": data.get("outside_window")}
 
     def check(self, data: dict[str, Any], ctx: CheckContext) -> list[Problem]:
+        step = str(data.get("id"))
         problem = _text_problems(data.get("text"))
-        return [Problem(str(data.get("id")), "text", problem)] if problem else []
+        problems = [Problem(step, "text", problem)] if problem else []
+        return problems + texts_problems(step, data.get("texts"))
 
     def run(self, visit: Visit) -> Outcome:
         detail = visit.record.detail
@@ -379,7 +446,9 @@ class WhatsAppTextStep:
         context = render_context(visit)
         if context is None:
             return skip(visit, "The subscriber was deleted.")
-        text = render_text(str(visit.step.data.get("text") or ""), context)
+        data = visit.step.data
+        source = pick_text(str(data.get("text") or ""), data.get("texts"), visit.subscriber.language)
+        text = render_text(source, context)
         if isinstance(text, Skip):
             return skip(visit, text.reason)
         detail.update(body=text)

@@ -17,7 +17,7 @@
   const TYPES = new Map(DATA.types.map((t) => [t.type, t]));
   const TEMPLATES = DATA.templates;
   const CHANNEL_TEMPLATES = DATA.channel_templates || { email: [], push: [] };
-  const CHANNELS = DATA.channels || [["whatsapp", "WhatsApp"], ["email", "Email"], ["push", "Push"]];
+  const CHANNELS = DATA.channels || [["whatsapp", "WhatsApp"], ["email", gettext("Email")], ["push", gettext("Push")]];
   const CHANNEL_LABEL = Object.fromEntries(CHANNELS);
   // A send step of a channel: its templates in DATA.channel_templates, its step key "template".
   const CHANNEL_STEPS = { send_email: "email", send_push: "push" };
@@ -26,12 +26,12 @@
   const statusBox = document.getElementById("jb-status");
 
   const OPS = [
-    ["keyword", "is the keyword"],
-    ["eq", "equals"],
-    ["ne", "does not equal"],
+    ["keyword", gettext("is the keyword")],
+    ["eq", gettext("equals")],
+    ["ne", gettext("does not equal")],
     ["contains", "contains"],
-    ["starts_with", "starts with"],
-    ["regex", "matches the pattern"],
+    ["starts_with", gettext("starts with")],
+    ["regex", gettext("matches the pattern")],
     ["gt", ">"],
     ["gte", "≥"],
     ["lt", "<"],
@@ -39,24 +39,24 @@
     ["exists", "exists"],
   ];
   const UNITS = [
-    ["M", "minutes"],
-    ["H", "hours"],
-    ["D", "days"],
-    ["W", "weeks"],
+    ["M", gettext("minutes")],
+    ["H", gettext("hours")],
+    ["D", gettext("days")],
+    ["W", gettext("weeks")],
   ];
   const FIXED_OUTLET_LABELS = {
-    next: "next",
-    outside_window: "outside window",
-    yes: "yes",
-    no: "no",
-    timeout: "not happened",
-    success: "success",
-    failure: "failure",
-    none: "none reachable",
+    next: gettext("next"),
+    outside_window: gettext("outside window"),
+    yes: gettext("yes"),
+    no: gettext("no"),
+    timeout: gettext("not happened"),
+    success: gettext("success"),
+    failure: gettext("failure"),
+    none: gettext("none reachable"),
   };
   // Every node shows these; a send step adds its channel's counters (the type's "counters").
-  const FLOW_COUNT_KEYS = [["entered", "entered"], ["waiting", "waiting"]];
-  const END_COUNT_KEYS = [["converted", "converted"], ["exited", "exited"]];
+  const FLOW_COUNT_KEYS = [["entered", gettext("entered")], ["waiting", gettext("waiting")]];
+  const END_COUNT_KEYS = [["converted", gettext("converted")], ["exited", gettext("exited")]];
 
   function countKeys(type) {
     return [...FLOW_COUNT_KEYS, ...(type?.counters || []), ...END_COUNT_KEYS];
@@ -159,9 +159,9 @@
     const raw = String(value || "");
     const negative = negativeAllowed && raw.startsWith("-");
     const parts = durationParts(negative ? raw.slice(1) : raw);
-    const number = el("input", { class: "form-control form-control-sm", type: "number", min: "1", value: parts.n, "data-field": key, "aria-label": "Amount" });
-    const unit = options(el("select", { class: "form-select form-select-sm", "aria-label": "Unit" }), UNITS, parts.unit);
-    const sign = negativeAllowed ? options(el("select", { class: "form-select form-select-sm", "aria-label": "Before or after" }), [["", "after"], ["-", "before"]], negative ? "-" : "") : null;
+    const number = el("input", { class: "form-control form-control-sm", type: "number", min: "1", value: parts.n, "data-field": key, "aria-label": gettext("Amount") });
+    const unit = options(el("select", { class: "form-select form-select-sm", "aria-label": gettext("Unit") }), UNITS, parts.unit);
+    const sign = negativeAllowed ? options(el("select", { class: "form-select form-select-sm", "aria-label": gettext("Before or after") }), [["", gettext("after")], ["-", gettext("before")]], negative ? "-" : "") : null;
     const update = () => {
       const iso = durationIso(number.value, unit.value);
       onChange(iso ? `${sign?.value || ""}${iso}` : "");
@@ -194,7 +194,7 @@
     if (ev && Array.isArray(step.events)) return step.events[+ev[1] - 1]?.event || name;
     const variant = Array.isArray(step.variants) ? step.variants.find((v) => v && v.name === name) : null;
     if (variant) return `${name} ${variant.percent ?? "?"} %`;
-    if (name === "next" && step.buttons && Object.keys(step.buttons).length) return "no click";
+    if (name === "next" && step.buttons && Object.keys(step.buttons).length) return gettext("no click");
     return FIXED_OUTLET_LABELS[name] || name;
   }
 
@@ -267,40 +267,40 @@
   function stepSummary(step) {
     switch (step.type) {
       case "whatsapp_template":
-        return step.template?.name ? `${step.template.name} (${step.template.language || "?"})` : "Pick a template";
+        return step.template?.name ? `${step.template.name} (${step.template.language || "?"})` : gettext("Pick a template");
       case "whatsapp_text":
-        return step.text ? step.text.slice(0, 70) : "Write the reply";
+        return step.text ? step.text.slice(0, 70) : gettext("Write the reply");
       case "wait":
-        if (step.duration) return `for ${durationText(step.duration)}`;
-        if (step.until_time) return `until ${step.until_time}`;
-        if (step.until_date) return `until ${String(step.until_date).replace("T", " ")}`;
-        if (step.until_attribute) return `until ${step.until_attribute.source || "tag"} ${step.until_attribute.name || "?"}`;
-        return "Set how long";
+        if (step.duration) return interpolate(gettext("for %(time)s"), { time: durationText(step.duration) }, true);
+        if (step.until_time) return interpolate(gettext("until %(time)s"), { time: step.until_time }, true);
+        if (step.until_date) return interpolate(gettext("until %(time)s"), { time: new Date(step.until_date).toLocaleString(document.documentElement.lang) }, true);
+        if (step.until_attribute) return interpolate(gettext("until %(time)s"), { time: `${step.until_attribute.source || "tag"} ${step.until_attribute.name || "?"}` }, true);
+        return gettext("Set how long");
       case "wait_event":
-        return `${(step.events || []).map((e) => e.event).filter(Boolean).join(" or ") || "Pick events"}${step.timeout ? `, up to ${durationText(step.timeout)}` : ""}`;
+        return `${(step.events || []).map((e) => e.event).filter(Boolean).join(gettext(" or ")) || gettext("Pick events")}${step.timeout ? interpolate(gettext(", up to %(time)s"), { time: durationText(step.timeout) }, true) : ""}`;
       case "segment_split":
-        return DATA.segments.find((s) => s.id === step.segment)?.name || (step.segment ? "A deleted segment" : "Pick a segment");
+        return DATA.segments.find((s) => s.id === step.segment)?.name || (step.segment ? gettext("A deleted segment") : gettext("Pick a segment"));
       case "reachability":
-        if (Array.isArray(step.channels)) return step.channels.length ? `first of ${step.channels.map((c) => CHANNEL_LABEL[c] || c).join(" → ")}` : "Pick channels";
-        return `reachable on ${CHANNEL_LABEL[step.channel] || step.channel || "WhatsApp"}`;
+        if (Array.isArray(step.channels)) return step.channels.length ? interpolate(gettext("first of %(channels)s"), { channels: step.channels.map((c) => CHANNEL_LABEL[c] || c).join(" → ") }, true) : gettext("Pick channels");
+        return interpolate(gettext("reachable on %(channel)s"), { channel: CHANNEL_LABEL[step.channel] || step.channel || "WhatsApp" }, true);
       case "send_email":
       case "send_push":
-        return channelTemplate(step)?.name || (step.template ? `“${step.template}” (missing)` : "Pick a template");
+        return channelTemplate(step)?.name || (step.template ? interpolate(gettext("“%(name)s” (missing)"), { name: step.template }, true) : gettext("Pick a template"));
       case "ab_split":
-        return (step.variants || []).map((v) => `${v.name} ${v.percent ?? "?"} %`).join(" / ") || "Add variants";
+        return (step.variants || []).map((v) => `${v.name} ${v.percent ?? "?"} %`).join(" / ") || gettext("Add variants");
       case "update_tags": {
         const set = Object.keys(step.set || {});
         const remove = step.remove || [];
-        return [set.length ? `set ${set.join(", ")}` : "", remove.length ? `remove ${remove.join(", ")}` : ""].filter(Boolean).join("; ") || "Pick tags";
+        return [set.length ? interpolate(gettext("set %(tags)s"), { tags: set.join(", ") }, true) : "", remove.length ? interpolate(gettext("remove %(tags)s"), { tags: remove.join(", ") }, true) : ""].filter(Boolean).join("; ") || gettext("Pick tags");
       }
       case "webhook":
         try {
-          return step.url ? `POST ${new URL(step.url).host}` : "Set the URL";
+          return step.url ? `POST ${new URL(step.url).host}` : gettext("Set the URL");
         } catch {
           return step.url;
         }
       case "exit":
-        return "leaves the journey";
+        return gettext("leaves the journey");
       default:
         return "";
     }
@@ -309,8 +309,14 @@
   function durationText(iso) {
     const p = durationParts(iso);
     if (!p.n) return iso;
-    const unit = { M: "minute", H: "hour", D: "day", W: "week" }[p.unit];
-    return `${p.n} ${unit}${p.n === 1 ? "" : "s"}`;
+    const n = Number(p.n);
+    const unit = {
+      M: ngettext("%(n)s minute", "%(n)s minutes", n),
+      H: ngettext("%(n)s hour", "%(n)s hours", n),
+      D: ngettext("%(n)s day", "%(n)s days", n),
+      W: ngettext("%(n)s week", "%(n)s weeks", n),
+    }[p.unit];
+    return interpolate(unit, { n }, true);
   }
 
   function contentOf(id) {
@@ -372,13 +378,13 @@
     const c = counts[""] || {};
     box.replaceChildren(
       el("div", { class: "jb-node", "data-testid": "entry-node" }, [
-        el("div", { class: "jb-node-head" }, [el("span", { class: "jb-node-type", text: "Entry" })]),
-        el("div", { class: "jb-node-summary", text: meta.entries.map(entrySummary).join(" · ") || "Choose how subscribers enter" }),
+        el("div", { class: "jb-node-head" }, [el("span", { class: "jb-node-type", text: gettext("Entry") })]),
+        el("div", { class: "jb-node-summary", text: meta.entries.map(entrySummary).join(" · ") || gettext("Choose how subscribers enter") }),
         showCounts()
           ? el("dl", { class: "jb-counts", "data-testid": "entry-counts" }, [
-              el("dt", { text: "entered" }),
+              el("dt", { text: gettext("entered") }),
               el("dd", { "data-count": "entered", text: String(c.entered || 0) }),
-              el("dt", { text: "converted" }),
+              el("dt", { text: gettext("converted") }),
               el("dd", { "data-count": "converted", text: String(c.converted || 0) }),
             ])
           : null,
@@ -391,9 +397,9 @@
   function entrySummary(entry) {
     if (entry.type === "event") {
       const kw = keywordsOf(entry);
-      return kw.words.length ? `${entry.event || "?"} “${kw.words.join("”, “")}”` : entry.event || "an event";
+      return kw.words.length ? `${entry.event || "?"} “${kw.words.join("”, “")}”` : entry.event || gettext("an event");
     }
-    if (entry.type === "segment") return entry.segment ? `segment ${DATA.segments.find((s) => s.id === entry.segment)?.name || "(deleted)"}` : "a segment (pick one)";
+    if (entry.type === "segment") return entry.segment ? interpolate(gettext("segment %(name)s"), { name: DATA.segments.find((s) => s.id === entry.segment)?.name || gettext("(deleted)") }, true) : gettext("a segment (pick one)");
     return "API";
   }
 
@@ -538,7 +544,7 @@
   function markDirty() {
     if (READONLY) return;
     dirty = true;
-    say("Unsaved changes.", "secondary");
+    say(gettext("Unsaved changes."), "secondary");
   }
 
   // ---- server calls -------------------------------------------------------------------------------
@@ -560,7 +566,7 @@
     try {
       body = await response.json();
     } catch {
-      body = { message: `The server answered ${response.status}.` };
+      body = { message: interpolate(gettext("The server answered %(status)s."), { status: response.status }, true) };
     }
     return { ok: response.ok, status: response.status, body };
   }
@@ -579,18 +585,18 @@
 
   async function run(action) {
     if (READONLY) return;
-    say(action === "save" ? "Saving…" : action === "validate" ? "Checking…" : "Activating…", "secondary");
+    say(action === "save" ? gettext("Saving…") : action === "validate" ? gettext("Checking…") : gettext("Activating…"), "secondary");
     let answer;
     try {
       answer = await post(DATA.urls[action]);
     } catch {
-      say("The server could not be reached; nothing changed.", "danger");
+      say(gettext("The server could not be reached; nothing changed."), "danger");
       return;
     }
     const { ok, body } = answer;
     if (!ok) {
       setProblems(body.problems || []);
-      say(body.message || "Not saved.", "danger", body.problems?.length ? [problemList(body.problems)] : []);
+      say(body.message || gettext("Not saved."), "danger", body.problems?.length ? [problemList(body.problems)] : []);
       return;
     }
     dirty = false;
@@ -603,10 +609,10 @@
     if (action === "validate") {
       const extra = [];
       if (body.problems?.length) extra.push(problemList(body.problems));
-      if (body.warnings?.length) extra.push(el("div", { class: "mt-2", text: "Warnings:" }), problemList(body.warnings));
+      if (body.warnings?.length) extra.push(el("div", { class: "mt-2", text: gettext("Warnings:") }), problemList(body.warnings));
       say(body.message, body.problems?.length ? "danger" : body.warnings?.length ? "warning" : "success", extra);
     } else {
-      say("Saved.", "success");
+      say(gettext("Saved."), "success");
     }
   }
 
@@ -683,7 +689,7 @@
 
   function closePanel() {
     openNode = null;
-    panel.replaceChildren(el("p", { class: "text-secondary", text: READONLY ? "Click a step to see how it is set up." : "Drag a step from the palette above onto the canvas, click it to set it up, and wire its outlets to the next steps." }));
+    panel.replaceChildren(el("p", { class: "text-secondary", text: READONLY ? gettext("Click a step to see how it is set up.") : gettext("Drag a step from the palette above onto the canvas, click it to set it up, and wire its outlets to the next steps.") }));
   }
 
   function changed(id, { outlets = false, redraw = false } = {}) {
@@ -702,13 +708,13 @@
       ]),
     ];
     const form = STEP_FORMS[step.type];
-    parts.push(...(form ? form(id, step) : [el("p", { class: "text-secondary small", text: "This step type has no form in this version of the builder; it keeps its settings as they are." })]));
+    parts.push(...(form ? form(id, step) : [el("p", { class: "text-secondary small", text: gettext("This step type has no form in this version of the builder; it keeps its settings as they are.") })]));
     parts.push(outletTargets(id, step));
     if (!READONLY) {
       parts.push(
         el("div", { class: "btn-list mt-3" }, [
-          el("button", { type: "button", class: "btn btn-sm", "data-testid": "duplicate-step", text: "Duplicate", onclick: () => duplicate(id) }),
-          el("button", { type: "button", class: "btn btn-sm btn-outline-danger", "data-testid": "delete-step", text: "Delete", onclick: () => editor.removeNodeId(`node-${id}`) }),
+          el("button", { type: "button", class: "btn btn-sm", "data-testid": "duplicate-step", text: gettext("Duplicate"), onclick: () => duplicate(id) }),
+          el("button", { type: "button", class: "btn btn-sm btn-outline-danger", "data-testid": "delete-step", text: gettext("Delete"), onclick: () => editor.removeNodeId(`node-${id}`) }),
         ]),
       );
     }
@@ -721,7 +727,7 @@
     if (!names.length) return el("div");
     const others = [...nodes.entries()].filter(([nid]) => nid !== id);
     return el("div", { class: "mt-3" }, [
-      el("div", { class: "jb-section", text: "Where it goes" }),
+      el("div", { class: "jb-section", text: gettext("Where it goes") }),
       ...names.map((name, i) => {
         const current = connectionsOf(id, `output_${i + 1}`)[0]?.node;
         const select = options(
@@ -736,7 +742,7 @@
               labelConnections();
             },
           }),
-          [["", "— leaves the journey"], ...others.map(([nid, s]) => [nid, `${s.id} (${TYPES.get(s.type)?.label || s.type})`])],
+          [["", gettext("— leaves the journey")], ...others.map(([nid, s]) => [nid, `${s.id} (${TYPES.get(s.type)?.label || s.type})`])],
           current ?? "",
         );
         return field(outletLabel(step, name), select, name === "next" ? "next" : `next.${name}`);
@@ -783,10 +789,10 @@
           changed(id, { outlets: true, redraw: true });
         },
       }),
-      [["", TEMPLATES.length ? "— pick an approved template" : "— no approved template in this project"], ...TEMPLATES.map((t, i) => [i, `${t.name} (${t.language}, ${t.category.toLowerCase()})`])],
+      [["", TEMPLATES.length ? gettext("— pick an approved template") : gettext("— no approved template in this project")], ...TEMPLATES.map((t, i) => [i, `${t.name} (${t.language}, ${t.category.toLowerCase()})`])],
       chosen ? TEMPLATES.indexOf(chosen) : step.template?.name ? "" : "",
     );
-    const parts = [field("Template", select, "template", step.template?.name && !chosen ? `“${step.template.name}” (${step.template.language}) is not an approved template of this project.` : null)];
+    const parts = [field(gettext("Template"), select, "template", step.template?.name && !chosen ? interpolate(gettext("“%(name)s” (%(language)s) is not an approved template of this project."), { name: step.template.name, language: step.template.language }, true) : null)];
     if (chosen?.body) parts.push(el("div", { class: "jb-template-body small text-secondary mb-2", text: chosen.body }));
     for (const p of chosen?.placeholders || []) {
       parts.push(
@@ -800,13 +806,13 @@
         ),
       );
     }
-    if (chosen?.placeholders.length) parts.push(el("small", { class: "form-hint mb-2 d-block", text: "Liquid: {{ subscriber.name }}, {{ tags.city }}, {{ event.text }} (the entry event), {{ values.code }} (API)." }));
+    if (chosen?.placeholders.length) parts.push(el("small", { class: "form-hint mb-2 d-block", text: gettext("Liquid: {{ subscriber.name }}, {{ tags.city }}, {{ event.text }} (the entry event), {{ values.code }} (API).") }));
     if (chosen?.media) {
       parts.push(field(`Header ${chosen.media} URL`, textInput(step.header_media_url, (v) => { step.header_media_url = v; markDirty(); }, { type: "url" }), "header_media_url"));
     }
     if (step.buttons && Object.keys(step.buttons).length) {
       parts.push(
-        field("Wait for a button click up to", durationInput(step.button_timeout || "P1D", (v) => { step.button_timeout = v; changed(id); }, "button_timeout"), "button_timeout", "Each quick-reply button is an outlet; “no click” is taken when nobody taps within this time."),
+        field(gettext("Wait for a button click up to"), durationInput(step.button_timeout || "P1D", (v) => { step.button_timeout = v; changed(id); }, "button_timeout"), "button_timeout", gettext("Each quick-reply button is an outlet; “no click” is taken when nobody taps within this time.")),
       );
     }
     return parts;
@@ -815,11 +821,35 @@
   function textForm(id, step) {
     const area = el("textarea", { class: "form-control", rows: "5", maxlength: "4096", "data-testid": "text-input", oninput: (e) => { step.text = e.target.value; changed(id); } });
     area.value = step.text || "";
-    return [field("Message", area, "text", "Sent only inside the 24-hour window (an inbound message opens it); otherwise the run takes “outside window”. Liquid works: {{ subscriber.name }}.")];
+    const parts = [field(gettext("Message"), area, "text", gettext("Sent only inside the 24-hour window (an inbound message opens it); otherwise the run takes “outside window”. Liquid works: {{ subscriber.name }}."))];
+    // Per-language texts: the subscriber's Language tag picks one (de_AT reads de); empty: the message above.
+    const named = { de: gettext("Message in German"), en: gettext("Message in English") };
+    const codes = ["de", "en", ...Object.keys(step.texts || {}).filter((c) => !(c in named))];
+    for (const code of codes) {
+      const input = el("textarea", {
+        class: "form-control",
+        rows: "3",
+        maxlength: "4096",
+        "data-testid": `text-input-${code}`,
+        "data-language": code,
+        oninput: (e) => {
+          const texts = { ...(step.texts || {}) };
+          if (e.target.value.trim()) texts[code] = e.target.value;
+          else delete texts[code];
+          if (Object.keys(texts).length) step.texts = texts;
+          else delete step.texts;
+          changed(id);
+        },
+      });
+      input.value = step.texts?.[code] || "";
+      const label = named[code] || interpolate(gettext("Message in %(code)s"), { code }, true);
+      parts.push(field(label, input, `texts.${code}`, code === "de" ? gettext("For subscribers whose Language tag is this language; empty: the message above.") : null));
+    }
+    return parts;
   }
 
   function waitForm(id, step) {
-    const modes = [["duration", "for a time"], ["until_time", "until a time of day"], ["until_date", "until a date"], ["until_attribute", "until a date from a tag or event"]];
+    const modes = [["duration", gettext("for a time")], ["until_time", gettext("until a time of day")], ["until_date", gettext("until a date")], ["until_attribute", gettext("until a date from a tag or event")]];
     const mode = modes.find(([k]) => step[k] !== undefined)?.[0] || "duration";
     const pick = options(el("select", {
       class: "form-select form-select-sm",
@@ -830,17 +860,17 @@
         changed(id, { redraw: true });
       },
     }), modes, mode);
-    const parts = [field("Wait", pick, null)];
-    if (mode === "duration") parts.push(field("How long", durationInput(step.duration, (v) => { step.duration = v; changed(id); }, "duration"), "duration"));
-    if (mode === "until_time") parts.push(field("Time of day (subscriber's zone)", el("input", { class: "form-control form-control-sm", type: "time", value: step.until_time || "", oninput: (e) => { step.until_time = e.target.value; changed(id); } }), "until_time"));
+    const parts = [field(gettext("Wait"), pick, null)];
+    if (mode === "duration") parts.push(field(gettext("How long"), durationInput(step.duration, (v) => { step.duration = v; changed(id); }, "duration"), "duration"));
+    if (mode === "until_time") parts.push(field(gettext("Time of day (subscriber's zone)"), el("input", { class: "form-control form-control-sm", type: "time", value: step.until_time || "", oninput: (e) => { step.until_time = e.target.value; changed(id); } }), "until_time"));
     if (mode === "until_date") {
-      parts.push(field("Date and time", el("input", { class: "form-control form-control-sm", type: "datetime-local", value: String(step.until_date || "").slice(0, 16), oninput: (e) => { step.until_date = e.target.value ? `${e.target.value}:00` : ""; changed(id); } }), "until_date"));
+      parts.push(field(gettext("Date and time"), el("input", { class: "form-control form-control-sm", type: "datetime-local", value: String(step.until_date || "").slice(0, 16), oninput: (e) => { step.until_date = e.target.value ? `${e.target.value}:00` : ""; changed(id); } }), "until_date"));
     }
     if (mode === "until_attribute") {
       const a = step.until_attribute || (step.until_attribute = { source: "tag", name: "" });
-      parts.push(field("From", options(el("select", { class: "form-select form-select-sm", onchange: (e) => { a.source = e.target.value; changed(id); } }), [["tag", "a tag"], ["event", "the entry event's attribute"]], a.source), "until_attribute.source"));
-      parts.push(field("Name", textInput(a.name, (v) => { a.name = v; changed(id); }, { list: dataList("jb-tags", DATA.tags) }), "until_attribute.name"));
-      parts.push(field("Offset", durationInput(a.offset, (v) => { a.offset = v; changed(id); }, "until_attribute.offset", true), "until_attribute.offset", "Optional: e.g. 1 day before the date."));
+      parts.push(field(gettext("From"), options(el("select", { class: "form-select form-select-sm", onchange: (e) => { a.source = e.target.value; changed(id); } }), [["tag", gettext("a tag")], ["event", gettext("the entry event's attribute")]], a.source), "until_attribute.source"));
+      parts.push(field(gettext("Name"), textInput(a.name, (v) => { a.name = v; changed(id); }, { list: dataList("jb-tags", DATA.tags) }), "until_attribute.name"));
+      parts.push(field(gettext("Offset"), durationInput(a.offset, (v) => { a.offset = v; changed(id); }, "until_attribute.offset", true), "until_attribute.offset", gettext("Optional: e.g. 1 day before the date.")));
     }
     return parts;
   }
@@ -851,13 +881,13 @@
       box.replaceChildren(
         ...list.map((c, i) =>
           el("div", { class: "jb-row input-group input-group-sm mb-1" }, [
-            el("input", { class: "form-control", value: c.attribute || "", placeholder: "attribute", "aria-label": "Attribute", "data-field": `${key}[${i}].attribute`, oninput: (e) => { c.attribute = e.target.value; onChange(); } }),
-            options(el("select", { class: "form-select", "aria-label": "Operator", "data-field": `${key}[${i}].op`, onchange: (e) => { c.op = e.target.value; if (c.op === "exists") c.value = true; onChange(); draw(); } }), OPS, c.op || "eq"),
-            c.op === "exists" ? null : el("input", { class: "form-control", value: Array.isArray(c.value) ? c.value.join(", ") : c.value ?? "", placeholder: "value", "aria-label": "Value", "data-field": `${key}[${i}].value`, oninput: (e) => { c.value = conditionValue(c.op, e.target.value); onChange(); } }),
-            el("button", { type: "button", class: "btn", "aria-label": "Remove condition", text: "×", onclick: () => { list.splice(i, 1); onChange(); draw(); } }),
+            el("input", { class: "form-control", value: c.attribute || "", placeholder: gettext("attribute"), "aria-label": gettext("Attribute"), "data-field": `${key}[${i}].attribute`, oninput: (e) => { c.attribute = e.target.value; onChange(); } }),
+            options(el("select", { class: "form-select", "aria-label": gettext("Operator"), "data-field": `${key}[${i}].op`, onchange: (e) => { c.op = e.target.value; if (c.op === "exists") c.value = true; onChange(); draw(); } }), OPS, c.op || "eq"),
+            c.op === "exists" ? null : el("input", { class: "form-control", value: Array.isArray(c.value) ? c.value.join(", ") : c.value ?? "", placeholder: gettext("value"), "aria-label": gettext("Value"), "data-field": `${key}[${i}].value`, oninput: (e) => { c.value = conditionValue(c.op, e.target.value); onChange(); } }),
+            el("button", { type: "button", class: "btn", "aria-label": gettext("Remove condition"), text: "×", onclick: () => { list.splice(i, 1); onChange(); draw(); } }),
           ]),
         ),
-        el("button", { type: "button", class: "btn btn-sm btn-ghost-primary", text: "+ condition", onclick: () => { list.push({ attribute: "", op: "eq", value: "" }); onChange(); draw(); } }),
+        el("button", { type: "button", class: "btn btn-sm btn-ghost-primary", text: gettext("+ condition"), onclick: () => { list.push({ attribute: "", op: "eq", value: "" }); onChange(); draw(); } }),
       );
     };
     draw();
@@ -881,19 +911,19 @@
       parts.push(
         el("div", { class: "jb-card mb-2" }, [
           field(`Event ${i + 1}`, textInput(ev.event, (v) => { ev.event = v; changed(id); labelOutputs(id); }, { list: dataList("jb-events", DATA.events) }), `events[${i}].event`),
-          field("Only about the message of", options(el("select", { class: "form-select form-select-sm", onchange: (e) => { if (e.target.value) ev.of_step = e.target.value; else delete ev.of_step; changed(id); } }), [["", "any message"], ...sendSteps.map((s) => [s.id, s.id])], ev.of_step || ""), `events[${i}].of_step`),
-          field("Conditions", conditionsEditor((ev.conditions = ev.conditions || []), () => changed(id), `events[${i}].conditions`), null),
-          step.events.length > 1 ? el("button", { type: "button", class: "btn btn-sm btn-ghost-danger", text: "Remove this event", onclick: () => { step.events.splice(i, 1); changed(id, { outlets: true, redraw: true }); } }) : null,
+          field(gettext("Only about the message of"), options(el("select", { class: "form-select form-select-sm", onchange: (e) => { if (e.target.value) ev.of_step = e.target.value; else delete ev.of_step; changed(id); } }), [["", gettext("any message")], ...sendSteps.map((s) => [s.id, s.id])], ev.of_step || ""), `events[${i}].of_step`),
+          field(gettext("Conditions"), conditionsEditor((ev.conditions = ev.conditions || []), () => changed(id), `events[${i}].conditions`), null),
+          step.events.length > 1 ? el("button", { type: "button", class: "btn btn-sm btn-ghost-danger", text: gettext("Remove this event"), onclick: () => { step.events.splice(i, 1); changed(id, { outlets: true, redraw: true }); } }) : null,
         ]),
       );
     });
-    if (step.events.length < 3) parts.push(el("button", { type: "button", class: "btn btn-sm mb-2", text: "+ event", onclick: () => { step.events.push({ event: "", conditions: [], next: null }); changed(id, { outlets: true, redraw: true }); } }));
-    parts.push(field("Give up after", durationInput(step.timeout, (v) => { step.timeout = v; changed(id); }, "timeout"), "timeout", "Then the run takes “not happened”."));
+    if (step.events.length < 3) parts.push(el("button", { type: "button", class: "btn btn-sm mb-2", text: gettext("+ event"), onclick: () => { step.events.push({ event: "", conditions: [], next: null }); changed(id, { outlets: true, redraw: true }); } }));
+    parts.push(field(gettext("Give up after"), durationInput(step.timeout, (v) => { step.timeout = v; changed(id); }, "timeout"), "timeout", gettext("Then the run takes “not happened”.")));
     return parts;
   }
 
   function segmentForm(id, step) {
-    return [field("Is the subscriber in", options(el("select", { class: "form-select form-select-sm", onchange: (e) => { step.segment = e.target.value; changed(id); } }), [["", "— pick a segment"], ...DATA.segments.map((s) => [s.id, s.name])], step.segment), "segment")];
+    return [field(gettext("Is the subscriber in"), options(el("select", { class: "form-select form-select-sm", onchange: (e) => { step.segment = e.target.value; changed(id); } }), [["", gettext("— pick a segment")], ...DATA.segments.map((s) => [s.id, s.name])], step.segment), "segment")];
   }
 
   // The step keeps the template's public id (a renamed template stays chosen); a name typed into
@@ -907,15 +937,14 @@
     const channel = CHANNEL_STEPS[step.type];
     const list = CHANNEL_TEMPLATES[channel] || [];
     const chosen = channelTemplate(step);
-    const a = channel === "email" ? "an" : "a";
     const select = options(
       el("select", { class: "form-select form-select-sm", "data-testid": "channel-template-select", onchange: (e) => { step.template = e.target.value; changed(id, { redraw: true }); } }),
-      [["", list.length ? `— pick ${a} ${channel} template` : `— no ${channel} template in this project`], ...list.map((t) => [t.id, `${t.name}${t.marketing ? "" : " (transactional)"}`])],
+      [["", list.length ? (channel === "email" ? gettext("— pick an email template") : gettext("— pick a push template")) : (channel === "email" ? gettext("— no email template in this project") : gettext("— no push template in this project"))], ...list.map((t) => [t.id, `${t.name}${t.marketing ? "" : gettext(" (transactional)")}`])],
       chosen ? chosen.id : "",
     );
-    const parts = [field("Template", select, "template", step.template && !chosen ? `“${step.template}” is not ${a} ${channel} template of this project.` : null)];
+    const parts = [field(gettext("Template"), select, "template", step.template && !chosen ? interpolate(channel === "email" ? gettext("“%(name)s” is not an email template of this project.") : gettext("“%(name)s” is not a push template of this project."), { name: step.template }, true) : null)];
     if (chosen?.preview) parts.push(el("div", { class: "jb-template-body small text-secondary mb-2", text: chosen.preview }));
-    parts.push(el("small", { class: "form-hint mb-2 d-block", text: "Rendered with {{ subscriber.* }}, {{ tags.* }}, {{ event.* }} (the entry event) and {{ values.* }}. Someone it may not reach is skipped with the reason; the run goes on." }));
+    parts.push(el("small", { class: "form-hint mb-2 d-block", text: gettext("Rendered with {{ subscriber.* }}, {{ tags.* }}, {{ event.* }} (the entry event) and {{ values.* }}. Someone it may not reach is skipped with the reason; the run goes on.") }));
     return parts;
   }
 
@@ -940,12 +969,12 @@
           changed(id, { outlets: true, redraw: true });
         },
       }),
-      [["one", "One channel: yes or no"], ["chain", "The first reachable channel, in order"]],
+      [["one", gettext("One channel: yes or no")], ["chain", gettext("The first reachable channel, in order")]],
       chained ? "chain" : "one",
     );
-    const parts = [field("Check", mode, null)];
+    const parts = [field(gettext("Check"), mode, null)];
     if (!chained) {
-      parts.push(field("Reachable on", options(el("select", { class: "form-select form-select-sm", onchange: (e) => { step.channel = e.target.value; changed(id); } }), CHANNELS, step.channel), "channel"));
+      parts.push(field(gettext("Reachable on"), options(el("select", { class: "form-select form-select-sm", onchange: (e) => { step.channel = e.target.value; changed(id); } }), CHANNELS, step.channel), "channel"));
       return parts;
     }
     // The order: tick the channels to try, move them up; each listed channel is an outlet.
@@ -966,7 +995,7 @@
         } }) : null,
       ]);
     });
-    parts.push(field("Try in this order", el("div", { "data-testid": "reachability-channels" }, rows), "channels", "The run leaves by the first channel that reaches the subscriber, else by “none reachable”."));
+    parts.push(field(gettext("Try in this order"), el("div", { "data-testid": "reachability-channels" }, rows), "channels", gettext("The run leaves by the first channel that reaches the subscriber, else by “none reachable”.")));
     return parts;
   }
 
@@ -981,16 +1010,16 @@
     const total = step.variants.reduce((n, v) => n + (Number(v.percent) || 0), 0);
     const parts = step.variants.map((v, i) =>
       el("div", { class: "jb-row input-group input-group-sm mb-1" }, [
-        el("input", { class: "form-control", value: v.name, "aria-label": "Variant name", "data-field": `variants[${i}].name`, onchange: (e) => { v.name = e.target.value.trim(); changed(id, { outlets: true }); } }),
-        el("input", { class: "form-control", type: "number", min: "0", max: "100", value: v.percent ?? "", "aria-label": "Percent", "data-field": `variants[${i}].percent`, onchange: (e) => { v.percent = Number(e.target.value); changed(id, { redraw: true }); labelOutputs(id); } }),
+        el("input", { class: "form-control", value: v.name, "aria-label": gettext("Variant name"), "data-field": `variants[${i}].name`, onchange: (e) => { v.name = e.target.value.trim(); changed(id, { outlets: true }); } }),
+        el("input", { class: "form-control", type: "number", min: "0", max: "100", value: v.percent ?? "", "aria-label": gettext("Percent"), "data-field": `variants[${i}].percent`, onchange: (e) => { v.percent = Number(e.target.value); changed(id, { redraw: true }); labelOutputs(id); } }),
         el("span", { class: "input-group-text", text: "%" }),
-        step.variants.length > 2 ? el("button", { type: "button", class: "btn", text: "×", "aria-label": "Remove variant", onclick: () => { step.variants.splice(i, 1); evenly(step.variants); changed(id, { outlets: true, redraw: true }); } }) : null,
+        step.variants.length > 2 ? el("button", { type: "button", class: "btn", text: "×", "aria-label": gettext("Remove variant"), onclick: () => { step.variants.splice(i, 1); evenly(step.variants); changed(id, { outlets: true, redraw: true }); } }) : null,
       ]),
     );
-    parts.unshift(el("div", { class: "jb-section", text: "Variants (sticky per subscriber)" }));
-    parts.push(el("div", { class: `small mb-2 ${total === 100 ? "text-secondary" : "text-danger"}`, text: total === 100 ? "Together: 100 %" : `Together: ${total} %, must be 100 %` }));
+    parts.unshift(el("div", { class: "jb-section", text: gettext("Variants (sticky per subscriber)") }));
+    parts.push(el("div", { class: `small mb-2 ${total === 100 ? "text-secondary" : "text-danger"}`, text: total === 100 ? interpolate(gettext("Together: %(total)s"), { total: "100 %" }, true) : interpolate(gettext("Together: %(total)s, must be %(full)s"), { total: `${total} %`, full: "100 %" }, true) }));
     if (step.variants.length < 5) {
-      parts.push(el("button", { type: "button", class: "btn btn-sm mb-2", text: "+ variant", onclick: () => { step.variants.push({ name: String.fromCharCode(65 + step.variants.length), percent: 0, next: null }); evenly(step.variants); changed(id, { outlets: true, redraw: true }); } }));
+      parts.push(el("button", { type: "button", class: "btn btn-sm mb-2", text: gettext("+ variant"), onclick: () => { step.variants.push({ name: String.fromCharCode(65 + step.variants.length), percent: 0, next: null }); evenly(step.variants); changed(id, { outlets: true, redraw: true }); } }));
     }
     return parts;
   }
@@ -1011,18 +1040,18 @@
       box.replaceChildren(
         ...rows.map((row, i) =>
           el("div", { class: "jb-row input-group input-group-sm mb-1" }, [
-            el("input", { class: "form-control", value: row.tag, placeholder: "tag", list: dataList("jb-tags", DATA.tags), "aria-label": "Tag", "data-field": `set.${row.tag}`, oninput: (e) => { row.tag = e.target.value.trim(); write(); } }),
-            options(el("select", { class: "form-select", "aria-label": "Value from", onchange: (e) => { row.fromEvent = e.target.value === "event"; write(); draw(); } }), [["value", "="], ["event", "= event's"]], row.fromEvent ? "event" : "value"),
-            el("input", { class: "form-control", value: row.value, placeholder: row.fromEvent ? "attribute" : "value", "aria-label": "Value", oninput: (e) => { row.value = e.target.value; write(); } }),
-            el("button", { type: "button", class: "btn", text: "×", "aria-label": "Remove", onclick: () => { rows.splice(i, 1); write(); draw(); } }),
+            el("input", { class: "form-control", value: row.tag, placeholder: gettext("tag"), list: dataList("jb-tags", DATA.tags), "aria-label": gettext("Tag"), "data-field": `set.${row.tag}`, oninput: (e) => { row.tag = e.target.value.trim(); write(); } }),
+            options(el("select", { class: "form-select", "aria-label": gettext("Value from"), onchange: (e) => { row.fromEvent = e.target.value === "event"; write(); draw(); } }), [["value", "="], ["event", "= event's"]], row.fromEvent ? "event" : "value"),
+            el("input", { class: "form-control", value: row.value, placeholder: row.fromEvent ? "attribute" : "value", "aria-label": gettext("Value"), oninput: (e) => { row.value = e.target.value; write(); } }),
+            el("button", { type: "button", class: "btn", text: "×", "aria-label": gettext("Remove"), onclick: () => { rows.splice(i, 1); write(); draw(); } }),
           ]),
         ),
-        el("button", { type: "button", class: "btn btn-sm btn-ghost-primary", text: "+ set a tag", onclick: () => { rows.push({ tag: "", fromEvent: false, value: "" }); draw(); } }),
+        el("button", { type: "button", class: "btn btn-sm btn-ghost-primary", text: gettext("+ set a tag"), onclick: () => { rows.push({ tag: "", fromEvent: false, value: "" }); draw(); } }),
       );
     draw();
     return [
-      field("Set", box, "set"),
-      field("Remove tags (comma separated)", textInput(step.remove.join(", "), (v) => { step.remove = v.split(",").map((t) => t.trim()).filter(Boolean); changed(id); }, { list: dataList("jb-tags", DATA.tags) }), "remove"),
+      field(gettext("Set"), box, "set"),
+      field(gettext("Remove tags (comma separated)"), textInput(step.remove.join(", "), (v) => { step.remove = v.split(",").map((t) => t.trim()).filter(Boolean); changed(id); }, { list: dataList("jb-tags", DATA.tags) }), "remove"),
     ];
   }
 
@@ -1032,11 +1061,11 @@
     const write = () => onChange(Object.fromEntries(entries.filter(([k]) => k)));
     const draw = () => box.replaceChildren(
       ...entries.map((pair, i) => el("div", { class: "jb-row input-group input-group-sm mb-1" }, [
-        el("input", { class: "form-control", value: pair[0], placeholder: "name", "aria-label": "Name", "data-field": `${key}.${pair[0]}`, oninput: (e) => { pair[0] = e.target.value; write(); } }),
-        el("input", { class: "form-control", value: typeof pair[1] === "string" ? pair[1] : JSON.stringify(pair[1]), placeholder, "aria-label": "Value", oninput: (e) => { pair[1] = e.target.value; write(); } }),
-        el("button", { type: "button", class: "btn", text: "×", "aria-label": "Remove", onclick: () => { entries.splice(i, 1); write(); draw(); } }),
+        el("input", { class: "form-control", value: pair[0], placeholder: gettext("name"), "aria-label": gettext("Name"), "data-field": `${key}.${pair[0]}`, oninput: (e) => { pair[0] = e.target.value; write(); } }),
+        el("input", { class: "form-control", value: typeof pair[1] === "string" ? pair[1] : JSON.stringify(pair[1]), placeholder, "aria-label": gettext("Value"), oninput: (e) => { pair[1] = e.target.value; write(); } }),
+        el("button", { type: "button", class: "btn", text: "×", "aria-label": gettext("Remove"), onclick: () => { entries.splice(i, 1); write(); draw(); } }),
       ])),
-      el("button", { type: "button", class: "btn btn-sm btn-ghost-primary", text: "+ add", onclick: () => { entries.push(["", ""]); draw(); } }),
+      el("button", { type: "button", class: "btn btn-sm btn-ghost-primary", text: gettext("+ add"), onclick: () => { entries.push(["", ""]); draw(); } }),
     );
     draw();
     return box;
@@ -1044,12 +1073,12 @@
 
   function webhookForm(id, step) {
     return [
-      field("URL (https)", textInput(step.url, (v) => { step.url = v; changed(id); }, { type: "url", placeholder: "https://example.com/hook" }), "url", "Posted as JSON with an Idempotency-Key header; private and local addresses are refused."),
-      field("Headers", pairsEditor(step.headers, (v) => { step.headers = v; changed(id); }, "headers", "value"), "headers"),
-      field("Body fields", pairsEditor(step.body, (v) => { step.body = v; changed(id); }, "body", "{{ subscriber.phone }}"), "body", "Each value may use Liquid."),
+      field(gettext("URL (https)"), textInput(step.url, (v) => { step.url = v; changed(id); }, { type: "url", placeholder: "https://example.com/hook" }), "url", gettext("Posted as JSON with an Idempotency-Key header; private and local addresses are refused.")),
+      field(gettext("Headers"), pairsEditor(step.headers, (v) => { step.headers = v; changed(id); }, "headers", "value"), "headers"),
+      field(gettext("Body fields"), pairsEditor(step.body, (v) => { step.body = v; changed(id); }, "body", "{{ subscriber.phone }}"), "body", gettext("Each value may use Liquid.")),
       el("div", { class: "row g-2" }, [
-        el("div", { class: "col" }, field("Timeout (s)", el("input", { class: "form-control form-control-sm", type: "number", min: "1", max: "30", value: step.timeout_seconds ?? 10, oninput: (e) => { step.timeout_seconds = Number(e.target.value); changed(id); } }), "timeout_seconds")),
-        el("div", { class: "col" }, field("Retries", el("input", { class: "form-control form-control-sm", type: "number", min: "0", max: "5", value: step.retries ?? 2, oninput: (e) => { step.retries = Number(e.target.value); changed(id); } }), "retries")),
+        el("div", { class: "col" }, field(gettext("Timeout (s)"), el("input", { class: "form-control form-control-sm", type: "number", min: "1", max: "30", value: step.timeout_seconds ?? 10, oninput: (e) => { step.timeout_seconds = Number(e.target.value); changed(id); } }), "timeout_seconds")),
+        el("div", { class: "col" }, field(gettext("Retries"), el("input", { class: "form-control form-control-sm", type: "number", min: "0", max: "5", value: step.retries ?? 2, oninput: (e) => { step.retries = Number(e.target.value); changed(id); } }), "retries")),
       ]),
     ];
   }
@@ -1066,7 +1095,7 @@
     ab_split: abForm,
     update_tags: tagsForm,
     webhook: webhookForm,
-    exit: () => [el("p", { class: "text-secondary small", text: "The run leaves the journey here. A branch whose outlet leads nowhere ends the same way." })],
+    exit: () => [el("p", { class: "text-secondary small", text: gettext("The run leaves the journey here. A branch whose outlet leads nowhere ends the same way.") })],
   };
 
   // -- entry and settings
@@ -1087,7 +1116,7 @@
 
   function entryCard(entry, i) {
     const parts = [
-      field("Starts with", options(el("select", {
+      field(gettext("Starts with"), options(el("select", {
         class: "form-select form-select-sm",
         "data-testid": "entry-type",
         onchange: (e) => {
@@ -1095,10 +1124,10 @@
           entryChanged();
           openPanel("entry");
         },
-      }), [["event", "an event (e.g. an inbound keyword)"], ["segment", "a segment, on a schedule"], ["api", "the API"]], entry.type), `${entryKey(i)}.type`),
+      }), [["event", gettext("an event (e.g. an inbound keyword)")], ["segment", gettext("a segment, on a schedule")], ["api", gettext("the API")]], entry.type), `${entryKey(i)}.type`),
     ];
     if (entry.type === "event") {
-      parts.push(field("Event", textInput(entry.event, (v) => { entry.event = v; entryChanged(); }, { list: dataList("jb-events", DATA.events), "data-testid": "entry-event" }), `${entryKey(i)}.event`));
+      parts.push(field(gettext("Event"), textInput(entry.event, (v) => { entry.event = v; entryChanged(); }, { list: dataList("jb-events", DATA.events), "data-testid": "entry-event" }), `${entryKey(i)}.event`));
       const kw = keywordsOf(entry);
       const rest = (entry.conditions || []).filter((_, j) => j !== kw.index);
       const writeKeywords = (op, text) => {
@@ -1109,30 +1138,30 @@
         entryChanged();
       };
       const kwInput = textInput(kw.words.join(", "), (v) => writeKeywords(kwOp.value, v), { placeholder: "promo, angebot", "data-testid": "entry-keywords" });
-      const kwOp = options(el("select", { class: "form-select form-select-sm", "aria-label": "How the text matches", "data-testid": "entry-keyword-match", onchange: (e) => writeKeywords(e.target.value, kwInput.value) }), [["keyword", "is one of"], ["contains", "contains"], ["starts_with", "starts with"], ["regex", "matches the pattern"]], kw.op);
-      parts.push(field("Inbound text", el("div", { class: "input-group input-group-sm" }, [kwOp, kwInput]), `${entryKey(i)}.conditions`, "Case, accents and surrounding punctuation are ignored: “Promo!” matches promo. Several keywords: separate them with commas."));
-      parts.push(field("Other conditions", conditionsEditor(rest, () => { entry.conditions = [...(keywordsOf(entry).index >= 0 ? [entry.conditions[keywordsOf(entry).index]] : []), ...rest]; entryChanged(); }, `${entryKey(i)}.conditions`), null));
+      const kwOp = options(el("select", { class: "form-select form-select-sm", "aria-label": gettext("How the text matches"), "data-testid": "entry-keyword-match", onchange: (e) => writeKeywords(e.target.value, kwInput.value) }), [["keyword", gettext("is one of")], ["contains", "contains"], ["starts_with", gettext("starts with")], ["regex", gettext("matches the pattern")]], kw.op);
+      parts.push(field(gettext("Inbound text"), el("div", { class: "input-group input-group-sm" }, [kwOp, kwInput]), `${entryKey(i)}.conditions`, gettext("Case, accents and surrounding punctuation are ignored: “Promo!” matches promo. Several keywords: separate them with commas.")));
+      parts.push(field(gettext("Other conditions"), conditionsEditor(rest, () => { entry.conditions = [...(keywordsOf(entry).index >= 0 ? [entry.conditions[keywordsOf(entry).index]] : []), ...rest]; entryChanged(); }, `${entryKey(i)}.conditions`), null));
     }
     if (entry.type === "segment") {
-      parts.push(field("Segment", options(el("select", { class: "form-select form-select-sm", onchange: (e) => { entry.segment = e.target.value; entryChanged(); } }), [["", "— pick a segment"], ...DATA.segments.map((s) => [s.id, s.name])], entry.segment), `${entryKey(i)}.segment`));
+      parts.push(field(gettext("Segment"), options(el("select", { class: "form-select form-select-sm", onchange: (e) => { entry.segment = e.target.value; entryChanged(); } }), [["", gettext("— pick a segment")], ...DATA.segments.map((s) => [s.id, s.name])], entry.segment), `${entryKey(i)}.segment`));
       const s = entry.schedule || (entry.schedule = {});
       const mode = s.every ? "every" : s.local_time ? "local" : s.at ? "at" : "now";
-      parts.push(field("When", options(el("select", {
+      parts.push(field(gettext("When"), options(el("select", {
         class: "form-select form-select-sm",
         onchange: (e) => { entry.schedule = e.target.value === "every" ? { every: "P1D", time: "09:00" } : e.target.value === "local" ? { at: "", local_time: "09:00" } : e.target.value === "at" ? { at: "" } : {}; entryChanged(); openPanel("entry"); },
-      }), [["now", "once, as soon as it is activated"], ["at", "once, at a date and time"], ["local", "once, at a time in each subscriber's zone"], ["every", "again and again"]], mode), `${entryKey(i)}.schedule`));
-      if (mode === "at") parts.push(field("At", el("input", { class: "form-control form-control-sm", type: "datetime-local", value: String(s.at || "").slice(0, 16), oninput: (e) => { s.at = e.target.value ? `${e.target.value}:00` : ""; entryChanged(); } }), `${entryKey(i)}.schedule.at`));
+      }), [["now", gettext("once, as soon as it is activated")], ["at", gettext("once, at a date and time")], ["local", gettext("once, at a time in each subscriber's zone")], ["every", gettext("again and again")]], mode), `${entryKey(i)}.schedule`));
+      if (mode === "at") parts.push(field(gettext("At"), el("input", { class: "form-control form-control-sm", type: "datetime-local", value: String(s.at || "").slice(0, 16), oninput: (e) => { s.at = e.target.value ? `${e.target.value}:00` : ""; entryChanged(); } }), `${entryKey(i)}.schedule.at`));
       if (mode === "local") {
-        parts.push(field("On", el("input", { class: "form-control form-control-sm", type: "date", value: String(s.at || "").slice(0, 10), oninput: (e) => { s.at = e.target.value; entryChanged(); } }), `${entryKey(i)}.schedule.at`));
-        parts.push(field("At (subscriber's time)", el("input", { class: "form-control form-control-sm", type: "time", value: s.local_time || "", oninput: (e) => { s.local_time = e.target.value; entryChanged(); } }), `${entryKey(i)}.schedule.local_time`));
+        parts.push(field(gettext("On"), el("input", { class: "form-control form-control-sm", type: "date", value: String(s.at || "").slice(0, 10), oninput: (e) => { s.at = e.target.value; entryChanged(); } }), `${entryKey(i)}.schedule.at`));
+        parts.push(field(gettext("At (subscriber's time)"), el("input", { class: "form-control form-control-sm", type: "time", value: s.local_time || "", oninput: (e) => { s.local_time = e.target.value; entryChanged(); } }), `${entryKey(i)}.schedule.local_time`));
       }
       if (mode === "every") {
-        parts.push(field("Every", durationInput(s.every, (v) => { s.every = v; entryChanged(); }, `${entryKey(i)}.schedule.every`), `${entryKey(i)}.schedule.every`));
-        parts.push(field("At", el("input", { class: "form-control form-control-sm", type: "time", value: s.time || "", oninput: (e) => { s.time = e.target.value; entryChanged(); } }), `${entryKey(i)}.schedule.time`));
+        parts.push(field(gettext("Every"), durationInput(s.every, (v) => { s.every = v; entryChanged(); }, `${entryKey(i)}.schedule.every`), `${entryKey(i)}.schedule.every`));
+        parts.push(field(gettext("At"), el("input", { class: "form-control form-control-sm", type: "time", value: s.time || "", oninput: (e) => { s.time = e.target.value; entryChanged(); } }), `${entryKey(i)}.schedule.time`));
       }
     }
-    if (entry.type === "api") parts.push(el("p", { class: "small text-secondary", text: `POST /api/v1/journeys/${DATA.journey.id}/start with subscribers and values.` }));
-    if (meta.entries.length > 1) parts.push(el("button", { type: "button", class: "btn btn-sm btn-ghost-danger", text: "Remove this entry", onclick: () => { meta.entries.splice(i, 1); entryChanged(); openPanel("entry"); } }));
+    if (entry.type === "api") parts.push(el("p", { class: "small text-secondary", text: interpolate(gettext("POST %(path)s with subscribers and values."), { path: `/api/v1/journeys/${DATA.journey.id}/start` }, true) }));
+    if (meta.entries.length > 1) parts.push(el("button", { type: "button", class: "btn btn-sm btn-ghost-danger", text: gettext("Remove this entry"), onclick: () => { meta.entries.splice(i, 1); entryChanged(); openPanel("entry"); } }));
     return el("div", { class: "jb-card mb-2", "data-testid": "entry-card" }, parts);
   }
 
@@ -1142,9 +1171,9 @@
 
   function entryPanel() {
     if (!meta.entries.length) meta.entries.push({ type: "event", event: "WhatsAppReceived", conditions: [] });
-    const parts = [el("h3", { class: "card-title", text: "Entry" }), ...meta.entries.map(entryCard)];
-    parts.push(el("button", { type: "button", class: "btn btn-sm", text: "+ another entry", onclick: () => { meta.entries.push({ type: "api" }); entryChanged(); openPanel("entry"); } }));
-    parts.push(el("p", { class: "small text-secondary mt-2", text: "Someone who matches several entries enters once." }));
+    const parts = [el("h3", { class: "card-title", text: gettext("Entry") }), ...meta.entries.map(entryCard)];
+    parts.push(el("button", { type: "button", class: "btn btn-sm", text: gettext("+ another entry"), onclick: () => { meta.entries.push({ type: "api" }); entryChanged(); openPanel("entry"); } }));
+    parts.push(el("p", { class: "small text-secondary mt-2", text: gettext("Someone who matches several entries enters once.") }));
     return parts;
   }
 
@@ -1155,23 +1184,23 @@
     const silent = s.silent_hours || {};
     const goal = s.goal || null;
     const parts = [
-      el("h3", { class: "card-title", text: "Settings" }),
-      field("Name", textInput(meta.name, (v) => { meta.name = v; markDirty(); }, { "data-testid": "journey-name", maxlength: "200" }), "name"),
-      field("Re-entry", options(el("select", { class: "form-select form-select-sm", onchange: (e) => { set("reentry", e.target.value); openPanel("settings"); } }), [["after_exit", "again after leaving"], ["never", "never again"], ["any_time", "any time (with a gap)"]], s.reentry || "after_exit"), "settings.reentry"),
+      el("h3", { class: "card-title", text: gettext("Settings") }),
+      field(gettext("Name"), textInput(meta.name, (v) => { meta.name = v; markDirty(); }, { "data-testid": "journey-name", maxlength: "200" }), "name"),
+      field(gettext("Re-entry"), options(el("select", { class: "form-select form-select-sm", onchange: (e) => { set("reentry", e.target.value); openPanel("settings"); } }), [["after_exit", gettext("again after leaving")], ["never", gettext("never again")], ["any_time", gettext("any time (with a gap)")]], s.reentry || "after_exit"), "settings.reentry"),
     ];
-    if ((s.reentry || "after_exit") === "any_time") parts.push(field("At least this long between entries", durationInput(s.reentry_gap, (v) => set("reentry_gap", v), "settings.reentry_gap"), "settings.reentry_gap"));
+    if ((s.reentry || "after_exit") === "any_time") parts.push(field(gettext("At least this long between entries"), durationInput(s.reentry_gap, (v) => set("reentry_gap", v), "settings.reentry_gap"), "settings.reentry_gap"));
     parts.push(
-      field("Entry cap", el("div", { class: "input-group input-group-sm" }, [
-        el("input", { class: "form-control", type: "number", min: "1", value: cap.count ?? "", placeholder: "no cap", "aria-label": "Entries at most", "data-field": "settings.entry_cap.count", oninput: (e) => { const n = parseInt(e.target.value, 10); if (n > 0) set("entry_cap", { ...(s.entry_cap || {}), count: n }); else delete s.entry_cap; markDirty(); } }),
-        el("span", { class: "input-group-text", text: "times per" }),
+      field(gettext("Entry cap"), el("div", { class: "input-group input-group-sm" }, [
+        el("input", { class: "form-control", type: "number", min: "1", value: cap.count ?? "", placeholder: gettext("no cap"), "aria-label": gettext("Entries at most"), "data-field": "settings.entry_cap.count", oninput: (e) => { const n = parseInt(e.target.value, 10); if (n > 0) set("entry_cap", { ...(s.entry_cap || {}), count: n }); else delete s.entry_cap; markDirty(); } }),
+        el("span", { class: "input-group-text", text: gettext("times per") }),
       ]), "settings.entry_cap"),
-      field("Cap period", durationInput(cap.period, (v) => { if (s.entry_cap) { if (v) s.entry_cap.period = v; else delete s.entry_cap.period; markDirty(); } }, "settings.entry_cap.period"), "settings.entry_cap.period", "Empty: ever."),
-      field("Silent hours (subscriber's zone)", el("div", { class: "input-group input-group-sm" }, [
-        el("input", { class: "form-control", type: "time", value: silent.start || "", "aria-label": "From", "data-field": "settings.silent_hours.start", oninput: (e) => { s.silent_hours = { ...(s.silent_hours || {}), start: e.target.value }; if (!s.silent_hours.start && !s.silent_hours.end) delete s.silent_hours; markDirty(); } }),
-        el("span", { class: "input-group-text", text: "to" }),
-        el("input", { class: "form-control", type: "time", value: silent.end || "", "aria-label": "To", "data-field": "settings.silent_hours.end", oninput: (e) => { s.silent_hours = { ...(s.silent_hours || {}), end: e.target.value }; if (!s.silent_hours.start && !s.silent_hours.end) delete s.silent_hours; markDirty(); } }),
-      ]), "settings.silent_hours", "Sends wait until the silent hours end; nobody is dropped."),
-      field("Silent hours hold", el("div", { "data-testid": "silent-channels" }, CHANNELS.map(([c, label]) =>
+      field(gettext("Cap period"), durationInput(cap.period, (v) => { if (s.entry_cap) { if (v) s.entry_cap.period = v; else delete s.entry_cap.period; markDirty(); } }, "settings.entry_cap.period"), "settings.entry_cap.period", "Empty: ever."),
+      field(gettext("Silent hours (subscriber's zone)"), el("div", { class: "input-group input-group-sm" }, [
+        el("input", { class: "form-control", type: "time", value: silent.start || "", "aria-label": gettext("From"), "data-field": "settings.silent_hours.start", oninput: (e) => { s.silent_hours = { ...(s.silent_hours || {}), start: e.target.value }; if (!s.silent_hours.start && !s.silent_hours.end) delete s.silent_hours; markDirty(); } }),
+        el("span", { class: "input-group-text", text: gettext("to") }),
+        el("input", { class: "form-control", type: "time", value: silent.end || "", "aria-label": gettext("To"), "data-field": "settings.silent_hours.end", oninput: (e) => { s.silent_hours = { ...(s.silent_hours || {}), end: e.target.value }; if (!s.silent_hours.start && !s.silent_hours.end) delete s.silent_hours; markDirty(); } }),
+      ]), "settings.silent_hours", gettext("Sends wait until the silent hours end; nobody is dropped.")),
+      field(gettext("Silent hours hold"), el("div", { "data-testid": "silent-channels" }, CHANNELS.map(([c, label]) =>
         el("label", { class: "form-check form-check-inline" }, [
           el("input", { class: "form-check-input", type: "checkbox", checked: !Array.isArray(silent.channels) || silent.channels.includes(c), "data-field": "settings.silent_hours.channels", onchange: (e) => {
             if (!s.silent_hours) s.silent_hours = {};
@@ -1183,22 +1212,22 @@
             markDirty();
           } }),
           el("span", { class: "form-check-label", text: label }),
-        ]))), "settings.silent_hours.channels", "Send steps of an unticked channel go during silent hours."),
-      field("Fallback time zone", textInput(s.fallback_time_zone || "", (v) => set("fallback_time_zone", v), { placeholder: "UTC" }), "settings.fallback_time_zone", "For subscribers without a time zone."),
-      el("div", { class: "jb-section mt-3", text: "Conversion goal" }),
+        ]))), "settings.silent_hours.channels", gettext("Send steps of an unticked channel go during silent hours.")),
+      field(gettext("Fallback time zone"), textInput(s.fallback_time_zone || "", (v) => set("fallback_time_zone", v), { placeholder: "UTC" }), "settings.fallback_time_zone", gettext("For subscribers without a time zone.")),
+      el("div", { class: "jb-section mt-3", text: gettext("Conversion goal") }),
       el("label", { class: "form-check" }, [
         el("input", { class: "form-check-input", type: "checkbox", checked: Boolean(goal), "data-testid": "goal-toggle", onchange: (e) => { if (e.target.checked) s.goal = { event: "", conditions: [], window: "P7D", exit: false }; else delete s.goal; markDirty(); openPanel("settings"); } }),
-        el("span", { class: "form-check-label", text: "Count a conversion when an event happens" }),
+        el("span", { class: "form-check-label", text: gettext("Count a conversion when an event happens") }),
       ]),
     );
     if (goal) {
       parts.push(
-        field("Event", textInput(goal.event, (v) => { goal.event = v; markDirty(); }, { list: dataList("jb-events", DATA.events) }), "settings.goal.event"),
-        field("Conditions", conditionsEditor((goal.conditions = goal.conditions || []), markDirty, "settings.goal.conditions"), null),
-        field("Within", durationInput(goal.window, (v) => { goal.window = v; markDirty(); }, "settings.goal.window"), "settings.goal.window"),
+        field(gettext("Event"), textInput(goal.event, (v) => { goal.event = v; markDirty(); }, { list: dataList("jb-events", DATA.events) }), "settings.goal.event"),
+        field(gettext("Conditions"), conditionsEditor((goal.conditions = goal.conditions || []), markDirty, "settings.goal.conditions"), null),
+        field(gettext("Within"), durationInput(goal.window, (v) => { goal.window = v; markDirty(); }, "settings.goal.window"), "settings.goal.window"),
         el("label", { class: "form-check" }, [
           el("input", { class: "form-check-input", type: "checkbox", checked: Boolean(goal.exit), onchange: (e) => { goal.exit = e.target.checked; markDirty(); } }),
-          el("span", { class: "form-check-label", text: "Leave the journey when the goal is reached" }),
+          el("span", { class: "form-check-label", text: gettext("Leave the journey when the goal is reached") }),
         ]),
       );
     }
@@ -1249,7 +1278,7 @@
           disabled: READONLY,
           "data-type": t.type,
           "data-testid": "palette-item",
-          title: READONLY ? null : "Drag onto the canvas, or click to add",
+          title: READONLY ? null : gettext("Drag onto the canvas, or click to add"),
           text: t.label,
           ondragstart: (e) => e.dataTransfer.setData("text/plain", `step:${t.type}`),
           onclick: () => { const spot = nextFreeSpot(); newStep(t.type, spot.x, spot.y); },

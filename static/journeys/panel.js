@@ -20,11 +20,12 @@ function drawJourneyChart() {
     data: {
       labels: series.labels,
       datasets: [
-        { label: "Entries", data: series.entered, backgroundColor: "#25d366" },
-        { label: "Conversions", data: series.converted, backgroundColor: "#066fd1" },
+        { label: gettext("Entries"), data: series.entered, backgroundColor: "#25d366" },
+        { label: gettext("Conversions"), data: series.converted, backgroundColor: "#066fd1" },
       ],
     },
     options: {
+      locale: document.documentElement.lang,
       animation: false,
       maintainAspectRatio: false,
       scales: { y: { beginAtZero: true, ticks: { precision: 0 } } },

@@ -210,7 +210,7 @@ def test_resume_from_the_builder_can_move_live_runs_to_the_new_version(owner_cli
     response = owner_client.post(url("resume", journey), {"next": "builder", "move_runs": "1"}, follow=True)
     assert response.redirect_chain[-1][0] == url("builder", journey)
     # The panel says which version the subscribers already in the journey walk now.
-    assert "resumed as version 2; 2 subscriber(s) in it moved to the new version" in response.content.decode()
+    assert "resumed as version 2; 2 subscribers in it moved to the new version" in response.content.decode()
     assert set(JourneyRun.objects.filter(journey=journey).values_list("version", flat=True)) == {2}
 
 

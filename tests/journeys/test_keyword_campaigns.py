@@ -177,7 +177,7 @@ def test_promo_example_replies_only_without_a_marketing_template(project):
     _account(project)
     journey = kc.create_example(project=project, key="promo", actor=SYSTEM)
     assert [s["id"] for s in journey.definition["steps"]] == ["reply"]
-    assert journey.definition["steps"][0]["text"] == "Danke! Dein Code: SUSHI20"
+    assert journey.definition["steps"][0]["text"] == "Danke! Ihr Code: SUSHI20"
 
 
 @pytest.fixture

@@ -201,7 +201,7 @@ def test_a_draft_save_says_what_would_block_activation(project, marketer_client,
 def test_examples_from_the_list_open_the_form_filled_in_or_point_at_their_card(project, marketer_client):
     _template(project, name="follow_up_offer", body="Noch hungrig? 20 % heute.")
     page = marketer_client.get(_keyword_url(project), {"example": "promo"}).content.decode()
-    assert 'value="PROMO keyword"' in page and 'value="promo"' in page and "Dein Code: SUSHI20" in page
+    assert 'value="PROMO keyword"' in page and 'value="promo"' in page and "Ihr Code: SUSHI20" in page
     assert '<option value="follow_up_offer|de" selected>' in page
     page = marketer_client.get(_keyword_url(project), {"example": "hilfe"}).content.decode()
     assert 'data-testid="hilfe-hint"' in page and "example-chosen" in page
