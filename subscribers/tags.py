@@ -20,6 +20,7 @@ from django.db import connection
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.translation import gettext_lazy
 
 from controlpanel.models import Project
 
@@ -33,6 +34,26 @@ class BuiltinTag:
     field: str
     type: TagType
     writable: bool = True
+
+    @property
+    def label(self) -> str:
+        """The name in the user's language, for display only: the name itself is the key."""
+        return str(BUILTIN_LABELS.get(self.name, self.name))
+
+
+# Display names of the built-in tags (segments, the API and imports keep the English names).
+BUILTIN_LABELS = {
+    "Name": gettext_lazy("Name"),
+    "Email": gettext_lazy("Email"),
+    "Language": gettext_lazy("Language"),
+    "Country": gettext_lazy("Country"),
+    "Time zone": gettext_lazy("Time zone"),
+    "External id": gettext_lazy("External id"),
+    "Phone": gettext_lazy("Phone"),
+    "First seen": gettext_lazy("First seen"),
+    "Last inbound": gettext_lazy("Last inbound"),
+    "WhatsApp opt-in": gettext_lazy("WhatsApp opt-in"),
+}
 
 
 # Tags every project has. Their values live in Subscriber columns.

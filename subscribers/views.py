@@ -595,6 +595,10 @@ class TagRow:
     editing: bool = False
     error: str = ""
     draft: str | None = None  # what the user typed, kept when it was refused
+    label: str = ""  # the name shown: a built-in tag's in the user's language
+
+    def __post_init__(self) -> None:
+        self.label = self.label or self.name
 
     @property
     def type_label(self) -> str:
@@ -630,7 +634,9 @@ def _builtin_row(tag: tagtypes.BuiltinTag, subscriber: Subscriber) -> TagRow:
     value = getattr(subscriber, tag.field)
     if tag.field == "whatsapp_consent":
         value = value == ConsentState.OPTED_IN
-    return TagRow(tag.field, tag.name, tag.type, builtin=True, editable=tag.writable, value=value)
+    return TagRow(
+        tag.field, tag.name, tag.type, builtin=True, editable=tag.writable, value=value, label=tag.label
+    )
 
 
 def _custom_row(definition: TagDefinition, values: list[TagValue]) -> TagRow:
@@ -958,10 +964,15 @@ def subscriber_add(request: HttpRequest) -> HttpResponse:
                 same_phone = data.phone and existing.phone == data.phone
                 form.add_error(
                     "phone" if same_phone else "external_id",
-                    f"{existing} has this {'phone number' if same_phone else 'external id'} already.",
+                    (
+                        _("%(name)s has this phone number already.")
+                        if same_phone
+                        else _("%(name)s has this external id already.")
+                    )
+                    % {"name": existing},
                 )
             else:
-                subscriber, _ = upsert_subscriber(
+                subscriber, _created = upsert_subscriber(
                     project=project, data=data, actor=_actor(request), source=ConsentSource.PANEL
                 )
                 messages.success(request, _("%(name)s was added.") % {"name": subscriber})
@@ -991,7 +1002,7 @@ def subscriber_edit(request: HttpRequest, subscriber_id: uuid.UUID) -> HttpRespo
     existing = None
     if request.method == "POST" and form.is_valid():
         try:
-            saved, _ = update_subscriber(
+            saved, _changed = update_subscriber(
                 project=project,
                 subscriber=subscriber,
                 changes=form.raw(),
@@ -1211,6 +1222,7 @@ def tag_list(request: HttpRequest) -> HttpResponse:
     builtin_rows = [
         {
             "name": t.name,
+            "label": t.label,
             "type": TagType(t.type).label,
             "usage": builtin_usage[t.field],
             "writable": t.writable,
