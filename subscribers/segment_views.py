@@ -79,7 +79,7 @@ def _text_of(tree: Any) -> str:
 def _builder_schema(project, exclude: Segment | None = None) -> dict[str, Any]:
     """What the builder may offer: the project's tags, events, fields and segments with their operators."""
     tags = [
-        {"name": b.name, "type": str(b.type), "builtin": True, "ops": t.op_choices(b.type)}
+        {"name": b.name, "label": b.label, "type": str(b.type), "builtin": True, "ops": t.op_choices(b.type)}
         for b in tagtypes.BUILTIN_TAGS.values()
     ]
     tags += [
