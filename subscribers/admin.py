@@ -3,6 +3,8 @@ from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db import connection, transaction
 from django.utils.functional import cached_property
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from controlpanel.services import Actor
 
@@ -116,17 +118,20 @@ class SubscriberAdminForm(forms.ModelForm):
     """Profile fields checked by the service's rules; consent changed only through the ledger."""
 
     consent = forms.ChoiceField(
-        label="Change WhatsApp consent",
+        label=gettext_lazy("Change WhatsApp consent"),
         choices=[
-            ("", "— no change —"),
-            (ConsentState.OPTED_IN, "Opt in"),
-            (ConsentState.OPTED_OUT, "Opt out"),
+            ("", gettext_lazy("— no change —")),
+            (ConsentState.OPTED_IN, gettext_lazy("Opt in")),
+            (ConsentState.OPTED_OUT, gettext_lazy("Opt out")),
         ],
         required=False,
-        help_text="Written to the opt-in ledger with the evidence below, as the panel does.",
+        help_text=gettext_lazy("Written to the opt-in ledger with the evidence below, as the panel does."),
     )
     consent_evidence = forms.CharField(
-        label="Evidence", required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=2000
+        label=gettext_lazy("Evidence"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        max_length=2000,
     )
 
     class Meta:
@@ -143,7 +148,7 @@ class SubscriberAdminForm(forms.ModelForm):
             cleaned.get("consent") == ConsentState.OPTED_IN
             and not (cleaned.get("consent_evidence") or "").strip()
         ):
-            self.add_error("consent_evidence", "Opting in needs evidence: how and when the person agreed.")
+            self.add_error("consent_evidence", _("Opting in needs evidence: how and when the person agreed."))
         return cleaned
 
 
@@ -333,14 +338,14 @@ class AttributeIndexAdmin(admin.ModelAdmin):
     readonly_fields = ["status", "error", "created_at", "updated_at"]
     actions = ["rebuild"]
 
-    @admin.action(description="Build again (after a failure)")
+    @admin.action(description=gettext_lazy("Build again (after a failure)"))
     def rebuild(self, request, queryset) -> None:
         from . import actors
 
         for index in queryset.exclude(status=AttributeIndexStatus.REMOVING):
             AttributeIndex.objects.filter(pk=index.pk).update(status=AttributeIndexStatus.PENDING, error="")
             actors.build_attribute_index.send(index.pk)
-        self.message_user(request, "Rebuild queued.")
+        self.message_user(request, _("Rebuild queued."))
 
 
 @admin.register(FeedCursor)
@@ -365,11 +370,11 @@ class FeedCursorAdmin(ReadOnlyAdmin):
             cursor._lag = feed.lag(cursor.consumer)
         return cursor._lag
 
-    @admin.display(description="Lag (seconds)")
+    @admin.display(description=gettext_lazy("Lag (seconds)"))
     def lag_seconds(self, cursor: FeedCursor) -> float:
         return round(self._lag(cursor).seconds, 1)
 
-    @admin.display(description="Pending events")
+    @admin.display(description=gettext_lazy("Pending events"))
     def pending(self, cursor: FeedCursor) -> int:
         return self._lag(cursor).pending
 
@@ -412,6 +417,6 @@ class ImportRejectionAdmin(ReadOnlyAdmin):
     exclude = ["row"]
     readonly_fields = ["job", "index", "line"]
 
-    @admin.display(description="Rejected row")
+    @admin.display(description=gettext_lazy("Rejected row"))
     def line(self, rejection: ImportRejection) -> str:
         return bytes(rejection.row).decode("utf-8", errors="replace")[:500]

@@ -14,6 +14,7 @@ from uuid import UUID
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.utils.translation import gettext as _
 from ninja import Router, Status
 from pydantic import ValidationError
 
@@ -95,7 +96,10 @@ def validation_error_dict(exc: ValidationError) -> dict[str, Any]:
 
 def subscriber_not_found(subscriber_id: Any) -> ApiError:
     return ApiError(
-        404, "subscriber_not_found", f"No subscriber {subscriber_id} in this project.", field="id"
+        404,
+        "subscriber_not_found",
+        _("No subscriber %(id)s in this project.") % {"id": subscriber_id},
+        field="id",
     )
 
 
@@ -295,10 +299,10 @@ class SubscriberBatch:
             # Another request created one of these phones or external ids meanwhile, or deleted
             # a tag: one by one, each item finds (or defines again) what it needs.
             self.definitions = None
-            for index, data, _ in pending:
+            for index, data, _unused in pending:
                 self.upsert_one(index, data)
             return
-        for (index, _, _), result in zip(pending, applied.results, strict=True):
+        for (index, _unused, _unused), result in zip(pending, applied.results, strict=True):
             if result.error is not None:
                 self.error(index, result.error)
             else:
@@ -344,7 +348,9 @@ def lookup(request, phone: str | None = None, external_id: str | None = None):
     Answers `{"results": [...]}` with the matching subscriber, or an empty list.
     """
     if not phone and not external_id:
-        raise ApiError(422, "validation_error", "Give phone or external_id to look a subscriber up.", "phone")
+        raise ApiError(
+            422, "validation_error", _("Give phone or external_id to look a subscriber up."), "phone"
+        )
     qs = Subscriber.objects.for_project(request.project)
     if phone:
         qs = qs.filter(phone=normalize_phone(phone, request.project.default_country))
@@ -375,7 +381,7 @@ def patch(request, id: UUID, payload: SubscriberPatch):
     written when any field or tag is invalid.
     """
     subscriber = get_subscriber(request.project, id)
-    subscriber, _ = update_subscriber(
+    subscriber, _changed = update_subscriber(
         project=request.project,
         subscriber=subscriber,
         changes=payload.model_dump(exclude_unset=True),
@@ -392,7 +398,8 @@ def _consent(
         raise ApiError(
             422,
             "validation_error",
-            f"The query names the channel {channel!r}, the body {body_channel!r}; give one.",
+            _("The query names the channel %(channel)r, the body %(body)r; give one.")
+            % {"channel": channel, "body": body_channel},
             "channel",
         )
     subscriber = get_subscriber(request.project, id)
@@ -515,8 +522,14 @@ def event_subscriber_not_found(key: tuple[str, Any]) -> InvalidInput:
     kind, value = key
     label = {"id": "id", "phone": "phone", "external_id": "external id"}[kind]
     return InvalidInput(
-        f"No subscriber with {label} {value} in this project. Events are only recorded for existing "
-        "subscribers: create the subscriber first (POST /subscribers, with its opt-in if given).",
+        (
+            _(
+                "No subscriber with %(label)s %(value)s in this project. Events are only "
+                "recorded for existing subscribers: create the subscriber first (POST "
+                "/subscribers, with its opt-in if given)."
+            )
+            % {"label": label, "value": value}
+        ),
         field=f"subscriber.{kind}",
         code="subscriber_not_found",
     )
@@ -601,7 +614,7 @@ def create_events_bulk(request, payload: EventBatchIn):
             )
         )
     recorded = record_events(project=project, events=[event for _, event in wanted])
-    for (index, _), outcome in zip(wanted, recorded, strict=True):
+    for (index, _event), outcome in zip(wanted, recorded, strict=True):
         if isinstance(outcome, InvalidInput):
             results[index] = {"index": index, "error": outcome.as_dict()}
         else:

@@ -26,6 +26,7 @@ import logging
 from django.db import DatabaseError, connection, models, transaction
 from django.db.models import F, Q
 from django.db.models.sql import Query
+from django.utils.translation import gettext as _
 
 from controlpanel.models import Project
 from controlpanel.services import Actor, record_audit
@@ -62,26 +63,43 @@ def request_index(*, project: Project, event_name: str, attribute: str, actor: A
     """Ask for an index on ``event_name.attribute``; the build runs in the background."""
     schema = eventdefs.all_definitions(project).get(event_name)
     if schema is None:
-        raise InvalidInput(f"The project has no event {event_name!r}.", field="event_name", code="not_found")
+        raise InvalidInput(
+            _("The project has no event %(event_name)r.") % {"event_name": event_name},
+            field="event_name",
+            code="not_found",
+        )
     type_ = schema.get(attribute)
     if type_ is None:
         raise InvalidInput(
-            f"{event_name!r} has no attribute {attribute!r}.", field="attribute", code="not_found"
+            _("%(event_name)r has no attribute %(attribute)r.")
+            % {"event_name": event_name, "attribute": attribute},
+            field="attribute",
+            code="not_found",
         )
     if type_ not in INDEXABLE_TYPES:
         raise InvalidInput(
-            f"Attribute {attribute!r} is a {TagType(type_).label.lower()}: only texts and yes/no "
-            "attributes are indexed (ranges of numbers and dates gain nothing from it).",
+            (
+                _(
+                    "Attribute %(attribute)r is a %(value)s: only texts and yes/no attributes are "
+                    "indexed (ranges of numbers and dates gain nothing from it)."
+                )
+                % {"attribute": attribute, "value": TagType(type_).label.lower()}
+            ),
             field="attribute",
         )
     existing = AttributeIndex.objects.for_project(project).filter(event_name=event_name, attribute=attribute)
     if existing.exists():
         raise InvalidInput(
-            f"{event_name}.{attribute} is indexed already.", field="attribute", code="conflict"
+            _("%(event_name)s.%(attribute)s is indexed already.")
+            % {"event_name": event_name, "attribute": attribute},
+            field="attribute",
+            code="conflict",
         )
     if AttributeIndex.objects.for_project(project).count() >= MAX_PER_PROJECT:
         raise InvalidInput(
-            f"A project can index at most {MAX_PER_PROJECT} attributes; remove one first.", field="attribute"
+            _("A project can index at most %(max_per_project)s attributes; remove one first.")
+            % {"max_per_project": MAX_PER_PROJECT},
+            field="attribute",
         )
     index = AttributeIndex.objects.create(
         project=project,

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
 
 from controlpanel.models import Project
 from controlpanel.services import Actor, record_audit
@@ -45,13 +47,16 @@ def start_bulk_job(
     the others are queued at once.
     """
     if action not in ACTIONS:
-        raise InvalidInput(f"Unknown bulk action {action!r}.", field="action")
+        raise InvalidInput(_("Unknown bulk action %(action)r.") % {"action": action}, field="action")
     if not subscriber_ids:
-        raise InvalidInput("No subscribers matched; nothing changed.", code="empty")
+        raise InvalidInput(_("No subscribers matched; nothing changed."), code="empty")
     if len(subscriber_ids) > MAX_TARGETS:
         raise InvalidInput(
-            f"More than {MAX_TARGETS:,} subscribers match; a bulk action handles up to {MAX_TARGETS:,} at a "
-            "time. Narrow the filter and repeat.",
+            _(
+                "More than %(max)s subscribers match; a bulk action handles up to %(max)s at a "
+                "time. Narrow the filter and repeat."
+            )
+            % {"max": _n(MAX_TARGETS)},
             code="too_many",
         )
     if action == "add_tag":
@@ -187,13 +192,30 @@ def _apply(job: BulkJob, ids: list[int], actor: Actor) -> int:
 
 def summary(job: BulkJob) -> str:
     """What the job did, in the words the panel used to flash after a bulk action."""
+    changed, unchanged = _n(job.changed), _n(job.processed - job.changed)
     if job.action == "add_tag":
         name, value = job.params.get("tag_name", ""), job.params.get("tag_value", "")
-        text = f"Tag “{name}” set to “{value}” on {job.changed:,} subscriber(s)"
-        unchanged = job.processed - job.changed
-        return text + (f"; {unchanged:,} had it already." if unchanged else ".")
+        args = {"name": name, "value": value, "changed": changed, "unchanged": unchanged}
+        if job.processed - job.changed:
+            return (
+                _(
+                    "Tag “%(name)s” set to “%(value)s” on %(changed)s subscriber(s); "
+                    "%(unchanged)s had it already."
+                )
+                % args
+            )
+        return _("Tag “%(name)s” set to “%(value)s” on %(changed)s subscriber(s).") % args
     if job.action == "opt_out":
-        unchanged = job.processed - job.changed
-        text = f"{job.changed:,} subscriber(s) opted out of WhatsApp"
-        return text + (f"; {unchanged:,} were opted out already." if unchanged else ".")
-    return f"{job.changed:,} subscriber(s) erased with their tags, events and consent."
+        args = {"changed": changed, "unchanged": unchanged}
+        if job.processed - job.changed:
+            return (
+                _("%(changed)s subscriber(s) opted out of WhatsApp; %(unchanged)s were opted out already.")
+                % args
+            )
+        return _("%(changed)s subscriber(s) opted out of WhatsApp.") % args
+    return _("%(changed)s subscriber(s) erased with their tags, events and consent.") % {"changed": changed}
+
+
+def _n(number: int) -> str:
+    """A count for people: grouped as the active language groups (1,234 / 1.234)."""
+    return number_format(number, force_grouping=True)

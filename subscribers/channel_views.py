@@ -15,6 +15,7 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from controlpanel.models import Role
@@ -51,9 +52,12 @@ def email_deliverable(request: HttpRequest, subscriber_id: uuid.UUID) -> HttpRes
                 changes={"undeliverable_since": since.isoformat() if since else None, "reason": reason},
             )
     if changed:
-        messages.success(request, f"{subscriber.email} is deliverable again: email can be sent to it.")
+        messages.success(
+            request,
+            _("%(email)s is deliverable again: email can be sent to it.") % {"email": subscriber.email},
+        )
     else:
-        messages.info(request, "The address was not marked undeliverable; nothing changed.")
+        messages.info(request, _("The address was not marked undeliverable; nothing changed."))
     return _back(request, subscriber, "channel-email")
 
 
@@ -79,9 +83,11 @@ def device_remove(request: HttpRequest, subscriber_id: uuid.UUID, device_id: uui
                 changes={"device": str(device.public_id), "platform": device.platform},
             )
     if removed:
-        messages.success(request, f"The {device.get_platform_display()} device was removed.")
+        messages.success(
+            request, _("The %(platform)s device was removed.") % {"platform": device.get_platform_display()}
+        )
     else:
-        messages.info(request, "That device was removed already.")
+        messages.info(request, _("That device was removed already."))
     return _back(request, subscriber, "channel-push")
 
 

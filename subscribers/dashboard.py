@@ -5,6 +5,7 @@ from collections.abc import Iterable
 from django.db.models import Count as CountOf
 from django.db.models import Q
 from django.urls import reverse
+from django.utils.translation import gettext as _
 
 from controlpanel import counting
 from controlpanel.dashboard import ChecklistStep, Metric
@@ -22,12 +23,12 @@ def audience_provider(project: Project) -> Iterable[Metric | ChecklistStep]:
         exact = subscribers.aggregate(total=CountOf("id"), opted_in=CountOf("id", filter=opted_in))
         total, reachable = counting.Count(exact["total"]), counting.Count(exact["opted_in"])
     url = reverse("subscribers:list", args=[project.slug])
-    yield Metric("Subscribers", total, url=url, order=10)
-    yield Metric("WhatsApp opted in", reachable, hint="may receive marketing", url=url, order=20)
+    yield Metric(_("Subscribers"), total, url=url, order=10)
+    yield Metric(_("WhatsApp opted in"), reachable, hint=_("may receive marketing"), url=url, order=20)
     yield ChecklistStep(
-        title="Add subscribers",
+        title=_("Add subscribers"),
         done=bool(total),
         url=url,
-        hint="Phone numbers with opt-in: from the panel, a CSV file or the API.",
+        hint=_("Phone numbers with opt-in: from the panel, a CSV file or the API."),
         order=20,
     )

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from controlpanel.models import Project
 from controlpanel.services import Actor, record_audit
@@ -54,30 +55,42 @@ def clean_device_data(data: DeviceData) -> DeviceData:
     token = data.token
     if not isinstance(token, str) or len(token) > TOKEN_MAX or not re.fullmatch(TOKEN_PATTERN, token):
         raise InvalidInput(
-            f"A push token is 1-{TOKEN_MAX} visible ASCII characters (no spaces).", field="token"
+            _("A push token is 1-%(token_max)s visible ASCII characters (no spaces).")
+            % {"token_max": TOKEN_MAX},
+            field="token",
         )
     if data.platform not in DevicePlatform.values:
-        raise InvalidInput(f"Platform must be one of {', '.join(DevicePlatform.values)}.", field="platform")
+        raise InvalidInput(
+            _("Platform must be one of %(value)s.") % {"value": ", ".join(DevicePlatform.values)},
+            field="platform",
+        )
     app_version = _text(data.app_version, "app_version", "The app version", APP_VERSION_MAX)
     language = _text(data.language, "language", "The language", LANGUAGE_MAX)
     if not re.fullmatch(LANGUAGE_PATTERN, language):
-        raise InvalidInput(f"Language {language!r} is not a code like de, pt-BR or pt_BR.", field="language")
+        raise InvalidInput(
+            _("Language %(language)r is not a code like de, pt-BR or pt_BR.") % {"language": language},
+            field="language",
+        )
     time_zone = _text(data.time_zone, "time_zone", "The time zone", 64)
     if time_zone and time_zone not in time_zones():
         raise InvalidInput(
-            f"Unknown time zone {time_zone!r}; use a name like Europe/Berlin.", field="time_zone"
+            _("Unknown time zone %(time_zone)r; use a name like Europe/Berlin.") % {"time_zone": time_zone},
+            field="time_zone",
         )
     if not isinstance(data.push_enabled, bool):
-        raise InvalidInput("push_enabled is true or false.", field="push_enabled")
+        raise InvalidInput(_("push_enabled is true or false."), field="push_enabled")
     return replace(data, app_version=app_version, language=language, time_zone=time_zone)
 
 
 def _text(value: object, field: str, what: str, max_length: int) -> str:
     if not isinstance(value, str):
-        raise InvalidInput(f"{what} is a text.", field=field)
+        raise InvalidInput(_("%(what)s is a text.") % {"what": what}, field=field)
     text = tagtypes.clean_text(value.strip(), field=field, what=what)
     if len(text) > max_length:
-        raise InvalidInput(f"{what} is at most {max_length} characters.", field=field)
+        raise InvalidInput(
+            _("%(what)s is at most %(max_length)s characters.") % {"what": what, "max_length": max_length},
+            field=field,
+        )
     return text
 
 
@@ -94,7 +107,7 @@ def register(
     audited; a refresh, which apps send at every start, is not.
     """
     if subscriber.project_id != project.pk:
-        raise InvalidInput("The subscriber is not in this project.", field="subscriber", code="not_found")
+        raise InvalidInput(_("The subscriber is not in this project."), field="subscriber", code="not_found")
     data = clean_device_data(data)
     fields = {
         "platform": data.platform,

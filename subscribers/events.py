@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from controlpanel.models import Project
 
@@ -59,7 +60,13 @@ def validate_event_name(name: str) -> str:
     name = (name or "").strip()
     if not EVENT_NAME_RE.match(name):
         raise InvalidInput(
-            f"Event name {name!r} is not allowed: start with a letter; letters, digits, _ . : - up to 64.",
+            (
+                _(
+                    "Event name %(name)r is not allowed: start with a letter; letters, digits, _ . : "
+                    "- up to 64."
+                )
+                % {"name": name}
+            ),
             field="name",
             code="invalid_event_name",
         )
@@ -88,7 +95,8 @@ def schema_for(project: Project, name: str, *, create_with: dict[str, Any] | Non
         type_ = tagtypes.infer_type(value)
         if type_ == TagType.LIST:
             raise InvalidInput(
-                f"Attribute {key!r} of {name!r} is a list; event attributes are single values.",
+                _("Attribute %(key)r of %(name)r is a list; event attributes are single values.")
+                % {"key": key, "name": name},
                 field=f"attributes.{key}",
                 code="wrong_attribute_type",
             )
@@ -96,7 +104,7 @@ def schema_for(project: Project, name: str, *, create_with: dict[str, Any] | Non
     with transaction.atomic():
         if definition is None:
             _check_new_event(project, name)
-            definition, _ = EventDefinition.objects.get_or_create(
+            definition, _unused = EventDefinition.objects.get_or_create(
                 project=project, name=name, defaults={"attributes": inferred}
             )
         if not inferred.keys() - definition.attributes.keys():
@@ -107,8 +115,18 @@ def schema_for(project: Project, name: str, *, create_with: dict[str, Any] | Non
             limit = settings.EVENT_ATTRIBUTES_PER_EVENT
             if len(definition.attributes) + len(new) > limit:
                 raise InvalidInput(
-                    f"Event {name!r} has {len(definition.attributes):,} attributes and may have at "
-                    f"most {limit:,}: {', '.join(repr(k) for k in sorted(new)[:5])} cannot be added.",
+                    (
+                        _(
+                            "Event %(name)r has %(value)s attributes and may have at most %(limit)s: "
+                            "%(value2)s cannot be added."
+                        )
+                        % {
+                            "name": name,
+                            "value": f"{len(definition.attributes):,}",
+                            "limit": f"{limit:,}",
+                            "value2": ", ".join(repr(k) for k in sorted(new)[:5]),
+                        }
+                    ),
                     field="attributes",
                     code="too_many_attributes",
                 )
@@ -121,8 +139,13 @@ def _check_new_event(project: Project, name: str) -> None:
     limit = settings.EVENT_NAMES_PER_PROJECT
     if EventDefinition.objects.for_project(project).count() >= limit:
         raise InvalidInput(
-            f"This project has {limit:,} custom events, the most it may have: {name!r} cannot be "
-            "created. Record it under an existing name with an attribute instead.",
+            (
+                _(
+                    "This project has %(limit)s custom events, the most it may have: %(name)r cannot "
+                    "be created. Record it under an existing name with an attribute instead."
+                )
+                % {"limit": f"{limit:,}", "name": name}
+            ),
             field="name",
             code="too_many_events",
         )
@@ -132,12 +155,17 @@ def clean_attributes(project: Project, name: str, attributes: dict[str, Any] | N
     """Validate attributes against the event's types and return them JSON-ready."""
     attributes = attributes or {}
     if not isinstance(attributes, dict):
-        raise InvalidInput("attributes must be an object.", field="attributes")
+        raise InvalidInput(_("attributes must be an object."), field="attributes")
     if len(attributes) > MAX_ATTRIBUTES:
-        raise InvalidInput(f"At most {MAX_ATTRIBUTES} attributes per event.", field="attributes")
+        raise InvalidInput(
+            _("At most %(max_attributes)s attributes per event.") % {"max_attributes": MAX_ATTRIBUTES},
+            field="attributes",
+        )
     for key in attributes:
         if not ATTRIBUTE_NAME_RE.match(str(key)):
-            raise InvalidInput(f"Attribute name {key!r} is not allowed.", field=f"attributes.{key}")
+            raise InvalidInput(
+                _("Attribute name %(key)r is not allowed.") % {"key": key}, field=f"attributes.{key}"
+            )
     schema = schema_for(project, name, create_with=attributes if name not in DEFAULT_EVENTS else None)
     cleaned: dict[str, Any] = {}
     tz = ZoneInfo(project.time_zone)  # a date and time without an offset is the project's
@@ -159,7 +187,8 @@ def clean_attributes(project: Project, name: str, attributes: dict[str, Any] | N
             # Event texts (an inbound WhatsApp message) may be long; tags stop at 255.
             if len(value) > MAX_ATTRIBUTE_TEXT:
                 raise InvalidInput(
-                    f"Attribute {key!r} of {name!r} is longer than {MAX_ATTRIBUTE_TEXT} characters.",
+                    _("Attribute %(key)r of %(name)r is longer than %(max_attribute_text)s characters.")
+                    % {"key": key, "name": name, "max_attribute_text": MAX_ATTRIBUTE_TEXT},
                     field=field,
                 )
             cleaned[key] = value
@@ -174,7 +203,8 @@ def clean_attributes(project: Project, name: str, attributes: dict[str, Any] | N
                 raise InvalidInput(message, field=field, code=exc.code) from None
             expected = TagType(type_).label.lower()
             raise InvalidInput(
-                f"Attribute {key!r} of {name!r} expects {expected}, got {value!r}.",
+                _("Attribute %(key)r of %(name)r expects %(expected)s, got %(value)r.")
+                % {"key": key, "name": name, "expected": expected, "value": value},
                 field=field,
                 code="wrong_attribute_type",
             ) from None
@@ -187,9 +217,20 @@ def clean_attributes(project: Project, name: str, attributes: dict[str, Any] | N
     size = len(json.dumps(facets_of(cleaned), ensure_ascii=False, separators=(",", ":")).encode())
     if size > MAX_FACETS_BYTES:
         raise InvalidInput(
-            f"The attributes of {name!r} are too large to index for segments ({size:,} bytes): "
-            f"attribute names with their numbers, dates and texts of up to {FACET_TEXT} characters "
-            f"may take at most {MAX_FACETS_BYTES:,} bytes together. Longer texts do not count.",
+            (
+                _(
+                    "The attributes of %(name)r are too large to index for segments (%(size)s "
+                    "bytes): attribute names with their numbers, dates and texts of up to "
+                    "%(facet_text)s characters may take at most %(max_facets_bytes)s bytes together. "
+                    "Longer texts do not count."
+                )
+                % {
+                    "name": name,
+                    "size": f"{size:,}",
+                    "facet_text": FACET_TEXT,
+                    "max_facets_bytes": f"{MAX_FACETS_BYTES:,}",
+                }
+            ),
             field="attributes",
             code="attributes_too_large",
         )
@@ -204,7 +245,7 @@ def _check_number(name: str, key: str, value: int | float) -> None:
     # Segments compare attribute numbers as the numbers tags hold: the same range.
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidInput(
-            f"Attribute {key!r} of {name!r} is not a finite number.",
+            _("Attribute %(key)r of %(name)r is not a finite number.") % {"key": key, "name": name},
             field=f"attributes.{key}",
             code="out_of_range",
         )

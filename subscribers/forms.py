@@ -9,6 +9,8 @@ from typing import Any
 
 from django import forms
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from controlpanel.models import COUNTRY_CHOICES, TIME_ZONE_CHOICES
 
@@ -28,24 +30,39 @@ class SubscriberForm(forms.Form):
     """Add and edit. The fields are checked by services.clean_subscriber_data, not here."""
 
     phone = forms.CharField(
+        label=gettext_lazy("Phone"),
         max_length=40,
         required=False,
-        help_text="With +country code, or national format for the project's default country.",
+        help_text=gettext_lazy("With +country code, or national format for the project's default country."),
     )
     external_id = forms.CharField(
-        label="External id", max_length=200, required=False, help_text="Your own system's id for this person."
+        label=gettext_lazy("External id"),
+        max_length=200,
+        required=False,
+        help_text=gettext_lazy("Your own system's id for this person."),
     )
-    name = forms.CharField(max_length=200, required=False)
-    email = forms.CharField(max_length=254, required=False)
-    language = forms.CharField(max_length=16, required=False, help_text="A code like de, en or pt_BR.")
-    country = forms.ChoiceField(choices=[("", "—"), *COUNTRY_CHOICES], required=False)
-    time_zone = forms.ChoiceField(label="Time zone", choices=[("", "—"), *TIME_ZONE_CHOICES], required=False)
-    opt_in = forms.BooleanField(label="Opted in to WhatsApp marketing", required=False)
+    name = forms.CharField(label=gettext_lazy("Name"), max_length=200, required=False)
+    email = forms.CharField(label=gettext_lazy("Email"), max_length=254, required=False)
+    language = forms.CharField(
+        label=gettext_lazy("Language"),
+        max_length=16,
+        required=False,
+        help_text=gettext_lazy("A code like de, en or pt_BR."),
+    )
+    country = forms.ChoiceField(
+        label=gettext_lazy("Country"), choices=[("", "—"), *COUNTRY_CHOICES], required=False
+    )
+    time_zone = forms.ChoiceField(
+        label=gettext_lazy("Time zone"), choices=[("", "—"), *TIME_ZONE_CHOICES], required=False
+    )
+    opt_in = forms.BooleanField(label=gettext_lazy("Opted in to WhatsApp marketing"), required=False)
     opt_in_evidence = forms.CharField(
-        label="Opt-in evidence",
+        label=gettext_lazy("Opt-in evidence"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 2}),
-        help_text="How and when the person agreed, e.g. “checkbox on the checkout page, 2026-03-01”.",
+        help_text=gettext_lazy(
+            "How and when the person agreed, e.g. “checkbox on the checkout page, 2026-03-01”."
+        ),
     )
 
     def __init__(self, *args, phone_required: bool = True, offer_opt_in: bool = True, **kwargs):
@@ -58,7 +75,7 @@ class SubscriberForm(forms.Form):
     def clean(self):
         cleaned = super().clean()
         if cleaned.get("opt_in") and not (cleaned.get("opt_in_evidence") or "").strip():
-            self.add_error("opt_in_evidence", "Opting in needs evidence: how and when the person agreed.")
+            self.add_error("opt_in_evidence", _("Opting in needs evidence: how and when the person agreed."))
         return cleaned
 
     def raw(self) -> dict[str, Any]:
@@ -84,27 +101,36 @@ class SubscriberForm(forms.Form):
 
 class ConsentForm(forms.Form):
     # The panel's forms name their channel; a form without one is WhatsApp's (as it always was).
-    channel = forms.ChoiceField(choices=ConsentChannel.choices, required=False)
+    channel = forms.ChoiceField(label=gettext_lazy("Channel"), choices=ConsentChannel.choices, required=False)
     state = forms.ChoiceField(
-        choices=[(ConsentState.OPTED_IN, "Opt in"), (ConsentState.OPTED_OUT, "Opt out")]
+        label=gettext_lazy("State"),
+        choices=[
+            (ConsentState.OPTED_IN, gettext_lazy("Opt in")),
+            (ConsentState.OPTED_OUT, gettext_lazy("Opt out")),
+        ],
     )
-    evidence = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+    evidence = forms.CharField(
+        label=gettext_lazy("Evidence"),
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
 
     def clean(self):
         cleaned = super().clean()
         if cleaned.get("state") == ConsentState.OPTED_IN and not (cleaned.get("evidence") or "").strip():
-            self.add_error("evidence", "Opting in needs evidence: how and when the person agreed.")
+            self.add_error("evidence", _("Opting in needs evidence: how and when the person agreed."))
         cleaned["channel"] = ConsentChannel(cleaned.get("channel") or ConsentChannel.WHATSAPP)
         return cleaned
 
 
 class TagAddForm(forms.Form):
-    name = forms.CharField(max_length=64, label="Tag")
-    value = forms.CharField(max_length=2000, required=False)
+    name = forms.CharField(max_length=64, label=pgettext_lazy("noun", "Tag"))
+    value = forms.CharField(label=gettext_lazy("Value"), max_length=2000, required=False)
 
 
 class EraseForm(forms.Form):
-    confirmation = forms.CharField(max_length=200)
+    confirmation = forms.CharField(label=gettext_lazy("Confirmation"), max_length=200)
 
     def __init__(self, *args, expected: str, **kwargs):
         super().__init__(*args, **kwargs)
@@ -113,16 +139,22 @@ class EraseForm(forms.Form):
     def clean_confirmation(self) -> str:
         typed = self.cleaned_data["confirmation"].replace(" ", "")
         if typed != self.expected.replace(" ", ""):
-            raise forms.ValidationError(f"Type {self.expected} exactly to confirm.")
+            raise forms.ValidationError(
+                _("Type %(expected)s exactly to confirm.") % {"expected": self.expected}
+            )
         return typed
 
 
 class TagDefinitionForm(forms.Form):
     """The tags page's "new tag" form; services.create_tag checks the name and the limits."""
 
-    name = forms.CharField(max_length=64, help_text="Letters, digits, spaces and _ . : / - (up to 64).")
-    type = forms.ChoiceField(choices=TagType.choices)
-    description = forms.CharField(max_length=255, required=False)
+    name = forms.CharField(
+        label=gettext_lazy("Name"),
+        max_length=64,
+        help_text=gettext_lazy("Letters, digits, spaces and _ . : / - (up to 64)."),
+    )
+    type = forms.ChoiceField(label=gettext_lazy("Type"), choices=TagType.choices)
+    description = forms.CharField(label=gettext_lazy("Description"), max_length=255, required=False)
 
     def add_service_error(self, exc: InvalidInput) -> None:
         self.add_error(exc.field if exc.field in self.fields else "name", exc.message)
@@ -139,11 +171,15 @@ class UUIDListField(forms.Field):
             try:
                 out.append(str(uuid.UUID(str(item))))
             except ValueError:
-                raise forms.ValidationError("A selected subscriber id is malformed.") from None
+                raise forms.ValidationError(_("A selected subscriber id is malformed.")) from None
         return out
 
 
-BULK_ACTIONS = [("add_tag", "Add tag"), ("opt_out", "Opt out of WhatsApp"), ("delete", "Delete (erase)")]
+BULK_ACTIONS = [
+    ("add_tag", gettext_lazy("Add tag")),
+    ("opt_out", gettext_lazy("Opt out of WhatsApp")),
+    ("delete", gettext_lazy("Delete (erase)")),
+]
 
 
 class BulkForm(forms.Form):
@@ -158,11 +194,11 @@ class BulkForm(forms.Form):
         cleaned = super().clean()
         action = cleaned.get("action")
         if not cleaned.get("ids") and not cleaned.get("all_matching"):
-            raise forms.ValidationError("Select subscribers first, or choose “all matching the filter”.")
+            raise forms.ValidationError(_("Select subscribers first, or choose “all matching the filter”."))
         if action == "add_tag" and not (cleaned.get("tag_name") or "").strip():
-            self.add_error("tag_name", "Name the tag to add.")
+            self.add_error("tag_name", _("Name the tag to add."))
         if action == "opt_out" and not (cleaned.get("evidence") or "").strip():
-            self.add_error("evidence", "Say why these subscribers are opted out, e.g. “asked by email”.")
+            self.add_error("evidence", _("Say why these subscribers are opted out, e.g. “asked by email”."))
         return cleaned
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from django.http import FileResponse, HttpRequest
+from django.utils.translation import gettext as _
 from ninja import File, Form, Router, Schema, Status
 from ninja.files import UploadedFile
 
@@ -107,10 +108,10 @@ def create_import(
         try:
             given = json.loads(mapping)
         except ValueError:
-            raise ApiError(422, "invalid_mapping", "mapping must be a JSON object.", "mapping") from None
+            raise ApiError(422, "invalid_mapping", _("mapping must be a JSON object."), "mapping") from None
         if not isinstance(given, dict) or not all(isinstance(v, str) for v in given.values()):
             raise ApiError(
-                422, "invalid_mapping", "mapping must map column headers to target strings.", "mapping"
+                422, "invalid_mapping", _("mapping must map column headers to target strings."), "mapping"
             )
     try:
         job = import_sync.import_csv(
@@ -133,7 +134,7 @@ def create_import(
 def _job(request: HttpRequest, import_id: UUID) -> ImportJob:
     job = ImportJob.objects.for_project(request.project).filter(public_id=import_id).first()
     if job is None:
-        raise ApiError(404, "not_found", f"No import {import_id} in this project.")
+        raise ApiError(404, "not_found", _("No import %(id)s in this project.") % {"id": import_id})
     return job
 
 
@@ -158,7 +159,7 @@ def get_import(request: HttpRequest, import_id: UUID):
 def get_import_report(request: HttpRequest, import_id: UUID):
     job = _job(request, import_id)
     if not job.report:
-        raise ApiError(404, "no_report", "This import has no rejected rows (or has not finished).")
+        raise ApiError(404, "no_report", _("This import has no rejected rows (or has not finished)."))
     return FileResponse(
         job.report.open("rb"), as_attachment=True, filename=f"import-{job.public_id}-rejected.csv"
     )

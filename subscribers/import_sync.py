@@ -13,6 +13,7 @@ import io
 from typing import Any
 
 from django.core.files.uploadedfile import UploadedFile
+from django.utils.translation import gettext as _
 
 from controlpanel.models import Project
 from controlpanel.services import Actor
@@ -35,7 +36,8 @@ def column_choice(
     unknown = sorted(set(given) - set(headers))
     if unknown:
         raise InvalidInput(
-            f"The mapping names columns the file does not have: {', '.join(unknown)}.", field="mapping"
+            _("The mapping names columns the file does not have: %(value)s.") % {"value": ", ".join(unknown)},
+            field="mapping",
         )
     columns = []
     for header in headers:

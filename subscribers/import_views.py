@@ -10,7 +10,9 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, Stream
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.formats import number_format
 from django.utils.text import slugify
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from controlpanel.models import Role
@@ -46,7 +48,7 @@ def import_upload(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         upload = request.FILES.get("file")
         if upload is None:
-            error = "Choose a CSV file to upload."
+            error = _("Choose a CSV file to upload.")
         else:
             try:
                 job = imports.create_import(project=project, upload=upload, actor=_actor(request))
@@ -58,7 +60,7 @@ def import_upload(request: HttpRequest) -> HttpResponse:
         "error": error,
         "jobs": ImportJob.objects.for_project(project).select_related("created_by")[:20],
         "segments": sorted(_segments(project).values(), key=lambda s: s.name.lower()),
-        "max_rows_label": f"{imports.max_rows():,}",
+        "max_rows_label": number_format(imports.max_rows(), force_grouping=True),
         "max_mb": imports.max_bytes() // (1024 * 1024),
     }
     return render(request, "subscribers/import_upload.html", context, status=400 if error else 200)
@@ -68,14 +70,17 @@ def _target_choices(project) -> list[tuple[str, list[tuple[str, str]]]]:
     fields = [(t, imports.TARGET_LABELS[t]) for t in ("phone", "external_id", *imports.PROFILE_TARGETS)]
     consent = [(t, imports.TARGET_LABELS[t]) for t in (*imports.CONSENT_TARGETS, "consent_evidence")]
     tags = [
-        (f"tag:{d.name}", f"Tag: {d.name} ({d.get_type_display().lower()})")
+        (
+            f"tag:{d.name}",
+            _("Tag: %(name)s (%(type)s)") % {"name": d.name, "type": d.get_type_display().lower()},
+        )
         for d in tagtypes.definitions(project).values()
     ]
     return [
-        ("", [("", "Ignore this column"), ("new", "New tag")]),
-        ("Subscriber", fields),
-        ("Consent", consent),
-        ("Existing tags", sorted(tags, key=lambda c: c[1].lower())),
+        ("", [("", _("Ignore this column")), ("new", _("New tag"))]),
+        (_("Subscriber"), fields),
+        (_("Consent"), consent),
+        (_("Existing tags"), sorted(tags, key=lambda c: c[1].lower())),
     ]
 
 
@@ -118,7 +123,9 @@ def import_detail(request: HttpRequest, job_id: UUID) -> HttpResponse:
     context = {
         "job": job,
         "undecodable": _undecodable_context(job),
-        "delimiter_label": {",": "comma", ";": "semicolon", "\t": "tab"}[job.mapping["file"]["delimiter"]],
+        "delimiter_label": {",": _("comma"), ";": _("semicolon"), "\t": _("tab")}[
+            job.mapping["file"]["delimiter"]
+        ],
         "columns": [
             {
                 "index": i,
@@ -215,7 +222,7 @@ def import_delete(request: HttpRequest, job_id: UUID) -> HttpResponse:
     except InvalidInput as exc:
         messages.error(request, exc.message)
         return redirect("subscribers:import_detail", request.project.slug, job.public_id)
-    messages.success(request, f"Import of “{job.original_name}” deleted with its files.")
+    messages.success(request, _("Import of “%(name)s” deleted with its files.") % {"name": job.original_name})
     return redirect("subscribers:import_upload", request.project.slug)
 
 
@@ -234,7 +241,7 @@ def export_subscribers(request: HttpRequest) -> HttpResponse:
     segments = _segments(project)
     qs = filtered_subscribers(project, f, segments)
     if f.errors:
-        messages.error(request, "Nothing exported: " + " ".join(f.errors.values()))
+        messages.error(request, _("Nothing exported: %(errors)s") % {"errors": " ".join(f.errors.values())})
         return redirect(reverse("subscribers:list", args=[project.slug]) + f.query())
     label = slugify(segments[f.segment].name) if f.segment else "filtered" if f.active else "all"
     record_audit(

@@ -11,6 +11,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from controlpanel.models import Project, TenantQuerySet
 
@@ -20,26 +21,26 @@ from .textfold import fold_tag_text
 
 
 class ConsentState(models.TextChoices):
-    UNKNOWN = "unknown", "Unknown"
-    OPTED_IN = "opted_in", "Opted in"
-    OPTED_OUT = "opted_out", "Opted out"
+    UNKNOWN = "unknown", _("Unknown")
+    OPTED_IN = "opted_in", _("Opted in")
+    OPTED_OUT = "opted_out", _("Opted out")
 
 
 class ConsentChannel(models.TextChoices):
     WHATSAPP = "whatsapp", "WhatsApp"
-    EMAIL = "email", "Email"
-    PUSH = "push", "Push"
+    EMAIL = "email", _("Email")
+    PUSH = "push", _("Push")
 
 
 class ConsentSource(models.TextChoices):
-    PANEL = "panel", "Control panel"
-    IMPORT = "import", "CSV import"
+    PANEL = "panel", _("Control panel")
+    IMPORT = "import", _("CSV import")
     API = "api", "API"
-    KEYWORD = "keyword", "Inbound keyword"
-    META_PREFERENCE = "meta_preference", "Meta preference webhook"
-    UNSUBSCRIBE_LINK = "unsubscribe_link", "Unsubscribe link in an email"
-    EMAIL_PROVIDER = "email_provider", "Email provider (complaint)"
-    PUSH_DEVICE = "push_device", "Push device settings"
+    KEYWORD = "keyword", _("Inbound keyword")
+    META_PREFERENCE = "meta_preference", _("Meta preference webhook")
+    UNSUBSCRIBE_LINK = "unsubscribe_link", _("Unsubscribe link in an email")
+    EMAIL_PROVIDER = "email_provider", _("Email provider (complaint)")
+    PUSH_DEVICE = "push_device", _("Push device settings")
 
 
 class SubscriberQuerySet(TenantQuerySet):
@@ -51,25 +52,54 @@ class Subscriber(models.Model):
     """A person we may reach. Identified by phone (E.164) and/or Meta's business-scoped user id."""
 
     # No index of its own: every index below leads with the project (one less write per import row).
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="subscribers", db_index=False)
-    public_id = models.UUIDField(default=uuid7, unique=True, editable=False)  # time-ordered: ids.py
+    project = models.ForeignKey(
+        Project,
+        on_delete=models.CASCADE,
+        related_name="subscribers",
+        db_index=False,
+        verbose_name=_("project"),
+    )
+    public_id = models.UUIDField(
+        default=uuid7, unique=True, editable=False, verbose_name=_("public ID")
+    )  # time-ordered: ids.py
     # NULL, not "", for "unknown": unique constraints treat NULLs as distinct. A subscriber
     # who wrote us under a WhatsApp username may have a BSUID and no phone number.
-    phone = models.CharField(max_length=20, null=True, blank=True, help_text="E.164, e.g. +4915112345678")  # noqa: DJ001
-    wa_id = models.CharField(max_length=20, blank=True, help_text="WhatsApp id (digits, usually the phone)")
-    bsuid = models.CharField(max_length=160, null=True, blank=True, verbose_name="BSUID")  # noqa: DJ001
-    external_id = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
-    name = models.CharField(max_length=200, blank=True)
-    email = models.EmailField(blank=True)
-    language = models.CharField(max_length=16, blank=True, help_text="BCP 47, e.g. de or pt_BR")
-    country = models.CharField(max_length=2, blank=True, help_text="ISO 3166-1 alpha-2")
-    time_zone = models.CharField(max_length=64, blank=True)
-    whatsapp_consent = models.CharField(
-        max_length=10, choices=ConsentState.choices, default=ConsentState.UNKNOWN
+    phone = models.CharField(  # noqa: DJ001
+        max_length=20,
+        null=True,
+        blank=True,
+        help_text=_("E.164, e.g. +4915112345678"),
+        verbose_name=_("phone"),
     )
-    whatsapp_consent_at = models.DateTimeField(null=True, blank=True)
+    wa_id = models.CharField(
+        max_length=20,
+        blank=True,
+        help_text=_("WhatsApp id (digits, usually the phone)"),
+        verbose_name=_("WhatsApp ID"),
+    )
+    bsuid = models.CharField(max_length=160, null=True, blank=True, verbose_name=_("BSUID"))  # noqa: DJ001
+    external_id = models.CharField(max_length=200, null=True, blank=True, verbose_name=_("external ID"))  # noqa: DJ001
+    name = models.CharField(max_length=200, blank=True, verbose_name=_("name"))
+    email = models.EmailField(blank=True, verbose_name=_("email"))
+    language = models.CharField(
+        max_length=16, blank=True, help_text=_("BCP 47, e.g. de or pt_BR"), verbose_name=_("language")
+    )
+    country = models.CharField(
+        max_length=2, blank=True, help_text=_("ISO 3166-1 alpha-2"), verbose_name=_("country")
+    )
+    time_zone = models.CharField(max_length=64, blank=True, verbose_name=_("time zone"))
+    whatsapp_consent = models.CharField(
+        max_length=10,
+        choices=ConsentState.choices,
+        default=ConsentState.UNKNOWN,
+        verbose_name=_("WhatsApp consent"),
+    )
+    whatsapp_consent_at = models.DateTimeField(null=True, blank=True, verbose_name=_("WhatsApp consent at"))
     last_inbound_at = models.DateTimeField(
-        null=True, blank=True, help_text="Last inbound WhatsApp message: opens the 24-hour service window."
+        null=True,
+        blank=True,
+        help_text=_("Last inbound WhatsApp message: opens the 24-hour service window."),
+        verbose_name=_("last inbound at"),
     )
     # Email: consent in the same ledger as WhatsApp (ConsentChange, channel "email"); an address
     # that bounced hard or complained is undeliverable until the address changes.
@@ -79,14 +109,18 @@ class Subscriber(models.Model):
         choices=ConsentState.choices,
         default=ConsentState.UNKNOWN,
         db_default=ConsentState.UNKNOWN,
+        verbose_name=_("email consent"),
     )
-    email_consent_at = models.DateTimeField(null=True, blank=True)
+    email_consent_at = models.DateTimeField(null=True, blank=True, verbose_name=_("email consent at"))
     email_undeliverable_at = models.DateTimeField(
         null=True,
         blank=True,
-        help_text="When the address bounced hard or complained; cleared when it changes.",
+        help_text=_("When the address bounced hard or complained; cleared when it changes."),
+        verbose_name=_("email undeliverable at"),
     )
-    email_undeliverable_reason = models.CharField(max_length=300, blank=True, default="", db_default="")
+    email_undeliverable_reason = models.CharField(
+        max_length=300, blank=True, default="", db_default="", verbose_name=_("email undeliverable reason")
+    )
     # Push: the devices (subscribers.Device) are the OS-level permission; this is the person's own
     # opt-out of push from us (the ledger, channel "push").
     push_consent = models.CharField(
@@ -94,14 +128,17 @@ class Subscriber(models.Model):
         choices=ConsentState.choices,
         default=ConsentState.UNKNOWN,
         db_default=ConsentState.UNKNOWN,
+        verbose_name=_("push consent"),
     )
-    push_consent_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    push_consent_at = models.DateTimeField(null=True, blank=True, verbose_name=_("push consent at"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     objects = SubscriberQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("subscriber")
+        verbose_name_plural = _("subscribers")
         constraints = [
             # Not partial (NULLs are distinct anyway), so INSERT ... ON CONFLICT can target them.
             models.UniqueConstraint(fields=["project", "phone"], name="subscriber_unique_phone"),
@@ -126,7 +163,7 @@ class Subscriber(models.Model):
 class DevicePlatform(models.TextChoices):
     ANDROID = "android", "Android"
     IOS = "ios", "iOS"
-    WEB = "web", "Web"
+    WEB = "web", _("Web")
 
 
 class DeviceQuerySet(TenantQuerySet):
@@ -142,24 +179,32 @@ class Device(models.Model):
     A subscriber is reachable by push when they have an active device and did not opt out of push.
     """
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="devices", db_index=False)
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="devices")
-    token = models.CharField(max_length=4096, help_text="The FCM registration token.")
-    platform = models.CharField(max_length=10, choices=DevicePlatform.choices)
-    app_version = models.CharField(max_length=64, blank=True)
-    language = models.CharField(max_length=16, blank=True)
-    time_zone = models.CharField(max_length=64, blank=True)
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="devices", db_index=False, verbose_name=_("project")
+    )
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False, verbose_name=_("public ID"))
+    subscriber = models.ForeignKey(
+        Subscriber, on_delete=models.CASCADE, related_name="devices", verbose_name=_("subscriber")
+    )
+    token = models.CharField(
+        max_length=4096, help_text=_("The FCM registration token."), verbose_name=_("token")
+    )
+    platform = models.CharField(max_length=10, choices=DevicePlatform.choices, verbose_name=_("platform"))
+    app_version = models.CharField(max_length=64, blank=True, verbose_name=_("app version"))
+    language = models.CharField(max_length=16, blank=True, verbose_name=_("language"))
+    time_zone = models.CharField(max_length=64, blank=True, verbose_name=_("time zone"))
     # The app's own notification permission ("Push Alerts Enabled" in Pushwoosh's words).
-    push_enabled = models.BooleanField(default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_seen_at = models.DateTimeField(auto_now=True)
-    removed_at = models.DateTimeField(null=True, blank=True)
-    removed_reason = models.CharField(max_length=200, blank=True)
+    push_enabled = models.BooleanField(default=True, verbose_name=_("push enabled"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    last_seen_at = models.DateTimeField(auto_now=True, verbose_name=_("last seen at"))
+    removed_at = models.DateTimeField(null=True, blank=True, verbose_name=_("removed at"))
+    removed_reason = models.CharField(max_length=200, blank=True, verbose_name=_("removed reason"))
 
     objects = DeviceQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("device")
+        verbose_name_plural = _("devices")
         constraints = [
             # A token belongs to one install; registering it again moves it (another subscriber
             # logged in on that phone). Token first: the push simulator looks a token up without
@@ -177,28 +222,32 @@ class Device(models.Model):
 
 
 class TagType(models.TextChoices):
-    STRING = "string", "String"
-    INTEGER = "integer", "Integer"
-    DECIMAL = "decimal", "Decimal (price)"
-    BOOLEAN = "boolean", "Boolean"
-    DATE = "date", "Date"
-    DATETIME = "datetime", "Date and time"
-    LIST = "list", "List of strings"
+    STRING = "string", _("String")
+    INTEGER = "integer", _("Integer")
+    DECIMAL = "decimal", _("Decimal (price)")
+    BOOLEAN = "boolean", _("Boolean")
+    DATE = "date", _("Date")
+    DATETIME = "datetime", _("Date and time")
+    LIST = "list", _("List of strings")
 
 
 class TagDefinition(models.Model):
     """A custom tag of a project. Built-in tags (Language, Country, ...) live in code: see tags.py."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tag_definitions")
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    name = models.CharField(max_length=64)
-    type = models.CharField(max_length=10, choices=TagType.choices)
-    description = models.CharField(max_length=255, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="tag_definitions", verbose_name=_("project")
+    )
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False, verbose_name=_("public ID"))
+    name = models.CharField(max_length=64, verbose_name=_("name"))
+    type = models.CharField(max_length=10, choices=TagType.choices, verbose_name=_("type"))
+    description = models.CharField(max_length=255, blank=True, verbose_name=_("description"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     objects = TenantQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("tag")
+        verbose_name_plural = _("tags")
         constraints = [models.UniqueConstraint(fields=["project", "name"], name="tag_unique_name")]
         ordering = ["name"]
 
@@ -226,30 +275,47 @@ class TagValue(models.Model):
     # the check was one of the costliest steps of a million-row import (docs/benchmarks.md),
     # and every query reaches these rows by tag or subscriber.
     project = models.ForeignKey(
-        Project, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
+        Project,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+        verbose_name=_("project"),
     )
     # No index of its own: tagvalue_subscriber (subscriber, tag) below serves every lookup by subscriber.
     subscriber = models.ForeignKey(
-        Subscriber, on_delete=models.CASCADE, related_name="tag_values", db_index=False
+        Subscriber,
+        on_delete=models.CASCADE,
+        related_name="tag_values",
+        db_index=False,
+        verbose_name=_("subscriber"),
     )
     # No database-level FK either: writers hold the definitions instead, once per transaction
     # (tags.hold_definitions); the per-row check cost ~10 CPU-seconds per million-row import.
     tag = models.ForeignKey(
-        TagDefinition, on_delete=models.CASCADE, related_name="values", db_constraint=False
+        TagDefinition,
+        on_delete=models.CASCADE,
+        related_name="values",
+        db_constraint=False,
+        verbose_name=_("tag"),
     )
-    value_text = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001 - string, list element
+    value_text = models.CharField(max_length=255, null=True, blank=True, verbose_name=_("value text"))  # noqa: DJ001 - string, list element
     # textfold.fold(value_text), derived by save() and bulk_create() (a COPY writes it itself):
     # what text conditions compare unless they match case, and what the text index is keyed on.
     # Text, not 255 characters: folding may lengthen a value ("ß" -> "ss").
-    value_folded = models.TextField(null=True, blank=True, editable=False)  # noqa: DJ001
-    value_number = models.DecimalField(max_digits=24, decimal_places=8, null=True, blank=True)
-    value_bool = models.BooleanField(null=True, blank=True)
-    value_date = models.DateField(null=True, blank=True)
-    value_datetime = models.DateTimeField(null=True, blank=True)
+    value_folded = models.TextField(null=True, blank=True, editable=False, verbose_name=_("value folded"))  # noqa: DJ001
+    value_number = models.DecimalField(
+        max_digits=24, decimal_places=8, null=True, blank=True, verbose_name=_("value number")
+    )
+    value_bool = models.BooleanField(null=True, blank=True, verbose_name=_("value bool"))
+    value_date = models.DateField(null=True, blank=True, verbose_name=_("value date"))
+    value_datetime = models.DateTimeField(null=True, blank=True, verbose_name=_("value datetime"))
 
     objects = TagValueQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("tag value")
+        verbose_name_plural = _("tag values")
         indexes = [
             models.Index(fields=["subscriber", "tag"], name="tagvalue_subscriber"),
             # Keyed folded: a case-sensitive condition narrows by its folded value, then checks
@@ -295,17 +361,21 @@ class TagValue(models.Model):
 class EventDefinition(models.Model):
     """A custom event name with typed attributes. Default events live in code: see events.py."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="event_definitions")
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    name = models.CharField(max_length=64)
-    description = models.CharField(max_length=255, blank=True)
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="event_definitions", verbose_name=_("project")
+    )
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False, verbose_name=_("public ID"))
+    name = models.CharField(max_length=64, verbose_name=_("name"))
+    description = models.CharField(max_length=255, blank=True, verbose_name=_("description"))
     # {"cuisine": "string", "amount": "decimal", ...}; types are TagType values except list.
-    attributes = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    attributes = models.JSONField(default=dict, blank=True, verbose_name=_("attributes"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     objects = TenantQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("event definition")
+        verbose_name_plural = _("event definitions")
         constraints = [models.UniqueConstraint(fields=["project", "name"], name="eventdef_unique_name")]
         ordering = ["name"]
 
@@ -327,27 +397,38 @@ class Event(models.Model):
     # No database-level FK on project (as TagValue): the subscriber implies it; the
     # composite indexes below lead with project.
     project = models.ForeignKey(
-        Project, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
+        Project,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+        verbose_name=_("project"),
     )
     # No index of its own: event_subscriber_time (subscriber, -occurred_at) serves lookups by subscriber.
     subscriber = models.ForeignKey(
-        Subscriber, on_delete=models.CASCADE, related_name="events", db_index=False
+        Subscriber,
+        on_delete=models.CASCADE,
+        related_name="events",
+        db_index=False,
+        verbose_name=_("subscriber"),
     )
     # The name itself, not a FK: segment queries filter (project, name, occurred_at) in one index.
-    name = models.CharField(max_length=64)
-    occurred_at = models.DateTimeField()
-    received_at = models.DateTimeField(auto_now_add=True)
-    attributes = models.JSONField(default=dict, blank=True)
+    name = models.CharField(max_length=64, verbose_name=_("name"))
+    occurred_at = models.DateTimeField(verbose_name=_("occurred at"))
+    received_at = models.DateTimeField(auto_now_add=True, verbose_name=_("received at"))
+    attributes = models.JSONField(default=dict, blank=True, verbose_name=_("attributes"))
     # The attributes with long texts replaced by true (facets.facets_of): small enough for the
     # segment index to carry, so attribute conditions are answered from the index alone. Always
     # derived from attributes, by save() and bulk_create().
-    facets = models.JSONField(default=dict, blank=True)
+    facets = models.JSONField(default=dict, blank=True, verbose_name=_("facets"))
     # Makes recording idempotent when the source has an id (a wamid, an API idempotency key).
-    dedup_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    dedup_key = models.CharField(max_length=200, null=True, blank=True, verbose_name=_("dedup key"))  # noqa: DJ001
 
     objects = EventQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("event")
+        verbose_name_plural = _("events")
         constraints = [
             # Partial: most events have no key, and a full index took a write per event for them.
             models.UniqueConstraint(
@@ -381,11 +462,11 @@ class Event(models.Model):
 
 
 class AttributeIndexStatus(models.TextChoices):
-    PENDING = "pending", "Waiting to be built"
-    BUILDING = "building", "Building"
-    READY = "ready", "Ready"
-    FAILED = "failed", "Failed"
-    REMOVING = "removing", "Being removed"
+    PENDING = "pending", _("Waiting to be built")
+    BUILDING = "building", _("Building")
+    READY = "ready", _("Ready")
+    FAILED = "failed", _("Failed")
+    REMOVING = "removing", _("Being removed")
 
 
 class AttributeIndex(models.Model):
@@ -397,29 +478,43 @@ class AttributeIndex(models.Model):
     ``CONCURRENTLY``, so recording events never waits for it.
     """
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="attribute_indexes")
-    event_name = models.CharField(max_length=64)
-    attribute = models.CharField(max_length=64)
-    # The attribute's type when the index was asked for: it decides the key order.
-    attribute_type = models.CharField(max_length=10, choices=TagType.choices)
-    status = models.CharField(
-        max_length=10, choices=AttributeIndexStatus.choices, default=AttributeIndexStatus.PENDING
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="attribute_indexes", verbose_name=_("project")
     )
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    event_name = models.CharField(max_length=64, verbose_name=_("event name"))
+    attribute = models.CharField(max_length=64, verbose_name=_("attribute"))
+    # The attribute's type when the index was asked for: it decides the key order.
+    attribute_type = models.CharField(
+        max_length=10, choices=TagType.choices, verbose_name=_("attribute type")
+    )
+    status = models.CharField(
+        max_length=10,
+        choices=AttributeIndexStatus.choices,
+        default=AttributeIndexStatus.PENDING,
+        verbose_name=_("status"),
+    )
+    error = models.TextField(blank=True, verbose_name=_("error"))
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        verbose_name=_("created by"),
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     objects = TenantQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("attribute index")
+        verbose_name_plural = _("attribute indexes")
         constraints = [
             models.UniqueConstraint(
                 fields=["project", "event_name", "attribute"], name="attributeindex_unique"
             )
         ]
         ordering = ["event_name", "attribute"]
-        verbose_name_plural = "attribute indexes"
 
     def __str__(self) -> str:
         return f"{self.event_name}.{self.attribute} ({self.status})"
@@ -436,20 +531,37 @@ class ConsentChange(models.Model):
     # No database-level FK on project (as TagValue): the subscriber implies it; the
     # composite indexes below lead with project.
     project = models.ForeignKey(
-        Project, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
+        Project,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+        verbose_name=_("project"),
     )
-    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="consent_changes")
-    channel = models.CharField(max_length=10, choices=ConsentChannel.choices)
-    state = models.CharField(max_length=10, choices=ConsentState.choices)
-    source = models.CharField(max_length=20, choices=ConsentSource.choices)
-    evidence = models.TextField(blank=True, help_text="How consent was given or withdrawn, in words.")
-    actor_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    actor_label = models.CharField(max_length=200, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    subscriber = models.ForeignKey(
+        Subscriber, on_delete=models.CASCADE, related_name="consent_changes", verbose_name=_("subscriber")
+    )
+    channel = models.CharField(max_length=10, choices=ConsentChannel.choices, verbose_name=_("channel"))
+    state = models.CharField(max_length=10, choices=ConsentState.choices, verbose_name=_("state"))
+    source = models.CharField(max_length=20, choices=ConsentSource.choices, verbose_name=_("source"))
+    evidence = models.TextField(
+        blank=True, help_text=_("How consent was given or withdrawn, in words."), verbose_name=_("evidence")
+    )
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        verbose_name=_("actor user"),
+    )
+    actor_label = models.CharField(max_length=200, blank=True, verbose_name=_("actor label"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     objects = TenantQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("consent change")
+        verbose_name_plural = _("consent changes")
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["project", "-created_at"], name="consent_project_time")]
 
@@ -460,20 +572,30 @@ class ConsentChange(models.Model):
 class Segment(models.Model):
     """A saved audience: a rule tree (see segments/tree.py) and its last computed count."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="segments")
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    name = models.CharField(max_length=120)
-    description = models.CharField(max_length=255, blank=True)
-    rule = models.JSONField(default=dict)
-    cached_count = models.PositiveIntegerField(null=True, blank=True)
-    count_computed_at = models.DateTimeField(null=True, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="segments", verbose_name=_("project")
+    )
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False, verbose_name=_("public ID"))
+    name = models.CharField(max_length=120, verbose_name=_("name"))
+    description = models.CharField(max_length=255, blank=True, verbose_name=_("description"))
+    rule = models.JSONField(default=dict, verbose_name=_("rule"))
+    cached_count = models.PositiveIntegerField(null=True, blank=True, verbose_name=_("cached count"))
+    count_computed_at = models.DateTimeField(null=True, blank=True, verbose_name=_("count computed at"))
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        verbose_name=_("created by"),
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     objects = TenantQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("segment")
+        verbose_name_plural = _("segments")
         constraints = [models.UniqueConstraint(fields=["project", "name"], name="segment_unique_name")]
         ordering = ["name"]
 
@@ -482,50 +604,64 @@ class Segment(models.Model):
 
 
 class ImportStatus(models.TextChoices):
-    UPLOADED = "uploaded", "Uploaded"
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    DONE = "done", "Done"
-    FAILED = "failed", "Failed"
+    UPLOADED = "uploaded", _("Uploaded")
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    DONE = "done", _("Done")
+    FAILED = "failed", _("Failed")
 
 
 class UndecodableRows(models.TextChoices):
     """What an import does with the rows of its file that do not decode (chosen before it starts)."""
 
-    SKIP = "skip", "Skip them"
-    REENCODE = "reencode", "Read the whole file in the other encoding"
+    SKIP = "skip", _("Skip them")
+    REENCODE = "reencode", _("Read the whole file in the other encoding")
 
 
 class ImportJob(models.Model):
     """A CSV import: the uploaded file, its column mapping, progress and the rejected-rows report."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    file = models.FileField(upload_to="imports/%Y/%m/")
-    original_name = models.CharField(max_length=255)
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="import_jobs", verbose_name=_("project")
+    )
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False, verbose_name=_("public ID"))
+    file = models.FileField(upload_to="imports/%Y/%m/", verbose_name=_("file"))
+    original_name = models.CharField(max_length=255, verbose_name=_("original name"))
     # {"file": {"encoding", "delimiter", "decodes", "undecodable"}, "headers": [...],
     #  "key": "phone" | "external_id", "columns": [{"target", "new_tag"}], "default_evidence": "..."};
     #  see subscribers/imports/
-    mapping = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=10, choices=ImportStatus.choices, default=ImportStatus.UPLOADED)
+    mapping = models.JSONField(default=dict, blank=True, verbose_name=_("mapping"))
+    status = models.CharField(
+        max_length=10, choices=ImportStatus.choices, default=ImportStatus.UPLOADED, verbose_name=_("status")
+    )
     # Empty until chosen; only asked when mapping["file"]["undecodable"] lists rows.
-    undecodable_rows = models.CharField(max_length=10, choices=UndecodableRows.choices, blank=True)
-    total_rows = models.PositiveIntegerField(null=True, blank=True)
-    processed_rows = models.PositiveIntegerField(default=0)
-    created_count = models.PositiveIntegerField(default=0)
-    updated_count = models.PositiveIntegerField(default=0)
-    unchanged_count = models.PositiveIntegerField(default=0)
-    rejected_count = models.PositiveIntegerField(default=0)
-    report = models.FileField(upload_to="imports/reports/%Y/%m/", blank=True)
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    undecodable_rows = models.CharField(
+        max_length=10, choices=UndecodableRows.choices, blank=True, verbose_name=_("undecodable rows")
+    )
+    total_rows = models.PositiveIntegerField(null=True, blank=True, verbose_name=_("total rows"))
+    processed_rows = models.PositiveIntegerField(default=0, verbose_name=_("processed rows"))
+    created_count = models.PositiveIntegerField(default=0, verbose_name=_("created count"))
+    updated_count = models.PositiveIntegerField(default=0, verbose_name=_("updated count"))
+    unchanged_count = models.PositiveIntegerField(default=0, verbose_name=_("unchanged count"))
+    rejected_count = models.PositiveIntegerField(default=0, verbose_name=_("rejected count"))
+    report = models.FileField(upload_to="imports/reports/%Y/%m/", blank=True, verbose_name=_("report"))
+    error = models.TextField(blank=True, verbose_name=_("error"))
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        verbose_name=_("created by"),
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    started_at = models.DateTimeField(null=True, blank=True, verbose_name=_("started at"))
+    finished_at = models.DateTimeField(null=True, blank=True, verbose_name=_("finished at"))
 
     objects = TenantQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("import")
+        verbose_name_plural = _("imports")
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
@@ -539,13 +675,17 @@ class ImportRejection(models.Model):
     has the rejected rows of the chunks before; turned into the job's report file at the end.
     """
 
-    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="+", db_index=False)
-    index = models.PositiveIntegerField()  # the record's index in the file
+    job = models.ForeignKey(
+        ImportJob, on_delete=models.CASCADE, related_name="+", db_index=False, verbose_name=_("job")
+    )
+    index = models.PositiveIntegerField(verbose_name=_("index"))  # the record's index in the file
     # The report's CSV line (line, reason, cells) in UTF-8: a cell may hold a NUL, which
     # PostgreSQL's text and jsonb refuse.
-    row = models.BinaryField()
+    row = models.BinaryField(verbose_name=_("row"))
 
     class Meta:
+        verbose_name = _("rejected import row")
+        verbose_name_plural = _("rejected import rows")
         constraints = [models.UniqueConstraint(fields=["job", "index"], name="importrejection_job_index")]
 
     def __str__(self) -> str:
@@ -560,14 +700,20 @@ class FeedCursor(models.Model):
     so a crash anywhere leaves it at the last event whose work was committed.
     """
 
-    consumer = models.CharField(max_length=64, unique=True)
-    position_txid = models.BigIntegerField(default=0)
-    position_event_id = models.BigIntegerField(default=0)
-    handled = models.BigIntegerField(default=0, help_text="Events handled since the cursor was made.")
-    updated_at = models.DateTimeField(auto_now=True)
+    consumer = models.CharField(max_length=64, unique=True, verbose_name=_("consumer"))
+    position_txid = models.BigIntegerField(default=0, verbose_name=_("position txid"))
+    position_event_id = models.BigIntegerField(default=0, verbose_name=_("position event ID"))
+    handled = models.BigIntegerField(
+        default=0, help_text=_("Events handled since the cursor was made."), verbose_name=_("handled")
+    )
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
     # Failed attempts at the batch after the position; reset when a batch commits.
-    failures = models.IntegerField(default=0)
-    last_error = models.TextField(blank=True)
+    failures = models.IntegerField(default=0, verbose_name=_("failures"))
+    last_error = models.TextField(blank=True, verbose_name=_("last error"))
+
+    class Meta:
+        verbose_name = _("feed cursor")
+        verbose_name_plural = _("feed cursors")
 
     def __str__(self) -> str:
         return f"{self.consumer} @ {self.position_event_id}"
@@ -579,13 +725,15 @@ class FeedFailure(models.Model):
     Kept for an operator to inspect in the admin; the consumer is not retried on it.
     """
 
-    consumer = models.CharField(max_length=64)
-    event_id = models.BigIntegerField()
-    project_id = models.BigIntegerField()
-    error = models.TextField()
-    created_at = models.DateTimeField(auto_now_add=True)
+    consumer = models.CharField(max_length=64, verbose_name=_("consumer"))
+    event_id = models.BigIntegerField(verbose_name=_("event ID"))
+    project_id = models.BigIntegerField(verbose_name=_("project ID"))
+    error = models.TextField(verbose_name=_("error"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
+        verbose_name = _("feed failure")
+        verbose_name_plural = _("feed failures")
         constraints = [
             models.UniqueConstraint(fields=["consumer", "event_id"], name="feedfailure_unique_event")
         ]
@@ -596,11 +744,11 @@ class FeedFailure(models.Model):
 
 
 class BulkStatus(models.TextChoices):
-    DRAFT = "draft", "Waiting for confirmation"
-    QUEUED = "queued", "Waiting for a worker"
-    RUNNING = "running", "Running"
-    DONE = "done", "Done"
-    FAILED = "failed", "Failed"
+    DRAFT = "draft", _("Waiting for confirmation")
+    QUEUED = "queued", _("Waiting for a worker")
+    RUNNING = "running", _("Running")
+    DONE = "done", _("Done")
+    FAILED = "failed", _("Failed")
 
 
 class BulkJob(models.Model):
@@ -611,23 +759,37 @@ class BulkJob(models.Model):
     a retried job goes on from there (each row's service is idempotent anyway).
     """
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="bulk_jobs")
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    action = models.CharField(max_length=20)
-    params = models.JSONField(default=dict, blank=True)  # tag_name, tag_value, evidence
-    subscriber_ids = models.JSONField(default=list)
-    status = models.CharField(max_length=10, choices=BulkStatus.choices, default=BulkStatus.DRAFT)
-    total = models.PositiveIntegerField(default=0)
-    processed = models.PositiveIntegerField(default=0)
-    changed = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="bulk_jobs", verbose_name=_("project")
+    )
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False, verbose_name=_("public ID"))
+    action = models.CharField(max_length=20, verbose_name=_("action"))
+    params = models.JSONField(
+        default=dict, blank=True, verbose_name=_("params")
+    )  # tag_name, tag_value, evidence
+    subscriber_ids = models.JSONField(default=list, verbose_name=_("subscriber ids"))
+    status = models.CharField(
+        max_length=10, choices=BulkStatus.choices, default=BulkStatus.DRAFT, verbose_name=_("status")
+    )
+    total = models.PositiveIntegerField(default=0, verbose_name=_("total"))
+    processed = models.PositiveIntegerField(default=0, verbose_name=_("processed"))
+    changed = models.PositiveIntegerField(default=0, verbose_name=_("changed"))
+    error = models.TextField(blank=True, verbose_name=_("error"))
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        verbose_name=_("created by"),
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    finished_at = models.DateTimeField(null=True, blank=True, verbose_name=_("finished at"))
 
     objects = TenantQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("bulk action")
+        verbose_name_plural = _("bulk actions")
         ordering = ["-created_at"]
 
     def __str__(self) -> str:

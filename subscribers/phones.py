@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import phonenumbers
+from django.utils.translation import gettext as _
 from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
 
 from .errors import InvalidInput
@@ -31,7 +32,7 @@ def normalize_phone(raw: str, default_country: str, *, field: str = "phone") -> 
     """
     text = (raw or "").strip()
     if not text:
-        raise InvalidInput("A phone number is required.", field=field, code="invalid_phone")
+        raise InvalidInput(_("A phone number is required."), field=field, code="invalid_phone")
     if text.startswith("00"):
         text = "+" + text[2:]
     try:
@@ -39,7 +40,7 @@ def normalize_phone(raw: str, default_country: str, *, field: str = "phone") -> 
     except NumberParseException as exc:
         reason = _PARSE_REASONS.get(exc.error_type, exc._msg.rstrip(".").lower())
         raise InvalidInput(
-            f"{raw!r} is not a phone number: {reason}.",
+            _("%(raw)r is not a phone number: %(reason)s.") % {"raw": raw, "reason": reason},
             field=field,
             code="invalid_phone",
         ) from None
@@ -47,6 +48,9 @@ def normalize_phone(raw: str, default_country: str, *, field: str = "phone") -> 
         reason = _REASONS.get(phonenumbers.is_possible_number_with_reason(number), "no such number exists")
         region = phonenumbers.region_code_for_number(number) or default_country
         raise InvalidInput(
-            f"{raw!r} is not a valid phone number for {region}: {reason}.", field=field, code="invalid_phone"
+            _("%(raw)r is not a valid phone number for %(region)s: %(reason)s.")
+            % {"raw": raw, "region": region, "reason": reason},
+            field=field,
+            code="invalid_phone",
         )
     return phonenumbers.format_number(number, PhoneNumberFormat.E164)

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.utils.translation import gettext as _
 
 from . import tags as tagtypes
 from .errors import InvalidInput
@@ -37,22 +38,32 @@ def clean_profile_value(key: str, text: str) -> str:
         try:
             validate_email(value)
         except ValidationError:
-            raise InvalidInput(f"{value!r} is not an email address.", field=field) from None
+            raise InvalidInput(
+                _("%(value)r is not an email address.") % {"value": value}, field=field
+            ) from None
         return value.lower()
     if key == "country":
         if len(value) != 2 or not value.isalpha() or not value.isascii():
-            raise InvalidInput(f"Country {value!r} must be a two-letter code like DE.", field=field)
+            raise InvalidInput(
+                _("Country %(value)r must be a two-letter code like DE.") % {"value": value}, field=field
+            )
         return value.upper()
     if key == "time_zone":
         if value not in time_zones():
-            raise InvalidInput(f"Unknown time zone {value!r}; use a name like Europe/Berlin.", field=field)
+            raise InvalidInput(
+                _("Unknown time zone %(value)r; use a name like Europe/Berlin.") % {"value": value},
+                field=field,
+            )
         return value
     if key == "language":
         if len(value) > 16:
-            raise InvalidInput(f"Language {value!r} is too long; use a code like de or pt_BR.", field=field)
+            raise InvalidInput(
+                _("Language %(value)r is too long; use a code like de or pt_BR.") % {"value": value},
+                field=field,
+            )
         return value
     if len(value) > 200:
-        raise InvalidInput("The name is longer than 200 characters.", field=field)
+        raise InvalidInput(_("The name is longer than 200 characters."), field=field)
     return value
 
 

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from django.utils.translation import gettext as _
 from ninja import Field, Router, Schema, Status
 
 from controlpanel.api import ApiError, ErrorOut
@@ -92,7 +93,9 @@ def _text(tree: dict[str, Any]) -> str:
 def get_segment(project: Project, segment_id: UUID) -> Segment:
     segment = Segment.objects.for_project(project).filter(public_id=segment_id).first()
     if segment is None:
-        raise ApiError(404, "segment_not_found", f"No segment {segment_id} in this project.", field="id")
+        raise ApiError(
+            404, "segment_not_found", _("No segment %(id)s in this project.") % {"id": segment_id}, field="id"
+        )
     return segment
 
 

@@ -17,6 +17,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from controlpanel.models import Role
@@ -56,7 +58,9 @@ def _read_rule(data) -> dict[str, Any]:
         try:
             tree = json.loads(raw)
         except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
-            raise RuleInputError("The builder sent a rule that is not valid JSON; reload the page.") from None
+            raise RuleInputError(
+                _("The builder sent a rule that is not valid JSON; reload the page.")
+            ) from None
         return tree
     text = data.get("text") or ""
     try:
@@ -75,7 +79,7 @@ def _text_of(tree: Any) -> str:
 def _builder_schema(project, exclude: Segment | None = None) -> dict[str, Any]:
     """What the builder may offer: the project's tags, events, fields and segments with their operators."""
     tags = [
-        {"name": b.name, "type": str(b.type), "builtin": True, "ops": t.op_choices(b.type)}
+        {"name": b.name, "label": b.label, "type": str(b.type), "builtin": True, "ops": t.op_choices(b.type)}
         for b in tagtypes.BUILTIN_TAGS.values()
     ]
     tags += [
@@ -103,7 +107,7 @@ def _builder_schema(project, exclude: Segment | None = None) -> dict[str, Any]:
         "events": events,
         "fields": [
             {"name": name, "label": label, "type": type_, "ops": t.op_choices(type_)}
-            for name, (_, type_, label) in t.FIELDS.items()
+            for name, (_column, type_, label) in t.FIELDS.items()
         ],
         "segments": [{"id": str(s.public_id), "name": s.name} for s in others],
         "reachability": list(t.REACHABILITY_CHANNELS.items()),
@@ -201,8 +205,11 @@ def _builder(request: HttpRequest, segment: Segment | None) -> HttpResponse:
             else:
                 rule_error = RuleInputError(exc.message, path=exc.field)
         else:
-            verb = "created" if segment is None else "saved"
-            messages.success(request, f"Segment “{saved.name}” {verb}: {saved.cached_count:,} subscribers.")
+            args = {"name": saved.name, "count": number_format(saved.cached_count, force_grouping=True)}
+            if segment is None:
+                messages.success(request, _("Segment “%(name)s” created: %(count)s subscribers.") % args)
+            else:
+                messages.success(request, _("Segment “%(name)s” saved: %(count)s subscribers.") % args)
             return redirect("subscribers:segments", project.slug)
     elif segment is not None:
         name, description, rule = segment.name, segment.description, segment.rule
@@ -276,8 +283,8 @@ def segment_sample(request: HttpRequest) -> HttpResponse:
 def _why_unreachable(subscriber) -> str:
     """Why a WhatsApp campaign would skip this subscriber ("" when it would not)."""
     if subscriber.whatsapp_consent != ConsentState.OPTED_IN:
-        return "not opted in" if subscriber.whatsapp_consent == ConsentState.UNKNOWN else "opted out"
-    return "" if subscriber.phone else "no phone number"
+        return _("not opted in") if subscriber.whatsapp_consent == ConsentState.UNKNOWN else _("opted out")
+    return "" if subscriber.phone else _("no phone number")
 
 
 @project_view(section="segments")
@@ -298,7 +305,7 @@ def segment_delete(request: HttpRequest, segment_id) -> HttpResponse:
     except InvalidInput as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, f"Segment “{segment.name}” deleted.")
+        messages.success(request, _("Segment “%(name)s” deleted.") % {"name": segment.name})
     return redirect("subscribers:segments", request.project.slug)
 
 

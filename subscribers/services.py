@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from controlpanel.models import Project
 from controlpanel.services import Actor, record_audit
@@ -56,7 +57,11 @@ def clean_external_id(value: Any) -> str | None:
         return None
     external_id = tagtypes.clean_text(str(value).strip(), field="external_id", what="The external id")
     if len(external_id) > MAX_EXTERNAL_ID:
-        raise InvalidInput(f"external_id is longer than {MAX_EXTERNAL_ID} characters.", field="external_id")
+        raise InvalidInput(
+            _("external_id is longer than %(max_external_id)s characters.")
+            % {"max_external_id": MAX_EXTERNAL_ID},
+            field="external_id",
+        )
     return external_id or None
 
 
@@ -66,7 +71,7 @@ def clean_subscriber_data(project: Project, raw: dict[str, Any]) -> SubscriberDa
     external_id = raw.get("external_id")
     if not phone and not external_id:
         raise InvalidInput(
-            "A phone number (or an external id of an existing subscriber) is required.", field="phone"
+            _("A phone number (or an external id of an existing subscriber) is required."), field="phone"
         )
     data = SubscriberData(
         phone=normalize_phone(str(phone), project.default_country) if phone else None,
@@ -75,13 +80,13 @@ def clean_subscriber_data(project: Project, raw: dict[str, Any]) -> SubscriberDa
         tags=raw.get("tags") or {},
     )
     if not isinstance(data.tags, dict):
-        raise InvalidInput("tags must be an object of tag name to value.", field="tags")
+        raise InvalidInput(_("tags must be an object of tag name to value."), field="tags")
     opt_in = raw.get("whatsapp_opt_in")
     if opt_in is not None:
         evidence = opt_in.get("evidence") if isinstance(opt_in, dict) else None
         if not evidence or not str(evidence).strip():
             raise InvalidInput(
-                "whatsapp_opt_in needs evidence: how and when the person agreed.",
+                _("whatsapp_opt_in needs evidence: how and when the person agreed."),
                 field="whatsapp_opt_in.evidence",
             )
         data.opt_in_evidence = tagtypes.clean_text(
@@ -97,16 +102,21 @@ def clean_consent_input(raw: Any, *, field: str) -> tuple[ConsentState, str]:
     """``{"state": "opted_in"|"opted_out", "evidence": ...}`` of an API body: the state and the
     evidence, which an opt-in needs (as ``change_consent`` requires it)."""
     if not isinstance(raw, dict):
-        raise InvalidInput(f"{field} must be an object with state and evidence.", field=field)
+        raise InvalidInput(
+            _("%(field)s must be an object with state and evidence.") % {"field": field}, field=field
+        )
     state = raw.get("state")
     if state not in (ConsentState.OPTED_IN, ConsentState.OPTED_OUT):
-        raise InvalidInput(f"{field}.state must be opted_in or opted_out.", field=f"{field}.state")
+        raise InvalidInput(
+            _("%(field)s.state must be opted_in or opted_out.") % {"field": field}, field=f"{field}.state"
+        )
     evidence = tagtypes.clean_text(
         str(raw.get("evidence") or "").strip(), field=f"{field}.evidence", what="The evidence"
     )
     if state == ConsentState.OPTED_IN and not evidence:
         raise InvalidInput(
-            f"Opting in to {field.removesuffix('_consent')} needs evidence: how and when the person agreed.",
+            _("Opting in to %(value)s needs evidence: how and when the person agreed.")
+            % {"value": field.removesuffix("_consent")},
             field=f"{field}.evidence",
         )
     return ConsentState(state), evidence
@@ -217,12 +227,14 @@ def plan_tags(
         if builtin is not None:
             if not builtin.writable:
                 raise InvalidInput(
-                    f"Tag {builtin.name!r} is maintained by the platform.", field=f"tags.{name}"
+                    _("Tag %(name)r is maintained by the platform.") % {"name": builtin.name},
+                    field=f"tags.{name}",
                 )
             value = raw_value
             if value is not None and not isinstance(value, str):
                 raise InvalidInput(
-                    f"Tag {builtin.name!r} expects string, got {value!r}.", field=f"tags.{name}"
+                    _("Tag %(name)r expects string, got %(value)r.") % {"name": builtin.name, "value": value},
+                    field=f"tags.{name}",
                 )
             planned.append((builtin, value))
             continue
@@ -258,7 +270,8 @@ def _write_tags(
     for definition in definitions:
         if definition.pk not in held:
             raise InvalidInput(
-                f"The tag {definition.name!r} was deleted meanwhile; send the change again.",
+                _("The tag %(name)r was deleted meanwhile; send the change again.")
+                % {"name": definition.name},
                 field=f"tags.{definition.name}",
                 code="conflict",
             )
@@ -275,7 +288,7 @@ def _write_tags(
                     taken = Subscriber.objects.for_project(project).filter(external_id=new)
                     if taken.exclude(pk=subscriber.pk).exists():
                         raise InvalidInput(
-                            f"Another subscriber has the external id {new!r}.",
+                            _("Another subscriber has the external id %(new)r.") % {"new": new},
                             field="external_id",
                             code="conflict",
                         )
@@ -304,7 +317,11 @@ def _write_tags(
 
 
 def _taken(other: Subscriber, what: str, field: str) -> InvalidInput:
-    exc = InvalidInput(f"{other} has this {what} already.", field=field, code="conflict")
+    exc = InvalidInput(
+        _("%(other)s has this %(what)s already.") % {"other": other, "what": what},
+        field=field,
+        code="conflict",
+    )
     exc.other = other  # type: ignore[attr-defined]  # the panel links to them
     return exc
 
@@ -342,7 +359,7 @@ def update_subscriber(
                 changed.append("phone")
         elif subscriber.phone:
             raise InvalidInput(
-                "The phone number cannot be removed; erase the subscriber instead.", field="phone"
+                _("The phone number cannot be removed; erase the subscriber instead."), field="phone"
             )
     if "external_id" in changes:
         external_id = clean_external_id(changes["external_id"])
@@ -373,7 +390,7 @@ def update_subscriber(
                 subscriber.save(update_fields=[*written, "updated_at"])
         except IntegrityError:
             raise InvalidInput(
-                "Another subscriber just took this phone or external id; retry.", code="conflict"
+                _("Another subscriber just took this phone or external id; retry."), code="conflict"
             ) from None
     if changes.get("tags") and set_tags(project=project, subscriber=subscriber, tags=changes["tags"]):
         changed.append("tags")
@@ -416,16 +433,18 @@ def clean_new_tag(*, project: Project, name: str, type: str, description: str = 
     except InvalidInput as exc:
         raise InvalidInput(exc.message, field="name", code=exc.code) from None
     if type not in TagType.values:
-        raise InvalidInput(f"Unknown tag type {type!r}.", field="type")
+        raise InvalidInput(_("Unknown tag type %(type)r.") % {"type": type}, field="type")
     description = tagtypes.clean_text(
         str(description or "").strip(), field="description", what="The description"
     )
     if len(description) > 255:
-        raise InvalidInput("The description is longer than 255 characters.", field="description")
+        raise InvalidInput(_("The description is longer than 255 characters."), field="description")
     if tagtypes.builtin(name) is not None:
-        raise InvalidInput(f"{name!r} is a built-in tag.", field="name", code="conflict")
+        raise InvalidInput(_("%(name)r is a built-in tag.") % {"name": name}, field="name", code="conflict")
     if TagDefinition.objects.for_project(project).filter(name__iexact=name).exists():
-        raise InvalidInput(f"A tag named {name!r} exists already.", field="name", code="conflict")
+        raise InvalidInput(
+            _("A tag named %(name)r exists already.") % {"name": name}, field="name", code="conflict"
+        )
     tagtypes.check_new_definitions(project, [name])
     return name, description
 
@@ -446,7 +465,9 @@ def create_tag(
                 project=project, name=name, type=type, description=description
             )
     except IntegrityError:  # the same name, just now
-        raise InvalidInput(f"A tag named {name!r} exists already.", field="name", code="conflict") from None
+        raise InvalidInput(
+            _("A tag named %(name)r exists already.") % {"name": name}, field="name", code="conflict"
+        ) from None
     _audit_tag(project, actor, "tag.created", definition)
     return definition
 
@@ -479,8 +500,13 @@ def delete_tag(*, project: Project, definition: TagDefinition, actor: Actor) -> 
             if getattr(exc.__cause__, "sqlstate", None) != "55P03":  # lock_not_available
                 raise
             raise InvalidInput(
-                f"The tag {definition.name!r} is being written right now (an import may be "
-                "running); try again when it has finished.",
+                (
+                    _(
+                        "The tag %(name)r is being written right now (an import may be running); try "
+                        "again when it has finished."
+                    )
+                    % {"name": definition.name}
+                ),
                 code="conflict",
             ) from None
         if locked is None:
@@ -522,7 +548,7 @@ def change_consent(
     a late-arriving older message cannot override a newer wish; default: now.
     """
     if state == ConsentState.OPTED_IN and not (evidence or "").strip():
-        raise InvalidInput("Opting in needs evidence: how and when the person agreed.", field="evidence")
+        raise InvalidInput(_("Opting in needs evidence: how and when the person agreed."), field="evidence")
     tagtypes.clean_text(evidence or "", field="evidence", what="The evidence")
     locked = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
     # One rule for every channel: the state lives in <channel>_consent / <channel>_consent_at.
@@ -722,7 +748,7 @@ def record_events(*, project: Project, events: list[NewEvent]) -> list[Recorded 
             return results  # type: ignore[return-value]
         for index, row in new:
             results[index] = Recorded(row, False)
-        for index, item, _ in cleaned:
+        for index, item, _unused in cleaned:
             if results[index] is None:  # a repeat of a key recorded earlier in this batch
                 results[index] = Recorded(results[batch[item.dedup_key]].event, True)  # type: ignore[union-attr]
         announce(project, [row for _, row in new])

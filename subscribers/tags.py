@@ -20,6 +20,8 @@ from django.db import connection
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from controlpanel.models import Project
 
@@ -33,6 +35,26 @@ class BuiltinTag:
     field: str
     type: TagType
     writable: bool = True
+
+    @property
+    def label(self) -> str:
+        """The name in the user's language, for display only: the name itself is the key."""
+        return str(BUILTIN_LABELS.get(self.name, self.name))
+
+
+# Display names of the built-in tags (segments, the API and imports keep the English names).
+BUILTIN_LABELS = {
+    "Name": gettext_lazy("Name"),
+    "Email": gettext_lazy("Email"),
+    "Language": gettext_lazy("Language"),
+    "Country": gettext_lazy("Country"),
+    "Time zone": gettext_lazy("Time zone"),
+    "External id": gettext_lazy("External id"),
+    "Phone": gettext_lazy("Phone"),
+    "First seen": gettext_lazy("First seen"),
+    "Last inbound": gettext_lazy("Last inbound"),
+    "WhatsApp opt-in": gettext_lazy("WhatsApp opt-in"),
+}
 
 
 # Tags every project has. Their values live in Subscriber columns.
@@ -80,12 +102,15 @@ def clean_text(value: str, *, field: str, what: str) -> str:
     """Refuse text no database column can store: a lone UTF-16 surrogate has no UTF-8 form, and
     PostgreSQL text cannot hold NUL. Every parser of user text calls this before anything is saved."""
     if "\x00" in value:
-        raise InvalidInput(f"{what} contains a NUL character.", field=field, code="invalid_text")
+        raise InvalidInput(
+            _("%(what)s contains a NUL character.") % {"what": what}, field=field, code="invalid_text"
+        )
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidInput(
-            f"{what} contains a lone surrogate ({value!r}), which is not text.",
+            _("%(what)s contains a lone surrogate (%(value)r), which is not text.")
+            % {"what": what, "value": value},
             field=field,
             code="invalid_text",
         ) from None
@@ -114,7 +139,10 @@ def parse_bool(name: str, text: str, *, field: str | None = None) -> bool:
     if lowered in _FALSE:
         return False
     raise InvalidInput(
-        f"Tag {name!r} expects boolean, got {text!r}. Use true/false, yes/no, ja/nein or 1/0.",
+        (
+            _("Tag %(name)r expects boolean, got %(text)r. Use true/false, yes/no, ja/nein or 1/0.")
+            % {"name": name, "text": text}
+        ),
         field=field or f"tags.{name}",
         code="wrong_tag_type",
     )
@@ -133,8 +161,13 @@ def check_number(
     if not rounded.is_finite() or abs(rounded) > MAX_NUMBER:
         limit = f"{int(MAX_NUMBER):,}"
         raise InvalidInput(
-            f"{what or f'Tag {name!r}'} is out of range: numbers must be between -{limit} and "
-            f"{limit} (decimals keep {NUMBER_PLACES} places).",
+            (
+                _(
+                    "%(value)s is out of range: numbers must be between -%(limit)s and %(limit)s "
+                    "(decimals keep %(number_places)s places)."
+                )
+                % {"value": what or f"Tag {name!r}", "limit": limit, "number_places": NUMBER_PLACES}
+            ),
             field=field or f"tags.{name}",
             code="out_of_range",
         )
@@ -148,7 +181,10 @@ def check_datetime(value: datetime, *, field: str, what: str) -> datetime:
         value.astimezone(UTC)
     except OverflowError:
         raise InvalidInput(
-            f"{what} is out of range: {value.isoformat()} must lie between the years 1 and 9999 in UTC.",
+            (
+                _("%(what)s is out of range: %(value)s must lie between the years 1 and 9999 in UTC.")
+                % {"what": what, "value": value.isoformat()}
+            ),
             field=field,
             code="out_of_range",
         ) from None
@@ -163,7 +199,8 @@ def validate_tag_name(name: str) -> str:
     name = (name or "").strip()
     if not TAG_NAME_RE.match(name):
         raise InvalidInput(
-            f"Tag name {name!r} is not allowed: use 1-64 letters, digits, spaces or _ . : / -.",
+            _("Tag name %(name)r is not allowed: use 1-64 letters, digits, spaces or _ . : / -.")
+            % {"name": name},
             field="tags",
             code="invalid_tag_name",
         )
@@ -187,7 +224,9 @@ def infer_type(value: Any) -> TagType:
             return TagType.DATETIME
         return TagType.STRING
     raise InvalidInput(
-        f"A tag value cannot be {type(value).__name__}.", field="tags", code="invalid_tag_value"
+        _("A tag value cannot be %(name__)s.") % {"name__": type(value).__name__},
+        field="tags",
+        code="invalid_tag_value",
     )
 
 
@@ -228,7 +267,10 @@ def _parse_dt(value: str, tz: tzinfo | None = None) -> datetime | None:
 def _wrong(name: str, type_: str, value: Any) -> InvalidInput:
     expected = TagType(type_).label.lower()
     return InvalidInput(
-        f"Tag {name!r} expects {expected}, got {value!r}.", field=f"tags.{name}", code="wrong_tag_type"
+        _("Tag %(name)r expects %(expected)s, got %(value)r.")
+        % {"name": name, "expected": expected, "value": value},
+        field=f"tags.{name}",
+        code="wrong_tag_type",
     )
 
 
@@ -245,7 +287,9 @@ def coerce(name: str, type_: str, value: Any, *, tz: tzinfo | None = None) -> An
             clean_text(value, field=f"tags.{name}", what=f"Tag {name!r}")
             if len(value) > MAX_TEXT:
                 raise InvalidInput(
-                    f"Tag {name!r} is longer than {MAX_TEXT} characters.", field=f"tags.{name}"
+                    _("Tag %(name)r is longer than %(max_text)s characters.")
+                    % {"name": name, "max_text": MAX_TEXT},
+                    field=f"tags.{name}",
                 )
             return value
         case TagType.INTEGER:
@@ -283,12 +327,17 @@ def coerce(name: str, type_: str, value: Any, *, tz: tzinfo | None = None) -> An
             ):
                 raise _wrong(name, type_, value)
             if len(value) > MAX_LIST or any(len(str(v)) > MAX_TEXT for v in value):
-                raise InvalidInput(f"Tag {name!r} has too many or too long items.", field=f"tags.{name}")
+                raise InvalidInput(
+                    _("Tag %(name)r has too many or too long items.") % {"name": name}, field=f"tags.{name}"
+                )
             items = [str(v) for v in value]
             for item in items:
                 clean_text(item, field=f"tags.{name}", what=f"Tag {name!r}")
             return list(dict.fromkeys(items))
-    raise InvalidInput(f"Tag {name!r} has an unknown type {type_!r}.", field=f"tags.{name}")
+    raise InvalidInput(
+        _("Tag %(name)r has an unknown type %(type_)r.") % {"name": name, "type_": type_},
+        field=f"tags.{name}",
+    )
 
 
 def parse_text(name: str, type_: str, text: str, *, tz: tzinfo | None = None) -> Any:
@@ -425,8 +474,13 @@ def check_new_definitions(
     per_request, per_project = settings.TAGS_NEW_PER_REQUEST, settings.TAGS_PER_PROJECT
     if len(new_names) > per_request:
         raise InvalidInput(
-            f"{len(new_names):,} new tags at once; at most {per_request:,} new tags may be created "
-            "in one request. Send the others in later requests, or use fewer tags.",
+            (
+                _(
+                    "%(value)s new tags at once; at most %(per_request)s new tags may be created in "
+                    "one request. Send the others in later requests, or use fewer tags."
+                )
+                % {"value": f"{len(new_names):,}", "per_request": f"{per_request:,}"}
+            ),
             field="tags",
             code="too_many_tags",
         )
@@ -434,9 +488,18 @@ def check_new_definitions(
         existing = TagDefinition.objects.for_project(project).count()
     if existing + len(new_names) > per_project:
         raise InvalidInput(
-            f"This project has {existing:,} tags and may have at most {per_project:,}: the new "
-            f"tag(s) {', '.join(repr(n) for n in sorted(new_names)[:5])} cannot be created. "
-            "Delete tags no longer used on the Tags page.",
+            (
+                _(
+                    "This project has %(existing)s tags and may have at most %(per_project)s: the "
+                    "new tag(s) %(value)s cannot be created. Delete tags no longer used on the Tags "
+                    "page."
+                )
+                % {
+                    "existing": f"{existing:,}",
+                    "per_project": f"{per_project:,}",
+                    "value": ", ".join(repr(n) for n in sorted(new_names)[:5]),
+                }
+            ),
             field="tags",
             code="too_many_tags",
         )
@@ -454,7 +517,9 @@ def get_or_create_definition(
     if not limits_checked:
         check_new_definitions(project, [name])
     type_ = infer_type_from_text(first_value) if from_text else infer_type(first_value)
-    definition, _ = TagDefinition.objects.get_or_create(project=project, name=name, defaults={"type": type_})
+    definition, _unused = TagDefinition.objects.get_or_create(
+        project=project, name=name, defaults={"type": type_}
+    )
     return definition
 
 

@@ -15,6 +15,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, pgettext_lazy
+
 from .models import Event
 
 
@@ -28,19 +31,19 @@ class Description:
 
 
 Describer = Callable[[Event], Description]
-CHANNEL_NAMES = {"whatsapp": "WhatsApp", "email": "email", "push": "push"}
+CHANNEL_NAMES = {"whatsapp": "WhatsApp", "email": gettext_lazy("email"), "push": gettext_lazy("push")}
 # Where a consent change or sign-up came from (ConsentSource values, and "whatsapp" for people who
 # first wrote to the business), in the words the timeline uses.
 SOURCE_NAMES = {
-    "panel": "the control panel",
-    "import": "a CSV import",
-    "api": "the API",
-    "keyword": "an inbound keyword",
-    "meta_preference": "Meta's preference webhook",
-    "unsubscribe_link": "the unsubscribe link in an email",
-    "email_provider": "a complaint to the email provider",
-    "push_device": "the push settings of a device",
-    "whatsapp": "a WhatsApp message",
+    "panel": gettext_lazy("the control panel"),
+    "import": gettext_lazy("a CSV import"),
+    "api": gettext_lazy("the API"),
+    "keyword": gettext_lazy("an inbound keyword"),
+    "meta_preference": gettext_lazy("Meta's preference webhook"),
+    "unsubscribe_link": gettext_lazy("the unsubscribe link in an email"),
+    "email_provider": gettext_lazy("a complaint to the email provider"),
+    "push_device": gettext_lazy("the push settings of a device"),
+    "whatsapp": gettext_lazy("a WhatsApp message"),
 }
 _describers: dict[str, Describer] = {}
 
@@ -98,10 +101,15 @@ def describe_consent(event: Event) -> Description:
     channel = CHANNEL_NAMES.get(attributes.get("channel") or "whatsapp", attributes.get("channel"))
     source = attributes.get("source") or ""
     if event.name == "Subscribed":
-        title = f"Subscribed ({channel})" if attributes.get("channel") else "Subscribed"
+        title = (
+            _("Subscribed (%(channel)s)") % {"channel": channel}
+            if attributes.get("channel")
+            else _("Subscribed")
+        )
     else:
-        title = f"Opted out of {channel}"
-    return Description(title=title, detail=f"via {SOURCE_NAMES.get(source, source)}" if source else "")
+        title = _("Opted out of %(channel)s") % {"channel": channel}
+    detail = _("via %(source)s") % {"source": SOURCE_NAMES.get(source, source)} if source else ""
+    return Description(title=title, detail=detail)
 
 
 register(["Subscribed", "Unsubscribed"], describe_consent)
@@ -112,12 +120,12 @@ register(["Subscribed", "Unsubscribed"], describe_consent)
 # names are campaigns' EVENT_NAMES; the words stay here, as the subscribers app cannot import
 # campaigns.
 CHANNEL_STEPS = {
-    "EmailDelivered": ("Email", "Delivered", ""),
-    "EmailOpened": ("Email", "Opened", "success"),
-    "EmailClicked": ("Email", "Clicked", "success"),
-    "EmailBounced": ("Email", "Bounced", "danger"),
-    "EmailComplained": ("Email", "Marked as spam", "danger"),
-    "PushOpened": ("Push", "Opened", "success"),
+    "EmailDelivered": (gettext_lazy("Email"), pgettext_lazy("status", "Delivered"), ""),
+    "EmailOpened": (gettext_lazy("Email"), pgettext_lazy("status", "Opened"), "success"),
+    "EmailClicked": (gettext_lazy("Email"), pgettext_lazy("status", "Clicked"), "success"),
+    "EmailBounced": (gettext_lazy("Email"), pgettext_lazy("status", "Bounced"), "danger"),
+    "EmailComplained": (gettext_lazy("Email"), pgettext_lazy("status", "Marked as spam"), "danger"),
+    "PushOpened": (gettext_lazy("Push"), pgettext_lazy("status", "Opened"), "success"),
 }
 
 
@@ -127,19 +135,29 @@ def describe_channel_event(event: Event) -> Description:
     attributes = event.attributes
     channel, step, tone = CHANNEL_STEPS[event.name]
     subject = attributes.get("subject") or attributes.get("title") or ""
-    title = f"{channel} “{subject}”" if subject else f"{channel} message"
+    if subject:
+        title = _("%(channel)s “%(subject)s”") % {"channel": channel, "subject": subject}
+    else:
+        title = _("%(channel)s message") % {"channel": channel}
     if event.name == "EmailClicked":
-        detail = f"Clicked {attributes.get('url')}" if attributes.get("url") else ""
+        detail = _("Clicked %(url)s") % {"url": attributes.get("url")} if attributes.get("url") else ""
     elif event.name == "EmailBounced":
-        kind = "Hard bounce" if attributes.get("bounce", "hard") == "hard" else "Soft bounce"
-        detail = f"{kind}: {attributes.get('reason') or 'no reason given'}"
+        kind = _("Hard bounce") if attributes.get("bounce", "hard") == "hard" else _("Soft bounce")
+        detail = _("%(kind)s: %(reason)s") % {
+            "kind": kind,
+            "reason": attributes.get("reason") or _("no reason given"),
+        }
     elif event.name == "EmailComplained":
-        detail = "The recipient marked it as spam: no more email to this address."
+        detail = _("The recipient marked it as spam: no more email to this address.")
     else:
         detail = ""
     message = attributes.get("message") or ""
     return Description(
-        title=title, detail=detail, step=step, tone=tone, group=f"{channel}:{message}" if message else ""
+        title=title,
+        detail=detail,
+        step=step,
+        tone=tone,
+        group=f"{event.name[:4]}:{message}" if message else "",
     )
 
 

@@ -33,6 +33,7 @@ from uuid import UUID
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from controlpanel.models import Project
 from controlpanel.services import Actor
@@ -124,7 +125,10 @@ def phone_from_wa_id(wa_id: str) -> str | None:
 
 def conflict(phone: str | None, external_id: str | None) -> InvalidInput:
     return InvalidInput(
-        f"The phone {phone} and the external id {external_id!r} belong to two different subscribers.",
+        (
+            _("The phone %(phone)s and the external id %(external_id)r belong to two different subscribers.")
+            % {"phone": phone, "external_id": external_id}
+        ),
         field="external_id",
         code="conflict",
     )
@@ -150,10 +154,15 @@ def match(
     target = p or x
     if target is None and not item.phone and not item.bsuid:
         if not item.external_id:
-            raise InvalidInput("A phone number (or a WhatsApp user id) is required.", field="phone")
+            raise InvalidInput(_("A phone number (or a WhatsApp user id) is required."), field="phone")
         raise InvalidInput(
-            f"No subscriber has the external id {item.external_id!r}, and without a phone number "
-            "no new one can be created.",
+            (
+                _(
+                    "No subscriber has the external id %(external_id)r, and without a phone number "
+                    "no new one can be created."
+                )
+                % {"external_id": item.external_id}
+            ),
             field="phone",
             code="not_found",
         )
@@ -183,7 +192,7 @@ def plan_changes(item: Item, target: Existing, now, taken_phone: bool = False) -
             changes[key] = value
     if "email" in changes:
         changes.update(address_reset())
-    for channel, attr, _ in CONSENTS:
+    for channel, attr, _unused in CONSENTS:
         state = getattr(item, attr)
         if state and target[f"{channel}_consent"] != state:
             changes[f"{channel}_consent"] = state
@@ -354,7 +363,7 @@ def upsert_subscribers(
         store.delete_tag_values(tag_deletes)
     if tag_inserts:
         store.insert_tag_values(tag_inserts)
-    for _, _, result in matched:
+    for _item, _target, result in matched:
         result.status = "updated" if result.subscriber_id in updates else "unchanged"
 
     ledger: list[dict[str, Any]] = []
@@ -410,11 +419,11 @@ def upsert_subscriber(*, project: Project, item: Item, source: str, actor: Actor
             result = upsert_subscribers(project=project, items=[item], source=source, actor=actor).results[0]
     except IntegrityError:
         raise InvalidInput(
-            "That subscriber was just created or changed by another request; retry.", code="conflict"
+            _("That subscriber was just created or changed by another request; retry."), code="conflict"
         ) from None
     except DefinitionGone:
         raise InvalidInput(
-            "A tag of this change was deleted meanwhile; send the change again.",
+            _("A tag of this change was deleted meanwhile; send the change again."),
             field="tags",
             code="conflict",
         ) from None

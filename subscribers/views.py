@@ -35,6 +35,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, path, reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST
 
 from controlpanel.models import Project, Role
@@ -255,16 +258,18 @@ def bounded_count(qs: QuerySet, limit: int | None = None) -> tuple[int, bool]:
 # --- the list --------------------------------------------------------------------------------------
 
 SORTS: dict[str, SortKey] = {
-    "newest": SortKey("Newest first", "created_at", descending=True),
-    "oldest": SortKey("Oldest first", "created_at", descending=False),
-    "name": SortKey("Name A to Z", "name", descending=False),
-    "last_inbound": SortKey("Wrote to us lately", "last_inbound_at", descending=True, only_set=True),
+    "newest": SortKey(gettext_lazy("Newest first"), "created_at", descending=True),
+    "oldest": SortKey(gettext_lazy("Oldest first"), "created_at", descending=False),
+    "name": SortKey(gettext_lazy("Name A to Z"), "name", descending=False),
+    "last_inbound": SortKey(
+        gettext_lazy("Wrote to us lately"), "last_inbound_at", descending=True, only_set=True
+    ),
 }
 FILTER_PARAMS = ("q", "consent", "email_consent", "tag", "value", "segment", "sort")
 # Filter parameter -> the consent column it filters, and its label on the list.
 CONSENT_FILTERS = {
-    "consent": ("whatsapp_consent", "WhatsApp consent"),
-    "email_consent": ("email_consent", "Email consent"),
+    "consent": ("whatsapp_consent", gettext_lazy("WhatsApp consent")),
+    "email_consent": ("email_consent", gettext_lazy("Email consent")),
 }
 _PHONEISH = re.compile(r"^[\d\s()+./-]+$")
 
@@ -288,7 +293,7 @@ class ListFilters:
         for param in CONSENT_FILTERS:
             state = getattr(f, param)
             if state and state not in ConsentState.values:
-                f.errors[param] = f"Unknown consent state {state!r}."
+                f.errors[param] = _("Unknown consent state %(state)r.") % {"state": state}
         return f
 
     @property
@@ -379,7 +384,7 @@ def _tag_conditions(project: Project, name: str, value: str) -> list:
         return [Q(**{f"{col}__iexact": value})]
     definition = TagDefinition.objects.for_project(project).filter(name__iexact=name).first()
     if definition is None:
-        raise InvalidInput(f"This project has no tag named {name!r}.", field="tag")
+        raise InvalidInput(_("This project has no tag named %(name)r.") % {"name": name}, field="tag")
     values = TagValue.objects.filter(subscriber=OuterRef("pk"), tag=definition)
     if not value:
         return [Exists(values)]
@@ -399,7 +404,7 @@ def filtered_subscribers(project: Project, f: ListFilters, segments: dict) -> Qu
         qs = qs.filter(**{f"{key.field}__isnull": False})
     if f.q:
         qs = _search(project, qs, f.q)
-    for param, (column, _) in CONSENT_FILTERS.items():
+    for param, (column, _label) in CONSENT_FILTERS.items():
         state = getattr(f, param)
         if state and param not in f.errors:
             qs = qs.filter(**{column: state})
@@ -412,12 +417,15 @@ def filtered_subscribers(project: Project, f: ListFilters, segments: dict) -> Qu
         audience = _segment_audience()
         segment = segments.get(f.segment)
         if audience is None or segment is None:
-            f.errors["segment"] = "That segment does not exist (any more)."
+            f.errors["segment"] = _("That segment does not exist (any more).")
         else:
             try:
                 qs = qs.filter(pk__in=audience(project, segment.rule).values("pk"))
             except InvalidInput as exc:  # e.g. a tag the rule names was deleted since
-                f.errors["segment"] = f"Segment “{segment.name}” cannot be applied: {exc.message}"
+                f.errors["segment"] = _("Segment “%(name)s” cannot be applied: %(error)s") % {
+                    "name": segment.name,
+                    "error": exc.message,
+                }
     return qs.none() if f.errors else qs
 
 
@@ -448,11 +456,18 @@ def subscriber_list(request: HttpRequest) -> HttpResponse:
     else:
         count, more = bounded_count(qs)
     list_url = reverse("subscribers:list", args=[project.slug])
-    noun = "subscriber" if count == 1 and not more else "subscribers"
-    verb = ("matches" if noun == "subscriber" else "match") if f.active else ""
+    shown = number_format(count, force_grouping=True)
+    if more:
+        count_label = (
+            _("More than %(count)s subscribers match") if f.active else _("More than %(count)s subscribers")
+        )
+    elif f.active:
+        count_label = ngettext("%(count)s subscriber matches", "%(count)s subscribers match", count)
+    else:
+        count_label = ngettext("%(count)s subscriber", "%(count)s subscribers", count)
     context = {
-        "count_label": " ".join(filter(None, ["More than" if more else "", f"{count:,}", noun, verb])),
-        "all_label": f"{count:,}+" if more else f"{count:,}",
+        "count_label": count_label % {"count": shown},
+        "all_label": f"{shown}+" if more else shown,
         "tab": "subscribers",
         "next_url": list_url + f.query(after=page.next_cursor) if page.next_cursor else None,
         "prev_url": list_url + f.query(before=page.prev_cursor) if page.prev_cursor else None,
@@ -462,7 +477,7 @@ def subscriber_list(request: HttpRequest) -> HttpResponse:
         "consent_states": ConsentState.choices,
         "consent_filters": [
             {"param": param, "label": label, "value": getattr(f, param), "error": f.errors.get(param)}
-            for param, (_, label) in CONSENT_FILTERS.items()
+            for param, (_column, label) in CONSENT_FILTERS.items()
         ],
         "segments": segments,
         "segments_available": _segment_audience() is not None,
@@ -512,7 +527,7 @@ def subscriber_bulk(request: HttpRequest) -> HttpResponse:
         if exc.code == "empty":
             messages.warning(request, exc.message)
         else:
-            messages.error(request, f"Nothing changed: {exc.message}")
+            messages.error(request, _("Nothing changed: %(error)s") % {"error": exc.message})
         return redirect(back)
     return redirect("subscribers:bulk_job", project.slug, job.public_id)
 
@@ -580,6 +595,10 @@ class TagRow:
     editing: bool = False
     error: str = ""
     draft: str | None = None  # what the user typed, kept when it was refused
+    label: str = ""  # the name shown: a built-in tag's in the user's language
+
+    def __post_init__(self) -> None:
+        self.label = self.label or self.name
 
     @property
     def type_label(self) -> str:
@@ -615,7 +634,9 @@ def _builtin_row(tag: tagtypes.BuiltinTag, subscriber: Subscriber) -> TagRow:
     value = getattr(subscriber, tag.field)
     if tag.field == "whatsapp_consent":
         value = value == ConsentState.OPTED_IN
-    return TagRow(tag.field, tag.name, tag.type, builtin=True, editable=tag.writable, value=value)
+    return TagRow(
+        tag.field, tag.name, tag.type, builtin=True, editable=tag.writable, value=value, label=tag.label
+    )
 
 
 def _custom_row(definition: TagDefinition, values: list[TagValue]) -> TagRow:
@@ -752,7 +773,7 @@ def subscriber_tag(request: HttpRequest, subscriber_id: uuid.UUID, key: str) -> 
         except InvalidInput as exc:
             row.error = exc.message
         except IntegrityError:
-            row.error = f"Another subscriber already has this {row.name.lower()}."
+            row.error = _("Another subscriber already has this %(tag)s.") % {"tag": row.name.lower()}
         if row.error:
             row.editing, row.draft = True, request.POST.get("value", "")
             if not request.htmx:
@@ -761,7 +782,7 @@ def subscriber_tag(request: HttpRequest, subscriber_id: uuid.UUID, key: str) -> 
                 return render(request, "subscribers/subscriber_detail.html", context)
         else:
             if not request.htmx:
-                messages.success(request, f"Tag “{row.name}” saved.")
+                messages.success(request, _("Tag “%(name)s” saved.") % {"name": row.name})
                 return redirect(_detail_url(subscriber, f"tag-row-{key}"))
             subscriber.refresh_from_db()
             subscriber.project = request.project
@@ -792,7 +813,7 @@ def subscriber_tag_remove(request: HttpRequest, subscriber_id: uuid.UUID, key: s
         messages.error(request, exc.message)
         return redirect(_detail_url(subscriber, "subscriber-tags"))
     if not request.htmx:
-        messages.success(request, f"Tag “{name}” removed.")
+        messages.success(request, _("Tag “%(name)s” removed.") % {"name": name})
         return redirect(_detail_url(subscriber, "subscriber-tags"))
     if isinstance(target, TagDefinition):
         return HttpResponse("")  # the row disappears
@@ -820,9 +841,9 @@ def subscriber_tag_add(request: HttpRequest, subscriber_id: uuid.UUID) -> HttpRe
             else value
         )
         if not text.strip():
-            form.add_error("value", "Give the tag a value.")
+            form.add_error("value", _("Give the tag a value."))
         elif builtin is not None and not builtin.writable:
-            form.add_error("name", f"Tag {builtin.name!r} is maintained by the platform.")
+            form.add_error("name", _("Tag %(name)r is maintained by the platform.") % {"name": builtin.name})
         else:
             try:
                 with transaction.atomic():
@@ -832,9 +853,11 @@ def subscriber_tag_add(request: HttpRequest, subscriber_id: uuid.UUID) -> HttpRe
             except InvalidInput as exc:
                 form.add_error("name" if exc.code == "invalid_tag_name" else "value", exc.message)
             except IntegrityError:
-                form.add_error("value", f"Another subscriber already has this {name.lower()}.")
+                form.add_error(
+                    "value", _("Another subscriber already has this %(tag)s.") % {"tag": name.lower()}
+                )
     if form.is_valid() and not request.htmx:
-        messages.success(request, f"Tag “{form.cleaned_data['name']}” set.")
+        messages.success(request, _("Tag “%(name)s” set.") % {"name": form.cleaned_data["name"]})
         return redirect(_detail_url(subscriber, "subscriber-tags"))
     subscriber.refresh_from_db()
     subscriber.project = request.project
@@ -874,10 +897,14 @@ def subscriber_consent(request: HttpRequest, subscriber_id: uuid.UUID) -> HttpRe
             form.add_error("evidence", exc.message)
         else:
             if change is None:
-                messages.info(request, f"Already {state.label.lower()}; nothing changed.")
+                messages.info(
+                    request, _("Already %(state)s; nothing changed.") % {"state": state.label.lower()}
+                )
             else:
                 messages.success(
-                    request, f"{channel.label} consent: {state.label.lower()}. Recorded in the ledger."
+                    request,
+                    _("%(channel)s consent: %(state)s. Recorded in the ledger.")
+                    % {"channel": channel.label, "state": state.label.lower()},
                 )
             return redirect(_detail_url(subscriber, CONSENT_ANCHORS[channel]))
     context = _detail_context(request, subscriber, consent_form=form)
@@ -912,7 +939,9 @@ def subscriber_erase(request: HttpRequest, subscriber_id: uuid.UUID) -> HttpResp
     if request.method == "POST" and form.is_valid():
         label = str(subscriber)
         erase_subscriber(subscriber=subscriber, actor=_actor(request))
-        messages.success(request, f"{label} was erased: profile, tags, events and consent history.")
+        messages.success(
+            request, _("%(name)s was erased: profile, tags, events and consent history.") % {"name": label}
+        )
         return redirect("subscribers:list", request.project.slug)
     context = {"tab": "subscribers", "subscriber": subscriber, "form": form, "expected": expected}
     return render(request, "subscribers/subscriber_erase.html", context)
@@ -935,13 +964,18 @@ def subscriber_add(request: HttpRequest) -> HttpResponse:
                 same_phone = data.phone and existing.phone == data.phone
                 form.add_error(
                     "phone" if same_phone else "external_id",
-                    f"{existing} has this {'phone number' if same_phone else 'external id'} already.",
+                    (
+                        _("%(name)s has this phone number already.")
+                        if same_phone
+                        else _("%(name)s has this external id already.")
+                    )
+                    % {"name": existing},
                 )
             else:
-                subscriber, _ = upsert_subscriber(
+                subscriber, _created = upsert_subscriber(
                     project=project, data=data, actor=_actor(request), source=ConsentSource.PANEL
                 )
-                messages.success(request, f"{subscriber} was added.")
+                messages.success(request, _("%(name)s was added.") % {"name": subscriber})
                 return redirect("subscribers:detail", project.slug, subscriber.public_id)
         except InvalidInput as exc:
             form.add_service_error(exc)
@@ -968,7 +1002,7 @@ def subscriber_edit(request: HttpRequest, subscriber_id: uuid.UUID) -> HttpRespo
     existing = None
     if request.method == "POST" and form.is_valid():
         try:
-            saved, _ = update_subscriber(
+            saved, _changed = update_subscriber(
                 project=project,
                 subscriber=subscriber,
                 changes=form.raw(),
@@ -979,7 +1013,7 @@ def subscriber_edit(request: HttpRequest, subscriber_id: uuid.UUID) -> HttpRespo
             form.add_service_error(exc)
             existing = getattr(exc, "other", None)
         else:
-            messages.success(request, f"{saved} was saved.")
+            messages.success(request, _("%(name)s was saved.") % {"name": saved})
             return redirect("subscribers:detail", project.slug, subscriber.public_id)
     context = {"tab": "subscribers", "form": form, "existing": existing, "subscriber": subscriber}
     return render(request, "subscribers/subscriber_form.html", context)
@@ -1018,7 +1052,7 @@ def event_list(request: HttpRequest) -> HttpResponse:
     if who:
         subscriber = _find_subscriber_ref(project, who)
         if subscriber is None:
-            error = f"No subscriber has the phone number, id or external id {who!r}."
+            error = _("No subscriber has the phone number, id or external id %(who)r.") % {"who": who}
             qs = qs.none()
         else:
             qs = qs.filter(subscriber=subscriber)
@@ -1097,7 +1131,7 @@ def event_stats(request: HttpRequest, name: str) -> HttpResponse:
         if rows:
             top_values.append({"attribute": attribute, "rows": rows})
     chart = {
-        "label": f"{name} per day",
+        "label": _("%(name)s per day") % {"name": name},
         "labels": [d.isoformat() for d in series],
         "data": [per_day.get(d, 0) for d in series],
     }
@@ -1145,7 +1179,9 @@ def event_attribute_index(request: HttpRequest, name: str) -> HttpResponse:
             AttributeIndex.objects.for_project(project), event_name=name, attribute=attribute
         )
         attribute_indexes.remove_index(index=index, actor=_actor(request))
-        messages.success(request, f"The index on “{attribute}” is being removed.")
+        messages.success(
+            request, _("The index on “%(attribute)s” is being removed.") % {"attribute": attribute}
+        )
         return redirect(url)
     try:
         attribute_indexes.request_index(
@@ -1156,7 +1192,8 @@ def event_attribute_index(request: HttpRequest, name: str) -> HttpResponse:
         return redirect(url)
     messages.success(
         request,
-        f"“{attribute}” is being indexed. Segment counts that filter on it get faster once it is ready.",
+        _("“%(attribute)s” is being indexed. Segment counts that filter on it get faster once it is ready.")
+        % {"attribute": attribute},
     )
     return redirect(url)
 
@@ -1175,12 +1212,17 @@ def tag_list(request: HttpRequest) -> HttpResponse:
         except InvalidInput as exc:
             form.add_service_error(exc)
         else:
-            messages.success(request, f"Tag “{definition.name}” ({definition.get_type_display()}) created.")
+            messages.success(
+                request,
+                _("Tag “%(name)s” (%(type)s) created.")
+                % {"name": definition.name, "type": definition.get_type_display()},
+            )
             return redirect("subscribers:tags", project.slug)
     builtin_usage = tag_usage.builtin_usage(project)
     builtin_rows = [
         {
             "name": t.name,
+            "label": t.label,
             "type": TagType(t.type).label,
             "usage": builtin_usage[t.field],
             "writable": t.writable,
@@ -1205,7 +1247,11 @@ def tag_delete(request: HttpRequest, tag_id: uuid.UUID) -> HttpResponse:
     except InvalidInput as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, f"Tag “{definition.name}” deleted with {removed:,} value(s).")
+        messages.success(
+            request,
+            _("Tag “%(name)s” deleted with %(count)s value(s).")
+            % {"name": definition.name, "count": number_format(removed, force_grouping=True)},
+        )
     return HttpResponseRedirect(reverse("subscribers:tags", args=[project.slug]))
 
 

@@ -18,20 +18,20 @@
   const fieldsByName = new Map(schema.fields.map((f) => [f.name, f]));
 
   const KINDS = [
-    ["tag", "Tag"],
-    ["event", "Event"],
-    ["field", "Profile field"],
-    ["segment", "In segment"],
-    ["reachability", "Reachable"],
-    ["all", "Everyone"],
-    ["none", "Nobody"],
+    ["tag", pgettext("noun", "Tag")],
+    ["event", gettext("Event")],
+    ["field", gettext("Profile field")],
+    ["segment", gettext("In segment")],
+    ["reachability", gettext("Reachable")],
+    ["all", gettext("Everyone")],
+    ["none", gettext("Nobody")],
   ];
   const WINDOWS = [
-    ["", "at any time"],
-    ["days", "in the last … days"],
-    ["hours", "in the last … hours"],
-    ["since", "since …"],
-    ["between", "between …"],
+    ["", gettext("at any time")],
+    ["days", gettext("in the last … days")],
+    ["hours", gettext("in the last … hours")],
+    ["since", gettext("since …")],
+    ["between", gettext("between …")],
   ];
 
   function asGroup(node) {
@@ -73,7 +73,7 @@
       }
     }
     if (!found && value !== undefined && value !== null && value !== "") {
-      s.prepend(el("option", { value, text: `${value} (unknown)` }));
+      s.prepend(el("option", { value, text: interpolate(gettext("%(value)s (unknown)"), { value }, true) }));
     }
     s.value = value === undefined || value === null ? "" : String(value);
     s.addEventListener("change", () => onChange(s.value));
@@ -185,12 +185,12 @@
 
   function scalarInput(key, label, type, value, onValue) {
     if (type === "boolean") {
-      return select(key, label, [["true", "true"], ["false", "false"]], String(value), (v) => onValue(v === "true"));
+      return select(key, label, [["true", gettext("true")], ["false", gettext("false")]], String(value), (v) => onValue(v === "true"));
     }
     if (type === "consent") {
       return select(key, label, schema.consentValues.map((v) => [v, v.replace("_", " ")]), value, onValue);
     }
-    const attrs = { placeholder: "value" };
+    const attrs = { placeholder: gettext("value") };
     if (type === "integer" || type === "decimal") Object.assign(attrs, { type: "number", step: "any", class: "form-control form-control-sm sb-number" });
     if (type === "date" || (type === "datetime" && (!value || String(value).length === 10))) attrs.type = "date";
     if (type === "datetime" && attrs.type !== "date") attrs.placeholder = "YYYY-MM-DDTHH:MM";
@@ -201,29 +201,29 @@
     if (op === "any" || op === "none") return [];
     if (op === "within") {
       return [
-        input(`${key}:value`, "days", holder.value, (v) => { holder.value = convert("integer", v); changed(); },
+        input(`${key}:value`, gettext("days"), holder.value, (v) => { holder.value = convert("integer", v); changed(); },
           { type: "number", min: "1", step: "1", class: "form-control form-control-sm sb-number" }),
-        words("days"),
+        words(gettext("days")),
       ];
     }
     if (op === "between") {
       const pair = Array.isArray(holder.value) ? holder.value : ["", ""];
       return [
-        scalarInput(`${key}:from`, "from", type, pair[0], (v) => { pair[0] = v; holder.value = pair; changed(); }),
-        words("and"),
-        scalarInput(`${key}:to`, "to", type, pair[1], (v) => { pair[1] = v; holder.value = pair; changed(); }),
+        scalarInput(`${key}:from`, gettext("from"), type, pair[0], (v) => { pair[0] = v; holder.value = pair; changed(); }),
+        words(gettext("and")),
+        scalarInput(`${key}:to`, gettext("to"), type, pair[1], (v) => { pair[1] = v; holder.value = pair; changed(); }),
       ];
     }
     if (op === "in" || op === "notin") {
       const list = Array.isArray(holder.value) ? holder.value.join(", ") : "";
       return [
-        input(`${key}:list`, "values, separated by commas", list, (v) => {
+        input(`${key}:list`, gettext("values, separated by commas"), list, (v) => {
           holder.value = v.split(",").map((x) => x.trim()).filter((x) => x !== "").map((x) => convert(type, x));
           changed();
         }, { placeholder: "a, b, c", class: "form-control form-control-sm sb-list" }),
       ];
     }
-    return [scalarInput(`${key}:value`, "value", type, holder.value, (v) => { holder.value = v; changed(); })];
+    return [scalarInput(`${key}:value`, gettext("value"), type, holder.value, (v) => { holder.value = v; changed(); })];
   }
 
   // ---- rendering --------------------------------------------------------------------------------
@@ -249,33 +249,33 @@
     const negate = el("input", { type: "checkbox", class: "form-check-input", "data-key": `${path}:negate`, checked: node.negate });
     negate.addEventListener("change", () => { node.negate = negate.checked; changed(true); });
     const header = el("div", { class: "sb-group-header" }, [
-      el("label", { class: "form-check form-switch mb-0 sb-not", title: "Match everyone who does NOT match this group" }, [
-        negate, el("span", { class: "form-check-label", text: "NOT" }),
+      el("label", { class: "form-check form-switch mb-0 sb-not", title: gettext("Match everyone who does NOT match this group") }, [
+        negate, el("span", { class: "form-check-label", text: gettext("NOT") }),
       ]),
-      words(node.negate ? "Exclude subscribers matching" : "Subscribers matching"),
-      select(`${path}:op`, "all or any", [["and", "all"], ["or", "any"]], node.op, (v) => { node.op = v; changed(true); },
+      words(node.negate ? gettext("Exclude subscribers matching") : gettext("Subscribers matching")),
+      select(`${path}:op`, gettext("all or any"), [["and", gettext("all")], ["or", gettext("any")]], node.op, (v) => { node.op = v; changed(true); },
         { class: "form-select form-select-sm sb-op" }),
-      words("of:"),
+      words(gettext("of:")),
     ]);
     if (parent) {
-      header.append(button("×", "Remove this group", () => { parent.children.splice(index, 1); changed(true); },
+      header.append(button("×", gettext("Remove this group"), () => { parent.children.splice(index, 1); changed(true); },
         "btn btn-sm btn-ghost-danger ms-auto sb-remove"));
     }
     box.append(header);
     const list = el("div", { class: "sb-children" });
     node.children.forEach((child, i) => {
-      if (i > 0) list.append(el("div", { class: "sb-connector", text: node.op === "or" ? "OR" : "AND" }));
+      if (i > 0) list.append(el("div", { class: "sb-connector", text: node.op === "or" ? gettext("OR") : gettext("AND") }));
       const childPath = `${path}.${i}`;
       list.append(child && child.type === "group" ? renderGroup(child, childPath, node, i) : renderCondition(child, childPath, node, i));
     });
-    if (!node.children.length) list.append(el("div", { class: "text-secondary small sb-hint", text: "No conditions yet." }));
+    if (!node.children.length) list.append(el("div", { class: "text-secondary small sb-hint", text: gettext("No conditions yet.") }));
     box.append(list);
     box.append(el("div", { class: "sb-group-footer" }, [
-      button("+ Condition", "Add a condition", () => {
+      button(gettext("+ Condition"), gettext("Add a condition"), () => {
         node.children.push(newCondition("tag"));
         changed(true, `${path}.${node.children.length - 1}:kind`);
       }, "btn btn-sm"),
-      button("+ Group", "Add a nested group", () => {
+      button(gettext("+ Group"), gettext("Add a nested group"), () => {
         node.children.push({ type: "group", op: node.op === "and" ? "or" : "and", negate: false, children: [newCondition("tag")] });
         changed(true, `${path}.${node.children.length - 1}.0:kind`);
       }, "btn btn-sm btn-ghost-primary"),
@@ -286,7 +286,7 @@
   function renderCondition(node, path, parent, index) {
     const controls = el("div", { class: "sb-controls" });
     const row = el("div", { class: "sb-condition", "data-path": path, "data-testid": "condition" }, [controls]);
-    controls.append(select(`${path}:kind`, "Condition kind", KINDS, node.type, (kind) => {
+    controls.append(select(`${path}:kind`, gettext("Condition kind"), KINDS, node.type, (kind) => {
       parent.children[index] = newCondition(kind);
       changed(true);
     }, { class: "form-select form-select-sm sb-kind" }));
@@ -298,9 +298,9 @@
       reachability: reachControls,
     }[node.type];
     if (kindControls) controls.append(...kindControls(node, path));
-    else if (node.type === "all") controls.append(words("every subscriber"));
-    else if (node.type === "none") controls.append(words("no subscriber"));
-    row.append(button("×", "Remove this condition", () => { parent.children.splice(index, 1); changed(true); },
+    else if (node.type === "all") controls.append(words(gettext("every subscriber")));
+    else if (node.type === "none") controls.append(words(gettext("no subscriber")));
+    row.append(button("×", gettext("Remove this condition"), () => { parent.children.splice(index, 1); changed(true); },
       "btn btn-sm btn-ghost-danger sb-remove"));
     return row;
   }
@@ -308,7 +308,7 @@
   function opAndValue(node, path, type, ops) {
     node.op = fitOp(node.op, ops);
     return [
-      select(`${path}:op`, "Operator", ops, node.op, (op) => { node.op = op; fitValue(node, type, op); changed(true); },
+      select(`${path}:op`, gettext("Operator"), ops, node.op, (op) => { node.op = op; fitValue(node, type, op); changed(true); },
         { class: "form-select form-select-sm sb-operator" }),
       ...valueControls(node, type, node.op, path),
       ...matchCase(node, type, path),
@@ -325,8 +325,8 @@
       changed();
     });
     return [el("label", { class: "form-check form-check-inline mb-0 small sb-match-case",
-      title: "Compare upper and lower case and accents exactly" }, [
-      box, el("span", { class: "form-check-label", text: "match case" }),
+      title: gettext("Compare upper and lower case and accents exactly") }, [
+      box, el("span", { class: "form-check-label", text: gettext("match case") }),
     ])];
   }
 
@@ -334,11 +334,11 @@
     const type = typeOfTag(node.tag);
     const tag = tagsByName.get(String(node.tag || "").toLowerCase());
     const options = [
-      { group: "Custom tags", options: schema.tags.filter((t) => !t.builtin).map((t) => [t.name, `${t.name} (${t.type})`]) },
-      { group: "Built-in", options: schema.tags.filter((t) => t.builtin).map((t) => [t.name, t.name]) },
+      { group: gettext("Custom tags"), options: schema.tags.filter((t) => !t.builtin).map((t) => [t.name, `${t.name} (${t.type})`]) },
+      { group: gettext("Built-in"), options: schema.tags.filter((t) => t.builtin).map((t) => [t.name, t.label || t.name]) },
     ];
     return [
-      select(`${path}:tag`, "Tag", options, tag ? tag.name : node.tag, (name) => {
+      select(`${path}:tag`, pgettext("noun", "Tag"), options, tag ? tag.name : node.tag, (name) => {
         node.tag = name;
         const newType = typeOfTag(name);
         const ops = (tagsByName.get(name.toLowerCase()) || {}).ops || [];
@@ -354,7 +354,7 @@
   function fieldControls(node, path) {
     const field = fieldsByName.get(node.field) || schema.fields[0];
     return [
-      select(`${path}:field`, "Field", schema.fields.map((f) => [f.name, f.label]), node.field, (name) => {
+      select(`${path}:field`, gettext("Field"), schema.fields.map((f) => [f.name, f.label]), node.field, (name) => {
         const newField = fieldsByName.get(name);
         if (newField.type !== field.type) delete node.value;
         node.field = name;
@@ -371,10 +371,10 @@
     const event = eventsByName.get(node.event);
     const performed = !(node.op === "eq" && Number(node.count) === 0);
     const parts = [
-      select(`${path}:performed`, "Performed or not", [["yes", "performed"], ["no", "did not perform"]], performed ? "yes" : "no",
+      select(`${path}:performed`, gettext("Performed or not"), [["yes", gettext("performed")], ["no", gettext("did not perform")]], performed ? "yes" : "no",
         (v) => { Object.assign(node, v === "yes" ? { op: "gte", count: 1 } : { op: "eq", count: 0 }); changed(true); },
         { class: "form-select form-select-sm sb-performed" }),
-      select(`${path}:event`, "Event", schema.events.map((e) => [e.name, e.name]), node.event, (name) => {
+      select(`${path}:event`, gettext("Event"), schema.events.map((e) => [e.name, e.name]), node.event, (name) => {
         node.event = name;
         const attributes = new Set(((eventsByName.get(name) || {}).attributes || []).map((a) => a.name));
         node.where = node.where.filter((w) => attributes.has(w.attribute));
@@ -383,15 +383,15 @@
     ];
     if (performed) {
       parts.push(
-        select(`${path}:countop`, "How often", schema.countOps, node.op, (op) => { node.op = op; changed(true); },
+        select(`${path}:countop`, gettext("How often"), schema.countOps, node.op, (op) => { node.op = op; changed(true); },
           { class: "form-select form-select-sm sb-operator" }),
-        input(`${path}:count`, "times", node.count, (v) => { node.count = convert("integer", v); changed(); },
+        input(`${path}:count`, gettext("times"), node.count, (v) => { node.count = convert("integer", v); changed(); },
           { type: "number", min: "0", step: "1", class: "form-control form-control-sm sb-number" }),
-        words(Number(node.count) === 1 ? "time" : "times"),
+        words(ngettext("time", "times", Number(node.count))),
       );
     }
     const window = node.window || {};
-    parts.push(select(`${path}:window`, "When", WINDOWS, window.kind || "", (kind) => {
+    parts.push(select(`${path}:window`, gettext("When"), WINDOWS, window.kind || "", (kind) => {
       const today = new Date().toISOString().slice(0, 10);
       node.window = kind === "" ? null
         : kind === "days" ? { kind, n: 30 }
@@ -401,12 +401,13 @@
       changed(true);
     }, { class: "form-select form-select-sm sb-window" }));
     if (window.kind === "days" || window.kind === "hours") {
-      parts.push(input(`${path}:n`, window.kind, window.n, (v) => { window.n = convert("integer", v); changed(); },
-        { type: "number", min: "1", step: "1", class: "form-control form-control-sm sb-number" }), words(window.kind));
+      const unit = window.kind === "days" ? gettext("days") : gettext("hours");
+      parts.push(input(`${path}:n`, unit, window.n, (v) => { window.n = convert("integer", v); changed(); },
+        { type: "number", min: "1", step: "1", class: "form-control form-control-sm sb-number" }), words(unit));
     } else if (window.kind === "since" || window.kind === "between") {
-      parts.push(input(`${path}:from`, "from", window.from, (v) => { window.from = v; changed(); }, { type: "date" }));
+      parts.push(input(`${path}:from`, gettext("from"), window.from, (v) => { window.from = v; changed(); }, { type: "date" }));
       if (window.kind === "between") {
-        parts.push(words("and"), input(`${path}:to`, "to", window.to, (v) => { window.to = v; changed(); }, { type: "date" }));
+        parts.push(words(gettext("and")), input(`${path}:to`, gettext("to"), window.to, (v) => { window.to = v; changed(); }, { type: "date" }));
       }
     }
     const attributes = event ? event.attributes : [];
@@ -418,8 +419,8 @@
       cond.op = fitOp(cond.op, ops);
       const key = `${path}:where${i}`;
       where.append(el("div", { class: "sb-where-row", "data-testid": "attribute-condition" }, [
-        words("where"),
-        select(`${key}:attribute`, "Attribute", attributes.map((a) => [a.name, `${a.name} (${a.type})`]), cond.attribute, (name) => {
+        words(gettext("where")),
+        select(`${key}:attribute`, gettext("Attribute"), attributes.map((a) => [a.name, `${a.name} (${a.type})`]), cond.attribute, (name) => {
           const next = attributes.find((a) => a.name === name);
           if (!next || next.type !== type) delete cond.value;
           cond.attribute = name;
@@ -427,15 +428,15 @@
           fitValue(cond, next ? next.type : "string", cond.op);
           changed(true);
         }, { class: "form-select form-select-sm sb-subject" }),
-        select(`${key}:op`, "Operator", ops, cond.op, (op) => { cond.op = op; fitValue(cond, type, op); changed(true); },
+        select(`${key}:op`, gettext("Operator"), ops, cond.op, (op) => { cond.op = op; fitValue(cond, type, op); changed(true); },
           { class: "form-select form-select-sm sb-operator" }),
         ...valueControls(cond, type, cond.op, key),
         ...matchCase(cond, type, key),
-        button("×", "Remove this attribute condition", () => { node.where.splice(i, 1); changed(true); },
+        button("×", gettext("Remove this attribute condition"), () => { node.where.splice(i, 1); changed(true); },
           "btn btn-sm btn-ghost-danger sb-remove"),
       ]));
     });
-    const add = button("+ where …", "Add an attribute condition", () => {
+    const add = button(gettext("+ where …"), gettext("Add an attribute condition"), () => {
       const first = attributes[0];
       const cond = { attribute: first.name, op: first.ops[0][0] };
       fitValue(cond, first.type, cond.op);
@@ -444,7 +445,7 @@
     }, "btn btn-sm btn-ghost-secondary");
     if (!attributes.length) {
       add.disabled = true;
-      add.title = "This event has no attributes";
+      add.title = gettext("This event has no attributes");
     }
     where.append(add);
     parts.push(where);
@@ -452,8 +453,8 @@
   }
 
   function segmentControls(node, path) {
-    if (!schema.segments.length) return [words("No other segments yet.")];
-    return [select(`${path}:segment`, "Segment", schema.segments.map((s) => [s.id, s.name]), node.segment, (id) => {
+    if (!schema.segments.length) return [words(gettext("No other segments yet."))];
+    return [select(`${path}:segment`, gettext("Segment"), schema.segments.map((s) => [s.id, s.name]), node.segment, (id) => {
       node.segment = id;
       node.name = (schema.segments.find((s) => s.id === id) || {}).name || "";
       changed(true);
@@ -461,7 +462,7 @@
   }
 
   function reachControls(node, path) {
-    return [select(`${path}:channel`, "Channel", schema.reachability, node.channel, (v) => { node.channel = v; changed(); },
+    return [select(`${path}:channel`, gettext("Channel"), schema.reachability, node.channel, (v) => { node.channel = v; changed(); },
       { class: "form-select form-select-sm sb-subject" })];
   }
 

@@ -17,7 +17,12 @@
     const checked = form.querySelectorAll("[data-bulk-row]:checked").length;
     const label = form.querySelector("[data-bulk-selected]");
     const all = form.querySelector("[data-bulk-all-matching]");
-    if (label) label.textContent = checked ? `${checked} selected, or:` : "Select rows, or:";
+    if (label) {
+      const count = new Intl.NumberFormat(document.documentElement.lang).format(checked);
+      label.textContent = checked
+        ? interpolate(ngettext("%(count)s selected, or:", "%(count)s selected, or:", checked), { count }, true)
+        : gettext("Select rows, or:");
+    }
     const toggle = form.querySelector("[data-bulk-toggle]");
     if (toggle) {
       toggle.checked = rows.length > 0 && checked === rows.length;
@@ -66,6 +71,7 @@
         datasets: [{ label: series.label, data: series.data, backgroundColor: "#25d366" }],
       },
       options: {
+        locale: document.documentElement.lang,
         maintainAspectRatio: false,
         plugins: { legend: { display: false } },
         scales: { y: { beginAtZero: true, ticks: { precision: 0 } } },

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from django.conf import settings
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
 
 from ..models import ImportJob, UndecodableRows
 
@@ -87,13 +89,13 @@ class FileFormat:
 
 def _looks_binary(head: bytes) -> str | None:
     if head.startswith(b"PK\x03\x04"):
-        return "This is an Excel or other zipped file, not a CSV. Save it as “CSV UTF-8” and upload that."
+        return _("This is an Excel or other zipped file, not a CSV. Save it as “CSV UTF-8” and upload that.")
     if head.startswith(b"\xd0\xcf\x11\xe0"):
-        return "This is an old Excel (.xls) file, not a CSV. Save it as “CSV UTF-8” and upload that."
+        return _("This is an old Excel (.xls) file, not a CSV. Save it as “CSV UTF-8” and upload that.")
     if head.startswith(b"%PDF"):
-        return "This is a PDF, not a CSV file."
+        return _("This is a PDF, not a CSV file.")
     if b"\x00" in head and not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "This file contains binary data, not text: upload a CSV file."
+        return _("This file contains binary data, not text: upload a CSV file.")
     return None
 
 
@@ -300,22 +302,29 @@ def max_columns() -> int:
     return getattr(settings, "IMPORT_MAX_COLUMNS", 200)
 
 
+def _n(number: int) -> str:
+    return number_format(number, force_grouping=True)
+
+
 def read_header(text: Iterable[str], delimiter: str) -> list[str]:
     """The header's cells as read (undecodable bytes still escaped)."""
     reader = csv.reader(text, delimiter=delimiter)
     try:
         header = next(reader)
     except StopIteration:
-        raise ImportFileError("The file is empty.") from None
+        raise ImportFileError(_("The file is empty.")) from None
     except csv.Error as exc:
-        raise ImportFileError(f"Line 1 is not valid CSV: {exc}.") from None
+        raise ImportFileError(_("Line 1 is not valid CSV: %(error)s.") % {"error": exc}) from None
     limit = max_columns()
     if len(header) > limit:
         # The mapping page has a column of choices per column: tens of thousands of them made
         # a page of over a hundred megabytes.
         raise ImportFileError(
-            f"The first line has {len(header):,} columns; an import takes at most {limit:,}. "
-            "Delete the columns you do not need and upload the file again."
+            _(
+                "The first line has %(count)s columns; an import takes at most %(limit)s. "
+                "Delete the columns you do not need and upload the file again."
+            )
+            % {"count": _n(len(header)), "limit": _n(limit)}
         )
     return header
 
@@ -374,13 +383,16 @@ def count_records(
         rows += 1
         if rows > limit:
             raise ImportFileError(
-                f"The file has more than {limit:,} rows; one import takes at most {limit:,}. "
-                "Split it into several files."
+                _(
+                    "The file has more than %(limit)s rows; one import takes at most %(limit)s. "
+                    "Split it into several files."
+                )
+                % {"limit": _n(limit)}
             )
         if not fmt.decodes and not record.problem:
             note(record.line, record.cells)
     if rows == 0:
-        raise ImportFileError("The file has a header line but no rows to import.")
+        raise ImportFileError(_("The file has a header line but no rows to import."))
     return rows, found
 
 

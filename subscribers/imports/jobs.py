@@ -10,6 +10,8 @@ from typing import Any
 from django.core.files import File
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
 
 from controlpanel.models import Project
 from controlpanel.services import Actor, record_audit
@@ -52,12 +54,13 @@ def create_import(*, project: Project, upload: UploadedFile, actor: Actor) -> Im
     name = os.path.basename(upload.name or "upload.csv")[:255]
     if upload.size > max_bytes():
         raise ImportFileError(
-            f"The file is {upload.size / 1024 / 1024:.0f} MB; the limit is "
-            f"{max_bytes() / 1024 / 1024:.0f} MB. Split it into smaller files."
+            _("The file is %(size)s MB; the limit is %(limit)s MB. Split it into smaller files.")
+            % {"size": f"{upload.size / 1024 / 1024:.0f}", "limit": f"{max_bytes() / 1024 / 1024:.0f}"}
         )
     if name.lower().endswith((".xlsx", ".xls", ".numbers", ".ods")):
         raise ImportFileError(
-            f"“{name}” is a spreadsheet, not a CSV file. Save it as “CSV UTF-8” and upload that."
+            _("“%(name)s” is a spreadsheet, not a CSV file. Save it as “CSV UTF-8” and upload that.")
+            % {"name": name}
         )
     stream = upload.file
     fmt = detect_format(stream)
@@ -124,18 +127,18 @@ def choose_undecodable_rows(*, job: ImportJob, choice: str, actor: Actor) -> Imp
     undecodable = job.mapping["file"].get("undecodable")
     if not undecodable:
         raise InvalidInput(
-            "Every row of this file can be read; there is nothing to choose.", field="encoding"
+            _("Every row of this file can be read; there is nothing to choose."), field="encoding"
         )
     if choice == UndecodableRows.REENCODE and not undecodable["alternative"]:
-        raise InvalidInput("This file cannot be read in another encoding.", field="encoding")
+        raise InvalidInput(_("This file cannot be read in another encoding."), field="encoding")
     if choice not in UndecodableRows.values:
         raise InvalidInput(
-            "Choose whether to skip these rows or read the file in another encoding.", field="encoding"
+            _("Choose whether to skip these rows or read the file in another encoding."), field="encoding"
         )
     with transaction.atomic():
         locked = ImportJob.objects.select_for_update().get(pk=job.pk)
         if locked.status != ImportStatus.UPLOADED:
-            raise InvalidInput("This import has already started.", field="encoding", code="conflict")
+            raise InvalidInput(_("This import has already started."), field="encoding", code="conflict")
         locked.undecodable_rows = choice
         try:
             with locked.file.open("rb") as binary:
@@ -145,7 +148,7 @@ def choose_undecodable_rows(*, job: ImportJob, choice: str, actor: Actor) -> Imp
                 finally:
                     text.detach()
         except FileNotFoundError:
-            raise InvalidInput("The uploaded file is gone; upload it again.", field="encoding") from None
+            raise InvalidInput(_("The uploaded file is gone; upload it again."), field="encoding") from None
         if headers != locked.mapping["headers"]:
             columns = auto_targets(headers, tagtypes.definitions(locked.project))
             locked.mapping = {**locked.mapping, "headers": headers, "columns": columns}
@@ -188,8 +191,14 @@ def start_import(
     undecodable = job.mapping["file"].get("undecodable")
     if undecodable and not job.undecodable_rows:
         raise InvalidInput(
-            f"{undecodable['count']:,} rows of this file cannot be read as "
-            f"{ENCODING_LABELS[job.mapping['file']['encoding']]}: choose what happens to them first.",
+            _(
+                "%(count)s rows of this file cannot be read as %(encoding)s: "
+                "choose what happens to them first."
+            )
+            % {
+                "count": number_format(undecodable["count"], force_grouping=True),
+                "encoding": ENCODING_LABELS[job.mapping["file"]["encoding"]],
+            },
             field="encoding",
         )
     cleaned = clean_mapping(
@@ -223,7 +232,7 @@ def start_import(
 def discard_import(*, job: ImportJob, actor: Actor) -> None:
     """Delete a job that is not running, with its uploaded file and report."""
     if job.status in (ImportStatus.QUEUED, ImportStatus.RUNNING):
-        raise InvalidInput("This import is still running; wait until it has finished.", code="conflict")
+        raise InvalidInput(_("This import is still running; wait until it has finished."), code="conflict")
     with transaction.atomic():
         record_audit(
             project=job.project,

@@ -7,6 +7,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
 from controlpanel.models import Project
 
 from .. import tags as tagtypes
@@ -16,18 +19,18 @@ from ..models import ConsentState, TagDefinition
 PROFILE_TARGETS = ("name", "email", "language", "country", "time_zone")
 
 TARGET_LABELS = {
-    "": "Ignore",
-    "phone": "Phone",
-    "external_id": "External id",
-    "name": "Name",
-    "email": "Email",
-    "language": "Language",
-    "country": "Country",
-    "time_zone": "Time zone",
-    "consent": "WhatsApp consent",
-    "email_consent": "Email consent",
-    "consent_evidence": "Consent evidence",
-    "new": "New tag",
+    "": gettext_lazy("Ignore"),
+    "phone": gettext_lazy("Phone"),
+    "external_id": gettext_lazy("External id"),
+    "name": gettext_lazy("Name"),
+    "email": gettext_lazy("Email"),
+    "language": gettext_lazy("Language"),
+    "country": gettext_lazy("Country"),
+    "time_zone": gettext_lazy("Time zone"),
+    "consent": gettext_lazy("WhatsApp consent"),
+    "email_consent": gettext_lazy("Email consent"),
+    "consent_evidence": gettext_lazy("Consent evidence"),
+    "new": gettext_lazy("New tag"),
 }
 
 # Columns of a consent state, by the channel they write (the evidence column serves both).
@@ -171,7 +174,7 @@ def clean_mapping(
     evidence required (a file of opt-outs needs none).
     """
     if len(columns) != len(headers):
-        raise InvalidInput("The mapping does not match the file's columns.", field="columns")
+        raise InvalidInput(_("The mapping does not match the file's columns."), field="columns")
     definitions = tagtypes.definitions(project)
     seen: dict[str, str] = {}
     tag_names: dict[str, str] = {}
@@ -183,8 +186,8 @@ def clean_mapping(
         if target in SINGLE_TARGETS:
             if target in seen:
                 raise InvalidInput(
-                    f"“{header}” and “{seen[target]}” are both mapped to {TARGET_LABELS[target]}; "
-                    "choose one.",
+                    _("“%(header)s” and “%(other)s” are both mapped to %(target)s; choose one.")
+                    % {"header": header, "other": seen[target], "target": TARGET_LABELS[target]},
                     field=field_name,
                 )
             seen[target] = header
@@ -192,32 +195,38 @@ def clean_mapping(
             new_tag = tagtypes.validate_tag_name(new_tag or header)
             if tagtypes.builtin(new_tag) is not None:
                 raise InvalidInput(
-                    f"“{new_tag}” is a built-in field: map “{header}” to it directly.", field=field_name
+                    _("“%(tag)s” is a built-in field: map “%(header)s” to it directly.")
+                    % {"tag": new_tag, "header": header},
+                    field=field_name,
                 )
             existing = definitions.get(new_tag.lower())
             if existing is not None:
                 target, new_tag = f"tag:{existing.name}", ""
         elif target.startswith("tag:"):
             if target[4:].lower() not in definitions:
-                raise InvalidInput(f"The tag {target[4:]!r} no longer exists.", field=field_name)
+                raise InvalidInput(
+                    _("The tag %(name)r no longer exists.") % {"name": target[4:]}, field=field_name
+                )
             target = f"tag:{definitions[target[4:].lower()].name}"
             new_tag = ""
         elif target != "":
-            raise InvalidInput(f"Unknown target for “{header}”.", field=field_name)
+            raise InvalidInput(_("Unknown target for “%(header)s”.") % {"header": header}, field=field_name)
         tag_name = target[4:] if target.startswith("tag:") else new_tag if target == "new" else None
         if tag_name is not None:
             if tag_name.lower() in tag_names:
                 raise InvalidInput(
-                    f"“{header}” and “{tag_names[tag_name.lower()]}” both write the tag {tag_name!r}.",
+                    _("“%(header)s” and “%(other)s” both write the tag %(tag)r.")
+                    % {"header": header, "other": tag_names[tag_name.lower()], "tag": tag_name},
                     field=field_name,
                 )
             tag_names[tag_name.lower()] = header
         cleaned.append({"target": target, "new_tag": new_tag if target == "new" else ""})
     if key not in ("phone", "external_id"):
-        raise InvalidInput("Choose whether rows are matched by phone or by external id.", field="key")
+        raise InvalidInput(_("Choose whether rows are matched by phone or by external id."), field="key")
     if key not in seen:
         raise InvalidInput(
-            f"Rows are matched by {TARGET_LABELS[key].lower()}, so map a column to {TARGET_LABELS[key]}.",
+            _("Rows are matched by %(key)s, so map a column to %(target)s.")
+            % {"key": str(TARGET_LABELS[key]).lower(), "target": TARGET_LABELS[key]},
             field="key",
         )
     default_evidence = (default_evidence or "").strip()
@@ -229,10 +238,12 @@ def clean_mapping(
         and any(opt_ins is None or opt_ins(column) for column in consent_columns)
     ):
         raise InvalidInput(
-            "Opt-ins need evidence: map a consent evidence column or describe how these people "
-            "agreed (e.g. “Signed up in store, paper form 2025”).",
+            _(
+                "Opt-ins need evidence: map a consent evidence column or describe how these people "
+                "agreed (e.g. “Signed up in store, paper form 2025”)."
+            ),
             field="default_evidence",
         )
     if "consent_evidence" in seen and not consent_columns:
-        raise InvalidInput("A consent evidence column needs a consent column too.", field="key")
+        raise InvalidInput(_("A consent evidence column needs a consent column too."), field="key")
     return {"columns": cleaned, "key": key, "default_evidence": default_evidence}

@@ -172,7 +172,7 @@ class Compiler:
             case t.TAG:
                 return self.tag(node)
             case t.FIELD:
-                column, type_, _ = t.FIELDS[node["field"]]
+                column, type_, _unused = t.FIELDS[node["field"]]
                 case = node.get(t.MATCH_CASE, False)
                 return Part(q=self.column(column, type_, node["op"], node.get("value"), case=case))
             case t.EVENT:
@@ -365,7 +365,7 @@ class Compiler:
                 for part in parts[1:]:
                     q |= part
                 return q
-            start, _ = self.bounds(value[0])
+            start, _unused = self.bounds(value[0])
             high_start, high_end = self.bounds(value[1])
             upper = f"{lhs}__lte" if high_start == high_end else f"{lhs}__lt"
             return Q(**{f"{lhs}__gte": start, upper: high_end})

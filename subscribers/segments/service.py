@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from controlpanel.models import Project
 from controlpanel.services import Actor, record_audit
@@ -57,14 +58,20 @@ def refresh_count(*, segment: Segment) -> Segment:
 def _clean_name(project: Project, name: Any, segment: Segment | None) -> str:
     name = clean_text(str(name or "").strip(), field="name", what="The segment name")
     if not name:
-        raise InvalidInput("A segment needs a name.", field="name", code="invalid")
+        raise InvalidInput(_("A segment needs a name."), field="name", code="invalid")
     if len(name) > MAX_NAME:
-        raise InvalidInput(f"The name is longer than {MAX_NAME} characters.", field="name", code="invalid")
+        raise InvalidInput(
+            _("The name is longer than %(MAX_NAME)s characters.") % {"MAX_NAME": MAX_NAME},
+            field="name",
+            code="invalid",
+        )
     taken = Segment.objects.for_project(project).filter(name__iexact=name)
     if segment is not None:
         taken = taken.exclude(pk=segment.pk)
     if taken.exists():
-        raise InvalidInput(f"A segment named {name!r} already exists.", field="name", code="conflict")
+        raise InvalidInput(
+            _("A segment named %(name)r already exists.") % {"name": name}, field="name", code="conflict"
+        )
     return name
 
 
@@ -84,12 +91,13 @@ def save_segment(
     segment itself, directly or through other segments, is refused.
     """
     if segment is not None and segment.project_id != project.pk:
-        raise InvalidInput("No such segment.", code="not_found")
+        raise InvalidInput(_("No such segment."), code="not_found")
     name = _clean_name(project, name, segment)
     description = str(description or "").strip()
     if len(description) > MAX_DESCRIPTION:
         raise InvalidInput(
-            f"The description is longer than {MAX_DESCRIPTION} characters.",
+            _("The description is longer than %(MAX_DESCRIPTION)s characters.")
+            % {"MAX_DESCRIPTION": MAX_DESCRIPTION},
             field="description",
             code="invalid",
         )
@@ -106,7 +114,7 @@ def save_segment(
             segment.save()
     except IntegrityError:
         raise InvalidInput(
-            f"A segment named {name!r} already exists.", field="name", code="conflict"
+            _("A segment named %(name)r already exists.") % {"name": name}, field="name", code="conflict"
         ) from None
     if old and old["name"] != name:
         _rename_references(segment)
@@ -154,7 +162,9 @@ def delete_segment(*, segment: Segment, actor: Actor) -> None:
     if users:
         names = ", ".join(repr(s.name) for s in users)
         raise InvalidInput(
-            f"Segment {segment.name!r} is used by {names}; remove it from there first.", code="in_use"
+            _("Segment %(name)r is used by %(names)s; remove it from there first.")
+            % {"name": segment.name, "names": names},
+            code="in_use",
         )
     record_audit(project=segment.project, actor=actor, action="segment.deleted", obj=segment)
     segment.delete()

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 from . import tree as t
 
 
@@ -79,17 +81,19 @@ def tokenize(text: str) -> list[Token]:
             start, i, out = i, i + 1, []
             while True:
                 if i >= n:
-                    raise RuleSyntaxError("unterminated string", start)
+                    raise RuleSyntaxError(_("unterminated string"), start)
                 c = text[i]
                 if c == '"':
                     i += 1
                     break
                 if c == "\x00" or "\ud800" <= c <= "\udfff":
                     # Neither can be stored or compared as text (PostgreSQL refuses NUL, UTF-8 surrogates).
-                    raise RuleSyntaxError(f"a text cannot contain the character U+{ord(c):04X}", i)
+                    raise RuleSyntaxError(
+                        _("a text cannot contain the character U+%(value)s") % {"value": f"{ord(c):04X}"}, i
+                    )
                 if c == "\\":
                     if i + 1 >= n or text[i + 1] not in _ESCAPES:
-                        raise RuleSyntaxError('unknown escape in string (use \\" or \\\\)', i)
+                        raise RuleSyntaxError(_('unknown escape in string (use \\" or \\\\)'), i)
                     out.append(_ESCAPES[text[i + 1]])
                     i += 2
                     continue
@@ -112,16 +116,20 @@ def tokenize(text: str) -> list[Token]:
             if len(raw) > MAX_NUMBER_LENGTH:
                 # int() refuses more than 4,300 digits and float() turns 400 into inf: refuse
                 # here, with the position, what no tag or count could hold anyway.
-                raise RuleSyntaxError(f"a number may have at most {MAX_NUMBER_LENGTH} characters", start)
+                raise RuleSyntaxError(
+                    _("a number may have at most %(max_number_length)s characters")
+                    % {"max_number_length": MAX_NUMBER_LENGTH},
+                    start,
+                )
             # 30d / 12h: a whole number glued to its unit.
             if not is_float and i < n and text[i] in "dh" and not (i + 1 < n and _is_word(text[i + 1])):
                 if raw.startswith("-"):
-                    raise RuleSyntaxError("a time window cannot be negative", start)
+                    raise RuleSyntaxError(_("a time window cannot be negative"), start)
                 tokens.append(Token("duration", (int(raw), text[i]), start, text[start : i + 1]))
                 i += 1
                 continue
             if i < n and _is_word(text[i]):
-                raise RuleSyntaxError(f"unexpected {text[i]!r} after the number", i)
+                raise RuleSyntaxError(_("unexpected %(value)r after the number") % {"value": text[i]}, i)
             value: int | float = float(raw) if is_float else int(raw)
             tokens.append(Token("number", value, start, raw))
             continue
@@ -132,7 +140,7 @@ def tokenize(text: str) -> list[Token]:
             word = text[start:i]
             tokens.append(Token("ident", word, start, word))
             continue
-        raise RuleSyntaxError(f"unexpected character {ch!r}", i)
+        raise RuleSyntaxError(_("unexpected character %(ch)r") % {"ch": ch}, i)
     tokens.append(Token("end", None, n, ""))
     return tokens
 
@@ -162,7 +170,9 @@ class _Parser:
 
     def expect(self, kind: str, what: str | None = None) -> Token:
         if self.tok.kind != kind:
-            raise RuleSyntaxError(f"expected {what or repr(kind)}", self.tok.pos, self.tok)
+            raise RuleSyntaxError(
+                _("expected %(value)s") % {"value": what or repr(kind)}, self.tok.pos, self.tok
+            )
         return self.advance()
 
     def ident(self) -> str:
@@ -197,7 +207,9 @@ class _Parser:
         # A recursive-descent parser must not let input decide how deep Python recurses.
         self.depth += 1
         if self.depth > MAX_NESTING:
-            raise RuleSyntaxError(f"nested more than {MAX_NESTING} levels deep", tok.pos, tok)
+            raise RuleSyntaxError(
+                _("nested more than %(max_nesting)s levels deep") % {"max_nesting": MAX_NESTING}, tok.pos, tok
+            )
 
     def primary(self) -> dict[str, Any]:
         tok = self.tok
@@ -225,11 +237,11 @@ class _Parser:
                 self.expect(")", "')'")
                 return node
             raise RuleSyntaxError(
-                f"unknown condition {word!r} (use T, E, F, S, R, ALL or NONE)",
+                _("unknown condition %(word)r (use T, E, F, S, R, ALL or NONE)") % {"word": word},
                 tok.pos,
             )
         raise RuleSyntaxError(
-            "expected a condition like T(...), E(...), F(...), S(...) or R(...)",
+            _("expected a condition like T(...), E(...), F(...), S(...) or R(...)"),
             tok.pos,
             tok,
         )
@@ -240,11 +252,13 @@ class _Parser:
     def operator(self, allowed: tuple[str, ...] | dict[str, str], what: str = "an operator") -> str:
         tok = self.tok
         if tok.kind != "ident":
-            raise RuleSyntaxError(f"expected {what}", tok.pos, tok)
+            raise RuleSyntaxError(_("expected %(what)s") % {"what": what}, tok.pos, tok)
         op = tok.value.lower()
         if op not in allowed:
             raise RuleSyntaxError(
-                f"unknown operator {tok.value!r} (use one of {', '.join(allowed)})", tok.pos
+                _("unknown operator %(value)r (use one of %(value2)s)")
+                % {"value": tok.value, "value2": ", ".join(allowed)},
+                tok.pos,
             )
         self.advance()
         return op
@@ -264,11 +278,11 @@ class _Parser:
         start = self.tok
         value = self.value()
         if op in t.RANGE_OPS and not (isinstance(value, list) and len(value) == 2):
-            raise RuleSyntaxError("between needs a list of two values like [10, 20]", start.pos)
+            raise RuleSyntaxError(_("between needs a list of two values like [10, 20]"), start.pos)
         if op in t.LIST_OPS and not isinstance(value, list):
-            raise RuleSyntaxError(f'{op} needs a list like ["a", "b"]', start.pos)
+            raise RuleSyntaxError(_('%(op)s needs a list like ["a", "b"]') % {"op": op}, start.pos)
         if op not in t.RANGE_OPS | t.LIST_OPS and isinstance(value, list):
-            raise RuleSyntaxError(f"{op} needs a single value, not a list", start.pos)
+            raise RuleSyntaxError(_("%(op)s needs a single value, not a list") % {"op": op}, start.pos)
         return {"value": value}
 
     def value(self) -> Any:
@@ -285,14 +299,14 @@ class _Parser:
             if self.tok.kind != "]":
                 while True:
                     if self.tok.kind == "[":
-                        raise RuleSyntaxError("lists cannot be nested", self.tok.pos)
+                        raise RuleSyntaxError(_("lists cannot be nested"), self.tok.pos)
                     items.append(self.value())
                     if self.tok.kind != ",":
                         break
                     self.advance()
             self.expect("]", "',' or ']'")
             return items
-        raise RuleSyntaxError('expected a value ("text", a number, true, false or [a list])', tok.pos, tok)
+        raise RuleSyntaxError(_('expected a value ("text", a number, true, false or [a list])'), tok.pos, tok)
 
     def tag(self) -> dict[str, Any]:
         name = self.string('the tag name in quotes, like "city"')
@@ -304,7 +318,11 @@ class _Parser:
         tok = self.tok
         name = self.string('the field name in quotes, like "language"')
         if name not in t.FIELDS:
-            raise RuleSyntaxError(f"unknown field {name!r} (use one of {', '.join(t.FIELDS)})", tok.pos)
+            raise RuleSyntaxError(
+                _("unknown field %(name)r (use one of %(value)s)")
+                % {"name": name, "value": ", ".join(t.FIELDS)},
+                tok.pos,
+            )
         self.expect(",", "','")
         op, case = self.condition_op()
         return {"type": t.FIELD, "field": name, "op": op, **case, **self.tail_value(op)}
@@ -312,7 +330,7 @@ class _Parser:
     def tail_value(self, op: str) -> dict[str, Any]:
         if op in t.NO_VALUE_OPS:
             if self.tok.kind == ",":
-                raise RuleSyntaxError(f"{op} takes no value", self.tok.pos)
+                raise RuleSyntaxError(_("%(op)s takes no value") % {"op": op}, self.tok.pos)
             return {}
         self.expect(",", f"',' and a value after {op}")
         return self.op_value(op)
@@ -324,7 +342,7 @@ class _Parser:
         self.expect(",", "',' and a count")
         tok = self.tok
         if tok.kind != "number" or not isinstance(tok.value, int) or tok.value < 0:
-            raise RuleSyntaxError("expected a count (a whole number)", tok.pos, tok)
+            raise RuleSyntaxError(_("expected a count (a whole number)"), tok.pos, tok)
         self.advance()
         node: dict[str, Any] = {
             "type": t.EVENT, "event": name, "op": op, "count": tok.value, "window": None, "where": []
@@ -348,7 +366,7 @@ class _Parser:
             self.advance()
             n, unit = tok.value
             if n < 1:
-                raise RuleSyntaxError("a time window must be at least 1", tok.pos)
+                raise RuleSyntaxError(_("a time window must be at least 1"), tok.pos)
             return {"kind": "days" if unit == "d" else "hours", "n": n}
         word = self.ident()
         if word == "since":
@@ -358,7 +376,7 @@ class _Parser:
             self.advance()
             start = self.string('a date in quotes, like "2026-01-01"')
             if self.ident() != "and":
-                raise RuleSyntaxError("expected 'and'", self.tok.pos, self.tok)
+                raise RuleSyntaxError(_("expected 'and'"), self.tok.pos, self.tok)
             self.advance()
             return {
                 "kind": "between",
@@ -366,7 +384,7 @@ class _Parser:
                 "to": self.string('a date in quotes, like "2026-01-31"'),
             }
         raise RuleSyntaxError(
-            'expected a time window (30d, 12h, since "2026-01-01" or between "..." and "...")',
+            _('expected a time window (30d, 12h, since "2026-01-01" or between "..." and "...")'),
             tok.pos,
             tok,
         )
@@ -378,7 +396,9 @@ class _Parser:
         tok = self.tok
         channel = self.ident()
         if channel not in t.REACHABILITY_CHANNELS:
-            raise RuleSyntaxError(f"expected one of {', '.join(t.REACHABILITY_CHANNELS)}", tok.pos, tok)
+            raise RuleSyntaxError(
+                _("expected one of %(value)s") % {"value": ", ".join(t.REACHABILITY_CHANNELS)}, tok.pos, tok
+            )
         self.advance()
         return {"type": t.REACHABILITY, "channel": channel}
 
@@ -386,17 +406,17 @@ class _Parser:
 def parse_rule(text: str) -> dict[str, Any]:
     """Parse the text form into a rule tree (not yet checked against a project)."""
     if not isinstance(text, str):
-        raise RuleSyntaxError("the rule must be text", 0)
+        raise RuleSyntaxError(_("the rule must be text"), 0)
     parser = _Parser(text)
     if parser.tok.kind == "end":
-        raise RuleSyntaxError("the rule is empty: expected a condition", 0)
+        raise RuleSyntaxError(_("the rule is empty: expected a condition"), 0)
     node = parser.expr()
     if parser.tok.kind != "end":
         tok = parser.tok
         hint = "an operator (*, +, \\) or the end of the rule"
         if tok.kind == ")":
-            raise RuleSyntaxError("unmatched ')'", tok.pos)
-        raise RuleSyntaxError(f"expected {hint}", tok.pos, tok)
+            raise RuleSyntaxError(_("unmatched ')'"), tok.pos)
+        raise RuleSyntaxError(_("expected %(hint)s") % {"hint": hint}, tok.pos, tok)
     return node
 
 

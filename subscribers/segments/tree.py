@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext_lazy as _
+
 from ..models import TagType
 
 GROUP, TAG, FIELD, EVENT, SEGMENT, REACHABILITY, ALL, NONE = (
@@ -47,22 +49,22 @@ CONSENT = "consent"
 CONSENT_VALUES = ("opted_in", "opted_out", "unknown")
 
 OP_LABELS: dict[str, str] = {
-    "eq": "equals",
-    "noteq": "does not equal",
-    "gt": "greater than",
-    "gte": "at least",
-    "lt": "less than",
-    "lte": "at most",
-    "between": "between",
-    "in": "is one of",
-    "notin": "is none of",
-    "contains": "contains",
-    "startswith": "starts with",
-    "any": "is set",
-    "none": "is not set",
-    "before": "before",
-    "after": "after",
-    "within": "within the last N days",
+    "eq": _("equals"),
+    "noteq": _("does not equal"),
+    "gt": _("greater than"),
+    "gte": _("at least"),
+    "lt": _("less than"),
+    "lte": _("at most"),
+    "between": _("between"),
+    "in": _("is one of"),
+    "notin": _("is none of"),
+    "contains": _("contains"),
+    "startswith": _("starts with"),
+    "any": _("is set"),
+    "none": _("is not set"),
+    "before": _("before"),
+    "after": _("after"),
+    "within": _("within the last N days"),
 }
 # Operators that take no value, a list of two, a list, a number of days.
 NO_VALUE_OPS = frozenset({"any", "none"})
@@ -90,39 +92,39 @@ OPS_BY_TYPE: dict[str, tuple[str, ...]] = {
     CONSENT: ("eq", "noteq", "in", "notin"),
 }
 # Operator labels that read better for a list tag.
-LIST_OP_LABELS = {"contains": "contains", "eq": "contains", "noteq": "does not contain",
-                  "in": "contains one of", "notin": "contains none of"}  # fmt: skip
+LIST_OP_LABELS = {"contains": _("contains"), "eq": _("contains"), "noteq": _("does not contain"),
+                  "in": _("contains one of"), "notin": _("contains none of")}  # fmt: skip
 
 # Built-in subscriber fields usable in F(...) conditions: name -> (column, value type, label).
 FIELDS: dict[str, tuple[str, str, str]] = {
-    "language": ("language", TagType.STRING, "Language"),
-    "country": ("country", TagType.STRING, "Country"),
-    "time_zone": ("time_zone", TagType.STRING, "Time zone"),
-    "name": ("name", TagType.STRING, "Name"),
-    "email": ("email", TagType.STRING, "Email"),
-    "phone": ("phone", TagType.STRING, "Phone"),
-    "external_id": ("external_id", TagType.STRING, "External id"),
-    "created_at": ("created_at", TagType.DATETIME, "First seen"),
-    "last_inbound_at": ("last_inbound_at", TagType.DATETIME, "Last inbound message"),
-    "whatsapp_consent": ("whatsapp_consent", CONSENT, "WhatsApp consent"),
-    "email_consent": ("email_consent", CONSENT, "Email consent"),
-    "push_consent": ("push_consent", CONSENT, "Push consent"),
+    "language": ("language", TagType.STRING, _("Language")),
+    "country": ("country", TagType.STRING, _("Country")),
+    "time_zone": ("time_zone", TagType.STRING, _("Time zone")),
+    "name": ("name", TagType.STRING, _("Name")),
+    "email": ("email", TagType.STRING, _("Email")),
+    "phone": ("phone", TagType.STRING, _("Phone")),
+    "external_id": ("external_id", TagType.STRING, _("External id")),
+    "created_at": ("created_at", TagType.DATETIME, _("First seen")),
+    "last_inbound_at": ("last_inbound_at", TagType.DATETIME, _("Last inbound message")),
+    "whatsapp_consent": ("whatsapp_consent", CONSENT, _("WhatsApp consent")),
+    "email_consent": ("email_consent", CONSENT, _("Email consent")),
+    "push_consent": ("push_consent", CONSENT, _("Push consent")),
 }
 
 REACHABILITY_CHANNELS: dict[str, str] = {
-    "whatsapp": "WhatsApp opted in",
-    "window": "inside the 24-hour service window",
-    "email": "reachable by email (an address that did not bounce, not opted out)",
-    "push": "reachable by push (an active device, not opted out)",
+    "whatsapp": _("WhatsApp opted in"),
+    "window": _("inside the 24-hour service window"),
+    "email": _("reachable by email (an address that did not bounce, not opted out)"),
+    "push": _("reachable by push (an active device, not opted out)"),
 }
 
 COUNT_OPS: dict[str, str] = {
-    "gte": "at least",
-    "gt": "more than",
-    "eq": "exactly",
-    "noteq": "not exactly",
-    "lte": "at most",
-    "lt": "fewer than",
+    "gte": _("at least"),
+    "gt": _("more than"),
+    "eq": _("exactly"),
+    "noteq": _("not exactly"),
+    "lte": _("at most"),
+    "lt": _("fewer than"),
 }
 WINDOW_KINDS = ("days", "hours", "since", "between")
 

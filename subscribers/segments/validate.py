@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.translation import gettext as _
 
 from controlpanel.models import Project
 
@@ -115,10 +116,14 @@ class Checker:
 
     def node(self, node: Any, *, path: str, depth: int, chain: tuple[str, ...], names: tuple[str, ...]):
         if not isinstance(node, dict):
-            raise self.fail("A rule must be a JSON object with a type.", path)
+            raise self.fail(_("A rule must be a JSON object with a type."), path)
         self.nodes += 1
         if self.nodes > t.MAX_NODES:
-            raise self.fail(f"A rule may have at most {t.MAX_NODES} conditions and groups.", path)
+            raise self.fail(
+                _("A rule may have at most %(max_nodes)s conditions and groups.")
+                % {"max_nodes": t.MAX_NODES},
+                path,
+            )
         kind = node.get("type")
         if kind == t.GROUP:
             return self.group(node, path=path, depth=depth, chain=chain, names=names)
@@ -134,27 +139,31 @@ class Checker:
             channel = node.get("channel")
             if channel not in t.REACHABILITY_CHANNELS:
                 raise self.fail(
-                    f"Unknown reachability {channel!r}; use one of {', '.join(t.REACHABILITY_CHANNELS)}.",
+                    _("Unknown reachability %(channel)r; use one of %(value)s.")
+                    % {"channel": channel, "value": ", ".join(t.REACHABILITY_CHANNELS)},
                     path,
                 )
             return {"type": t.REACHABILITY, "channel": channel}
         if kind in (t.ALL, t.NONE):
             return {"type": kind}
-        raise self.fail(f"Unknown condition type {kind!r}.", path)
+        raise self.fail(_("Unknown condition type %(kind)r.") % {"kind": kind}, path)
 
     def group(self, node, *, path, depth, chain, names) -> dict[str, Any]:
         if depth >= t.MAX_DEPTH:
-            raise self.fail(f"Groups may be nested at most {t.MAX_DEPTH} levels deep.", path)
+            raise self.fail(
+                _("Groups may be nested at most %(max_depth)s levels deep.") % {"max_depth": t.MAX_DEPTH},
+                path,
+            )
         op = node.get("op", "and")
         if op not in ("and", "or"):
-            raise self.fail(f"A group joins its conditions with and/or, not {op!r}.", path)
+            raise self.fail(_("A group joins its conditions with and/or, not %(op)r.") % {"op": op}, path)
         negate = node.get("negate", False)
         if not isinstance(negate, bool):
-            raise self.fail("A group's negate must be true or false.", path)
+            raise self.fail(_("A group's negate must be true or false."), path)
         children = node.get("children")
         if not isinstance(children, list) or not children:
             raise self.fail(
-                "This group has no conditions: add one, or use “everyone” / “nobody” explicitly.", path
+                _("This group has no conditions: add one, or use “everyone” / “nobody” explicitly."), path
             )
         checked = [
             self.node(child, path=f"{path}.{i}", depth=depth + 1, chain=chain, names=names)
@@ -165,18 +174,25 @@ class Checker:
     def tag(self, node: dict[str, Any], path: str) -> dict[str, Any]:
         name = node.get("tag")
         if not isinstance(name, str) or not name.strip():
-            raise self.fail("A tag condition needs a tag name.", path)
+            raise self.fail(_("A tag condition needs a tag name."), path)
         info = self.resolver.tags().get(name.strip().lower())
         if info is None:
-            raise self.fail(f"Unknown tag {name.strip()!r}: this project has no tag of that name.", path)
+            raise self.fail(
+                _("Unknown tag %(value)r: this project has no tag of that name.") % {"value": name.strip()},
+                path,
+            )
         op, value = self.op_value(node, info.type, f"tag {info.name!r}", path)
         return {"type": t.TAG, "tag": info.name, "op": op, **value}
 
     def field(self, node: dict[str, Any], path: str) -> dict[str, Any]:
         name = node.get("field")
         if name not in t.FIELDS:
-            raise self.fail(f"Unknown field {name!r}; use one of {', '.join(t.FIELDS)}.", path)
-        _, type_, _ = t.FIELDS[name]
+            raise self.fail(
+                _("Unknown field %(name)r; use one of %(value)s.")
+                % {"name": name, "value": ", ".join(t.FIELDS)},
+                path,
+            )
+        _unused, type_, _unused = t.FIELDS[name]
         op, value = self.op_value(node, type_, f"field {name!r}", path)
         if name == "country" and "value" in value:
             value = {**value, "value": _upper(value["value"])}
@@ -185,45 +201,61 @@ class Checker:
     def event(self, node: dict[str, Any], path: str) -> dict[str, Any]:
         name = node.get("event")
         if not isinstance(name, str) or not name.strip():
-            raise self.fail("An event condition needs an event name.", path)
+            raise self.fail(_("An event condition needs an event name."), path)
         events = self.resolver.events()
         name = name.strip()
         if name not in events:
             folded = [n for n in events if n.lower() == name.lower()]
             if len(folded) != 1:
                 raise self.fail(
-                    f"Unknown event {name!r}: this project has never defined or received it.", path
+                    _("Unknown event %(name)r: this project has never defined or received it.")
+                    % {"name": name},
+                    path,
                 )
             name = folded[0]
         op = node.get("op", "gte")
         if op not in t.COUNT_OPS:
-            raise self.fail(f"Event count operator {op!r} is not one of {', '.join(t.COUNT_OPS)}.", path)
+            raise self.fail(
+                _("Event count operator %(op)r is not one of %(value)s.")
+                % {"op": op, "value": ", ".join(t.COUNT_OPS)},
+                path,
+            )
         count = node.get("count", 1)
         if count in ("", None):
             raise IncompleteRule(f"How many times {name!r}? The count is missing.", field=path)
         if isinstance(count, str) and count.strip().isdigit():
             count = int(count)
         if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= t.MAX_COUNT:
-            raise self.fail(f"The count for {name!r} must be a whole number from 0 to {t.MAX_COUNT}.", path)
+            raise self.fail(
+                _("The count for %(name)r must be a whole number from 0 to %(max_count)s.")
+                % {"name": name, "max_count": t.MAX_COUNT},
+                path,
+            )
         window = self.window(node.get("window"), name, path)
         where = node.get("where") or []
         if not isinstance(where, list):
-            raise self.fail("An event's attribute conditions must be a list.", path)
+            raise self.fail(_("An event's attribute conditions must be a list."), path)
         schema = events[name]
         checked = []
         for cond in where:
             if not isinstance(cond, dict):
-                raise self.fail(f"An attribute condition of {name!r} must be an object.", path)
+                raise self.fail(
+                    _("An attribute condition of %(name)r must be an object.") % {"name": name}, path
+                )
             attribute = cond.get("attribute")
             if not isinstance(attribute, str) or attribute not in schema:
                 known = ", ".join(sorted(schema)) or "none"
                 raise self.fail(
-                    f"Event {name!r} has no attribute {attribute!r} (its attributes: {known}).", path
+                    _("Event %(name)r has no attribute %(attribute)r (its attributes: %(known)s).")
+                    % {"name": name, "attribute": attribute, "known": known},
+                    path,
                 )
             op_, value = self.op_value(cond, schema[attribute], f"attribute {attribute!r} of {name!r}", path)
             if schema[attribute] == TagType.LIST:
                 raise self.fail(
-                    f"Attribute {attribute!r} of {name!r} is a list; lists cannot be compared.", path
+                    _("Attribute %(attribute)r of %(name)r is a list; lists cannot be compared.")
+                    % {"attribute": attribute, "name": name},
+                    path,
                 )
             checked.append({"attribute": attribute, "op": op_, **value})
         return {"type": t.EVENT, "event": name, "op": op, "count": count, "window": window, "where": checked}
@@ -232,7 +264,11 @@ class Checker:
         if window in (None, {}, ""):
             return None
         if not isinstance(window, dict) or window.get("kind") not in t.WINDOW_KINDS:
-            raise self.fail(f"The time window of {name!r} must be last N days/hours, since or between.", path)
+            raise self.fail(
+                _("The time window of %(name)r must be last N days/hours, since or between.")
+                % {"name": name},
+                path,
+            )
         kind = window["kind"]
         if kind in ("days", "hours"):
             n = window.get("n")
@@ -242,18 +278,26 @@ class Checker:
                 n = int(n)
             limit = t.MAX_DAYS if kind == "days" else t.MAX_HOURS
             if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= limit:
-                raise self.fail(f"The window of {name!r} must be 1 to {limit} {kind}.", path)
+                raise self.fail(
+                    _("The window of %(name)r must be 1 to %(limit)s %(kind)s.")
+                    % {"name": name, "limit": limit, "kind": kind},
+                    path,
+                )
             return {"kind": kind, "n": n}
         start = _date(window.get("from"))
         if start is None:
-            raise self.fail(f"The window of {name!r} needs a start date like 2026-01-31.", path)
+            raise self.fail(
+                _("The window of %(name)r needs a start date like 2026-01-31.") % {"name": name}, path
+            )
         if kind == "since":
             return {"kind": "since", "from": start.isoformat()}
         end = _date(window.get("to"))
         if end is None:
-            raise self.fail(f"The window of {name!r} needs an end date like 2026-01-31.", path)
+            raise self.fail(
+                _("The window of %(name)r needs an end date like 2026-01-31.") % {"name": name}, path
+            )
         if end < start:
-            raise self.fail(f"The window of {name!r} ends before it starts.", path)
+            raise self.fail(_("The window of %(name)r ends before it starts.") % {"name": name}, path)
         return {"kind": "between", "from": start.isoformat(), "to": end.isoformat()}
 
     def segment(self, node, *, path, chain, names) -> dict[str, Any]:
@@ -262,14 +306,19 @@ class Checker:
         target = self.resolver.segment_by_ref(node)
         if target is None:
             label = node.get("name") or node.get("segment")
-            raise self.fail(f"Unknown segment {label!r}: this project has no segment of that name.", path)
+            raise self.fail(
+                _("Unknown segment %(label)r: this project has no segment of that name.") % {"label": label},
+                path,
+            )
         ref = str(target.public_id)
         if ref in chain:
             loop = " → ".join([*names, target.name])
-            raise self.fail(f"Segments cannot include themselves: {loop}.", path)
+            raise self.fail(_("Segments cannot include themselves: %(loop)s.") % {"loop": loop}, path)
         if len(chain) >= t.MAX_SEGMENT_DEPTH:
             raise self.fail(
-                f"Segments may include other segments at most {t.MAX_SEGMENT_DEPTH} levels deep.", path
+                _("Segments may include other segments at most %(max_segment_depth)s levels deep.")
+                % {"max_segment_depth": t.MAX_SEGMENT_DEPTH},
+                path,
             )
         if ref not in self.resolver.segment_rules or chain:
             # Check the included segment's own rule in this chain: cycles through it show up here.
@@ -280,7 +329,11 @@ class Checker:
             except InvalidInput as exc:
                 if exc.message.startswith("Segments "):
                     raise self.fail(exc.message, path) from None
-                raise self.fail(f"Segment {target.name!r} has an invalid rule: {exc.message}", path) from None
+                raise self.fail(
+                    _("Segment %(name)r has an invalid rule: %(message)s")
+                    % {"name": target.name, "message": exc.message},
+                    path,
+                ) from None
             self.resolver.segment_rules[ref] = inner
         return {"type": t.SEGMENT, "segment": ref, "name": target.name}
 
@@ -291,15 +344,19 @@ class Checker:
         allowed = t.OPS_BY_TYPE.get(type_, ())
         if op not in allowed:
             raise self.fail(
-                f"Operator {op!r} is not allowed for {what} ({_type_label(type_)}); "
-                f"use one of: {', '.join(allowed)}.",
+                _("Operator %(op)r is not allowed for %(what)s (%(value)s); use one of: %(value2)s.")
+                % {"op": op, "what": what, "value": _type_label(type_), "value2": ", ".join(allowed)},
                 path,
             )
         case = node.get(t.MATCH_CASE, False)
         if not isinstance(case, bool):
-            raise self.fail(f"“match case” on {what} must be true or false.", path)
+            raise self.fail(_("“match case” on %(what)s must be true or false.") % {"what": what}, path)
         if case and (type_ not in (TagType.STRING, TagType.LIST) or op not in t.TEXT_OPS):
-            raise self.fail(f"“match case” applies to text conditions only, not to {what} {op}.", path)
+            raise self.fail(
+                _("“match case” applies to text conditions only, not to %(what)s %(op)s.")
+                % {"what": what, "op": op},
+                path,
+            )
         op, value = self._op_value(node, op, type_, what, path)
         return op, {**value, t.MATCH_CASE: True} if case else value
 
@@ -314,36 +371,56 @@ class Checker:
             if isinstance(days, str) and days.strip().isdigit():
                 days = int(days)
             if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= t.MAX_DAYS:
-                raise self.fail(f"“within” on {what} needs a number of days from 1 to {t.MAX_DAYS}.", path)
+                raise self.fail(
+                    _("“within” on %(what)s needs a number of days from 1 to %(max_days)s.")
+                    % {"what": what, "max_days": t.MAX_DAYS},
+                    path,
+                )
             return op, {"value": days}
         if op in t.RANGE_OPS:
             if not isinstance(raw, list) or len(raw) != 2:
-                raise self.fail(f"“between” on {what} needs two values: from and to.", path)
+                raise self.fail(
+                    _("“between” on %(what)s needs two values: from and to.") % {"what": what}, path
+                )
             if "" in raw or None in raw:
                 raise IncompleteRule(f"“between” on {what} needs both values.", field=path)
             low, high = (self.scalar(v, type_, what, path) for v in raw)
             tz = ZoneInfo(self.resolver.project.time_zone or "UTC")
             if _sort_key(type_, high, tz) < _sort_key(type_, low, tz):
-                raise self.fail(f"“between” on {what}: the first value must not be above the second.", path)
+                raise self.fail(
+                    _("“between” on %(what)s: the first value must not be above the second.")
+                    % {"what": what},
+                    path,
+                )
             return op, {"value": [low, high]}
         if op in t.LIST_OPS:
             items = raw if isinstance(raw, list) else [raw]
             if not items or len(items) > t.MAX_LIST_VALUES:
-                raise self.fail(f"“{op}” on {what} needs 1 to {t.MAX_LIST_VALUES} values.", path)
+                raise self.fail(
+                    _("“%(op)s” on %(what)s needs 1 to %(max_list_values)s values.")
+                    % {"op": op, "what": what, "max_list_values": t.MAX_LIST_VALUES},
+                    path,
+                )
             values = [self.scalar(v, type_, what, path) for v in items]
             return op, {"value": list(dict.fromkeys(values))}
         if isinstance(raw, list):
-            raise self.fail(f"“{op}” on {what} needs a single value, not a list.", path)
+            raise self.fail(
+                _("“%(op)s” on %(what)s needs a single value, not a list.") % {"op": op, "what": what}, path
+            )
         if op in ("contains", "startswith") and type_ == TagType.STRING:
             if not isinstance(raw, str | int) or isinstance(raw, bool):
-                raise self.fail(f"“{op}” on {what} needs text.", path)
+                raise self.fail(_("“%(op)s” on %(what)s needs text.") % {"op": op, "what": what}, path)
             return op, {"value": self.scalar(str(raw), type_, what, path)}
         return op, {"value": self.scalar(raw, type_, what, path)}
 
     def scalar(self, value: Any, type_: str, what: str, path: str) -> Any:
         """One comparison value in its canonical JSON type, or a message naming the expected type."""
         expected = _type_label(type_)
-        wrong = self.fail(f"{what[0].upper()}{what[1:]} is {expected}; {value!r} is not.", path)
+        wrong = self.fail(
+            _("%(value)s%(value2)s is %(expected)s; %(value3)r is not.")
+            % {"value": what[0].upper(), "value2": what[1:], "expected": expected, "value3": value},
+            path,
+        )
         match type_:
             case TagType.STRING | TagType.LIST:
                 if isinstance(value, bool) or not isinstance(value, str | int):
@@ -351,11 +428,17 @@ class Checker:
                 text = str(value)
                 if len(text) > tagtypes.MAX_TEXT:
                     raise self.fail(
-                        f"A value for {what} is longer than {tagtypes.MAX_TEXT} characters.", path
+                        _("A value for %(what)s is longer than %(max_text)s characters.")
+                        % {"what": what, "max_text": tagtypes.MAX_TEXT},
+                        path,
                     )
                 if any(c == "\x00" or "\ud800" <= c <= "\udfff" for c in text):
                     # The database cannot hold or compare either: a clear refusal, not a 500.
-                    raise self.fail(f"A value for {what} contains a character that text cannot hold.", path)
+                    raise self.fail(
+                        _("A value for %(what)s contains a character that text cannot hold.")
+                        % {"what": what},
+                        path,
+                    )
                 return text
             case TagType.INTEGER | TagType.DECIMAL:
                 number = _number(value)
@@ -372,9 +455,19 @@ class Checker:
                 parsed = _date(value)
                 if parsed is None:
                     raise self.fail(
-                        f"{what[0].upper()}{what[1:]} is a date: use YYYY-MM-DD "
-                        f"(years {MIN_YEAR}-{MAX_YEAR}), "
-                        f"not {value!r}.",
+                        (
+                            _(
+                                "%(value)s%(value2)s is a date: use YYYY-MM-DD (years "
+                                "%(min_year)s-%(max_year)s), not %(value3)r."
+                            )
+                            % {
+                                "value": what[0].upper(),
+                                "value2": what[1:],
+                                "min_year": MIN_YEAR,
+                                "max_year": MAX_YEAR,
+                                "value3": value,
+                            }
+                        ),
                         path,
                     )
                 return parsed.isoformat()
@@ -384,16 +477,26 @@ class Checker:
                 parsed = _datetime(value)
                 if parsed is None:
                     raise self.fail(
-                        f"{what[0].upper()}{what[1:]} is a date and time: use YYYY-MM-DD or "
-                        f"YYYY-MM-DDTHH:MM, not {value!r}.",
+                        (
+                            _(
+                                "%(value)s%(value2)s is a date and time: use YYYY-MM-DD or "
+                                "YYYY-MM-DDTHH:MM, not %(value3)r."
+                            )
+                            % {"value": what[0].upper(), "value2": what[1:], "value3": value}
+                        ),
                         path,
                     )
                 return parsed.isoformat()
             case t.CONSENT:
                 if value not in t.CONSENT_VALUES:
                     raise self.fail(
-                        f"{what[0].upper()}{what[1:]} is a consent state, one of "
-                        f"{', '.join(t.CONSENT_VALUES)}, not {value!r}.",
+                        _("%(value)s%(value2)s is a consent state, one of %(value3)s, not %(value4)r.")
+                        % {
+                            "value": what[0].upper(),
+                            "value2": what[1:],
+                            "value3": ", ".join(t.CONSENT_VALUES),
+                            "value4": value,
+                        },
                         path,
                     )
                 return value
