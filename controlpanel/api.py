@@ -17,6 +17,7 @@ from uuid import UUID
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, JsonResponse
+from django.utils.translation import get_language, ngettext
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI, Router, Schema
@@ -195,12 +196,61 @@ def error(request, status: int, code: str, message: str, field: str | None = Non
     return api.create_response(request, body, status=status)
 
 
+def validation_message(problem: dict) -> str:
+    """Pydantic's message for one invalid input, in the request's language: English as pydantic
+    words it; other languages for the common kinds of problem, pydantic's English for the rest."""
+    english = problem.get("msg") or _("Invalid input.")
+    if (get_language() or "en").startswith("en"):
+        return english
+    ctx = problem.get("ctx") or {}
+    match problem.get("type"):
+        case "missing":
+            return _("Field required")
+        case "string_type":
+            return _("Input should be a valid string")
+        case "int_type" | "int_parsing" | "int_from_float":
+            return _("Input should be a valid integer")
+        case "float_type" | "float_parsing" | "decimal_type" | "decimal_parsing":
+            return _("Input should be a valid number")
+        case "bool_type" | "bool_parsing":
+            return _("Input should be a valid boolean")
+        case "list_type":
+            return _("Input should be a valid list")
+        case "dict_type" | "model_type" | "model_attributes_type":
+            return _("Input should be an object")
+        case "uuid_type" | "uuid_parsing":
+            return _("Input should be a valid UUID")
+        case "datetime_type" | "datetime_parsing" | "datetime_from_date_parsing":
+            return _("Input should be a valid date and time")
+        case "date_type" | "date_parsing" | "date_from_datetime_parsing":
+            return _("Input should be a valid date")
+        case "extra_forbidden":
+            return _("Extra inputs are not permitted")
+        case "string_too_long" if "max_length" in ctx:
+            n = ctx["max_length"]
+            return ngettext(
+                "String should have at most %(count)s character",
+                "String should have at most %(count)s characters",
+                n,
+            ) % {"count": n}
+        case "string_too_short" if "min_length" in ctx:
+            n = ctx["min_length"]
+            return ngettext(
+                "String should have at least %(count)s character",
+                "String should have at least %(count)s characters",
+                n,
+            ) % {"count": n}
+        case "enum" | "literal_error" if "expected" in ctx:
+            return _("Input should be %(expected)s") % {"expected": ctx["expected"]}
+    return english
+
+
 @api.exception_handler(NinjaValidationError)
 def on_validation_error(request, exc: NinjaValidationError):
     first = exc.errors[0] if exc.errors else {}
     # loc is like ("body", "payload", "phone"); the last names the field.
     loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "payload", "query", "path")]
-    message = first.get("msg") or _("Invalid input.")
+    message = validation_message(first)
     field = ".".join(loc) or None
     if field:
         message = f"{field}: {message}"
