@@ -241,7 +241,9 @@ def validation_message(problem: dict) -> str:
                 n,
             ) % {"count": n}
         case "enum" | "literal_error" if "expected" in ctx:
-            return _("Input should be %(expected)s") % {"expected": ctx["expected"]}
+            word = _("or")  # pydantic's "'a', 'b' or 'c'"
+            expected = str(ctx["expected"]).replace(" or ", f" {word} ")
+            return _("Input should be %(expected)s") % {"expected": expected}
     return english
 
 

@@ -2,11 +2,13 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.urls import NoReverseMatch, reverse
-from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext
+from django.utils.translation import gettext_noop as _
 
 from .models import Project, Role
 
 # (label, url name, icon, section key). Sections later issues fill show an honest empty state.
+# Labels are English here (marked for the catalog) and translated per request in navigation().
 NAVIGATION = [
     (_("Dashboard"), "controlpanel:dashboard", "home", "dashboard"),
     (_("Subscribers"), "subscribers:list", "users", "subscribers"),
@@ -40,7 +42,7 @@ def navigation(request) -> dict:
     section = getattr(current, "nav_section", None)
     items = [
         {
-            "label": label,
+            "label": gettext(label),
             "url": reverse(name, args=[project.slug]),
             "icon": icon,
             "active": key == section,

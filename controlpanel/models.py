@@ -76,7 +76,7 @@ class UserManager(BaseUserManager["User"]):
 class User(AbstractBaseUser, PermissionsMixin):
     """A person who logs in to the panel. Identified by email address."""
 
-    email = models.EmailField(_("email address"), unique=True)
+    email = models.EmailField(_("email"), unique=True)
     name = models.CharField(_("name"), max_length=150, blank=True)
     is_staff = models.BooleanField(
         _("staff status"), default=False, help_text=_("May log in to the Django admin (operators).")
@@ -269,7 +269,7 @@ class Invitation(models.Model):
         Project, on_delete=models.CASCADE, related_name="invitations", verbose_name=_("project")
     )
     public_id = models.UUIDField(_("public ID"), default=uuid.uuid4, unique=True, editable=False)
-    email = models.EmailField(_("email address"))
+    email = models.EmailField(_("email"))
     role = models.CharField(_("role"), max_length=10, choices=Role.choices, default=Role.MARKETER)
     token_hash = models.CharField(_("token hash"), max_length=64, unique=True, editable=False)
     invited_by = models.ForeignKey(

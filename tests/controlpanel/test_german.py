@@ -141,6 +141,8 @@ def test_password_reset_email_in_the_requesters_language(client, owner):
 def test_login_page_and_lockout_in_german(client, owner, settings):
     html = client.get(reverse("login"), **DE).content.decode()
     assert "Bei Ihrem Konto anmelden" in html and "Passwort vergessen?" in html
+    assert ">E-Mail</label>" in html
+    assert ">Email</label>" in client.get(reverse("login")).content.decode()
     for _attempt in range(settings.AXES_FAILURE_LIMIT):
         client.post(reverse("login"), {"username": owner.email, "password": "wrong"}, **DE)
     response = client.post(reverse("login"), {"username": owner.email, "password": "x"}, **DE)
@@ -220,6 +222,8 @@ def test_validation_messages():
         assert validation_message(missing) == "Pflichtfeld"
         assert validation_message(too_long) == "Text darf höchstens 5 Zeichen haben"
         assert validation_message(odd) == "Pydantic says so"
+        choice = {"type": "enum", "msg": "Input should be 'a' or 'b'", "ctx": {"expected": "'a' or 'b'"}}
+        assert validation_message(choice) == "Eingabe muss 'a' oder 'b' sein"
 
 
 def test_signup_form_error_in_german():
