@@ -1,11 +1,12 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.utils.translation import gettext_lazy as _
 
 from .models import ApiKey, AuditEntry, Heartbeat, Invitation, Membership, Project, User
 
-admin.site.site_header = "WhatsApp Control Panel · operators"
-admin.site.site_title = "WhatsApp Control Panel admin"
-admin.site.index_title = "Operations"
+admin.site.site_header = _("WhatsApp Control Panel · operators")
+admin.site.site_title = _("WhatsApp Control Panel admin")
+admin.site.index_title = _("Operations")
 
 
 @admin.register(User)
@@ -16,8 +17,11 @@ class UserAdmin(BaseUserAdmin):
     search_fields = ["email", "name"]
     fieldsets = [
         (None, {"fields": ["email", "password", "name"]}),
-        ("Permissions", {"fields": ["is_active", "is_staff", "is_superuser", "groups", "user_permissions"]}),
-        ("Dates", {"fields": ["last_login", "date_joined"]}),
+        (
+            _("Permissions"),
+            {"fields": ["is_active", "is_staff", "is_superuser", "groups", "user_permissions"]},
+        ),
+        (_("Dates"), {"fields": ["last_login", "date_joined"]}),
     ]
     add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "password1", "password2"]})]
 

@@ -17,6 +17,8 @@ from uuid import UUID
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, JsonResponse
+from django.utils.translation import get_language, ngettext
+from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI, Router, Schema
 from ninja.errors import AuthenticationError, HttpError
@@ -60,7 +62,11 @@ class UnstorableText(ValueError):
 
     def __init__(self, field: str):
         self.field = field
-        super().__init__(f"{field}: a text may not contain the NUL character (\\u0000).")
+        super().__init__(field)
+
+    def __str__(self) -> str:
+        # In the language of the request that is answered, not of the one that raised.
+        return _("%(field)s: a text may not contain the NUL character (\\u0000).") % {"field": self.field}
 
 
 def find_nul(value: Any, path: str = "") -> str | None:
@@ -178,7 +184,9 @@ def body_limit(path: str) -> int | None:
 
 
 def too_large(max_bytes: int | None) -> str:
-    return f"The request body is larger than this endpoint takes ({max_bytes} bytes at most)."
+    return _("The request body is larger than this endpoint takes (%(max)s bytes at most).") % {
+        "max": max_bytes
+    }
 
 
 def error(request, status: int, code: str, message: str, field: str | None = None):
@@ -188,12 +196,63 @@ def error(request, status: int, code: str, message: str, field: str | None = Non
     return api.create_response(request, body, status=status)
 
 
+def validation_message(problem: dict) -> str:
+    """Pydantic's message for one invalid input, in the request's language: English as pydantic
+    words it; other languages for the common kinds of problem, pydantic's English for the rest."""
+    english = problem.get("msg") or _("Invalid input.")
+    if (get_language() or "en").startswith("en"):
+        return english
+    ctx = problem.get("ctx") or {}
+    match problem.get("type"):
+        case "missing":
+            return _("Field required")
+        case "string_type":
+            return _("Input should be a valid string")
+        case "int_type" | "int_parsing" | "int_from_float":
+            return _("Input should be a valid integer")
+        case "float_type" | "float_parsing" | "decimal_type" | "decimal_parsing":
+            return _("Input should be a valid number")
+        case "bool_type" | "bool_parsing":
+            return _("Input should be a valid boolean")
+        case "list_type":
+            return _("Input should be a valid list")
+        case "dict_type" | "model_type" | "model_attributes_type":
+            return _("Input should be an object")
+        case "uuid_type" | "uuid_parsing":
+            return _("Input should be a valid UUID")
+        case "datetime_type" | "datetime_parsing" | "datetime_from_date_parsing":
+            return _("Input should be a valid date and time")
+        case "date_type" | "date_parsing" | "date_from_datetime_parsing":
+            return _("Input should be a valid date")
+        case "extra_forbidden":
+            return _("Extra inputs are not permitted")
+        case "string_too_long" if "max_length" in ctx:
+            n = ctx["max_length"]
+            return ngettext(
+                "String should have at most %(count)s character",
+                "String should have at most %(count)s characters",
+                n,
+            ) % {"count": n}
+        case "string_too_short" if "min_length" in ctx:
+            n = ctx["min_length"]
+            return ngettext(
+                "String should have at least %(count)s character",
+                "String should have at least %(count)s characters",
+                n,
+            ) % {"count": n}
+        case "enum" | "literal_error" if "expected" in ctx:
+            word = _("or")  # pydantic's "'a', 'b' or 'c'"
+            expected = str(ctx["expected"]).replace(" or ", f" {word} ")
+            return _("Input should be %(expected)s") % {"expected": expected}
+    return english
+
+
 @api.exception_handler(NinjaValidationError)
 def on_validation_error(request, exc: NinjaValidationError):
     first = exc.errors[0] if exc.errors else {}
     # loc is like ("body", "payload", "phone"); the last names the field.
     loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "payload", "query", "path")]
-    message = first.get("msg", "Invalid input.")
+    message = validation_message(first)
     field = ".".join(loc) or None
     if field:
         message = f"{field}: {message}"
@@ -202,12 +261,14 @@ def on_validation_error(request, exc: NinjaValidationError):
 
 @api.exception_handler(AuthenticationError)
 def on_auth_error(request, exc):
-    return error(request, 401, "unauthorized", "A valid API key is required (Authorization: Bearer <key>).")
+    return error(
+        request, 401, "unauthorized", _("A valid API key is required (Authorization: Bearer <key>).")
+    )
 
 
 @api.exception_handler(Http404)
 def on_not_found(request, exc):
-    return error(request, 404, "not_found", str(exc) or "Not found.")
+    return error(request, 404, "not_found", str(exc) or _("Not found."))
 
 
 @api.exception_handler(HttpError)
@@ -217,7 +278,8 @@ def on_http_error(request, exc: HttpError):
         return on_unstorable_text(request, exc.__cause__)
     if exc.status_code == 400 and exc.__cause__ is not None:
         # django-ninja's "Cannot parse request body": say what is wrong with it.
-        return error(request, 400, "invalid_json", f"The request body is not valid JSON: {exc.__cause__}")
+        message = _("The request body is not valid JSON: %(error)s") % {"error": exc.__cause__}
+        return error(request, 400, "invalid_json", message)
     return error(request, exc.status_code, getattr(exc, "code", "error"), str(exc))
 
 
@@ -260,7 +322,8 @@ def api_root(request):
 @csrf_exempt  # a POST to an unknown route is a 404, not Django's HTML CSRF page
 def not_found(request, path: str = ""):
     """Unknown /api/v1/ paths answer JSON, like the rest of the API."""
-    return JsonResponse({"code": "not_found", "message": f"No API endpoint at {request.path}."}, status=404)
+    message = _("No API endpoint at %(path)s.") % {"path": request.path}
+    return JsonResponse({"code": "not_found", "message": message}, status=404)
 
 
 class ProjectOut(Schema):

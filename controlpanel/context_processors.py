@@ -2,22 +2,25 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.urls import NoReverseMatch, reverse
+from django.utils.translation import gettext
+from django.utils.translation import gettext_noop as _
 
 from .models import Project, Role
 
 # (label, url name, icon, section key). Sections later issues fill show an honest empty state.
+# Labels are English here (marked for the catalog) and translated per request in navigation().
 NAVIGATION = [
-    ("Dashboard", "controlpanel:dashboard", "home", "dashboard"),
-    ("Subscribers", "subscribers:list", "users", "subscribers"),
-    ("Segments", "subscribers:segments", "filter", "segments"),
-    ("Templates", "whatsapp:templates", "template", "templates"),
-    ("Campaigns", "campaigns:list", "send", "campaigns"),
-    ("Messages", "campaigns:messages", "history", "messages"),
-    ("Journeys", "journeys:list", "route", "journeys"),
-    ("Email", "mail:templates", "mail", "email"),
-    ("Push", "push:templates", "bell", "push"),
-    ("Conversations", "campaigns:conversations", "message", "conversations"),
-    ("Settings", "controlpanel:settings", "settings", "settings"),
+    (_("Dashboard"), "controlpanel:dashboard", "home", "dashboard"),
+    (_("Subscribers"), "subscribers:list", "users", "subscribers"),
+    (_("Segments"), "subscribers:segments", "filter", "segments"),
+    (_("Templates"), "whatsapp:templates", "template", "templates"),
+    (_("Campaigns"), "campaigns:list", "send", "campaigns"),
+    (_("Messages"), "campaigns:messages", "history", "messages"),
+    (_("Journeys"), "journeys:list", "route", "journeys"),
+    (_("Email"), "mail:templates", "mail", "email"),
+    (_("Push"), "push:templates", "bell", "push"),
+    (_("Conversations"), "campaigns:conversations", "message", "conversations"),
+    (_("Settings"), "controlpanel:settings", "settings", "settings"),
 ]
 
 
@@ -39,7 +42,7 @@ def navigation(request) -> dict:
     section = getattr(current, "nav_section", None)
     items = [
         {
-            "label": label,
+            "label": gettext(label),
             "url": reverse(name, args=[project.slug]),
             "icon": icon,
             "active": key == section,

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from django.db import connections
 from django.db.models import QuerySet
+from django.utils.formats import number_format
+from django.utils.translation import gettext
 
 # Small enough that an exact count costs a few milliseconds; tests lower it.
 EXACT_UP_TO = 10_000
@@ -27,11 +29,13 @@ class Count:
     estimated: bool = False
 
     def __str__(self) -> str:
+        # Grouped as the reader's language writes numbers: 1,234 / 1.234.
         if not self.estimated:
-            return f"{self.value:,}"
+            return number_format(self.value, force_grouping=True)
         # Two significant digits: more would pretend a precision the estimate does not have.
         digits = max(len(str(self.value)) - 2, 0)
-        return f"about {round(self.value, -digits):,}"
+        rounded = number_format(round(self.value, -digits), force_grouping=True)
+        return gettext("about %(count)s") % {"count": rounded}
 
     def __bool__(self) -> bool:
         return self.value > 0

@@ -1,10 +1,18 @@
 """English country names by ISO 3166 region code, for every region phonenumbers supports.
 
 Generated once from phonenumbers' geocoder data (loading it takes seconds, too long for every
-process start); a region phonenumbers adds later shows its code until it is added here.
+process start); a region phonenumbers adds later shows its code until it is added here. Other
+languages take Babel's (CLDR) names, falling back to the English one.
 """
 
 from __future__ import annotations
+
+import unicodedata
+from functools import cache
+
+from babel import Locale, UnknownLocaleError
+from django.utils.functional import lazy
+from django.utils.translation import get_language, to_locale
 
 NAMES = {
     "AC": "Ascension Island",
@@ -255,5 +263,31 @@ NAMES = {
 }
 
 
-def name(region: str) -> str:
-    return NAMES.get(region, region)
+@cache
+def _territories(language: str) -> dict[str, str]:
+    try:
+        return dict(Locale.parse(to_locale(language)).territories)
+    except (UnknownLocaleError, ValueError):
+        return {}
+
+
+def name(region: str, language: str | None = None) -> str:
+    """The country's name in ``language`` (default: the active one)."""
+    language = (language or get_language() or "en").split("-")[0]
+    english = NAMES.get(region, region)
+    if language == "en":
+        return english
+    return _territories(language).get(region) or english
+
+
+def _label(region: str, calling_code: int) -> str:
+    return f"{name(region)} (+{calling_code})"
+
+
+# "Germany (+49)", "Deutschland (+49)": evaluated when shown, in the reader's language.
+label = lazy(_label, str)
+
+
+def sort_key(text: str) -> str:
+    """Accents sort with their letter: "Österreich" among the O's, "Åland" among the A's."""
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().casefold()

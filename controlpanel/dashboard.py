@@ -91,20 +91,21 @@ def build(project: Project) -> Dashboard:
 
 def tenancy_provider(project: Project) -> Iterable[Metric | Series | ChecklistStep]:
     from django.urls import reverse
+    from django.utils.translation import gettext as _
 
     from .models import ApiKey, Membership
 
     yield ChecklistStep(
-        title="Invite your team",
+        title=_("Invite your team"),
         done=Membership.objects.filter(project=project).count() > 1,
         url=reverse("controlpanel:members", args=[project.slug]),
-        hint="Marketers build segments and campaigns; viewers only look.",
+        hint=_("Marketers build segments and campaigns; viewers only look."),
         order=40,
     )
     yield ChecklistStep(
-        title="Create an API key for your backend",
+        title=_("Create an API key for your backend"),
         done=ApiKey.objects.for_project(project).active().exists(),
         url=reverse("controlpanel:api_keys", args=[project.slug]),
-        hint="Your app sends subscribers and events through /api/v1/.",
+        hint=_("Your app sends subscribers and events through %(path)s.") % {"path": "/api/v1/"},
         order=50,
     )

@@ -12,17 +12,20 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import translation
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from .api import API_PREFIX, body_limit, too_large
 
+# The codes stay as they are in every language; the messages are for people, in the request's.
 GENERIC_ERRORS = {
-    400: ("bad_request", "The request could not be read."),
-    401: ("unauthorized", "A valid API key is required (Authorization: Bearer <key>)."),
-    403: ("forbidden", "This request is not allowed."),
-    404: ("not_found", "No API endpoint here."),
-    413: ("payload_too_large", "The request body is too large."),
-    429: ("too_many_requests", "Too many requests; try again later."),
-    500: ("server_error", "Something went wrong on our side; it has been logged."),
+    400: ("bad_request", gettext_lazy("The request could not be read.")),
+    401: ("unauthorized", gettext_lazy("A valid API key is required (Authorization: Bearer <key>).")),
+    403: ("forbidden", gettext_lazy("This request is not allowed.")),
+    404: ("not_found", gettext_lazy("No API endpoint here.")),
+    413: ("payload_too_large", gettext_lazy("The request body is too large.")),
+    429: ("too_many_requests", gettext_lazy("Too many requests; try again later.")),
+    500: ("server_error", gettext_lazy("Something went wrong on our side; it has been logged.")),
 }
 # Headers that mean something to a client whatever the body says.
 KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
@@ -51,7 +54,8 @@ def check_body_size(request: HttpRequest) -> JsonResponse | None:
             raise ValueError(raw)
     except ValueError:
         return JsonResponse(
-            {"code": "bad_request", "message": f"Invalid Content-Length {raw!r}."}, status=400
+            {"code": "bad_request", "message": _("Invalid Content-Length %(value)r.") % {"value": raw}},
+            status=400,
         )
     limit = body_limit(request.path_info)
     if limit is not None and length > limit:
@@ -75,10 +79,14 @@ def as_json_error(response: HttpResponse) -> HttpResponse:
     status = response.status_code
     if status == 405:
         allowed = response.get("Allow", "")
-        code, message = "method_not_allowed", f"This endpoint answers {allowed or 'no method'}."
+        if allowed:
+            message = _("This endpoint answers %(methods)s.") % {"methods": allowed}
+        else:
+            message = _("This endpoint answers no method.")
+        code = "method_not_allowed"
     else:
         code, message = GENERIC_ERRORS.get(status, ("error", response.reason_phrase))
-    json = JsonResponse({"code": code, "message": message}, status=status)
+    json = JsonResponse({"code": code, "message": str(message)}, status=status)
     for header in KEPT_HEADERS:
         if header in response:
             json[header] = response[header]

@@ -16,19 +16,31 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
+from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
 from . import countries
 
 TIME_ZONE_CHOICES = [(name, name) for name in sorted(zoneinfo.available_timezones())]
-# "Germany (+49)", in the order of the names, so the select reads like a list of countries.
+# "Germany (+49)" ("Deutschland (+49)" in German): labels are lazy, in the reader's language; the list
+# is in the order of the English names (country_choices() sorts for the active language).
 COUNTRY_CHOICES = sorted(
     (
-        (region, f"{countries.name(region)} (+{phonenumbers.country_code_for_region(region)})")
+        (region, countries.label(region, phonenumbers.country_code_for_region(region)))
         for region in phonenumbers.SUPPORTED_REGIONS
     ),
-    key=lambda choice: choice[1],
+    key=lambda choice: (
+        f"{countries.name(choice[0], 'en')} (+{phonenumbers.country_code_for_region(choice[0])})"
+    ),
 )
+
+
+def country_choices() -> list[tuple[str, str]]:
+    """COUNTRY_CHOICES sorted by their names in the active language, for a form's select."""
+    labels = [(code, str(label)) for code, label in COUNTRY_CHOICES]
+    if (get_language() or "en").startswith("en"):
+        return labels  # already in the order of the English names
+    return sorted(labels, key=lambda choice: countries.sort_key(choice[1]))
 
 
 def normalize_login(email: str) -> str:
@@ -64,15 +76,17 @@ class UserManager(BaseUserManager["User"]):
 class User(AbstractBaseUser, PermissionsMixin):
     """A person who logs in to the panel. Identified by email address."""
 
-    email = models.EmailField(unique=True)
-    name = models.CharField(max_length=150, blank=True)
-    is_staff = models.BooleanField(default=False, help_text="May log in to the Django admin (operators).")
+    email = models.EmailField(_("email"), unique=True)
+    name = models.CharField(_("name"), max_length=150, blank=True)
+    is_staff = models.BooleanField(
+        _("staff status"), default=False, help_text=_("May log in to the Django admin (operators).")
+    )
     # The panel's language; empty follows the browser (settings.LANGUAGES lists the choices).
     language = models.CharField(
         _("language"), max_length=8, blank=True, default="", choices=settings.LANGUAGES
     )
-    is_active = models.BooleanField(default=True)
-    date_joined = models.DateTimeField(default=timezone.now)
+    is_active = models.BooleanField(_("active"), default=True)
+    date_joined = models.DateTimeField(_("date joined"), default=timezone.now)
 
     objects = UserManager()
 
@@ -82,6 +96,8 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     class Meta:
         ordering = ["email"]
+        verbose_name = _("user")
+        verbose_name_plural = _("users")
         constraints = [
             # With every email lower-case, the unique index is case-insensitive as well: no second
             # account "T6@example.com" beside "t6@example.com" for a log-in to be ambiguous between.
@@ -118,22 +134,25 @@ class ProjectQuerySet(models.QuerySet["Project"]):
 class Project(models.Model):
     """The tenant. Every tenant-owned row points here."""
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    name = models.CharField(max_length=120)
-    slug = models.SlugField(max_length=60, unique=True)
-    time_zone = models.CharField(max_length=64, default="UTC", choices=TIME_ZONE_CHOICES)
+    public_id = models.UUIDField(_("public ID"), default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(_("name"), max_length=120)
+    slug = models.SlugField(_("slug"), max_length=60, unique=True)
+    time_zone = models.CharField(_("time zone"), max_length=64, default="UTC", choices=TIME_ZONE_CHOICES)
     default_country = models.CharField(
+        _("default country"),
         max_length=2,
         default="DE",
         choices=COUNTRY_CHOICES,
-        help_text="Country assumed for phone numbers written without +prefix.",
+        help_text=_("Country assumed for phone numbers written without +prefix."),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     objects = ProjectQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
+        verbose_name = _("project")
+        verbose_name_plural = _("projects")
 
     def __str__(self) -> str:
         return self.name
@@ -141,10 +160,10 @@ class Project(models.Model):
 
 class Role(models.TextChoices):
     # Order matters: each role may do everything the ones below it may.
-    VIEWER = "viewer", "Viewer"
-    MARKETER = "marketer", "Marketer"
-    ADMIN = "admin", "Admin"
-    OWNER = "owner", "Owner"
+    VIEWER = "viewer", _("Viewer")
+    MARKETER = "marketer", _("Marketer")
+    ADMIN = "admin", _("Admin")
+    OWNER = "owner", _("Owner")
 
     @property
     def rank(self) -> int:
@@ -155,13 +174,19 @@ class Role(models.TextChoices):
 
 
 class Membership(models.Model):
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
-    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MARKETER)
-    created_at = models.DateTimeField(auto_now_add=True)
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("project")
+    )
+    public_id = models.UUIDField(_("public ID"), default=uuid.uuid4, unique=True, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("user")
+    )
+    role = models.CharField(_("role"), max_length=10, choices=Role.choices, default=Role.MARKETER)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
+        verbose_name = _("membership")
+        verbose_name_plural = _("memberships")
         constraints = [models.UniqueConstraint(fields=["project", "user"], name="membership_unique_user")]
         ordering = ["project", "user__email"]
 
@@ -196,21 +221,30 @@ class ApiKey(models.Model):
     The short ``prefix`` identifies a key in lists and logs without revealing it.
     """
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="api_keys")
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    name = models.CharField(max_length=100)
-    prefix = models.CharField(max_length=16, unique=True, editable=False)
-    key_hash = models.CharField(max_length=64, unique=True, editable=False)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="api_keys", verbose_name=_("project")
+    )
+    public_id = models.UUIDField(_("public ID"), default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(_("name"), max_length=100)
+    prefix = models.CharField(_("prefix"), max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(_("key hash"), max_length=64, unique=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        verbose_name=_("created by"),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
 
     objects = ApiKeyQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
-        verbose_name = "API key"
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
@@ -231,20 +265,28 @@ class Invitation(models.Model):
 
     VALID_FOR = timedelta(days=7)
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="invitations")
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    email = models.EmailField()
-    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MARKETER)
-    token_hash = models.CharField(max_length=64, unique=True, editable=False)
-    invited_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="invitations", verbose_name=_("project")
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    accepted_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
+    public_id = models.UUIDField(_("public ID"), default=uuid.uuid4, unique=True, editable=False)
+    email = models.EmailField(_("email"))
+    role = models.CharField(_("role"), max_length=10, choices=Role.choices, default=Role.MARKETER)
+    token_hash = models.CharField(_("token hash"), max_length=64, unique=True, editable=False)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("invited by"),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    accepted_at = models.DateTimeField(_("accepted at"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name = _("invitation")
+        verbose_name_plural = _("invitations")
 
     def __str__(self) -> str:
         return f"{self.email} to {self.project}"
@@ -265,24 +307,35 @@ class AuditEntryQuerySet(TenantQuerySet):
 class AuditEntry(models.Model):
     """Who did what to which object, and when. Written by services, never edited."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="audit_entries")
-    actor_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    actor_api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL)
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="audit_entries", verbose_name=_("project")
+    )
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        verbose_name=_("actor user"),
+    )
+    actor_api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, verbose_name=_("actor API key")
+    )
     # Kept as text so the entry survives the actor's deletion.
-    actor_label = models.CharField(max_length=200, blank=True)
-    action = models.CharField(max_length=80)
-    object_type = models.CharField(max_length=80, blank=True)
-    object_id = models.CharField(max_length=64, blank=True)
-    object_repr = models.CharField(max_length=200, blank=True)
-    changes = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor_label = models.CharField(_("actor label"), max_length=200, blank=True)
+    action = models.CharField(_("action"), max_length=80)
+    object_type = models.CharField(_("object type"), max_length=80, blank=True)
+    object_id = models.CharField(_("object ID"), max_length=64, blank=True)
+    object_repr = models.CharField(_("object"), max_length=200, blank=True)
+    changes = models.JSONField(_("changes"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, db_index=True)
 
     objects = AuditEntryQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["project", "-created_at"], name="audit_project_time")]
-        verbose_name_plural = "audit entries"
+        verbose_name = _("audit entry")
+        verbose_name_plural = _("audit entries")
 
     def __str__(self) -> str:
         return f"{self.actor_label}: {self.action} {self.object_type} {self.object_repr}"
@@ -291,8 +344,12 @@ class AuditEntry(models.Model):
 class Heartbeat(models.Model):
     """Last time each background component proved it was alive (workers, scheduler)."""
 
-    component = models.CharField(max_length=40, unique=True)
-    seen_at = models.DateTimeField()
+    component = models.CharField(_("component"), max_length=40, unique=True)
+    seen_at = models.DateTimeField(_("seen at"))
+
+    class Meta:
+        verbose_name = _("heartbeat")
+        verbose_name_plural = _("heartbeats")
 
     def __str__(self) -> str:
         return f"{self.component} @ {self.seen_at:%Y-%m-%d %H:%M:%S}"

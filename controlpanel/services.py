@@ -13,6 +13,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
+from django.utils.translation import gettext as _
 
 from .models import (
     ApiKey,
@@ -189,7 +190,9 @@ def invite_member(
     """
     email = email.strip().lower()
     if Membership.objects.filter(project=project, user__email__iexact=email).exists():
-        raise ValidationError({"email": f"{email} is already a member of this project."})
+        raise ValidationError(
+            {"email": _("%(email)s is already a member of this project.") % {"email": email}}
+        )
     replaced = Invitation.objects.filter(
         project=project, email=email, accepted_at__isnull=True, revoked_at__isnull=True
     ).update(revoked_at=timezone.now())
@@ -213,9 +216,9 @@ def invite_member(
         "registration/invitation_email.txt",
         {"project": project, "inviter": actor.display, "link": link, "role": Role(role).label},
     )
-    transaction.on_commit(
-        lambda: send_mail(f"You are invited to {project.name}", body, settings.DEFAULT_FROM_EMAIL, [email])
-    )
+    # In the inviter's language, active now (the invitee has no account to have picked one yet).
+    subject = _("You are invited to %(project)s") % {"project": project.name}
+    transaction.on_commit(lambda: send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [email]))
     return invitation, link, bool(replaced)
 
 
@@ -241,7 +244,7 @@ def accept_invitation(*, invitation: Invitation, user: User) -> Membership:
     """Make ``user`` a member with the invited role. Idempotent for an existing member."""
     locked = Invitation.objects.select_for_update().get(pk=invitation.pk)
     if not locked.is_pending:
-        raise ValidationError("This invitation is no longer valid.")
+        raise ValidationError(_("This invitation is no longer valid."))
     try:
         with transaction.atomic():
             membership = Membership.objects.create(project=locked.project, user=user, role=locked.role)
@@ -266,7 +269,7 @@ def change_role(*, membership: Membership, role: Role, actor: Actor) -> Membersh
     if membership.role == role:
         return membership
     if membership.role == Role.OWNER and _owner_count(membership.project) <= 1:
-        raise ValidationError("A project needs at least one owner.")
+        raise ValidationError(_("A project needs at least one owner."))
     old = membership.role
     membership.role = role
     membership.save(update_fields=["role"])
@@ -284,7 +287,7 @@ def change_role(*, membership: Membership, role: Role, actor: Actor) -> Membersh
 def remove_member(*, membership: Membership, actor: Actor) -> None:
     membership = Membership.objects.select_for_update().get(pk=membership.pk)
     if membership.role == Role.OWNER and _owner_count(membership.project) <= 1:
-        raise ValidationError("A project needs at least one owner.")
+        raise ValidationError(_("A project needs at least one owner."))
     record_audit(
         project=membership.project,
         actor=actor,

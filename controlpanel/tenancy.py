@@ -16,6 +16,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from .models import Membership, Project, Role
 
@@ -33,7 +34,7 @@ def get_membership(user, slug: str) -> Membership:
     try:
         return Membership.objects.select_related("project").get(project__slug=slug, user=user)
     except Membership.DoesNotExist:
-        raise Http404("No such project.") from None
+        raise Http404(_("No such project.")) from None
 
 
 def project_view(
@@ -54,7 +55,7 @@ def project_view(
             membership = get_membership(request.user, slug)
             needed = read if request.method in SAFE_METHODS else write
             if not membership.can(needed):
-                raise PermissionDenied(f"This needs the {Role(needed).label} role.")
+                raise PermissionDenied(_("This needs the %(role)s role.") % {"role": Role(needed).label})
             request.project = membership.project  # type: ignore[attr-defined]
             request.membership = membership  # type: ignore[attr-defined]
             # Times on project pages are shown in the project's time zone.

@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.templatetags.static import static
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
@@ -49,7 +50,7 @@ def project_create(request: HttpRequest) -> HttpResponse:
     form = ProjectForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         project = services.create_project(owner=request.user, **form.cleaned_data)
-        messages.success(request, f"Project “{project.name}” created.")
+        messages.success(request, _("Project “%(name)s” created.") % {"name": project.name})
         return redirect("controlpanel:dashboard", project.slug)
     return render(request, "controlpanel/project_create.html", {"form": form})
 
@@ -80,7 +81,7 @@ def project_settings(request: HttpRequest) -> HttpResponse:
     form = ProjectForm(request.POST or None, instance=Project.objects.get(pk=project.pk))
     if request.method == "POST" and form.is_valid():
         services.update_project(project=project, actor=_actor(request), **form.cleaned_data)
-        messages.success(request, "Project settings saved.")
+        messages.success(request, _("Project settings saved."))
         return redirect("controlpanel:settings", project.slug)
     return render(request, "controlpanel/settings.html", {"form": form, "tab": "general"})
 
@@ -92,7 +93,7 @@ def members(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         email = form.cleaned_data["email"]
         try:
-            _, link, replaced = services.invite_member(
+            _invitation, link, replaced = services.invite_member(
                 project=project,
                 email=email,
                 role=Role(form.cleaned_data["role"]),
@@ -102,9 +103,15 @@ def members(request: HttpRequest) -> HttpResponse:
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
-            again = " again; the earlier link no longer works" if replaced else ""
             # The owner sees the link too: the only way in when outgoing mail is not set up.
-            messages.success(request, f"Invitation sent to {email}{again}. Their link: {link}")
+            if replaced:
+                text = _(
+                    "Invitation sent to %(email)s again; the earlier link no longer works. "
+                    "Their link: %(link)s"
+                )
+            else:
+                text = _("Invitation sent to %(email)s. Their link: %(link)s")
+            messages.success(request, text % {"email": email, "link": link})
             return redirect("controlpanel:members", project.slug)
     memberships = list(Membership.objects.filter(project=project).select_related("user"))
     owners = sum(1 for m in memberships if m.role == Role.OWNER)
@@ -137,12 +144,14 @@ def member_role(request: HttpRequest, member_id) -> HttpResponse:
                 membership=membership, role=Role(form.cleaned_data["role"]), actor=_actor(request)
             )
             messages.success(
-                request, f"{membership.user.email} is now {Role(form.cleaned_data['role']).label}."
+                request,
+                _("%(email)s is now %(role)s.")
+                % {"email": membership.user.email, "role": Role(form.cleaned_data["role"]).label},
             )
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
     else:
-        messages.error(request, "Choose a valid role.")
+        messages.error(request, _("Choose a valid role."))
     return redirect("controlpanel:members", request.project.slug)
 
 
@@ -152,7 +161,9 @@ def member_remove(request: HttpRequest, member_id) -> HttpResponse:
     membership = get_object_or_404(Membership, project=request.project, public_id=member_id)
     try:
         services.remove_member(membership=membership, actor=_actor(request))
-        messages.success(request, f"{membership.user.email} was removed from the project.")
+        messages.success(
+            request, _("%(email)s was removed from the project.") % {"email": membership.user.email}
+        )
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     return redirect("controlpanel:members", request.project.slug)
@@ -163,7 +174,7 @@ def member_remove(request: HttpRequest, member_id) -> HttpResponse:
 def invitation_revoke(request: HttpRequest, invitation_id) -> HttpResponse:
     invitation = get_object_or_404(Invitation, project=request.project, public_id=invitation_id)
     services.revoke_invitation(invitation=invitation, actor=_actor(request))
-    messages.success(request, f"Invitation for {invitation.email} revoked.")
+    messages.success(request, _("Invitation for %(email)s revoked.") % {"email": invitation.email})
     return redirect("controlpanel:members", request.project.slug)
 
 
@@ -173,7 +184,7 @@ def api_keys(request: HttpRequest) -> HttpResponse:
     project = request.project
     form = ApiKeyForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        _, raw = services.create_api_key(
+        _key, raw = services.create_api_key(
             project=project, name=form.cleaned_data["name"], actor=_actor(request)
         )
         # Post/redirect/get, so a reload cannot create a second key. The raw key
@@ -196,7 +207,9 @@ def api_keys(request: HttpRequest) -> HttpResponse:
 def api_key_revoke(request: HttpRequest, key_id) -> HttpResponse:
     key = get_object_or_404(ApiKey, project=request.project, public_id=key_id)
     services.revoke_api_key(project=request.project, key=key, actor=_actor(request))
-    messages.success(request, f"API key “{key.name}” revoked. Requests with it now get 401.")
+    messages.success(
+        request, _("API key “%(name)s” revoked. Requests with it now get 401.") % {"name": key.name}
+    )
     return redirect("controlpanel:api_keys", request.project.slug)
 
 
@@ -219,11 +232,13 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
             )
         if request.method == "POST":
             services.accept_invitation(invitation=invitation, user=request.user)
-            messages.success(request, f"Welcome to {invitation.project.name}.")
+            messages.success(request, _("Welcome to %(project)s.") % {"project": invitation.project.name})
             return redirect("controlpanel:dashboard", invitation.project.slug)
         return render(request, "registration/invitation_accept.html", {"invitation": invitation})
     if existing is not None:
-        messages.info(request, f"Log in as {invitation.email} to accept the invitation.")
+        messages.info(
+            request, _("Log in as %(email)s to accept the invitation.") % {"email": invitation.email}
+        )
         return redirect(f"{reverse('login')}?next={request.path}")
     form = SignupForm(request.POST or None, email=invitation.email)
     if request.method == "POST" and form.is_valid():
@@ -233,7 +248,7 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
             )
             services.accept_invitation(invitation=invitation, user=user)
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        messages.success(request, f"Welcome to {invitation.project.name}.")
+        messages.success(request, _("Welcome to %(project)s.") % {"project": invitation.project.name})
         return redirect("controlpanel:dashboard", invitation.project.slug)
     return render(request, "registration/invitation_signup.html", {"invitation": invitation, "form": form})
 

@@ -7,7 +7,7 @@ document.addEventListener("click", (event) => {
   const text = source.value ?? source.textContent;
   navigator.clipboard?.writeText(text).then(() => {
     const label = button.textContent;
-    button.textContent = "Copied";
+    button.textContent = gettext("Copied");
     setTimeout(() => { button.textContent = label; }, 1500);
   });
 });
