@@ -15,7 +15,9 @@ from subscribers.models import ConsentState, Subscriber
 
 # Stored in English on skipped rows (they group by them); pages translate them when they show them.
 NO_EMAIL = gettext_noop("The subscriber has no email address.")
-EMAIL_UNDELIVERABLE = gettext_noop("The email address is undeliverable (it bounced or the person complained).")
+EMAIL_UNDELIVERABLE = gettext_noop(
+    "The email address is undeliverable (it bounced or the person complained)."
+)
 EMAIL_OPTED_OUT = gettext_noop("The subscriber opted out of email.")
 EMAIL_NO_OPT_IN = gettext_noop("Marketing email needs email opt-in, and this subscriber has not opted in.")
 NO_DEVICE = gettext_noop("The subscriber has no active push device.")

@@ -627,7 +627,11 @@ def template_fields(template: MessageTemplate, data: Mapping[str, str] | None = 
         for name in names:
             if key == "header" and name in ("image", "video", "document"):
                 f = TemplateField(
-                    key, name, name, _("Header %(media)s") % {"media": name}, help=_("A public https link to the file.")
+                    key,
+                    name,
+                    name,
+                    _("Header %(media)s") % {"media": name},
+                    help=_("A public https link to the file."),
                 )
             elif key == "header" and name == "location":
                 f = TemplateField(key, name, "location", _("Header location"), help=_("Latitude, longitude"))
@@ -640,7 +644,10 @@ def template_fields(template: MessageTemplate, data: Mapping[str, str] | None = 
                 else:
                     label = button.get("text") or _("link")
                     f = TemplateField(
-                        key, name, "url", _("Button “%(label)s”: URL %(param)s") % {"label": label, "param": f"{{{{{name}}}}}"}
+                        key,
+                        name,
+                        "url",
+                        _("Button “%(label)s”: URL %(param)s") % {"label": label, "param": f"{{{{{name}}}}}"},
                     )
                     f.help = str(button.get("url") or "")
                     examples = button.get("example") or []
@@ -649,7 +656,9 @@ def template_fields(template: MessageTemplate, data: Mapping[str, str] | None = 
                     prefix = placeholders.link_prefix(f.help)
                     f.example = example[len(prefix) :] if prefix and example.startswith(prefix) else example
             elif key == "body" and template.category == "AUTHENTICATION":
-                f = TemplateField(key, name, "text", _("Verification code"), help=_("The one-time code to send."))
+                f = TemplateField(
+                    key, name, "text", _("Verification code"), help=_("The one-time code to send.")
+                )
             else:
                 part = {"header": _("Header"), "body": _("Body")}.get(key, key.capitalize())
                 f = TemplateField(key, name, "text", f"{part} {{{{{name}}}}}")

@@ -30,7 +30,9 @@ NO_NUMBER = gettext_noop("The subscriber has no WhatsApp number.")
 NEEDS_PHONE = gettext_noop("Authentication templates need a phone number, not a business-scoped user id.")
 OPTED_OUT = gettext_noop("The subscriber opted out of WhatsApp messages.")
 NO_OPT_IN = gettext_noop("Marketing needs WhatsApp opt-in, and this subscriber has not opted in.")
-CAPPED = gettext_noop("Frequency cap reached: the subscriber already got the most marketing messages allowed.")
+CAPPED = gettext_noop(
+    "Frequency cap reached: the subscriber already got the most marketing messages allowed."
+)
 LOCAL_TIME_PASSED = gettext_noop("The local send time had already passed in the subscriber's time zone.")
 CANCELLED = gettext_noop("The campaign was cancelled.")
 

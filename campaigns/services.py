@@ -129,7 +129,8 @@ def send_whatsapp(
         raise SendRefused(_("No WhatsApp account is connected to this project."))
     if account.status == AccountStatus.SUSPENDED:
         raise SendRefused(
-            _("Sending is stopped for %(account)s: %(reason)s") % {"account": account, "reason": account.status_reason}
+            _("Sending is stopped for %(account)s: %(reason)s")
+            % {"account": account, "reason": account.status_reason}
         )
     if (template is None) == (text is None):
         raise SendRefused(_("Send either a template or a text."))
