@@ -72,7 +72,7 @@ class Preflight:
             "audience": self.audience,
             "sendable": self.sendable,
             "excluded": [
-                {"reason": code, "label": EXCLUSIONS[code], "count": self.excluded.get(code, 0)}
+                {"reason": code, "label": str(EXCLUSIONS[code]), "count": self.excluded.get(code, 0)}
                 for code in EXCLUSIONS
             ],
             "estimated_cost": {
