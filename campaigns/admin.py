@@ -7,6 +7,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import ActionLocation
 from django.db import transaction
+from django.utils.translation import gettext_lazy, ngettext_lazy
 
 from controlpanel.services import Actor
 from subscribers.admin import EstimatedCountPaginator
@@ -62,16 +63,35 @@ class MessageAdmin(ReadOnlyFieldsMixin, admin.ModelAdmin):
             rows = rows.defer("content", "components", "history")
         return rows
 
-    @admin.display(description="Subject / title")
+    @admin.display(description=gettext_lazy("Subject / title"))
     def subject(self, obj: Message) -> str:
         return obj.headline or ""
 
-    @admin.display(description="Opened", boolean=True)
+    @admin.display(description=gettext_lazy("Opened"), boolean=True)
     def opened(self, obj: Message) -> bool | None:
         return None if obj.channel == Channel.WHATSAPP else obj.opened_at is not None
 
 
+# Per action: what the changelist's action menu says, and the note after it ran.
+ACTION_TEXTS = {
+    "pause": (
+        gettext_lazy("Pause the selected campaigns"),
+        ngettext_lazy("%(n)s campaign paused.", "%(n)s campaigns paused.", "n"),
+    ),
+    "resume": (
+        gettext_lazy("Resume the selected campaigns"),
+        ngettext_lazy("%(n)s campaign resumed.", "%(n)s campaigns resumed.", "n"),
+    ),
+    "cancel": (
+        gettext_lazy("Cancel the selected campaigns"),
+        ngettext_lazy("%(n)s campaign cancelled.", "%(n)s campaigns cancelled.", "n"),
+    ),
+}
+
+
 def _lifecycle_action(name: str, verb: str):
+    description, done_text = ACTION_TEXTS[name]
+
     def action(modeladmin, request, queryset) -> None:
         done, refused = 0, []
         actor = Actor(user=request.user)
@@ -83,13 +103,13 @@ def _lifecycle_action(name: str, verb: str):
             else:
                 done += 1
         if done:
-            modeladmin.message_user(request, f"{done} campaign(s) {verb}.", messages.SUCCESS)
+            modeladmin.message_user(request, done_text % {"n": done}, messages.SUCCESS)
         for line in refused:
             modeladmin.message_user(request, line, messages.WARNING)
 
     action.__name__ = f"{name}_campaigns"
     return admin.action(
-        description=f"{name.capitalize()} the selected campaigns",
+        description=description,
         permissions=["lifecycle"],
         location=[ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM],
     )(action)

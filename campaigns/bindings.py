@@ -34,6 +34,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
 from liquid import Environment
 from liquid.builtin.expressions import FilteredExpression, Path
 from liquid.builtin.output import OutputNode
@@ -172,15 +174,25 @@ def compile_binding(source: Any, *, component: str, name: str) -> BoundTemplate:
     field_name = f"bindings.{component}.{name}"
     label = placeholder_label(component, name)
     if not isinstance(source, str):
-        raise InvalidInput(f"The binding of {label} must be text.", field=field_name, code="invalid_binding")
-    if len(source) > MAX_BINDING_LENGTH:
         raise InvalidInput(
-            f"The binding of {label} is {len(source):,} characters long; at most "
-            f"{MAX_BINDING_LENGTH:,} are allowed.",
+            _("The binding of %(label)s must be text.") % {"label": label},
             field=field_name,
             code="invalid_binding",
         )
-    return compile_document(source, env=ENV, field=field_name, what=f"The binding of {label}")
+    if len(source) > MAX_BINDING_LENGTH:
+        raise InvalidInput(
+            _("The binding of %(label)s is %(length)s characters long; at most %(limit)s are allowed.")
+            % {
+                "label": label,
+                "length": number_format(len(source), force_grouping=True),
+                "limit": number_format(MAX_BINDING_LENGTH, force_grouping=True),
+            },
+            field=field_name,
+            code="invalid_binding",
+        )
+    return compile_document(
+        source, env=ENV, field=field_name, what=_("The binding of %(label)s") % {"label": label}
+    )
 
 
 def compile_document(
@@ -294,8 +306,13 @@ def check_bindings(
                     if n not in MEDIA_PARAMETERS
                 )
                 raise InvalidInput(
-                    f"The template has no placeholder {label}"
-                    + (f"; its placeholders are {known}." if known else "; it has no placeholders."),
+                    (
+                        _("The template has no placeholder %(label)s; its placeholders are %(known)s.")
+                        % {"label": label, "known": known}
+                        if known
+                        else _("The template has no placeholder %(label)s; it has no placeholders.")
+                        % {"label": label}
+                    ),
                     field=f"bindings.{component}.{name}",
                     code="unknown_placeholder",
                 )
@@ -307,8 +324,11 @@ def check_bindings(
                 continue
             if not str(shaped.get(component, {}).get(name) or "").strip():
                 raise InvalidInput(
-                    f"Bind {placeholder_label(component, name)}: say what it is filled with, e.g. "
-                    '{{ tags.first_name | default: "there" }}.',
+                    _(
+                        "Bind %(label)s: say what it is filled with, e.g. "
+                        '{{ tags.first_name | default: "there" }}.'
+                    )
+                    % {"label": placeholder_label(component, name)},
                     field=f"bindings.{component}.{name}",
                     code="missing_binding",
                 )

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from django.core import signing
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from ninja import Field, Query, Router, Schema, Status
 from pydantic import ConfigDict
 
@@ -428,7 +429,12 @@ def _campaigns(project: Project):
 def get_campaign(project: Project, campaign_id: UUID) -> Campaign:
     campaign = _campaigns(project).filter(public_id=campaign_id).first()
     if campaign is None:
-        raise ApiError(404, "campaign_not_found", f"No campaign {campaign_id} in this project.", field="id")
+        raise ApiError(
+            404,
+            "campaign_not_found",
+            _("No campaign %(id)s in this project.") % {"id": campaign_id},
+            field="id",
+        )
     return campaign
 
 
@@ -445,7 +451,8 @@ def _audience(project: Project, payload: CampaignIn) -> tuple[str, Segment | Non
     ]
     if len(given) > 1:
         raise InvalidInput(
-            "Give one audience: segment_id, rule, everyone or phones, not " + " and ".join(given) + ".",
+            _("Give one audience: segment_id, rule, everyone or phones, not %(given)s.")
+            % {"given": _(" and ").join(given)},
             field=given[1],
         )
     if payload.segment_id is not None:
@@ -454,7 +461,7 @@ def _audience(project: Project, payload: CampaignIn) -> tuple[str, Segment | Non
             raise ApiError(
                 404,
                 "segment_not_found",
-                f"No segment {payload.segment_id} in this project.",
+                _("No segment %(id)s in this project.") % {"id": payload.segment_id},
                 field="segment_id",
             )
         return AudienceKind.SEGMENT, segment, None
@@ -463,7 +470,9 @@ def _audience(project: Project, payload: CampaignIn) -> tuple[str, Segment | Non
             return AudienceKind.RULE, None, parse_rule(payload.rule)
         except RuleSyntaxError as exc:
             raise InvalidInput(
-                f"The rule is not valid: {exc.message}.", field="rule", code="rule_syntax_error"
+                _("The rule is not valid: %(problem)s.") % {"problem": exc.message},
+                field="rule",
+                code="rule_syntax_error",
             ) from None
     if payload.everyone:
         return AudienceKind.EVERYONE, None, None
@@ -500,7 +509,7 @@ def _account(project: Project, phone_number_id: str | None) -> WhatsAppAccount |
         raise ApiError(
             404,
             "account_not_found",
-            f"No WhatsApp number {phone_number_id} is connected.",
+            _("No WhatsApp number %(id)s is connected.") % {"id": phone_number_id},
             field="phone_number_id",
         )
     return account
@@ -513,7 +522,7 @@ def campaign_input(project: Project, payload: CampaignIn) -> tuple[CampaignInput
     languages: list[str] = []
     if template is not None:
         if template.language is not None and template.languages is not None:
-            raise InvalidInput("Give language or languages, not both.", field="template.languages")
+            raise InvalidInput(_("Give language or languages, not both."), field="template.languages")
         languages = [template.language] if template.language is not None else list(template.languages or [])
     schedule = payload.schedule or ScheduleIn()
     data = CampaignInput(
@@ -570,19 +579,19 @@ def _check_schedule(project: Project, payload: CampaignIn) -> None:
                 at if timezone.is_aware(at) else timezone.make_aware(at, ZoneInfo(project.time_zone))
             ).astimezone(UTC)
         except (OverflowError, ValueError):
-            raise InvalidInput("The send time is out of range.", field="schedule.at") from None
+            raise InvalidInput(_("The send time is out of range."), field="schedule.at") from None
     if schedule.kind == ScheduleKind.AT and schedule.at is None:
-        raise InvalidInput("Give the date and time to send (schedule.at).", field="schedule.at")
+        raise InvalidInput(_("Give the date and time to send (schedule.at)."), field="schedule.at")
     if schedule.kind == ScheduleKind.LOCAL_TIME and not schedule.local_time:
         raise InvalidInput(
-            "Give the local time to send at (schedule.local_time).", field="schedule.local_time"
+            _("Give the local time to send at (schedule.local_time)."), field="schedule.local_time"
         )
     if schedule.local_time is not None:
         try:
             time.fromisoformat(schedule.local_time.strip())
         except ValueError:
             raise InvalidInput(
-                "The local time is a time of day, e.g. 09:30.", field="schedule.local_time"
+                _("The local time is a time of day, e.g. 09:30."), field="schedule.local_time"
             ) from None
 
 
@@ -682,7 +691,8 @@ def update_campaign(request, campaign_id: UUID, payload: CampaignIn):
         raise ApiError(
             409,
             "not_draft",
-            f"This campaign is {campaign.get_status_display().lower()}: only drafts can be changed.",
+            _("This campaign is %(status)s: only drafts can be changed.")
+            % {"status": campaign.get_status_display().lower()},
             field="status",
         )
     _write(request, payload, campaign)
@@ -702,7 +712,7 @@ def list_campaigns(request, filters: Query[ListFilters]):
         except signing.BadSignature:
             before = None
         if not isinstance(before, int) or isinstance(before, bool):
-            raise InvalidInput("This cursor is not one a page of this list returned.", field="cursor")
+            raise InvalidInput(_("This cursor is not one a page of this list returned."), field="cursor")
         campaigns = campaigns.filter(pk__lt=before)
     page = list(campaigns.order_by("-pk")[: filters.limit + 1])
     rows = page[: filters.limit]
@@ -798,6 +808,8 @@ def test_send(request, campaign_id: UUID, payload: TestSendIn):
     campaign = get_campaign(request.project, campaign_id)
     _check_storable(payload)
     if not campaign.template_name:
-        raise InvalidInput("Choose the campaign's template first.", field="template.name", code="no_template")
+        raise InvalidInput(
+            _("Choose the campaign's template first."), field="template.name", code="no_template"
+        )
     message = lifecycle.test_send(campaign=campaign, phone=payload.phone, actor=request.actor)
     return Status(201, {"message_id": message.public_id, "status": message.status})

@@ -21,6 +21,7 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from subscribers.models import Event
 from subscribers.services import record_event
@@ -83,7 +84,10 @@ def record(
             Message.objects.filter(pk=message.pk, delivered_at__isnull=True).update(delivered_at=at)
     if kind == BOUNCED and (attributes or {}).get("bounce", "hard") == "hard":
         Message.objects.filter(pk=message.pk).exclude(status=MessageStatus.FAILED).update(
-            status=MessageStatus.FAILED, failed_at=at, reason="The email bounced.", updated_at=at
+            status=MessageStatus.FAILED,
+            failed_at=at,
+            reason=gettext_noop("The email bounced."),
+            updated_at=at,
         )
     event_attributes = {**origin_attributes(message), **(attributes or {})}
     key = f"{name}:{message.public_id}" + (f":{dedup}" if dedup else "")

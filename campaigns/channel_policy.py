@@ -9,14 +9,19 @@ opt-out. Transactional messages need only "not opted out" and a way to reach the
 
 from __future__ import annotations
 
+from django.utils.translation import gettext_noop
+
 from subscribers.models import ConsentState, Subscriber
 
-NO_EMAIL = "The subscriber has no email address."
-EMAIL_UNDELIVERABLE = "The email address is undeliverable (it bounced or the person complained)."
-EMAIL_OPTED_OUT = "The subscriber opted out of email."
-EMAIL_NO_OPT_IN = "Marketing email needs email opt-in, and this subscriber has not opted in."
-NO_DEVICE = "The subscriber has no active push device."
-PUSH_OPTED_OUT = "The subscriber opted out of push."
+# Stored in English on skipped rows (they group by them); pages translate them when they show them.
+NO_EMAIL = gettext_noop("The subscriber has no email address.")
+EMAIL_UNDELIVERABLE = gettext_noop(
+    "The email address is undeliverable (it bounced or the person complained)."
+)
+EMAIL_OPTED_OUT = gettext_noop("The subscriber opted out of email.")
+EMAIL_NO_OPT_IN = gettext_noop("Marketing email needs email opt-in, and this subscriber has not opted in.")
+NO_DEVICE = gettext_noop("The subscriber has no active push device.")
+PUSH_OPTED_OUT = gettext_noop("The subscriber opted out of push.")
 
 
 def email_refusal(subscriber: Subscriber, *, marketing: bool) -> str:

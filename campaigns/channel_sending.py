@@ -39,6 +39,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from controlpanel.models import Project
 from whatsapp.errors import retry_delay
@@ -182,7 +183,8 @@ def send_batch(message_ids: Sequence[int], leased_until: str | None = None) -> d
     return dict(batch.counts)
 
 
-UNANSWERED = "Sending stopped before the provider answered; it may or may not have gone out."
+# Stored in English on the row (pages translate it when they show it).
+UNANSWERED = gettext_noop("Sending stopped before the provider answered; it may or may not have gone out.")
 
 
 def _load(ids: list[int]) -> list[Message]:
@@ -264,5 +266,5 @@ def _record(batch: _Batch, message: Message, delivery: Delivery) -> None:
                       reason=delivery.error, attempts=attempts, **errors)  # fmt: skip
         return
     batch.finish(message, MessageStatus.FAILED, f"error {code}" if code else "failed",
-                 reason=delivery.error or "The provider refused the message.",
+                 reason=delivery.error or gettext_noop("The provider refused the message."),
                  failed_at=timezone.now(), attempts=attempts, **errors)  # fmt: skip

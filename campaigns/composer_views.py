@@ -21,6 +21,9 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, path, reverse
 from django.utils.cache import patch_vary_headers
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_http_methods, require_POST
 
 from controlpanel.models import Role
@@ -131,7 +134,9 @@ def campaign_edit(request: HttpRequest, campaign_id: uuid.UUID) -> HttpResponse:
     campaign = _campaign(request, campaign_id)
     if campaign.status != CampaignStatus.DRAFT:
         messages.info(
-            request, f"“{campaign.name}” is {campaign.get_status_display().lower()}: only drafts change."
+            request,
+            _("“%(name)s” is %(status)s: only drafts change.")
+            % {"name": campaign.name, "status": campaign.get_status_display().lower()},
         )
         return redirect("campaigns:detail", request.project.slug, campaign.public_id)
     return _composer(request, campaign)
@@ -166,7 +171,7 @@ def _composer(request: HttpRequest, campaign: Campaign | None) -> HttpResponse:
         return render(request, PAGE, context, status=400)
     if request.POST.get("action") == "preflight":
         return redirect("campaigns:preflight", project.slug, saved.public_id)
-    messages.success(request, f"Draft “{saved.name}” saved.")
+    messages.success(request, _("Draft “%(name)s” saved.") % {"name": saved.name})
     return redirect("campaigns:edit", project.slug, saved.public_id)
 
 
@@ -196,13 +201,14 @@ def composer_preview(request: HttpRequest) -> HttpResponse:
 
 def _duration(seconds: int | None) -> str:
     if seconds is None:
-        return "unknown"
+        return _("unknown")
     if seconds < 60:
-        return f"about {max(seconds, 1)} second{'s' if seconds != 1 else ''}"
+        seconds = max(seconds, 1)
+        return ngettext("about %(n)s second", "about %(n)s seconds", seconds) % {"n": seconds}
     minutes = round(seconds / 60)
     if minutes < 90:
-        return f"about {minutes} minute{'s' if minutes != 1 else ''}"
-    return f"about {seconds / 3600:.1f} hours"
+        return ngettext("about %(n)s minute", "about %(n)s minutes", minutes) % {"n": minutes}
+    return _("about %(n)s hours") % {"n": number_format(seconds / 3600, decimal_pos=1)}
 
 
 def _preflight_context(request: HttpRequest, campaign: Campaign, **extra: Any) -> dict[str, Any]:
@@ -264,7 +270,7 @@ def campaign_test_send(request: HttpRequest, campaign_id: uuid.UUID) -> HttpResp
         context = _preflight_context(request, campaign, test_phone=phone, test_error=err.message)
         return render(request, PREFLIGHT_PAGE, context, status=400)
     e164 = message.subscriber.phone
-    messages.success(request, f"Test message sent to {e164}.")
+    messages.success(request, _("Test message sent to %(phone)s.") % {"phone": e164})
     request.session["campaign_test"] = {"phone": e164, "handset": _handset_url(campaign, e164)}
     return redirect("campaigns:preflight", request.project.slug, campaign.public_id)
 
@@ -280,12 +286,9 @@ def campaign_launch(request: HttpRequest, campaign_id: uuid.UUID) -> HttpRespons
         return render(request, PREFLIGHT_PAGE, context, status=400)
     messages.success(
         request,
-        f"“{launched.name}” is launched."
-        + (
-            " Sending starts in a moment."
-            if launched.schedule_kind == "now"
-            else " It will send at its time."
-        ),
+        _("“%(name)s” is launched. Sending starts in a moment.") % {"name": launched.name}
+        if launched.schedule_kind == "now"
+        else _("“%(name)s” is launched. It will send at its time.") % {"name": launched.name},
     )
     return redirect("campaigns:detail", request.project.slug, launched.public_id)
 

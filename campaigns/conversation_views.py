@@ -19,6 +19,7 @@ from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST, require_safe
 
 from controlpanel.models import Role
@@ -278,7 +279,7 @@ def conversation_template(request: HttpRequest, subscriber_id: uuid.UUID) -> Htt
     subscriber = _subscriber(request, subscriber_id)
     template = _chosen_template(request, request.POST.get("template"))
     if template is None:
-        return _refused(request, subscriber, mode="template", error="Choose an approved template.")
+        return _refused(request, subscriber, mode="template", error=_("Choose an approved template."))
     fields = template_fields(template, request.POST)
     components = build_components(template, fields)
     if any(f.error for f in fields):
@@ -288,7 +289,7 @@ def conversation_template(request: HttpRequest, subscriber_id: uuid.UUID) -> Htt
             mode="template",
             template=template,
             fields=fields,
-            error="Some parameters are missing or wrong.",
+            error=_("Some parameters are missing or wrong."),
         )
     try:
         send_whatsapp(

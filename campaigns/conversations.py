@@ -23,7 +23,9 @@ from django.core.validators import URLValidator
 from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce, Greatest
-from django.utils import timezone
+from django.utils import dateformat, timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from controlpanel.models import Project
 from subscribers.errors import InvalidInput
@@ -33,7 +35,7 @@ from whatsapp import placeholders
 from whatsapp.models import MessageTemplate, TemplateStatus
 
 from . import policy
-from .models import Channel, Message, MessageKind
+from .models import Channel, Message, MessageKind, MessageStatus
 
 RECEIVED = "WhatsAppReceived"
 LIST_SIZE = 30
@@ -74,8 +76,8 @@ class ServiceWindow:
         minutes = int(remaining.total_seconds() // 60)
         hours, minutes = divmod(minutes, 60)
         if hours:
-            return f"{hours} h {minutes} min"
-        return f"{minutes} min" if minutes else "less than a minute"
+            return _("%(hours)s h %(minutes)s min") % {"hours": hours, "minutes": minutes}
+        return _("%(minutes)s min") % {"minutes": minutes} if minutes else _("less than a minute")
 
     @property
     def short(self) -> str:
@@ -84,11 +86,13 @@ class ServiceWindow:
         if remaining is None:
             return ""
         minutes = int(remaining.total_seconds() // 60)
-        return f"{minutes // 60} h" if minutes >= 60 else f"{max(minutes, 1)} min"
+        if minutes >= 60:
+            return _("%(hours)s h") % {"hours": minutes // 60}
+        return _("%(minutes)s min") % {"minutes": max(minutes, 1)}
 
     @property
     def label(self) -> str:
-        return f"Window open, {self.left} left" if self.open else "Window closed"
+        return _("Window open, %(left)s left") % {"left": self.left} if self.open else _("Window closed")
 
 
 def service_window(subscriber: Subscriber, now: datetime | None = None) -> ServiceWindow:
@@ -98,19 +102,19 @@ def service_window(subscriber: Subscriber, now: datetime | None = None) -> Servi
 # --- how an inbound message reads ----------------------------------------------------------------
 
 INBOUND_LABELS = {
-    "image": "Photo",
-    "video": "Video",
-    "audio": "Audio",
-    "document": "Document",
-    "sticker": "Sticker",
-    "location": "Location",
-    "contacts": "Contact",
-    "reaction": "Reaction",
-    "button": "Button",
-    "interactive": "Reply",
-    "order": "Order",
-    "system": "System message",
-    "unsupported": "Unsupported message",
+    "image": gettext_lazy("Photo"),
+    "video": gettext_lazy("Video"),
+    "audio": gettext_lazy("Audio"),
+    "document": gettext_lazy("Document"),
+    "sticker": gettext_lazy("Sticker"),
+    "location": gettext_lazy("Location"),
+    "contacts": gettext_lazy("Contact"),
+    "reaction": gettext_lazy("Reaction"),
+    "button": gettext_lazy("Button"),
+    "interactive": gettext_lazy("Reply"),
+    "order": gettext_lazy("Order"),
+    "system": gettext_lazy("System message"),
+    "unsupported": gettext_lazy("Unsupported message"),
 }
 
 
@@ -120,8 +124,8 @@ def inbound_snippet(kind: str, text: str) -> str:
     if kind in ("text", "button", "interactive", ""):
         return text
     if kind == "reaction":
-        return f"Reacted {text}" if text else "Removed a reaction"
-    label = INBOUND_LABELS.get(kind, kind.capitalize())
+        return _("Reacted %(emoji)s") % {"emoji": text} if text else _("Removed a reaction")
+    label = str(INBOUND_LABELS.get(kind, kind.capitalize()))
     return f"{label}: {text}" if text else label
 
 
@@ -143,6 +147,11 @@ class ConversationRow:
         return f"{self.last_at.isoformat()}|{self.subscriber.pk}"
 
     @property
+    def status_label(self) -> str:
+        """The last outbound message's state in the reader's language, for the ticks' tooltip."""
+        return MessageStatus(self.status).label if self.status in MessageStatus.values else self.status
+
+    @property
     def when(self) -> str:
         """ "14:05" today, "Yesterday", "Mon" this week, else "3 Nov" (in the active time zone)."""
         local = timezone.localtime(self.last_at)
@@ -150,10 +159,10 @@ class ConversationRow:
         if days <= 0:
             return local.strftime("%H:%M")
         if days == 1:
-            return "Yesterday"
+            return _("Yesterday")
         if days < 7:
-            return local.strftime("%a")
-        return f"{local.day} {local:%b}" + (f" {local:%Y}" if local.year != timezone.localdate().year else "")
+            return dateformat.format(local, "D")
+        return dateformat.format(local, "j M" if local.year == timezone.localdate().year else "j M Y")
 
 
 @dataclass
@@ -274,7 +283,7 @@ def _row(subscriber: Subscriber, now: datetime) -> ConversationRow:
     if inbound_last:
         snippet, status = inbound_snippet(s.in_type or "", s.in_text or ""), ""
     else:
-        snippet = " ".join((s.out_body or "").split()) or f"Template {s.out_template}"
+        snippet = " ".join((s.out_body or "").split()) or _("Template %(name)s") % {"name": s.out_template}
         status = s.out_status or ""
     return ConversationRow(
         subscriber=subscriber,
@@ -391,7 +400,7 @@ class ThreadItem:
 
     @property
     def type_label(self) -> str:
-        return INBOUND_LABELS.get(self.type, self.type.capitalize())
+        return str(INBOUND_LABELS.get(self.type, self.type.capitalize()))
 
     @property
     def text(self) -> str:
@@ -401,7 +410,7 @@ class ThreadItem:
     def snippet(self) -> str:
         if self.inbound:
             return inbound_snippet(self.type, self.text)
-        return self.text or f"Template {self.message.template_name}"  # type: ignore[union-attr]
+        return self.text or _("Template %(name)s") % {"name": self.message.template_name}  # type: ignore[union-attr]
 
     @property
     def map_url(self) -> str:
@@ -617,18 +626,29 @@ def template_fields(template: MessageTemplate, data: Mapping[str, str] | None = 
     for key, names in expected.items():
         for name in names:
             if key == "header" and name in ("image", "video", "document"):
-                f = TemplateField(key, name, name, f"Header {name}", help="A public https link to the file.")
+                f = TemplateField(
+                    key,
+                    name,
+                    name,
+                    _("Header %(media)s") % {"media": name},
+                    help=_("A public https link to the file."),
+                )
             elif key == "header" and name == "location":
-                f = TemplateField(key, name, "location", "Header location", help="Latitude, longitude")
+                f = TemplateField(key, name, "location", _("Header location"), help=_("Latitude, longitude"))
                 f.example = "52.5200, 13.4050"
             elif key.startswith("button:"):
                 button = buttons[int(key.split(":")[1])] if int(key.split(":")[1]) < len(buttons) else {}
                 if template.category == "AUTHENTICATION":
-                    f = TemplateField(key, name, "code", "Code for the copy button")
-                    f.help = "Empty: the verification code above. At most 15 characters."
+                    f = TemplateField(key, name, "code", _("Code for the copy button"))
+                    f.help = _("Empty: the verification code above. At most 15 characters.")
                 else:
-                    label = button.get("text") or "link"
-                    f = TemplateField(key, name, "url", f"Button “{label}”: URL {{{{{name}}}}}")
+                    label = button.get("text") or _("link")
+                    f = TemplateField(
+                        key,
+                        name,
+                        "url",
+                        _("Button “%(label)s”: URL %(param)s") % {"label": label, "param": f"{{{{{name}}}}}"},
+                    )
                     f.help = str(button.get("url") or "")
                     examples = button.get("example") or []
                     example = str(examples[0]) if examples else ""
@@ -636,9 +656,12 @@ def template_fields(template: MessageTemplate, data: Mapping[str, str] | None = 
                     prefix = placeholders.link_prefix(f.help)
                     f.example = example[len(prefix) :] if prefix and example.startswith(prefix) else example
             elif key == "body" and template.category == "AUTHENTICATION":
-                f = TemplateField(key, name, "text", "Verification code", help="The one-time code to send.")
+                f = TemplateField(
+                    key, name, "text", _("Verification code"), help=_("The one-time code to send.")
+                )
             else:
-                f = TemplateField(key, name, "text", f"{key.capitalize()} {{{{{name}}}}}")
+                part = {"header": _("Header"), "body": _("Body")}.get(key, key.capitalize())
+                f = TemplateField(key, name, "text", f"{part} {{{{{name}}}}}")
                 f.example = _examples(by_type.get(key) or {}, key).get(name, "")
             if data is not None:
                 f.value = str(data.get(f.input_name) or "").strip()
@@ -658,11 +681,11 @@ def build_components(template: MessageTemplate, fields: list[TemplateField]) -> 
         if f.kind == "code" and not f.value:
             f.value = code  # authentication templates carry the code twice: body and button
         if not f.value:
-            f.error = "Fill this in."
+            f.error = _("Fill this in.")
             continue
         if f.kind == "text":
             if "\n" in f.value or "\t" in f.value or "     " in f.value:
-                f.error = "No line breaks, tabs or more than four spaces in a row (Meta refuses them)."
+                f.error = _("No line breaks, tabs or more than four spaces in a row (Meta refuses them).")
                 continue
             param: dict[str, Any] = {"type": "text", "text": f.value}
             if named:
@@ -671,25 +694,25 @@ def build_components(template: MessageTemplate, fields: list[TemplateField]) -> 
             try:
                 _URL(f.value)
             except ValidationError:
-                f.error = "Enter a full link starting with https://."
+                f.error = _("Enter a full link starting with https://.")
                 continue
             param = {"type": f.kind, f.kind: {"link": f.value}}
         elif f.kind == "location":
             try:
                 lat, lng = (float(x) for x in f.value.replace(";", ",").split(","))
             except ValueError:
-                f.error = "Two numbers: latitude, longitude."
+                f.error = _("Two numbers: latitude, longitude.")
                 continue
             if not (-90 <= lat <= 90 and -180 <= lng <= 180):
-                f.error = "Latitude is between -90 and 90, longitude between -180 and 180."
+                f.error = _("Latitude is between -90 and 90, longitude between -180 and 180.")
                 continue
             param = {"type": "location", "location": {"latitude": lat, "longitude": lng}}
         elif f.kind == "code" and len(f.value) > 15:
-            f.error = "At most 15 characters."
+            f.error = _("At most 15 characters.")
             continue
         else:  # url suffix or code
             if " " in f.value:
-                f.error = "No spaces."
+                f.error = _("No spaces.")
                 continue
             param = {"type": "text", "text": f.value}
         params.setdefault(f.key, []).append(param)

@@ -8,7 +8,9 @@ from django.core.cache import cache
 from django.db.models import Count
 from django.db.models.functions import TruncDate
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import dateformat, timezone
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
 
 from controlpanel import counting
 from controlpanel.dashboard import Alert, Metric, Series
@@ -57,13 +59,13 @@ def messaging_provider(project: Project) -> Iterable[Metric | Series]:
     ]
     last_7 = sum(n for day, n in points if day > today - timedelta(days=7))
     yield Metric(
-        "Messages, last 7 days",
+        _("Messages, last 7 days"),
         counting.Count(last_7),
-        hint=f"in {project.time_zone}",
+        hint=_("in %(zone)s") % {"zone": project.time_zone},
         url=reverse("campaigns:list", args=[project.slug]),
         order=30,
     )
-    yield Series("Messages per day", points)
+    yield Series(_("Messages per day"), points)
 
 
 def _outcomes(project: Project, since: datetime, until: datetime | None = None) -> CampaignStats:
@@ -88,10 +90,10 @@ def _merged(a: CampaignStats, b: CampaignStats) -> CampaignStats:
 
 def _rates(outcome: CampaignStats) -> str:
     if not outcome.sent:
-        return "nothing sent"
-    delivered = f"{outcome.delivery_rate} %" if outcome.delivery_rate is not None else "—"
-    read = f"{outcome.read_rate} %" if outcome.read_rate is not None else "—"
-    return f"delivered {delivered} · read {read}"
+        return _("nothing sent")
+    delivered = f"{number_format(outcome.delivery_rate)} %" if outcome.delivery_rate is not None else "—"
+    read = f"{number_format(outcome.read_rate)} %" if outcome.read_rate is not None else "—"
+    return _("delivered %(delivered)s · read %(read)s") % {"delivered": delivered, "read": read}
 
 
 def sending_provider(project: Project) -> Iterable[Metric | Alert]:
@@ -115,10 +117,14 @@ def sending_provider(project: Project) -> Iterable[Metric | Alert]:
     month = _merged(earlier, todays)
     messages_url = reverse("campaigns:messages", args=[project.slug])
     yield Metric(
-        "Sent today", todays.sent, hint=f"{_rates(todays)} (updated every minute)", url=messages_url, order=31
+        _("Sent today"),
+        todays.sent,
+        hint=_("%(rates)s (updated every minute)") % {"rates": _rates(todays)},
+        url=messages_url,
+        order=31,
     )
     yield Metric(
-        f"Sent in {today:%B}",
+        _("Sent in %(month)s") % {"month": dateformat.format(today, "F")},
         month.sent,
         hint=_rates(month),
         url=f"{messages_url}?since={month_start.date().isoformat()}",
@@ -126,9 +132,9 @@ def sending_provider(project: Project) -> Iterable[Metric | Alert]:
     )
     billable = " · ".join(f"{category} {n}" for category, n in sorted(month.billable.items()))
     yield Metric(
-        f"Billable in {today:%B}",
+        _("Billable in %(month)s") % {"month": dateformat.format(today, "F")},
         sum(month.billable.values()),
-        hint=billable or "no billable messages",
+        hint=billable or _("no billable messages"),
         order=33,
     )
     paused = (
@@ -140,7 +146,7 @@ def sending_provider(project: Project) -> Iterable[Metric | Alert]:
     )
     for campaign in paused:
         yield Alert(
-            title=f"Campaign “{campaign.name}” paused itself",
+            title=_("Campaign “%(name)s” paused itself") % {"name": campaign.name},
             text=campaign.status_reason,
             url=reverse("campaigns:detail", args=[project.slug, campaign.public_id]),
         )

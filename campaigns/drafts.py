@@ -19,6 +19,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import transaction
 from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
 
 from controlpanel.models import Project
 from controlpanel.services import Actor, record_audit
@@ -83,7 +85,11 @@ class CampaignInput:
 def _choice(value: Any, choices: type, field_name: str, what: str) -> str:
     if value not in choices.values:
         allowed = ", ".join(choices.values)
-        raise InvalidInput(f"{what} must be one of {allowed}, not {value!r}.", field=field_name)
+        raise InvalidInput(
+            _("%(what)s must be one of %(allowed)s, not %(value)s.")
+            % {"what": what, "allowed": allowed, "value": repr(value)},
+            field=field_name,
+        )
     return str(value)
 
 
@@ -97,12 +103,15 @@ def _languages(
     """The languages as the template spells them (Meta wants the exact code), and the fallback."""
     given = data.languages if isinstance(data.languages, list | tuple) else None
     if given is None or not all(isinstance(code, str) for code in given):
-        raise InvalidInput('Languages are a list of codes, e.g. ["de", "en_US"].', field="languages")
+        raise InvalidInput(_('Languages are a list of codes, e.g. ["de", "en_US"].'), field="languages")
     codes: dict[str, str] = {}
     for code in given:
         code = code.strip()
         if not _LANGUAGE.match(code):
-            raise InvalidInput(f"{code!r} is not a language code (e.g. de, en_US, pt_BR).", field="languages")
+            raise InvalidInput(
+                _("%(code)s is not a language code (e.g. de, en_US, pt_BR).") % {"code": repr(code)},
+                field="languages",
+            )
         codes.setdefault(normalize(code), code)
     template_name = (data.template_name or "").strip()
     if account is not None and template_name:
@@ -114,14 +123,15 @@ def _languages(
         }
         if not existing:
             raise InvalidInput(
-                f"There is no template named {template_name} on {account}. Create it or sync the templates.",
+                _("There is no template named %(name)s on %(account)s. Create it or sync the templates.")
+                % {"name": template_name, "account": account},
                 field="template_name",
             )
         for key, code in codes.items():
             if key not in existing:
                 raise InvalidInput(
-                    f"Template {template_name} has no {code} version; it has "
-                    f"{', '.join(sorted(existing.values()))}.",
+                    _("Template %(name)s has no %(code)s version; it has %(codes)s.")
+                    % {"name": template_name, "code": code, "codes": ", ".join(sorted(existing.values()))},
                     field="languages",
                 )
             codes[key] = existing[key]
@@ -133,7 +143,7 @@ def _languages(
         return languages, languages[0] if languages else ""
     if normalize(fallback) not in codes:
         raise InvalidInput(
-            f"The fallback language {fallback} is not one of the campaign's languages.",
+            _("The fallback language %(code)s is not one of the campaign's languages.") % {"code": fallback},
             field="fallback_language",
         )
     return languages, codes[normalize(fallback)]
@@ -182,7 +192,9 @@ def _rule(project: Project, data: CampaignInput) -> dict:
         try:
             rule = parse_rule(rule)
         except RuleSyntaxError as err:
-            raise InvalidInput(f"The audience rule is not valid: {err.message}.", field="rule") from None
+            raise InvalidInput(
+                _("The audience rule is not valid: %(problem)s.") % {"problem": err.message}, field="rule"
+            ) from None
     try:
         return validate_rule(project, rule)
     except InvalidInput as err:
@@ -192,23 +204,29 @@ def _rule(project: Project, data: CampaignInput) -> dict:
 def _recipients(project: Project, data: CampaignInput) -> list[tuple[str, dict]]:
     """Recipients keyed by E.164 phone or external id, each once (later values win)."""
     if not isinstance(data.recipients, list | tuple):
-        raise InvalidInput("Recipients are a list of phones or external ids with values.", field="recipients")
+        raise InvalidInput(
+            _("Recipients are a list of phones or external ids with values."), field="recipients"
+        )
     if len(data.recipients) > MAX_RECIPIENTS:
-        raise InvalidInput(f"At most {MAX_RECIPIENTS:,} recipients per campaign.", field="recipients")
+        raise InvalidInput(
+            _("At most %(limit)s recipients per campaign.")
+            % {"limit": number_format(MAX_RECIPIENTS, force_grouping=True)},
+            field="recipients",
+        )
     found: dict[str, dict] = {}
     phones_only = data.audience_kind == AudienceKind.LIST
     for index, item in enumerate(data.recipients):
         field_name = f"recipients.{index}"
         key, values = (item, {}) if isinstance(item, str) else (*tuple(item), {})[:2]
         if not isinstance(key, str) or not key.strip():
-            raise InvalidInput("Give a phone number or an external id.", field=field_name)
+            raise InvalidInput(_("Give a phone number or an external id."), field=field_name)
         key = key.strip()
         # An uploaded list is phones, written as people write them; values by API name a
         # phone with its + (or 00), anything else is an external id.
         if phones_only or key.startswith(("+", "00")):
             key = normalize_phone(key, project.default_country, field=field_name)
         elif len(key) > 200:
-            raise InvalidInput("An external id has at most 200 characters.", field=field_name)
+            raise InvalidInput(_("An external id has at most 200 characters."), field=field_name)
         found[key] = {**found.get(key, {}), **_values(values, field_name)}
     return list(found.items())
 
@@ -217,23 +235,34 @@ def _values(values: Any, field_name: str) -> dict:
     if values in (None, ""):
         return {}
     if not isinstance(values, dict):
-        raise InvalidInput('Values are an object, e.g. {"order_id": "A-17"}.', field=f"{field_name}.values")
+        raise InvalidInput(
+            _('Values are an object, e.g. {"order_id": "A-17"}.'), field=f"{field_name}.values"
+        )
     if len(values) > MAX_VALUES:
-        raise InvalidInput(f"At most {MAX_VALUES} values per recipient.", field=f"{field_name}.values")
+        raise InvalidInput(
+            _("At most %(limit)s values per recipient.") % {"limit": MAX_VALUES}, field=f"{field_name}.values"
+        )
     for name, value in values.items():
         where = f"{field_name}.values.{name}"
         if not isinstance(name, str) or not _VALUE_NAME.match(name):
             raise InvalidInput(
-                f"{name!r} cannot be a value name: use letters, digits and _ "
-                "(it is written {{ values.name }}).",
+                _(
+                    "%(name)s cannot be a value name: use letters, digits and _ "
+                    "(it is written {{ values.name }})."
+                )
+                % {"name": repr(name)},
                 field=where,
             )
         items = value if isinstance(value, list) else [value]
         for item in items:
             if item is not None and not isinstance(item, str | int | float | bool):
-                raise InvalidInput("A value is text, a number, true/false or a list of them.", field=where)
+                raise InvalidInput(_("A value is text, a number, true/false or a list of them."), field=where)
             if isinstance(item, str) and len(item) > MAX_VALUE_TEXT:
-                raise InvalidInput(f"A value has at most {MAX_VALUE_TEXT:,} characters.", field=where)
+                raise InvalidInput(
+                    _("A value has at most %(limit)s characters.")
+                    % {"limit": number_format(MAX_VALUE_TEXT, force_grouping=True)},
+                    field=where,
+                )
     return dict(values)
 
 
@@ -247,14 +276,16 @@ def _local_time(value: Any) -> time | None:
             return time.fromisoformat(value.strip())
         except ValueError:
             pass
-    raise InvalidInput("The local time is a time of day, e.g. 09:30.", field="local_time")
+    raise InvalidInput(_("The local time is a time of day, e.g. 09:30."), field="local_time")
 
 
 def _zone(name: str, field_name: str) -> str:
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput(f"{name!r} is not a time zone (e.g. Europe/Berlin).", field=field_name) from None
+        raise InvalidInput(
+            _("%(name)s is not a time zone (e.g. Europe/Berlin).") % {"name": repr(name)}, field=field_name
+        ) from None
     return name
 
 
@@ -266,16 +297,18 @@ def build_campaign(*, project: Project, data: CampaignInput) -> Campaign:
     """
     name = (data.name or "").strip()
     if not name:
-        raise InvalidInput("Give the campaign a name.", field="name")
+        raise InvalidInput(_("Give the campaign a name."), field="name")
     if len(name) > MAX_NAME:
-        raise InvalidInput(f"A campaign name has at most {MAX_NAME} characters.", field="name")
-    purpose = _choice(data.purpose, CampaignPurpose, "purpose", "The purpose")
+        raise InvalidInput(
+            _("A campaign name has at most %(limit)s characters.") % {"limit": MAX_NAME}, field="name"
+        )
+    purpose = _choice(data.purpose, CampaignPurpose, "purpose", _("The purpose"))
     account = data.account or default_account(project)
     if account is not None and account.project_id != project.pk:
-        raise InvalidInput("No such WhatsApp number in this project.", field="account")
+        raise InvalidInput(_("No such WhatsApp number in this project."), field="account")
     template_name = (data.template_name or "").strip()
     if len(template_name) > 512:
-        raise InvalidInput("A template name has at most 512 characters.", field="template_name")
+        raise InvalidInput(_("A template name has at most 512 characters."), field="template_name")
     languages, fallback = _languages(project, data, account)
     bindings = _bindings(data, project, account, languages)
     header_media_url = (data.header_media_url or "").strip()
@@ -284,21 +317,23 @@ def build_campaign(*, project: Project, data: CampaignInput) -> Campaign:
             _URL(header_media_url)
         except ValidationError:
             raise InvalidInput(
-                "The header media URL is a full link starting with https://.", field="header_media_url"
+                _("The header media URL is a full link starting with https://."), field="header_media_url"
             ) from None
         if len(header_media_url) > 2000:
-            raise InvalidInput("The header media URL has at most 2,000 characters.", field="header_media_url")
-    audience_kind = _choice(data.audience_kind, AudienceKind, "audience_kind", "The audience")
+            raise InvalidInput(
+                _("The header media URL has at most 2,000 characters."), field="header_media_url"
+            )
+    audience_kind = _choice(data.audience_kind, AudienceKind, "audience_kind", _("The audience"))
     segment = data.segment if audience_kind == AudienceKind.SEGMENT else None
     if segment is not None and segment.project_id != project.pk:
-        raise InvalidInput("No such segment in this project.", field="segment")
+        raise InvalidInput(_("No such segment in this project."), field="segment")
     rule = _rule(project, data) if audience_kind == AudienceKind.RULE else {}
     recipients = _recipients(project, data)
-    schedule_kind = _choice(data.schedule_kind, ScheduleKind, "schedule_kind", "The schedule")
+    schedule_kind = _choice(data.schedule_kind, ScheduleKind, "schedule_kind", _("The schedule"))
     scheduled_at = data.scheduled_at if schedule_kind == ScheduleKind.AT else None
     if scheduled_at is not None:
         if not isinstance(scheduled_at, datetime):
-            raise InvalidInput("The send time is a date and time.", field="scheduled_at")
+            raise InvalidInput(_("The send time is a date and time."), field="scheduled_at")
         if timezone.is_naive(scheduled_at):
             scheduled_at = timezone.make_aware(scheduled_at, zoneinfo.ZoneInfo(project.time_zone))
     local_time = _local_time(data.local_time) if schedule_kind == ScheduleKind.LOCAL_TIME else None
@@ -306,14 +341,14 @@ def build_campaign(*, project: Project, data: CampaignInput) -> Campaign:
     if schedule_kind == ScheduleKind.LOCAL_TIME:
         fallback_zone = _zone(fallback_zone or project.time_zone, "fallback_time_zone")
     passed = _choice(
-        data.passed_local_time, PassedLocalTime, "passed_local_time", "What happens where the time passed"
+        data.passed_local_time, PassedLocalTime, "passed_local_time", _("What happens where the time passed")
     )
     throttle = data.throttle_mps
     if throttle is not None and (
         isinstance(throttle, bool) or not isinstance(throttle, int) or not 1 <= throttle <= 1000
     ):
         raise InvalidInput(
-            "The throttle is a number of messages per second from 1 to 1,000.", field="throttle_mps"
+            _("The throttle is a number of messages per second from 1 to 1,000."), field="throttle_mps"
         )
     campaign = Campaign(
         project=project,
@@ -404,7 +439,8 @@ def update_campaign(*, campaign: Campaign, actor: Actor, data: CampaignInput) ->
     locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
     if locked.status != CampaignStatus.DRAFT:
         raise InvalidInput(
-            f"This campaign is {locked.get_status_display().lower()}: only drafts can be changed.",
+            _("This campaign is %(status)s: only drafts can be changed.")
+            % {"status": locked.get_status_display().lower()},
             field="status",
             code="not_draft",
         )
@@ -465,7 +501,8 @@ def snapshot_templates(campaign: Campaign) -> dict[str, dict[str, Any]]:
     missing = [code for code in campaign.languages if code not in templates]
     if missing or not templates:
         raise InvalidInput(
-            f"Template {campaign.template_name} is not approved in {', '.join(missing) or 'any language'}.",
+            _("Template %(name)s is not approved in %(languages)s.")
+            % {"name": campaign.template_name, "languages": ", ".join(missing) or _("any language")},
             field="languages",
             code="template_not_approved",
         )
@@ -501,33 +538,38 @@ def launch_problems(campaign: Campaign) -> list[str]:
     problems: list[str] = []
     if campaign.status != CampaignStatus.DRAFT:
         problems.append(
-            f"The campaign is {campaign.get_status_display().lower()}; only a draft can be launched."
+            _("The campaign is %(status)s; only a draft can be launched.")
+            % {"status": campaign.get_status_display().lower()}
         )
     account = campaign.account
     if account is None:
-        problems.append("Choose the WhatsApp number to send from.")
+        problems.append(_("Choose the WhatsApp number to send from."))
     elif not account.access_token:
-        problems.append(f"The WhatsApp number {account} is not connected: add its access token.")
+        problems.append(
+            _("The WhatsApp number %(account)s is not connected: add its access token.")
+            % {"account": account}
+        )
     elif account.status != AccountStatus.ACTIVE:
         problems.append(
-            f"Sending from {account} is stopped: {account.status_reason or 'see the number page'}."
+            _("Sending from %(account)s is stopped: %(reason)s.")
+            % {"account": account, "reason": account.status_reason or _("see the number page")}
         )
     problems += _template_problems(campaign)
     problems += _audience_problems(campaign)
     problems += _schedule_problems(campaign)
     if account is not None and campaign.throttle_mps and campaign.throttle_mps > account.throughput_mps:
         problems.append(
-            f"The throttle of {campaign.throttle_mps} messages per second is above the number's limit of "
-            f"{account.throughput_mps}."
+            _("The throttle of %(throttle)s messages per second is above the number's limit of %(limit)s.")
+            % {"throttle": campaign.throttle_mps, "limit": account.throughput_mps}
         )
     return problems
 
 
 def _template_problems(campaign: Campaign) -> list[str]:
     if not campaign.template_name:
-        return ["Choose a template."]
+        return [_("Choose a template.")]
     if not campaign.languages:
-        return ["Choose the template's language (or languages)."]
+        return [_("Choose the template's language (or languages).")]
     if campaign.account is None:
         return []
     problems: list[str] = []
@@ -543,18 +585,30 @@ def _template_problems(campaign: Campaign) -> list[str]:
     for code in campaign.languages:
         template = all_versions.get(code)
         if template is None:
-            problems.append(f"Template {campaign.template_name} does not exist in {code}.")
+            problems.append(
+                _("Template %(name)s does not exist in %(code)s.")
+                % {"name": campaign.template_name, "code": code}
+            )
             continue
         if template.status != TemplateStatus.APPROVED:
             problems.append(
-                f"Template {campaign.template_name} ({code}) is {_status_label(template.status)}, "
-                "not approved by Meta."
+                _("Template %(name)s (%(code)s) is %(status)s, not approved by Meta.")
+                % {"name": campaign.template_name, "code": code, "status": _status_label(template.status)}
             )
             continue
         if template.category != wanted:
             problems.append(
-                f"Template {campaign.template_name} ({code}) is a {template.category.lower()} template; "
-                f"a {purpose} needs a {wanted.lower()} template."
+                _(
+                    "Template %(name)s (%(code)s) is a %(category)s template; "
+                    "a %(purpose)s needs a %(wanted)s template."
+                )
+                % {
+                    "name": campaign.template_name,
+                    "code": code,
+                    "category": template.category.lower(),
+                    "purpose": purpose,
+                    "wanted": wanted.lower(),
+                }
             )
         expected = policy.template_parameters(template)
         try:
@@ -563,8 +617,17 @@ def _template_problems(campaign: Campaign) -> list[str]:
             problems.append(f"{err.message}" + (f" ({code})" if len(campaign.languages) > 1 else ""))
         media = [n for n in expected.get("header", []) if n in MEDIA_PARAMETERS]
         if media and not campaign.header_media_url:
-            article = "an" if media[0][0] in "aeiou" else "a"
-            problems.append(f"The template's header shows {article} {media[0]}: give the header media URL.")
+            problems.append(
+                {
+                    "image": _("The template's header shows an image: give the header media URL."),
+                    "video": _("The template's header shows a video: give the header media URL."),
+                    "document": _("The template's header shows a document: give the header media URL."),
+                }.get(
+                    media[0],
+                    _("The template's header shows a %(media)s: give the header media URL.")
+                    % {"media": media[0]},
+                )
+            )
     return list(dict.fromkeys(problems))
 
 
@@ -576,36 +639,39 @@ def _audience_problems(campaign: Campaign) -> list[str]:
     kind = campaign.audience_kind
     if kind == AudienceKind.SEGMENT:
         if campaign.segment_id is None:
-            return ["Choose a segment (or another audience)."]
+            return [_("Choose a segment (or another audience).")]
         try:
             validate_rule(campaign.project, campaign.segment.rule, segment=campaign.segment)
         except InvalidInput as err:
-            return [f"The segment {campaign.segment.name} no longer works: {err.message}"]
+            return [
+                _("The segment %(name)s no longer works: %(problem)s")
+                % {"name": campaign.segment.name, "problem": err.message}
+            ]
     elif kind == AudienceKind.RULE:
         if not campaign.rule:
-            return ["Write the audience rule."]
+            return [_("Write the audience rule.")]
         try:
             validate_rule(campaign.project, campaign.rule)
         except InvalidInput as err:
-            return [f"The audience rule is not valid: {err.message}"]
+            return [_("The audience rule is not valid: %(problem)s") % {"problem": err.message}]
     elif kind == AudienceKind.LIST and not _given_recipients(campaign):
-        return ["Upload the list of phone numbers to send to."]
+        return [_("Upload the list of phone numbers to send to.")]
     return []
 
 
 def _schedule_problems(campaign: Campaign) -> list[str]:
     if campaign.schedule_kind == ScheduleKind.AT:
         if campaign.scheduled_at is None:
-            return ["Choose the date and time to send."]
+            return [_("Choose the date and time to send.")]
         if campaign.scheduled_at <= timezone.now():
-            return ["The send time has passed: choose a time in the future (or send now)."]
+            return [_("The send time has passed: choose a time in the future (or send now).")]
     elif campaign.schedule_kind == ScheduleKind.LOCAL_TIME:
         if campaign.local_time is None:
-            return ["Choose the local time to send at."]
+            return [_("Choose the local time to send at.")]
         try:
             _zone(campaign.fallback_time_zone, "fallback_time_zone")
         except InvalidInput:
-            return ["Choose the time zone for subscribers without one."]
+            return [_("Choose the time zone for subscribers without one.")]
     return []
 
 
@@ -632,9 +698,9 @@ def _sample(campaign: Campaign, count: int) -> tuple[list[Subscriber], dict[int,
     kind = campaign.audience_kind
     subscribers = Subscriber.objects.for_project(project)
     if kind == AudienceKind.SEGMENT and campaign.segment_id is not None:
-        found, _ = compiler.sample(project, campaign.segment.rule, limit=count)
+        found, _more = compiler.sample(project, campaign.segment.rule, limit=count)
     elif kind == AudienceKind.RULE and campaign.rule:
-        found, _ = compiler.sample(project, campaign.rule, limit=count)
+        found, _more = compiler.sample(project, campaign.rule, limit=count)
     elif kind == AudienceKind.EVERYONE:
         found = list(subscribers.whatsapp_opted_in().order_by("-created_at", "-id")[:count])
     elif kind == AudienceKind.LIST:
@@ -670,8 +736,8 @@ def preview(campaign: Campaign, *, count: int = 3) -> list[PreviewRecipient]:
         if context is None:
             continue
         item.language = rendering.pick(subscriber.language or "")
-        refusal = policy.consent_refusal(subscriber, category) or (
-            "" if subscriber.phone else "The subscriber has no phone number."
+        refusal = policy.for_people(policy.consent_refusal(subscriber, category)) or (
+            "" if subscriber.phone else _("The subscriber has no phone number.")
         )
         outcome = rendering.values(context)
         if isinstance(outcome, Skip):

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from controlpanel.sql import insert_select_columns
 from subscribers.errors import InvalidInput
@@ -123,7 +124,7 @@ def audience(campaign: Campaign) -> QuerySet[Subscriber]:
     if not tree:
         field_name = "segment" if campaign.audience_kind == AudienceKind.SEGMENT else "rule"
         raise InvalidInput(
-            "The campaign has no audience: choose a segment or write a rule.", field=field_name
+            gettext("The campaign has no audience: choose a segment or write a rule."), field=field_name
         )
     return compiler.audience(project, tree)
 

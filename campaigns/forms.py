@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django import forms
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from controlpanel.models import TIME_ZONE_CHOICES, Project
 from subscribers.errors import InvalidInput
@@ -63,88 +66,109 @@ def _datetime_widget() -> forms.DateTimeInput:
 
 
 class CampaignForm(forms.Form):
-    name = forms.CharField(max_length=200, required=False)
+    name = forms.CharField(max_length=200, required=False, label=gettext_lazy("Name"))
     account = forms.ModelChoiceField(
         queryset=WhatsAppAccount.objects.none(),
         to_field_name="public_id",
         required=False,
-        label="Send from",
+        label=gettext_lazy("Send from"),
         empty_label=None,
     )
     purpose = forms.ChoiceField(
         choices=CampaignPurpose.choices,
-        help_text="Meta prices and reviews by category: the template list shows only approved templates "
-        "of the purpose's category.",
+        label=gettext_lazy("Purpose"),
+        help_text=gettext_lazy(
+            "Meta prices and reviews by category: the template list shows only approved templates "
+            "of the purpose's category."
+        ),
     )
-    template_name = forms.ChoiceField(label="Template", required=False)
+    template_name = forms.ChoiceField(label=gettext_lazy("Template"), required=False)
     languages = forms.MultipleChoiceField(
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        help_text="Tick several for a language group: each recipient gets their own language.",
+        label=gettext_lazy("Languages"),
+        help_text=gettext_lazy("Tick several for a language group: each recipient gets their own language."),
     )
     fallback_language = forms.ChoiceField(
         required=False,
-        label="Fallback language",
-        help_text="For recipients whose language is none of the ticked ones.",
+        label=gettext_lazy("Fallback language"),
+        help_text=gettext_lazy("For recipients whose language is none of the ticked ones."),
     )
     header_media_url = forms.CharField(
         max_length=2000,
         required=False,
-        label="Header media URL",
-        help_text="A public https:// link to the image, video or document the header shows.",
+        label=gettext_lazy("Header media URL"),
+        help_text=gettext_lazy("A public https:// link to the image, video or document the header shows."),
     )
     audience_kind = forms.ChoiceField(
-        choices=AudienceKind.choices, widget=forms.RadioSelect, label="Audience", initial=AudienceKind.SEGMENT
+        choices=AudienceKind.choices,
+        widget=forms.RadioSelect,
+        label=gettext_lazy("Audience"),
+        initial=AudienceKind.SEGMENT,
     )
     segment = forms.ModelChoiceField(
-        queryset=Segment.objects.none(), to_field_name="public_id", required=False, empty_label="—"
+        queryset=Segment.objects.none(),
+        to_field_name="public_id",
+        required=False,
+        empty_label="—",
+        label=gettext_lazy("Segment"),
     )
     rule = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 2, "spellcheck": "false"}),
-        help_text="The segment builder's text language, e.g. "
-        '<code>tag city = "Berlin" and tag language = "de"</code>.',
+        label=gettext_lazy("Rule"),
+        help_text=gettext_lazy(
+            "The segment builder's text language, e.g. "
+            '<code>tag city = "Berlin" and tag language = "de"</code>.'
+        ),
     )
     phones = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
-        label="Phone numbers",
-        help_text="One per line, with +country code (or national format for the project's country).",
+        label=gettext_lazy("Phone numbers"),
+        help_text=gettext_lazy(
+            "One per line, with +country code (or national format for the project's country)."
+        ),
     )
     phones_file = forms.FileField(
         required=False,
-        label="…or upload a CSV or text file",
-        help_text="The first column of each row is the phone; a header row is skipped.",
+        label=gettext_lazy("…or upload a CSV or text file"),
+        help_text=gettext_lazy("The first column of each row is the phone; a header row is skipped."),
     )
     schedule_kind = forms.ChoiceField(
-        choices=ScheduleKind.choices, widget=forms.RadioSelect, label="When", initial=ScheduleKind.NOW
+        choices=ScheduleKind.choices,
+        widget=forms.RadioSelect,
+        label=gettext_lazy("When"),
+        initial=ScheduleKind.NOW,
     )
     scheduled_at = forms.DateTimeField(
         required=False,
-        label="Date and time",
+        label=gettext_lazy("Date and time"),
         widget=_datetime_widget(),
         input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"],
-        help_text="In the project's time zone.",
+        help_text=gettext_lazy("In the project's time zone."),
     )
     local_time = forms.TimeField(
-        required=False, label="Local time", widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M")
+        required=False,
+        label=gettext_lazy("Local time"),
+        widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
     )
     fallback_time_zone = forms.ChoiceField(
         choices=TIME_ZONE_CHOICES,
         required=False,
-        label="Time zone for subscribers without one",
+        label=gettext_lazy("Time zone for subscribers without one"),
     )
     passed_local_time = forms.ChoiceField(
         choices=PassedLocalTime.choices,
         required=False,
         initial=PassedLocalTime.NEXT_DAY,
-        label="Where that time has already passed today",
+        label=gettext_lazy("Where that time has already passed today"),
     )
     throttle_mps = forms.IntegerField(
         required=False,
         min_value=1,
-        label="Throttle (messages per second)",
-        widget=forms.NumberInput(attrs={"placeholder": "the number's limit"}),
+        label=gettext_lazy("Throttle (messages per second)"),
+        widget=forms.NumberInput(attrs={"placeholder": gettext_lazy("the number's limit")}),
     )
 
     def __init__(self, *args, project: Project, campaign: Campaign | None = None, **kwargs):
@@ -167,9 +191,12 @@ class CampaignForm(forms.Form):
         if self.sending_account is not None:
             self.fields["throttle_mps"].widget.attrs["max"] = self.sending_account.throughput_mps
             limit = self.sending_account.throughput_mps
-            self.fields[
-                "throttle_mps"
-            ].help_text = f"At most {limit}, the limit of {self.sending_account}. Empty: {limit}."
+            self.fields["throttle_mps"].help_text = _(
+                "At most %(limit)s, the limit of %(account)s. Empty: %(limit)s."
+            ) % {
+                "limit": limit,
+                "account": self.sending_account,
+            }
         purpose = self._raw("purpose")
         if purpose not in CampaignPurpose.values:
             purpose = CampaignPurpose.PROMOTION
@@ -177,13 +204,13 @@ class CampaignForm(forms.Form):
         self.templates = self._approved_templates()
         names = sorted({t.name for t in self.templates})
         self.fields["template_name"].choices = [("", "—"), *((n, n) for n in names)]
-        self.fields["template_name"].error_messages["invalid_choice"] = (
-            f"Choose an approved {self.category.lower()} template; %(value)s is not one."
-        )
+        self.fields["template_name"].error_messages["invalid_choice"] = _(
+            "Choose an approved %(category)s template; %%(value)s is not one."
+        ) % {"category": self.category.lower()}
         chosen = self._raw("template_name")
         codes = sorted({t.language for t in self.templates if t.name == chosen})
         self.fields["languages"].choices = [(c, c) for c in codes]
-        self.fields["fallback_language"].choices = [("", "The first ticked"), *((c, c) for c in codes)]
+        self.fields["fallback_language"].choices = [("", _("The first ticked")), *((c, c) for c in codes)]
         self.chosen_templates = [
             t for t in self.templates if t.name == chosen and t.language in self._chosen_languages(codes)
         ]
@@ -273,7 +300,8 @@ class CampaignForm(forms.Form):
         ):
             account = self.sending_account
             raise forms.ValidationError(
-                f"At most {account.throughput_mps} messages per second: the limit of {account}."
+                _("At most %(limit)s messages per second: the limit of %(account)s.")
+                % {"limit": account.throughput_mps, "account": account}
             )
         return value
 
@@ -293,7 +321,7 @@ class CampaignForm(forms.Form):
         if upload is not None:
             if upload.size > MAX_UPLOAD_BYTES:
                 self.add_error(
-                    "phones_file", "The file is larger than 20 MB: send big lists through the API."
+                    "phones_file", _("The file is larger than 20 MB: send big lists through the API.")
                 )
                 return []
             text = upload.read().decode("utf-8-sig", errors="replace")
@@ -303,7 +331,11 @@ class CampaignForm(forms.Form):
                     continue  # an empty row, or the header
                 rows.append((("phones_file", number), cell))
         if len(rows) > MAX_RECIPIENTS:
-            self.add_error("phones", f"At most {MAX_RECIPIENTS:,} phones per campaign.")
+            self.add_error(
+                "phones",
+                _("At most %(limit)s phones per campaign.")
+                % {"limit": number_format(MAX_RECIPIENTS, force_grouping=True)},
+            )
             return []
         if not rows and self.campaign is not None:
             return None
@@ -366,7 +398,11 @@ class CampaignForm(forms.Form):
             index = name.split(".")[1]
             if index.isdigit() and int(index) < len(self.phone_lines):
                 where, line = self.phone_lines[int(index)]
-                self.add_error(where, f"{'Row' if where == 'phones_file' else 'Line'} {line}: {err.message}")
+                if where == "phones_file":
+                    message = _("Row %(row)s: %(problem)s") % {"row": line, "problem": err.message}
+                else:
+                    message = _("Line %(line)s: %(problem)s") % {"line": line, "problem": err.message}
+                self.add_error(where, message)
             else:
                 self.add_error("phones", err.message)
             return

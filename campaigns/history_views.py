@@ -25,6 +25,7 @@ from django.shortcuts import render
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_safe
 
 from controlpanel.models import Project
@@ -75,7 +76,7 @@ def _date(raw: str, field: str, errors: dict[str, str]) -> date | None:
     try:
         return date.fromisoformat(raw)
     except ValueError:
-        errors[field] = "Use a date like 2026-12-31."
+        errors[field] = _("Use a date like 2026-12-31.")
         return None
 
 
@@ -92,18 +93,18 @@ def parse_filters(params) -> HistoryFilters:
         until=_date(params.get("until", ""), "until", errors),
     )
     if filters.state and filters.state not in MessageStatus.values:
-        errors["state"], filters.state = "Unknown state.", ""
+        errors["state"], filters.state = _("Unknown state."), ""
     if filters.channel and filters.channel not in Channel.values:
-        errors["channel"], filters.channel = "Unknown channel.", ""
+        errors["channel"], filters.channel = _("Unknown channel."), ""
     if filters.category not in ("", "marketing", "transactional"):
-        errors["category"], filters.category = "Choose marketing or transactional.", ""
+        errors["category"], filters.category = _("Choose marketing or transactional."), ""
     if filters.campaign and filters.campaign != "none":
         try:
             uuid.UUID(filters.campaign)
         except ValueError:
-            errors["campaign"], filters.campaign = "Unknown campaign.", ""
+            errors["campaign"], filters.campaign = _("Unknown campaign."), ""
     if filters.since and filters.until and filters.since > filters.until:
-        errors["until"] = "The end date is before the start date."
+        errors["until"] = _("The end date is before the start date.")
     filters.errors = errors
     return filters
 

@@ -18,6 +18,8 @@ from datetime import datetime
 
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from controlpanel.services import SYSTEM, Actor, record_audit
 from subscribers.errors import InvalidInput
@@ -25,7 +27,7 @@ from subscribers.models import Subscriber
 from subscribers.phones import normalize_phone
 from whatsapp.models import AccountStatus, MessageTemplate
 
-from . import counters, fanout, pricing, sendpolicy, services
+from . import counters, fanout, policy, pricing, sendpolicy, services
 from .models import AudienceKind, Campaign, CampaignStatus, Message, MessageStatus, ScheduleKind
 from .outcomes import Skip
 
@@ -37,7 +39,13 @@ ALLOWED_FROM = {
     "resume": {CampaignStatus.PAUSED},
     "cancel": {CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.RUNNING, CampaignStatus.PAUSED},
 }
-VERBS = {"launch": "launched", "pause": "paused", "resume": "resumed", "cancel": "cancelled"}
+# "A <status> campaign cannot be <verb>.", one whole sentence per action (languages order it differently).
+NOT_ALLOWED = {
+    "launch": gettext_lazy("A %(status)s campaign cannot be launched."),
+    "pause": gettext_lazy("A %(status)s campaign cannot be paused."),
+    "resume": gettext_lazy("A %(status)s campaign cannot be resumed."),
+    "cancel": gettext_lazy("A %(status)s campaign cannot be cancelled."),
+}
 
 
 def _locked(campaign: Campaign, action: str) -> Campaign:
@@ -46,7 +54,7 @@ def _locked(campaign: Campaign, action: str) -> Campaign:
     current = rows.get(pk=campaign.pk)
     if current.status not in ALLOWED_FROM[action]:
         raise InvalidInput(
-            f"A {current.get_status_display().lower()} campaign cannot be {VERBS[action]}.",
+            NOT_ALLOWED[action] % {"status": current.get_status_display().lower()},
             field="status",
             code="invalid_transition",
         )
@@ -139,10 +147,13 @@ def resume(*, campaign: Campaign, actor: Actor) -> Campaign:
     current = _locked(campaign, "resume")
     account = current.account
     if account is None:
-        raise InvalidInput("The campaign's WhatsApp account was removed.", field="account", code="no_account")
+        raise InvalidInput(
+            _("The campaign's WhatsApp account was removed."), field="account", code="no_account"
+        )
     if account.status == AccountStatus.SUSPENDED:
         raise InvalidInput(
-            f"Sending is stopped for {account}: {account.status_reason} Resume the account first.",
+            _("Sending is stopped for %(account)s: %(reason)s Resume the account first.")
+            % {"account": account, "reason": account.status_reason},
             field="account",
             code="account_stopped",
         )
@@ -309,17 +320,24 @@ def test_send(*, campaign: Campaign, phone: str, actor: Actor) -> Message:
     subscriber = Subscriber.objects.for_project(project).filter(phone=e164).first()
     if subscriber is None:
         raise InvalidInput(
-            f"No subscriber of this project has the number {e164}: add them first.",
+            _("No subscriber of this project has the number %(phone)s: add them first.") % {"phone": e164},
             field="phone",
             code="unknown",
         )
     rendered = _render_for(campaign, subscriber)
     if isinstance(rendered, Skip):
-        raise InvalidInput(f"Not sent to {e164}: {rendered.reason}", field="phone", code="refused")
+        raise InvalidInput(
+            _("Not sent to %(phone)s: %(reason)s")
+            % {"phone": e164, "reason": policy.for_people(rendered.reason)},
+            field="phone",
+            code="refused",
+        )
     template = MessageTemplate.objects.for_project(project).filter(pk=rendered.template_id).first()
     if template is None:
         raise InvalidInput(
-            f"The template {campaign.template_name} no longer exists.", field="template_name", code="refused"
+            _("The template %(name)s no longer exists.") % {"name": campaign.template_name},
+            field="template_name",
+            code="refused",
         )
     try:
         message = services.send_whatsapp(
@@ -331,7 +349,11 @@ def test_send(*, campaign: Campaign, phone: str, actor: Actor) -> Message:
             account=campaign.account,
         )
     except services.SendRefused as exc:
-        raise InvalidInput(f"Not sent to {e164}: {exc}", field="phone", code="refused") from None
+        raise InvalidInput(
+            _("Not sent to %(phone)s: %(reason)s") % {"phone": e164, "reason": exc},
+            field="phone",
+            code="refused",
+        ) from None
     record_audit(
         project=project,
         actor=actor,

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 from django.db import transaction
+from django.utils.translation import gettext as _
 from ninja import Field, Header, Router, Schema, Status
 from pydantic import ConfigDict
 
@@ -278,7 +279,8 @@ def clean_key(raw: str | None) -> str | None:
     key = raw.strip()
     if not key or len(key) > MAX_KEY or not KEY_PATTERN.fullmatch(key):
         raise InvalidInput(
-            f"Idempotency-Key must be 1 to {MAX_KEY} visible ASCII characters (e.g. a UUID).",
+            _("Idempotency-Key must be 1 to %(max)s visible ASCII characters (e.g. a UUID).")
+            % {"max": MAX_KEY},
             field="Idempotency-Key",
             code="invalid_idempotency_key",
         )
@@ -306,16 +308,16 @@ def check_shape(payload: MessageIn) -> None:
     given = [name for name in ("phone", "external_id", "subscriber_id") if getattr(payload, name) is not None]
     if len(given) != 1:
         raise InvalidInput(
-            "Name exactly one recipient: phone, external_id or subscriber_id.",
+            _("Name exactly one recipient: phone, external_id or subscriber_id."),
             field=given[1] if len(given) > 1 else "phone",
         )
     if payload.auto_register and payload.phone is None:
-        raise InvalidInput("auto_register needs the recipient's phone.", field="auto_register")
+        raise InvalidInput(_("auto_register needs the recipient's phone."), field="auto_register")
     if (payload.template is None) == (payload.text is None):
-        raise InvalidInput("Send either a template or a text.", field="template")
+        raise InvalidInput(_("Send either a template or a text."), field="template")
     if payload.template and payload.template.bindings is not None and payload.template.components is not None:
         raise InvalidInput(
-            "Give the template's parameters either as bindings or as components, not both.",
+            _("Give the template's parameters either as bindings or as components, not both."),
             field="template.components",
         )
 
@@ -334,7 +336,7 @@ def recipient(project: Project, payload: MessageIn, actor: Actor) -> Subscriber:
         if found is None:
             raise _not_found(
                 "subscriber_not_found",
-                f"No subscriber {payload.subscriber_id} in this project.",
+                _("No subscriber %(id)s in this project.") % {"id": payload.subscriber_id},
                 "subscriber_id",
             )
         return found
@@ -344,7 +346,7 @@ def recipient(project: Project, payload: MessageIn, actor: Actor) -> Subscriber:
         if found is None:
             raise _not_found(
                 "subscriber_not_found",
-                f"No subscriber with external id {external_id!r} in this project.",
+                _("No subscriber with external id %(id)s in this project.") % {"id": repr(external_id)},
                 "external_id",
             )
         return found
@@ -355,11 +357,14 @@ def recipient(project: Project, payload: MessageIn, actor: Actor) -> Subscriber:
     if not payload.auto_register:
         raise _not_found(
             "subscriber_not_found",
-            f"No subscriber with phone {phone} in this project. Create them first (POST /subscribers), "
-            'or send with "auto_register": true.',
+            _(
+                "No subscriber with phone %(phone)s in this project. Create them first (POST /subscribers), "
+                'or send with "auto_register": true.'
+            )
+            % {"phone": phone},
             "phone",
         )
-    subscriber, _ = upsert_subscriber(
+    subscriber, _created = upsert_subscriber(
         project=project,
         data=clean_subscriber_data(project, {"phone": phone}),
         actor=actor,
@@ -376,7 +381,9 @@ def sending_account(project: Project, phone_number_id: str | None) -> WhatsAppAc
     )
     if account is None:
         raise _not_found(
-            "account_not_found", f"No WhatsApp number {phone_number_id} is connected.", "phone_number_id"
+            "account_not_found",
+            _("No WhatsApp number %(id)s is connected.") % {"id": phone_number_id},
+            "phone_number_id",
         )
     return account
 
@@ -397,9 +404,15 @@ def find_template(
     if not found:
         raise _not_found(
             "template_not_found",
-            f"No template {name!r} in language {language!r}"
-            + (f" on {account.phone_number_id}" if account else "")
-            + ". GET /templates lists the synced ones; POST /templates/sync fetches new ones from Meta.",
+            (
+                _("No template %(name)s in language %(language)s on %(number)s.")
+                % {"name": repr(name), "language": repr(language), "number": account.phone_number_id}
+                if account
+                else _("No template %(name)s in language %(language)s.")
+                % {"name": repr(name), "language": repr(language)}
+            )
+            + " "
+            + _("GET /templates lists the synced ones; POST /templates/sync fetches new ones from Meta."),
             "template.name",
         )
     return found[0]
@@ -429,14 +442,17 @@ def components_from_bindings(
     context = liquid.contexts_for(project, [subscriber.pk], values={subscriber.pk: values})[subscriber.pk]
     rendered = liquid.Renderer(bindings).render(context)
     if isinstance(rendered, Skip):
-        raise InvalidInput(rendered.reason, field="template.bindings", code="binding_empty")
+        raise InvalidInput(
+            policy.for_people(rendered.reason), field="template.bindings", code="binding_empty"
+        )
     data = {f"{key}.{name}": value for key, names in rendered.items() for name, value in names.items()}
     fields = template_fields(template, data)
     components = build_components(template, fields)
     bad = next((f for f in fields if f.error), None)
     if bad is not None:
         raise InvalidInput(
-            f"{bad.label} rendered as {bad.value!r}: {bad.error}",
+            _("%(label)s rendered as %(value)s: %(problem)s")
+            % {"label": bad.label, "value": repr(bad.value), "problem": bad.error},
             field=f"template.bindings.{bad.key}.{bad.name}",
             code="invalid_binding_value",
         )
@@ -603,5 +619,7 @@ def get_message(request, message_id: UUID):
     """
     message = _messages(request.project).filter(public_id=message_id).first()
     if message is None:
-        raise _not_found("message_not_found", f"No message {message_id} in this project.", "id")
+        raise _not_found(
+            "message_not_found", _("No message %(id)s in this project.") % {"id": message_id}, "id"
+        )
     return message_out(message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_noop, ngettext
 
 from subscribers import window
 from subscribers.models import ConsentState, Subscriber
@@ -21,18 +22,25 @@ def window_closes_at(subscriber: Subscriber) -> datetime | None:
     return window.closes_at(subscriber.last_inbound_at)
 
 
+def for_people(reason: str) -> str:
+    """A stored reason (English, as rows keep it) in the reader's language, when the catalog knows it."""
+    return gettext(reason) if reason else ""
+
+
+# Refusals are returned in English (the send path stores them on skipped rows, which group by
+# them); ``for_people`` translates them where a page or the API shows one.
 def refusal_for_text(subscriber: Subscriber) -> str:
     if not (subscriber.phone or subscriber.bsuid):
-        return "The subscriber has no WhatsApp identity."
+        return gettext_noop("The subscriber has no WhatsApp identity.")
     if subscriber.whatsapp_consent == ConsentState.OPTED_OUT and not (
         # Writing to us after opting out asks for an answer: replies to that are fine.
         subscriber.last_inbound_at
         and subscriber.whatsapp_consent_at
         and subscriber.last_inbound_at >= subscriber.whatsapp_consent_at  # incl. the STOP itself
     ):
-        return "The subscriber opted out of WhatsApp messages and has not written since."
+        return gettext_noop("The subscriber opted out of WhatsApp messages and has not written since.")
     if not window_open(subscriber):
-        return (
+        return gettext_noop(
             "Free-form text may only be sent within 24 hours of the person's last message; "
             "send an approved template instead."
         )
@@ -41,18 +49,22 @@ def refusal_for_text(subscriber: Subscriber) -> str:
 
 def refusal_for_template(subscriber: Subscriber, template: MessageTemplate) -> str:
     if template.status != TemplateStatus.APPROVED:
-        return f"Template {template.name} ({template.language}) is {template.status.lower()}, not approved."
+        return gettext("Template %(name)s (%(language)s) is %(status)s, not approved.") % {
+            "name": template.name,
+            "language": template.language,
+            "status": template.status.lower(),
+        }
     return consent_refusal(subscriber, template.category)
 
 
 def consent_refusal(subscriber: Subscriber, category: str) -> str:
     """Why this subscriber may not get a template of ``category`` now, or ""."""
     if category == TemplateCategory.MARKETING and subscriber.whatsapp_consent != ConsentState.OPTED_IN:
-        return "Marketing needs WhatsApp opt-in, and this subscriber has not opted in."
+        return gettext_noop("Marketing needs WhatsApp opt-in, and this subscriber has not opted in.")
     if subscriber.whatsapp_consent == ConsentState.OPTED_OUT:
-        return "The subscriber opted out of WhatsApp messages."
+        return gettext_noop("The subscriber opted out of WhatsApp messages.")
     if not subscriber.phone and category == TemplateCategory.AUTHENTICATION:
-        return "Authentication templates need a phone number, not a business-scoped user id."
+        return gettext_noop("Authentication templates need a phone number, not a business-scoped user id.")
     return ""
 
 
@@ -82,7 +94,17 @@ def parameter_mismatch(template: MessageTemplate, components: list[dict]) -> str
     for key in sorted(set(expected) | set(given)):
         want, got = len(expected.get(key, [])), given.get(key, 0)
         if want != got:
-            problems.append(f"{key} needs {want} parameter{'s' if want != 1 else ''}, got {got}")
+            problems.append(
+                ngettext(
+                    "%(part)s needs %(want)s parameter, got %(got)s",
+                    "%(part)s needs %(want)s parameters, got %(got)s",
+                    want,
+                )
+                % {"part": key, "want": want, "got": got}
+            )
     if problems:
-        return f"Template {template.name} does not fit: " + "; ".join(problems) + "."
+        return gettext("Template %(name)s does not fit: %(problems)s.") % {
+            "name": template.name,
+            "problems": "; ".join(problems),
+        }
     return ""

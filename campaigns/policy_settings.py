@@ -14,6 +14,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.db import transaction
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
 
 from controlpanel.countries import NAMES as COUNTRY_NAMES
 from controlpanel.models import Project
@@ -40,7 +42,11 @@ def sending_policy(project: Project) -> SendingPolicy:
 
 def _count(value: Any, field: str, low: int, high: int, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidInput(f"{what} is a whole number from {low} to {high:,}.", field=field)
+        raise InvalidInput(
+            _("%(what)s is a whole number from %(low)s to %(high)s.")
+            % {"what": what, "low": low, "high": number_format(high, force_grouping=True)},
+            field=field,
+        )
     return value
 
 
@@ -60,17 +66,17 @@ def update_sending_policy(
     what changed; running it again with the same values writes nothing. InvalidInput per field.
     """
     if cap_messages is not None:
-        cap_messages = _count(cap_messages, "cap_messages", 1, MAX_CAP_MESSAGES, "The cap")
-    cap_days = _count(cap_days, "cap_days", 1, MAX_CAP_DAYS, "The number of days")
+        cap_messages = _count(cap_messages, "cap_messages", 1, MAX_CAP_MESSAGES, _("The cap"))
+    cap_days = _count(cap_days, "cap_days", 1, MAX_CAP_DAYS, _("The number of days"))
     if (quiet_start is None) != (quiet_end is None):
         missing = "quiet_end" if quiet_end is None else "quiet_start"
-        raise InvalidInput("Quiet hours need a start and an end (or neither).", field=missing)
+        raise InvalidInput(_("Quiet hours need a start and an end (or neither)."), field=missing)
     for name, value in (("quiet_start", quiet_start), ("quiet_end", quiet_end)):
         if value is not None and not isinstance(value, time):
-            raise InvalidInput("A time of day, e.g. 21:00.", field=name)
+            raise InvalidInput(_("A time of day, e.g. 21:00."), field=name)
     if quiet_start is not None and quiet_start == quiet_end:
-        raise InvalidInput("Quiet hours must end at another time than they start.", field="quiet_end")
-    policy, _ = SendingPolicy.objects.select_for_update().get_or_create(project=project)
+        raise InvalidInput(_("Quiet hours must end at another time than they start."), field="quiet_end")
+    policy, _created = SendingPolicy.objects.select_for_update().get_or_create(project=project)
     new = {
         "cap_messages": cap_messages,
         "cap_days": cap_days,
@@ -106,11 +112,11 @@ def clean_price(value: Any, field: str) -> Decimal:
     try:
         price = Decimal(str(value).strip()) if not isinstance(value, Decimal) else value
     except (InvalidOperation, ValueError):
-        raise InvalidInput("A price is a number, e.g. 0.0250.", field=field) from None
+        raise InvalidInput(_("A price is a number, e.g. 0.0250."), field=field) from None
     if not price.is_finite() or price < 0 or price > MAX_PRICE:
-        raise InvalidInput(f"A price is from 0 to {MAX_PRICE}.", field=field)
+        raise InvalidInput(_("A price is from 0 to %(max)s.") % {"max": MAX_PRICE}, field=field)
     if price != price.quantize(Decimal("0.0001")):
-        raise InvalidInput("A price has at most 4 digits after the point.", field=field)
+        raise InvalidInput(_("A price has at most 4 digits after the point."), field=field)
     return price.quantize(Decimal("0.0001"))
 
 
@@ -148,7 +154,7 @@ def update_rate_card(
     if currency is not None:
         currency = str(currency).strip().upper()
         if not _CURRENCY.match(currency):
-            raise InvalidInput("The currency is a three-letter code, e.g. USD or EUR.", field="currency")
+            raise InvalidInput(_("The currency is a three-letter code, e.g. USD or EUR."), field="currency")
     changes: dict[str, Any] = {}
     to_save: list[RateCardEntry] = []
     to_delete: list[int] = []
@@ -164,7 +170,7 @@ def update_rate_card(
         entry = entries.get((category, country))
         if raw_price is None or raw_price == "":
             if not country:
-                raise InvalidInput("The price for every other country cannot be removed.", field=field)
+                raise InvalidInput(_("The price for every other country cannot be removed."), field=field)
             if entry is not None:
                 to_delete.append(entry.pk)
                 changes[_key_name(category, country)] = {"from": str(entry.price), "to": None}

@@ -18,6 +18,9 @@ from typing import Any
 from django.db import connection
 from django.db.models import CharField, TextField
 from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from subscribers.models import Subscriber, TagDefinition, TagValue
 from subscribers.tags import BUILTIN_TAGS
@@ -27,12 +30,12 @@ from .fanout import Condition, q
 from .models import Campaign
 
 EXCLUSIONS = {
-    "missing_number": "No WhatsApp number",
-    "opted_out": "Opted out",
-    "no_opt_in": "No WhatsApp opt-in",
-    "capped": "Frequency cap reached",
-    "local_time_passed": "Local send time already passed",
-    "missing_binding": "Missing a value a binding needs",
+    "missing_number": gettext_lazy("No WhatsApp number"),
+    "opted_out": gettext_lazy("Opted out"),
+    "no_opt_in": gettext_lazy("No WhatsApp opt-in"),
+    "capped": gettext_lazy("Frequency cap reached"),
+    "local_time_passed": gettext_lazy("Local send time already passed"),
+    "missing_binding": gettext_lazy("Missing a value a binding needs"),
 }
 # Meta's messaging limit tiers: unique users reached outside a service window per moving 24 hours
 # (whatsapp-cloud-api.md 6.3). Older names (TIER_50, TIER_1K) still come from the phone-number field.
@@ -69,7 +72,7 @@ class Preflight:
             "audience": self.audience,
             "sendable": self.sendable,
             "excluded": [
-                {"reason": code, "label": EXCLUSIONS[code], "count": self.excluded.get(code, 0)}
+                {"reason": code, "label": str(EXCLUSIONS[code]), "count": self.excluded.get(code, 0)}
                 for code in EXCLUSIONS
             ],
             "estimated_cost": {
@@ -135,19 +138,26 @@ def preflight(campaign: Campaign, *, now: datetime | None = None) -> Preflight:
     rate = seconds = None
     tier, limit = "", None
     if account is None:
-        warnings.append("No WhatsApp account is chosen: the duration and the messaging limit are unknown.")
+        warnings.append(_("No WhatsApp account is chosen: the duration and the messaging limit are unknown."))
     else:
         rate = min(campaign.throttle_mps or account.throughput_mps, account.throughput_mps) or None
         seconds = math.ceil(sendable / rate) if rate else None
         tier = account.messaging_tier
         known, limit = tier_limit(tier)
         if not known:
-            warnings.append("The number's messaging limit is not known yet: check the connection.")
+            warnings.append(_("The number's messaging limit is not known yet: check the connection."))
         elif limit is not None and sendable > limit:
             warnings.append(
-                f"The audience ({sendable:,} recipients) exceeds the number's messaging limit of {limit:,} "
-                f"unique users per 24 hours ({tier}): Meta will not deliver to the rest until the limit "
-                "frees up. Split the audience or send over several days."
+                _(
+                    "The audience (%(sendable)s recipients) exceeds the number's messaging limit of "
+                    "%(limit)s unique users per 24 hours (%(tier)s): Meta will not deliver to the rest until "
+                    "the limit frees up. Split the audience or send over several days."
+                )
+                % {
+                    "sendable": number_format(sendable, force_grouping=True),
+                    "limit": number_format(limit, force_grouping=True),
+                    "tier": tier,
+                }
             )
     return Preflight(
         audience=audience,

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from django.utils.translation import gettext_noop
+
 from subscribers.errors import InvalidInput
 from whatsapp import placeholders
 from whatsapp.models import MessageTemplate
@@ -224,9 +226,9 @@ def render_batch(messages: Sequence[Message]) -> dict[int, Rendered | Skip]:
             rendering = renderings.get(message.campaign_id)
             context = contexts.get(message.subscriber_id)
             if rendering is None:
-                results[message.pk] = Skip("The campaign was deleted.")
+                results[message.pk] = Skip(gettext_noop("The campaign was deleted."))
             elif context is None:
-                results[message.pk] = Skip("The subscriber was deleted.")
+                results[message.pk] = Skip(gettext_noop("The subscriber was deleted."))
             else:
                 # A subscriber may be in two campaigns of one batch, each with its own values.
                 outcome = rendering.render({**context, "values": message.values or {}})

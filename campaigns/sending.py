@@ -48,6 +48,7 @@ from django.db import connection, transaction
 from django.db.models import BooleanField, F, JSONField
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from whatsapp import async_client, ratelimit
 from whatsapp.async_client import NotPosted as _NotPosted
@@ -67,6 +68,9 @@ from .models import Campaign, CampaignStatus, Message, MessageKind, MessageStatu
 from .outcomes import Hold, Skip
 
 logger = logging.getLogger(__name__)
+
+# Stored in English on the row (pages translate it when they show it).
+UNEXPECTED = gettext_noop("Sending ended in an unexpected error; it may or may not have reached Meta.")
 
 LEASE = timedelta(minutes=1)
 BATCH_SIZE = 200  # ids per broker message
@@ -396,13 +400,16 @@ def _prepare(batch: _Batch, messages: list[Message]) -> list[Message]:
         account = message.account
         if account is None:
             batch.finish(
-                message, MessageStatus.SKIPPED, "no account", reason="The WhatsApp account was removed."
+                message,
+                MessageStatus.SKIPPED,
+                "no account",
+                reason=gettext_noop("The WhatsApp account was removed."),
             )
         elif (
             message.campaign_id is None and message.kind == MessageKind.TEMPLATE and not _template_ok(message)
         ):
             reason = (
-                "The template was deleted."
+                gettext_noop("The template was deleted.")
                 if message.template is None
                 else f"Template {message.template.name} ({message.template.language}) is "
                 f"{message.template.status.lower()}, not approved."
@@ -430,7 +437,12 @@ def _prepare(batch: _Batch, messages: list[Message]) -> list[Message]:
                     body=outcome.body,
                 )
             elif message.campaign_id is not None:
-                batch.finish(message, MessageStatus.SKIPPED, "render", reason="Nothing to send was rendered.")
+                batch.finish(
+                    message,
+                    MessageStatus.SKIPPED,
+                    "render",
+                    reason=gettext_noop("Nothing to send was rendered."),
+                )
                 continue
             sendable.append(message)
     return sendable
@@ -634,8 +646,7 @@ def _record(batch: _Batch, account: WhatsAppAccount, message: Message, future: F
     except Exception as exc:  # a bug or an odd library error after the POST may have left: not resent
         logger.exception("send of message %s ended in an unexpected error", message.pk)
         batch.finish(message, MessageStatus.UNKNOWN, f"unexpected error: {type(exc).__name__}",
-                     reason="Sending ended in an unexpected error; it may or may not have reached Meta.",
-                     attempts=message.attempts + 1)  # fmt: skip
+                     reason=UNEXPECTED, attempts=message.attempts + 1)  # fmt: skip
     else:
         batch.finish(
             message,

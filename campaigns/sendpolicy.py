@@ -14,6 +14,7 @@ from datetime import datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db.models import Count, Q
+from django.utils.translation import gettext_noop
 
 from subscribers.models import ConsentState, Device, Subscriber
 from whatsapp.models import TemplateCategory
@@ -24,13 +25,16 @@ from .outcomes import Hold, Skip
 
 # Skip reasons, shared with fanout.py (SQL) so that "skipped by reason" groups one way whoever decided.
 # The consent ones are policy.consent_refusal's words (tests/campaigns/test_sendpolicy.py holds them equal).
-NO_NUMBER = "The subscriber has no WhatsApp number."
-NEEDS_PHONE = "Authentication templates need a phone number, not a business-scoped user id."
-OPTED_OUT = "The subscriber opted out of WhatsApp messages."
-NO_OPT_IN = "Marketing needs WhatsApp opt-in, and this subscriber has not opted in."
-CAPPED = "Frequency cap reached: the subscriber already got the most marketing messages allowed."
-LOCAL_TIME_PASSED = "The local send time had already passed in the subscriber's time zone."
-CANCELLED = "The campaign was cancelled."
+# Stored in English (rows group by them); pages translate them when they show them (policy.for_people).
+NO_NUMBER = gettext_noop("The subscriber has no WhatsApp number.")
+NEEDS_PHONE = gettext_noop("Authentication templates need a phone number, not a business-scoped user id.")
+OPTED_OUT = gettext_noop("The subscriber opted out of WhatsApp messages.")
+NO_OPT_IN = gettext_noop("Marketing needs WhatsApp opt-in, and this subscriber has not opted in.")
+CAPPED = gettext_noop(
+    "Frequency cap reached: the subscriber already got the most marketing messages allowed."
+)
+LOCAL_TIME_PASSED = gettext_noop("The local send time had already passed in the subscriber's time zone.")
+CANCELLED = gettext_noop("The campaign was cancelled.")
 
 # A marketing row in one of these states went (or may have gone) to the person: it counts toward the
 # cap. Queued rows have not gone yet; failed and skipped ones never reached anybody.

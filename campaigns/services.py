@@ -12,6 +12,7 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from controlpanel.models import Project
 from controlpanel.services import Actor
@@ -53,9 +54,12 @@ def idempotent_message(project: Project, idempotency_key: str, request_hash: str
     existing = Message.objects.for_project(project).filter(idempotency_key=idempotency_key).first()
     if existing is not None and request_hash and existing.request_hash != request_hash:
         raise IdempotencyConflict(
-            f"The idempotency key {idempotency_key!r} was already used for a different request "
-            f"(message {existing.public_id}). Use a new key for a new message, or repeat the "
-            "original request exactly to get its message back."
+            _(
+                "The idempotency key %(key)s was already used for a different request "
+                "(message %(message)s). Use a new key for a new message, or repeat the "
+                "original request exactly to get its message back."
+            )
+            % {"key": repr(idempotency_key), "message": existing.public_id}
         )
     return existing
 
@@ -115,32 +119,35 @@ def send_whatsapp(
     IdempotencyConflict. ``values`` are kept with the message (what bindings read).
     """
     if subscriber.project_id != project.pk:
-        raise SendRefused("The subscriber belongs to another project.")
+        raise SendRefused(_("The subscriber belongs to another project."))
     if idempotency_key:
         existing = idempotent_message(project, idempotency_key, request_hash)
         if existing is not None:
             return existing
     account = account or (template.account if template else None) or default_account(project)
     if account is None or account.project_id != project.pk:
-        raise SendRefused("No WhatsApp account is connected to this project.")
+        raise SendRefused(_("No WhatsApp account is connected to this project."))
     if account.status == AccountStatus.SUSPENDED:
-        raise SendRefused(f"Sending is stopped for {account}: {account.status_reason}")
+        raise SendRefused(
+            _("Sending is stopped for %(account)s: %(reason)s")
+            % {"account": account, "reason": account.status_reason}
+        )
     if (template is None) == (text is None):
-        raise SendRefused("Send either a template or a text.")
+        raise SendRefused(_("Send either a template or a text."))
     if template is not None:
         if template.account_id != account.pk:
-            raise SendRefused("The template belongs to another WhatsApp account.")
+            raise SendRefused(_("The template belongs to another WhatsApp account."))
         reason = policy.refusal_for_template(subscriber, template)
         mismatch = "" if reason else policy.parameter_mismatch(template, components or [])
         if mismatch:
             raise SendRefused(mismatch, code="parameter_mismatch")
     else:
         body = (text or "").strip()
-        reason = policy.refusal_for_text(subscriber) or ("" if body else "The message is empty.")
+        reason = policy.refusal_for_text(subscriber) or ("" if body else _("The message is empty."))
         if len(body) > 4096:
-            reason = "A WhatsApp text may have at most 4,096 characters."
+            reason = _("A WhatsApp text may have at most 4,096 characters.")
     if reason:
-        raise SendRefused(reason)
+        raise SendRefused(policy.for_people(reason))
     message = insert_once(
         Message(
             project=project,

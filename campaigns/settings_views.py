@@ -16,6 +16,9 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path
+from django.utils.formats import date_format
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from controlpanel.countries import NAMES as COUNTRY_NAMES
 from controlpanel.models import Role
@@ -36,28 +39,35 @@ def _actor(request: HttpRequest) -> Actor:
 
 class PolicyForm(forms.Form):
     cap_messages = forms.IntegerField(
-        label="At most this many marketing messages per subscriber",
+        label=gettext_lazy("At most this many marketing messages per subscriber"),
         required=False,
         min_value=1,
         max_value=policy_settings.MAX_CAP_MESSAGES,
-        help_text="Empty: no frequency cap. Counts campaigns and journeys; transactional and "
-        "verification messages do not count and are never capped.",
+        help_text=gettext_lazy(
+            "Empty: no frequency cap. Counts campaigns and journeys; transactional and "
+            "verification messages do not count and are never capped."
+        ),
     )
     cap_days = forms.IntegerField(
-        label="... in this many days", min_value=1, max_value=policy_settings.MAX_CAP_DAYS, initial=7
+        label=gettext_lazy("... in this many days"),
+        min_value=1,
+        max_value=policy_settings.MAX_CAP_DAYS,
+        initial=7,
     )
     quiet_start = forms.TimeField(
-        label="Quiet hours start",
+        label=gettext_lazy("Quiet hours start"),
         required=False,
         widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
-        help_text="In each subscriber's time zone (the project's for those without one).",
+        help_text=gettext_lazy("In each subscriber's time zone (the project's for those without one)."),
     )
     quiet_end = forms.TimeField(
-        label="Quiet hours end",
+        label=gettext_lazy("Quiet hours end"),
         required=False,
         widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
-        help_text="Marketing messages due in quiet hours are held until then, not dropped. "
-        "A start after the end spans midnight (e.g. 21:00 to 08:00).",
+        help_text=gettext_lazy(
+            "Marketing messages due in quiet hours are held until then, not dropped. "
+            "A start after the end spans midnight (e.g. 21:00 to 08:00)."
+        ),
     )
 
 
@@ -74,8 +84,13 @@ def _key(category: str, country: str) -> str:
 class RateCardForm(forms.Form):
     """The whole card as one grid: a price per category and country; an empty price removes it."""
 
-    currency = forms.CharField(max_length=3, min_length=3, help_text="One currency for the whole card.")
-    new_country = forms.ChoiceField(label="Add a country", required=False)
+    currency = forms.CharField(
+        max_length=3,
+        min_length=3,
+        label=gettext_lazy("Currency"),
+        help_text=gettext_lazy("One currency for the whole card."),
+    )
+    new_country = forms.ChoiceField(label=gettext_lazy("Add a country"), required=False)
 
     def __init__(self, *args, entries: dict[tuple[str, str], RateCardEntry], **kwargs):
         super().__init__(*args, **kwargs)
@@ -101,7 +116,7 @@ class RateCardForm(forms.Form):
     def clean(self):
         cleaned = super().clean()
         if cleaned.get("new_country") and not any(cleaned.get(f"new-{c}") is not None for c in CATEGORIES):
-            self.add_error("new_country", "Give at least one price for the new country.")
+            self.add_error("new_country", _("Give at least one price for the new country."))
         return cleaned
 
     def prices(self) -> dict[tuple[str, str], Decimal | None]:
@@ -143,7 +158,7 @@ class RateCardForm(forms.Form):
             rows.append(
                 {
                     "country": country,
-                    "name": COUNTRY_NAMES.get(country, country) if country else "Every other country",
+                    "name": COUNTRY_NAMES.get(country, country) if country else _("Every other country"),
                     "cells": cells,
                     "remove": self[f"remove-{country}"] if country else None,
                     "seeded": country in pricing.RATES,
@@ -210,7 +225,11 @@ def sending_settings(request: HttpRequest) -> HttpResponse:
         return _save_rates(request)
     if which == "reset":
         policy_settings.reset_rate_card(project=request.project, actor=_actor(request))
-        messages.success(request, f"Rate card reset to Meta's rates of {pricing.RATES_EFFECTIVE:%d %B %Y}.")
+        messages.success(
+            request,
+            _("Rate card reset to Meta's rates of %(date)s.")
+            % {"date": date_format(pricing.RATES_EFFECTIVE, "DATE_FORMAT")},
+        )
         return redirect("campaigns:settings_sending", request.project.slug)
     form = PolicyForm(request.POST)
     if form.is_valid():
@@ -221,7 +240,7 @@ def sending_settings(request: HttpRequest) -> HttpResponse:
         except InvalidInput as exc:
             _service_error(form, exc)
         else:
-            messages.success(request, "Frequency cap and quiet hours saved.")
+            messages.success(request, _("Frequency cap and quiet hours saved."))
             return redirect("campaigns:settings_sending", request.project.slug)
     return _page(request, policy_form=form, status=422)
 
@@ -241,7 +260,15 @@ def _save_rates(request: HttpRequest) -> HttpResponse:
             _service_error(form, exc)
         else:
             messages.success(
-                request, f"Rate card saved ({changed} price(s) changed)." if changed else "No changes."
+                request,
+                ngettext(
+                    "Rate card saved (%(n)s price changed).",
+                    "Rate card saved (%(n)s prices changed).",
+                    changed,
+                )
+                % {"n": changed}
+                if changed
+                else _("No changes."),
             )
             return redirect("campaigns:settings_sending", request.project.slug)
     return _page(request, rate_form=form, status=422)

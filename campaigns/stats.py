@@ -25,6 +25,8 @@ from datetime import datetime, timedelta
 
 from django.db.models import Count, F, Max
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, pgettext
 
 from whatsapp.errors import ErrorKind, classify, explain
 
@@ -37,10 +39,16 @@ SKIP_GROUPS = 20
 FAILURE_GROUPS = 20
 
 WHAT_TO_DO = {
-    ErrorKind.TRANSIENT: "Retried automatically with backoff; nothing to do unless it keeps happening.",
-    ErrorKind.RETRY_LATER: "Retried once automatically after 24 hours.",
-    ErrorKind.PERMANENT: "Not retried. Check these recipients' numbers or the template's parameters.",
-    ErrorKind.ACCOUNT: "The campaign pauses itself. Fix the account or template in Meta, then resume.",
+    ErrorKind.TRANSIENT: gettext_lazy(
+        "Retried automatically with backoff; nothing to do unless it keeps happening."
+    ),
+    ErrorKind.RETRY_LATER: gettext_lazy("Retried once automatically after 24 hours."),
+    ErrorKind.PERMANENT: gettext_lazy(
+        "Not retried. Check these recipients' numbers or the template's parameters."
+    ),
+    ErrorKind.ACCOUNT: gettext_lazy(
+        "The campaign pauses itself. Fix the account or template in Meta, then resume."
+    ),
 }
 
 
@@ -148,17 +156,22 @@ class CampaignStats:
         return parts
 
     @property
-    def funnel(self) -> list[tuple[str, int, float]]:
-        """(step, count, percent of the audience) from the audience down to replies."""
+    def bar_parts(self) -> list[tuple[str, int, float, float, str]]:
+        """``bar`` with each state's label in the reader's language, for the bar's tooltips."""
+        return [(state, n, pct, offset, MessageStatus(state).label) for state, n, pct, offset in self.bar]
+
+    @property
+    def funnel(self) -> list[tuple[str, str, int, float]]:
+        """(key, step label, count, percent of the audience) from the audience down to replies."""
         total = self.total
         steps = [
-            ("Audience", total),
-            ("Sent", self.sent),
-            ("Delivered", self.delivered),
-            ("Read", self.read),
-            ("Replied", self.replied),
+            ("audience", _("Audience"), total),
+            ("sent", _("Sent"), self.sent),
+            ("delivered", _("Delivered"), self.delivered),
+            ("read", pgettext("message status", "Read"), self.read),
+            ("replied", _("Replied"), self.replied),
         ]
-        return [(label, n, 100 * n / total if total else 0.0) for label, n in steps]
+        return [(key, label, n, 100 * n / total if total else 0.0) for key, label, n in steps]
 
     def as_dict(self) -> dict:
         return {
@@ -228,8 +241,8 @@ def failure_groups(rows) -> list[FailureGroup]:
                 count=row["n"],
                 explanation=explain(code, row["title"] or row["reason"] or "")
                 if code is not None
-                else (row["reason"] or "Failed before reaching Meta."),
-                what_to_do=WHAT_TO_DO[kind],
+                else (row["reason"] or _("Failed before reaching Meta.")),
+                what_to_do=str(WHAT_TO_DO[kind]),
                 kind=str(kind),
             )
         )
@@ -243,7 +256,7 @@ def skip_groups(rows) -> list[SkipGroup]:
         .annotate(n=Count("*"))
         .order_by("-n", "reason")[:SKIP_GROUPS]
     )
-    return [SkipGroup(reason=row["reason"] or "No reason recorded.", count=row["n"]) for row in grouped]
+    return [SkipGroup(reason=row["reason"] or _("No reason recorded."), count=row["n"]) for row in grouped]
 
 
 def counter_rows(campaign_ids: Iterable[int]):

@@ -18,6 +18,8 @@ from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
+from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 from django.views.decorators.http import require_POST, require_safe
 
 from controlpanel.models import Role
@@ -66,7 +68,9 @@ def _int(raw: str | None) -> int | None:
 
 def audience_label(campaign: Campaign) -> str:
     if campaign.audience_kind == "segment":
-        return f"Segment “{campaign.segment.name}”" if campaign.segment else "A deleted segment"
+        if campaign.segment:
+            return _("Segment “%(name)s”") % {"name": campaign.segment.name}
+        return _("A deleted segment")
     return campaign.get_audience_kind_display()
 
 
@@ -140,10 +144,10 @@ def _recipients(request: HttpRequest, campaign: Campaign) -> dict:
         "state": state,
         "after": after,
         "states": [
-            ("", "All"),
+            ("", pgettext("recipient states", "All")),
             *[(s, label) for s, label in MessageStatus.choices],
-            ("replied", "Replied"),
-            ("clicked", "Clicked"),
+            ("replied", _("Replied")),
+            ("clicked", _("Clicked")),
         ],
     }
 
@@ -259,7 +263,7 @@ def _lifecycle(request: HttpRequest, campaign_id: uuid.UUID, action: str, done: 
     except InvalidInput as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, done.format(name=campaign.name))
+        messages.success(request, done % {"name": campaign.name})
     return redirect("campaigns:detail", request.project.slug, campaign.public_id)
 
 
@@ -267,21 +271,21 @@ def _lifecycle(request: HttpRequest, campaign_id: uuid.UUID, action: str, done: 
 @require_POST
 def campaign_pause(request: HttpRequest, campaign_id: uuid.UUID) -> HttpResponse:
     return _lifecycle(
-        request, campaign_id, "pause", "“{name}” is paused: nothing more is sent until you resume."
+        request, campaign_id, "pause", _("“%(name)s” is paused: nothing more is sent until you resume.")
     )
 
 
 @project_view(section="campaigns")
 @require_POST
 def campaign_resume(request: HttpRequest, campaign_id: uuid.UUID) -> HttpResponse:
-    return _lifecycle(request, campaign_id, "resume", "“{name}” resumes sending.")
+    return _lifecycle(request, campaign_id, "resume", _("“%(name)s” resumes sending."))
 
 
 @project_view(section="campaigns")
 @require_POST
 def campaign_cancel(request: HttpRequest, campaign_id: uuid.UUID) -> HttpResponse:
     return _lifecycle(
-        request, campaign_id, "cancel", "“{name}” is cancelled: queued messages will not be sent."
+        request, campaign_id, "cancel", _("“%(name)s” is cancelled: queued messages will not be sent.")
     )
 
 

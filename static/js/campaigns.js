@@ -15,8 +15,9 @@ function drawChart() {
   }
   chart = new window.Chart(canvas, {
     type: "bar",
-    data: { labels: series.labels, datasets: [{ label: "Sends", data: series.data, backgroundColor: "#25d366" }] },
+    data: { labels: series.labels, datasets: [{ label: gettext("Sends"), data: series.data, backgroundColor: "#25d366" }] },
     options: {
+      locale: document.documentElement.lang || undefined,
       animation: false,
       maintainAspectRatio: false,
       plugins: { legend: { display: false } },

@@ -351,7 +351,7 @@ def test_preflight_shows_audience_exclusions_cost_duration_and_tier(marketer_cli
     assert 'data-testid="pf-audience">4<' in html
     assert 'data-testid="pf-sendable">3<' in html
     assert 'data-testid="excluded-opted_out">1<' in html
-    assert re.search(r'data-testid="pf-cost">\d+\.\d\d USD<', html)
+    assert re.search(r'data-testid="pf-cost">\$\d+\.\d\d<', html)  # |money:currency: "$0.12" in English
     assert 'data-testid="pf-duration">about 2 seconds<' in html  # 3 messages at 2 per second
     assert 'data-testid="pf-tier">1,000 a day<' in html
     assert 'data-testid="launch-problems"' not in html
