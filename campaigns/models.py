@@ -27,7 +27,7 @@ class Channel(models.TextChoices):
 
 class MessageStatus(models.TextChoices):
     QUEUED = "queued", _("Queued")
-    SENDING = "sending", _("Sending")
+    SENDING = "sending", pgettext_lazy("status", "Sending")
     SENT = "sent", _("Sent")
     DELIVERED = "delivered", _("Delivered")
     READ = "read", pgettext_lazy("message status", "Read")
@@ -72,7 +72,7 @@ PURPOSE_CATEGORY = {
 class CampaignStatus(models.TextChoices):
     DRAFT = "draft", _("Draft")
     SCHEDULED = "scheduled", _("Scheduled")  # launched; the audience is snapshotted at the scheduled time
-    RUNNING = "running", _("Sending")
+    RUNNING = "running", pgettext_lazy("status", "Sending")
     PAUSED = "paused", _("Paused")  # by a person, or by itself on an account-level error (status_reason)
     COMPLETED = "completed", _("Completed")  # every recipient is terminal
     CANCELLED = "cancelled", _("Cancelled")
