@@ -20,6 +20,7 @@ from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
+from controlpanel import countries
 from controlpanel.countries import NAMES as COUNTRY_NAMES
 from controlpanel.models import Role
 from controlpanel.services import Actor
@@ -109,7 +110,10 @@ class RateCardForm(forms.Form):
         taken = set(self.countries)
         self.fields["new_country"].choices = [("", "—")] + [
             (code, f"{name} ({code})")
-            for code, name in sorted(COUNTRY_NAMES.items(), key=lambda item: item[1])
+            for code, name in sorted(
+                ((code, countries.name(code)) for code in COUNTRY_NAMES),
+                key=lambda item: countries.sort_key(item[1]),
+            )
             if code not in taken
         ]
 
@@ -158,7 +162,7 @@ class RateCardForm(forms.Form):
             rows.append(
                 {
                     "country": country,
-                    "name": COUNTRY_NAMES.get(country, country) if country else _("Every other country"),
+                    "name": countries.name(country) if country else _("Every other country"),
                     "cells": cells,
                     "remove": self[f"remove-{country}"] if country else None,
                     "seeded": country in pricing.RATES,

@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, pgettext_lazy
 
-from controlpanel.models import COUNTRY_CHOICES, TIME_ZONE_CHOICES
+from controlpanel.models import COUNTRY_CHOICES, TIME_ZONE_CHOICES, country_choices
 
 from .errors import InvalidInput
 from .models import ConsentChannel, ConsentState, TagType
@@ -67,6 +67,8 @@ class SubscriberForm(forms.Form):
 
     def __init__(self, *args, phone_required: bool = True, offer_opt_in: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
+        # Countries in the reader's language and alphabet order ("Deutschland" among the D's).
+        self.fields["country"].choices = [("", "—"), *country_choices()]
         self.fields["phone"].required = phone_required
         if not offer_opt_in:
             del self.fields["opt_in"]

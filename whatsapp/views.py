@@ -170,7 +170,7 @@ def automatic_replies(request: HttpRequest) -> HttpResponse:
         "languages": languages,
         "add_form": add_form,
         "max_length": automatic_texts.MAX_LENGTH,
-        "tab": "whatsapp",
+        "tab": "automatic-replies",
     }
     return render(request, "whatsapp/automatic_replies.html", context)
 
