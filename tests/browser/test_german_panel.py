@@ -35,15 +35,17 @@ _ALLOWED = (
     "WhatsApp Meta WABA API CSV JSON SMTP FCM Firebase Liquid HTML Webhook Webhooks Opt-in Opt-out ID "
     "IDs URL Google Amazon SES Mailgun Postmark SendGrid Brevo Chart Tabler Django OTP Cloud Business "
     "Journey Journeys Segment Segmente Status Push Tag Tags Export Import Simulator Demo Shop "
-    "Marketer Owner Viewer Bearer Authorization UTC Europe Berlin Marketing Utility Authentication"
+    "English Deutsch Marketer Owner Viewer Bearer Authorization UTC Europe Berlin Marketing Utility "
+    "Authentication Messaging"
 )
 ALLOWED = set(_ALLOWED.split())
 APOSTROPHES = "'\u2019"
-WORD = re.compile(rf"[A-Za-zÄÖÜäöüß][A-Za-zÄÖÜäöüß{APOSTROPHES}-]{{2,}}")
+# Identifiers (follow_up_offer, whatsapp.connected) are one word, so they never look English.
+WORD = re.compile(rf"[A-Za-zÄÖÜäöüß][\w.{APOSTROPHES}-]{{2,}}")
 
 
 def _words(text: str) -> set[str]:
-    return {w.strip(APOSTROPHES + "-") for w in WORD.findall(text)}
+    return {w.strip(APOSTROPHES + "-.") for w in WORD.findall(text)}
 
 
 def _english_vocabulary() -> set[str]:
@@ -70,15 +72,16 @@ VISIBLE_TEXT = """() => {
   const parts = [document.title, document.body.innerText];
   const labelled = '[placeholder],[title],[aria-label],[data-confirm],input[type=submit],input[type=button]';
   for (const el of document.querySelectorAll(labelled)) {
-    if (el.closest('[data-user-content], .wa-bubble')) continue;
+    if (el.closest('[translate=no], [data-user-content], .wa-bubble')) continue;
     for (const a of ['placeholder', 'title', 'aria-label', 'data-confirm', 'value']) {
       const button = el.type === 'submit' || el.type === 'button';
       if (el.hasAttribute(a) && (a !== 'value' || button)) parts.push(el.getAttribute(a));
     }
   }
   // Texts people did not write us: subscriber names, message bodies, template texts, codes.
-  const theirs = '[data-user-content], code, pre, .font-monospace, .wa-bubble, textarea, '
-    + 'input[type=text], input[type=email], input[type=tel], iframe';
+  // translate="no" (HTML's own word for it) marks identifiers: event names, attribute keys.
+  const theirs = '[translate=no], [data-user-content], code, pre, .font-monospace, .wa-bubble, textarea, '
+    + 'input[type=text], input[type=email], input[type=tel], iframe, select[name$=time_zone]';
   let skip = '';
   for (const el of document.querySelectorAll(theirs)) {
     skip += '\\n' + (el.innerText || el.value || '');
@@ -198,12 +201,17 @@ def test_the_main_pages_in_german_have_no_english_left(browser, live_server, dem
 
 def _demo_words(project: Project) -> set[str]:
     """Words the demo data itself contains: people's names, template texts, event and tag names."""
-    from subscribers.models import Subscriber
+    from subscribers.models import ConsentChange, Event, EventDefinition, Subscriber
     from whatsapp.models import MessageTemplate
 
+    texts: list[str] = []
+    texts += Subscriber.objects.filter(project=project).values_list("name", flat=True)
+    texts += map(str, MessageTemplate.objects.filter(project=project).values_list("components", flat=True))
+    texts += EventDefinition.objects.filter(project=project).values_list("name", flat=True)
+    texts += map(str, EventDefinition.objects.filter(project=project).values_list("attributes", flat=True))
+    texts += map(str, Event.objects.filter(project=project).values_list("attributes", flat=True)[:5000])
+    texts += ConsentChange.objects.filter(project=project).values_list("evidence", flat=True).distinct()
     words: set[str] = set()
-    for name in Subscriber.objects.filter(project=project).values_list("name", flat=True):
-        words |= _words(name or "")
-    for components in MessageTemplate.objects.filter(project=project).values_list("components", flat=True):
-        words |= _words(str(components))
+    for text in texts:
+        words |= _words(re.sub(r"[{}\[\]'\":,=]", " ", text or ""))
     return words
