@@ -20,6 +20,7 @@ from django.views.decorators.csp import csp_override
 from django.views.decorators.http import require_POST, require_safe
 
 from campaigns import bindings
+from campaigns.policy import for_people
 from campaigns.services import SendRefused
 from controlpanel.services import Actor
 from controlpanel.tenancy import project_view
@@ -104,7 +105,7 @@ def _previews(request: HttpRequest, template: EmailTemplate) -> list[dict]:
         try:
             rendered, error = services.render_email(template, context), ""
         except SendRefused as exc:
-            rendered, error = {}, str(exc)
+            rendered, error = {}, for_people(str(exc))
         previews.append({"subscriber": subscriber, "email": rendered, "error": error})
     return previews
 
@@ -147,7 +148,7 @@ def template_test(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
                 project=project, subscriber=subscriber, template=template, actor=Actor(user=request.user)
             )
         except SendRefused as exc:
-            form.add_error("subscriber", _("Not sent: %(reason)s") % {"reason": exc})
+            form.add_error("subscriber", _("Not sent: %(reason)s") % {"reason": for_people(str(exc))})
             return _preview_page(request, template, form, status=422)
         messages.success(
             request, _("Queued for %(address)s; see Messages for its status.") % {"address": subscriber.email}
@@ -161,7 +162,7 @@ def template_test(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
                 project=project, template=template, to=address, context=context or bindings.EMPTY_CONTEXT
             )
         except SendRefused as exc:
-            form.add_error("address", _("Not sent: %(reason)s") % {"reason": exc})
+            form.add_error("address", _("Not sent: %(reason)s") % {"reason": for_people(str(exc))})
             return _preview_page(request, template, form, status=422)
         if not delivery.ok:
             form.add_error("address", _("Not sent: %(reason)s") % {"reason": delivery.error})

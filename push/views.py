@@ -14,6 +14,7 @@ from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.http import require_POST, require_safe
 
 from campaigns import bindings
+from campaigns.policy import for_people
 from campaigns.services import SendRefused
 from controlpanel.models import Project, Role
 from controlpanel.services import Actor
@@ -48,7 +49,7 @@ def _previews(project: Project, template: PushTemplate) -> list[dict]:
         try:
             preview["content"] = services.render_push(template, contexts.get(person.pk) or {})
         except SendRefused as exc:
-            preview["refused"] = str(exc)
+            preview["refused"] = for_people(str(exc))
         previews.append(preview)
     return previews
 
@@ -131,7 +132,7 @@ def _send_test(request: HttpRequest, template: PushTemplate) -> None:
             project=request.project, subscriber=subscriber, template=template, actor=Actor(user=request.user)
         )
     except SendRefused as exc:
-        messages.error(request, gettext("Not sent: %(reason)s") % {"reason": exc})
+        messages.error(request, gettext("Not sent: %(reason)s") % {"reason": for_people(str(exc))})
     else:
         messages.success(
             request,
