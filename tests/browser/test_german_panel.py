@@ -175,6 +175,7 @@ def test_the_main_pages_in_german_have_no_english_left(browser, live_server, dem
         (f"{base}/push/settings/", "push-settings"),
         (f"{base}/settings/", "settings"),
         (f"{base}/settings/whatsapp/", "whatsapp-connection"),
+        (f"{base}/settings/whatsapp/automatic-replies/", "automatic-replies"),
         (f"{base}/settings/sending/", "sending-settings"),
         (f"{base}/settings/members/", "members"),
         (f"{base}/settings/api-keys/", "api-keys"),
