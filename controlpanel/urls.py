@@ -1,9 +1,8 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
-from django.views.i18n import JavaScriptCatalog
 
-from . import account_views, views
+from . import account_views, i18n_views, views
 from .api import api
 from .api import not_found as api_not_found
 
@@ -26,7 +25,7 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("account/profile/", account_views.profile, name="profile"),
     # gettext() for the panel's scripts, in the request's language (locale/*/djangojs.po).
-    path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
+    path("jsi18n/", i18n_views.javascript_catalog, name="javascript-catalog"),
     path("healthz", views.healthz, name="healthz"),
     path("webhooks/whatsapp/", include("whatsapp.webhook_urls")),
     # Email providers' delivery, bounce and complaint webhooks (django-anymail), per project.

@@ -104,3 +104,11 @@ def action_label(action: str) -> str:
 def pairs(mapping) -> list:
     """``dict.items()`` for templates: ``d.items`` would find a key named "items" first."""
     return list(mapping.items()) if isinstance(mapping, dict) else []
+
+
+@register.simple_tag
+def javascript_catalog_url() -> str:
+    """The JavaScript catalog's URL for the active language (controlpanel.i18n_views)."""
+    from controlpanel.i18n_views import javascript_catalog_url as url
+
+    return url()

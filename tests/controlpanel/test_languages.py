@@ -85,3 +85,17 @@ def test_money_numbers_and_dates_follow_the_language(language, money, number, da
             Context({"cost": Decimal("1234.56"), "n": 1234567, "when": datetime.datetime(2026, 12, 7, 8, 30)})
         )
     assert out == f"{money}|{number}|{date}"
+
+
+def test_pages_load_the_catalog_of_their_language_deferred(owner_client):
+    page = owner_client.get(reverse("profile"), HTTP_ACCEPT_LANGUAGE="de").content.decode()
+    assert 'src="/jsi18n/?l=de&amp;v=' in page
+    assert "defer></script>" in page.split("/jsi18n/")[1].split("\n")[0]
+
+
+def test_the_catalog_url_names_its_language(client):
+    german = client.get(reverse("javascript-catalog") + "?l=de&v=1").content.decode()
+    english = client.get(reverse("javascript-catalog") + "?l=en&v=1").content.decode()
+    assert "Kopiert" in german
+    assert "Kopiert" not in english
+    assert client.get(reverse("javascript-catalog") + "?l=xx").status_code == 200
