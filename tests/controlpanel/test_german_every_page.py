@@ -1,0 +1,234 @@
+"""Every project page and partial in German, with a project full of things: no error, no
+unformatted placeholder, and no German decimal comma where a script or a URL reads a number.
+
+The URL list is the tenancy walk (tests/controlpanel/test_tenancy.py), so a new page is covered
+the day it is added. Object URLs get the id of a real object of the right kind.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from campaigns.models import CampaignStatus, Message, MessageStatus
+from controlpanel.models import Role
+from controlpanel.services import SYSTEM
+from journeys import services as journey_services
+from mail.models import MailboxMessage
+from push.models import PushTemplate
+from subscribers.demo import seed_demo_audience
+from subscribers.models import Segment, Subscriber, TagDefinition
+from subscribers.segments.text import parse_rule
+from tests.campaigns.conftest import make_template
+from tests.campaigns.launch_helpers import make_campaign
+from tests.factories import EmailTemplateFactory, MembershipFactory
+from whatsapp.demo import connect_to_simulator
+from whatsapp.models import WhatsAppAccount
+
+from .test_tenancy import ROUTES
+
+DE = {"HTTP_ACCEPT_LANGUAGE": "de"}
+JOURNEY = {
+    "name": "PROMO keyword",
+    "entry": {
+        "type": "event",
+        "event": "WhatsAppReceived",
+        "conditions": [{"attribute": "text", "op": "keyword", "value": "promo"}],
+    },
+    "settings": {"reentry": "after_exit"},
+    "steps": [
+        {"id": "reply", "type": "whatsapp_text", "text": "Danke! Dein Code: SUSHI20", "next": "wait"},
+        {"id": "wait", "type": "wait", "duration": "PT1H30M", "next": None},
+    ],
+}
+
+
+@pytest.fixture
+def world(db, project, settings):
+    """A project with what a real one has, and the ids the object URLs take."""
+    settings.SIMULATOR_ENABLED = True
+    settings.REDIS_URL = ""
+    owner = MembershipFactory(project=project, role=Role.OWNER).user
+    other = MembershipFactory(project=project, role=Role.MARKETER)
+    seed_demo_audience(project, size=30)
+    connect_to_simulator(project, "http://127.0.0.1:8000/")
+    account = WhatsAppAccount.objects.for_project(project).get()
+    # The simulator holds approved templates; a sync would copy them over HTTP, so make one here.
+    template = make_template(account, name="autumn_promo", language="de", category="MARKETING")
+    subscriber = Subscriber.objects.for_project(project).order_by("id").first()
+    segment = Segment.objects.create(
+        project=project, name="Germans", rule=parse_rule('F("language", eq, "de")')
+    )
+    draft = make_campaign(account, name="Draft", template_name=template.name, languages=[template.language])
+    done = make_campaign(
+        account,
+        name="Winter sale",
+        template_name=template.name,
+        languages=[template.language],
+        status=CampaignStatus.COMPLETED,
+        launched_at=timezone.now() - timedelta(days=2),
+    )
+    statuses = [MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.FAILED]
+    for i, person in enumerate(Subscriber.objects.for_project(project).order_by("id")[:12]):
+        Message.objects.create(
+            project=project,
+            subscriber=person,
+            campaign=done,
+            account=account,
+            template=template,
+            template_name=template.name,
+            template_language=template.language,
+            status=statuses[i % 4],
+            marketing=True,
+            sent_at=timezone.now() - timedelta(days=2),
+            sending_at=timezone.now() - timedelta(days=2),
+        )
+    journey = journey_services.create_journey(project=project, data=JOURNEY, actor=SYSTEM)
+    email = EmailTemplateFactory(project=project)
+    push = PushTemplate.objects.create(project=project, name="order-ready", title="Hallo", body="Fertig")
+    mail = MailboxMessage.objects.create(
+        project=project, from_email="shop@example.com", to="ada@example.com", subject="Hallo", text="Hi"
+    )
+    tag = TagDefinition.objects.filter(project=project).first()
+    ids = {
+        "member_id": other.public_id,
+        "subscriber_id": subscriber.public_id,
+        "segment_id": segment.public_id,
+        "template_id": template.public_id,
+        "journey_id": journey.public_id,
+        "tag_id": tag.public_id if tag else None,
+        "name": "WhatsAppReceived",
+        "key": tag.name if tag else None,
+    }
+    return {
+        "owner": owner,
+        "project": project,
+        "ids": ids,
+        "email": email,
+        "push": push,
+        "mail": mail,
+        "done": done,
+        "draft": draft,
+    }
+
+
+def _kwargs(name: str, converters: dict, world: dict) -> dict | None:
+    ids = world["ids"]
+    kwargs = {"slug": world["project"].slug}
+    for param in converters:
+        if param == "slug":
+            continue
+        if param == "public_id":
+            obj = {"mail:mailbox_detail": world["mail"]}.get(name) or (
+                world["push"] if name.startswith("push:") else world["email"]
+            )
+            kwargs[param] = obj.public_id
+        elif param == "campaign_id":
+            kwargs[param] = (world["draft"] if name == "campaigns:edit" else world["done"]).public_id
+        elif param == "key" and name == "journeys:example_new":
+            return None  # takes a catalogue key; covered by the journeys tests
+        elif ids.get(param) is None:
+            return None  # an object kind this walk does not make (import jobs, API keys, ...)
+        else:
+            kwargs[param] = ids[param]
+    return kwargs
+
+
+# "{{1}}" and "{{first_name}}" are Meta's template parameters (shown as examples), not Django's.
+PLACEHOLDER = re.compile(r"%\(\w+\)[sd]|(?<![%\w])%[sd](?!\w)|\{\{(?!\w+\}\})|\{%")
+# A number in German style where an English one was meant: 0,5 / 1.234,56.
+DE_DECIMAL = re.compile(r"\d,\d")
+ATTRIBUTE = re.compile(r"""\s(data-[\w-]+|hx-vals|hx-vars)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+NUMBER_INPUT = re.compile(r"<input\b[^>]*\btype=[\"']?(?:number|range|hidden)[^>]*>", re.IGNORECASE)
+VALUE = re.compile(r"""\bvalue=(?:"([^"]*)"|'([^']*)')""")
+JSON_SCRIPT = re.compile(r"<script[^>]*type=[\"']application/json[\"'][^>]*>(.*?)</script>", re.DOTALL)
+SCRIPT = re.compile(r"<script\b[^>]*>.*?</script>", re.DOTALL | re.IGNORECASE)
+# Texts of the demo data and user-written templates that are allowed to hold braces (Liquid).
+USER_TEXT = re.compile(r"\{\{\s*(subscriber|values|event|attributes|tags|unsubscribe_url|project)\b[^}]*\}\}")
+
+
+def problems(html: str) -> list[str]:
+    found = []
+    visible = USER_TEXT.sub("", SCRIPT.sub("", html))
+    for match in PLACEHOLDER.finditer(visible):
+        found.append(f"placeholder {visible[max(0, match.start() - 60) : match.end() + 40]!r}")
+    for match in ATTRIBUTE.finditer(html):
+        attr, value = match.group(1), match.group(2) or match.group(3) or ""
+        if DE_DECIMAL.search(value) and not _text_attribute(attr, value):
+            found.append(f"{attr}={value[:120]!r}")
+    for tag in NUMBER_INPUT.findall(html):
+        value = VALUE.search(tag)
+        if value and re.search(r"\d,\d", value.group(1) or value.group(2) or ""):
+            found.append(f"input {tag[:160]!r}")
+    for body in JSON_SCRIPT.findall(html):
+        data = json.loads(body)  # a German comma in a number would break it or turn it into a string
+        found += [f"json {s!r}" for s in _numberish_strings(data)]
+    return found
+
+
+def _text_attribute(attr: str, value: str) -> bool:
+    # data-confirm and friends hold sentences for people ("1.234,56 €" is right there).
+    return (
+        attr in {"data-confirm", "data-title", "data-label", "data-text", "data-bs-title"}
+        or " " in value.strip()
+    )
+
+
+def _numberish_strings(data) -> list[str]:
+    if isinstance(data, str):
+        return [data] if re.fullmatch(r"-?\d{1,3}(\.\d{3})*,\d+", data) else []
+    if isinstance(data, dict):
+        return [s for v in data.values() for s in _numberish_strings(v)]
+    if isinstance(data, list):
+        return [s for v in data for s in _numberish_strings(v)]
+    return []
+
+
+STATUSES: dict[str, int] = {}
+
+
+def _walk(client, world, *, extra: dict | None = None) -> tuple[int, list[str]]:
+    seen, bad = 0, []
+    for name, converters, _view in ROUTES:
+        kwargs = _kwargs(name, converters, world)
+        if kwargs is None:
+            continue
+        url = reverse(name, kwargs=kwargs)
+        try:
+            response = client.get(url, **DE, **(extra or {}))
+        except Exception as exc:  # noqa: BLE001 - a 500 is what we are looking for
+            bad.append(f"{name} {url}: {type(exc).__name__}: {exc}")
+            continue
+        seen += 1
+        STATUSES[name] = response.status_code
+        if response.status_code >= 500:
+            bad.append(f"{name} {url}: {response.status_code}")
+            continue
+        if response.get("Content-Type", "").startswith("text/html"):
+            bad += [f"{name} {url}: {p}" for p in problems(response.content.decode())]
+    return seen, bad
+
+
+def test_every_project_page_in_german(client, world):
+    client.force_login(world["owner"])
+    seen, bad = _walk(client, world)
+    assert seen > 60
+    assert not bad, "\n".join(bad)
+
+
+def test_every_project_partial_in_german(client, world):
+    # The same URLs as HTMX asks for them: views that answer a fragment to HX-Request.
+    client.force_login(world["owner"])
+    seen, bad = _walk(client, world, extra={"HTTP_HX_REQUEST": "true"})
+    assert seen > 60
+    assert not bad, "\n".join(bad)
+
+
+def test_the_walk_made_what_it_needs(world):
+    assert world["done"].status == CampaignStatus.COMPLETED
+    assert Message.objects.filter(campaign=world["done"]).count() == 12
