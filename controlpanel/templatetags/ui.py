@@ -5,6 +5,8 @@ from __future__ import annotations
 from django import forms, template
 from django.utils.translation import gettext_lazy as _
 
+from controlpanel.wording import mid_sentence as in_sentence
+
 register = template.Library()
 
 # The audit log's action keys (machine values, stored as they are) as people read them; a key not
@@ -104,3 +106,9 @@ def action_label(action: str) -> str:
 def pairs(mapping) -> list:
     """``dict.items()`` for templates: ``d.items`` would find a key named "items" first."""
     return list(mapping.items()) if isinstance(mapping, dict) else []
+
+
+@register.filter
+def mid_sentence(label) -> str:
+    """``{{ status|mid_sentence }}``: a choice label inside a sentence (lower case in English only)."""
+    return in_sentence(label)
