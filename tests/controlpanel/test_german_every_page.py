@@ -296,3 +296,110 @@ def test_htmx_partials_with_input_in_german(client, world):
             bad += [f"{address}: {p}" for p in problems(response.content.decode())]
     assert not bad, "\n".join(bad)
     assert project.slug == slug
+
+
+# ---- labels inside sentences -------------------------------------------------------------------
+
+
+def test_a_label_inside_a_sentence_is_lower_case_only_in_english():
+    from django.utils import translation
+
+    from campaigns.models import CampaignPurpose
+    from controlpanel.wording import mid_sentence
+
+    assert mid_sentence(CampaignStatus.DRAFT.label) == "draft"
+    with translation.override("de"):
+        # German nouns keep their capital: „Entwurf“, not „entwurf“.
+        assert mid_sentence(CampaignStatus.DRAFT.label) == "Entwurf"
+        assert mid_sentence(CampaignPurpose.PROMOTION.label) == "Werbung"
+
+
+def test_a_refused_campaign_action_names_the_status_as_the_panel_shows_it(client, world):
+    from django.utils import translation
+
+    from campaigns import lifecycle
+    from subscribers.errors import InvalidInput
+
+    with translation.override("de"), pytest.raises(InvalidInput) as refused:
+        lifecycle._locked(world["draft"], "pause")
+    assert "„Entwurf“" in refused.value.message
+    with pytest.raises(InvalidInput) as refused:
+        lifecycle._locked(world["draft"], "pause")
+    assert refused.value.message == "A draft campaign cannot be paused."
+
+
+# ---- the API's human message in German, its code unchanged --------------------------------------
+
+
+def _api_pairs(project):
+    from journeys.models import JourneyStatus
+    from tests.journeys.test_start_api import _journey
+
+    TagDefinition.objects.create(project=project, name="lifetime_value", type="decimal")
+    paused = _journey(project, status=JourneyStatus.PAUSED)
+    active = _journey(project)
+    start = f"/journeys/{active.public_id}/start"
+    no_api = _journey(project, entries=[{"type": "event", "event": "OrderPlaced"}])
+    body = {"subscribers": [{"phone": "+4915112345678"}]}
+    return [
+        (f"/journeys/{paused.public_id}/start", body),
+        (f"/journeys/{no_api.public_id}/start", body),
+        (start, {}),
+        (start, {"subscribers": []}),
+        (start, {"rule": 'T("nope", eq, 1.5)'}),
+        (
+            start,
+            {"subscribers": [{"id": "x"}], "values": {"big": "x" * 9000}},
+        ),
+        ("/subscribers", {"phone": "12"}),
+        ("/subscribers", {"phone": "+4915112345678", "tags": {"lifetime_value": "viel"}}),
+        ("/events", {"name": "OrderPlaced", "subscriber": {"phone": "+4915112345678"}, "attributes": 3}),
+        ("/campaigns", {"name": ""}),
+        ("/count", {"rule": "T(("}),
+        ("/journeys/drop", {"subscribers": []}),
+    ]
+
+
+def test_api_errors_keep_their_code_and_speak_german(client, project):
+    from tests.subscribers.test_api_subscribers import key_for
+
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {key_for(project)}"}
+    untranslated = []
+    for path, body in _api_pairs(project):
+        answers = {}
+        for language in ("en", "de"):
+            response = client.post(
+                f"/api/v1{path}",
+                json.dumps(body),
+                content_type="application/json",
+                HTTP_ACCEPT_LANGUAGE=language,
+                **headers,
+            )
+            assert response.status_code < 500, (path, body, response.content)
+            assert 400 <= response.status_code < 500, (path, body, response.status_code)
+            answers[language] = response.json()
+        assert answers["de"]["code"] == answers["en"]["code"], (path, answers)
+        assert answers["de"].get("field") == answers["en"].get("field"), (path, answers)
+        if answers["de"]["message"] == answers["en"]["message"]:
+            untranslated.append(f"{path} {body}: {answers['en']['message']}")
+    assert not untranslated, "\n".join(untranslated)
+
+
+def test_the_journey_start_refusal_reads_german(client, project):
+    from journeys.models import JourneyStatus
+    from tests.journeys.test_start_api import _journey
+    from tests.subscribers.test_api_subscribers import key_for
+
+    paused = _journey(project, status=JourneyStatus.PAUSED)
+    response = client.post(
+        f"/api/v1/journeys/{paused.public_id}/start",
+        json.dumps({"subscribers": [{"phone": "+4915112345678"}]}),
+        content_type="application/json",
+        HTTP_ACCEPT_LANGUAGE="de",
+        HTTP_AUTHORIZATION=f"Bearer {key_for(project)}",
+    )
+    assert response.status_code == 409
+    assert response.json() == {
+        "code": "journey_not_startable",
+        "message": "Die Journey ist im Status „Pausiert“: Nur eine aktive Journey kann gestartet werden.",
+    }
