@@ -403,3 +403,25 @@ def test_the_journey_start_refusal_reads_german(client, project):
         "code": "journey_not_startable",
         "message": "Die Journey ist im Status „Pausiert“: Nur eine aktive Journey kann gestartet werden.",
     }
+
+
+def test_liquid_binding_errors_read_german():
+    from django.utils import translation
+
+    from campaigns.bindings import compile_binding
+    from campaigns.policy_settings import clean_country
+    from subscribers.errors import InvalidInput
+
+    with translation.override("de"):
+        with pytest.raises(InvalidInput) as bad:
+            compile_binding("{{ tags.x | shout }}", component="body", name="1")
+        assert "kein gültiges Liquid (Zeichen 13): Einen Filter „shout“ gibt es nicht." in bad.value.message
+        with pytest.raises(InvalidInput) as bad:
+            compile_binding("Hi\n{{ subscriber.plan }}", component="body", name="1")
+        assert "verwendet subscriber.plan (Zeile 2, Spalte 4), das es nicht gibt" in bad.value.message
+        with pytest.raises(InvalidInput) as bad:
+            clean_country("XX", "country")
+        assert bad.value.message == "'XX' ist kein Ländercode (z. B. DE, US, BR)."
+    with pytest.raises(InvalidInput) as bad:
+        compile_binding("{{ tags.x | shout }}", component="body", name="1")
+    assert "is not valid Liquid at character 13: there is no filter “shout”." in bad.value.message
