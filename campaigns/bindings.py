@@ -290,7 +290,7 @@ def shape_bindings(bindings: Any) -> dict[str, dict[str, Any]]:
         return {}
     if not isinstance(bindings, Mapping) or not all(isinstance(v, Mapping) for v in bindings.values()):
         raise InvalidInput(
-            'Bindings are an object per component, e.g. {"body": {"1": "{{ tags.first_name }}"}}.',
+            _('Bindings are an object per component, e.g. {"body": {"1": "{{ tags.first_name }}"}}.'),
             field="bindings",
             code="invalid_binding",
         )

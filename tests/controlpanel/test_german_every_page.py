@@ -94,16 +94,17 @@ def world(db, project, settings):
     mail = MailboxMessage.objects.create(
         project=project, from_email="shop@example.com", to="ada@example.com", subject="Hallo", text="Hi"
     )
-    tag = TagDefinition.objects.filter(project=project).first()
+    # A decimal tag: its value is shown German (509,26) and edited in an input a script or form reads.
+    tag = TagDefinition.objects.get(project=project, name="lifetime_value")
     ids = {
         "member_id": other.public_id,
         "subscriber_id": subscriber.public_id,
         "segment_id": segment.public_id,
         "template_id": template.public_id,
         "journey_id": journey.public_id,
-        "tag_id": tag.public_id if tag else None,
+        "tag_id": tag.public_id,
         "name": "OrderPlaced",  # has a decimal attribute (amount)
-        "key": tag.name if tag else None,
+        "key": str(tag.public_id),  # a tag row is addressed by its definition's id
     }
     return {
         "owner": owner,
@@ -147,6 +148,7 @@ DE_DECIMAL = re.compile(r"\d,\d")
 ATTRIBUTE = re.compile(r"""\s(data-[\w-]+|hx-vals|hx-vars)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 NUMBER_INPUT = re.compile(r"<input\b[^>]*\btype=[\"']?(?:number|range|hidden)[^>]*>", re.IGNORECASE)
 VALUE = re.compile(r"""\bvalue=(?:"([^"]*)"|'([^']*)')""")
+BOUNDS = re.compile(r"""\s(?:step|min|max)=["']?[\d.]*\d,\d""")
 JSON_SCRIPT = re.compile(r"<script[^>]*type=[\"']application/json[\"'][^>]*>(.*?)</script>", re.DOTALL)
 SCRIPT = re.compile(r"<script\b[^>]*>.*?</script>", re.DOTALL | re.IGNORECASE)
 # Texts of the demo data and user-written templates that are allowed to hold braces (Liquid).
@@ -166,6 +168,8 @@ def problems(html: str) -> list[str]:
         value = VALUE.search(tag)
         if value and re.search(r"\d,\d", value.group(1) or value.group(2) or ""):
             found.append(f"input {tag[:160]!r}")
+    for match in BOUNDS.finditer(html):
+        found.append(f"bound {match.group(0)!r}")
     for body in JSON_SCRIPT.findall(html):
         data = json.loads(body)  # a German comma in a number would break it or turn it into a string
         found += [f"json {s!r}" for s in _numberish_strings(data)]
@@ -257,6 +261,7 @@ def test_htmx_partials_with_input_in_german(client, world):
         ("get", url("campaigns:detail", world["done"].public_id), {"state": "failed"}),
         ("get", url("campaigns:messages"), {"state": "failed", "channel": "whatsapp"}),
         ("get", url("campaigns:conversation", subscriber), {}),
+        ("get", url("subscribers:tag_row", subscriber, world["ids"]["key"]), {"mode": "edit"}),
         ("get", url("journeys:stats", journey), {"days": "7"}),
         ("get", url("journeys:builder_counts", journey), {}),
         (
