@@ -148,7 +148,8 @@ DE_DECIMAL = re.compile(r"\d,\d")
 ATTRIBUTE = re.compile(r"""\s(data-[\w-]+|hx-vals|hx-vars)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 NUMBER_INPUT = re.compile(r"<input\b[^>]*\btype=[\"']?(?:number|range|hidden)[^>]*>", re.IGNORECASE)
 VALUE = re.compile(r"""\bvalue=(?:"([^"]*)"|'([^']*)')""")
-BOUNDS = re.compile(r"""\s(?:step|min|max)=["']?[\d.]*\d,\d""")
+# Numbers in attributes the browser reads: input bounds and SVG geometry (bars, funnels).
+BOUNDS = re.compile(r"""\s(?:step|min|max|x|y|width|height|cx|cy|r|offset)=["']?[\d.]*\d,\d""")
 JSON_SCRIPT = re.compile(r"<script[^>]*type=[\"']application/json[\"'][^>]*>(.*?)</script>", re.DOTALL)
 SCRIPT = re.compile(r"<script\b[^>]*>.*?</script>", re.DOTALL | re.IGNORECASE)
 # Texts of the demo data and user-written templates that are allowed to hold braces (Liquid).
@@ -178,6 +179,8 @@ def problems(html: str) -> list[str]:
 
 def _text_attribute(attr: str, value: str) -> bool:
     # data-confirm and friends hold sentences for people ("1.234,56 €" is right there).
+    if attr in {"hx-vals", "hx-vars"} or value.lstrip()[:1] in ("{", "["):
+        return False  # JSON for a script or the request, never a sentence
     return (
         attr in {"data-confirm", "data-title", "data-label", "data-text", "data-bs-title"}
         or " " in value.strip()
@@ -430,3 +433,18 @@ def test_liquid_binding_errors_read_german():
     with pytest.raises(InvalidInput) as bad:
         compile_binding("{{ tags.x | shout }}", component="body", name="1")
     assert "is not valid Liquid at character 13: there is no filter “shout”." in bad.value.message
+
+
+def test_the_checks_catch_what_they_look_for():
+    # Guard against checks that silently pass everything.
+    assert problems('<div data-share="0,5"></div>')
+    assert problems("<div hx-vals='{\"rate\": 0,25}'></div>")
+    assert problems('<input type="number" name="p" value="0,0499">')
+    assert problems('<div data-rule=\'{"op": "gte", "value": 12,5}\'></div>')
+    assert problems('<input type="number" step="0,0001">')
+    assert problems('<svg><rect x="0" width="66,7"/></svg>')
+    assert problems('<script type="application/json">{"price": "1.234,56"}</script>')
+    assert problems("<p>Sent to %(count)s subscribers</p>")
+    assert problems("<p>{{ name }}</p>")
+    assert not problems('<p data-confirm="Für 1.234,56 € senden?">1.234,56 €</p><p>Hi {{1}}</p>')
+    assert not problems('<div data-share="0.5"></div><input type="number" value="0.0499">')
