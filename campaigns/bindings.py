@@ -159,12 +159,14 @@ def placeholder_label(component: str, name: str) -> str:
 def _position(source: str, index: int) -> str:
     line = source.count("\n", 0, index) + 1
     column = index - (source.rfind("\n", 0, index) + 1) + 1
-    return f"line {line}, column {column}" if "\n" in source else f"character {column}"
+    if "\n" in source:
+        return _("line %(line)s, column %(column)s") % {"line": line, "column": column}
+    return _("character %(column)s") % {"column": column}
 
 
 def _error_message(err: LiquidError) -> str:
     if isinstance(err, TemplateNotFoundError):
-        return "bindings cannot include other templates"
+        return _("bindings cannot include other templates")
     message = str(err.message) if getattr(err, "message", None) else str(err).split("\n")[0]
     return message.rstrip(".")
 
@@ -207,14 +209,19 @@ def compile_document(
     try:
         template = env.from_string(source)
     except LiquidError as err:
-        where = ""
-        if err.token is not None and err.token.start_index >= 0:
-            where = f" at {_position(source, err.token.start_index)}"
-        hint = ""
+        problem = _error_message(err)
         if isinstance(err, LiquidSyntaxError) and "unexpected tag" in str(err.message):
-            hint = " (Liquid here may use output, if/unless/case, for, assign and capture)"
+            problem += " (" + _("Liquid here may use output, if/unless/case, for, assign and capture") + ")"
+        if err.token is not None and err.token.start_index >= 0:
+            message = _("%(what)s is not valid Liquid at %(position)s: %(problem)s.") % {
+                "what": what,
+                "position": _position(source, err.token.start_index),
+                "problem": problem,
+            }
+        else:
+            message = _("%(what)s is not valid Liquid: %(problem)s.") % {"what": what, "problem": problem}
         raise InvalidInput(
-            f"{what} is not valid Liquid{where}: {_error_message(err)}{hint}.",
+            message,
             field=field,
             code="invalid_binding",
         ) from None
@@ -230,8 +237,8 @@ def _check_names(
     for filter_name, spans in analysis.filters.items():
         if filter_name not in ENV.filters:
             raise InvalidInput(
-                f"{what} is not valid Liquid at {_position(source, spans[0].index)}: "
-                f"there is no filter “{filter_name}”.",
+                _("%(what)s is not valid Liquid at %(position)s: there is no filter “%(filter)s”.")
+                % {"what": what, "position": _position(source, spans[0].index), "filter": filter_name},
                 field=field_name,
                 code="invalid_binding",
             )
@@ -240,8 +247,17 @@ def _check_names(
         where = _position(source, var.span.index)
         if root not in roots:
             raise InvalidInput(
-                f"{what} uses “{root}” ({where}), which does not exist: use "
-                f"{', '.join(roots[:-1])} or {roots[-1]}, e.g. {{{{ tags.first_name }}}}.",
+                _(
+                    "%(what)s uses “%(root)s” (%(position)s), which does not exist: use %(roots)s or "
+                    "%(last)s, e.g. {{ tags.first_name }}."
+                )
+                % {
+                    "what": what,
+                    "root": root,
+                    "position": where,
+                    "roots": ", ".join(roots[:-1]),
+                    "last": roots[-1],
+                },
                 field=field_name,
                 code="invalid_binding",
             )
@@ -254,10 +270,16 @@ def _check_names(
                     and segments[1] not in SUBSCRIBER_FIELDS
                 ):
                     raise InvalidInput(
-                        f"{what} uses subscriber.{segments[1]} "
-                        f"({_position(source, variable.span.index)}), which does not exist: a subscriber "
-                        f"has {', '.join(SUBSCRIBER_FIELDS)}. Other data is in tags, e.g. "
-                        f"{{{{ tags.{segments[1]} }}}}.",
+                        _(
+                            "%(what)s uses subscriber.%(name)s (%(position)s), which does not exist: a "
+                            "subscriber has %(fields)s. Other data is in tags, e.g. {{ tags.%(name)s }}."
+                        )
+                        % {
+                            "what": what,
+                            "name": segments[1],
+                            "position": _position(source, variable.span.index),
+                            "fields": ", ".join(SUBSCRIBER_FIELDS),
+                        },
                         field=field_name,
                         code="invalid_binding",
                     )
@@ -268,7 +290,7 @@ def shape_bindings(bindings: Any) -> dict[str, dict[str, Any]]:
         return {}
     if not isinstance(bindings, Mapping) or not all(isinstance(v, Mapping) for v in bindings.values()):
         raise InvalidInput(
-            'Bindings are an object per component, e.g. {"body": {"1": "{{ tags.first_name }}"}}.',
+            _('Bindings are an object per component, e.g. {"body": {"1": "{{ tags.first_name }}"}}.'),
             field="bindings",
             code="invalid_binding",
         )

@@ -28,6 +28,7 @@ from pydantic import ConfigDict
 
 from controlpanel.api import ApiError, ErrorOut
 from controlpanel.models import Project
+from controlpanel.wording import mid_sentence
 from subscribers import tags
 from subscribers.errors import InvalidInput
 from subscribers.models import Segment
@@ -692,7 +693,7 @@ def update_campaign(request, campaign_id: UUID, payload: CampaignIn):
             409,
             "not_draft",
             _("This campaign is %(status)s: only drafts can be changed.")
-            % {"status": campaign.get_status_display().lower()},
+            % {"status": mid_sentence(campaign.get_status_display())},
             field="status",
         )
     _write(request, payload, campaign)

@@ -29,6 +29,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from controlpanel.models import Role
 from controlpanel.services import Actor
 from controlpanel.tenancy import project_view
+from controlpanel.wording import mid_sentence
 from subscribers.errors import InvalidInput
 from subscribers.models import Subscriber
 from subscribers.segments import compiler
@@ -136,7 +137,7 @@ def campaign_edit(request: HttpRequest, campaign_id: uuid.UUID) -> HttpResponse:
         messages.info(
             request,
             _("“%(name)s” is %(status)s: only drafts change.")
-            % {"name": campaign.name, "status": campaign.get_status_display().lower()},
+            % {"name": campaign.name, "status": mid_sentence(campaign.get_status_display())},
         )
         return redirect("campaigns:detail", request.project.slug, campaign.public_id)
     return _composer(request, campaign)

@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 
 from controlpanel.models import Project
 from controlpanel.services import Actor, record_audit
+from controlpanel.wording import mid_sentence
 from subscribers.errors import InvalidInput
 from subscribers.models import Segment, Subscriber
 from subscribers.phones import normalize_phone
@@ -440,7 +441,7 @@ def update_campaign(*, campaign: Campaign, actor: Actor, data: CampaignInput) ->
     if locked.status != CampaignStatus.DRAFT:
         raise InvalidInput(
             _("This campaign is %(status)s: only drafts can be changed.")
-            % {"status": locked.get_status_display().lower()},
+            % {"status": mid_sentence(locked.get_status_display())},
             field="status",
             code="not_draft",
         )
@@ -539,7 +540,7 @@ def launch_problems(campaign: Campaign) -> list[str]:
     if campaign.status != CampaignStatus.DRAFT:
         problems.append(
             _("The campaign is %(status)s; only a draft can be launched.")
-            % {"status": campaign.get_status_display().lower()}
+            % {"status": mid_sentence(campaign.get_status_display())}
         )
     account = campaign.account
     if account is None:
@@ -581,7 +582,7 @@ def _template_problems(campaign: Campaign) -> list[str]:
         approved=False,
     )
     wanted = PURPOSE_CATEGORY[CampaignPurpose(campaign.purpose)]
-    purpose = CampaignPurpose(campaign.purpose).label.lower()
+    purpose = mid_sentence(CampaignPurpose(campaign.purpose).label)
     for code in campaign.languages:
         template = all_versions.get(code)
         if template is None:
@@ -632,7 +633,7 @@ def _template_problems(campaign: Campaign) -> list[str]:
 
 
 def _status_label(status: str) -> str:
-    return TemplateStatus(status).label.lower() if status in TemplateStatus.values else status.lower()
+    return mid_sentence(TemplateStatus(status).label) if status in TemplateStatus.values else status.lower()
 
 
 def _audience_problems(campaign: Campaign) -> list[str]:

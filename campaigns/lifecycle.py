@@ -22,6 +22,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from controlpanel.services import SYSTEM, Actor, record_audit
+from controlpanel.wording import mid_sentence
 from subscribers.errors import InvalidInput
 from subscribers.models import Subscriber
 from subscribers.phones import normalize_phone
@@ -54,7 +55,7 @@ def _locked(campaign: Campaign, action: str) -> Campaign:
     current = rows.get(pk=campaign.pk)
     if current.status not in ALLOWED_FROM[action]:
         raise InvalidInput(
-            NOT_ALLOWED[action] % {"status": current.get_status_display().lower()},
+            NOT_ALLOWED[action] % {"status": mid_sentence(current.get_status_display())},
             field="status",
             code="invalid_transition",
         )

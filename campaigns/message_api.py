@@ -466,20 +466,28 @@ def clean_components(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
         where = f"template.components.{i}"
         ctype = component.get("type")
         if not isinstance(ctype, str) or ctype.lower() not in COMPONENT_TYPES:
-            raise InvalidInput(f"{where}.type must be header, body or button.", field=f"{where}.type")
+            raise InvalidInput(
+                _("%(field)s must be header, body or button.") % {"field": f"{where}.type"},
+                field=f"{where}.type",
+            )
         parameters = component.get("parameters", [])
         if not isinstance(parameters, list) or not all(isinstance(p, dict) for p in parameters):
-            raise InvalidInput(f"{where}.parameters must be a list of objects.", field=f"{where}.parameters")
+            raise InvalidInput(
+                _("%(field)s must be a list of objects.") % {"field": f"{where}.parameters"},
+                field=f"{where}.parameters",
+            )
         if ctype.lower() == "button":
             index = component.get("index")
             # Meta takes the index as a number or a string of one (pywa sends an int); 10 buttons at most.
             if isinstance(index, bool) or str(index) not in BUTTON_INDEXES:
                 raise InvalidInput(
-                    f"{where}.index must be the button's position, 0 to 9.", field=f"{where}.index"
+                    _("%(field)s must be the button's position, 0 to 9.") % {"field": f"{where}.index"},
+                    field=f"{where}.index",
                 )
             if not isinstance(component.get("sub_type"), str):
                 raise InvalidInput(
-                    f"{where}.sub_type is required for a button (url, quick_reply, copy_code).",
+                    _("%(field)s is required for a button (url, quick_reply, copy_code).")
+                    % {"field": f"{where}.sub_type"},
                     field=f"{where}.sub_type",
                 )
         cleaned.append(component)

@@ -124,7 +124,9 @@ def clean_country(value: Any, field: str) -> str:
     """ "" (every other country) or an ISO 3166 region code phonenumbers knows."""
     country = str(value or "").strip().upper()
     if country and country not in COUNTRY_NAMES:
-        raise InvalidInput(f"{value!r} is not a country code (e.g. DE, US, BR).", field=field)
+        raise InvalidInput(
+            _("%(value)r is not a country code (e.g. DE, US, BR).") % {"value": value}, field=field
+        )
     return country
 
 
@@ -162,7 +164,8 @@ def update_rate_card(
         category = str(raw_category or "").strip().lower()
         if category not in RATE_CATEGORIES:
             raise InvalidInput(
-                f"{raw_category!r} is not a pricing category ({', '.join(RATE_CATEGORIES)}).",
+                _("%(value)r is not a pricing category (%(categories)s).")
+                % {"value": raw_category, "categories": ", ".join(RATE_CATEGORIES)},
                 field="category",
             )
         country = clean_country(raw_country, "country")

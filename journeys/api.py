@@ -199,7 +199,9 @@ def _options(request: HttpRequest, allowed: dict[str, type]) -> dict[str, Any]:
         if key not in allowed:
             raise InvalidInput(_("Unknown field %(name)r.") % {"name": key[:40]}, field=key[:64])
         if value is not None and not isinstance(value, allowed[key]):
-            raise InvalidInput(f"{key}: expected {allowed[key].__name__}.", field=key)
+            raise InvalidInput(
+                _("%(name)s: expected %(type)s.") % {"name": key, "type": allowed[key].__name__}, field=key
+            )
     return data
 
 

@@ -23,8 +23,11 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
 
 from controlpanel.models import Project
+from controlpanel.wording import mid_sentence
 from subscribers.errors import InvalidInput
 from subscribers.models import Subscriber
 from subscribers.phones import normalize_phone
@@ -57,11 +60,12 @@ def check_startable(journey: Journey) -> None:
     """Only an active journey with an ``api`` entry takes starts."""
     if journey.status != JourneyStatus.ACTIVE or not journey.version:
         raise StartRefused(
-            f"The journey is {journey.get_status_display().lower()}: only an active journey can be started."
+            _("The journey is %(status)s: only an active journey can be started.")
+            % {"status": mid_sentence(journey.get_status_display())}
         )
     if not any(e.type == "api" for e in definition_of(journey, journey.version).entries):
         raise StartRefused(
-            "The journey has no API entry: add an entry of type api to start it through the API.",
+            _("The journey has no API entry: add an entry of type api to start it through the API."),
             code="no_api_entry",
         )
 
@@ -78,20 +82,25 @@ def request_start(
     StartRefused when the journey takes no starts. Queues the work after commit."""
     check_startable(journey)
     if (subscribers is None) == (rule is None):
-        raise InvalidInput("Give subscribers or a rule (one of them).", field="subscribers")
+        raise InvalidInput(_("Give subscribers or a rule (one of them)."), field="subscribers")
     if subscribers is not None:
         if not subscribers:
-            raise InvalidInput("Name at least one subscriber.", field="subscribers")
+            raise InvalidInput(_("Name at least one subscriber."), field="subscribers")
         if len(subscribers) > MAX_SUBSCRIBERS:
             raise InvalidInput(
-                f"At most {MAX_SUBSCRIBERS:,} subscribers per request; use a rule for more.",
+                _("At most %(max)s subscribers per request; use a rule for more.")
+                % {"max": number_format(MAX_SUBSCRIBERS, force_grouping=True)},
                 field="subscribers",
             )
     if rule is not None:
         rule = _rule_tree(journey.project, rule)
     values = values or {}
     if len(json.dumps(values)) > MAX_VALUES_BYTES:
-        raise InvalidInput(f"values: at most {MAX_VALUES_BYTES:,} bytes of JSON.", field="values")
+        raise InvalidInput(
+            _("values: at most %(max)s bytes of JSON.")
+            % {"max": number_format(MAX_VALUES_BYTES, force_grouping=True)},
+            field="values",
+        )
     request = JourneyStartRequest.objects.create(
         project=journey.project,
         journey=journey,
@@ -108,9 +117,13 @@ def request_drop(
 ) -> JourneyStartRequest:
     """Accept a drop of ``subscribers`` from ``journey`` (None: every journey of the project)."""
     if not subscribers:
-        raise InvalidInput("Name at least one subscriber.", field="subscribers")
+        raise InvalidInput(_("Name at least one subscriber."), field="subscribers")
     if len(subscribers) > MAX_SUBSCRIBERS:
-        raise InvalidInput(f"At most {MAX_SUBSCRIBERS:,} subscribers per request.", field="subscribers")
+        raise InvalidInput(
+            _("At most %(max)s subscribers per request.")
+            % {"max": number_format(MAX_SUBSCRIBERS, force_grouping=True)},
+            field="subscribers",
+        )
     request = JourneyStartRequest.objects.create(
         project=project, journey=journey, action="drop", payload={"subscribers": subscribers}
     )
@@ -132,11 +145,15 @@ def _rule_tree(project: Project, rule: dict[str, Any] | str) -> dict[str, Any]:
         compiler.audience(project, tree)
     except RuleSyntaxError as exc:
         raise InvalidInput(
-            f"The rule is not valid: {exc.message}.", field="rule", code="rule_syntax_error"
+            _("The rule is not valid: %(problem)s.") % {"problem": exc.message},
+            field="rule",
+            code="rule_syntax_error",
         ) from None
     except InvalidInput as exc:
         raise InvalidInput(
-            f"The rule is not valid: {exc.message}", field="rule", code="invalid_rule"
+            _("The rule is not valid: %(problem)s") % {"problem": exc.message},
+            field="rule",
+            code="invalid_rule",
         ) from None
     return tree
 

@@ -30,6 +30,7 @@ from django.utils.translation import gettext as _
 
 from controlpanel.models import Project
 from controlpanel.services import Actor, record_audit
+from controlpanel.wording import mid_sentence
 
 from . import events as eventdefs
 from .errors import InvalidInput
@@ -83,7 +84,7 @@ def request_index(*, project: Project, event_name: str, attribute: str, actor: A
                     "Attribute %(attribute)r is a %(value)s: only texts and yes/no attributes are "
                     "indexed (ranges of numbers and dates gain nothing from it)."
                 )
-                % {"attribute": attribute, "value": TagType(type_).label.lower()}
+                % {"attribute": attribute, "value": mid_sentence(TagType(type_).label)}
             ),
             field="attribute",
         )

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 
 from controlpanel.models import Project
+from controlpanel.wording import mid_sentence
 
 from . import tags as tagtypes
 from .errors import InvalidInput
@@ -201,7 +202,7 @@ def clean_attributes(project: Project, name: str, attributes: dict[str, Any] | N
             if exc.code == "out_of_range":  # the message names the limit
                 message = exc.message.replace(f"Tag {key!r}", f"Attribute {key!r} of {name!r}", 1)
                 raise InvalidInput(message, field=field, code=exc.code) from None
-            expected = TagType(type_).label.lower()
+            expected = mid_sentence(TagType(type_).label)
             raise InvalidInput(
                 _("Attribute %(key)r of %(name)r expects %(expected)s, got %(value)r.")
                 % {"key": key, "name": name, "expected": expected, "value": value},

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 from controlpanel.models import Role
 from controlpanel.services import Actor, record_audit
 from controlpanel.tenancy import project_view
+from controlpanel.wording import mid_sentence
 
 from . import exports, imports
 from . import tags as tagtypes
@@ -72,7 +73,7 @@ def _target_choices(project) -> list[tuple[str, list[tuple[str, str]]]]:
     tags = [
         (
             f"tag:{d.name}",
-            _("Tag: %(name)s (%(type)s)") % {"name": d.name, "type": d.get_type_display().lower()},
+            _("Tag: %(name)s (%(type)s)") % {"name": d.name, "type": mid_sentence(d.get_type_display())},
         )
         for d in tagtypes.definitions(project).values()
     ]

@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from controlpanel.models import Project
+from controlpanel.wording import mid_sentence
 
 from .errors import InvalidInput
 from .models import TagDefinition, TagType, TagValue
@@ -265,7 +266,7 @@ def _parse_dt(value: str, tz: tzinfo | None = None) -> datetime | None:
 
 
 def _wrong(name: str, type_: str, value: Any) -> InvalidInput:
-    expected = TagType(type_).label.lower()
+    expected = mid_sentence(TagType(type_).label)
     return InvalidInput(
         _("Tag %(name)r expects %(expected)s, got %(value)r.")
         % {"name": name, "expected": expected, "value": value},

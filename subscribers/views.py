@@ -43,6 +43,7 @@ from django.views.decorators.http import require_POST
 from controlpanel.models import Project, Role
 from controlpanel.services import Actor
 from controlpanel.tenancy import project_view
+from controlpanel.wording import mid_sentence
 
 from . import attribute_indexes, bulk, tag_usage
 from . import events as eventdefs
@@ -898,13 +899,13 @@ def subscriber_consent(request: HttpRequest, subscriber_id: uuid.UUID) -> HttpRe
         else:
             if change is None:
                 messages.info(
-                    request, _("Already %(state)s; nothing changed.") % {"state": state.label.lower()}
+                    request, _("Already %(state)s; nothing changed.") % {"state": mid_sentence(state.label)}
                 )
             else:
                 messages.success(
                     request,
                     _("%(channel)s consent: %(state)s. Recorded in the ledger.")
-                    % {"channel": channel.label, "state": state.label.lower()},
+                    % {"channel": channel.label, "state": mid_sentence(state.label)},
                 )
             return redirect(_detail_url(subscriber, CONSENT_ANCHORS[channel]))
     context = _detail_context(request, subscriber, consent_form=form)

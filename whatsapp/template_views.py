@@ -28,6 +28,7 @@ from django.utils.translation import gettext_lazy, pgettext_lazy
 from controlpanel.models import Role
 from controlpanel.services import Actor
 from controlpanel.tenancy import project_view
+from controlpanel.wording import mid_sentence
 
 from . import placeholders, services
 from . import templates_lint as lint
@@ -549,7 +550,7 @@ def template_create(request: HttpRequest) -> HttpResponse:
             messages.success(
                 request,
                 _("%(name)s was sent to Meta for review: %(status)s.")
-                % {"name": template.name, "status": status_label(template.status).lower()},
+                % {"name": template.name, "status": mid_sentence(status_label(template.status))},
             )
             return redirect("whatsapp:template_detail", request.project.slug, template.public_id)
     show_problems = submitting or live or copied_from is not None

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django import forms, template
 from django.utils.translation import gettext_lazy as _
 
+from controlpanel.wording import mid_sentence as in_sentence
+
 register = template.Library()
 
 # The audit log's action keys (machine values, stored as they are) as people read them; a key not
@@ -112,3 +114,9 @@ def javascript_catalog_url() -> str:
     from controlpanel.i18n_views import javascript_catalog_url as url
 
     return url()
+
+
+@register.filter
+def mid_sentence(label) -> str:
+    """``{{ status|mid_sentence }}``: a choice label inside a sentence (lower case in English only)."""
+    return in_sentence(label)

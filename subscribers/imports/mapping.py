@@ -11,6 +11,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from controlpanel.models import Project
+from controlpanel.wording import mid_sentence
 
 from .. import tags as tagtypes
 from ..errors import InvalidInput
@@ -226,7 +227,7 @@ def clean_mapping(
     if key not in seen:
         raise InvalidInput(
             _("Rows are matched by %(key)s, so map a column to %(target)s.")
-            % {"key": str(TARGET_LABELS[key]).lower(), "target": TARGET_LABELS[key]},
+            % {"key": mid_sentence(TARGET_LABELS[key]), "target": TARGET_LABELS[key]},
             field="key",
         )
     default_evidence = (default_evidence or "").strip()
