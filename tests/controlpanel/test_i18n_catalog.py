@@ -94,9 +94,22 @@ def test_makemessages_finds_nothing_untranslated(tmp_path):
     shutil.copytree(ROOT, copy, ignore=ignore, symlinks=True)
     for domain in DOMAINS:
         subprocess.run(
-            [sys.executable, "manage.py", "makemessages", "-l", "de", "-d", domain, "--no-obsolete",
-             "--add-location", "file"],
-            cwd=copy, check=True, capture_output=True, text=True,
+            [
+                sys.executable,
+                "manage.py",
+                "makemessages",
+                "-l",
+                "de",
+                "-d",
+                domain,
+                "--no-obsolete",
+                "--add-location",
+                "file",
+            ],
+            cwd=copy,
+            check=True,
+            capture_output=True,
+            text=True,
         )
     problems = []
     for domain in DOMAINS:
