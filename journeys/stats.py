@@ -180,14 +180,15 @@ def daily_series(journey: Journey, days: int = SERIES_DAYS) -> dict[str, list]:
             "converted": _per_day(journey, "converted_at", midnight, tomorrow),
         }
         cache.set(today_key, live, TODAY_TTL)
-    labels, entered, converted = [], [], []
+    labels, days_, entered, converted = [], [], [], []
     for offset in range(days):
         day = first + timedelta(days=offset)
         source = live if day == today else closed
         labels.append(day.strftime("%m-%d"))
+        days_.append(day.isoformat())  # the page's chart writes it the reader's way (07.12.)
         entered.append(source["entered"].get(day, 0))
         converted.append(source["converted"].get(day, 0))
-    return {"labels": labels, "entered": entered, "converted": converted}
+    return {"labels": labels, "days": days_, "entered": entered, "converted": converted}
 
 
 def journey_stats(journey: Journey) -> dict[str, Any]:

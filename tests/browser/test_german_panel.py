@@ -192,6 +192,9 @@ def test_the_main_pages_in_german_have_no_english_left(browser, live_server, dem
         journey = page.url.rstrip("/").split("/")[-1]
         visit(f"{base}/journeys/{journey}/", "journey-builder")
         visit(f"{base}/journeys/{journey}/stats/", "journey-stats")
+        page.wait_for_function("() => window.Chart && Chart.getChart('journey-chart')")
+        last_day = page.evaluate("() => Chart.getChart('journey-chart').data.labels.at(-1)")
+        assert re.fullmatch(r"\d\d\.\d\d\.", last_day), f"the chart's days in German: {last_day}"
         visit(f"{base}/journeys/{journey}/dry-run/", "journey-dryrun")
     else:
         problems.append(f"no journey builder reached from the journeys page: {page.url}")

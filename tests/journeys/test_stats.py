@@ -140,6 +140,8 @@ def test_daily_series_counts_entries_and_conversions_per_local_day(project, monk
     _run(journey, sub, entered=now, dry=True)
     daily = journey_stats(journey)["daily"]
     assert len(daily["labels"]) == 14 and daily["labels"][-1] == timezone.localdate().strftime("%m-%d")
+    # ISO days beside the labels: the page's chart writes them in the reader's language.
+    assert daily["days"][-1] == timezone.localdate().isoformat() and len(daily["days"]) == 14
     assert daily["entered"][-2:] == [2, 1] and sum(daily["entered"]) == 3
     assert daily["converted"][-2:] == [1, 1]
     # Today is counted live; closed days come from the cache.
