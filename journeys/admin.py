@@ -10,6 +10,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.options import ActionLocation
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext_lazy
 
 from controlpanel.services import Actor
 from subscribers.admin import EstimatedCountPaginator
@@ -45,10 +46,22 @@ def _pretty(value) -> str:
 
 
 STATUS_ACTIONS = {
-    "activate": (_("Activate the selected journeys"), _("%(count)s journey(s) activated.")),
-    "pause": (_("Pause the selected journeys"), _("%(count)s journey(s) paused.")),
-    "resume": (_("Resume the selected journeys"), _("%(count)s journey(s) resumed.")),
-    "stop": (_("Stop the selected journeys"), _("%(count)s journey(s) stopped.")),
+    "activate": (
+        _("Activate the selected journeys"),
+        ngettext_lazy("%(count)s journey activated.", "%(count)s journeys activated.", "count"),
+    ),
+    "pause": (
+        _("Pause the selected journeys"),
+        ngettext_lazy("%(count)s journey paused.", "%(count)s journeys paused.", "count"),
+    ),
+    "resume": (
+        _("Resume the selected journeys"),
+        ngettext_lazy("%(count)s journey resumed.", "%(count)s journeys resumed.", "count"),
+    ),
+    "stop": (
+        _("Stop the selected journeys"),
+        ngettext_lazy("%(count)s journey stopped.", "%(count)s journeys stopped.", "count"),
+    ),
 }
 
 
@@ -68,7 +81,7 @@ def _status_action(name: str, verb: str):
             else:
                 done += 1
         if done:
-            modeladmin.message_user(request, str(done_text) % {"count": done}, messages.SUCCESS)
+            modeladmin.message_user(request, done_text % {"count": done}, messages.SUCCESS)
         for line in refused:
             modeladmin.message_user(request, line, messages.WARNING)
 

@@ -22,6 +22,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST, require_safe
 
 from campaigns.channel_events import EVENT_NAMES as CHANNEL_EVENT_NAMES
@@ -301,7 +302,10 @@ def builder_validate(request: HttpRequest, journey_id: uuid.UUID) -> JsonRespons
             "warnings": [_warning_dict(w) for w in warnings],
             "message": _("Ready to activate.")
             if not problems
-            else _("%(count)s problem(s) block activation.") % {"count": len(problems)},
+            else ngettext(
+                "%(count)s problem blocks activation.", "%(count)s problems block activation.", len(problems)
+            )
+            % {"count": len(problems)},
         }
     )
 

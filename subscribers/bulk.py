@@ -18,6 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.formats import number_format
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from controlpanel.models import Project
 from controlpanel.services import Actor, record_audit
@@ -198,22 +199,47 @@ def summary(job: BulkJob) -> str:
         args = {"name": name, "value": value, "changed": changed, "unchanged": unchanged}
         if job.processed - job.changed:
             return (
-                _(
-                    "Tag “%(name)s” set to “%(value)s” on %(changed)s subscriber(s); "
-                    "%(unchanged)s had it already."
+                ngettext(
+                    "Tag “%(name)s” set to “%(value)s” on %(changed)s subscriber; "
+                    "%(unchanged)s had it already.",
+                    "Tag “%(name)s” set to “%(value)s” on %(changed)s subscribers; "
+                    "%(unchanged)s had it already.",
+                    job.changed,
                 )
                 % args
             )
-        return _("Tag “%(name)s” set to “%(value)s” on %(changed)s subscriber(s).") % args
+        return (
+            ngettext(
+                "Tag “%(name)s” set to “%(value)s” on %(changed)s subscriber.",
+                "Tag “%(name)s” set to “%(value)s” on %(changed)s subscribers.",
+                job.changed,
+            )
+            % args
+        )
     if job.action == "opt_out":
         args = {"changed": changed, "unchanged": unchanged}
         if job.processed - job.changed:
             return (
-                _("%(changed)s subscriber(s) opted out of WhatsApp; %(unchanged)s were opted out already.")
+                ngettext(
+                    "%(changed)s subscriber opted out of WhatsApp; %(unchanged)s were opted out already.",
+                    "%(changed)s subscribers opted out of WhatsApp; %(unchanged)s were opted out already.",
+                    job.changed,
+                )
                 % args
             )
-        return _("%(changed)s subscriber(s) opted out of WhatsApp.") % args
-    return _("%(changed)s subscriber(s) erased with their tags, events and consent.") % {"changed": changed}
+        return (
+            ngettext(
+                "%(changed)s subscriber opted out of WhatsApp.",
+                "%(changed)s subscribers opted out of WhatsApp.",
+                job.changed,
+            )
+            % args
+        )
+    return ngettext(
+        "%(changed)s subscriber erased with their tags, events and consent.",
+        "%(changed)s subscribers erased with their tags, events and consent.",
+        job.changed,
+    ) % {"changed": changed}
 
 
 def _n(number: int) -> str:

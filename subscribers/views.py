@@ -1250,7 +1250,11 @@ def tag_delete(request: HttpRequest, tag_id: uuid.UUID) -> HttpResponse:
     else:
         messages.success(
             request,
-            _("Tag “%(name)s” deleted with %(count)s value(s).")
+            ngettext(
+                "Tag “%(name)s” deleted with %(count)s value.",
+                "Tag “%(name)s” deleted with %(count)s values.",
+                removed,
+            )
             % {"name": definition.name, "count": number_format(removed, force_grouping=True)},
         )
     return HttpResponseRedirect(reverse("subscribers:tags", args=[project.slug]))

@@ -320,7 +320,7 @@ def test_validate_lists_what_blocks_activation(owner_client, project):
     assert response.status_code == 200
     body = response.json()
     assert [(p["step"], p["field"]) for p in body["problems"]] == [("offer", "bindings.body.1")]
-    assert "block activation" in body["message"]
+    assert "blocks activation" in body["message"] or "block activation" in body["message"]
     assert Journey.objects.get(pk=journey.pk).definition == unbound()  # saved all the same
     body = post_json(owner_client, url("builder_validate", journey), PROMO).json()
     assert body["problems"] == [] and body["message"] == "Ready to activate."

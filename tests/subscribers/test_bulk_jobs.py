@@ -101,7 +101,7 @@ def test_progress_polls_until_done_then_stops(client, project, marketer):
     run_bulk_job.fn(job.pk)
     part = client.get(url, headers={"HX-Request": "true"})
     assert part.status_code == 286
-    assert "Tag “vip” set to “true” on 5 subscriber(s)." in part.content.decode()
+    assert "Tag “vip” set to “true” on 5 subscribers." in part.content.decode()
 
 
 def test_job_pages_are_for_marketers_of_the_project(client, project, marketer, member_of, outsider):

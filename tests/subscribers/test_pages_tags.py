@@ -80,7 +80,7 @@ def test_delete_a_custom_tag_with_its_values(mc, project):
     response = mc.post(
         reverse("subscribers:tag_delete", args=[project.slug, definition.public_id]), follow=True
     )
-    assert "Tag “city” deleted with 1 value(s)." in response.content.decode()
+    assert "Tag “city” deleted with 1 value." in response.content.decode()
     assert not TagDefinition.objects.filter(pk=definition.pk).exists()
     assert not TagValue.objects.filter(tag_id=definition.pk).exists()
     assert services.tags_of(s)["orders"] == 1
