@@ -10,8 +10,8 @@ few distinct zones and applied with a ``CASE``. The unique (campaign, subscriber
 ``ON CONFLICT DO NOTHING`` make a re-run add nobody twice.
 
 ``plan`` is shared with preflight.py, so the counts shown before launch are the rows launch writes.
-The SQL is plain enough for PostgreSQL and SQLite alike; the few differences are in ``_uuid_sql``
-and ``_json``.
+The SQL is plain enough for PostgreSQL and SQLite alike; the few differences are in
+``controlpanel.sql.new_uuid_sql`` and ``_json``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from controlpanel.sql import insert_select_columns
+from controlpanel.sql import insert_select_columns, new_uuid_sql
 from subscribers.errors import InvalidInput
 from subscribers.models import ConsentState, Subscriber
 from subscribers.segments import compiler
@@ -208,7 +208,7 @@ def snapshot(campaign: Campaign) -> int:
     skipped_sql, skipped_params = _json_param(skipped)
     explicit: dict[str, tuple[str, list[Any]]] = {
         "project_id": ("%s", [campaign.project_id]),
-        "public_id": (_uuid_sql(), []),
+        "public_id": (new_uuid_sql(), []),
         "subscriber_id": ("t.id", []),
         "campaign_id": ("%s", [campaign.pk]),
         "channel": ("%s", [Channel.WHATSAPP.value]),
@@ -351,13 +351,6 @@ def _datetime(value: datetime | None) -> Any:
 def _ts(sql: str) -> str:
     """A timestamp expression typed for PostgreSQL (a bare NULL or parameter in a subquery is text)."""
     return f"CAST({sql} AS timestamptz)" if connection.vendor == "postgresql" else sql
-
-
-def _uuid_sql() -> str:
-    if connection.vendor == "postgresql":
-        return "gen_random_uuid()"
-    # SQLite stores UUIDField as 32 hex digits.
-    return "lower(hex(randomblob(16)))"
 
 
 def _json_param(value: Any) -> tuple[str, list[Any]]:

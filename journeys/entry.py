@@ -37,7 +37,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.db.models import QuerySet
 
-from controlpanel.sql import insert_select_columns
+from controlpanel.sql import insert_select_columns, new_uuid_sql
 from subscribers.models import Subscriber
 
 from . import counters
@@ -203,7 +203,7 @@ def _insert_runs(
     exclusive = None if dry_run or definition.settings.reentry == "any_time" else "1"
     explicit: dict[str, tuple[str, list[Any]]] = {
         "project_id": ("%s", [journey.project_id]),
-        "public_id": (_uuid_sql(), []),
+        "public_id": (new_uuid_sql(), []),
         "journey_id": ("%s", [journey.pk]),
         "version": ("%s", [journey.version]),
         "subscriber_id": ("a.subscriber_id", []),
@@ -289,9 +289,3 @@ def _json_sql() -> str:
 
 def _json(value: Any) -> tuple[str, list[Any]]:
     return _json_sql(), [json.dumps(value, cls=DjangoJSONEncoder)]
-
-
-def _uuid_sql() -> str:
-    if connection.vendor == "postgresql":
-        return "gen_random_uuid()"
-    return "lower(hex(randomblob(16)))"  # SQLite stores UUIDField as 32 hex digits
