@@ -27,7 +27,8 @@ The ``("", "entered")`` counter moves in the same transaction as the insert.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -140,7 +141,10 @@ def enter_audience(
         params = [entry_key_prefix, *context_params, *wake_params, journey.project_id, *ids_params]
     with transaction.atomic():
         _lock_if_counted(journey, definition.settings, False)
-        entered = _insert_runs(journey, definition, source, params, now=now, dry_run=False, returning=False)
+        with _no_nested_loops():
+            entered = _insert_runs(
+                journey, definition, source, params, now=now, dry_run=False, returning=False
+            )
         if entered:
             counters.bump(journey.project_id, journey.pk, {("", "entered"): entered})
     return entered
@@ -231,6 +235,25 @@ def _insert_runs(
             return [row[0] for row in cursor.fetchall()]
         cursor.execute(sql, all_params)
         return max(cursor.rowcount, 0)
+
+
+@contextmanager
+def _no_nested_loops() -> Iterator[None]:
+    """An audience entry joins a whole segment against the journey's runs: hash joins only.
+
+    With the runs table analyzed as (nearly) empty, PostgreSQL probes it with a sequential scan per
+    subscriber, and each scan also reads the rows this very statement has written so far (invisible
+    to it, but in the heap): a million subscribers took hours instead of 14 s (docs/benchmarks.md).
+    Set for this statement only, inside the entry's transaction.
+    """
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_nestloop = off")
+    yield  # an error rolls the transaction (or its savepoint) back, and the setting with it
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_nestloop = DEFAULT")
 
 
 def _values_source(arrivals: Sequence[Arrival], now: datetime) -> tuple[str, list[Any]]:

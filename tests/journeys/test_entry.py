@@ -263,3 +263,32 @@ def test_two_entries_racing_under_a_cap_do_not_both_slip_under_it():
         lambda: enter(journey, [Arrival(sub.pk, "event:2")], now=now),
     )
     assert JourneyRun.objects.filter(journey=journey).count() == 1
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's planner")
+def test_an_audience_entry_never_probes_the_runs_per_subscriber(project):
+    """With the runs table analyzed empty, PostgreSQL chose a nested loop that scanned the runs
+    table once per subscriber, reading the statement's own new rows each time: quadratic, hours for
+    a million. The audience entry plans with hash joins only."""
+    journey = _journey(project)
+    for _ in range(3):
+        SubscriberFactory(project=project)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE journeys_journeyrun")
+    plans: list[str] = []
+
+    def explain(execute, sql, params, many, context):
+        if sql.startswith('INSERT INTO "journeys_journeyrun"'):
+            with connection.cursor() as cursor:
+                cursor.execute("EXPLAIN " + sql, params)
+                plans.append("\n".join(row[0] for row in cursor.fetchall()))
+        return execute(sql, params, many, context)
+
+    ids = Subscriber.objects.filter(project=project).values("id")
+    with connection.execute_wrapper(explain):
+        assert enter_audience(journey, ids, entry_key_prefix="segment:plan:", now=timezone.now()) == 3
+    assert plans and "Anti Join" in plans[0] and "Nested Loop" not in plans[0], plans
+    # The setting was for that statement: later ones in the transaction plan as usual.
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW enable_nestloop")
+        assert cursor.fetchone()[0] == "on"
