@@ -8,6 +8,7 @@ Production runs granian, `rundramatiq` and `runscheduler` as separate processes.
 from __future__ import annotations
 
 import os
+import signal
 
 import dramatiq
 from django.conf import settings
@@ -51,6 +52,10 @@ class Command(BaseCommand):
         parser.add_argument("--no-scheduler", action="store_true")
 
     def handle(self, *args, **options) -> None:
+        # Ctrl-C must stop everything even when this process was started with SIGINT ignored (a
+        # background job of a script, a test runner's child): Python only turns SIGINT into
+        # KeyboardInterrupt if it was not ignored at start.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         broker = dramatiq.get_broker()
         in_process = isinstance(broker, StubBroker)
         run_workers = options["workers"] == "yes" or (options["workers"] == "auto" and in_process)
