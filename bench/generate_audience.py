@@ -411,7 +411,7 @@ def copy_messages(
         f"COPY {table} (id, project_id, public_id, subscriber_id, channel, status, kind, template_name, "
         "template_language, components, body, marketing, wamid, reason, error_code, error_title, "
         "error_details, pricing_category, pricing_type, billable, attempts, history, created_at, "
-        'updated_at, sending_at, sent_at, delivered_at, read_at, failed_at, "values") FROM STDIN'
+        'updated_at, sending_at, sent_at, delivered_at, read_at, failed_at, "values", request_hash) FROM STDIN'
     ) as copy:
         w = Writer(copy)
         # Oldest campaign first, so ids follow time as they do in production.
@@ -443,7 +443,7 @@ def copy_messages(
                     f"{mid}\t{project_id}\t{uuid.UUID(bytes=os.urandom(16), version=4)}\t{audience[index][0]}\t"
                     f"whatsapp\t{status}\ttemplate\t{template}\tde\t[]\tHallo! Unsere Angebote der Woche.\tt\t"
                     f"{wamid}\t{reason}\t{code}\t\t\tmarketing\tregular\tt\t1\t[]\t{created}\t"
-                    f"{updated}\t{created}\t{sent}\t{delivered}\t{read}\t{failed}\t{{}}\n"
+                    f"{updated}\t{created}\t{sent}\t{delivered}\t{read}\t{failed}\t{{}}\t\n"
                 )
                 written += 1
         w.flush()
