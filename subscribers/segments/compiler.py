@@ -52,6 +52,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from controlpanel.models import Project
+from controlpanel.sql import AnyOf
 
 from .. import window as service_window
 from ..facets import FACET_TEXT
@@ -132,7 +133,7 @@ def sample(
     newest = sorted(rows.filter(pk__in=top[:limit]), key=lambda s: s.pk, reverse=True)
     reachable = rows.filter(REACHABLE_ON_WHATSAPP)
     if len(top) <= PROBE_LIMIT:
-        return newest, reachable.filter(pk__in=top).count()
+        return newest, reachable.filter(AnyOf(F("pk"), top)).count()
     return newest, reachable.filter(pk__in=ids.order_by()).count()
 
 
