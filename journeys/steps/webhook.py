@@ -18,12 +18,14 @@ backoff 1, 2, 4, 8, 16 s (a dramatiq message with a delay, not a sleeping worker
 SSRF (design section 3): http/https only, no credentials in the URL, and every address the host
 resolves to must be a global unicast address (no loopback, private, link-local incl. the cloud
 metadata address 169.254.169.254, shared, reserved or multicast ranges), checked right before each
-attempt. Redirects are not followed (a 3xx is a failure that names the target), so a public URL
-cannot bounce the call to an internal one. Residual risk, said plainly: the check resolves the
-name and ``requests`` resolves it again to connect, so a DNS server answering a public address
-first and a private one a moment later (rebinding with TTL 0) is not stopped here; an egress
-firewall is the real fence. ``JOURNEY_WEBHOOK_ALLOWED_HOSTS`` (a setting, default empty) names
-hosts an operator allows although they resolve privately (an internal CRM).
+attempt. The name is resolved once per attempt and the connection goes to exactly those checked
+addresses (``_PinnedAdapter``): ``requests`` never looks the name up again, so a DNS server that
+answers a public address to the check and 127.0.0.1 a moment later (rebinding with TTL 0) reaches
+nothing internal. The Host header, TLS SNI and the certificate check still use the name from the
+URL. Redirects are not followed (a 3xx is a failure that names the target), so a public URL
+cannot bounce the call to an internal one. ``JOURNEY_WEBHOOK_ALLOWED_HOSTS`` (a setting, default
+empty) names hosts an operator allows although they resolve privately (an internal CRM); those
+are trusted with their own DNS and connected to as usual.
 
 Headers from the definition are sent but never copied into the visit row (they may carry a
 receiver's token); the rendered body and the answer (status, 2,000 characters) are kept there
@@ -37,6 +39,7 @@ import json
 import logging
 import re
 import socket
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -52,6 +55,10 @@ from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from liquid.exceptions import LiquidError
+from requests.adapters import HTTPAdapter
+from urllib3 import HTTPConnectionPool, PoolManager
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from campaigns import bindings as campaign_bindings
 
@@ -149,15 +156,17 @@ def _shape_problem(url: Any) -> str:
     return f"{problem}: webhooks may only call public hosts." if problem else ""
 
 
-def check_url(url: str) -> None:
-    """UnsafeURL unless ``url`` is http(s) and every address of its host is public."""
+def check_url(url: str) -> tuple[str, ...]:
+    """The addresses to connect to, in DNS order; UnsafeURL unless ``url`` is http(s) and every
+    address of its host is public. The caller must connect to these only (``_session(addresses)``
+    does): resolving the name again would undo the check. Empty for a host the operator allowed."""
     problem = _shape_problem(url)
     if problem:
         raise UnsafeURL(problem)
     parts = urlsplit(url.strip())
     host = parts.hostname.lower()
     if host in _allowed_hosts():
-        return
+        return ()
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         addresses = _resolve(host, port)
@@ -169,6 +178,87 @@ def check_url(url: str) -> None:
         problem = _unsafe_address(address)
         if problem:
             raise UnsafeURL(f"{host} resolves to {problem}: webhooks may only call public hosts.")
+    return tuple(dict.fromkeys(addresses))
+
+
+class _PinnedConnection:
+    """A urllib3 connection that opens its socket to the checked addresses instead of looking the
+    name up again. Only the socket changes: ``self.host`` stays the URL's name, so the Host header,
+    TLS SNI and certificate verification (HTTPSConnection) are exactly what they would be."""
+
+    def __init__(self, *args: Any, pinned_addresses: tuple[str, ...], **kwargs: Any) -> None:
+        self.pinned_addresses = pinned_addresses
+        super().__init__(*args, **kwargs)
+
+    def _new_conn(self) -> socket.socket:
+        # urllib3's create_connection(), minus getaddrinfo(): an address literal needs no lookup, and
+        # calling getaddrinfo here would hand a hostile resolver (or a test's) a second answer.
+        error: OSError | None = None
+        for address in self.pinned_addresses:
+            sock = None
+            try:
+                # An IPv6 address on a host without IPv6 fails here: the next address is tried.
+                sock = socket.socket(
+                    socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM
+                )
+                for option in self.socket_options or ():
+                    sock.setsockopt(*option)
+                if self.timeout is None or isinstance(self.timeout, int | float):
+                    sock.settimeout(self.timeout)
+                if self.source_address:
+                    sock.bind(self.source_address)
+                sock.connect((address, self.port))
+            except OSError as err:
+                if sock is not None:
+                    sock.close()
+                error = err
+                continue
+            sys.audit("http.client.connect", self, self.host, self.port)
+            return sock
+        if isinstance(error, TimeoutError):
+            raise ConnectTimeoutError(
+                self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})"
+            )
+        raise NewConnectionError(self, f"Failed to establish a new connection: {error}")
+
+
+class _PinnedHTTPConnection(_PinnedConnection, HTTPConnection):
+    pass
+
+
+class _PinnedHTTPSConnection(_PinnedConnection, HTTPSConnection):
+    pass
+
+
+class _PinnedPoolManager(PoolManager):
+    """Every pool it makes connects to ``addresses``, whatever host a request names: a reused
+    session or a redirect can never reach an address that was not checked."""
+
+    def __init__(self, addresses: tuple[str, ...], **kwargs: Any) -> None:
+        self.addresses = addresses
+        super().__init__(**kwargs)
+
+    def _new_pool(
+        self, scheme: str, host: str, port: int, request_context: dict[str, Any] | None = None
+    ) -> HTTPConnectionPool:
+        pool = super()._new_pool(scheme, host, port, request_context)
+        pool.ConnectionCls = _PinnedHTTPSConnection if scheme == "https" else _PinnedHTTPConnection
+        pool.conn_kw["pinned_addresses"] = self.addresses  # passed to each ConnectionCls(...)
+        return pool
+
+
+class _PinnedAdapter(HTTPAdapter):
+    def __init__(self, addresses: tuple[str, ...]) -> None:
+        self.addresses = addresses  # before super().__init__(), which calls init_poolmanager()
+        super().__init__()
+
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+    ) -> None:
+        self._pool_connections, self._pool_maxsize, self._pool_block = connections, maxsize, block
+        self.poolmanager = _PinnedPoolManager(
+            self.addresses, num_pools=connections, maxsize=maxsize, block=block, **pool_kwargs
+        )
 
 
 # --- the body ----------------------------------------------------------------------------------
@@ -371,17 +461,22 @@ class Answer:
         return out
 
 
-def _session() -> requests.Session:
-    """A fresh session per call (a seam for tests: they mount a fake adapter)."""
+def _session(addresses: tuple[str, ...]) -> requests.Session:
+    """A fresh session per call that connects only to the checked ``addresses`` (a seam for tests:
+    they mount a fake adapter)."""
     session = requests.Session()
     session.trust_env = False  # no proxy from the environment: the SSRF check is about the real target
+    if addresses:
+        pinned = _PinnedAdapter(addresses)
+        session.mount("http://", pinned)
+        session.mount("https://", pinned)
     return session
 
 
 def post(url: str, *, body: Any, headers: dict[str, str], key: str, timeout: int) -> Answer:
     """One attempt. Never raises: the answer says whether another attempt may help."""
     try:
-        check_url(url)
+        addresses = check_url(url)
     except UnsafeURL as err:
         return Answer(ok=False, retryable=False, error=str(err))
     payload = json.dumps(body, separators=(",", ":"), default=str).encode()
@@ -392,7 +487,7 @@ def post(url: str, *, body: Any, headers: dict[str, str], key: str, timeout: int
         "User-Agent": USER_AGENT,
     }
     try:
-        with _session() as session:
+        with _session(addresses) as session:
             response = session.post(
                 url.strip(),
                 data=payload,

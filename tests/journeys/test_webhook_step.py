@@ -77,7 +77,8 @@ def dns(monkeypatch):
 def receiver(monkeypatch, dns):
     fake = FakeReceiver([200])
 
-    def session():
+    def session(addresses):
+        assert addresses == tuple(dns["crm.example.com"])  # post() hands over what the check resolved
         s = requests.Session()
         s.mount("https://", fake)
         s.mount("http://", fake)
