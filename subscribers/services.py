@@ -18,6 +18,7 @@ from . import events as eventdefs
 from . import tags as tagtypes
 from . import upsert
 from .errors import InvalidInput
+from .holds import hold_subscribers
 from .models import (
     ConsentChange,
     ConsentChannel,
@@ -267,6 +268,8 @@ def _write_tags(
     # Removing a value (None) of a tag deleted meanwhile is done already: only writes need it.
     definitions = [t for t, v in planned if isinstance(t, TagDefinition) and v is not None]
     held = tagtypes.hold_definitions(d.pk for d in definitions)
+    if definitions and not hold_subscribers([subscriber.pk]):
+        raise _subscriber_gone()
     for definition in definitions:
         if definition.pk not in held:
             raise InvalidInput(
@@ -658,6 +661,8 @@ def _record(project: Project, item: NewEvent) -> Recorded:
 
 def _record_one(project: Project, item: NewEvent, clean: _CleanEvent) -> Recorded:
     with transaction.atomic():
+        if not hold_subscribers([item.subscriber_id]):
+            raise _subscriber_gone()
         if item.dedup_key:
             existing = Event.objects.for_project(project).filter(dedup_key=item.dedup_key).first()
             if existing is not None:
@@ -710,6 +715,11 @@ def record_events(*, project: Project, events: list[NewEvent]) -> list[Recorded 
     # No savepoints unless there are dedup keys: only they can conflict (statements count in
     # the bulk API's batches).
     with transaction.atomic(savepoint=False):
+        held = hold_subscribers(item.subscriber_id for _, item, _ in cleaned)
+        for index, item, _clean in cleaned:
+            if item.subscriber_id not in held:
+                results[index] = _subscriber_gone()
+        cleaned = [entry for entry in cleaned if entry[1].subscriber_id in held]
         seen = (
             {e.dedup_key: e for e in Event.objects.for_project(project).filter(dedup_key__in=keys)}
             if keys
@@ -755,6 +765,10 @@ def record_events(*, project: Project, events: list[NewEvent]) -> list[Recorded 
     return results  # type: ignore[return-value]
 
 
+def _subscriber_gone() -> InvalidInput:
+    return InvalidInput(_("This subscriber was erased meanwhile."), field="subscriber", code="not_found")
+
+
 @transaction.atomic
 def erase_subscriber(*, subscriber: Subscriber, actor: Actor) -> None:
     """GDPR erasure: delete the subscriber with tags, events, consent rows and messages.
@@ -777,6 +791,11 @@ def erase_subscriber(*, subscriber: Subscriber, actor: Actor) -> None:
         )
         if v
     )
+    # Locked before anything is deleted: writers of tag values and events hold the subscriber
+    # (holds.hold_subscribers) instead of a foreign key, so this waits for those in flight and
+    # later ones find the subscriber gone. Deleted meanwhile: nothing left to erase.
+    if not Subscriber.objects.select_for_update().filter(pk=subscriber.pk).exists():
+        return
     AuditEntry.objects.for_project(project).filter(object_id=public_id).update(
         object_repr="(erased)", changes={}
     )

@@ -358,7 +358,11 @@ def upsert_subscribers(
     for sid, changes in updates.items():
         groups.setdefault(tuple(sorted(changes)), []).append({**changes, "id": sid, "updated_at": now})
     for columns, group in groups.items():
-        store.update_subscribers(group, [*columns, "updated_at"])
+        # The UPDATE is also this call's hold on the subscribers it writes tag values, ledger rows
+        # or events for (their row lock keeps an erasure out, holds.py): one erased since it was
+        # read makes the batch retry against the committed state, as a concurrent create does.
+        if store.update_subscribers(group, [*columns, "updated_at"]) != len(group):
+            raise IntegrityError("A subscriber of this batch was erased meanwhile.")
     if tag_deletes:
         store.delete_tag_values(tag_deletes)
     if tag_inserts:

@@ -69,10 +69,10 @@ class Store:
         by_bsuid = dict(mine.filter(bsuid__in=[o.bsuid for o in objs if o.bsuid]).values_list("bsuid", "id"))
         return [(by_phone[o.phone] if o.phone else by_bsuid[o.bsuid], o.public_id) for o in objs]
 
-    def update_subscribers(self, rows: list[dict[str, Any]], fields: list[str]) -> None:
-        """Set ``fields`` (all given in every row, with "id") on these subscribers."""
+    def update_subscribers(self, rows: list[dict[str, Any]], fields: list[str]) -> int:
+        """Set ``fields`` (all given in every row, with "id") on these subscribers; how many exist."""
         objs = [Subscriber(**r) for r in rows]
-        Subscriber.objects.bulk_update(objs, fields, batch_size=500)
+        return Subscriber.objects.bulk_update(objs, fields, batch_size=500)
 
     def delete_tag_values(self, ids: list[int]) -> None:
         for start in range(0, len(ids), 5000):
@@ -214,7 +214,7 @@ class PostgresStore(Store):
                     )
         return list(zip(ids, public_ids, strict=True))
 
-    def update_subscribers(self, rows: list[dict[str, Any]], fields: list[str]) -> None:
+    def update_subscribers(self, rows: list[dict[str, Any]], fields: list[str]) -> int:
         casts = dict.fromkeys(_TIMESTAMP_COLUMNS, "timestamptz[]")
         sets = ", ".join(f"{f} = u.{f}" for f in fields)
         arrays = ", ".join(f"%s::{casts.get(f, 'text[]')}" for f in fields)
@@ -224,6 +224,7 @@ class PostgresStore(Store):
                 f"FROM unnest(%s::bigint[], {arrays}) AS u(id, {', '.join(fields)}) WHERE s.id = u.id",
                 [[r["id"] for r in rows], *[[r[f] for r in rows] for f in fields]],
             )
+            return cur.rowcount
 
     def delete_tag_values(self, ids: list[int]) -> None:
         with connection.cursor() as cur:
