@@ -39,7 +39,7 @@ from django.utils import timezone
 from . import counters, timezones
 from .definition import Definition, parse
 from .models import Journey, JourneyRun, JourneyRunStep, JourneyStatus, RunState
-from .steps import Exit, Go, Visit, Wait
+from .steps import Exit, Go, StepBatch, Visit, Wait
 from .steps import get as step_type
 from .versions import definition_of
 
@@ -256,6 +256,8 @@ class _Batch:
         self.changed_visits: dict[int, JourneyRunStep] = {}  # id(obj) -> saved visit changed
         self.stats: Counter[tuple[int, int, str, str]] = Counter()
         self._definitions: dict[int, Definition] = {}
+        # Lookups steps share across the batch's runs (segment membership, tag dates).
+        self.shared = StepBatch(frozenset())
 
     def load(self, runs: Iterable[JourneyRun]) -> None:
         from subscribers.models import Subscriber
@@ -267,6 +269,7 @@ class _Batch:
         subscriber_ids = {r.subscriber_id for r in runs} - set(self.subscribers)
         if subscriber_ids:
             self.subscribers.update(Subscriber.objects.in_bulk(subscriber_ids))
+        self.shared = StepBatch(frozenset(self.subscribers))
         if runs:
             for visit in JourneyRunStep.objects.filter(run_id__in=[r.pk for r in runs]):
                 self.visits[(visit.run_id, visit.step_id)] = visit
@@ -389,8 +392,15 @@ class _Batch:
                 timer=not first and wake.timer,
                 event=None if first else wake.event,
                 dry_run=dry,
+                batch=self.shared,
             )
-            outcome = kind.run(visit)
+            try:
+                outcome = kind.run(visit)
+            finally:
+                if not getattr(kind, "pure", False):
+                    # It may have written what a shared lookup read (update_tags: the tags a
+                    # segment split or a tag-date wait reads next): read it again.
+                    self.shared.forget()
             for (step_id, key), n in visit.stats.items():
                 if not dry:
                     stats[(run.project_id, run.journey_id, step_id, key)] += n
