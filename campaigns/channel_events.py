@@ -8,8 +8,9 @@ journeys (wait for ``EmailOpened`` of a step) and statistics read one fact.
 
 Event names and attributes (strings): ``EmailDelivered``, ``EmailOpened``, ``EmailClicked``
 (+ ``url``), ``EmailBounced`` (+ ``bounce``: hard|soft, ``reason``), ``EmailComplained``,
-``PushOpened`` (+ ``device`` when known); each with ``message`` (the message's public id) and,
-for a journey's message, ``journey`` (public id) and ``step`` (step id) from
+``PushOpened`` (+ ``device`` when known), ``EmailFailed`` / ``PushFailed`` (the provider refused it
+at send time; + ``error_code``, ``error_title``, ``reason``); each with ``message`` (the message's
+public id) and, for a journey's message, ``journey`` (public id) and ``step`` (step id) from
 ``message.content["origin"]``. Dedup keys make a replayed webhook or a second open of the same
 kind record nothing new (every click of another URL is its own event).
 """
@@ -29,6 +30,7 @@ from subscribers.services import record_event
 from .models import Message, MessageStatus
 
 OPENED, CLICKED, DELIVERED, BOUNCED, COMPLAINED = "opened", "clicked", "delivered", "bounced", "complained"
+FAILED = "failed"  # refused by the provider at send time: recorded by the sender (sending.py), not here
 EVENT_NAMES = {
     ("email", DELIVERED): "EmailDelivered",
     ("email", OPENED): "EmailOpened",
@@ -36,6 +38,8 @@ EVENT_NAMES = {
     ("email", BOUNCED): "EmailBounced",
     ("email", COMPLAINED): "EmailComplained",
     ("push", OPENED): "PushOpened",
+    ("email", FAILED): "EmailFailed",
+    ("push", FAILED): "PushFailed",
 }
 # The first of each marks the row; later ones only add their event (a second click of another URL).
 MARKS = {OPENED: "opened_at", CLICKED: "clicked_at", DELIVERED: "delivered_at"}

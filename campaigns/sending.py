@@ -757,6 +757,68 @@ def _write_back(batch: _Batch) -> None:
             moves.append((old, replace(old, status=row.message.status,
                                        sent_minute=counters.minute_of(row.message.sent_at))))  # fmt: skip
         counters.apply_moves(moves)
+        _record_failures(batch, {row[0] for row in changed})
+
+
+# The event a row that failed at send time records, per channel: the one a status webhook records
+# for a WhatsApp failure reported later (campaigns.services.STATUS_EVENTS), and its email and push
+# counterparts (campaigns.channel_events). Journeys count ``failed`` on the sending step from it.
+def _failed_event(channel: str) -> str | None:
+    from .channel_events import EVENT_NAMES, FAILED
+    from .services import STATUS_EVENTS
+
+    return STATUS_EVENTS["failed"] if channel == "whatsapp" else EVENT_NAMES.get((channel, FAILED))
+
+
+def _record_failures(batch: _Batch, changed: set[int]) -> None:
+    """The failure events of the rows this write-back failed, in the write-back's transaction.
+
+    Only rows the UPDATE changed (a status webhook that won the race recorded its own event). Set-
+    based: one ``record_events`` per project of the batch (one dedup lookup, one INSERT). The key is
+    per message, so a batch written back twice records each failure once.
+    """
+    from controlpanel.models import Project
+    from subscribers.errors import InvalidInput
+    from subscribers.services import NewEvent, record_events
+
+    from .channel_events import origin_attributes
+
+    by_project: dict[int, list[NewEvent]] = defaultdict(list)
+    for pk in sorted(changed):
+        message = batch.rows[pk].message
+        name = _failed_event(message.channel)
+        if message.status != MessageStatus.FAILED or name is None:
+            continue
+        if message.channel == "whatsapp":
+            # No wamid: Meta refused the POST. ``message`` (our public id) names the row instead.
+            attributes: dict[str, Any] = {
+                "message": str(message.public_id),
+                "template": message.template_name,
+            }
+        else:
+            attributes = origin_attributes(message)
+        if message.error_code is not None:
+            attributes["error_code"] = message.error_code
+        if message.error_title:
+            attributes["error_title"] = message.error_title[:300]
+        if message.reason:
+            attributes["reason"] = str(message.reason)[:300]
+        by_project[message.project_id].append(
+            NewEvent(
+                message.subscriber_id,
+                name,
+                attributes,
+                message.failed_at or batch.now,
+                f"{name}:{message.public_id}",
+            )
+        )
+    if not by_project:
+        return
+    projects = Project.objects.in_bulk(list(by_project))
+    for project_id, events in by_project.items():
+        for result in record_events(project=projects[project_id], events=events):
+            if isinstance(result, InvalidInput):  # logged; the row's failure stands
+                logger.warning("failure event of project %s not recorded: %s", project_id, result)
 
 
 def _update_sending_pg(rows: list[tuple[Message, set[str]]]) -> list[tuple]:

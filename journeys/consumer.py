@@ -14,10 +14,12 @@ c) **message statuses**: ``WhatsAppDelivered`` / ``WhatsAppRead`` / ``WhatsAppFa
    step that sent that message; ``EmailDelivered`` / ``EmailOpened`` / ``EmailClicked`` /
    ``EmailBounced`` / ``PushOpened`` (attribute ``message``, the message's public id) count
    ``delivered`` / ``opened`` / ``clicked`` / ``bounced`` (a hard bounce also ``failed``: it
-   fails the row). Once per message and key: the visit row keeps the keys it counted
-   (``detail["counted"]``), so a second press, a second open, or a status seen twice, counts
-   nothing. A read or opened message was delivered even when no delivery report came: it
-   counts both.
+   fails the row). A send the provider refused at once (no wamid: ``WhatsAppFailed``,
+   ``EmailFailed``, ``PushFailed`` with ``message``, recorded by the sender's write-back) counts
+   ``failed`` as a failure reported later does. Once per message and key: the visit row keeps
+   the keys it counted (``detail["counted"]``), so a second press, a second open, or a status
+   seen twice, counts nothing. A read or opened message was delivered even when no delivery
+   report came: it counts both.
 d) **goals**: an event that is a journey's conversion goal (name and conditions) within the
    goal's window after a run entered (measured from the entry event's time for event entries,
    so a consumer lagging behind cannot push the start after the goal) converts that run once:
@@ -65,6 +67,9 @@ CHANNEL_KEYS = {
     "EmailClicked": ("delivered", "clicked"),
     "EmailBounced": ("bounced",),
     "PushOpened": ("delivered", "opened"),
+    # Refused by the provider at send time (campaigns.sending._record_failures).
+    "EmailFailed": ("failed",),
+    "PushFailed": ("failed",),
 }
 BY_WAMID, BY_PUBLIC_ID = "wamid", "public_id"
 SENT_STATUSES = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ)
@@ -200,7 +205,12 @@ def _message_keys(event: Event) -> tuple[str, str, list[str]] | None:
         wamid = attributes.get("message_id")
         # A read message was delivered even when Meta's delivered status never came.
         keys = ["delivered", "read"] if STATUS_KEYS[event.name] == "read" else [STATUS_KEYS[event.name]]
-        return (BY_WAMID, str(wamid), keys) if wamid else None
+        if wamid:
+            return BY_WAMID, str(wamid), keys
+        # A send Meta refused at POST time has no wamid: the sender names the row by its public id
+        # (campaigns.sending._record_failures).
+        message = attributes.get("message")
+        return (BY_PUBLIC_ID, str(message), keys) if message else None
     pressed = attributes.get("button_text") or attributes.get("button_payload")
     if event.name == "WhatsAppReceived" and pressed and attributes.get("context_message_id"):
         return BY_WAMID, str(attributes["context_message_id"]), ["clicked"]

@@ -39,7 +39,7 @@ from django.utils import timezone
 from . import counters, timezones
 from .definition import Definition, parse
 from .models import Journey, JourneyRun, JourneyRunStep, JourneyStatus, RunState
-from .steps import Exit, Go, Visit, Wait
+from .steps import Exit, Go, StepBatch, Visit, Wait
 from .steps import get as step_type
 from .versions import definition_of
 
@@ -100,22 +100,64 @@ def _dt(value: datetime) -> Any:
     return connection.ops.adapt_datetimefield_value(value)
 
 
+# Due runs a PostgreSQL claim looks at, per batch it leases: the first ``CLAIM_WINDOW * limit`` due
+# runs of the active journeys in wake order, of which it leases the first ``limit`` not locked by
+# a concurrent claim. More than one batch, so that workers claiming at the same moment do not
+# all come away empty from the same few rows.
+CLAIM_WINDOW = 4
+
+
 def _claim(now: datetime, lease: datetime, limit: int) -> list[int]:
-    """Lease up to ``limit`` due runs of active journeys (not dry runs); their ids."""
-    lock = f" FOR UPDATE OF {_q('r')} SKIP LOCKED" if connection.vendor == "postgresql" else ""
-    # A materialized CTE, not ``id IN (SELECT ... LIMIT ... SKIP LOCKED)``: PostgreSQL may rescan
+    """Lease up to ``limit`` due runs of active journeys (not dry runs); their ids.
+
+    Runs of paused journeys are never read: the due index (``journey_run_due_by_journey``) leads with the
+    journey, and the claim reads it per active journey (a LATERAL subquery with a LIMIT on
+    PostgreSQL, ``journey_id IN (active)`` on SQLite). Keyed on ``wake_at`` alone, as it was,
+    every tick walked past all the due runs of paused journeys first, a million of them
+    after a pause of a big journey. Nothing is written on pause or resume: a resumed
+    journey's runs are due at once, and a crash can leave nothing half-held.
+    """
+    if connection.vendor != "postgresql":
+        return _claim_sqlite(now, lease, limit)
+    # Materialized CTEs, not ``id IN (SELECT ... LIMIT ... SKIP LOCKED)``: PostgreSQL may rescan
     # such a subquery for the outer UPDATE and lease more than the limit (campaigns/sending.py).
-    # ``state IN ('ready', 'waiting')`` and ``wake_at`` is the partial index journey_run_due.
+    # ``due`` reads at most CLAIM_WINDOW * limit index entries per active journey, unlocked;
+    # ``picked`` locks the first ``limit`` of them in wake order, skipping rows a concurrent
+    # claim holds, and checks them again as locked (a claim that committed meanwhile leased them).
+    due = (
+        "r.state IN ('ready', 'waiting') AND r.wake_at <= %s "
+        "AND (r.lease_until IS NULL OR r.lease_until <= %s)"
+    )
+    sql = (
+        f"WITH due AS MATERIALIZED (SELECT c.id, c.wake_at FROM {_q(JOURNEY)} j "  # noqa: S608 - names from code
+        f"CROSS JOIN LATERAL (SELECT r.id, r.wake_at FROM {_q(RUN)} r WHERE r.journey_id = j.id AND {due} "
+        "AND r.dry_run = false ORDER BY r.wake_at LIMIT %s) c "
+        "WHERE j.status = %s ORDER BY c.wake_at LIMIT %s), "
+        # ``= ANY(ARRAY(...))``: looked up by primary key whatever the planner estimates for the
+        # CTE (a join let it hash the whole due index on a small table).
+        f"picked AS MATERIALIZED (SELECT r.id FROM {_q(RUN)} r WHERE r.id = ANY(ARRAY(SELECT id FROM due)) "
+        f"AND {due} ORDER BY r.wake_at LIMIT %s FOR UPDATE SKIP LOCKED) "
+        f"UPDATE {_q(RUN)} SET lease_until = %s WHERE id IN (SELECT id FROM picked) RETURNING id"
+    )
+    window = limit * CLAIM_WINDOW
+    params = [_dt(now), _dt(now), window, JourneyStatus.ACTIVE, window, _dt(now), _dt(now), limit, _dt(lease)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return sorted(row[0] for row in cursor.fetchall())
+
+
+def _claim_sqlite(now: datetime, lease: datetime, limit: int) -> list[int]:
+    """The claim on SQLite (the embedded mode: one writer, no row locks): the due runs of the active
+    journeys, read from the due index journey by journey, in wake order."""
     sql = (
         f"WITH picked AS MATERIALIZED (SELECT r.id FROM {_q(RUN)} r "  # noqa: S608 - names from code
-        f"JOIN {_q(JOURNEY)} j ON j.id = r.journey_id "
-        "WHERE r.state IN ('ready', 'waiting') AND r.wake_at <= %s AND r.dry_run = %s "
-        "AND (r.lease_until IS NULL OR r.lease_until <= %s) AND j.status = %s "
-        f"ORDER BY r.wake_at LIMIT %s{lock}) "
+        f"WHERE r.journey_id IN (SELECT j.id FROM {_q(JOURNEY)} j WHERE j.status = %s) "
+        "AND r.state IN ('ready', 'waiting') AND r.wake_at <= %s AND r.dry_run = %s "
+        "AND (r.lease_until IS NULL OR r.lease_until <= %s) ORDER BY r.wake_at LIMIT %s) "
         f"UPDATE {_q(RUN)} SET lease_until = %s WHERE id IN (SELECT id FROM picked) RETURNING id"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [_dt(now), False, _dt(now), JourneyStatus.ACTIVE, limit, _dt(lease)])
+        cursor.execute(sql, [JourneyStatus.ACTIVE, _dt(now), False, _dt(now), limit, _dt(lease)])
         return sorted(row[0] for row in cursor.fetchall())
 
 
@@ -214,6 +256,8 @@ class _Batch:
         self.changed_visits: dict[int, JourneyRunStep] = {}  # id(obj) -> saved visit changed
         self.stats: Counter[tuple[int, int, str, str]] = Counter()
         self._definitions: dict[int, Definition] = {}
+        # Lookups steps share across the batch's runs (segment membership, tag dates).
+        self.shared = StepBatch(frozenset())
 
     def load(self, runs: Iterable[JourneyRun]) -> None:
         from subscribers.models import Subscriber
@@ -225,6 +269,7 @@ class _Batch:
         subscriber_ids = {r.subscriber_id for r in runs} - set(self.subscribers)
         if subscriber_ids:
             self.subscribers.update(Subscriber.objects.in_bulk(subscriber_ids))
+        self.shared = StepBatch(frozenset(self.subscribers))
         if runs:
             for visit in JourneyRunStep.objects.filter(run_id__in=[r.pk for r in runs]):
                 self.visits[(visit.run_id, visit.step_id)] = visit
@@ -347,8 +392,15 @@ class _Batch:
                 timer=not first and wake.timer,
                 event=None if first else wake.event,
                 dry_run=dry,
+                batch=self.shared,
             )
-            outcome = kind.run(visit)
+            try:
+                outcome = kind.run(visit)
+            finally:
+                if not getattr(kind, "pure", False):
+                    # It may have written what a shared lookup read (update_tags: the tags a
+                    # segment split or a tag-date wait reads next): read it again.
+                    self.shared.forget()
             for (step_id, key), n in visit.stats.items():
                 if not dry:
                     stats[(run.project_id, run.journey_id, step_id, key)] += n

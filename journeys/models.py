@@ -207,8 +207,12 @@ class JourneyRun(models.Model):
             ),
         ]
         indexes = [
+            # The engine's claim (engine._claim): per active journey, in wake order. Led by the
+            # journey so that the due runs of paused journeys are never read.
             models.Index(
-                fields=["wake_at"], condition=Q(state__in=["ready", "waiting"]), name="journey_run_due"
+                fields=["journey", "wake_at"],
+                condition=Q(state__in=["ready", "waiting"]),
+                name="journey_run_due_by_journey",
             ),
             models.Index(
                 fields=["subscriber"], condition=Q(state="waiting"), name="journey_run_waiting_subscriber"

@@ -32,7 +32,10 @@ DEFAULT_EVENTS: dict[str, dict[str, str]] = {
     "WhatsAppSent": {"message_id": S, "template": S, "campaign": S},
     "WhatsAppDelivered": {"message_id": S, "template": S, "campaign": S},
     "WhatsAppRead": {"message_id": S, "template": S, "campaign": S},
-    "WhatsAppFailed": {"message_id": S, "template": S, "campaign": S, "error_code": INT, "error_title": S},
+    # "message" (our public id) when Meta refused the POST itself and there is no wamid.
+    "WhatsAppFailed": {
+        "message_id": S, "message": S, "template": S, "campaign": S, "error_code": INT, "error_title": S,
+    },
     "WhatsAppButtonClicked": {"message_id": S, "button_payload": S, "button_text": S},
     # Email and push (campaigns.channel_events): "message" is our message's public id; "journey" and
     # "step" name the journey step that sent it. message_id/campaign stay for apps that sent these
@@ -44,6 +47,13 @@ DEFAULT_EVENTS: dict[str, dict[str, str]] = {
     },
     "EmailBounced": {"message": S, "journey": S, "step": S, "subject": S, "bounce": S, "reason": S},
     "EmailComplained": {"message": S, "journey": S, "step": S, "subject": S},
+    # Refused by the provider when it was sent (campaigns.sending): the row failed without leaving.
+    "EmailFailed": {
+        "message": S, "journey": S, "step": S, "subject": S, "error_code": INT, "error_title": S, "reason": S,
+    },
+    "PushFailed": {
+        "message": S, "journey": S, "step": S, "title": S, "error_code": INT, "error_title": S, "reason": S,
+    },
     "PushOpened": {
         "message": S, "journey": S, "step": S, "title": S, "device": S, "message_id": S, "campaign": S,
     },

@@ -126,6 +126,8 @@ CHANNEL_STEPS = {
     "EmailBounced": (gettext_lazy("Email"), pgettext_lazy("status", "Bounced"), "danger"),
     "EmailComplained": (gettext_lazy("Email"), pgettext_lazy("status", "Marked as spam"), "danger"),
     "PushOpened": (gettext_lazy("Push"), pgettext_lazy("status", "Opened"), "success"),
+    "EmailFailed": (gettext_lazy("Email"), pgettext_lazy("status", "Failed"), "danger"),
+    "PushFailed": (gettext_lazy("Push"), pgettext_lazy("status", "Failed"), "danger"),
 }
 
 
@@ -149,6 +151,8 @@ def describe_channel_event(event: Event) -> Description:
         }
     elif event.name == "EmailComplained":
         detail = _("The recipient marked it as spam: no more email to this address.")
+    elif event.name in ("EmailFailed", "PushFailed"):
+        detail = attributes.get("reason") or attributes.get("error_title") or ""
     else:
         detail = ""
     message = attributes.get("message") or ""

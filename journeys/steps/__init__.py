@@ -22,6 +22,7 @@ modules. Contract (ADR 0007):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -79,6 +80,28 @@ Outcome = Go | Wait | Exit
 
 
 @dataclass
+class StepBatch:
+    """What the runs one engine batch advances share, so that N runs at a step cost what one does.
+
+    A step that reads the database per subscriber (segment membership, a tag's date) asks ``once``
+    for all of ``subscriber_ids`` at the first run that needs it and answers the others from
+    memory. The engine forgets the answers (``forget``) after a step that writes (update_tags):
+    the next lookup reads what it wrote.
+    """
+
+    subscriber_ids: frozenset[int]
+    memo: dict[Any, Any] = field(default_factory=dict)
+
+    def once(self, key: Any, compute: Callable[[frozenset[int]], Any]) -> Any:
+        if key not in self.memo:
+            self.memo[key] = compute(self.subscriber_ids)
+        return self.memo[key]
+
+    def forget(self) -> None:
+        self.memo.clear()
+
+
+@dataclass
 class Visit:
     journey: Journey
     definition: Definition
@@ -92,6 +115,13 @@ class Visit:
     event: dict[str, Any] | None = None  # {"id", "name", "attributes", "occurred_at"} that woke it
     dry_run: bool = False
     stats: dict[tuple[str, str], int] = field(default_factory=dict)  # (step_id, key) -> delta
+    batch: StepBatch | None = None  # the engine's batch; None: this visit alone
+
+    def lookup(self, key: Any, compute: Callable[[frozenset[int]], Any]) -> Any:
+        """``compute(subscriber ids)`` once for the batch (or for this subscriber alone)."""
+        if self.batch is None or self.subscriber.pk not in self.batch.subscriber_ids:
+            return compute(frozenset({self.subscriber.pk}))
+        return self.batch.once(key, compute)
 
     def count(self, key: str, n: int = 1) -> None:
         """Add to this step's counter ``key`` (``sent``, ``skipped``...); dry runs count nothing."""

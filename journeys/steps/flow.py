@@ -140,11 +140,7 @@ class WaitStep:
             return timezones.parse_instant(data["until_date"], tz), ""
         spec = data.get("until_attribute") or {}
         name = str(spec.get("name", ""))
-        raw = (
-            _tag_date(visit.subscriber, name)
-            if spec.get("source") == "tag"
-            else _event_attributes(visit).get(name)
-        )
+        raw = _tag_date(visit, name) if spec.get("source") == "tag" else _event_attributes(visit).get(name)
         if raw is None:
             return None, f"No {spec.get('source')} {name!r} with a date: went on at once."
         instant = timezones.parse_instant(raw, tz)
@@ -165,18 +161,27 @@ class WaitStep:
         return Wait(until)
 
 
-def _tag_date(subscriber: Subscriber, name: str) -> Any:
-    """The subscriber's value of the date or date-time tag ``name`` (case-insensitive), or None."""
+def _tag_date(visit: Visit, name: str) -> Any:
+    """The subscriber's value of the date or date-time tag ``name`` (case-insensitive), or None.
+
+    Read for every subscriber of the engine's batch at once (one query per tag name and batch)."""
+    values = visit.lookup(
+        ("tag_date", visit.journey.project_id, name.casefold()), lambda ids: _tag_dates(ids, name)
+    )
+    return values.get(visit.subscriber.pk)
+
+
+def _tag_dates(subscriber_ids: frozenset[int], name: str) -> dict[int, Any]:
     from subscribers.models import TagValue
 
-    row = (
-        TagValue.objects.filter(subscriber=subscriber, tag__name__iexact=name)
-        .values("value_datetime", "value_date", "value_text")
-        .first()
+    rows = TagValue.objects.filter(subscriber_id__in=subscriber_ids, tag__name__iexact=name).values_list(
+        "subscriber_id", "value_datetime", "value_date", "value_text"
     )
-    if row is None:
-        return None
-    return row["value_datetime"] or row["value_date"] or row["value_text"]
+    # One value per subscriber and tag (TagValue's own constraint); the first kept, as .first() did.
+    found: dict[int, Any] = {}
+    for subscriber_id, value_datetime, value_date, value_text in rows.order_by("pk"):
+        found.setdefault(subscriber_id, value_datetime or value_date or value_text)
+    return found
 
 
 # --- wait_event ----------------------------------------------------------------------------------
@@ -370,21 +375,32 @@ class SegmentSplitStep:
         return {"yes": data.get("yes"), "no": data.get("no")}
 
     def run(self, visit: Visit) -> Outcome:
-        from subscribers.models import Segment
-        from subscribers.segments.compiler import audience
-
         project = visit.journey.project
-        rule = visit.step.data.get("rule")
-        if visit.step.data.get("segment"):
-            segment = (
-                Segment.objects.for_project(project).filter(public_id=visit.step.data["segment"]).first()
-            )
-            if segment is None:
-                visit.record.detail = {**visit.record.detail, "note": "The segment was deleted."}
-                return Go("no")
-            rule = segment.rule
-        inside = audience(project, rule, now=visit.now).filter(pk=visit.subscriber.pk).exists()
-        return Go("yes" if inside else "no")
+        data = visit.step.data
+        # Per journey version and step (its rule or segment), at this moment: one membership query
+        # for all the subscribers of the engine's batch, through the segment compiler.
+        key = ("segment_split", visit.journey.pk, visit.run.version, visit.step.id, visit.now)
+        members = visit.lookup(key, lambda ids: _members(project, data, ids, visit.now))
+        if members is None:
+            visit.record.detail = {**visit.record.detail, "note": "The segment was deleted."}
+            return Go("no")
+        return Go("yes" if visit.subscriber.pk in members else "no")
+
+
+def _members(
+    project: Any, data: dict[str, Any], subscriber_ids: frozenset[int], now: datetime
+) -> set[int] | None:
+    """Which of ``subscriber_ids`` the step's segment or rule holds now; None: the segment is gone."""
+    from subscribers.models import Segment
+    from subscribers.segments.compiler import audience
+
+    rule = data.get("rule")
+    if data.get("segment"):
+        segment = Segment.objects.for_project(project).filter(public_id=data["segment"]).only("rule").first()
+        if segment is None:
+            return None
+        rule = segment.rule
+    return set(audience(project, rule, now=now).filter(pk__in=subscriber_ids).values_list("pk", flat=True))
 
 
 # --- reachability --------------------------------------------------------------------------------
