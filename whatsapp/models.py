@@ -108,6 +108,12 @@ class TemplateStatus(models.TextChoices):
     ARCHIVED = "ARCHIVED", _("Archived")
     LOCKED = "LOCKED", _("Locked")
 
+    @classmethod
+    def label_of(cls, status: str) -> str:
+        """A template's status as people read it. ``MessageTemplate.status`` has no choices (Meta
+        adds statuses): a status this list does not know reads as Meta's code in words."""
+        return str(cls(status).label) if status in cls.values else status.replace("_", " ").capitalize()
+
 
 class TemplateCategory(models.TextChoices):
     MARKETING = "MARKETING", _("Marketing")

@@ -45,6 +45,7 @@ from campaigns.outcomes import Skip
 from campaigns.rendering import TemplatePlan
 from campaigns.sendpolicy import CAPPED
 from campaigns.services import SendRefused, send_whatsapp
+from controlpanel.wording import mid_sentence
 from subscribers import window
 from subscribers.errors import InvalidInput
 from whatsapp.models import MessageTemplate, TemplateCategory, TemplateStatus
@@ -183,12 +184,14 @@ class WhatsAppTemplateStep:
                 )
             return problems
         if ctx.strict and template.status != TemplateStatus.APPROVED:
+            # The label, not Meta's code: the sentence is translated (German: „Pausiert“).
+            status = mid_sentence(TemplateStatus.label_of(template.status))
             problems.append(
                 Problem(
                     step,
                     "template",
                     _("Template %(name)s (%(language)s) is %(value)s.")
-                    % {"name": name, "language": language, "value": template.status.lower()},
+                    % {"name": name, "language": language, "value": status},
                 )
             )
         if bindings is not None:
