@@ -294,14 +294,15 @@ class WhatsAppTemplateStep:
             return
         body = plan.display(values).body
         detail.update(template=template.name, language=template.language, body=body)
+        if not visit.dry_run and already_sent(visit):
+            return
+        # A dry run asks too, on its simulated clock: it shows the skip a real run would get.
+        if template.category == TemplateCategory.MARKETING and capped(visit):
+            skip(visit, CAPPED)
+            return
         if visit.dry_run:
             detail.update(outcome="would_send", components=components)
             save(visit)
-            return
-        if already_sent(visit):
-            return
-        if template.category == TemplateCategory.MARKETING and capped(visit):
-            skip(visit, CAPPED)
             return
         try:
             message = send_whatsapp(
