@@ -3,19 +3,22 @@
 The send path asks ``decide`` for every batch it claimed, so a consent change or a cap reached
 after launch still counts. Launch decides what it can in SQL first (fanout.py) with the same
 reasons and the same definition of what counts toward the cap (``counts_toward_cap``); this is
-the last word.
+the last word. A journey's send step asks ``capped_subscribers`` before it writes its row (so its
+visit says "skipped: frequency cap" at once): the same counts and the same ``reached_cap`` as
+``decide``, on the run's clock.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db.models import Count, Q
 from django.utils.translation import gettext_noop
 
+from controlpanel.models import Project
 from subscribers.models import ConsentState, Device, Subscriber
 from whatsapp.models import TemplateCategory
 
@@ -61,6 +64,37 @@ def counts_toward_cap(since: datetime) -> Q:
 
 def cap_window(sending_policy: SendingPolicy, now: datetime) -> datetime:
     return now - timedelta(days=sending_policy.cap_days)
+
+
+def reached_cap(sending_policy: SendingPolicy, sent: int) -> bool:
+    """Whether a subscriber who got ``sent`` counted messages in the window may get no more
+    marketing: the one comparison (fan-out's SQL twin is its ``n >= cap_messages``)."""
+    return sending_policy.cap_messages is not None and sent >= sending_policy.cap_messages
+
+
+def sending_policy_of(project: Project) -> SendingPolicy | None:
+    """The project's policy, None without one. Read through the reverse one-to-one, which Django
+    caches on the project object (a miss too): a journey batch shares one project object across
+    its runs, so it asks once per batch, not once per send visit."""
+    try:
+        return project.sending_policy
+    except SendingPolicy.DoesNotExist:
+        return None
+
+
+def capped_subscribers(
+    sending_policy: SendingPolicy | None, subscriber_ids: Collection[int], now: datetime
+) -> set[int]:
+    """The subscribers among ``subscriber_ids`` who already got the most marketing messages allowed
+    in the cap window that ends at ``now`` (a journey's clock, simulated in a dry run).
+
+    The rule ``decide`` applies to a claimed row, asked before a row exists: one grouped query,
+    none without a cap.
+    """
+    if sending_policy is None or sending_policy.cap_messages is None or not subscriber_ids:
+        return set()
+    counts = cap_counts(sending_policy, subscriber_ids, now)
+    return {subscriber_id for subscriber_id, sent in counts.items() if reached_cap(sending_policy, sent)}
 
 
 def consent_refusal(subscriber: Subscriber, *, marketing: bool, authentication: bool) -> str:
@@ -139,14 +173,14 @@ def decide(messages: Sequence[Message], now: datetime) -> dict[int, Hold | Skip]
     for message in marketing:
         if message.project_id in policies:
             by_project[message.project_id].append(message)
+    # The batch's own rows are `sending` already: they are what is being decided, not history.
     batch_ids = [m.pk for m in messages]
     for project_id, rows in by_project.items():
         sending_policy = policies[project_id]
         fallback = zone(sending_policy.project.time_zone, ZoneInfo("UTC"))
-        sent = _cap_counts(sending_policy, rows, batch_ids, now)
+        sent = cap_counts(sending_policy, {m.subscriber_id for m in rows}, now, exclude=batch_ids)
         for message in sorted(rows, key=lambda m: m.pk):
-            cap = sending_policy.cap_messages
-            if cap is not None and sent[message.subscriber_id] >= cap:
+            if reached_cap(sending_policy, sent[message.subscriber_id]):
                 decisions[message.pk] = Skip(CAPPED)
                 continue
             hold = _quiet_hold(sending_policy, message.subscriber, now, fallback)
@@ -158,21 +192,24 @@ def decide(messages: Sequence[Message], now: datetime) -> dict[int, Hold | Skip]
     return decisions
 
 
-def _cap_counts(
-    sending_policy: SendingPolicy, rows: list[Message], batch_ids: list[int], now: datetime
+def cap_counts(
+    sending_policy: SendingPolicy,
+    subscriber_ids: Collection[int],
+    now: datetime,
+    *,
+    exclude: Collection[int] = (),
 ) -> defaultdict[int, int]:
+    """How many counted messages each subscriber got in the cap window ending at ``now`` (0 when
+    none); ``exclude`` are rows being decided, not history. One grouped query, none without a cap."""
     counts: defaultdict[int, int] = defaultdict(int)
     if sending_policy.cap_messages is None:
         return counts
-    # The batch's own rows are `sending` already: they are what is being decided, not history.
-    grouped = (
-        Message.objects.filter(subscriber_id__in={m.subscriber_id for m in rows})
-        .filter(counts_toward_cap(cap_window(sending_policy, now)))
-        .exclude(pk__in=batch_ids)
-        .order_by()
-        .values("subscriber_id")
-        .annotate(n=Count("id"))
+    rows = Message.objects.filter(subscriber_id__in=set(subscriber_ids)).filter(
+        counts_toward_cap(cap_window(sending_policy, now))
     )
+    if exclude:
+        rows = rows.exclude(pk__in=list(exclude))
+    grouped = rows.order_by().values("subscriber_id").annotate(n=Count("id"))
     for row in grouped:
         counts[row["subscriber_id"]] = row["n"]
     return counts

@@ -1,42 +1,35 @@
 """Inbound keywords: one folding rule for matching, collisions and the opt-out words.
 
 "hilfe", "Hilfe!", " HILFE" and "Hílfe." are one keyword: case- and accent-insensitive, and
-punctuation and spaces around the text do not count. Matching (``matches``) and collision checks
-(``services``) both fold with :func:`fold`, so they cannot disagree.
+punctuation and spaces around the text do not count. Matching (``matches``), collision checks
+(``services``) and the opt-in/opt-out words that change consent (``whatsapp.processing``) all
+fold with :func:`fold` (``whatsapp.keywords.fold``), so they cannot disagree: a word reserved
+here is a word that changes consent, and the other way round.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from subscribers import textfold
+from whatsapp.keywords import fold
 from whatsapp.models import WhatsAppAccount
+
+__all__ = ["claimed_by", "fold", "matches", "reserved_keywords"]
 
 
 def reserved_keywords(project_id: int) -> dict[str, str]:
     """Folded opt-in and opt-out words of the project's numbers -> what claims them.
 
-    The platform answers these itself (consent), so a journey may not claim them.
+    The platform answers these itself (consent), so a journey may not claim them. The words come
+    folded (``WhatsAppAccount.opt_out_words``): the very set inbound processing matches against.
     """
     reserved: dict[str, str] = {}
     for account in WhatsAppAccount.objects.filter(project_id=project_id):
         for word in account.opt_out_words():
-            reserved[fold(word)] = f"opt-out keyword of {account}"
+            reserved[word] = f"opt-out keyword of {account}"
         for word in account.opt_in_words():
-            reserved[fold(word)] = f"opt-in keyword of {account}"
+            reserved[word] = f"opt-in keyword of {account}"
     return reserved
-
-
-def fold(text: str) -> str:
-    """The audience's folding (case and accents, ``subscribers.textfold``, as segments compare
-    texts), then inner whitespace collapsed and surrounding punctuation stripped."""
-    words = " ".join(textfold.fold(text or "").split())
-    start, end = 0, len(words)
-    while start < end and not words[start].isalnum():
-        start += 1
-    while end > start and not words[end - 1].isalnum():
-        end -= 1
-    return words[start:end]
 
 
 def matches(text: str, keywords: Iterable[str] | str) -> bool:

@@ -60,6 +60,7 @@ from subscribers.models import Segment, Subscriber
 from subscribers.segments import compiler
 from subscribers.segments.text import RuleSyntaxError, parse_rule
 
+from . import timezones
 from .definition import Definition, Entry, parse_duration
 from .entry import enter_audience
 from .models import Journey, JourneyStatus
@@ -150,10 +151,9 @@ def _first_at_or_after(after: datetime, at_time: time, where: tzinfo) -> datetim
 
 
 def journey_zone(journey: Journey, definition: Definition) -> tzinfo:
-    """``settings.fallback_time_zone`` when the definition sets it, else the project's zone."""
-    raw = definition.raw.get("settings") if isinstance(definition.raw, dict) else None
-    name = raw.get("fallback_time_zone") if isinstance(raw, dict) else None
-    return _zone(name or journey.project.time_zone, UTC)
+    """``settings.fallback_time_zone`` when the definition sets it, else the project's zone: the
+    zone of a subscriber without one (``timezones.fallback_name``, as waits read it)."""
+    return _zone(timezones.fallback_name(definition, journey.project), UTC)
 
 
 def _next(journey: Journey, definition: Definition, after: datetime) -> datetime | None:

@@ -3,7 +3,9 @@
 One place for the rules, so wait steps, silent hours and the dry run agree:
 
 - A subscriber's zone is ``Subscriber.time_zone`` when it names an IANA zone, else the journey's
-  ``fallback_time_zone``, else UTC.
+  ``settings.fallback_time_zone`` when the definition sets one, else the project's time zone (as a
+  campaign falls back: its own fallback zone, else the project's), else UTC. ``subscriber_zone``
+  is that rule; segment entries' firing times (``segment_entry.journey_zone``) use its fallback.
 - A local time that does not exist (the hour skipped when clocks go forward) is taken as the same
   wall time shifted by the gap (``02:30`` on a spring-forward night is ``03:30``); an ambiguous one
   (clocks go back) is its first occurrence. Both are what ``zoneinfo`` does with ``fold=0`` once
@@ -15,7 +17,13 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+if TYPE_CHECKING:
+    from controlpanel.models import Project
+
+    from .definition import Definition
 
 HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
@@ -36,6 +44,22 @@ def zone(name: str | None, fallback: str | None = "UTC") -> ZoneInfo:
             if found is not None:
                 return found
     return ZoneInfo("UTC")
+
+
+def fallback_name(definition: Definition, project: Project) -> str:
+    """The zone name for a journey's subscribers without a zone of their own (module docstring).
+
+    Read from the raw settings: the parsed ``Settings.fallback_time_zone`` says "UTC" when the
+    journey does not set one, which cannot be told apart from a journey that chose UTC.
+    """
+    settings = definition.raw.get("settings") if isinstance(definition.raw, dict) else None
+    name = settings.get("fallback_time_zone") if isinstance(settings, dict) else None
+    return name if isinstance(name, str) and name else project.time_zone
+
+
+def subscriber_zone(name: str | None, definition: Definition, project: Project) -> ZoneInfo:
+    """The zone of a subscriber whose ``time_zone`` is ``name`` in this journey (module docstring)."""
+    return zone(name, fallback_name(definition, project))
 
 
 def is_zone(name: str) -> bool:

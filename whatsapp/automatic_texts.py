@@ -2,8 +2,8 @@
 
 A project's own wording lives in ``AutomaticText`` rows; a language without a row uses the built-in
 default of that language (German and English ship). A row with an empty text means "send nothing"
-in that language. The subscriber's Language tag picks the text: the exact language, then its base
-language (``de_AT`` reads ``de``), then English.
+in that language. The subscriber's Language tag picks the text as campaigns pick a template's
+language: the exact language, then its base language (``de_AT`` reads ``de``), then English.
 
 The defaults below are the texts sent to subscribers, not panel strings: they are picked by the
 subscriber's language, never by the panel user's, so they are plain strings, not gettext.
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
-from campaigns.languages import base, normalize
+from campaigns.languages import language_picker, normalize
 from controlpanel.models import Project
 from controlpanel.services import Actor, record_audit
 
@@ -54,20 +54,17 @@ def default_text(kind: str, language: str) -> str | None:
 def text_for(project: Project, kind: str, subscriber_language: str) -> str:
     """The text to send a subscriber with this Language tag; "" means send nothing.
 
-    Exact language, then base language, then English; at each step the project's own row beats
-    the built-in default. One query.
+    The language is chosen by the campaigns' picker (``campaigns.languages.language_picker``:
+    exact, then base language, then English) among the project's languages and the built-in
+    ones. Where both have a text for a language, the project's own wins: they are one choice per
+    language code, so at each step of the picker the project's text beats the default without a
+    picker of its own. One query.
     """
-    own = dict(AutomaticText.objects.filter(project=project, kind=kind).values_list("language", "text"))
-    wanted = normalize(subscriber_language)
-    for language in (wanted, base(wanted), FALLBACK_LANGUAGE):
-        if not language:
-            continue
-        if language in own:
-            return own[language].strip()
-        found = default_text(kind, language)
-        if found is not None:
-            return found
-    return ""
+    texts = {language: by_kind[kind] for language, by_kind in DEFAULTS.items() if kind in by_kind}
+    own = AutomaticText.objects.filter(project=project, kind=kind).order_by("language")
+    texts.update(own.values_list("language", "text"))
+    language = language_picker(list(texts), FALLBACK_LANGUAGE)(subscriber_language)
+    return texts.get(language, "").strip()
 
 
 def clean_language(code: str) -> str:

@@ -11,6 +11,8 @@ from django.utils.translation import gettext_lazy as _
 from controlpanel.fields import EncryptedTextField
 from controlpanel.models import Project, TenantQuerySet
 
+from .keywords import fold as fold_keyword
+
 META_GRAPH_URL = "https://graph.facebook.com"
 DEFAULT_OPT_OUT_KEYWORDS = ["STOP", "STOPP", "ABMELDEN", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"]
 DEFAULT_OPT_IN_KEYWORDS = ["START", "ANMELDEN", "SUBSCRIBE"]
@@ -79,10 +81,16 @@ class WhatsAppAccount(models.Model):
         return f"{self.base_url.rstrip('/')}/{self.graph_version}"
 
     def opt_out_words(self) -> set[str]:
-        return {w.strip().upper() for w in (self.opt_out_keywords or DEFAULT_OPT_OUT_KEYWORDS) if w.strip()}
+        """The words that opt a sender out, folded (``whatsapp.keywords``) as an inbound text is."""
+        return _folded(self.opt_out_keywords or DEFAULT_OPT_OUT_KEYWORDS)
 
     def opt_in_words(self) -> set[str]:
-        return {w.strip().upper() for w in (self.opt_in_keywords or DEFAULT_OPT_IN_KEYWORDS) if w.strip()}
+        """The words that opt a sender back in, folded as an inbound text is."""
+        return _folded(self.opt_in_keywords or DEFAULT_OPT_IN_KEYWORDS)
+
+
+def _folded(words: list[str]) -> set[str]:
+    return {folded for folded in map(fold_keyword, words) if folded}
 
 
 class TemplateStatus(models.TextChoices):
@@ -99,6 +107,12 @@ class TemplateStatus(models.TextChoices):
     LIMIT_EXCEEDED = "LIMIT_EXCEEDED", _("Limit exceeded")
     ARCHIVED = "ARCHIVED", _("Archived")
     LOCKED = "LOCKED", _("Locked")
+
+    @classmethod
+    def label_of(cls, status: str) -> str:
+        """A template's status as people read it. ``MessageTemplate.status`` has no choices (Meta
+        adds statuses): a status this list does not know reads as Meta's code in words."""
+        return str(cls(status).label) if status in cls.values else status.replace("_", " ").capitalize()
 
 
 class TemplateCategory(models.TextChoices):

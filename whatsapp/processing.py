@@ -26,6 +26,7 @@ from subscribers.models import ConsentChannel, ConsentSource, ConsentState, Even
 from subscribers.services import NewEvent, change_consent, record_events
 from subscribers.upsert import Item, phone_from_wa_id, upsert_subscriber
 
+from .keywords import fold as fold_keyword
 from .models import MessageTemplate, PhoneNumberEvent, WebhookDelivery, WhatsAppAccount
 from .schemas import MalformedBody, parse_envelope
 from .signals import InboundMessage, StatusUpdate, inbound_received, status_received, statuses_received
@@ -401,8 +402,12 @@ def handle_inbound(account: WhatsAppAccount, message: dict, contacts: list[dict]
 def _apply_keywords(
     account: WhatsAppAccount, subscriber_id: int, message: dict, attributes: dict, when: datetime
 ) -> str:
-    """Apply opt-out/opt-in keywords and stop buttons; returns the new state if consent changed."""
-    word = attributes["normalized_text"]
+    """Apply opt-out/opt-in keywords and stop buttons; returns the new state if consent changed.
+
+    The text is folded as journeys fold keywords (``whatsapp.keywords``), not as ``normalized_text``
+    (upper-cased, accents kept): "Stópp" is reserved for consent in journeys, so it must opt out.
+    """
+    word = fold_keyword(attributes["text"])
     is_stop_button = message.get("type") in ("button", "interactive") and bool(
         STOP_BUTTON.search(attributes.get("button_text", "") + " " + attributes.get("button_payload", ""))
     )

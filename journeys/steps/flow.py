@@ -47,7 +47,7 @@ def _signed_duration(text: Any) -> timedelta | None:
 def _zone_of(visit: Visit):
     from .. import timezones
 
-    return timezones.zone(visit.subscriber.time_zone, visit.definition.settings.fallback_time_zone)
+    return timezones.subscriber_zone(visit.subscriber.time_zone, visit.definition, visit.journey.project)
 
 
 def _step_ids(ctx: CheckContext) -> set[str]:

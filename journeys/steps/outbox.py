@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import models
-from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from campaigns import bindings as campaign_bindings
-from campaigns.models import Message, SendingPolicy
-from campaigns.sendpolicy import CAPPED, cap_window, counts_toward_cap
+from campaigns import sendpolicy
+from campaigns.models import Message
+from campaigns.sendpolicy import CAPPED
 from campaigns.services import SendRefused
 from controlpanel.services import Actor
 from subscribers.models import Subscriber
@@ -116,21 +116,17 @@ def skip(visit: Visit, reason: str) -> Outcome:
 
 
 def capped(visit: Visit) -> bool:
-    """The subscriber already got the project's most marketing messages in its cap window.
+    """The subscriber already got the project's most marketing messages in its cap window, as of
+    the visit's clock (a dry run's is simulated).
 
     Asked before the outbox row is written, so the visit says "skipped: frequency cap" at once;
-    the sender's ``sendpolicy.decide`` still has the last word at send time (same definition,
-    ``counts_toward_cap``, one cap across channels).
+    the rule is ``sendpolicy``'s (``capped_subscribers``: the counts and the comparison ``decide``
+    applies), and ``decide`` still has the last word at send time. The policy is read once per
+    engine batch (cached on the batch's project object): one count per send visit.
     """
-    sending_policy = SendingPolicy.objects.filter(project_id=visit.journey.project_id).first()
-    if sending_policy is None or sending_policy.cap_messages is None:
-        return False
-    count = (
-        Message.objects.filter(project_id=visit.journey.project_id, subscriber_id=visit.subscriber.pk)
-        .filter(counts_toward_cap(cap_window(sending_policy, timezone.now())))
-        .count()
-    )
-    return count >= sending_policy.cap_messages
+    subscriber_id = visit.subscriber.pk
+    sending_policy = sendpolicy.sending_policy_of(visit.journey.project)
+    return subscriber_id in sendpolicy.capped_subscribers(sending_policy, [subscriber_id], visit.now)
 
 
 def find_by_reference(model: type[models.Model], project: Any, reference: str) -> Any:
@@ -264,6 +260,8 @@ class ChannelTemplateStep:
     def _dry_run(self, visit: Visit, template: Any, context: dict[str, Any]) -> None:
         """What it would send to this subscriber, or why it would not; nothing is written."""
         reason = self.refusal(visit.subscriber, template.marketing)
+        if not reason and template.marketing and capped(visit):
+            reason = CAPPED
         if reason:
             skip(visit, reason)
             return

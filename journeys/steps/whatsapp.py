@@ -45,6 +45,7 @@ from campaigns.outcomes import Skip
 from campaigns.rendering import TemplatePlan
 from campaigns.sendpolicy import CAPPED
 from campaigns.services import SendRefused, send_whatsapp
+from controlpanel.wording import mid_sentence
 from subscribers import window
 from subscribers.errors import InvalidInput
 from whatsapp.models import MessageTemplate, TemplateCategory, TemplateStatus
@@ -183,12 +184,14 @@ class WhatsAppTemplateStep:
                 )
             return problems
         if ctx.strict and template.status != TemplateStatus.APPROVED:
+            # The label, not Meta's code: the sentence is translated (German: „Pausiert“).
+            status = mid_sentence(TemplateStatus.label_of(template.status))
             problems.append(
                 Problem(
                     step,
                     "template",
                     _("Template %(name)s (%(language)s) is %(value)s.")
-                    % {"name": name, "language": language, "value": template.status.lower()},
+                    % {"name": name, "language": language, "value": status},
                 )
             )
         if bindings is not None:
@@ -291,14 +294,15 @@ class WhatsAppTemplateStep:
             return
         body = plan.display(values).body
         detail.update(template=template.name, language=template.language, body=body)
+        if not visit.dry_run and already_sent(visit):
+            return
+        # A dry run asks too, on its simulated clock: it shows the skip a real run would get.
+        if template.category == TemplateCategory.MARKETING and capped(visit):
+            skip(visit, CAPPED)
+            return
         if visit.dry_run:
             detail.update(outcome="would_send", components=components)
             save(visit)
-            return
-        if already_sent(visit):
-            return
-        if template.category == TemplateCategory.MARKETING and capped(visit):
-            skip(visit, CAPPED)
             return
         try:
             message = send_whatsapp(

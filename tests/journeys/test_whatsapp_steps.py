@@ -162,7 +162,7 @@ def test_template_check_names_template_bindings_and_buttons(project, account):
     kind = step_type("whatsapp_template")
     strict = CheckContext(project=project, definition={}, strict=True)
     problems = {(p.field, p.message) for p in kind.check({**MENU, "buttons": {"Nope": None}}, strict)}
-    assert ("template", "Template support_menu (de) is pending.") in problems
+    assert ("template", "Template support_menu (de) is pending review.") in problems  # the label
     assert any(f == "buttons.Nope" and "Support, Angebote" in m for f, m in problems)
     missing = {**MENU, "template": {"name": "nope", "language": "de"}}
     assert [p.message for p in kind.check(missing, strict)] == ["There is no template nope (de)."]

@@ -9,6 +9,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
 
+from campaigns.languages import pick_language
 from campaigns.models import Message
 from controlpanel.models import AuditEntry, Role
 from controlpanel.services import Actor
@@ -61,6 +62,19 @@ def test_the_project_text_beats_the_default_and_exact_beats_base(project):
     assert at.text_for(project, at.OPT_OUT, "fr_CA") == "Désabonné."
     assert at.text_for(project, at.OPT_IN, "de") == DE_IN  # the other kind keeps its default
     assert at.text_for(ProjectFactory(), at.OPT_OUT, "de") == DE_OUT  # another project: untouched
+
+
+def test_the_language_is_picked_as_campaigns_pick_a_template_language(project):
+    """One picker (campaigns.languages): a regional text serves its base language too, as a
+    campaign's pt_BR template goes to a subscriber whose Language tag is pt."""
+    at.save_texts(
+        project=project, language="pt-BR", texts={at.OPT_OUT: "Descadastrado."}, actor=Actor(label="t")
+    )
+    texts = {"en": EN_OUT, "de": DE_OUT, "pt_br": "Descadastrado."}
+    for language in ("pt", "pt_PT", "pt-br", "de_AT", "en_GB", "fr", ""):
+        picked = pick_language(language, list(texts), "en")
+        assert at.text_for(project, at.OPT_OUT, language) == texts[picked], language
+    assert at.text_for(project, at.OPT_OUT, "pt") == "Descadastrado."
 
 
 def test_an_empty_text_sends_nothing_in_that_language_only(project):
