@@ -355,7 +355,7 @@ class _Batch:
             first = record is None or record.finished_at is not None
             if record is None:
                 if kind.channel:
-                    held = _silent_until(definition, subscriber, self.now, kind.channel)
+                    held = _silent_until(definition, journey, subscriber, self.now, kind.channel)
                     if held is not None:
                         # Not entered inside silent hours: looked at again when they end.
                         run.state, run.wake_at, run.waiting_events = RunState.WAITING, held, []
@@ -539,8 +539,12 @@ def bulk_set(model: type[Any], objs: Sequence[Any], fields: Sequence[str], *, ch
             cursor.execute(sql, params)
 
 
-def _silent_until(definition: Definition, subscriber: Any, now: datetime, channel: str) -> datetime | None:
-    """When the silent hours that hold a send step of ``channel`` now end; None: it may go."""
+def _silent_until(
+    definition: Definition, journey: Journey, subscriber: Any, now: datetime, channel: str
+) -> datetime | None:
+    """When the silent hours that hold a send step of ``channel`` now end; None: it may go.
+    A subscriber without a zone is in the journey's fallback zone, else the project's, as waits
+    and segment entries take it (timezones.subscriber_zone)."""
     settings = definition.settings
     if settings.silent_hours is None:
         return None
@@ -549,7 +553,7 @@ def _silent_until(definition: Definition, subscriber: Any, now: datetime, channe
     start, end = (timezones.parse_hhmm(bound) for bound in settings.silent_hours)
     if start is None or end is None:
         return None
-    tz = timezones.zone(subscriber.time_zone, settings.fallback_time_zone)
+    tz = timezones.subscriber_zone(subscriber.time_zone, definition, journey.project)
     return timezones.silent_until(now, start, end, tz)
 
 

@@ -51,3 +51,26 @@ def test_a_date_without_an_offset_is_read_in_the_projects_zone():
     project = ProjectFactory(time_zone="Europe/Berlin")
     journey = make_journey(project, [{"id": "w", "type": "wait", "until_date": "2026-04-01T10:00:00"}])
     assert _wake(journey, time_zone="") == datetime(2026, 4, 1, 8, 0, tzinfo=UTC)  # 10:00 CEST
+
+
+def test_silent_hours_of_a_subscriber_without_a_zone_end_in_the_projects_zone():
+    from campaigns.models import Message
+    from push.models import PushTemplate
+    from tests.journeys.helpers import make_run
+    from tests.journeys.test_omnichannel import _subscriber
+
+    project = ProjectFactory(time_zone="Europe/Berlin")
+    PushTemplate.objects.create(project=project, name="push", title="Hi", body="there", marketing=False)
+    journey = make_journey(
+        project,
+        [{"id": "push", "type": "send_push", "template": "push", "next": None}],
+        silent_hours={"start": "21:00", "end": "08:00"},
+    )
+    sub = _subscriber(project, device=True, time_zone="")
+    # 07:30 UTC is 08:30 in Berlin: the night is over there (in UTC it would still be silent).
+    morning = datetime(2026, 3, 3, 7, 30, tzinfo=UTC)
+    run = make_run(journey, sub, now=morning)
+    engine.tick(now=morning)
+    run.refresh_from_db()
+    assert Message.objects.filter(subscriber=sub).count() == 1
+    assert run.wake_at is None or run.wake_at <= morning
