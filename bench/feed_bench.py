@@ -10,7 +10,11 @@ event's id and how old the event was when handled (one INSERT per batch into a t
 benchmark). That table proves the rule: after the run every event written is there exactly once.
 
 Phases: ``steady`` (no interference) and ``kill`` (the consumer is killed with SIGKILL every
-``--kill-every`` seconds and started again), each ``--seconds`` long. Printed: events written and
+``--kill-every`` seconds and started again), each ``--seconds`` long. With ``--webhooks R`` every
+phase runs while ``webhook_bench.py`` offers R signed status webhooks a second to the production
+server (granian, group commit) on the same machine, against its own database
+(``--webhook-database-url``, reset by that script); the phase starts when wrk starts and the
+intake's achieved rate and latency are reported beside the feed's lag. Printed: events written and
 handled, the handling rate, lag p50/p95/p99/max, duplicates and losses, and CPU seconds per
 process. Everything the benchmark made (its project, events, table, cursor) is removed at the end.
 
@@ -23,6 +27,7 @@ Needs PostgreSQL (the ordering rule is PostgreSQL's; SQLite serialises writers).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -135,6 +140,7 @@ def _phase(name: str, args: argparse.Namespace) -> dict[str, object]:
         cursor.execute("SELECT COALESCE(MAX(id), 0) FROM subscribers_event")
         first_id = cursor.fetchone()[0]
 
+    webhooks = _start_webhooks(args) if args.webhooks else None
     consumer = _spawn("consume")
     producer = _spawn(
         "produce", str(args.rate), str(args.seconds), str(args.per_transaction), str(args.subscribers)
@@ -186,8 +192,9 @@ def _phase(name: str, args: argparse.Namespace) -> dict[str, object]:
             [first_id],
         )
         lost = cursor.fetchone()[0]
+    intake = _finish_webhooks(webhooks) if webhooks else {}
     return {
-        "phase": name,
+        "phase": name + (f" + {args.webhooks} webhooks/s" if webhooks else ""),
         "written": written,
         "handled": distinct,
         "rate/s": round(written / args.seconds),
@@ -201,6 +208,45 @@ def _phase(name: str, args: argparse.Namespace) -> dict[str, object]:
         "cpu s producer": round(cpu["producer"], 1),
         "cpu s consumer": round(cpu["consumer"], 1),
         "elapsed s": round(elapsed, 1),
+        **intake,
+    }
+
+
+def _start_webhooks(args: argparse.Namespace) -> subprocess.Popen:
+    """Start webhook_bench.py at ``args.webhooks``/s and return once its wrk is about to run."""
+    if not args.webhook_database_url:
+        sys.exit(
+            "--webhooks needs --webhook-database-url (a PostgreSQL database whose name contains 'bench')"
+        )
+    # Longer than the phase: the producer's Django start and the final drain stay under load too.
+    seconds = int(args.seconds) + 10
+    process = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("webhook_bench.py")), "--rates", str(args.webhooks),
+         "--seconds", str(seconds), "--no-process", "--port", str(args.webhook_port)],
+        env={**os.environ, "DATABASE_URL": args.webhook_database_url},
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    for line in process.stdout:
+        print(f"  webhooks: {line.rstrip()}", flush=True)
+        if line.startswith("driving"):
+            return process
+    sys.exit(f"webhook_bench.py ended before driving (exit {process.wait()})")
+
+
+def _finish_webhooks(process: subprocess.Popen) -> dict[str, object]:
+    """Wait for webhook_bench.py; its wrk summary (the JSON line) as report columns."""
+    summary: dict[str, object] = {}
+    for line in process.stdout:
+        print(f"  webhooks: {line.rstrip()}", flush=True)
+        if line.startswith("{") and "achieved_rate" in line:
+            summary = json.loads(line)
+    process.wait()
+    return {
+        "webhooks/s": summary.get("achieved_rate", "?"),
+        "webhook errors": sum(
+            int(summary.get(k, 0)) for k in ("errors_status", "errors_connect", "errors_timeout")
+        ),
+        "webhook p99 ms": summary.get("p99_ms", "?"),
     }
 
 
@@ -230,6 +276,11 @@ def main() -> None:
     parser.add_argument("--kill-every", type=float, default=5, help="seconds between SIGKILLs (kill phase)")
     parser.add_argument("--phases", default="steady,kill")
     parser.add_argument("--wait-load", type=float, default=None, help="wait until the load average is below")
+    parser.add_argument(
+        "--webhooks", type=int, default=0, help="status webhooks a second offered during each phase"
+    )
+    parser.add_argument("--webhook-database-url", default="", help="the webhook benchmark's own database")
+    parser.add_argument("--webhook-port", type=int, default=8777)
     args = parser.parse_args()
 
     benchlib.setup_django()

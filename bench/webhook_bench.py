@@ -263,6 +263,8 @@ def drive(args, account, wamids, rates, per_level, tmp: Path) -> list[dict]:
         for rate, level_file in zip(rates, level_files, strict=True):
             # Each wrk thread offers rate / threads requests per second on a fixed schedule.
             interval_ms = args.wrk_threads * 1000 / rate
+            # feed_bench.py --webhooks starts its phase on this line.
+            print(f"driving {rate}/s for {args.seconds} s", flush=True)
             out = subprocess.run(
                 ["wrk", "-t", str(args.wrk_threads), "-c", str(args.connections), "-d", f"{args.seconds}s",
                  "--timeout", "5s", "-s", str(script), url, "--", str(level_file), f"{interval_ms:.4f}",
