@@ -18,26 +18,37 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.db import connection
+from django.db import connection, models
 
 from .models import Subscriber
 
 
 def hold_subscribers(ids: Iterable[int]) -> set[int]:
     """Keep these subscribers from being erased until the transaction ends; the ids that exist."""
+    return hold_rows(Subscriber, ids)
+
+
+def hold_rows(model: type[models.Model], ids: Iterable[int]) -> set[int]:
+    """Share-lock these rows of ``model`` until the transaction ends; the ids that exist.
+
+    The foreign-key check without the key: writers do not wait for each other, a deletion's
+    FOR UPDATE waits for them, and they wait for a deletion that holds its lock. Also used for
+    tag definitions (tags.hold_definitions).
+    """
     wanted = sorted(set(ids))
     if not wanted:
         return set()
     if not connection.in_atomic_block:
-        raise RuntimeError("hold_subscribers() holds a lock until the transaction ends: call it in one.")
+        raise RuntimeError("A hold lasts until the transaction ends: call it in one.")
     if connection.vendor != "postgresql":
-        # SQLite runs one writing transaction at a time: a subscriber that exists now stays.
-        return set(Subscriber.objects.filter(pk__in=wanted).values_list("pk", flat=True))
+        # SQLite runs one writing transaction at a time: a row that exists now stays.
+        return set(model.objects.filter(pk__in=wanted).values_list("pk", flat=True))
     with connection.cursor() as cur:
-        # FOR KEY SHARE, as a foreign key check takes it: writers do not wait for each other, an
-        # erasure's FOR UPDATE waits for them, and they wait for an erasure that holds its lock.
-        # In id order, so two writers holding overlapping batches cannot deadlock.
+        # FOR KEY SHARE, as a foreign key check takes it; in id order, so two writers holding
+        # overlapping batches cannot deadlock.
         cur.execute(
-            "SELECT id FROM subscribers_subscriber WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE", [wanted]
+            f"SELECT id FROM {connection.ops.quote_name(model._meta.db_table)} "  # noqa: S608 - a model's table
+            "WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE",
+            [wanted],
         )
         return {r[0] for r in cur.fetchall()}

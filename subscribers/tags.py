@@ -16,7 +16,6 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
@@ -27,6 +26,7 @@ from controlpanel.models import Project
 from controlpanel.wording import mid_sentence
 
 from .errors import InvalidInput
+from .holds import hold_rows
 from .models import TagDefinition, TagType, TagValue
 
 
@@ -535,25 +535,9 @@ def hold_definitions(ids: Iterable[int]) -> set[int]:
     cost about 10 CPU-seconds of a million-row import (docs/benchmarks-import.md); one lock per
     transaction costs nothing.
     """
-    wanted = sorted(set(ids))
-    if not wanted:
-        return set()
-    if not connection.in_atomic_block:
-        raise RuntimeError("hold_definitions() holds a lock until the transaction ends: call it in one.")
-    if connection.vendor != "postgresql":
-        # SQLite runs one writing transaction at a time: a definition that exists now stays
-        # until this transaction ends.
-        return set(TagDefinition.objects.filter(pk__in=wanted).values_list("pk", flat=True))
-    with connection.cursor() as cur:
-        # FOR KEY SHARE, as a foreign key check takes it: writers do not wait for each other,
-        # a deletion's FOR UPDATE waits for them, and they wait for a deletion that holds its
-        # lock. A deletion that is still waiting does not hold writers back (PostgreSQL grants
-        # compatible row locks first), so it gives up after a while (services.delete_tag).
-        cur.execute(
-            "SELECT id FROM subscribers_tagdefinition WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE",
-            [wanted],
-        )
-        return {r[0] for r in cur.fetchall()}
+    # A deletion that is still waiting for its FOR UPDATE does not hold writers back (PostgreSQL
+    # grants compatible row locks first), so it gives up after a while (services.delete_tag).
+    return hold_rows(TagDefinition, ids)
 
 
 def builtin_value(tag: BuiltinTag, subscriber) -> Any:
