@@ -66,7 +66,10 @@ from .outbox import (
     skip,
 )
 
-BUTTON_EVENTS = ("WhatsAppReceived", "WhatsAppButtonClicked")
+# What a template step with buttons waits for: a reply, or the failure of its own message (a
+# message that never arrived gets no reply: the run takes the no-button path at once, not after
+# the timeout).
+BUTTON_EVENTS = ("WhatsAppReceived", "WhatsAppButtonClicked", "WhatsAppFailed")
 DEFAULT_BUTTON_TIMEOUT = "P1D"
 MAX_TEXT = 4_096
 MAX_TEXTS = 20  # translations of one text step
@@ -232,7 +235,12 @@ class WhatsAppTemplateStep:
         if detail["outcome"] == "skipped" or not buttons:
             return Go("next")
         until = parse_datetime(detail.get("buttons_until") or "") or visit.now
-        if visit.event is not None:
+        if visit.event is not None and visit.event.get("name") == "WhatsAppFailed":
+            if self._failed(visit, visit.event):
+                detail["failed"] = True
+                save(visit)
+                return Go("next")
+        elif visit.event is not None:
             pressed = self._pressed(visit, visit.event, list(buttons))
             if pressed is not None:
                 detail["button"] = pressed
@@ -241,6 +249,18 @@ class WhatsAppTemplateStep:
         if visit.now >= until:
             return Go("next")
         return Wait(until, BUTTON_EVENTS)
+
+    def _failed(self, visit: Visit, event: dict[str, Any]) -> bool:
+        """Whether this failure event is about this step's own message (by wamid from a status
+        webhook, by public id when Meta refused the POST itself); a dry run's never fails."""
+        if visit.dry_run or not visit.record.message_id:
+            return False
+        sent = Message.objects.filter(pk=visit.record.message_id).values("wamid", "public_id").first()
+        if sent is None:
+            return False
+        attributes = event.get("attributes") or {}
+        by_wamid = bool(sent["wamid"]) and attributes.get("message_id") == sent["wamid"]
+        return by_wamid or attributes.get("message") == str(sent["public_id"])
 
     def _pressed(self, visit: Visit, event: dict[str, Any], buttons: list[str]) -> str | None:
         """The configured button this event presses on this step's message, if it does."""

@@ -73,6 +73,38 @@ def test_a_whatsapp_send_meta_refuses_at_post_counts_failed_on_its_step(project,
     assert ("offer", "delivered") not in stats
 
 
+def test_a_run_waiting_for_a_button_of_a_message_meta_refused_moves_on_at_once(project, account, graph):
+    """Sender, feed consumer and engine together: the failure wakes the run waiting for a reply to
+    the message that never went out, and it takes the no-button path now, not after a day."""
+    menu = make_template(
+        account,
+        name="menu",
+        category="UTILITY",
+        components=[
+            {"type": "BODY", "text": "Wie können wir helfen?"},
+            {"type": "BUTTONS", "buttons": [{"type": "QUICK_REPLY", "text": "Support"}]},
+        ],
+    )
+    now = timezone.now()
+    anna = SubscriberFactory(project=project, whatsapp_consent=ConsentState.OPTED_IN)
+    step = {"id": "menu", "type": "whatsapp_template", "template": {"name": menu.name, "language": "de"},
+            "buttons": {"Support": "after"}, "next": "after"}  # fmt: skip
+    journey = make_journey(project, [step, AFTER])
+    run = make_run(journey, anna, now=now)
+    engine.tick(now=now)
+    run.refresh_from_db()
+    assert run.state == RunState.WAITING and run.step_id == "menu"
+    message = Message.objects.get(idempotency_key=f"journey:{run.public_id}:menu")
+
+    graph.answer = error_answer(131026)
+    sending.send_batch([message.pk])
+    consumer.handle(feed_events("WhatsAppFailed"))
+    engine.tick(now=timezone.now())
+    run.refresh_from_db()
+    assert run.state == RunState.DONE
+    assert run.step_id == "after"
+
+
 def test_a_whatsapp_failure_at_post_and_a_later_status_failure_count_alike(project, account, graph):
     """The POST-time failure of one run and a webhook failure of another: one ``failed`` each."""
     from campaigns.services import apply_statuses

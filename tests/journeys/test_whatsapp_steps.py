@@ -119,7 +119,9 @@ def test_buttons_wait_and_branch_only_on_a_reply_to_this_message(project, templa
     journey = make_journey(project, [MENU, SUPPORT])
     run = make_run(journey, sub, now=now, context={"event": ENTRY_EVENT})
     outcome = step_type("whatsapp_template").run(visit(run, "menu", now=now))
-    assert outcome == Wait(now + timedelta(hours=2), ("WhatsAppReceived", "WhatsAppButtonClicked"))
+    assert outcome == Wait(
+        now + timedelta(hours=2), ("WhatsAppReceived", "WhatsAppButtonClicked", "WhatsAppFailed")
+    )
     Message.objects.update(wamid="wamid.MENU")
 
     def woken(attributes, at, name="WhatsAppReceived"):
@@ -139,6 +141,31 @@ def test_buttons_wait_and_branch_only_on_a_reply_to_this_message(project, templa
     timer = step_type("whatsapp_template").run(visit(run, "menu", now=now + timedelta(hours=2), timer=True))
     assert timer == Go("next")
     assert Message.objects.count() == 1
+
+
+def test_buttons_stop_waiting_when_the_message_itself_failed(project, template, sub):
+    """A message that never arrived gets no reply: the run takes the no-button path at once,
+    not a day later; another message's failure changes nothing."""
+    now = timezone.now()
+    journey = make_journey(project, [MENU, SUPPORT])
+    run = make_run(journey, sub, now=now, context={"event": ENTRY_EVENT})
+    outcome = step_type("whatsapp_template").run(visit(run, "menu", now=now))
+    assert isinstance(outcome, Wait) and "WhatsAppFailed" in outcome.events
+    message = Message.objects.get()
+
+    def failed(attributes):
+        event = {"id": 99, "name": "WhatsAppFailed", "attributes": attributes, "occurred_at": now.isoformat()}
+        return step_type("whatsapp_template").run(
+            visit(run, "menu", now=now + timedelta(minutes=1), event=event)
+        )
+
+    assert failed({"message_id": "wamid.OTHER", "error_code": 131026}) == outcome
+    assert failed({"message": "00000000-0000-0000-0000-000000000000"}) == outcome
+    # Refused at POST (no wamid): named by our public id.
+    assert failed({"message": str(message.public_id), "error_code": 131026}) == Go("next")
+    Message.objects.update(wamid="wamid.MENU")
+    # Failed later, reported by a status webhook: named by its wamid.
+    assert failed({"message_id": "wamid.MENU", "error_code": 131026}) == Go("next")
 
 
 def test_dry_run_renders_and_sends_nothing(project, template, sub):
