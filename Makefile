@@ -34,6 +34,7 @@ MESSAGES_IGNORE := -i .venv -i var -i tests -i bench -i static/vendor -i node_mo
 messages: venv
 	$(BIN)/python manage.py makemessages -a --add-location file --no-obsolete $(MESSAGES_IGNORE)
 	$(BIN)/python manage.py makemessages -a -d djangojs --add-location file --no-obsolete $(MESSAGES_IGNORE)
+	$(BIN)/python manage.py normalize_catalogs
 	$(BIN)/python manage.py compilemessages $(MESSAGES_IGNORE)
 
 lint: venv
