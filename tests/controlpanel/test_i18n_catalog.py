@@ -117,3 +117,13 @@ def test_makemessages_finds_nothing_untranslated(tmp_path):
         if po.exists():
             problems += [f"{domain}: {p}" for p in _untranslated(po)]
     assert problems == [], "run `make messages` and translate:\n" + "\n".join(problems[:50])
+
+
+def test_the_committed_catalogs_are_in_the_layout_make_messages_writes():
+    """``make messages`` ends with normalize_catalogs: a catalog committed in another layout would
+    make the next run's diff the whole file instead of the strings that changed."""
+    from controlpanel.management.commands.normalize_catalogs import catalogs, normalized
+
+    assert catalogs()
+    for path in catalogs():
+        assert normalized(path) == path.read_bytes(), f"{path}: run `make messages` (or normalize_catalogs)"

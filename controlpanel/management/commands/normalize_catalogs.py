@@ -18,15 +18,25 @@ from django.core.management.base import BaseCommand
 WIDTH = 100
 
 
+def catalogs() -> list[Path]:
+    return sorted(Path(settings.BASE_DIR, "locale").glob("*/LC_MESSAGES/*.po"))
+
+
+def normalized(path: Path) -> bytes:
+    """The catalog at ``path`` in the committed layout."""
+    with path.open("rb") as source:
+        catalog = read_po(source, abort_invalid=True)
+    out = io.BytesIO()
+    write_po(out, catalog, width=WIDTH, include_previous=False)
+    return out.getvalue()
+
+
 class Command(BaseCommand):
     help = "Rewrite locale/*/LC_MESSAGES/*.po in the committed layout (Babel, width 100)."
 
     def handle(self, *args, **options) -> None:
-        for path in sorted(Path(settings.BASE_DIR, "locale").glob("*/LC_MESSAGES/*.po")):
-            with path.open("rb") as source:
-                catalog = read_po(source, abort_invalid=True)
-            out = io.BytesIO()
-            write_po(out, catalog, width=WIDTH, include_previous=False)
-            if out.getvalue() != path.read_bytes():
-                path.write_bytes(out.getvalue())
+        for path in catalogs():
+            text = normalized(path)
+            if text != path.read_bytes():
+                path.write_bytes(text)
                 self.stdout.write(f"normalised {path.relative_to(settings.BASE_DIR)}")
