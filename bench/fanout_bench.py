@@ -57,6 +57,7 @@ def main() -> None:
     from campaigns import fanout
     from campaigns.models import AudienceKind, Campaign, CampaignPurpose, Message, SendingPolicy
     from controlpanel.models import Project
+    from controlpanel.sql import new_uuid_sql
     from subscribers.models import Subscriber
     from whatsapp.models import WhatsAppAccount
 
@@ -93,14 +94,16 @@ def main() -> None:
                     written = fanout.snapshot(campaign)
                 else:
                     with connection.cursor() as cursor:
+                        # The snapshot's own public id expression (version-7 UUIDs), so the two
+                        # variants write the same unique-index pattern.
                         cursor.execute(
-                            "INSERT INTO campaigns_message (project_id, public_id, subscriber_id, campaign_id,"
+                            "INSERT INTO campaigns_message (project_id, public_id, subscriber_id, campaign_id,"  # noqa: S608 - SQL from code
                             " channel, status, account_id, kind, template_name, template_language, components,"
                             " body, marketing, reason, error_title, error_details, pricing_category,"
-                            ' pricing_type, attempts, "values", history, created_at, updated_at)'
-                            " SELECT s.project_id, gen_random_uuid(), s.id, %s, 'whatsapp', 'queued', %s,"
+                            ' pricing_type, attempts, "values", history, created_at, updated_at, request_hash)'
+                            f" SELECT s.project_id, {new_uuid_sql()}, s.id, %s, 'whatsapp', 'queued', %s,"
                             " 'template', 'weekend_deals', '', '[]', '', true, '', '', '', '', '', 0, '{}',"
-                            " '[]', now(), now() FROM subscribers_subscriber s WHERE s.project_id = %s",
+                            " '[]', now(), now(), '' FROM subscribers_subscriber s WHERE s.project_id = %s",
                             [campaign.pk, account.pk, project.pk],
                         )
                         written = cursor.rowcount
