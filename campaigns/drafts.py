@@ -633,7 +633,7 @@ def _template_problems(campaign: Campaign) -> list[str]:
 
 
 def _status_label(status: str) -> str:
-    return mid_sentence(TemplateStatus(status).label) if status in TemplateStatus.values else status.lower()
+    return mid_sentence(TemplateStatus.label_of(status))
 
 
 def _audience_problems(campaign: Campaign) -> list[str]:

@@ -78,9 +78,7 @@ def _accounts(request: HttpRequest) -> list[WhatsAppAccount]:
 
 
 def status_label(status: str) -> str:
-    if status in TemplateStatus.values:
-        return str(TemplateStatus(status).label)
-    return status.replace("_", " ").capitalize() or _("Unknown")
+    return TemplateStatus.label_of(status) or _("Unknown")
 
 
 def category_label(category: str) -> str:
