@@ -326,12 +326,19 @@ class MessageQuerySet(TenantQuerySet):
 class Message(models.Model):
     """One outbound message to one subscriber on one channel."""
 
+    # The outbox takes a million rows in one fan-out, and every index costs each of them: project,
+    # subscriber and campaign need no index of their own, because a composite index leads with
+    # each (message_project_time, message_subscriber_time, message_campaign_status).
     project = models.ForeignKey(
-        Project, verbose_name=_("project"), on_delete=models.CASCADE, related_name="messages"
+        Project, verbose_name=_("project"), on_delete=models.CASCADE, related_name="messages", db_index=False
     )
     public_id = models.UUIDField(verbose_name=_("public ID"), default=uuid.uuid4, unique=True, editable=False)
     subscriber = models.ForeignKey(
-        Subscriber, verbose_name=_("subscriber"), on_delete=models.CASCADE, related_name="messages"
+        Subscriber,
+        verbose_name=_("subscriber"),
+        on_delete=models.CASCADE,
+        related_name="messages",
+        db_index=False,
     )
     campaign = models.ForeignKey(
         Campaign,
@@ -340,6 +347,7 @@ class Message(models.Model):
         blank=True,
         on_delete=models.CASCADE,
         related_name="messages",
+        db_index=False,
     )
     channel = models.CharField(
         verbose_name=_("channel"), max_length=10, choices=Channel.choices, default=Channel.WHATSAPP
@@ -378,9 +386,9 @@ class Message(models.Model):
     marketing = models.BooleanField(
         verbose_name=_("marketing"), default=False, help_text=_("Marketing messages need WhatsApp opt-in.")
     )
-    wamid = models.CharField(
-        verbose_name=_("WhatsApp message ID"), max_length=200, null=True, blank=True, unique=True
-    )
+    # Unique through Meta.constraints, not unique=True: that would add a second, pattern-ops index
+    # for LIKE searches, which nothing runs on a wamid.
+    wamid = models.CharField(verbose_name=_("WhatsApp message ID"), max_length=200, null=True, blank=True)
     # Email and push: what goes out, rendered when the row is written (Liquid done), so the sender
     # only adds tracking and transport: email {"subject", "preheader", "html", "text", "template"},
     # push {"title", "body", "image", "link", "data", "template"} (campaigns/channels.py).
@@ -445,9 +453,15 @@ class Message(models.Model):
         verbose_name = _("message")
         verbose_name_plural = _("messages")
         constraints = [
+            # Partial: campaign and journey rows carry no key and so stay out of this index.
             models.UniqueConstraint(
-                fields=["project", "idempotency_key"], name="message_unique_idempotency_key"
+                fields=["project", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="message_unique_idempotency_key",
             ),
+            # Not partial: status webhooks look rows up by lists of wamids, which PostgreSQL cannot
+            # always prove non-null to use a partial index.
+            models.UniqueConstraint(fields=["wamid"], name="message_unique_wamid"),
             # A launch re-run adds nobody twice.
             models.UniqueConstraint(
                 fields=["campaign", "subscriber"],
