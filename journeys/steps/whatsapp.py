@@ -120,6 +120,14 @@ def find_template(project, name: str, language: str) -> MessageTemplate | None:
     )
 
 
+def _own_message(visit: Visit) -> dict[str, Any] | None:
+    """The wamid and public id of the message this visit's step sent, None before it sent one:
+    what a failure or a button press is matched against."""
+    if not visit.record.message_id:
+        return None
+    return Message.objects.filter(pk=visit.record.message_id).values("wamid", "public_id").first()
+
+
 class WhatsAppTemplateStep:
     type = "whatsapp_template"
     label = gettext_lazy("Send WhatsApp template")
@@ -253,9 +261,9 @@ class WhatsAppTemplateStep:
     def _failed(self, visit: Visit, event: dict[str, Any]) -> bool:
         """Whether this failure event is about this step's own message (by wamid from a status
         webhook, by public id when Meta refused the POST itself); a dry run's never fails."""
-        if visit.dry_run or not visit.record.message_id:
+        if visit.dry_run:
             return False
-        sent = Message.objects.filter(pk=visit.record.message_id).values("wamid", "public_id").first()
+        sent = _own_message(visit)
         if sent is None:
             return False
         attributes = event.get("attributes") or {}
@@ -271,12 +279,8 @@ class WhatsAppTemplateStep:
         if not visit.dry_run:
             # Only a reply to this step's message: a button of an older message (another journey,
             # a campaign) must not move this run.
-            wamid = (
-                Message.objects.filter(pk=visit.record.message_id).values_list("wamid", flat=True).first()
-                if visit.record.message_id
-                else None
-            )
-            if not wamid or answered != wamid:
+            sent = _own_message(visit)
+            if sent is None or not sent["wamid"] or answered != sent["wamid"]:
                 return None
         typed = [fold(str(attributes.get(k) or "")) for k in ("button_text", "button_payload")]
         for text in buttons:
