@@ -9,6 +9,7 @@ from django.utils.translation import gettext_lazy as _
 
 from . import automatic_texts
 from .endpoints import allowed_base_url
+from .keywords import fold as fold_keyword
 from .models import DEFAULT_OPT_IN_KEYWORDS, DEFAULT_OPT_OUT_KEYWORDS, META_GRAPH_URL, WhatsAppAccount
 
 
@@ -118,6 +119,16 @@ class ConnectionForm(forms.ModelForm):
                 for secret in ("access_token", "app_secret"):
                     if not cleaned.get(secret):
                         self.add_error(secret, gettext("Enter it again: the endpoint or account changed."))
+        out, back_in = cleaned.get("opt_out_keywords"), cleaned.get("opt_in_keywords")
+        if out and back_in:
+            # Opt-out is checked first: a word in both lists would never opt anyone back in.
+            both = sorted({fold_keyword(w) for w in out} & {fold_keyword(w) for w in back_in})
+            if both:
+                self.add_error(
+                    "opt_in_keywords",
+                    gettext("%(words)s is also an opt-out keyword: it would opt people out.")
+                    % {"words": ", ".join(w.upper() for w in both)},
+                )
         return cleaned
 
     def clean_graph_version(self) -> str:
@@ -145,7 +156,16 @@ class ConnectionForm(forms.ModelForm):
 
     @staticmethod
     def _words(text: str) -> list[str]:
-        return [w.strip().upper() for w in (text or "").split(",") if w.strip()]
+        words = [w.strip().upper() for w in (text or "").split(",") if w.strip()]
+        # Inbound texts are compared folded (whatsapp.keywords): a word of punctuation alone folds
+        # to nothing and would never match, however often a subscriber sends it.
+        unmatched = [w for w in words if not fold_keyword(w)]
+        if unmatched:
+            raise forms.ValidationError(
+                gettext("%(words)s cannot match a message: a keyword needs a letter or a digit.")
+                % {"words": ", ".join(unmatched)}
+            )
+        return words
 
     def clean_opt_out_keywords(self) -> list[str]:
         return self._words(self.cleaned_data.get("opt_out_keywords", ""))

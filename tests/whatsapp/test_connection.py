@@ -73,6 +73,11 @@ def test_empty_secret_on_edit_keeps_the_stored_one(client, db):
         ("throughput_mps", "5000", "up to 1,000"),
         ("phone_number_id", "abc", "digits only"),
         ("graph_version", "23", "v23.0"),
+        # Folded as inbound texts are, punctuation alone is nothing: it would never match.
+        ("opt_out_keywords", "stop, !!!, ...", "!!!, ... cannot match a message"),
+        ("opt_in_keywords", "start, ?", "? cannot match a message"),
+        # Opt-out wins when a word is in both lists: as an opt-in word it could never work.
+        ("opt_in_keywords", "start, Stópp!", "STOPP is also an opt-out keyword"),
     ],
 )
 def test_bad_input_is_explained_and_nothing_saved(client, db, field, value, error):
