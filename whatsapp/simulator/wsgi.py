@@ -14,6 +14,7 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlpanel.settings")
 os.environ.setdefault("SIMULATOR_ACCOUNT_CACHE_SECONDS", "5")
 os.environ.setdefault("SIMULATOR_DB_THREADS", "4")
+os.environ.setdefault("SIMULATOR_GROUP_COMMIT", "true")
 django.setup(set_prefix=False)
 
 from django.conf import settings  # noqa: E402 - after setup, like every WSGI module
@@ -26,7 +27,9 @@ settings.MIDDLEWARE = []  # read by WSGIHandler() below, once
 for alias in settings.DATABASES:
     settings.DATABASES[alias]["CONN_MAX_AGE"] = 0
 
-from whatsapp.simulator import fastpath  # noqa: E402
+from whatsapp.simulator import config, fastpath  # noqa: E402
+
+config.freeze()  # this process's knobs are fixed: read once, not from the environment per send
 
 # POST .../messages, every call of a load test, skips Django's request machinery (fastpath.py).
 application = fastpath.wrap(WSGIHandler())
