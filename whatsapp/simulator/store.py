@@ -610,8 +610,9 @@ def refusals(phone_number_id: str) -> dict[int, int]:
 def ledger(phone_number_id: str) -> tuple[int, dict[str, int]]:
     """(messages accepted from the number, how many each recipient got): proof of "no duplicates".
 
-    Every accepted business message is a row of ``messages`` (written in the same transaction
-    that answers 200), so the ledger is those rows; refused sends never get one.
+    Every accepted business message is a row of ``messages``, committed before its 200 is
+    answered (``accept_sends``, alone or in a group commit), so the ledger is those rows; refused
+    sends never get one.
     """
     rows = connection().execute(
         "SELECT phone, count(*) FROM messages WHERE phone_number_id = ? AND direction = 'business'"

@@ -4,7 +4,8 @@ A load-test tool, so it carries only what the Graph API needs: the simulator's U
 middleware at all (no sessions, CSRF, CSP, axes or whitenoise: every view here is csrf-exempt JSON
 behind a bearer token), and accounts kept a few seconds instead of decrypting the token on each
 request (``SIMULATOR_ACCOUNT_CACHE_SECONDS``). The send route itself bypasses Django's request
-handling altogether (``fastpath``).
+handling altogether (``fastpath``), and accepted sends share SQLite transactions
+(``groupcommit``: each is answered after its commit).
 """
 
 import os
