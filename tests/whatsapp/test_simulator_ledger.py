@@ -268,10 +268,11 @@ def test_runsimulator_serves_its_own_wsgi_app_under_granian(db, monkeypatch):
         "ACCOUNT_CACHE_SECONDS",
         "STATUS_WEBHOOKS",
         "DB_THREADS",
+        "GROUP_COMMIT",
     )
     for name in names:
         monkeypatch.setenv(f"SIMULATOR_{name}", "")  # recorded: restored (or removed) at teardown
-    for name in ("STATUS_WEBHOOKS", "ACCOUNT_CACHE_SECONDS", "DB_THREADS"):
+    for name in ("STATUS_WEBHOOKS", "ACCOUNT_CACHE_SECONDS", "DB_THREADS", "GROUP_COMMIT"):
         monkeypatch.delenv(f"SIMULATOR_{name}")  # unset, so that the command's defaults show
     call_command("runsimulator", "--workers", "2", "--threads", "100", "--no-webhooks")
     assert started["target"] == "whatsapp.simulator.wsgi:application"
@@ -280,6 +281,7 @@ def test_runsimulator_serves_its_own_wsgi_app_under_granian(db, monkeypatch):
     assert os.environ["SIMULATOR_STATUS_WEBHOOKS"] == "false"
     assert os.environ["SIMULATOR_ACCOUNT_CACHE_SECONDS"] == "5"
     assert os.environ["SIMULATOR_DB_THREADS"] == "4"
+    assert os.environ["SIMULATOR_GROUP_COMMIT"] == "true"
 
 
 def test_the_standalone_wsgi_app_runs_no_middleware():

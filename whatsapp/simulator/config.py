@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -29,6 +30,9 @@ DEFAULTS = {
     "SIMULATOR_DB_THREADS": "0",
     # false: accepted messages queue no status webhooks (a load test of the send path alone).
     "SIMULATOR_STATUS_WEBHOOKS": "true",
+    # true (runsimulator): the sends arriving while one transaction commits share the next one
+    # (groupcommit); each is still answered only after its transaction committed.
+    "SIMULATOR_GROUP_COMMIT": "false",
 }
 
 
@@ -46,22 +50,40 @@ def clear_cache(**_: object) -> None:
 setting_changed.connect(clear_cache, dispatch_uid="simulator-config-cache")
 
 
+_frozen = False
+
+
+def freeze() -> None:
+    """Read each knob once from now on, never the environment again: the standalone simulator's
+    process (``wsgi.py``), whose settings and environment are fixed once it serves. A send reads
+    a score of knobs, and ``os.environ`` encodes and decodes on every read."""
+    global _frozen
+    _frozen = True
+
+
 def raw(name: str) -> str:
-    env = os.environ.get(name)
+    key = (name, None) if _frozen else (name, os.environ.get(name))
     try:
-        return _cache[name, env]
+        return _cache[key]
     except KeyError:
         pass
+    env = os.environ.get(name)
     value = getattr(settings, name, None)
     if value is None:
         value = env if env is not None else DEFAULTS[name]
-    _cache[name, env] = text = str(value).strip()
+    _cache[key] = text = str(value).strip()
     return text
 
 
+# The knobs below parse their text with functions cached on that text: a send reads a dozen of them.
 def delays_ms() -> tuple[int, int, int]:
     """Milliseconds after acceptance for sent, delivered and read (read < 0: when the chat is opened)."""
-    parts = [p.strip() for p in raw("SIMULATOR_DELAYS_MS").split(",")]
+    return _delays(raw("SIMULATOR_DELAYS_MS"))
+
+
+@functools.lru_cache(maxsize=64)
+def _delays(text: str) -> tuple[int, int, int]:
+    parts = [p.strip() for p in text.split(",")]
     try:
         values = [int(float(p)) for p in parts if p]
     except ValueError:
@@ -74,11 +96,17 @@ def delays_ms() -> tuple[int, int, int]:
     return sent, delivered, read
 
 
-def _fraction(name: str) -> float:
+@functools.lru_cache(maxsize=256)
+def _float(text: str) -> float | None:
     try:
-        return min(1.0, max(0.0, float(raw(name))))
+        return float(text)
     except ValueError:
-        return 0.0
+        return None
+
+
+def _fraction(name: str) -> float:
+    value = _float(raw(name))
+    return 0.0 if value is None else min(1.0, max(0.0, value))
 
 
 def failure_rate() -> float:
@@ -98,10 +126,8 @@ def server_error_rate() -> float:
 
 
 def _seconds(name: str, scale: float = 1.0) -> float:
-    try:
-        return max(0.0, float(raw(name)) / scale)
-    except ValueError:
-        return 0.0
+    value = _float(raw(name))
+    return 0.0 if value is None else max(0.0, value / scale)
 
 
 def latency_seconds() -> float:
@@ -123,6 +149,10 @@ def status_webhooks() -> bool:
     return raw("SIMULATOR_STATUS_WEBHOOKS").lower() not in ("0", "false", "no", "off")
 
 
+def group_commit() -> bool:
+    return raw("SIMULATOR_GROUP_COMMIT").lower() in ("1", "true", "yes", "on")
+
+
 def approval_seconds() -> float:
     try:
         return max(0.0, float(raw("SIMULATOR_APPROVAL_SECONDS")))
@@ -131,9 +161,12 @@ def approval_seconds() -> float:
 
 
 def undeliverable_prefixes() -> tuple[str, ...]:
-    return tuple(
-        p.strip().lstrip("+") for p in raw("SIMULATOR_UNDELIVERABLE_PREFIXES").split(",") if p.strip()
-    )
+    return _prefixes(raw("SIMULATOR_UNDELIVERABLE_PREFIXES"))
+
+
+@functools.lru_cache(maxsize=64)
+def _prefixes(text: str) -> tuple[str, ...]:
+    return tuple(p.strip().lstrip("+") for p in text.split(",") if p.strip())
 
 
 def callback_base_override() -> str:

@@ -5,14 +5,18 @@ x 128 threads are 256 connections, more than the server allows, for a handful of
 new recipient. With ``SIMULATOR_DB_THREADS`` > 0 (``runsimulator`` sets it) those probes run on
 that many threads per process, each keeping one connection; request threads wait for the answer.
 0 (the panel, tests) runs them inline, inside the caller's transaction.
+
+The probe of a new recipient's name (every send of a load test) is batched: one thread takes the
+names asked for meanwhile and looks them all up in one query (``profile_name``).
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from django.db import InterfaceError, OperationalError, connection
 
@@ -20,6 +24,8 @@ from . import config
 
 _lock = threading.Lock()
 _executor: tuple[int, ThreadPoolExecutor] | None = None
+MAX_NAMES = 500  # phones in one name query
+IDLE_SECONDS = 5.0
 
 
 def _pool(size: int) -> ThreadPoolExecutor:
@@ -45,3 +51,64 @@ def run[T](fn: Callable[..., T], *args, **kwargs) -> T:
     if not size:
         return fn(*args, **kwargs)
     return _pool(size).submit(_probe, fn, *args, **kwargs).result()
+
+
+# --- recipients' names, batched ------------------------------------------------------------------
+_names: tuple[int, queue.SimpleQueue[tuple[int, str, Future[str]]]] | None = None
+
+
+def _name_queue() -> queue.SimpleQueue[tuple[int, str, Future[str]]]:
+    global _names
+    names = _names
+    if names is not None and names[0] == os.getpid():
+        return names[1]
+    with _lock:
+        if _names is None or _names[0] != os.getpid():
+            asked: queue.SimpleQueue[tuple[int, str, Future[str]]] = queue.SimpleQueue()
+            threading.Thread(
+                target=_name_thread, args=(asked,), name="simulator-db-names", daemon=True
+            ).start()
+            _names = (os.getpid(), asked)
+        return _names[1]
+
+
+def _name_thread(asked: queue.SimpleQueue[tuple[int, str, Future[str]]]) -> None:
+    from . import handsets
+
+    while True:
+        try:
+            batch = [asked.get(timeout=IDLE_SECONDS)]
+        except queue.Empty:
+            connection.close()  # idle: hold no session (a test database must stay droppable)
+            continue
+        while len(batch) < MAX_NAMES:
+            try:
+                batch.append(asked.get_nowait())
+            except queue.Empty:
+                break
+        by_project: dict[int, list[tuple[str, Future[str]]]] = {}
+        for project_id, phone, future in batch:
+            by_project.setdefault(project_id, []).append((phone, future))
+        for project_id, wanted in by_project.items():
+            try:
+                found = _probe(
+                    handsets.profile_names, sorted({phone for phone, _ in wanted}), project_id=project_id
+                )
+            except BaseException as exc:  # every send that asked fails as its own probe would have
+                for _, future in wanted:
+                    future.set_exception(exc)
+            else:
+                for phone, future in wanted:
+                    future.set_result(found[phone])
+
+
+def profile_name(phone: str, *, project_id: int) -> str:
+    """``handsets.profile_name`` of a new recipient; with database threads, in one query together
+    with the names other request threads asked for meanwhile."""
+    if not config.db_threads():
+        from .handsets import profile_name as probe
+
+        return probe(phone, project_id=project_id)
+    future: Future[str] = Future()
+    _name_queue().put((project_id, phone, future))
+    return future.result()

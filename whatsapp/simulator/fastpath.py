@@ -33,40 +33,56 @@ REASONS = {200: "200 OK", 400: "400 Bad Request", 401: "401 Unauthorized", 429: 
            500: "500 Internal Server Error"}  # fmt: skip
 
 
-def _lean(environ: dict[str, Any]) -> tuple[str, str, str] | None:
+def lean_route(
+    method: str, path: str, content_type: str, authorization: str, query: str
+) -> tuple[str, str, str] | None:
     """(version, phone number id, token) when this request can take the lean path, else None."""
-    if environ.get("REQUEST_METHOD") != "POST":
+    if method != "POST":
         return None
-    match = SEND_PATH.match(environ.get("PATH_INFO", ""))
+    match = SEND_PATH.match(path)
     if match is None:
         return None
-    content_type = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
-    if content_type not in ("", "application/json"):
+    if content_type.split(";")[0].strip().lower() not in ("", "application/json"):
         return None  # form-encoded sends: Django parses them
-    header = environ.get("HTTP_AUTHORIZATION", "")
-    if header[:7].lower() != "bearer " or environ.get("QUERY_STRING"):
+    if authorization[:7].lower() != "bearer " or query:
         return None  # a token in the query string: Django reads it
     if not config.callback_base_override():
         return None  # the webhook base comes from the request's host: Django builds it
-    return match.group(1), match.group(2), header[7:].strip()
+    return match.group(1), match.group(2), authorization[7:].strip()
 
 
-def _body(environ: dict[str, Any]) -> Any:
+def _lean(environ: dict[str, Any]) -> tuple[str, str, str] | None:
+    return lean_route(
+        environ.get("REQUEST_METHOD", ""),
+        environ.get("PATH_INFO", ""),
+        environ.get("CONTENT_TYPE", ""),
+        environ.get("HTTP_AUTHORIZATION", ""),
+        environ.get("QUERY_STRING", ""),
+    )
+
+
+def _wsgi_body(environ: dict[str, Any]) -> bytes:
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
         length = 0
     if length > MAX_BODY:
         raise ApiError(100, "The request body is too large.")
-    raw = environ["wsgi.input"].read(length) if length > 0 else b""
+    return environ["wsgi.input"].read(length) if length > 0 else b""
+
+
+def _json(raw: bytes) -> Any:
+    if len(raw) > MAX_BODY:
+        raise ApiError(100, "The request body is too large.")
     try:
         return json.loads(raw or b"{}")
     except ValueError:
         raise ApiError(100, "The request body could not be parsed as JSON.") from None
 
 
-def send(environ: dict[str, Any], version: str, phone_number_id: str, token: str) -> tuple[int, dict]:
-    """What ``graph_views.send_messages`` answers, as (HTTP status, JSON body)."""
+def send(read_body: Callable[[], bytes], version: str, phone_number_id: str, token: str) -> tuple[int, dict]:
+    """What ``graph_views.send_messages`` answers, as (HTTP status, JSON body). ``read_body`` is
+    called once the account is known (Meta checks the token first)."""
     callbacks.ensure_pump()
     latency = config.latency_seconds()
     if latency:
@@ -74,7 +90,7 @@ def send(environ: dict[str, Any], version: str, phone_number_id: str, token: str
     try:
         account = graph_views.account_for_token(phone_number_id, token, method="post")
         graph_views.injected_fault(account)
-        payload = _body(environ)
+        payload = _json(read_body())
         return 200, messages.send(account=account, payload=payload, callback_base=services.callback_base())
     except ApiError as exc:
         return exc.http_status, exc.body()
@@ -84,6 +100,17 @@ def send(environ: dict[str, Any], version: str, phone_number_id: str, token: str
         # (Inside a transaction, i.e. a test calling this on its own thread, the connection is the test's.)
         if connection.connection is not None and not connection.in_atomic_block:
             connection.close()
+
+
+def _encode(status: int, data: dict, version: str) -> tuple[bytes, list[tuple[str, str]]]:
+    body = json.dumps(data, ensure_ascii=True).encode()
+    headers = [
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(body))),
+        ("facebook-api-version", version),
+        ("x-fb-trace-id", (data.get("error") or {}).get("fbtrace_id") or trace_id()),
+    ]
+    return body, headers
 
 
 class LeanSend:
@@ -100,17 +127,9 @@ class LeanSend:
         if lean is None:
             return self.django_app(environ, start_response)
         version, number, token = lean
-        status, data = send(environ, version, number, token)
-        body = json.dumps(data, ensure_ascii=True).encode()
-        start_response(
-            REASONS.get(status, f"{status} Error"),
-            [
-                ("Content-Type", "application/json"),
-                ("Content-Length", str(len(body))),
-                ("facebook-api-version", version),
-                ("x-fb-trace-id", (data.get("error") or {}).get("fbtrace_id") or trace_id()),
-            ],
-        )
+        status, data = send(lambda: _wsgi_body(environ), version, number, token)
+        body, headers = _encode(status, data, version)
+        start_response(REASONS.get(status, f"{status} Error"), headers)
         return [body]
 
 

@@ -130,7 +130,7 @@ def _template_for(account: WhatsAppAccount, body: dict) -> dict:
     code = str((language or {}).get("code") or "") if isinstance(language, dict) else ""
     _require(bool(name), 100, "The parameter template['name'] is required.")
     _require(bool(code), 100, "The parameter template['language']['code'] is required.")
-    template = _find_template(account.waba_id, name, code)
+    template, expected = _find_template(account.waba_id, name, code)
     if template is None:
         raise ApiError(132001, f"template name ({name}) does not exist in {code}")
     if template["status"] == "PAUSED":
@@ -141,28 +141,30 @@ def _template_for(account: WhatsAppAccount, body: dict) -> dict:
         raise ApiError(
             132001, f"template name ({name}) does not exist in {code} (status {template['status']})"
         )
-    templates.check_parameters(template, body.get("components"))
+    templates.check_parameters(template, body.get("components"), expected)
     return template
 
 
-_templates: dict[tuple[str, str, str], tuple[float, dict | None]] = {}
+_templates: dict[tuple[str, str, str], tuple[float, dict | None, dict | None]] = {}
 
 
-def _find_template(waba_id: str, name: str, language: str) -> dict | None:
-    """The template as the store has it; under ``runsimulator`` kept as long as accounts are
-    (SIMULATOR_ACCOUNT_CACHE_SECONDS), so a load test reads it once every few seconds, not on every
-    send. A template paused or approved meanwhile counts after that many seconds (as at Meta, where
-    a status change also takes a moment to reach every server)."""
+def _find_template(waba_id: str, name: str, language: str) -> tuple[dict | None, dict | None]:
+    """The template as the store has it and what a send must fill in (``expected_parameters``,
+    parsed from its texts once per lookup, not per send). Under ``runsimulator`` kept as long as
+    accounts are (SIMULATOR_ACCOUNT_CACHE_SECONDS), so a load test reads it once every few seconds,
+    not on every send. A template paused or approved meanwhile counts after that many seconds (as
+    at Meta, where a status change also takes a moment to reach every server)."""
     ttl = config.account_cache_seconds()
     key = (waba_id, name, language)
     if ttl:
         hit = _templates.get(key)
         if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
+            return hit[1], hit[2]
     template = store.find_template(waba_id, name, language)
+    expected = templates.expected_parameters(template) if template is not None else None
     if ttl:
-        _templates[key] = (time.monotonic() + ttl, template)
-    return template
+        _templates[key] = (time.monotonic() + ttl, template, expected)
+    return template, expected
 
 
 # --- recipient ----------------------------------------------------------------------------------
@@ -285,7 +287,7 @@ def _handset(
     if phone and known is not None and known["phone"] == phone:
         return known, None
     if phone:
-        name = dbthreads.run(handsets.profile_name, phone, project_id=account.project_id)
+        name = dbthreads.profile_name(phone, project_id=account.project_id)
         new = {"phone": phone, "name": name, "user_id": handsets.bsuid_for(phone)}
         return new, new
     return {"phone": "", "name": "", "user_id": user_id}, None

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -476,6 +477,23 @@ def _take_slot(tx: sqlite3.Connection, phone_number_id: str, limit: int, now: fl
 STAMPS = ("created_at", "sent_at", "delivered_at", "read_at", "failed_at")
 
 
+@dataclass(slots=True)
+class Send:
+    """One send to accept (``accept_sends``): the number's throughput limit, the recipient's
+    handset when it is new (else None), the message for its chat (the ledger), its status webhooks
+    and, for a reaction, (emoji, the wamid reacted to). ``now`` stamps the handset; the message's
+    times are moved to the slot's. ``clock``: the slot's time, read once the lock is held."""
+
+    phone_number_id: str
+    limit: int
+    now: float
+    new_handset: dict[str, Any] | None
+    message: dict[str, Any]
+    callback_rows: list[dict[str, Any]]
+    reaction: tuple[str, str] | None = None
+    clock: Callable[[], float] | None = None
+
+
 def accept_send(
     *,
     phone_number_id: str,
@@ -487,39 +505,83 @@ def accept_send(
     reaction: tuple[str, str] | None = None,
     clock: Callable[[], float] | None = None,
 ) -> bool:
-    """One accepted send in one write transaction: the throughput slot (False, and the refusal
-    recorded, when the last second holds ``limit`` sends already), the recipient's handset when it
-    is new (as ``ensure_handset``), the message in its chat (the ledger) and its status webhooks.
+    """Accept one send (see ``accept_sends``); under ``runsimulator`` (SIMULATOR_GROUP_COMMIT) it
+    shares the transaction of the sends arriving meanwhile and returns once that is committed."""
+    send = Send(phone_number_id, limit, now, new_handset, message, callback_rows, reaction, clock)
+    if config.group_commit():
+        from . import groupcommit  # the committer thread only where it is switched on
 
-    One transaction instead of three: every write of a simulated send takes the file's lock. The
-    slot is counted at ``clock()`` read once the lock is held (default: ``time.time``): a time read
-    before waiting for the lock would let later sends into this one's second and refuse it.
-    ``now`` stamps the handset; the message's times are moved to the slot's."""
+        return groupcommit.submit(send)
+    return accept_sends([send])[0]
+
+
+def accept_sends(sends: list[Send]) -> list[bool]:
+    """Sends in one write transaction, in order: each takes a throughput slot of its number (False,
+    and the refusal recorded, when the last second holds ``limit`` sends already) and, with it, its
+    new handset (as ``ensure_handset``), its message in the chat (the ledger) and its webhooks.
+
+    One transaction for a send's writes (slot, handset, message, webhooks), and under load for all
+    the sends waiting meanwhile (``groupcommit``): every write transaction takes the file's lock and
+    writes the WAL. Every send of the transaction gets the same slot time, ``clock()`` of the first
+    (default ``time.time``) read once the lock is held: a time read before waiting for the lock
+    would let later sends into this one's second and refuse it. With one time, counting the
+    window once per number and adding the sends admitted since is exactly the count each send
+    would find by itself. Nothing of a refused send is stored but its refusal.
+    """
+    accepted: list[bool] = []
     with transaction() as tx:
-        at = (clock or time.time)()
-        if not _take_slot(tx, phone_number_id, limit, at):
-            return False
-        # The message is stamped with its slot's time (its status times move along), so that the
-        # ledger's acceptance times are the ones the throughput check counted.
-        shift = at - message["created_at"]
-        if shift:
-            message = {**message, **{k: message[k] + shift for k in STAMPS if message.get(k) is not None}}
-            callback_rows = [{**row, "due_at": row["due_at"] + shift} for row in callback_rows]
-        if new_handset is not None:
-            tx.execute(
+        at = (sends[0].clock or time.time)()
+        used: dict[str, int] = {}
+        slots, handsets, messages, reactions, callbacks, refused = [], [], [], [], [], []
+        for send in sends:
+            number = send.phone_number_id
+            if number not in used:
+                tx.execute("DELETE FROM send_log WHERE phone_number_id = ? AND at <= ?", (number, at - 2.0))
+                used[number] = tx.execute(
+                    "SELECT count(*) FROM send_log WHERE phone_number_id = ? AND at > ?", (number, at - 1.0)
+                ).fetchone()[0]
+            if used[number] >= send.limit:
+                refused.append((number, 130429, 429, at))
+                accepted.append(False)
+                continue
+            used[number] += 1
+            accepted.append(True)
+            slots.append((number, at))
+            # The message is stamped with its slot's time (its status times move along), so that
+            # the ledger's acceptance times are the ones the throughput check counted.
+            message, rows = send.message, send.callback_rows
+            shift = at - message["created_at"]
+            if shift:
+                message = {**message, **{k: message[k] + shift for k in STAMPS if message.get(k) is not None}}
+                rows = [{**row, "due_at": row["due_at"] + shift} for row in rows]
+            if send.new_handset is not None:
+                handset = send.new_handset
+                handsets.append((handset["phone"], handset["name"], handset["user_id"], None, send.now))
+            messages.append(_message_row(message))
+            if send.reaction is not None:  # (emoji, the wamid reacted to): shown on that message
+                reactions.append((send.reaction[0], send.reaction[1], number))
+            callbacks.extend(rows)
+        if refused:
+            tx.executemany(
+                "INSERT INTO refusals (phone_number_id, code, http_status, at) VALUES (?, ?, ?, ?)", refused
+            )
+        if slots:
+            tx.executemany("INSERT INTO send_log (phone_number_id, at) VALUES (?, ?)", slots)
+        if handsets:
+            tx.executemany(
                 "INSERT INTO handsets (phone, name, user_id, created_by, created_at) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (phone) DO UPDATE SET name = CASE WHEN handsets.name = '' THEN excluded.name"
                 " ELSE handsets.name END",
-                (new_handset["phone"], new_handset["name"], new_handset["user_id"], None, now),
+                handsets,
             )
-        insert_message(message, tx)
-        if reaction is not None:  # (emoji, the wamid reacted to): shown on that message in the chat
-            tx.execute(
-                "UPDATE messages SET reaction = ? WHERE wamid = ? AND phone_number_id = ?",
-                (reaction[0], reaction[1], phone_number_id),
+        if messages:
+            tx.executemany(INSERT_MESSAGE, messages)
+        if reactions:
+            tx.executemany(
+                "UPDATE messages SET reaction = ? WHERE wamid = ? AND phone_number_id = ?", reactions
             )
-        add_callbacks(callback_rows, tx)
-    return True
+        add_callbacks(callbacks, tx)
+    return accepted
 
 
 def record_refusal(
@@ -548,8 +610,9 @@ def refusals(phone_number_id: str) -> dict[int, int]:
 def ledger(phone_number_id: str) -> tuple[int, dict[str, int]]:
     """(messages accepted from the number, how many each recipient got): proof of "no duplicates".
 
-    Every accepted business message is a row of ``messages`` (written in the same transaction
-    that answers 200), so the ledger is those rows; refused sends never get one.
+    Every accepted business message is a row of ``messages``, committed before its 200 is
+    answered (``accept_sends``, alone or in a group commit), so the ledger is those rows; refused
+    sends never get one.
     """
     rows = connection().execute(
         "SELECT phone, count(*) FROM messages WHERE phone_number_id = ? AND direction = 'business'"
@@ -574,8 +637,16 @@ def accepted_per_second(phone_number_id: str) -> dict[int, int]:
 MESSAGE_JSON = ("payload",)
 
 
-def insert_message(message: dict[str, Any], conn: sqlite3.Connection | None = None) -> None:
-    row = {
+INSERT_MESSAGE = (
+    "INSERT INTO messages (wamid, phone_number_id, phone, direction, type, payload, created_at, sent_at,"
+    " delivered_at, read_at, failed_at, error_code, error_title) VALUES (:wamid, :phone_number_id,"
+    " :phone, :direction, :type, :payload, :created_at, :sent_at, :delivered_at, :read_at, :failed_at,"
+    " :error_code, :error_title)"
+)
+
+
+def _message_row(message: dict[str, Any]) -> dict[str, Any]:
+    return {
         "sent_at": None,
         "delivered_at": None,
         "read_at": None,
@@ -585,13 +656,10 @@ def insert_message(message: dict[str, Any], conn: sqlite3.Connection | None = No
         **message,
         "payload": json.dumps(message["payload"]),
     }
-    (conn or connection()).execute(
-        "INSERT INTO messages (wamid, phone_number_id, phone, direction, type, payload, created_at, sent_at,"
-        " delivered_at, read_at, failed_at, error_code, error_title) VALUES (:wamid, :phone_number_id,"
-        " :phone, :direction, :type, :payload, :created_at, :sent_at, :delivered_at, :read_at, :failed_at,"
-        " :error_code, :error_title)",
-        row,
-    )
+
+
+def insert_message(message: dict[str, Any], conn: sqlite3.Connection | None = None) -> None:
+    (conn or connection()).execute(INSERT_MESSAGE, _message_row(message))
 
 
 def get_message(wamid: str) -> dict[str, Any] | None:

@@ -439,13 +439,16 @@ def _text_parameters(where: str, params: list, names: list[str], parameter_forma
         raise ApiError(132012, f"{where}: a parameter_name is given twice.")
 
 
-def check_parameters(template: dict, components: Any) -> None:
-    """Raise Meta's error when the send's components do not fit the template (132000/132012/131008)."""
+def check_parameters(template: dict, components: Any, expected: dict[str, Any] | None = None) -> None:
+    """Raise Meta's error when the send's components do not fit the template (132000/132012/131008).
+
+    ``expected``: ``expected_parameters(template)`` when the caller keeps it with the template."""
     if components is None:
         components = []
     if not isinstance(components, list) or not all(isinstance(c, dict) for c in components):
         raise ApiError(100, "template['components'] must be a list of objects.")
-    expected = expected_parameters(template)
+    if expected is None:
+        expected = expected_parameters(template)
     fmt = template["parameter_format"]
     given: dict[str, Any] = {"header": None, "body": None, "buttons": {}}
     for component in components:

@@ -4,7 +4,8 @@ A load-test tool, so it carries only what the Graph API needs: the simulator's U
 middleware at all (no sessions, CSRF, CSP, axes or whitenoise: every view here is csrf-exempt JSON
 behind a bearer token), and accounts kept a few seconds instead of decrypting the token on each
 request (``SIMULATOR_ACCOUNT_CACHE_SECONDS``). The send route itself bypasses Django's request
-handling altogether (``fastpath``).
+handling altogether (``fastpath``), and accepted sends share SQLite transactions
+(``groupcommit``: each is answered after its commit).
 """
 
 import os
@@ -14,6 +15,7 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlpanel.settings")
 os.environ.setdefault("SIMULATOR_ACCOUNT_CACHE_SECONDS", "5")
 os.environ.setdefault("SIMULATOR_DB_THREADS", "4")
+os.environ.setdefault("SIMULATOR_GROUP_COMMIT", "true")
 django.setup(set_prefix=False)
 
 from django.conf import settings  # noqa: E402 - after setup, like every WSGI module
@@ -26,7 +28,9 @@ settings.MIDDLEWARE = []  # read by WSGIHandler() below, once
 for alias in settings.DATABASES:
     settings.DATABASES[alias]["CONN_MAX_AGE"] = 0
 
-from whatsapp.simulator import fastpath  # noqa: E402
+from whatsapp.simulator import config, fastpath  # noqa: E402
+
+config.freeze()  # this process's knobs are fixed: read once, not from the environment per send
 
 # POST .../messages, every call of a load test, skips Django's request machinery (fastpath.py).
 application = fastpath.wrap(WSGIHandler())

@@ -62,6 +62,7 @@ class Command(BaseCommand):
         os.environ["SIMULATOR_DELIVER_CALLBACKS"] = "true"
         os.environ.setdefault("SIMULATOR_ACCOUNT_CACHE_SECONDS", "5")
         os.environ.setdefault("SIMULATOR_DB_THREADS", "4")
+        os.environ.setdefault("SIMULATOR_GROUP_COMMIT", "true")
         if no_webhooks:
             os.environ["SIMULATOR_STATUS_WEBHOOKS"] = "false"
         config.clear_cache()  # values read before the lines above must not outlive them
