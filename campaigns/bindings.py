@@ -499,23 +499,31 @@ def context_of(project: Project, subscriber: Subscriber, values: dict | None = N
 
 
 def contexts_for(
-    project: Project,
+    project: Project | int,
     subscriber_ids: Sequence[int],
     values: dict[int, dict] | None = None,
     event: dict | None = None,
     *,
     tag_names: Collection[str] | None = None,
+    loaded: Mapping[int, Subscriber] | None = None,
 ) -> dict[int, dict]:
     """The render context of each subscriber (of ``project``) by id, in a fixed number of queries.
 
     ``values``: per-recipient values by subscriber id. ``tag_names``: only these tag keys
     (``tag_names_used``), None for all; with an empty set no tag value is read.
+    ``loaded``: subscribers the caller holds already, by id (the sender's batch loads them with
+    its rows): their columns are read instead of the database's.
     Subscribers not in the project (or gone) are left out.
     """
     ids = list(dict.fromkeys(subscriber_ids))
     if not ids:
         return {}
-    rows = list(Subscriber.objects.for_project(project).filter(pk__in=ids).values(*_SUBSCRIBER_COLUMNS))
+    if loaded is not None:
+        project_id = project if isinstance(project, int) else project.pk
+        held = [loaded[pk] for pk in ids if pk in loaded and loaded[pk].project_id == project_id]
+        rows = [{column: getattr(s, column) for column in _SUBSCRIBER_COLUMNS} for s in held]
+    else:
+        rows = list(Subscriber.objects.for_project(project).filter(pk__in=ids).values(*_SUBSCRIBER_COLUMNS))
     wanted = None if tag_names is None else {tag_key(n) for n in tag_names}
     builtins = [(k, t) for k, t in BUILTIN_BY_KEY.items() if wanted is None or k in wanted]
     custom: dict[int, tuple[str, str]] = {}

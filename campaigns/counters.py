@@ -202,6 +202,68 @@ def status_moves(
     return [(old, replace(old, status=str(after))) for old in returned_states(returned, before).values()]
 
 
+def moves_sql(
+    moved: str,
+    *,
+    before: str,
+    after: str,
+    before_minute: str | None = None,
+    after_minute: str | None = None,
+) -> str:
+    """PostgreSQL: CTEs that add the moves of the rows of the CTE ``moved`` to the counters.
+
+    For a statement ``WITH moved AS (UPDATE ... RETURNING ...), <these> SELECT ... FROM moved``:
+    the row change and its counter change are one statement, one round trip, instead of the
+    UPDATE and one upsert per counter table after it (``apply_moves`` on the returned rows).
+    ``moved`` has ``campaign_id, pricing_category, billable, replied_at, clicked_at``, columns the
+    statement does not change (so they hold before and after); ``before``/``after`` are SQL of
+    ``moved``'s columns giving the status before and after, ``before_minute``/``after_minute`` the
+    ``sent_at`` minutes (None: the statement does not move ``sent_at``, no minute counter changes).
+
+    The same sums as ``Delta``: per group the rows that left it and came in, zero groups dropped,
+    inserted in the order of their keys (``COLLATE "C"``: the order ``Delta.apply`` sorts Python
+    strings in), so a statement and a ``Delta`` touching the same groups lock them in one order.
+    """
+    counter, minute = _q(COUNTER), _q(MINUTE)
+    rows = f"FROM {moved} WHERE campaign_id IS NOT NULL"
+    flags = (
+        "COALESCE(pricing_category, '') AS pricing_category, COALESCE(NOT billable, FALSE) AS free, "
+        "(replied_at IS NOT NULL)::int AS replied, (clicked_at IS NOT NULL)::int AS clicked"
+    )
+    # Each row once out of its group before (sign -1) and once into its group after (+1).
+    signed = (
+        f"SELECT campaign_id, ({before})::text AS status, {flags}, -1 AS sign {rows} "
+        f"UNION ALL SELECT campaign_id, ({after})::text, {flags}, 1 {rows}"
+    )
+    sums = ", ".join(f"{_q(c)} = {counter}.{_q(c)} + excluded.{_q(c)}" for c in ("n", "replied", "clicked"))
+    sql = (
+        f", {moved}_groups AS (INSERT INTO {counter} "  # noqa: S608 - names and SQL from code
+        "(campaign_id, status, pricing_category, free, n, replied, clicked) "
+        "SELECT campaign_id, status, pricing_category, free, SUM(sign), SUM(sign * replied), "
+        f"SUM(sign * clicked) FROM ({signed}) AS s GROUP BY campaign_id, status, pricing_category, free "
+        "HAVING SUM(sign) <> 0 OR SUM(sign * replied) <> 0 OR SUM(sign * clicked) <> 0 "
+        'ORDER BY campaign_id, status COLLATE "C", pricing_category COLLATE "C", free '
+        f"ON CONFLICT (campaign_id, status, pricing_category, free) DO UPDATE SET {sums})"
+    )
+    if before_minute is None or after_minute is None:
+        return sql
+    minutes = (
+        f"SELECT campaign_id, {before_minute} AS at, -1 AS sign {rows} "
+        f"UNION ALL SELECT campaign_id, {after_minute}, 1 {rows}"
+    )
+    return (
+        f"{sql}, {moved}_minutes AS (INSERT INTO {minute} (campaign_id, minute, n) "  # noqa: S608
+        f"SELECT campaign_id, at, SUM(sign) FROM ({minutes}) AS s WHERE at IS NOT NULL "
+        "GROUP BY campaign_id, at HAVING SUM(sign) <> 0 ORDER BY campaign_id, at "
+        f"ON CONFLICT (campaign_id, minute) DO UPDATE SET n = {minute}.n + excluded.n)"
+    )
+
+
+def minute_sql(column: str) -> str:
+    """SQL of ``minute_of(column)`` (the UTC minute of a timestamptz), for ``moves_sql``."""
+    return f"date_trunc('minute', {column}, 'UTC')"
+
+
 # The RETURNING columns status_moves reads.
 # Raw columns, tested in Python: SQLite 3.40 returns wrong values for ``replied_at IS NOT NULL`` in a
 # RETURNING clause (always 1 here), so no expressions there.

@@ -221,7 +221,15 @@ def render_batch(messages: Sequence[Message]) -> dict[int, Rendered | Skip]:
             if campaign_id in renderings:
                 used = renderings[campaign_id].renderer.tag_names
                 tag_names = None if used is None or tag_names is None else tag_names | used
-        contexts = contexts_for(project_id, [m.subscriber_id for m in project_rows], tag_names=tag_names)
+        # The sender loaded the rows with their subscribers: read those, not the table again.
+        loaded = (
+            {m.subscriber_id: m.subscriber for m in project_rows}
+            if all(Message.subscriber.is_cached(m) for m in project_rows)
+            else None
+        )
+        contexts = contexts_for(
+            project_id, [m.subscriber_id for m in project_rows], tag_names=tag_names, loaded=loaded
+        )
         for message in project_rows:
             rendering = renderings.get(message.campaign_id)
             context = contexts.get(message.subscriber_id)

@@ -149,6 +149,27 @@ def test_a_batch_is_claimed_once_and_sent_with_a_fixed_number_of_queries(
     assert callbacks == {f"m:{m.public_id}" for m in Message.objects.filter(status=MessageStatus.SENT)}
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the one-statement forms are PostgreSQL's")
+def test_on_postgresql_the_claim_and_the_write_back_carry_their_counters(graph, fast, rendered):
+    from campaigns import counters
+
+    campaign = make_campaign(fast)
+    ids = [r.pk for r in fill(campaign, 51)][:50]  # one row left: the campaign does not complete here
+    counters.recount([campaign.pk])  # fill writes behind the counters' back
+    with CaptureQueriesContext(connection) as batch:
+        assert send_batch(ids) == {"sent": 50}
+    statements = [q["sql"] for q in batch.captured_queries if "SAVEPOINT" not in q["sql"]]
+    # No upsert of its own: the claim's and the write-back's counter changes are CTEs of them.
+    assert not [s for s in statements if s.startswith("INSERT")]
+    claim = [s for s in statements if s.startswith("WITH claimed AS (UPDATE")]
+    write_back = [s for s in statements if s.startswith("WITH written AS (UPDATE")]
+    assert len(claim) == 1 and len(write_back) == 1
+    assert "campaigns_campaigncounter" in claim[0] and "campaigns_campaignminute" in write_back[0]
+    # claim, rows with subscribers, accounts, campaigns, the marks, the write-back, the completion check.
+    assert len(statements) <= 7, statements
+    assert counters.current([campaign.pk]) == counters.expected([campaign.pk])
+
+
 def test_posts_go_out_concurrently(graph, fast, rendered):
     rows = fill(make_campaign(fast), 40)
 

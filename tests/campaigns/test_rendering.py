@@ -253,6 +253,11 @@ def test_a_batch_costs_the_same_queries_whatever_its_size(account, django_assert
         "Hi City1, your order 1 is on its way.",
         "Hi City2, your order 2 is on its way.",
     ]
+    # Loaded with their subscribers (as the sender loads a batch): those are read, not selected again.
+    loaded = list(Message.objects.filter(pk__in=[r.pk for r in rows]).select_related("subscriber"))
+    with django_assert_num_queries(4):
+        again = render_batch(loaded)
+    assert {pk: r.body for pk, r in again.items()} == {pk: r.body for pk, r in results.items()}
 
 
 def test_each_row_keeps_its_own_values_when_a_subscriber_is_in_two_campaigns(account, subscriber):
