@@ -8,6 +8,16 @@ from django.db import connection, models
 from django.db.models import Lookup
 from django.db.models.lookups import In
 
+# SQLSTATEs PostgreSQL answers when it picked this transaction as the victim of a lock cycle or a
+# serialization conflict: the whole transaction must be rolled back and run again.
+_RETRY_WHOLE = frozenset({"40P01", "40001"})
+
+
+def must_retry_whole(exc: BaseException) -> bool:
+    """Whether ``exc`` (Django's wrapper or the driver's error) is a deadlock or serialization
+    victim: retrying a part inside the same transaction keeps the locks that made the cycle."""
+    return any(getattr(error, "sqlstate", None) in _RETRY_WHOLE for error in (exc, exc.__cause__))
+
 
 def q(name: str) -> str:
     return connection.ops.quote_name(name)

@@ -16,11 +16,12 @@ import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from controlpanel.services import Actor
+from controlpanel.sql import must_retry_whole
 from subscribers.errors import InvalidInput
 from subscribers.models import ConsentChannel, ConsentSource, ConsentState, Event, Subscriber
 from subscribers.services import NewEvent, change_consent, record_events
@@ -98,6 +99,9 @@ def _for_this_account(account: WhatsAppAccount, waba_id: str, value: dict) -> bo
 
 
 MAX_ATTEMPTS = 5
+# A batch that loses lock cycles this many times in one call gives up (the next call retries):
+# each loss means another worker made progress on the same rows.
+MAX_VICTIM_RETRIES = 10
 
 
 def process_pending(account_id: int, *, limit: int = 5000, batch: int = 100) -> int:
@@ -110,9 +114,37 @@ def process_pending(account_id: int, *, limit: int = 5000, batch: int = 100) -> 
     runs in its own savepoint, as does every delivery of a status run that failed
     as a whole. One that keeps failing is retried MAX_ATTEMPTS times, then left
     with its error. Arrival order is kept, so the outcome is the same either way.
+
+    A batch holds the rows it locked until its commit, so two workers applying statuses to the
+    same messages and counters can lock them in opposite orders; PostgreSQL then picks one as
+    the victim of the cycle. Retrying the victim's deliveries one by one inside the same
+    transaction would keep its other locks and meet the cycle again (and again), so the victim's
+    whole batch is rolled back instead and claimed anew, attempts untouched.
     """
     done = 0
+    victims = 0
     while done < limit:
+        try:
+            taken = _process_batch(account_id, min(batch, limit - done))
+        except _Victim:
+            victims += 1
+            if victims > MAX_VICTIM_RETRIES:
+                raise
+            logger.info("webhook batch of account %s lost a lock cycle; claimed again", account_id)
+            continue
+        if not taken:
+            return done
+        done += taken
+    return done
+
+
+class _Victim(Exception):
+    """A batch's transaction was chosen as the victim of a lock cycle (rolled back as a whole)."""
+
+
+def _process_batch(account_id: int, size: int) -> int:
+    """Claim up to ``size`` deliveries and apply them in one transaction; how many (0: none left)."""
+    try:
         with transaction.atomic():
             claimed = list(
                 WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
@@ -122,10 +154,10 @@ def process_pending(account_id: int, *, limit: int = 5000, batch: int = 100) -> 
                 # EncryptedTextField decrypts when a row is loaded, so with the join every claimed
                 # delivery paid for decrypting both secrets (~10% of processing time), and nothing
                 # here reads them.
-                .defer("account__access_token", "account__app_secret")[: min(batch, limit - done)]
+                .defer("account__access_token", "account__app_secret")[:size]
             )
             if not claimed:
-                return done
+                return 0
             # All rows are this account's: one instance for the batch, so a handler that does
             # read a secret loads and decrypts it once per batch, not once per delivery.
             account = claimed[0].account
@@ -141,8 +173,11 @@ def process_pending(account_id: int, *, limit: int = 5000, batch: int = 100) -> 
                 run = []
                 _process_one(delivery)
             _process_status_run(run)
-            done += len(claimed)
-    return done
+            return len(claimed)
+    except DatabaseError as exc:  # the claim itself, or the commit
+        if must_retry_whole(exc):
+            raise _Victim from exc
+        raise
 
 
 def _process_one(delivery: WebhookDelivery) -> None:
@@ -150,6 +185,8 @@ def _process_one(delivery: WebhookDelivery) -> None:
         with transaction.atomic():
             process_delivery(delivery)
     except Exception as exc:
+        if must_retry_whole(exc):
+            raise _Victim from exc
         logger.exception("webhook delivery %s failed", delivery.pk)
         WebhookDelivery.objects.filter(pk=delivery.pk).update(
             attempts=delivery.attempts + 1, error=f"{type(exc).__name__}: {exc}"[:2000]
@@ -162,7 +199,9 @@ def _process_status_run(run: list[tuple[WebhookDelivery, list[StatusUpdate]]]) -
     try:
         with transaction.atomic():
             process_status_deliveries(run)
-    except Exception:
+    except Exception as exc:
+        if must_retry_whole(exc):
+            raise _Victim from exc
         # Nothing of the run was written (savepoint); one by one, a bad delivery fails alone.
         logger.warning("status batch of %d deliveries failed, retrying one by one", len(run), exc_info=True)
         for delivery, _ in run:

@@ -8,7 +8,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 from django.utils import timezone
 
 from campaigns.models import Message, MessageStatus
@@ -297,6 +297,71 @@ def test_the_batch_path_is_set_based(account, count, django_assert_max_num_queri
         assert process_pending(account.pk) == count
     assert Message.objects.filter(status=MessageStatus.DELIVERED).count() == count
     assert Event.objects.filter(name="WhatsAppDelivered").count() == count
+
+
+class _LockCycle(Exception):
+    sqlstate = "40P01"  # what psycopg's DeadlockDetected carries
+
+
+def test_a_batch_that_loses_a_lock_cycle_is_claimed_again_whole_with_no_attempt_counted(account):
+    """PostgreSQL aborts one of two workers whose batches lock the same rows in opposite orders.
+    Retrying its deliveries one by one inside the same transaction kept its other locks and met
+    the cycle again; the whole batch is rolled back and claimed anew instead."""
+    first, second = outbound(account), outbound(account)
+    deliveries = store(
+        account,
+        p.status(first.wamid, "delivered", T0 + 20),
+        p.text("hallo"),  # another path between the two status runs
+        p.status(second.wamid, "delivered", T0 + 22),
+    )
+    lost, seen = [], []
+
+    def receiver(sender, update, **kwargs):
+        seen.append(update.wamid)
+        if update.wamid == second.wamid and not lost:
+            lost.append(update.wamid)
+            victim = OperationalError("deadlock detected")
+            victim.__cause__ = _LockCycle()
+            raise victim
+
+    status_received.connect(receiver, dispatch_uid="test-lock-cycle")
+    try:
+        assert process_pending(account.pk) == 3
+    finally:
+        status_received.disconnect(dispatch_uid="test-lock-cycle")
+
+    assert lost == [second.wamid]
+    # The whole batch again, the first run too: nothing of the victim's transaction was kept.
+    assert seen == [first.wamid, second.wamid, first.wamid, second.wamid]
+    for message in (first, second):
+        message.refresh_from_db()
+        assert message.status == MessageStatus.DELIVERED
+    for delivery in deliveries:
+        delivery.refresh_from_db()
+        assert (delivery.processed_at is not None, delivery.attempts, delivery.error) == (True, 0, "")
+    # The first run's work was rolled back with the batch and done once, on the second claim.
+    assert Event.objects.filter(name="WhatsAppDelivered").count() == 2
+    assert Event.objects.filter(name="WhatsAppReceived").count() == 1
+
+
+def test_a_batch_that_keeps_losing_lock_cycles_gives_up_for_the_next_call(account, monkeypatch):
+    message = outbound(account)
+    (delivery,) = store(account, p.status(message.wamid, "delivered", T0 + 20))
+    monkeypatch.setattr(processing, "MAX_VICTIM_RETRIES", 2)
+    calls = []
+
+    def always(run):
+        calls.append(len(run))
+        victim = OperationalError("deadlock detected")
+        victim.__cause__ = _LockCycle()
+        raise victim
+
+    monkeypatch.setattr(processing, "process_status_deliveries", always)
+    with pytest.raises(processing._Victim):
+        process_pending(account.pk)
+    assert calls == [1, 1, 1]
+    delivery.refresh_from_db()
+    assert (delivery.processed_at, delivery.attempts) == (None, 0)  # nothing counted against it
 
 
 @pytest.mark.django_db(transaction=True)
