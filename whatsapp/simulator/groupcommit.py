@@ -1,6 +1,6 @@
 """Group commit of accepted sends: one SQLite transaction for all the sends that arrive meanwhile.
 
-Under ``runsimulator`` (``SIMULATOR_GROUP_COMMIT``) a request thread does not open its own write
+With ``SIMULATOR_GROUP_COMMIT=true`` (off by default) a request thread does not open its own write
 transaction for an accepted send: it hands the send to this process's committer thread and waits.
 The committer takes every send queued so far (at most ``MAX_BATCH``), writes them in one
 transaction (``store.accept_sends``: slot, handset, message, webhooks, in arrival order) and only

@@ -15,7 +15,6 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlpanel.settings")
 os.environ.setdefault("SIMULATOR_ACCOUNT_CACHE_SECONDS", "5")
 os.environ.setdefault("SIMULATOR_DB_THREADS", "4")
-os.environ.setdefault("SIMULATOR_GROUP_COMMIT", "true")
 django.setup(set_prefix=False)
 
 from django.conf import settings  # noqa: E402 - after setup, like every WSGI module

@@ -62,7 +62,9 @@ class Command(BaseCommand):
         os.environ["SIMULATOR_DELIVER_CALLBACKS"] = "true"
         os.environ.setdefault("SIMULATOR_ACCOUNT_CACHE_SECONDS", "5")
         os.environ.setdefault("SIMULATOR_DB_THREADS", "4")
-        os.environ.setdefault("SIMULATOR_GROUP_COMMIT", "true")
+        # Group commit (SIMULATOR_GROUP_COMMIT=true) saves simulator CPU but stamps a whole batch
+        # of sends with one slot time: in the send pipeline that pushed sends paced for one second
+        # into the next and drew ~6 % 130429 refusals, halving the rate (docs/benchmarks.md). Off.
         if no_webhooks:
             os.environ["SIMULATOR_STATUS_WEBHOOKS"] = "false"
         config.clear_cache()  # values read before the lines above must not outlive them
