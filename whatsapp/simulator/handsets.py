@@ -12,7 +12,6 @@ from typing import Any
 import phonenumbers
 from django.db import connection
 from django.utils.translation import gettext_lazy
-from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
 from subscribers.models import Subscriber
 from whatsapp.models import WhatsAppAccount
@@ -43,11 +42,12 @@ def region_of(phone: str) -> str:
     """
     if phone.isascii() and phone.isdigit() and 7 <= len(phone) <= 15 and phone[0] != "0":
         for size in (1, 2, 3):
-            regions = COUNTRY_CODE_TO_REGION_CODE.get(int(phone[:size]))
-            if regions is not None:
-                if len(regions) == 1:
-                    return regions[0]
-                break
+            regions = phonenumbers.region_codes_for_country_code(int(phone[:size]))
+            if not regions or regions == ("ZZ",):  # no region has this code: try a longer one
+                continue
+            if len(regions) == 1:
+                return regions[0]
+            break
     try:
         return phonenumbers.region_code_for_number(phonenumbers.parse("+" + phone)) or "ZZ"
     except phonenumbers.NumberParseException:
