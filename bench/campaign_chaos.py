@@ -237,7 +237,10 @@ def _chaos(cfg: ChaosConfig, env: dict[str, str]) -> ChaosReport:
             if report.kills < cfg.kills and time.monotonic() >= next_kill:
                 victims = workers.children()
                 if victims:
-                    os.kill(random.choice(victims), signal.SIGKILL)
+                    try:
+                        os.kill(random.choice(victims), signal.SIGKILL)
+                    except ProcessLookupError:
+                        continue  # it exited between the listing and the kill: choose again
                     report.kills += 1
                     log(f"SIGKILL #{report.kills}")
                 next_kill = time.monotonic() + cfg.kill_every
