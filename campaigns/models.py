@@ -387,8 +387,11 @@ class Message(models.Model):
         verbose_name=_("marketing"), default=False, help_text=_("Marketing messages need WhatsApp opt-in.")
     )
     # Unique through Meta.constraints, not unique=True: that would add a second, pattern-ops index
-    # for LIKE searches, which nothing runs on a wamid.
-    wamid = models.CharField(verbose_name=_("WhatsApp message ID"), max_length=200, null=True, blank=True)
+    # for LIKE searches, which nothing runs on a wamid. NULL until Meta answers: many rows have none,
+    # and "" would collide in the unique index.
+    wamid = models.CharField(  # noqa: DJ001
+        verbose_name=_("WhatsApp message ID"), max_length=200, null=True, blank=True
+    )
     # Email and push: what goes out, rendered when the row is written (Liquid done), so the sender
     # only adds tracking and transport: email {"subject", "preheader", "html", "text", "template"},
     # push {"title", "body", "image", "link", "data", "template"} (campaigns/channels.py).
