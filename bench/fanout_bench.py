@@ -1,9 +1,11 @@
 """Fan-out of a campaign to the whole benchmark audience: ``campaigns.fanout.snapshot`` against a
-bare ``INSERT ... SELECT`` of the same number of outbox rows, in the same run.
+bare ``INSERT ... SELECT`` of the same number of outbox rows, in the same run; then the whole start
+transaction (``lifecycle._start``: snapshot, audience size, cost estimate) and the rate at which the
+remaining outbox rows are written from the audience rows afterwards (``materialize.move``).
 
 Needs the audience of ``generate_audience.py`` (1,000,000 subscribers, 60 % opted in, 1,000,000
 sent marketing messages for the frequency cap to count). Each variant runs in a transaction that
-is rolled back, so runs repeat on the same data and leave nothing behind. Alternates the two
+is rolled back, so runs repeat on the same data and leave nothing behind. Alternates the
 variants ``--repeat`` times and reports the median, the ratio, the process's peak memory and the
 machine's load (the machine may be shared: the ratio is the figure that compares across runs).
 
@@ -53,9 +55,18 @@ def main() -> None:
 
     from django.db import connection, transaction
     from django.db.models import Count
+    from django.utils import timezone
 
-    from campaigns import fanout
-    from campaigns.models import AudienceKind, Campaign, CampaignPurpose, Message, SendingPolicy
+    from campaigns import fanout, lifecycle, materialize
+    from campaigns.models import (
+        AudienceKind,
+        AudienceRow,
+        Campaign,
+        CampaignPurpose,
+        CampaignStatus,
+        Message,
+        SendingPolicy,
+    )
     from controlpanel.models import Project
     from controlpanel.sql import new_uuid_sql
     from subscribers.models import Subscriber
@@ -97,6 +108,12 @@ def main() -> None:
                 started = time.perf_counter()
                 if variant == "snapshot":
                     written = fanout.snapshot(campaign)
+                elif variant == "launch":
+                    # The whole start transaction: snapshot, audience size, cost estimate, audit.
+                    Campaign.objects.filter(pk=campaign.pk).update(status=CampaignStatus.SCHEDULED)
+                    lifecycle._start(campaign.pk)
+                    written = AudienceRow.objects.filter(campaign=campaign).count()
+                    written += Message.objects.filter(campaign=campaign).count()
                 else:
                     with connection.cursor() as cursor:
                         # The snapshot's own public id expression (version-7 UUIDs), so the two
@@ -113,6 +130,17 @@ def main() -> None:
                         )
                         written = cursor.rowcount
                 elapsed = time.perf_counter() - started
+                if variant == "launch":
+                    # The rest of the outbox rows, chunk after chunk as the start-due tick writes
+                    # them (here without the tick's pause once a minute of sending is queued).
+                    campaign.refresh_from_db()
+                    moving = time.perf_counter()
+                    moved = 0
+                    while step := materialize.move(campaign, materialize.CHUNK, timezone.now()):
+                        moved += step
+                    rate = moved / (time.perf_counter() - moving)
+                    print(f"  materialized the other {moved:,} rows at {rate:,.0f} rows/s", flush=True)
+                    rates.append(rate)
                 if variant == "snapshot":
                     by_status = dict(
                         Message.objects.filter(campaign=campaign)
@@ -125,15 +153,17 @@ def main() -> None:
             pass
         return elapsed, written
 
-    times: dict[str, list[float]] = {"bare": [], "snapshot": []}
+    times: dict[str, list[float]] = {"bare": [], "snapshot": [], "launch": []}
+    rates: list[float] = []
     loads = []
     for i in range(args.repeat):
-        for variant in ("bare", "snapshot"):
+        for variant in ("bare", "snapshot", "launch"):
             loads.append(os.getloadavg()[0])
             elapsed, written = run(variant)
             times[variant].append(elapsed)
             print(f"run {i + 1} {variant:8} {elapsed:6.2f} s  {written:,} rows", flush=True)
     bare, snap = statistics.median(times["bare"]), statistics.median(times["snapshot"])
+    launch = statistics.median(times["launch"])
     report = "\n".join(
         [
             "# Fan-out benchmark",
@@ -142,6 +172,9 @@ def main() -> None:
             f"- bare INSERT ... SELECT: median {bare:.2f} s ({', '.join(f'{t:.2f}' for t in times['bare'])})",
             f"- fanout.snapshot: median {snap:.2f} s ({', '.join(f'{t:.2f}' for t in times['snapshot'])})",
             f"- ratio snapshot / bare: {snap / bare:.2f}",
+            f"- the whole start transaction (snapshot, audience size, cost estimate): median {launch:.2f} s"
+            f" ({', '.join(f'{t:.2f}' for t in times['launch'])})",
+            f"- the remaining outbox rows written afterwards in chunks: median {statistics.median(rates):,.0f} rows/s",
             f"- process peak RSS: {rss_mb():.0f} MB (after Django setup: {start_rss:.0f} MB)",
             f"- load average (1 min) during the runs: {min(loads):.1f} to {max(loads):.1f} on {os.cpu_count()} cores",
             "",

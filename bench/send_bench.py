@@ -27,8 +27,10 @@ Two modes, both on 127.0.0.1 against PostgreSQL (a database of your own whose na
     milliseconds per message of each process group (workers, simulator, PostgreSQL, Redis, web
     when ``--webhooks``), the throttle check (no 1-second window of the simulator's acceptance
     times above the account's limit, the average of the full seconds against it), the 130429
-    answers, duplicates from ``/simulator/sent.json`` and whether the campaign completed. This process ticks ``campaigns.lifecycle.start_due`` and
-    ``campaigns.sending.dispatch`` every 0.2 s, as the scheduler does every 5 s and every second.
+    answers, duplicates from ``/simulator/sent.json`` and whether the campaign completed. This
+    process ticks ``campaigns.lifecycle.start_due`` and ``campaigns.sending.dispatch`` every 0.2 s
+    and ``campaigns.materialize.pending`` every second, as the scheduler does every 5 s, every
+    second and every 5 s.
 
 The machine is shared: the 1-minute load average is printed beside every figure.
 
@@ -47,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import http.server
+import itertools
 import os
 import signal
 import sqlite3
@@ -278,10 +281,17 @@ def reset_outbox(project, account, recipients: int) -> int:
 def status_counts(project) -> dict[str, int]:
     from django.db.models import Count
 
-    from campaigns.models import Message
+    from campaigns.models import AudienceRow, Message
 
     rows = Message.objects.filter(project=project).values("status").annotate(n=Count("id"))
-    return {row["status"]: row["n"] for row in rows}
+    counts = {row["status"]: row["n"] for row in rows}
+    # Recipients whose outbox row is not written yet count as the row will (materialize.py).
+    for reason, n in (
+        AudienceRow.objects.filter(campaign__project=project).values_list("reason").annotate(n=Count("*"))
+    ):
+        status = "queued" if reason == "" else "skipped"
+        counts[status] = counts.get(status, 0) + n
+    return counts
 
 
 # --- processes ------------------------------------------------------------------------------------
@@ -532,11 +542,16 @@ def run_simulator(args) -> None:
 def scheduler_tick() -> Callable[[], None]:
     """What ``runscheduler`` runs for sending, called here every 0.2 s: the audience snapshot of a
     due campaign (``lifecycle.start_due``, every 5 s there; it answers at once when nothing is
-    due) and the dispatcher (``sending.dispatch``, every second there)."""
-    from campaigns import lifecycle, sending
+    due) and the dispatcher (``sending.dispatch``, every second there); every fifth call, the
+    outbox rows a running campaign needs next (``materialize.pending``, after ``start_due`` there)."""
+    from campaigns import lifecycle, materialize, sending
+
+    calls = itertools.count()
 
     def tick() -> None:
         lifecycle.start_due()
+        if next(calls) % 5 == 0:
+            materialize.pending(budget_seconds=1.0)
         sending.dispatch()
 
     return tick

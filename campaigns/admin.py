@@ -15,6 +15,7 @@ from subscribers.errors import InvalidInput
 
 from . import history_views, lifecycle, policy_settings
 from .models import (
+    AudienceRow,
     Campaign,
     CampaignCounter,
     CampaignMinute,
@@ -149,6 +150,14 @@ class CampaignAdmin(ReadOnlyFieldsMixin, admin.ModelAdmin):
         _lifecycle_action("resume", "resumed"),
         _lifecycle_action("cancel", "cancelled"),
     ]
+
+    def get_readonly_fields(self, request, obj=None) -> list[str]:
+        return [*super().get_readonly_fields(request, obj), "recipients_waiting"]
+
+    @admin.display(description=gettext_lazy("recipients still to be written to the outbox"))
+    def recipients_waiting(self, obj: Campaign) -> int:
+        # AudienceRow has a composite primary key, which the admin cannot list (materialize.py).
+        return AudienceRow.objects.filter(campaign=obj).count()
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False

@@ -26,10 +26,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Case, Count, Value, When
+from django.db.models import BooleanField, Case, Count, ExpressionWrapper, Q, Value, When
 from django.db.models.functions import TruncMinute
 
-from .models import CampaignCounter, CampaignMinute, Message
+from .models import AudienceRow, CampaignCounter, CampaignMinute, Message, MessageStatus
 
 COUNTER = CampaignCounter._meta.db_table
 MINUTE = CampaignMinute._meta.db_table
@@ -324,8 +324,25 @@ def expected(campaign_ids: Iterable[int]) -> tuple[dict, dict]:
         )
         for r in counted_groups(ids)
     }
+    # Recipients whose outbox row is not written yet (materialize.py) count as their row will.
+    for campaign_id, to_send, n in counted_audience(ids):
+        status = MessageStatus.QUEUED if to_send else MessageStatus.SKIPPED
+        have = groups.get((campaign_id, status, "", False), (0, 0, 0))
+        groups[(campaign_id, status, "", False)] = (have[0] + n, have[1], have[2])
     minutes = {(r["campaign_id"], minute_of(r["minute"])): r["n"] for r in counted_minutes(ids)}
     return groups, minutes
+
+
+def counted_audience(campaign_ids: Iterable[int]) -> list[tuple[int, bool, int]]:
+    """(campaign, to be sent, count) of the campaigns' audience rows."""
+    grouped = (
+        AudienceRow.objects.filter(campaign_id__in=list(campaign_ids))
+        .annotate(to_send=ExpressionWrapper(Q(reason=""), output_field=BooleanField()))
+        .values("campaign_id", "to_send")
+        .annotate(n=Count("*"))
+        .order_by()
+    )
+    return [(r["campaign_id"], bool(r["to_send"]), r["n"]) for r in grouped]
 
 
 @transaction.atomic

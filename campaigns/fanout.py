@@ -16,7 +16,6 @@ The SQL is plain enough for PostgreSQL and SQLite alike; the few differences are
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
@@ -29,21 +28,20 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from controlpanel.sql import insert_select_columns, new_uuid_sql
+from controlpanel.sql import json_param
 from subscribers.errors import InvalidInput
 from subscribers.models import ConsentState, Subscriber
 from subscribers.segments import compiler
 from subscribers.segments.text import parse_rule
 from whatsapp.models import TemplateCategory
 
-from . import counters, sendpolicy
+from . import counters, materialize, sendpolicy
 from .models import (
     AudienceKind,
+    AudienceRow,
     Campaign,
     CampaignRecipient,
-    Channel,
     Message,
-    MessageKind,
     MessageStatus,
     PassedLocalTime,
     ScheduleKind,
@@ -171,7 +169,7 @@ def plan(campaign: Campaign, now: datetime, *, extra_columns: Sequence[str] = ()
             placeholders = ", ".join(["%s"] * len(passed))
             skip = Condition("local_time_passed", f"s.time_zone IN ({placeholders})", sorted(passed))
             conditions.append(skip)
-    empty_sql, empty_params = _json_param({})
+    empty_sql, empty_params = json_param({})
     values_sql, values_params = empty_sql, empty_params
     if campaign.pk is not None and CampaignRecipient.objects.filter(campaign=campaign).exists():
         recipients = q(CampaignRecipient._meta.db_table)
@@ -193,74 +191,61 @@ def plan(campaign: Campaign, now: datetime, *, extra_columns: Sequence[str] = ()
     )
 
 
-def snapshot(campaign: Campaign) -> int:
-    """Write the campaign's outbox rows in one ``INSERT ... SELECT``; returns how many were written.
+def snapshot(campaign: Campaign, now: datetime | None = None) -> int:
+    """Write the campaign's audience in one ``INSERT ... SELECT`` of narrow ``AudienceRow``s, count
+    them, and turn the first ``materialize.INLINE_ROWS`` into outbox rows; returns how many
+    recipients were added. The rest become outbox rows from the start-due tick (materialize.py).
 
-    Idempotent: a recipient who has a row already is not added again (0 on a re-run). Call it in
-    the transaction that moves the campaign on (lifecycle.start_due), so a crash leaves neither.
+    Idempotent: a recipient who has an audience or outbox row already is not added again (0 on a
+    re-run). Call it in the transaction that moves the campaign on (lifecycle.start_due), so a
+    crash leaves neither. ``now``: the campaign's ``snapshot_at``, the outbox rows' creation time.
     """
-    now = timezone.now()
+    now = now or timezone.now()
     p = plan(campaign, now)
     reason_sql, reason_params = p.reason_case(_reason_labels(campaign))
-    queued = [{"status": MessageStatus.QUEUED.value, "at": now.isoformat(), "note": "campaign launch"}]
-    skipped = [{"status": MessageStatus.SKIPPED.value, "at": now.isoformat(), "note": "campaign launch"}]
-    queued_sql, queued_params = _json_param(queued)
-    skipped_sql, skipped_params = _json_param(skipped)
-    explicit: dict[str, tuple[str, list[Any]]] = {
-        "project_id": ("%s", [campaign.project_id]),
-        "public_id": (new_uuid_sql(), []),
-        "subscriber_id": ("t.id", []),
-        "campaign_id": ("%s", [campaign.pk]),
-        "channel": ("%s", [Channel.WHATSAPP.value]),
-        "status": (
-            "CASE WHEN t.reason IS NULL THEN %s ELSE %s END",
-            [MessageStatus.QUEUED.value, MessageStatus.SKIPPED.value],
-        ),
-        "account_id": ("%s", [campaign.account_id]),
-        "kind": ("%s", [MessageKind.TEMPLATE.value]),
-        "template_name": ("%s", [campaign.template_name]),
-        "marketing": ("%s", [campaign.marketing]),
-        "reason": ("COALESCE(t.reason, '')", []),
-        "send_after": ("CASE WHEN t.reason IS NULL THEN t.send_after ELSE NULL END", []),
-        "values": ("t.vals", []),
-        "history": (
-            f"CASE WHEN t.reason IS NULL THEN {queued_sql} ELSE {skipped_sql} END",
-            [*queued_params, *skipped_params],
-        ),
-        "created_at": ("%s", [_datetime(now)]),
-        "updated_at": ("%s", [_datetime(now)]),
-    }
-    columns, expressions, params = insert_select_columns(Message, explicit)
-    inner = (
-        f"SELECT s.id AS id, {reason_sql} AS reason, {p.send_after_sql} AS send_after, {p.values_sql} AS vals"  # noqa: S608
-        f" FROM {p.from_sql}"
-    )
-    inner_params = [*reason_params, *p.send_after_params, *p.values_params, *p.from_params]
-    # "WHERE 1 = 1": SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT (parsing ambiguity).
+    where, where_params = "WHERE 1 = 1", []  # SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT
+    if Message.objects.filter(campaign=campaign).exists():
+        # A re-run after outbox rows were written: the audience table alone no longer knows them.
+        messages = q(Message._meta.db_table)
+        where = f"WHERE NOT EXISTS (SELECT 1 FROM {messages} m WHERE m.campaign_id = %s AND m.subscriber_id = s.id)"  # noqa: S608, E501
+        where_params = [campaign.pk]
     sql = (
-        f"INSERT INTO {q(Message._meta.db_table)} ({', '.join(columns)}) "  # noqa: S608
-        f"SELECT {', '.join(expressions)} FROM ({inner}) t WHERE 1 = 1 ON CONFLICT DO NOTHING"
+        f"INSERT INTO {q(AudienceRow._meta.db_table)} "  # noqa: S608 - names and SQL from code
+        f"(campaign_id, subscriber_id, send_after, reason, {q('values')}) "
+        f"SELECT %s, s.id, {p.send_after_sql}, COALESCE({reason_sql}, ''), {p.values_sql} FROM {p.from_sql} "
+        f"{where} ON CONFLICT DO NOTHING"
     )
+    params = [
+        campaign.pk,
+        *p.send_after_params,
+        *reason_params,
+        *p.values_params,
+        *p.from_params,
+        *where_params,
+    ]
     # The counters (counters.py) in the same transaction: on PostgreSQL from the statement's own
     # RETURNING, grouped (no second pass over the rows); SQLite has no INSERT in a CTE, so there the
     # campaign is recounted, exact too because nothing else writes a campaign's rows before it runs.
     with connection.cursor() as cursor:
         if connection.vendor != "postgresql":
-            cursor.execute(sql, [*params, *inner_params])
+            cursor.execute(sql, params)
             written = max(cursor.rowcount, 0)
             if written:
                 counters.recount([campaign.pk])
-            return written
-        cursor.execute(
-            f"WITH written AS ({sql} RETURNING status) SELECT status, COUNT(*) FROM written GROUP BY status",  # noqa: S608
-            [*params, *inner_params],
-        )
-        groups = cursor.fetchall()
-    delta = counters.Delta()
-    for status, n in groups:
-        delta.add(campaign.pk, status, n=n)
-    delta.apply()
-    return sum(n for _, n in groups)
+        else:
+            cursor.execute(
+                f"WITH written AS ({sql} RETURNING reason = '' AS to_send) "  # noqa: S608
+                "SELECT to_send, COUNT(*) FROM written GROUP BY to_send",
+                params,
+            )
+            groups = cursor.fetchall()
+            delta = counters.Delta()
+            for to_send, n in groups:
+                delta.add(campaign.pk, MessageStatus.QUEUED if to_send else MessageStatus.SKIPPED, n=n)
+            delta.apply()
+            written = sum(n for _, n in groups)
+    materialize.move(campaign, materialize.INLINE_ROWS, now)
+    return written
 
 
 def _reason_labels(campaign: Campaign) -> dict[str, str]:
@@ -351,10 +336,3 @@ def _datetime(value: datetime | None) -> Any:
 def _ts(sql: str) -> str:
     """A timestamp expression typed for PostgreSQL (a bare NULL or parameter in a subquery is text)."""
     return f"CAST({sql} AS timestamptz)" if connection.vendor == "postgresql" else sql
-
-
-def _json_param(value: Any) -> tuple[str, list[Any]]:
-    """A JSON constant as SQL and its parameter (jsonb on PostgreSQL, text on SQLite)."""
-    if connection.vendor == "postgresql":
-        return "CAST(%s AS jsonb)", [json.dumps(value)]
-    return "%s", [json.dumps(value)]

@@ -29,7 +29,7 @@ from subscribers.phones import normalize_phone
 from whatsapp.models import AccountStatus, MessageTemplate
 
 from . import counters, fanout, policy, pricing, sendpolicy, services
-from .models import AudienceKind, Campaign, CampaignStatus, Message, MessageStatus, ScheduleKind
+from .models import AudienceKind, AudienceRow, Campaign, CampaignStatus, Message, MessageStatus, ScheduleKind
 from .outcomes import Skip
 
 logger = logging.getLogger(__name__)
@@ -277,7 +277,7 @@ def _start(campaign_id: int) -> bool:
     now = timezone.now()
     try:
         with transaction.atomic():
-            written = fanout.snapshot(campaign)
+            written = fanout.snapshot(campaign, now)
     except InvalidInput as exc:
         # The rule no longer compiles (a tag it names was deleted): a person must look at it.
         campaign.status = CampaignStatus.PAUSED
@@ -292,7 +292,9 @@ def _start(campaign_id: int) -> bool:
             changes={"reason": campaign.status_reason},
         )
         return False
-    campaign.audience_size = Message.objects.filter(campaign=campaign).count()
+    # Outbox rows and the audience rows the start-due tick writes as outbox rows (materialize.py).
+    audience = Message.objects.filter(campaign=campaign).count()
+    campaign.audience_size = audience + AudienceRow.objects.filter(campaign=campaign).count()
     cost, currency = pricing.estimate_queued(campaign)
     campaign.estimated_cost, campaign.currency = cost, currency
     campaign.status = CampaignStatus.RUNNING

@@ -25,7 +25,7 @@ from django.db.models.functions import Substr
 
 from controlpanel.models import Project
 
-from .models import Campaign, Message, MessageStatus, RateCardEntry
+from .models import AudienceRow, Campaign, Message, MessageStatus, RateCardEntry
 
 RATES_EFFECTIVE = date(2025, 7, 1)
 RATES_CURRENCY = "USD"
@@ -151,13 +151,13 @@ def cost_of(card: RateCard, counts: Iterable[tuple[str, str, int]]) -> tuple[Dec
 
 
 def _market_counts(messages, category: str | None = None) -> list[tuple[str, str, int]]:
-    """(category, market, count) of outbox rows: one grouped query by country and calling code."""
+    """(category, market, count) of outbox or audience rows: one grouped query by country and calling code."""
     fields = ["subscriber__country"] if category else ["pricing_category", "subscriber__country"]
     grouped = (
         messages.order_by()
         .annotate(prefix=Substr("subscriber__phone", 2, 3))
         .values(*fields, "prefix")
-        .annotate(n=Count("id"))
+        .annotate(n=Count("*"))
     )
     return [
         (category or row["pricing_category"], country_of(row["subscriber__country"], row["prefix"]), row["n"])
@@ -168,8 +168,11 @@ def _market_counts(messages, category: str | None = None) -> list[tuple[str, str
 def estimate_queued(campaign: Campaign) -> tuple[Decimal, str]:
     """What the campaign's queued rows will cost if all are delivered (written at the snapshot)."""
     card = rate_card(campaign.project)
+    category = campaign.category.lower()
     rows = Message.objects.filter(campaign=campaign, status=MessageStatus.QUEUED)
-    total, _ = cost_of(card, _market_counts(rows, campaign.category.lower()))
+    # With the recipients whose outbox row is not written yet (materialize.py).
+    waiting = AudienceRow.objects.filter(campaign=campaign, reason="")
+    total, _ = cost_of(card, [*_market_counts(rows, category), *_market_counts(waiting, category)])
     return total, card.currency
 
 

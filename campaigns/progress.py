@@ -17,7 +17,7 @@ from django.utils import timezone
 from controlpanel.services import SYSTEM, record_audit
 
 from . import counters
-from .models import Campaign, CampaignStatus, Message, MessageStatus
+from .models import AudienceRow, Campaign, CampaignStatus, Message, MessageStatus
 
 
 def unknown_resend_after() -> timedelta:
@@ -81,10 +81,13 @@ def complete_finished(campaign_ids: Iterable[int] | None = None) -> int:
     """
     now = timezone.now()
     busy = Message.objects.filter(campaign=OuterRef("pk")).filter(_unfinished(now))
+    # Recipients whose outbox row is not written yet (materialize.py) are not done either.
+    waiting = AudienceRow.objects.filter(campaign=OuterRef("pk"))
     done = Campaign.objects.filter(status=CampaignStatus.RUNNING, snapshot_at__isnull=False)
     if campaign_ids is not None:
         done = done.filter(pk__in=list(campaign_ids))
-    finished = list(done.filter(~Exists(busy)).select_for_update(of=("self",)).select_related("project"))
+    done = done.filter(~Exists(busy), ~Exists(waiting))
+    finished = list(done.select_for_update(of=("self",)).select_related("project"))
     if not finished:
         return 0
     Campaign.objects.filter(pk__in=[c.pk for c in finished], status=CampaignStatus.RUNNING).update(

@@ -29,7 +29,7 @@ from subscribers.errors import InvalidInput
 from subscribers.exports import csv_lines
 
 from . import lifecycle
-from .models import Campaign, CampaignStatus, Message, MessageStatus
+from .models import AudienceRow, Campaign, CampaignStatus, Message, MessageStatus
 from .stats import campaign_stats, sends_per_minute, status_counts
 
 PAGE = "campaigns/detail.html"
@@ -141,6 +141,8 @@ def _recipients(request: HttpRequest, campaign: Campaign) -> dict:
     return {
         "recipients": found[:RECIPIENTS_SIZE],
         "recipients_next": found[RECIPIENTS_SIZE - 1].pk if len(found) > RECIPIENTS_SIZE else None,
+        # Recipients whose outbox row is still to be written (materialize.py): not listed yet.
+        "recipients_waiting": AudienceRow.objects.filter(campaign=campaign).exists(),
         "state": state,
         "after": after,
         "states": [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.db import connection, models
@@ -83,3 +84,11 @@ class AnyOf(Lookup):
             return In(self.lhs, list(self.rhs)).as_sql(compiler, connection)
         lhs, lhs_params = self.process_lhs(compiler, connection)
         return f"{lhs} = ANY(%s)", [*lhs_params, [int(v) for v in self.rhs]]
+
+
+def json_param(value: Any) -> tuple[str, list[Any]]:
+    """A JSON constant of an ``INSERT ... SELECT`` as SQL and its parameter (jsonb on PostgreSQL,
+    where a bare parameter in a SELECT list is text; text on SQLite)."""
+    if connection.vendor == "postgresql":
+        return "CAST(%s AS jsonb)", [json.dumps(value)]
+    return "%s", [json.dumps(value)]

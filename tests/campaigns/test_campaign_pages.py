@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns import counters, views
-from campaigns.models import Campaign, Message
+from campaigns.models import AudienceRow, Campaign, Message
 from controlpanel.models import Role
 from tests.factories import ProjectFactory, SubscriberFactory
 from whatsapp.models import WhatsAppAccount
@@ -193,6 +193,17 @@ def test_recipients_filter_by_state_and_link_to_the_timeline(owner_client, proje
     assert reverse("subscribers:detail", args=[project.slug, failed.subscriber.public_id]) in html
     whole = owner_client.get(detail_url(campaign)).content.decode()
     assert whole.count('data-testid="recipient-row"') == 3
+
+
+def test_recipients_still_to_be_written_are_announced(owner_client, project):
+    campaign = make_campaign(project)
+    add(campaign, "sent", 1)
+    html = owner_client.get(detail_url(campaign), **HTMX_RECIPIENTS).content.decode()
+    assert 'data-testid="recipients-waiting"' not in html
+    AudienceRow.objects.create(campaign=campaign, subscriber=SubscriberFactory(project=project))
+    html = owner_client.get(detail_url(campaign), **HTMX_RECIPIENTS).content.decode()
+    assert 'data-testid="recipients-waiting"' in html
+    assert html.count('data-testid="recipient-row"') == 1
 
 
 def test_recipients_are_keyset_paged(owner_client, project, monkeypatch):
