@@ -54,7 +54,7 @@ def move(campaign: Campaign, limit: int, at: datetime) -> int:
     rows and delete them; returns how many audience rows were moved.
 
     Call it in a transaction that holds the campaign row (``step`` and the snapshot do). ``at`` is
-    the snapshot's time: the rows' ``created_at`` and first history entry, as if written then.
+    the snapshot's time, the rows' first history entry ("campaign launch").
     """
     if limit <= 0:
         return 0
@@ -117,7 +117,9 @@ def _insert_sql(campaign: Campaign, at: datetime, upto: str) -> tuple[str, list[
         send_after = (f"CASE WHEN {to_send} THEN t.send_after ELSE NULL END", [])
     queued_sql, queued_params = json_param(queued_history)
     skipped_sql, skipped_params = json_param(skipped)
-    stamp = connection.ops.adapt_datetimefield_value(at)
+    # Written now (the dashboard's past days are final: no row appears later with an earlier
+    # creation time); the history says when the snapshot queued or skipped the recipient.
+    stamp = connection.ops.adapt_datetimefield_value(timezone.now())
     explicit: dict[str, tuple[str, list[Any]]] = {
         "project_id": ("%s", [campaign.project_id]),
         "public_id": (new_uuid_sql(), []),

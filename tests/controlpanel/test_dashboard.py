@@ -11,6 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from campaigns import dashboard as campaigns_dashboard
 from campaigns.dashboard import messaging_provider
 from campaigns.models import Message
 from controlpanel import counting
@@ -140,7 +141,8 @@ def test_chart_counts_messages_per_local_day_from_the_index(project):
         assert "Index Only Scan using message_project_time" in plan, plan
 
 
-def test_later_views_count_only_todays_messages(project):
+def test_later_views_count_only_todays_messages(project, monkeypatch):
+    monkeypatch.setattr(campaigns_dashboard, "TODAY_TTL", 0)  # today's bar uncached here
     subscriber = SubscriberFactory(project=project)
     old = Message.objects.create(project=project, subscriber=subscriber)
     Message.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=3))
@@ -157,3 +159,14 @@ def test_later_views_count_only_todays_messages(project):
     bounds = {f"{m:%Y-%m-%d %H:%M:%S}" for m in (midnight, midnight.astimezone(ZoneInfo("UTC")))}
     # One query, over today's rows only: the past days come from the cached counts.
     assert len(counted) == 1 and any(b in counted[0] for b in bounds), counted
+
+
+def test_todays_bar_is_counted_at_most_once_a_minute(project):
+    subscriber = SubscriberFactory(project=project)
+    Message.objects.create(project=project, subscriber=subscriber)
+    assert chart(project).points[-1][1] == 1
+    Message.objects.create(project=project, subscriber=subscriber)
+    with CaptureQueriesContext(connection) as queries:
+        points = chart(project).points
+    assert points[-1][1] == 1  # the count of a moment ago (TODAY_TTL)
+    assert not [q["sql"] for q in queries if "campaigns_message" in q["sql"]]
