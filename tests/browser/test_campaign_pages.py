@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from campaigns import counters
-from campaigns.models import Campaign, Message
+from campaigns.models import AudienceRow, Campaign, Message
 from controlpanel.models import Role
 from tests.factories import PASSWORD, MembershipFactory, ProjectFactory, SubscriberFactory
 
@@ -88,6 +88,21 @@ def test_the_campaign_page_updates_without_a_reload(page, watched):
     page.select_option("#recipient-state", "failed")
     page.wait_for_function("() => document.querySelectorAll('[data-testid=recipient-row]').length === 4")
     assert "state=failed" in page.url
+    assert page.console_problems == []
+
+
+def test_recipients_still_to_be_written_are_announced(page, watched):
+    _, marketer, campaign, _ = watched
+    for subscriber in SubscriberFactory.create_batch(2, project=campaign.project):
+        AudienceRow.objects.create(campaign=campaign, subscriber=subscriber)
+    counters.recount([campaign.pk])
+    log_in(page, marketer)
+    page.goto(f"/p/alpha/campaigns/{campaign.public_id}/")
+    note = page.locator("[data-testid=recipients-waiting]")
+    assert "the counts above include everyone" in note.inner_text()
+    assert page.locator("[data-testid=count-queued]").inner_text() == "6"  # 4 rows, 2 to be written
+    note.scroll_into_view_if_needed()
+    shot(page, "campaign-recipients-waiting")
     assert page.console_problems == []
 
 
