@@ -1,17 +1,18 @@
-"""The audience snapshot: one ``INSERT ... SELECT`` of outbox rows for every recipient of a campaign.
+"""The audience snapshot: one ``INSERT ... SELECT`` of a row for every recipient of a campaign.
 
-Launch writes one ``Message`` per recipient in a single statement, never a Python loop per row
-(design section 4): the audience comes from the segment compiler's id query (or a rule, everyone
-opted in, the uploaded list), and what can be decided in SQL is decided there, as ``skipped``
-rows with the reason a marketer reads (sendpolicy's words): no number, opted out, no opt-in
-(marketing), frequency cap (marketing), a local send time that had passed. ``send_after`` carries
-the schedule: a fixed time, or a local time per subscriber time zone, computed in Python for the
-few distinct zones and applied with a ``CASE``. The unique (campaign, subscriber) index and
-``ON CONFLICT DO NOTHING`` make a re-run add nobody twice.
+Launch writes one narrow ``AudienceRow`` per recipient in a single statement, never a Python loop
+per row (design section 4, ADR 0009): the audience comes from the segment compiler's id query (or
+a rule, everyone opted in, the uploaded list), and what can be decided in SQL is decided there, as
+a skip reason a marketer reads (sendpolicy's words): no number, opted out, no opt-in (marketing),
+frequency cap (marketing), a local send time that had passed. ``send_after`` carries the schedule:
+a fixed time, or a local time per subscriber time zone, computed in Python for the few distinct
+zones and applied with a ``CASE``. The primary key and ``ON CONFLICT DO NOTHING`` make a re-run
+add nobody twice. The outbox rows (``Message``, queued or skipped) follow from these rows in
+chunks (materialize.py): the first ones in the snapshot's transaction, the rest while it sends.
 
 ``plan`` is shared with preflight.py, so the counts shown before launch are the rows launch writes.
 The SQL is plain enough for PostgreSQL and SQLite alike; the few differences are in
-``controlpanel.sql.new_uuid_sql`` and ``_json``.
+``controlpanel.sql`` (``new_uuid_sql``, ``json_param``).
 """
 
 from __future__ import annotations
