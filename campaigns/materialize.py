@@ -30,7 +30,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from controlpanel.sql import insert_select_columns, json_param, new_uuid_sql
+from controlpanel.sql import insert_select_columns, json_param, new_uuid_sql, q
 from subscribers.models import Subscriber
 
 from . import counters, sendpolicy
@@ -43,10 +43,6 @@ AHEAD = 60_000
 INLINE_ROWS = 10_000
 # Statuses whose audience rows are still to be written (a cancelled campaign's as skipped).
 MOVING = (CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.CANCELLED)
-
-
-def q(name: str) -> str:
-    return connection.ops.quote_name(name)
 
 
 def move(campaign: Campaign, limit: int, at: datetime) -> int:

@@ -23,13 +23,8 @@ CUSTOMER = "4915112345678"
 
 @pytest.fixture(autouse=True)
 def simulator(settings, tmp_path):
-    settings.ROOT_URLCONF = "whatsapp.simulator.full_urls"
-    settings.SIMULATOR_STATE_DIR = str(tmp_path / "simulator")
-    settings.SIMULATOR_DELIVER_CALLBACKS = False
-    settings.SIMULATOR_DELAYS_MS = "0,0,0"
+    testing.quiet_settings(settings, tmp_path / "simulator")
     settings.SIMULATOR_APPROVAL_SECONDS = 0
-    settings.SIMULATOR_FAILURE_RATE = 0
-    settings.SIMULATOR_DUPLICATE_RATE = 0
     settings.PUBLIC_BASE_URL = ""
     yield
     store.close()

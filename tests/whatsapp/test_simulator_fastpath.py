@@ -10,7 +10,7 @@ import pytest
 
 from tests.factories import ProjectFactory
 from whatsapp.models import WhatsAppAccount
-from whatsapp.simulator import fastpath, services, store
+from whatsapp.simulator import fastpath, services, store, testing
 
 TOKEN = "EAAG-fast-token"
 WABA = "702290129340398"
@@ -19,11 +19,7 @@ NUMBER_ID = "706540352242922"
 
 @pytest.fixture(autouse=True)
 def simulator(settings, tmp_path):
-    settings.ROOT_URLCONF = "whatsapp.simulator.standalone_urls"
-    settings.SIMULATOR_STATE_DIR = str(tmp_path / "simulator")
-    settings.SIMULATOR_DELIVER_CALLBACKS = False
-    settings.SIMULATOR_DELAYS_MS = "0,0,0"
-    settings.SIMULATOR_FAILURE_RATE = 0
+    testing.quiet_settings(settings, tmp_path / "simulator", urls="whatsapp.simulator.standalone_urls")
     settings.SIMULATOR_CALLBACK_BASE = "http://panel.example"
     yield
     store.close()

@@ -12,7 +12,7 @@ import pytest
 
 from tests.factories import ProjectFactory, SubscriberFactory
 from whatsapp.models import WhatsAppAccount
-from whatsapp.simulator import dbthreads, fastpath, graph_views, handsets, services, store
+from whatsapp.simulator import dbthreads, fastpath, graph_views, handsets, services, store, testing
 from whatsapp.simulator.store import Send
 
 from .test_simulator_fastpath import NUMBER_ID, TOKEN, WABA, DjangoApp, call, hello
@@ -20,12 +20,7 @@ from .test_simulator_fastpath import NUMBER_ID, TOKEN, WABA, DjangoApp, call, he
 
 @pytest.fixture(autouse=True)
 def simulator(settings, tmp_path):
-    settings.ROOT_URLCONF = "whatsapp.simulator.standalone_urls"
-    settings.SIMULATOR_STATE_DIR = str(tmp_path / "simulator")
-    settings.SIMULATOR_DELIVER_CALLBACKS = False
-    settings.SIMULATOR_DELAYS_MS = "0,0,0"
-    settings.SIMULATOR_FAILURE_RATE = 0
-    settings.SIMULATOR_DUPLICATE_RATE = 0
+    testing.quiet_settings(settings, tmp_path / "simulator", urls="whatsapp.simulator.standalone_urls")
     settings.SIMULATOR_CALLBACK_BASE = "http://panel.example"
     settings.SIMULATOR_GROUP_COMMIT = True
     settings.SIMULATOR_ACCOUNT_CACHE_SECONDS = 60

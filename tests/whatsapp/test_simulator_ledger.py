@@ -18,19 +18,14 @@ from controlpanel.models import Role
 from tests.factories import MembershipFactory, ProjectFactory, SubscriberFactory
 from tests.whatsapp.test_simulator_api import CUSTOMER, NUMBER_ID, TOKEN, WABA, send, template, text
 from whatsapp.models import WhatsAppAccount
-from whatsapp.simulator import graph_views, services, store
+from whatsapp.simulator import graph_views, services, store, testing
 
 OTHER = "4917099887766"
 
 
 @pytest.fixture(autouse=True)
 def simulator(settings, tmp_path):
-    settings.ROOT_URLCONF = "whatsapp.simulator.full_urls"
-    settings.SIMULATOR_STATE_DIR = str(tmp_path / "simulator")
-    settings.SIMULATOR_DELIVER_CALLBACKS = False
-    settings.SIMULATOR_DELAYS_MS = "0,0,0"
-    settings.SIMULATOR_FAILURE_RATE = 0
-    settings.SIMULATOR_DUPLICATE_RATE = 0
+    testing.quiet_settings(settings, tmp_path / "simulator")
     settings.SIMULATOR_THROTTLE_ERROR_RATE = 0
     settings.SIMULATOR_SERVER_ERROR_RATE = 0
     settings.SIMULATOR_LATENCY_MS = 0

@@ -86,3 +86,14 @@ def route_graph_client(monkeypatch) -> None:
         return s
 
     monkeypatch.setattr(wa_client, "_session", session)
+
+
+def quiet_settings(settings, state_dir, *, urls: str = "whatsapp.simulator.full_urls") -> None:
+    """The simulator's knobs for a test (pytest-django's ``settings``): its own state folder, the
+    given URLs, no webhooks sent, no delays, no random failures or duplicates."""
+    settings.ROOT_URLCONF = urls
+    settings.SIMULATOR_STATE_DIR = str(state_dir)
+    settings.SIMULATOR_DELIVER_CALLBACKS = False
+    settings.SIMULATOR_DELAYS_MS = "0,0,0"
+    settings.SIMULATOR_FAILURE_RATE = 0
+    settings.SIMULATOR_DUPLICATE_RATE = 0
