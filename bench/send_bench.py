@@ -63,6 +63,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import benchlib
 import requests
@@ -338,7 +339,7 @@ def simulator_supports(root: Path, option: str) -> bool:
 @contextmanager
 def simulator(
     *, port: int, callback: str, root: Path = ROOT, workers: int = 1, threads: int = 64,
-    latency_ms: int = 0, webhooks: bool = True, extra_env: dict[str, str] | None = None,
+    latency_ms: int = 0, webhooks: bool = True, extra_env: dict[str, str] | None = None, interface: str = "",
 ) -> Iterator[subprocess.Popen]:  # fmt: skip
     env = {**os.environ, "SIMULATOR_LATENCY_MS": str(latency_ms), **(extra_env or {})}
     cmd = [sys.executable, "manage.py", "runsimulator", "--port", str(port), "--callback-base", callback,
@@ -347,6 +348,8 @@ def simulator(
         cmd += ["--threads", str(threads)]
         if not webhooks:
             cmd += ["--no-webhooks"]
+    if interface and simulator_supports(root, "--interface"):
+        cmd += ["--interface", interface]
     proc = start("simulator", cmd, env, cwd=root)
     try:
         wait_http(f"http://{HOST}:{port}/simulator/graph/")
@@ -449,7 +452,7 @@ def refusals(state_dir: Path) -> dict[int, int]:
     return {int(c): int(n) for c, n in rows}
 
 
-def throttle_check(times: list[float], limit: int) -> dict[str, float]:
+def throttle_check(times: list[float], limit: int) -> dict[str, Any]:
     """The busiest sliding 1-second window, and the full seconds' average against ``limit``."""
     busiest, j = 0, 0
     for i, t in enumerate(times):
@@ -461,7 +464,8 @@ def throttle_check(times: list[float], limit: int) -> dict[str, float]:
         per_second[int(t)] = per_second.get(int(t), 0) + 1
     full = sorted(per_second)[1:-1]  # the first and last seconds are partial
     average = sum(per_second[s] for s in full) / len(full) if full else 0.0
-    return {"busiest_window": busiest, "average": average, "share": average / limit if limit else 0.0}
+    return {"busiest_window": busiest, "average": average, "share": average / limit if limit else 0.0,
+            "seconds": [per_second[s] for s in sorted(per_second)]}  # fmt: skip
 
 
 # --- mode: the simulator alone ---------------------------------------------------------------------
@@ -510,6 +514,7 @@ def run_simulator(args) -> None:
     )
     extra = {"SIMULATOR_DELAYS_MS": "300,800,1500"}
     with webhook_sink() as sink, simulator(port=port, callback=sink, root=root, workers=args.workers,
+                                           interface=args.interface,
                                            threads=args.threads, webhooks=not args.no_webhooks,
                                            extra_env=extra) as sim:  # fmt: skip
         drive(port, phones[: min(500, len(phones) // 10)], args.concurrency)  # warm up (imports, caches)
@@ -640,7 +645,8 @@ def run_pipeline_once(args, processes: int, latency_ms: int, state_root: Path) -
         else:
             callback = sink
         with simulator(port=sim_port, callback=callback, workers=args.sim_workers, threads=args.sim_threads,
-                       latency_ms=latency_ms, webhooks=args.webhooks, extra_env=env) as sim:  # fmt: skip
+                       latency_ms=latency_ms, webhooks=args.webhooks, extra_env=env,
+                       interface=args.sim_interface) as sim:  # fmt: skip
             tick = scheduler_tick()
             meters = {
                 "workers": CpuMeter(lambda: tree(workers)()),
@@ -701,6 +707,7 @@ def run_pipeline_once(args, processes: int, latency_ms: int, state_root: Path) -
     run.throttle = throttle_check(acceptance_times(state_dir), args.limit)
     run.refused = refusals(state_dir)
     run.load = f"{load_before:.2f} / {load():.2f}"
+    log(f"accepted per second: {run.throttle['seconds']}")  # gaps and dips, for the log only
     log(HEAD.splitlines()[0])
     log(run.row())
     return run
@@ -739,8 +746,9 @@ def run_pipeline(args) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         "# send_bench pipeline\n\n"
-        f"limit {args.limit}/s, worker threads {args.threads}, simulator {args.sim_workers} x "
-        f"{args.sim_threads}, webhooks {'on' if args.webhooks else 'off'}\n\n{report}\n"
+        f"limit {args.limit}/s, worker threads {args.threads}, simulator {args.sim_workers} "
+        f"{args.sim_interface} worker(s)"
+        f"{f' x {args.sim_threads} threads' if args.sim_interface == 'wsgi' else ''}, webhooks {'on' if args.webhooks else 'off'}\n\n{report}\n"
     )
     print(report)
 
@@ -757,6 +765,7 @@ def main() -> None:
     sim.add_argument("--concurrency", type=int, default=16)
     sim.add_argument("--workers", type=int, default=1)
     sim.add_argument("--threads", type=int, default=64)
+    sim.add_argument("--interface", choices=["asgi", "wsgi"], default="asgi", help="runsimulator --interface")
     sim.add_argument("--no-webhooks", action="store_true")
     sim.add_argument("--settle", type=float, default=3.0, help="seconds for the last webhooks")
     pipe = sub.add_parser("pipeline", help="the send path end to end")
@@ -769,7 +778,10 @@ def main() -> None:
     pipe.add_argument("--threads", type=int, default=8, help="threads per worker process")
     pipe.add_argument("--latency", default="0,200", help="simulator latency per call, ms")
     pipe.add_argument("--limit", type=int, default=1000, help="the account's messages per second")
-    pipe.add_argument("--sim-workers", type=int, default=2)
+    pipe.add_argument("--sim-workers", type=int, default=1,
+                      help="simulator processes (one event loop each; more contend for its state file)")  # fmt: skip
+    pipe.add_argument("--sim-interface", choices=["asgi", "wsgi"], default="asgi",
+                      help="runsimulator --interface (wsgi: a thread per request, --sim-threads)")  # fmt: skip
     pipe.add_argument("--sim-threads", type=int, default=128)
     pipe.add_argument("--webhooks", action="store_true", help="status webhooks back to a web server")
     pipe.add_argument("--timeout", type=float, default=900)

@@ -242,7 +242,8 @@ def test_status_webhooks_off_still_accepts_and_records(client, settings, sim_acc
 
 
 # --- runsimulator -------------------------------------------------------------------------------
-def test_runsimulator_serves_its_own_wsgi_app_under_granian(db, monkeypatch):
+@pytest.mark.parametrize("interface", ["asgi", "wsgi"])
+def test_runsimulator_serves_its_own_app_under_granian(db, monkeypatch, interface):
     import granian
 
     started: dict = {}
@@ -269,23 +270,27 @@ def test_runsimulator_serves_its_own_wsgi_app_under_granian(db, monkeypatch):
         monkeypatch.setenv(f"SIMULATOR_{name}", "")  # recorded: restored (or removed) at teardown
     for name in ("STATUS_WEBHOOKS", "ACCOUNT_CACHE_SECONDS", "DB_THREADS", "GROUP_COMMIT"):
         monkeypatch.delenv(f"SIMULATOR_{name}")  # unset, so that the command's defaults show
-    call_command("runsimulator", "--workers", "2", "--threads", "100", "--no-webhooks")
-    assert started["target"] == "whatsapp.simulator.wsgi:application"
-    assert started["workers"] == 2 and started["blocking_threads"] == 100 and started["served"]
-    assert str(started["interface"]).lower().endswith("wsgi")
+    options = ["--interface", "wsgi", "--threads", "100"] if interface == "wsgi" else []
+    call_command("runsimulator", "--workers", "2", *options, "--no-webhooks")
+    assert started["target"] == f"whatsapp.simulator.{interface}:application"
+    assert started["workers"] == 2 and started["served"]
+    assert str(started["interface"]).lower().endswith(interface)
+    # Threads per request only for WSGI; the ASGI app serves every call on its event loop.
+    assert started.get("blocking_threads") == (100 if interface == "wsgi" else None)
     assert os.environ["SIMULATOR_STATUS_WEBHOOKS"] == "false"
     assert os.environ["SIMULATOR_ACCOUNT_CACHE_SECONDS"] == "5"
     assert os.environ["SIMULATOR_DB_THREADS"] == "4"
     assert "SIMULATOR_GROUP_COMMIT" not in os.environ  # off unless asked for: it drew 130429s
 
 
-def test_the_standalone_wsgi_app_runs_no_middleware():
+@pytest.mark.parametrize(("module", "chain"), [("asgi", "_get_response_async"), ("wsgi", "_get_response")])
+def test_the_standalone_apps_run_no_middleware(module, chain):
     # A process of its own: the module changes settings the way granian's workers need them.
     from tests.controlpanel.test_embedded_run import ROOT
 
     code = (
-        "from whatsapp.simulator import wsgi; from django.conf import settings; "
-        "print(settings.ROOT_URLCONF, wsgi.application._middleware_chain.__qualname__, settings.MIDDLEWARE)"
+        f"from whatsapp.simulator import {module} as app; from django.conf import settings; "
+        "print(settings.ROOT_URLCONF, app.application._middleware_chain.__qualname__, settings.MIDDLEWARE)"
     )
     env = {**os.environ, "SIMULATOR_DELIVER_CALLBACKS": "false"}
     env.pop("DJANGO_SETTINGS_MODULE", None)
@@ -293,7 +298,7 @@ def test_the_standalone_wsgi_app_runs_no_middleware():
                          timeout=60)  # fmt: skip
     assert out.returncode == 0, out.stderr
     # The handler calls the view directly: no middleware wraps it.
-    assert out.stdout.split() == ["whatsapp.simulator.standalone_urls", "BaseHandler._get_response", "[]"]
+    assert out.stdout.split() == ["whatsapp.simulator.standalone_urls", f"BaseHandler.{chain}", "[]"]
 
 
 def test_database_probes_run_on_a_few_threads_of_their_own(settings):

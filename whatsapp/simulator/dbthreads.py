@@ -12,12 +12,14 @@ names asked for meanwhile and looks them all up in one query (``profile_name``).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from asgiref.sync import sync_to_async
 from django.db import InterfaceError, OperationalError, connection
 
 from . import config
@@ -112,3 +114,16 @@ def profile_name(phone: str, *, project_id: int) -> str:
     future: Future[str] = Future()
     _name_queue().put((project_id, phone, future))
     return future.result()
+
+
+async def profile_name_async(phone: str, *, project_id: int) -> str:
+    """``profile_name`` for the asynchronous send route: awaited, so the event loop serves other
+    calls meanwhile (and their new recipients join the same query). Without database threads (tests)
+    on the thread Django's synchronous code runs on, which holds the test's connection."""
+    if not config.db_threads():
+        from .handsets import profile_name as probe
+
+        return await sync_to_async(probe, thread_sensitive=True)(phone, project_id=project_id)
+    future: Future[str] = Future()
+    _name_queue().put((project_id, phone, future))
+    return await asyncio.wrap_future(future)

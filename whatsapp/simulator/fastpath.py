@@ -2,25 +2,28 @@
 
 ``POST /simulator/graph/<version>/<phone-number-id>/messages`` is every call of a load test; under
 granian, Django's WSGIHandler (request object, URL resolving, signals, JsonResponse) cost about as
-much CPU as the send itself. This WSGI callable answers that one route directly and hands every
-other request (templates, phone info, the ledger, form-encoded bodies, a token in the query
-string, no ``SIMULATOR_CALLBACK_BASE``) to Django unchanged. What it runs is the same code as the
-Django view: the account check (``graph_views``), the fault knobs and latency, and
-``messages.send`` (validation, acceptance, the chat, the status webhooks), so behaviour and error
-answers are the same; only the HTTP plumbing differs.
+much CPU as the send itself. ``AsyncLeanSend`` (ASGI, ``runsimulator``'s default) and ``LeanSend``
+(WSGI, ``--interface wsgi``) answer that one route directly and hand every other request
+(templates, phone info, the ledger, form-encoded bodies, a token in the query string, no
+``SIMULATOR_CALLBACK_BASE``) to Django unchanged. What they run is the same code as the Django view:
+the account check (``graph_views``), the fault knobs and latency, and ``messages.send``
+(validation, acceptance, the chat, the status webhooks), so behaviour and error answers are the
+same; only the HTTP plumbing differs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.db import connection
 
-from . import callbacks, config, graph_views, messages, services
+from . import callbacks, config, dbthreads, graph_views, messages, services
 from .errors import ApiError, trace_id
 
 SEND_PATH = re.compile(r"^/simulator/graph/(v\d+\.\d+)/([A-Za-z0-9_.-]+)/messages/?$")
@@ -28,6 +31,9 @@ MAX_BODY = 1 << 20  # a send is a few hundred bytes; Meta refuses far smaller bo
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
 
 REASONS = {200: "200 OK", 400: "400 Bad Request", 401: "401 Unauthorized", 429: "429 Too Many Requests",
            500: "500 Internal Server Error"}  # fmt: skip
@@ -78,6 +84,45 @@ def _json(raw: bytes) -> Any:
         return json.loads(raw or b"{}")
     except ValueError:
         raise ApiError(100, "The request body could not be parsed as JSON.") from None
+
+
+def _checked_account(phone_number_id: str, token: str, method: str = "post"):
+    """``graph_views.account_for_token`` off the event loop; the connection a rare answer opened
+    (an unknown number) is closed, as the request thread does in ``send``."""
+    try:
+        return graph_views.account_for_token(phone_number_id, token, method=method)
+    finally:
+        if connection.connection is not None and not connection.in_atomic_block:
+            connection.close()
+
+
+async def send_async(
+    read_body: Callable[[], bytes], version: str, phone_number_id: str, token: str
+) -> tuple[int, dict]:
+    """``send`` on an event loop (``runsimulator``'s ASGI app): the latency is slept without a thread
+    per call in flight, the database (an account not cached, a new recipient's name) is awaited on
+    other threads, and the rest, SQLite and validation, runs inline: one thread and no lock
+    hand-over per call, which is what the thread-per-request server spent most of its CPU on."""
+    callbacks.ensure_pump()
+    latency = config.latency_seconds()
+    if latency:
+        await asyncio.sleep(latency)
+    try:
+        account = graph_views.cached_account_for_token(phone_number_id, token)
+        if account is None:
+            account = await sync_to_async(_checked_account, thread_sensitive=True)(phone_number_id, token)
+        graph_views.injected_fault(account)
+        payload = _json(read_body())
+        phone = messages.new_recipient(payload)
+        name = await dbthreads.profile_name_async(phone, project_id=account.project_id) if phone else None
+        call = lambda: messages.send(  # noqa: E731
+            account=account, payload=payload, callback_base=services.callback_base(), new_recipient_name=name
+        )
+        if config.group_commit():  # the committer answers a send after its commit: not on the loop
+            return 200, await asyncio.to_thread(call)
+        return 200, call()
+    except ApiError as exc:
+        return exc.http_status, exc.body()
 
 
 def send(read_body: Callable[[], bytes], version: str, phone_number_id: str, token: str) -> tuple[int, dict]:
@@ -135,3 +180,73 @@ class LeanSend:
 
 def wrap(django_app: WSGIApp) -> LeanSend:
     return LeanSend(django_app)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _asgi_body(receive: Receive) -> bytes | None:
+    """The request's body; None when the client went away, a body over ``MAX_BODY`` is cut there
+    (its ``_json`` then answers "too large" after the token was checked, as in ``_wsgi_body``)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        if size <= MAX_BODY:
+            chunks.append(chunk)
+            size += len(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+class AsyncLeanSend:
+    """Django's ASGI handler with the lean send route in front of it (``runsimulator``)."""
+
+    def __init__(self, django_app: ASGIApp) -> None:
+        self.django_app = django_app
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.django_app, name)
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            return await _lifespan(receive, send)
+        lean = None
+        if scope["type"] == "http":
+            headers = dict(scope.get("headers") or ())
+            lean = lean_route(
+                scope.get("method", ""),
+                scope.get("path", ""),
+                headers.get(b"content-type", b"").decode("latin-1"),
+                headers.get(b"authorization", b"").decode("latin-1"),
+                scope.get("query_string", b"").decode("latin-1"),
+            )
+        if lean is None:
+            return await self.django_app(scope, receive, send)
+        version, number, token = lean
+        raw = await _asgi_body(receive)
+        if raw is None:
+            return None
+        status, data = await send_async(lambda: raw, version, number, token)
+        body, headers = _encode(status, data, version)
+        await send({
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers],
+        })  # fmt: skip
+        await send({"type": "http.response.body", "body": body})
+        return None
+
+
+def wrap_asgi(django_app: ASGIApp) -> AsyncLeanSend:
+    return AsyncLeanSend(django_app)

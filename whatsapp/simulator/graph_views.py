@@ -97,6 +97,15 @@ def _account_of_number(phone_number_id: str) -> WhatsAppAccount | None:
     return account
 
 
+def cached_account_for_token(phone_number_id: str, token: str) -> WhatsAppAccount | None:
+    """``account_for_token`` from the account cache alone: None when it would read the database
+    (not cached, or another token: its error answer reads the accounts)."""
+    hit = _by_number.get(phone_number_id) if config.account_cache_seconds() else None
+    if hit is None or hit[0] <= time.monotonic() or not _matches(hit[1], token):
+        return None
+    return hit[1]
+
+
 def _number(request: HttpRequest, phone_number_id: str) -> WhatsAppAccount:
     return account_for_token(phone_number_id, _token(request), method=request.method or "get")
 

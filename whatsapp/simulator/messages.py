@@ -168,6 +168,20 @@ def _find_template(waba_id: str, name: str, language: str) -> tuple[dict | None,
 
 
 # --- recipient ----------------------------------------------------------------------------------
+def _valid_phone(raw: str) -> str:
+    """The digits of a ``to`` Meta would take, else ''."""
+    phone = handsets.digits(raw)
+    stripped = raw.replace("+", "").replace(" ", "").replace("-", "").replace("(", "").replace(")", "")
+    return phone if stripped.isdigit() and 7 <= len(phone) <= 15 else ""
+
+
+def new_recipient(payload: Any) -> str:
+    """The phone of the handset a send of ``payload`` would create (none is stored for it yet), else ''."""
+    given = payload.get("to") if isinstance(payload, dict) else None
+    phone = _valid_phone(str(given)) if given else ""
+    return phone if phone and store.get_handset(phone) is None else ""
+
+
 def _recipient(payload: dict) -> tuple[str, str, str, dict | None]:
     """(input as given, wa_id digits, user_id, handset or None) of the addressee; BSUID via
     ``recipient`` (reference 4.6)."""
@@ -178,9 +192,8 @@ def _recipient(payload: dict) -> tuple[str, str, str, dict | None]:
     given = payload.get("to")
     if given:
         raw = str(given)
-        phone = handsets.digits(raw)
-        stripped = raw.replace("+", "").replace(" ", "").replace("-", "").replace("(", "").replace(")", "")
-        _require(stripped.isdigit() and 7 <= len(phone) <= 15, 100, f"Invalid 'to' parameter: {raw!r}.")
+        phone = _valid_phone(raw)
+        _require(bool(phone), 100, f"Invalid 'to' parameter: {raw!r}.")
         handset = store.get_handset(phone)
         return raw, phone, handset["user_id"] if handset else handsets.bsuid_for(phone), handset
     user_id = str(payload.get("recipient") or "")
@@ -206,8 +219,18 @@ def mark_read(account: WhatsAppAccount, payload: dict) -> dict:
     return {"success": True}
 
 
-def send(*, account: WhatsAppAccount, payload: Any, callback_base: str, now: float | None = None) -> dict:
-    """Validate and accept one message exactly as Meta would; the outcome arrives by status webhooks."""
+def send(
+    *,
+    account: WhatsAppAccount,
+    payload: Any,
+    callback_base: str,
+    now: float | None = None,
+    new_recipient_name: str | None = None,
+) -> dict:
+    """Validate and accept one message exactly as Meta would; the outcome arrives by status webhooks.
+
+    ``new_recipient_name``: the name of the recipient's handset if it is new, looked up by the caller
+    (the asynchronous send route awaits it instead of blocking its event loop); else looked up here."""
     _require(isinstance(payload, dict), 100, "The request body must be a JSON object.")
     _require(
         payload.get("messaging_product") == "whatsapp", 100, "The parameter messaging_product is required."
@@ -241,7 +264,7 @@ def send(*, account: WhatsAppAccount, payload: Any, callback_base: str, now: flo
         _length(callback_data, 0, 512, "biz_opaque_callback_data")
     if phone and phone == handsets.digits(account.display_phone_number):
         raise ApiError(131021, "The recipient is the sender's own phone number.")
-    handset, new_handset = _handset(account, phone, user_id, handset)
+    handset, new_handset = _handset(account, phone, user_id, handset, new_recipient_name)
     # The throughput slot is counted once the state file's lock is held (store.accept_send); a time
     # given by a test counts the slot too.
     clock = None if now is None else (lambda: now)
@@ -278,7 +301,7 @@ def _pricing(category: str, in_window: bool) -> dict[str, Any]:
 
 
 def _handset(
-    account: WhatsAppAccount, phone: str, user_id: str, known: dict | None
+    account: WhatsAppAccount, phone: str, user_id: str, known: dict | None, name: str | None = None
 ) -> tuple[dict, dict | None]:
     """(the recipient's handset, the same if it is new and must be stored with the send, else None).
 
@@ -287,7 +310,8 @@ def _handset(
     if phone and known is not None and known["phone"] == phone:
         return known, None
     if phone:
-        name = dbthreads.profile_name(phone, project_id=account.project_id)
+        if name is None:
+            name = dbthreads.profile_name(phone, project_id=account.project_id)
         new = {"phone": phone, "name": name, "user_id": handsets.bsuid_for(phone)}
         return new, new
     return {"phone": "", "name": "", "user_id": user_id}, None
