@@ -12,6 +12,7 @@ from asgiref.sync import async_to_sync
 from tests.factories import ProjectFactory
 from whatsapp.models import WhatsAppAccount
 from whatsapp.simulator import fastpath, services, store, testing
+from whatsapp.simulator.errors import ApiError
 
 TOKEN = "EAAG-fast-token"
 WABA = "702290129340398"
@@ -246,3 +247,42 @@ def test_the_asgi_app_answers_lifespan_and_a_client_that_went_away(account):
              "query_string": b"", "headers": [(b"authorization", f"Bearer {TOKEN}".encode())]}  # fmt: skip
     run(scope, [{"type": "http.disconnect"}])
     assert sent == [] and store.ledger(NUMBER_ID) == (0, {})
+
+
+def test_sends_of_one_turn_of_the_event_loop_share_a_commit_with_their_own_times(account, monkeypatch):
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+
+    from whatsapp.simulator import messages
+
+    account.throughput_mps = 3
+    account.save()
+    commits: list[list[float]] = []
+    original = store.accept_sends
+
+    def counting(sends):
+        commits.append([send.at for send in sends])
+        return original(sends)
+
+    monkeypatch.setattr(store, "accept_sends", counting)
+
+    async def turn():
+        prepared = []
+        for i in range(5):  # prepared one after another on the loop, as the route does
+            payload = hello(f"49151123457{i:02d}")
+            prepared.append(await sync_to_async(messages.prepare, thread_sensitive=True)(
+                account=account, payload=payload, callback_base="http://panel.example",
+                new_recipient_name="", arrival=True))  # fmt: skip
+        commit = fastpath._turn_commit()
+        return await asyncio.gather(*(commit.accept(p.send) for p in prepared)), prepared
+
+    results, prepared = async_to_sync(turn)()
+    assert results == [True, True, True, False, False]  # limit 3 a second
+    assert len(commits) == 1 and commits[0] == sorted(commits[0])  # one transaction, arrival order
+    assert store.ledger(NUMBER_ID)[0] == 3 and store.refusals(NUMBER_ID) == {130429: 2}
+    stamped = sorted(r[0] for r in store.connection().execute("SELECT created_at FROM messages"))
+    assert stamped == commits[0][:3]  # the ledger keeps each send's arrival, not the commit's time
+    with pytest.raises(ApiError) as refused:
+        prepared[3].result(False)
+    assert refused.value.code == 130429

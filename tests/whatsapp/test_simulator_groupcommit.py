@@ -80,6 +80,22 @@ def test_one_transaction_takes_exactly_the_free_slots_in_order():
     assert store.accept_sends(later) == [True, True, False]
 
 
+def test_sends_with_their_own_times_each_find_the_count_they_would_find_alone():
+    def timed(i: int, at: float) -> Send:
+        send = send_of(i, limit=2, at=at)
+        send.clock, send.at = None, at  # the arrival on the event loop is the slot
+        return send
+
+    assert store.accept_sends([timed(0, 100.0), timed(1, 100.5)]) == [True, True]
+    # 100.9: the second before holds 100.0 and 100.5; 101.2: 100.0 has left it; 101.4: 100.5 is still
+    # in it with 101.2; 101.6: 100.5 has left too.
+    results = store.accept_sends([timed(2, 100.9), timed(3, 101.2), timed(4, 101.4), timed(5, 101.6)])
+    assert results == [False, True, False, True]
+    times = sorted(r[0] for r in store.connection().execute("SELECT created_at FROM messages"))
+    assert times == [100.0, 100.5, 101.2, 101.6]  # each stamped with its own time, not the commit's
+    assert all(sum(1 for t in times if at - 1.0 < t <= at) <= 2 for at in times)
+
+
 def test_a_failed_transaction_stores_none_of_its_sends(monkeypatch):
     def broken(rows, conn=None):
         raise RuntimeError("disk full")

@@ -6,6 +6,7 @@ import hashlib
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from subscribers import window
@@ -219,6 +220,24 @@ def mark_read(account: WhatsAppAccount, payload: dict) -> dict:
     return {"success": True}
 
 
+@dataclass(slots=True)
+class Prepared:
+    """A validated send: what to accept (``store.Send``; None when nothing is, a read receipt) and the
+    answer once it is accepted (``result``)."""
+
+    send: store.Send | None
+    answer: dict
+
+    def result(self, accepted: bool) -> dict:
+        if self.send is None:
+            return self.answer
+        if not accepted:
+            raise ApiError(130429, http_status=429)  # the number's last second was full
+        if self.send.callback_rows:
+            callbacks.wake()
+        return self.answer
+
+
 def send(
     *,
     account: WhatsAppAccount,
@@ -227,16 +246,36 @@ def send(
     now: float | None = None,
     new_recipient_name: str | None = None,
 ) -> dict:
-    """Validate and accept one message exactly as Meta would; the outcome arrives by status webhooks.
+    """Validate and accept one message exactly as Meta would; the outcome arrives by status webhooks."""
+    prepared = prepare(
+        account=account, payload=payload, callback_base=callback_base, now=now,
+        new_recipient_name=new_recipient_name,
+    )  # fmt: skip
+    return prepared.result(prepared.send is not None and store.accept(prepared.send))
+
+
+def prepare(
+    *,
+    account: WhatsAppAccount,
+    payload: Any,
+    callback_base: str,
+    now: float | None = None,
+    new_recipient_name: str | None = None,
+    arrival: bool = False,
+) -> Prepared:
+    """``send`` up to its acceptance, which the caller does (``store.accept``, or a commit shared with
+    other sends on the event loop). Raises ``ApiError`` as Meta answers a bad request.
 
     ``new_recipient_name``: the name of the recipient's handset if it is new, looked up by the caller
-    (the asynchronous send route awaits it instead of blocking its event loop); else looked up here."""
+    (the asynchronous send route awaits it instead of blocking its event loop); else looked up here.
+    ``arrival``: the send's throughput slot is its arrival, now (sends accepted in one transaction on
+    the event loop keep their own times); else the moment the state file's lock is held."""
     _require(isinstance(payload, dict), 100, "The request body must be a JSON object.")
     _require(
         payload.get("messaging_product") == "whatsapp", 100, "The parameter messaging_product is required."
     )
     if payload.get("status") == "read":
-        return mark_read(account, payload)
+        return Prepared(None, mark_read(account, payload))
     kind = str(payload.get("type") or "text").lower()
     _require(kind in TYPES, 100, f'Param type must be one of {{{", ".join(TYPES)}}} - got "{kind}".')
     given, phone, user_id, handset = _recipient(payload)
@@ -265,33 +304,22 @@ def send(
     if phone and phone == handsets.digits(account.display_phone_number):
         raise ApiError(131021, "The recipient is the sender's own phone number.")
     handset, new_handset = _handset(account, phone, user_id, handset, new_recipient_name)
-    # The throughput slot is counted once the state file's lock is held (store.accept_send); a time
-    # given by a test counts the slot too.
+    # The throughput slot is counted once the state file's lock is held (store.accept_sends); a time
+    # given by a test, or the arrival on the event loop, counts the slot too.
     clock = None if now is None else (lambda: now)
     now = time.time() if now is None else now
     wamid = handsets.new_wamid()
-    if not _accept(
-        account,
-        payload,
-        kind,
-        template,
-        phone,
-        user_id,
-        handset,
-        new_handset,
-        wamid,
-        callback_base,
-        now,
-        clock,
-    ):
-        raise ApiError(130429, http_status=429)
+    send = _plan(account, payload, kind, template, phone, user_id, handset, new_handset, wamid,
+                 callback_base, now, clock)  # fmt: skip
+    if arrival:
+        send.at = now
     contact: dict[str, str] = {"input": given}
     if phone:
         contact["wa_id"] = phone
     if payload.get("recipient") and not payload.get("to"):
         contact["user_id"] = user_id
     message = {"id": wamid, "message_status": "accepted"}
-    return {"messaging_product": "whatsapp", "contacts": [contact], "messages": [message]}
+    return Prepared(send, {"messaging_product": "whatsapp", "contacts": [contact], "messages": [message]})
 
 
 def _pricing(category: str, in_window: bool) -> dict[str, Any]:
@@ -317,7 +345,7 @@ def _handset(
     return {"phone": "", "name": "", "user_id": user_id}, None
 
 
-def _accept(
+def _plan(
     account: WhatsAppAccount,
     payload: dict,
     kind: str,
@@ -330,12 +358,10 @@ def _accept(
     callback_base: str,
     now: float,
     clock: Callable[[], float] | None = None,
-) -> bool:
-    """Decide the fate of a message, then in one state transaction take the number's throughput
-    slot and, if there was one, store it in the handset's chat and queue its statuses.
-
-    False when the number's last second was full (Meta's 130429): nothing is stored but the refusal.
-    ``new_handset``: the recipient's handset to store with the message (a new one), else None."""
+) -> store.Send:
+    """Decide the fate of a message: what its acceptance stores in one state transaction, if the
+    number's throughput slot is there (``store.accept_sends``): the message in the handset's chat
+    and its statuses. ``new_handset``: the recipient's handset to store with it (a new one), else None."""
     category = template["category"].lower() if template else "service"
     last = store.last_inbound(account.phone_number_id, phone) if phone else None
     in_window = last is not None and now - last < WINDOW_SECONDS
@@ -419,7 +445,7 @@ def _accept(
     reaction = None
     if kind == "reaction":
         reaction = (str(payload["reaction"].get("emoji") or ""), str(payload["reaction"]["message_id"]))
-    accepted = store.accept_send(
+    return store.Send(
         phone_number_id=account.phone_number_id,
         limit=max(1, account.throughput_mps),
         now=now,
@@ -429,9 +455,6 @@ def _accept(
         reaction=reaction,
         clock=clock,
     )
-    if accepted and rows:
-        callbacks.wake()
-    return accepted
 
 
 def read_on_open(*, account: WhatsAppAccount, phone: str, callback_base: str) -> int:

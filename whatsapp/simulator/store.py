@@ -21,6 +21,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -492,6 +493,18 @@ class Send:
     callback_rows: list[dict[str, Any]]
     reaction: tuple[str, str] | None = None
     clock: Callable[[], float] | None = None
+    at: float | None = None  # the slot's time fixed by the caller: its arrival on the event loop
+
+
+def accept(send: Send) -> bool:
+    """Accept one send (see ``accept_sends``); under ``runsimulator``'s WSGI app with
+    SIMULATOR_GROUP_COMMIT it shares the transaction of the sends arriving meanwhile and returns once
+    that is committed."""
+    if config.group_commit():
+        from . import groupcommit  # the committer thread only where it is switched on
+
+        return groupcommit.submit(send)
+    return accept_sends([send])[0]
 
 
 def accept_send(
@@ -507,12 +520,7 @@ def accept_send(
 ) -> bool:
     """Accept one send (see ``accept_sends``); under ``runsimulator`` (SIMULATOR_GROUP_COMMIT) it
     shares the transaction of the sends arriving meanwhile and returns once that is committed."""
-    send = Send(phone_number_id, limit, now, new_handset, message, callback_rows, reaction, clock)
-    if config.group_commit():
-        from . import groupcommit  # the committer thread only where it is switched on
-
-        return groupcommit.submit(send)
-    return accept_sends([send])[0]
+    return accept(Send(phone_number_id, limit, now, new_handset, message, callback_rows, reaction, clock))
 
 
 def accept_sends(sends: list[Send]) -> list[bool]:
@@ -521,30 +529,32 @@ def accept_sends(sends: list[Send]) -> list[bool]:
     new handset (as ``ensure_handset``), its message in the chat (the ledger) and its webhooks.
 
     One transaction for a send's writes (slot, handset, message, webhooks), and under load for all
-    the sends waiting meanwhile (``groupcommit``): every write transaction takes the file's lock and
-    writes the WAL. Every send of the transaction gets the same slot time, ``clock()`` of the first
-    (default ``time.time``) read once the lock is held: a time read before waiting for the lock
-    would let later sends into this one's second and refuse it. With one time, counting the
-    window once per number and adding the sends admitted since is exactly the count each send
-    would find by itself. Nothing of a refused send is stored but its refusal.
+    the sends waiting meanwhile (``groupcommit``, or the sends of one turn of the ASGI app's event
+    loop): every write transaction takes the file's lock and writes the WAL. A send's slot time is
+    its ``at`` when the caller fixed it (its arrival on the event loop, in arrival order), else
+    ``clock()`` of the first send (default ``time.time``) read once the lock is held: a time read
+    before waiting for the lock would let later sends into this one's second and refuse it.
+    ``_Window`` gives each send exactly the count it would find by itself. Nothing of a refused
+    send is stored but its refusal.
     """
     accepted: list[bool] = []
     with transaction() as tx:
-        at = (sends[0].clock or time.time)()
-        used: dict[str, int] = {}
+        locked_at = (sends[0].clock or time.time)()
+        last: dict[str, float] = {}
+        for send in sends:
+            last[send.phone_number_id] = send.at if send.at is not None else locked_at
+        windows: dict[str, _Window] = {}
         slots, handsets, messages, reactions, callbacks, refused = [], [], [], [], [], []
         for send in sends:
             number = send.phone_number_id
-            if number not in used:
-                tx.execute("DELETE FROM send_log WHERE phone_number_id = ? AND at <= ?", (number, at - 2.0))
-                used[number] = tx.execute(
-                    "SELECT count(*) FROM send_log WHERE phone_number_id = ? AND at > ?", (number, at - 1.0)
-                ).fetchone()[0]
-            if used[number] >= send.limit:
+            at = send.at if send.at is not None else locked_at
+            window = windows.get(number)
+            if window is None:
+                window = windows[number] = _Window.read(tx, number, at, last[number])
+            if not window.admit(at, send.limit):
                 refused.append((number, 130429, 429, at))
                 accepted.append(False)
                 continue
-            used[number] += 1
             accepted.append(True)
             slots.append((number, at))
             # The message is stamped with its slot's time (its status times move along), so that
@@ -582,6 +592,43 @@ def accept_sends(sends: list[Send]) -> list[bool]:
             )
         add_callbacks(callbacks, tx)
     return accepted
+
+
+class _Window:
+    """A number's sends in the last second, from the first send of a transaction to its last.
+
+    Counted once at the first send's time; the sends that leave the window before the last send's
+    time are read too, so that each send of the transaction, at its own time (sends on the event
+    loop keep their arrival), finds the count it would have found alone."""
+
+    __slots__ = ("leaving", "used")
+
+    def __init__(self, used: int, leaving: list[float]) -> None:
+        self.used, self.leaving = used, deque(leaving)
+
+    @classmethod
+    def read(cls, tx: sqlite3.Connection, number: str, first: float, last: float) -> _Window:
+        tx.execute("DELETE FROM send_log WHERE phone_number_id = ? AND at <= ?", (number, first - 2.0))
+        used = tx.execute(
+            "SELECT count(*) FROM send_log WHERE phone_number_id = ? AND at > ?", (number, first - 1.0)
+        ).fetchone()[0]
+        leaving = []
+        if last > first:
+            leaving = [row[0] for row in tx.execute(
+                "SELECT at FROM send_log WHERE phone_number_id = ? AND at > ? AND at <= ? ORDER BY at",
+                (number, first - 1.0, last - 1.0),
+            )]  # fmt: skip
+        return cls(used, leaving)
+
+    def admit(self, at: float, limit: int) -> bool:
+        """Take a slot at ``at`` unless the second before it holds ``limit`` sends already."""
+        while self.leaving and self.leaving[0] <= at - 1.0:
+            self.leaving.popleft()
+            self.used -= 1
+        if self.used >= limit:
+            return False
+        self.used += 1
+        return True
 
 
 def record_refusal(
