@@ -133,11 +133,12 @@ def _claim(now: datetime, lease: datetime, limit: int) -> list[int]:
         f"CROSS JOIN LATERAL (SELECT r.id, r.wake_at FROM {_q(RUN)} r WHERE r.journey_id = j.id AND {due} "
         "AND r.dry_run = false ORDER BY r.wake_at LIMIT %s) c "
         "WHERE j.status = %s ORDER BY c.wake_at LIMIT %s), "
-        # ``= ANY(ARRAY(...))``: looked up by primary key whatever the planner estimates for the
-        # CTE (a join let it hash the whole due index on a small table).
+        # ``= ANY(ARRAY(...))`` (here and in the UPDATE): looked up by primary key whatever the
+        # planner estimates for the CTE (a join let it hash the whole due index on a small table;
+        # the outbox's lease met a nested loop of every due row against its CTE).
         f"picked AS MATERIALIZED (SELECT r.id FROM {_q(RUN)} r WHERE r.id = ANY(ARRAY(SELECT id FROM due)) "
         f"AND {due} ORDER BY r.wake_at LIMIT %s FOR UPDATE SKIP LOCKED) "
-        f"UPDATE {_q(RUN)} SET lease_until = %s WHERE id IN (SELECT id FROM picked) RETURNING id"
+        f"UPDATE {_q(RUN)} SET lease_until = %s WHERE id = ANY(ARRAY(SELECT id FROM picked)) RETURNING id"
     )
     window = limit * CLAIM_WINDOW
     params = [_dt(now), _dt(now), window, JourneyStatus.ACTIVE, window, _dt(now), _dt(now), limit, _dt(lease)]
