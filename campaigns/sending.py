@@ -22,10 +22,12 @@ Design section 4 and ADR 0005. The flow of one outbox row:
    (counters.py): the claim, the write-back and the sweeper from their ``RETURNING``.
 
 Errors (reference 5.4): transient -> queued again with backoff in ``send_after`` (up to
-MAX_ATTEMPTS); 131049 -> one retry after 24 h, then failed; permanent -> failed with Meta's code and
-explanation; account-level -> the account stops (AccountStatus.SUSPENDED) and its running campaigns
-pause themselves (progress.pause_for_error); template-level (paused, disabled, missing) -> the
-campaigns sending that template pause, single sends of it fail. Rows of a stop go back to queued.
+MAX_ATTEMPTS); 130429 -> the number pauses (``NUMBER_BACKOFF``) and the row is queued behind the
+pause without counting an attempt; 131049 -> one retry after 24 h, then failed; permanent -> failed
+with Meta's code and explanation; account-level -> the account stops (AccountStatus.SUSPENDED) and
+its running campaigns pause themselves (progress.pause_for_error); template-level (paused, disabled,
+missing) -> the campaigns sending that template pause, single sends of it fail. Rows of a stop go
+back to queued.
 """
 
 from __future__ import annotations
@@ -770,9 +772,16 @@ def _failed(batch: _Batch, message: Message, account: WhatsAppAccount, exc: Grap
         batch.requeue(message, until, f"retry in 24 h after error {exc.code}", reason=exc.explanation,
                       attempts=attempts, **errors)  # fmt: skip
         return
+    if exc.code == THROUGHPUT_CODE:
+        # Meta took nothing: the number's second was full (calls reached it bunched). The whole
+        # number pauses; the row goes back in line behind that pause, not 2, 8, 32 s later, and
+        # its attempts do not grow, since the refusal is the number's, not the message's: under
+        # bursts a row refused six times would otherwise have failed (error_code keeps the last).
+        ratelimit.back_off(account.phone_number_id, NUMBER_BACKOFF)
+        until = timezone.now() + timedelta(seconds=ratelimit.backed_off(account.phone_number_id))
+        batch.requeue(message, until, f"retry after error {exc.code}", reason=exc.explanation, **errors)
+        return
     if kind == ErrorKind.TRANSIENT and attempts < MAX_ATTEMPTS:
-        if exc.code == THROUGHPUT_CODE:
-            ratelimit.back_off(account.phone_number_id, NUMBER_BACKOFF)
         until = batch.now + timedelta(seconds=retry_delay(exc.code, attempts))
         batch.requeue(message, until, f"retry after error {exc.code or 'network'}", reason=exc.explanation,
                       attempts=attempts, **errors)  # fmt: skip

@@ -106,10 +106,27 @@ def test_throughput_exceeded_backs_the_number_off_and_stops_the_batch(graph, fas
     assert ratelimit.backed_off(fast.phone_number_id) > 0
     # One thread posts in slot order: after the 130429 nothing more of the batch went to Meta.
     assert len(graph.calls) < 5 and counts["requeued"] == 5 - counts.get("sent", 0)
-    assert row(messages[0]).attempts == 1
+    refused = row(messages[0])
+    assert refused.error_code == 130429 and refused.attempts == 0  # the number's refusal, not the row's
+    assert refused.send_after <= timezone.now() + timedelta(seconds=sending.NUMBER_BACKOFF)  # after the pause
     untouched = [m for m in messages[1:] if row(m).status == MessageStatus.QUEUED]
     assert untouched and all(row(m).attempts == 0 and row(m).send_after > timezone.now() for m in untouched)
     sending._pool = None
+
+
+def test_a_row_refused_for_throughput_again_and_again_never_fails(graph, fast, rendered):
+    [message] = fill(make_campaign(fast), 1)
+    graph.answer = error_answer(130429, status=429)
+    for _ in range(sending.MAX_ATTEMPTS + 2):
+        ratelimit.limiter().off.clear()  # the number's pause is over (the in-memory limiter of the tests)
+        due(message)
+        assert send_batch([message.pk]) == {"requeued": 1}
+    waiting = row(message)
+    assert waiting.status == MessageStatus.QUEUED and waiting.attempts == 0
+    graph.answer = ok_answer  # Meta has room again
+    ratelimit.limiter().off.clear()
+    due(message)
+    assert send_batch([message.pk]) == {"sent": 1}
 
 
 def test_131049_is_retried_once_after_24_hours_then_fails(graph, fast, rendered):
