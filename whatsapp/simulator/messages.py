@@ -238,19 +238,9 @@ class Prepared:
         return self.answer
 
 
-def send(
-    *,
-    account: WhatsAppAccount,
-    payload: Any,
-    callback_base: str,
-    now: float | None = None,
-    new_recipient_name: str | None = None,
-) -> dict:
+def send(*, account: WhatsAppAccount, payload: Any, callback_base: str, now: float | None = None) -> dict:
     """Validate and accept one message exactly as Meta would; the outcome arrives by status webhooks."""
-    prepared = prepare(
-        account=account, payload=payload, callback_base=callback_base, now=now,
-        new_recipient_name=new_recipient_name,
-    )  # fmt: skip
+    prepared = prepare(account=account, payload=payload, callback_base=callback_base, now=now)
     return prepared.result(prepared.send is not None and store.accept(prepared.send))
 
 
