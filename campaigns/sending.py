@@ -744,8 +744,13 @@ def _post(client: GraphClient, message: Message, stop: threading.Event) -> SendR
 
 def _not_posted(batch: _Batch, message: Message, account: WhatsAppAccount) -> None:
     """A row the batch stopped before posting (throughput back-off, account stopped): queue it again."""
+    batch.requeue(message, _pause_end(account, batch.now))
+
+
+def _pause_end(account: WhatsAppAccount, since: datetime) -> datetime | None:
+    """When the number's 130429 pause ends, counted from ``since``; None when it is not paused."""
     wait = ratelimit.backed_off(account.phone_number_id)
-    batch.requeue(message, batch.now + timedelta(seconds=wait) if wait else None)
+    return since + timedelta(seconds=wait) if wait else None
 
 
 def _failed(batch: _Batch, message: Message, account: WhatsAppAccount, exc: GraphError) -> None:
@@ -778,7 +783,7 @@ def _failed(batch: _Batch, message: Message, account: WhatsAppAccount, exc: Grap
         # its attempts do not grow, since the refusal is the number's, not the message's: under
         # bursts a row refused six times would otherwise have failed (error_code keeps the last).
         ratelimit.back_off(account.phone_number_id, NUMBER_BACKOFF)
-        until = timezone.now() + timedelta(seconds=ratelimit.backed_off(account.phone_number_id))
+        until = _pause_end(account, timezone.now())
         batch.requeue(message, until, f"retry after error {exc.code}", reason=exc.explanation, **errors)
         return
     if kind == ErrorKind.TRANSIENT and attempts < MAX_ATTEMPTS:

@@ -359,9 +359,14 @@ def test_throughput_limit_is_130429_within_one_second(client, sim_account):
 
 
 def test_the_throughput_window_moves_on():
-    assert all(store.take_send_slot("n", 2, now=100.0 + i * 0.1) for i in range(2))
-    assert not store.take_send_slot("n", 2, now=100.5)
-    assert store.take_send_slot("n", 2, now=101.05)
+    def take(i: int, at: float) -> bool:
+        message = {"wamid": f"w{i}", "phone_number_id": "n", "phone": f"4915100000{i}",
+                   "direction": "business", "type": "text", "payload": {}, "created_at": at}  # fmt: skip
+        return store.accept(store.Send("n", 2, at, None, message, [], clock=lambda: at))
+
+    assert all(take(i, 100.0 + i * 0.1) for i in range(2))
+    assert not take(2, 100.5)
+    assert take(3, 101.05)
 
 
 @pytest.mark.parametrize("number", ["+15550001111", "1 555 000 9876"])

@@ -92,8 +92,15 @@ def _checked_account(phone_number_id: str, token: str, method: str = "post"):
     try:
         return graph_views.account_for_token(phone_number_id, token, method=method)
     finally:
-        if connection.connection is not None and not connection.in_atomic_block:
-            connection.close()
+        _close_rare_connection()
+
+
+def _close_rare_connection() -> None:
+    # Only a rare answer (an unknown number) reads the database on a request's thread; the signals
+    # that close Django's connection after a request do not run here. (Inside a transaction, i.e. a
+    # test calling this on its own thread, the connection is the test's.)
+    if connection.connection is not None and not connection.in_atomic_block:
+        connection.close()
 
 
 async def send_async(
@@ -186,11 +193,7 @@ def send(read_body: Callable[[], bytes], version: str, phone_number_id: str, tok
     except ApiError as exc:
         return exc.http_status, exc.body()
     finally:
-        # Only a rare answer (an unknown number) reads the database on this thread; the signals that
-        # close Django's connection after a request do not run here.
-        # (Inside a transaction, i.e. a test calling this on its own thread, the connection is the test's.)
-        if connection.connection is not None and not connection.in_atomic_block:
-            connection.close()
+        _close_rare_connection()
 
 
 def _encode(status: int, data: dict, version: str) -> tuple[bytes, list[tuple[str, str]]]:

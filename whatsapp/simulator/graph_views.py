@@ -86,24 +86,26 @@ def _account_of_number(phone_number_id: str) -> WhatsAppAccount | None:
     CPU in a load test; ``runsimulator`` therefore keeps it a few seconds. A changed token then
     counts after that many seconds, as a rotated token does at Meta after a while.
     """
+    cached = _cached(phone_number_id)
+    if cached is not None:
+        return cached
     ttl = config.account_cache_seconds()
-    if ttl:
-        hit = _by_number.get(phone_number_id)
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
     account = dbthreads.run(lambda: WhatsAppAccount.objects.filter(phone_number_id=phone_number_id).first())
     if ttl and account is not None:
         _by_number[phone_number_id] = (time.monotonic() + ttl, account)
     return account
 
 
+def _cached(phone_number_id: str) -> WhatsAppAccount | None:
+    hit = _by_number.get(phone_number_id) if config.account_cache_seconds() else None
+    return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+
 def cached_account_for_token(phone_number_id: str, token: str) -> WhatsAppAccount | None:
     """``account_for_token`` from the account cache alone: None when it would read the database
     (not cached, or another token: its error answer reads the accounts)."""
-    hit = _by_number.get(phone_number_id) if config.account_cache_seconds() else None
-    if hit is None or hit[0] <= time.monotonic() or not _matches(hit[1], token):
-        return None
-    return hit[1]
+    account = _cached(phone_number_id)
+    return account if account is not None and _matches(account, token) else None
 
 
 def _number(request: HttpRequest, phone_number_id: str) -> WhatsAppAccount:

@@ -456,25 +456,6 @@ def last_inbound(phone_number_id: str, phone: str) -> float | None:
 
 
 # --- throughput ----------------------------------------------------------------------------
-def take_send_slot(phone_number_id: str, limit: int, now: float | None = None) -> bool:
-    """Record one message of the number unless ``limit`` were already recorded in the last second."""
-    now = time.time() if now is None else now
-    with transaction() as tx:
-        return _take_slot(tx, phone_number_id, limit, now)
-
-
-def _take_slot(tx: sqlite3.Connection, phone_number_id: str, limit: int, now: float) -> bool:
-    tx.execute("DELETE FROM send_log WHERE phone_number_id = ? AND at <= ?", (phone_number_id, now - 2.0))
-    used = tx.execute(
-        "SELECT count(*) FROM send_log WHERE phone_number_id = ? AND at > ?", (phone_number_id, now - 1.0)
-    ).fetchone()[0]
-    if used >= limit:
-        record_refusal(phone_number_id, 130429, 429, now, tx)
-        return False
-    tx.execute("INSERT INTO send_log (phone_number_id, at) VALUES (?, ?)", (phone_number_id, now))
-    return True
-
-
 STAMPS = ("created_at", "sent_at", "delivered_at", "read_at", "failed_at")
 
 
@@ -505,22 +486,6 @@ def accept(send: Send) -> bool:
 
         return groupcommit.submit(send)
     return accept_sends([send])[0]
-
-
-def accept_send(
-    *,
-    phone_number_id: str,
-    limit: int,
-    now: float,
-    new_handset: dict[str, Any] | None,
-    message: dict[str, Any],
-    callback_rows: list[dict[str, Any]],
-    reaction: tuple[str, str] | None = None,
-    clock: Callable[[], float] | None = None,
-) -> bool:
-    """Accept one send (see ``accept_sends``); under ``runsimulator`` (SIMULATOR_GROUP_COMMIT) it
-    shares the transaction of the sends arriving meanwhile and returns once that is committed."""
-    return accept(Send(phone_number_id, limit, now, new_handset, message, callback_rows, reaction, clock))
 
 
 def accept_sends(sends: list[Send]) -> list[bool]:
