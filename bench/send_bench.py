@@ -452,6 +452,14 @@ def acceptance_times(state_dir: Path) -> list[float]:
     return [r[0] for r in rows]
 
 
+def refusal_times(state_dir: Path) -> list[float]:
+    with sqlite3.connect(state_dir / "state.sqlite3") as conn:
+        rows = conn.execute(
+            "SELECT at FROM refusals WHERE phone_number_id = ? ORDER BY at", (NUMBER,)
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
 def refusals(state_dir: Path) -> dict[int, int]:
     with sqlite3.connect(state_dir / "state.sqlite3") as conn:
         rows = conn.execute(
@@ -470,10 +478,11 @@ def throttle_check(times: list[float], limit: int) -> dict[str, Any]:
     per_second: dict[int, int] = {}
     for t in times:
         per_second[int(t)] = per_second.get(int(t), 0) + 1
-    full = sorted(per_second)[1:-1]  # the first and last seconds are partial
-    average = sum(per_second[s] for s in full) / len(full) if full else 0.0
+    every = range(min(per_second), max(per_second) + 1) if per_second else range(0)
+    full = every[1:-1]  # the first and last seconds are partial; a second without a send counts too
+    average = sum(per_second.get(s, 0) for s in full) / len(full) if full else 0.0
     return {"busiest_window": busiest, "average": average, "share": average / limit if limit else 0.0,
-            "seconds": [per_second[s] for s in sorted(per_second)]}  # fmt: skip
+            "first": min(per_second, default=0), "seconds": [per_second.get(s, 0) for s in every]}  # fmt: skip
 
 
 # --- mode: the simulator alone ---------------------------------------------------------------------
@@ -716,6 +725,8 @@ def run_pipeline_once(args, processes: int, latency_ms: int, state_root: Path) -
     run.refused = refusals(state_dir)
     run.load = f"{load_before:.2f} / {load():.2f}"
     log(f"accepted per second: {run.throttle['seconds']}")  # gaps and dips, for the log only
+    refused_at = [int(t) - run.throttle["first"] for t in refusal_times(state_dir)]
+    log(f"refused per second: {[refused_at.count(i) for i in range(len(run.throttle['seconds']))]}")
     log(HEAD.splitlines()[0])
     log(run.row())
     return run

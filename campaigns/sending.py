@@ -79,11 +79,13 @@ BATCH_SIZE = 200  # ids per broker message
 LOOKAHEAD = 2.0  # seconds of a number's throughput the dispatcher keeps leased or in flight
 STUCK_AFTER = timedelta(minutes=10)
 MAX_ATTEMPTS = 6  # POSTs that ended in a transient error; the next one fails the row
-# Seconds a whole number pauses after Meta's 130429. Short: the slots are already cut below the
-# limit (PACE), so a 130429 is a burst of calls that reached Meta late together, gone within a
-# fraction of a second; 2 s cost a third of the throughput of the 2-core benchmark box (425-467
-# against 596-668 msg/s steady, as many refusals either way; docs/benchmarks.md).
-NUMBER_BACKOFF = 0.5
+# Seconds a whole number pauses after Meta's 130429 (longer when refusals follow pauses, see
+# ratelimit.back_off). Short: the slots are already cut below the limit (PACE), so a 130429 is a
+# burst of calls that reached Meta late together; a pause of a few dozen milliseconds lets Meta's
+# second drain by more than that burst. Only the calls whose slots fall inside the pause are handed
+# back, so its cost is its length: 0.5 s cost 10-25 % of the 2-core benchmark box's throughput
+# (docs/benchmarks.md, "130429 pauses the number, not the batch").
+NUMBER_BACKOFF = 0.05
 
 
 def _threads() -> int:
@@ -177,9 +179,11 @@ def dispatch(now: datetime | None = None) -> int:
     """Lease due queued rows and put them on the ``send`` queue in batches; returns rows leased.
 
     Due: ``send_after`` empty or past; the row's campaign running (or no campaign); its account
-    active and not backed off after a 130429. Single sends (API, composer, confirmations) go first,
-    then the running campaigns of the account share what is left of its throughput, each at most
-    at its own throttle. Safe to run concurrently and twice: a row is leased by one dispatcher.
+    active. A number paused after a 130429 is leased as usual: its batches reserve slots from the
+    pause's end (``ratelimit.reserve``), so they are ready when it ends. Single sends (API,
+    composer, confirmations) go first, then the running campaigns of the account share what is
+    left of its throughput, each at most at its own throttle. Safe to run concurrently and twice: a
+    row is leased by one dispatcher.
     """
     now = now or timezone.now()
     lease = now + LEASE
@@ -198,8 +202,6 @@ def dispatch(now: datetime | None = None) -> int:
         campaigns[campaign.account_id].append(campaign)
     with transaction.atomic():
         for account in accounts:
-            if ratelimit.backed_off(account.phone_number_id) > 0:
-                continue
             in_flight = _in_flight("account_id = %s", [account.pk], now)
             budget = math.ceil(max(account.throughput_mps, 1) * LOOKAHEAD) - in_flight
             if budget <= 0:
@@ -345,6 +347,8 @@ class _Batch:
     counts: Counter = field(default_factory=Counter)
     stopped_accounts: dict[int, GraphError] = field(default_factory=dict)
     paused_templates: dict[tuple[int, str], GraphError] = field(default_factory=dict)
+    # account id -> when its number's 130429 pause ends (None: not paused), read once per batch
+    pause_ends: dict[int, datetime | None] = field(default_factory=dict)
 
     def finish(self, message: Message, status: str, note: str, **values: Any) -> None:
         from .services import _history
@@ -582,20 +586,26 @@ def _post_lean(
     """The batch's POSTs on the process's event loop (``whatsapp.async_client``), each at its slot.
 
     Handed over a wave at a time (``_waves``) with their slot times: the loop waits for each slot, checks
-    ``stop`` just before writing the request (a 130429 or an account error of an earlier call sets
-    it from the loop's thread, see ``_stop_on``) and posts. This thread then only waits for the
-    outcomes, which are recorded even when the wait is interrupted (a time limit): the calls not
-    yet written are cancelled first, so none of them is posted after its row went back to the queue.
+    ``stop`` just before writing the request (an account error of an earlier call sets it from the
+    loop's thread, see ``_on_answer``) and posts. A 130429 does not stop the batch: the loop pauses
+    the number in this process, handing back the calls (of every batch) whose slots come within
+    the pause, and ``_on_answer`` pauses it for the other processes' reservations; the batch's
+    later slots still go out. This thread then only waits for the outcomes, which are recorded even
+    when the wait is interrupted (a time limit): the calls not yet written are cancelled first, so
+    none of them is posted after its row went back to the queue.
     """
     lean = async_client.sender()
     url, token = client.messages_url(), account.access_token
-    on_done = functools.partial(_stop_on, stop)
+    on_done = functools.partial(_on_answer, stop, lean, url, account.phone_number_id)
     try:
         for wave in _waves(slots, start):
             # A wave's calls go to the loop in one hand-over (post_many), in slot order.
             posting = [(message, at) for message, at, ours in wave if ours and not stop.is_set()]
             handed = lean.post_many(
-                [(url, token, _payload(message), at) for message, at in posting], cancel=stop, late=MAX_LATE
+                [(url, token, _payload(message), at) for message, at in posting],
+                cancel=stop,
+                late=MAX_LATE,
+                throughput_pause=NUMBER_BACKOFF,
             )
             by_id = {message.pk: future for (message, _), future in zip(posting, handed, strict=True)}
             for message, _, _ in wave:
@@ -654,9 +664,18 @@ def _mark_posting(ids: list[int]) -> set[int]:
         return {row[0] for row in cursor.fetchall()}
 
 
-def _stop_on(stop: threading.Event, future: Future) -> None:
+def _on_answer(
+    stop: threading.Event, lean: async_client.Sender, url: str, number: str, future: Future
+) -> None:
+    """A lean call's outcome, on the loop's thread as it settles: an account error stops the batch;
+    a 130429 pauses the number for every worker at once (the loop already paused it here for
+    ``NUMBER_BACKOFF``; the shared pause may be longer, see ``ratelimit.back_off``)."""
     exc = None if future.cancelled() else future.exception()
-    if isinstance(exc, GraphError) and _stops_the_batch(exc):
+    if not isinstance(exc, GraphError):
+        return
+    if exc.code == THROUGHPUT_CODE:
+        lean.pause(url, ratelimit.back_off(number, NUMBER_BACKOFF))
+    elif _stops_the_batch(exc):
         stop.set()
 
 
@@ -738,19 +757,24 @@ def _post(client: GraphClient, message: Message, stop: threading.Event) -> SendR
         )
     except GraphError as exc:
         if _stops_the_batch(exc):
-            stop.set()
+            stop.set()  # one thread, or a few: simpler than the lean path's pause of the number
+        if exc.code == THROUGHPUT_CODE:
+            ratelimit.back_off(client.account.phone_number_id, NUMBER_BACKOFF)
         raise
 
 
 def _not_posted(batch: _Batch, message: Message, account: WhatsAppAccount) -> None:
-    """A row the batch stopped before posting (throughput back-off, account stopped): queue it again."""
-    batch.requeue(message, _pause_end(account, batch.now))
+    """A row the batch did not post (its slot came in a 130429 pause, the account stopped): queue it
+    again, behind the pause."""
+    batch.requeue(message, _pause_end(batch, account))
 
 
-def _pause_end(account: WhatsAppAccount, since: datetime) -> datetime | None:
-    """When the number's 130429 pause ends, counted from ``since``; None when it is not paused."""
-    wait = ratelimit.backed_off(account.phone_number_id)
-    return since + timedelta(seconds=wait) if wait else None
+def _pause_end(batch: _Batch, account: WhatsAppAccount) -> datetime | None:
+    """When the number's 130429 pause ends (None: not paused); read once per batch and number."""
+    if account.pk not in batch.pause_ends:
+        wait = ratelimit.backed_off(account.phone_number_id)
+        batch.pause_ends[account.pk] = timezone.now() + timedelta(seconds=wait) if wait else None
+    return batch.pause_ends[account.pk]
 
 
 def _failed(batch: _Batch, message: Message, account: WhatsAppAccount, exc: GraphError) -> None:
@@ -779,11 +803,11 @@ def _failed(batch: _Batch, message: Message, account: WhatsAppAccount, exc: Grap
         return
     if exc.code == THROUGHPUT_CODE:
         # Meta took nothing: the number's second was full (calls reached it bunched). The whole
-        # number pauses; the row goes back in line behind that pause, not 2, 8, 32 s later, and
-        # its attempts do not grow, since the refusal is the number's, not the message's: under
-        # bursts a row refused six times would otherwise have failed (error_code keeps the last).
-        ratelimit.back_off(account.phone_number_id, NUMBER_BACKOFF)
-        until = _pause_end(account, timezone.now())
+        # number paused when the answer came (``_on_answer``, ``_post``); the row goes back in line
+        # behind that pause, not 2, 8, 32 s later, and its attempts do not grow, since the refusal
+        # is the number's, not the message's: under bursts a row refused six times would otherwise
+        # have failed (error_code keeps the last).
+        until = _pause_end(batch, account)
         batch.requeue(message, until, f"retry after error {exc.code}", reason=exc.explanation, **errors)
         return
     if kind == ErrorKind.TRANSIENT and attempts < MAX_ATTEMPTS:

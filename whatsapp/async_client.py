@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 
 from .client import SendResult, answer, send_result
-from .errors import AmbiguousSendError, TransientError
+from .errors import THROUGHPUT_CODE, AmbiguousSendError, GraphError, TransientError
 
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 20.0
@@ -144,6 +144,7 @@ class Sender:
         self.loop = asyncio.new_event_loop()
         self.origins: dict[str, _Origin] = {}
         self.tasks: set[asyncio.Task] = set()
+        self.paused: dict[str, float] = {}  # url -> monotonic end of its pause after a 130429
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._run, name="wa-send-loop", daemon=True)
         self.thread.start()
@@ -164,12 +165,17 @@ class Sender:
         at: float = 0.0,
         cancel: threading.Event | None = None,
         late: float | None = None,
+        throughput_pause: float = 0.0,
     ) -> Future[SendResult]:
         """POST ``payload`` to ``url`` not before ``time.monotonic() == at``; a future of its result.
 
-        The future raises ``NotPosted`` when ``cancel`` is set before the request is written, or
-        when the request could not be written within ``late`` seconds after ``at``."""
-        return self.post_many([(url, token, payload, at)], cancel=cancel, late=late)[0]
+        The future raises ``NotPosted`` when ``cancel`` is set before the request is written, when
+        the request could not be written within ``late`` seconds after ``at``, or when its slot
+        came while ``url`` was paused: Meta's 130429 to any call of this process pauses that
+        ``url`` (one phone number) for ``throughput_pause`` seconds."""
+        return self.post_many(
+            [(url, token, payload, at)], cancel=cancel, late=late, throughput_pause=throughput_pause
+        )[0]
 
     def post_many(
         self,
@@ -177,6 +183,7 @@ class Sender:
         *,
         cancel: threading.Event | None = None,
         late: float | None = None,
+        throughput_pause: float = 0.0,
     ) -> list[Future[SendResult]]:
         """``post`` for each ``(url, token, payload, at)``, handed to the loop in one go.
 
@@ -188,12 +195,18 @@ class Sender:
             body = json.dumps(payload, allow_nan=False).encode()
             jobs.append((Future(), url, token, body, at))
         if jobs:
-            self.loop.call_soon_threadsafe(self._start, jobs, cancel, late)
+            self.loop.call_soon_threadsafe(self._start, jobs, cancel, late, throughput_pause)
         return [job[0] for job in jobs]
 
-    def _start(self, jobs: list[tuple], cancel: threading.Event | None, late: float | None) -> None:
+    def pause(self, url: str, seconds: float) -> None:
+        """No call to ``url`` is written for ``seconds`` (from the loop's thread; a longer pause wins)."""
+        self.paused[url] = max(self.paused.get(url, 0.0), time.monotonic() + seconds)
+
+    def _start(
+        self, jobs: list[tuple], cancel: threading.Event | None, late: float | None, pause: float
+    ) -> None:
         for future, url, token, body, at in jobs:
-            task = self.loop.create_task(self._settle(future, url, token, body, at, cancel, late))
+            task = self.loop.create_task(self._settle(future, url, token, body, at, cancel, late, pause))
             self.tasks.add(task)  # the loop holds tasks weakly: kept until done
             task.add_done_callback(self.tasks.discard)
 
@@ -206,6 +219,7 @@ class Sender:
         at: float,
         cancel: threading.Event | None,
         late: float | None,
+        pause: float,
     ) -> None:
         try:
             result = await self._post(url, token, body, at, cancel, late)
@@ -213,6 +227,10 @@ class Sender:
             future.cancel()
             raise
         except BaseException as exc:  # the caller's thread reads it from the future
+            if pause and isinstance(exc, GraphError) and exc.code == THROUGHPUT_CODE:
+                # Set here, on the loop, before any other call of the number is written: the calls
+                # that reach their slots within the pause are not posted (see ``_post``).
+                self.pause(url, pause)
             future.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
@@ -228,9 +246,15 @@ class Sender:
         async with self.slots:
             if cancel is not None and cancel.is_set():
                 raise NotPosted
-            if late is not None and time.monotonic() - at > late:
+            now = time.monotonic()
+            if late is not None and now - at > late:
                 # The loop was held up (a busy process): calls that should have gone out over the
                 # last moments would now leave together and crowd a second at Meta's end.
+                raise NotPosted
+            if now < self.paused.get(url, 0.0):
+                # Meta refused a call of this number a moment ago: its second is full. Calls whose
+                # slots come within the pause are handed back (and queued again); later slots
+                # still go out as reserved, so the pause costs its own length, not the batches'.
                 raise NotPosted
             origin_key, path = _split(url)
             origin = self.origins.get(origin_key)

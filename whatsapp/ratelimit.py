@@ -9,7 +9,11 @@ gaps to others. A campaign's own throttle (``Campaign.throttle_mps``) is a point
 its next slot is at least ``1/rate`` after its previous one, whichever worker sent that.
 
 Meta's 130429 (throughput exceeded) backs the whole number off for a moment: ``back_off`` sets it,
-``backed_off`` reads it, and ``reserve`` grants nothing meanwhile.
+``backed_off`` reads it, and ``reserve`` meanwhile grants slots from the pause's end on, so that the
+number's batches are ready to go the moment it ends (granting none left a second of near silence
+after every refusal while batches refilled). A refusal within one pause's length after the last pause
+ended doubles the next one (up to ``MAX_PAUSE``): a number whose real limit at Meta is below the one
+configured is refused again right after every pause, and must not be hammered.
 
 Redis holds the slots in production (one Lua script, atomic, on Redis's clock so that machines with
 skewed clocks agree); the embedded mode keeps them in this process, where its workers live too.
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 DEFAULT_HORIZON = 2.0  # seconds ahead a batch may reserve slots
+MAX_PAUSE = 5.0  # seconds: the longest a number's pause grows after 130429s right after pauses
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,7 @@ class MemoryLimiter:
         self.hint: dict[str, int] = {}  # every slot from now up to here is taken
         self.tat: dict[str, float] = {}  # campaign key -> earliest time of its next send
         self.off: dict[str, float] = {}  # number -> backed off until
+        self.pause: dict[str, float] = {}  # number -> length of its last pause
 
     def reserve(
         self,
@@ -60,16 +66,14 @@ class MemoryLimiter:
         limit = max(1, int(limit))
         with self.lock:
             now = self.clock()
-            off = self.off.get(number, 0.0)
-            if off > now:
-                return Reservation([], off - now)
             taken = self.taken.setdefault(number, set())
             k_now = math.ceil(now * limit)
             k_end = math.floor((now + horizon) * limit)
             for old in [k for k in taken if k < k_now]:
                 taken.discard(old)
             throttled = bool(stream and stream_rate and stream_rate < limit)
-            k = max(k_now, self.hint.get(number, 0))
+            k_start = math.ceil(max(now, self.off.get(number, 0.0)) * limit)  # after a 130429 pause
+            k = max(k_start, self.hint.get(number, 0))
             tat = self.tat.get(stream, 0.0) if throttled else 0.0
             slots: list[int] = []
             while len(slots) < n:
@@ -95,10 +99,16 @@ class MemoryLimiter:
                 retry_after = max(next_at - horizon / 2 - now, 0.05)
             return Reservation([max(s / limit - now, 0.0) for s in slots], retry_after)
 
-    def back_off(self, number: str, seconds: float) -> None:
+    def back_off(self, number: str, seconds: float) -> float:
         with self.lock:
             now = self.clock()
-            self.off[number] = max(self.off.get(number, 0.0), now + seconds)
+            off, last = self.off.get(number, 0.0), self.pause.get(number, 0.0)
+            if off > now:  # a call that was in flight when the pause began: the same refusal
+                self.off[number] = max(off, now + seconds)
+            else:
+                length = min(max(seconds, 2 * last), MAX_PAUSE) if now < off + last else seconds
+                self.off[number], self.pause[number] = now + length, length
+            return self.off[number] - now
 
     def backed_off(self, number: str) -> float:
         with self.lock:
@@ -117,13 +127,10 @@ local horizon = tonumber(ARGV[3])
 local throttled = ARGV[4] == '1'
 local rate = tonumber(ARGV[5])
 local off = tonumber(redis.call('GET', KEYS[4]) or '0')
-if off > now then
-  return {tostring(math.floor((off - now) * 1e6))}
-end
 local k_now = math.ceil(now * limit)
 local k_end = math.floor((now + horizon) * limit)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%d', k_now))
-local k = math.max(k_now, tonumber(redis.call('GET', KEYS[2]) or '0'))
+local k = math.max(math.ceil(math.max(now, off) * limit), tonumber(redis.call('GET', KEYS[2]) or '0'))
 local tat = 0
 if throttled then tat = tonumber(redis.call('GET', KEYS[3]) or '0') end
 local out = {}
@@ -159,15 +166,26 @@ out[granted + 1] = tostring(math.floor(retry * 1e6))
 return out
 """
 
+# KEYS: backoff (until), the last pause's length. ARGV: seconds, MAX_PAUSE. As MemoryLimiter.back_off.
 BACK_OFF_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local until_ = now + tonumber(ARGV[1])
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if until_ > current then
-  redis.call('SET', KEYS[1], string.format('%.6f', until_), 'PX', math.ceil(tonumber(ARGV[1]) * 1000) + 1000)
+local seconds = tonumber(ARGV[1])
+local off = tonumber(redis.call('GET', KEYS[1]) or '0')
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+local ttl = math.ceil(tonumber(ARGV[2]) * 3000) + 1000
+if off > now then
+  if now + seconds > off then
+    off = now + seconds
+    redis.call('SET', KEYS[1], string.format('%.6f', off), 'PX', ttl)
+  end
+  return tostring(math.floor((off - now) * 1e6))
 end
-return 1
+local length = seconds
+if now < off + last then length = math.min(math.max(seconds, 2 * last), tonumber(ARGV[2])) end
+redis.call('SET', KEYS[1], string.format('%.6f', now + length), 'PX', ttl)
+redis.call('SET', KEYS[2], string.format('%.6f', length), 'PX', ttl)
+return tostring(math.floor(length * 1e6))
 """
 
 BACKED_OFF_LUA = """
@@ -191,7 +209,7 @@ class RedisLimiter:
     def _keys(number: str, stream: str) -> list[str]:
         # One hash tag per number: a Redis cluster keeps a number's keys on one node.
         return [f"wa-rl:{{{number}}}:slots", f"wa-rl:{{{number}}}:hint", f"wa-rl:{{{number}}}:tat:{stream}",
-                f"wa-rl:{{{number}}}:off"]  # fmt: skip
+                f"wa-rl:{{{number}}}:off", f"wa-rl:{{{number}}}:pause"]  # fmt: skip
 
     def reserve(
         self,
@@ -212,8 +230,8 @@ class RedisLimiter:
         values = [int(v) / 1e6 for v in raw]
         return Reservation(values[:-1], values[-1])
 
-    def back_off(self, number: str, seconds: float) -> None:
-        self._back_off(keys=[self._keys(number, "")[3]], args=[seconds])
+    def back_off(self, number: str, seconds: float) -> float:
+        return int(self._back_off(keys=self._keys(number, "")[3:5], args=[seconds, MAX_PAUSE])) / 1e6
 
     def backed_off(self, number: str) -> float:
         return int(self._backed_off(keys=[self._keys(number, "")[3]])) / 1e6
@@ -244,9 +262,10 @@ def reserve(
     return limiter().reserve(number, limit, n, horizon=horizon, stream=stream, stream_rate=stream_rate)
 
 
-def back_off(number: str, seconds: float) -> None:
-    """Meta answered 130429: no slot for ``number`` for ``seconds`` (the longer of two back-offs wins)."""
-    limiter().back_off(number, seconds)
+def back_off(number: str, seconds: float) -> float:
+    """Meta answered 130429: no slot for ``number`` for ``seconds``, or longer after recent pauses (the
+    longer of two back-offs wins). Returns the seconds until the number's pause ends."""
+    return limiter().back_off(number, seconds)
 
 
 def backed_off(number: str) -> float:

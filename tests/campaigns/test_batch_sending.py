@@ -107,10 +107,14 @@ def test_throttled_campaign_gets_its_throttle_not_the_numbers_limit(
     assert run_dispatch(django_capture_on_commit_callbacks) == 10 * sending.LOOKAHEAD
 
 
-def test_dispatcher_skips_stopped_and_backed_off_numbers(fast, enqueued, django_capture_on_commit_callbacks):
-    fill(make_campaign(fast), 10)
-    ratelimit.back_off(fast.phone_number_id, 5)
-    assert run_dispatch(django_capture_on_commit_callbacks) == 0
+def test_dispatcher_skips_stopped_numbers_and_leases_paused_ones(
+    fast, enqueued, django_capture_on_commit_callbacks
+):
+    messages = fill(make_campaign(fast), 10)
+    # A number paused after a 130429 is leased: its batch gets slots from the pause's end on.
+    ratelimit.back_off(fast.phone_number_id, 1.0)
+    assert run_dispatch(django_capture_on_commit_callbacks) == 10
+    Message.objects.filter(pk__in=[m.pk for m in messages]).update(send_after=None)
     ratelimit._limiter.cache_clear()
     fast.status = AccountStatus.SUSPENDED
     fast.save()
@@ -356,7 +360,9 @@ def local_meta(account, settings):
     server.server_close()
 
 
-def test_a_batch_goes_out_on_the_lean_client_and_a_130429_stops_it(local_meta, account, rendered):
+def test_a_batch_goes_out_on_the_lean_client_and_a_130429_pauses_the_number(
+    local_meta, account, rendered, monkeypatch
+):
     from tests.whatsapp.test_async_client import OK, plain
 
     rows = fill(make_campaign(account), 6)
@@ -369,16 +375,19 @@ def test_a_batch_goes_out_on_the_lean_client_and_a_130429_stops_it(local_meta, a
         local_meta.requests[0][0]
         == f"POST /{account.graph_version}/{account.phone_number_id}/messages HTTP/1.1"
     )
-    # 130429 on the first call: the batch posts nothing more (its slots 1 s apart at a limit of 2/s).
-    account.throughput_mps = 2
+    # 130429 on every call, slots 0.5 s apart (a limit of 3/s paced to 2/s), a pause of 0.75 s: the
+    # call whose slot comes inside the pause is not posted, the one after it is (and pauses again).
+    monkeypatch.setattr(sending, "NUMBER_BACKOFF", 0.75)
+    account.throughput_mps = 3
     account.save()
     ratelimit._limiter.cache_clear()  # the slots taken at the old limit mean other times at the new one
     throttled = {"error": {"code": 130429, "message": "(#130429) Rate limit hit", "fbtrace_id": "T"}}
     local_meta.answer = lambda body: plain(429, throttled)
     assert send_batch(ids[3:]) == {"requeued": 3}
-    assert len(local_meta.requests) == 4
-    first, *others = Message.objects.filter(pk__in=ids[3:]).order_by("pk")
-    assert first.error_code == 130429 and first.attempts == 0  # a throughput refusal is not the row's
-    assert all(m.status == MessageStatus.QUEUED for m in [first, *others])
-    assert all(m.attempts == 0 and m.error_code is None for m in others)  # never posted
+    assert len(local_meta.requests) == 3 + 2
+    first, second, third = Message.objects.filter(pk__in=ids[3:]).order_by("pk")
+    assert all(m.status == MessageStatus.QUEUED and m.attempts == 0 for m in [first, second, third])
+    assert first.error_code == third.error_code == 130429  # refused: the number's, not the row's
+    assert second.error_code is None  # its slot came inside the pause: never posted
     assert ratelimit.backed_off(account.phone_number_id) > 0
+    assert all(m.send_after > timezone.now() for m in [second, third])  # queued behind the pause

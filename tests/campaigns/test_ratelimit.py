@@ -81,13 +81,37 @@ def test_a_throttled_campaign_takes_every_nth_slot_and_others_get_the_gaps():
 def test_130429_backs_the_whole_number_off():
     clock = VirtualClock()
     limiter = ratelimit.MemoryLimiter(clock=clock.time)
-    limiter.back_off("n1", 2.0)
+    limiter.back_off("n1", 0.5)
+    assert limiter.backed_off("n1") == pytest.approx(0.5)
+    # No slot inside the pause; the slots start at its end, so the batch is ready when it ends.
     got = limiter.reserve("n1", 80, 10)
-    assert got.delays == [] and got.retry_after == pytest.approx(2.0)
-    assert limiter.backed_off("n1") == pytest.approx(2.0)
-    assert len(limiter.reserve("n2", 80, 10).delays) == 10  # other numbers are not affected
-    clock.now += 2.0
-    assert limiter.backed_off("n1") == 0 and len(limiter.reserve("n1", 80, 10).delays) == 10
+    assert got.delays == sorted(got.delays) and len(got.delays) == 10
+    assert got.delays[0] == pytest.approx(0.5) and got.delays[-1] == pytest.approx(0.5 + 9 / 80)
+    assert limiter.reserve("n2", 80, 1).delays == [0.0]  # other numbers are not affected
+    # A pause longer than the horizon: nothing now; ask again when the horizon reaches past it.
+    limiter.back_off("n3", 5.0)
+    late = limiter.reserve("n3", 80, 10, horizon=2.0)
+    assert late.delays == [] and late.retry_after == pytest.approx(5.0 - 1.0)
+    clock.now += 5.0
+    assert limiter.backed_off("n3") == 0 and len(limiter.reserve("n3", 80, 10).delays) == 10
+
+
+def test_refusals_right_after_a_pause_make_the_next_pause_longer():
+    clock = VirtualClock()
+    limiter = ratelimit.MemoryLimiter(clock=clock.time)
+    limiter.back_off("n1", 0.05)
+    clock.now += 0.02
+    limiter.back_off("n1", 0.05)  # a call in flight when the pause began: the same pause
+    assert limiter.backed_off("n1") == pytest.approx(0.05)
+    lengths = []
+    for _ in range(8):  # refused again at once after every pause: Meta's real limit is lower
+        clock.now += limiter.backed_off("n1") + 0.01
+        limiter.back_off("n1", 0.05)
+        lengths.append(round(limiter.backed_off("n1"), 6))
+    assert lengths == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, ratelimit.MAX_PAUSE, ratelimit.MAX_PAUSE]
+    clock.now += ratelimit.MAX_PAUSE + ratelimit.MAX_PAUSE + 0.01  # quiet for longer than the last pause
+    limiter.back_off("n1", 0.05)
+    assert limiter.backed_off("n1") == pytest.approx(0.05)
 
 
 def test_in_process_limiter_is_the_default_without_redis(settings):
@@ -129,7 +153,14 @@ def test_workers_sharing_redis_stay_under_the_limit(redis_url, settings):
         # The same throttle and back-off semantics as in process.
         ratelimit.back_off(number, 1.0)
         assert 0.5 < ratelimit.backed_off(number) <= 1.0
-        assert ratelimit.reserve(number, limit, 5).delays == []
+        assert ratelimit.reserve(number, limit, 5, horizon=0.5).delays == []  # the pause outlasts it
+        resumed = ratelimit.reserve(number, limit, 5, horizon=2.0).delays  # from the pause's end on
+        assert len(resumed) == 5 and 0.9 < resumed[0] <= 1.0 + 1 / limit
+        grow = f"{number}-grow"  # refused right after a pause: the next one is twice as long
+        ratelimit.back_off(grow, 0.05)
+        time.sleep(0.06)
+        ratelimit.back_off(grow, 0.05)
+        assert 0.08 < ratelimit.backed_off(grow) <= 0.1
         stream = ratelimit.reserve(f"{number}-b", 100, 10, stream="campaign:1", stream_rate=10, horizon=2.0)
         assert len(stream.delays) == 10
         gaps = [b - a for a, b in zip(stream.delays, stream.delays[1:], strict=False)]

@@ -167,6 +167,33 @@ def test_a_call_held_up_past_its_slot_is_not_posted(lean, server):
     assert post(lean, server, at=time.monotonic(), late=0.5).wamid == "wamid.OK1"
 
 
+def test_a_130429_pauses_that_number_in_this_process(lean, server):
+    throttled = {"error": {"code": 130429, "message": "(#130429) Rate limit hit", "fbtrace_id": "T"}}
+    server.answer = lambda body: plain(429, throttled) if body["n"] == 0 else plain(200, OK)
+    other = url(server).replace("/1234/", "/5678/")  # another phone number: not paused
+    start = time.monotonic()
+    futures = [
+        lean.post(url(server), "tok", {"n": 0}, at=start, throughput_pause=1.0),
+        lean.post(url(server), "tok", {"n": 1}, at=start + 0.3, throughput_pause=1.0),  # inside the pause
+        lean.post(other, "tok", {"n": 2}, at=start + 0.3, throughput_pause=1.0),
+        lean.post(url(server), "tok", {"n": 3}, at=start + 1.5, throughput_pause=1.0),  # after it
+    ]
+    with pytest.raises(TransientError) as caught:
+        futures[0].result(timeout=5)
+    assert caught.value.code == 130429
+    with pytest.raises(async_client.NotPosted):
+        futures[1].result(timeout=5)
+    assert futures[2].result(timeout=5).wamid == futures[3].result(timeout=5).wamid == "wamid.OK1"
+    assert [body["n"] for _, _, body in server.requests] == [0, 2, 3]
+    # Without a pause asked for (single sends on this loop), a 130429 pauses nothing.
+    server.answer = lambda body: plain(429, throttled)
+    with pytest.raises(TransientError):
+        post(lean, server, {"n": 0}, at=time.monotonic())
+    with pytest.raises(TransientError):
+        post(lean, server, {"n": 0}, at=time.monotonic())
+    assert len(server.requests) == 5
+
+
 def test_posts_wait_for_their_slot_time(lean, server):
     start = time.monotonic()
     futures = [lean.post(url(server), "tok", {"n": i}, at=start + 0.1 * i) for i in range(4)]
