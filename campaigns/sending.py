@@ -674,6 +674,8 @@ def _on_answer(
     if not isinstance(exc, GraphError):
         return
     if exc.code == THROUGHPUT_CODE:
+        # One Redis round trip on the loop's thread per refusal (rare by design); the shared pause
+        # may have grown (refusals right after pauses), and this process then holds that long too.
         lean.pause(url, ratelimit.back_off(number, NUMBER_BACKOFF))
     elif _stops_the_batch(exc):
         stop.set()
