@@ -1,4 +1,4 @@
-"""The worker processes' heap: what was loaded at boot is frozen out of the garbage collector's scans."""
+"""Long-running processes freeze their boot heap out of the garbage collector's scans."""
 
 from __future__ import annotations
 
@@ -10,20 +10,26 @@ import dramatiq
 logger = logging.getLogger(__name__)
 
 
-class FreezeBootHeap(dramatiq.Middleware):
-    """``gc.freeze()`` once a ``rundramatiq`` process has imported everything, before its threads run.
+def freeze_boot_heap() -> int:
+    """``gc.freeze()`` what is loaded now, after collecting what is already garbage; the frozen count.
 
     A full (generation 2) collection walks every container object of the process: Django, the
-    libraries, the URL and template machinery, about 170,000 that never die. In a sender process
-    on the busy benchmark box that took 85-250 ms a few times a minute, holding the GIL, so the
-    event loop that posts at reserved slots stopped and then let the calls it owed out together: a
-    burst that Meta answers with 130429 (docs/benchmarks.md). Frozen objects are skipped by every
-    collection; what the jobs allocate later is collected as before. Only in worker processes
-    started by the dramatiq command (``after_process_boot``): ``manage.py serve`` and the tests are
-    left alone.
+    libraries, the URL and template machinery, about 170,000 that never die. On the busy benchmark
+    box that took 85-250 ms a few times a minute, holding the GIL: a sender's event loop that posts
+    at reserved slots stopped and then let the calls it owed out together, and the simulator's loop
+    stopped and then stamped the sends that waited meanwhile together; either way a burst in one
+    second, answered with 130429 (docs/benchmarks.md). Frozen objects are skipped by every
+    collection; what the process allocates later is collected as before.
     """
+    gc.collect()  # nothing already garbage is kept forever
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
+class FreezeBootHeap(dramatiq.Middleware):
+    """``freeze_boot_heap`` once a ``rundramatiq`` process has imported everything, before its
+    threads run (``after_process_boot``, which only the dramatiq command emits: ``manage.py serve``
+    and the tests are left alone)."""
 
     def after_process_boot(self, broker: dramatiq.Broker) -> None:
-        gc.collect()  # nothing already garbage is kept forever
-        gc.freeze()
-        logger.debug("froze %s objects of the booted worker process", gc.get_freeze_count())
+        logger.debug("froze %s objects of the booted worker process", freeze_boot_heap())

@@ -1,4 +1,4 @@
-"""Worker processes freeze their boot heap out of the garbage collector's scans (docs/benchmarks.md)."""
+"""Worker and simulator processes freeze their boot heap out of the collector's scans (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import sys
 
 import dramatiq
 
+from controlpanel import worker_heap
 from controlpanel.worker_heap import FreezeBootHeap
+from whatsapp.simulator import callbacks, standalone
 
 
 def test_the_configured_broker_freezes_after_a_worker_process_boots():
@@ -30,3 +32,11 @@ def test_after_process_boot_freezes_what_is_loaded_and_keeps_no_garbage():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_the_standalone_simulator_freezes_once_started(monkeypatch):
+    frozen = []
+    monkeypatch.setattr(worker_heap, "freeze_boot_heap", lambda: frozen.append(True) or 1)
+    monkeypatch.setattr(callbacks, "ensure_pump", lambda: None)
+    standalone.started()
+    assert frozen == [True]

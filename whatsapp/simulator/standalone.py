@@ -32,6 +32,9 @@ def configure() -> None:
 
 
 def started() -> None:
+    from controlpanel.worker_heap import freeze_boot_heap
+
     from . import callbacks
 
     callbacks.ensure_pump()  # webhooks left over from a previous run go out now, not at the first request
+    freeze_boot_heap()  # a full collection held the send route's loop 80-185 ms (docs/benchmarks.md)
