@@ -27,9 +27,20 @@ def freeze_boot_heap() -> int:
 
 
 class FreezeBootHeap(dramatiq.Middleware):
-    """``freeze_boot_heap`` once a ``rundramatiq`` process has imported everything, before its
-    threads run (``after_process_boot``, which only the dramatiq command emits: ``manage.py serve``
-    and the tests are left alone)."""
+    """``freeze_boot_heap`` in a ``rundramatiq`` process once it has loaded the actor modules, just
+    before its worker threads start.
+
+    ``after_process_boot`` (which only the dramatiq command emits, after setting Django up) marks the
+    process; ``before_worker_boot`` (after the actor modules are imported) freezes it. ``manage.py
+    serve`` and the tests start workers without a process boot, and are left alone.
+    """
+
+    def __init__(self) -> None:
+        self.booted = False
 
     def after_process_boot(self, broker: dramatiq.Broker) -> None:
-        logger.debug("froze %s objects of the booted worker process", freeze_boot_heap())
+        self.booted = True
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        if self.booted:
+            logger.debug("froze %s objects of the booted worker process", freeze_boot_heap())

@@ -16,7 +16,7 @@ def test_the_configured_broker_freezes_after_a_worker_process_boots():
     assert any(isinstance(m, FreezeBootHeap) for m in dramatiq.get_broker().middleware)
 
 
-def test_after_process_boot_freezes_what_is_loaded_and_keeps_no_garbage():
+def test_a_booted_worker_process_freezes_what_is_loaded_and_keeps_no_garbage():
     # In a child interpreter: freezing the test process's heap would outlive this test.
     code = (
         "import gc, weakref\n"
@@ -24,7 +24,11 @@ def test_after_process_boot_freezes_what_is_loaded_and_keeps_no_garbage():
         "class Node: pass\n"
         "a, b = Node(), Node(); a.b, b.a = b, a; gone = weakref.ref(a); del a, b\n"  # a cycle, garbage
         "before = gc.get_freeze_count()\n"
-        "FreezeBootHeap().after_process_boot(None)\n"
+        "heap = FreezeBootHeap()\n"
+        "heap.before_worker_boot(None, None)  # a worker started in a process that did not boot: serve\n"
+        "assert gc.get_freeze_count() == before\n"
+        "heap.after_process_boot(None)\n"
+        "heap.before_worker_boot(None, None)\n"
         "assert gc.get_freeze_count() > before + 1000, (before, gc.get_freeze_count())\n"
         "assert gone() is None  # collected before the freeze, not kept forever\n"
         "print('ok')\n"
