@@ -4,13 +4,14 @@ user's pick), with English unchanged and machine values (codes, action keys) unt
 from __future__ import annotations
 
 import re
+import zoneinfo
 from datetime import UTC, datetime
 
 import pytest
 from django.core import mail
 from django.test import Client
 from django.urls import reverse
-from django.utils import translation
+from django.utils import timezone, translation
 
 from controlpanel import counting
 from controlpanel.api import validation_message
@@ -73,7 +74,10 @@ def test_members_page_roles_and_dates_in_german(owner_client, project, viewer):
     assert ">Betrachter</option>" in html and ">Inhaber<" in html
     assert "Invite someone" not in html and "Send invitation" not in html
     membership = viewer.memberships.get()
-    assert membership.created_at.strftime("%d.%m.%Y") in html  # SHORT_DATE_FORMAT in German
+    # SHORT_DATE_FORMAT in German, of the day in the project's time zone, which the page renders in
+    # (not UTC's: the test failed late in the evening, UTC).
+    day = timezone.localtime(membership.created_at, zoneinfo.ZoneInfo(project.time_zone))
+    assert day.strftime("%d.%m.%Y") in html
 
 
 def test_role_labels_are_lazy():
